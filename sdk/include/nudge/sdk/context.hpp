@@ -1,0 +1,99 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/any_io_executor.hpp>
+
+namespace nudge {
+
+enum class LogLevel { trace, debug, info, warn, error };
+
+/// A logger named for one plugin instance (`sink.sqlite`). Thread-safe.
+/// Log in sentences and quote identifiers; never one line per message at info.
+class Logger {
+ public:
+  virtual ~Logger() = default;
+
+  /// True when a line at `level` would be written; check it before costly formatting.
+  virtual bool enabled(LogLevel level) const noexcept = 0;
+  /// Writes one line at `level`. Thread-safe.
+  virtual void write(LogLevel level, std::string_view text) = 0;
+
+  /// Convenience: concatenates `parts` with operator<< and writes them at the level.
+  template <class... Parts> void trace(const Parts&... parts) { log(LogLevel::trace, parts...); }
+  template <class... Parts> void debug(const Parts&... parts) { log(LogLevel::debug, parts...); }
+  template <class... Parts> void info(const Parts&... parts) { log(LogLevel::info, parts...); }
+  template <class... Parts> void warn(const Parts&... parts) { log(LogLevel::warn, parts...); }
+  template <class... Parts> void error(const Parts&... parts) { log(LogLevel::error, parts...); }
+
+ private:
+  template <class... Parts>
+  void log(LogLevel level, const Parts&... parts) {
+    if (!enabled(level)) return;
+    std::ostringstream text;
+    (text << ... << parts);
+    write(level, text.str());
+  }
+};
+
+/// A monotonically increasing count. Lock-free; safe from any thread.
+class Counter {
+ public:
+  void add(std::uint64_t n = 1) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
+  std::uint64_t value() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+/// A value that goes up and down (queue depth, connections). Lock-free.
+class Gauge {
+ public:
+  void set(std::int64_t v) noexcept { value_.store(v, std::memory_order_relaxed); }
+  void add(std::int64_t n) noexcept { value_.fetch_add(n, std::memory_order_relaxed); }
+  std::int64_t value() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::int64_t> value_{0};
+};
+
+/// The metrics registry of one plugin instance. Names are short snake_case
+/// (`rows_written`); the runtime prefixes them with the stage and plugin.
+class Metrics {
+ public:
+  virtual ~Metrics() = default;
+
+  /// Returns the counter `name`, creating it on first use. The reference
+  /// stays valid for the plugin's lifetime; look it up once, not per message.
+  virtual Counter& counter(std::string_view name, std::string_view help) = 0;
+  /// Returns the gauge `name`, creating it on first use; as for counter().
+  virtual Gauge& gauge(std::string_view name, std::string_view help) = 0;
+};
+
+/// What the runtime hands each plugin instance. Outlives the plugin.
+///
+/// Threading: the runtime runs one event loop; every plugin method and every
+/// Completion is invoked on executor(). A plugin that must block (a database
+/// client) does so on its own thread (see BlockingWorker) and posts results
+/// back to executor().
+class Context {
+ public:
+  virtual ~Context() = default;
+
+  /// The event loop's executor. Never block on it.
+  virtual boost::asio::any_io_executor executor() const = 0;
+  /// A logger named for this plugin instance, e.g. `sink.sqlite`.
+  virtual Logger& logger() = 0;
+  /// This plugin instance's metrics.
+  virtual Metrics& metrics() = 0;
+  /// The id of this runtime instance (unique per process run unless set in the pipeline).
+  virtual std::string_view instance_id() const = 0;
+  /// The pipeline's name (`[pipeline] name`).
+  virtual std::string_view pipeline_name() const = 0;
+};
+
+}  // namespace nudge

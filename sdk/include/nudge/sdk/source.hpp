@@ -1,0 +1,59 @@
+#pragma once
+
+#include <functional>
+#include <string_view>
+
+#include "nudge/sdk/message.hpp"
+#include "nudge/sdk/plugin.hpp"
+#include "nudge/sdk/status.hpp"
+
+namespace nudge {
+
+/// The pipeline as a source sees it. Implemented by the runtime; valid from
+/// Source::start until the source's stop completes. Call only on the executor.
+class Ingress {
+ public:
+  virtual ~Ingress() = default;
+
+  /// Hands a message taken in from a client to the pipeline (fanout, then log
+  /// or sink). `on_durable` runs once the message is durable — appended to the
+  /// log, or written by the sink where there is no log — with an ok Status,
+  /// or with the failure that the sender must be told about. Never blocks.
+  virtual void publish(MessagePtr message, Completion on_durable) = 0;
+
+  /// Runs `resume` on the executor as soon as the pipeline has room for
+  /// another message (posted, never inline). A source calls it before reading
+  /// the next message from a client, so a full pipeline stops reading from
+  /// clients instead of buffering without limit (backpressure).
+  virtual void when_ready(std::function<void()> resume) = 0;
+
+  /// Tells the fanout whether this instance has local clients in `room`, so a
+  /// fanout with one channel per room subscribes only to rooms that matter.
+  /// Call with true when a room's first local client joins and false when its
+  /// last one leaves.
+  virtual void set_room_interest(std::string_view room, bool interested) = 0;
+};
+
+/// Takes messages in from the outside world and delivers messages to its
+/// local clients (`websocket`).
+class Source : public Plugin {
+ public:
+  static constexpr PluginKind kind = PluginKind::source;
+
+  /// Opens listeners. A failure (port in use) stops the startup with its
+  /// message. `ingress` outlives the source.
+  virtual Status start(Ingress& ingress) = 0;
+
+  /// Delivers a message to every local client in `message->room`. Called for
+  /// each message that the fanout hands back (the sender's own included), or,
+  /// with no fanout, for each message this instance published.
+  virtual void deliver(const MessagePtr& message) = 0;
+
+  /// First step of a graceful stop: stop accepting connections and reading
+  /// new messages, but keep connections open so acknowledgements of messages
+  /// in flight still reach their senders. `stop()` follows once the pipeline
+  /// has drained.
+  virtual void stop_intake() = 0;
+};
+
+}  // namespace nudge

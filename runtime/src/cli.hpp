@@ -1,0 +1,24 @@
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace nudge::runtime {
+
+/// The parsed command line of `nudge`.
+struct CommandLine {
+  std::string command;                 ///< run, validate, plugins, describe, help, version
+  std::string argument;                ///< the pipeline file or plugin name
+  std::vector<std::string> overrides;  ///< --set table.key=value
+  std::vector<std::filesystem::path> plugin_dirs;
+  std::string log_level = "info";
+  std::string error;                   ///< non-empty when the command line is wrong
+};
+
+CommandLine parse_command_line(const std::vector<std::string>& args);
+
+/// Runs `nudge` with `args` (without the program name); returns the exit code.
+int run_cli(const std::vector<std::string>& args);
+
+}  // namespace nudge::runtime

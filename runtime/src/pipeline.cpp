@@ -1,0 +1,205 @@
+#include "pipeline.hpp"
+
+#include <chrono>
+
+namespace nudge::runtime {
+
+Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegistry& metrics)
+    : io_(io),
+      spec_(std::move(spec)),
+      metrics_(metrics),
+      window_(io.get_executor(), static_cast<std::size_t>(spec_.settings.max_in_flight)),
+      deliver_when_durable_(spec_.settings.deliver == "durable"),
+      messages_in_(metrics.counter("pipeline_messages_in")),
+      messages_acked_(metrics.counter("pipeline_messages_acked")),
+      messages_failed_(metrics.counter("pipeline_messages_failed")),
+      fanout_received_(metrics.counter("pipeline_fanout_received")),
+      grace_timer_(io) {}
+
+Pipeline::~Pipeline() {
+  // Instances go before the libraries that made them, upstream first.
+  sink_driver_.reset();
+  if (source_) source_->instance.reset();
+  if (fanout_) fanout_->instance.reset();
+  if (log_) log_->instance.reset();
+  if (sink_) sink_->instance.reset();
+}
+
+template <class Interface>
+bool Pipeline::make_stage(const std::optional<StageSpec>& spec, std::optional<Stage<Interface>>& out) {
+  if (!spec) return true;
+  std::string prefix = spec->key_path;
+  std::replace(prefix.begin(), prefix.end(), '.', '_');
+  auto context = std::make_unique<PluginContext>(io_.get_executor(), spec->key_path, metrics_, prefix,
+                                                 spec_.settings.instance_id, spec_.settings.name);
+  std::string error;
+  Plugin* made = spec->library->descriptor->create(spec->config, *context, &error);
+  if (!made) {
+    logger_.error(spec->key_path, ": cannot create the plugin: ", error);
+    return false;
+  }
+  // The descriptor's kind was checked on load; the export macro guarantees
+  // the object derives from that kind's interface.
+  out.emplace(Stage<Interface>{spec->key_path, spec->library, std::move(context),
+                               std::unique_ptr<Interface>(static_cast<Interface*>(made))});
+  return true;
+}
+
+bool Pipeline::create() {
+  if (!make_stage(spec_.sink, sink_) || !make_stage(spec_.log, log_) || !make_stage(spec_.fanout, fanout_) ||
+      !make_stage(spec_.source, source_))
+    return false;
+  if (sink_) {
+    sink_driver_ = std::make_unique<SinkDriver>(io_.get_executor(), *sink_->instance, spec_.sink_settings,
+                                                sink_->context->logger(), sink_->context->metrics());
+  }
+  return true;
+}
+
+Status Pipeline::start() {
+  std::vector<std::function<void(std::function<void()>)>> started;
+  auto fail = [&](const std::string& stage, const Status& status) {
+    logger_.error(stage, ": failed to start: ", status.message());
+    // Stop what had started, newest first; their stop completes asynchronously.
+    for (auto it = started.rbegin(); it != started.rend(); ++it) (*it)([] {});
+    return Status::error(status.code(), stage + ": " + status.message());
+  };
+  if (sink_) {
+    if (auto s = sink_->instance->start(); !s.ok()) return fail(sink_->key_path, s);
+    started.push_back([this](auto done) { sink_->instance->stop(std::move(done)); });
+  }
+  if (log_) {
+    LogStartOptions options;
+    options.produce = source_.has_value();
+    options.consumer = sink_ ? static_cast<LogConsumer*>(this) : nullptr;
+    options.max_batch_messages = static_cast<std::size_t>(spec_.sink_settings.batch_max_messages);
+    if (auto s = log_->instance->start(options); !s.ok()) return fail(log_->key_path, s);
+    started.push_back([this](auto done) { log_->instance->stop(std::move(done)); });
+  }
+  if (fanout_) {
+    if (auto s = fanout_->instance->start(*this); !s.ok()) return fail(fanout_->key_path, s);
+    started.push_back([this](auto done) { fanout_->instance->stop(std::move(done)); });
+  }
+  if (source_) {
+    if (auto s = source_->instance->start(*this); !s.ok()) return fail(source_->key_path, s);
+  }
+  std::string shape;
+  for (const auto* stage : {&spec_.source, &spec_.fanout, &spec_.log, &spec_.sink})
+    if (*stage) shape += (shape.empty() ? "" : " -> ") + (*stage)->key_path;
+  logger_.info("pipeline '", spec_.settings.name, "' started as instance '", spec_.settings.instance_id, "': ",
+               shape);
+  return Status::success();
+}
+
+void Pipeline::publish(MessagePtr message, Completion on_durable) {
+  messages_in_.add();
+  window_.acquire();
+  if (!deliver_when_durable_) deliver(message);
+  auto finish = [this, message, on_durable = std::move(on_durable)](Status status) {
+    window_.release();
+    if (status.ok()) {
+      messages_acked_.add();
+      if (deliver_when_durable_) deliver(message);
+    } else {
+      messages_failed_.add();
+    }
+    on_durable(std::move(status));
+  };
+  if (log_) {
+    log_->instance->append(message, std::move(finish));
+  } else if (sink_driver_) {
+    sink_driver_->enqueue(std::move(message), std::move(finish));
+  } else {
+    // A pure relay: nothing durable to wait for.
+    boost::asio::post(io_, [finish = std::move(finish)]() mutable { finish(Status::success()); });
+  }
+}
+
+void Pipeline::deliver(const MessagePtr& message) {
+  if (fanout_) fanout_->instance->publish(message);
+  else if (source_) source_->instance->deliver(message);
+}
+
+void Pipeline::when_ready(std::function<void()> resume) { window_.when_ready(std::move(resume)); }
+
+void Pipeline::set_room_interest(std::string_view room, bool interested) {
+  if (fanout_) fanout_->instance->set_room_interest(room, interested);
+}
+
+void Pipeline::on_fanout_message(MessagePtr message) {
+  fanout_received_.add();
+  if (source_) source_->instance->deliver(message);
+}
+
+void Pipeline::on_batch(BatchPtr batch, Completion done) {
+  if (!sink_driver_) {
+    done(Status::error(StatusCode::internal, "no sink"));
+    return;
+  }
+  sink_driver_->write_with_retry(std::move(batch), std::move(done));
+}
+
+void Pipeline::stop(std::function<void(bool drained)> done) {
+  if (stopping_) return;
+  stopping_ = true;
+  logger_.info("stopping: intake closed, waiting for ", window_.in_flight(), " messages in flight (grace ",
+               spec_.settings.shutdown_grace_ms, " ms)");
+  if (source_) source_->instance->stop_intake();
+
+  auto finished = std::make_shared<bool>(false);
+  auto proceed = [this, finished, done](bool drained) {
+    if (*finished) return;
+    *finished = true;
+    grace_timer_.cancel();
+    if (!drained)
+      logger_.error("grace period over with ", window_.in_flight(),
+                    " messages still not durable; their senders got no ack");
+    stop_stages([done, drained] { done(drained); });
+  };
+  grace_timer_.expires_after(std::chrono::milliseconds(spec_.settings.shutdown_grace_ms));
+  grace_timer_.async_wait([proceed](boost::system::error_code ec) {
+    if (!ec) proceed(false);
+  });
+  window_.when_empty([proceed] { proceed(true); });
+}
+
+void Pipeline::stop_stages(std::function<void()> done) {
+  // Upstream first: the source closes its connections (acks are out), the
+  // fanout and log producer flush, the consumer finishes its batch and
+  // commits, and the sink closes last.
+  auto stop_sink = [this, done] {
+    if (!sink_) return done();
+    sink_->instance->stop([this, done] {
+      logger_.info("stopped ", sink_->key_path);
+      done();
+    });
+  };
+  auto stop_driver = [this, stop_sink] {
+    if (!sink_driver_) return stop_sink();
+    sink_driver_->shutdown(stop_sink);
+  };
+  auto stop_log = [this, stop_driver] {
+    if (!log_) return stop_driver();
+    // The driver stops retrying first, so a consumer stuck on a dead sink can
+    // finish its batch (uncommitted) and let the log stop.
+    if (sink_driver_) sink_driver_->shutdown([] {});
+    log_->instance->stop([this, stop_driver] {
+      logger_.info("stopped ", log_->key_path);
+      stop_driver();
+    });
+  };
+  auto stop_fanout = [this, stop_log] {
+    if (!fanout_) return stop_log();
+    fanout_->instance->stop([this, stop_log] {
+      logger_.info("stopped ", fanout_->key_path);
+      stop_log();
+    });
+  };
+  if (!source_) return stop_fanout();
+  source_->instance->stop([this, stop_fanout] {
+    logger_.info("stopped ", source_->key_path);
+    stop_fanout();
+  });
+}
+
+}  // namespace nudge::runtime

@@ -1,0 +1,116 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "in_flight_window.hpp"
+#include "logging.hpp"
+#include "nudge/sdk/export.hpp"
+#include "pipeline_config.hpp"
+#include "sink_driver.hpp"
+
+namespace nudge::runtime {
+
+/// The Context a plugin instance is given.
+class PluginContext final : public Context {
+ public:
+  PluginContext(boost::asio::any_io_executor executor, std::string logger_name, MetricsRegistry& registry,
+                std::string metrics_prefix, std::string instance_id, std::string pipeline_name)
+      : executor_(std::move(executor)),
+        logger_(std::move(logger_name)),
+        metrics_(registry, std::move(metrics_prefix)),
+        instance_id_(std::move(instance_id)),
+        pipeline_name_(std::move(pipeline_name)) {}
+
+  boost::asio::any_io_executor executor() const override { return executor_; }
+  Logger& logger() override { return logger_; }
+  Metrics& metrics() override { return metrics_; }
+  std::string_view instance_id() const override { return instance_id_; }
+  std::string_view pipeline_name() const override { return pipeline_name_; }
+
+ private:
+  boost::asio::any_io_executor executor_;
+  NamedLogger logger_;
+  StageMetrics metrics_;
+  std::string instance_id_;
+  std::string pipeline_name_;
+};
+
+/// A running plugin instance, with the library that made it.
+template <class Interface>
+struct Stage {
+  std::string key_path;
+  std::shared_ptr<LoadedPlugin> library;  // declared first: destroyed after the instance
+  std::unique_ptr<PluginContext> context;
+  std::unique_ptr<Interface> instance;
+};
+
+/// Wires the stages of a pipeline and moves messages between them:
+/// source → (fanout, log | sink) and log → sink, with acknowledgements,
+/// backpressure and a graceful, draining stop. Lives on one event loop.
+class Pipeline final : private Ingress, private FanoutReceiver, private LogConsumer {
+ public:
+  Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegistry& metrics);
+  ~Pipeline() override;
+
+  /// Constructs every plugin instance (no I/O). Returns false and logs why if
+  /// a plugin refused its config.
+  bool create();
+
+  /// Starts the stages, downstream first, so nothing is taken in before
+  /// there is somewhere to put it. On failure logs the stage and reason,
+  /// stops what had started, and returns the error.
+  Status start();
+
+  /// Graceful stop: stop intake, wait (up to the grace period) for every
+  /// message in flight to become durable and be acknowledged, then stop the
+  /// stages upstream first. `done(true)` when everything drained.
+  void stop(std::function<void(bool drained)> done);
+
+  const PipelineSpec& spec() const noexcept { return spec_; }
+  std::size_t in_flight() const noexcept { return window_.in_flight(); }
+
+ private:
+  // Ingress
+  void publish(MessagePtr message, Completion on_durable) override;
+  void when_ready(std::function<void()> resume) override;
+  void set_room_interest(std::string_view room, bool interested) override;
+  // FanoutReceiver
+  void on_fanout_message(MessagePtr message) override;
+  // LogConsumer
+  void on_batch(BatchPtr batch, Completion done) override;
+
+  template <class Interface>
+  bool make_stage(const std::optional<StageSpec>& spec, std::optional<Stage<Interface>>& out);
+  /// Hands a message to every client that should see it: through the fanout
+  /// when there is one, else straight to the local source.
+  void deliver(const MessagePtr& message);
+  void stop_stages(std::function<void()> done);
+
+  boost::asio::io_context& io_;
+  PipelineSpec spec_;
+  MetricsRegistry& metrics_;
+  NamedLogger logger_{"runtime"};
+  InFlightWindow window_;
+  bool deliver_when_durable_ = true;
+  bool stopping_ = false;
+  Counter& messages_in_;
+  Counter& messages_acked_;
+  Counter& messages_failed_;
+  Counter& fanout_received_;
+
+  std::optional<Stage<Sink>> sink_;
+  std::optional<Stage<Log>> log_;
+  std::optional<Stage<Fanout>> fanout_;
+  std::optional<Stage<Source>> source_;
+  std::unique_ptr<SinkDriver> sink_driver_;
+  std::unique_ptr<PluginContext> sink_driver_context_;
+  boost::asio::steady_timer grace_timer_;
+};
+
+}  // namespace nudge::runtime

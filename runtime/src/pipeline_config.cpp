@@ -1,0 +1,403 @@
+#include "pipeline_config.hpp"
+
+#include <charconv>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <unistd.h>
+
+#include <toml++/toml.h>
+
+namespace nudge::runtime {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::array<PluginKind, 4> kKinds = {PluginKind::source, PluginKind::fanout, PluginKind::log,
+                                              PluginKind::sink};
+
+/// Where a node sits, for diagnostics.
+struct Place {
+  const std::string& file;
+  int line;
+  int column;
+};
+
+Place place_of(const std::string& file, const toml::source_region& region) {
+  return {file, static_cast<int>(region.begin.line), static_cast<int>(region.begin.column)};
+}
+
+void report(Diagnostics& d, const Place& p, std::string key_path, std::string message) {
+  // Nodes made by --set have no source; name the flag instead of a line.
+  d.add({p.line > 0 ? p.file : std::string("--set"), p.line, p.column, std::move(key_path), std::move(message)});
+}
+
+std::string type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::none: return "nothing";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a number";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+  }
+  return "a value";
+}
+
+/// Replaces `${VAR}` in every string of the tree, in place.
+void interpolate_tree(toml::node& node, const std::string& file, const std::string& key_path,
+                      const VariableLookup& lookup, Diagnostics& diags) {
+  if (auto* table = node.as_table()) {
+    for (auto&& [key, child] : *table)
+      interpolate_tree(child, file, key_path.empty() ? std::string(key.str()) : key_path + "." + std::string(key.str()),
+                       lookup, diags);
+  } else if (auto* array = node.as_array()) {
+    for (auto& child : *array) interpolate_tree(child, file, key_path, lookup, diags);
+  } else if (auto* str = node.as_string()) {
+    std::string out;
+    std::string error;
+    if (interpolate(str->get(), lookup, out, error)) {
+      str->get() = std::move(out);
+    } else {
+      report(diags, place_of(file, node.source()), key_path, error);
+    }
+  }
+}
+
+bool apply_override(toml::table& root, const std::string& text, Diagnostics& diags) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    diags.add({"--set", 0, 0, text, "expected table.key=value"});
+    return false;
+  }
+  const std::string path = text.substr(0, eq);
+  const std::string value = text.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::stringstream stream(path);
+  for (std::string part; std::getline(stream, part, '.');) parts.push_back(part);
+  if (parts.size() < 2 || std::any_of(parts.begin(), parts.end(), [](auto& p) { return p.empty(); })) {
+    diags.add({"--set", 0, 0, path, "expected a dotted key such as source.websocket.listen"});
+    return false;
+  }
+  toml::table* table = &root;
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    auto* next = table->get(parts[i]);
+    if (!next) next = &table->insert_or_assign(parts[i], toml::table{}).first->second;
+    table = next->as_table();
+    if (!table) {
+      diags.add({"--set", 0, 0, path, "'" + parts[i] + "' is not a table"});
+      return false;
+    }
+  }
+  // A value that parses as TOML (10, true, ["a"]) keeps its type; anything
+  // else is taken as a plain string, so `--set x.y=127.0.0.1:0` needs no quotes.
+  try {
+    auto parsed = toml::parse("v = " + value);
+    if (auto* node = parsed.get("v")) {
+      if (node->is_string()) table->insert_or_assign(parts.back(), node->as_string()->get());
+      else if (node->is_integer()) table->insert_or_assign(parts.back(), node->as_integer()->get());
+      else if (node->is_floating_point()) table->insert_or_assign(parts.back(), node->as_floating_point()->get());
+      else if (node->is_boolean()) table->insert_or_assign(parts.back(), node->as_boolean()->get());
+      else if (auto* arr = node->as_array()) {
+        toml::array fresh;
+        for (auto& e : *arr)
+          if (e.is_string()) fresh.push_back(e.as_string()->get());
+        table->insert_or_assign(parts.back(), std::move(fresh));
+      } else table->insert_or_assign(parts.back(), value);
+      return true;
+    }
+  } catch (const toml::parse_error&) {
+  }
+  table->insert_or_assign(parts.back(), value);
+  return true;
+}
+
+std::optional<ConfigValue> convert(const toml::node& node, const ConfigField& field, std::string& expected) {
+  const auto want = [&] { return "expected " + std::string(to_string(field.type)) + ", got " + type_name(node); };
+  // Numbers and booleans may come from `${VAR}` strings: accept their text.
+  const std::string* text = node.is_string() ? &node.as_string()->get() : nullptr;
+  switch (field.type) {
+    case ConfigType::boolean:
+      if (auto* b = node.as_boolean()) return b->get();
+      if (text && (*text == "true" || *text == "false")) return *text == "true";
+      break;
+    case ConfigType::integer:
+      if (auto* i = node.as_integer()) return i->get();
+      if (text) {
+        std::int64_t v = 0;
+        auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+        if (ec == std::errc() && end == text->data() + text->size()) return v;
+      }
+      break;
+    case ConfigType::number:
+      if (auto* f = node.as_floating_point()) return f->get();
+      if (auto* i = node.as_integer()) return static_cast<double>(i->get());
+      if (text) {
+        try {
+          std::size_t used = 0;
+          const double v = std::stod(*text, &used);
+          if (used == text->size()) return v;
+        } catch (...) {
+        }
+      }
+      break;
+    case ConfigType::string:
+      if (text) return *text;
+      break;
+    case ConfigType::string_list:
+      if (auto* arr = node.as_array()) {
+        std::vector<std::string> out;
+        for (auto& e : *arr) {
+          if (!e.is_string()) {
+            expected = "expected an array of strings, found " + type_name(e) + " in it";
+            return std::nullopt;
+          }
+          out.push_back(e.as_string()->get());
+        }
+        return out;
+      }
+      break;
+  }
+  expected = want();
+  if (text) expected += " \"" + *text + "\"";
+  return std::nullopt;
+}
+
+/// Validates `table` against `schema`: unknown keys, types, ranges, required
+/// keys. Every problem is reported.
+Config bind_table(const toml::table& table, const ConfigSchema& schema, const std::string& key_path,
+            const std::string& file, Diagnostics& diags) {
+  std::map<std::string, ConfigValue, std::less<>> values;
+  std::vector<std::string> set;
+  std::vector<std::string> known;
+  for (const auto& f : schema.fields()) known.push_back(f.key);
+
+  for (auto&& [key, node] : table) {
+    const std::string name(key.str());
+    const ConfigField* field = schema.find(name);
+    if (!field) {
+      std::string message = "unknown key '" + name + "'";
+      if (auto guess = closest_match(name, known); !guess.empty()) message += " (did you mean '" + guess + "'?)";
+      else if (!known.empty()) {
+        message += "; known keys:";
+        for (const auto& k : known) message += " " + k;
+      } else {
+        message += "; this table takes no keys";
+      }
+      report(diags, place_of(file, key.source()), key_path, message);
+      continue;
+    }
+    std::string expected;
+    auto value = convert(node, *field, expected);
+    if (!value) {
+      report(diags, place_of(file, node.source()), key_path + "." + name, expected);
+      continue;
+    }
+    if (auto problem = field->validate(*value); !problem.empty()) {
+      report(diags, place_of(file, node.source()), key_path + "." + name, problem);
+      continue;
+    }
+    values.emplace(name, std::move(*value));
+    set.push_back(name);
+  }
+  for (const auto& field : schema.fields()) {
+    if (values.contains(field.key)) continue;
+    if (field.default_value) {
+      values.emplace(field.key, *field.default_value);
+    } else if (std::find(set.begin(), set.end(), field.key) == set.end()) {
+      // Only report a missing key when it is absent, not when it was present but invalid.
+      if (!table.contains(field.key))
+        report(diags, place_of(file, table.source()), key_path + "." + field.key,
+               "missing required key (" + std::string(to_string(field.type)) + ": " + field.description + ")");
+    }
+  }
+  return Config(std::move(values), std::move(set));
+}
+
+std::string default_instance_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "nudge");
+  std::random_device rd;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%06x", rd() & 0xffffff);
+  return std::string(host) + "-" + suffix;
+}
+
+}  // namespace
+
+const ConfigSchema& pipeline_schema() {
+  static const ConfigSchema schema = [] {
+    ConfigSchema s;
+    s.string("name", "", "Name of the pipeline, used in logs and metrics (default: the file's name)");
+    s.string("instance_id", "",
+             "Id of this runtime instance, stamped on every message it takes in (default: host name "
+             "plus a random suffix, new each run)");
+    s.integer("shutdown_grace_ms", 10000,
+              "On SIGINT/SIGTERM, how long to wait for in-flight messages to become durable before "
+              "giving up")
+        .range(0, 600000);
+    s.integer("max_in_flight", 10000,
+              "Messages taken in but not yet durable, across all clients; at the limit the source "
+              "stops reading from clients (backpressure)")
+        .range(1, 10'000'000);
+    s.string("deliver", "durable",
+             "When a message is fanned out to clients: \"durable\" once it is in the log (or the "
+             "sink), so nobody sees a message that could still be lost; \"immediate\" as soon as it "
+             "is taken in, for the lowest latency")
+        .one_of({"durable", "immediate"});
+    return s;
+  }();
+  return schema;
+}
+
+const ConfigSchema& sink_runtime_schema() {
+  static const ConfigSchema schema = [] {
+    ConfigSchema s;
+    s.integer("batch_max_messages", 500, "Most messages written to the sink in one batch (runtime)").range(1, 100000);
+    s.integer("batch_linger_ms", 5,
+              "With no log, how long the runtime waits to fill a batch before writing it (runtime)")
+        .range(0, 60000);
+    s.integer("retry_initial_ms", 100, "First delay before retrying a failed batch write; doubles each time (runtime)")
+        .range(1, 600000);
+    s.integer("retry_max_ms", 5000, "Longest delay between retries of a failed batch write (runtime)")
+        .range(1, 3600000);
+    return s;
+  }();
+  return schema;
+}
+
+ConfigSchema effective_schema(const LoadedPlugin& plugin) {
+  ConfigSchema schema = plugin.descriptor->schema();
+  if (plugin.kind() == PluginKind::sink)
+    for (const auto& field : sink_runtime_schema().fields())
+      if (!schema.find(field.key)) schema.add(field);
+  return schema;
+}
+
+std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std::string& display_name,
+                                               const fs::path& base_dir, const PluginRegistry& registry,
+                                               const LoadOptions& options, Diagnostics& diags) {
+  toml::table root;
+  try {
+    root = toml::parse(text, display_name);
+  } catch (const toml::parse_error& e) {
+    diags.add({display_name, static_cast<int>(e.source().begin.line), static_cast<int>(e.source().begin.column), "",
+               "invalid TOML: " + std::string(e.description())});
+    return std::nullopt;
+  }
+  for (const auto& o : options.overrides) apply_override(root, o, diags);
+
+  // ${PIPELINE_DIR} lets a pipeline name files beside it (the chat page) however it is started.
+  const std::string pipeline_dir = fs::absolute(base_dir).lexically_normal().string();
+  const VariableLookup lookup = [&](std::string_view name) -> std::optional<std::string> {
+    if (auto v = options.lookup(name)) return v;
+    if (name == "PIPELINE_DIR") return pipeline_dir;
+    return std::nullopt;
+  };
+  interpolate_tree(root, display_name, "", lookup, diags);
+
+  PipelineSpec spec;
+  spec.file = display_name;
+  const std::vector<std::string> top_level = {"pipeline", "source", "fanout", "log", "sink"};
+  for (auto&& [key, node] : root) {
+    const std::string name(key.str());
+    if (std::find(top_level.begin(), top_level.end(), name) == top_level.end()) {
+      std::string message = "unknown table '" + name + "'";
+      if (auto guess = closest_match(name, top_level); !guess.empty()) message += " (did you mean '" + guess + "'?)";
+      else message += "; expected one of: pipeline, source, fanout, log, sink";
+      report(diags, place_of(display_name, key.source()), name, message);
+    } else if (!node.is_table()) {
+      report(diags, place_of(display_name, node.source()), name, "expected a table, got " + type_name(node));
+    }
+  }
+
+  const toml::table empty;
+  const toml::table* pipeline_table = root["pipeline"].as_table();
+  const Config pipeline = bind_table(pipeline_table ? *pipeline_table : empty, pipeline_schema(), "pipeline",
+                               display_name, diags);
+  if (pipeline.values().size() == pipeline_schema().fields().size()) {
+    spec.settings.name = pipeline.get_string("name");
+    if (spec.settings.name.empty()) spec.settings.name = fs::path(display_name).stem().string();
+    spec.settings.instance_id = pipeline.get_string("instance_id");
+    if (spec.settings.instance_id.empty()) spec.settings.instance_id = default_instance_id();
+    spec.settings.shutdown_grace_ms = pipeline.get_int("shutdown_grace_ms");
+    spec.settings.max_in_flight = pipeline.get_int("max_in_flight");
+    spec.settings.deliver = pipeline.get_string("deliver");
+  }
+
+  for (const PluginKind kind : kKinds) {
+    const std::string kind_name(to_string(kind));
+    const toml::table* kind_table = root[kind_name].as_table();
+    if (!kind_table || kind_table->empty()) continue;
+    if (kind_table->size() > 1) {
+      report(diags, place_of(display_name, kind_table->source()), kind_name,
+             "a pipeline has at most one " + kind_name + "; found " + std::to_string(kind_table->size()));
+    }
+    const auto first = kind_table->cbegin();
+    const toml::key& plugin_key = first->first;
+    const toml::node& plugin_node = first->second;
+    const std::string plugin_name(plugin_key.str());
+    const std::string key_path = kind_name + "." + plugin_name;
+    const toml::table* plugin_table = plugin_node.as_table();
+    if (!plugin_table) {
+      report(diags, place_of(display_name, plugin_node.source()), key_path,
+             "expected a table [" + key_path + "], got " + type_name(plugin_node));
+      continue;
+    }
+    std::string error;
+    auto library = registry.load(kind, plugin_name, error);
+    if (!library) {
+      report(diags, place_of(display_name, plugin_key.source()), key_path, error);
+      continue;
+    }
+    StageSpec stage{kind, plugin_name, key_path, library,
+                    bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags)};
+    switch (kind) {
+      case PluginKind::source: spec.source = std::move(stage); break;
+      case PluginKind::fanout: spec.fanout = std::move(stage); break;
+      case PluginKind::log: spec.log = std::move(stage); break;
+      case PluginKind::sink: spec.sink = std::move(stage); break;
+    }
+  }
+
+  if (spec.sink && spec.sink->config.values().size() >= sink_runtime_schema().fields().size()) {
+    const Config& c = spec.sink->config;
+    if (c.values().contains("batch_max_messages")) {
+      spec.sink_settings.batch_max_messages = c.get_int("batch_max_messages");
+      spec.sink_settings.batch_linger_ms = c.get_int("batch_linger_ms");
+      spec.sink_settings.retry_initial_ms = c.get_int("retry_initial_ms");
+      spec.sink_settings.retry_max_ms = c.get_int("retry_max_ms");
+    }
+  }
+
+  const Place file_place{display_name, 1, 1};
+  if (diags.empty()) {
+    if (!spec.source && !(spec.log && spec.sink))
+      report(diags, file_place, "", "a pipeline needs a [source.*] table, or a [log.*] and a [sink.*] table to persist from the log");
+    if (spec.fanout && !spec.source)
+      report(diags, file_place, "fanout." + spec.fanout->plugin, "a fanout delivers to a source's clients; add a [source.*] table");
+  }
+  if (!diags.empty()) return std::nullopt;
+  return spec;
+}
+
+std::optional<PipelineSpec> load_pipeline(const fs::path& file, const PluginRegistry& registry,
+                                          const LoadOptions& options, Diagnostics& diags) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    diags.add({file.string(), 0, 0, "", "cannot open pipeline file: " + std::string(std::strerror(errno))});
+    return std::nullopt;
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return load_pipeline_text(buffer.str(), file.string(), file.parent_path().empty() ? "." : file.parent_path(),
+                            registry, options, diags);
+}
+
+}  // namespace nudge::runtime

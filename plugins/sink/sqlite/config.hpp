@@ -1,0 +1,23 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "nudge/sdk/config.hpp"
+
+namespace nudge::plugins::sqlite {
+
+struct SqliteConfig {
+  std::string path;
+  std::string table;
+  std::string synchronous;
+  std::int64_t busy_timeout_ms = 5000;
+
+  static ConfigSchema schema();
+  static SqliteConfig from(const Config& config);
+};
+
+/// True for a plain SQL identifier (letters, digits, underscore; not starting with a digit).
+bool is_identifier(const std::string& name);
+
+}  // namespace nudge::plugins::sqlite

@@ -1,0 +1,145 @@
+#include "sqlite_sink.hpp"
+
+#include <filesystem>
+
+#include <sqlite3.h>
+
+namespace nudge::plugins::sqlite {
+
+namespace {
+
+Status db_error(sqlite3* db, const std::string& what) {
+  const int code = db ? sqlite3_errcode(db) : SQLITE_CANTOPEN;
+  // A locked or busy database, or a full disk, may clear up: let the runtime retry.
+  const bool transient = code == SQLITE_BUSY || code == SQLITE_LOCKED || code == SQLITE_FULL || code == SQLITE_IOERR;
+  return Status::error(transient ? StatusCode::unavailable : StatusCode::internal,
+                       what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+/// Finalizes a statement on every path out of a scope.
+struct Statement {
+  sqlite3_stmt* stmt = nullptr;
+  ~Statement() { sqlite3_finalize(stmt); }
+};
+
+}  // namespace
+
+SqliteSink::SqliteSink(const Config& config, Context& context)
+    : config_(SqliteConfig::from(config)),
+      context_(context),
+      rows_inserted_(context.metrics().counter("rows_inserted", "Rows inserted")),
+      rows_duplicate_(context.metrics().counter("rows_duplicate", "Rows skipped because their id was stored already")) {}
+
+SqliteSink::~SqliteSink() {
+  worker_.reset();
+  if (db_) sqlite3_close(db_);
+}
+
+Status SqliteSink::exec(const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : "unknown error";
+    sqlite3_free(message);
+    return Status::error(StatusCode::internal, std::string(sql).substr(0, 40) + "…: " + text);
+  }
+  return Status::success();
+}
+
+Status SqliteSink::start() {
+  const std::filesystem::path path(config_.path);
+  std::error_code ec;
+  if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path(), ec);
+  if (sqlite3_open_v2(config_.path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK)
+    return db_error(db_, "cannot open '" + config_.path + "'");
+  sqlite3_busy_timeout(db_, static_cast<int>(config_.busy_timeout_ms));
+  const std::string setup = "PRAGMA journal_mode=WAL; PRAGMA synchronous=" + config_.synchronous +
+                            ";"
+                            "CREATE TABLE IF NOT EXISTS " + config_.table +
+                            " ("
+                            "  id TEXT PRIMARY KEY,"
+                            "  room TEXT NOT NULL,"
+                            "  sender TEXT NOT NULL,"
+                            "  payload BLOB NOT NULL,"
+                            "  created_at INTEGER NOT NULL,"
+                            "  origin TEXT NOT NULL,"
+                            "  log_partition INTEGER,"
+                            "  log_offset INTEGER"
+                            ") WITHOUT ROWID;"
+                            "CREATE INDEX IF NOT EXISTS " + config_.table + "_room_created ON " + config_.table +
+                            " (room, created_at);";
+  if (auto s = exec(setup.c_str()); !s.ok()) return Status::error(s.code(), "cannot create table in '" + config_.path + "': " + s.message());
+  worker_ = std::make_unique<BlockingWorker>(context_.executor());
+  context_.logger().info("writing to '", config_.path, "' table '", config_.table, "'");
+  return Status::success();
+}
+
+Status SqliteSink::write_now(const Batch& batch, std::size_t& inserted) {
+  inserted = 0;
+  if (auto s = exec("BEGIN IMMEDIATE"); !s.ok()) return Status::error(StatusCode::unavailable, s.message());
+  Statement insert;
+  const std::string sql = "INSERT OR IGNORE INTO " + config_.table +
+                          " (id, room, sender, payload, created_at, origin, log_partition, log_offset)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &insert.stmt, nullptr) != SQLITE_OK) {
+    auto error = db_error(db_, "cannot prepare insert");
+    exec("ROLLBACK");
+    return error;
+  }
+  for (const auto& m : batch) {
+    const std::string id = m->id.to_string();
+    sqlite3_bind_text(insert.stmt, 1, id.data(), static_cast<int>(id.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_text(insert.stmt, 2, m->room.data(), static_cast<int>(m->room.size()), SQLITE_STATIC);
+    sqlite3_bind_text(insert.stmt, 3, m->sender.data(), static_cast<int>(m->sender.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(insert.stmt, 4, m->payload.data(), static_cast<int>(m->payload.size()), SQLITE_STATIC);
+    sqlite3_bind_int64(insert.stmt, 5, m->timestamp_ms);
+    sqlite3_bind_text(insert.stmt, 6, m->origin.data(), static_cast<int>(m->origin.size()), SQLITE_STATIC);
+    if (m->log_position.valid()) {
+      sqlite3_bind_int(insert.stmt, 7, m->log_position.partition);
+      sqlite3_bind_int64(insert.stmt, 8, m->log_position.offset);
+    } else {
+      sqlite3_bind_null(insert.stmt, 7);
+      sqlite3_bind_null(insert.stmt, 8);
+    }
+    if (sqlite3_step(insert.stmt) != SQLITE_DONE) {
+      auto error = db_error(db_, "insert failed");
+      exec("ROLLBACK");
+      return error;
+    }
+    inserted += static_cast<std::size_t>(sqlite3_changes(db_));
+    sqlite3_reset(insert.stmt);
+  }
+  if (auto s = exec("COMMIT"); !s.ok()) {
+    exec("ROLLBACK");
+    return Status::error(StatusCode::unavailable, s.message());
+  }
+  return Status::success();
+}
+
+void SqliteSink::write(BatchPtr batch, Completion done) {
+  worker_->run(
+      [this, batch] {
+        std::size_t inserted = 0;
+        Status status = write_now(*batch, inserted);
+        return std::make_pair(std::move(status), inserted);
+      },
+      [this, batch, done = std::move(done)](std::pair<Status, std::size_t> result) {
+        if (result.first.ok()) {
+          rows_inserted_.add(result.second);
+          rows_duplicate_.add(batch->size() - result.second);
+        }
+        done(std::move(result.first));
+      });
+}
+
+void SqliteSink::stop(std::function<void()> done) {
+  // Lets a write in progress finish, so its completion reaches the runtime first.
+  if (worker_) worker_->shutdown();
+  if (db_) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+  }
+  done();
+}
+
+}  // namespace nudge::plugins::sqlite

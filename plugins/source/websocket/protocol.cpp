@@ -1,0 +1,158 @@
+#include "protocol.hpp"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+namespace nudge::plugins::websocket {
+
+namespace {
+
+constexpr std::size_t kMaxRoom = 128;
+constexpr std::size_t kMaxName = 64;
+constexpr std::size_t kMaxRef = 128;
+
+// Validating the encoding keeps a bad payload from producing an invalid text frame.
+using Writer = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
+                                 rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>;
+
+bool put(Writer& w, std::string_view key, std::string_view value) {
+  return w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size())) &&
+         w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+std::optional<std::string> string_member(const rapidjson::Value& object, const char* key) {
+  auto it = object.FindMember(key);
+  if (it == object.MemberEnd() || !it->value.IsString()) return std::nullopt;
+  return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+}  // namespace
+
+bool is_valid_room(std::string_view room) {
+  if (room.empty() || room.size() > kMaxRoom) return false;
+  for (char c : room) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-' || c == '.' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_valid_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxName) return false;
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error) {
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
+  if (doc.HasParseError()) {
+    error = {"bad_json",
+             std::string("not valid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
+                 std::to_string(doc.GetErrorOffset()),
+             ""};
+    return std::nullopt;
+  }
+  if (!doc.IsObject()) {
+    error = {"bad_json", "a frame must be a JSON object", ""};
+    return std::nullopt;
+  }
+  ClientFrame frame;
+  if (auto ref = string_member(doc, "ref")) {
+    if (ref->size() > kMaxRef) {
+      error = {"bad_request", "'ref' is longer than 128 bytes", ""};
+      return std::nullopt;
+    }
+    frame.ref = std::move(*ref);
+  }
+  error.ref = frame.ref;
+  const auto type = string_member(doc, "type");
+  if (!type) {
+    error.code = "bad_request";
+    error.message = "missing string field 'type'";
+    return std::nullopt;
+  }
+  auto need_room = [&]() -> bool {
+    auto room = string_member(doc, "room");
+    if (!room) {
+      error.code = "bad_request";
+      error.message = "missing string field 'room'";
+      return false;
+    }
+    if (!is_valid_room(*room)) {
+      error.code = "bad_request";
+      error.message = "invalid room name: use 1 to 128 characters of A-Z a-z 0-9 _ - . :";
+      return false;
+    }
+    frame.room = std::move(*room);
+    return true;
+  };
+  if (*type == "hello") {
+    frame.type = ClientFrame::Type::hello;
+    auto name = string_member(doc, "name");
+    if (!name || !is_valid_name(*name)) {
+      error.code = "bad_request";
+      error.message = "'name' must be a string of 1 to 64 bytes without control characters";
+      return std::nullopt;
+    }
+    frame.name = std::move(*name);
+  } else if (*type == "join" || *type == "leave") {
+    frame.type = *type == "join" ? ClientFrame::Type::join : ClientFrame::Type::leave;
+    if (!need_room()) return std::nullopt;
+  } else if (*type == "send") {
+    frame.type = ClientFrame::Type::send;
+    if (!need_room()) return std::nullopt;
+    auto body = string_member(doc, "text");
+    if (!body) {
+      error.code = "bad_request";
+      error.message = "missing string field 'text'";
+      return std::nullopt;
+    }
+    frame.text = std::move(*body);
+  } else {
+    error.code = "unknown_type";
+    error.message = "unknown frame type '" + type->substr(0, 64) + "'; expected hello, join, leave or send";
+    return std::nullopt;
+  }
+  return frame;
+}
+
+std::string message_frame(const Message& m) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  bool ok = put(w, "type", "message") && put(w, "id", m.id.to_string()) && put(w, "room", m.room) &&
+            put(w, "sender", m.sender) && put(w, "text", m.payload) && w.Key("ts") && w.Int64(m.timestamp_ms);
+  ok = ok && w.EndObject();
+  if (!ok) return {};
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+std::string ack_frame(std::string_view ref, const MessageId& id) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  put(w, "type", "ack");
+  put(w, "ref", ref);
+  put(w, "id", id.to_string());
+  w.EndObject();
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+std::string error_frame(std::string_view ref, std::string_view code, std::string_view message) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  put(w, "type", "error");
+  if (!ref.empty()) put(w, "ref", ref);
+  put(w, "code", code);
+  put(w, "message", message);
+  w.EndObject();
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+}  // namespace nudge::plugins::websocket

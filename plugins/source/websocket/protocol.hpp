@@ -1,0 +1,44 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "nudge/sdk/message.hpp"
+
+namespace nudge::plugins::websocket {
+
+/// One client frame of the chat protocol (docs/protocol.md), parsed.
+struct ClientFrame {
+  enum class Type { hello, join, leave, send };
+  Type type = Type::hello;
+  std::string name;  ///< hello
+  std::string room;  ///< join, leave, send
+  std::string text;  ///< send
+  std::string ref;   ///< send (optional)
+};
+
+/// A frame the server refuses: the error code and message to send back, with
+/// the client's `ref` when it could be read.
+struct ProtocolError {
+  std::string code;
+  std::string message;
+  std::string ref;
+};
+
+/// Parses one text frame. Returns the frame, or fills `error` and returns nullopt.
+std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error);
+
+bool is_valid_room(std::string_view room);
+bool is_valid_name(std::string_view name);
+
+/// `{"type":"message",...}` for a delivered message. Empty when the payload
+/// is not valid UTF-8 (it cannot travel in a text frame).
+std::string message_frame(const Message& message);
+/// `{"type":"ack","ref":...,"id":...}`
+std::string ack_frame(std::string_view ref, const MessageId& id);
+/// `{"type":"error","ref":...,"code":...,"message":...}`; ref omitted when empty.
+std::string error_frame(std::string_view ref, std::string_view code, std::string_view message);
+
+}  // namespace nudge::plugins::websocket

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <memory>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "config.hpp"
+#include "nudge/sdk.hpp"
+#include "sessions.hpp"
+
+namespace nudge::plugins::websocket {
+
+/// The chat's front door: one port serving the static chat page over HTTP and
+/// the chat protocol over WebSocket (docs/protocol.md).
+class WebSocketSource final : public Source {
+ public:
+  WebSocketSource(const Config& config, Context& context);
+  ~WebSocketSource() override;
+  static ConfigSchema schema() { return WebSocketConfig::schema(); }
+
+  // Source
+  Status start(Ingress& ingress) override;
+  void deliver(const MessagePtr& message) override;
+  void stop_intake() override;
+  // Plugin
+  void stop(std::function<void()> done) override;
+
+  /// The port actually bound (useful with `listen = "...:0"`).
+  std::uint16_t bound_port() const noexcept { return bound_port_; }
+
+ private:
+  void do_accept();
+
+  Context& context_;
+  std::shared_ptr<Hub> hub_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer stop_timer_;
+  std::uint16_t bound_port_ = 0;
+  Counter& undeliverable_;
+};
+
+}  // namespace nudge::plugins::websocket

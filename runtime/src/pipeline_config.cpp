@@ -3,6 +3,7 @@
 #include <charconv>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include <unistd.h>
@@ -52,13 +53,13 @@ std::string type_name(const toml::node& node) {
 
 /// Replaces `${VAR}` in every string of the tree, in place.
 void interpolate_tree(toml::node& node, const std::string& file, const std::string& key_path,
-                      const VariableLookup& lookup, Diagnostics& diags) {
+                      const VariableLookup& lookup, Diagnostics& diags, std::set<std::string>& failed) {
   if (auto* table = node.as_table()) {
     for (auto&& [key, child] : *table)
       interpolate_tree(child, file, key_path.empty() ? std::string(key.str()) : key_path + "." + std::string(key.str()),
-                       lookup, diags);
+                       lookup, diags, failed);
   } else if (auto* array = node.as_array()) {
-    for (auto& child : *array) interpolate_tree(child, file, key_path, lookup, diags);
+    for (auto& child : *array) interpolate_tree(child, file, key_path, lookup, diags, failed);
   } else if (auto* str = node.as_string()) {
     std::string out;
     std::string error;
@@ -66,6 +67,7 @@ void interpolate_tree(toml::node& node, const std::string& file, const std::stri
       str->get() = std::move(out);
     } else {
       report(diags, place_of(file, node.source()), key_path, error);
+      failed.insert(key_path);
     }
   }
 }
@@ -171,8 +173,10 @@ std::optional<ConfigValue> convert(const toml::node& node, const ConfigField& fi
 
 /// Validates `table` against `schema`: unknown keys, types, ranges, required
 /// keys. Every problem is reported.
+/// Keys listed in `already_reported` had an error before binding (an unset
+/// variable); they are not checked again, so each problem is reported once.
 Config bind_table(const toml::table& table, const ConfigSchema& schema, const std::string& key_path,
-            const std::string& file, Diagnostics& diags) {
+            const std::string& file, Diagnostics& diags, const std::set<std::string>& already_reported) {
   std::map<std::string, ConfigValue, std::less<>> values;
   std::vector<std::string> set;
   std::vector<std::string> known;
@@ -181,6 +185,7 @@ Config bind_table(const toml::table& table, const ConfigSchema& schema, const st
   for (auto&& [key, node] : table) {
     const std::string name(key.str());
     const ConfigField* field = schema.find(name);
+    if (already_reported.contains(key_path + "." + name)) continue;
     if (!field) {
       std::string message = "unknown key '" + name + "'";
       if (auto guess = closest_match(name, known); !guess.empty()) message += " (did you mean '" + guess + "'?)";
@@ -300,7 +305,8 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
     if (name == "PIPELINE_DIR") return pipeline_dir;
     return std::nullopt;
   };
-  interpolate_tree(root, display_name, "", lookup, diags);
+  std::set<std::string> failed_interpolation;
+  interpolate_tree(root, display_name, "", lookup, diags, failed_interpolation);
 
   PipelineSpec spec;
   spec.file = display_name;
@@ -320,7 +326,7 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
   const toml::table empty;
   const toml::table* pipeline_table = root["pipeline"].as_table();
   const Config pipeline = bind_table(pipeline_table ? *pipeline_table : empty, pipeline_schema(), "pipeline",
-                               display_name, diags);
+                               display_name, diags, failed_interpolation);
   if (pipeline.values().size() == pipeline_schema().fields().size()) {
     spec.settings.name = pipeline.get_string("name");
     if (spec.settings.name.empty()) spec.settings.name = fs::path(display_name).stem().string();
@@ -357,7 +363,8 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
       continue;
     }
     StageSpec stage{kind, plugin_name, key_path, library,
-                    bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags)};
+                    bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags,
+                               failed_interpolation)};
     switch (kind) {
       case PluginKind::source: spec.source = std::move(stage); break;
       case PluginKind::fanout: spec.fanout = std::move(stage); break;

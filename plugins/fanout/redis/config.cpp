@@ -1,0 +1,227 @@
+#include "config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <limits>
+
+namespace nudge::plugins::redis {
+
+namespace {
+
+bool starts_with_nocase(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(text[i])) != prefix[i]) return false;
+  return true;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool percent_decode(std::string_view in, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size()) return false;
+    const int hi = hex_value(in[i + 1]);
+    const int lo = hex_value(in[i + 2]);
+    if (hi < 0 || lo < 0) return false;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return true;
+}
+
+bool is_host_name(std::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (char c : host)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') return false;
+  return true;
+}
+
+bool is_ipv6_literal(std::string_view host) {
+  if (host.size() < 2 || host.find(':') == std::string_view::npos) return false;
+  for (char c : host)
+    if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+  return true;
+}
+
+template <class Int>
+bool parse_decimal(std::string_view text, Int& value) {
+  if (text.empty()) return false;
+  for (char c : text)
+    if (c < '0' || c > '9') return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+std::string non_empty(const ConfigValue& v) {
+  return std::get<std::string>(v).empty() ? std::string("must not be empty") : std::string();
+}
+
+}  // namespace
+
+std::string RedisUrl::endpoint() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
+  constexpr std::string_view kForm = "must be redis://[:password@]host[:port][/db]";
+  RedisUrl url;
+  if (starts_with_nocase(text, "rediss://")) {
+    error = "TLS (rediss://) is not supported by this plugin; use redis://";
+    return false;
+  }
+  if (!starts_with_nocase(text, "redis://")) {
+    error = std::string(kForm) + " (it does not start with redis://)";
+    return false;
+  }
+  std::string_view rest = text.substr(8);
+  if (rest.find_first_of("?#") != std::string_view::npos) {
+    error = std::string(kForm) + " (query parameters and fragments are not supported)";
+    return false;
+  }
+  const std::size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  const std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = authority.substr(0, at);
+    authority = authority.substr(at + 1);
+    const std::size_t colon = userinfo.find(':');
+    if (colon == std::string_view::npos) {
+      error = std::string(kForm) + " (the part before '@' must be ':password' or 'user:password')";
+      return false;
+    }
+    if (!percent_decode(userinfo.substr(0, colon), url.username) ||
+        !percent_decode(userinfo.substr(colon + 1), url.password)) {
+      error = std::string(kForm) + " (bad percent-encoding in the user or password)";
+      return false;
+    }
+    if (url.password.empty()) {
+      error = std::string(kForm) + " (the password after ':' is empty)";
+      return false;
+    }
+    url.has_password = true;
+  }
+
+  std::string_view port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos || !is_ipv6_literal(authority.substr(1, close - 1))) {
+      error = std::string(kForm) + " (bad IPv6 address in brackets)";
+      return false;
+    }
+    url.host = std::string(authority.substr(1, close - 1));
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        error = std::string(kForm) + " (unexpected text after the IPv6 address)";
+        return false;
+      }
+      port_text = after.substr(1);
+      if (port_text.empty()) {
+        error = std::string(kForm) + " (the port after ':' is empty)";
+        return false;
+      }
+    }
+  } else {
+    const std::size_t colon = authority.find(':');
+    const std::string_view host = authority.substr(0, colon);
+    if (!is_host_name(host)) {
+      error = std::string(kForm) + (host.empty() ? " (the host is empty)" : " (the host has characters a host name cannot have)");
+      return false;
+    }
+    url.host = std::string(host);
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      if (port_text.empty()) {
+        error = std::string(kForm) + " (the port after ':' is empty)";
+        return false;
+      }
+    }
+  }
+  if (!port_text.empty()) {
+    unsigned port = 0;
+    if (!parse_decimal(port_text, port) || port == 0 || port > 65535) {
+      error = std::string(kForm) + " (the port must be a number in [1, 65535])";
+      return false;
+    }
+    url.port = static_cast<std::uint16_t>(port);
+  }
+  if (!path.empty()) {
+    std::int64_t db = 0;
+    if (!parse_decimal(path, db) || db > std::numeric_limits<std::int32_t>::max()) {
+      error = std::string(kForm) + " (the database after '/' must be a non-negative number)";
+      return false;
+    }
+    url.db = db;
+  }
+  out = std::move(url);
+  return true;
+}
+
+ConfigSchema RedisConfig::schema() {
+  ConfigSchema s;
+  s.string("url", "redis://127.0.0.1:6379",
+           "Redis server as redis://[:password@]host[:port][/db] (also user:password@ for an ACL user; "
+           "percent-encode special characters in the password). Names are resolved on each connect")
+      .with_example("\"redis://:s3cret@redis.internal:6379/0\"")
+      .with_check([](const ConfigValue& v) {
+        RedisUrl url;
+        std::string error;
+        return parse_redis_url(std::get<std::string>(v), url, error) ? std::string() : error;
+      });
+  s.string("channel", "nudge:messages",
+           "Pub/Sub channel every instance publishes to and subscribes to (when channel_per_room is false)")
+      .with_check(non_empty);
+  s.boolean("channel_per_room", false,
+            "Publish each message on <channel_prefix><room> and subscribe only to the rooms this instance has "
+            "clients in, instead of one shared channel");
+  s.string("channel_prefix", "nudge:room:", "Prefix of the per-room channels (when channel_per_room is true)");
+  s.integer("reconnect_initial_ms", 100, "First delay before reconnecting after a lost connection or a failed connect")
+      .range(1, 600000);
+  s.integer("reconnect_max_ms", 5000, "Largest delay between reconnect attempts (the delay doubles up to this)")
+      .range(1, 3600000);
+  s.integer("max_pending_publishes", 10000,
+            "Messages held while the publishing connection is down or behind; beyond this the oldest are dropped")
+      .range(1, 10000000);
+  s.integer("connect_timeout_ms", 2000, "How long one connection attempt (TCP connect and login) may take")
+      .range(10, 600000);
+  return s;
+}
+
+RedisConfig RedisConfig::from(const Config& c) {
+  RedisConfig r;
+  r.url_text = c.get_string("url");
+  if (!parse_redis_url(r.url_text, r.url, r.url_error)) r.url = RedisUrl{};
+  r.channel = c.get_string("channel");
+  r.channel_per_room = c.get_bool("channel_per_room");
+  r.channel_prefix = c.get_string("channel_prefix");
+  r.reconnect_initial_ms = c.get_int("reconnect_initial_ms");
+  // A ceiling below the first delay would make no sense: the first delay wins.
+  r.reconnect_max_ms = std::max(c.get_int("reconnect_max_ms"), r.reconnect_initial_ms);
+  r.max_pending_publishes = c.get_int("max_pending_publishes");
+  r.connect_timeout_ms = c.get_int("connect_timeout_ms");
+  return r;
+}
+
+std::string RedisConfig::channel_for(std::string_view room) const {
+  if (!channel_per_room) return channel;
+  std::string name;
+  name.reserve(channel_prefix.size() + room.size());
+  name += channel_prefix;
+  name += room;
+  return name;
+}
+
+}  // namespace nudge::plugins::redis

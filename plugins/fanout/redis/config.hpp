@@ -1,0 +1,52 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "nudge/sdk/config.hpp"
+
+namespace nudge::plugins::redis {
+
+/// Where a Redis server is and how to log in, from a `redis://` URL.
+struct RedisUrl {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  /// Empty for servers without authentication (or the default user).
+  std::string username;
+  std::string password;
+  bool has_password = false;
+  std::int64_t db = 0;
+
+  /// `host:port` for log lines (never the password).
+  std::string endpoint() const;
+};
+
+/// Parses `redis://[[user]:password@]host[:port][/db]`; the host may be an
+/// IPv6 literal in brackets, user and password may be percent-encoded.
+/// Returns false and says what is wrong in `error` when the text is not of
+/// that form. Does no I/O (names are resolved on connect).
+bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error);
+
+struct RedisConfig {
+  std::string url_text;
+  RedisUrl url;
+  /// Set when `url` did not parse (only possible when the schema was bypassed).
+  std::string url_error;
+  std::string channel;
+  bool channel_per_room = false;
+  std::string channel_prefix;
+  std::int64_t reconnect_initial_ms = 100;
+  std::int64_t reconnect_max_ms = 5000;
+  std::int64_t max_pending_publishes = 10000;
+  std::int64_t connect_timeout_ms = 2000;
+
+  static ConfigSchema schema();
+  /// Reads a validated Config. Never throws on a bad URL: see url_error.
+  static RedisConfig from(const Config& config);
+
+  /// The channel a message for `room` is published on.
+  std::string channel_for(std::string_view room) const;
+};
+
+}  // namespace nudge::plugins::redis

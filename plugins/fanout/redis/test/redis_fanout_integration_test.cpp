@@ -1,0 +1,551 @@
+// Integration tests against a real Redis (REDIS_URL, or redis://127.0.0.1:6379).
+// Skipped when Redis cannot be reached. Start one with
+// `scripts/services/redis start`.
+//
+// Two fanout instances share one io_context, as two runtime instances would
+// share a Redis: each has its own Context and receiver.
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "config.hpp"
+#include "redis_fanout.hpp"
+#include "test_context.hpp"
+
+namespace nudge::plugins::redis {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using nudge::test::make_config;
+using nudge::test::TestContext;
+
+std::string redis_url() {
+  const char* env = std::getenv("REDIS_URL");
+  return env && *env ? env : "redis://127.0.0.1:6379";
+}
+
+/// A blocking client for the test's own commands (never on the fanout's loop).
+struct SyncRedis {
+  redisContext* c = nullptr;
+  std::string error;
+
+  explicit SyncRedis(const RedisUrl& url) {
+    c = redisConnectWithTimeout(url.host.c_str(), url.port, timeval{1, 0});
+    if (!c || c->err) {
+      error = c ? c->errstr : "cannot allocate a hiredis context";
+      return;
+    }
+    if (url.has_password) {
+      const std::string reply = url.username.empty() ? command({"AUTH", url.password})
+                                                     : command({"AUTH", url.username, url.password});
+      if (!error.empty()) return;
+      (void)reply;
+    }
+  }
+  ~SyncRedis() {
+    if (c) redisFree(c);
+  }
+  bool ok() const { return c && !c->err && error.empty(); }
+
+  /// Runs a command; returns a string or integer reply as text. Sets `error`.
+  std::string command(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* reply = static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    if (!reply) {
+      error = c->errstr;
+      return {};
+    }
+    std::string text;
+    if (reply->type == REDIS_REPLY_ERROR)
+      error = std::string(reply->str, reply->len);
+    else if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS)
+      text.assign(reply->str, reply->len);
+    else if (reply->type == REDIS_REPLY_INTEGER)
+      text = std::to_string(reply->integer);
+    freeReplyObject(reply);
+    return text;
+  }
+};
+
+/// Records what a fanout hands back. Probe messages (header "probe") only
+/// mark which origins have been heard from, so warming up leaves no trace.
+struct Recorder final : FanoutReceiver {
+  std::vector<MessagePtr> messages;
+  std::set<std::string> probes_from;
+  void on_fanout_message(MessagePtr message) override {
+    for (const auto& [key, value] : message->headers)
+      if (key == "probe") {
+        probes_from.insert(message->origin + "/" + value);
+        return;
+      }
+    messages.push_back(std::move(message));
+  }
+  std::size_t count_from(const std::string& origin) const {
+    return static_cast<std::size_t>(std::count_if(messages.begin(), messages.end(),
+                                                  [&](const MessagePtr& m) { return m->origin == origin; }));
+  }
+};
+
+struct Instance {
+  TestContext context;
+  Recorder receiver;
+  std::unique_ptr<RedisFanout> fanout;
+  std::string id;
+
+  Instance(boost::asio::io_context& io, std::string instance_id, const Config& config)
+      : context(io, instance_id), fanout(std::make_unique<RedisFanout>(config, context)), id(std::move(instance_id)) {}
+};
+
+std::int64_t seq_of(const Message& m) {
+  for (const auto& [key, value] : m.headers)
+    if (key == "seq") return std::stoll(value);
+  return -1;
+}
+
+/// Binary payload for (origin, seq): every byte value, sizes from 0 to 64 KiB.
+std::string payload_for(const std::string& origin, std::int64_t seq) {
+  std::size_t size;
+  if (seq == 0)
+    size = 0;
+  else if (seq == 1)
+    size = 64 * 1024;
+  else if (seq == 2)
+    size = 256;
+  else if (seq % 100 == 3)
+    size = 64 * 1024 - static_cast<std::size_t>(seq % 7);
+  else
+    size = static_cast<std::size_t>((seq * 7919) % 2048);
+  std::string payload(size, '\0');
+  const auto salt = static_cast<std::size_t>(origin.empty() ? 0 : static_cast<unsigned char>(origin.back()));
+  for (std::size_t j = 0; j < size; ++j)
+    payload[j] = static_cast<char>((j + static_cast<std::size_t>(seq) * 31 + salt) & 0xff);
+  return payload;
+}
+
+MessagePtr make_message(const std::string& origin, const std::string& room, std::int64_t seq, std::string payload,
+                        const char* probe = nullptr) {
+  auto m = std::make_shared<Message>();
+  m->id = MessageId::generate();
+  m->room = room;
+  m->sender = "user-of-" + origin;
+  m->payload = std::move(payload);
+  m->timestamp_ms = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  m->origin = origin;
+  if (probe)
+    m->headers = {{"probe", probe}};
+  else
+    m->headers = {{"seq", std::to_string(seq)}};
+  return m;
+}
+
+class RedisFanoutIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_text_ = redis_url();
+    std::string error;
+    if (!parse_redis_url(url_text_, url_, error)) FAIL() << "REDIS_URL '" << url_text_ << "': " << error;
+    SyncRedis probe(url_);
+    if (!probe.ok() || probe.command({"PING"}) != "PONG")
+      GTEST_SKIP() << "Redis is not reachable at '" << url_text_ << "' ("
+                   << (probe.error.empty() ? "no PONG" : probe.error)
+                   << "); start it with scripts/services/redis start or set REDIS_URL";
+    // Names no other test run uses, so runs sharing a Redis never cross.
+    static std::atomic<int> counter{0};
+    unique_ = std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" +
+              std::to_string(Clock::now().time_since_epoch().count() % 1000000);
+  }
+
+  void TearDown() override {
+    stop_all();
+    guard_.reset();
+  }
+
+  Config config(std::map<std::string, ConfigValue> overrides) {
+    overrides.emplace("url", url_text_);
+    overrides.emplace("channel", "nudge:test:" + unique_);
+    overrides.emplace("channel_prefix", "nudge:test:" + unique_ + ":room:");
+    overrides.emplace("reconnect_initial_ms", std::int64_t{50});
+    overrides.emplace("reconnect_max_ms", std::int64_t{500});
+    std::string error;
+    Config c = make_config(RedisConfig::schema(), overrides, &error);
+    EXPECT_EQ(error, "");
+    return c;
+  }
+
+  Instance& add(const std::string& name, std::map<std::string, ConfigValue> overrides = {}) {
+    instances_.push_back(std::make_unique<Instance>(io_, name + "-" + unique_, config(std::move(overrides))));
+    Instance& instance = *instances_.back();
+    EXPECT_TRUE(instance.fanout->start(instance.receiver).ok());
+    return instance;
+  }
+
+  /// Runs the loop until `done()` or `timeout`; returns done().
+  bool run_until(const std::function<bool()>& done, milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!done() && Clock::now() < deadline) io_.run_for(milliseconds(2));
+    return done();
+  }
+  void run_for(milliseconds time) { io_.run_for(time); }
+
+  /// Every instance publishes a probe in `room` every 50 ms until each one
+  /// has heard every instance's probe: then all subscriptions are active.
+  bool warm_up(const std::string& room, const std::string& tag = "warm-up") {
+    auto all_heard = [&] {
+      for (const auto& receiver : instances_)
+        for (const auto& sender : instances_)
+          if (!receiver->receiver.probes_from.count(sender->id + "/" + tag)) return false;
+      return true;
+    };
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (!all_heard() && Clock::now() < deadline) {
+      for (const auto& sender : instances_)
+        sender->fanout->publish(make_message(sender->id, room, 0, "", tag.c_str()));
+      run_until(all_heard, milliseconds(50));
+    }
+    return all_heard();
+  }
+
+  void stop_all() {
+    int stopped = 0;
+    const int n = static_cast<int>(instances_.size());
+    for (const auto& instance : instances_) instance->fanout->stop([&] { ++stopped; });
+    const auto t0 = Clock::now();
+    run_until([&] { return stopped == n; }, std::chrono::seconds(5));
+    EXPECT_EQ(stopped, n) << "stop() must call done";
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(3)) << "stop() must be prompt";
+    instances_.clear();
+  }
+
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_ = boost::asio::make_work_guard(io_);
+  std::string url_text_;
+  RedisUrl url_;
+  std::string unique_;
+  std::vector<std::unique_ptr<Instance>> instances_;
+};
+
+/// Publishes `count` messages from each instance, `chunk` at a time per turn
+/// of the loop, waiting while the fanout holds messages back (no drops).
+void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from, std::int64_t count,
+                       std::int64_t chunk, const std::function<MessagePtr(Instance&, std::int64_t)>& make) {
+  auto next = std::make_shared<std::int64_t>(0);
+  auto step = std::make_shared<std::function<void()>>();
+  *step = [&io, from, count, chunk, make, next, step] {
+    bool backlog = false;
+    for (Instance* i : from) backlog = backlog || i->fanout->pending() > 0;
+    if (!backlog) {
+      const std::int64_t end = std::min(count, *next + chunk);
+      for (; *next < end; ++*next)
+        for (Instance* i : from) i->fanout->publish(make(*i, *next));
+    }
+    if (*next < count)
+      boost::asio::post(io, *step);
+    else
+      *step = nullptr;  // breaks the self-reference
+  };
+  boost::asio::post(io, *step);
+}
+
+TEST_F(RedisFanoutIntegrationTest, EveryMessageReachesBothInstancesOnceInPublisherOrder) {
+  Instance& a = add("a");
+  Instance& b = add("b");
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected() && b.fanout->connected(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(a.context.metrics().gauge_value("connected"), 1);
+  ASSERT_TRUE(warm_up("lobby"));
+  // Ignored with a single channel: both still get everything.
+  a.fanout->set_room_interest("lobby", false);
+  b.fanout->set_room_interest("elsewhere", true);
+
+  constexpr std::int64_t kPerPublisher = 1000;
+  std::map<std::string, std::vector<MessagePtr>> sent;
+  publish_in_chunks(io_, {&a, &b}, kPerPublisher, 50, [&](Instance& i, std::int64_t seq) {
+    auto m = make_message(i.id, seq % 2 ? "lobby" : "random", seq, payload_for(i.id, seq));
+    sent[i.id].push_back(m);
+    return m;
+  });
+  const std::size_t expected = 2 * kPerPublisher;
+  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= expected && b.receiver.messages.size() >= expected; },
+                        std::chrono::seconds(30)))
+      << "a received " << a.receiver.messages.size() << ", b " << b.receiver.messages.size() << " of " << expected;
+  run_for(milliseconds(300));  // duplicates would show up here
+
+  std::size_t binary_checked = 0;
+  for (Instance* receiver : {&a, &b}) {
+    SCOPED_TRACE("receiver " + receiver->id);
+    EXPECT_EQ(receiver->receiver.messages.size(), expected);
+    std::map<std::string, std::int64_t> next_seq;
+    for (const auto& m : receiver->receiver.messages) {
+      const std::int64_t seq = seq_of(*m);
+      ASSERT_EQ(seq, next_seq[m->origin]) << "from " << m->origin << ": out of order, duplicated or lost";
+      ++next_seq[m->origin];
+      const MessagePtr& original = sent.at(m->origin).at(static_cast<std::size_t>(seq));
+      EXPECT_EQ(m->id, original->id);
+      EXPECT_EQ(m->room, original->room);
+      EXPECT_EQ(m->sender, original->sender);
+      EXPECT_EQ(m->timestamp_ms, original->timestamp_ms);
+      ASSERT_EQ(m->payload, payload_for(m->origin, seq)) << "payload of " << m->origin << " #" << seq;
+      if (m->payload.size() >= 256) ++binary_checked;
+    }
+    EXPECT_EQ(next_seq[a.id], kPerPublisher);
+    EXPECT_EQ(next_seq[b.id], kPerPublisher);
+  }
+  EXPECT_GT(binary_checked, 0u);
+  for (Instance* i : {&a, &b}) {
+    EXPECT_GE(i->context.metrics().value("published"), static_cast<std::uint64_t>(kPerPublisher));
+    EXPECT_EQ(i->context.metrics().value("publish_errors"), 0u);
+    EXPECT_EQ(i->context.metrics().value("decode_errors"), 0u);
+    EXPECT_EQ(i->context.metrics().value("dropped_while_disconnected"), 0u);
+    EXPECT_GE(i->context.metrics().value("received"), expected);
+  }
+}
+
+TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
+  Instance& a = add("a");
+  Instance& b = add("b");
+  ASSERT_TRUE(warm_up("lobby"));
+  constexpr std::int64_t kPerPublisher = 20000;
+  constexpr std::size_t kPayload = 128;
+  const std::string payload(kPayload, 'x');
+  const auto t0 = Clock::now();
+  publish_in_chunks(io_, {&a, &b}, kPerPublisher, 500, [&](Instance& i, std::int64_t seq) {
+    return make_message(i.id, "lobby", seq, payload);
+  });
+  const std::size_t expected = 2 * kPerPublisher;
+  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= expected && b.receiver.messages.size() >= expected; },
+                        std::chrono::seconds(60)))
+      << "a received " << a.receiver.messages.size() << ", b " << b.receiver.messages.size() << " of " << expected;
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double published_per_s = static_cast<double>(expected) / seconds;
+  std::ostringstream line;
+  line.precision(0);
+  line << std::fixed << "throughput: " << expected << " messages of " << kPayload << " bytes from 2 publishers in "
+       << seconds * 1000 << " ms = " << published_per_s << " messages/s through the fanout ("
+       << 2 * published_per_s << " deliveries/s to 2 subscribers, one thread for both instances)";
+  std::cout << "[ MEASURED ] " << line.str() << std::endl;
+  RecordProperty("messages_per_second", static_cast<int>(published_per_s));
+  EXPECT_EQ(a.receiver.messages.size(), expected);
+  EXPECT_EQ(b.receiver.messages.size(), expected);
+}
+
+TEST_F(RedisFanoutIntegrationTest, ChannelPerRoomDeliversOnlyRoomsOfInterest) {
+  Instance& a = add("a", {{"channel_per_room", true}});
+  Instance& b = add("b", {{"channel_per_room", true}});
+  a.fanout->set_room_interest("r1", true);
+  a.fanout->set_room_interest("shared", true);
+  b.fanout->set_room_interest("shared", true);
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected() && b.fanout->connected(); }, std::chrono::seconds(5)));
+  b.fanout->set_room_interest("r2", true);  // after connecting: subscribed at once
+  ASSERT_TRUE(warm_up("shared"));
+  // b's r2 subscription is active once b hears its own r2 probe.
+  ASSERT_TRUE(run_until(
+      [&] {
+        b.fanout->publish(make_message(b.id, "r2", 0, "", "r2-ready"));
+        run_for(milliseconds(20));
+        return b.receiver.probes_from.count(b.id + "/r2-ready") > 0;
+      },
+      std::chrono::seconds(5)));
+  a.receiver.messages.clear();
+  b.receiver.messages.clear();
+
+  constexpr int kEach = 20;
+  for (int n = 0; n < kEach; ++n)
+    for (Instance* from : {&a, &b})
+      for (const char* room : {"r1", "r2", "r3", "shared"}) from->fanout->publish(make_message(from->id, room, n, room));
+  auto rooms_of = [](const Recorder& r) {
+    std::map<std::string, int> counts;
+    for (const auto& m : r.messages) ++counts[m->room];
+    return counts;
+  };
+  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= 4 * kEach && b.receiver.messages.size() >= 4 * kEach; },
+                        std::chrono::seconds(10)));
+  run_for(milliseconds(300));
+  EXPECT_EQ(rooms_of(a.receiver), (std::map<std::string, int>{{"r1", 2 * kEach}, {"shared", 2 * kEach}}));
+  EXPECT_EQ(rooms_of(b.receiver), (std::map<std::string, int>{{"r2", 2 * kEach}, {"shared", 2 * kEach}}));
+
+  // b leaves r2, a joins r3.
+  b.fanout->set_room_interest("r2", false);
+  a.fanout->set_room_interest("r3", true);
+  ASSERT_TRUE(run_until(
+      [&] {
+        a.fanout->publish(make_message(a.id, "r3", 0, "", "r3-ready"));
+        run_for(milliseconds(20));
+        return a.receiver.probes_from.count(a.id + "/r3-ready") > 0;
+      },
+      std::chrono::seconds(5)));
+  run_for(milliseconds(200));
+  a.receiver.messages.clear();
+  b.receiver.messages.clear();
+  for (int n = 0; n < kEach; ++n)
+    for (const char* room : {"r2", "r3", "shared"}) a.fanout->publish(make_message(a.id, room, n, room));
+  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= 2 * kEach && b.receiver.messages.size() >= kEach; },
+                        std::chrono::seconds(10)));
+  run_for(milliseconds(300));
+  EXPECT_EQ(rooms_of(a.receiver), (std::map<std::string, int>{{"r3", kEach}, {"shared", kEach}}));
+  EXPECT_EQ(rooms_of(b.receiver), (std::map<std::string, int>{{"shared", kEach}})) << "b left r2";
+}
+
+TEST_F(RedisFanoutIntegrationTest, CountsAndSkipsPayloadsThatAreNotEnvelopes) {
+  Instance& a = add("a");
+  ASSERT_TRUE(warm_up("lobby"));
+  SyncRedis client(url_);
+  ASSERT_TRUE(client.ok()) << client.error;
+  for (const std::string& junk : {std::string("hello"), std::string(), std::string("NG\x01garbage", 10),
+                                 std::string(1000, '\xff')})
+    client.command({"PUBLISH", "nudge:test:" + unique_, junk});
+  a.fanout->publish(make_message(a.id, "lobby", 0, "after junk"));
+  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() == 1; }, std::chrono::seconds(5)));
+  EXPECT_EQ(a.receiver.messages[0]->payload, "after junk");
+  EXPECT_EQ(a.context.metrics().value("decode_errors"), 4u);
+  EXPECT_EQ(a.context.logger().count(LogLevel::warn, "not a Nudge envelope"), 1u) << "rate-limited";
+}
+
+/// Publishes from every instance every 10 ms, numbering messages per instance.
+struct Ticker {
+  boost::asio::steady_timer timer;
+  std::vector<Instance*> from;
+  std::int64_t seq = 0;
+  bool running = true;
+  Ticker(boost::asio::io_context& io, std::vector<Instance*> instances) : timer(io), from(std::move(instances)) { tick(); }
+  void tick() {
+    for (Instance* i : from) i->fanout->publish(make_message(i->id, "lobby", seq, "tick"));
+    ++seq;
+    timer.expires_after(milliseconds(10));
+    timer.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec && running) tick();
+    });
+  }
+  ~Ticker() {
+    running = false;
+    timer.cancel();
+  }
+};
+
+/// Both instances received a message from each instance numbered above `seq`.
+bool delivered_after(const std::vector<Instance*>& instances, std::int64_t seq) {
+  for (Instance* receiver : instances)
+    for (Instance* sender : instances) {
+      bool found = false;
+      for (auto it = receiver->receiver.messages.rbegin(); it != receiver->receiver.messages.rend() && !found; ++it)
+        found = (*it)->origin == sender->id && seq_of(**it) > seq;
+      if (!found) return false;
+    }
+  return true;
+}
+
+/// Across a reconnect messages may be lost, never duplicated or reordered.
+void expect_in_order_without_duplicates(const Instance& receiver) {
+  std::map<std::string, std::int64_t> last;
+  for (const auto& m : receiver.receiver.messages) {
+    auto [it, first] = last.emplace(m->origin, seq_of(*m));
+    if (!first) {
+      EXPECT_GT(seq_of(*m), it->second) << receiver.id << " from " << m->origin;
+      it->second = seq_of(*m);
+    }
+  }
+}
+
+void expect_reconnected_once(Instance& i) {
+  expect_in_order_without_duplicates(i);
+  EXPECT_EQ(i.context.metrics().value("reconnects"), 2u) << "both connections of " << i.id;
+  EXPECT_EQ(i.context.logger().count(LogLevel::warn, "lost the publishing connection"), 1u);
+  EXPECT_EQ(i.context.logger().count(LogLevel::warn, "lost the subscribing connection"), 1u);
+  EXPECT_EQ(i.context.logger().count(LogLevel::info, "reconnected the publishing connection"), 1u);
+  EXPECT_EQ(i.context.logger().count(LogLevel::info, "reconnected the subscribing connection"), 1u);
+  EXPECT_EQ(i.context.metrics().gauge_value("connected"), 1);
+}
+
+TEST_F(RedisFanoutIntegrationTest, ResumesDeliveryAfterItsConnectionsAreKilled) {
+  Instance& a = add("a");
+  Instance& b = add("b");
+  ASSERT_TRUE(warm_up("lobby"));
+  Ticker ticker(io_, {&a, &b});
+  run_for(milliseconds(200));
+
+  // Kills exactly this test's connections (named with CLIENT SETNAME), so
+  // other users of the same Redis are not disturbed.
+  SyncRedis admin(url_);
+  ASSERT_TRUE(admin.ok()) << admin.error;
+  const std::string list = admin.command({"CLIENT", "LIST"});
+  std::istringstream lines(list);
+  std::string line;
+  int killed = 0;
+  while (std::getline(lines, line)) {
+    const auto name_at = line.find(" name=nudge:test:");
+    if (name_at == std::string::npos || line.find(unique_, name_at) == std::string::npos) continue;
+    const std::string id = line.substr(3, line.find(' ') - 3);  // "id=<n> ..."
+    admin.command({"CLIENT", "KILL", "ID", id});
+    ++killed;
+  }
+  ASSERT_EQ(killed, 4) << "two connections per instance, named in CLIENT LIST:\n" << list;
+  const std::int64_t seq_at_kill = ticker.seq;
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(run_until([&] { return delivered_after({&a, &b}, seq_at_kill); }, std::chrono::seconds(5)))
+      << "delivery did not resume within 5 s";
+  const auto resumed_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  std::cout << "[ MEASURED ] delivery resumed " << resumed_ms << " ms after CLIENT KILL" << std::endl;
+  run_for(milliseconds(200));
+  expect_reconnected_once(a);
+  expect_reconnected_once(b);
+}
+
+TEST_F(RedisFanoutIntegrationTest, ResumesDeliveryAfterRedisRestarts) {
+  const std::filesystem::path script = std::filesystem::path(NUDGE_SOURCE_DIR) / "scripts/services/redis";
+  if (!std::filesystem::exists(script)) GTEST_SKIP() << script << " does not exist";
+  if (url_.port != 6379 || (url_.host != "127.0.0.1" && url_.host != "localhost"))
+    GTEST_SKIP() << "REDIS_URL is not the Redis that scripts/services/redis manages";
+  if (std::system((script.string() + " status >/dev/null 2>&1").c_str()) != 0)
+    GTEST_SKIP() << "the Redis at 127.0.0.1:6379 was not started by scripts/services/redis, so it is not restarted";
+
+  Instance& a = add("a");
+  Instance& b = add("b");
+  ASSERT_TRUE(warm_up("lobby"));
+  Ticker ticker(io_, {&a, &b});
+  run_for(milliseconds(200));
+
+  ASSERT_EQ(std::system((script.string() + " stop >&2").c_str()), 0);
+  run_for(milliseconds(1000));  // both instances notice and keep retrying; publishes are held
+  EXPECT_FALSE(a.fanout->connected());
+  EXPECT_EQ(a.context.metrics().gauge_value("connected"), 0);
+  ASSERT_EQ(std::system((script.string() + " start >/dev/null").c_str()), 0);
+  const std::int64_t seq_at_start = ticker.seq;
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(run_until([&] { return delivered_after({&a, &b}, seq_at_start); }, std::chrono::seconds(5)))
+      << "delivery did not resume within 5 s of Redis being back";
+  const auto resumed_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  std::cout << "[ MEASURED ] delivery resumed " << resumed_ms << " ms after Redis restarted" << std::endl;
+  run_for(milliseconds(200));
+  expect_reconnected_once(a);
+  expect_reconnected_once(b);
+}
+
+}  // namespace
+}  // namespace nudge::plugins::redis

@@ -1,0 +1,283 @@
+#include "postgres_sink.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <set>
+#include <thread>
+
+#include <pqxx/connection>
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <pqxx/result>
+#include <pqxx/transaction>
+
+#include "sql.hpp"
+
+namespace nudge::plugins::postgres {
+
+/// One database session; lives and dies on the worker thread.
+struct PostgresSink::Session {
+  explicit Session(const std::string& conninfo) : conn(conninfo) {}
+  pqxx::connection conn;
+};
+
+namespace {
+
+std::string with_sqlstate(const DatabaseError& e) {
+  return e.sqlstate.empty() ? e.message : e.message + " (SQLSTATE " + e.sqlstate + ")";
+}
+
+}  // namespace
+
+PostgresSink::PostgresSink(const Config& config, Context& context)
+    : config_(PostgresConfig::from(config)),
+      context_(context),
+      display_url_(redact_url(config_.url)),
+      insert_sql_(insert_sql(config_.table)),
+      rows_inserted_(context.metrics().counter("rows_inserted", "Rows inserted")),
+      rows_duplicate_(context.metrics().counter("rows_duplicate", "Rows skipped because their id was stored already")),
+      // Not "write_errors": the runtime's sink driver counts failed batches under that name in the same registry.
+      db_errors_(context.metrics().counter("db_errors", "Failed database calls (inserts, connection attempts)")),
+      reconnects_(context.metrics().counter("reconnects", "Connections reopened after one was lost")),
+      texts_repaired_(context.metrics().counter(
+          "texts_repaired", "Room, sender or origin values stored with U+FFFD for bytes that were not UTF-8")),
+      connected_(context.metrics().gauge("connected", "1 while a database connection is open")) {}
+
+PostgresSink::~PostgresSink() {
+  worker_.reset();  // joins the worker; the session is ours alone from here
+  session_.reset();
+  connected_.set(0);
+}
+
+// ---- start -----------------------------------------------------------------
+
+Status PostgresSink::start() {
+  worker_ = std::make_unique<BlockingWorker>(context_.executor());
+  // The SDK's start() returns its Status synchronously, so wait here for the
+  // worker (the event loop has nothing else to do before the sink started).
+  std::promise<Status> opened;
+  auto result = opened.get_future();
+  worker_->run_detached([this, &opened] { opened.set_value(open()); });
+  return result.get();
+}
+
+std::optional<DatabaseError> PostgresSink::connect() {
+  try {
+    auto session = std::make_unique<Session>(config_.conninfo());
+    pqxx::nontransaction tx(session->conn);
+    const auto encoding = tx.exec1("SHOW server_encoding")[0].as<std::string>();
+    tx.commit();
+    if (encoding != "UTF8" && encoding != "SQL_ASCII")
+      return DatabaseError{{StatusCode::internal, false}, "",
+                           "the database uses the encoding '" + encoding +
+                               "', which cannot hold all of Unicode; create it with ENCODING 'UTF8'"};
+    // set_variable rather than a plain SET, so libpqxx restores it should it reopen the session itself.
+    session->conn.set_variable("statement_timeout", std::to_string(config_.statement_timeout_ms));
+    session_ = std::move(session);
+    connected_.set(1);
+    return std::nullopt;
+  } catch (const std::exception& e) {
+    return classify(e);
+  }
+}
+
+Status PostgresSink::open() {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.wait_for_database_ms);
+  auto delay = std::chrono::milliseconds(250);
+  for (int attempt = 1;; ++attempt) {
+    auto error = connect();
+    if (!error) break;
+    db_errors_.add();
+    // Waiting helps a server that is down or starting, not a wrong password.
+    const bool permanent = is_permanent_connect_error(error->message);
+    if (permanent || error->what.code != StatusCode::unavailable) {
+      return Status::error(error->what.code == StatusCode::unavailable ? StatusCode::unavailable : StatusCode::internal,
+                           "cannot use PostgreSQL at " + display_url_ + ": " + with_sqlstate(*error) +
+                               (permanent ? " (check the user, password and database name in 'url')" : ""));
+    }
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      const std::string waited = config_.wait_for_database_ms > 0
+                                     ? " within " + std::to_string(config_.wait_for_database_ms) + " ms (" +
+                                           std::to_string(attempt) + " attempts; last error: "
+                                     : " (";
+      return Status::error(StatusCode::unavailable,
+                           "cannot connect to PostgreSQL at " + display_url_ + waited + error->message +
+                               "). Is PostgreSQL running, and is 'url' right? For local development: "
+                               "scripts/services/postgres start");
+    }
+    if (attempt == 1)
+      context_.logger().warn("cannot connect to PostgreSQL at ", display_url_, " yet (", error->message,
+                             "); retrying for up to ", config_.wait_for_database_ms, " ms");
+    std::this_thread::sleep_for(std::min<Clock::duration>(delay, deadline - now));
+    delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+  }
+  if (auto s = migrate(); !s.ok()) {
+    disconnect();
+    return s;
+  }
+  context_.logger().info("writing to table '", config_.table.display(), "' at ", display_url_);
+  return Status::success();
+}
+
+Status PostgresSink::migrate() {
+  const auto& table = config_.table;
+  const std::string quoted = table.quoted();
+  try {
+    pqxx::work tx(session_->conn);
+    // Instances starting together take turns, so CREATE TABLE IF NOT EXISTS
+    // never races itself (which can fail on pg_type's unique index).
+    tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1))", "nudge.sink.postgres " + quoted);
+    if (!tx.exec_params1("SELECT to_regclass($1) IS NOT NULL", quoted)[0].as<bool>()) {
+      tx.exec(create_table_sql(table));
+      context_.logger().info("created table '", table.display(), "'");
+    } else {
+      // Looked up first rather than ALTERed blindly: ALTER TABLE locks out
+      // every writer even when there is nothing to add.
+      std::set<std::string> present;
+      for (const auto& row : tx.exec_params(
+               "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+               quoted))
+        present.insert(row[0].as<std::string>());
+      std::string missing;
+      for (const auto& column : columns()) {
+        if (present.count(column.name)) continue;
+        if (!column.added_later) {
+          missing += (missing.empty() ? "'" : ", '") + std::string(column.name) + "'";
+          continue;
+        }
+        tx.exec(add_column_sql(table, column));
+        context_.logger().info("added column '", column.name, "' to table '", table.display(), "'");
+      }
+      if (!missing.empty())
+        return Status::error(StatusCode::internal, "table '" + table.display() + "' at " + display_url_ +
+                                                       " exists but has no column " + missing +
+                                                       ": it was not made by this sink; set 'table' to another name");
+      const std::string index = table.schema.empty() ? table.index_quoted() : "\"" + table.schema + "\"." + table.index_quoted();
+      if (tx.exec_params1("SELECT to_regclass($1) IS NULL", index)[0].as<bool>())
+        tx.exec("CREATE INDEX IF NOT EXISTS " + table.index_quoted() + " ON " + quoted + " (room, created_at)");
+    }
+    tx.commit();
+    // The insert, run on no rows, checks the table as it is: column types and
+    // the unique index on id that ON CONFLICT needs.
+    pqxx::nontransaction check(session_->conn);
+    check.exec_params(insert_sql_, "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}");
+    check.commit();
+    return Status::success();
+  } catch (const std::exception& e) {
+    const auto error = classify(e);
+    db_errors_.add();
+    return Status::error(error.what.code, "cannot create or migrate table '" + table.display() + "' at " +
+                                              display_url_ + ": " + with_sqlstate(error));
+  }
+}
+
+// ---- write -----------------------------------------------------------------
+
+void PostgresSink::write(BatchPtr batch, Completion done) {
+  if (!worker_) {
+    boost::asio::post(context_.executor(), [done = std::move(done)] {
+      done(Status::error(StatusCode::internal, "write() called before a successful start()"));
+    });
+    return;
+  }
+  worker_->run([this, batch] { return write_now(*batch); },
+               [this, batch, done = std::move(done)](WriteResult result) {
+                 if (result.status.ok()) {
+                   rows_inserted_.add(result.inserted);
+                   rows_duplicate_.add(batch->size() - result.inserted);
+                 }
+                 if (result.status.ok() && result.repaired) {
+                   texts_repaired_.add(result.repaired);
+                   context_.logger().warn(result.repaired,
+                                          " room, sender or origin values in a batch were not valid UTF-8; "
+                                          "stored them with U+FFFD in place of the bad bytes");
+                 }
+                 done(std::move(result.status));
+               });
+}
+
+PostgresSink::WriteResult PostgresSink::write_now(const Batch& batch) {
+  WriteResult result;
+  if (batch.empty()) return result;
+  if (!session_) {
+    if (auto error = connect()) {
+      db_errors_.add();
+      result.status = Status::error(StatusCode::unavailable,
+                                    "cannot connect to PostgreSQL at " + display_url_ + ": " + with_sqlstate(*error));
+      return result;
+    }
+    reconnects_.add();
+    context_.logger().info("reconnected to PostgreSQL at ", display_url_);
+  }
+  // Usually one statement, one round trip; a batch of very large payloads
+  // takes a few (each atomic, and a retry skips what is already stored).
+  for (auto first = batch.begin(); first != batch.end();) {
+    const auto last = statement_end(first, batch.end());
+    const EncodedBatch e = encode_batch(first, last);
+    result.repaired += e.repaired_texts;
+    try {
+      // A single statement outside a transaction block is atomic by itself.
+      pqxx::nontransaction tx(session_->conn);
+      const auto r = tx.exec_params(insert_sql_, e.ids, e.rooms, e.senders, e.payloads, e.timestamps, e.origins,
+                                    e.partitions, e.offsets);
+      tx.commit();
+      result.inserted += static_cast<std::size_t>(r.affected_rows());
+    } catch (const std::exception& ex) {
+      result.status = fail(classify(ex), "inserting " + std::to_string(batch.size()) + " rows into '" +
+                                             config_.table.display() + "'");
+      return result;
+    }
+    first = last;
+  }
+  return result;
+}
+
+Status PostgresSink::fail(const DatabaseError& error, const std::string& doing) {
+  db_errors_.add();
+  if (error.what.reconnect || !session_->conn.is_open()) {
+    // libpqxx's own words for a dead socket can be cryptic ("Could not obtain
+    // client encoding"), so say plainly what happened first.
+    const std::string text = "lost the connection to PostgreSQL at " + display_url_ + " while " + doing + " (" +
+                             with_sqlstate(error) + ")";
+    disconnect();
+    context_.logger().warn(text, "; reconnecting on the next attempt");
+    return Status::error(StatusCode::unavailable, text);
+  }
+  const std::string text = "PostgreSQL at " + display_url_ + " failed " + doing + ": " + with_sqlstate(error);
+  // The runtime logs every failed attempt; say more only when waiting will not help.
+  if (error.what.code != StatusCode::unavailable)
+    context_.logger().error(text, ". This does not clear up by itself: the runtime keeps retrying the batch, "
+                                  "and the log keeps the backlog, until the table or the data is fixed");
+  return Status::error(error.what.code, text);
+}
+
+void PostgresSink::disconnect() {
+  session_.reset();
+  connected_.set(0);
+}
+
+// ---- stop ------------------------------------------------------------------
+
+void PostgresSink::stop(std::function<void()> done) {
+  if (!worker_) {
+    done();
+    return;
+  }
+  // Queued behind a write in progress, whose completion thus reaches the
+  // runtime first; the event loop never waits on the database.
+  worker_->run(
+      [this] {
+        disconnect();
+        return true;
+      },
+      [this, done = std::move(done)](bool) {
+        worker_->shutdown();
+        context_.logger().info("closed the connection to ", display_url_);
+        done();
+      });
+}
+
+}  // namespace nudge::plugins::postgres

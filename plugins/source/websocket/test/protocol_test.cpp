@@ -1,1 +1,67 @@
 #include <gtest/gtest.h>
+
+#include "protocol.hpp"
+
+namespace nudge::plugins::websocket {
+namespace {
+
+ClientFrame parse_ok(std::string_view text) {
+  ProtocolError error;
+  auto frame = parse_client_frame(text, error);
+  EXPECT_TRUE(frame) << error.code << ": " << error.message;
+  return frame.value_or(ClientFrame{});
+}
+
+ProtocolError parse_error(std::string_view text) {
+  ProtocolError error;
+  EXPECT_FALSE(parse_client_frame(text, error)) << text;
+  return error;
+}
+
+TEST(Protocol, ParsesEveryClientFrame) {
+  EXPECT_EQ(parse_ok(R"({"type":"hello","name":"alice"})").name, "alice");
+  auto join = parse_ok(R"({"type":"join","room":"general"})");
+  EXPECT_EQ(join.type, ClientFrame::Type::join);
+  EXPECT_EQ(join.room, "general");
+  EXPECT_EQ(parse_ok(R"({"type":"leave","room":"general"})").type, ClientFrame::Type::leave);
+  auto send = parse_ok(R"({"type":"send","room":"general","text":"hi \u00e9","ref":"c-1","extra":1})");
+  EXPECT_EQ(send.type, ClientFrame::Type::send);
+  EXPECT_EQ(send.text, "hi \xC3\xA9");
+  EXPECT_EQ(send.ref, "c-1");
+}
+
+TEST(Protocol, RefusesBadFramesWithACodeAndTheRef) {
+  EXPECT_EQ(parse_error("{nope").code, "bad_json");
+  EXPECT_EQ(parse_error("[1,2]").code, "bad_json");
+  EXPECT_EQ(parse_error(R"({"room":"x"})").code, "bad_request");
+  auto unknown = parse_error(R"({"type":"dance","ref":"r9"})");
+  EXPECT_EQ(unknown.code, "unknown_type");
+  EXPECT_EQ(unknown.ref, "r9");
+  auto no_text = parse_error(R"({"type":"send","room":"general","ref":"r1"})");
+  EXPECT_EQ(no_text.code, "bad_request");
+  EXPECT_EQ(no_text.ref, "r1");
+  EXPECT_EQ(parse_error(R"({"type":"join","room":"has space"})").code, "bad_request");
+  EXPECT_EQ(parse_error(R"({"type":"join","room":""})").code, "bad_request");
+  EXPECT_EQ(parse_error(R"({"type":"hello","name":""})").code, "bad_request");
+  EXPECT_EQ(parse_error(R"({"type":"hello","name":"a\u0001b"})").code, "bad_request");
+  EXPECT_EQ(parse_error("{\"type\":\"send\",\"room\":\"r\",\"text\":\"\xff\"}").code, "bad_json");
+}
+
+TEST(Protocol, ServerFramesAreValidJsonWithTextAsText) {
+  Message m;
+  m.id = *MessageId::parse("01a222df-e94e-7000-831c-b8e6d4f85e62");
+  m.room = "general";
+  m.sender = "al\"ice";
+  m.payload = "<img src=x onerror=alert(1)> \n \xF0\x9F\x98\x80";
+  m.timestamp_ms = 1764300000000;
+  EXPECT_EQ(message_frame(m),
+            R"({"type":"message","id":"01a222df-e94e-7000-831c-b8e6d4f85e62","room":"general","sender":"al\"ice",)"
+            "\"text\":\"<img src=x onerror=alert(1)> \\n \xF0\x9F\x98\x80\",\"ts\":1764300000000}");
+  EXPECT_EQ(ack_frame("c-1", m.id), R"({"type":"ack","ref":"c-1","id":"01a222df-e94e-7000-831c-b8e6d4f85e62"})");
+  EXPECT_EQ(error_frame("", "bad_json", "x"), R"({"type":"error","code":"bad_json","message":"x"})");
+  m.payload = "\xff\xfe";
+  EXPECT_EQ(message_frame(m), "") << "invalid UTF-8 cannot go out in a text frame";
+}
+
+}  // namespace
+}  // namespace nudge::plugins::websocket

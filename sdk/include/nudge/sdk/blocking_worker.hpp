@@ -38,12 +38,15 @@ class BlockingWorker {
   /// completion executor. Callable from any thread.
   template <class Work, class Done>
   void run(Work work, Done done) {
+    // The work guard tells the event loop a result is still coming, so it
+    // does not run out of work while the job runs.
     boost::asio::post(io_, [work = std::move(work), done = std::move(done),
-                            ex = completion_executor_]() mutable {
+                            guard = boost::asio::make_work_guard(completion_executor_)]() mutable {
       auto result = work();
-      boost::asio::post(ex, [done = std::move(done), result = std::move(result)]() mutable {
+      boost::asio::post(guard.get_executor(), [done = std::move(done), result = std::move(result)]() mutable {
         done(std::move(result));
       });
+      guard.reset();
     });
   }
 

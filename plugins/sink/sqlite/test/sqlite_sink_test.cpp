@@ -6,45 +6,14 @@
 #include <sqlite3.h>
 
 #include "config.hpp"
+#include "nudge/sdk/testing.hpp"
 #include "sqlite_sink.hpp"
 
 namespace nudge::plugins::sqlite {
 namespace {
 
-class NullLogger final : public Logger {
- public:
-  bool enabled(LogLevel) const noexcept override { return false; }
-  void write(LogLevel, std::string_view) override {}
-};
-class LocalMetrics final : public Metrics {
- public:
-  Counter& counter(std::string_view name, std::string_view) override { return counters[std::string(name)]; }
-  Gauge& gauge(std::string_view name, std::string_view) override { return gauges[std::string(name)]; }
-  std::map<std::string, Counter> counters;
-  std::map<std::string, Gauge> gauges;
-};
-class TestContext final : public Context {
- public:
-  explicit TestContext(boost::asio::io_context& io) : io_(io) {}
-  boost::asio::any_io_executor executor() const override { return io_.get_executor(); }
-  Logger& logger() override { return logger_; }
-  Metrics& metrics() override { return metrics_; }
-  std::string_view instance_id() const override { return "test"; }
-  std::string_view pipeline_name() const override { return "test"; }
-  LocalMetrics metrics_;
-
- private:
-  boost::asio::io_context& io_;
-  NullLogger logger_;
-};
-
 Config config_for(const std::string& path) {
-  std::map<std::string, ConfigValue, std::less<>> values;
-  const auto schema = SqliteConfig::schema();
-  for (const auto& f : schema.fields())
-    if (f.default_value) values.emplace(f.key, *f.default_value);
-  values["path"] = path;
-  return Config(values, {"path"});
+  return testing::make_config(SqliteConfig::schema(), {{"path", path}});
 }
 
 MessagePtr message(std::string payload, int n) {
@@ -85,7 +54,7 @@ class SqliteSinkTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::string path_;
   boost::asio::io_context io_;
-  TestContext context_{io_};
+  testing::TestContext context_{io_, "sink.sqlite"};
 };
 
 TEST(SqliteConfig, DefaultsAndChecks) {
@@ -106,16 +75,20 @@ TEST_F(SqliteSinkTest, ABatchLandsAndAReplayedBatchAddsNoRow) {
   for (int n = 0; n < 100; ++n) batch->push_back(message("m" + std::to_string(n), n));
   Status first = Status::error(StatusCode::internal, "not called");
   Status replay = Status::error(StatusCode::internal, "not called");
+  bool replayed = false;
   sink.write(batch, [&](Status s) {
     first = s;
-    sink.write(batch, [&](Status s2) { replay = s2; });
+    sink.write(batch, [&](Status s2) {
+      replay = s2;
+      replayed = true;
+    });
   });
-  io_.run();
+  ASSERT_TRUE(testing::run_until(io_, [&] { return replayed; }, std::chrono::seconds(10)));
   EXPECT_TRUE(first.ok()) << first.message();
   EXPECT_TRUE(replay.ok()) << replay.message();
   EXPECT_EQ(rows().size(), 100u);
-  EXPECT_EQ(context_.metrics_.counters["rows_inserted"].value(), 100u);
-  EXPECT_EQ(context_.metrics_.counters["rows_duplicate"].value(), 100u);
+  EXPECT_EQ(context_.metrics().value("rows_inserted"), 100u);
+  EXPECT_EQ(context_.metrics().value("rows_duplicate"), 100u);
   bool stopped = false;
   sink.stop([&] { stopped = true; });
   EXPECT_TRUE(stopped);

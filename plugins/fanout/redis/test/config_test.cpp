@@ -8,20 +8,19 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 
 #include "config.hpp"
 #include "redis_fanout.hpp"
-#include "test_context.hpp"
+#include "nudge/sdk/testing.hpp"
 
 namespace nudge::plugins::redis {
 namespace {
 
-using nudge::test::make_config;
-using nudge::test::TestContext;
+using nudge::testing::make_config;
+using nudge::testing::TestContext;
 
 RedisUrl parse_ok(const std::string& text) {
   RedisUrl url;
@@ -190,7 +189,7 @@ std::uint16_t closed_port() {
 
 TEST(RedisFanoutStartTest, FailsOnlyForABadUrl) {
   boost::asio::io_context io;
-  TestContext context(io, "a");
+  TestContext context(io, "fanout.redis@a", "a");
   // Bypasses the schema, as a caller that skipped validation would.
   std::map<std::string, ConfigValue, std::less<>> values;
   const ConfigSchema schema = RedisConfig::schema();
@@ -203,14 +202,12 @@ TEST(RedisFanoutStartTest, FailsOnlyForABadUrl) {
   EXPECT_NE(status.message().find("url"), std::string::npos) << status.message();
   bool stopped = false;
   fanout.stop([&] { stopped = true; });
-  io.run_for(std::chrono::milliseconds(100));
-  EXPECT_TRUE(stopped);
+  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::milliseconds(100)));
 }
 
 TEST(RedisFanoutStartTest, StartsWhenRedisIsDownThenBuffersAndDropsOldest) {
   boost::asio::io_context io;
-  auto guard = boost::asio::make_work_guard(io);
-  TestContext context(io, "a");
+  TestContext context(io, "fanout.redis@a", "a");
   const std::string url = "redis://127.0.0.1:" + std::to_string(closed_port());
   RedisFanout fanout(make_config(RedisConfig::schema(), {{"url", url},
                                                          {"reconnect_initial_ms", std::int64_t{10}},
@@ -225,7 +222,7 @@ TEST(RedisFanoutStartTest, StartsWhenRedisIsDownThenBuffersAndDropsOldest) {
     m->room = "lobby";
     fanout.publish(m);
   }
-  io.run_for(std::chrono::milliseconds(400));
+  nudge::testing::run_for(io, std::chrono::milliseconds(400));
   EXPECT_FALSE(fanout.connected());
   EXPECT_EQ(context.metrics().gauge_value("connected"), 0);
   EXPECT_EQ(fanout.pending(), 5u);
@@ -239,9 +236,7 @@ TEST(RedisFanoutStartTest, StartsWhenRedisIsDownThenBuffersAndDropsOldest) {
   bool stopped = false;
   const auto t0 = std::chrono::steady_clock::now();
   fanout.stop([&] { stopped = true; });
-  while (!stopped && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3))
-    io.run_for(std::chrono::milliseconds(5));
-  EXPECT_TRUE(stopped);
+  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(3)));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(200)) << "stop must be prompt";
   EXPECT_EQ(context.metrics().value("dropped_while_disconnected"), 8u) << "the 5 still waiting are dropped at stop";
 }
@@ -289,17 +284,14 @@ void stop_promptly(boost::asio::io_context& io, RedisFanout& fanout) {
   bool stopped = false;
   const auto t0 = std::chrono::steady_clock::now();
   fanout.stop([&] { stopped = true; });
-  while (!stopped && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3))
-    io.run_for(std::chrono::milliseconds(5));
-  EXPECT_TRUE(stopped);
+  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(3)));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "stop must be prompt";
 }
 
 TEST(RedisFanoutStartTest, GivesUpOnAServerThatDoesNotAnswerAndRetries) {
   boost::asio::io_context io;
-  auto guard = boost::asio::make_work_guard(io);
   FakeServer server(io, FakeServer::Mode::silent);
-  TestContext context(io, "a");
+  TestContext context(io, "fanout.redis@a", "a");
   // A name, so the connection goes through the asynchronous resolver; a
   // password, so the connection waits for AUTH's answer that never comes.
   RedisFanout fanout(make_config(RedisConfig::schema(),
@@ -310,7 +302,7 @@ TEST(RedisFanoutStartTest, GivesUpOnAServerThatDoesNotAnswerAndRetries) {
                      context);
   CountingReceiver receiver;
   ASSERT_TRUE(fanout.start(receiver).ok());
-  io.run_for(std::chrono::milliseconds(600));
+  nudge::testing::run_for(io, std::chrono::milliseconds(600));
   EXPECT_FALSE(fanout.connected());
   EXPECT_GE(server.accepted, 6) << "each connection tries again after each timeout";
   EXPECT_EQ(context.logger().count(LogLevel::warn, "no answer within 100 ms"), 2u) << "once per connection";
@@ -319,9 +311,8 @@ TEST(RedisFanoutStartTest, GivesUpOnAServerThatDoesNotAnswerAndRetries) {
 
 TEST(RedisFanoutStartTest, RetriesWhenTheLoginIsRefused) {
   boost::asio::io_context io;
-  auto guard = boost::asio::make_work_guard(io);
   FakeServer server(io, FakeServer::Mode::refuse);
-  TestContext context(io, "a");
+  TestContext context(io, "fanout.redis@a", "a");
   RedisFanout fanout(make_config(RedisConfig::schema(),
                                  {{"url", "redis://:wrong@127.0.0.1:" + std::to_string(server.port())},
                                   {"reconnect_initial_ms", std::int64_t{10}},
@@ -329,7 +320,7 @@ TEST(RedisFanoutStartTest, RetriesWhenTheLoginIsRefused) {
                      context);
   CountingReceiver receiver;
   ASSERT_TRUE(fanout.start(receiver).ok());
-  io.run_for(std::chrono::milliseconds(300));
+  nudge::testing::run_for(io, std::chrono::milliseconds(300));
   EXPECT_FALSE(fanout.connected());
   EXPECT_GE(server.accepted, 6);
   EXPECT_EQ(context.logger().count(LogLevel::warn, "AUTH was refused: WRONGPASS"), 2u) << "once per connection";

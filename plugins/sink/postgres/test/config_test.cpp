@@ -6,25 +6,25 @@
 #include <toml++/toml.h>
 
 #include "config.hpp"
-#include "test_context.hpp"
+#include "nudge/sdk/testing.hpp"
+#include "sink_helpers.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
 
-using testing::make_config;
+using nudge::testing::make_config;
+using test_helpers::config_errors;
 
 constexpr const char* kUrl = "postgresql://nudge:nudge@127.0.0.1:5432/nudge";
 
-std::vector<std::string> errors_for(std::map<std::string, ConfigValue, std::less<>> values) {
-  std::vector<std::string> errors;
-  make_config(PostgresConfig::schema(), std::move(values), &errors);
-  return errors;
+std::vector<std::string> errors_for(const std::map<std::string, ConfigValue>& values) {
+  return config_errors(PostgresConfig::schema(), values);
 }
 
 TEST(PostgresConfigTest, DefaultsApply) {
-  std::vector<std::string> errors;
-  const auto config = PostgresConfig::from(make_config(PostgresConfig::schema(), {{"url", std::string(kUrl)}}, &errors));
-  EXPECT_TRUE(errors.empty());
+  std::string error;
+  const auto config = PostgresConfig::from(make_config(PostgresConfig::schema(), {{"url", std::string(kUrl)}}, &error));
+  EXPECT_EQ(error, "");
   EXPECT_EQ(config.url, kUrl);
   EXPECT_EQ(config.table.schema, "");
   EXPECT_EQ(config.table.name, "messages");
@@ -139,15 +139,14 @@ TEST(PostgresConfigTest, ReadmeExampleParses) {
   const auto table = toml::parse(readme.substr(start + 8, end - start - 8));
   const auto* sink = table["sink"]["postgres"].as_table();
   ASSERT_NE(sink, nullptr);
-  std::map<std::string, ConfigValue, std::less<>> values;
+  std::map<std::string, ConfigValue> values;
   for (const auto& [key, node] : *sink) {
     // The runtime interpolates before validation; `${VAR:-default}` takes its default here.
     if (auto s = node.value<std::string>())
       values.emplace(std::string(key.str()), std::regex_replace(*s, std::regex(R"(\$\{[A-Za-z_]+:-([^}]*)\})"), "$1"));
     else if (auto i = node.value<std::int64_t>()) values.emplace(std::string(key.str()), *i);
   }
-  std::vector<std::string> errors;
-  make_config(PostgresConfig::schema(), values, &errors);
+  const auto errors = errors_for(values);
   EXPECT_TRUE(errors.empty()) << errors.front();
   EXPECT_EQ(values.size(), sink->size());
 }

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <pqxx/except>
 
+#include <boost/asio/io_context.hpp>
+
 #include "errors.hpp"
 #include "postgres_sink.hpp"
-#include "test_context.hpp"
+#include "nudge/sdk/testing.hpp"
+#include "sink_helpers.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
@@ -86,24 +89,26 @@ TEST(ClassifyTest, PermanentConnectErrors) {
 
 // No server needed: nothing listens on port 1.
 Config unreachable_config(std::int64_t wait_ms) {
-  return testing::make_config(PostgresConfig::schema(),
-                              {{"url", std::string("postgresql://nudge:s3cret@127.0.0.1:1/nudge")},
-                               {"wait_for_database_ms", wait_ms}});
+  return nudge::testing::make_config(PostgresConfig::schema(),
+                                     {{"url", std::string("postgresql://nudge:s3cret@127.0.0.1:1/nudge")},
+                                      {"wait_for_database_ms", wait_ms}});
 }
 
 TEST(StartTest, FailsFastWithAClearMessageWhenUnreachable) {
-  testing::TestContext context;
+  boost::asio::io_context io;
+  nudge::testing::TestContext context(io, "sink.postgres");
   PostgresSink sink(unreachable_config(0), context);
   const auto status = sink.start();
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("postgresql://nudge@127.0.0.1:1/nudge"), std::string::npos) << status.message();
   EXPECT_NE(status.message().find("scripts/services/postgres start"), std::string::npos) << status.message();
   EXPECT_EQ(status.message().find("s3cret"), std::string::npos) << status.message();
-  EXPECT_EQ(context.test_metrics().level("connected"), 0);
+  EXPECT_EQ(context.metrics().gauge_value("connected"), 0);
 }
 
 TEST(StartTest, WaitsForTheDatabaseBeforeGivingUp) {
-  testing::TestContext context;
+  boost::asio::io_context io;
+  nudge::testing::TestContext context(io, "sink.postgres");
   PostgresSink sink(unreachable_config(1200), context);
   const auto begin = std::chrono::steady_clock::now();
   const auto status = sink.start();
@@ -112,13 +117,14 @@ TEST(StartTest, WaitsForTheDatabaseBeforeGivingUp) {
   EXPECT_GE(waited, std::chrono::milliseconds(1200));
   EXPECT_LT(waited, std::chrono::milliseconds(5000));
   EXPECT_NE(status.message().find("within 1200 ms"), std::string::npos) << status.message();
-  EXPECT_GE(context.test_metrics().count("db_errors"), 3u);
+  EXPECT_GE(context.metrics().value("db_errors"), 3u);
 }
 
 TEST(StartTest, WriteBeforeStartFails) {
-  testing::TestContext context;
+  boost::asio::io_context io;
+  nudge::testing::TestContext context(io, "sink.postgres");
   PostgresSink sink(unreachable_config(0), context);
-  const auto status = testing::write_and_wait(context, sink, std::make_shared<const Batch>());
+  const auto status = test_helpers::write_and_wait(io, sink, std::make_shared<const Batch>());
   EXPECT_EQ(status.code(), StatusCode::internal);
 }
 

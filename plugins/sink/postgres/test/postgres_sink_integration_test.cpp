@@ -15,14 +15,17 @@
 #include <pqxx/result>
 #include <pqxx/transaction>
 
+#include <boost/asio/io_context.hpp>
+
 #include "postgres_sink.hpp"
-#include "test_context.hpp"
+#include "nudge/sdk/testing.hpp"
+#include "sink_helpers.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
 
-using testing::TestContext;
-using testing::write_and_wait;
+using nudge::testing::TestContext;
+using test_helpers::write_and_wait;
 
 constexpr const char* kDefaultUrl = "postgresql://nudge:nudge@127.0.0.1:5432/nudge";
 
@@ -83,12 +86,12 @@ class PostgresSinkIntegrationTest : public ::testing::Test {
     }
   }
 
-  PostgresSink& start_sink(std::map<std::string, ConfigValue, std::less<>> extra = {}) {
+  PostgresSink& start_sink(std::map<std::string, ConfigValue> extra = {}) {
     extra.emplace("url", url_);
     extra.emplace("table", table_);
-    std::vector<std::string> errors;
-    auto config = testing::make_config(PostgresConfig::schema(), std::move(extra), &errors);
-    EXPECT_TRUE(errors.empty()) << errors.front();
+    std::string error;
+    auto config = nudge::testing::make_config(PostgresConfig::schema(), extra, &error);
+    EXPECT_EQ(error, "");
     sink_ = std::make_unique<PostgresSink>(config, context_);
     const auto status = sink_->start();
     EXPECT_TRUE(status.ok()) << status.message();
@@ -104,14 +107,15 @@ class PostgresSinkIntegrationTest : public ::testing::Test {
 
   long long count() { return exec("SELECT count(*) FROM \"" + table_ + "\"")[0][0].as<long long>(); }
 
-  Status write(BatchPtr batch) { return write_and_wait(context_, *sink_, std::move(batch)); }
+  Status write(BatchPtr batch) { return write_and_wait(io_, *sink_, std::move(batch)); }
 
-  std::uint64_t counter(const std::string& name) { return context_.test_metrics().count(name); }
+  std::uint64_t counter(const std::string& name) { return context_.metrics().value(name); }
 
   std::string url_;
   std::string table_;
   std::unique_ptr<pqxx::connection> admin_;
-  TestContext context_;
+  boost::asio::io_context io_;
+  TestContext context_{io_, "sink.postgres"};
   std::unique_ptr<PostgresSink> sink_;
 };
 
@@ -136,14 +140,14 @@ TEST_F(PostgresSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
                           table_ + "_room_created_idx'");
   ASSERT_EQ(index.size(), 1u);
   EXPECT_NE(index[0][0].as<std::string>().find("(room, created_at)"), std::string::npos);
-  EXPECT_EQ(context_.test_metrics().level("connected"), 1);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
 
   // A second instance starting on the same table finds it as it should be.
-  TestContext other_context;
-  auto config = testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}});
+  TestContext other_context(io_, "sink.postgres");
+  auto config = nudge::testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}});
   PostgresSink other(config, other_context);
   EXPECT_TRUE(other.start().ok());
-  testing::stop_and_wait(other_context, other);
+  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
 }
 
 TEST_F(PostgresSinkIntegrationTest, BatchOf500LandsAndAReplayAddsNothing) {
@@ -267,8 +271,9 @@ TEST_F(PostgresSinkIntegrationTest, MigratesATableFromAnOlderVersion) {
 
 TEST_F(PostgresSinkIntegrationTest, RefusesATableItDidNotMake) {
   exec("CREATE TABLE \"" + table_ + "\" (id integer PRIMARY KEY, body text)");
-  std::vector<std::string> errors;
-  auto config = testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}}, &errors);
+  std::string error;
+  auto config = nudge::testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}}, &error);
+  ASSERT_EQ(error, "");
   PostgresSink sink(config, context_);
   const auto status = sink.start();
   ASSERT_FALSE(status.ok());
@@ -285,7 +290,7 @@ TEST_F(PostgresSinkIntegrationTest, AnIncompatibleTableIsReportedAtStart) {
   for (const auto& [columns, expected] : cases) {
     exec("DROP TABLE IF EXISTS \"" + table_ + "\"");
     exec("CREATE TABLE \"" + table_ + "\" (" + columns + ")");
-    auto config = testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}});
+    auto config = nudge::testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}});
     PostgresSink sink(config, context_);
     const auto status = sink.start();
     ASSERT_FALSE(status.ok()) << columns;
@@ -301,7 +306,7 @@ TEST_F(PostgresSinkIntegrationTest, ADataErrorIsNotRetryable) {
   EXPECT_EQ(status.code(), StatusCode::internal) << status.message();
   EXPECT_FALSE(status.retryable());
   EXPECT_NE(status.message().find("SQLSTATE 22001"), std::string::npos) << status.message();
-  EXPECT_EQ(context_.test_metrics().level("connected"), 1);  // the session is fine
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);  // the session is fine
   EXPECT_TRUE(write(make_batch(3, "ok")).ok());
 }
 
@@ -332,7 +337,7 @@ TEST_F(PostgresSinkIntegrationTest, ATerminatedSessionIsReopened) {
   }
   EXPECT_TRUE(status.ok()) << status.message();
   EXPECT_EQ(count(), 10);
-  EXPECT_EQ(context_.test_metrics().level("connected"), 1);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
 }
 
 TEST_F(PostgresSinkIntegrationTest, AWriteWhileTheServerIsDownIsRetriedAfterTheRestart) {
@@ -353,7 +358,7 @@ TEST_F(PostgresSinkIntegrationTest, AWriteWhileTheServerIsDownIsRetriedAfterTheR
   const auto down = write(batch);
   EXPECT_FALSE(down.ok());
   EXPECT_TRUE(down.retryable()) << down.message();
-  EXPECT_EQ(context_.test_metrics().level("connected"), 0);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
   const auto still_down = write(batch);  // a reconnect attempt that fails
   EXPECT_TRUE(still_down.retryable()) << still_down.message();
   EXPECT_NE(still_down.message().find("cannot connect"), std::string::npos) << still_down.message();
@@ -362,7 +367,7 @@ TEST_F(PostgresSinkIntegrationTest, AWriteWhileTheServerIsDownIsRetriedAfterTheR
   const auto up = write(batch);  // what the runtime does: the same batch again
   EXPECT_TRUE(up.ok()) << up.message();
   EXPECT_EQ(counter("reconnects"), 1u);
-  EXPECT_EQ(context_.test_metrics().level("connected"), 1);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
   admin_ = std::make_unique<pqxx::connection>(with_timeout(url_));
   EXPECT_EQ(count(), 20);
 }
@@ -372,10 +377,10 @@ TEST_F(PostgresSinkIntegrationTest, StopLetsAWriteInProgressFinish) {
   std::vector<std::string> order;
   sink.write(make_batch(500), [&](Status s) { order.push_back(s.ok() ? "written" : "failed: " + s.message()); });
   sink.stop([&] { order.push_back("stopped"); });
-  context_.run_until([&] { return order.size() == 2; });
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
   EXPECT_EQ(order, (std::vector<std::string>{"written", "stopped"}));
   EXPECT_EQ(count(), 500);
-  EXPECT_EQ(context_.test_metrics().level("connected"), 0);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
 }
 
 TEST_F(PostgresSinkIntegrationTest, Throughput) {

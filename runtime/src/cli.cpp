@@ -132,8 +132,14 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
     return 1;
   }
 
-  boost::asio::io_context io(1);
+  // Destruction order matters: the pipeline (plugin instances) goes first,
+  // then the event loop with any handlers plugin code left in it, and only
+  // then may the plugin libraries be unloaded.
+  std::vector<std::shared_ptr<LoadedPlugin>> libraries;
+  for (const auto* stage : {&spec->source, &spec->fanout, &spec->log, &spec->sink})
+    if (*stage) libraries.push_back((*stage)->library);
   MetricsRegistry metrics;
+  boost::asio::io_context io(1);
   Pipeline pipeline(io, std::move(*spec), metrics);
   if (!pipeline.create()) return 1;
   if (auto status = pipeline.start(); !status.ok()) {

@@ -1,0 +1,96 @@
+#include "config.hpp"
+
+namespace nudge::plugins::kafka {
+
+bool is_broker_list(std::string_view text) {
+  if (text.empty()) return false;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto comma = text.find(',', start);
+    const auto item = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::string host;
+    std::uint16_t port = 0;
+    if (!parse_host_port(item, host, port) || port == 0) return false;
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return true;
+}
+
+bool is_topic_name(std::string_view name) {
+  if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+namespace {
+
+std::string non_empty(const ConfigValue& v) {
+  return std::get<std::string>(v).empty() ? std::string("must not be empty") : std::string();
+}
+
+}  // namespace
+
+ConfigSchema KafkaConfig::schema() {
+  ConfigSchema s;
+  s.string("brokers", "127.0.0.1:9092", "Bootstrap brokers, a comma-separated list of host:port")
+      .with_example("\"${KAFKA_BROKERS:-127.0.0.1:9092}\"")
+      .with_check([](const ConfigValue& v) {
+        return is_broker_list(std::get<std::string>(v)) ? std::string()
+                                                        : std::string("must be a comma-separated list of host:port");
+      });
+  s.string("topic", "nudge.messages", "Topic the messages are appended to and consumed from")
+      .with_check([](const ConfigValue& v) {
+        return is_topic_name(std::get<std::string>(v))
+                   ? std::string()
+                   : std::string("must be a Kafka topic name: 1 to 249 characters of [A-Za-z0-9._-]");
+      });
+  s.integer("partitions", 6,
+            "Partitions of the topic when the log creates it (an existing topic is left as it is); "
+            "each room lives in one partition, so this bounds the consumers that share the work")
+      .range(1, 10000);
+  s.integer("replication_factor", 1, "Replicas of each partition when the log creates the topic (at most the brokers)")
+      .range(1, 100);
+  s.string("group_id", "nudge-persist",
+           "Consumer group of the sink side; instances with the same group share the partitions")
+      .with_check(non_empty);
+  s.string("client_id", "nudge", "Client id the brokers see in their logs and quotas").with_check(non_empty);
+  s.integer("linger_ms", 5,
+            "How long the producer waits to fill a batch before sending it (senders wait for their ack meanwhile)")
+      .range(0, 999);
+  s.integer("batch_size", 1024 * 1024, "Largest producer batch, in bytes").range(1024, 100 * 1024 * 1024);
+  s.string("compression", "none", "Compression of producer batches").one_of({"none", "lz4", "zstd", "snappy", "gzip"});
+  s.integer("delivery_timeout_ms", 30000,
+            "How long the producer keeps trying to store a message (retries included) before the sender "
+            "gets a timeout error")
+      .range(1000, 3600000);
+  s.integer("batch_wait_ms", 10,
+            "How long the consumer side waits for more messages before it hands a batch that is not "
+            "full to the sink; 0 hands over whatever is there at once")
+      .range(0, 1000);
+  return s;
+}
+
+KafkaConfig KafkaConfig::from(const Config& c) {
+  KafkaConfig k;
+  k.brokers = c.get_string("brokers");
+  k.topic = c.get_string("topic");
+  k.partitions = c.get_int("partitions");
+  k.replication_factor = c.get_int("replication_factor");
+  k.group_id = c.get_string("group_id");
+  k.client_id = c.get_string("client_id");
+  k.linger_ms = c.get_int("linger_ms");
+  k.batch_size = c.get_int("batch_size");
+  k.compression = c.get_string("compression");
+  k.delivery_timeout_ms = c.get_int("delivery_timeout_ms");
+  k.batch_wait_ms = c.get_int("batch_wait_ms");
+  // librdkafka requires message.timeout.ms > linger.ms; the ranges
+  // (linger_ms < 1000 <= delivery_timeout_ms) guarantee it.
+  return k;
+}
+
+}  // namespace nudge::plugins::kafka

@@ -1,0 +1,538 @@
+#include "consumer.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+#include <boost/asio/post.hpp>
+
+namespace nudge::plugins::kafka {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kTick = std::chrono::milliseconds(200);
+constexpr int kLagEveryTicks = 5;
+// The runtime ends a batch quickly at shutdown (it cancels retries); this
+// only guards against a LogConsumer that never answers.
+constexpr auto kBatchStopTimeout = std::chrono::seconds(30);
+constexpr auto kCloseTimeout = std::chrono::seconds(20);
+constexpr auto kMaxRetryBackoff = std::chrono::milliseconds(5000);
+constexpr auto kMinRetryBackoff = std::chrono::milliseconds(250);
+
+struct PartitionList {
+  rd_kafka_topic_partition_list_t* list;
+  /// Takes ownership of `owned`.
+  explicit PartitionList(rd_kafka_topic_partition_list_t* owned) : list(owned) {}
+  ~PartitionList() { rd_kafka_topic_partition_list_destroy(list); }
+  PartitionList(const PartitionList&) = delete;
+  PartitionList& operator=(const PartitionList&) = delete;
+};
+
+std::string describe(const rd_kafka_topic_partition_list_t* partitions) {
+  std::ostringstream out;
+  out << '[';
+  for (int i = 0; i < partitions->cnt; ++i) out << (i ? ", " : "") << partitions->elems[i].partition;
+  out << ']';
+  return out.str();
+}
+
+}  // namespace
+
+Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& worker, LogConsumer& sink,
+                   std::size_t max_batch_messages)
+    : KafkaClient(config, context, "consumer"),
+      worker_(worker),
+      executor_(context.executor()),
+      sink_(sink),
+      max_batch_(std::max<std::size_t>(1, max_batch_messages)),
+      batch_wait_(config.batch_wait_ms),
+      batch_timer_(context.executor()),
+      tick_timer_(context.executor()),
+      consumed_(context.metrics().counter("consumed", "Records read from the topic")),
+      batches_(context.metrics().counter("batches", "Batches the sink confirmed (their offsets are then stored)")),
+      batch_failures_(context.metrics().counter("batch_failures", "Batches the sink failed (not committed)")),
+      commits_(context.metrics().counter("commits", "Offset commits Kafka confirmed")),
+      commit_errors_(context.metrics().counter("commit_errors", "Offset commits that failed")),
+      decode_errors_(context.metrics().counter("decode_errors", "Undecodable records, skipped")),
+      rebalances_(context.metrics().counter("rebalances", "Partition assignments and revocations")),
+      assigned_partitions_(context.metrics().gauge("assigned_partitions", "Partitions this member owns")),
+      consumer_lag_(context.metrics().gauge("consumer_lag",
+                                            "Records in owned partitions not yet confirmed by the sink")) {}
+
+Consumer::~Consumer() {
+  *alive_ = false;
+  if (rk_) {
+    watcher_.reset();
+    records_watcher_.reset();
+    if (queue_) rd_kafka_queue_destroy(queue_);
+    if (records_) rd_kafka_queue_destroy(records_);
+    // stop() did not finish: no group goodbye (it would block and serve
+    // callbacks into a half-destroyed object). Uncommitted work is redelivered.
+    rd_kafka_destroy_flags(rk_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  }
+}
+
+Status Consumer::start() {
+  std::string error;
+  rd_kafka_conf_t* conf = base_conf(error);
+  if (!conf) return Status::error(StatusCode::invalid_argument, error);
+  const bool ok = set(conf, "group.id", config_.group_id, error) &&
+                  // Offsets are stored only for confirmed batches; librdkafka
+                  // commits what is stored every second, on revoke and on close.
+                  set(conf, "enable.auto.commit", "true", error) &&
+                  set(conf, "enable.auto.offset.store", "false", error) &&
+                  set(conf, "auto.commit.interval.ms", "1000", error) &&
+                  set(conf, "auto.offset.reset", "earliest", error) &&
+                  set(conf, "partition.assignment.strategy", "cooperative-sticky", error) &&
+                  set(conf, "enable.partition.eof", "false", error) &&
+                  set(conf, "allow.auto.create.topics", "false", error) &&
+                  // What librdkafka prefetches (records not taken yet) is
+                  // bounded by this, across partitions.
+                  set(conf, "queued.max.messages.kbytes", "32768", error);
+  if (!ok) {
+    rd_kafka_conf_destroy(conf);
+    return Status::error(StatusCode::invalid_argument, error);
+  }
+  rd_kafka_conf_set_rebalance_cb(conf, &Consumer::rebalance_cb);
+  rd_kafka_conf_set_offset_commit_cb(conf, &Consumer::commit_cb);
+  rk_ = make_handle(RD_KAFKA_CONSUMER, conf, error);
+  if (!rk_) return Status::error(StatusCode::invalid_argument, error);
+  // Everything (log lines, errors, rebalances, records) arrives on one queue.
+  rd_kafka_poll_set_consumer(rk_);
+  queue_ = rd_kafka_queue_get_consumer(rk_);
+  watcher_ = std::make_unique<QueueWatcher>(executor_, queue_, [this] { serve_events(); });
+  if (auto s = watcher_->start(); !s.ok()) return s;
+  records_ = rd_kafka_queue_new(rk_);
+  records_watcher_ = std::make_unique<QueueWatcher>(executor_, records_, [this] { pull_records(); });
+  if (auto s = records_watcher_->start(); !s.ok()) return s;
+  tick_timer_.expires_after(kTick);
+  tick_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+    if (*alive && !ec) tick();
+  });
+  return Status::success();
+}
+
+void Consumer::subscribe() {
+  if (!rk_ || subscribed_ || stopping_) return;
+  PartitionList topics(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(topics.list, config_.topic.c_str(), RD_KAFKA_PARTITION_UA);
+  if (auto err = rd_kafka_subscribe(rk_, topics.list); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    logger_.error("cannot subscribe to topic '", config_.topic, "': ", rd_kafka_err2str(err));
+    return;
+  }
+  subscribed_ = true;
+  logger_.info("consuming topic '", config_.topic, "' in group '", config_.group_id, "'");
+}
+
+void Consumer::serve_events() {
+  if (!rk_) return;
+  bool more = true;
+  for (int i = 0; i < 2000; ++i) {
+    // Records arrive on records_; one may land here only in the moment
+    // between an assignment and its forwarding, and is handled the same.
+    rd_kafka_message_t* event = rd_kafka_consumer_poll(rk_, 0);
+    if (!event) {
+      more = false;
+      break;
+    }
+    if (event->err) on_consume_error(event);
+    else on_record(event);
+    rd_kafka_message_destroy(event);
+  }
+  if (more && watcher_) watcher_->poke();
+  if (closing_) {
+    if (rd_kafka_consumer_closed(rk_)) finish_close();
+    return;
+  }
+  maybe_deliver();
+}
+
+void Consumer::pull_records() {
+  if (!rk_ || closing_) return;
+  // Take only what fits; the rest waits in librdkafka (which then stops
+  // fetching at its prefetch limit), and is taken after the next batch.
+  std::size_t taken = 0;
+  while (buffer_.size() < buffer_limit() && buffered_bytes_ < kMaxBufferedBytes) {
+    rd_kafka_message_t* record = rd_kafka_consume_queue(records_, 0);
+    if (!record) break;
+    if (record->err) on_consume_error(record);
+    else on_record(record);
+    rd_kafka_message_destroy(record);
+    if (++taken == 2000) {
+      records_watcher_->poke();  // come back, let others run
+      break;
+    }
+  }
+  maybe_deliver();
+}
+
+void Consumer::on_record(const rd_kafka_message_t* record) {
+  const auto found = assigned_.find(record->partition);
+  if (found == assigned_.end() || closing_) return;  // not ours (any more): redelivered to the owner
+  consumed_.add();
+  Entry entry{record->partition, record->offset, found->second.epoch, nullptr, Clock::now(), record->len};
+  std::shared_ptr<Message> message;
+  const std::string_view bytes(static_cast<const char*>(record->payload), record->payload ? record->len : 0);
+  if (auto status = decode_envelope(bytes, message); status.ok()) {
+    message->log_position = LogPosition{record->partition, record->offset};
+    entry.message = std::move(message);
+  } else {
+    // It can never decode: skip it, and commit past it with its batch.
+    decode_errors_.add();
+    std::uint64_t suppressed = 0;
+    if (limiter_.allow("decode", suppressed))
+      logger_.warn("skipping an undecodable record at partition ", record->partition, " offset ", record->offset,
+                   " of topic '", config_.topic, "': ", status.message(),
+                   suppressed ? " (" + std::to_string(suppressed) + " more skipped since the last such line)" : "");
+  }
+  buffered_bytes_ += entry.bytes;
+  buffer_.push_back(std::move(entry));
+}
+
+void Consumer::on_consume_error(const rd_kafka_message_t* record) {
+  if (record->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+  std::uint64_t suppressed = 0;
+  if (!limiter_.allow(std::string("consume:") + rd_kafka_err2name(record->err), suppressed)) return;
+  logger_.warn("Kafka consumer: ", rd_kafka_message_errstr(record), " (", rd_kafka_err2name(record->err),
+               suppressed ? "; " + std::to_string(suppressed) + " more since the last such line)" : ")");
+}
+
+void Consumer::schedule_deliver() {
+  if (deliver_posted_) return;
+  deliver_posted_ = true;
+  boost::asio::post(executor_, [this, alive = alive_] {
+    if (!*alive) return;
+    deliver_posted_ = false;
+    pull_records();  // then maybe_deliver()
+  });
+}
+
+void Consumer::maybe_deliver() {
+  if (in_flight_ || stopping_ || buffer_.empty()) return;
+  const auto now = Clock::now();
+  // Hand over what is there once the oldest record waited batch_wait_ms (or
+  // the batch is full); after a failed batch, not before its backoff.
+  auto ready_at = std::max(buffer_.front().arrived + batch_wait_, retry_at_);
+  if (buffer_.size() >= max_batch_) ready_at = retry_at_;
+  if (now < ready_at) {
+    if (!batch_timer_armed_) {
+      batch_timer_armed_ = true;
+      batch_timer_.expires_at(ready_at);
+      batch_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+        if (!*alive || ec) return;
+        batch_timer_armed_ = false;
+        maybe_deliver();
+      });
+    }
+    return;
+  }
+  std::vector<Entry> entries;
+  auto batch = std::make_shared<Batch>();
+  while (!buffer_.empty() && batch->size() < max_batch_) {
+    Entry entry = std::move(buffer_.front());
+    buffer_.pop_front();
+    buffered_bytes_ -= entry.bytes;
+    if (entry.message) batch->push_back(entry.message);
+    entries.push_back(std::move(entry));
+  }
+  if (batch->empty()) {
+    // Only undecodable records: nothing to hand over, move past them.
+    store_offsets(entries);
+    schedule_deliver();
+    return;
+  }
+  const std::uint64_t id = ++next_batch_id_;
+  in_flight_ = InFlight{id, std::move(entries)};
+  schedule_deliver();  // refill the room this batch made (nothing is handed over meanwhile)
+  sink_.on_batch(std::move(batch), [this, alive = alive_, id](Status status) {
+    if (!*alive) return;
+    // Never re-enter the sink from inside its own call.
+    boost::asio::post(executor_, [this, alive, id, status = std::move(status)]() mutable {
+      if (*alive) on_batch_done(id, std::move(status));
+    });
+  });
+}
+
+void Consumer::on_batch_done(std::uint64_t id, Status status) {
+  if (!in_flight_ || in_flight_->id != id) {
+    if (id > next_batch_id_ || (in_flight_ && id > in_flight_->id))
+      logger_.error("a batch was confirmed that is not in flight (a LogConsumer bug)");
+    else
+      logger_.debug("ignoring a late or repeated answer for batch ", id);
+    return;
+  }
+  InFlight finished = std::move(*in_flight_);
+  in_flight_.reset();
+  if (status.ok()) {
+    batches_.add();
+    retry_backoff_ = std::chrono::milliseconds(0);
+    retry_at_ = {};
+    store_offsets(finished.entries);
+  } else {
+    batch_failures_.add();
+    if (stopping_) {
+      logger_.info("the sink did not write the last batch (", status.message(),
+                   "); it stays uncommitted and is delivered again after a restart");
+    } else {
+      // Deliver the same records again, first, after a backoff. Records of
+      // partitions revoked meanwhile are dropped: their next owner reads them.
+      retry_backoff_ = std::min<std::chrono::milliseconds>(
+          kMaxRetryBackoff, std::max<std::chrono::milliseconds>(kMinRetryBackoff, 2 * retry_backoff_));
+      retry_at_ = Clock::now() + retry_backoff_;
+      logger_.warn("the sink failed a batch of ", finished.entries.size(), " records (", status.message(),
+                   "); delivering it again in ", retry_backoff_.count(), " ms");
+      for (auto it = finished.entries.rbegin(); it != finished.entries.rend(); ++it) {
+        const auto owned = assigned_.find(it->partition);
+        if (owned != assigned_.end() && owned->second.epoch == it->epoch) {
+          buffered_bytes_ += it->bytes;
+          buffer_.push_front(std::move(*it));
+        }
+      }
+    }
+  }
+  if (stopping_) return begin_close();
+  // Room again: take what waits in librdkafka (no wake-up comes for records
+  // that were already there), then hand over the next batch.
+  schedule_deliver();
+}
+
+void Consumer::store_offsets(const std::vector<Entry>& entries) {
+  // The next offset per partition: one past the last record of the batch.
+  std::map<std::int32_t, std::int64_t> next;
+  for (const auto& e : entries) {
+    const auto owned = assigned_.find(e.partition);
+    if (owned == assigned_.end() || owned->second.epoch != e.epoch) continue;  // revoked meanwhile
+    auto& n = next[e.partition];
+    n = std::max(n, e.offset + 1);
+  }
+  if (next.empty()) return;
+  PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
+  for (const auto& [partition, offset] : next)
+    rd_kafka_topic_partition_list_add(offsets.list, config_.topic.c_str(), partition)->offset = offset;
+  const auto err = rd_kafka_offsets_store(rk_, offsets.list);
+  for (int i = 0; i < offsets.list->cnt; ++i) {
+    const auto& p = offsets.list->elems[i];
+    if (p.err == RD_KAFKA_RESP_ERR_NO_ERROR) assigned_[p.partition].stored = p.offset;
+    else logger_.debug("cannot store offset ", p.offset, " of partition ", p.partition, ": ", rd_kafka_err2str(p.err));
+  }
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) logger_.debug("storing offsets: ", rd_kafka_err2str(err));
+}
+
+rd_kafka_topic_partition_list_t* Consumer::assignment_list() const {
+  auto* list = rd_kafka_topic_partition_list_new(static_cast<int>(assigned_.size()));
+  for (const auto& [partition, state] : assigned_)
+    rd_kafka_topic_partition_list_add(list, config_.topic.c_str(), partition);
+  return list;
+}
+
+void Consumer::rebalance_cb(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                            void* opaque) {
+  static_cast<Consumer*>(opaque)->on_rebalance(err, partitions);
+}
+
+void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions) {
+  rebalances_.add();
+  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") == 0;
+  rd_kafka_error_t* error = nullptr;
+  rd_kafka_resp_err_t assign_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    for (int i = 0; i < partitions->cnt; ++i) {
+      const std::int32_t partition = partitions->elems[i].partition;
+      assigned_[partition] = Assigned{++next_epoch_, -1};
+      // Before the assignment starts fetching: the partition's records go
+      // to records_ (librdkafka undoes this when the partition goes away).
+      if (rd_kafka_queue_t* queue = rd_kafka_queue_get_partition(rk_, config_.topic.c_str(), partition)) {
+        rd_kafka_queue_forward(queue, records_);
+        rd_kafka_queue_destroy(queue);
+      }
+    }
+    if (cooperative) error = rd_kafka_incremental_assign(rk_, partitions);
+    else assign_err = rd_kafka_assign(rk_, partitions);
+    if (partitions->cnt > 0)
+      logger_.info("assigned partitions ", describe(partitions), " of topic '", config_.topic, "'");
+  } else {
+    const bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk_);
+    // Commit what the sink confirmed before the partitions move on; auto
+    // commit would too, this makes it explicit and immediate.
+    PartitionList commit(rd_kafka_topic_partition_list_new(partitions->cnt));
+    for (int i = 0; i < partitions->cnt; ++i) {
+      const auto found = assigned_.find(partitions->elems[i].partition);
+      if (found == assigned_.end()) continue;
+      if (!lost && found->second.stored >= 0)
+        rd_kafka_topic_partition_list_add(commit.list, config_.topic.c_str(), found->first)->offset =
+            found->second.stored;
+      assigned_.erase(found);
+    }
+    if (commit.list->cnt > 0) rd_kafka_commit(rk_, commit.list, 1 /* async */);
+    // Records held here for those partitions were never handed over: drop
+    // them; the next owner reads them from the committed offset. A batch in
+    // flight still completes; its offsets are then not stored (see store_offsets).
+    const auto before = buffer_.size();
+    std::erase_if(buffer_, [this](const Entry& e) {
+      if (assigned_.contains(e.partition)) return false;
+      buffered_bytes_ -= e.bytes;
+      return true;
+    });
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+      logger_.warn("rebalance error (", rd_kafka_err2str(err), "); giving up partitions ", describe(partitions));
+    else
+      logger_.info(lost ? "lost" : "revoked", " partitions ", describe(partitions), " of topic '", config_.topic,
+                   "'", before != buffer_.size() ? " (" + std::to_string(before - buffer_.size()) +
+                                                        " records not yet handed over are left to the next owner)"
+                                                  : "");
+    if (cooperative) error = rd_kafka_incremental_unassign(rk_, partitions);
+    else assign_err = rd_kafka_assign(rk_, nullptr);
+  }
+  if (error) {
+    logger_.error("cannot apply the partition assignment: ", rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+  } else if (assign_err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    logger_.error("cannot apply the partition assignment: ", rd_kafka_err2str(assign_err));
+  }
+  assigned_partitions_.set(static_cast<std::int64_t>(assigned_.size()));
+}
+
+void Consumer::commit_cb(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
+                         void* opaque) {
+  static_cast<Consumer*>(opaque)->on_commit(err, offsets);
+}
+
+void Consumer::on_commit(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets) {
+  if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;  // nothing new to commit
+  bool failed = err != RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (offsets)
+    for (int i = 0; i < offsets->cnt; ++i)
+      if (offsets->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        failed = true;
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) err = offsets->elems[i].err;
+      }
+  if (!failed) {
+    commits_.add();
+    return;
+  }
+  commit_errors_.add();
+  std::uint64_t suppressed = 0;
+  if (limiter_.allow("commit", suppressed))
+    logger_.warn("an offset commit failed (", rd_kafka_err2str(err),
+                 "); the offsets stay stored and go with the next commit",
+                 suppressed ? " (" + std::to_string(suppressed) + " more failures since the last such line)" : "");
+}
+
+void Consumer::tick() {
+  // The safety net for a missed wake-up.
+  serve_events();
+  pull_records();
+  if (!rk_) return;
+  if (++ticks_ % kLagEveryTicks == 0) update_lag();
+  const auto now = Clock::now();
+  if (stopping_ && !closing_ && in_flight_ && now >= stop_deadline_) {
+    logger_.warn("the sink did not answer the last batch within ",
+                 std::chrono::duration_cast<std::chrono::seconds>(kBatchStopTimeout).count(),
+                 " s; leaving it uncommitted");
+    in_flight_.reset();
+    begin_close();
+  } else if (closing_ && now >= stop_deadline_) {
+    logger_.warn("the Kafka consumer did not leave its group in time; closing it anyway");
+    finish_close();
+  }
+  if (!rk_) return;
+  tick_timer_.expires_after(kTick);
+  tick_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+    if (*alive && !ec) tick();
+  });
+}
+
+void Consumer::update_lag() {
+  if (assigned_.empty()) {
+    consumer_lag_.set(0);
+    return;
+  }
+  PartitionList positions(assignment_list());
+  rd_kafka_position(rk_, positions.list);
+  std::int64_t lag = 0;
+  for (int i = 0; i < positions.list->cnt; ++i) {
+    const auto& p = positions.list->elems[i];
+    std::int64_t low = -1;
+    std::int64_t high = -1;
+    // Cached from fetch responses: no request, never blocks.
+    if (rd_kafka_get_watermark_offsets(rk_, config_.topic.c_str(), p.partition, &low, &high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        high < 0)
+      continue;
+    std::int64_t next = assigned_[p.partition].stored;
+    if (next < 0) next = p.offset >= 0 ? p.offset : low;
+    if (next >= 0) lag += std::max<std::int64_t>(0, high - next);
+  }
+  consumer_lag_.set(lag);
+}
+
+void Consumer::stop(std::function<void()> done) {
+  if (stopping_) {
+    boost::asio::post(executor_, std::move(done));
+    return;
+  }
+  stopping_ = true;
+  on_stopped_ = std::move(done);
+  batch_timer_.cancel();
+  if (!rk_) {
+    boost::asio::post(executor_, [this, alive = alive_] {
+      if (*alive) finish_close();
+    });
+    return;
+  }
+  stop_deadline_ = Clock::now() + kBatchStopTimeout;
+  if (in_flight_) {
+    logger_.info("waiting for the sink to answer the batch in flight before leaving the group");
+    return;
+  }
+  begin_close();
+}
+
+void Consumer::begin_close() {
+  if (closing_) return;
+  closing_ = true;
+  // Never handed over: whoever reads these partitions next gets them.
+  buffer_.clear();
+  buffered_bytes_ = 0;
+  stop_deadline_ = Clock::now() + kCloseTimeout;
+  // Leaves the group without blocking: revocation (which commits the stored
+  // offsets) arrives on the queue we keep serving until the close is done.
+  if (rd_kafka_error_t* error = rd_kafka_consumer_close_queue(rk_, queue_)) {
+    logger_.warn("cannot close the Kafka consumer cleanly: ", rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+    return finish_close();
+  }
+  if (watcher_) watcher_->poke();
+}
+
+void Consumer::finish_close() {
+  batch_timer_.cancel();
+  tick_timer_.cancel();
+  if (rk_) {
+    const bool closed = rd_kafka_consumer_closed(rk_);
+    watcher_.reset();
+    records_watcher_.reset();
+    rd_kafka_queue_destroy(queue_);
+    queue_ = nullptr;
+    rd_kafka_queue_destroy(records_);
+    records_ = nullptr;
+    rd_kafka_t* rk = std::exchange(rk_, nullptr);
+    assigned_.clear();
+    assigned_partitions_.set(0);
+    worker_.run(
+        [rk, closed] {
+          rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+          return true;
+        },
+        [this, alive = alive_](bool) {
+          if (!*alive) return;
+          if (auto done = std::exchange(on_stopped_, nullptr)) done();
+        });
+    return;
+  }
+  if (auto done = std::exchange(on_stopped_, nullptr)) done();
+}
+
+}  // namespace nudge::plugins::kafka

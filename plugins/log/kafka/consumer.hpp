@@ -1,0 +1,144 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "kafka_client.hpp"
+#include "nudge/sdk/blocking_worker.hpp"
+#include "nudge/sdk/log.hpp"
+#include "queue_watcher.hpp"
+
+namespace nudge::plugins::kafka {
+
+/// The consuming side of the log: a group member that reads the topic,
+/// decodes records into messages and hands them to the LogConsumer in
+/// batches, one at a time, storing a batch's offsets only once the
+/// LogConsumer confirmed it (auto commit then sends stored offsets to Kafka).
+///
+/// Two librdkafka queues are served, each woken through a pipe: the group
+/// queue (rebalances, commits, errors, log lines), always drained, and the
+/// records queue, to which every assigned partition is forwarded and from
+/// which records are taken only while few wait here (two batches' worth).
+/// What is not taken stays in librdkafka, whose prefetch limits then stop
+/// fetching: backpressure without pausing partitions, while the group queue
+/// keeps the member alive.
+class Consumer final : public KafkaClient {
+ public:
+  Consumer(const KafkaConfig& config, Context& context, BlockingWorker& worker, LogConsumer& sink,
+           std::size_t max_batch_messages);
+  /// Destroys the handle without the group goodbye if stop() did not finish.
+  ~Consumer() override;
+
+  /// Creates the handle; consuming starts with subscribe().
+  Status start();
+  /// Joins the group on the topic (once the topic exists, or once creating it failed).
+  void subscribe();
+  /// Waits for the batch in flight (it is committed only if confirmed),
+  /// leaves the group (stored offsets are committed), destroys the handle on
+  /// the worker and calls `done`.
+  void stop(std::function<void()> done);
+
+  /// Records taken from librdkafka and not yet handed over (tests).
+  std::size_t buffered() const noexcept { return buffer_.size(); }
+  /// The most records taken from librdkafka ahead of the sink.
+  std::size_t buffer_limit() const noexcept { return 2 * max_batch_; }
+
+ private:
+  /// One record read from the log. `message` is null for an undecodable record.
+  struct Entry {
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+    std::uint64_t epoch = 0;
+    MessagePtr message;
+    std::chrono::steady_clock::time_point arrived{};
+    std::size_t bytes = 0;
+  };
+  /// A partition this member owns. `epoch` changes on every assignment, so
+  /// work from an earlier ownership never stores offsets for a later one.
+  struct Assigned {
+    std::uint64_t epoch = 0;
+    std::int64_t stored = -1;  ///< next offset stored for commit; -1 none yet
+  };
+  struct InFlight {
+    std::uint64_t id = 0;
+    std::vector<Entry> entries;
+  };
+
+  /// Drains the group queue.
+  void serve_events();
+  /// Takes records while there is room for them.
+  void pull_records();
+  void on_record(const rd_kafka_message_t* record);
+  void on_consume_error(const rd_kafka_message_t* record);
+  void maybe_deliver();
+  void schedule_deliver();
+  void on_batch_done(std::uint64_t id, Status status);
+  void store_offsets(const std::vector<Entry>& entries);
+  rd_kafka_topic_partition_list_t* assignment_list() const;
+  void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
+  void on_commit(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
+  void tick();
+  void update_lag();
+  void begin_close();
+  void finish_close();
+
+  static void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                           void* opaque);
+  static void commit_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
+                        void* opaque);
+
+  BlockingWorker& worker_;
+  boost::asio::any_io_executor executor_;
+  LogConsumer& sink_;
+  const std::size_t max_batch_;
+  static constexpr std::size_t kMaxBufferedBytes = 32 * 1024 * 1024;
+  const std::chrono::milliseconds batch_wait_;
+
+  rd_kafka_t* rk_ = nullptr;
+  rd_kafka_queue_t* queue_ = nullptr;  // the group queue
+  std::unique_ptr<QueueWatcher> watcher_;
+  rd_kafka_queue_t* records_ = nullptr;  // every assigned partition forwards here
+  std::unique_ptr<QueueWatcher> records_watcher_;
+  bool subscribed_ = false;
+
+  std::map<std::int32_t, Assigned> assigned_;
+  std::uint64_t next_epoch_ = 0;
+  std::deque<Entry> buffer_;
+  std::size_t buffered_bytes_ = 0;
+  std::optional<InFlight> in_flight_;
+  std::uint64_t next_batch_id_ = 0;
+  bool deliver_posted_ = false;
+  std::chrono::milliseconds retry_backoff_{0};
+  std::chrono::steady_clock::time_point retry_at_{};
+
+  boost::asio::steady_timer batch_timer_;
+  bool batch_timer_armed_ = false;
+  boost::asio::steady_timer tick_timer_;
+  int ticks_ = 0;
+
+  bool stopping_ = false;
+  bool closing_ = false;
+  std::chrono::steady_clock::time_point stop_deadline_{};
+  std::function<void()> on_stopped_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  Counter& consumed_;
+  Counter& batches_;
+  Counter& batch_failures_;
+  Counter& commits_;
+  Counter& commit_errors_;
+  Counter& decode_errors_;
+  Counter& rebalances_;
+  Gauge& assigned_partitions_;
+  Gauge& consumer_lag_;
+};
+
+}  // namespace nudge::plugins::kafka

@@ -1,0 +1,73 @@
+#include "kafka_log.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace nudge::plugins::kafka {
+
+KafkaLog::KafkaLog(const Config& config, Context& context) : config_(KafkaConfig::from(config)), context_(context) {}
+
+KafkaLog::~KafkaLog() {
+  // The worker first (it finishes any handle it is destroying), then the
+  // clients, which destroy what they still hold.
+  worker_.reset();
+  consumer_.reset();
+  producer_.reset();
+  admin_.reset();
+}
+
+Status KafkaLog::start(const LogStartOptions& options) {
+  if (started_) return Status::error(StatusCode::internal, "the Kafka log was started twice");
+  started_ = true;
+  worker_ = std::make_unique<BlockingWorker>(context_.executor());
+  if (options.produce) {
+    producer_ = std::make_unique<Producer>(config_, context_, *worker_);
+    if (auto s = producer_->start(); !s.ok()) return s;
+  }
+  if (options.consumer) {
+    consumer_ = std::make_unique<Consumer>(config_, context_, *worker_, *options.consumer,
+                                           options.max_batch_messages);
+    if (auto s = consumer_->start(); !s.ok()) return s;
+  }
+  // The topic is made (if missing) in the background; the consumer joins
+  // its group once that settled, so it never subscribes to a topic that is
+  // about to appear. Produced messages wait in librdkafka meanwhile.
+  admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_);
+  auto s = admin_->start([this](bool) {
+    if (consumer_) consumer_->subscribe();
+  });
+  if (!s.ok()) return s;
+  context_.logger().info("Kafka log on '", config_.brokers, "', topic '", config_.topic, "'",
+                         options.produce ? ", producing" : "",
+                         options.consumer ? ", consuming in group '" + config_.group_id + "'" : "");
+  return Status::success();
+}
+
+void KafkaLog::append(const MessagePtr& message, Completion done) {
+  if (!producer_) {
+    boost::asio::post(context_.executor(), [done = std::move(done)] {
+      done(Status::error(StatusCode::internal, "the Kafka log was not started for producing"));
+    });
+    return;
+  }
+  producer_->append(message, std::move(done));
+}
+
+void KafkaLog::stop(std::function<void()> done) {
+  if (stopping_) {
+    boost::asio::post(context_.executor(), std::move(done));
+    return;
+  }
+  stopping_ = true;
+  // The producer drains and the consumer finishes its batch side by side;
+  // `done` runs when the three are down.
+  auto remaining = std::make_shared<int>(1 + (admin_ ? 1 : 0) + (producer_ ? 1 : 0) + (consumer_ ? 1 : 0));
+  auto one_done = [remaining, done = std::move(done)] {
+    if (--*remaining == 0) done();
+  };
+  if (admin_) admin_->stop(one_done);
+  if (producer_) producer_->stop(one_done);
+  if (consumer_) consumer_->stop(one_done);
+  one_done();
+}
+
+}  // namespace nudge::plugins::kafka

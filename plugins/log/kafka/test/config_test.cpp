@@ -1,0 +1,158 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "scenarios.hpp"
+
+namespace nudge::plugins::kafka::test {
+namespace {
+
+std::string problem(const std::string& key, const ConfigValue& value) {
+  const ConfigSchema schema = KafkaConfig::schema();
+  const ConfigField* field = schema.find(key);
+  if (!field) return "no such key";
+  return field->validate(value);
+}
+
+TEST(KafkaConfigTest, DefaultsAreTheDocumentedOnes) {
+  const KafkaConfig c = KafkaConfig::from(make_config());
+  EXPECT_EQ(c.brokers, "127.0.0.1:9092");
+  EXPECT_EQ(c.topic, "nudge.messages");
+  EXPECT_EQ(c.partitions, 6);
+  EXPECT_EQ(c.replication_factor, 1);
+  EXPECT_EQ(c.group_id, "nudge-persist");
+  EXPECT_EQ(c.client_id, "nudge");
+  EXPECT_EQ(c.linger_ms, 5);
+  EXPECT_EQ(c.batch_size, 1024 * 1024);
+  EXPECT_EQ(c.compression, "none");
+  EXPECT_EQ(c.delivery_timeout_ms, 30000);
+  EXPECT_EQ(c.batch_wait_ms, 10);
+}
+
+TEST(KafkaConfigTest, EveryKeyHasADefaultAndADescription) {
+  const ConfigSchema schema = KafkaConfig::schema();
+  std::set<std::string> keys;
+  for (const auto& field : schema.fields()) {
+    keys.insert(field.key);
+    EXPECT_FALSE(field.required()) << field.key;
+    EXPECT_FALSE(field.description.empty()) << field.key;
+  }
+  EXPECT_EQ(keys, (std::set<std::string>{"brokers", "topic", "partitions", "replication_factor", "group_id",
+                                         "client_id", "linger_ms", "batch_size", "compression",
+                                         "delivery_timeout_ms", "batch_wait_ms"}));
+}
+
+TEST(KafkaConfigTest, AcceptsValidValues) {
+  EXPECT_EQ(problem("brokers", std::string("kafka-1:9092,kafka-2:9093")), "");
+  EXPECT_EQ(problem("brokers", std::string("[::1]:9092")), "");
+  EXPECT_EQ(problem("topic", std::string("chat.messages-v2_x")), "");
+  for (const char* codec : {"none", "lz4", "zstd", "snappy", "gzip"})
+    EXPECT_EQ(problem("compression", std::string(codec)), "");
+  EXPECT_EQ(problem("batch_wait_ms", std::int64_t{0}), "");
+  EXPECT_EQ(problem("linger_ms", std::int64_t{0}), "");
+}
+
+TEST(KafkaConfigTest, RejectsInvalidValues) {
+  EXPECT_NE(problem("brokers", std::string("")), "");
+  EXPECT_NE(problem("brokers", std::string("localhost")), "");
+  EXPECT_NE(problem("brokers", std::string("a:9092,,b:9092")), "");
+  EXPECT_NE(problem("brokers", std::string("a:99999")), "");
+  EXPECT_NE(problem("brokers", std::string("a:0")), "");
+  EXPECT_NE(problem("topic", std::string("")), "");
+  EXPECT_NE(problem("topic", std::string("has space")), "");
+  EXPECT_NE(problem("topic", std::string("..")), "");
+  EXPECT_NE(problem("topic", std::string(250, 'a')), "");
+  EXPECT_NE(problem("partitions", std::int64_t{0}), "");
+  EXPECT_NE(problem("replication_factor", std::int64_t{0}), "");
+  EXPECT_NE(problem("group_id", std::string("")), "");
+  EXPECT_NE(problem("client_id", std::string("")), "");
+  EXPECT_NE(problem("linger_ms", std::int64_t{-1}), "");
+  EXPECT_NE(problem("batch_size", std::int64_t{10}), "");
+  EXPECT_NE(problem("compression", std::string("brotli")), "");
+  EXPECT_NE(problem("delivery_timeout_ms", std::int64_t{10}), "");
+  EXPECT_NE(problem("batch_wait_ms", std::int64_t{5000}), "");
+}
+
+TEST(KafkaConfigTest, LingerIsAlwaysShorterThanTheDeliveryTimeout) {
+  // librdkafka refuses linger.ms >= message.timeout.ms; the ranges rule it out
+  // without a check across keys, so `nudge validate` reports it.
+  const ConfigSchema schema = KafkaConfig::schema();
+  EXPECT_LT(*schema.find("linger_ms")->max, *schema.find("delivery_timeout_ms")->min);
+  EXPECT_NE(problem("linger_ms", std::int64_t{1000}), "");
+}
+
+TEST(KafkaConfigTest, LibrdkafkaAcceptsEveryAllowedValue) {
+  const ConfigSchema schema = KafkaConfig::schema();
+  for (const auto& codec : schema.find("compression")->allowed) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char errstr[256];
+    EXPECT_EQ(rd_kafka_conf_set(conf, "compression.codec", codec.c_str(), errstr, sizeof errstr), RD_KAFKA_CONF_OK)
+        << codec << ": " << errstr;
+    rd_kafka_conf_destroy(conf);
+  }
+  for (const char* key : {"linger_ms", "batch_size", "delivery_timeout_ms"}) {
+    const ConfigField* field = schema.find(key);
+    const char* property = std::string_view(key) == "linger_ms"    ? "linger.ms"
+                           : std::string_view(key) == "batch_size" ? "batch.size"
+                                                                   : "message.timeout.ms";
+    for (std::int64_t value : {*field->min, *field->max}) {
+      rd_kafka_conf_t* conf = rd_kafka_conf_new();
+      char errstr[256];
+      EXPECT_EQ(rd_kafka_conf_set(conf, property, std::to_string(value).c_str(), errstr, sizeof errstr),
+                RD_KAFKA_CONF_OK)
+          << key << " = " << value << ": " << errstr;
+      rd_kafka_conf_destroy(conf);
+    }
+  }
+}
+
+TEST(KafkaConfigTest, ConstructingDoesNoIo) {
+  // No broker listens on port 1; a constructor that connected would fail or hang.
+  boost::asio::io_context io;
+  TestContext context(io, "log.kafka");
+  KafkaLog log(make_config({{"brokers", std::string("127.0.0.1:1")}}), context);
+  EXPECT_EQ(io.poll(), 0u);
+}
+
+TEST(KafkaConfigTest, TheReadmeExampleIsValid) {
+  std::ifstream file(NUDGE_KAFKA_README);
+  ASSERT_TRUE(file) << NUDGE_KAFKA_README;
+  std::stringstream text;
+  text << file.rdbuf();
+  const std::string readme = text.str();
+  const auto open = readme.find("```toml\n");
+  ASSERT_NE(open, std::string::npos);
+  const auto close = readme.find("```", open + 8);
+  const std::string example = readme.substr(open + 8, close - open - 8);
+  toml::table table;
+  try {
+    table = toml::parse(example);
+  } catch (const toml::parse_error& e) {
+    FAIL() << "the README's example does not parse: " << e.what();
+  }
+  const toml::table* kafka = table["log"]["kafka"].as_table();
+  ASSERT_NE(kafka, nullptr) << "the example has no [log.kafka] table";
+  const ConfigSchema schema = KafkaConfig::schema();
+  std::map<std::string, ConfigValue> values;
+  for (auto&& [key, node] : *kafka) {
+    const std::string name(key.str());
+    const ConfigField* field = schema.find(name);
+    ASSERT_NE(field, nullptr) << "unknown key in the example: " << name;
+    if (auto s = node.value<std::string>()) {
+      // The runtime expands ${NAME:-default}; take the default here.
+      static const std::regex variable(R"(\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\})");
+      values[name] = std::regex_replace(*s, variable, "$1");
+    }
+    else if (auto i = node.value<std::int64_t>()) values[name] = *i;
+  }
+  EXPECT_EQ(values.size(), schema.fields().size()) << "the example should show every key";
+  EXPECT_NO_THROW(KafkaConfig::from(make_config(values)));
+}
+
+}  // namespace
+}  // namespace nudge::plugins::kafka::test

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include <boost/asio/steady_timer.hpp>
+
+#include "kafka_client.hpp"
+#include "nudge/sdk/blocking_worker.hpp"
+#include "queue_watcher.hpp"
+
+namespace nudge::plugins::kafka {
+
+/// Makes sure the topic exists with the configured partition count, through
+/// the Admin API on a short-lived handle of its own: CreateTopics with the
+/// result on the handle's queue, served on the event loop. An existing topic
+/// is left as it is. While the brokers cannot be reached it tries again every
+/// few seconds; a refusal that cannot change (replication factor larger than
+/// the cluster, no permission) is logged once and ends it.
+class TopicAdmin final : public KafkaClient {
+ public:
+  TopicAdmin(const KafkaConfig& config, Context& context, BlockingWorker& worker);
+  ~TopicAdmin() override;
+
+  /// Sends the first request. `settled(exists)` runs once, on the first
+  /// answer: true when the topic now exists (made or found), false when that
+  /// attempt failed (later retries may still make it).
+  Status start(std::function<void(bool exists)> settled);
+  /// Abandons any request in flight, destroys the handle on the worker, then `done`.
+  void stop(std::function<void()> done);
+
+ private:
+  void request();
+  void serve();
+  void on_result(rd_kafka_event_t* event);
+  void finished();
+
+  BlockingWorker& worker_;
+  boost::asio::any_io_executor executor_;
+  rd_kafka_t* rk_ = nullptr;
+  rd_kafka_queue_t* queue_ = nullptr;
+  std::unique_ptr<QueueWatcher> watcher_;
+  boost::asio::steady_timer retry_timer_;
+  std::function<void(bool)> settled_;
+  int attempts_ = 0;
+  bool done_ = false;
+  std::function<void()> on_stopped_;
+  bool releasing_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace nudge::plugins::kafka

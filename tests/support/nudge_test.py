@@ -165,3 +165,37 @@ def main():
     failed = len(result.failures) + len(result.errors)
     print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed, {len(result.skipped)} skipped")
     sys.exit(0 if result.wasSuccessful() else 1)
+
+
+# ---------------------------------------------------------------- real servers
+
+REPO = os.path.abspath(SOURCE_DIR)
+SERVICES = os.path.join(REPO, "scripts", "services")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://nudge:nudge@127.0.0.1:5432/nudge")
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+KAFKA_BROKERS = os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092")
+
+
+def service(name, action, check=True):
+    """scripts/services/<name> <action>; returns its stdout."""
+    out = subprocess.run([os.path.join(SERVICES, name), action], capture_output=True, text=True, timeout=180)
+    if check and out.returncode != 0:
+        raise AssertionError(f"services/{name} {action} failed:\n{out.stderr}")
+    return out.stdout.strip()
+
+
+def service_running(name):
+    return subprocess.run([os.path.join(SERVICES, name), "status"], capture_output=True).returncode == 0
+
+
+def psql(sql):
+    """Runs SQL against the test database; rows as lists of strings."""
+    out = subprocess.run(["psql", DATABASE_URL, "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"psql failed: {out.stderr}")
+    return [line.split("\t") for line in out.stdout.splitlines() if line]
+
+
+def unique_suffix():
+    return f"{os.getpid()}_{int(time.time() * 1000) % 10_000_000}"

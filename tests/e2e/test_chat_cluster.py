@@ -1,0 +1,300 @@
+"""End to end, with the real servers: the default pipeline (websocket → redis →
+kafka → postgres) on several `nudge` instances. What must hold throughout:
+every client receives every message of its rooms exactly once, and every
+acknowledged message is in PostgreSQL exactly once.
+
+Needs Redis, Kafka and PostgreSQL (scripts/test starts them); skips otherwise."""
+import asyncio
+import collections
+import os
+import re
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+import nudge_test  # noqa: E402
+from nudge_test import ChatClient, NudgeProcess, psql  # noqa: E402
+
+CHAT = os.path.join(nudge_test.PIPELINES, os.environ.get("NUDGE_CHAT_PIPELINE", "chat.toml"))
+PERSIST = os.path.join(nudge_test.PIPELINES, os.environ.get("NUDGE_PERSIST_PIPELINE", "chat-persist.toml"))
+ROOMS = [f"room{i}" for i in range(5)]
+
+
+def servers_up():
+    return all(nudge_test.service_running(s) for s in ("redis", "postgres", "kafka"))
+
+
+@unittest.skipUnless(servers_up(), "needs Redis, PostgreSQL and Kafka: scripts/services/<name> start")
+class ChatClusterTest(unittest.TestCase):
+    def setUp(self):
+        suffix = nudge_test.unique_suffix()
+        self.table = f"e2e_messages_{suffix}"
+        # A fresh topic, group and table per test keeps tests independent.
+        self.env = {"NUDGE_TOPIC": f"e2e.chat.{suffix}", "NUDGE_GROUP": f"e2e-persist-{suffix}",
+                    "NUDGE_TABLE": self.table}
+        self.instances = []
+        self.addCleanup(self.cleanup)
+
+    def cleanup(self):
+        for n in self.instances:
+            n.kill()
+        try:
+            psql(f"DROP TABLE IF EXISTS {self.table}")
+        except AssertionError:
+            pass
+
+    def start(self, pipeline=CHAT, name=None, wait=True):
+        n = NudgeProcess(pipeline, "source.websocket.listen=127.0.0.1:0" if pipeline == CHAT else "pipeline.name=persist",
+                         env=self.env, name=name or f"nudge{len(self.instances)}")
+        self.instances.append(n)
+        if wait:
+            n.wait_started(60)
+        return n
+
+    def rows(self):
+        return psql(f"SELECT id::text, room, sender, convert_from(payload, 'UTF8') FROM {self.table}")
+
+    def wait_rows(self, ids, timeout=90):
+        """Waits until every id is in the table; returns the rows."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.rows()
+            have = {r[0] for r in rows}
+            if ids <= have or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.5)
+
+    def assert_exactly_once(self, acked_ids, rows):
+        counts = collections.Counter(r[0] for r in rows)
+        missing = [i for i in acked_ids if counts[i] == 0]
+        self.assertEqual(missing, [], f"{len(missing)} acked messages missing from PostgreSQL")
+        dupes = [i for i, n in counts.items() if n > 1]
+        self.assertEqual(dupes, [], "rows written twice")
+
+    async def connect_clients(self, instances, count):
+        clients = []
+        for i in range(count):
+            n = instances[i % len(instances)]
+            c = ChatClient(n.ws_url, f"u{i:03d}")
+            c.room = ROOMS[i % len(ROOMS)]
+            await c.connect()
+            await c.join(c.room)
+            clients.append(c)
+        await self.warm_up(clients)
+        return clients
+
+    async def warm_up(self, clients):
+        """Once each client's own warm-up message came back through the fanout,
+        its join is in place on its instance and the fanout subscription exists."""
+        for c in clients:
+            await c.say(c.room, f"warmup {c.name}", f"warmup-{c.name}")
+        for c in clients:
+            await c.wait_for(lambda c=c: any(m["text"] == f"warmup {c.name}" for m in c.messages), 60, "warm-up")
+
+    @staticmethod
+    def chat_messages(c):
+        return [m for m in c.messages if not m["text"].startswith("warmup ")]
+
+    async def send_round(self, clients, tag, per_client, pace=0.0, tolerate_disconnect=False):
+        async def talk(c):
+            for k in range(per_client):
+                try:
+                    await c.say(c.room, f"{tag} {c.name} {k}", f"{tag}-{k}")
+                except nudge_test.websockets.ConnectionClosed:
+                    if tolerate_disconnect:
+                        return
+                    raise
+                if pace:
+                    await asyncio.sleep(pace)
+        await asyncio.gather(*(talk(c) for c in clients))
+
+    def check_delivery(self, clients, tags):
+        """Every client got each message of its room exactly once, in each sender's order."""
+        by_room = collections.defaultdict(set)
+        for c in clients:
+            for ref, msg_id in c.acks.items():
+                if ref.split("-")[0] in tags:
+                    by_room[c.room].add(msg_id)
+        for c in clients:
+            got = [m for m in self.chat_messages(c) if m["text"].split(" ")[0] in tags]
+            ids = [m["id"] for m in got]
+            self.assertEqual(len(ids), len(set(ids)), f"{c.name} received a duplicate")
+            self.assertEqual(set(ids), by_room[c.room], f"{c.name} did not receive exactly its room's acked messages")
+            last = {}
+            for m in got:
+                _, sender, k = m["text"].split(" ")
+                key = (m["text"].split(" ")[0], sender)
+                self.assertGreater(int(k), last.get(key, -1), f"{sender}'s messages out of order at {c.name}")
+                last[key] = int(k)
+
+    async def wait_acks(self, clients, tag, per_client, timeout=60):
+        for c in clients:
+            await c.wait_for(lambda c=c: sum(1 for r in c.acks if r.startswith(tag + "-")) == per_client, timeout,
+                             f"{per_client} acks for {tag}")
+
+    async def wait_delivered(self, clients, tag, timeout=60):
+        expected = collections.Counter()
+        for c in clients:
+            expected[c.room] += sum(1 for r in c.acks if r.startswith(tag + "-"))
+        for c in clients:
+            await c.wait_for(lambda c=c: sum(1 for m in c.messages if m["text"].startswith(tag + " ")) >= expected[c.room],
+                             timeout, f"delivery of {tag}")
+
+    def acked_ids(self, clients):
+        return {i for c in clients for r, i in c.acks.items() if not r.startswith("warmup")}
+
+    @staticmethod
+    def assigned_partitions(instance):
+        """The partitions an instance holds now, from its latest assignment log line."""
+        held = set()
+        for line in instance.log_lines:
+            m = re.search(r"(assigned|revoked) partitions \[([\d, ]*)\]", line)
+            if m:
+                parts = {int(p) for p in m.group(2).split(",") if p.strip()}
+                held = held | parts if m.group(1) == "assigned" else held - parts
+        return held
+
+    # ------------------------------------------------------------------ tests
+
+    def test_two_instances_fifty_clients_five_rooms_then_a_persist_worker_joins(self):
+        a, b = self.start(), self.start()
+
+        async def run():
+            clients = await self.connect_clients([a, b], 50)
+            t0 = time.monotonic()
+            await self.send_round(clients, "r1", 20)
+            await self.wait_acks(clients, "r1", 20)
+            acked_s = time.monotonic() - t0
+            await self.wait_delivered(clients, "r1")
+
+            # A persistence worker joins the consumer group mid-run; the group
+            # rebalances while clients keep sending.
+            worker = self.start(PERSIST, "persist")
+            sending = asyncio.ensure_future(self.send_round(clients, "r2", 20, pace=0.05))
+            deadline = time.monotonic() + 45
+            while not self.assigned_partitions(worker) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            await sending
+            await self.send_round(clients, "r3", 5)
+            for tag, n in (("r2", 20), ("r3", 5)):
+                await self.wait_acks(clients, tag, n)
+                await self.wait_delivered(clients, tag)
+            await asyncio.sleep(0.5)
+            self.check_delivery(clients, {"r1", "r2", "r3"})
+            for c in clients:
+                self.assertEqual(c.errors, [], c.name)
+            for c in clients:
+                await c.close()
+            return clients, acked_s, worker
+
+        clients, acked_s, worker = asyncio.run(run())
+        acked = self.acked_ids(clients)
+        t0 = time.monotonic()
+        rows = self.wait_rows(acked)
+        self.assert_exactly_once(acked, rows)
+        mine = self.assigned_partitions(worker)
+        self.assertTrue(mine, "the persist worker took a share of the partitions:\n" + worker.log())
+        theirs = set().union(*(self.assigned_partitions(n) for n in self.instances if n is not worker))
+        self.assertFalse(mine & theirs, "a partition is persisted by one instance at a time")
+        print(f"e2e cluster: {len(acked)} messages from 50 clients on 2 instances, round 1 acked at "
+              f"{1000 / acked_s:.0f} msg/s; {len(rows)} rows exactly once; worker took partitions {sorted(mine)}, "
+              f"the edge instances kept {sorted(theirs)}")
+        for n in self.instances:
+            self.assertEqual(n.stop(), 0, n.log())
+
+    def test_postgres_down_for_20s_keeps_acking_and_catches_up(self):
+        a, b = self.start(), self.start()
+
+        async def run():
+            clients = await self.connect_clients([a, b], 10)
+            nudge_test.service("postgres", "stop")
+            try:
+                t0 = time.monotonic()
+                k = 0
+                while time.monotonic() - t0 < 20:
+                    await self.send_round(clients, f"p{k}", 1)
+                    k += 1
+                    await asyncio.sleep(0.5)
+                for j in range(k):
+                    await self.wait_acks(clients, f"p{j}", 1, timeout=30)
+            finally:
+                nudge_test.service("postgres", "start")
+            for c in clients:
+                self.assertEqual(c.errors, [], "senders keep getting acks while the database is down")
+                await c.close()
+            return clients, k
+
+        clients, rounds = asyncio.run(run())
+        acked = self.acked_ids(clients)
+        self.assertEqual(len(acked), 10 * rounds)
+        t0 = time.monotonic()
+        rows = self.wait_rows(acked, timeout=60)
+        self.assert_exactly_once(acked, rows)
+        print(f"e2e postgres outage: {len(acked)} messages acked during 20 s without PostgreSQL; "
+              f"all persisted {time.monotonic() - t0:.1f} s after it came back")
+
+    def test_instance_killed_mid_stream_and_restarted(self):
+        a, b = self.start(), self.start()
+
+        async def run():
+            clients = await self.connect_clients([a, b], 10)
+            sending = asyncio.ensure_future(self.send_round(clients, "k", 100, pace=0.005, tolerate_disconnect=True))
+            await asyncio.sleep(0.5)
+            b.proc.send_signal(signal.SIGKILL)
+            await sending
+            await asyncio.sleep(1)
+            for c in clients:
+                await c.close()
+            return clients
+
+        clients = asyncio.run(run())
+        b.kill()
+        self.start()  # restarted: it rejoins the group and persists what b had not
+        acked = self.acked_ids(clients)
+        self.assertGreater(len(acked), 0)
+        rows = self.wait_rows(acked)
+        self.assert_exactly_once(acked, rows)
+        print(f"e2e kill -9: {len(acked)} acked messages, all in PostgreSQL exactly once after the restart")
+
+    def test_redis_restart_fanout_recovers_within_5s(self):
+        a, b = self.start(), self.start()
+
+        async def run():
+            clients = await self.connect_clients([a, b], 6)
+            nudge_test.service("redis", "stop")
+            await self.send_round(clients, "down", 2)  # persisted, though not fanned out
+            await self.wait_acks(clients, "down", 2)
+            nudge_test.service("redis", "start")
+            t0 = time.monotonic()
+            # Deliveries resume: a message sent on one instance reaches a client of the other.
+            sender, receiver = clients[0], next(c for c in clients if c.room == clients[0].room and c is not clients[0]
+                                                and c.url != clients[0].url)
+            k = 0
+            while True:
+                await sender.say(sender.room, f"up{k} {sender.name} {k}", f"up{k}-0")
+                try:
+                    await receiver.wait_for(lambda: any(m["text"].startswith(f"up{k} ") for m in receiver.messages),
+                                            0.5, "redelivery")
+                    break
+                except AssertionError:
+                    k += 1
+                    if time.monotonic() - t0 > 15:
+                        raise
+            recovered = time.monotonic() - t0
+            for c in clients:
+                await c.close()
+            return clients, recovered
+
+        clients, recovered = asyncio.run(run())
+        self.assertLess(recovered, 5.0, "the fanout delivers again within 5 s of Redis coming back")
+        acked = self.acked_ids(clients)
+        rows = self.wait_rows(acked)
+        self.assert_exactly_once(acked, rows)
+        print(f"e2e redis restart: cross-instance delivery back {recovered:.2f} s after Redis; "
+              f"{len(acked)} acked messages persisted exactly once")
+
+
+if __name__ == "__main__":
+    nudge_test.main()

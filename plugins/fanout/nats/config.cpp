@@ -1,0 +1,270 @@
+#include "config.hpp"
+
+#include <cctype>
+#include <charconv>
+
+namespace nudge::plugins::nats {
+
+namespace {
+
+constexpr std::string_view kForm = "must be nats://[user[:password]@]host[:port], or a comma-separated list of those";
+
+bool starts_with_nocase(std::string_view text, std::string_view prefix) {
+  if (text.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(text[i])) != prefix[i]) return false;
+  return true;
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  return text;
+}
+
+bool is_host_name(std::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (char c : host)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') return false;
+  return true;
+}
+
+bool is_ipv6_literal(std::string_view host) {
+  if (host.size() < 2 || host.find(':') == std::string_view::npos) return false;
+  for (char c : host)
+    if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+  return true;
+}
+
+bool parse_port(std::string_view text, std::uint16_t& port) {
+  if (text.empty()) return false;
+  for (char c : text)
+    if (c < '0' || c > '9') return false;
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535) return false;
+  port = static_cast<std::uint16_t>(value);
+  return true;
+}
+
+/// One entry of the list; `error` is the reason without the expected form.
+bool parse_one(std::string_view text, NatsServer& out, std::string& error) {
+  NatsServer server;
+  server.url = std::string(text);
+  if (starts_with_nocase(text, "tls://")) {
+    error = "TLS (tls://) is not supported by this plugin; use nats://";
+    return false;
+  }
+  if (!starts_with_nocase(text, "nats://")) {
+    error = "it does not start with nats://";
+    return false;
+  }
+  std::string_view authority = text.substr(7);
+  if (authority.find_first_of("/?#") != std::string_view::npos) {
+    error = "paths, query parameters and fragments are not supported";
+    return false;
+  }
+  for (char c : authority)
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) {
+      error = "it contains spaces or control characters";
+      return false;
+    }
+  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    if (at == 0) {
+      error = "the user (or token) before '@' is empty";
+      return false;
+    }
+    server.has_credentials = true;
+    authority = authority.substr(at + 1);
+  }
+  std::string_view port_text;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    const std::size_t close = authority.find(']');
+    if (close == std::string_view::npos || !is_ipv6_literal(authority.substr(1, close - 1))) {
+      error = "bad IPv6 address in brackets";
+      return false;
+    }
+    server.host = std::string(authority.substr(1, close - 1));
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        error = "unexpected text after the IPv6 address";
+        return false;
+      }
+      port_text = after.substr(1);
+      has_port = true;
+    }
+  } else {
+    const std::size_t colon = authority.find(':');
+    const std::string_view host = authority.substr(0, colon);
+    if (!is_host_name(host)) {
+      error = host.empty() ? "the host is empty" : "the host has characters a host name cannot have";
+      return false;
+    }
+    server.host = std::string(host);
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+      has_port = true;
+    }
+  }
+  if (has_port && !parse_port(port_text, server.port)) {
+    error = port_text.empty() ? "the port after ':' is empty" : "the port must be a number in [1, 65535]";
+    return false;
+  }
+  out = std::move(server);
+  return true;
+}
+
+bool is_token_byte(unsigned char c) { return std::isalnum(c) || c == '_' || c == '-'; }
+
+}  // namespace
+
+std::string NatsServer::endpoint() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+bool parse_nats_urls(std::string_view text, std::vector<NatsServer>& out, std::string& error) {
+  std::vector<NatsServer> servers;
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t comma = text.find(',', begin);
+    const std::string_view entry = trim(text.substr(begin, comma == std::string_view::npos ? text.npos : comma - begin));
+    if (entry.empty()) {
+      error = std::string(kForm) + (text.find(',') == std::string_view::npos ? " (it is empty)"
+                                                                              : " (an entry of the list is empty)");
+      return false;
+    }
+    NatsServer server;
+    std::string why;
+    if (!parse_one(entry, server, why)) {
+      error = std::string(kForm) + " (" + why + (servers.empty() && comma == std::string_view::npos
+                                                     ? ")"
+                                                     : ", in \"" + std::string(entry) + "\")");
+      return false;
+    }
+    servers.push_back(std::move(server));
+    if (comma == std::string_view::npos) break;
+    begin = comma + 1;
+  }
+  out = std::move(servers);
+  return true;
+}
+
+std::string redact_url(std::string_view url) {
+  const std::size_t scheme = url.find("://");
+  const std::size_t start = scheme == std::string_view::npos ? 0 : scheme + 3;
+  const std::size_t at = url.rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(url);
+  return std::string(url.substr(0, start)) + std::string(url.substr(at + 1));
+}
+
+std::string check_subject(std::string_view subject, bool as_prefix) {
+  if (subject.empty()) return as_prefix ? std::string() : std::string("must not be empty");
+  for (char c : subject) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= ' ' || u >= 0x7f) return "must be printable ASCII without spaces";
+    if (c == '*' || c == '>') return "must not contain the wildcards '*' or '>'";
+  }
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t dot = subject.find('.', begin);
+    if (dot == std::string_view::npos) break;
+    if (dot == begin) return "must not start with '.' or contain '..' (empty tokens)";
+    begin = dot + 1;
+  }
+  if (begin == subject.size() && !as_prefix) return "must not end with '.'";
+  return {};
+}
+
+std::string room_token(std::string_view room) {
+  if (room.empty()) return "%";
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string token;
+  token.reserve(room.size());
+  for (char c : room) {
+    const auto u = static_cast<unsigned char>(c);
+    if (is_token_byte(u)) {
+      token += c;
+    } else {
+      token += '%';
+      token += kHex[u >> 4];
+      token += kHex[u & 0xf];
+    }
+  }
+  return token;
+}
+
+ConfigSchema NatsConfig::schema() {
+  ConfigSchema s;
+  s.string("url", "nats://127.0.0.1:4222",
+           "NATS server as nats://[user[:password]@]host[:port] (port 4222 by default), or a comma-separated list "
+           "of servers of one cluster. Names are resolved on each connect")
+      .with_example("\"nats://nats-1.internal:4222,nats://nats-2.internal:4222\"")
+      .with_check([](const ConfigValue& v) {
+        std::vector<NatsServer> servers;
+        std::string error;
+        return parse_nats_urls(std::get<std::string>(v), servers, error) ? std::string() : error;
+      });
+  s.string("subject", "nudge.messages",
+           "Subject every instance publishes to and subscribes to (when subject_per_room is false); a literal "
+           "subject, no wildcards")
+      .with_check([](const ConfigValue& v) { return check_subject(std::get<std::string>(v), false); });
+  s.boolean("subject_per_room", false,
+            "Publish each message on <subject_prefix><room token> and subscribe only to the rooms this instance has "
+            "clients in, instead of one shared subject");
+  s.string("subject_prefix", "nudge.room.",
+           "Prefix of the per-room subjects (when subject_per_room is true); the room follows as one escaped token")
+      .with_check([](const ConfigValue& v) { return check_subject(std::get<std::string>(v), true); });
+  s.integer("reconnect_wait_ms", 500,
+            "Delay between reconnect rounds (each round tries every server once) after a lost connection or a "
+            "failed connect")
+      .range(1, 600000);
+  s.integer("reconnect_buffer_bytes", 8 * 1024 * 1024,
+            "Bytes of publishes held while disconnected (sent on reconnect); beyond this new messages are dropped. "
+            "Also bounds the messages waiting for the publishing thread")
+      .range(1024, 1024 * 1024 * 1024);
+  s.integer("connect_timeout_ms", 2000,
+            "How long one connection attempt (TCP connect and handshake) may take; also the write deadline on the "
+            "socket")
+      .range(10, 600000);
+  s.integer("max_pending_messages", 65536,
+            "Received messages that may wait for the event loop (all subscriptions together), and in libnats per "
+            "subscription; beyond this they are dropped and a slow consumer is reported")
+      .range(1, 100000000);
+  return s;
+}
+
+NatsConfig NatsConfig::from(const Config& c) {
+  NatsConfig r;
+  r.url_text = c.get_string("url");
+  std::string why;
+  if (!parse_nats_urls(r.url_text, r.servers, why)) r.error = "url: " + why + ", got \"" + r.url_text + "\"";
+  r.subject = c.get_string("subject");
+  r.subject_per_room = c.get_bool("subject_per_room");
+  r.subject_prefix = c.get_string("subject_prefix");
+  if (r.error.empty())
+    if (auto e = check_subject(r.subject, false); !e.empty()) r.error = "subject: " + e + ", got \"" + r.subject + "\"";
+  if (r.error.empty())
+    if (auto e = check_subject(r.subject_prefix, true); !e.empty())
+      r.error = "subject_prefix: " + e + ", got \"" + r.subject_prefix + "\"";
+  r.reconnect_wait_ms = c.get_int("reconnect_wait_ms");
+  r.reconnect_buffer_bytes = c.get_int("reconnect_buffer_bytes");
+  r.connect_timeout_ms = c.get_int("connect_timeout_ms");
+  r.max_pending_messages = c.get_int("max_pending_messages");
+  return r;
+}
+
+std::string NatsConfig::subject_for(std::string_view room) const {
+  if (!subject_per_room) return subject;
+  return subject_prefix + room_token(room);
+}
+
+std::string NatsConfig::endpoints() const {
+  std::string text;
+  for (const auto& s : servers) text += (text.empty() ? "" : ", ") + s.endpoint();
+  return text;
+}
+
+}  // namespace nudge::plugins::nats

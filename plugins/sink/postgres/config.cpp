@@ -111,7 +111,7 @@ std::string TableName::quoted() const {
 
 std::string TableName::display() const { return schema.empty() ? name : schema + "." + name; }
 
-std::string TableName::index_quoted() const { return "\"" + name + "_room_created_idx\""; }
+std::string TableName::index_quoted() const { return "\"" + name + "_room_id_idx\""; }
 
 std::string check_url(const std::string& url) {
   if (url.empty()) return "must not be empty";

@@ -18,8 +18,9 @@ struct TableName {
   std::string quoted() const;
   /// `schema.name` or `name`, for log lines.
   std::string display() const;
-  /// The name of the (room, created_at) index, quoted, without schema (an
-  /// index always lives in its table's schema).
+  /// The name of the (room, id) index that serves history reads,
+  /// `"<name>_room_id_idx"`, quoted, without schema (an index always lives in
+  /// its table's schema).
   std::string index_quoted() const;
 };
 
@@ -55,7 +56,8 @@ std::string check_url(const std::string& url);
 /// `postgresql://user@host:port/dbname`.
 std::string redact_url(const std::string& url);
 
-/// The largest table name (without schema) whose index name still fits in 63 bytes.
+/// The largest table name (without schema) whose index names still fit in 63
+/// bytes: `_room_id_idx`, and `_room_created_idx` that earlier versions made.
 inline constexpr std::size_t kMaxTableName = 63 - std::string_view("_room_created_idx").size();
 
 }  // namespace nudge::plugins::postgres

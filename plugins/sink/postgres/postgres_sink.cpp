@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <future>
+#include <limits>
 #include <set>
 #include <thread>
 
+#include <pqxx/binarystring>
 #include <pqxx/connection>
 #include <pqxx/except>
 #include <pqxx/nontransaction>
@@ -38,10 +41,14 @@ PostgresSink::PostgresSink(const Config& config, Context& context)
       rows_inserted_(context.metrics().counter("rows_inserted", "Rows inserted")),
       rows_duplicate_(context.metrics().counter("rows_duplicate", "Rows skipped because their id was stored already")),
       // Not "write_errors": the runtime's sink driver counts failed batches under that name in the same registry.
-      db_errors_(context.metrics().counter("db_errors", "Failed database calls (inserts, connection attempts)")),
+      db_errors_(context.metrics().counter("db_errors",
+                                           "Failed database calls (inserts, history reads, connection attempts)")),
       reconnects_(context.metrics().counter("reconnects", "Connections reopened after one was lost")),
       texts_repaired_(context.metrics().counter(
           "texts_repaired", "Room, sender or origin values stored with U+FFFD for bytes that were not UTF-8")),
+      history_reads_(context.metrics().counter("history_reads", "History reads answered")),
+      history_rows_skipped_(context.metrics().counter(
+          "history_rows_skipped", "Rows a history read left out because their id could not be read back")),
       connected_(context.metrics().gauge("connected", "1 while a database connection is open")) {}
 
 PostgresSink::~PostgresSink() {
@@ -156,8 +163,12 @@ Status PostgresSink::migrate() {
                                                        " exists but has no column " + missing +
                                                        ": it was not made by this sink; set 'table' to another name");
       const std::string index = table.schema.empty() ? table.index_quoted() : "\"" + table.schema + "\"." + table.index_quoted();
-      if (tx.exec_params1("SELECT to_regclass($1) IS NULL", index)[0].as<bool>())
-        tx.exec("CREATE INDEX IF NOT EXISTS " + table.index_quoted() + " ON " + quoted + " (room, created_at)");
+      // The (room, id) index history reads use; tables made before it keep
+      // their (room, created_at) index too (see README).
+      if (tx.exec_params1("SELECT to_regclass($1) IS NULL", index)[0].as<bool>()) {
+        tx.exec(create_index_sql(table));
+        context_.logger().info("created index ", table.index_quoted(), " on table '", table.display(), "'");
+      }
     }
     tx.commit();
     // The insert, run on no rows, checks the table as it is: column types and
@@ -199,19 +210,22 @@ void PostgresSink::write(BatchPtr batch, Completion done) {
                });
 }
 
+Status PostgresSink::ensure_session() {
+  if (session_) return Status::success();
+  if (auto error = connect()) {
+    db_errors_.add();
+    return Status::error(StatusCode::unavailable,
+                         "cannot connect to PostgreSQL at " + display_url_ + ": " + with_sqlstate(*error));
+  }
+  reconnects_.add();
+  context_.logger().info("reconnected to PostgreSQL at ", display_url_);
+  return Status::success();
+}
+
 PostgresSink::WriteResult PostgresSink::write_now(const Batch& batch) {
   WriteResult result;
   if (batch.empty()) return result;
-  if (!session_) {
-    if (auto error = connect()) {
-      db_errors_.add();
-      result.status = Status::error(StatusCode::unavailable,
-                                    "cannot connect to PostgreSQL at " + display_url_ + ": " + with_sqlstate(*error));
-      return result;
-    }
-    reconnects_.add();
-    context_.logger().info("reconnected to PostgreSQL at ", display_url_);
-  }
+  if (result.status = ensure_session(); !result.status.ok()) return result;
   // Usually one statement, one round trip; a batch of very large payloads
   // takes a few (each atomic, and a retry skips what is already stored).
   for (auto first = batch.begin(); first != batch.end();) {
@@ -235,7 +249,76 @@ PostgresSink::WriteResult PostgresSink::write_now(const Batch& batch) {
   return result;
 }
 
-Status PostgresSink::fail(const DatabaseError& error, const std::string& doing) {
+// ---- history ---------------------------------------------------------------
+
+void PostgresSink::read_history(HistoryQuery query, HistoryHandler done) {
+  if (!worker_) {
+    boost::asio::post(context_.executor(), [done = std::move(done)] {
+      done(Status::error(StatusCode::internal, "read_history() called before a successful start()"), {});
+    });
+    return;
+  }
+  worker_->run([this, query = std::move(query)] { return read_now(query); },
+               [this, done = std::move(done)](ReadResult result) {
+                 if (result.status.ok()) {
+                   history_reads_.add();
+                   if (result.skipped) {
+                     history_rows_skipped_.add(result.skipped);
+                     context_.logger().warn("a history read of table '", config_.table.display(), "' left out ",
+                                            result.skipped, " rows whose id could not be read back");
+                   }
+                 }
+                 done(std::move(result.status), std::move(result.messages));
+               });
+}
+
+PostgresSink::ReadResult PostgresSink::read_now(const HistoryQuery& query) {
+  ReadResult result;
+  if (query.limit == 0) return result;
+  if (result.status = ensure_session(); !result.status.ok()) return result;
+  // Rooms were stored with invalid UTF-8 (and NUL) repaired: look for what was stored.
+  std::string repaired;
+  const std::string& room = repair_utf8(query.room, repaired) ? repaired : query.room;
+  const auto limit = static_cast<long long>(
+      std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<long long>::max())));
+  try {
+    pqxx::nontransaction tx(session_->conn);
+    const pqxx::result rows =
+        query.after ? tx.exec_params(history_sql(config_.table, true), room, limit, query.after->to_string())
+                    : tx.exec_params(history_sql(config_.table, false), room, limit);
+    tx.commit();
+    result.messages.reserve(rows.size());
+    for (const auto& row : rows) {
+      const auto id = MessageId::parse(row[0].c_str());
+      if (!id) {
+        ++result.skipped;
+        continue;
+      }
+      auto m = std::make_shared<Message>();
+      m->id = *id;
+      m->room = row[1].as<std::string>();
+      m->sender = row[2].as<std::string>();
+      m->payload = pqxx::binarystring(row[3]).str();
+      m->timestamp_ms = row[4].as<std::int64_t>();
+      m->origin = row[5].as<std::string>();
+      if (!row[6].is_null() && !row[7].is_null()) {
+        m->log_position.partition = row[6].as<std::int32_t>();
+        m->log_position.offset = row[7].as<std::int64_t>();
+      }
+      result.messages.push_back(std::move(m));
+    }
+  } catch (const std::exception& ex) {
+    result.messages.clear();
+    result.status = fail(classify(ex), "reading history from '" + config_.table.display() + "'", true);
+    return result;
+  }
+  if (!query.after) std::reverse(result.messages.begin(), result.messages.end());
+  return result;
+}
+
+// ---- errors ----------------------------------------------------------------
+
+Status PostgresSink::fail(const DatabaseError& error, const std::string& doing, bool reading) {
   db_errors_.add();
   if (error.what.reconnect || !session_->conn.is_open()) {
     // libpqxx's own words for a dead socket can be cryptic ("Could not obtain
@@ -247,6 +330,11 @@ Status PostgresSink::fail(const DatabaseError& error, const std::string& doing) 
     return Status::error(StatusCode::unavailable, text);
   }
   const std::string text = "PostgreSQL at " + display_url_ + " failed " + doing + ": " + with_sqlstate(error);
+  // A failed read goes back to whoever asked; the sink only notes it.
+  if (reading) {
+    context_.logger().warn(text);
+    return Status::error(error.what.code, text);
+  }
   // The runtime logs every failed attempt; say more only when waiting will not help.
   if (error.what.code != StatusCode::unavailable)
     context_.logger().error(text, ". This does not clear up by itself: the runtime keeps retrying the batch, "

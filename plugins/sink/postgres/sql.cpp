@@ -24,8 +24,23 @@ std::string create_table_sql(const TableName& table) {
     sql += (first ? "" : ", ") + std::string(c.name) + " " + c.definition;
     first = false;
   }
-  sql += "); CREATE INDEX IF NOT EXISTS " + table.index_quoted() + " ON " + table.quoted() + " (room, created_at)";
-  return sql;
+  return sql + "); " + create_index_sql(table);
+}
+
+std::string create_index_sql(const TableName& table) {
+  return "CREATE INDEX IF NOT EXISTS " + table.index_quoted() + " ON " + table.quoted() + " (room, id)";
+}
+
+std::string history_sql(const TableName& table, bool after) {
+  // uuid compares bytewise, so id order is UUIDv7 order: time order.
+  // created_at: whole ms since the epoch; extract() is numeric (exact) since
+  // PostgreSQL 14, and rounding to bigint makes it exact on older servers too.
+  // ORDER BY m.id, qualified: a bare `id` would name the output column
+  // id::text and sort text instead of walking the (room, id) index.
+  return "SELECT m.id::text, m.room, m.sender, m.payload, (extract(epoch FROM m.created_at) * 1000)::bigint,"
+         " m.origin, m.log_partition, m.log_offset FROM " + table.quoted() + " AS m" +
+         (after ? " WHERE m.room = $1 AND m.id > $3::uuid ORDER BY m.id ASC LIMIT $2"
+                : " WHERE m.room = $1 ORDER BY m.id DESC LIMIT $2");
 }
 
 std::string add_column_sql(const TableName& table, const Column& column) {

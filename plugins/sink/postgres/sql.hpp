@@ -27,6 +27,16 @@ const std::vector<Column>& columns();
 /// CREATE TABLE IF NOT EXISTS and CREATE INDEX IF NOT EXISTS for `table`.
 std::string create_table_sql(const TableName& table);
 
+/// CREATE INDEX IF NOT EXISTS of the (room, id) index history reads use.
+std::string create_index_sql(const TableName& table);
+
+/// A history read. Parameters: $1 the room (text), $2 the limit (bigint), and
+/// with `after` $3 the id after which to start (uuid). Columns: id as text,
+/// room, sender, payload (bytea), created_at in Unix ms (bigint), origin,
+/// log_partition, log_offset. Without `after` the rows come newest first (the
+/// caller reverses them); with it, oldest first.
+std::string history_sql(const TableName& table, bool after);
+
 /// ALTER TABLE ... ADD COLUMN IF NOT EXISTS for one column.
 std::string add_column_sql(const TableName& table, const Column& column);
 

@@ -1,6 +1,9 @@
 #include "sqlite_sink.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <filesystem>
+#include <limits>
 
 #include <sqlite3.h>
 
@@ -22,13 +25,23 @@ struct Statement {
   ~Statement() { sqlite3_finalize(stmt); }
 };
 
+/// A column's bytes, as stored (TEXT or BLOB; embedded NULs kept).
+std::string column_bytes(sqlite3_stmt* stmt, int column) {
+  const void* data = sqlite3_column_blob(stmt, column);  // before _bytes, as SQLite asks
+  const int size = sqlite3_column_bytes(stmt, column);
+  return data ? std::string(static_cast<const char*>(data), static_cast<std::size_t>(size)) : std::string();
+}
+
 }  // namespace
 
 SqliteSink::SqliteSink(const Config& config, Context& context)
     : config_(SqliteConfig::from(config)),
       context_(context),
       rows_inserted_(context.metrics().counter("rows_inserted", "Rows inserted")),
-      rows_duplicate_(context.metrics().counter("rows_duplicate", "Rows skipped because their id was stored already")) {}
+      rows_duplicate_(context.metrics().counter("rows_duplicate", "Rows skipped because their id was stored already")),
+      history_reads_(context.metrics().counter("history_reads", "History reads answered")),
+      history_rows_skipped_(context.metrics().counter(
+          "history_rows_skipped", "Rows a history read left out because their id is not a UUID")) {}
 
 SqliteSink::~SqliteSink() {
   worker_.reset();
@@ -66,8 +79,10 @@ Status SqliteSink::start() {
                             "  log_partition INTEGER,"
                             "  log_offset INTEGER"
                             ") WITHOUT ROWID;"
-                            "CREATE INDEX IF NOT EXISTS " + config_.table + "_room_created ON " + config_.table +
-                            " (room, created_at);";
+                            // History reads: a room's messages by id (see README). Tables made
+                            // by earlier versions keep their (room, created_at) index as well.
+                            "CREATE INDEX IF NOT EXISTS " + config_.table + "_room_id ON " + config_.table +
+                            " (room, id);";
   if (auto s = exec(setup.c_str()); !s.ok()) return Status::error(s.code(), "cannot create table in '" + config_.path + "': " + s.message());
   worker_ = std::make_unique<BlockingWorker>(context_.executor());
   context_.logger().info("writing to '", config_.path, "' table '", config_.table, "'");
@@ -129,6 +144,89 @@ void SqliteSink::write(BatchPtr batch, Completion done) {
           rows_duplicate_.add(batch->size() - result.second);
         }
         done(std::move(result.first));
+      });
+}
+
+Status SqliteSink::read_now(const HistoryQuery& query, std::vector<MessagePtr>& out, std::size_t& skipped) {
+  out.clear();
+  skipped = 0;
+  if (query.limit == 0) return Status::success();
+  // Ids are lower-case canonical UUIDv7 text, so text order (BINARY collation)
+  // is id order, which is time order. Without `after`: the newest `limit`,
+  // read backwards along the (room, id) index and reversed below.
+  const std::string sql = "SELECT id, room, sender, payload, created_at, origin, log_partition, log_offset FROM " +
+                          config_.table +
+                          (query.after ? " WHERE room = ?1 AND id > ?3 ORDER BY id ASC LIMIT ?2"
+                                       : " WHERE room = ?1 ORDER BY id DESC LIMIT ?2");
+  Statement select;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &select.stmt, nullptr) != SQLITE_OK)
+    return db_error(db_, "cannot prepare the history read of table '" + config_.table + "'");
+  const auto limit = static_cast<sqlite3_int64>(
+      std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<sqlite3_int64>::max())));
+  const std::string after = query.after ? query.after->to_string() : std::string();
+  sqlite3_bind_text(select.stmt, 1, query.room.data(), static_cast<int>(query.room.size()), SQLITE_STATIC);
+  sqlite3_bind_int64(select.stmt, 2, limit);
+  if (query.after) sqlite3_bind_text(select.stmt, 3, after.data(), static_cast<int>(after.size()), SQLITE_STATIC);
+  int rc = SQLITE_ROW;
+  while ((rc = sqlite3_step(select.stmt)) == SQLITE_ROW) {
+    const std::string id_text = column_bytes(select.stmt, 0);
+    const auto id = MessageId::parse(id_text);
+    if (!id) {
+      ++skipped;
+      continue;
+    }
+    auto m = std::make_shared<Message>();
+    m->id = *id;
+    m->room = column_bytes(select.stmt, 1);
+    m->sender = column_bytes(select.stmt, 2);
+    m->payload = column_bytes(select.stmt, 3);
+    m->timestamp_ms = sqlite3_column_int64(select.stmt, 4);
+    m->origin = column_bytes(select.stmt, 5);
+    if (sqlite3_column_type(select.stmt, 6) != SQLITE_NULL && sqlite3_column_type(select.stmt, 7) != SQLITE_NULL) {
+      m->log_position.partition = sqlite3_column_int(select.stmt, 6);
+      m->log_position.offset = sqlite3_column_int64(select.stmt, 7);
+    }
+    out.push_back(std::move(m));
+  }
+  if (rc != SQLITE_DONE) {
+    out.clear();
+    return db_error(db_, "history read of table '" + config_.table + "' failed");
+  }
+  if (!query.after) std::reverse(out.begin(), out.end());
+  return Status::success();
+}
+
+void SqliteSink::read_history(HistoryQuery query, HistoryHandler done) {
+  if (!worker_ || !db_) {
+    boost::asio::post(context_.executor(), [done = std::move(done)] {
+      done(Status::error(StatusCode::internal, "read_history() called before start() or after stop()"), {});
+    });
+    return;
+  }
+  struct Result {
+    Status status;
+    std::vector<MessagePtr> messages;
+    std::size_t skipped = 0;
+  };
+  // Queued behind any write in progress: a read sees every batch confirmed before it was asked.
+  worker_->run(
+      [this, query = std::move(query)] {
+        Result r;
+        r.status = read_now(query, r.messages, r.skipped);
+        return r;
+      },
+      [this, done = std::move(done)](Result r) {
+        if (r.status.ok()) {
+          history_reads_.add();
+          if (r.skipped) {
+            history_rows_skipped_.add(r.skipped);
+            context_.logger().warn("a history read of table '", config_.table, "' left out ", r.skipped,
+                                   " rows whose id is not a UUID (rows this sink did not write)");
+          }
+        } else {
+          context_.logger().warn("cannot read history from '", config_.path, "': ", r.status.message());
+        }
+        done(std::move(r.status), std::move(r.messages));
       });
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <vector>
 
 #include "config.hpp"
 #include "nudge/sdk.hpp"
@@ -10,8 +12,9 @@ struct sqlite3;
 namespace nudge::plugins::sqlite {
 
 /// Stores messages in a SQLite database (WAL mode), one transaction per
-/// batch, `INSERT OR IGNORE` on the message id so a replayed batch adds no row.
-/// All database calls run on a worker thread of its own.
+/// batch, `INSERT OR IGNORE` on the message id so a replayed batch adds no row,
+/// and reads a room's history back (index on (room, id)). All database calls
+/// run on a worker thread of its own, one at a time in the order they came.
 class SqliteSink final : public Sink {
  public:
   SqliteSink(const Config& config, Context& context);
@@ -21,12 +24,19 @@ class SqliteSink final : public Sink {
   // Sink
   Status start() override;
   void write(BatchPtr batch, Completion done) override;
+  bool supports_history() const override { return true; }
+  void read_history(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
 
   /// Writes a batch on the calling thread (the worker's job; public for tests).
   /// Returns how many rows were new.
   Status write_now(const Batch& batch, std::size_t& inserted);
+
+  /// Runs a history read on the calling thread (the worker's job; public for
+  /// tests): `out` gets the messages oldest first; `skipped` counts rows left
+  /// out because their id is not a UUID (written by something else).
+  Status read_now(const HistoryQuery& query, std::vector<MessagePtr>& out, std::size_t& skipped);
 
  private:
   Status exec(const char* sql);
@@ -37,6 +47,8 @@ class SqliteSink final : public Sink {
   std::unique_ptr<BlockingWorker> worker_;
   Counter& rows_inserted_;
   Counter& rows_duplicate_;
+  Counter& history_reads_;
+  Counter& history_rows_skipped_;
 };
 
 }  // namespace nudge::plugins::sqlite

@@ -81,7 +81,7 @@ TEST(PostgresConfigTest, TableNames) {
   auto plain = parse_table_name("messages", error);
   ASSERT_TRUE(plain);
   EXPECT_EQ(plain->quoted(), "\"messages\"");
-  EXPECT_EQ(plain->index_quoted(), "\"messages_room_created_idx\"");
+  EXPECT_EQ(plain->index_quoted(), "\"messages_room_id_idx\"");
   auto qualified = parse_table_name("archive.chat_2024", error);
   ASSERT_TRUE(qualified);
   EXPECT_EQ(qualified->schema, "archive");

@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <algorithm>
 #include <iostream>
+#include <limits>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -18,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "postgres_sink.hpp"
+#include "sql.hpp"
 #include "nudge/sdk/testing.hpp"
 #include "sink_helpers.hpp"
 
@@ -137,9 +140,11 @@ TEST_F(PostgresSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
       {"stored_at", "timestamp with time zone not null"}};
   EXPECT_EQ(types, expected);
   const auto index = exec("SELECT indexdef FROM pg_indexes WHERE tablename = '" + table_ + "' AND indexname = '" +
-                          table_ + "_room_created_idx'");
+                          table_ + "_room_id_idx'");
   ASSERT_EQ(index.size(), 1u);
-  EXPECT_NE(index[0][0].as<std::string>().find("(room, created_at)"), std::string::npos);
+  EXPECT_NE(index[0][0].as<std::string>().find("(room, id)"), std::string::npos);
+  // The primary key and the history index: no (room, created_at) index any more.
+  EXPECT_EQ(exec("SELECT count(*) FROM pg_indexes WHERE tablename = '" + table_ + "'")[0][0].as<int>(), 2);
   EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
 
   // A second instance starting on the same table finds it as it should be.
@@ -269,6 +274,38 @@ TEST_F(PostgresSinkIntegrationTest, MigratesATableFromAnOlderVersion) {
   EXPECT_EQ(count(), 11);
 }
 
+TEST_F(PostgresSinkIntegrationTest, ATableOfTheLastVersionGetsTheHistoryIndexAndKeepsItsOwn) {
+  exec("CREATE TABLE \"" + table_ + "\" (id uuid PRIMARY KEY, room text NOT NULL, sender text NOT NULL, "
+       "payload bytea NOT NULL, created_at timestamptz NOT NULL, origin text NOT NULL, log_partition integer, "
+       "log_offset bigint, stored_at timestamptz NOT NULL DEFAULT now())");
+  exec("CREATE INDEX \"" + table_ + "_room_created_idx\" ON \"" + table_ + "\" (room, created_at)");
+  exec("INSERT INTO \"" + table_ + "\" VALUES ('0190a000-0000-7000-8000-000000000001', 'old', 's', '\\x00ff', "
+       "timestamptz 'epoch' + 1700000000123 * interval '1 millisecond', 'o', 2, 77)");
+  start_sink();
+  std::set<std::string> indexes;
+  for (const auto& row : exec("SELECT indexname FROM pg_indexes WHERE tablename = '" + table_ + "'"))
+    indexes.insert(row[0].as<std::string>());
+  EXPECT_EQ(indexes, (std::set<std::string>{table_ + "_pkey", table_ + "_room_created_idx", table_ + "_room_id_idx"}));
+  EXPECT_EQ(context_.logger().count(LogLevel::info, "created index"), 1u);
+
+  const auto old = test_helpers::read_and_wait(io_, *sink_, {"old", 10, std::nullopt});
+  ASSERT_TRUE(old.status.ok()) << old.status.message();
+  ASSERT_EQ(old.messages.size(), 1u);
+  EXPECT_EQ(old.messages[0]->id.to_string(), "0190a000-0000-7000-8000-000000000001");
+  EXPECT_EQ(old.messages[0]->payload, std::string("\x00\xff", 2));
+  EXPECT_EQ(old.messages[0]->timestamp_ms, 1700000000123);
+  EXPECT_EQ(old.messages[0]->log_position.partition, 2);
+  EXPECT_EQ(old.messages[0]->log_position.offset, 77);
+
+  // A second start finds the index and does not make it again.
+  TestContext other_context(io_, "sink.postgres");
+  PostgresSink other(nudge::testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}}),
+                     other_context);
+  ASSERT_TRUE(other.start().ok());
+  EXPECT_EQ(other_context.logger().count(LogLevel::info, "created index"), 0u);
+  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+}
+
 TEST_F(PostgresSinkIntegrationTest, RefusesATableItDidNotMake) {
   exec("CREATE TABLE \"" + table_ + "\" (id integer PRIMARY KEY, body text)");
   std::string error;
@@ -381,6 +418,195 @@ TEST_F(PostgresSinkIntegrationTest, StopLetsAWriteInProgressFinish) {
   EXPECT_EQ(order, (std::vector<std::string>{"written", "stopped"}));
   EXPECT_EQ(count(), 500);
   EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
+}
+
+// ---- history -------------------------------------------------------------
+
+std::string every_byte() {
+  std::string bytes;
+  for (int b = 0; b < 256; ++b) bytes += static_cast<char>(b);
+  return bytes;
+}
+
+void expect_same(const Message& got, const Message& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.room, want.room);
+  EXPECT_EQ(got.sender, want.sender);
+  EXPECT_TRUE(got.payload == want.payload) << "payload of " << want.id.to_string();
+  EXPECT_EQ(got.timestamp_ms, want.timestamp_ms);
+  EXPECT_EQ(got.origin, want.origin);
+  EXPECT_EQ(got.log_position.partition, want.log_position.partition);
+  EXPECT_EQ(got.log_position.offset, want.log_position.offset);
+}
+
+/// 30 messages in room A and 10 in room B, made in id order and interleaved,
+/// every field set (payloads carry all 256 byte values), every third one
+/// without a log position; written in four batches, newest batch first.
+struct HistoryFixture {
+  std::vector<MessagePtr> a, b;
+  std::vector<BatchPtr> batches;
+
+  HistoryFixture() {
+    std::vector<MessagePtr> all;
+    for (int n = 0; n < 40; ++n) {
+      auto m = std::make_shared<Message>();
+      m->id = MessageId::generate();
+      const bool in_a = n % 4 != 3;
+      m->room = in_a ? "room A \xc3\xa9" : "room B";
+      m->sender = "sender-" + std::to_string(n % 7) + " \xf0\x9f\x98\x80";
+      m->payload = every_byte() + std::to_string(n);
+      std::rotate(m->payload.begin(), m->payload.begin() + n, m->payload.end());
+      m->timestamp_ms = 1764300000000 + n * 1001 - (n == 5 ? 3000000000000 : 0);  // one before 1970
+      m->origin = "instance-" + std::to_string(n % 3);
+      if (n % 3) m->log_position = {n % 5, 9000000000LL + n};
+      (in_a ? a : b).push_back(m);
+      all.push_back(m);
+    }
+    for (int first = 30; first >= 0; first -= 10)
+      batches.push_back(std::make_shared<Batch>(all.begin() + first, all.begin() + first + 10));
+  }
+};
+
+TEST_F(PostgresSinkIntegrationTest, HistoryReturnsTheLastMessagesAndWhatCameAfterAnId) {
+  auto& sink = start_sink();
+  EXPECT_TRUE(sink.supports_history());
+  const HistoryFixture f;
+  for (const auto& batch : f.batches) ASSERT_TRUE(write(batch).ok());
+  auto read = [&](HistoryQuery q) { return test_helpers::read_and_wait(io_, sink, std::move(q)); };
+  const std::string room_a = f.a[0]->room;
+
+  const auto last = read({room_a, 10, std::nullopt});
+  ASSERT_TRUE(last.status.ok()) << last.status.message();
+  ASSERT_EQ(last.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*last.messages[i], *f.a[20 + i]);
+
+  const auto after = read({room_a, 100, f.a[19]->id});
+  ASSERT_TRUE(after.status.ok()) << after.status.message();
+  ASSERT_EQ(after.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*after.messages[i], *f.a[20 + i]);
+
+  const auto page = read({room_a, 3, f.a[4]->id});
+  ASSERT_EQ(page.messages.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(page.messages[i]->id, f.a[5 + i]->id);
+
+  const auto all_a = read({room_a, 1000, std::nullopt});
+  ASSERT_EQ(all_a.messages.size(), 30u);
+  for (std::size_t i = 0; i < 30; ++i) expect_same(*all_a.messages[i], *f.a[i]);
+  const auto all_b = read({"room B", 1000, std::nullopt});
+  ASSERT_EQ(all_b.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*all_b.messages[i], *f.b[i]);
+
+  for (const HistoryQuery& q : {HistoryQuery{"no such room", 10, std::nullopt}, HistoryQuery{room_a, 0, std::nullopt},
+                                HistoryQuery{room_a, 0, f.a[0]->id}, HistoryQuery{room_a, 10, f.a[29]->id},
+                                HistoryQuery{"ROOM B", 10, std::nullopt}, HistoryQuery{"", 10, std::nullopt}}) {
+    const auto r = read(q);
+    EXPECT_TRUE(r.status.ok()) << r.status.message();
+    EXPECT_TRUE(r.messages.empty()) << "room '" << q.room << "' limit " << q.limit;
+  }
+  EXPECT_EQ(read({room_a, std::numeric_limits<std::size_t>::max(), std::nullopt}).messages.size(), 30u);
+  EXPECT_EQ(counter("history_reads"), 12u);
+}
+
+TEST_F(PostgresSinkIntegrationTest, HistoryFindsRoomsAsTheyWereStored) {
+  auto& sink = start_sink();
+  // A room that was not valid UTF-8 was stored repaired; asking with the
+  // same bytes finds it. Quotes and LIKE wildcards are plain characters.
+  const std::vector<std::string> rooms = {"room\xff", std::string("nul\0in", 6), "'); DROP TABLE x; --", "%", "_",
+                                          "Lobby", "lobby", "lobby "};
+  auto batch = std::make_shared<Batch>();
+  for (const auto& room : rooms) batch->push_back(make_message(room, "s", "in " + room));
+  ASSERT_TRUE(write(batch).ok());
+  for (const auto& room : rooms) {
+    const auto r = test_helpers::read_and_wait(io_, sink, {room, 10, std::nullopt});
+    ASSERT_TRUE(r.status.ok()) << r.status.message();
+    ASSERT_EQ(r.messages.size(), 1u) << room;
+    EXPECT_EQ(r.messages[0]->payload, "in " + room);
+  }
+  EXPECT_EQ(test_helpers::read_and_wait(io_, sink, {"room\xff", 10, std::nullopt}).messages.at(0)->room,
+            "room\xef\xbf\xbd");
+  EXPECT_EQ(count(), static_cast<long long>(rooms.size()));
+}
+
+TEST_F(PostgresSinkIntegrationTest, HistoryQueriesUseTheRoomIdIndex) {
+  start_sink();
+  ASSERT_TRUE(write(make_batch(200, "a")).ok());
+  ASSERT_TRUE(write(make_batch(200, "b")).ok());
+  exec("ANALYZE \"" + table_ + "\"");
+  pqxx::work tx(*admin_);
+  tx.exec("SET LOCAL enable_seqscan = off");  // a table this small would otherwise be read whole
+  for (bool after : {false, true}) {
+    std::string sql = "EXPLAIN " + history_sql(TableName{"", table_}, after);
+    sql.replace(sql.find("$1"), 2, "'a'");
+    sql.replace(sql.find("$2"), 2, "10");
+    if (after) sql.replace(sql.find("$3"), 2, "'0190a000-0000-7000-8000-000000000001'");
+    std::string plan;
+    for (const auto& row : tx.exec(sql)) plan += row[0].as<std::string>() + "\n";
+    EXPECT_NE(plan.find("Index Scan" + std::string(after ? "" : " Backward") + " using " + table_ + "_room_id_idx"),
+              std::string::npos)
+        << plan;
+    EXPECT_EQ(plan.find("Sort"), std::string::npos) << plan;
+  }
+}
+
+TEST_F(PostgresSinkIntegrationTest, AReadQueuedAfterAWriteSeesIt) {
+  auto& sink = start_sink();
+  std::vector<std::string> order;
+  std::size_t seen = 0;
+  sink.write(make_batch(500), [&](Status s) { order.push_back(s.ok() ? "written" : s.message()); });
+  sink.read_history({"lobby", 1000, std::nullopt}, [&](Status s, std::vector<MessagePtr> m) {
+    order.push_back(s.ok() ? "read" : s.message());
+    seen = m.size();
+  });
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
+  EXPECT_EQ(order, (std::vector<std::string>{"written", "read"}));
+  EXPECT_EQ(seen, 500u);
+}
+
+TEST_F(PostgresSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReopened) {
+  auto& sink = start_sink({{"statement_timeout_ms", std::int64_t{300}},
+                           {"application_name", std::string("nudge-" + table_)}});
+  ASSERT_TRUE(write(make_batch(5)).ok());
+  // Before start: an error, on the executor.
+  TestContext other_context(io_, "sink.postgres");
+  PostgresSink unstarted(nudge::testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}}),
+                         other_context);
+  EXPECT_EQ(test_helpers::read_and_wait(io_, unstarted, {"lobby", 10, std::nullopt}).status.code(),
+            StatusCode::internal);
+
+  // A lock held past statement_timeout: retryable, the session is kept.
+  {
+    pqxx::work locker(*admin_);
+    locker.exec("LOCK TABLE \"" + table_ + "\" IN ACCESS EXCLUSIVE MODE");
+    const auto r = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+    EXPECT_EQ(r.status.code(), StatusCode::unavailable) << r.status.message();
+    EXPECT_NE(r.status.message().find("SQLSTATE 57014"), std::string::npos) << r.status.message();
+    EXPECT_TRUE(r.messages.empty());
+    locker.commit();
+  }
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+
+  // The session is killed: the read fails retryably and the next one
+  // reconnects (or libpqxx reopens it at once), like a write.
+  ASSERT_EQ(exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nudge-" +
+                 table_ + "'")[0][0].as<int>(),
+            1);
+  auto r = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+  if (!r.status.ok()) {
+    EXPECT_TRUE(r.status.retryable()) << r.status.message();
+    EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
+    r = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+    EXPECT_EQ(counter("reconnects"), 1u);
+  }
+  EXPECT_TRUE(r.status.ok()) << r.status.message();
+  EXPECT_EQ(r.messages.size(), 5u);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+
+  // A missing table does not clear up by itself: not retryable.
+  exec("DROP TABLE \"" + table_ + "\"");
+  const auto missing = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+  EXPECT_EQ(missing.status.code(), StatusCode::internal) << missing.status.message();
+  EXPECT_NE(missing.status.message().find("SQLSTATE 42P01"), std::string::npos) << missing.status.message();
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
 }
 
 TEST_F(PostgresSinkIntegrationTest, Throughput) {

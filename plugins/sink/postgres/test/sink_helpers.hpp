@@ -1,8 +1,9 @@
 #pragma once
 
 // Helpers for this plugin's tests, on top of nudge/sdk/testing.hpp: drive a
-// PostgresSink's write()/stop() to completion on a test's io_context, and list
-// every error of a configuration the way the runtime would.
+// PostgresSink's write()/read_history()/stop() to completion on a test's
+// io_context, and list every error of a configuration the way the runtime
+// would.
 
 #include <chrono>
 #include <map>
@@ -33,6 +34,26 @@ Status write_and_wait(boost::asio::io_context& io, SinkT& sink, BatchPtr batch,
   sink.write(std::move(batch), [result](Status s) { *result = std::move(s); });
   if (!nudge::testing::run_until(io, [&] { return result->has_value(); }, timeout))
     return Status::error(StatusCode::timeout, "write did not complete within the test's limit");
+  return **result;
+}
+
+/// What a history read answered.
+struct HistoryResult {
+  Status status;
+  std::vector<MessagePtr> messages;
+};
+
+/// Calls sink.read_history(query) and runs `io` until its answer; a timeout
+/// status when none comes within `timeout`.
+template <class SinkT>
+HistoryResult read_and_wait(boost::asio::io_context& io, SinkT& sink, HistoryQuery query,
+                            std::chrono::milliseconds timeout = kWaitLimit) {
+  auto result = std::make_shared<std::optional<HistoryResult>>();
+  sink.read_history(std::move(query), [result](Status s, std::vector<MessagePtr> m) {
+    *result = HistoryResult{std::move(s), std::move(m)};
+  });
+  if (!nudge::testing::run_until(io, [&] { return result->has_value(); }, timeout))
+    return {Status::error(StatusCode::timeout, "history read did not complete within the test's limit"), {}};
   return **result;
 }
 

@@ -207,8 +207,16 @@ TEST(SqlTextTest, NamesAreQuotedAndParametersBound) {
   const auto create = create_table_sql(table);
   EXPECT_NE(create.find("CREATE TABLE IF NOT EXISTS \"archive\".\"order\" (id uuid PRIMARY KEY, "), std::string::npos);
   EXPECT_NE(create.find("stored_at timestamptz NOT NULL DEFAULT now()"), std::string::npos);
-  EXPECT_NE(create.find("CREATE INDEX IF NOT EXISTS \"order_room_created_idx\" ON \"archive\".\"order\" (room, created_at)"),
+  EXPECT_NE(create.find("CREATE INDEX IF NOT EXISTS \"order_room_id_idx\" ON \"archive\".\"order\" (room, id)"),
             std::string::npos);
+  EXPECT_EQ(create.find("created_at)"), std::string::npos);  // the (room, created_at) index is no longer made
+  const auto latest = history_sql(table, false);
+  EXPECT_NE(latest.find("FROM \"archive\".\"order\" AS m WHERE m.room = $1 ORDER BY m.id DESC LIMIT $2"),
+            std::string::npos)
+      << latest;
+  const auto after = history_sql(table, true);
+  EXPECT_NE(after.find("WHERE m.room = $1 AND m.id > $3::uuid ORDER BY m.id ASC LIMIT $2"), std::string::npos) << after;
+  EXPECT_EQ(after.find("'"), std::string::npos);  // nothing but bound parameters
   for (const auto& c : columns()) {
     if (!c.added_later) continue;
     EXPECT_TRUE(std::string(c.definition).find("NOT NULL") == std::string::npos ||

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 
 #include <boost/asio/io_context.hpp>
 #include <sqlite3.h>
@@ -119,6 +121,260 @@ TEST_F(SqliteSinkTest, StartFailsClearlyWhenTheFileCannotBeOpened) {
   const auto status = sink.start();
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.message().find("/proc/nope/chat.db"), std::string::npos) << status.message();
+}
+
+// ---- history -------------------------------------------------------------
+
+struct HistoryResult {
+  Status status = Status::error(StatusCode::internal, "no answer");
+  std::vector<MessagePtr> messages;
+};
+
+/// Calls read_history and runs the loop until its answer.
+HistoryResult read_and_wait(boost::asio::io_context& io, SqliteSink& sink, HistoryQuery query) {
+  auto result = std::make_shared<std::optional<HistoryResult>>();
+  sink.read_history(std::move(query), [result](Status s, std::vector<MessagePtr> m) {
+    *result = HistoryResult{std::move(s), std::move(m)};
+  });
+  if (!testing::run_until(io, [&] { return result->has_value(); }, std::chrono::seconds(10)))
+    return {Status::error(StatusCode::timeout, "no answer within 10 s"), {}};
+  return **result;
+}
+
+Status write_and_wait(boost::asio::io_context& io, SqliteSink& sink, BatchPtr batch) {
+  std::optional<Status> result;
+  sink.write(std::move(batch), [&](Status s) { result = std::move(s); });
+  if (!testing::run_until(io, [&] { return result.has_value(); }, std::chrono::seconds(10)))
+    return Status::error(StatusCode::timeout, "no answer within 10 s");
+  return *result;
+}
+
+std::string every_byte() {
+  std::string bytes;
+  for (int b = 0; b < 256; ++b) bytes.push_back(static_cast<char>(b));
+  return bytes;
+}
+
+void expect_same(const Message& got, const Message& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.room, want.room);
+  EXPECT_EQ(got.sender, want.sender);
+  EXPECT_TRUE(got.payload == want.payload) << "payload of " << want.id.to_string();
+  EXPECT_EQ(got.timestamp_ms, want.timestamp_ms);
+  EXPECT_EQ(got.origin, want.origin);
+  EXPECT_EQ(got.log_position.partition, want.log_position.partition);
+  EXPECT_EQ(got.log_position.offset, want.log_position.offset);
+}
+
+/// 30 messages in room A and 10 in room B, made in id order and interleaved,
+/// every field set (payloads carry all 256 byte values), every third one
+/// without a log position.
+struct HistoryFixture {
+  std::vector<MessagePtr> a, b;
+  std::vector<BatchPtr> batches;
+
+  HistoryFixture(const std::string& room_a = "room-a", const std::string& room_b = "room-b") {
+    std::vector<MessagePtr> all;
+    for (int n = 0; n < 40; ++n) {
+      auto m = std::make_shared<Message>();
+      m->id = MessageId::generate();
+      const bool in_a = n % 4 != 3;  // 30 in A, 10 in B
+      m->room = in_a ? room_a : room_b;
+      m->sender = "sender-" + std::to_string(n % 7) + " \xc3\xa9";
+      m->payload = every_byte() + std::to_string(n);
+      std::rotate(m->payload.begin(), m->payload.begin() + n, m->payload.end());
+      m->timestamp_ms = 1764300000000 + n * 1001 - (n == 5 ? 3000000000000 : 0);  // one before 1970
+      m->origin = "instance-" + std::to_string(n % 3);
+      if (n % 3) m->log_position = {n % 5, 9000000000LL + n};
+      (in_a ? a : b).push_back(m);
+      all.push_back(m);
+    }
+    // Four batches, written newest first: the order of ids, not of writes, counts.
+    for (int first = 30; first >= 0; first -= 10)
+      batches.push_back(std::make_shared<Batch>(all.begin() + first, all.begin() + first + 10));
+  }
+};
+
+TEST_F(SqliteSinkTest, SupportsHistory) {
+  SqliteSink sink(config_for(path_), context_);
+  EXPECT_TRUE(sink.supports_history());
+}
+
+TEST_F(SqliteSinkTest, HistoryReturnsTheLastMessagesAndWhatCameAfterAnId) {
+  SqliteSink sink(config_for(path_), context_);
+  ASSERT_TRUE(sink.start().ok());
+  const HistoryFixture f;
+  for (const auto& batch : f.batches) ASSERT_TRUE(write_and_wait(io_, sink, batch).ok());
+
+  // The last 10 of A, oldest first, every field as written.
+  auto last = read_and_wait(io_, sink, {"room-a", 10, std::nullopt});
+  ASSERT_TRUE(last.status.ok()) << last.status.message();
+  ASSERT_EQ(last.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*last.messages[i], *f.a[20 + i]);
+
+  // After the 20th: exactly 21..30.
+  auto after = read_and_wait(io_, sink, {"room-a", 100, f.a[19]->id});
+  ASSERT_TRUE(after.status.ok()) << after.status.message();
+  ASSERT_EQ(after.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*after.messages[i], *f.a[20 + i]);
+
+  // After, with a limit: the oldest ones after the id.
+  auto page = read_and_wait(io_, sink, {"room-a", 3, f.a[4]->id});
+  ASSERT_EQ(page.messages.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(page.messages[i]->id, f.a[5 + i]->id);
+
+  // More than there is: all of the room, nothing of the other.
+  auto all_a = read_and_wait(io_, sink, {"room-a", 1000, std::nullopt});
+  ASSERT_EQ(all_a.messages.size(), 30u);
+  for (std::size_t i = 0; i < 30; ++i) expect_same(*all_a.messages[i], *f.a[i]);
+  auto all_b = read_and_wait(io_, sink, {"room-b", 1000, std::nullopt});
+  ASSERT_EQ(all_b.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*all_b.messages[i], *f.b[i]);
+
+  // Nothing to return.
+  for (const HistoryQuery& q : {HistoryQuery{"no-such-room", 10, std::nullopt}, HistoryQuery{"room-a", 0, std::nullopt},
+                                HistoryQuery{"room-a", 0, f.a[0]->id}, HistoryQuery{"room-a", 10, f.a[29]->id},
+                                HistoryQuery{"room-b", 10, f.b[9]->id}, HistoryQuery{"", 10, std::nullopt}}) {
+    auto r = read_and_wait(io_, sink, q);
+    EXPECT_TRUE(r.status.ok()) << r.status.message();
+    EXPECT_TRUE(r.messages.empty()) << "room '" << q.room << "' limit " << q.limit;
+  }
+  // An id of another room still works as a position.
+  auto by_b = read_and_wait(io_, sink, {"room-a", 100, f.b[4]->id});  // b[4] came after a[14]
+  ASSERT_EQ(by_b.messages.size(), 15u);
+  EXPECT_EQ(by_b.messages.front()->id, f.a[15]->id);
+  // A limit beyond int64 is as good as none.
+  EXPECT_EQ(read_and_wait(io_, sink, {"room-a", std::numeric_limits<std::size_t>::max(), std::nullopt}).messages.size(),
+            30u);
+  EXPECT_EQ(context_.metrics().value("history_reads"), 13u);
+}
+
+TEST_F(SqliteSinkTest, HistoryMatchesRoomsByteForByte) {
+  SqliteSink sink(config_for(path_), context_);
+  ASSERT_TRUE(sink.start().ok());
+  const std::vector<std::string> rooms = {"Lobby", "lobby", "lobby ", "'); DROP TABLE messages; --",
+                                          std::string("nul\0inside", 10), "bad \xff utf-8", "\xf0\x9f\x98\x80",
+                                          "%", "_"};
+  auto batch = std::make_shared<Batch>();
+  for (const auto& room : rooms) {
+    batch->push_back(message("in " + room, 0));
+    std::const_pointer_cast<Message>(batch->back())->room = room;
+  }
+  ASSERT_TRUE(write_and_wait(io_, sink, batch).ok());
+  for (std::size_t i = 0; i < rooms.size(); ++i) {
+    auto r = read_and_wait(io_, sink, {rooms[i], 10, std::nullopt});
+    ASSERT_TRUE(r.status.ok()) << r.status.message();
+    ASSERT_EQ(r.messages.size(), 1u) << i;
+    EXPECT_EQ(r.messages[0]->room, rooms[i]);
+    EXPECT_EQ(r.messages[0]->payload, "in " + rooms[i]);
+  }
+  EXPECT_EQ(rows().size(), rooms.size());  // the table is still there
+}
+
+TEST_F(SqliteSinkTest, AReadQueuedAfterAWriteSeesIt) {
+  SqliteSink sink(config_for(path_), context_);
+  ASSERT_TRUE(sink.start().ok());
+  auto batch = std::make_shared<Batch>();
+  for (int n = 0; n < 300; ++n) batch->push_back(message("m" + std::to_string(n), 0));  // all in room-0
+  std::vector<std::string> order;
+  std::size_t seen = 0;
+  sink.write(batch, [&](Status s) { order.push_back(s.ok() ? "written" : s.message()); });
+  sink.read_history({"room-0", 1000, std::nullopt}, [&](Status s, std::vector<MessagePtr> m) {
+    order.push_back(s.ok() ? "read" : s.message());
+    seen = m.size();
+  });
+  ASSERT_TRUE(testing::run_until(io_, [&] { return order.size() == 2; }, std::chrono::seconds(10)));
+  EXPECT_EQ(order, (std::vector<std::string>{"written", "read"}));
+  EXPECT_EQ(seen, 300u);
+}
+
+TEST_F(SqliteSinkTest, HistoryQueriesUseTheRoomIdIndex) {
+  SqliteSink sink(config_for(path_), context_);
+  ASSERT_TRUE(sink.start().ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  for (const char* sql : {"EXPLAIN QUERY PLAN SELECT id, room, sender, payload, created_at, origin, log_partition, "
+                          "log_offset FROM messages WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+                          "EXPLAIN QUERY PLAN SELECT id, room, sender, payload, created_at, origin, log_partition, "
+                          "log_offset FROM messages WHERE room = ?1 AND id > ?3 ORDER BY id ASC LIMIT ?2"}) {
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    std::string plan;
+    while (sqlite3_step(stmt) == SQLITE_ROW)
+      plan += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3)) + std::string("; ");
+    sqlite3_finalize(stmt);
+    EXPECT_NE(plan.find("INDEX messages_room_id"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;  // no sort: the index gives the order
+  }
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteSinkTest, AnOlderDatabaseGetsTheHistoryIndexAndKeepsItsOwn) {
+  std::filesystem::create_directories(std::filesystem::path(path_).parent_path());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE messages (id TEXT PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL, "
+                         "payload BLOB NOT NULL, created_at INTEGER NOT NULL, origin TEXT NOT NULL, log_partition "
+                         "INTEGER, log_offset INTEGER) WITHOUT ROWID;"
+                         "CREATE INDEX messages_room_created ON messages (room, created_at);"
+                         "INSERT INTO messages VALUES ('0190a000-0000-7000-8000-000000000001', 'old', 's', x'00ff', "
+                         "1700000000000, 'o', NULL, NULL);"
+                         // Written by something else: left out of history, counted.
+                         "INSERT INTO messages VALUES ('not-a-uuid', 'old', 's', x'', 1, 'o', NULL, NULL);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  SqliteSink sink(config_for(path_), context_);
+  ASSERT_TRUE(sink.start().ok());
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages' ORDER BY name",
+                     -1, &stmt, nullptr);
+  std::vector<std::string> indexes;
+  while (sqlite3_step(stmt) == SQLITE_ROW)
+    indexes.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  EXPECT_EQ(indexes, (std::vector<std::string>{"messages_room_created", "messages_room_id"}));
+
+  auto r = read_and_wait(io_, sink, {"old", 10, std::nullopt});
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0]->id.to_string(), "0190a000-0000-7000-8000-000000000001");
+  EXPECT_EQ(r.messages[0]->payload, std::string("\x00\xff", 2));
+  EXPECT_EQ(r.messages[0]->timestamp_ms, 1700000000000);
+  EXPECT_FALSE(r.messages[0]->log_position.valid());
+  EXPECT_EQ(context_.metrics().value("history_rows_skipped"), 1u);
+  EXPECT_EQ(context_.logger().count(LogLevel::warn, "rows whose id is not a UUID"), 1u);
+}
+
+TEST_F(SqliteSinkTest, AFailedReadReportsAStatus) {
+  SqliteSink sink(config_for(path_), context_);
+  // Before start: an error, on the executor.
+  auto early = read_and_wait(io_, sink, {"room", 10, std::nullopt});
+  EXPECT_EQ(early.status.code(), StatusCode::internal);
+
+  ASSERT_TRUE(sink.start().ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE messages", nullptr, nullptr, nullptr), SQLITE_OK);
+  // A missing table does not clear up by itself: not retryable.
+  auto missing = read_and_wait(io_, sink, {"room", 10, std::nullopt});
+  EXPECT_EQ(missing.status.code(), StatusCode::internal) << missing.status.message();
+  EXPECT_NE(missing.status.message().find("no such table"), std::string::npos) << missing.status.message();
+  EXPECT_TRUE(missing.messages.empty());
+
+  // The same read works again once the table is back (start() makes it).
+  sqlite3_close(db);
+  SqliteSink again(config_for(path_), context_);
+  ASSERT_TRUE(again.start().ok());
+  auto fine = read_and_wait(io_, sink, {"room", 10, std::nullopt});
+  EXPECT_TRUE(fine.status.ok()) << fine.status.message();
+  EXPECT_TRUE(fine.messages.empty());
+  EXPECT_EQ(context_.metrics().value("history_reads"), 1u);
 }
 
 }  // namespace

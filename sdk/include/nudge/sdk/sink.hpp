@@ -1,10 +1,30 @@
 #pragma once
 
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "nudge/sdk/log.hpp"
 #include "nudge/sdk/plugin.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge {
+
+/// A read of stored messages of one room (the history capability).
+struct HistoryQuery {
+  std::string room;
+  /// At most this many messages.
+  std::size_t limit = 50;
+  /// Without it: the room's last `limit` messages. With it: the messages
+  /// stored after this id (by id order, which is time order), oldest first,
+  /// up to `limit` — how a reconnecting client catches up.
+  std::optional<MessageId> after;
+};
+
+/// Receives the messages a history read found, oldest first (ordered by id).
+using HistoryHandler = std::function<void(Status, std::vector<MessagePtr>)>;
 
 /// The final store (`postgres`, `mysql`, `sqlite`), written in batches.
 class Sink : public Plugin {
@@ -20,6 +40,19 @@ class Sink : public Plugin {
   /// adds no row. An error with a retryable() Status makes the runtime retry
   /// the same batch with backoff; the runtime never has two writes in flight.
   virtual void write(BatchPtr batch, Completion done) = 0;
+
+  /// Whether this sink can read messages back (read_history). Sinks that
+  /// cannot leave both methods alone; the runtime then offers no history.
+  virtual bool supports_history() const { return false; }
+
+  /// Reads stored messages of one room, oldest first, and calls `done` on the
+  /// executor with them (never blocks the loop). The messages carry id, room,
+  /// sender, payload, timestamp and origin as written. Only called after
+  /// start() succeeded and when supports_history() is true.
+  virtual void read_history(HistoryQuery query, HistoryHandler done) {
+    (void)query;
+    done(Status::error(StatusCode::invalid_argument, "this sink keeps no history"), {});
+  }
 };
 
 }  // namespace nudge

@@ -1,0 +1,776 @@
+// Against a real MariaDB or MySQL: $MYSQL_URL, by default the one
+// `scripts/services/mariadb start` runs. Every test skips when it does not answer.
+
+#include <mysql.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <algorithm>
+#include <iostream>
+#include <limits>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include "mysql_sink.hpp"
+#include "sql.hpp"
+#include "nudge/sdk/testing.hpp"
+#include "sink_helpers.hpp"
+
+namespace nudge::plugins::mysql {
+namespace {
+
+using nudge::testing::TestContext;
+using test_helpers::write_and_wait;
+
+constexpr const char* kDefaultUrl = "mysql://nudge:nudge@127.0.0.1:3306/nudge";
+
+std::string database_url() {
+  const char* env = std::getenv("MYSQL_URL");
+  return env && *env ? env : kDefaultUrl;
+}
+
+std::string services_script() { return std::string(NUDGE_SOURCE_DIR) + "/scripts/services/mariadb"; }
+
+using Value = std::optional<std::string>;
+using Rows = std::vector<std::vector<Value>>;
+
+/// The tests' own connection, to look at what the sink stored.
+class Admin {
+ public:
+  ~Admin() { close(); }
+
+  /// "" when connected, else why not.
+  std::string connect(const std::string& text) {
+    close();
+    std::string error;
+    auto url = parse_url(text, error);
+    if (!url) return error;
+    conn_ = mysql_init(nullptr);
+    const unsigned timeout = 2;
+    const unsigned tcp = MYSQL_PROTOCOL_TCP;
+    mysql_options(conn_, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(conn_, MYSQL_OPT_PROTOCOL, &tcp);
+    mysql_options(conn_, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (!mysql_real_connect(conn_, url->host.c_str(), url->user.c_str(), url->password.c_str(),
+                            url->database.c_str(), url->port, nullptr, 0)) {
+      error = mysql_error(conn_);
+      close();
+      return error;
+    }
+    return {};
+  }
+
+  void close() {
+    if (conn_) mysql_close(conn_);
+    conn_ = nullptr;
+  }
+  bool connected() const { return conn_ != nullptr; }
+
+  /// Runs `sql`; its rows, if any. Fails the test on an error.
+  Rows query(const std::string& sql) {
+    Rows rows;
+    if (mysql_real_query(conn_, sql.data(), sql.size()) != 0) {
+      ADD_FAILURE() << sql << ": " << mysql_error(conn_);
+      return rows;
+    }
+    MYSQL_RES* result = mysql_store_result(conn_);
+    if (!result) return rows;
+    const unsigned fields = mysql_num_fields(result);
+    while (MYSQL_ROW row = mysql_fetch_row(result)) {
+      const unsigned long* lengths = mysql_fetch_lengths(result);
+      auto& out = rows.emplace_back();
+      for (unsigned i = 0; i < fields; ++i) out.push_back(row[i] ? Value(std::string(row[i], lengths[i])) : Value());
+    }
+    mysql_free_result(result);
+    return rows;
+  }
+  std::string scalar(const std::string& sql) {
+    const auto rows = query(sql);
+    return rows.empty() || rows[0].empty() || !rows[0][0] ? "NULL" : *rows[0][0];
+  }
+
+ private:
+  MYSQL* conn_ = nullptr;
+};
+
+MessagePtr make_message(std::string room, std::string sender, std::string payload, std::int64_t ms = 0,
+                        LogPosition position = {}) {
+  auto m = std::make_shared<Message>();
+  m->id = MessageId::generate();
+  m->room = std::move(room);
+  m->sender = std::move(sender);
+  m->payload = std::move(payload);
+  m->timestamp_ms = ms ? ms : m->id.unix_ms();
+  m->origin = "test-instance";
+  m->log_position = position;
+  return m;
+}
+
+BatchPtr make_batch(std::size_t n, const std::string& room = "lobby") {
+  auto batch = std::make_shared<Batch>();
+  for (std::size_t i = 0; i < n; ++i)
+    batch->push_back(make_message(room, "user-" + std::to_string(i % 17), "message " + std::to_string(i)));
+  return batch;
+}
+
+class MysqlSinkIntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = database_url();
+    if (auto error = admin_.connect(url_); !error.empty()) {
+      std::string e;
+      const auto parsed = parse_url(url_, e);
+      GTEST_SKIP() << "MySQL/MariaDB at " << (parsed ? parsed->redacted() : url_) << " is unreachable (" << error
+                   << "); start it with scripts/services/mariadb start, or set MYSQL_URL";
+    }
+    static int serial = 0;
+    table_ = "nudge_test_" + std::to_string(::getpid()) + "_" + std::to_string(++serial) + "_" +
+             std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000);
+  }
+
+  void TearDown() override {
+    sink_.reset();
+    if (url_.empty() || (table_.empty() && extra_database_.empty())) return;  // skipped
+    if (!admin_.connected() && !admin_.connect(url_).empty()) {
+      std::cerr << "could not drop table " << table_ << "\n";
+      return;
+    }
+    if (!table_.empty()) admin_.query("DROP TABLE IF EXISTS `" + table_ + "`");
+    if (!extra_database_.empty()) admin_.query("DROP DATABASE IF EXISTS `" + extra_database_ + "`");
+  }
+
+  Config config(std::map<std::string, ConfigValue> extra = {}) {
+    extra.emplace("url", url_);
+    extra.emplace("table", table_);
+    std::string error;
+    auto c = nudge::testing::make_config(MysqlConfig::schema(), extra, &error);
+    EXPECT_EQ(error, "");
+    return c;
+  }
+
+  MysqlSink& start_sink(std::map<std::string, ConfigValue> extra = {}) {
+    sink_ = std::make_unique<MysqlSink>(config(std::move(extra)), context_);
+    const auto status = sink_->start();
+    EXPECT_TRUE(status.ok()) << status.message();
+    return *sink_;
+  }
+
+  long long count() { return std::stoll(admin_.scalar("SELECT COUNT(*) FROM `" + table_ + "`")); }
+  Status write(BatchPtr batch) { return write_and_wait(io_, *sink_, std::move(batch)); }
+  std::uint64_t counter(const std::string& name) { return context_.metrics().value(name); }
+
+  std::string url_;
+  std::string table_;
+  std::string extra_database_;
+  Admin admin_;
+  boost::asio::io_context io_;
+  TestContext context_{io_, "sink.mysql"};
+  std::unique_ptr<MysqlSink> sink_;
+};
+
+TEST_F(MysqlSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
+  start_sink();
+  std::map<std::string, std::string> types;
+  for (const auto& row : admin_.query(
+           "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COALESCE(COLLATION_NAME, '') FROM information_schema.COLUMNS "
+           "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" + table_ + "'"))
+    types[*row[0]] = *row[1] + (*row[2] == "NO" ? " not null" : "") + (row[3]->empty() ? "" : " " + *row[3]);
+  const std::map<std::string, std::string> expected = {
+      {"id", "char(36) not null ascii_bin"},
+      {"room", "varchar(128) not null utf8mb4_bin"},
+      {"sender", "varchar(255) not null utf8mb4_bin"},
+      {"payload", "longblob not null"},
+      {"created_at", "datetime(3) not null"},
+      {"origin", "varchar(255) not null utf8mb4_bin"},
+      {"log_partition", "int(11)"},
+      {"log_offset", "bigint(20)"},
+      {"stored_at", "datetime(3) not null"}};
+  // MySQL 8 no longer shows integer display widths.
+  auto got = types;
+  if (got["log_partition"] == "int") got["log_partition"] = "int(11)";
+  if (got["log_offset"] == "bigint") got["log_offset"] = "bigint(20)";
+  EXPECT_EQ(got, expected);
+
+  std::map<std::string, std::string> indexes;
+  for (const auto& row : admin_.query("SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX), "
+                                      "MIN(NON_UNIQUE) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
+                                      "DATABASE() AND TABLE_NAME = '" + table_ + "' GROUP BY INDEX_NAME"))
+    indexes[*row[0]] = *row[1] + (*row[2] == "0" ? " unique" : "");
+  EXPECT_EQ(indexes, (std::map<std::string, std::string>{{"PRIMARY", "id unique"}, {"room_id_idx", "room,id"}}));
+  EXPECT_EQ(admin_.scalar("SELECT CONCAT(ENGINE, ' ', TABLE_COLLATION) FROM information_schema.TABLES WHERE "
+                          "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" + table_ + "'"),
+            "InnoDB utf8mb4_bin");
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+  EXPECT_EQ(context_.logger().count(LogLevel::info, "created table '" + table_ + "'"), 1u);
+
+  // A second instance starting on the same table finds it as it should be.
+  TestContext other_context(io_, "sink.mysql");
+  MysqlSink other(config(), other_context);
+  EXPECT_TRUE(other.start().ok());
+  EXPECT_EQ(other_context.logger().count(LogLevel::info, "created table"), 0u);
+  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+}
+
+TEST_F(MysqlSinkIntegrationTest, BatchOf500LandsAndAReplayAddsNothing) {
+  start_sink();
+  const auto batch = make_batch(500);
+  ASSERT_TRUE(write(batch).ok());
+  EXPECT_EQ(count(), 500);
+  EXPECT_EQ(counter("rows_inserted"), 500u);
+  EXPECT_EQ(counter("rows_duplicate"), 0u);
+
+  ASSERT_TRUE(write(batch).ok());  // the log redelivers the same batch
+  EXPECT_EQ(count(), 500);
+  EXPECT_EQ(counter("rows_inserted"), 500u);
+  EXPECT_EQ(counter("rows_duplicate"), 500u);
+
+  // Half old, half new; and an id twice within one batch.
+  auto mixed = std::make_shared<Batch>(batch->begin(), batch->begin() + 250);
+  const auto fresh = make_batch(250);
+  mixed->insert(mixed->end(), fresh->begin(), fresh->end());
+  mixed->push_back(mixed->back());
+  ASSERT_TRUE(write(mixed).ok());
+  EXPECT_EQ(count(), 750);
+  EXPECT_EQ(counter("rows_inserted"), 750u);
+  EXPECT_EQ(counter("rows_duplicate"), 751u);
+
+  EXPECT_TRUE(write(std::make_shared<const Batch>()).ok());
+  EXPECT_EQ(counter("db_errors"), 0u);
+}
+
+TEST_F(MysqlSinkIntegrationTest, LargeBatchesAreSplitAndLandWhole) {
+  start_sink();
+  const auto max_packet = std::stoull(admin_.scalar("SELECT @@max_allowed_packet"));
+  // More rows than one statement takes: 500 + 500 + 234.
+  ASSERT_TRUE(write(make_batch(1234)).ok());
+  EXPECT_EQ(count(), 1234);
+
+  // More bytes than one packet takes.
+  auto batch = std::make_shared<Batch>();
+  std::string payload(1024 * 1024, '\0');
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(i * 7 % 256);
+  const std::size_t n = max_packet / payload.size() + 4;  // 20 for the default 16 MiB
+  for (std::size_t i = 0; i < n; ++i) batch->push_back(make_message("big", "s", payload));
+  ASSERT_TRUE(write(batch).ok());
+  ASSERT_TRUE(write(batch).ok());
+  EXPECT_EQ(count(), static_cast<long long>(1234 + n));
+  EXPECT_EQ(counter("rows_inserted"), 1234 + n);
+  EXPECT_EQ(counter("rows_duplicate"), n);
+  EXPECT_EQ(admin_.scalar("SELECT COUNT(DISTINCT payload) FROM `" + table_ + "` WHERE room = 'big'"), "1");
+  EXPECT_TRUE(admin_.scalar("SELECT payload FROM `" + table_ + "` WHERE room = 'big' LIMIT 1") == payload);
+}
+
+TEST_F(MysqlSinkIntegrationTest, TheStatementsOfABatchAreOneTransaction) {
+  start_sink();
+  // The 550th row breaks a CHECK constraint: the second statement fails, and
+  // the first one's 500 rows must not stay.
+  admin_.query("ALTER TABLE `" + table_ + "` ADD CONSTRAINT `" + table_ + "_no_poison` CHECK (sender <> 'poison')");
+  auto batch = std::make_shared<Batch>();
+  const auto rows = make_batch(600);
+  for (std::size_t i = 0; i < rows->size(); ++i)
+    batch->push_back(i == 549 ? make_message("lobby", "poison", "x") : (*rows)[i]);
+  const auto status = write(batch);
+  EXPECT_EQ(status.code(), StatusCode::internal) << status.message();
+  EXPECT_EQ(count(), 0);
+  EXPECT_EQ(counter("rows_inserted"), 0u);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+
+  admin_.query("ALTER TABLE `" + table_ + "` DROP CONSTRAINT `" + table_ + "_no_poison`");
+  ASSERT_TRUE(write(batch).ok());  // what the runtime does: the same batch again
+  EXPECT_EQ(count(), 600);
+  EXPECT_EQ(counter("rows_inserted"), 600u);
+}
+
+TEST_F(MysqlSinkIntegrationTest, AMessageOverMaxAllowedPacketIsRefusedWithoutLosingTheServer) {
+  start_sink();
+  const auto max_packet = std::stoull(admin_.scalar("SELECT @@max_allowed_packet"));
+  auto batch = std::make_shared<Batch>();
+  batch->push_back(make_message("big", "s", std::string(max_packet + 1, 'x')));
+  const auto status = write(batch);
+  EXPECT_EQ(status.code(), StatusCode::internal) << status.message();
+  EXPECT_NE(status.message().find("max_allowed_packet of " + std::to_string(max_packet)), std::string::npos)
+      << status.message();
+  EXPECT_EQ(context_.logger().count(LogLevel::error, "raise max_allowed_packet"), 1u);
+  // The session was dropped so that a raised limit is picked up; the next write reconnects.
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
+  ASSERT_TRUE(write(make_batch(3)).ok());
+  EXPECT_EQ(counter("reconnects"), 1u);
+  EXPECT_EQ(count(), 3);
+}
+
+TEST_F(MysqlSinkIntegrationTest, StoresTextAndBytesExactly) {
+  start_sink();
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte += static_cast<char>(b);
+  struct Row {
+    std::string room, sender, payload;
+    std::int64_t ms;
+  };
+  std::string emoji_room;  // 128 four-byte characters: the most a room holds
+  for (int i = 0; i < 128; ++i) emoji_room += "\xf0\x9f\x98\x80";
+  const std::vector<Row> rows = {
+      {"caf\xc3\xa9 \xf0\x9f\x98\x80\xf0\x9f\x8e\x89", "\xe6\x97\xa5\xe6\x9c\xac", "\xf0\x9f\x91\x8b emoji", 1700000000123},
+      {"it's \"quoted\"", "back\\slash\\", "'quotes' \"double\" `backticks`", 1},
+      {"'); DROP TABLE x; --", "Robert'); DROP TABLE `" + table_ + "`;--", "?, ?); -- \\0 \\' %s", -1000},
+      {"NULL", "null", "NULL", 253402300799999},  // 9999-12-31T23:59:59.999Z
+      {"", " ", "", 42},
+      {"bytes", std::string("nul\0inside", 10), every_byte, 1600000000000},
+      {std::string(128, 'r'), std::string(255, 's'), std::string(100000, '\\'), 1700000000001},
+      {emoji_room, "\xf0\x9f\x98\x80", every_byte + every_byte,
+       -30610224000000}};  // 1000-01-01T00:00:00.000Z
+  auto batch = std::make_shared<Batch>();
+  std::map<std::string, const Row*> by_id;
+  for (const auto& r : rows) {
+    batch->push_back(make_message(r.room, r.sender, r.payload, r.ms));
+    by_id[batch->back()->id.to_string()] = &r;
+  }
+  ASSERT_TRUE(write(batch).ok());
+  const auto result = admin_.query("SELECT id, room, sender, payload, "
+                                   "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', created_at) DIV 1000, origin, "
+                                   "log_partition, log_offset FROM `" + table_ + "`");
+  ASSERT_EQ(result.size(), rows.size());
+  for (const auto& row : result) {
+    const Row& want = *by_id.at(*row[0]);
+    EXPECT_EQ(*row[1], want.room);
+    EXPECT_EQ(*row[2], want.sender);
+    EXPECT_TRUE(*row[3] == want.payload) << want.room;
+    EXPECT_EQ(std::stoll(*row[4]), want.ms) << want.room;
+    EXPECT_EQ(*row[5], "test-instance");
+    EXPECT_FALSE(row[6]);
+    EXPECT_FALSE(row[7]);
+  }
+  EXPECT_EQ(counter("texts_repaired"), 0u);
+  EXPECT_EQ(counter("timestamps_clamped"), 0u);
+  EXPECT_EQ(admin_.scalar("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
+                          "TABLE_NAME = '" + table_ + "'"),
+            "1");
+}
+
+TEST_F(MysqlSinkIntegrationTest, WhatDoesNotFitIsRepairedNotRejected) {
+  start_sink();
+  auto batch = std::make_shared<Batch>();
+  batch->push_back(make_message("room\xff", std::string(300, 's'), "payload \xff stays", 253402300800000));
+  ASSERT_TRUE(write(batch).ok());
+  const auto row = admin_.query("SELECT room, sender, payload, created_at FROM `" + table_ + "`").at(0);
+  EXPECT_EQ(*row[0], "room\xef\xbf\xbd");
+  EXPECT_EQ(*row[1], std::string(255, 's'));
+  EXPECT_EQ(*row[2], "payload \xff stays");
+  EXPECT_EQ(*row[3], "9999-12-31 23:59:59.999");
+  EXPECT_EQ(counter("texts_repaired"), 2u);
+  EXPECT_EQ(counter("timestamps_clamped"), 1u);
+  EXPECT_EQ(context_.logger().count(LogLevel::warn, "were not valid UTF-8 or too long"), 1u);
+}
+
+TEST_F(MysqlSinkIntegrationTest, StoresLogPositions) {
+  start_sink();
+  auto batch = std::make_shared<Batch>();
+  batch->push_back(make_message("r", "s", "a", 0, {3, 9000000000LL}));
+  batch->push_back(make_message("r", "s", "b", 0, {0, 0}));
+  batch->push_back(make_message("r", "s", "c", 0, {2147483647, 9223372036854775807LL}));
+  batch->push_back(make_message("r", "s", "d"));  // not read from a log
+  ASSERT_TRUE(write(batch).ok());
+  std::map<std::string, std::string> got;
+  for (const auto& row : admin_.query("SELECT payload, CONCAT(COALESCE(log_partition, 'null'), '/', "
+                                      "COALESCE(log_offset, 'null')) FROM `" + table_ + "`"))
+    got[*row[0]] = *row[1];
+  EXPECT_EQ(got, (std::map<std::string, std::string>{{"a", "3/9000000000"},
+                                                     {"b", "0/0"},
+                                                     {"c", "2147483647/9223372036854775807"},
+                                                     {"d", "null/null"}}));
+}
+
+TEST_F(MysqlSinkIntegrationTest, RefusesATableItDidNotMake) {
+  admin_.query("CREATE TABLE `" + table_ + "` (id INT PRIMARY KEY, body TEXT)");
+  MysqlSink sink(config(), context_);
+  const auto status = sink.start();
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("exists but has no column 'room', 'sender'"), std::string::npos) << status.message();
+}
+
+TEST_F(MysqlSinkIntegrationTest, RefusesATableWithoutAUniqueId) {
+  // Without a unique index on id, ON DUPLICATE KEY UPDATE would store every replay again.
+  admin_.query("CREATE TABLE `" + table_ + "` (id CHAR(36) NOT NULL, room VARCHAR(128) NOT NULL, "
+               "sender VARCHAR(255) NOT NULL, payload LONGBLOB NOT NULL, created_at DATETIME(3) NOT NULL, "
+               "origin VARCHAR(255) NOT NULL, log_partition INT, log_offset BIGINT, "
+               "stored_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), INDEX (id), UNIQUE (id, room))");
+  MysqlSink sink(config(), context_);
+  const auto status = sink.start();
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("no PRIMARY KEY or UNIQUE index on 'id' alone"), std::string::npos)
+      << status.message();
+}
+
+TEST_F(MysqlSinkIntegrationTest, ADataErrorIsNotRetryable) {
+  start_sink();
+  admin_.query("ALTER TABLE `" + table_ + "` MODIFY room VARCHAR(3) NOT NULL");
+  const auto status = write(make_batch(3, "much too long"));
+  EXPECT_EQ(status.code(), StatusCode::internal) << status.message();
+  EXPECT_FALSE(status.retryable());
+  EXPECT_NE(status.message().find("error 1406"), std::string::npos) << status.message();
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);  // the session is fine
+  EXPECT_EQ(counter("db_errors"), 1u);
+  EXPECT_TRUE(write(make_batch(3, "ok")).ok());
+}
+
+TEST_F(MysqlSinkIntegrationTest, StatementTimeoutIsRetryable) {
+  start_sink({{"statement_timeout_ms", std::int64_t{1000}}});
+  const auto batch = make_batch(5);
+  // Another session inserts the first id and holds its row lock.
+  admin_.query("START TRANSACTION");
+  admin_.query("INSERT INTO `" + table_ + "` (id, room, sender, payload, created_at, origin) VALUES ('" +
+               (*batch)[0]->id.to_string() + "', 'r', 's', '', NOW(3), 'o')");
+  const auto begin = std::chrono::steady_clock::now();
+  const auto status = write(batch);
+  const auto waited = std::chrono::steady_clock::now() - begin;
+  EXPECT_EQ(status.code(), StatusCode::unavailable) << status.message();
+  // MariaDB: max_statement_time (1969); MySQL: innodb_lock_wait_timeout (1205).
+  EXPECT_TRUE(status.message().find("error 1969") != std::string::npos ||
+              status.message().find("error 1205") != std::string::npos)
+      << status.message();
+  EXPECT_GE(waited, std::chrono::milliseconds(900));
+  EXPECT_LT(waited, std::chrono::milliseconds(5000));
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+  admin_.query("ROLLBACK");
+  EXPECT_TRUE(write(batch).ok());
+  EXPECT_EQ(count(), 5);
+}
+
+TEST_F(MysqlSinkIntegrationTest, AKilledSessionIsReopened) {
+  // A database of its own, so its sessions are told apart from other tests'.
+  extra_database_ = "nudge_kill_" + std::to_string(::getpid());
+  admin_.query("CREATE DATABASE IF NOT EXISTS `" + extra_database_ + "`");
+  table_.clear();  // t is dropped with the database
+  sink_ = std::make_unique<MysqlSink>(
+      nudge::testing::make_config(MysqlConfig::schema(),
+                                  {{"url", url_.substr(0, url_.rfind('/') + 1) + extra_database_}, {"table", std::string("t")}}),
+      context_);
+  ASSERT_TRUE(sink_->start().ok());
+  ASSERT_TRUE(write(make_batch(5)).ok());
+  const auto ids = admin_.query("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '" + extra_database_ +
+                                "' AND ID <> CONNECTION_ID()");
+  ASSERT_EQ(ids.size(), 1u);
+  admin_.query("KILL " + *ids[0][0]);
+
+  const auto status = write(make_batch(5));
+  EXPECT_FALSE(status.ok());
+  EXPECT_TRUE(status.retryable()) << status.message();
+  EXPECT_NE(status.message().find("lost the connection"), std::string::npos) << status.message();
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
+  EXPECT_TRUE(write(make_batch(5)).ok());
+  EXPECT_EQ(counter("reconnects"), 1u);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+  EXPECT_EQ(admin_.scalar("SELECT COUNT(*) FROM `" + extra_database_ + "`.`t`"), "10");
+}
+
+TEST_F(MysqlSinkIntegrationTest, AWriteWhileTheServerIsDownIsRetriedAfterTheRestart) {
+  if (url_ != kDefaultUrl || ::access(services_script().c_str(), X_OK) != 0)
+    GTEST_SKIP() << "needs the local server of scripts/services/mariadb";
+  start_sink({{"connect_timeout_ms", std::int64_t{2000}}});
+  ASSERT_TRUE(write(make_batch(10)).ok());
+  admin_.close();
+  ASSERT_EQ(std::system((services_script() + " stop >/dev/null").c_str()), 0);
+  // Whatever happens below, the server comes back for the other tests.
+  struct Restart {
+    ~Restart() {
+      if (std::system((services_script() + " start >/dev/null").c_str()) != 0) std::cerr << "restart failed\n";
+    }
+  } restart;
+
+  const auto batch = make_batch(10);
+  const auto down = write(batch);
+  EXPECT_FALSE(down.ok());
+  EXPECT_TRUE(down.retryable()) << down.message();
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
+  const auto still_down = write(batch);  // a reconnect attempt that fails
+  EXPECT_TRUE(still_down.retryable()) << still_down.message();
+  EXPECT_NE(still_down.message().find("cannot connect"), std::string::npos) << still_down.message();
+  // A history read tries to reconnect too, and fails the same way.
+  const auto read_down = test_helpers::read_and_wait(io_, *sink_, {"lobby", 100, std::nullopt});
+  EXPECT_TRUE(read_down.status.retryable()) << read_down.status.message();
+  EXPECT_NE(read_down.status.message().find("cannot connect"), std::string::npos) << read_down.status.message();
+
+  ASSERT_EQ(std::system((services_script() + " start >/dev/null").c_str()), 0);
+  const auto up = write(batch);  // what the runtime does: the same batch again
+  EXPECT_TRUE(up.ok()) << up.message();
+  EXPECT_EQ(counter("reconnects"), 1u);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+  EXPECT_EQ(test_helpers::read_and_wait(io_, *sink_, {"lobby", 100, std::nullopt}).messages.size(), 20u);
+  ASSERT_EQ(admin_.connect(url_), "");
+  EXPECT_EQ(count(), 20);
+}
+
+TEST_F(MysqlSinkIntegrationTest, StopLetsAWriteInProgressFinish) {
+  auto& sink = start_sink();
+  std::vector<std::string> order;
+  sink.write(make_batch(500), [&](Status s) { order.push_back(s.ok() ? "written" : "failed: " + s.message()); });
+  sink.stop([&] { order.push_back("stopped"); });
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
+  EXPECT_EQ(order, (std::vector<std::string>{"written", "stopped"}));
+  EXPECT_EQ(count(), 500);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
+}
+
+// ---- history -------------------------------------------------------------
+
+std::string every_byte() {
+  std::string bytes;
+  for (int b = 0; b < 256; ++b) bytes += static_cast<char>(b);
+  return bytes;
+}
+
+void expect_same(const Message& got, const Message& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.room, want.room);
+  EXPECT_EQ(got.sender, want.sender);
+  EXPECT_TRUE(got.payload == want.payload) << "payload of " << want.id.to_string();
+  EXPECT_EQ(got.timestamp_ms, want.timestamp_ms);
+  EXPECT_EQ(got.origin, want.origin);
+  EXPECT_EQ(got.log_position.partition, want.log_position.partition);
+  EXPECT_EQ(got.log_position.offset, want.log_position.offset);
+}
+
+/// 30 messages in room A and 10 in room B, made in id order and interleaved,
+/// every field set (payloads carry all 256 byte values), every third one
+/// without a log position; written in four batches, newest batch first.
+struct HistoryFixture {
+  std::vector<MessagePtr> a, b;
+  std::vector<BatchPtr> batches;
+
+  HistoryFixture() {
+    std::vector<MessagePtr> all;
+    for (int n = 0; n < 40; ++n) {
+      auto m = std::make_shared<Message>();
+      m->id = MessageId::generate();
+      const bool in_a = n % 4 != 3;
+      m->room = in_a ? "room A \xc3\xa9" : "room B";
+      m->sender = "sender-" + std::to_string(n % 7) + " \xf0\x9f\x98\x80";
+      m->payload = every_byte() + std::to_string(n);
+      std::rotate(m->payload.begin(), m->payload.begin() + n, m->payload.end());
+      m->timestamp_ms = 1764300000000 + n * 1001 - (n == 5 ? 3000000000000 : 0);  // one before 1970
+      m->origin = "instance-" + std::to_string(n % 3);
+      if (n % 3) m->log_position = {n % 5, 9000000000LL + n};
+      (in_a ? a : b).push_back(m);
+      all.push_back(m);
+    }
+    for (int first = 30; first >= 0; first -= 10)
+      batches.push_back(std::make_shared<Batch>(all.begin() + first, all.begin() + first + 10));
+  }
+};
+
+TEST_F(MysqlSinkIntegrationTest, HistoryReturnsTheLastMessagesAndWhatCameAfterAnId) {
+  auto& sink = start_sink();
+  EXPECT_TRUE(sink.supports_history());
+  const HistoryFixture f;
+  for (const auto& batch : f.batches) ASSERT_TRUE(write(batch).ok());
+  auto read = [&](HistoryQuery q) { return test_helpers::read_and_wait(io_, sink, std::move(q)); };
+  const std::string room_a = f.a[0]->room;
+
+  const auto last = read({room_a, 10, std::nullopt});
+  ASSERT_TRUE(last.status.ok()) << last.status.message();
+  ASSERT_EQ(last.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*last.messages[i], *f.a[20 + i]);
+
+  const auto after = read({room_a, 100, f.a[19]->id});
+  ASSERT_TRUE(after.status.ok()) << after.status.message();
+  ASSERT_EQ(after.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*after.messages[i], *f.a[20 + i]);
+
+  const auto page = read({room_a, 3, f.a[4]->id});
+  ASSERT_EQ(page.messages.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(page.messages[i]->id, f.a[5 + i]->id);
+
+  const auto all_a = read({room_a, 1000, std::nullopt});
+  ASSERT_EQ(all_a.messages.size(), 30u);
+  for (std::size_t i = 0; i < 30; ++i) expect_same(*all_a.messages[i], *f.a[i]);
+  const auto all_b = read({"room B", 1000, std::nullopt});
+  ASSERT_EQ(all_b.messages.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_same(*all_b.messages[i], *f.b[i]);
+
+  for (const HistoryQuery& q : {HistoryQuery{"no such room", 10, std::nullopt}, HistoryQuery{room_a, 0, std::nullopt},
+                                HistoryQuery{room_a, 0, f.a[0]->id}, HistoryQuery{room_a, 10, f.a[29]->id},
+                                HistoryQuery{"ROOM B", 10, std::nullopt}, HistoryQuery{"room B ", 10, std::nullopt},
+                                HistoryQuery{"", 10, std::nullopt}}) {
+    const auto r = read(q);
+    EXPECT_TRUE(r.status.ok()) << r.status.message();
+    EXPECT_TRUE(r.messages.empty()) << "room '" << q.room << "' limit " << q.limit;
+  }
+  EXPECT_EQ(read({room_a, std::numeric_limits<std::size_t>::max(), std::nullopt}).messages.size(), 30u);
+  EXPECT_EQ(counter("history_reads"), 13u);
+}
+
+TEST_F(MysqlSinkIntegrationTest, HistoryFindsRoomsAsTheyWereStored) {
+  auto& sink = start_sink();
+  // A room that was not valid UTF-8 or too long was stored repaired and cut;
+  // asking with the same bytes finds it. Trailing spaces count (the binary
+  // collation pads), quotes and LIKE wildcards are plain characters.
+  const std::vector<std::string> rooms = {"room\xff", std::string(200, 'r'), std::string("nul\0in", 6),
+                                          "'); DROP TABLE x; --", "%", "_", "Lobby", "lobby", "lobby ", "lobby  "};
+  auto batch = std::make_shared<Batch>();
+  for (const auto& room : rooms) batch->push_back(make_message(room, "s", "in " + room));
+  ASSERT_TRUE(write(batch).ok());
+  for (const auto& room : rooms) {
+    const auto r = test_helpers::read_and_wait(io_, sink, {room, 10, std::nullopt});
+    ASSERT_TRUE(r.status.ok()) << r.status.message();
+    ASSERT_EQ(r.messages.size(), 1u) << "'" << room << "'";
+    EXPECT_EQ(r.messages[0]->payload, "in " + room);
+  }
+  EXPECT_EQ(test_helpers::read_and_wait(io_, sink, {"room\xff", 10, std::nullopt}).messages.at(0)->room,
+            "room\xef\xbf\xbd");
+  EXPECT_EQ(test_helpers::read_and_wait(io_, sink, {std::string(128, 'r'), 10, std::nullopt}).messages.size(), 1u);
+  EXPECT_EQ(count(), static_cast<long long>(rooms.size()));
+}
+
+TEST_F(MysqlSinkIntegrationTest, HistoryQueriesUseTheRoomIdIndex) {
+  start_sink();
+  for (const char* room : {"a", "b", "c", "d"}) ASSERT_TRUE(write(make_batch(200, room)).ok());
+  admin_.query("ANALYZE TABLE `" + table_ + "`");
+  for (bool after : {false, true}) {
+    std::string sql = "EXPLAIN " + history_sql(TableName{"", table_}, after);
+    for (const char* value : {"'a'", "1", after ? "'0190a000-0000-7000-8000-000000000001'" : "10", "10"})
+      if (auto at = sql.find('?'); at != std::string::npos) sql.replace(at, 1, value);
+    const auto rows = admin_.query(sql);
+    ASSERT_EQ(rows.size(), 1u);
+    // EXPLAIN columns: id, select_type, table, type, possible_keys, key, key_len, ref, rows, Extra.
+    EXPECT_EQ(rows[0][5].value_or("NULL"), "room_id_idx") << sql;
+    EXPECT_EQ(rows[0][9].value_or("").find("filesort"), std::string::npos) << rows[0][9].value_or("");
+  }
+}
+
+TEST_F(MysqlSinkIntegrationTest, ATableOfAnEarlierVersionGetsTheHistoryIndexAndKeepsItsOwn) {
+  admin_.query("CREATE TABLE `" + table_ + "` (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "
+               "room VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
+               "sender VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, payload LONGBLOB NOT NULL, "
+               "created_at DATETIME(3) NOT NULL, origin VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT "
+               "NULL, log_partition INT NULL, log_offset BIGINT NULL, stored_at DATETIME(3) NOT NULL DEFAULT "
+               "CURRENT_TIMESTAMP(3), PRIMARY KEY (id), INDEX room_created_idx (room, created_at)) ENGINE=InnoDB");
+  admin_.query("INSERT INTO `" + table_ + "` (id, room, sender, payload, created_at, origin, log_partition, "
+               "log_offset) VALUES ('0190a000-0000-7000-8000-000000000001', 'old', 's', x'00ff', "
+               "'2023-11-14 22:13:20.123', 'o', 2, 77), ('not-a-uuid', 'old', 's', '', NOW(3), 'o', NULL, NULL)");
+  auto& sink = start_sink();
+  std::map<std::string, std::string> indexes;
+  for (const auto& row : admin_.query("SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM "
+                                      "information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" +
+                                      table_ + "' GROUP BY INDEX_NAME"))
+    indexes[*row[0]] = *row[1];
+  EXPECT_EQ(indexes, (std::map<std::string, std::string>{
+                         {"PRIMARY", "id"}, {"room_created_idx", "room,created_at"}, {"room_id_idx", "room,id"}}));
+  EXPECT_EQ(context_.logger().count(LogLevel::info, "added the index 'room_id_idx'"), 1u);
+
+  const auto old = test_helpers::read_and_wait(io_, sink, {"old", 10, std::nullopt});
+  ASSERT_TRUE(old.status.ok()) << old.status.message();
+  ASSERT_EQ(old.messages.size(), 1u);  // the row whose id is not a UUID is left out
+  EXPECT_EQ(old.messages[0]->id.to_string(), "0190a000-0000-7000-8000-000000000001");
+  EXPECT_EQ(old.messages[0]->payload, std::string("\x00\xff", 2));
+  EXPECT_EQ(old.messages[0]->timestamp_ms, 1700000000123);
+  EXPECT_EQ(old.messages[0]->log_position.partition, 2);
+  EXPECT_EQ(old.messages[0]->log_position.offset, 77);
+  EXPECT_EQ(counter("history_rows_skipped"), 1u);
+  EXPECT_EQ(context_.logger().count(LogLevel::warn, "rows whose id is not a UUID"), 1u);
+
+  // A second start finds the index and leaves the table alone.
+  TestContext other_context(io_, "sink.mysql");
+  MysqlSink other(config(), other_context);
+  ASSERT_TRUE(other.start().ok());
+  EXPECT_EQ(other_context.logger().count(LogLevel::info, "added the index"), 0u);
+  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+}
+
+TEST_F(MysqlSinkIntegrationTest, AnIndexNamedLikeTheHistoryIndexOnOtherColumnsIsReported) {
+  start_sink();
+  admin_.query("ALTER TABLE `" + table_ + "` DROP INDEX room_id_idx, ADD INDEX room_id_idx (sender)");
+  TestContext other_context(io_, "sink.mysql");
+  MysqlSink other(config(), other_context);
+  ASSERT_TRUE(other.start().ok());  // history reads still work, without the index
+  EXPECT_EQ(other_context.logger().count(LogLevel::warn, "history reads will be slow"), 1u);
+  ASSERT_TRUE(write(make_batch(3)).ok());
+  EXPECT_EQ(test_helpers::read_and_wait(io_, other, {"lobby", 10, std::nullopt}).messages.size(), 3u);
+  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+}
+
+TEST_F(MysqlSinkIntegrationTest, AReadQueuedAfterAWriteSeesIt) {
+  auto& sink = start_sink();
+  std::vector<std::string> order;
+  std::size_t seen = 0;
+  sink.write(make_batch(500), [&](Status s) { order.push_back(s.ok() ? "written" : s.message()); });
+  sink.read_history({"lobby", 1000, std::nullopt}, [&](Status s, std::vector<MessagePtr> m) {
+    order.push_back(s.ok() ? "read" : s.message());
+    seen = m.size();
+  });
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
+  EXPECT_EQ(order, (std::vector<std::string>{"written", "read"}));
+  EXPECT_EQ(seen, 500u);
+}
+
+TEST_F(MysqlSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReopened) {
+  // Before start: an error, on the executor.
+  {
+    MysqlSink unstarted(config(), context_);
+    EXPECT_EQ(test_helpers::read_and_wait(io_, unstarted, {"lobby", 10, std::nullopt}).status.code(),
+              StatusCode::internal);
+  }
+  // A database of its own, so the sink's session is told apart from other tests'.
+  extra_database_ = "nudge_hist_" + std::to_string(::getpid());
+  admin_.query("CREATE DATABASE IF NOT EXISTS `" + extra_database_ + "`");
+  table_.clear();  // t is dropped with the database
+  sink_ = std::make_unique<MysqlSink>(
+      nudge::testing::make_config(MysqlConfig::schema(),
+                                  {{"url", url_.substr(0, url_.rfind('/') + 1) + extra_database_},
+                                   {"table", std::string("t")},
+                                   {"statement_timeout_ms", std::int64_t{1000}}}),
+      context_);
+  ASSERT_TRUE(sink_->start().ok());
+  ASSERT_TRUE(write(make_batch(5)).ok());
+  auto read = [&] { return test_helpers::read_and_wait(io_, *sink_, {"lobby", 10, std::nullopt}); };
+  ASSERT_EQ(read().messages.size(), 5u);
+
+  // A table locked past the statement timeout: retryable, the session is kept.
+  admin_.query("LOCK TABLES `" + extra_database_ + "`.`t` WRITE");
+  const auto locked = read();
+  admin_.query("UNLOCK TABLES");
+  EXPECT_EQ(locked.status.code(), StatusCode::unavailable) << locked.status.message();
+  EXPECT_TRUE(locked.messages.empty());
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+  EXPECT_EQ(read().messages.size(), 5u);
+
+  // The session is killed: the read fails retryably, the next one reconnects.
+  const auto ids = admin_.query("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '" + extra_database_ +
+                                "' AND ID <> CONNECTION_ID()");
+  ASSERT_EQ(ids.size(), 1u);
+  admin_.query("KILL " + *ids[0][0]);
+  const auto killed = read();
+  EXPECT_TRUE(killed.status.retryable()) << killed.status.message();
+  EXPECT_NE(killed.status.message().find("lost the connection"), std::string::npos) << killed.status.message();
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
+  const auto again = read();
+  EXPECT_TRUE(again.status.ok()) << again.status.message();
+  EXPECT_EQ(again.messages.size(), 5u);
+  EXPECT_EQ(counter("reconnects"), 1u);
+  EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
+
+  // A missing table does not clear up by itself: not retryable.
+  admin_.query("DROP TABLE `" + extra_database_ + "`.`t`");
+  const auto missing = read();
+  EXPECT_EQ(missing.status.code(), StatusCode::internal) << missing.status.message();
+  EXPECT_NE(missing.status.message().find("error 1146"), std::string::npos) << missing.status.message();
+}
+
+TEST_F(MysqlSinkIntegrationTest, Throughput) {
+  start_sink();
+  std::vector<BatchPtr> batches;
+  for (int i = 0; i < 50; ++i) batches.push_back(make_batch(500, "room-" + std::to_string(i % 7)));
+  const auto begin = std::chrono::steady_clock::now();
+  for (const auto& batch : batches) ASSERT_TRUE(write(batch).ok());
+  const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  EXPECT_EQ(count(), 25000);
+  const auto rate = 25000 / seconds;
+  std::cout << "[ rate     ] 50 batches of 500 rows in " << seconds * 1000 << " ms: " << static_cast<long>(rate)
+            << " rows/s, " << seconds * 1000 / 50 << " ms per batch\n";
+  RecordProperty("rows_per_second", static_cast<int>(rate));
+}
+
+}  // namespace
+}  // namespace nudge::plugins::mysql

@@ -161,6 +161,12 @@ def main():
     import sys
     import __main__
     suite = unittest.defaultTestLoader.loadTestsFromModule(__main__)
+    only = [o for o in os.environ.get("NUDGE_E2E_ONLY", "").split(",") if o]
+    if only:
+        def flatten(s):
+            for t in s:
+                yield from (flatten(t) if isinstance(t, unittest.TestSuite) else [t])
+        suite = unittest.TestSuite(t for t in flatten(suite) if any(o in t.id() for o in only))
     result = unittest.TextTestRunner(verbosity=2).run(suite)
     failed = len(result.failures) + len(result.errors)
     print(f"{result.testsRun - failed - len(result.skipped)} passed, {failed} failed, {len(result.skipped)} skipped")
@@ -194,6 +200,20 @@ def psql(sql):
                          capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         raise AssertionError(f"psql failed: {out.stderr}")
+    return [line.split("\t") for line in out.stdout.splitlines() if line]
+
+
+MYSQL_URL = os.environ.get("MYSQL_URL", "mysql://nudge:nudge@127.0.0.1:3306/nudge")
+
+
+def mysql(sql):
+    """Runs SQL against the test MySQL/MariaDB database; rows as lists of strings."""
+    m = re.match(r"mysql://([^:]+):([^@]+)@([^:/]+):(\d+)/(\w+)", MYSQL_URL)
+    user, password, host, port, db = m.groups()
+    out = subprocess.run(["mariadb", "-h", host, "-P", port, "-u", user, f"-p{password}", db, "-N", "-B", "-e", sql],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"mariadb failed: {out.stderr}")
     return [line.split("\t") for line in out.stdout.splitlines() if line]
 
 

@@ -112,7 +112,12 @@ svc_start() {
     fi
     local deadline=$((SECONDS + SVC_START_TIMEOUT))
     until svc_probe >/dev/null 2>&1; do
-        svc_pid >/dev/null || svc_fail "server process exited during startup"
+        if ! svc_pid >/dev/null; then
+            # Right after the launch the child may still be between fork and
+            # exec, its command line not yet the server's: look again.
+            sleep 0.5
+            svc_pid >/dev/null || svc_fail "server process exited during startup"
+        fi
         ((SECONDS < deadline)) || svc_fail "not answering after ${SVC_START_TIMEOUT}s"
         sleep 0.3
     done

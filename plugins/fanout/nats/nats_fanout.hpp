@@ -11,9 +11,9 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
-#include "log_limiter.hpp"
 #include "nats_link.hpp"
 #include "nudge/sdk.hpp"
+#include "nudge/sdk/log_limiter.hpp"
 
 namespace nudge::plugins::nats {
 

@@ -18,7 +18,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 
-#include "log_limiter.hpp"
+#include "nudge/sdk/log_limiter.hpp"
 
 namespace nudge::plugins::nats {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "config.hpp"
-#include "log_limiter.hpp"
 #include "nudge/sdk.hpp"
+#include "nudge/sdk/log_limiter.hpp"
 #include "redis_link.hpp"
 
 struct redisAsyncContext;

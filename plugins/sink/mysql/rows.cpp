@@ -2,40 +2,12 @@
 
 #include <chrono>
 
+#include "nudge/sdk/text.hpp"
 #include "sql.hpp"
 
 namespace nudge::plugins::mysql {
 
 namespace {
-
-/// Length of the valid UTF-8 sequence at the start of `s` (1..4), or 0 if the
-/// bytes there are not one; `bad` is then how many bytes to replace. NUL is
-/// valid: a utf8mb4 VARCHAR holds it.
-std::size_t utf8_sequence(std::string_view s, std::size_t& bad) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char b0 = byte(0);
-  bad = 1;
-  if (b0 < 0x80) return 1;
-  std::size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-  if (b0 >= 0xc2 && b0 <= 0xdf) len = 2;
-  else if (b0 == 0xe0) len = 3, lo = 0xa0;
-  else if (b0 >= 0xe1 && b0 <= 0xec) len = 3;
-  else if (b0 == 0xed) len = 3, hi = 0x9f;  // no UTF-16 surrogates
-  else if (b0 >= 0xee && b0 <= 0xef) len = 3;
-  else if (b0 == 0xf0) len = 4, lo = 0x90;
-  else if (b0 >= 0xf1 && b0 <= 0xf3) len = 4;
-  else if (b0 == 0xf4) len = 4, hi = 0x8f;  // nothing above U+10FFFF
-  else return 0;
-  for (std::size_t i = 1; i < len; ++i) {
-    const bool ok = i < s.size() && byte(i) >= (i == 1 ? lo : 0x80) && byte(i) <= (i == 1 ? hi : 0xbf);
-    if (!ok) {
-      bad = i;  // the lead byte and the continuation bytes that fit: one replacement
-      return 0;
-    }
-  }
-  return len;
-}
 
 void repair_into(std::string_view text, std::size_t max_chars, std::string& out, std::size_t& repaired) {
   if (repair_text(text, max_chars, out)) ++repaired;
@@ -44,24 +16,18 @@ void repair_into(std::string_view text, std::size_t max_chars, std::string& out,
 }  // namespace
 
 bool repair_text(std::string_view text, std::size_t max_chars, std::string& out) {
-  out.clear();
-  out.reserve(text.size());
-  bool changed = false;
+  // NUL stays: a utf8mb4 VARCHAR holds it.
+  const bool replaced = nudge::repair_utf8(text, out);
+  // `out` is valid UTF-8 now: a character starts at every byte that is not a
+  // continuation byte (10xxxxxx).
   std::size_t chars = 0;
-  for (std::size_t i = 0; i < text.size(); ++chars) {
-    if (chars == max_chars) return true;
-    std::size_t bad = 0;
-    const std::size_t len = utf8_sequence(text.substr(i), bad);
-    if (len) {
-      out.append(text.substr(i, len));
-      i += len;
-    } else {
-      out += "\xef\xbf\xbd";
-      i += bad;
-      changed = true;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if ((static_cast<unsigned char>(out[i]) & 0xc0) != 0x80 && chars++ == max_chars) {
+      out.resize(i);
+      return true;
     }
   }
-  return changed;
+  return replaced;
 }
 
 CivilTime utc_civil_time(std::int64_t unix_ms, bool& clamped) {

@@ -32,9 +32,9 @@ CivilTime utc_civil_time(std::int64_t unix_ms, bool& clamped);
 std::int64_t unix_ms(const CivilTime& time);
 
 /// Copies `text` to `out` so that a utf8mb4 VARCHAR(max_chars) takes it:
-/// every byte sequence that is not valid UTF-8 (overlong forms, surrogates,
-/// code points above U+10FFFF, truncated sequences) becomes U+FFFD, and the
-/// text is cut after `max_chars` characters. Returns true if anything changed.
+/// every byte sequence that is not valid UTF-8 becomes U+FFFD
+/// (nudge::repair_utf8; NUL is kept), and the text is cut after `max_chars`
+/// characters. Returns true if anything changed.
 bool repair_text(std::string_view text, std::size_t max_chars, std::string& out);
 
 /// One message as the insert binds it. The payload points into the message,

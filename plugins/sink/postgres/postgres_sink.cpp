@@ -278,7 +278,7 @@ PostgresSink::ReadResult PostgresSink::read_now(const HistoryQuery& query) {
   if (result.status = ensure_session(); !result.status.ok()) return result;
   // Rooms were stored with invalid UTF-8 (and NUL) repaired: look for what was stored.
   std::string repaired;
-  const std::string& room = repair_utf8(query.room, repaired) ? repaired : query.room;
+  const std::string& room = repair_text(query.room, repaired) ? repaired : query.room;
   const auto limit = static_cast<long long>(
       std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<long long>::max())));
   try {

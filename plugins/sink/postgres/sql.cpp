@@ -1,5 +1,10 @@
 #include "sql.hpp"
 
+#include <algorithm>
+#include <utility>
+
+#include "nudge/sdk/text.hpp"
+
 namespace nudge::plugins::postgres {
 
 const std::vector<Column>& columns() {
@@ -91,49 +96,15 @@ void append_hex(std::string& out, std::string_view bytes) {
 
 namespace {
 
-/// Length of the valid UTF-8 sequence at the start of `s` (1..4), or 0 if the
-/// bytes there are not one; `bad` is then how many bytes to replace.
-std::size_t utf8_sequence(std::string_view s, std::size_t& bad) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char b0 = byte(0);
-  bad = 1;
-  if (b0 == 0) return 0;
-  if (b0 < 0x80) return 1;
-  std::size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-  if (b0 >= 0xc2 && b0 <= 0xdf) len = 2;
-  else if (b0 == 0xe0) len = 3, lo = 0xa0;
-  else if (b0 >= 0xe1 && b0 <= 0xec) len = 3;
-  else if (b0 == 0xed) len = 3, hi = 0x9f;  // no UTF-16 surrogates
-  else if (b0 >= 0xee && b0 <= 0xef) len = 3;
-  else if (b0 == 0xf0) len = 4, lo = 0x90;
-  else if (b0 >= 0xf1 && b0 <= 0xf3) len = 4;
-  else if (b0 == 0xf4) len = 4, hi = 0x8f;  // nothing above U+10FFFF
-  else return 0;
-  for (std::size_t i = 1; i < len; ++i) {
-    const bool ok = i < s.size() && byte(i) >= (i == 1 ? lo : 0x80) && byte(i) <= (i == 1 ? hi : 0xbf);
-    if (!ok) {
-      bad = i;  // the lead byte and the continuation bytes that fit: one replacement
-      return 0;
-    }
-  }
-  return len;
-}
-
-bool valid_utf8(std::string_view text) {
-  std::size_t bad = 0;
-  for (std::size_t i = 0; i < text.size();) {
-    const std::size_t len = utf8_sequence(text.substr(i), bad);
-    if (!len) return false;
-    i += len;
-  }
-  return true;
+/// Whether a text column takes `text` as it is: valid UTF-8 without NUL.
+bool fits_text_column(std::string_view text) {
+  return text.find('\0') == std::string_view::npos && nudge::is_valid_utf8(text);
 }
 
 void append_text(std::string& out, std::string_view text, std::size_t& repaired) {
   // The common case, valid text, is copied as is.
   std::string scratch;
-  if (!valid_utf8(text) && repair_utf8(text, scratch)) {
+  if (!fits_text_column(text) && repair_text(text, scratch)) {
     ++repaired;
     append_array_element(out, scratch);
   } else {
@@ -143,23 +114,19 @@ void append_text(std::string& out, std::string_view text, std::size_t& repaired)
 
 }  // namespace
 
-bool repair_utf8(std::string_view text, std::string& out) {
-  out.clear();
-  bool replaced = false;
-  std::size_t i = 0;
-  while (i < text.size()) {
-    std::size_t bad = 0;
-    const std::size_t len = utf8_sequence(text.substr(i), bad);
-    if (len) {
-      out.append(text.substr(i, len));
-      i += len;
-    } else {
-      out += "\xef\xbf\xbd";
-      i += bad;
-      replaced = true;
-    }
+bool repair_text(std::string_view text, std::string& out) {
+  bool replaced = nudge::repair_utf8(text, out);
+  // NUL is valid UTF-8 but text cannot hold it. It is never part of a longer
+  // sequence, so replacing it afterwards gives one U+FFFD per NUL.
+  if (out.find('\0') == std::string::npos) return replaced;
+  std::string fixed;
+  fixed.reserve(out.size() + 2 * static_cast<std::size_t>(std::count(out.begin(), out.end(), '\0')));
+  for (const char c : out) {
+    if (c == '\0') fixed += "\xef\xbf\xbd";
+    else fixed += c;
   }
-  return replaced;
+  out = std::move(fixed);
+  return true;
 }
 
 Batch::const_iterator statement_end(Batch::const_iterator first, Batch::const_iterator last,

@@ -78,9 +78,9 @@ std::string text_array_literal(const std::vector<std::string>& items);
 /// Lower-case hex digits of every byte, two per byte (decode(x, 'hex') reads it back).
 void append_hex(std::string& out, std::string_view bytes);
 
-/// Copies `text` to `out`, replacing every byte sequence that is not valid
-/// UTF-8 (overlong forms, surrogates, code points above U+10FFFF, truncated
-/// sequences) and every NUL with U+FFFD. Returns true if anything was replaced.
-bool repair_utf8(std::string_view text, std::string& out);
+/// Copies `text` to `out` as a text column takes it: every byte sequence that
+/// is not valid UTF-8 replaced with U+FFFD (nudge::repair_utf8), and every
+/// NUL too, which text cannot hold. Returns true if anything was replaced.
+bool repair_text(std::string_view text, std::string& out);
 
 }  // namespace nudge::plugins::postgres

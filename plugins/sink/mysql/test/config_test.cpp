@@ -7,13 +7,12 @@
 
 #include "config.hpp"
 #include "nudge/sdk/testing.hpp"
-#include "sink_helpers.hpp"
 
 namespace nudge::plugins::mysql {
 namespace {
 
 using nudge::testing::make_config;
-using test_helpers::config_errors;
+using nudge::testing::config_errors;
 
 constexpr const char* kUrl = "mysql://nudge:nudge@127.0.0.1:3306/nudge";
 

@@ -8,7 +8,6 @@
 #include "mysql_sink.hpp"
 #include "nudge/sdk/testing.hpp"
 #include "server.hpp"
-#include "sink_helpers.hpp"
 
 namespace nudge::plugins::mysql {
 namespace {
@@ -159,7 +158,7 @@ TEST(StartTest, WriteBeforeStartFails) {
   boost::asio::io_context io;
   nudge::testing::TestContext context(io, "sink.mysql");
   MysqlSink sink(unreachable_config(0), context);
-  const auto status = test_helpers::write_and_wait(io, sink, std::make_shared<const Batch>());
+  const auto status = nudge::testing::write_and_wait(io, sink, std::make_shared<const Batch>());
   EXPECT_EQ(status.code(), StatusCode::internal);
 }
 
@@ -168,7 +167,7 @@ TEST(StartTest, StopAfterAFailedStartCompletes) {
   nudge::testing::TestContext context(io, "sink.mysql");
   MysqlSink sink(unreachable_config(0), context);
   ASSERT_FALSE(sink.start().ok());
-  EXPECT_TRUE(test_helpers::stop_and_wait(io, sink));
+  EXPECT_TRUE(nudge::testing::stop_and_wait(io, sink));
 }
 
 }  // namespace

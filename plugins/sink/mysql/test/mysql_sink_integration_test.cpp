@@ -18,13 +18,12 @@
 #include "mysql_sink.hpp"
 #include "sql.hpp"
 #include "nudge/sdk/testing.hpp"
-#include "sink_helpers.hpp"
 
 namespace nudge::plugins::mysql {
 namespace {
 
 using nudge::testing::TestContext;
-using test_helpers::write_and_wait;
+using nudge::testing::write_and_wait;
 
 constexpr const char* kDefaultUrl = "mysql://nudge:nudge@127.0.0.1:3306/nudge";
 
@@ -212,7 +211,7 @@ TEST_F(MysqlSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
   MysqlSink other(config(), other_context);
   EXPECT_TRUE(other.start().ok());
   EXPECT_EQ(other_context.logger().count(LogLevel::info, "created table"), 0u);
-  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+  EXPECT_TRUE(nudge::testing::stop_and_wait(io_, other));
 }
 
 TEST_F(MysqlSinkIntegrationTest, BatchOf500LandsAndAReplayAddsNothing) {
@@ -489,7 +488,7 @@ TEST_F(MysqlSinkIntegrationTest, AWriteWhileTheServerIsDownIsRetriedAfterTheRest
   EXPECT_TRUE(still_down.retryable()) << still_down.message();
   EXPECT_NE(still_down.message().find("cannot connect"), std::string::npos) << still_down.message();
   // A history read tries to reconnect too, and fails the same way.
-  const auto read_down = test_helpers::read_and_wait(io_, *sink_, {"lobby", 100, std::nullopt});
+  const auto read_down = nudge::testing::read_and_wait(io_, *sink_, {"lobby", 100, std::nullopt});
   EXPECT_TRUE(read_down.status.retryable()) << read_down.status.message();
   EXPECT_NE(read_down.status.message().find("cannot connect"), std::string::npos) << read_down.status.message();
 
@@ -498,7 +497,7 @@ TEST_F(MysqlSinkIntegrationTest, AWriteWhileTheServerIsDownIsRetriedAfterTheRest
   EXPECT_TRUE(up.ok()) << up.message();
   EXPECT_EQ(counter("reconnects"), 1u);
   EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
-  EXPECT_EQ(test_helpers::read_and_wait(io_, *sink_, {"lobby", 100, std::nullopt}).messages.size(), 20u);
+  EXPECT_EQ(nudge::testing::read_and_wait(io_, *sink_, {"lobby", 100, std::nullopt}).messages.size(), 20u);
   ASSERT_EQ(admin_.connect(url_), "");
   EXPECT_EQ(count(), 20);
 }
@@ -508,7 +507,7 @@ TEST_F(MysqlSinkIntegrationTest, StopLetsAWriteInProgressFinish) {
   std::vector<std::string> order;
   sink.write(make_batch(500), [&](Status s) { order.push_back(s.ok() ? "written" : "failed: " + s.message()); });
   sink.stop([&] { order.push_back("stopped"); });
-  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, nudge::testing::kWaitLimit));
   EXPECT_EQ(order, (std::vector<std::string>{"written", "stopped"}));
   EXPECT_EQ(count(), 500);
   EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
@@ -566,7 +565,7 @@ TEST_F(MysqlSinkIntegrationTest, HistoryReturnsTheLastMessagesAndWhatCameAfterAn
   EXPECT_TRUE(sink.supports_history());
   const HistoryFixture f;
   for (const auto& batch : f.batches) ASSERT_TRUE(write(batch).ok());
-  auto read = [&](HistoryQuery q) { return test_helpers::read_and_wait(io_, sink, std::move(q)); };
+  auto read = [&](HistoryQuery q) { return nudge::testing::read_and_wait(io_, sink, std::move(q)); };
   const std::string room_a = f.a[0]->room;
 
   const auto last = read({room_a, 10, std::nullopt});
@@ -613,14 +612,14 @@ TEST_F(MysqlSinkIntegrationTest, HistoryFindsRoomsAsTheyWereStored) {
   for (const auto& room : rooms) batch->push_back(make_message(room, "s", "in " + room));
   ASSERT_TRUE(write(batch).ok());
   for (const auto& room : rooms) {
-    const auto r = test_helpers::read_and_wait(io_, sink, {room, 10, std::nullopt});
+    const auto r = nudge::testing::read_and_wait(io_, sink, {room, 10, std::nullopt});
     ASSERT_TRUE(r.status.ok()) << r.status.message();
     ASSERT_EQ(r.messages.size(), 1u) << "'" << room << "'";
     EXPECT_EQ(r.messages[0]->payload, "in " + room);
   }
-  EXPECT_EQ(test_helpers::read_and_wait(io_, sink, {"room\xff", 10, std::nullopt}).messages.at(0)->room,
+  EXPECT_EQ(nudge::testing::read_and_wait(io_, sink, {"room\xff", 10, std::nullopt}).messages.at(0)->room,
             "room\xef\xbf\xbd");
-  EXPECT_EQ(test_helpers::read_and_wait(io_, sink, {std::string(128, 'r'), 10, std::nullopt}).messages.size(), 1u);
+  EXPECT_EQ(nudge::testing::read_and_wait(io_, sink, {std::string(128, 'r'), 10, std::nullopt}).messages.size(), 1u);
   EXPECT_EQ(count(), static_cast<long long>(rooms.size()));
 }
 
@@ -660,7 +659,7 @@ TEST_F(MysqlSinkIntegrationTest, ATableOfAnEarlierVersionGetsTheHistoryIndexAndK
                          {"PRIMARY", "id"}, {"room_created_idx", "room,created_at"}, {"room_id_idx", "room,id"}}));
   EXPECT_EQ(context_.logger().count(LogLevel::info, "added the index 'room_id_idx'"), 1u);
 
-  const auto old = test_helpers::read_and_wait(io_, sink, {"old", 10, std::nullopt});
+  const auto old = nudge::testing::read_and_wait(io_, sink, {"old", 10, std::nullopt});
   ASSERT_TRUE(old.status.ok()) << old.status.message();
   ASSERT_EQ(old.messages.size(), 1u);  // the row whose id is not a UUID is left out
   EXPECT_EQ(old.messages[0]->id.to_string(), "0190a000-0000-7000-8000-000000000001");
@@ -676,7 +675,7 @@ TEST_F(MysqlSinkIntegrationTest, ATableOfAnEarlierVersionGetsTheHistoryIndexAndK
   MysqlSink other(config(), other_context);
   ASSERT_TRUE(other.start().ok());
   EXPECT_EQ(other_context.logger().count(LogLevel::info, "added the index"), 0u);
-  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+  EXPECT_TRUE(nudge::testing::stop_and_wait(io_, other));
 }
 
 TEST_F(MysqlSinkIntegrationTest, AnIndexNamedLikeTheHistoryIndexOnOtherColumnsIsReported) {
@@ -687,8 +686,8 @@ TEST_F(MysqlSinkIntegrationTest, AnIndexNamedLikeTheHistoryIndexOnOtherColumnsIs
   ASSERT_TRUE(other.start().ok());  // history reads still work, without the index
   EXPECT_EQ(other_context.logger().count(LogLevel::warn, "history reads will be slow"), 1u);
   ASSERT_TRUE(write(make_batch(3)).ok());
-  EXPECT_EQ(test_helpers::read_and_wait(io_, other, {"lobby", 10, std::nullopt}).messages.size(), 3u);
-  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+  EXPECT_EQ(nudge::testing::read_and_wait(io_, other, {"lobby", 10, std::nullopt}).messages.size(), 3u);
+  EXPECT_TRUE(nudge::testing::stop_and_wait(io_, other));
 }
 
 TEST_F(MysqlSinkIntegrationTest, AReadQueuedAfterAWriteSeesIt) {
@@ -700,7 +699,7 @@ TEST_F(MysqlSinkIntegrationTest, AReadQueuedAfterAWriteSeesIt) {
     order.push_back(s.ok() ? "read" : s.message());
     seen = m.size();
   });
-  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, nudge::testing::kWaitLimit));
   EXPECT_EQ(order, (std::vector<std::string>{"written", "read"}));
   EXPECT_EQ(seen, 500u);
 }
@@ -709,7 +708,7 @@ TEST_F(MysqlSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReopen
   // Before start: an error, on the executor.
   {
     MysqlSink unstarted(config(), context_);
-    EXPECT_EQ(test_helpers::read_and_wait(io_, unstarted, {"lobby", 10, std::nullopt}).status.code(),
+    EXPECT_EQ(nudge::testing::read_and_wait(io_, unstarted, {"lobby", 10, std::nullopt}).status.code(),
               StatusCode::internal);
   }
   // A database of its own, so the sink's session is told apart from other tests'.
@@ -724,7 +723,7 @@ TEST_F(MysqlSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReopen
       context_);
   ASSERT_TRUE(sink_->start().ok());
   ASSERT_TRUE(write(make_batch(5)).ok());
-  auto read = [&] { return test_helpers::read_and_wait(io_, *sink_, {"lobby", 10, std::nullopt}); };
+  auto read = [&] { return nudge::testing::read_and_wait(io_, *sink_, {"lobby", 10, std::nullopt}); };
   ASSERT_EQ(read().messages.size(), 5u);
 
   // A table locked past the statement timeout: retryable, the session is kept.

@@ -7,13 +7,12 @@
 
 #include "config.hpp"
 #include "nudge/sdk/testing.hpp"
-#include "sink_helpers.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
 
 using nudge::testing::make_config;
-using test_helpers::config_errors;
+using nudge::testing::config_errors;
 
 constexpr const char* kUrl = "postgresql://nudge:nudge@127.0.0.1:5432/nudge";
 

@@ -8,7 +8,6 @@
 #include "errors.hpp"
 #include "postgres_sink.hpp"
 #include "nudge/sdk/testing.hpp"
-#include "sink_helpers.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
@@ -124,7 +123,7 @@ TEST(StartTest, WriteBeforeStartFails) {
   boost::asio::io_context io;
   nudge::testing::TestContext context(io, "sink.postgres");
   PostgresSink sink(unreachable_config(0), context);
-  const auto status = test_helpers::write_and_wait(io, sink, std::make_shared<const Batch>());
+  const auto status = nudge::testing::write_and_wait(io, sink, std::make_shared<const Batch>());
   EXPECT_EQ(status.code(), StatusCode::internal);
 }
 

@@ -22,13 +22,12 @@
 #include "postgres_sink.hpp"
 #include "sql.hpp"
 #include "nudge/sdk/testing.hpp"
-#include "sink_helpers.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
 
 using nudge::testing::TestContext;
-using test_helpers::write_and_wait;
+using nudge::testing::write_and_wait;
 
 constexpr const char* kDefaultUrl = "postgresql://nudge:nudge@127.0.0.1:5432/nudge";
 
@@ -152,7 +151,7 @@ TEST_F(PostgresSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
   auto config = nudge::testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}});
   PostgresSink other(config, other_context);
   EXPECT_TRUE(other.start().ok());
-  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+  EXPECT_TRUE(nudge::testing::stop_and_wait(io_, other));
 }
 
 TEST_F(PostgresSinkIntegrationTest, BatchOf500LandsAndAReplayAddsNothing) {
@@ -288,7 +287,7 @@ TEST_F(PostgresSinkIntegrationTest, ATableOfTheLastVersionGetsTheHistoryIndexAnd
   EXPECT_EQ(indexes, (std::set<std::string>{table_ + "_pkey", table_ + "_room_created_idx", table_ + "_room_id_idx"}));
   EXPECT_EQ(context_.logger().count(LogLevel::info, "created index"), 1u);
 
-  const auto old = test_helpers::read_and_wait(io_, *sink_, {"old", 10, std::nullopt});
+  const auto old = nudge::testing::read_and_wait(io_, *sink_, {"old", 10, std::nullopt});
   ASSERT_TRUE(old.status.ok()) << old.status.message();
   ASSERT_EQ(old.messages.size(), 1u);
   EXPECT_EQ(old.messages[0]->id.to_string(), "0190a000-0000-7000-8000-000000000001");
@@ -303,7 +302,7 @@ TEST_F(PostgresSinkIntegrationTest, ATableOfTheLastVersionGetsTheHistoryIndexAnd
                      other_context);
   ASSERT_TRUE(other.start().ok());
   EXPECT_EQ(other_context.logger().count(LogLevel::info, "created index"), 0u);
-  EXPECT_TRUE(test_helpers::stop_and_wait(io_, other));
+  EXPECT_TRUE(nudge::testing::stop_and_wait(io_, other));
 }
 
 TEST_F(PostgresSinkIntegrationTest, RefusesATableItDidNotMake) {
@@ -414,7 +413,7 @@ TEST_F(PostgresSinkIntegrationTest, StopLetsAWriteInProgressFinish) {
   std::vector<std::string> order;
   sink.write(make_batch(500), [&](Status s) { order.push_back(s.ok() ? "written" : "failed: " + s.message()); });
   sink.stop([&] { order.push_back("stopped"); });
-  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, nudge::testing::kWaitLimit));
   EXPECT_EQ(order, (std::vector<std::string>{"written", "stopped"}));
   EXPECT_EQ(count(), 500);
   EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
@@ -472,7 +471,7 @@ TEST_F(PostgresSinkIntegrationTest, HistoryReturnsTheLastMessagesAndWhatCameAfte
   EXPECT_TRUE(sink.supports_history());
   const HistoryFixture f;
   for (const auto& batch : f.batches) ASSERT_TRUE(write(batch).ok());
-  auto read = [&](HistoryQuery q) { return test_helpers::read_and_wait(io_, sink, std::move(q)); };
+  auto read = [&](HistoryQuery q) { return nudge::testing::read_and_wait(io_, sink, std::move(q)); };
   const std::string room_a = f.a[0]->room;
 
   const auto last = read({room_a, 10, std::nullopt});
@@ -517,12 +516,12 @@ TEST_F(PostgresSinkIntegrationTest, HistoryFindsRoomsAsTheyWereStored) {
   for (const auto& room : rooms) batch->push_back(make_message(room, "s", "in " + room));
   ASSERT_TRUE(write(batch).ok());
   for (const auto& room : rooms) {
-    const auto r = test_helpers::read_and_wait(io_, sink, {room, 10, std::nullopt});
+    const auto r = nudge::testing::read_and_wait(io_, sink, {room, 10, std::nullopt});
     ASSERT_TRUE(r.status.ok()) << r.status.message();
     ASSERT_EQ(r.messages.size(), 1u) << room;
     EXPECT_EQ(r.messages[0]->payload, "in " + room);
   }
-  EXPECT_EQ(test_helpers::read_and_wait(io_, sink, {"room\xff", 10, std::nullopt}).messages.at(0)->room,
+  EXPECT_EQ(nudge::testing::read_and_wait(io_, sink, {"room\xff", 10, std::nullopt}).messages.at(0)->room,
             "room\xef\xbf\xbd");
   EXPECT_EQ(count(), static_cast<long long>(rooms.size()));
 }
@@ -557,7 +556,7 @@ TEST_F(PostgresSinkIntegrationTest, AReadQueuedAfterAWriteSeesIt) {
     order.push_back(s.ok() ? "read" : s.message());
     seen = m.size();
   });
-  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, test_helpers::kWaitLimit));
+  ASSERT_TRUE(nudge::testing::run_until(io_, [&] { return order.size() == 2; }, nudge::testing::kWaitLimit));
   EXPECT_EQ(order, (std::vector<std::string>{"written", "read"}));
   EXPECT_EQ(seen, 500u);
 }
@@ -570,14 +569,14 @@ TEST_F(PostgresSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReo
   TestContext other_context(io_, "sink.postgres");
   PostgresSink unstarted(nudge::testing::make_config(PostgresConfig::schema(), {{"url", url_}, {"table", table_}}),
                          other_context);
-  EXPECT_EQ(test_helpers::read_and_wait(io_, unstarted, {"lobby", 10, std::nullopt}).status.code(),
+  EXPECT_EQ(nudge::testing::read_and_wait(io_, unstarted, {"lobby", 10, std::nullopt}).status.code(),
             StatusCode::internal);
 
   // A lock held past statement_timeout: retryable, the session is kept.
   {
     pqxx::work locker(*admin_);
     locker.exec("LOCK TABLE \"" + table_ + "\" IN ACCESS EXCLUSIVE MODE");
-    const auto r = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+    const auto r = nudge::testing::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
     EXPECT_EQ(r.status.code(), StatusCode::unavailable) << r.status.message();
     EXPECT_NE(r.status.message().find("SQLSTATE 57014"), std::string::npos) << r.status.message();
     EXPECT_TRUE(r.messages.empty());
@@ -590,11 +589,11 @@ TEST_F(PostgresSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReo
   ASSERT_EQ(exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nudge-" +
                  table_ + "'")[0][0].as<int>(),
             1);
-  auto r = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+  auto r = nudge::testing::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
   if (!r.status.ok()) {
     EXPECT_TRUE(r.status.retryable()) << r.status.message();
     EXPECT_EQ(context_.metrics().gauge_value("connected"), 0);
-    r = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+    r = nudge::testing::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
     EXPECT_EQ(counter("reconnects"), 1u);
   }
   EXPECT_TRUE(r.status.ok()) << r.status.message();
@@ -603,7 +602,7 @@ TEST_F(PostgresSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReo
 
   // A missing table does not clear up by itself: not retryable.
   exec("DROP TABLE \"" + table_ + "\"");
-  const auto missing = test_helpers::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
+  const auto missing = nudge::testing::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
   EXPECT_EQ(missing.status.code(), StatusCode::internal) << missing.status.message();
   EXPECT_NE(missing.status.message().find("SQLSTATE 42P01"), std::string::npos) << missing.status.message();
   EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);

@@ -11,6 +11,13 @@
 //     ASSERT_TRUE(nudge::testing::run_until(io, [&] { return done; }, std::chrono::seconds(5)));
 //
 // Header-only; not part of the runtime. Not used by plugins themselves.
+//
+// For a sink (any type with Sink's write/read_history/stop), the *_and_wait
+// helpers below call one method and run the test's io_context until its
+// completion comes, or a timeout status when none comes in time:
+//
+//     EXPECT_TRUE(nudge::testing::write_and_wait(io, sink, batch).ok());
+//     EXPECT_TRUE(nudge::testing::stop_and_wait(io, sink));
 
 #include <chrono>
 #include <cstdlib>
@@ -18,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -28,6 +36,10 @@
 
 #include "nudge/sdk/config.hpp"
 #include "nudge/sdk/context.hpp"
+#include "nudge/sdk/log.hpp"
+#include "nudge/sdk/message.hpp"
+#include "nudge/sdk/sink.hpp"
+#include "nudge/sdk/status.hpp"
 
 namespace nudge::testing {
 
@@ -172,6 +184,74 @@ bool run_until(boost::asio::io_context& io, Predicate done, std::chrono::millise
 /// Runs `io` for `duration`.
 inline void run_for(boost::asio::io_context& io, std::chrono::milliseconds duration) {
   run_until(io, [] { return false; }, duration);
+}
+
+/// Every error in `values` against `schema`, all at once as the runtime lists
+/// them (make_config stops at the first): a bad value, a missing required
+/// key, an unknown key.
+inline std::vector<std::string> config_errors(const ConfigSchema& schema,
+                                              const std::map<std::string, ConfigValue>& values) {
+  std::vector<std::string> errors;
+  for (const auto& field : schema.fields()) {
+    auto it = values.find(field.key);
+    if (it == values.end()) {
+      if (field.required()) errors.push_back(field.key + ": missing required key");
+    } else if (auto error = field.validate(it->second); !error.empty()) {
+      errors.push_back(field.key + ": " + error);
+    }
+  }
+  for (const auto& [key, value] : values)
+    if (!schema.find(key)) errors.push_back("unknown key '" + key + "'");
+  return errors;
+}
+
+/// The default limit of the *_and_wait helpers: long enough for any write of
+/// a sink's tests, including one that waits out a connect timeout against a
+/// server that is down.
+inline constexpr std::chrono::milliseconds kWaitLimit = std::chrono::seconds(60);
+
+/// Calls sink.write(batch) (SinkT: a nudge::Sink or any type with its write())
+/// and runs `io` until its completion; a timeout status when none comes
+/// within `timeout`.
+template <class SinkT>
+Status write_and_wait(boost::asio::io_context& io, SinkT& sink, BatchPtr batch,
+                      std::chrono::milliseconds timeout = kWaitLimit) {
+  // Shared: the callback may still come after a timeout.
+  auto result = std::make_shared<std::optional<Status>>();
+  sink.write(std::move(batch), [result](Status s) { *result = std::move(s); });
+  if (!run_until(io, [&] { return result->has_value(); }, timeout))
+    return Status::error(StatusCode::timeout, "write did not complete within the test's limit");
+  return **result;
+}
+
+/// What a history read answered.
+struct HistoryResult {
+  Status status;
+  std::vector<MessagePtr> messages;
+};
+
+/// Calls sink.read_history(query) (SinkT: a nudge::Sink or any type with its
+/// read_history()) and runs `io` until its answer; a timeout status when none
+/// comes within `timeout`.
+template <class SinkT>
+HistoryResult read_and_wait(boost::asio::io_context& io, SinkT& sink, HistoryQuery query,
+                            std::chrono::milliseconds timeout = kWaitLimit) {
+  auto result = std::make_shared<std::optional<HistoryResult>>();
+  sink.read_history(std::move(query), [result](Status s, std::vector<MessagePtr> m) {
+    *result = HistoryResult{std::move(s), std::move(m)};
+  });
+  if (!run_until(io, [&] { return result->has_value(); }, timeout))
+    return {Status::error(StatusCode::timeout, "history read did not complete within the test's limit"), {}};
+  return **result;
+}
+
+/// Calls sink.stop() (SinkT: a nudge::Sink or any type with its stop()) and
+/// runs `io` until it is done; false on timeout.
+template <class SinkT>
+bool stop_and_wait(boost::asio::io_context& io, SinkT& sink, std::chrono::milliseconds timeout = kWaitLimit) {
+  auto stopped = std::make_shared<bool>(false);
+  sink.stop([stopped] { *stopped = true; });
+  return run_until(io, [&] { return *stopped; }, timeout);
 }
 
 }  // namespace nudge::testing

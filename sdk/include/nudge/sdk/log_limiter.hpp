@@ -3,17 +3,26 @@
 #include <chrono>
 #include <cstdint>
 
-namespace nudge::plugins::redis {
+namespace nudge {
 
 /// Lets one log line through per interval and counts the ones held back, so
 /// a fault that repeats per message (bad bytes, a refused publish) is logged
-/// without flooding. Not thread-safe (used on the event loop only).
+/// without flooding:
+///
+///     std::uint64_t suppressed = 0;
+///     if (decode_error_log_.allow(suppressed))
+///       logger.warn("ignored a payload that could not be decoded (", suppressed, " more since the last report)");
+///
+/// Header-only. Not thread-safe: one per thread (a plugin's are used on the
+/// event loop only).
 class LogLimiter {
  public:
+  /// `interval`: the least time between two lines let through.
   explicit LogLimiter(std::chrono::milliseconds interval) : interval_(interval) {}
 
   /// True when a line may be written now; then `suppressed` is how many were
-  /// held back since the last line written.
+  /// held back since the last line written. When false, `suppressed` is left
+  /// as it was and the line is counted as held back.
   bool allow(std::uint64_t& suppressed) {
     const auto now = std::chrono::steady_clock::now();
     if (written_ && now - last_ < interval_) {
@@ -34,4 +43,4 @@ class LogLimiter {
   std::uint64_t held_ = 0;
 };
 
-}  // namespace nudge::plugins::redis
+}  // namespace nudge

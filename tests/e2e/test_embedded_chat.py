@@ -8,6 +8,8 @@ import sqlite3
 import sys
 import unittest
 
+import websockets
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import nudge_test  # noqa: E402
 
@@ -134,6 +136,77 @@ class ProtocolErrorsTest(unittest.TestCase):
             await c.ws.send("x" * 2000)
             await asyncio.wait_for(c.ws.wait_closed(), 5)
             self.assertEqual(c.ws.close_code, 1009)
+        asyncio.run(run())
+        self.assertEqual(self.nudge.stop(), 0)
+
+
+class AbuseLimitsTest(unittest.TestCase):
+    """A client flooding frames is rate limited then closed with 1008; a further
+    connection from a busy address gets HTTP 503; everyone else carries on."""
+
+    def setUp(self):
+        self.dir = nudge_test.temp_dir(self)
+        self.nudge = nudge_test.NudgeProcess(
+            os.path.join(nudge_test.PIPELINES, "chat-embedded.toml"),
+            "source.websocket.listen=127.0.0.1:0", f"sink.sqlite.path={self.dir}/chat.db",
+            "source.websocket.rate_limit_per_second=5", "source.websocket.rate_limit_burst=5",
+            "source.websocket.rate_limit_strikes=10", "source.websocket.max_connections_per_address=3")
+        self.addCleanup(self.nudge.kill)
+        self.nudge.wait_started()
+
+    def test_flooding_client_is_rate_limited_then_closed(self):
+        async def run():
+            alice = await nudge_test.ChatClient(self.nudge.ws_url, "alice").connect()
+            await alice.join("general")
+            flood = await nudge_test.ChatClient(self.nudge.ws_url, "mallory").connect()
+            try:
+                for _ in range(50):
+                    await flood.join("general")
+            except websockets.ConnectionClosed:
+                pass  # closed while still blasting: that is the point
+            await asyncio.wait_for(flood.ws.wait_closed(), 5)
+            await asyncio.wait_for(flood._reader, 5)
+            self.assertEqual(flood.ws.close_code, 1008)
+            codes = [e["code"] for e in flood.errors]
+            self.assertEqual(codes, ["rate_limited"] * 10, "one error per refused frame, closed at the 10th")
+            # Everyone else carries on.
+            await alice.say("general", "still flowing", "a")
+            await alice.wait_for(lambda: "a" in alice.acks, what="ack after the flood")
+            await alice.wait_for(lambda: any(m["text"] == "still flowing" for m in alice.messages), what="delivery")
+            await alice.close()
+        asyncio.run(run())
+        self.assertEqual(self.nudge.stop(), 0)
+
+    def test_connections_per_address_are_capped(self):
+        async def run():
+            clients = []
+            for name in ("alice", "bob", "carol"):
+                c = await nudge_test.ChatClient(self.nudge.ws_url, name).connect()
+                await c.join("general")
+                clients.append(c)
+            with self.assertRaises(websockets.exceptions.InvalidStatusCode) as refused:
+                await websockets.connect(self.nudge.ws_url, ping_interval=None)
+            self.assertEqual(refused.exception.status_code, 503)
+            # The three open connections still work.
+            await clients[0].say("general", "hello all", "h")
+            await clients[0].wait_for(lambda: "h" in clients[0].acks, what="ack while at the cap")
+            for c in clients:
+                await c.wait_for(lambda c=c: any(m["text"] == "hello all" for m in c.messages), what="delivery")
+            # A closed connection frees its place.
+            await clients.pop().close()
+            dave = None
+            for _ in range(50):
+                try:
+                    dave = await nudge_test.ChatClient(self.nudge.ws_url, "dave").connect()
+                    break
+                except websockets.exceptions.InvalidStatusCode:
+                    await asyncio.sleep(0.05)
+            self.assertIsNotNone(dave, "a place frees up when a connection closes")
+            await dave.join("general")
+            await dave.say("general", "made it", "d")
+            await dave.wait_for(lambda: "d" in dave.acks, what="ack for the new connection")
+            for c in clients + [dave]:
+                await c.close()
         asyncio.run(run())
         self.assertEqual(self.nudge.stop(), 0)
 

@@ -30,6 +30,17 @@ ConfigSchema WebSocketConfig::schema() {
             "Frames waiting to be sent to one client; a client that falls further behind is dropped, so a slow "
             "reader never holds a room back")
       .range(1, 1'000'000);
+  s.number("rate_limit_per_second", 50,
+           "Frames per second one connection may send on average (token bucket refill rate); 0 disables the limit")
+      .range(0, 1'000'000);
+  s.integer("rate_limit_burst", 100, "Frames one connection may send at once before the rate limit applies")
+      .range(1, 1'000'000);
+  s.integer("rate_limit_strikes", 20,
+            "Frames refused for the rate limit over a connection's life; the one reaching this count closes it with 1008")
+      .range(1, 1'000'000);
+  s.integer("max_connections_per_address", 100,
+            "WebSocket connections accepted from one remote IP address; more get HTTP 503. 0 disables the limit")
+      .range(0, 1'000'000);
   s.string_list("allowed_origins", {},
                 "Origins (scheme://host:port) allowed to open a WebSocket besides the page's own origin; \"*\" "
                 "allows any. Others get HTTP 403")
@@ -47,6 +58,10 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.handshake_timeout_ms = c.get_int("handshake_timeout_ms");
   out.idle_timeout_ms = c.get_int("idle_timeout_ms");
   out.max_send_queue = c.get_int("max_send_queue");
+  out.rate_limit_per_second = c.get_number("rate_limit_per_second");
+  out.rate_limit_burst = c.get_int("rate_limit_burst");
+  out.rate_limit_strikes = c.get_int("rate_limit_strikes");
+  out.max_connections_per_address = c.get_int("max_connections_per_address");
   out.allowed_origins = c.get_strings("allowed_origins");
   return out;
 }

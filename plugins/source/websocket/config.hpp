@@ -18,6 +18,10 @@ struct WebSocketConfig {
   std::int64_t handshake_timeout_ms = 0;
   std::int64_t idle_timeout_ms = 0;
   std::int64_t max_send_queue = 0;
+  double rate_limit_per_second = 0;
+  std::int64_t rate_limit_burst = 0;
+  std::int64_t rate_limit_strikes = 0;
+  std::int64_t max_connections_per_address = 0;
   std::vector<std::string> allowed_origins;
 
   static ConfigSchema schema();

@@ -44,6 +44,7 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       connections_open(ctx.metrics().gauge("connections_open", "WebSocket connections open")),
       frames_in(ctx.metrics().counter("frames_in", "Client frames received")),
       frames_refused(ctx.metrics().counter("frames_refused", "Client frames answered with an error")),
+      frames_rate_limited(ctx.metrics().counter("frames_rate_limited", "Client frames refused for the rate limit")),
       messages_delivered(ctx.metrics().counter("messages_delivered", "Message frames queued to clients")),
       slow_clients_dropped(ctx.metrics().counter("slow_clients_dropped", "Clients dropped for a full send queue")) {}
 
@@ -67,18 +68,26 @@ void Hub::leave(WsSession* session, const std::string& room) {
 void Hub::remove(WsSession* session) {
   if (!sessions.erase(session)) return;
   connections_open.add(-1);
+  if (auto it = connections_by_address.find(session->address()); it != connections_by_address.end() && --it->second == 0)
+    connections_by_address.erase(it);
   for (const auto& room : session->rooms()) leave(session, room);
   if (sessions.empty() && on_last_session_closed) std::exchange(on_last_session_closed, nullptr)();
 }
 
 // ---------------------------------------------------------------- WsSession
 
-WsSession::WsSession(std::shared_ptr<Hub> hub, tcp::socket&& socket) : hub_(std::move(hub)), ws_(std::move(socket)) {}
+WsSession::WsSession(std::shared_ptr<Hub> hub, tcp::socket&& socket, std::string address)
+    : hub_(std::move(hub)),
+      ws_(std::move(socket)),
+      address_(std::move(address)),
+      bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+              TokenBucket::Clock::now()) {}
 
 WsSession::~WsSession() { hub_->remove(this); }
 
 void WsSession::run(http::request<http::string_body> request) {
   hub_->sessions.insert(this);
+  ++hub_->connections_by_address[address_];
   hub_->connections_open.add(1);
   hub_->connections_accepted.add();
   beast::get_lowest_layer(ws_).expires_never();
@@ -107,6 +116,18 @@ void WsSession::do_read() {
 void WsSession::on_read(beast::error_code ec, std::size_t) {
   if (ec) return fail(ec, "read");
   hub_->frames_in.add();
+  if (!bucket_.allow(TokenBucket::Clock::now())) {
+    // Refused unread: parsing is work the limit is there to spare.
+    buffer_.consume(buffer_.size());
+    hub_->frames_rate_limited.add();
+    send_text(error_frame("", "rate_limited", "too many frames; slow down"));
+    if (++rate_strikes_ >= hub_->config.rate_limit_strikes) {
+      hub_->logger.debug("closing a connection from '", address_, "' after ", rate_strikes_,
+                         " frames refused for the rate limit");
+      return close_after_queue(ws::close_code::policy_error, "rate limit exceeded");
+    }
+    return do_read();
+  }
   if (!ws_.got_text()) {
     buffer_.consume(buffer_.size());
     hub_->frames_refused.add();
@@ -195,11 +216,13 @@ void WsSession::on_write(beast::error_code ec, std::size_t) {
   if (closing_) finish_close();
 }
 
-void WsSession::shutdown() {
+void WsSession::shutdown() { close_after_queue(ws::close_code::going_away, "server shutting down"); }
+
+void WsSession::close_after_queue(ws::close_code code, std::string reason) {
   if (closing_) return;
   closing_ = true;
-  close_code_ = ws::close_code::going_away;
-  close_reason_ = "server shutting down";
+  close_code_ = code;
+  close_reason_ = std::move(reason);
   if (!writing_ && queue_.empty()) finish_close();
 }
 
@@ -325,7 +348,19 @@ void HttpSession::upgrade() {
     hub_->connections_refused.add();
     return respond_text(http::status::service_unavailable, "too many connections\n");
   }
-  auto session = std::make_shared<WsSession>(hub_, stream_.release_socket());
+  beast::error_code ec;
+  const auto remote = stream_.socket().remote_endpoint(ec);
+  std::string address = ec ? std::string() : remote.address().to_string();
+  const auto per_address = hub_->config.max_connections_per_address;
+  if (per_address > 0) {
+    const auto it = hub_->connections_by_address.find(address);
+    if (it != hub_->connections_by_address.end() && it->second >= static_cast<std::size_t>(per_address)) {
+      hub_->connections_refused.add();
+      hub_->logger.debug("refused a WebSocket from '", address, "': ", it->second, " connections already open");
+      return respond_text(http::status::service_unavailable, "too many connections from this address\n");
+    }
+  }
+  auto session = std::make_shared<WsSession>(hub_, stream_.release_socket(), std::move(address));
   session->run(parser_->release());
 }
 

@@ -15,6 +15,7 @@
 #include "config.hpp"
 #include "nudge/sdk.hpp"
 #include "protocol.hpp"
+#include "token_bucket.hpp"
 
 namespace nudge::plugins::websocket {
 
@@ -35,6 +36,8 @@ struct Hub {
 
   std::unordered_set<WsSession*> sessions;
   std::unordered_map<std::string, std::unordered_set<WsSession*>> rooms;
+  /// Open sessions per remote IP address (max_connections_per_address).
+  std::unordered_map<std::string, std::size_t> connections_by_address;
   std::function<void()> on_last_session_closed;
 
   Counter& connections_accepted;
@@ -42,6 +45,7 @@ struct Hub {
   Gauge& connections_open;
   Counter& frames_in;
   Counter& frames_refused;
+  Counter& frames_rate_limited;
   Counter& messages_delivered;
   Counter& slow_clients_dropped;
 
@@ -53,7 +57,8 @@ struct Hub {
 /// One WebSocket client speaking the chat protocol.
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket);
+  /// `address` is the client's IP address, counted against max_connections_per_address.
+  WsSession(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket, std::string address);
   ~WsSession();
 
   /// Completes the upgrade that `request` asked for, then serves the client.
@@ -64,6 +69,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void shutdown();
 
   const std::set<std::string>& rooms() const noexcept { return rooms_; }
+  const std::string& address() const noexcept { return address_; }
 
  private:
   void on_accept(boost::beast::error_code ec);
@@ -75,6 +81,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   /// Drops what is queued and closes with `code`.
   void drop(boost::beast::websocket::close_code code, std::string reason);
+  /// Stops reading and closes with `code` once queued frames are written.
+  void close_after_queue(boost::beast::websocket::close_code code, std::string reason);
   void finish_close();
   void fail(boost::beast::error_code ec, const char* what);
 
@@ -89,6 +97,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::string close_reason_;
   std::string name_ = "anonymous";
   std::set<std::string> rooms_;
+  std::string address_;
+  TokenBucket bucket_;
+  std::int64_t rate_strikes_ = 0;
 };
 
 /// One HTTP connection: serves the static files and hands WebSocket upgrade

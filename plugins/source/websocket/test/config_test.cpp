@@ -15,6 +15,38 @@ TEST(WebSocketConfig, DefaultsAreThoseOfCarefulServers) {
   EXPECT_EQ(std::get<std::int64_t>(value("idle_timeout_ms")), 60000);
   EXPECT_EQ(std::get<std::string>(value("path")), "/ws");
   EXPECT_TRUE(std::get<std::vector<std::string>>(value("allowed_origins")).empty());
+  EXPECT_EQ(std::get<double>(value("rate_limit_per_second")), 50.0);
+  EXPECT_EQ(std::get<std::int64_t>(value("rate_limit_burst")), 100);
+  EXPECT_EQ(std::get<std::int64_t>(value("rate_limit_strikes")), 20);
+  EXPECT_EQ(std::get<std::int64_t>(value("max_connections_per_address")), 100);
+}
+
+TEST(WebSocketConfig, RateAndAddressLimitsHaveRanges) {
+  const auto schema = WebSocketConfig::schema();
+  auto check = [&](const char* key, ConfigValue v) { return schema.find(key)->validate(v); };
+  EXPECT_EQ(check("rate_limit_per_second", 0.0), "");  // 0 disables
+  EXPECT_EQ(check("rate_limit_per_second", 2.5), "");
+  EXPECT_NE(check("rate_limit_per_second", -1.0), "");
+  EXPECT_EQ(check("rate_limit_burst", std::int64_t{1}), "");
+  EXPECT_NE(check("rate_limit_burst", std::int64_t{0}), "");
+  EXPECT_NE(check("rate_limit_strikes", std::int64_t{0}), "");
+  EXPECT_EQ(check("max_connections_per_address", std::int64_t{0}), "");  // 0 disables
+  EXPECT_NE(check("max_connections_per_address", std::int64_t{-1}), "");
+}
+
+TEST(WebSocketConfig, FromConfigReadsTheLimits) {
+  std::map<std::string, ConfigValue, std::less<>> values;
+  const auto schema = WebSocketConfig::schema();
+  for (const auto& f : schema.fields()) values.emplace(f.key, *f.default_value);
+  values["rate_limit_per_second"] = 5.0;
+  values["rate_limit_burst"] = std::int64_t{7};
+  values["rate_limit_strikes"] = std::int64_t{3};
+  values["max_connections_per_address"] = std::int64_t{0};
+  const auto cfg = WebSocketConfig::from(Config(values, {}));
+  EXPECT_EQ(cfg.rate_limit_per_second, 5.0);
+  EXPECT_EQ(cfg.rate_limit_burst, 7);
+  EXPECT_EQ(cfg.rate_limit_strikes, 3);
+  EXPECT_EQ(cfg.max_connections_per_address, 0);
 }
 
 TEST(WebSocketConfig, ChecksSayWhatWasExpected) {

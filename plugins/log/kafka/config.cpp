@@ -72,6 +72,13 @@ ConfigSchema KafkaConfig::schema() {
             "How long the consumer side waits for more messages before it hands a batch that is not "
             "full to the sink; 0 hands over whatever is there at once")
       .range(0, 1000);
+  s.boolean("create_topic", true,
+            "Create the topic at start when it is missing; false when the cluster's operators manage topics "
+            "(no CreateTopics permission needed, and the consumer joins its group at once)");
+  s.integer("session_timeout_ms", 10000,
+            "How long the consumer group waits for a silent member before its partitions go to the others "
+            "(heartbeats every third of it, at most every 3 s); brokers accept 6000 to 1800000 by default")
+      .range(1000, 3600000);
   return s;
 }
 
@@ -88,6 +95,8 @@ KafkaConfig KafkaConfig::from(const Config& c) {
   k.compression = c.get_string("compression");
   k.delivery_timeout_ms = c.get_int("delivery_timeout_ms");
   k.batch_wait_ms = c.get_int("batch_wait_ms");
+  k.create_topic = c.get_bool("create_topic");
+  k.session_timeout_ms = c.get_int("session_timeout_ms");
   // librdkafka requires message.timeout.ms > linger.ms; the ranges
   // (linger_ms < 1000 <= delivery_timeout_ms) guarantee it.
   return k;

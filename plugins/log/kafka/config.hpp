@@ -21,6 +21,8 @@ struct KafkaConfig {
   std::string compression;
   std::int64_t delivery_timeout_ms = 30000;
   std::int64_t batch_wait_ms = 10;
+  bool create_topic = true;
+  std::int64_t session_timeout_ms = 10000;
 
   static ConfigSchema schema();
   /// Reads a validated Config.

@@ -20,6 +20,10 @@ constexpr auto kBatchStopTimeout = std::chrono::seconds(30);
 constexpr auto kCloseTimeout = std::chrono::seconds(20);
 constexpr auto kMaxRetryBackoff = std::chrono::milliseconds(5000);
 constexpr auto kMinRetryBackoff = std::chrono::milliseconds(250);
+// How soon partitions whose committed offsets could not be read are assigned
+// again (errors of one moment coalesce; a coordinator that stays away is not
+// asked more than twice a second).
+constexpr auto kRestartDelay = std::chrono::milliseconds(500);
 
 struct PartitionList {
   rd_kafka_topic_partition_list_t* list;
@@ -50,6 +54,7 @@ Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& 
       batch_wait_(config.batch_wait_ms),
       batch_timer_(context.executor()),
       tick_timer_(context.executor()),
+      restart_timer_(context.executor()),
       consumed_(context.metrics().counter("consumed", "Records read from the topic")),
       batches_(context.metrics().counter("batches", "Batches the sink confirmed (their offsets are then stored)")),
       batch_failures_(context.metrics().counter("batch_failures", "Batches the sink failed (not committed)")),
@@ -57,6 +62,8 @@ Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& 
       commit_errors_(context.metrics().counter("commit_errors", "Offset commits that failed")),
       decode_errors_(context.metrics().counter("decode_errors", "Undecodable records, skipped")),
       rebalances_(context.metrics().counter("rebalances", "Partition assignments and revocations")),
+      partition_restarts_(context.metrics().counter(
+          "partition_restarts", "Partitions assigned again because Kafka did not return their committed offsets")),
       assigned_partitions_(context.metrics().gauge("assigned_partitions", "Partitions this member owns")),
       consumer_lag_(context.metrics().gauge("consumer_lag",
                                             "Records in owned partitions not yet confirmed by the sink")) {}
@@ -86,6 +93,9 @@ Status Consumer::start() {
                   set(conf, "auto.commit.interval.ms", "1000", error) &&
                   set(conf, "auto.offset.reset", "earliest", error) &&
                   set(conf, "partition.assignment.strategy", "cooperative-sticky", error) &&
+                  set(conf, "session.timeout.ms", std::to_string(config_.session_timeout_ms), error) &&
+                  set(conf, "heartbeat.interval.ms",
+                      std::to_string(std::min<std::int64_t>(3000, config_.session_timeout_ms / 3)), error) &&
                   set(conf, "enable.partition.eof", "false", error) &&
                   set(conf, "allow.auto.create.topics", "false", error) &&
                   // What librdkafka prefetches (records not taken yet) is
@@ -171,6 +181,7 @@ void Consumer::pull_records() {
 void Consumer::on_record(const rd_kafka_message_t* record) {
   const auto found = assigned_.find(record->partition);
   if (found == assigned_.end() || closing_) return;  // not ours (any more): redelivered to the owner
+  found->second.received = true;
   consumed_.add();
   Entry entry{record->partition, record->offset, found->second.epoch, nullptr, Clock::now(), record->len};
   std::shared_ptr<Message> message;
@@ -193,6 +204,10 @@ void Consumer::on_record(const rd_kafka_message_t* record) {
 
 void Consumer::on_consume_error(const rd_kafka_message_t* record) {
   if (record->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+  // An error that is not about a fetch position may be a failed read of the
+  // committed offsets (OffsetFetch): librdkafka then leaves those partitions
+  // assigned but never starts fetching them, until they are assigned again.
+  if (record->offset == RD_KAFKA_OFFSET_INVALID) schedule_restart(record->rkt ? record->partition : -1);
   std::uint64_t suppressed = 0;
   if (!limiter_.allow(std::string("consume:") + rd_kafka_err2name(record->err), suppressed)) return;
   logger_.warn("Kafka consumer: ", rd_kafka_message_errstr(record), " (", rd_kafka_err2name(record->err),
@@ -340,13 +355,9 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     for (int i = 0; i < partitions->cnt; ++i) {
       const std::int32_t partition = partitions->elems[i].partition;
-      assigned_[partition] = Assigned{++next_epoch_, -1};
-      // Before the assignment starts fetching: the partition's records go
-      // to records_ (librdkafka undoes this when the partition goes away).
-      if (rd_kafka_queue_t* queue = rd_kafka_queue_get_partition(rk_, config_.topic.c_str(), partition)) {
-        rd_kafka_queue_forward(queue, records_);
-        rd_kafka_queue_destroy(queue);
-      }
+      assigned_[partition] = Assigned{++next_epoch_, -1, false};
+      detached_.erase(partition);
+      forward_to_records(partition);
     }
     if (cooperative) error = rd_kafka_incremental_assign(rk_, partitions);
     else assign_err = rd_kafka_assign(rk_, partitions);
@@ -357,12 +368,18 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
     // Commit what the sink confirmed before the partitions move on; auto
     // commit would too, this makes it explicit and immediate.
     PartitionList commit(rd_kafka_topic_partition_list_new(partitions->cnt));
+    // All but those restart_idle_partitions() took out of librdkafka's
+    // assignment and could not put back (unassigning them would fail).
+    PartitionList unassign(rd_kafka_topic_partition_list_new(partitions->cnt));
     for (int i = 0; i < partitions->cnt; ++i) {
+      if (!detached_.contains(partitions->elems[i].partition))
+        rd_kafka_topic_partition_list_add(unassign.list, config_.topic.c_str(), partitions->elems[i].partition);
       const auto found = assigned_.find(partitions->elems[i].partition);
       if (found == assigned_.end()) continue;
       if (!lost && found->second.stored >= 0)
         rd_kafka_topic_partition_list_add(commit.list, config_.topic.c_str(), found->first)->offset =
             found->second.stored;
+      detached_.erase(found->first);
       assigned_.erase(found);
     }
     if (commit.list->cnt > 0) rd_kafka_commit(rk_, commit.list, 1 /* async */);
@@ -382,7 +399,7 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
                    "'", before != buffer_.size() ? " (" + std::to_string(before - buffer_.size()) +
                                                         " records not yet handed over are left to the next owner)"
                                                   : "");
-    if (cooperative) error = rd_kafka_incremental_unassign(rk_, partitions);
+    if (cooperative) error = rd_kafka_incremental_unassign(rk_, unassign.list);
     else assign_err = rd_kafka_assign(rk_, nullptr);
   }
   if (error) {
@@ -392,6 +409,80 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
     logger_.error("cannot apply the partition assignment: ", rd_kafka_err2str(assign_err));
   }
   assigned_partitions_.set(static_cast<std::int64_t>(assigned_.size()));
+}
+
+void Consumer::forward_to_records(std::int32_t partition) {
+  // Before the partition starts fetching: its records go to records_
+  // (librdkafka undoes this when the partition goes away).
+  if (rd_kafka_queue_t* queue = rd_kafka_queue_get_partition(rk_, config_.topic.c_str(), partition)) {
+    rd_kafka_queue_forward(queue, records_);
+    rd_kafka_queue_destroy(queue);
+  }
+}
+
+void Consumer::schedule_restart(std::int32_t partition) {
+  if (partition < 0) restart_all_ = true;
+  else restart_candidates_.insert(partition);
+  if (restart_armed_ || stopping_) return;
+  restart_armed_ = true;
+  restart_timer_.expires_after(kRestartDelay);
+  restart_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+    if (!*alive || ec) return;
+    restart_armed_ = false;
+    restart_idle_partitions();
+  });
+}
+
+void Consumer::restart_idle_partitions() {
+  // librdkafka (2.0.2, and still upstream) starts fetching an assigned
+  // partition only once it has read the partition's committed offset. When
+  // that OffsetFetch fails (the coordinator moved or is loading: errors it
+  // does not retry), the partition stays assigned and idle forever: the
+  // member keeps it, nothing is consumed, the lag grows. Assigning it again
+  // makes librdkafka read the offset again. A partition from which a record
+  // arrived has started and is left alone; one that has started but has no
+  // records loses nothing by being assigned again (nothing of it was handed
+  // over or stored).
+  const bool all = std::exchange(restart_all_, false);
+  const auto candidates = std::exchange(restart_candidates_, {});
+  if (!rk_ || stopping_ || closing_ || std::strcmp(rd_kafka_rebalance_protocol(rk_), "COOPERATIVE") != 0) return;
+  PartitionList idle(rd_kafka_topic_partition_list_new(static_cast<int>(assigned_.size())));
+  for (const auto& [partition, state] : assigned_)
+    if (!state.received && !detached_.contains(partition) && (all || candidates.contains(partition)))
+      rd_kafka_topic_partition_list_add(idle.list, config_.topic.c_str(), partition);
+  if (idle.list->cnt > 0) {
+    if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk_, idle.list)) {
+      // Most likely a rebalance is moving them right now, which starts them anew anyway.
+      logger_.debug("cannot unassign partitions ", describe(idle.list), " to restart them: ",
+                    rd_kafka_error_string(error));
+      rd_kafka_error_destroy(error);
+    } else {
+      for (int i = 0; i < idle.list->cnt; ++i) detached_.insert(idle.list->elems[i].partition);
+      std::uint64_t suppressed = 0;
+      if (limiter_.allow("restart", suppressed))
+        logger_.warn("assigning partitions ", describe(idle.list), " of topic '", config_.topic,
+                     "' again: Kafka did not return their committed offsets, so they would never be fetched",
+                     suppressed ? " (" + std::to_string(suppressed) + " more such restarts since the last line)" : "");
+    }
+  }
+  if (detached_.empty()) return;
+  PartitionList again(rd_kafka_topic_partition_list_new(static_cast<int>(detached_.size())));
+  for (const auto partition : detached_) {
+    rd_kafka_topic_partition_list_add(again.list, config_.topic.c_str(), partition);
+    forward_to_records(partition);
+  }
+  if (rd_kafka_error_t* error = rd_kafka_incremental_assign(rk_, again.list)) {
+    logger_.warn("cannot assign partitions ", describe(again.list), " again (", rd_kafka_error_string(error),
+                 "); trying again shortly");
+    rd_kafka_error_destroy(error);
+    schedule_restart(*detached_.begin());  // re-arms; the detached ones are retried
+    return;
+  }
+  for (const auto partition : detached_) {
+    assigned_[partition] = Assigned{++next_epoch_, -1, false};
+    partition_restarts_.add();
+  }
+  detached_.clear();
 }
 
 void Consumer::commit_cb(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
@@ -476,6 +567,7 @@ void Consumer::stop(std::function<void()> done) {
   stopping_ = true;
   on_stopped_ = std::move(done);
   batch_timer_.cancel();
+  restart_timer_.cancel();
   if (!rk_) {
     boost::asio::post(executor_, [this, alive = alive_] {
       if (*alive) finish_close();
@@ -510,6 +602,7 @@ void Consumer::begin_close() {
 void Consumer::finish_close() {
   batch_timer_.cancel();
   tick_timer_.cancel();
+  restart_timer_.cancel();
   if (rk_) {
     const bool closed = rd_kafka_consumer_closed(rk_);
     watcher_.reset();

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
@@ -66,6 +67,7 @@ class Consumer final : public KafkaClient {
   struct Assigned {
     std::uint64_t epoch = 0;
     std::int64_t stored = -1;  ///< next offset stored for commit; -1 none yet
+    bool received = false;     ///< a record of it arrived since it was assigned
   };
   struct InFlight {
     std::uint64_t id = 0;
@@ -85,6 +87,12 @@ class Consumer final : public KafkaClient {
   rd_kafka_topic_partition_list_t* assignment_list() const;
   void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
   void on_commit(rd_kafka_resp_err_t err, const rd_kafka_topic_partition_list_t* offsets);
+  /// Makes `partition` (-1: every partition) a candidate for restart_idle_partitions(), soon.
+  void schedule_restart(std::int32_t partition);
+  /// Assigns again the candidate partitions from which no record came yet.
+  void restart_idle_partitions();
+  /// Sends `partition`'s records to records_ (before it starts fetching).
+  void forward_to_records(std::int32_t partition);
   void tick();
   void update_lag();
   void begin_close();
@@ -123,6 +131,12 @@ class Consumer final : public KafkaClient {
   bool batch_timer_armed_ = false;
   boost::asio::steady_timer tick_timer_;
   int ticks_ = 0;
+  // Partitions librdkafka may have left unstarted (see restart_idle_partitions).
+  boost::asio::steady_timer restart_timer_;
+  bool restart_armed_ = false;
+  bool restart_all_ = false;
+  std::set<std::int32_t> restart_candidates_;
+  std::set<std::int32_t> detached_;  // unassigned by restart_idle_partitions, to be assigned again
 
   bool stopping_ = false;
   bool closing_ = false;
@@ -137,6 +151,7 @@ class Consumer final : public KafkaClient {
   Counter& commit_errors_;
   Counter& decode_errors_;
   Counter& rebalances_;
+  Counter& partition_restarts_;
   Gauge& assigned_partitions_;
   Gauge& consumer_lag_;
 };

@@ -28,14 +28,18 @@ Status KafkaLog::start(const LogStartOptions& options) {
                                            options.max_batch_messages);
     if (auto s = consumer_->start(); !s.ok()) return s;
   }
-  // The topic is made (if missing) in the background; the consumer joins
-  // its group once that settled, so it never subscribes to a topic that is
-  // about to appear. Produced messages wait in librdkafka meanwhile.
-  admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_);
-  auto s = admin_->start([this](bool) {
-    if (consumer_) consumer_->subscribe();
-  });
-  if (!s.ok()) return s;
+  if (config_.create_topic) {
+    // The topic is made (if missing) in the background; the consumer joins
+    // its group once that settled, so it never subscribes to a topic that is
+    // about to appear. Produced messages wait in librdkafka meanwhile.
+    admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_);
+    auto s = admin_->start([this](bool) {
+      if (consumer_) consumer_->subscribe();
+    });
+    if (!s.ok()) return s;
+  } else if (consumer_) {
+    consumer_->subscribe();  // the topic is managed elsewhere
+  }
   context_.logger().info("Kafka log on '", config_.brokers, "', topic '", config_.topic, "'",
                          options.produce ? ", producing" : "",
                          options.consumer ? ", consuming in group '" + config_.group_id + "'" : "");

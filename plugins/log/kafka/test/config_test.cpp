@@ -32,6 +32,8 @@ TEST(KafkaConfigTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.compression, "none");
   EXPECT_EQ(c.delivery_timeout_ms, 30000);
   EXPECT_EQ(c.batch_wait_ms, 10);
+  EXPECT_TRUE(c.create_topic);
+  EXPECT_EQ(c.session_timeout_ms, 10000);
 }
 
 TEST(KafkaConfigTest, EveryKeyHasADefaultAndADescription) {
@@ -44,7 +46,8 @@ TEST(KafkaConfigTest, EveryKeyHasADefaultAndADescription) {
   }
   EXPECT_EQ(keys, (std::set<std::string>{"brokers", "topic", "partitions", "replication_factor", "group_id",
                                          "client_id", "linger_ms", "batch_size", "compression",
-                                         "delivery_timeout_ms", "batch_wait_ms"}));
+                                         "delivery_timeout_ms", "batch_wait_ms", "create_topic",
+                                         "session_timeout_ms"}));
 }
 
 TEST(KafkaConfigTest, AcceptsValidValues) {
@@ -55,6 +58,8 @@ TEST(KafkaConfigTest, AcceptsValidValues) {
     EXPECT_EQ(problem("compression", std::string(codec)), "");
   EXPECT_EQ(problem("batch_wait_ms", std::int64_t{0}), "");
   EXPECT_EQ(problem("linger_ms", std::int64_t{0}), "");
+  EXPECT_EQ(problem("create_topic", false), "");
+  EXPECT_EQ(problem("session_timeout_ms", std::int64_t{6000}), "");
 }
 
 TEST(KafkaConfigTest, RejectsInvalidValues) {
@@ -76,6 +81,7 @@ TEST(KafkaConfigTest, RejectsInvalidValues) {
   EXPECT_NE(problem("compression", std::string("brotli")), "");
   EXPECT_NE(problem("delivery_timeout_ms", std::int64_t{10}), "");
   EXPECT_NE(problem("batch_wait_ms", std::int64_t{5000}), "");
+  EXPECT_NE(problem("session_timeout_ms", std::int64_t{999}), "");
 }
 
 TEST(KafkaConfigTest, LingerIsAlwaysShorterThanTheDeliveryTimeout) {
@@ -95,11 +101,12 @@ TEST(KafkaConfigTest, LibrdkafkaAcceptsEveryAllowedValue) {
         << codec << ": " << errstr;
     rd_kafka_conf_destroy(conf);
   }
-  for (const char* key : {"linger_ms", "batch_size", "delivery_timeout_ms"}) {
+  for (const char* key : {"linger_ms", "batch_size", "delivery_timeout_ms", "session_timeout_ms"}) {
     const ConfigField* field = schema.find(key);
-    const char* property = std::string_view(key) == "linger_ms"    ? "linger.ms"
-                           : std::string_view(key) == "batch_size" ? "batch.size"
-                                                                   : "message.timeout.ms";
+    const char* property = std::string_view(key) == "linger_ms"            ? "linger.ms"
+                           : std::string_view(key) == "batch_size"         ? "batch.size"
+                           : std::string_view(key) == "session_timeout_ms" ? "session.timeout.ms"
+                                                                           : "message.timeout.ms";
     for (std::int64_t value : {*field->min, *field->max}) {
       rd_kafka_conf_t* conf = rd_kafka_conf_new();
       char errstr[256];
@@ -148,6 +155,7 @@ TEST(KafkaConfigTest, TheReadmeExampleIsValid) {
       static const std::regex variable(R"(\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\})");
       values[name] = std::regex_replace(*s, variable, "$1");
     }
+    else if (node.is_boolean()) values[name] = *node.value<bool>();
     else if (auto i = node.value<std::int64_t>()) values[name] = *i;
   }
   EXPECT_EQ(values.size(), schema.fields().size()) << "the example should show every key";

@@ -4,54 +4,27 @@
 
 #include <gtest/gtest.h>
 
+#include "mock_cluster.hpp"
 #include "scenarios.hpp"
-
-// After rdkafka.h, which it needs.
-#include <librdkafka/rdkafka_mock.h>
 
 namespace nudge::plugins::kafka::test {
 namespace {
 
-// Kafka protocol API keys.
-constexpr std::int16_t kProduce = 0;
-
-class MockCluster {
- public:
-  explicit MockCluster(int brokers = 1) {
-    char errstr[256];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "2", errstr, sizeof errstr);
-    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    cluster_ = rk_ ? rd_kafka_mock_cluster_new(rk_, brokers) : nullptr;
-  }
-  ~MockCluster() {
-    if (cluster_) rd_kafka_mock_cluster_destroy(cluster_);
-    if (rk_) rd_kafka_destroy(rk_);
-  }
-  MockCluster(const MockCluster&) = delete;
-  MockCluster& operator=(const MockCluster&) = delete;
-
-  rd_kafka_mock_cluster_t* get() const { return cluster_; }
-  std::string bootstraps() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
-
- private:
-  rd_kafka_t* rk_ = nullptr;
-  rd_kafka_mock_cluster_t* cluster_ = nullptr;
-};
+using api::kProduce;
 
 class MockClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_NE(cluster_.get(), nullptr) << "cannot start librdkafka's mock cluster";
-    env_ = Env{cluster_.bootstraps(), "nudge.test." + unique_suffix(), "nudge-test-" + unique_suffix(), 6};
     // The 2.0.2 mock cluster names no controller, so CreateTopics cannot
-    // succeed on it (the log logs that and keeps retrying in the background);
-    // the topic is made here instead. Topic creation is covered by the
-    // integration tests.
+    // succeed on it (it times out after 5 s); the topic is made here instead,
+    // and the log does not try. Topic creation is covered by the integration
+    // tests.
+    env_ = Env{cluster_.bootstraps(), "nudge.test." + unique_suffix(), "nudge-test-" + unique_suffix(), 6, false};
     ASSERT_EQ(rd_kafka_mock_topic_create(cluster_.get(), env_.topic.c_str(), env_.partitions, 1),
               RD_KAFKA_RESP_ERR_NO_ERROR);
   }
-  std::map<std::string, ConfigValue> overrides() const { return base_overrides(env_.brokers, env_.topic, env_.group); }
+  std::map<std::string, ConfigValue> overrides() const { return env_overrides(env_); }
 
   MockCluster cluster_;
   Env env_;

@@ -170,26 +170,41 @@ inline void expect_exactly_once_in_order(const std::vector<MessagePtr>& sent, co
   EXPECT_EQ(out_of_order, 0u) << "a room's messages arrived out of order";
 }
 
-/// Sum of the committed offsets of `group` on `topic` (blocking; tests only).
-inline std::int64_t committed_total(const std::string& brokers, const std::string& topic, const std::string& group,
-                                    int partitions) {
+/// The committed offset of `group` for each partition of `topic` (-1: none),
+/// or an empty vector when Kafka did not answer (blocking; tests only).
+inline std::vector<std::int64_t> committed_offsets(const std::string& brokers, const std::string& topic,
+                                                   const std::string& group, int partitions) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
   rd_kafka_conf_set(conf, "group.id", group.c_str(), errstr, sizeof errstr);
   rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-  if (!rk) return -1;
+  if (!rk) return {};
   auto* list = rd_kafka_topic_partition_list_new(partitions);
   for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
-  std::int64_t total = -1;
+  std::vector<std::int64_t> offsets;
   if (rd_kafka_committed(rk, list, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    total = 0;
-    for (int i = 0; i < list->cnt; ++i)
-      if (list->elems[i].offset > 0) total += list->elems[i].offset;
+    offsets.assign(static_cast<std::size_t>(partitions), -1);
+    for (int i = 0; i < list->cnt; ++i) {
+      const auto& p = list->elems[i];
+      offsets[static_cast<std::size_t>(p.partition)] = p.offset >= 0 ? p.offset : -1;
+    }
   }
   rd_kafka_topic_partition_list_destroy(list);
   rd_kafka_destroy(rk);
+  return offsets;
+}
+
+/// Sum of the committed offsets of `group` on `topic` (-1 when Kafka did not
+/// answer; blocking; tests only).
+inline std::int64_t committed_total(const std::string& brokers, const std::string& topic, const std::string& group,
+                                    int partitions) {
+  const auto offsets = committed_offsets(brokers, topic, group, partitions);
+  if (offsets.empty()) return -1;
+  std::int64_t total = 0;
+  for (const auto offset : offsets)
+    if (offset > 0) total += offset;
   return total;
 }
 
@@ -217,14 +232,23 @@ struct Env {
   std::string topic;
   std::string group;
   int partitions = 6;
+  /// False where the topic is made by the test (the mock cluster cannot create topics).
+  bool create_topic = true;
 };
+
+/// The overrides of the log under test in `env`.
+inline std::map<std::string, ConfigValue> env_overrides(const Env& env) {
+  auto overrides = base_overrides(env.brokers, env.topic, env.group);
+  overrides["create_topic"] = env.create_topic;
+  return overrides;
+}
 
 /// Produce n messages in `rooms` rooms (all acked exactly once), consume them
 /// in a group (each exactly once, rooms in order), check the group committed
 /// everything, and that a second run of the group gets nothing old.
 inline void scenario_produce_consume(const Env& env, int n, int rooms, bool print_rates) {
   boost::asio::io_context io;
-  auto overrides = base_overrides(env.brokers, env.topic, env.group);
+  auto overrides = env_overrides(env);
   ProduceOutcome produced;
   {
     LogUnderTest producer(io, overrides);
@@ -291,7 +315,7 @@ inline void scenario_produce_consume(const Env& env, int n, int rooms, bool prin
 /// The first batch fails; it is handed over again and nothing is lost.
 inline void scenario_failed_batch_is_redelivered(const Env& env, int n) {
   boost::asio::io_context io;
-  auto overrides = base_overrides(env.brokers, env.topic, env.group);
+  auto overrides = env_overrides(env);
   overrides["batch_wait_ms"] = std::int64_t{0};
   ProduceOutcome produced;
   {
@@ -333,7 +357,7 @@ inline void scenario_failed_batch_is_redelivered(const Env& env, int n) {
 /// duplicates only from that uncommitted batch.
 inline void scenario_restart_mid_stream(const Env& env, int n) {
   boost::asio::io_context io;
-  auto overrides = base_overrides(env.brokers, env.topic, env.group);
+  auto overrides = env_overrides(env);
   ProduceOutcome produced;
   {
     LogUnderTest producer(io, overrides);
@@ -403,7 +427,7 @@ inline void scenario_restart_mid_stream(const Env& env, int n) {
 /// Records that are not envelopes are skipped (counted) and committed past.
 inline void scenario_undecodable_records_are_skipped(const Env& env) {
   boost::asio::io_context io;
-  auto overrides = base_overrides(env.brokers, env.topic, env.group);
+  auto overrides = env_overrides(env);
   ProduceOutcome produced;
   {
     LogUnderTest producer(io, overrides);
@@ -444,7 +468,7 @@ inline void scenario_undecodable_records_are_skipped(const Env& env) {
 /// flight on a moved partition may come twice.
 inline void scenario_rebalance(const Env& env, int n) {
   boost::asio::io_context io;
-  auto overrides = base_overrides(env.brokers, env.topic, env.group);
+  auto overrides = env_overrides(env);
   ProduceOutcome produced;
   {
     LogUnderTest producer(io, overrides);

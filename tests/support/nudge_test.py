@@ -20,7 +20,7 @@ NUDGE = os.environ.get("NUDGE_BIN", "nudge")
 SOURCE_DIR = os.environ.get("NUDGE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 PIPELINES = os.path.join(SOURCE_DIR, "pipelines")
 
-URL_LINE = re.compile(r"serving the chat at (http://[^/\s]+)/|listening on (ws://[^/\s]+)/")
+URL_LINE = re.compile(r"serving the chat at (https?://[^/\s]+)/|listening on (wss?://[^/\s]+)/")
 
 
 class NudgeProcess:
@@ -47,7 +47,7 @@ class NudgeProcess:
             self.log_lines.append(line.rstrip("\n"))
             m = URL_LINE.search(line)
             if m and not self.base_url:
-                self.base_url = m.group(1) or m.group(2).replace("ws://", "http://")
+                self.base_url = m.group(1) or re.sub(r"^ws", "http", m.group(2))
                 self._url_ready.set()
             if "pipeline '" in line and "' started" in line:
                 self._started.set()
@@ -61,7 +61,13 @@ class NudgeProcess:
 
     @property
     def ws_url(self):
-        return self.base_url.replace("http://", "ws://") + "/ws"
+        return re.sub(r"^http", "ws", self.base_url) + "/ws"
+
+    @property
+    def address(self):
+        """(host, port) of the listener."""
+        host, port = self.base_url.split("://", 1)[1].rsplit(":", 1)
+        return host.strip("[]"), int(port)
 
     def log(self):
         return "\n".join(self.log_lines)
@@ -219,3 +225,175 @@ def mysql(sql):
 
 def unique_suffix():
     return f"{os.getpid()}_{int(time.time() * 1000) % 10_000_000}"
+
+
+# ---------------------------------------------------------------- raw clients
+# For clients no WebSocket library would be: one that never reads, never
+# answers a ping, trickles its request, or sends bytes that are not UTF-8.
+
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+import hmac  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+
+
+class RawWebSocket:
+    """A WebSocket client on a bare blocking socket (RFC 6455 framing by hand;
+    client frames are masked). `status`, `headers` and `body` hold the answer
+    to the upgrade; frames are exchanged only after a 101."""
+
+    TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+    def __init__(self, address, path="/ws", headers=None, rcvbuf=None, mss=None, ssl_context=None, timeout=5):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Before connect, so the window and segment size are small from the start.
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if mss:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address)
+        if ssl_context:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=address[0])
+        self.buffer = b""
+        lines = [f"GET {path} HTTP/1.1", f"Host: {address[0]}:{address[1]}", "Upgrade: websocket",
+                 "Connection: Upgrade", "Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)).decode(),
+                 "Sec-WebSocket-Version: 13"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = self._read_until(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines if ":" in h)}
+        self.body = b""
+        if self.status != 101:
+            length = int(self.headers.get("content-length", "0"))
+            while len(self.buffer) < length:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                self.buffer += chunk
+            self.body, self.buffer = self.buffer[:length], self.buffer[length:]
+
+    def _read_until(self, marker):
+        while marker not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before " + repr(marker))
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(marker, 1)
+        return head
+
+    def _read_exactly(self, n):
+        while len(self.buffer) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def send_frame(self, opcode, payload, fin=True):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        head = bytes([(0x80 if fin else 0) | opcode])
+        n = len(payload)
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        mask = os.urandom(4)
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def send_json(self, frame):
+        self.send_frame(self.TEXT, json.dumps(frame))
+
+    def recv_frame(self):
+        """(opcode, payload); raises EOFError when the server closed the
+        connection, socket.timeout when nothing came in time."""
+        b0, b1 = self._read_exactly(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._read_exactly(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._read_exactly(8))[0]
+        return b0 & 0x0F, self._read_exactly(n)
+
+    def recv_json(self, predicate=lambda f: True):
+        """The next text frame that satisfies `predicate`, parsed."""
+        while True:
+            opcode, payload = self.recv_frame()
+            if opcode == self.TEXT:
+                frame = json.loads(payload)
+                if predicate(frame):
+                    return frame
+
+    def read_until_closed(self, timeout):
+        """Reads (never answering pings) until the server ends the connection.
+        Returns (frames as (opcode, payload), close code or None, seconds
+        waited); close code 'eof' is never returned: None means no close frame."""
+        start = time.monotonic()
+        frames, code = [], None
+        self.sock.settimeout(timeout)
+        try:
+            while time.monotonic() - start < timeout:
+                opcode, payload = self.recv_frame()
+                frames.append((opcode, payload))
+                if opcode == self.CLOSE and len(payload) >= 2:
+                    code = struct.unpack("!H", payload[:2])[0]
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            return frames, code, time.monotonic() - start
+        except socket.timeout:
+            raise AssertionError(f"the server did not close the connection within {timeout} s") from None
+        raise AssertionError(f"the server did not close the connection within {timeout} s")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def raw_http(address, request, ssl_context=None, timeout=5):
+    """Sends `request` (bytes) and returns everything read until the server closes."""
+    sock = socket.create_connection(address, timeout=timeout)
+    if ssl_context:
+        sock = ssl_context.wrap_socket(sock, server_hostname=address[0])
+    try:
+        sock.sendall(request)
+        out = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        sock.close()
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_jwt(secret, claims, alg="HS256", header=None, signature=None):
+    """A compact JWS. Signed with HMAC-SHA256 over `secret` unless `signature`
+    (bytes) is given, e.g. b"" for an unsigned `alg: none` token."""
+    header = header if header is not None else {"alg": alg, "typ": "JWT"}
+    signing_input = (_b64url(json.dumps(header, separators=(",", ":")).encode()) + "." +
+                     _b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    if signature is None:
+        key = secret.encode() if isinstance(secret, str) else secret
+        signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + _b64url(signature)
+
+
+def open_fds(pid):
+    """How many file descriptors process `pid` holds (Linux)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))

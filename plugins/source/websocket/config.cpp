@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <stdexcept>
+
 namespace nudge::plugins::websocket {
 
 ConfigSchema WebSocketConfig::schema() {
@@ -45,6 +47,46 @@ ConfigSchema WebSocketConfig::schema() {
                 "Origins (scheme://host:port) allowed to open a WebSocket besides the page's own origin; \"*\" "
                 "allows any. Others get HTTP 403")
       .with_example("[\"https://chat.example.com\"]");
+  s.integer("resend_window_ms", 300000,
+            "How long a send's `ref` is remembered per sender, so a resend after a lost ack, an error or a "
+            "reconnect to this instance makes no second message (docs/guarantees.md); 0 turns this off")
+      .range(0, 86400000);
+  s.integer("resend_max_entries", 100000,
+            "Refs remembered at most (oldest first out; about 200 bytes each)")
+      .range(1, 100000000);
+
+  s.string("auth_jwt_secret", "",
+           "HMAC key (raw bytes, at least 32) of the HS256 JWTs clients must present to open a WebSocket; empty "
+           "turns token authentication off unless auth_jwt_secret_file is set")
+      .with_example("\"${NUDGE_JWT_SECRET}\"")
+      .with_check([](const ConfigValue& v) {
+        const auto size = std::get<std::string>(v).size();
+        return size == 0 || size >= kMinSecretBytes
+                   ? std::string()
+                   : std::string("must be empty (no authentication) or at least 32 bytes (RFC 7518 section 3.2); "
+                                 "make one with `openssl rand -base64 32`");
+      });
+  s.string("auth_jwt_secret_file", "",
+           "File holding the HS256 key instead of auth_jwt_secret (read at start; one trailing newline is ignored)")
+      .with_example("\"/etc/nudge/jwt.key\"");
+  s.integer("auth_leeway_ms", 5000, "Clock skew tolerated when checking a token's exp and nbf").range(0, 300000);
+  s.string("auth_issuer", "", "When set, a token's iss claim must equal it").with_example("\"https://auth.example.com\"");
+  s.string("auth_audience", "", "When set, a token's aud claim (a string or an array) must contain it")
+      .with_example("\"nudge-chat\"");
+  s.string("auth_identity_claim", "sub",
+           "Claim whose value becomes the connection's sender name (1 to 64 bytes without control characters)")
+      .with_check([](const ConfigValue& v) {
+        return std::get<std::string>(v).empty() ? std::string("must name a claim, e.g. \"sub\"") : std::string();
+      });
+  s.boolean("auth_close_on_expiry", true,
+            "Close an authenticated connection with 1008 when its token expires (exp plus auth_leeway_ms)");
+
+  s.string("tls_cert_file", "",
+           "PEM certificate chain; with tls_key_file, the page is served over https and the WebSocket over wss on "
+           "the same port")
+      .with_example("\"/etc/nudge/tls/fullchain.pem\"");
+  s.string("tls_key_file", "", "PEM private key (not encrypted) of tls_cert_file; both or neither")
+      .with_example("\"/etc/nudge/tls/privkey.pem\"");
   return s;
 }
 
@@ -63,7 +105,33 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.rate_limit_strikes = c.get_int("rate_limit_strikes");
   out.max_connections_per_address = c.get_int("max_connections_per_address");
   out.allowed_origins = c.get_strings("allowed_origins");
+  out.resend_window_ms = c.get_int("resend_window_ms");
+  out.resend_max_entries = c.get_int("resend_max_entries");
+  out.auth_jwt_secret = c.get_string("auth_jwt_secret");
+  out.auth_jwt_secret_file = c.get_string("auth_jwt_secret_file");
+  out.auth_leeway_ms = c.get_int("auth_leeway_ms");
+  out.auth_issuer = c.get_string("auth_issuer");
+  out.auth_audience = c.get_string("auth_audience");
+  out.auth_identity_claim = c.get_string("auth_identity_claim");
+  out.auth_close_on_expiry = c.get_bool("auth_close_on_expiry");
+  out.tls_cert_file = c.get_string("tls_cert_file");
+  out.tls_key_file = c.get_string("tls_key_file");
+  if (const auto found = out.problems(); !found.empty()) {
+    std::string text;
+    for (const auto& p : found) text += (text.empty() ? "" : "; ") + p;
+    throw std::invalid_argument(text);
+  }
   return out;
+}
+
+std::vector<std::string> WebSocketConfig::problems() const {
+  std::vector<std::string> found;
+  if (tls_cert_file.empty() != tls_key_file.empty())
+    found.push_back(tls_cert_file.empty() ? "tls_key_file is set but tls_cert_file is not: set both or neither"
+                                          : "tls_cert_file is set but tls_key_file is not: set both or neither");
+  if (!auth_jwt_secret.empty() && !auth_jwt_secret_file.empty())
+    found.push_back("auth_jwt_secret and auth_jwt_secret_file are both set: use one");
+  return found;
 }
 
 }  // namespace nudge::plugins::websocket

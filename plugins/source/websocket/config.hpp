@@ -8,6 +8,9 @@
 
 namespace nudge::plugins::websocket {
 
+/// Shortest HS256 key accepted: the hash's size (RFC 7518 section 3.2).
+inline constexpr std::size_t kMinSecretBytes = 32;
+
 struct WebSocketConfig {
   std::string host;
   std::uint16_t port = 0;
@@ -23,9 +26,32 @@ struct WebSocketConfig {
   std::int64_t rate_limit_strikes = 0;
   std::int64_t max_connections_per_address = 0;
   std::vector<std::string> allowed_origins;
+  std::int64_t resend_window_ms = 0;
+  std::int64_t resend_max_entries = 0;
+
+  // Token authentication (off when both secret keys are empty).
+  std::string auth_jwt_secret;
+  std::string auth_jwt_secret_file;
+  std::int64_t auth_leeway_ms = 0;
+  std::string auth_issuer;
+  std::string auth_audience;
+  std::string auth_identity_claim;
+  bool auth_close_on_expiry = true;
+
+  // TLS on the listener (off when both are empty).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+
+  bool auth_enabled() const noexcept { return !auth_jwt_secret.empty() || !auth_jwt_secret_file.empty(); }
+  bool tls_enabled() const noexcept { return !tls_cert_file.empty() || !tls_key_file.empty(); }
 
   static ConfigSchema schema();
+  /// Reads a validated Config. Throws std::invalid_argument listing every
+  /// problem() when keys that go together disagree.
   static WebSocketConfig from(const Config& config);
+  /// What is wrong between keys that each passed the schema (TLS cert without
+  /// key, two sources for the secret), one sentence each; empty when fine.
+  std::vector<std::string> problems() const;
 };
 
 }  // namespace nudge::plugins::websocket

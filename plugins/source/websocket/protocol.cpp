@@ -5,6 +5,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "nudge/sdk/text.hpp"
+
 namespace nudge::plugins::websocket {
 
 namespace {
@@ -20,6 +22,14 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rap
 bool put(Writer& w, std::string_view key, std::string_view value) {
   return w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size())) &&
          w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+
+/// At most `max` bytes of `text` (valid UTF-8), cut at a character boundary:
+/// a cut inside a character would make the error frame invalid UTF-8.
+std::string_view utf8_prefix(std::string_view text, std::size_t max) {
+  if (text.size() <= max) return text;
+  while (max > 0 && (static_cast<unsigned char>(text[max]) & 0xC0) == 0x80) --max;
+  return text.substr(0, max);
 }
 
 std::optional<std::string> string_member(const rapidjson::Value& object, const char* key) {
@@ -49,7 +59,8 @@ bool is_valid_name(std::string_view name) {
 
 std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseValidateEncodingFlag>(text.data(), text.size());
+  // Iterative: nesting depth costs heap, not stack, so `[[[[...` cannot overflow the stack.
+  doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(text.data(), text.size());
   if (doc.HasParseError()) {
     error = {"bad_json",
              std::string("not valid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
@@ -60,6 +71,17 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
   if (!doc.IsObject()) {
     error = {"bad_json", "a frame must be a JSON object", ""};
     return std::nullopt;
+  }
+  // rapidjson 1.1.0 decodes a lone low-surrogate escape ("\udc00") into bytes
+  // that are not UTF-8 (kParseValidateEncodingFlag checks the raw input only);
+  // such a string could not go back out in a text frame (ack, error, message).
+  for (const char* key : {"type", "ref", "name", "room", "text"}) {
+    auto it = doc.FindMember(key);
+    if (it != doc.MemberEnd() && it->value.IsString() &&
+        !is_valid_utf8(std::string_view(it->value.GetString(), it->value.GetStringLength()))) {
+      error = {"bad_json", std::string("'") + key + "' holds an unpaired UTF-16 surrogate escape", ""};
+      return std::nullopt;
+    }
   }
   ClientFrame frame;
   if (auto ref = string_member(doc, "ref")) {
@@ -115,7 +137,8 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
     frame.text = std::move(*body);
   } else {
     error.code = "unknown_type";
-    error.message = "unknown frame type '" + type->substr(0, 64) + "'; expected hello, join, leave or send";
+    error.message =
+        "unknown frame type '" + std::string(utf8_prefix(*type, 64)) + "'; expected hello, join, leave or send";
     return std::nullopt;
   }
   return frame;

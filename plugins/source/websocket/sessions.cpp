@@ -1,8 +1,11 @@
 #include "sessions.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 
 #include "static_files.hpp"
 
@@ -11,10 +14,29 @@ namespace nudge::plugins::websocket {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace ws = beast::websocket;
+namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
 
 namespace {
 constexpr const char* kServer = "nudge";
+/// How long a dropped client's write in flight may take before its socket is
+/// closed outright (a client too slow for its queue rarely reads a close frame).
+constexpr std::chrono::seconds kDropGrace{1};
+/// Longest wait armed for a token's expiry; later expiries are not watched.
+constexpr std::int64_t kMaxExpiryWatchMs = std::int64_t{366} * 24 * 3600 * 1000;
+
+template <class Stream>
+constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
+
+/// The peer's IP address, or "" once the socket is closed.
+template <class Stream>
+std::string remote_address(Stream& stream) {
+  beast::error_code ec;
+  const auto remote = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
+  return ec ? std::string() : remote.address().to_string();
+}
+
+std::string_view view(boost::beast::string_view s) noexcept { return {s.data(), s.size()}; }
 
 std::string_view error_code_for(StatusCode code) {
   switch (code) {
@@ -39,6 +61,7 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
     : config(cfg),
       logger(ctx.logger()),
       instance_id(ctx.instance_id()),
+      resends(std::chrono::milliseconds(cfg.resend_window_ms), static_cast<std::size_t>(cfg.resend_max_entries)),
       connections_accepted(ctx.metrics().counter("connections_accepted", "WebSocket connections accepted")),
       connections_refused(ctx.metrics().counter("connections_refused", "Upgrades refused (limits, origin)")),
       connections_open(ctx.metrics().gauge("connections_open", "WebSocket connections open")),
@@ -46,7 +69,15 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       frames_refused(ctx.metrics().counter("frames_refused", "Client frames answered with an error")),
       frames_rate_limited(ctx.metrics().counter("frames_rate_limited", "Client frames refused for the rate limit")),
       messages_delivered(ctx.metrics().counter("messages_delivered", "Message frames queued to clients")),
-      slow_clients_dropped(ctx.metrics().counter("slow_clients_dropped", "Clients dropped for a full send queue")) {}
+      slow_clients_dropped(ctx.metrics().counter("slow_clients_dropped", "Clients dropped for a full send queue")),
+      auth_refused(ctx.metrics().counter("auth_refused", "Upgrades refused for a missing or invalid token")),
+      auth_expired(ctx.metrics().counter("auth_expired", "Connections closed because their token expired")),
+      tls_handshakes_failed(ctx.metrics().counter("tls_handshakes_failed", "TLS handshakes that failed or timed out")),
+      tls_plaintext_refused(
+          ctx.metrics().counter("tls_plaintext_refused", "Plaintext connections refused by the TLS listener")),
+      resends_recognised(ctx.metrics().counter(
+          "resends_recognised", "Sends recognised by their ref as a resend, answered without a second message")),
+      ref_conflicts(ctx.metrics().counter("ref_conflicts", "Sends refused for reusing a ref for another message")) {}
 
 void Hub::join(WsSession* session, const std::string& room) {
   auto& members = rooms[room];
@@ -74,18 +105,51 @@ void Hub::remove(WsSession* session) {
   if (sessions.empty() && on_last_session_closed) std::exchange(on_last_session_closed, nullptr)();
 }
 
-// ---------------------------------------------------------------- WsSession
+void Hub::note_auth_refused(JwtError error, const std::string& address) {
+  auth_refused.add();
+  connections_refused.add();
+  std::uint64_t held_back = 0;
+  if (auth_log_.allow(held_back))
+    logger.warn("refused a WebSocket from '", address, "': ", to_string(error), " (", held_back,
+                " more refused for their token since the last report)");
+  else
+    logger.debug("refused a WebSocket from '", address, "': ", to_string(error));
+}
 
-WsSession::WsSession(std::shared_ptr<Hub> hub, tcp::socket&& socket, std::string address)
-    : hub_(std::move(hub)),
-      ws_(std::move(socket)),
-      address_(std::move(address)),
+void Hub::note_tls_failure(const std::string& address, std::string_view what, bool plaintext) {
+  tls_handshakes_failed.add();
+  if (plaintext) tls_plaintext_refused.add();
+  std::uint64_t held_back = 0;
+  if (plaintext && tls_log_.allow(held_back))
+    logger.warn("a client at '", address, "' spoke plaintext to the TLS port (use https:// and wss://); ",
+                held_back, " more refused since the last report");
+  else
+    logger.debug("TLS handshake with '", address, "' failed: ", what);
+}
+
+// ---------------------------------------------------------- WsStreamSession
+
+template <class Stream>
+WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, std::string address,
+                                         std::optional<JwtIdentity> identity)
+    : WsSession(std::move(address)),
+      hub_(std::move(hub)),
+      ws_(std::move(stream)),
+      timer_(ws_.get_executor()),
+      identity_(std::move(identity)),
       bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
-              TokenBucket::Clock::now()) {}
+              TokenBucket::Clock::now()) {
+  if (identity_) name_ = identity_->name;
+  serial_ = ++hub_->next_connection_serial;
+}
 
-WsSession::~WsSession() { hub_->remove(this); }
+template <class Stream>
+WsStreamSession<Stream>::~WsStreamSession() {
+  hub_->remove(this);
+}
 
-void WsSession::run(http::request<http::string_body> request) {
+template <class Stream>
+void WsStreamSession<Stream>::run(http::request<http::string_body> request) {
   hub_->sessions.insert(this);
   ++hub_->connections_by_address[address_];
   hub_->connections_open.add(1);
@@ -100,20 +164,40 @@ void WsSession::run(http::request<http::string_body> request) {
   ws_.set_option(ws::stream_base::decorator([](ws::response_type& res) { res.set(http::field::server, kServer); }));
   ws_.read_message_max(static_cast<std::size_t>(hub_->config.max_message_bytes));
   ws_.auto_fragment(false);
-  ws_.async_accept(request, beast::bind_front_handler(&WsSession::on_accept, shared_from_this()));
+  ws_.async_accept(request, beast::bind_front_handler(&WsStreamSession::on_accept, this->shared_from_this()));
 }
 
-void WsSession::on_accept(beast::error_code ec) {
+template <class Stream>
+void WsStreamSession<Stream>::on_accept(beast::error_code ec) {
   if (ec) return fail(ec, "handshake");
+  arm_token_expiry();
   do_read();
 }
 
-void WsSession::do_read() {
-  if (closing_ || !hub_->intake_open) return;
-  ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::on_read, shared_from_this()));
+template <class Stream>
+void WsStreamSession<Stream>::arm_token_expiry() {
+  if (!identity_ || !hub_->config.auth_close_on_expiry) return;
+  const std::int64_t remaining = identity_->expires_at_ms + hub_->config.auth_leeway_ms - now_ms();
+  if (remaining > kMaxExpiryWatchMs) return;
+  timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(remaining, 0)));
+  timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->closing_) return;
+    self->hub_->auth_expired.add();
+    self->hub_->logger.debug("closing the connection of '", self->name_, "' from '", self->address_,
+                             "': its token expired");
+    self->close_after_queue(ws::close_code::policy_error, "token expired");
+  });
 }
 
-void WsSession::on_read(beast::error_code ec, std::size_t) {
+template <class Stream>
+void WsStreamSession<Stream>::do_read() {
+  if (closing_ || !hub_->intake_open) return;
+  ws_.async_read(buffer_, beast::bind_front_handler(&WsStreamSession::on_read, this->shared_from_this()));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (ec) return fail(ec, "read");
   hub_->frames_in.add();
   if (!bucket_.allow(TokenBucket::Clock::now())) {
@@ -146,10 +230,20 @@ void WsSession::on_read(beast::error_code ec, std::size_t) {
   handle(std::move(*frame));
 }
 
-void WsSession::handle(ClientFrame frame) {
+template <class Stream>
+void WsStreamSession<Stream>::handle(ClientFrame frame) {
   switch (frame.type) {
     case ClientFrame::Type::hello:
+      // An authenticated connection is named by its token, never by its frames.
+      if (identity_ && frame.name != identity_->name) {
+        hub_->frames_refused.add();
+        send_text(error_frame(frame.ref, "forbidden",
+                              "this connection is authenticated as '" + identity_->name +
+                                  "'; its name comes from the token"));
+        return do_read();
+      }
       name_ = std::move(frame.name);
+      named_ = true;
       return do_read();
     case ClientFrame::Type::join:
       if (rooms_.insert(frame.room).second) hub_->join(this, frame.room);
@@ -168,47 +262,102 @@ void WsSession::handle(ClientFrame frame) {
     send_text(error_frame(frame.ref, "unavailable", "the server is shutting down; send again after reconnecting"));
     return;
   }
+  if (frame.ref.empty() || hub_->config.resend_window_ms == 0) {
+    publish(std::move(frame), MessageId::generate(), std::nullopt);
+  } else {
+    std::string scope = resend_scope();
+    std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
+    auto claim = hub_->resends.claim(
+        scope, frame.ref, ResendCache::content_of(frame.room, frame.text), MessageId::generate(),
+        ResendCache::Clock::now(), [weak, ref = frame.ref](const Status& status, const MessageId& id) {
+          auto self = weak.lock();
+          if (!self) return;
+          if (status.ok()) self->send_text(ack_frame(ref, id));
+          else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
+        });
+    switch (claim.outcome) {
+      case ResendCache::Outcome::publish:
+        publish(std::move(frame), claim.id, std::move(scope));
+        break;
+      case ResendCache::Outcome::already_acked:
+        hub_->resends_recognised.add();
+        send_text(ack_frame(frame.ref, claim.id));
+        return do_read();
+      case ResendCache::Outcome::waiting:
+        hub_->resends_recognised.add();  // answered when the first attempt is
+        return do_read();
+      case ResendCache::Outcome::conflict:
+        hub_->ref_conflicts.add();
+        hub_->frames_refused.add();
+        send_text(error_frame(frame.ref, "ref_conflict",
+                              "ref '" + frame.ref + "' was already used for a different message; use a new ref"));
+        return do_read();
+    }
+  }
+  // Backpressure: the next frame is read only when the pipeline has room.
+  // The waiter owns the session: no read is pending to keep it alive meanwhile.
+  hub_->ingress->when_ready([self = this->shared_from_this()] { self->do_read(); });
+}
+
+template <class Stream>
+std::string WsStreamSession<Stream>::resend_scope() const {
+  // Prefixes keep a name from ever matching a token subject or a connection.
+  if (identity_) return "t:" + identity_->name;
+  if (named_) return "n:" + name_;
+  return "c:" + std::to_string(serial_);
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::publish(ClientFrame frame, const MessageId& id,
+                                      std::optional<std::string> resend_scope) {
   auto message = std::make_shared<Message>();
-  message->id = MessageId::generate();
+  message->id = id;
   message->room = std::move(frame.room);
   message->sender = name_;
   message->payload = std::move(frame.text);
   message->timestamp_ms = now_ms();
   message->origin = hub_->instance_id;
-  const MessageId id = message->id;
-  std::weak_ptr<WsSession> weak = weak_from_this();
-  hub_->ingress->publish(std::move(message), [weak, ref = std::move(frame.ref), id](Status status) {
+  std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
+  // The hub is held, not the session: the cache entry is settled (and other
+  // connections waiting on it answered) even after this client is gone.
+  hub_->ingress->publish(std::move(message), [weak, hub = hub_, scope = std::move(resend_scope),
+                                              ref = std::move(frame.ref), id](Status status) {
+    if (scope) hub->resends.settle(*scope, ref, status, ResendCache::Clock::now());
     auto self = weak.lock();
     if (!self) return;
     if (status.ok()) self->send_text(ack_frame(ref, id));
     else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
   });
-  // Backpressure: the next frame is read only when the pipeline has room.
-  // The waiter owns the session: no read is pending to keep it alive meanwhile.
-  hub_->ingress->when_ready([self = shared_from_this()] { self->do_read(); });
 }
 
-void WsSession::send_text(std::string text) { send(std::make_shared<const std::string>(std::move(text))); }
+template <class Stream>
+void WsStreamSession<Stream>::send_text(std::string text) {
+  send(std::make_shared<const std::string>(std::move(text)));
+}
 
-void WsSession::send(std::shared_ptr<const std::string> frame) {
+template <class Stream>
+void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
   if (closing_) return;
   if (queue_.size() >= static_cast<std::size_t>(hub_->config.max_send_queue)) {
     hub_->slow_clients_dropped.add();
-    hub_->logger.debug("dropping a client whose send queue is full (", queue_.size(), " frames)");
+    hub_->logger.debug("dropping a client from '", address_, "' whose send queue is full (", queue_.size(),
+                       " frames)");
     return drop(ws::close_code::policy_error, "send queue full: client too slow");
   }
   queue_.push_back(std::move(frame));
   if (!writing_) do_write();
 }
 
-void WsSession::do_write() {
+template <class Stream>
+void WsStreamSession<Stream>::do_write() {
   writing_ = true;
   ws_.text(true);
   ws_.async_write(boost::asio::buffer(*queue_.front()),
-                  beast::bind_front_handler(&WsSession::on_write, shared_from_this()));
+                  beast::bind_front_handler(&WsStreamSession::on_write, this->shared_from_this()));
 }
 
-void WsSession::on_write(beast::error_code ec, std::size_t) {
+template <class Stream>
+void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
   writing_ = false;
   if (ec) return fail(ec, "write");
   if (!queue_.empty()) queue_.pop_front();
@@ -216,9 +365,13 @@ void WsSession::on_write(beast::error_code ec, std::size_t) {
   if (closing_) finish_close();
 }
 
-void WsSession::shutdown() { close_after_queue(ws::close_code::going_away, "server shutting down"); }
+template <class Stream>
+void WsStreamSession<Stream>::shutdown() {
+  close_after_queue(ws::close_code::going_away, "server shutting down");
+}
 
-void WsSession::close_after_queue(ws::close_code code, std::string reason) {
+template <class Stream>
+void WsStreamSession<Stream>::close_after_queue(ws::close_code code, std::string reason) {
   if (closing_) return;
   closing_ = true;
   close_code_ = code;
@@ -226,56 +379,90 @@ void WsSession::close_after_queue(ws::close_code code, std::string reason) {
   if (!writing_ && queue_.empty()) finish_close();
 }
 
-void WsSession::drop(ws::close_code code, std::string reason) {
+template <class Stream>
+void WsStreamSession<Stream>::drop(ws::close_code code, std::string reason) {
   closing_ = true;
   close_code_ = code;
   close_reason_ = std::move(reason);
-  // The frame being written must outlive its write; everything behind it goes.
-  if (writing_) queue_.erase(std::next(queue_.begin()), queue_.end());
-  else {
+  // A client this far behind is rarely reading: if the frame in flight and
+  // the close frame are not through within the grace, the socket is closed
+  // outright (else a stuck close would hold it for handshake_timeout_ms).
+  timer_.expires_after(kDropGrace);
+  timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->close_done_) return;
+    beast::get_lowest_layer(self->ws_).close();
+  });
+  if (!writing_) {
     queue_.clear();
-    finish_close();
+    return finish_close();
   }
+  // The frame being written must outlive its write; everything behind it goes.
+  queue_.erase(std::next(queue_.begin()), queue_.end());
 }
 
-void WsSession::finish_close() {
+template <class Stream>
+void WsStreamSession<Stream>::finish_close() {
   if (closed_) return;
   closed_ = true;
   hub_->remove(this);
-  ws_.async_close(ws::close_reason(close_code_, close_reason_), [self = shared_from_this()](beast::error_code) {
+  ws_.async_close(ws::close_reason(close_code_, close_reason_), [self = this->shared_from_this()](beast::error_code) {
+    self->close_done_ = true;
     beast::error_code ignored;
     beast::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
   });
 }
 
-void WsSession::fail(beast::error_code ec, const char* what) {
+template <class Stream>
+void WsStreamSession<Stream>::fail(beast::error_code ec, const char* what) {
   closed_ = true;
   hub_->remove(this);
+  timer_.cancel();
   if (ec == ws::error::closed || ec == boost::asio::error::operation_aborted || ec == boost::asio::error::eof ||
-      ec == boost::asio::error::connection_reset)
+      ec == boost::asio::error::connection_reset || ec == ssl::error::stream_truncated)
     return;
-  hub_->logger.debug("connection closed on ", what, ": ", ec.message());
+  hub_->logger.debug("connection from '", address_, "' closed on ", what, ": ", ec.message());
 }
 
 // -------------------------------------------------------------- HttpSession
 
-HttpSession::HttpSession(std::shared_ptr<Hub> hub, tcp::socket&& socket)
-    : hub_(std::move(hub)), stream_(std::move(socket)) {}
+template <class Stream>
+HttpSession<Stream>::HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, beast::flat_buffer buffer)
+    : hub_(std::move(hub)), stream_(std::move(stream)), buffer_(std::move(buffer)) {}
 
-void HttpSession::run() {
-  boost::asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&HttpSession::do_read, shared_from_this()));
+template <class Stream>
+void HttpSession<Stream>::run() {
+  if constexpr (kIsTls<Stream>) {
+    // The TLS handshake counts against the same deadline as the request.
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
+    stream_.async_handshake(ssl::stream_base::server, buffer_.data(),
+                            beast::bind_front_handler(&HttpSession::on_handshake, this->shared_from_this()));
+  } else {
+    boost::asio::dispatch(stream_.get_executor(),
+                          beast::bind_front_handler(&HttpSession::do_read, this->shared_from_this()));
+  }
 }
 
-void HttpSession::do_read() {
+template <class Stream>
+void HttpSession<Stream>::on_handshake(beast::error_code ec, std::size_t used) {
+  if (ec) return hub_->note_tls_failure(remote_address(stream_), ec.message(), false);
+  buffer_.consume(used);
+  do_read();
+}
+
+template <class Stream>
+void HttpSession<Stream>::do_read() {
   parser_.emplace();
   parser_->header_limit(16 * 1024);
   parser_->body_limit(64 * 1024);
   // The whole request must arrive in time: a client trickling bytes holds nothing for long.
-  stream_.expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
-  http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpSession::on_read, shared_from_this()));
+  beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&HttpSession::on_read, this->shared_from_this()));
 }
 
-bool HttpSession::origin_allowed() const {
+template <class Stream>
+bool HttpSession<Stream>::origin_allowed() const {
   const auto& req = parser_->get();
   const auto origin_it = req.find(http::field::origin);
   if (origin_it == req.end()) return true;  // not a browser: nothing to hijack
@@ -288,16 +475,16 @@ bool HttpSession::origin_allowed() const {
   return authority == std::string(req[http::field::host]);
 }
 
-void HttpSession::on_read(beast::error_code ec, std::size_t) {
-  if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) {
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+template <class Stream>
+void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
+  if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) return close();
+  if (ec == beast::error::timeout || ec == boost::asio::error::operation_aborted ||
+      ec == ssl::error::stream_truncated || ec == boost::asio::error::connection_reset)
     return;
-  }
-  if (ec == beast::error::timeout || ec == boost::asio::error::operation_aborted) return;
   if (ec) return respond_text(http::status::bad_request, "bad request: " + ec.message() + "\n");
 
   const auto& req = parser_->get();
-  const std::string_view target(req.target().data(), req.target().size());
+  const std::string_view target = view(req.target());
   const std::string_view path = target.substr(0, target.find('?'));
   if (ws::is_upgrade(req)) {
     if (path != hub_->config.path) return respond_text(http::status::not_found, "no WebSocket endpoint here\n");
@@ -333,7 +520,8 @@ void HttpSession::on_read(beast::error_code ec, std::size_t) {
   respond(std::move(res));
 }
 
-void HttpSession::upgrade() {
+template <class Stream>
+void HttpSession<Stream>::upgrade() {
   if (!hub_->intake_open) {
     hub_->connections_refused.add();
     return respond_text(http::status::service_unavailable, "shutting down\n");
@@ -344,13 +532,30 @@ void HttpSession::upgrade() {
                       "' (not in allowed_origins)");
     return respond_text(http::status::forbidden, "origin not allowed\n");
   }
+  std::string address = remote_address(stream_);
+  // The token is checked before the limits: a client without one learns nothing about the load.
+  std::optional<JwtIdentity> identity;
+  if (hub_->verifier) {
+    const auto& req = parser_->get();
+    const std::string token = token_from_request(view(req[http::field::authorization]), view(req.target()));
+    auto result = hub_->verifier->verify(token, now_ms());
+    if (!result) {
+      hub_->note_auth_refused(result.error(), address);
+      // RFC 6750 section 3: no error code when the request carried no token.
+      const std::string challenge =
+          result.error() == JwtError::missing
+              ? std::string("Bearer realm=\"nudge\"")
+              : "Bearer realm=\"nudge\", error=\"invalid_token\", error_description=\"" +
+                    std::string(to_string(result.error())) + "\"";
+      return respond_text(http::status::unauthorized, "unauthorized: " + std::string(to_string(result.error())) + "\n",
+                          challenge);
+    }
+    identity = std::move(result.identity());
+  }
   if (hub_->sessions.size() >= static_cast<std::size_t>(hub_->config.max_connections)) {
     hub_->connections_refused.add();
     return respond_text(http::status::service_unavailable, "too many connections\n");
   }
-  beast::error_code ec;
-  const auto remote = stream_.socket().remote_endpoint(ec);
-  std::string address = ec ? std::string() : remote.address().to_string();
   const auto per_address = hub_->config.max_connections_per_address;
   if (per_address > 0) {
     const auto it = hub_->connections_by_address.find(address);
@@ -360,31 +565,96 @@ void HttpSession::upgrade() {
       return respond_text(http::status::service_unavailable, "too many connections from this address\n");
     }
   }
-  auto session = std::make_shared<WsSession>(hub_, stream_.release_socket(), std::move(address));
+  auto session = std::make_shared<WsStreamSession<Stream>>(hub_, std::move(stream_), std::move(address),
+                                                           std::move(identity));
   session->run(parser_->release());
 }
 
+template <class Stream>
 template <class Response>
-void HttpSession::respond(Response&& response) {
+void HttpSession<Stream>::respond(Response&& response) {
   auto res = std::make_shared<std::decay_t<Response>>(std::forward<Response>(response));
   const bool keep_alive = res->keep_alive();
-  http::async_write(stream_, *res, [self = shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
-    if (ec || !keep_alive) {
-      self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-      return;
-    }
-    self->do_read();
-  });
+  http::async_write(stream_, *res,
+                    [self = this->shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
+                      if (ec || !keep_alive) return self->close();
+                      self->do_read();
+                    });
 }
 
-void HttpSession::respond_text(http::status status, std::string body) {
+template <class Stream>
+void HttpSession<Stream>::respond_text(http::status status, std::string body, std::string www_authenticate) {
   http::response<http::string_body> res{status, parser_ ? parser_->get().version() : 11};
   res.set(http::field::server, kServer);
   res.set(http::field::content_type, "text/plain; charset=utf-8");
+  if (!www_authenticate.empty()) res.set(http::field::www_authenticate, www_authenticate);
   res.keep_alive(false);
   res.body() = std::move(body);
   res.prepare_payload();
   respond(std::move(res));
 }
+
+template <class Stream>
+void HttpSession<Stream>::close() {
+  if constexpr (kIsTls<Stream>) {
+    // close_notify, bounded: a peer that never answers it is not waited for.
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+      beast::get_lowest_layer(self->stream_).close();
+    });
+  } else {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+}
+
+// -------------------------------------------------------------- TlsDetector
+
+TlsDetector::TlsDetector(std::shared_ptr<Hub> hub, tcp::socket&& socket)
+    : hub_(std::move(hub)), stream_(std::move(socket)) {}
+
+void TlsDetector::run() {
+  stream_.expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
+  beast::async_detect_ssl(stream_, buffer_, beast::bind_front_handler(&TlsDetector::on_detect, shared_from_this()));
+}
+
+void TlsDetector::on_detect(beast::error_code ec, bool is_tls) {
+  // A connection closed before its first byte (a port probe) is no handshake.
+  if (ec == boost::asio::error::eof && buffer_.size() == 0) return;
+  if (ec) return hub_->note_tls_failure(remote_address(stream_), ec.message(), false);
+  if (is_tls) {
+    auto& context = *hub_->tls;
+    return std::make_shared<HttpSession<TlsStream>>(hub_, TlsStream(std::move(stream_), context), std::move(buffer_))
+        ->run();
+  }
+  hub_->note_tls_failure(remote_address(stream_), "the client spoke plaintext", true);
+  // Whatever it sent, one short HTTP answer says what to do instead.
+  auto res = std::make_shared<http::response<http::string_body>>(http::status::bad_request, 11);
+  res->set(http::field::server, kServer);
+  res->set(http::field::content_type, "text/plain; charset=utf-8");
+  res->keep_alive(false);
+  res->body() = "this port speaks TLS: use https:// for the page and wss:// for the WebSocket\n";
+  res->prepare_payload();
+  http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+    if (ec) return;
+    self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    self->stream_.expires_after(std::chrono::seconds(1));
+    self->drain();
+  });
+}
+
+void TlsDetector::drain() {
+  // Reading what the client still sends until it closes lets the answer
+  // arrive: closing with unread bytes would reset the connection under it.
+  buffer_.consume(buffer_.size());
+  stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    if (!ec) self->drain();
+  });
+}
+
+template class WsStreamSession<PlainStream>;
+template class WsStreamSession<TlsStream>;
+template class HttpSession<PlainStream>;
+template class HttpSession<TlsStream>;
 
 }  // namespace nudge::plugins::websocket

@@ -1,23 +1,36 @@
 #pragma once
 
+#include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include "config.hpp"
+#include "jwt.hpp"
 #include "nudge/sdk.hpp"
 #include "protocol.hpp"
+#include "resend_cache.hpp"
 #include "token_bucket.hpp"
 
 namespace nudge::plugins::websocket {
+
+/// The two transports a session runs over. Sessions are templates over the
+/// stream, so the plain path has no TLS branch and no indirection per read or
+/// write.
+using PlainStream = boost::beast::tcp_stream;
+using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
 class WsSession;
 
@@ -33,12 +46,20 @@ struct Hub {
   Ingress* ingress = nullptr;
   bool intake_open = true;
   std::string instance_id;
+  /// Set at start when authentication is on; null otherwise.
+  std::unique_ptr<JwtVerifier> verifier;
+  /// Set at start when TLS is on; null otherwise.
+  std::unique_ptr<boost::asio::ssl::context> tls;
 
   std::unordered_set<WsSession*> sessions;
   std::unordered_map<std::string, std::unordered_set<WsSession*>> rooms;
   /// Open sessions per remote IP address (max_connections_per_address).
   std::unordered_map<std::string, std::size_t> connections_by_address;
   std::function<void()> on_last_session_closed;
+  /// Outcomes of recent sends by ref, so resends make no second message.
+  ResendCache resends;
+  /// Numbers anonymous connections: their refs are theirs alone.
+  std::uint64_t next_connection_serial = 0;
 
   Counter& connections_accepted;
   Counter& connections_refused;
@@ -48,34 +69,81 @@ struct Hub {
   Counter& frames_rate_limited;
   Counter& messages_delivered;
   Counter& slow_clients_dropped;
+  Counter& auth_refused;
+  Counter& auth_expired;
+  Counter& tls_handshakes_failed;
+  Counter& tls_plaintext_refused;
+  Counter& resends_recognised;
+  Counter& ref_conflicts;
 
   void join(WsSession* session, const std::string& room);
   void leave(WsSession* session, const std::string& room);
   void remove(WsSession* session);
+
+  /// Counts an upgrade refused for its token; logs it at debug, or at warn
+  /// at most once per 10 s with the number held back.
+  void note_auth_refused(JwtError error, const std::string& address);
+  /// Counts a failed TLS handshake (`plaintext`: the client did not speak
+  /// TLS at all); logged like note_auth_refused.
+  void note_tls_failure(const std::string& address, std::string_view what, bool plaintext);
+
+ private:
+  LogLimiter auth_log_{std::chrono::seconds(10)};
+  LogLimiter tls_log_{std::chrono::seconds(10)};
 };
 
-/// One WebSocket client speaking the chat protocol.
-class WsSession : public std::enable_shared_from_this<WsSession> {
+/// One WebSocket client speaking the chat protocol, as the hub and the
+/// source see it whatever its stream.
+class WsSession {
  public:
-  /// `address` is the client's IP address, counted against max_connections_per_address.
-  WsSession(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket, std::string address);
-  ~WsSession();
+  virtual ~WsSession() = default;
+  WsSession(const WsSession&) = delete;
+  WsSession& operator=(const WsSession&) = delete;
+
+  /// Queues a frame. A client whose queue is full is dropped (close 1008).
+  virtual void send(std::shared_ptr<const std::string> frame) = 0;
+  /// Closes with 1001 (going away) once queued frames are written.
+  virtual void shutdown() = 0;
+
+  const std::set<std::string>& rooms() const noexcept { return rooms_; }
+  /// The client's IP address, counted against max_connections_per_address.
+  const std::string& address() const noexcept { return address_; }
+
+ protected:
+  explicit WsSession(std::string address) : address_(std::move(address)) {}
+
+  std::set<std::string> rooms_;
+  std::string address_;
+};
+
+/// A WsSession over `Stream` (PlainStream or TlsStream).
+template <class Stream>
+class WsStreamSession final : public WsSession, public std::enable_shared_from_this<WsStreamSession<Stream>> {
+ public:
+  /// `identity` is the verified token's holder when authentication is on:
+  /// it names the connection, and `hello` cannot change it.
+  WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, std::string address,
+                  std::optional<JwtIdentity> identity);
+  ~WsStreamSession() override;
 
   /// Completes the upgrade that `request` asked for, then serves the client.
   void run(boost::beast::http::request<boost::beast::http::string_body> request);
-  /// Queues a frame. A client whose queue is full is dropped (close 1008).
-  void send(std::shared_ptr<const std::string> frame);
-  /// Closes with 1001 (going away) once queued frames are written.
-  void shutdown();
 
-  const std::set<std::string>& rooms() const noexcept { return rooms_; }
-  const std::string& address() const noexcept { return address_; }
+  // WsSession
+  void send(std::shared_ptr<const std::string> frame) override;
+  void shutdown() override;
 
  private:
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
   void handle(ClientFrame frame);
+  /// Publishes `frame` as message `id`; the outcome settles the resend cache
+  /// entry (when `resend_scope` is set) and is answered with an ack or error.
+  void publish(ClientFrame frame, const MessageId& id, std::optional<std::string> resend_scope);
+  /// Whose refs these are: the token's holder, the hello name, or (anonymous)
+  /// this connection alone.
+  std::string resend_scope() const;
   void send_text(std::string text);
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
@@ -85,43 +153,79 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void close_after_queue(boost::beast::websocket::close_code code, std::string reason);
   void finish_close();
   void fail(boost::beast::error_code ec, const char* what);
+  /// Closes the connection (1008) when its token expires.
+  void arm_token_expiry();
 
   std::shared_ptr<Hub> hub_;
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  boost::beast::websocket::stream<Stream> ws_;
+  /// The token's expiry while open; after a drop, the grace given to the
+  /// write in flight and the close frame before the socket is closed outright.
+  boost::asio::steady_timer timer_;
   boost::beast::flat_buffer buffer_;
   std::deque<std::shared_ptr<const std::string>> queue_;
   bool writing_ = false;
   bool closing_ = false;
   bool closed_ = false;
+  bool close_done_ = false;  ///< the close handshake finished (or failed)
   boost::beast::websocket::close_code close_code_ = boost::beast::websocket::close_code::going_away;
   std::string close_reason_;
   std::string name_ = "anonymous";
-  std::set<std::string> rooms_;
-  std::string address_;
+  bool named_ = false;  ///< a hello set name_
+  std::uint64_t serial_ = 0;
+  std::optional<JwtIdentity> identity_;
   TokenBucket bucket_;
   std::int64_t rate_strikes_ = 0;
 };
 
-/// One HTTP connection: serves the static files and hands WebSocket upgrade
-/// requests on the endpoint's path to a WsSession.
-class HttpSession : public std::enable_shared_from_this<HttpSession> {
+/// One HTTP connection over `Stream`: serves the static files and hands
+/// WebSocket upgrade requests on the endpoint's path to a WsStreamSession,
+/// after the origin, token and connection limits allow it.
+template <class Stream>
+class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
-  HttpSession(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket);
+  /// `buffer` holds bytes already read from the stream (TLS detection).
+  HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, boost::beast::flat_buffer buffer = {});
   void run();
 
  private:
+  /// TLS only: the handshake done (`used`: bytes of `buffer_` it consumed).
+  void on_handshake(boost::beast::error_code ec, std::size_t used);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
   void upgrade();
   template <class Response>
   void respond(Response&& response);
-  void respond_text(boost::beast::http::status status, std::string body);
+  void respond_text(boost::beast::http::status status, std::string body, std::string www_authenticate = {});
   bool origin_allowed() const;
+  /// Ends the connection after the last response (TLS: close_notify first).
+  void close();
 
   std::shared_ptr<Hub> hub_;
-  boost::beast::tcp_stream stream_;
+  Stream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
 };
+
+/// First step of a connection to a TLS listener: tells a TLS ClientHello from
+/// plaintext. TLS goes on to an HttpSession<TlsStream>; a plaintext client
+/// gets a short HTTP 400 saying to use https:// or wss://, and is closed.
+class TlsDetector : public std::enable_shared_from_this<TlsDetector> {
+ public:
+  TlsDetector(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket);
+  void run();
+
+ private:
+  void on_detect(boost::beast::error_code ec, bool is_tls);
+  void drain();
+
+  std::shared_ptr<Hub> hub_;
+  PlainStream stream_;
+  boost::beast::flat_buffer buffer_;
+};
+
+extern template class WsStreamSession<PlainStream>;
+extern template class WsStreamSession<TlsStream>;
+extern template class HttpSession<PlainStream>;
+extern template class HttpSession<TlsStream>;
 
 }  // namespace nudge::plugins::websocket

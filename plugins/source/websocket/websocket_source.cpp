@@ -1,10 +1,39 @@
 #include "websocket_source.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
 #include <boost/asio/ip/address.hpp>
+
+#include "tls.hpp"
 
 namespace nudge::plugins::websocket {
 
 using tcp = boost::asio::ip::tcp;
+
+namespace {
+
+/// Reads the HS256 key file: its bytes, less one trailing newline.
+Status read_secret_file(const std::string& path, std::string& secret) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return Status::error(StatusCode::invalid_argument,
+                         "cannot read auth_jwt_secret_file '" + path + "': " + std::strerror(errno));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  secret = bytes.str();
+  if (secret.ends_with("\r\n")) secret.resize(secret.size() - 2);
+  else if (secret.ends_with("\n")) secret.pop_back();
+  if (secret.size() < kMinSecretBytes)
+    return Status::error(StatusCode::invalid_argument,
+                         "auth_jwt_secret_file '" + path + "' holds " + std::to_string(secret.size()) +
+                             " bytes; an HS256 key needs at least 32 (make one with `openssl rand -base64 32`)");
+  return Status::success();
+}
+
+}  // namespace
 
 WebSocketSource::WebSocketSource(const Config& config, Context& context)
     : context_(context),
@@ -20,6 +49,18 @@ WebSocketSource::~WebSocketSource() {
 
 Status WebSocketSource::start(Ingress& ingress) {
   const auto& cfg = hub_->config;
+  if (cfg.tls_enabled()) {
+    std::string error;
+    hub_->tls = make_tls_context(cfg.tls_cert_file, cfg.tls_key_file, error);
+    if (!hub_->tls) return Status::error(StatusCode::invalid_argument, error);
+  }
+  if (cfg.auth_enabled()) {
+    JwtPolicy policy{cfg.auth_jwt_secret, cfg.auth_leeway_ms, cfg.auth_issuer, cfg.auth_audience,
+                     cfg.auth_identity_claim};
+    if (!cfg.auth_jwt_secret_file.empty())
+      if (auto status = read_secret_file(cfg.auth_jwt_secret_file, policy.secret); !status.ok()) return status;
+    hub_->verifier = std::make_unique<JwtVerifier>(std::move(policy));
+  }
   boost::system::error_code ec;
   const auto address = boost::asio::ip::make_address(cfg.host == "localhost" ? "127.0.0.1" : cfg.host, ec);
   if (ec) return Status::error(StatusCode::invalid_argument, "listen: '" + cfg.host + "' is not an IP address");
@@ -39,11 +80,14 @@ Status WebSocketSource::start(Ingress& ingress) {
   hub_->ingress = &ingress;
   do_accept();
   const std::string url_host = address.is_v6() ? "[" + cfg.host + "]" : cfg.host;
+  const char* secure = hub_->tls ? "s" : "";
+  const char* auth = hub_->verifier ? "; tokens required" : "";
   if (cfg.static_dir.empty())
-    context_.logger().info("listening on ws://", url_host, ":", bound_port_, cfg.path, " (no static_dir: no page served)");
+    context_.logger().info("listening on ws", secure, "://", url_host, ":", bound_port_, cfg.path,
+                           " (no static_dir: no page served", auth, ")");
   else
-    context_.logger().info("serving the chat at http://", url_host, ":", bound_port_, "/ (WebSocket at ",
-                           cfg.path, ")");
+    context_.logger().info("serving the chat at http", secure, "://", url_host, ":", bound_port_, "/ (WebSocket at ",
+                           cfg.path, auth, ")");
   return Status::success();
 }
 
@@ -55,7 +99,8 @@ void WebSocketSource::do_accept() {
       context_.logger().warn("accept failed: ", ec.message());
     } else {
       socket.set_option(tcp::no_delay(true), ec);
-      std::make_shared<HttpSession>(hub_, std::move(socket))->run();
+      if (hub_->tls) std::make_shared<TlsDetector>(hub_, std::move(socket))->run();
+      else std::make_shared<HttpSession<PlainStream>>(hub_, PlainStream(std::move(socket)))->run();
     }
     do_accept();
   });
@@ -84,6 +129,13 @@ void WebSocketSource::stop_intake() {
 
 void WebSocketSource::stop(std::function<void()> done) {
   stop_intake();
+  const auto& h = *hub_;
+  context_.logger().info("served ", h.connections_accepted.value(), " WebSocket connections and refused ",
+                         h.connections_refused.value(), " upgrades (", h.auth_refused.value(),
+                         " for a missing or invalid token); dropped ", h.slow_clients_dropped.value(),
+                         " slow clients; closed ", h.auth_expired.value(), " connections whose token expired; ",
+                         h.tls_handshakes_failed.value(), " TLS handshakes failed (", h.tls_plaintext_refused.value(),
+                         " plaintext)");
   if (hub_->sessions.empty()) return done();
   auto finished = std::make_shared<std::function<void()>>(std::move(done));
   auto finish_once = [finished] {

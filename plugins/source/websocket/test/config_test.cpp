@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+#include <tuple>
+
 #include "config.hpp"
 #include "static_files.hpp"
 
@@ -65,6 +68,78 @@ TEST(WebSocketConfig, FromConfigSplitsTheListenAddress) {
   const auto cfg = WebSocketConfig::from(Config(values, {"listen"}));
   EXPECT_EQ(cfg.host, "0.0.0.0");
   EXPECT_EQ(cfg.port, 9000);
+}
+
+std::map<std::string, ConfigValue, std::less<>> default_values() {
+  std::map<std::string, ConfigValue, std::less<>> values;
+  const auto schema = WebSocketConfig::schema();
+  for (const auto& f : schema.fields()) values.emplace(f.key, *f.default_value);
+  return values;
+}
+
+TEST(WebSocketConfig, AuthAndTlsAreOffByDefault) {
+  const auto cfg = WebSocketConfig::from(Config(default_values(), {}));
+  EXPECT_FALSE(cfg.auth_enabled());
+  EXPECT_FALSE(cfg.tls_enabled());
+  EXPECT_EQ(cfg.auth_identity_claim, "sub");
+  EXPECT_EQ(cfg.auth_leeway_ms, 5000);
+  EXPECT_TRUE(cfg.auth_close_on_expiry);
+  EXPECT_TRUE(cfg.problems().empty());
+}
+
+TEST(WebSocketConfig, TheSecretIsEmptyOrLongEnough) {
+  const auto schema = WebSocketConfig::schema();
+  const auto* secret = schema.find("auth_jwt_secret");
+  EXPECT_EQ(secret->validate(std::string()), "");
+  EXPECT_EQ(secret->validate(std::string(32, 'k')), "");
+  EXPECT_NE(secret->validate(std::string(31, 'k')).find("at least 32 bytes"), std::string::npos);
+  EXPECT_NE(schema.find("auth_identity_claim")->validate(std::string()), "");
+  EXPECT_NE(schema.find("auth_leeway_ms")->validate(std::int64_t{-1}), "");
+  EXPECT_NE(schema.find("auth_leeway_ms")->validate(std::int64_t{300001}), "");
+}
+
+TEST(WebSocketConfig, TlsCertAndKeyGoTogether) {
+  for (const auto& [cert, key, ok] : {std::tuple{"", "", true}, std::tuple{"c.pem", "k.pem", true},
+                                      std::tuple{"c.pem", "", false}, std::tuple{"", "k.pem", false}}) {
+    auto values = default_values();
+    values["tls_cert_file"] = std::string(cert);
+    values["tls_key_file"] = std::string(key);
+    if (ok) {
+      EXPECT_NO_THROW(WebSocketConfig::from(Config(values, {})));
+      continue;
+    }
+    try {
+      WebSocketConfig::from(Config(values, {}));
+      ADD_FAILURE() << "cert '" << cert << "' and key '" << key << "' must be refused";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("set both or neither"), std::string::npos) << e.what();
+    }
+  }
+  auto values = default_values();
+  values["tls_cert_file"] = std::string("c.pem");
+  values["tls_key_file"] = std::string("k.pem");
+  EXPECT_TRUE(WebSocketConfig::from(Config(values, {})).tls_enabled());
+}
+
+TEST(WebSocketConfig, OneSourceForTheSecretAndEveryProblemAtOnce) {
+  auto values = default_values();
+  values["auth_jwt_secret"] = std::string(32, 'k');
+  EXPECT_TRUE(WebSocketConfig::from(Config(values, {})).auth_enabled());
+  values["auth_jwt_secret_file"] = std::string("/etc/nudge/jwt.key");
+  values["tls_key_file"] = std::string("k.pem");
+  try {
+    WebSocketConfig::from(Config(values, {}));
+    ADD_FAILURE() << "two secrets and a lone key must be refused";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("tls_key_file is set but tls_cert_file is not"), std::string::npos) << what;
+    EXPECT_NE(what.find("auth_jwt_secret and auth_jwt_secret_file are both set"), std::string::npos) << what;
+  }
+  values.erase("auth_jwt_secret");
+  values["auth_jwt_secret"] = std::string();
+  values["tls_key_file"] = std::string();
+  const auto cfg = WebSocketConfig::from(Config(values, {}));
+  EXPECT_TRUE(cfg.auth_enabled());  // from the file alone
 }
 
 TEST(StaticFiles, ServesFilesUnderTheRootAndNothingElse) {

@@ -1,0 +1,99 @@
+#include "resend_cache.hpp"
+
+#include <utility>
+
+namespace nudge::plugins::websocket {
+
+ResendCache::ResendCache(Clock::duration window, std::size_t max_entries)
+    : window_(window), max_entries_(max_entries) {}
+
+std::string ResendCache::make_key(std::string_view scope, std::string_view ref) {
+  // Length-prefixed, so no (scope, ref) pair can spell another's key whatever
+  // bytes a name or token subject holds.
+  std::string key = std::to_string(scope.size());
+  key.reserve(key.size() + 1 + scope.size() + ref.size());
+  key.push_back(':');
+  key.append(scope).append(ref);
+  return key;
+}
+
+std::uint64_t ResendCache::content_of(std::string_view room, std::string_view text) noexcept {
+  // FNV-1a: stable across runs and platforms, and enough to tell a reused
+  // ref from a resend (a collision only makes a conflict look like a resend
+  // of the same sender's own message).
+  std::uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](std::string_view s) {
+    for (unsigned char c : s) {
+      h ^= c;
+      h *= 1099511628211ULL;
+    }
+  };
+  mix(room);
+  h ^= 0xff;
+  h *= 1099511628211ULL;
+  mix(text);
+  return h;
+}
+
+void ResendCache::touch(Order::iterator it, Clock::time_point now) {
+  it->last_used = now;
+  order_.splice(order_.end(), order_, it);
+}
+
+void ResendCache::evict(Clock::time_point now) {
+  auto it = order_.begin();
+  while (it != order_.end()) {
+    const bool over = entries_.size() > max_entries_;
+    const bool expired = now - it->last_used >= window_;
+    if (!over && !expired) break;  // the rest is newer
+    if (it->state == State::in_flight) {
+      ++it;  // its outcome is still owed to the waiters
+      continue;
+    }
+    entries_.erase(std::string_view(it->key));
+    it = order_.erase(it);
+  }
+}
+
+ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view ref, std::uint64_t content,
+                                      const MessageId& fresh_id, Clock::time_point now, Waiter waiter) {
+  evict(now);
+  const std::string key = make_key(scope, ref);
+  if (auto found = entries_.find(std::string_view(key)); found != entries_.end()) {
+    Entry& entry = *found->second;
+    touch(found->second, now);
+    if (entry.content != content) return {Outcome::conflict, entry.id};
+    switch (entry.state) {
+      case State::acked: return {Outcome::already_acked, entry.id};
+      case State::in_flight:
+        entry.waiters.push_back(std::move(waiter));
+        return {Outcome::waiting, entry.id};
+      case State::failed:
+        entry.state = State::in_flight;
+        return {Outcome::publish, entry.id};
+    }
+  }
+  order_.push_back(Entry{key, fresh_id, content, State::in_flight, now, {}});
+  auto it = std::prev(order_.end());
+  entries_.emplace(std::string_view(it->key), it);
+  evict(now);
+  return {Outcome::publish, fresh_id};
+}
+
+void ResendCache::settle(std::string_view scope, std::string_view ref, const Status& status, Clock::time_point now) {
+  const std::string key = make_key(scope, ref);
+  auto found = entries_.find(std::string_view(key));
+  if (found == entries_.end()) return;
+  Entry& entry = *found->second;
+  entry.state = status.ok() ? State::acked : State::failed;
+  auto waiters = std::move(entry.waiters);
+  entry.waiters.clear();
+  const MessageId id = entry.id;
+  touch(found->second, now);
+  // Waiters may claim again (a client resending on error): the entry must be
+  // consistent before they run.
+  for (auto& waiter : waiters) waiter(status, id);
+  evict(now);
+}
+
+}  // namespace nudge::plugins::websocket

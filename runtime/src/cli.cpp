@@ -1,5 +1,6 @@
 #include "cli.hpp"
 
+#include <cstdlib>
 #include <iomanip>
 #include <iostream>
 
@@ -21,7 +22,7 @@ Usage:
   nudge run PIPELINE.toml [--set table.key=value ...]   run a pipeline until SIGINT/SIGTERM
   nudge validate PIPELINE.toml [--set ...]               check a pipeline without connecting anywhere
   nudge plugins                                          list the plugins found, with kind, version, path
-  nudge describe PLUGIN                                  print a plugin's config keys
+  nudge describe PLUGIN | KIND.PLUGIN                    print a plugin's config keys
   nudge --version | --help
 
 Options:
@@ -85,8 +86,17 @@ int cmd_plugins(const PluginRegistry& registry) {
 }
 
 int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
+  // `NAME` describes every kind of that name; `KIND.NAME` just the one.
+  std::string name = cl.argument;
+  std::optional<PluginKind> kind;
+  if (const auto dot = name.find('.'); dot != std::string::npos) {
+    kind = parse_plugin_kind(name.substr(0, dot));
+    if (kind) name = name.substr(dot + 1);
+  }
+  int described = 0;
   for (const auto& file : registry.discover()) {
-    if (file.name != cl.argument) continue;
+    if (file.name != name || (kind && file.kind != *kind)) continue;
+    if (described++) std::cout << "\n";
     std::string error;
     auto plugin = PluginRegistry::load_file(file.path, error);
     if (!plugin) {
@@ -111,10 +121,10 @@ int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
       }
       if (!f.example.empty()) std::cout << "    example: " << f.key << " = " << f.example << "\n";
     }
-    return 0;
   }
+  if (described) return 0;
   std::cerr << "nudge: unknown plugin '" << cl.argument << "'; available:";
-  for (const auto& file : registry.discover()) std::cerr << " " << file.name;
+  for (const auto& file : registry.discover()) std::cerr << " " << to_string(file.kind) << "." << file.name;
   std::cerr << "\n";
   return 1;
 }
@@ -138,9 +148,19 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
   std::vector<std::shared_ptr<LoadedPlugin>> libraries;
   for (const auto* stage : {&spec->source, &spec->fanout, &spec->log, &spec->sink})
     if (*stage) libraries.push_back((*stage)->library);
+  std::string fail_points_error;
+  auto fail_points = FailPoints::from_environment(fail_points_error);
+  if (!fail_points) {
+    std::cerr << "nudge: not starting: NUDGE_FAILPOINTS: " << fail_points_error << "\n";
+    return 1;
+  }
+  if (fail_points->any_armed())
+    logger.warn("test-only fail points armed from NUDGE_FAILPOINTS='", std::getenv("NUDGE_FAILPOINTS"), "'");
+
   MetricsRegistry metrics;
   boost::asio::io_context io(1);
   Pipeline pipeline(io, std::move(*spec), metrics);
+  pipeline.set_fail_points(std::move(*fail_points));
   if (!pipeline.create()) return 1;
   if (auto status = pipeline.start(); !status.ok()) {
     // Let stages that had started close cleanly before we exit.

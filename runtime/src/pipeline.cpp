@@ -136,6 +136,13 @@ void Pipeline::on_batch(BatchPtr batch, Completion done) {
     done(Status::error(StatusCode::internal, "no sink"));
     return;
   }
+  if (fail_points_.after_sink_commit.armed()) {
+    // Test only: the rows are in, and the log has not stored the position yet.
+    done = [this, done = std::move(done)](Status status) {
+      if (status.ok()) fail_points_.after_sink_commit.hit(logger_);
+      done(std::move(status));
+    };
+  }
   sink_driver_->write_with_retry(std::move(batch), std::move(done));
 }
 

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "fail_points.hpp"
 #include "in_flight_window.hpp"
 #include "logging.hpp"
 #include "nudge/sdk/export.hpp"
@@ -72,6 +73,9 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   /// stages upstream first. `done(true)` when everything drained.
   void stop(std::function<void(bool drained)> done);
 
+  /// Arms the test-only fail points (fail_points.hpp). Call before start().
+  void set_fail_points(FailPoints points) { fail_points_ = std::move(points); }
+
   const PipelineSpec& spec() const noexcept { return spec_; }
   std::size_t in_flight() const noexcept { return window_.in_flight(); }
 
@@ -99,6 +103,7 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   InFlightWindow window_;
   bool deliver_when_durable_ = true;
   bool stopping_ = false;
+  FailPoints fail_points_;
   Counter& messages_in_;
   Counter& messages_acked_;
   Counter& messages_failed_;

@@ -33,7 +33,7 @@ struct PluginFile {
 /// Finds and loads plugin libraries. Search order: the directories given on
 /// the command line, then NUDGE_PLUGIN_PATH (colon-separated), then the
 /// install's own plugin folder next to the executable. A plugin file is named
-/// `nudge-<kind>-<name>.so`; the first directory holding a name wins.
+/// `nudge-<kind>-<name>.so`; the first directory holding a kind and name wins.
 class PluginRegistry {
  public:
   explicit PluginRegistry(std::vector<std::filesystem::path> search_path);
@@ -44,7 +44,7 @@ class PluginRegistry {
 
   const std::vector<std::filesystem::path>& search_path() const noexcept { return search_path_; }
 
-  /// Every plugin file on the search path, the first of each name only.
+  /// Every plugin file on the search path, the first of each kind and name only.
   std::vector<PluginFile> discover() const;
 
   /// Loads the plugin `name` for a `[kind.name]` table. On failure returns

@@ -31,6 +31,20 @@ TEST(PluginRegistry, LoadsAPluginAndReadsItsDescriptor) {
   EXPECT_NE(plugin->descriptor->schema().find("path"), nullptr);
 }
 
+TEST(PluginRegistry, OneNameCanBeAPluginOfEachKind) {
+  // Like a `kafka` source beside the `kafka` log: the kind tells them apart.
+  PluginRegistry registry({NUDGE_TEST_PLUGIN_DIR});
+  std::string error;
+  auto source = registry.load(PluginKind::source, "scripted", error);
+  ASSERT_TRUE(source) << error;
+  auto log = registry.load(PluginKind::log, "scripted", error);
+  ASSERT_TRUE(log) << error;
+  EXPECT_EQ(source->kind(), PluginKind::source);
+  EXPECT_EQ(log->kind(), PluginKind::log);
+  EXPECT_FALSE(registry.load(PluginKind::sink, "scripted", error));
+  EXPECT_THAT(error, HasSubstr("plugin 'scripted' is a log plugin, not a sink"));
+}
+
 TEST(PluginRegistry, RefusesAPluginBuiltAgainstAnotherAbi) {
   std::string error;
   auto plugin = PluginRegistry::load_file(std::string(NUDGE_TEST_PLUGIN_DIR) + "/nudge-sink-wrongabi.so", error);

@@ -255,6 +255,9 @@ class ChatClusterTest(unittest.TestCase):
 
         async def run():
             clients = await self.connect_clients([a, b], 10)
+            deadline = time.monotonic() + 30
+            while not (self.assigned_partitions(a) and self.assigned_partitions(b)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
             sending = asyncio.ensure_future(self.send_round(clients, "k", 100, pace=0.005, tolerate_disconnect=True))
             await asyncio.sleep(0.5)
             b.proc.send_signal(signal.SIGKILL)
@@ -266,12 +269,29 @@ class ChatClusterTest(unittest.TestCase):
 
         clients = asyncio.run(run())
         b.kill()
-        self.start()  # restarted: it rejoins the group and persists what b had not
+        killed_at = time.monotonic()
+        held = self.assigned_partitions(b)
+        self.assertTrue(held, "the killed instance owned partitions:\n" + b.log())
+        # The group drops the dead member when its session times out ([log.kafka]
+        # session_timeout_ms, 10 s by default); then the survivor takes its partitions.
+        while not held <= self.assigned_partitions(a) and time.monotonic() < killed_at + 60:
+            time.sleep(0.2)
+        took_over = time.monotonic() - killed_at
+        self.assertTrue(held <= self.assigned_partitions(a), "the surviving instance took the dead one's partitions:\n"
+                        + "\n".join(line for line in a.log_lines if "partitions" in line))
+        restarted = self.start()  # it rejoins the group and takes a share back
+        deadline = time.monotonic() + 30
+        while not self.assigned_partitions(restarted) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertTrue(self.assigned_partitions(restarted), "the restarted instance was assigned partitions:\n" +
+                        restarted.log())
         acked = self.acked_ids(clients)
         self.assertGreater(len(acked), 0)
         rows = self.wait_rows(acked)
         self.assert_exactly_once(acked, rows)
-        print(f"e2e kill -9: {len(acked)} acked messages, all in PostgreSQL exactly once after the restart")
+        print(f"e2e kill -9: the survivor took partitions {sorted(held)} {took_over:.1f} s after the kill; the "
+              f"restarted instance holds {sorted(self.assigned_partitions(restarted))}; {len(acked)} acked messages, "
+              f"all in the database exactly once")
 
     def test_fanout_server_restart_recovers_within_5s(self):
         a, b = self.start(), self.start()

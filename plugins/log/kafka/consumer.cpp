@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 
 #include <boost/asio/post.hpp>
@@ -77,8 +78,31 @@ Consumer::~Consumer() {
     if (records_) rd_kafka_queue_destroy(records_);
     // stop() did not finish: no group goodbye (it would block and serve
     // callbacks into a half-destroyed object). Uncommitted work is redelivered.
-    rd_kafka_destroy_flags(rk_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    destroy_handle(rk_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE, subscribed_ && !ever_assigned_, logger_);
   }
+}
+
+void Consumer::destroy_handle(rd_kafka_t* rk, int flags, bool may_lack_assignor_state, Logger& logger) {
+  // librdkafka 2.0.2 (Debian 12's) aborts the process in rd_kafka_destroy
+  // ("rd_kafka_sticky_assignor_state_destroy: Assertion `assignor_state'
+  // failed") when a cooperative-sticky member got its JoinGroup answered (so
+  // its group has an assignor) but never a SyncGroup (so the assignor has no
+  // state yet): librdkafka #4312, fixed in 2.3.0. An instance hits it when it
+  // stops while Kafka stalls in the middle of its first join (a fault test
+  // froze the broker then). The public API cannot tell that state apart, so
+  // a member that subscribed and was never handed partitions keeps its
+  // handle until the process exits; it has left the group already when
+  // stop() finished. Reachable from here, so leak checkers stay quiet.
+  if (may_lack_assignor_state) {
+    static std::mutex mutex;
+    static std::vector<rd_kafka_t*> kept;
+    const std::lock_guard lock(mutex);
+    kept.push_back(rk);
+    logger.info("not destroying the Kafka consumer: it never received an assignment, and this librdkafka "
+                "aborts when such a handle is destroyed (librdkafka issue 4312); the process exit releases it");
+    return;
+  }
+  rd_kafka_destroy_flags(rk, flags);
 }
 
 Status Consumer::start() {
@@ -353,6 +377,7 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
   rd_kafka_error_t* error = nullptr;
   rd_kafka_resp_err_t assign_err = RD_KAFKA_RESP_ERR_NO_ERROR;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    ever_assigned_ = true;
     for (int i = 0; i < partitions->cnt; ++i) {
       const std::int32_t partition = partitions->elems[i].partition;
       assigned_[partition] = Assigned{++next_epoch_, -1, false};
@@ -615,8 +640,8 @@ void Consumer::finish_close() {
     assigned_.clear();
     assigned_partitions_.set(0);
     worker_.run(
-        [rk, closed] {
-          rd_kafka_destroy_flags(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        [rk, closed, keep = subscribed_ && !ever_assigned_, &logger = logger_] {
+          destroy_handle(rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE, keep, logger);
           return true;
         },
         [this, alive = alive_](bool) {

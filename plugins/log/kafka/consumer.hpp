@@ -98,6 +98,10 @@ class Consumer final : public KafkaClient {
   void begin_close();
   void finish_close();
 
+  /// Destroys `rk` with `flags` (blocks: on the worker, or in the
+  /// destructor), unless librdkafka 2.0.2 would abort doing so (see the .cpp).
+  static void destroy_handle(rd_kafka_t* rk, int flags, bool may_lack_assignor_state, Logger& logger);
+
   static void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
                            void* opaque);
   static void commit_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
@@ -116,6 +120,7 @@ class Consumer final : public KafkaClient {
   rd_kafka_queue_t* records_ = nullptr;  // every assigned partition forwards here
   std::unique_ptr<QueueWatcher> records_watcher_;
   bool subscribed_ = false;
+  bool ever_assigned_ = false;  ///< the group has handed this member an assignment
 
   std::map<std::int32_t, Assigned> assigned_;
   std::uint64_t next_epoch_ = 0;

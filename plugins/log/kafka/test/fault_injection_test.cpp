@@ -594,5 +594,21 @@ TEST_F(KafkaFaultTest, CoordinatorAndFetchErrorsWhileConsumingDeliverEverything)
   ASSERT_TRUE(stop_log(io_, log.log));
 }
 
+// 6. A member whose JoinGroup was answered but that never received an
+// assignment (every SyncGroup fails, as when the broker stalls in the middle
+// of the first join) stops cleanly. librdkafka 2.0.2 aborts the process when
+// such a handle is destroyed (librdkafka #4312); the log keeps the handle.
+TEST_F(KafkaFaultTest, StoppingBeforeTheFirstAssignmentDoesNotAbort) {
+  start_cluster(1);
+  std::vector<rd_kafka_resp_err_t> errors(500, RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
+  rd_kafka_mock_push_request_errors_array(mock(), api::kSyncGroup, errors.size(), errors.data());
+  RecordingSink sink;
+  LogUnderTest log(io_, overrides());
+  ASSERT_TRUE(log.log.start(LogStartOptions{false, &sink, 100}).ok());
+  run_for(io_, 3s);  // joins, and fails to sync, again and again
+  EXPECT_EQ(log.context.metrics().value("rebalances"), 0u) << "an assignment arrived after all";
+  ASSERT_TRUE(stop_log(io_, log.log));  // before the fix: abort() in rd_kafka_destroy
+}
+
 }  // namespace
 }  // namespace nudge::plugins::kafka::test

@@ -1,0 +1,111 @@
+// A whole pipeline run in-process with scripted plugins (scripted_plugins.cpp)
+// and the real memory fanout: what the runtime promises about acks and
+// deliveries, checked from the order of the events both plugins report.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+
+namespace nudge::runtime {
+namespace {
+
+struct Events {
+  // Position of each event in the report, per message id.
+  std::map<std::string, std::map<std::string, std::vector<std::size_t>>> by_id;
+  std::map<std::string, std::string> error_codes;
+};
+
+Events read_report(const std::string& path) {
+  Events events;
+  std::ifstream in(path);
+  std::string line;
+  for (std::size_t n = 0; std::getline(in, line); ++n) {
+    std::istringstream words(line);
+    std::string what, id, code;
+    words >> what >> id >> code;
+    events.by_id[id][what].push_back(n);
+    if (what == "error") events.error_codes[id] = code;
+  }
+  return events;
+}
+
+std::size_t count(const Events& events, const std::string& id, const std::string& what) {
+  auto it = events.by_id.at(id).find(what);
+  return it == events.by_id.at(id).end() ? 0 : it->second.size();
+}
+
+std::size_t first(const Events& events, const std::string& id, const std::string& what) {
+  return events.by_id.at(id).at(what).front();
+}
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  int run(const std::string& deliver, int messages, int fail_every, int confirm_delay_ms = 1) {
+    report_ = ::testing::TempDir() + "/pipeline-" + deliver + ".report";
+    std::remove(report_.c_str());
+    const std::string file = ::testing::TempDir() + "/pipeline-" + deliver + ".toml";
+    std::ofstream(file) << "[pipeline]\nname = \"scripted\"\ndeliver = \"" << deliver << "\"\n"
+                        << "max_in_flight = 64\n"
+                        << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages << "\n"
+                        << "[fanout.memory]\n"
+                        << "[log.scripted]\nreport = \"" << report_ << "\"\nfail_every = " << fail_every
+                        << "\nconfirm_delay_ms = " << confirm_delay_ms << "\n";
+    return run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR,
+                    "--log-level", "warn"});
+  }
+
+  std::string report_;
+};
+
+TEST_F(PipelineTest, AnAckFollowsTheLogsConfirmationAndAFailureIsAnErrorNeverAnAck) {
+  ASSERT_EQ(run("durable", 300, 7), 0);
+  const Events events = read_report(report_);
+  ASSERT_EQ(events.by_id.size(), 300u);
+  int acked = 0, refused = 0;
+  for (const auto& [id, _] : events.by_id) {
+    ASSERT_EQ(count(events, id, "ack") + count(events, id, "error"), 1u) << id << ": exactly one completion";
+    if (count(events, id, "confirmed")) {
+      ++acked;
+      EXPECT_EQ(count(events, id, "ack"), 1u) << id;
+      EXPECT_LT(first(events, id, "confirmed"), first(events, id, "ack")) << id << ": acked before it was durable";
+    } else {
+      ++refused;
+      ASSERT_EQ(count(events, id, "refused"), 1u) << id;
+      EXPECT_EQ(count(events, id, "error"), 1u) << id << ": a refused append must reach its sender as an error";
+      EXPECT_EQ(events.error_codes.at(id), "unavailable");
+    }
+  }
+  EXPECT_EQ(refused, 300 / 7);
+  EXPECT_EQ(acked, 300 - 300 / 7);
+}
+
+TEST_F(PipelineTest, DurableDeliveryFansOutOnlyWhatTheLogConfirmedOnceEachAfterTheConfirmation) {
+  ASSERT_EQ(run("durable", 300, 5), 0);
+  const Events events = read_report(report_);
+  for (const auto& [id, _] : events.by_id) {
+    if (count(events, id, "confirmed")) {
+      ASSERT_EQ(count(events, id, "deliver"), 1u) << id;
+      EXPECT_LT(first(events, id, "confirmed"), first(events, id, "deliver")) << id;
+    } else {
+      EXPECT_EQ(count(events, id, "deliver"), 0u) << id << ": a message the log refused was delivered";
+    }
+  }
+}
+
+TEST_F(PipelineTest, ImmediateDeliveryFansOutEverythingAtOnce) {
+  ASSERT_EQ(run("immediate", 100, 5, 50), 0);
+  const Events events = read_report(report_);
+  for (const auto& [id, _] : events.by_id) {
+    ASSERT_EQ(count(events, id, "deliver"), 1u) << id;
+    const std::string outcome = count(events, id, "confirmed") ? "confirmed" : "refused";
+    EXPECT_LT(first(events, id, "deliver"), first(events, id, outcome)) << id << ": delivered before durable";
+  }
+}
+
+}  // namespace
+}  // namespace nudge::runtime

@@ -1,0 +1,142 @@
+// Two plugins whose behaviour the runtime's tests script from the TOML, so a
+// whole pipeline runs in-process and its ordering can be checked from a
+// report file both of them append to:
+//   scripted source: publishes `messages` messages at start, records each
+//     completion ("ack ID" / "error ID CODE") and delivery ("deliver ID"),
+//     and raises SIGTERM once every completion and delivery is in;
+//   scripted log: confirms each append after `confirm_delay_ms`, failing
+//     every `fail_every`-th one, and records "confirmed ID" / "refused ID"
+//     just before it completes.
+#include <csignal>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "nudge/sdk.hpp"
+
+namespace {
+
+class Report {
+ public:
+  explicit Report(const std::string& path) : out_(path, std::ios::app) {}
+  void line(const std::string& text) { out_ << text << '\n' << std::flush; }
+
+ private:
+  std::ofstream out_;
+};
+
+class ScriptedSource final : public nudge::Source {
+ public:
+  ScriptedSource(const nudge::Config& config, nudge::Context& context)
+      : context_(context),
+        messages_(config.get_int("messages")),
+        report_(config.get_string("report")) {}
+
+  static nudge::ConfigSchema schema() {
+    nudge::ConfigSchema s;
+    s.required("report", nudge::ConfigType::string, "file the source appends its observations to");
+    s.integer("messages", 100, "messages published at start").range(1, 1000000);
+    return s;
+  }
+
+  nudge::Status start(nudge::Ingress& ingress) override {
+    ingress.set_room_interest("room", true);
+    boost::asio::post(context_.executor(), [this, &ingress] {
+      for (std::int64_t i = 0; i < messages_; ++i) {
+        auto message = std::make_shared<nudge::Message>();
+        message->id = nudge::MessageId::generate();
+        message->room = "room";
+        message->sender = "scripted";
+        message->payload = "message " + std::to_string(i);
+        const std::string id = message->id.to_string();
+        ingress.publish(std::move(message), [this, id](nudge::Status status) {
+          if (status.ok()) {
+            report_.line("ack " + id);
+            ++acked_;
+          } else {
+            report_.line("error " + id + " " + std::string(nudge::to_string(status.code())));
+          }
+          ++completed_;
+          maybe_done();
+        });
+      }
+    });
+    return nudge::Status::success();
+  }
+
+  void deliver(const nudge::MessagePtr& message) override {
+    report_.line("deliver " + message->id.to_string());
+    ++delivered_;
+    maybe_done();
+  }
+
+  void stop_intake() override {}
+  void stop(std::function<void()> done) override { done(); }
+
+ private:
+  void maybe_done() {
+    if (completed_ == messages_ && delivered_ >= acked_ && !signalled_) {
+      signalled_ = true;
+      std::raise(SIGTERM);
+    }
+  }
+
+  nudge::Context& context_;
+  std::int64_t messages_;
+  Report report_;
+  std::int64_t completed_ = 0;
+  std::int64_t acked_ = 0;
+  std::int64_t delivered_ = 0;
+  bool signalled_ = false;
+};
+
+class ScriptedLog final : public nudge::Log {
+ public:
+  ScriptedLog(const nudge::Config& config, nudge::Context& context)
+      : context_(context),
+        fail_every_(config.get_int("fail_every")),
+        delay_ms_(config.get_int("confirm_delay_ms")),
+        report_(config.get_string("report")) {}
+
+  static nudge::ConfigSchema schema() {
+    nudge::ConfigSchema s;
+    s.required("report", nudge::ConfigType::string, "file the log appends its observations to");
+    s.integer("fail_every", 0, "refuse every n-th append (0: none)").range(0, 1000000);
+    s.integer("confirm_delay_ms", 1, "time before an append completes").range(0, 60000);
+    return s;
+  }
+
+  nudge::Status start(const nudge::LogStartOptions&) override { return nudge::Status::success(); }
+
+  void append(const nudge::MessagePtr& message, nudge::Completion done) override {
+    const bool refuse = fail_every_ > 0 && ++appended_ % fail_every_ == 0;
+    auto timer = std::make_shared<boost::asio::steady_timer>(context_.executor(),
+                                                             std::chrono::milliseconds(delay_ms_));
+    timer->async_wait([this, timer, refuse, id = message->id.to_string(), done = std::move(done)](auto) {
+      report_.line((refuse ? "refused " : "confirmed ") + id);
+      done(refuse ? nudge::Status::error(nudge::StatusCode::unavailable, "scripted refusal")
+                  : nudge::Status::success());
+    });
+  }
+
+  void stop(std::function<void()> done) override { done(); }
+
+ private:
+  nudge::Context& context_;
+  std::int64_t fail_every_;
+  std::int64_t delay_ms_;
+  Report report_;
+  std::int64_t appended_ = 0;
+};
+
+}  // namespace
+
+// One library may export one plugin, so each is built twice with one of these.
+#if defined(NUDGE_SCRIPTED_SOURCE)
+NUDGE_PLUGIN(ScriptedSource, "scripted", "1.0.0", "A source scripted by the runtime's tests")
+#else
+NUDGE_PLUGIN(ScriptedLog, "scripted", "1.0.0", "A log scripted by the runtime's tests")
+#endif

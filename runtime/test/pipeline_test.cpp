@@ -3,6 +3,8 @@
 // deliveries, checked from the order of the events both plugins report.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -46,9 +48,13 @@ std::size_t first(const Events& events, const std::string& id, const std::string
 class PipelineTest : public ::testing::Test {
  protected:
   int run(const std::string& deliver, int messages, int fail_every, int confirm_delay_ms = 1) {
-    report_ = ::testing::TempDir() + "/pipeline-" + deliver + ".report";
+    // Named after the test: ctest runs tests in parallel processes.
+    const std::string stem = ::testing::TempDir() + "/pipeline-" +
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+                             std::to_string(::getpid());
+    report_ = stem + ".report";
     std::remove(report_.c_str());
-    const std::string file = ::testing::TempDir() + "/pipeline-" + deliver + ".toml";
+    const std::string file = stem + ".toml";
     std::ofstream(file) << "[pipeline]\nname = \"scripted\"\ndeliver = \"" << deliver << "\"\n"
                         << "max_in_flight = 64\n"
                         << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages << "\n"

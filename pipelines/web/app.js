@@ -169,9 +169,19 @@
 
   // ------------------------------------------------------------ connection --
 
+  // With token auth on (websocket source, auth_jwt_secret), open the page as
+  // /#token=<JWT> (or ?token=): browsers cannot set headers on a WebSocket,
+  // so the token travels in the query string. The fragment form keeps it out
+  // of the static page's access logs.
+  function pageToken() {
+    const fromHash = new URLSearchParams(location.hash.replace(/^#/, "")).get("token");
+    return fromHash || new URLSearchParams(location.search).get("token");
+  }
+
   function wsUrl() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    return scheme + "//" + location.host + WS_PATH;
+    const token = pageToken();
+    return scheme + "//" + location.host + WS_PATH + (token ? "?token=" + encodeURIComponent(token) : "");
   }
 
   function connect() {

@@ -1,0 +1,547 @@
+// The definitions of the session templates, included by the translation units
+// that instantiate them: sessions_plain.cpp and sessions_tls.cpp. Beast's
+// templates make each instantiation take minutes to compile; one per file
+// lets a parallel build do them at once.
+#pragma once
+
+#include "sessions.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
+
+#include "static_files.hpp"
+
+namespace nudge::plugins::websocket {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ws = beast::websocket;
+namespace ssl = boost::asio::ssl;
+using tcp = boost::asio::ip::tcp;
+
+namespace {
+constexpr const char* kServer = "nudge";
+/// How long a dropped client's write in flight may take before its socket is
+/// closed outright (a client too slow for its queue rarely reads a close frame).
+constexpr std::chrono::seconds kDropGrace{1};
+/// Longest wait armed for a token's expiry; later expiries are not watched.
+constexpr std::int64_t kMaxExpiryWatchMs = std::int64_t{366} * 24 * 3600 * 1000;
+
+template <class Stream>
+constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
+
+/// The peer's IP address, or "" once the socket is closed.
+template <class Stream>
+std::string remote_address(Stream& stream) {
+  beast::error_code ec;
+  const auto remote = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
+  return ec ? std::string() : remote.address().to_string();
+}
+
+inline std::string_view view(boost::beast::string_view s) noexcept { return {s.data(), s.size()}; }
+
+inline std::string_view error_code_for(StatusCode code) {
+  switch (code) {
+    case StatusCode::ok: return "ok";
+    case StatusCode::invalid_argument: return "bad_request";
+    case StatusCode::rejected: return "rejected";
+    case StatusCode::unavailable:
+    case StatusCode::timeout:
+    case StatusCode::cancelled: return "unavailable";
+    case StatusCode::internal: return "internal";
+  }
+  return "internal";
+}
+
+inline std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+// ---------------------------------------------------------- WsStreamSession
+
+template <class Stream>
+WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, std::string address,
+                                         std::optional<JwtIdentity> identity)
+    : WsSession(std::move(address)),
+      hub_(std::move(hub)),
+      ws_(std::move(stream)),
+      timer_(ws_.get_executor()),
+      identity_(std::move(identity)),
+      bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+              TokenBucket::Clock::now()) {
+  if (identity_) name_ = identity_->name;
+  serial_ = ++hub_->next_connection_serial;
+}
+
+template <class Stream>
+WsStreamSession<Stream>::~WsStreamSession() {
+  hub_->remove(this);
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::run(http::request<http::string_body> request) {
+  hub_->sessions.insert(this);
+  ++hub_->connections_by_address[address_];
+  hub_->connections_open.add(1);
+  hub_->connections_accepted.add();
+  beast::get_lowest_layer(ws_).expires_never();
+  ws::stream_base::timeout timeout;
+  timeout.handshake_timeout = std::chrono::milliseconds(hub_->config.handshake_timeout_ms);
+  // Beast pings at half the idle time and closes when that ping goes unanswered.
+  timeout.idle_timeout = std::chrono::milliseconds(hub_->config.idle_timeout_ms);
+  timeout.keep_alive_pings = true;
+  ws_.set_option(timeout);
+  ws_.set_option(ws::stream_base::decorator([](ws::response_type& res) { res.set(http::field::server, kServer); }));
+  ws_.read_message_max(static_cast<std::size_t>(hub_->config.max_message_bytes));
+  ws_.auto_fragment(false);
+  ws_.async_accept(request, beast::bind_front_handler(&WsStreamSession::on_accept, this->shared_from_this()));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::on_accept(beast::error_code ec) {
+  if (ec) return fail(ec, "handshake");
+  arm_token_expiry();
+  do_read();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::arm_token_expiry() {
+  if (!identity_ || !hub_->config.auth_close_on_expiry) return;
+  const std::int64_t remaining = identity_->expires_at_ms + hub_->config.auth_leeway_ms - now_ms();
+  if (remaining > kMaxExpiryWatchMs) return;
+  timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(remaining, 0)));
+  timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->closing_) return;
+    self->hub_->auth_expired.add();
+    self->hub_->logger.debug("closing the connection of '", self->name_, "' from '", self->address_,
+                             "': its token expired");
+    self->close_after_queue(ws::close_code::policy_error, "token expired");
+  });
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::do_read() {
+  if (closing_ || !hub_->intake_open) return;
+  ws_.async_read(buffer_, beast::bind_front_handler(&WsStreamSession::on_read, this->shared_from_this()));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::on_read(beast::error_code ec, std::size_t) {
+  if (ec) return fail(ec, "read");
+  hub_->frames_in.add();
+  if (!bucket_.allow(TokenBucket::Clock::now())) {
+    // Refused unread: parsing is work the limit is there to spare.
+    buffer_.consume(buffer_.size());
+    hub_->frames_rate_limited.add();
+    send_text(error_frame("", "rate_limited", "too many frames; slow down"));
+    if (++rate_strikes_ >= hub_->config.rate_limit_strikes) {
+      hub_->logger.debug("closing a connection from '", address_, "' after ", rate_strikes_,
+                         " frames refused for the rate limit");
+      return close_after_queue(ws::close_code::policy_error, "rate limit exceeded");
+    }
+    return do_read();
+  }
+  if (!ws_.got_text()) {
+    buffer_.consume(buffer_.size());
+    hub_->frames_refused.add();
+    send_text(error_frame("", "bad_request", "binary frames are not supported; send JSON text frames"));
+    return do_read();
+  }
+  ProtocolError error;
+  auto frame = parse_client_frame(
+      std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size()), error);
+  buffer_.consume(buffer_.size());
+  if (!frame) {
+    hub_->frames_refused.add();
+    send_text(error_frame(error.ref, error.code, error.message));
+    return do_read();
+  }
+  handle(std::move(*frame));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::handle(ClientFrame frame) {
+  switch (frame.type) {
+    case ClientFrame::Type::hello:
+      // An authenticated connection is named by its token, never by its frames.
+      if (identity_ && frame.name != identity_->name) {
+        hub_->frames_refused.add();
+        send_text(error_frame(frame.ref, "forbidden",
+                              "this connection is authenticated as '" + identity_->name +
+                                  "'; its name comes from the token"));
+        return do_read();
+      }
+      name_ = std::move(frame.name);
+      named_ = true;
+      return do_read();
+    case ClientFrame::Type::join:
+      if (rooms_.insert(frame.room).second) hub_->join(this, frame.room);
+      return do_read();
+    case ClientFrame::Type::leave:
+      if (rooms_.erase(frame.room)) hub_->leave(this, frame.room);
+      return do_read();
+    case ClientFrame::Type::send: break;
+  }
+  if (!rooms_.contains(frame.room)) {
+    hub_->frames_refused.add();
+    send_text(error_frame(frame.ref, "not_joined", "join room '" + frame.room + "' before sending to it"));
+    return do_read();
+  }
+  if (!hub_->ingress || !hub_->intake_open) {
+    send_text(error_frame(frame.ref, "unavailable", "the server is shutting down; send again after reconnecting"));
+    return;
+  }
+  if (frame.ref.empty() || hub_->config.resend_window_ms == 0) {
+    publish(std::move(frame), MessageId::generate(), std::nullopt);
+  } else {
+    std::string scope = resend_scope();
+    std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
+    auto claim = hub_->resends.claim(
+        scope, frame.ref, ResendCache::content_of(frame.room, frame.text), MessageId::generate(),
+        ResendCache::Clock::now(), [weak, ref = frame.ref](const Status& status, const MessageId& id) {
+          auto self = weak.lock();
+          if (!self) return;
+          if (status.ok()) self->send_text(ack_frame(ref, id));
+          else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
+        });
+    switch (claim.outcome) {
+      case ResendCache::Outcome::publish:
+        publish(std::move(frame), claim.id, std::move(scope));
+        break;
+      case ResendCache::Outcome::already_acked:
+        hub_->resends_recognised.add();
+        send_text(ack_frame(frame.ref, claim.id));
+        return do_read();
+      case ResendCache::Outcome::waiting:
+        hub_->resends_recognised.add();  // answered when the first attempt is
+        return do_read();
+      case ResendCache::Outcome::conflict:
+        hub_->ref_conflicts.add();
+        hub_->frames_refused.add();
+        send_text(error_frame(frame.ref, "ref_conflict",
+                              "ref '" + frame.ref + "' was already used for a different message; use a new ref"));
+        return do_read();
+    }
+  }
+  // Backpressure: the next frame is read only when the pipeline has room.
+  // The waiter owns the session: no read is pending to keep it alive meanwhile.
+  hub_->ingress->when_ready([self = this->shared_from_this()] { self->do_read(); });
+}
+
+template <class Stream>
+std::string WsStreamSession<Stream>::resend_scope() const {
+  // Prefixes keep a name from ever matching a token subject or a connection.
+  if (identity_) return "t:" + identity_->name;
+  if (named_) return "n:" + name_;
+  return "c:" + std::to_string(serial_);
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::publish(ClientFrame frame, const MessageId& id,
+                                      std::optional<std::string> resend_scope) {
+  auto message = std::make_shared<Message>();
+  message->id = id;
+  message->room = std::move(frame.room);
+  message->sender = name_;
+  message->payload = std::move(frame.text);
+  message->timestamp_ms = now_ms();
+  message->origin = hub_->instance_id;
+  std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
+  // The hub is held, not the session: the cache entry is settled (and other
+  // connections waiting on it answered) even after this client is gone.
+  hub_->ingress->publish(std::move(message), [weak, hub = hub_, scope = std::move(resend_scope),
+                                              ref = std::move(frame.ref), id](Status status) {
+    if (scope) hub->resends.settle(*scope, ref, status, ResendCache::Clock::now());
+    auto self = weak.lock();
+    if (!self) return;
+    if (status.ok()) self->send_text(ack_frame(ref, id));
+    else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
+  });
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::send_text(std::string text) {
+  send(std::make_shared<const std::string>(std::move(text)));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
+  if (closing_) return;
+  if (queue_.size() >= static_cast<std::size_t>(hub_->config.max_send_queue)) {
+    hub_->slow_clients_dropped.add();
+    hub_->logger.debug("dropping a client from '", address_, "' whose send queue is full (", queue_.size(),
+                       " frames)");
+    return drop(ws::close_code::policy_error, "send queue full: client too slow");
+  }
+  queue_.push_back(std::move(frame));
+  if (!writing_) do_write();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::do_write() {
+  writing_ = true;
+  ws_.text(true);
+  ws_.async_write(boost::asio::buffer(*queue_.front()),
+                  beast::bind_front_handler(&WsStreamSession::on_write, this->shared_from_this()));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
+  writing_ = false;
+  if (ec) return fail(ec, "write");
+  if (!queue_.empty()) queue_.pop_front();
+  if (!queue_.empty()) return do_write();
+  if (closing_) finish_close();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::shutdown() {
+  close_after_queue(ws::close_code::going_away, "server shutting down");
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::close_after_queue(ws::close_code code, std::string reason) {
+  if (closing_) return;
+  closing_ = true;
+  close_code_ = code;
+  close_reason_ = std::move(reason);
+  if (!writing_ && queue_.empty()) finish_close();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::drop(ws::close_code code, std::string reason) {
+  closing_ = true;
+  close_code_ = code;
+  close_reason_ = std::move(reason);
+  // A client this far behind is rarely reading: if the frame in flight and
+  // the close frame are not through within the grace, the socket is closed
+  // outright (else a stuck close would hold it for handshake_timeout_ms).
+  timer_.expires_after(kDropGrace);
+  timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->close_done_) return;
+    beast::get_lowest_layer(self->ws_).close();
+  });
+  if (!writing_) {
+    queue_.clear();
+    return finish_close();
+  }
+  // The frame being written must outlive its write; everything behind it goes.
+  queue_.erase(std::next(queue_.begin()), queue_.end());
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::finish_close() {
+  if (closed_) return;
+  closed_ = true;
+  hub_->remove(this);
+  ws_.async_close(ws::close_reason(close_code_, close_reason_), [self = this->shared_from_this()](beast::error_code) {
+    self->close_done_ = true;
+    beast::error_code ignored;
+    beast::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
+  });
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::fail(beast::error_code ec, const char* what) {
+  closed_ = true;
+  hub_->remove(this);
+  timer_.cancel();
+  if (ec == ws::error::closed || ec == boost::asio::error::operation_aborted || ec == boost::asio::error::eof ||
+      ec == boost::asio::error::connection_reset || ec == ssl::error::stream_truncated)
+    return;
+  hub_->logger.debug("connection from '", address_, "' closed on ", what, ": ", ec.message());
+}
+
+// -------------------------------------------------------------- HttpSession
+
+template <class Stream>
+HttpSession<Stream>::HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, beast::flat_buffer buffer)
+    : hub_(std::move(hub)), stream_(std::move(stream)), buffer_(std::move(buffer)) {}
+
+template <class Stream>
+void HttpSession<Stream>::run() {
+  if constexpr (kIsTls<Stream>) {
+    // The TLS handshake counts against the same deadline as the request.
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
+    stream_.async_handshake(ssl::stream_base::server, buffer_.data(),
+                            beast::bind_front_handler(&HttpSession::on_handshake, this->shared_from_this()));
+  } else {
+    boost::asio::dispatch(stream_.get_executor(),
+                          beast::bind_front_handler(&HttpSession::do_read, this->shared_from_this()));
+  }
+}
+
+template <class Stream>
+void HttpSession<Stream>::on_handshake(beast::error_code ec, std::size_t used) {
+  if (ec) return hub_->note_tls_failure(remote_address(stream_), ec.message(), false);
+  buffer_.consume(used);
+  do_read();
+}
+
+template <class Stream>
+void HttpSession<Stream>::do_read() {
+  parser_.emplace();
+  parser_->header_limit(16 * 1024);
+  parser_->body_limit(64 * 1024);
+  // The whole request must arrive in time: a client trickling bytes holds nothing for long.
+  beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&HttpSession::on_read, this->shared_from_this()));
+}
+
+template <class Stream>
+bool HttpSession<Stream>::origin_allowed() const {
+  const auto& req = parser_->get();
+  const auto origin_it = req.find(http::field::origin);
+  if (origin_it == req.end()) return true;  // not a browser: nothing to hijack
+  const std::string origin(origin_it->value());
+  for (const auto& allowed : hub_->config.allowed_origins)
+    if (allowed == "*" || allowed == origin) return true;
+  // Same origin: the Origin's authority equals the Host the browser connected to.
+  const auto scheme_end = origin.find("://");
+  const std::string authority = scheme_end == std::string::npos ? origin : origin.substr(scheme_end + 3);
+  return authority == std::string(req[http::field::host]);
+}
+
+template <class Stream>
+void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
+  if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) return close();
+  if (ec == beast::error::timeout || ec == boost::asio::error::operation_aborted ||
+      ec == ssl::error::stream_truncated || ec == boost::asio::error::connection_reset)
+    return;
+  if (ec) return respond_text(http::status::bad_request, "bad request: " + ec.message() + "\n");
+
+  const auto& req = parser_->get();
+  const std::string_view target = view(req.target());
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (ws::is_upgrade(req)) {
+    if (path != hub_->config.path) return respond_text(http::status::not_found, "no WebSocket endpoint here\n");
+    return upgrade();
+  }
+  if (req.method() != http::verb::get && req.method() != http::verb::head)
+    return respond_text(http::status::method_not_allowed, "only GET and HEAD are served\n");
+  if (path == hub_->config.path)
+    return respond_text(http::status::upgrade_required, "this is a WebSocket endpoint\n");
+
+  const auto file = resolve_static_path(hub_->config.static_dir, target);
+  if (!file) return respond_text(http::status::not_found, "not found\n");
+  http::file_body::value_type body;
+  body.open(file->c_str(), beast::file_mode::scan, ec);
+  if (ec) return respond_text(http::status::not_found, "not found\n");
+  const auto size = body.size();
+  if (req.method() == http::verb::head) {
+    http::response<http::empty_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, kServer);
+    res.set(http::field::content_type, content_type_for(*file));
+    res.content_length(size);
+    res.keep_alive(req.keep_alive());
+    return respond(std::move(res));
+  }
+  http::response<http::file_body> res{std::piecewise_construct, std::make_tuple(std::move(body)),
+                                      std::make_tuple(http::status::ok, req.version())};
+  res.set(http::field::server, kServer);
+  res.set(http::field::content_type, content_type_for(*file));
+  res.set(http::field::cache_control, "no-cache");
+  res.set("X-Content-Type-Options", "nosniff");
+  res.content_length(size);
+  res.keep_alive(req.keep_alive());
+  respond(std::move(res));
+}
+
+template <class Stream>
+void HttpSession<Stream>::upgrade() {
+  if (!hub_->intake_open) {
+    hub_->connections_refused.add();
+    return respond_text(http::status::service_unavailable, "shutting down\n");
+  }
+  if (!origin_allowed()) {
+    hub_->connections_refused.add();
+    hub_->logger.warn("refused a WebSocket from origin '", std::string(parser_->get()[http::field::origin]),
+                      "' (not in allowed_origins)");
+    return respond_text(http::status::forbidden, "origin not allowed\n");
+  }
+  std::string address = remote_address(stream_);
+  // The token is checked before the limits: a client without one learns nothing about the load.
+  std::optional<JwtIdentity> identity;
+  if (hub_->verifier) {
+    const auto& req = parser_->get();
+    const std::string token = token_from_request(view(req[http::field::authorization]), view(req.target()));
+    auto result = hub_->verifier->verify(token, now_ms());
+    if (!result) {
+      hub_->note_auth_refused(result.error(), address);
+      // RFC 6750 section 3: no error code when the request carried no token.
+      const std::string challenge =
+          result.error() == JwtError::missing
+              ? std::string("Bearer realm=\"nudge\"")
+              : "Bearer realm=\"nudge\", error=\"invalid_token\", error_description=\"" +
+                    std::string(to_string(result.error())) + "\"";
+      return respond_text(http::status::unauthorized, "unauthorized: " + std::string(to_string(result.error())) + "\n",
+                          challenge);
+    }
+    identity = std::move(result.identity());
+  }
+  if (hub_->sessions.size() >= static_cast<std::size_t>(hub_->config.max_connections)) {
+    hub_->connections_refused.add();
+    return respond_text(http::status::service_unavailable, "too many connections\n");
+  }
+  const auto per_address = hub_->config.max_connections_per_address;
+  if (per_address > 0) {
+    const auto it = hub_->connections_by_address.find(address);
+    if (it != hub_->connections_by_address.end() && it->second >= static_cast<std::size_t>(per_address)) {
+      hub_->connections_refused.add();
+      hub_->logger.debug("refused a WebSocket from '", address, "': ", it->second, " connections already open");
+      return respond_text(http::status::service_unavailable, "too many connections from this address\n");
+    }
+  }
+  auto session = std::make_shared<WsStreamSession<Stream>>(hub_, std::move(stream_), std::move(address),
+                                                           std::move(identity));
+  session->run(parser_->release());
+}
+
+template <class Stream>
+template <class Response>
+void HttpSession<Stream>::respond(Response&& response) {
+  auto res = std::make_shared<std::decay_t<Response>>(std::forward<Response>(response));
+  const bool keep_alive = res->keep_alive();
+  http::async_write(stream_, *res,
+                    [self = this->shared_from_this(), res, keep_alive](beast::error_code ec, std::size_t) {
+                      if (ec || !keep_alive) return self->close();
+                      self->do_read();
+                    });
+}
+
+template <class Stream>
+void HttpSession<Stream>::respond_text(http::status status, std::string body, std::string www_authenticate) {
+  http::response<http::string_body> res{status, parser_ ? parser_->get().version() : 11};
+  res.set(http::field::server, kServer);
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  if (!www_authenticate.empty()) res.set(http::field::www_authenticate, www_authenticate);
+  res.keep_alive(false);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  respond(std::move(res));
+}
+
+template <class Stream>
+void HttpSession<Stream>::close() {
+  if constexpr (kIsTls<Stream>) {
+    // close_notify, bounded: a peer that never answers it is not waited for.
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
+    stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+      beast::get_lowest_layer(self->stream_).close();
+    });
+  } else {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+}
+
+}  // namespace nudge::plugins::websocket

@@ -1,7 +1,6 @@
 #pragma once
 
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <set>
@@ -18,6 +17,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "config.hpp"
+#include "frame_queue.hpp"
 #include "jwt.hpp"
 #include "nudge/sdk.hpp"
 #include "protocol.hpp"
@@ -31,6 +31,21 @@ namespace nudge::plugins::websocket {
 /// write.
 using PlainStream = boost::beast::tcp_stream;
 using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+/// What a WebSocket runs over once upgraded from an HTTP stream. Plain
+/// connections drop Beast's tcp_stream for the bare socket: its timer state
+/// (about 0.5 KiB a connection) serves the HTTP phase only, since the
+/// WebSocket stream keeps its own handshake and idle timeouts.
+template <class Stream>
+struct WsLayer {
+  using type = Stream;
+  static Stream&& from(Stream&& stream) noexcept { return std::move(stream); }
+};
+template <>
+struct WsLayer<PlainStream> {
+  using type = boost::asio::ip::tcp::socket;
+  static type from(PlainStream&& stream) { return stream.release_socket(); }
+};
 
 class WsSession;
 
@@ -137,6 +152,10 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void on_accept(boost::beast::error_code ec);
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
+  /// A whole message is in buffer_: checks and handles it.
+  void on_message();
+  /// Empties buffer_ after a message, giving back what a large one grew.
+  void clear_read_buffer();
   void handle(ClientFrame frame);
   /// Publishes `frame` as message `id`; the outcome settles the resend cache
   /// entry (when `resend_scope` is set) and is answered with an ack or error.
@@ -157,12 +176,15 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void arm_token_expiry();
 
   std::shared_ptr<Hub> hub_;
-  boost::beast::websocket::stream<Stream> ws_;
+  boost::beast::websocket::stream<typename WsLayer<Stream>::type> ws_;
   /// The token's expiry while open; after a drop, the grace given to the
   /// write in flight and the close frame before the socket is closed outright.
   boost::asio::steady_timer timer_;
+  /// The message being read. It is read in pieces of at most
+  /// kReadPiece bytes, so the buffer an idle connection holds for its next
+  /// read stays that small; a large message grows it, and it is given back after.
   boost::beast::flat_buffer buffer_;
-  std::deque<std::shared_ptr<const std::string>> queue_;
+  FrameQueue queue_;
   bool writing_ = false;
   bool closing_ = false;
   bool closed_ = false;

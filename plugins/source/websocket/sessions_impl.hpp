@@ -31,8 +31,23 @@ constexpr std::chrono::seconds kDropGrace{1};
 /// Longest wait armed for a token's expiry; later expiries are not watched.
 constexpr std::int64_t kMaxExpiryWatchMs = std::int64_t{366} * 24 * 3600 * 1000;
 
+/// Most bytes of a message moved into the session's buffer per read: chat
+/// messages fit in one piece, and an idle connection's pending read holds a
+/// buffer this size rather than Beast's default 1536 bytes.
+constexpr std::size_t kReadPiece = 256;
+/// Capacity of the read buffer kept between messages.
+constexpr std::size_t kKeptReadCapacity = 1024;
+
 template <class Stream>
 constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
+
+/// The TCP socket under a WebSocket stream, whatever layers are between.
+template <class WebSocket>
+boost::asio::ip::tcp::socket& tcp_socket(WebSocket& ws) {
+  auto& lowest = beast::get_lowest_layer(ws);
+  if constexpr (requires { lowest.socket(); }) return lowest.socket();
+  else return lowest;
+}
 
 /// The peer's IP address, or "" once the socket is closed.
 template <class Stream>
@@ -70,7 +85,7 @@ WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stre
                                          std::optional<JwtIdentity> identity)
     : WsSession(std::move(address)),
       hub_(std::move(hub)),
-      ws_(std::move(stream)),
+      ws_(WsLayer<Stream>::from(std::move(stream))),
       timer_(ws_.get_executor()),
       identity_(std::move(identity)),
       bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
@@ -90,7 +105,7 @@ void WsStreamSession<Stream>::run(http::request<http::string_body> request) {
   ++hub_->connections_by_address[address_];
   hub_->connections_open.add(1);
   hub_->connections_accepted.add();
-  beast::get_lowest_layer(ws_).expires_never();
+  if constexpr (kIsTls<Stream>) beast::get_lowest_layer(ws_).expires_never();
   ws::stream_base::timeout timeout;
   timeout.handshake_timeout = std::chrono::milliseconds(hub_->config.handshake_timeout_ms);
   // Beast pings at half the idle time and closes when that ping goes unanswered.
@@ -129,16 +144,29 @@ void WsStreamSession<Stream>::arm_token_expiry() {
 template <class Stream>
 void WsStreamSession<Stream>::do_read() {
   if (closing_ || !hub_->intake_open) return;
-  ws_.async_read(buffer_, beast::bind_front_handler(&WsStreamSession::on_read, this->shared_from_this()));
+  ws_.async_read_some(buffer_, kReadPiece,
+                      beast::bind_front_handler(&WsStreamSession::on_read, this->shared_from_this()));
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (ec) return fail(ec, "read");
+  if (!ws_.is_message_done()) return do_read();
+  on_message();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::clear_read_buffer() {
+  buffer_.consume(buffer_.size());
+  if (buffer_.capacity() > kKeptReadCapacity) buffer_ = beast::flat_buffer();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::on_message() {
   hub_->frames_in.add();
   if (!bucket_.allow(TokenBucket::Clock::now())) {
     // Refused unread: parsing is work the limit is there to spare.
-    buffer_.consume(buffer_.size());
+    clear_read_buffer();
     hub_->frames_rate_limited.add();
     send_text(error_frame("", "rate_limited", "too many frames; slow down"));
     if (++rate_strikes_ >= hub_->config.rate_limit_strikes) {
@@ -149,7 +177,7 @@ void WsStreamSession<Stream>::on_read(beast::error_code ec, std::size_t) {
     return do_read();
   }
   if (!ws_.got_text()) {
-    buffer_.consume(buffer_.size());
+    clear_read_buffer();
     hub_->frames_refused.add();
     send_text(error_frame("", "bad_request", "binary frames are not supported; send JSON text frames"));
     return do_read();
@@ -157,7 +185,7 @@ void WsStreamSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   ProtocolError error;
   auto frame = parse_client_frame(
       std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size()), error);
-  buffer_.consume(buffer_.size());
+  clear_read_buffer();
   if (!frame) {
     hub_->frames_refused.add();
     send_text(error_frame(error.ref, error.code, error.message));
@@ -327,14 +355,15 @@ void WsStreamSession<Stream>::drop(ws::close_code code, std::string reason) {
   timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || self->close_done_) return;
-    beast::get_lowest_layer(self->ws_).close();
+    beast::error_code ignored;
+    tcp_socket(self->ws_).close(ignored);
   });
   if (!writing_) {
     queue_.clear();
     return finish_close();
   }
   // The frame being written must outlive its write; everything behind it goes.
-  queue_.erase(std::next(queue_.begin()), queue_.end());
+  queue_.keep_front_only();
 }
 
 template <class Stream>
@@ -345,7 +374,7 @@ void WsStreamSession<Stream>::finish_close() {
   ws_.async_close(ws::close_reason(close_code_, close_reason_), [self = this->shared_from_this()](beast::error_code) {
     self->close_done_ = true;
     beast::error_code ignored;
-    beast::get_lowest_layer(self->ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp_socket(self->ws_).shutdown(tcp::socket::shutdown_both, ignored);
   });
 }
 

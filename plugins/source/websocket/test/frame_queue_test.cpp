@@ -1,0 +1,68 @@
+#include "frame_queue.hpp"
+
+#include <gtest/gtest.h>
+
+namespace nudge::plugins::websocket {
+namespace {
+
+FrameQueue::Frame frame(std::string text) { return std::make_shared<const std::string>(std::move(text)); }
+
+TEST(FrameQueue, KeepsOrderAcrossPushesAndPops) {
+  FrameQueue queue;
+  EXPECT_TRUE(queue.empty());
+  queue.push_back(frame("a"));
+  queue.push_back(frame("b"));
+  EXPECT_EQ(queue.size(), 2u);
+  EXPECT_EQ(*queue.front(), "a");
+  queue.pop_front();
+  queue.push_back(frame("c"));
+  EXPECT_EQ(*queue.front(), "b");
+  queue.pop_front();
+  EXPECT_EQ(*queue.front(), "c");
+  queue.pop_front();
+  EXPECT_TRUE(queue.empty());
+  EXPECT_EQ(queue.size(), 0u);
+}
+
+TEST(FrameQueue, ReleasesAPoppedFrameAtOnce) {
+  FrameQueue queue;
+  auto shared = frame("broadcast");
+  queue.push_back(shared);
+  queue.push_back(frame("next"));
+  EXPECT_EQ(shared.use_count(), 2);
+  queue.pop_front();
+  EXPECT_EQ(shared.use_count(), 1) << "a written frame must not stay referenced by the queue";
+}
+
+TEST(FrameQueue, KeepFrontOnlyLeavesTheFrameInFlight) {
+  FrameQueue queue;
+  for (const char* text : {"in flight", "x", "y", "z"}) queue.push_back(frame(text));
+  queue.pop_front();  // "in flight" written; "x" is now in flight
+  queue.keep_front_only();
+  EXPECT_EQ(queue.size(), 1u);
+  EXPECT_EQ(*queue.front(), "x");
+  queue.pop_front();
+  EXPECT_TRUE(queue.empty());
+  queue.keep_front_only();  // harmless when empty
+  EXPECT_TRUE(queue.empty());
+}
+
+TEST(FrameQueue, ManyCyclesStayCorrect) {
+  FrameQueue queue;
+  int next_in = 0, next_out = 0;
+  for (int round = 0; round < 1000; ++round) {
+    for (int i = 0; i < round % 37; ++i) queue.push_back(frame(std::to_string(next_in++)));
+    for (int i = 0; i < round % 23 && !queue.empty(); ++i) {
+      ASSERT_EQ(*queue.front(), std::to_string(next_out++));
+      queue.pop_front();
+    }
+  }
+  while (!queue.empty()) {
+    ASSERT_EQ(*queue.front(), std::to_string(next_out++));
+    queue.pop_front();
+  }
+  EXPECT_EQ(next_in, next_out);
+}
+
+}  // namespace
+}  // namespace nudge::plugins::websocket

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -37,11 +39,23 @@ class FrameQueue {
     if (frames_.capacity() > kKeptCapacity) std::vector<Frame>().swap(frames_);
   }
 
-  /// Drops every frame but the oldest (the one being written, which must
-  /// outlive its write).
-  void keep_front_only() {
-    if (empty()) return;
-    frames_.erase(frames_.begin() + static_cast<std::ptrdiff_t>(head_) + 1, frames_.end());
+  /// Drops every frame but the oldest `count` (those being written, which
+  /// must outlive their write).
+  void keep_front(std::size_t count) {
+    if (size() <= count) return;
+    frames_.erase(frames_.begin() + static_cast<std::ptrdiff_t>(head_ + count), frames_.end());
+    if (empty()) clear();
+  }
+
+  /// Fills `buffers` with the oldest frames, as many as fit; returns how many.
+  template <class Buffer, std::size_t N>
+  std::size_t gather(std::array<Buffer, N>& buffers) const noexcept {
+    const std::size_t count = std::min(N, size());
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto& frame = *frames_[head_ + i];
+      buffers[i] = Buffer(frame.data(), frame.size());
+    }
+    return count;
   }
 
  private:

@@ -22,7 +22,10 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
           ctx.metrics().counter("tls_plaintext_refused", "Plaintext connections refused by the TLS listener")),
       resends_recognised(ctx.metrics().counter(
           "resends_recognised", "Sends recognised by their ref as a resend, answered without a second message")),
-      ref_conflicts(ctx.metrics().counter("ref_conflicts", "Sends refused for reusing a ref for another message")) {}
+      ref_conflicts(ctx.metrics().counter("ref_conflicts", "Sends refused for reusing a ref for another message")),
+      protocol_errors(ctx.metrics().counter(
+          "protocol_errors", "Connections closed for breaking the WebSocket protocol (1002, 1007, 1009)")),
+      idle_closed(ctx.metrics().counter("idle_closed", "Connections cut after idle_timeout_ms without a byte")) {}
 
 void Hub::join(WsSession* session, const std::string& room) {
   auto& members = rooms[room];

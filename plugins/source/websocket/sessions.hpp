@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -14,7 +15,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "config.hpp"
 #include "frame_queue.hpp"
@@ -23,6 +24,7 @@
 #include "protocol.hpp"
 #include "resend_cache.hpp"
 #include "token_bucket.hpp"
+#include "wire.hpp"
 
 namespace nudge::plugins::websocket {
 
@@ -34,8 +36,8 @@ using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
 
 /// What a WebSocket runs over once upgraded from an HTTP stream. Plain
 /// connections drop Beast's tcp_stream for the bare socket: its timer state
-/// (about 0.5 KiB a connection) serves the HTTP phase only, since the
-/// WebSocket stream keeps its own handshake and idle timeouts.
+/// (about 0.5 KiB a connection) serves the HTTP phase only; the source's
+/// sweep keeps the WebSocket timeouts.
 template <class Stream>
 struct WsLayer {
   using type = Stream;
@@ -90,6 +92,15 @@ struct Hub {
   Counter& tls_plaintext_refused;
   Counter& resends_recognised;
   Counter& ref_conflicts;
+  Counter& protocol_errors;
+  Counter& idle_closed;
+
+  /// Where plain connections read: one buffer for the whole event loop, as
+  /// a read completes before the next starts. An idle connection holds none.
+  static constexpr std::size_t kReadBufferSize = 64 * 1024;
+  std::unique_ptr<std::uint8_t[]> read_buffer{new std::uint8_t[kReadBufferSize]};
+  /// The keep-alive ping, the same bytes for everyone.
+  std::shared_ptr<const std::string> ping_frame = std::make_shared<const std::string>(encode_frame(Opcode::ping, ""));
 
   void join(WsSession* session, const std::string& room);
   void leave(WsSession* session, const std::string& room);
@@ -111,14 +122,21 @@ struct Hub {
 /// source see it whatever its stream.
 class WsSession {
  public:
+  using Clock = std::chrono::steady_clock;
+
   virtual ~WsSession() = default;
   WsSession(const WsSession&) = delete;
   WsSession& operator=(const WsSession&) = delete;
 
-  /// Queues a frame. A client whose queue is full is dropped (close 1008).
+  /// Queues a frame already encoded for the wire (encode_frame), shared by
+  /// every recipient. A client whose queue is full is dropped (close 1008).
   virtual void send(std::shared_ptr<const std::string> frame) = 0;
   /// Closes with 1001 (going away) once queued frames are written.
   virtual void shutdown() = 0;
+  /// Called by the source's sweep: pings a client silent for half the idle
+  /// timeout, cuts one silent for all of it, and ends close handshakes that
+  /// ran past their deadline.
+  virtual void check_timeouts(Clock::time_point now) = 0;
 
   const std::set<std::string>& rooms() const noexcept { return rooms_; }
   /// The client's IP address, counted against max_connections_per_address.
@@ -131,7 +149,8 @@ class WsSession {
   std::string address_;
 };
 
-/// A WsSession over `Stream` (PlainStream or TlsStream).
+/// A WsSession over `Stream` (PlainStream or TlsStream): the WebSocket
+/// protocol (wire.hpp) over the stream, and the chat protocol over that.
 template <class Stream>
 class WsStreamSession final : public WsSession, public std::enable_shared_from_this<WsStreamSession<Stream>> {
  public:
@@ -141,58 +160,91 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
                   std::optional<JwtIdentity> identity);
   ~WsStreamSession() override;
 
-  /// Completes the upgrade that `request` asked for, then serves the client.
-  void run(boost::beast::http::request<boost::beast::http::string_body> request);
+  /// Writes `response` (the 101 that completes the upgrade), then serves the
+  /// client; `early` holds bytes it sent after its request, if any.
+  void run(std::string response, std::string early);
 
   // WsSession
   void send(std::shared_ptr<const std::string> frame) override;
   void shutdown() override;
+  void check_timeouts(Clock::time_point now) override;
 
  private:
-  void on_accept(boost::beast::error_code ec);
+  using Socket = typename WsLayer<Stream>::type;
+  /// What a handled message lets the session do next.
+  enum class Next {
+    read,   ///< go on reading
+    pause,  ///< wait: something will call do_read() (pipeline backpressure)
+    stop,   ///< the connection is closing
+  };
+
+  void on_upgraded(boost::beast::error_code ec);
+  /// Goes on reading: bytes held back first, then the socket.
   void do_read();
-  void on_read(boost::beast::error_code ec, std::size_t bytes);
-  /// A whole message is in buffer_: checks and handles it.
-  void on_message();
-  /// Empties buffer_ after a message, giving back what a large one grew.
-  void clear_read_buffer();
-  void handle(ClientFrame frame);
+  void start_socket_read();
+  void on_readable(boost::beast::error_code ec);
+  void on_tls_read(boost::beast::error_code ec, std::size_t bytes);
+  /// Runs the frames in `input` through the protocol. False when reading
+  /// stops here: the rest of `input` is kept in pending_input_ if paused.
+  bool consume(std::span<std::uint8_t> input);
+  Next on_message(std::string_view data, bool text);
+  Next handle(ClientFrame frame);
   /// Publishes `frame` as message `id`; the outcome settles the resend cache
   /// entry (when `resend_scope` is set) and is answered with an ack or error.
-  void publish(ClientFrame frame, const MessageId& id, std::optional<std::string> resend_scope);
+  Next publish(ClientFrame frame, const MessageId& id, std::optional<std::string> resend_scope);
   /// Whose refs these are: the token's holder, the hello name, or (anonymous)
   /// this connection alone.
   std::string resend_scope() const;
-  void send_text(std::string text);
+  void send_text(std::string_view json);
+  /// Queues a frame whatever the queue's length (control frames).
+  void enqueue(std::shared_ptr<const std::string> frame);
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
-  /// Drops what is queued and closes with `code`.
-  void drop(boost::beast::websocket::close_code code, std::string reason);
-  /// Stops reading and closes with `code` once queued frames are written.
-  void close_after_queue(boost::beast::websocket::close_code code, std::string reason);
-  void finish_close();
+  /// Closes with `code` at once: what is queued and not yet being written
+  /// is dropped. The socket is closed when the client answers, or `grace`
+  /// later at the latest.
+  void begin_close(CloseCode code, std::string_view reason, Clock::duration grace);
+  /// Closes with `code` once the queued frames are written (within
+  /// handshake_timeout_ms).
+  void close_after_queue(CloseCode code, std::string_view reason);
+  /// Queues the close frame, the last frame this session writes.
+  void queue_close(CloseCode code, std::string_view reason, Clock::time_point deadline);
+  /// Leaves every room: nothing more is delivered to this client.
+  void leave_rooms();
+  /// Closes the socket: the end of the session.
+  void close_socket();
   void fail(boost::beast::error_code ec, const char* what);
   /// Closes the connection (1008) when its token expires.
   void arm_token_expiry();
 
   std::shared_ptr<Hub> hub_;
-  boost::beast::websocket::stream<typename WsLayer<Stream>::type> ws_;
-  /// The token's expiry while open; after a drop, the grace given to the
-  /// write in flight and the close frame before the socket is closed outright.
-  boost::asio::steady_timer timer_;
-  /// The message being read. It is read in pieces of at most
-  /// kReadPiece bytes, so the buffer an idle connection holds for its next
-  /// read stays that small; a large message grows it, and it is given back after.
-  boost::beast::flat_buffer buffer_;
+  Socket stream_;
+  FrameReader reader_;
+  /// Bytes read but not yet run through the reader: reading paused for
+  /// backpressure in the middle of what one read returned.
+  std::string pending_input_;
+  /// TLS only: what the TLS stream decrypts into (plain sockets read into
+  /// the hub's shared buffer).
+  std::unique_ptr<std::uint8_t[]> tls_input_;
+  /// Only while a token's expiry is watched.
+  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
   FrameQueue queue_;
-  bool writing_ = false;
-  bool closing_ = false;
-  bool closed_ = false;
-  bool close_done_ = false;  ///< the close handshake finished (or failed)
-  boost::beast::websocket::close_code close_code_ = boost::beast::websocket::close_code::going_away;
-  std::string close_reason_;
+  std::size_t frames_in_flight_ = 0;
+  Clock::time_point last_heard_;
+  Clock::time_point close_deadline_;
+  /// Set by close_after_queue until the queue drains.
+  std::string pending_close_reason_;
+  CloseCode pending_close_code_ = CloseCode::normal;
+  bool upgraded_ = false;  ///< the 101 response is written
+  bool read_pending_ = false;
+  bool ping_sent_ = false;
+  bool closing_ = false;        ///< closing: nothing more is delivered or read as a message
+  bool close_queued_ = false;   ///< our close frame is queued, the last frame
+  bool close_written_ = false;  ///< our close frame is out
+  bool close_received_ = false;  ///< the client's close frame arrived
+  bool closed_ = false;          ///< the socket is closed
+  bool named_ = false;           ///< a hello set name_
   std::string name_ = "anonymous";
-  bool named_ = false;  ///< a hello set name_
   std::uint64_t serial_ = 0;
   std::optional<JwtIdentity> identity_;
   TokenBucket bucket_;

@@ -31,12 +31,13 @@ constexpr std::chrono::seconds kDropGrace{1};
 /// Longest wait armed for a token's expiry; later expiries are not watched.
 constexpr std::int64_t kMaxExpiryWatchMs = std::int64_t{366} * 24 * 3600 * 1000;
 
-/// Most bytes of a message moved into the session's buffer per read: chat
-/// messages fit in one piece, and an idle connection's pending read holds a
-/// buffer this size rather than Beast's default 1536 bytes.
-constexpr std::size_t kReadPiece = 256;
-/// Capacity of the read buffer kept between messages.
-constexpr std::size_t kKeptReadCapacity = 1024;
+/// Reads of the shared buffer one readable connection gets before others
+/// have their turn.
+constexpr int kReadsPerWakeup = 4;
+/// What one TLS read decrypts into (TLS connections hold it while open).
+constexpr std::size_t kTlsReadSize = 4096;
+/// Queued frames written by one system call at most.
+constexpr std::size_t kFramesPerWrite = 16;
 
 template <class Stream>
 constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
@@ -85,8 +86,8 @@ WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stre
                                          std::optional<JwtIdentity> identity)
     : WsSession(std::move(address)),
       hub_(std::move(hub)),
-      ws_(WsLayer<Stream>::from(std::move(stream))),
-      timer_(ws_.get_executor()),
+      stream_(WsLayer<Stream>::from(std::move(stream))),
+      reader_(static_cast<std::size_t>(hub_->config.max_message_bytes)),
       identity_(std::move(identity)),
       bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
               TokenBucket::Clock::now()) {
@@ -100,29 +101,33 @@ WsStreamSession<Stream>::~WsStreamSession() {
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::run(http::request<http::string_body> request) {
+void WsStreamSession<Stream>::run(std::string response, std::string early) {
   hub_->sessions.insert(this);
   ++hub_->connections_by_address[address_];
   hub_->connections_open.add(1);
   hub_->connections_accepted.add();
-  if constexpr (kIsTls<Stream>) beast::get_lowest_layer(ws_).expires_never();
-  ws::stream_base::timeout timeout;
-  timeout.handshake_timeout = std::chrono::milliseconds(hub_->config.handshake_timeout_ms);
-  // Beast pings at half the idle time and closes when that ping goes unanswered.
-  timeout.idle_timeout = std::chrono::milliseconds(hub_->config.idle_timeout_ms);
-  timeout.keep_alive_pings = true;
-  ws_.set_option(timeout);
-  ws_.set_option(ws::stream_base::decorator([](ws::response_type& res) { res.set(http::field::server, kServer); }));
-  ws_.read_message_max(static_cast<std::size_t>(hub_->config.max_message_bytes));
-  ws_.auto_fragment(false);
-  ws_.async_accept(request, beast::bind_front_handler(&WsStreamSession::on_accept, this->shared_from_this()));
+  last_heard_ = Clock::now();
+  pending_input_ = std::move(early);
+  beast::error_code ec;
+  if constexpr (kIsTls<Stream>) {
+    beast::get_lowest_layer(stream_).expires_never();
+  } else {
+    stream_.non_blocking(true, ec);  // read_some returns would_block instead of waiting
+  }
+  auto bytes = std::make_shared<const std::string>(std::move(response));
+  boost::asio::async_write(stream_, boost::asio::buffer(*bytes),
+                           [self = this->shared_from_this(), bytes](beast::error_code ec, std::size_t) {
+                             self->on_upgraded(ec);
+                           });
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::on_accept(beast::error_code ec) {
+void WsStreamSession<Stream>::on_upgraded(beast::error_code ec) {
   if (ec) return fail(ec, "handshake");
+  upgraded_ = true;
   arm_token_expiry();
   do_read();
+  if (!queue_.empty() && frames_in_flight_ == 0) do_write();
 }
 
 template <class Stream>
@@ -130,72 +135,151 @@ void WsStreamSession<Stream>::arm_token_expiry() {
   if (!identity_ || !hub_->config.auth_close_on_expiry) return;
   const std::int64_t remaining = identity_->expires_at_ms + hub_->config.auth_leeway_ms - now_ms();
   if (remaining > kMaxExpiryWatchMs) return;
-  timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(remaining, 0)));
-  timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
+  expiry_timer_ = std::make_unique<boost::asio::steady_timer>(stream_.get_executor());
+  expiry_timer_->expires_after(std::chrono::milliseconds(std::max<std::int64_t>(remaining, 0)));
+  expiry_timer_->async_wait([weak = this->weak_from_this()](beast::error_code ec) {
     auto self = weak.lock();
     if (ec || !self || self->closing_) return;
     self->hub_->auth_expired.add();
     self->hub_->logger.debug("closing the connection of '", self->name_, "' from '", self->address_,
                              "': its token expired");
-    self->close_after_queue(ws::close_code::policy_error, "token expired");
+    self->close_after_queue(CloseCode::policy_error, "token expired");
   });
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::do_read() {
-  if (closing_ || !hub_->intake_open) return;
-  ws_.async_read_some(buffer_, kReadPiece,
-                      beast::bind_front_handler(&WsStreamSession::on_read, this->shared_from_this()));
+  if (closed_) return;
+  if (!closing_ && !hub_->intake_open) return;
+  if (!pending_input_.empty()) {
+    std::string held = std::move(pending_input_);
+    pending_input_.clear();
+    if (!consume({reinterpret_cast<std::uint8_t*>(held.data()), held.size()})) return;
+  }
+  start_socket_read();
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::on_read(beast::error_code ec, std::size_t) {
+void WsStreamSession<Stream>::start_socket_read() {
+  if (read_pending_ || closed_) return;
+  read_pending_ = true;
+  if constexpr (kIsTls<Stream>) {
+    if (!tls_input_) tls_input_.reset(new std::uint8_t[kTlsReadSize]);
+    stream_.async_read_some(boost::asio::buffer(tls_input_.get(), kTlsReadSize),
+                            beast::bind_front_handler(&WsStreamSession::on_tls_read, this->shared_from_this()));
+  } else {
+    // No buffer is held while the client is silent: the socket is waited on,
+    // then read into the hub's buffer.
+    stream_.async_wait(Socket::wait_read,
+                       beast::bind_front_handler(&WsStreamSession::on_readable, this->shared_from_this()));
+  }
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::on_readable(beast::error_code ec) {
+  read_pending_ = false;
   if (ec) return fail(ec, "read");
-  if (!ws_.is_message_done()) return do_read();
-  on_message();
+  if (closed_) return;
+  std::uint8_t* buffer = hub_->read_buffer.get();
+  for (int reads = 0; reads < kReadsPerWakeup; ++reads) {
+    const std::size_t bytes = stream_.read_some(boost::asio::buffer(buffer, Hub::kReadBufferSize), ec);
+    if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
+    if (ec) return fail(ec, "read");
+    last_heard_ = Clock::now();
+    ping_sent_ = false;
+    if (!consume({buffer, bytes})) return;
+    if (bytes < Hub::kReadBufferSize) break;  // drained: the next wait sees new bytes
+  }
+  start_socket_read();
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::clear_read_buffer() {
-  buffer_.consume(buffer_.size());
-  if (buffer_.capacity() > kKeptReadCapacity) buffer_ = beast::flat_buffer();
+void WsStreamSession<Stream>::on_tls_read(beast::error_code ec, std::size_t bytes) {
+  read_pending_ = false;
+  if (ec) return fail(ec, "read");
+  if (closed_) return;
+  last_heard_ = Clock::now();
+  ping_sent_ = false;
+  if (!consume({tls_input_.get(), bytes})) return;
+  start_socket_read();
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::on_message() {
+bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
+  while (true) {
+    if (closed_) return false;
+    const auto event = reader_.next(input);
+    Next next = Next::read;
+    switch (event) {
+      case FrameReader::Event::need_more: return true;
+      case FrameReader::Event::message:
+        if (closing_) break;  // after a close frame, data is ignored (RFC 6455 section 5.5.1)
+        next = on_message(reader_.message(), reader_.is_text());
+        break;
+      case FrameReader::Event::ping:
+        if (!closing_) enqueue(std::make_shared<const std::string>(encode_frame(Opcode::pong, reader_.payload())));
+        break;
+      case FrameReader::Event::pong: break;
+      case FrameReader::Event::close:
+        close_received_ = true;
+        if (close_written_) {
+          close_socket();
+          return false;
+        }
+        if (!close_queued_) {
+          // Echo the client's code (RFC 6455 section 5.5.1).
+          const auto code = reader_.close_code();
+          begin_close(code == 1005 ? CloseCode::normal : static_cast<CloseCode>(code), "",
+                      std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
+        }
+        return false;
+      case FrameReader::Event::failure:
+        hub_->protocol_errors.add();
+        hub_->logger.debug("closing a connection from '", address_, "': ", reader_.failure_reason());
+        begin_close(reader_.failure_code(), reader_.failure_reason(), kDropGrace);
+        return false;
+    }
+    // Closing, the rest is still read for the client's close frame (data is ignored).
+    if (next == Next::stop && !closing_) return false;
+    if (next == Next::pause) {
+      pending_input_.assign(reinterpret_cast<const char*>(input.data()), input.size());
+      return false;
+    }
+  }
+}
+
+template <class Stream>
+typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_message(std::string_view data, bool text) {
   hub_->frames_in.add();
   if (!bucket_.allow(TokenBucket::Clock::now())) {
     // Refused unread: parsing is work the limit is there to spare.
-    clear_read_buffer();
     hub_->frames_rate_limited.add();
     send_text(error_frame("", "rate_limited", "too many frames; slow down"));
     if (++rate_strikes_ >= hub_->config.rate_limit_strikes) {
       hub_->logger.debug("closing a connection from '", address_, "' after ", rate_strikes_,
                          " frames refused for the rate limit");
-      return close_after_queue(ws::close_code::policy_error, "rate limit exceeded");
+      close_after_queue(CloseCode::policy_error, "rate limit exceeded");
+      return Next::stop;
     }
-    return do_read();
+    return Next::read;
   }
-  if (!ws_.got_text()) {
-    clear_read_buffer();
+  if (!text) {
     hub_->frames_refused.add();
     send_text(error_frame("", "bad_request", "binary frames are not supported; send JSON text frames"));
-    return do_read();
+    return Next::read;
   }
   ProtocolError error;
-  auto frame = parse_client_frame(
-      std::string_view(static_cast<const char*>(buffer_.data().data()), buffer_.size()), error);
-  clear_read_buffer();
+  auto frame = parse_client_frame(data, error);
   if (!frame) {
     hub_->frames_refused.add();
     send_text(error_frame(error.ref, error.code, error.message));
-    return do_read();
+    return Next::read;
   }
-  handle(std::move(*frame));
+  return handle(std::move(*frame));
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::handle(ClientFrame frame) {
+typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::handle(ClientFrame frame) {
   switch (frame.type) {
     case ClientFrame::Type::hello:
       // An authenticated connection is named by its token, never by its frames.
@@ -204,63 +288,57 @@ void WsStreamSession<Stream>::handle(ClientFrame frame) {
         send_text(error_frame(frame.ref, "forbidden",
                               "this connection is authenticated as '" + identity_->name +
                                   "'; its name comes from the token"));
-        return do_read();
+        return Next::read;
       }
       name_ = std::move(frame.name);
       named_ = true;
-      return do_read();
+      return Next::read;
     case ClientFrame::Type::join:
       if (rooms_.insert(frame.room).second) hub_->join(this, frame.room);
-      return do_read();
+      return Next::read;
     case ClientFrame::Type::leave:
       if (rooms_.erase(frame.room)) hub_->leave(this, frame.room);
-      return do_read();
+      return Next::read;
     case ClientFrame::Type::send: break;
   }
   if (!rooms_.contains(frame.room)) {
     hub_->frames_refused.add();
     send_text(error_frame(frame.ref, "not_joined", "join room '" + frame.room + "' before sending to it"));
-    return do_read();
+    return Next::read;
   }
   if (!hub_->ingress || !hub_->intake_open) {
     send_text(error_frame(frame.ref, "unavailable", "the server is shutting down; send again after reconnecting"));
-    return;
+    return Next::stop;
   }
-  if (frame.ref.empty() || hub_->config.resend_window_ms == 0) {
-    publish(std::move(frame), MessageId::generate(), std::nullopt);
-  } else {
-    std::string scope = resend_scope();
-    std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
-    auto claim = hub_->resends.claim(
-        scope, frame.ref, ResendCache::content_of(frame.room, frame.text), MessageId::generate(),
-        ResendCache::Clock::now(), [weak, ref = frame.ref](const Status& status, const MessageId& id) {
-          auto self = weak.lock();
-          if (!self) return;
-          if (status.ok()) self->send_text(ack_frame(ref, id));
-          else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
-        });
-    switch (claim.outcome) {
-      case ResendCache::Outcome::publish:
-        publish(std::move(frame), claim.id, std::move(scope));
-        break;
-      case ResendCache::Outcome::already_acked:
-        hub_->resends_recognised.add();
-        send_text(ack_frame(frame.ref, claim.id));
-        return do_read();
-      case ResendCache::Outcome::waiting:
-        hub_->resends_recognised.add();  // answered when the first attempt is
-        return do_read();
-      case ResendCache::Outcome::conflict:
-        hub_->ref_conflicts.add();
-        hub_->frames_refused.add();
-        send_text(error_frame(frame.ref, "ref_conflict",
-                              "ref '" + frame.ref + "' was already used for a different message; use a new ref"));
-        return do_read();
-    }
+  if (frame.ref.empty() || hub_->config.resend_window_ms == 0)
+    return publish(std::move(frame), MessageId::generate(), std::nullopt);
+  std::string scope = resend_scope();
+  std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
+  auto claim = hub_->resends.claim(
+      scope, frame.ref, ResendCache::content_of(frame.room, frame.text), MessageId::generate(),
+      ResendCache::Clock::now(), [weak, ref = frame.ref](const Status& status, const MessageId& id) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (status.ok()) self->send_text(ack_frame(ref, id));
+        else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
+      });
+  switch (claim.outcome) {
+    case ResendCache::Outcome::publish: return publish(std::move(frame), claim.id, std::move(scope));
+    case ResendCache::Outcome::already_acked:
+      hub_->resends_recognised.add();
+      send_text(ack_frame(frame.ref, claim.id));
+      return Next::read;
+    case ResendCache::Outcome::waiting:
+      hub_->resends_recognised.add();  // answered when the first attempt is
+      return Next::read;
+    case ResendCache::Outcome::conflict:
+      hub_->ref_conflicts.add();
+      hub_->frames_refused.add();
+      send_text(error_frame(frame.ref, "ref_conflict",
+                            "ref '" + frame.ref + "' was already used for a different message; use a new ref"));
+      return Next::read;
   }
-  // Backpressure: the next frame is read only when the pipeline has room.
-  // The waiter owns the session: no read is pending to keep it alive meanwhile.
-  hub_->ingress->when_ready([self = this->shared_from_this()] { self->do_read(); });
+  return Next::read;
 }
 
 template <class Stream>
@@ -272,8 +350,8 @@ std::string WsStreamSession<Stream>::resend_scope() const {
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::publish(ClientFrame frame, const MessageId& id,
-                                      std::optional<std::string> resend_scope) {
+typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::publish(ClientFrame frame, const MessageId& id,
+                                                                        std::optional<std::string> resend_scope) {
   auto message = std::make_shared<Message>();
   message->id = id;
   message->room = std::move(frame.room);
@@ -292,11 +370,15 @@ void WsStreamSession<Stream>::publish(ClientFrame frame, const MessageId& id,
     if (status.ok()) self->send_text(ack_frame(ref, id));
     else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
   });
+  // Backpressure: the next frame is read only when the pipeline has room.
+  // The waiter owns the session: no read is pending to keep it alive meanwhile.
+  hub_->ingress->when_ready([self = this->shared_from_this()] { self->do_read(); });
+  return Next::pause;
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::send_text(std::string text) {
-  send(std::make_shared<const std::string>(std::move(text)));
+void WsStreamSession<Stream>::send_text(std::string_view json) {
+  send(std::make_shared<const std::string>(encode_frame(Opcode::text, json)));
 }
 
 template <class Stream>
@@ -306,87 +388,129 @@ void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
     hub_->slow_clients_dropped.add();
     hub_->logger.debug("dropping a client from '", address_, "' whose send queue is full (", queue_.size(),
                        " frames)");
-    return drop(ws::close_code::policy_error, "send queue full: client too slow");
+    // A client this far behind is rarely reading: if the frames in flight
+    // and the close frame are not through within the grace, the socket is
+    // closed outright (else a stuck close would hold it for handshake_timeout_ms).
+    return begin_close(CloseCode::policy_error, "send queue full: client too slow", kDropGrace);
   }
+  enqueue(std::move(frame));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::enqueue(std::shared_ptr<const std::string> frame) {
   queue_.push_back(std::move(frame));
-  if (!writing_) do_write();
+  if (upgraded_ && frames_in_flight_ == 0) do_write();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::do_write() {
-  writing_ = true;
-  ws_.text(true);
-  ws_.async_write(boost::asio::buffer(*queue_.front()),
-                  beast::bind_front_handler(&WsStreamSession::on_write, this->shared_from_this()));
+  // Everything queued goes in one write, up to a bound: a client behind by
+  // many frames costs one system call, not one each.
+  std::array<boost::asio::const_buffer, kFramesPerWrite> buffers;
+  frames_in_flight_ = queue_.gather(buffers);
+  boost::asio::async_write(stream_, buffers,
+                           beast::bind_front_handler(&WsStreamSession::on_write, this->shared_from_this()));
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
-  writing_ = false;
+  const std::size_t written = std::exchange(frames_in_flight_, 0);
   if (ec) return fail(ec, "write");
-  if (!queue_.empty()) queue_.pop_front();
+  if (closed_) return;
+  for (std::size_t i = 0; i < written; ++i) queue_.pop_front();
   if (!queue_.empty()) return do_write();
-  if (closing_) finish_close();
+  if (!closing_) return;
+  if (!close_queued_) return queue_close(pending_close_code_, pending_close_reason_, close_deadline_);
+  // Nothing is queued behind a close frame: it is out.
+  close_written_ = true;
+  if (close_received_) close_socket();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::shutdown() {
-  close_after_queue(ws::close_code::going_away, "server shutting down");
+  close_after_queue(CloseCode::going_away, "server shutting down");
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::close_after_queue(ws::close_code code, std::string reason) {
-  if (closing_) return;
+void WsStreamSession<Stream>::close_after_queue(CloseCode code, std::string_view reason) {
+  if (closing_ || closed_) return;
   closing_ = true;
-  close_code_ = code;
-  close_reason_ = std::move(reason);
-  if (!writing_ && queue_.empty()) finish_close();
+  leave_rooms();  // no more deliveries: the client is on its way out
+  const auto deadline = Clock::now() + std::chrono::milliseconds(hub_->config.handshake_timeout_ms);
+  if (frames_in_flight_ == 0 && queue_.empty()) return queue_close(code, reason, deadline);
+  pending_close_code_ = code;
+  pending_close_reason_ = std::string(reason);
+  close_deadline_ = deadline;
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::drop(ws::close_code code, std::string reason) {
+void WsStreamSession<Stream>::begin_close(CloseCode code, std::string_view reason, Clock::duration grace) {
+  if (closed_ || close_queued_) return;
   closing_ = true;
-  close_code_ = code;
-  close_reason_ = std::move(reason);
-  // A client this far behind is rarely reading: if the frame in flight and
-  // the close frame are not through within the grace, the socket is closed
-  // outright (else a stuck close would hold it for handshake_timeout_ms).
-  timer_.expires_after(kDropGrace);
-  timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
-    auto self = weak.lock();
-    if (ec || !self || self->close_done_) return;
-    beast::error_code ignored;
-    tcp_socket(self->ws_).close(ignored);
-  });
-  if (!writing_) {
-    queue_.clear();
-    return finish_close();
+  leave_rooms();
+  // The frames being written must outlive their write; the rest go.
+  queue_.keep_front(frames_in_flight_);
+  queue_close(code, reason, Clock::now() + grace);
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::queue_close(CloseCode code, std::string_view reason, Clock::time_point deadline) {
+  if (close_queued_ || closed_) return;
+  close_queued_ = true;
+  close_deadline_ = deadline;
+  queue_.push_back(std::make_shared<const std::string>(encode_close_frame(code, reason)));
+  pending_close_reason_.clear();
+  if (upgraded_ && frames_in_flight_ == 0) do_write();
+  // The client's close frame is read as long as the socket is open.
+  if (upgraded_ && !read_pending_ && pending_input_.empty()) start_socket_read();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::check_timeouts(Clock::time_point now) {
+  if (closed_) return;
+  if (closing_) {
+    if (now >= close_deadline_) close_socket();
+    return;
   }
-  // The frame being written must outlive its write; everything behind it goes.
-  queue_.keep_front_only();
+  const auto idle = std::chrono::milliseconds(hub_->config.idle_timeout_ms);
+  const auto silent = now - last_heard_;
+  if (silent >= idle) {
+    hub_->idle_closed.add();
+    hub_->logger.debug("cutting the connection from '", address_, "': silent for ", hub_->config.idle_timeout_ms,
+                       " ms");
+    return close_socket();
+  }
+  if (silent >= idle / 2 && !ping_sent_ && upgraded_) {
+    ping_sent_ = true;
+    enqueue(hub_->ping_frame);
+  }
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::finish_close() {
+void WsStreamSession<Stream>::leave_rooms() {
+  for (const auto& room : rooms_) hub_->leave(this, room);
+  rooms_.clear();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::close_socket() {
   if (closed_) return;
   closed_ = true;
   hub_->remove(this);
-  ws_.async_close(ws::close_reason(close_code_, close_reason_), [self = this->shared_from_this()](beast::error_code) {
-    self->close_done_ = true;
-    beast::error_code ignored;
-    tcp_socket(self->ws_).shutdown(tcp::socket::shutdown_both, ignored);
-  });
+  if (expiry_timer_) expiry_timer_->cancel();
+  beast::error_code ignored;
+  auto& socket = tcp_socket(stream_);
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  socket.close(ignored);
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::fail(beast::error_code ec, const char* what) {
-  closed_ = true;
-  hub_->remove(this);
-  timer_.cancel();
-  if (ec == ws::error::closed || ec == boost::asio::error::operation_aborted || ec == boost::asio::error::eof ||
-      ec == boost::asio::error::connection_reset || ec == ssl::error::stream_truncated)
-    return;
-  hub_->logger.debug("connection from '", address_, "' closed on ", what, ": ", ec.message());
+  const bool expected = closed_ || ec == boost::asio::error::operation_aborted || ec == boost::asio::error::eof ||
+                        ec == boost::asio::error::connection_reset || ec == boost::asio::error::broken_pipe ||
+                        ec == ssl::error::stream_truncated;
+  close_socket();
+  if (!expected) hub_->logger.debug("connection from '", address_, "' closed on ", what, ": ", ec.message());
 }
 
 // -------------------------------------------------------------- HttpSession
@@ -530,9 +654,26 @@ void HttpSession<Stream>::upgrade() {
       return respond_text(http::status::service_unavailable, "too many connections from this address\n");
     }
   }
+  const auto& req = parser_->get();
+  if (req[http::field::sec_websocket_version] != "13") {
+    http::response<http::string_body> res{http::status::upgrade_required, req.version()};
+    res.set(http::field::server, kServer);
+    res.set(http::field::sec_websocket_version, "13");
+    res.set(http::field::content_type, "text/plain; charset=utf-8");
+    res.body() = "this server speaks WebSocket version 13\n";
+    res.prepare_payload();
+    return respond(std::move(res));
+  }
+  const std::string_view key = view(req[http::field::sec_websocket_key]);
+  if (!valid_websocket_key(key)) return respond_text(http::status::bad_request, "missing or malformed Sec-WebSocket-Key\n");
+  std::string response =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+      websocket_accept_key(key) + "\r\nServer: " + kServer + "\r\n\r\n";
+  // A client may send its first frames right behind the request.
+  std::string early(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   auto session = std::make_shared<WsStreamSession<Stream>>(hub_, std::move(stream_), std::move(address),
                                                            std::move(identity));
-  session->run(parser_->release());
+  session->run(std::move(response), std::move(early));
 }
 
 template <class Stream>

@@ -1,5 +1,6 @@
 #include "websocket_source.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -40,6 +41,7 @@ WebSocketSource::WebSocketSource(const Config& config, Context& context)
       hub_(std::make_shared<Hub>(WebSocketConfig::from(config), context)),
       acceptor_(context.executor()),
       stop_timer_(context.executor()),
+      sweep_timer_(context.executor()),
       undeliverable_(context.metrics().counter("undeliverable", "Messages whose payload is not valid UTF-8")) {}
 
 WebSocketSource::~WebSocketSource() {
@@ -79,6 +81,7 @@ Status WebSocketSource::start(Ingress& ingress) {
   bound_port_ = acceptor_.local_endpoint().port();
   hub_->ingress = &ingress;
   do_accept();
+  sweep_timeouts();
   const std::string url_host = address.is_v6() ? "[" + cfg.host + "]" : cfg.host;
   const char* secure = hub_->tls ? "s" : "";
   const char* auth = hub_->verifier ? "; tokens required" : "";
@@ -106,15 +109,35 @@ void WebSocketSource::do_accept() {
   });
 }
 
+void WebSocketSource::sweep_timeouts() {
+  // One timer for all connections rather than one each: an idle connection
+  // then holds no timer wait. The interval bounds how late a ping or a cut
+  // comes (idle_timeout_ms / 8, at most 250 ms).
+  const auto interval =
+      std::clamp(std::chrono::milliseconds(hub_->config.idle_timeout_ms / 8), std::chrono::milliseconds(10),
+                 std::chrono::milliseconds(250));
+  sweep_timer_.expires_after(interval);
+  sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    const auto now = WsSession::Clock::now();
+    // A check may close a session, which leaves hub_->sessions: iterate a copy.
+    sweep_scratch_.assign(hub_->sessions.begin(), hub_->sessions.end());
+    for (WsSession* session : sweep_scratch_) session->check_timeouts(now);
+    sweep_timeouts();
+  });
+}
+
 void WebSocketSource::deliver(const MessagePtr& message) {
   const auto room = hub_->rooms.find(message->room);
   if (room == hub_->rooms.end()) return;
   // Serialised once and shared by every recipient's send queue.
-  auto frame = std::make_shared<const std::string>(message_frame(*message));
-  if (frame->empty()) {
+  const std::string json = message_frame(*message);
+  if (json.empty()) {
     undeliverable_.add();
     return;
   }
+  // Framed once: every recipient's socket is written the same bytes.
+  auto frame = std::make_shared<const std::string>(encode_frame(Opcode::text, json));
   // A send may drop a slow client, which removes it from the room: iterate a copy.
   std::vector<WsSession*> members(room->second.begin(), room->second.end());
   for (WsSession* session : members) session->send(frame);
@@ -136,10 +159,15 @@ void WebSocketSource::stop(std::function<void()> done) {
                          " slow clients; closed ", h.auth_expired.value(), " connections whose token expired; ",
                          h.tls_handshakes_failed.value(), " TLS handshakes failed (", h.tls_plaintext_refused.value(),
                          " plaintext)");
-  if (hub_->sessions.empty()) return done();
+  if (hub_->sessions.empty()) {
+    sweep_timer_.cancel();
+    return done();
+  }
   auto finished = std::make_shared<std::function<void()>>(std::move(done));
-  auto finish_once = [finished] {
-    if (*finished) std::exchange(*finished, nullptr)();
+  auto finish_once = [this, finished] {
+    if (!*finished) return;
+    sweep_timer_.cancel();
+    std::exchange(*finished, nullptr)();
   };
   hub_->on_last_session_closed = finish_once;
   // Clients that do not answer the close handshake are not waited for long.

@@ -31,11 +31,15 @@ class WebSocketSource final : public Source {
 
  private:
   void do_accept();
+  /// Every sweep interval: each session's keep-alive ping, idle cut and close deadline.
+  void sweep_timeouts();
 
   Context& context_;
   std::shared_ptr<Hub> hub_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer stop_timer_;
+  boost::asio::steady_timer sweep_timer_;
+  std::vector<WsSession*> sweep_scratch_;
   std::uint16_t bound_port_ = 0;
   Counter& undeliverable_;
 };

@@ -34,17 +34,44 @@ TEST(FrameQueue, ReleasesAPoppedFrameAtOnce) {
   EXPECT_EQ(shared.use_count(), 1) << "a written frame must not stay referenced by the queue";
 }
 
-TEST(FrameQueue, KeepFrontOnlyLeavesTheFrameInFlight) {
+TEST(FrameQueue, KeepFrontLeavesTheFramesInFlight) {
   FrameQueue queue;
-  for (const char* text : {"in flight", "x", "y", "z"}) queue.push_back(frame(text));
-  queue.pop_front();  // "in flight" written; "x" is now in flight
-  queue.keep_front_only();
-  EXPECT_EQ(queue.size(), 1u);
+  for (const char* text : {"written", "x", "y", "z", "w"}) queue.push_back(frame(text));
+  queue.pop_front();  // "written" is out; "x" and "y" are in flight
+  queue.keep_front(2);
+  EXPECT_EQ(queue.size(), 2u);
   EXPECT_EQ(*queue.front(), "x");
   queue.pop_front();
+  EXPECT_EQ(*queue.front(), "y");
+  queue.pop_front();
   EXPECT_TRUE(queue.empty());
-  queue.keep_front_only();  // harmless when empty
+  queue.keep_front(0);  // harmless when empty
   EXPECT_TRUE(queue.empty());
+  queue.push_back(frame("a"));
+  queue.keep_front(0);
+  EXPECT_TRUE(queue.empty());
+}
+
+TEST(FrameQueue, GatherTakesTheOldestFramesThatFit) {
+  FrameQueue queue;
+  for (int i = 0; i < 5; ++i) queue.push_back(frame(std::string(static_cast<std::size_t>(i + 1), 'a')));
+  queue.pop_front();
+  std::array<std::pair<const char*, std::size_t>, 3> buffers{};
+  struct Buffer {
+    Buffer() = default;
+    Buffer(const char* d, std::size_t s) : data(d), size(s) {}
+    const char* data = nullptr;
+    std::size_t size = 0;
+  };
+  std::array<Buffer, 3> three;
+  EXPECT_EQ(queue.gather(three), 3u);
+  EXPECT_EQ(three[0].size, 2u);
+  EXPECT_EQ(three[2].size, 4u);
+  std::array<Buffer, 8> eight;
+  EXPECT_EQ(queue.gather(eight), 4u);
+  EXPECT_EQ(eight[3].size, 5u);
+  EXPECT_EQ(eight[4].size, 0u);
+  (void)buffers;
 }
 
 TEST(FrameQueue, ManyCyclesStayCorrect) {

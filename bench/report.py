@@ -12,12 +12,97 @@ FULL = {"broadcast": {"connections": 10000}, "chat": {"connections": 5000, "room
 
 
 def latest(var, scenario):
+    """The newest full run of the scenario, else its newest run of any size."""
     paths = sorted(glob.glob(os.path.join(var, "bench", f"{scenario}-*", "results.json")))
-    return (json.load(open(paths[-1])), paths[-1]) if paths else (None, None)
+    runs = [(json.load(open(p)), p) for p in paths]
+    full = [(r, p) for r, p in runs if not is_smoke(r)]
+    return (full or runs or [(None, None)])[-1]
 
 
 def all_results(var, scenario):
-    return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(var, "bench", f"{scenario}-*", "results.json")))]
+    """Every run of the scenario with all its rounds and both sides (any size)."""
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(var, "bench", f"{scenario}-*", "results.json")))]
+    return [r for r in runs if r["options"].get("rounds", 0) >= 3 and not r["options"].get("only")] or runs
+
+
+def median(values):
+    values = sorted(v for v in values if isinstance(v, (int, float)))
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def idle_by_n(r):
+    """{n: {target: median bytes per connection over rounds}}."""
+    out = {}
+    for row in r["rounds"]:
+        for target, v in row.items():
+            for p in v["points"]:
+                if p["n"]:
+                    out.setdefault(p["n"], {}).setdefault(target, []).append(p["rss_per_connection"])
+    return {n: {t: median(v) for t, v in d.items()} for n, d in sorted(out.items())}
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def targets_section(have):
+    """Issue 6's targets against this run's figures."""
+    rows = []
+    if "chat" in have:
+        h = have["chat"]["headline"]
+        n, p = h.get("nudge", {}).get("highest_rate"), h.get("peer", {}).get("highest_rate")
+        if n and p:
+            rows.append(["chat: highest rate at p99 ≤ 50 ms, zero loss", "≥ 10× the Node peer",
+                         f"{num(n, 0)} vs {num(p, 0)} msg/s = {n / p:.1f}×", verdict(n / p >= 10)])
+        elif n:
+            first = have["chat"]["options"]["start_rate"]
+            rows.append(["chat: highest rate at p99 ≤ 50 ms, zero loss", "≥ 10× the Node peer",
+                         f"{num(n, 0)} msg/s vs none: the peer held no step (the first was {first:g}/s)",
+                         verdict(n / first >= 10)])
+    if "broadcast" in have:
+        h = have["broadcast"]["headline"]
+        n = h.get("nudge", {}).get("deliveries_per_target_cpu_s")
+        p = h.get("peer", {}).get("deliveries_per_target_cpu_s")
+        na, pa = h.get("nudge", {}).get("deliveries_per_cpu_s"), h.get("peer", {}).get("deliveries_per_cpu_s")
+        if n and p:
+            rows.append(["broadcast: deliveries per CPU-second of the server processes", "≥ 20× the Node peer",
+                         f"{num(n, 0)} vs {num(p, 0)} = {n / p:.1f}× (all processes, Redis and Kafka included: "
+                         f"{ratio(na, pa)})", verdict(n / p >= 20)])
+    if "idle" in have:
+        for n, d in idle_by_n(have["idle"]).items():
+            nb, pb = d.get("nudge"), d.get("peer")
+            if nb is None:
+                continue
+            rows.append([f"idle: user-space memory per connection at {n:,}", "≤ 4 KiB",
+                         f"{num(nb, 0)} B", verdict(nb <= 4096)])
+            if pb:
+                rows.append([f"idle: the same against the Node peer at {n:,}", "≤ 1/5",
+                             f"{num(nb, 0)} vs {num(pb, 0)} B = 1/{pb / nb:.1f}", verdict(nb / pb <= 0.2)])
+    if "persist" in have:
+        d = have["persist"]["headline"]["drain"]
+        nudge = (d.get("nudge-postgres") or {}).get("rows_per_s")
+        benthos = (d.get("benthos") or {}).get("rows_per_s")
+        copy = (d.get("raw-copy") or {}).get("rows_per_s")
+        if nudge and benthos:
+            rows.append(["persist: drain rows/s into PostgreSQL against Benthos (Redpanda Connect's engine)",
+                         "≥ 2×", f"{num(nudge, 0)} vs {num(benthos, 0)} = {nudge / benthos:.2f}×",
+                         verdict(nudge / benthos >= 2)])
+        if nudge and copy:
+            rows.append(["persist: drain rows/s against raw COPY", "≥ 50%",
+                         f"{num(nudge, 0)} vs {num(copy, 0)} = {100 * nudge / copy:.0f}%", verdict(nudge / copy >= 0.5)])
+        accepted = have["persist"]["headline"]["accepted"].get("nudge", {}).get("highest_rate")
+        produce = have.get("raw", {}).get("headline", {}).get("kafka-produce", {}).get("per_s") if "raw" in have else None
+        if accepted and produce:
+            rows.append(["persist: accepted rate (acks=all, every message persisted) against raw Kafka produce",
+                         "≥ 60%", f"{num(accepted, 0)} vs {num(produce, 0)} msg/s = {100 * accepted / produce:.0f}%",
+                         verdict(accepted / produce >= 0.6)])
+    if not rows:
+        return []
+    return ["## Targets", "", "Issue 6's targets, judged on the figures below (medians of the rounds):", "",
+            table(["", "target", "measured", ""], rows), ""]
 
 
 def is_smoke(r):
@@ -73,6 +158,18 @@ def cpu_table(r):
     return ("CPU over the measured window (round 1, last step run), from `/proc/<pid>/stat` of every process "
             "of the role (children included):\n\n"
             + table(["target", "offered", "process", "CPU-ms / 1000 messages", "RSS MiB"], rows))
+
+
+def drain_cpu_table(r):
+    """CPU per 1000 rows of each process during the first drain round."""
+    rows = []
+    for kind, res in (r.get("drain") or [{}])[0].items():
+        for role, c in (res.get("processes") or {}).items():
+            rows.append([kind, role, num(c.get("cpu_ms_per_1000_messages"), 1)])
+    if not rows:
+        return ""
+    return ("CPU per 1000 rows during the first drain round (every process of the role, children included):\n\n"
+            + table(["drain", "process", "CPU-ms / 1000 rows"], rows))
 
 
 def plot_chat(r, path, plt):
@@ -162,6 +259,7 @@ def main(var, root):
             "`nudge-bench` (bench/README.md). Each scenario runs the two interleaved (A B A B) for several rounds, "
             "each round with fresh servers-side state (topic, group, table) and a fresh load generator; the tables "
             "give medians over rounds.", "",
+            *targets_section(have),
             "## Machine", "",
             table(["", ""], [["cores", m["cores"]], ["CPU", m["cpu_model"]], ["kernel", m["kernel"]],
                              ["nudge", m["nudge"]], ["node", m["node"]], ["redis", m["redis"]],
@@ -225,12 +323,15 @@ def main(var, root):
         copy = (d.get("raw-copy") or {}).get("rows_per_s")
         rows = [[k, num(v.get("rows_per_s")), num(v.get("rows_per_s_from_first_row")), ratio(v.get("rows_per_s"), copy)]
                 for k, v in d.items()]
-        rows.append(["Redpanda Connect", "not run (see notes)", "–", "–"])
+        rows.append(["Redpanda Connect", "not built: refused by the module proxy (see notes)", "–", "–"])
         out += [table(["drain", "rows/s from start", "rows/s from the first row", "of raw COPY"], rows), "",
                 "`nudge-*`: `nudge run pipelines/chat-persist.toml` (or `chat-persist-mysql.toml`) draining a topic "
-                "filled through `chat-edge.toml`; `peer`: one instance of the peer, whose kafkajs consumer inserts one "
-                "row per message, draining a topic filled with `kcat -P`; `raw-copy`: `psql \\copy` of as many rows "
-                "shaped like the sink's. \"From start\" includes the worker's start-up and group join.", ""]
+                "filled through `chat-edge.toml`; `benthos`: the Benthos v4 engine with `kafka_franz` and "
+                "`sql_insert` rebuilt after Redpanda Connect's (`bench/peers/benthos`), draining as many rows as JSON "
+                "from a topic with as many partitions; `peer`: one instance of the Node peer, whose kafkajs consumer "
+                "inserts one row per message, draining a topic filled with `kcat -P`; `raw-copy`: `psql \\copy` of as "
+                "many rows shaped like the sink's. \"From start\" includes the worker's start-up and group join.", "",
+                drain_cpu_table(r), ""]
     if "idle" in have:
         r = have["idle"]
         out += ["## idle", "",
@@ -267,7 +368,12 @@ def main(var, root):
             "- CPU per process is read from `/proc/<pid>/stat` (utime + stime) of each process and its children "
             "(all PostgreSQL backends, Kafka's JVM) over nudge-bench's measured window; the run's JSON also holds "
             "the same over the whole run.",
-            "- Redpanda Connect is not compared: it is not installed here and was not built from the Go module proxy.",
+            "- Redpanda Connect itself could not be built: this machine's Go module proxy refuses "
+            "`github.com/redpanda-data/connect/v4` (403; its licence is not open source). The drain is compared "
+            "with its engine instead, Benthos v4.60.0 (`github.com/redpanda-data/benthos/v4`, MIT), with the "
+            "`kafka_franz` input and `sql_insert` output rebuilt after Redpanda Connect's, with the same client "
+            "libraries (franz-go, lib/pq, squirrel) and config fields, tuned for throughput "
+            "(`bench/peers/benthos/README.md`).",
             "- Results above ~60% of the load generator's calibrated ceiling are flagged `near_ceiling` in the JSON.",
             f"- Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
     path = os.path.join(root, "docs", "benchmarks.md")

@@ -567,6 +567,7 @@ std::optional<ProcessUsage> read_process(int pid) {
   if (f.size() < 22) return std::nullopt;
   const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
   u.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+  u.system_cpu_seconds = std::stod(f[12]) / ticks;
   u.rss_bytes = std::stoll(f[21]) * ::sysconf(_SC_PAGESIZE);
   return u;
 }
@@ -694,13 +695,14 @@ RunResult run_load(const Options& o) {
     sleep_until_ns(plan.t_warm);
     const double cpu_before = self_cpu_seconds();
     std::vector<ProcessUsage> watched_before;
-    for (int pid : o.watch_pids) watched_before.push_back(read_process(pid).value_or(ProcessUsage{pid, "?", 0, 0}));
+    for (int pid : o.watch_pids) watched_before.push_back(read_process(pid).value_or(ProcessUsage{pid, "?", 0, 0, 0}));
     sleep_until_ns(plan.t_end);
     result.loadgen_cpu_seconds = self_cpu_seconds() - cpu_before;
     if (auto self = read_process(static_cast<int>(::getpid()))) result.loadgen_rss_bytes = self->rss_bytes;
     for (const auto& before : watched_before) {
       ProcessUsage after = read_process(before.pid).value_or(before);
       after.cpu_seconds -= before.cpu_seconds;
+      after.system_cpu_seconds -= before.system_cpu_seconds;
       result.watched.push_back(after);
     }
     result.window_seconds = o.duration.count() / 1e9;

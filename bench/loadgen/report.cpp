@@ -282,6 +282,8 @@ std::string to_json(const RunResult& r) {
     w.String(p.name.c_str());
     key(w, "cpu_seconds");
     w.Double(p.cpu_seconds);
+    key(w, "system_cpu_seconds");
+    w.Double(p.system_cpu_seconds);
     key(w, "cpu_ms_per_1000_messages");
     w.Double(r.sent_window > 0 ? p.cpu_seconds * 1e6 / static_cast<double>(r.sent_window) : 0);
     key(w, "cpu_ms_per_1000_deliveries");

@@ -15,6 +15,7 @@ struct ProcessUsage {
   int pid = 0;
   std::string name;
   double cpu_seconds = 0;     ///< user + system, during the window
+  double system_cpu_seconds = 0;  ///< of which in the kernel (system calls, and the loopback's network stack)
   std::int64_t rss_bytes = 0;  ///< at the end of the window
 };
 

@@ -33,15 +33,21 @@ def median(values):
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
 
+def per_open(p, key_at_n, key_before):
+    """Bytes per connection actually open (runs before the fix divided by N even when fewer opened)."""
+    return (p[key_at_n] - p[key_before]) / p["open"] if p["n"] and p["open"] else None
+
+
 def idle_by_n(r):
-    """{n: {target: median bytes per connection over rounds}}."""
+    """{n: {target: (median bytes per open connection over rounds, median connections open)}}."""
     out = {}
     for row in r["rounds"]:
         for target, v in row.items():
             for p in v["points"]:
                 if p["n"]:
-                    out.setdefault(p["n"], {}).setdefault(target, []).append(p["rss_per_connection"])
-    return {n: {t: median(v) for t, v in d.items()} for n, d in sorted(out.items())}
+                    out.setdefault(p["n"], {}).setdefault(target, []).append(p)
+    return {n: {t: (median([per_open(p, "rss_at_n", "rss_before") for p in v]), median([p["open"] for p in v]))
+                for t, v in d.items()} for n, d in sorted(out.items())}
 
 
 def verdict(ok):
@@ -73,14 +79,16 @@ def targets_section(have):
                          f"{ratio(na, pa)})", verdict(n / p >= 20)])
     if "idle" in have:
         for n, d in idle_by_n(have["idle"]).items():
-            nb, pb = d.get("nudge"), d.get("peer")
+            nb, n_open = d.get("nudge", (None, 0))
+            pb, p_open = d.get("peer", (None, 0))
             if nb is None:
                 continue
             rows.append([f"idle: user-space memory per connection at {n:,}", "≤ 4 KiB",
-                         f"{num(nb, 0)} B", verdict(nb <= 4096)])
+                         f"{num(nb, 0)} B ({n_open:,.0f} open)", verdict(nb <= 4096)])
             if pb:
+                held = f" (the peer held {p_open:,.0f} of {n:,})" if p_open < n else ""
                 rows.append([f"idle: the same against the Node peer at {n:,}", "≤ 1/5",
-                             f"{num(nb, 0)} vs {num(pb, 0)} B = 1/{pb / nb:.1f}", verdict(nb / pb <= 0.2)])
+                             f"{num(nb, 0)} vs {num(pb, 0)} B = 1/{pb / nb:.1f}{held}", verdict(nb / pb <= 0.2)])
     if "persist" in have:
         d = have["persist"]["headline"]["drain"]
         nudge = (d.get("nudge-postgres") or {}).get("rows_per_s")
@@ -151,13 +159,14 @@ def cpu_table(r):
                 continue
             last = runs[-1]
             for role, c in last["cpu"].items():
+                share = c.get("system_share")
                 rows.append([target, f"{last['offered']:g}/s", role, num(c["cpu_ms_per_1000_messages"], 1),
-                             num(c["rss_mib"], 1)])
+                             f"{100 * share:.0f}%" if isinstance(share, (int, float)) else "–", num(c["rss_mib"], 1)])
     if not rows:
         return ""
     return ("CPU over the measured window (round 1, last step run), from `/proc/<pid>/stat` of every process "
             "of the role (children included):\n\n"
-            + table(["target", "offered", "process", "CPU-ms / 1000 messages", "RSS MiB"], rows))
+            + table(["target", "offered", "process", "CPU-ms / 1000 messages", "of which kernel", "RSS MiB"], rows))
 
 
 def drain_cpu_table(r):
@@ -196,7 +205,11 @@ def plot_chat(r, path, plt):
 
 def plot_broadcast(results, path, plt):
     pts = {}
+    rates = [r["options"]["rate"] for r in results]
+    common = max(set(rates), key=rates.count) if rates else None
     for r in results:
+        if r["options"]["rate"] != common:
+            continue
         for target, v in r["headline"].items():
             if v.get("deliveries_per_s"):
                 pts.setdefault(target, {})[r["options"]["connections"]] = v["deliveries_per_s"]
@@ -208,7 +221,7 @@ def plot_broadcast(results, path, plt):
         ax.plot(xs, [d[x] for x in xs], marker="o", label=target)
     ax.set_xlabel("subscribers (connections)")
     ax.set_ylabel("deliveries/s (median of rounds)")
-    ax.set_title("broadcast: throughput against connections")
+    ax.set_title(f"broadcast: throughput against connections ({common:g} messages/s)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -219,12 +232,14 @@ def plot_broadcast(results, path, plt):
 def plot_idle(r, path, plt):
     fig, ax = plt.subplots(figsize=(7, 4))
     for target, v in r["rounds"][0].items():
-        pts = [p for p in v["points"] if p["n"]]
-        ax.plot([p["n"] for p in pts], [p["rss_per_connection"] / 1024 for p in pts], marker="o", label=f"{target} user space")
-        ax.plot([p["n"] for p in pts], [(p["kernel_per_connection"] or 0) / 1024 for p in pts], marker="x",
+        pts = [p for p in v["points"] if p["n"] and p["open"]]
+        ax.plot([p["open"] for p in pts], [per_open(p, "rss_at_n", "rss_before") / 1024 for p in pts], marker="o",
+                label=f"{target} user space")
+        ax.plot([p["open"] for p in pts], [(per_open(p, "tcp_mem_bytes_at_n", "tcp_mem_bytes_before") or 0) / 1024
+                                           for p in pts], marker="x",
                 linestyle=":", label=f"{target} kernel (sockstat TCP mem)")
     ax.set_xscale("log")
-    ax.set_xlabel("idle connections")
+    ax.set_xlabel("idle connections open")
     ax.set_ylabel("KiB per connection")
     ax.set_title("idle: memory per connection")
     ax.legend(fontsize=8)
@@ -242,6 +257,14 @@ def main(var, root):
     os.makedirs(images, exist_ok=True)
     found = {s: latest(var, s) for s in SCENARIOS}
     have = {s: r for s, (r, _) in found.items() if r}
+    # `bench/run persist --parts drain` re-measures the drain alone: take (a) from the latest full run that has it.
+    if "persist" in have and not have["persist"].get("accepted"):
+        for r in reversed(all_results(var, "persist")):
+            if r.get("accepted") and not is_smoke(r):
+                have["persist"] = dict(have["persist"], accepted=r["accepted"],
+                                       headline=dict(have["persist"]["headline"], accepted=r["headline"]["accepted"]),
+                                       accepted_from=r["started"], accepted_options=r["options"])
+                break
     if not have:
         print(f"report: no results under {var}/bench: run a scenario first")
         return 1
@@ -279,10 +302,29 @@ def main(var, root):
                 f"1 publisher, {o['connections']} subscribers in one room, over two instances, "
                 f"{o['rate']:g} messages/s for {o['duration']:g} s. " + source("broadcast"), "",
                 headline_table(r["headline"], ["deliveries_per_s", "p50_ms", "p99_ms", "p999_ms",
-                                               "deliveries_per_cpu_s", "deliveries_per_target_cpu_s"],
+                                               "deliveries_per_cpu_s", "deliveries_per_target_cpu_s",
+                                               "deliveries_per_target_user_cpu_s"],
                                ["deliveries/s", "p50 ms", "p99 ms", "p99.9 ms",
                                 "deliveries per CPU-second (all processes)",
-                                "deliveries per CPU-second (nudge / node only)"]), "", cpu_table(r), ""]
+                                "deliveries per CPU-second (nudge / node only)",
+                                "deliveries per user-space CPU-second (nudge / node only)"]), "", cpu_table(r), ""]
+        rows = []
+        for run in all_results(var, "broadcast"):
+            ro, h = run["options"], run["headline"]
+            n, p = h.get("nudge", {}), h.get("peer", {})
+            rows.append([f"{ro['connections']:,}", f"{ro['rate']:g}", num(n.get("deliveries_per_s")),
+                         f"{num(n.get('p50_ms'), 1)} / {num(n.get('p99_ms'), 1)}",
+                         f"{num(p.get('p50_ms'), 1)} / {num(p.get('p99_ms'), 1)}",
+                         f"{num(n.get('deliveries_per_target_cpu_s'))} / {num(p.get('deliveries_per_target_cpu_s'))}",
+                         ratio(n.get("deliveries_per_target_cpu_s"), p.get("deliveries_per_target_cpu_s")),
+                         ratio(n.get("deliveries_per_target_user_cpu_s"), p.get("deliveries_per_target_user_cpu_s"))])
+        out += ["Every broadcast run (medians of 3 rounds each):", "",
+                table(["subscribers", "msg/s", "deliveries/s", "Nudge p50 / p99 ms", "peer p50 / p99 ms",
+                       "deliveries per CPU-s, Nudge / peer", "ratio", "ratio, user-space CPU only"], rows), "",
+                "A delivery is one WebSocket frame written to one subscriber's socket: one `writev` each when the "
+                "messages are 50 ms apart, as here, so most of its cost is the kernel's (the send, and on loopback "
+                "the receiving side's TCP processing too, run in the sender's context). The last column leaves the "
+                "kernel out: it compares the servers' own code.", ""]
         if plot_broadcast(all_results(var, "broadcast"), os.path.join(images, "bench-broadcast.png"), plt):
             out += ["![broadcast throughput against connections](images/bench-broadcast.png)", ""]
     if "chat" in have:
@@ -311,10 +353,13 @@ def main(var, root):
         r = have["persist"]
         o = r["options"]
         acc = r["headline"]["accepted"]
+        ao = r.get("accepted_options") or o
         out += ["## persist", "",
-                f"(a) The highest offered rate at which every acked message is in PostgreSQL ({o['connections']} "
-                f"connections, {o['rooms']} rooms, stepping from {o['start_rate']:g}/s; the peer stores each "
-                "message once per instance, which is divided out). " + source("persist"), "",
+                f"(a) The highest offered rate at which every acked message is in PostgreSQL ({ao['connections']} "
+                f"connections, {ao['rooms']} rooms, stepping ×{ao['step']:g} from {ao['start_rate']:g}/s, held while "
+                f"p99 ≤ {ao['stop_p99']:g} ms with nothing lost; the peer stores each "
+                "message once per instance, which is divided out). " + source("persist")
+                + (f" Part (a) is from the run of {r['accepted_from']}." if r.get("accepted_from") else ""), "",
                 headline_table(acc, ["highest_rate"], ["highest rate fully persisted, messages/s"]), "",
                 f"(b) Draining a backlog of {o['backlog']:,} messages from Kafka (the peer: "
                 f"{o.get('peer_backlog') or min(o['backlog'], 100000):,}, as it inserts one row at a time); rows/s, "
@@ -342,13 +387,19 @@ def main(var, root):
                 "`/proc/net/sockstat` (both ends of every connection are on this machine, so it counts the load "
                 "generator's sockets too; it counts socket buffer pages only, which idle sockets do not hold, not "
                 "the kernel's socket structures). " + source("idle"), "",
-                headline_table(r["headline"], ["rss_per_connection"], ["bytes per connection (worst N)"]), ""]
+                table(["N", "Nudge B/connection", "Node peer B/connection", "Nudge / peer"],
+                      [[f"{n:,}", f"{num(d.get('nudge', (None, 0))[0], 0)} ({d.get('nudge', (None, 0))[1]:,.0f} open)",
+                        f"{num(d.get('peer', (None, 0))[0], 0)} ({d.get('peer', (None, 0))[1]:,.0f} open)",
+                        ratio(d.get('nudge', (None, 0))[0], d.get('peer', (None, 0))[0])]
+                       for n, d in idle_by_n(r).items()]), "",
+                "Medians over rounds, per connection actually open (the peer times out some connections at 50,000 "
+                "when they open at nudge-bench's pace); round 1 in full:", ""]
         rows = []
         for target, v in r["rounds"][0].items():
             for p in v["points"]:
                 rows.append([target, f"{p['n']:,}", f"{p['open']:,}", num(p["rss_before"] / 2**20),
-                             num(p["rss_at_n"] / 2**20), num(p["rss_per_connection"], 0),
-                             num(p["kernel_per_connection"], 0)])
+                             num(p["rss_at_n"] / 2**20), num(per_open(p, "rss_at_n", "rss_before"), 0),
+                             num(per_open(p, "tcp_mem_bytes_at_n", "tcp_mem_bytes_before"), 0)])
         out += [table(["target", "N", "open", "anon RSS at 0 MiB", "anon RSS at N MiB", "B/connection", "kernel B/connection"],
                       rows), ""]
         plot_idle(r, os.path.join(images, "bench-idle.png"), plt)

@@ -176,6 +176,11 @@ ConfigSchema PostgresConfig::schema() {
           if (c < 0x20 || c > 0x7e) return std::string("must be printable ASCII");
         return std::string();
       });
+  s.integer("writers", 2,
+            "Connections a batch is written over at once, each inserting a slice of it (a batch of fewer than "
+            "500 rows per connection uses fewer). One PostgreSQL backend uses one core; the inserts are "
+            "idempotent, so a batch one slice of which failed is written again whole without a second row")
+      .range(1, 16);
   return s;
 }
 
@@ -185,7 +190,8 @@ PostgresConfig PostgresConfig::from(const Config& c) {
   if (!table) throw std::invalid_argument("table: " + error);  // validated by the schema already
   return {c.get_string("url"),         *table,
           c.get_int("connect_timeout_ms"), c.get_int("statement_timeout_ms"),
-          c.get_int("wait_for_database_ms"), c.get_string("application_name")};
+          c.get_int("wait_for_database_ms"), c.get_string("application_name"),
+          c.get_int("writers")};
 }
 
 std::string PostgresConfig::conninfo() const {

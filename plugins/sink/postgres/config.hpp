@@ -31,6 +31,7 @@ struct PostgresConfig {
   std::int64_t statement_timeout_ms = 30000;
   std::int64_t wait_for_database_ms = 30000;
   std::string application_name;
+  std::int64_t writers = 2;
 
   static ConfigSchema schema();
   static PostgresConfig from(const Config& config);

@@ -52,24 +52,26 @@ PostgresSink::PostgresSink(const Config& config, Context& context)
       connected_(context.metrics().gauge("connected", "1 while a database connection is open")) {}
 
 PostgresSink::~PostgresSink() {
-  worker_.reset();  // joins the worker; the session is ours alone from here
-  session_.reset();
+  for (auto& lane : lanes_) lane.worker.reset();  // joins the workers; the sessions are ours alone from here
+  lanes_.clear();
   connected_.set(0);
 }
 
 // ---- start -----------------------------------------------------------------
 
 Status PostgresSink::start() {
-  worker_ = std::make_unique<BlockingWorker>(context_.executor());
+  lanes_.resize(static_cast<std::size_t>(config_.writers));
+  for (auto& lane : lanes_) lane.worker = std::make_unique<BlockingWorker>(context_.executor());
   // The SDK's start() returns its Status synchronously, so wait here for the
   // worker (the event loop has nothing else to do before the sink started).
+  // The other lanes connect on their first slice.
   std::promise<Status> opened;
   auto result = opened.get_future();
-  worker_->run_detached([this, &opened] { opened.set_value(open()); });
+  lanes_[0].worker->run_detached([this, &opened] { opened.set_value(open()); });
   return result.get();
 }
 
-std::optional<DatabaseError> PostgresSink::connect() {
+std::optional<DatabaseError> PostgresSink::connect(Lane& lane) {
   try {
     auto session = std::make_unique<Session>(config_.conninfo());
     pqxx::nontransaction tx(session->conn);
@@ -81,8 +83,8 @@ std::optional<DatabaseError> PostgresSink::connect() {
                                "', which cannot hold all of Unicode; create it with ENCODING 'UTF8'"};
     // set_variable rather than a plain SET, so libpqxx restores it should it reopen the session itself.
     session->conn.set_variable("statement_timeout", std::to_string(config_.statement_timeout_ms));
-    session_ = std::move(session);
-    connected_.set(1);
+    lane.session = std::move(session);
+    if (&lane == &lanes_[0]) connected_.set(1);
     return std::nullopt;
   } catch (const std::exception& e) {
     return classify(e);
@@ -94,7 +96,7 @@ Status PostgresSink::open() {
   const auto deadline = Clock::now() + std::chrono::milliseconds(config_.wait_for_database_ms);
   auto delay = std::chrono::milliseconds(250);
   for (int attempt = 1;; ++attempt) {
-    auto error = connect();
+    auto error = connect(lanes_[0]);
     if (!error) break;
     db_errors_.add();
     // Waiting helps a server that is down or starting, not a wrong password.
@@ -122,7 +124,7 @@ Status PostgresSink::open() {
     delay = std::min(delay * 2, std::chrono::milliseconds(2000));
   }
   if (auto s = migrate(); !s.ok()) {
-    disconnect();
+    disconnect(lanes_[0]);
     return s;
   }
   context_.logger().info("writing to table '", config_.table.display(), "' at ", display_url_);
@@ -133,7 +135,7 @@ Status PostgresSink::migrate() {
   const auto& table = config_.table;
   const std::string quoted = table.quoted();
   try {
-    pqxx::work tx(session_->conn);
+    pqxx::work tx(lanes_[0].session->conn);
     // Instances starting together take turns, so CREATE TABLE IF NOT EXISTS
     // never races itself (which can fail on pg_type's unique index).
     tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1))", "nudge.sink.postgres " + quoted);
@@ -173,7 +175,7 @@ Status PostgresSink::migrate() {
     tx.commit();
     // The insert, run on no rows, checks the table as it is: column types and
     // the unique index on id that ON CONFLICT needs.
-    pqxx::nontransaction check(session_->conn);
+    pqxx::nontransaction check(lanes_[0].session->conn);
     check.exec_params(insert_sql_, "{}", "{}", "{}", "{}", "{}", "{}", "{}", "{}");
     check.commit();
     return Status::success();
@@ -188,31 +190,62 @@ Status PostgresSink::migrate() {
 // ---- write -----------------------------------------------------------------
 
 void PostgresSink::write(BatchPtr batch, Completion done) {
-  if (!worker_) {
+  if (lanes_.empty()) {
     boost::asio::post(context_.executor(), [done = std::move(done)] {
       done(Status::error(StatusCode::internal, "write() called before a successful start()"));
     });
     return;
   }
-  worker_->run([this, batch] { return write_now(*batch); },
-               [this, batch, done = std::move(done)](WriteResult result) {
-                 if (result.status.ok()) {
-                   rows_inserted_.add(result.inserted);
-                   rows_duplicate_.add(batch->size() - result.inserted);
-                 }
-                 if (result.status.ok() && result.repaired) {
-                   texts_repaired_.add(result.repaired);
-                   context_.logger().warn(result.repaired,
-                                          " room, sender or origin values in a batch were not valid UTF-8; "
-                                          "stored them with U+FFFD in place of the bad bytes");
-                 }
-                 done(std::move(result.status));
-               });
+  // Slices of at least kMinSliceRows: below that, a statement's round trip
+  // costs more than another backend saves.
+  constexpr std::size_t kMinSliceRows = 500;
+  const std::size_t slices = std::clamp<std::size_t>(batch->size() / kMinSliceRows, 1, lanes_.size());
+  if (slices == 1) {
+    lanes_[0].worker->run([this, batch] { return write_now(lanes_[0], batch->begin(), batch->end()); },
+                          [this, batch, done = std::move(done)](WriteResult result) {
+                            finish_write(*batch, std::move(result), done);
+                          });
+    return;
+  }
+  struct Gather {
+    std::size_t pending;
+    WriteResult total;
+    Completion done;
+  };
+  auto gather = std::make_shared<Gather>(Gather{slices, {}, std::move(done)});
+  for (std::size_t i = 0; i < slices; ++i) {
+    const auto first = batch->begin() + static_cast<std::ptrdiff_t>(batch->size() * i / slices);
+    const auto last = batch->begin() + static_cast<std::ptrdiff_t>(batch->size() * (i + 1) / slices);
+    Lane& lane = lanes_[i];
+    lane.worker->run([this, &lane, batch, first, last] { return write_now(lane, first, last); },
+                     [this, batch, gather](WriteResult result) {
+                       gather->total.inserted += result.inserted;
+                       gather->total.repaired += result.repaired;
+                       // The batch fails if a slice did; the first failure says why.
+                       if (!result.status.ok() && gather->total.status.ok())
+                         gather->total.status = std::move(result.status);
+                       if (--gather->pending == 0) finish_write(*batch, std::move(gather->total), gather->done);
+                     });
+  }
 }
 
-Status PostgresSink::ensure_session() {
-  if (session_) return Status::success();
-  if (auto error = connect()) {
+void PostgresSink::finish_write(const Batch& batch, WriteResult result, const Completion& done) {
+  // Rows a failed batch's other slices stored count now; when the batch is
+  // written again they are duplicates.
+  rows_inserted_.add(result.inserted);
+  if (result.status.ok()) rows_duplicate_.add(batch.size() - result.inserted);
+  if (result.status.ok() && result.repaired) {
+    texts_repaired_.add(result.repaired);
+    context_.logger().warn(result.repaired,
+                           " room, sender or origin values in a batch were not valid UTF-8; "
+                           "stored them with U+FFFD in place of the bad bytes");
+  }
+  done(std::move(result.status));
+}
+
+Status PostgresSink::ensure_session(Lane& lane) {
+  if (lane.session) return Status::success();
+  if (auto error = connect(lane)) {
     db_errors_.add();
     return Status::error(StatusCode::unavailable,
                          "cannot connect to PostgreSQL at " + display_url_ + ": " + with_sqlstate(*error));
@@ -222,26 +255,26 @@ Status PostgresSink::ensure_session() {
   return Status::success();
 }
 
-PostgresSink::WriteResult PostgresSink::write_now(const Batch& batch) {
+PostgresSink::WriteResult PostgresSink::write_now(Lane& lane, Batch::const_iterator begin, Batch::const_iterator end) {
   WriteResult result;
-  if (batch.empty()) return result;
-  if (result.status = ensure_session(); !result.status.ok()) return result;
+  if (begin == end) return result;
+  if (result.status = ensure_session(lane); !result.status.ok()) return result;
   // Usually one statement, one round trip; a batch of very large payloads
   // takes a few (each atomic, and a retry skips what is already stored).
-  for (auto first = batch.begin(); first != batch.end();) {
-    const auto last = statement_end(first, batch.end());
+  for (auto first = begin; first != end;) {
+    const auto last = statement_end(first, end);
     const EncodedBatch e = encode_batch(first, last);
     result.repaired += e.repaired_texts;
     try {
       // A single statement outside a transaction block is atomic by itself.
-      pqxx::nontransaction tx(session_->conn);
+      pqxx::nontransaction tx(lane.session->conn);
       const auto r = tx.exec_params(insert_sql_, e.ids, e.rooms, e.senders, e.payloads, e.timestamps, e.origins,
                                     e.partitions, e.offsets);
       tx.commit();
       result.inserted += static_cast<std::size_t>(r.affected_rows());
     } catch (const std::exception& ex) {
-      result.status = fail(classify(ex), "inserting " + std::to_string(batch.size()) + " rows into '" +
-                                             config_.table.display() + "'");
+      result.status = fail(lane, classify(ex), "inserting " + std::to_string(end - begin) + " rows into '" +
+                                                   config_.table.display() + "'");
       return result;
     }
     first = last;
@@ -252,13 +285,13 @@ PostgresSink::WriteResult PostgresSink::write_now(const Batch& batch) {
 // ---- history ---------------------------------------------------------------
 
 void PostgresSink::read_history(HistoryQuery query, HistoryHandler done) {
-  if (!worker_) {
+  if (lanes_.empty()) {
     boost::asio::post(context_.executor(), [done = std::move(done)] {
       done(Status::error(StatusCode::internal, "read_history() called before a successful start()"), {});
     });
     return;
   }
-  worker_->run([this, query = std::move(query)] { return read_now(query); },
+  lanes_[0].worker->run([this, query = std::move(query)] { return read_now(query); },
                [this, done = std::move(done)](ReadResult result) {
                  if (result.status.ok()) {
                    history_reads_.add();
@@ -275,14 +308,14 @@ void PostgresSink::read_history(HistoryQuery query, HistoryHandler done) {
 PostgresSink::ReadResult PostgresSink::read_now(const HistoryQuery& query) {
   ReadResult result;
   if (query.limit == 0) return result;
-  if (result.status = ensure_session(); !result.status.ok()) return result;
+  if (result.status = ensure_session(lanes_[0]); !result.status.ok()) return result;
   // Rooms were stored with invalid UTF-8 (and NUL) repaired: look for what was stored.
   std::string repaired;
   const std::string& room = repair_text(query.room, repaired) ? repaired : query.room;
   const auto limit = static_cast<long long>(
       std::min<std::size_t>(query.limit, static_cast<std::size_t>(std::numeric_limits<long long>::max())));
   try {
-    pqxx::nontransaction tx(session_->conn);
+    pqxx::nontransaction tx(lanes_[0].session->conn);
     const pqxx::result rows =
         query.after ? tx.exec_params(history_sql(config_.table, true), room, limit, query.after->to_string())
                     : tx.exec_params(history_sql(config_.table, false), room, limit);
@@ -309,7 +342,7 @@ PostgresSink::ReadResult PostgresSink::read_now(const HistoryQuery& query) {
     }
   } catch (const std::exception& ex) {
     result.messages.clear();
-    result.status = fail(classify(ex), "reading history from '" + config_.table.display() + "'", true);
+    result.status = fail(lanes_[0], classify(ex), "reading history from '" + config_.table.display() + "'", true);
     return result;
   }
   if (!query.after) std::reverse(result.messages.begin(), result.messages.end());
@@ -318,14 +351,14 @@ PostgresSink::ReadResult PostgresSink::read_now(const HistoryQuery& query) {
 
 // ---- errors ----------------------------------------------------------------
 
-Status PostgresSink::fail(const DatabaseError& error, const std::string& doing, bool reading) {
+Status PostgresSink::fail(Lane& lane, const DatabaseError& error, const std::string& doing, bool reading) {
   db_errors_.add();
-  if (error.what.reconnect || !session_->conn.is_open()) {
+  if (error.what.reconnect || !lane.session->conn.is_open()) {
     // libpqxx's own words for a dead socket can be cryptic ("Could not obtain
     // client encoding"), so say plainly what happened first.
     const std::string text = "lost the connection to PostgreSQL at " + display_url_ + " while " + doing + " (" +
                              with_sqlstate(error) + ")";
-    disconnect();
+    disconnect(lane);
     context_.logger().warn(text, "; reconnecting on the next attempt");
     return Status::error(StatusCode::unavailable, text);
   }
@@ -342,30 +375,35 @@ Status PostgresSink::fail(const DatabaseError& error, const std::string& doing, 
   return Status::error(error.what.code, text);
 }
 
-void PostgresSink::disconnect() {
-  session_.reset();
-  connected_.set(0);
+void PostgresSink::disconnect(Lane& lane) {
+  lane.session.reset();
+  if (&lane == &lanes_[0]) connected_.set(0);
 }
 
 // ---- stop ------------------------------------------------------------------
 
 void PostgresSink::stop(std::function<void()> done) {
-  if (!worker_) {
+  if (lanes_.empty()) {
     done();
     return;
   }
-  // Queued behind a write in progress, whose completion thus reaches the
+  // Queued behind the writes in progress, whose completions thus reach the
   // runtime first; the event loop never waits on the database.
-  worker_->run(
-      [this] {
-        disconnect();
-        return true;
-      },
-      [this, done = std::move(done)](bool) {
-        worker_->shutdown();
-        context_.logger().info("closed the connection to ", display_url_);
-        done();
-      });
+  auto pending = std::make_shared<std::size_t>(lanes_.size());
+  auto finished = std::make_shared<std::function<void()>>(std::move(done));
+  for (auto& lane : lanes_) {
+    lane.worker->run(
+        [this, &lane] {
+          disconnect(lane);
+          return true;
+        },
+        [this, &lane, pending, finished](bool) {
+          lane.worker->shutdown();
+          if (--*pending > 0) return;
+          context_.logger().info("closed the connection", lanes_.size() > 1 ? "s" : "", " to ", display_url_);
+          (*finished)();
+        });
+  }
 }
 
 }  // namespace nudge::plugins::postgres

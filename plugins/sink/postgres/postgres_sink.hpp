@@ -12,12 +12,13 @@
 
 namespace nudge::plugins::postgres {
 
-/// Stores messages in a PostgreSQL table, one statement per batch
-/// (`INSERT ... SELECT FROM unnest(arrays) ON CONFLICT (id) DO NOTHING`), so a
-/// replayed batch adds no row. The connection lives on a worker thread of its
-/// own and every database call runs there, one at a time in the order they
-/// came; a lost connection is reopened on the next write or history read.
-/// Reads a room's history back through the (room, id) index.
+/// Stores messages in a PostgreSQL table, one statement per batch or slice
+/// of a batch (`INSERT ... SELECT FROM unnest(arrays) ON CONFLICT (id) DO
+/// NOTHING`), so a replayed batch adds no row. Each connection (`writers` of
+/// them) lives on a worker thread of its own; a large batch is cut into
+/// slices written at once, one per connection, and completes when all are
+/// in. The first connection also creates the table and answers history
+/// reads, in the order asked. A lost connection is reopened on its next use.
 class PostgresSink final : public Sink {
  public:
   PostgresSink(const Config& config, Context& context);
@@ -38,6 +39,11 @@ class PostgresSink final : public Sink {
 
  private:
   struct Session;
+  /// One connection and the thread its calls run on.
+  struct Lane {
+    std::unique_ptr<BlockingWorker> worker;
+    std::unique_ptr<Session> session;  ///< touched on the lane's worker thread only
+  };
   struct WriteResult {
     Status status;
     std::size_t inserted = 0;
@@ -49,24 +55,27 @@ class PostgresSink final : public Sink {
     std::size_t skipped = 0;  ///< rows whose id could not be read back (never expected)
   };
 
-  // Worker thread only.
+  /// Accounts for a written batch and hands its status to the runtime.
+  void finish_write(const Batch& batch, WriteResult result, const Completion& done);
+
+  // On the lane's worker thread only.
   Status open();
-  std::optional<DatabaseError> connect();
+  std::optional<DatabaseError> connect(Lane& lane);
   Status migrate();
-  /// Reconnects when the last session was lost; an unavailable Status if it cannot.
-  Status ensure_session();
-  WriteResult write_now(const Batch& batch);
+  /// Reconnects when the lane's session was lost; an unavailable Status if it cannot.
+  Status ensure_session(Lane& lane);
+  WriteResult write_now(Lane& lane, Batch::const_iterator first, Batch::const_iterator last);
   ReadResult read_now(const HistoryQuery& query);
   /// `reading`: a history read failed, not a batch (changes what is logged).
-  Status fail(const DatabaseError& error, const std::string& doing, bool reading = false);
-  void disconnect();
+  Status fail(Lane& lane, const DatabaseError& error, const std::string& doing, bool reading = false);
+  void disconnect(Lane& lane);
 
   PostgresConfig config_;
   Context& context_;
   const std::string display_url_;  ///< the url without its password
   const std::string insert_sql_;
-  std::unique_ptr<Session> session_;  ///< touched on the worker thread only
-  std::unique_ptr<BlockingWorker> worker_;
+  /// lanes_[0] also migrates and reads history; all exist from start().
+  std::vector<Lane> lanes_;
   Counter& rows_inserted_;
   Counter& rows_duplicate_;
   Counter& db_errors_;

@@ -335,6 +335,44 @@ TEST_F(PostgresSinkIntegrationTest, AnIncompatibleTableIsReportedAtStart) {
   }
 }
 
+TEST_F(PostgresSinkIntegrationTest, ALargeBatchIsWrittenInSlicesOverEveryConnection) {
+  start_sink({{"writers", std::int64_t{3}}, {"application_name", std::string("nudge-" + table_)}});
+  const auto batch = make_batch(3000);
+  ASSERT_TRUE(write(batch).ok());
+  EXPECT_EQ(count(), 3000);
+  EXPECT_EQ(counter("rows_inserted"), 3000u);
+  // Three slices of 1000, each on a connection of its own.
+  EXPECT_EQ(exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nudge-" + table_ + "'")[0][0]
+                .as<int>(),
+            3);
+  ASSERT_TRUE(write(batch).ok());
+  EXPECT_EQ(count(), 3000);
+  EXPECT_EQ(counter("rows_duplicate"), 3000u);
+  // A small batch goes whole to one connection.
+  ASSERT_TRUE(write(make_batch(40)).ok());
+  EXPECT_EQ(count(), 3040);
+}
+
+TEST_F(PostgresSinkIntegrationTest, ASliceThatFailsFailsTheBatchAndTheRetryAddsNoSecondRow) {
+  start_sink({{"writers", std::int64_t{2}}});
+  exec("ALTER TABLE \"" + table_ + "\" ALTER COLUMN room TYPE varchar(3)");
+  // Slice 1 (rows 0-999) fits; slice 2 (rows 1000-1999) does not.
+  auto batch = std::make_shared<Batch>(*make_batch(1000, "ok"));
+  const auto bad = make_batch(1000, "much too long");
+  batch->insert(batch->end(), bad->begin(), bad->end());
+  const auto status = write(batch);
+  EXPECT_EQ(status.code(), StatusCode::internal) << status.message();
+  EXPECT_NE(status.message().find("SQLSTATE 22001"), std::string::npos) << status.message();
+  EXPECT_EQ(count(), 1000);
+  EXPECT_EQ(counter("rows_inserted"), 1000u);
+  // The table fixed, the runtime writes the batch again: the first slice's rows are not stored twice.
+  exec("ALTER TABLE \"" + table_ + "\" ALTER COLUMN room TYPE text");
+  ASSERT_TRUE(write(batch).ok());
+  EXPECT_EQ(count(), 2000);
+  EXPECT_EQ(counter("rows_inserted"), 2000u);
+  EXPECT_EQ(counter("rows_duplicate"), 1000u);
+}
+
 TEST_F(PostgresSinkIntegrationTest, ADataErrorIsNotRetryable) {
   start_sink();
   exec("ALTER TABLE \"" + table_ + "\" ALTER COLUMN room TYPE varchar(3)");

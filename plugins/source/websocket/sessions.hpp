@@ -198,8 +198,12 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void send_text(std::string_view json);
   /// Queues a frame whatever the queue's length (control frames).
   void enqueue(std::shared_ptr<const std::string> frame);
+  /// Writes the queue: at once while the socket takes it (plain TCP), else
+  /// through an asynchronous write.
   void do_write();
   void on_write(boost::beast::error_code ec, std::size_t bytes);
+  /// A write of frames_in_flight_ frames is done: true when more is to be written.
+  bool after_write();
   /// Closes with `code` at once: what is queued and not yet being written
   /// is dropped. The socket is closed when the client answers, or `grace`
   /// later at the latest.
@@ -230,6 +234,7 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
   FrameQueue queue_;
   std::size_t frames_in_flight_ = 0;
+  bool writing_ = false;  ///< do_write runs or its asynchronous write is pending
   Clock::time_point last_heard_;
   Clock::time_point close_deadline_;
   /// Set by close_after_queue until the queue drains.

@@ -127,7 +127,7 @@ void WsStreamSession<Stream>::on_upgraded(beast::error_code ec) {
   upgraded_ = true;
   arm_token_expiry();
   do_read();
-  if (!queue_.empty() && frames_in_flight_ == 0) do_write();
+  if (!queue_.empty() && !writing_) do_write();
 }
 
 template <class Stream>
@@ -399,31 +399,72 @@ void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
 template <class Stream>
 void WsStreamSession<Stream>::enqueue(std::shared_ptr<const std::string> frame) {
   queue_.push_back(std::move(frame));
-  if (upgraded_ && frames_in_flight_ == 0) do_write();
+  if (upgraded_ && !writing_) do_write();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::do_write() {
-  // Everything queued goes in one write, up to a bound: a client behind by
-  // many frames costs one system call, not one each.
-  std::array<boost::asio::const_buffer, kFramesPerWrite> buffers;
-  frames_in_flight_ = queue_.gather(buffers);
-  boost::asio::async_write(stream_, buffers,
-                           beast::bind_front_handler(&WsStreamSession::on_write, this->shared_from_this()));
+  writing_ = true;
+  while (true) {
+    // Everything queued goes in one write, up to a bound: a client behind by
+    // many frames costs one system call, not one each.
+    std::array<boost::asio::const_buffer, kFramesPerWrite> buffers;
+    frames_in_flight_ = queue_.gather(buffers);
+    std::size_t written = 0;
+    if constexpr (!kIsTls<Stream>) {
+      // The socket is non-blocking and a client that keeps up has room in
+      // its socket buffer: write at once, with no asynchronous operation (and
+      // no allocation or completion handler) per delivery. Only what does not
+      // fit waits for the socket to be writable.
+      beast::error_code ec;
+      written = stream_.write_some(buffers, ec);
+      if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+        written = 0;
+      } else if (ec) {
+        writing_ = false;
+        return fail(ec, "write");
+      } else if (written == boost::asio::buffer_size(buffers)) {
+        if (!after_write()) {
+          writing_ = false;
+          return;
+        }
+        continue;
+      }
+    }
+    beast::buffers_suffix<std::array<boost::asio::const_buffer, kFramesPerWrite>> rest(buffers);
+    rest.consume(written);
+    boost::asio::async_write(stream_, rest,
+                             beast::bind_front_handler(&WsStreamSession::on_write, this->shared_from_this()));
+    return;
+  }
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
-  const std::size_t written = std::exchange(frames_in_flight_, 0);
-  if (ec) return fail(ec, "write");
+  if (ec) {
+    writing_ = false;
+    frames_in_flight_ = 0;
+    return fail(ec, "write");
+  }
   if (closed_) return;
-  for (std::size_t i = 0; i < written; ++i) queue_.pop_front();
-  if (!queue_.empty()) return do_write();
-  if (!closing_) return;
-  if (!close_queued_) return queue_close(pending_close_code_, pending_close_reason_, close_deadline_);
+  if (after_write()) return do_write();
+  writing_ = false;
+}
+
+template <class Stream>
+bool WsStreamSession<Stream>::after_write() {
+  for (std::size_t i = std::exchange(frames_in_flight_, 0); i > 0; --i) queue_.pop_front();
+  if (!queue_.empty()) return true;
+  if (!closing_) return false;
+  if (!close_queued_) {
+    // The queue ran dry behind close_after_queue: the close frame is next.
+    queue_close(pending_close_code_, pending_close_reason_, close_deadline_);
+    return !queue_.empty();
+  }
   // Nothing is queued behind a close frame: it is out.
   close_written_ = true;
   if (close_received_) close_socket();
+  return false;
 }
 
 template <class Stream>
@@ -437,7 +478,7 @@ void WsStreamSession<Stream>::close_after_queue(CloseCode code, std::string_view
   closing_ = true;
   leave_rooms();  // no more deliveries: the client is on its way out
   const auto deadline = Clock::now() + std::chrono::milliseconds(hub_->config.handshake_timeout_ms);
-  if (frames_in_flight_ == 0 && queue_.empty()) return queue_close(code, reason, deadline);
+  if (!writing_ && queue_.empty()) return queue_close(code, reason, deadline);
   pending_close_code_ = code;
   pending_close_reason_ = std::string(reason);
   close_deadline_ = deadline;
@@ -460,7 +501,7 @@ void WsStreamSession<Stream>::queue_close(CloseCode code, std::string_view reaso
   close_deadline_ = deadline;
   queue_.push_back(std::make_shared<const std::string>(encode_close_frame(code, reason)));
   pending_close_reason_.clear();
-  if (upgraded_ && frames_in_flight_ == 0) do_write();
+  if (upgraded_ && !writing_) do_write();
   // The client's close frame is read as long as the socket is open.
   if (upgraded_ && !read_pending_ && pending_input_.empty()) start_socket_read();
 }

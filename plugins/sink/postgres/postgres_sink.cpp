@@ -200,13 +200,6 @@ void PostgresSink::write(BatchPtr batch, Completion done) {
   // costs more than another backend saves.
   constexpr std::size_t kMinSliceRows = 500;
   const std::size_t slices = std::clamp<std::size_t>(batch->size() / kMinSliceRows, 1, lanes_.size());
-  if (slices == 1) {
-    lanes_[0].worker->run([this, batch] { return write_now(lanes_[0], batch->begin(), batch->end()); },
-                          [this, batch, done = std::move(done)](WriteResult result) {
-                            finish_write(*batch, std::move(result), done);
-                          });
-    return;
-  }
   struct Gather {
     std::size_t pending;
     WriteResult total;

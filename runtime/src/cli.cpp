@@ -56,6 +56,12 @@ int cmd_validate(const CommandLine& cl, const PluginRegistry& registry) {
       first = false;
     }
   std::cout << ")\n";
+  // Constructing the stages does no I/O; it tells what only an instance knows.
+  boost::asio::io_context io;
+  MetricsRegistry metrics;
+  Pipeline pipeline(io, std::move(*spec), metrics);
+  if (!pipeline.create()) return 1;
+  if (const auto note = pipeline.history_note(); !note.empty()) std::cout << "  " << note << "\n";
   return 0;
 }
 

@@ -2,6 +2,10 @@
 
 #include <chrono>
 
+#include <boost/asio/post.hpp>
+
+#include "history_merge.hpp"
+
 namespace nudge::runtime {
 
 Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegistry& metrics)
@@ -14,6 +18,9 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
       messages_acked_(metrics.counter("pipeline_messages_acked")),
       messages_failed_(metrics.counter("pipeline_messages_failed")),
       fanout_received_(metrics.counter("pipeline_fanout_received")),
+      history_reads_(metrics.counter("pipeline_history_reads")),
+      history_from_window_(metrics.counter("pipeline_history_from_window")),
+      history_failures_(metrics.counter("pipeline_history_failures")),
       grace_timer_(io) {}
 
 Pipeline::~Pipeline() {
@@ -88,6 +95,7 @@ Status Pipeline::start() {
     if (*stage) shape += (shape.empty() ? "" : " -> ") + (*stage)->key_path;
   logger_.info("pipeline '", spec_.settings.name, "' started as instance '", spec_.settings.instance_id, "': ",
                shape);
+  if (const auto note = history_note(); !note.empty()) logger_.info(note);
   return Status::success();
 }
 
@@ -124,6 +132,58 @@ void Pipeline::when_ready(std::function<void()> resume) { window_.when_ready(std
 
 void Pipeline::set_room_interest(std::string_view room, bool interested) {
   if (fanout_) fanout_->instance->set_room_interest(room, interested);
+}
+
+bool Pipeline::has_history() const { return sink_ && sink_->instance->supports_history(); }
+
+std::string Pipeline::history_note() const {
+  if (!source_) return {};
+  const bool window = fanout_ && fanout_->instance->supports_recent();
+  if (has_history())
+    return "history: from " + sink_->key_path + (window ? " and the recent window of " + fanout_->key_path : "") +
+           " (clients get a room's recent messages on joining and catch up after reconnecting)";
+  const std::string why = sink_ ? sink_->key_path + " keeps no history" : "this pipeline has no sink";
+  return "history: none, " + why +
+         "; clients joining a room get no past messages and cannot catch up after reconnecting";
+}
+
+void Pipeline::read_history(HistoryQuery query, HistoryHandler done) {
+  history_reads_.add();
+  // Answers are posted: a source never sees its handler run inside its own call.
+  auto answer = [this, done = std::move(done)](Status status, std::vector<MessagePtr> messages) {
+    if (!status.ok()) history_failures_.add();
+    boost::asio::post(io_, [done, status = std::move(status), messages = std::move(messages)]() mutable {
+      done(std::move(status), std::move(messages));
+    });
+  };
+  if (fanout_ && fanout_->instance->supports_recent()) {
+    fanout_->instance->read_recent(query, [this, query, answer](Status status, std::vector<MessagePtr> window) {
+      if (status.ok()) {
+        if (auto enough = answer_from_window(query, window)) {
+          history_from_window_.add();
+          return answer(Status::success(), std::move(*enough));
+        }
+      } else {
+        logger_.debug("recent window of ", fanout_->key_path, " unreadable (", status.message(),
+                      "); reading history from the sink alone");
+        window.clear();
+      }
+      if (!has_history()) return answer(Status::success(), merge_history(query, {}, window));
+      read_stored_history(query, std::move(window), answer);
+    });
+    return;
+  }
+  if (!has_history())
+    return answer(Status::error(StatusCode::invalid_argument, "this pipeline keeps no history"), {});
+  read_stored_history(std::move(query), {}, std::move(answer));
+}
+
+void Pipeline::read_stored_history(HistoryQuery query, std::vector<MessagePtr> window, HistoryHandler done) {
+  sink_->instance->read_history(query, [query, window = std::move(window), done = std::move(done)](
+                                           Status status, std::vector<MessagePtr> stored) {
+    if (!status.ok()) return done(std::move(status), {});
+    done(Status::success(), merge_history(query, std::move(stored), window));
+  });
 }
 
 void Pipeline::on_fanout_message(MessagePtr message) {

@@ -77,6 +77,9 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   void set_fail_points(FailPoints points) { fail_points_ = std::move(points); }
 
   const PipelineSpec& spec() const noexcept { return spec_; }
+  /// Where clients' history and catching up come from, in a sentence (or
+  /// why there is none); empty when the pipeline has no source. After create().
+  std::string history_note() const;
   std::size_t in_flight() const noexcept { return window_.in_flight(); }
 
  private:
@@ -84,6 +87,8 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   void publish(MessagePtr message, Completion on_durable) override;
   void when_ready(std::function<void()> resume) override;
   void set_room_interest(std::string_view room, bool interested) override;
+  bool has_history() const override;
+  void read_history(HistoryQuery query, HistoryHandler done) override;
   // FanoutReceiver
   void on_fanout_message(MessagePtr message) override;
   // LogConsumer
@@ -95,6 +100,8 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   /// when there is one, else straight to the local source.
   void deliver(const MessagePtr& message);
   void stop_stages(std::function<void()> done);
+  /// The sink's answer to `query`, merged with `window` (the fanout's recent messages).
+  void read_stored_history(HistoryQuery query, std::vector<MessagePtr> window, HistoryHandler done);
 
   boost::asio::io_context& io_;
   PipelineSpec spec_;
@@ -108,6 +115,9 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   Counter& messages_acked_;
   Counter& messages_failed_;
   Counter& fanout_received_;
+  Counter& history_reads_;
+  Counter& history_from_window_;
+  Counter& history_failures_;
 
   std::optional<Stage<Sink>> sink_;
   std::optional<Stage<Log>> log_;

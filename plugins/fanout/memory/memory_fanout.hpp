@@ -1,5 +1,9 @@
 #pragma once
 
+#include <deque>
+#include <string>
+#include <unordered_map>
+
 #include "nudge/sdk.hpp"
 
 namespace nudge::plugins {
@@ -15,6 +19,8 @@ class MemoryFanout final : public Fanout {
   Status start(FanoutReceiver& receiver) override;
   void publish(const MessagePtr& message) override;
   void set_room_interest(std::string_view room, bool interested) override;
+  bool supports_recent() const override { return window_size_ > 0; }
+  void read_recent(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
 
@@ -22,6 +28,9 @@ class MemoryFanout final : public Fanout {
   Context& context_;
   FanoutReceiver* receiver_ = nullptr;
   Counter& published_;
+  /// Each room's last window_size_ messages, in publish order.
+  std::size_t window_size_ = 0;
+  std::unordered_map<std::string, std::deque<MessagePtr>> recent_;
 };
 
 }  // namespace nudge::plugins

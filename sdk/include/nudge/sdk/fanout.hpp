@@ -2,6 +2,7 @@
 
 #include <string_view>
 
+#include "nudge/sdk/history.hpp"
 #include "nudge/sdk/message.hpp"
 #include "nudge/sdk/plugin.hpp"
 #include "nudge/sdk/status.hpp"
@@ -36,6 +37,20 @@ class Fanout : public Plugin {
   /// Whether this instance has clients in `room` (see Ingress::set_room_interest).
   /// A fanout with a single shared channel may ignore it.
   virtual void set_room_interest(std::string_view room, bool interested) = 0;
+
+  /// Whether this fanout keeps a window of each room's recent messages
+  /// (read_recent), shared by every instance on the bus.
+  virtual bool supports_recent() const { return false; }
+
+  /// The room's most recent messages in the window, oldest first in the
+  /// order the bus carried them, at most `query.limit` (`query.after` is
+  /// ignored: the runtime looks for it in the answer to learn whether the
+  /// window reaches back far enough). Calls `done` on the executor, never
+  /// inline. Only called when supports_recent() is true.
+  virtual void read_recent(HistoryQuery query, HistoryHandler done) {
+    (void)query;
+    done(Status::error(StatusCode::invalid_argument, "this fanout keeps no recent window"), {});
+  }
 };
 
 }  // namespace nudge

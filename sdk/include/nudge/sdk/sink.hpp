@@ -6,25 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "nudge/sdk/history.hpp"
 #include "nudge/sdk/log.hpp"
 #include "nudge/sdk/plugin.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge {
-
-/// A read of stored messages of one room (the history capability).
-struct HistoryQuery {
-  std::string room;
-  /// At most this many messages.
-  std::size_t limit = 50;
-  /// Without it: the room's last `limit` messages. With it: the messages
-  /// stored after this id (by id order, which is time order), oldest first,
-  /// up to `limit` — how a reconnecting client catches up.
-  std::optional<MessageId> after;
-};
-
-/// Receives the messages a history read found, oldest first (ordered by id).
-using HistoryHandler = std::function<void(Status, std::vector<MessagePtr>)>;
 
 /// The final store (`postgres`, `mysql`, `sqlite`), written in batches.
 class Sink : public Plugin {

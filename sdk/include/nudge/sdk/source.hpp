@@ -3,6 +3,7 @@
 #include <functional>
 #include <string_view>
 
+#include "nudge/sdk/history.hpp"
 #include "nudge/sdk/message.hpp"
 #include "nudge/sdk/plugin.hpp"
 #include "nudge/sdk/status.hpp"
@@ -32,6 +33,19 @@ class Ingress {
   /// Call with true when a room's first local client joins and false when its
   /// last one leaves.
   virtual void set_room_interest(std::string_view room, bool interested) = 0;
+
+  /// Whether read_history can answer: the pipeline has a sink that keeps
+  /// history (Sink::supports_history). Without it clients joining a room get
+  /// no past messages, and a reconnecting client cannot catch up.
+  virtual bool has_history() const = 0;
+
+  /// Reads a room's past messages for a client: its last `limit` on joining,
+  /// or what it missed after `query.after` on reconnecting. Served from the
+  /// fanout's recent window when it holds them (Fanout::read_recent), else
+  /// from the sink, merged with the window so messages the sink has not
+  /// written yet are not missed. Answers on the executor (never inline),
+  /// oldest first by id, each message once. Only when has_history().
+  virtual void read_history(HistoryQuery query, HistoryHandler done) = 0;
 };
 
 /// Takes messages in from the outside world and delivers messages to its

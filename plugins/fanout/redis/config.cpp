@@ -197,6 +197,13 @@ ConfigSchema RedisConfig::schema() {
       .range(1, 10000000);
   s.integer("connect_timeout_ms", 2000, "How long one connection attempt (TCP connect and login) may take")
       .range(10, 600000);
+  s.integer("recent_messages", 1000,
+            "Messages kept per room in a Redis stream (<recent_key_prefix><room>, trimmed approximately), so a "
+            "client reconnecting to any instance catches up from Redis; 0 keeps none")
+      .range(0, 1000000);
+  s.string("recent_key_prefix", "nudge:recent:", "Prefix of the per-room streams of recent messages");
+  s.integer("recent_ttl_s", 86400, "A room's stream of recent messages expires this long after its last message")
+      .range(1, 365 * 86400);
   return s;
 }
 
@@ -212,6 +219,9 @@ RedisConfig RedisConfig::from(const Config& c) {
   r.reconnect_max_ms = std::max(c.get_int("reconnect_max_ms"), r.reconnect_initial_ms);
   r.max_pending_publishes = c.get_int("max_pending_publishes");
   r.connect_timeout_ms = c.get_int("connect_timeout_ms");
+  r.recent_messages = c.get_int("recent_messages");
+  r.recent_key_prefix = c.get_string("recent_key_prefix");
+  r.recent_ttl_s = c.get_int("recent_ttl_s");
   return r;
 }
 

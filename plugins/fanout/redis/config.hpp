@@ -40,6 +40,9 @@ struct RedisConfig {
   std::int64_t reconnect_max_ms = 5000;
   std::int64_t max_pending_publishes = 10000;
   std::int64_t connect_timeout_ms = 2000;
+  std::int64_t recent_messages = 1000;
+  std::string recent_key_prefix;
+  std::int64_t recent_ttl_s = 86400;
 
   static ConfigSchema schema();
   /// Reads a validated Config. Never throws on a bad URL: see url_error.

@@ -134,7 +134,86 @@ bool RedisFanout::send(const MessagePtr& message) {
   // publishes made in one turn of the loop go out together, pipelined.
   if (redisAsyncCommandArgv(ac, &RedisFanout::on_publish_reply, this, 3, argv, lens) != REDIS_OK) return false;
   ++in_flight_;
+  if (config_.recent_messages > 0) remember(ac, message, envelope);
   return true;
+}
+
+void RedisFanout::remember(redisAsyncContext* ac, const MessagePtr& message, const std::string& envelope) {
+  const std::string key = config_.recent_key_prefix + message->room;
+  const std::string max = std::to_string(config_.recent_messages);
+  // "~": Redis trims whole nodes, far cheaper than an exact MAXLEN.
+  const char* argv[7] = {"XADD", key.data(), "MAXLEN", "~", max.data(), "*", "m"};
+  std::vector<const char*> args(argv, argv + 7);
+  std::vector<std::size_t> lens{4, key.size(), 6, 1, max.size(), 1, 1};
+  args.push_back(envelope.data());
+  lens.push_back(envelope.size());
+  // The reply is not waited for: the window is best-effort, like the bus.
+  redisAsyncCommandArgv(ac, nullptr, nullptr, static_cast<int>(args.size()), args.data(), lens.data());
+  const auto now = std::chrono::steady_clock::now();
+  auto& last = recent_expiry_set_[message->room];
+  if (now - last >= std::chrono::minutes(1)) {
+    last = now;
+    const std::string ttl = std::to_string(config_.recent_ttl_s);
+    const char* expire[3] = {"EXPIRE", key.data(), ttl.data()};
+    const std::size_t expire_lens[3] = {6, key.size(), ttl.size()};
+    redisAsyncCommandArgv(ac, nullptr, nullptr, 3, expire, expire_lens);
+  }
+}
+
+namespace {
+/// A read_recent in flight: what to answer and how to decode.
+struct RecentRequest {
+  HistoryHandler done;
+  boost::asio::any_io_executor executor;
+};
+}  // namespace
+
+void RedisFanout::read_recent(HistoryQuery query, HistoryHandler done) {
+  redisAsyncContext* ac = publisher_ ? publisher_->context() : nullptr;
+  if (!ac || stopping_) {
+    boost::asio::post(context_.executor(), [done = std::move(done)] {
+      done(Status::error(StatusCode::unavailable, "not connected to redis"), {});
+    });
+    return;
+  }
+  const std::string key = config_.recent_key_prefix + query.room;
+  const std::string count = std::to_string(std::min<std::size_t>(query.limit, static_cast<std::size_t>(config_.recent_messages)));
+  const char* argv[6] = {"XREVRANGE", key.data(), "+", "-", "COUNT", count.data()};
+  const std::size_t lens[6] = {9, key.size(), 1, 1, 5, count.size()};
+  auto* request = new RecentRequest{std::move(done), context_.executor()};
+  if (redisAsyncCommandArgv(ac, &RedisFanout::on_recent_reply, request, 6, argv, lens) != REDIS_OK) {
+    on_recent_reply(ac, nullptr, request);
+  }
+}
+
+void RedisFanout::on_recent_reply(redisAsyncContext*, void* reply_ptr, void* request_ptr) {
+  std::unique_ptr<RecentRequest> request(static_cast<RecentRequest*>(request_ptr));
+  const auto* reply = static_cast<const redisReply*>(reply_ptr);
+  Status status = Status::success();
+  std::vector<MessagePtr> messages;
+  if (!reply) {
+    status = Status::error(StatusCode::unavailable, "the connection to redis was lost during the read");
+  } else if (reply->type == REDIS_REPLY_ERROR) {
+    status = Status::error(StatusCode::unavailable, "redis refused XREVRANGE: " + std::string(reply->str, reply->len));
+  } else if (reply->type == REDIS_REPLY_ARRAY) {
+    // Newest first: [[stream id, ["m", envelope]], ...]
+    for (std::size_t i = reply->elements; i-- > 0;) {
+      const redisReply* entry = reply->element[i];
+      if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
+      const redisReply* fields = entry->element[1];
+      if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
+      const redisReply* payload = fields->element[1];
+      if (payload->type != REDIS_REPLY_STRING) continue;
+      std::shared_ptr<Message> message;
+      if (decode_envelope(std::string_view(payload->str, payload->len), message).ok())
+        messages.push_back(std::move(message));
+    }
+  }
+  // hiredis calls back from inside its read handler: answer from the loop.
+  boost::asio::post(request->executor, [done = std::move(request->done), status = std::move(status),
+                                        messages = std::move(messages)]() mutable {
+    done(std::move(status), std::move(messages));
+  });
 }
 
 void RedisFanout::flush(bool ignore_window) {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,8 @@ class RedisFanout final : public Fanout {
   Status start(FanoutReceiver& receiver) override;
   void publish(const MessagePtr& message) override;
   void set_room_interest(std::string_view room, bool interested) override;
+  bool supports_recent() const override { return config_.recent_messages > 0; }
+  void read_recent(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
 
@@ -50,6 +53,9 @@ class RedisFanout final : public Fanout {
  private:
   static void on_publish_reply(redisAsyncContext* ac, void* reply, void* self);
   static void on_subscription_reply(redisAsyncContext* ac, void* reply, void* self);
+  static void on_recent_reply(redisAsyncContext* ac, void* reply, void* request);
+  /// Appends the message to its room's stream of recent messages (pipelined behind the PUBLISH).
+  void remember(redisAsyncContext* ac, const MessagePtr& message, const std::string& envelope);
 
   bool send(const MessagePtr& message);
   void flush(bool ignore_window);
@@ -76,6 +82,8 @@ class RedisFanout final : public Fanout {
   std::size_t in_flight_ = 0;       // PUBLISHes sent, reply not yet read
   std::size_t window_;              // max in flight, and max pending
   std::set<std::string, std::less<>> rooms_;
+  /// When each room's stream last had its expiry pushed back (once a minute at most).
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> recent_expiry_set_;
 
   LogLimiter publish_error_log_{std::chrono::seconds(10)};
   LogLimiter decode_error_log_{std::chrono::seconds(10)};

@@ -190,6 +190,7 @@ class RedisFanoutIntegrationTest : public ::testing::Test {
     overrides.emplace("url", url_text_);
     overrides.emplace("channel", "nudge:test:" + unique_);
     overrides.emplace("channel_prefix", "nudge:test:" + unique_ + ":room:");
+    overrides.emplace("recent_key_prefix", "nudge:test:" + unique_ + ":recent:");
     overrides.emplace("reconnect_initial_ms", std::int64_t{50});
     overrides.emplace("reconnect_max_ms", std::int64_t{500});
     std::string error;
@@ -406,6 +407,54 @@ TEST_F(RedisFanoutIntegrationTest, ChannelPerRoomDeliversOnlyRoomsOfInterest) {
   run_for(milliseconds(300));
   EXPECT_EQ(rooms_of(a.receiver), (std::map<std::string, int>{{"r3", kEach}, {"shared", kEach}}));
   EXPECT_EQ(rooms_of(b.receiver), (std::map<std::string, int>{{"shared", kEach}})) << "b left r2";
+}
+
+/// What read_recent answers for `room` (at most `limit`).
+std::vector<MessagePtr> read_recent(RedisFanoutIntegrationTest* test, boost::asio::io_context& io, RedisFanout& fanout,
+                                    const std::string& room, std::size_t limit) {
+  std::optional<std::vector<MessagePtr>> answer;
+  HistoryQuery query;
+  query.room = room;
+  query.limit = limit;
+  fanout.read_recent(query, [&](Status s, std::vector<MessagePtr> m) {
+    EXPECT_TRUE(s.ok()) << s.message();
+    answer = std::move(m);
+  });
+  EXPECT_FALSE(answer) << "answered inline";
+  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return answer.has_value(); }, std::chrono::seconds(5)));
+  (void)test;
+  return answer.value_or(std::vector<MessagePtr>{});
+}
+
+TEST_F(RedisFanoutIntegrationTest, KeepsARecentWindowPerRoomSharedByEveryInstance) {
+  Instance& a = add("a", {{"channel_per_room", true}});
+  Instance& b = add("b", {{"channel_per_room", true}, {"recent_messages", std::int64_t{0}}});
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected() && b.fanout->connected(); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(a.fanout->supports_recent());
+  EXPECT_FALSE(b.fanout->supports_recent());
+  std::vector<MessageId> sent;
+  for (int n = 0; n < 5; ++n) {
+    auto m = make_message(a.id, "hist", n, "m" + std::to_string(n));
+    sent.push_back(m->id);
+    a.fanout->publish(m);
+  }
+  a.fanout->publish(make_message(a.id, "other", 0, "elsewhere"));
+  // Another instance with the window on reads what `a` published: it lives in Redis.
+  Instance& c = add("c", {{"channel_per_room", true}});
+  ASSERT_TRUE(run_until([&] { return c.fanout->connected(); }, std::chrono::seconds(5)));
+  auto all = read_recent(this, io_, *c.fanout, "hist", 100);
+  ASSERT_EQ(all.size(), 5u);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    EXPECT_EQ(all[i]->id, sent[i]) << "oldest first, in publish order";
+    EXPECT_EQ(all[i]->payload, "m" + std::to_string(i));
+  }
+  auto last_two = read_recent(this, io_, *a.fanout, "hist", 2);
+  ASSERT_EQ(last_two.size(), 2u);
+  EXPECT_EQ(last_two[0]->id, sent[3]);
+  EXPECT_EQ(last_two[1]->id, sent[4]);
+  EXPECT_TRUE(read_recent(this, io_, *a.fanout, "nobody-here", 10).empty());
+  SyncRedis redis(url_);
+  EXPECT_NE(redis.command({"TTL", "nudge:test:" + unique_ + ":recent:hist"}), "-1") << "the stream expires";
 }
 
 TEST_F(RedisFanoutIntegrationTest, CountsAndSkipsPayloadsThatAreNotEnvelopes) {

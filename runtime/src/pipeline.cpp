@@ -134,16 +134,21 @@ void Pipeline::set_room_interest(std::string_view room, bool interested) {
   if (fanout_) fanout_->instance->set_room_interest(room, interested);
 }
 
-bool Pipeline::has_history() const { return sink_ && sink_->instance->supports_history(); }
+bool Pipeline::has_history() const { return sink_keeps_history() || (fanout_ && fanout_->instance->supports_recent()); }
+
+bool Pipeline::sink_keeps_history() const { return sink_ && sink_->instance->supports_history(); }
 
 std::string Pipeline::history_note() const {
   if (!source_) return {};
   const bool window = fanout_ && fanout_->instance->supports_recent();
-  if (has_history())
+  const std::string no_sink = sink_ ? sink_->key_path + " keeps no history" : "this pipeline has no sink";
+  if (sink_keeps_history())
     return "history: from " + sink_->key_path + (window ? " and the recent window of " + fanout_->key_path : "") +
            " (clients get a room's recent messages on joining and catch up after reconnecting)";
-  const std::string why = sink_ ? sink_->key_path + " keeps no history" : "this pipeline has no sink";
-  return "history: none, " + why +
+  if (window)
+    return "history: from the recent window of " + fanout_->key_path + " alone (" + no_sink +
+           "); clients get a room's recent messages on joining and catch up only on what the window still holds";
+  return "history: none, " + no_sink +
          "; clients joining a room get no past messages and cannot catch up after reconnecting";
 }
 
@@ -168,12 +173,12 @@ void Pipeline::read_history(HistoryQuery query, HistoryHandler done) {
                       "); reading history from the sink alone");
         window.clear();
       }
-      if (!has_history()) return answer(Status::success(), merge_history(query, {}, window));
+      if (!sink_keeps_history()) return answer(Status::success(), merge_history(query, {}, window));
       read_stored_history(query, std::move(window), answer);
     });
     return;
   }
-  if (!has_history())
+  if (!sink_keeps_history())
     return answer(Status::error(StatusCode::invalid_argument, "this pipeline keeps no history"), {});
   read_stored_history(std::move(query), {}, std::move(answer));
 }

@@ -100,6 +100,7 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   /// when there is one, else straight to the local source.
   void deliver(const MessagePtr& message);
   void stop_stages(std::function<void()> done);
+  bool sink_keeps_history() const;
   /// The sink's answer to `query`, merged with `window` (the fanout's recent messages).
   void read_stored_history(HistoryQuery query, std::vector<MessagePtr> window, HistoryHandler done);
 

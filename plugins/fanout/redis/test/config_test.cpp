@@ -107,6 +107,9 @@ TEST(RedisConfigTest, DefaultsAreValidAndDocumented) {
       {"reconnect_max_ms", std::int64_t{5000}},
       {"max_pending_publishes", std::int64_t{10000}},
       {"connect_timeout_ms", std::int64_t{2000}},
+      {"recent_messages", std::int64_t{1000}},
+      {"recent_key_prefix", std::string("nudge:recent:")},
+      {"recent_ttl_s", std::int64_t{86400}},
   };
   EXPECT_EQ(schema.fields().size(), expected.size());
   for (const auto& [key, value] : expected) {

@@ -35,7 +35,8 @@ class Ingress {
   virtual void set_room_interest(std::string_view room, bool interested) = 0;
 
   /// Whether read_history can answer: the pipeline has a sink that keeps
-  /// history (Sink::supports_history). Without it clients joining a room get
+  /// history (Sink::supports_history) or a fanout with a recent window
+  /// (Fanout::supports_recent). Without either, clients joining a room get
   /// no past messages, and a reconnecting client cannot catch up.
   virtual bool has_history() const = 0;
 

@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include "protocol.hpp"
+
 #include <stdexcept>
 
 namespace nudge::plugins::websocket {
@@ -87,6 +89,31 @@ ConfigSchema WebSocketConfig::schema() {
       .with_example("\"/etc/nudge/tls/fullchain.pem\"");
   s.string("tls_key_file", "", "PEM private key (not encrypted) of tls_cert_file; both or neither")
       .with_example("\"/etc/nudge/tls/privkey.pem\"");
+
+  s.boolean("socketio", true,
+            "Also serve Socket.IO v4 clients (Engine.IO v4 over WebSocket and HTTP long-polling) at socketio_path "
+            "on the same listener (docs/socketio.md)");
+  s.string("socketio_path", "/socket.io/", "HTTP path of the Socket.IO endpoint (socket.io-client's `path` option)")
+      .with_check([](const ConfigValue& v) {
+        const auto& p = std::get<std::string>(v);
+        return p.starts_with("/") && p.ends_with("/") ? std::string() : std::string("must start and end with '/'");
+      });
+  s.integer("ping_interval_ms", 25000, "Socket.IO heartbeat: the server pings each client this often")
+      .range(100, 600000);
+  s.integer("ping_timeout_ms", 20000,
+            "Socket.IO heartbeat: a client that does not answer a ping within this long is disconnected")
+      .range(100, 600000);
+  s.string("socketio_default_room", "general", "Room a Socket.IO client is in until it joins another")
+      .with_check([](const ConfigValue& v) {
+        return is_valid_room(std::get<std::string>(v)) ? std::string()
+                                                       : std::string("must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+      });
+  s.integer("history_messages", 50,
+            "Past messages a client receives on joining a room, read from the sink (0 sends none)")
+      .range(0, 10000);
+  s.integer("catch_up_max_messages", 10000,
+            "Most messages a reconnecting client is sent to catch up (the rest it must read otherwise)")
+      .range(0, 1000000);
   return s;
 }
 
@@ -116,6 +143,13 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.auth_close_on_expiry = c.get_bool("auth_close_on_expiry");
   out.tls_cert_file = c.get_string("tls_cert_file");
   out.tls_key_file = c.get_string("tls_key_file");
+  out.socketio = c.get_bool("socketio");
+  out.socketio_path = c.get_string("socketio_path");
+  out.ping_interval_ms = c.get_int("ping_interval_ms");
+  out.ping_timeout_ms = c.get_int("ping_timeout_ms");
+  out.socketio_default_room = c.get_string("socketio_default_room");
+  out.history_messages = c.get_int("history_messages");
+  out.catch_up_max_messages = c.get_int("catch_up_max_messages");
   if (const auto found = out.problems(); !found.empty()) {
     std::string text;
     for (const auto& p : found) text += (text.empty() ? "" : "; ") + p;
@@ -131,6 +165,8 @@ std::vector<std::string> WebSocketConfig::problems() const {
                                           : "tls_cert_file is set but tls_key_file is not: set both or neither");
   if (!auth_jwt_secret.empty() && !auth_jwt_secret_file.empty())
     found.push_back("auth_jwt_secret and auth_jwt_secret_file are both set: use one");
+  if (socketio && (socketio_path == path || socketio_path == path + "/"))
+    found.push_back("socketio_path '" + socketio_path + "' is the WebSocket path: give them different paths");
   return found;
 }
 

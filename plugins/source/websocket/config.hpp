@@ -42,6 +42,15 @@ struct WebSocketConfig {
   std::string tls_cert_file;
   std::string tls_key_file;
 
+  // Socket.IO at socketio_path, history and catching up.
+  bool socketio = true;
+  std::string socketio_path;
+  std::int64_t ping_interval_ms = 0;
+  std::int64_t ping_timeout_ms = 0;
+  std::string socketio_default_room;
+  std::int64_t history_messages = 0;
+  std::int64_t catch_up_max_messages = 0;
+
   bool auth_enabled() const noexcept { return !auth_jwt_secret.empty() || !auth_jwt_secret_file.empty(); }
   bool tls_enabled() const noexcept { return !tls_cert_file.empty() || !tls_key_file.empty(); }
 

@@ -125,6 +125,15 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
   } else if (*type == "join" || *type == "leave") {
     frame.type = *type == "join" ? ClientFrame::Type::join : ClientFrame::Type::leave;
     if (!need_room()) return std::nullopt;
+    if (frame.type == ClientFrame::Type::join && doc.HasMember("after")) {
+      auto after = string_member(doc, "after");
+      frame.after = after ? MessageId::parse(*after) : std::nullopt;
+      if (!frame.after) {
+        error.code = "bad_request";
+        error.message = "'after' must be the id of a message (a UUID string)";
+        return std::nullopt;
+      }
+    }
   } else if (*type == "send") {
     frame.type = ClientFrame::Type::send;
     if (!need_room()) return std::nullopt;
@@ -144,14 +153,27 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
   return frame;
 }
 
-std::string message_frame(const Message& m) {
+std::string message_frame(const Message& m, bool history) {
   rapidjson::StringBuffer buffer;
   Writer w(buffer);
   w.StartObject();
   bool ok = put(w, "type", "message") && put(w, "id", m.id.to_string()) && put(w, "room", m.room) &&
             put(w, "sender", m.sender) && put(w, "text", m.payload) && w.Key("ts") && w.Int64(m.timestamp_ms);
+  if (history) ok = ok && w.Key("history") && w.Bool(true);
   ok = ok && w.EndObject();
   if (!ok) return {};
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+std::string joined_frame(std::string_view room, std::size_t history) {
+  rapidjson::StringBuffer buffer;
+  Writer w(buffer);
+  w.StartObject();
+  put(w, "type", "joined");
+  put(w, "room", room);
+  w.Key("history");
+  w.Uint64(history);
+  w.EndObject();
   return std::string(buffer.GetString(), buffer.GetSize());
 }
 

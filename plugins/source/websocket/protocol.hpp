@@ -17,6 +17,9 @@ struct ClientFrame {
   std::string room;  ///< join, leave, send
   std::string text;  ///< send
   std::string ref;   ///< send (optional)
+  /// join (optional): the last message the client saw in the room; it is
+  /// sent what came after instead of the room's last messages.
+  std::optional<MessageId> after;
 };
 
 /// A frame the server refuses: the error code and message to send back, with
@@ -33,9 +36,13 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
 bool is_valid_room(std::string_view room);
 bool is_valid_name(std::string_view name);
 
-/// `{"type":"message",...}` for a delivered message. Empty when the payload
-/// is not valid UTF-8 (it cannot travel in a text frame).
-std::string message_frame(const Message& message);
+/// `{"type":"message",...}` for a delivered message; `"history":true` when
+/// sent from history on joining. Empty when the payload is not valid UTF-8
+/// (it cannot travel in a text frame).
+std::string message_frame(const Message& message, bool history = false);
+/// `{"type":"joined","room":...,"history":N}`: the room's history is sent
+/// (N messages) and live messages follow.
+std::string joined_frame(std::string_view room, std::size_t history);
 /// `{"type":"ack","ref":...,"id":...}`
 std::string ack_frame(std::string_view ref, const MessageId& id);
 /// `{"type":"error","ref":...,"code":...,"message":...}`; ref omitted when empty.

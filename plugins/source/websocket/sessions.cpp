@@ -1,5 +1,10 @@
 #include "sessions_impl.hpp"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "socketio.hpp"
+
 namespace nudge::plugins::websocket {
 
 Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
@@ -25,7 +30,149 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       ref_conflicts(ctx.metrics().counter("ref_conflicts", "Sends refused for reusing a ref for another message")),
       protocol_errors(ctx.metrics().counter(
           "protocol_errors", "Connections closed for breaking the WebSocket protocol (1002, 1007, 1009)")),
-      idle_closed(ctx.metrics().counter("idle_closed", "Connections cut after idle_timeout_ms without a byte")) {}
+      idle_closed(ctx.metrics().counter("idle_closed", "Connections cut after idle_timeout_ms without a byte")),
+      socketio_sessions(ctx.metrics().counter("socketio_sessions", "Socket.IO sessions opened")),
+      socketio_upgrades(ctx.metrics().counter("socketio_upgrades", "Socket.IO sessions upgraded from polling to WebSocket")),
+      socketio_refused(ctx.metrics().counter("socketio_refused",
+                                             "Socket.IO requests refused (unknown sid, bad transport, payload too large)")),
+      history_sent(ctx.metrics().counter("history_sent", "Messages sent from history on joining or catching up")),
+      history_failures(ctx.metrics().counter("history_failures", "Joins whose history could not be read")) {}
+
+// ---------------------------------------------------------------- Outbound
+
+const std::shared_ptr<const std::string>& Outbound::native_frame() {
+  if (!native_made_) {
+    native_made_ = true;
+    const std::string json = message_frame(*message_, history_);
+    if (!json.empty()) native_frame_ = std::make_shared<const std::string>(encode_frame(Opcode::text, json));
+  }
+  return native_frame_;
+}
+
+const std::shared_ptr<const std::string>& Outbound::socketio_packet() {
+  if (!socketio_made_) {
+    socketio_made_ = true;
+    // The original design's clients read `message` events carrying JSON
+    // text with at least `message`; the JSON travels as a string argument.
+    const Message& m = *message_;
+    rapidjson::StringBuffer inner;
+    {
+      rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>, rapidjson::CrtAllocator,
+                        rapidjson::kWriteValidateEncodingFlag>
+          w(inner);
+      const std::string id = m.id.to_string();
+      bool ok = w.StartObject() && w.Key("message") &&
+                w.String(m.payload.data(), static_cast<rapidjson::SizeType>(m.payload.size())) && w.Key("id") &&
+                w.String(id.data(), static_cast<rapidjson::SizeType>(id.size())) && w.Key("room") &&
+                w.String(m.room.data(), static_cast<rapidjson::SizeType>(m.room.size())) && w.Key("sender") &&
+                w.String(m.sender.data(), static_cast<rapidjson::SizeType>(m.sender.size())) && w.Key("ts") &&
+                w.Int64(m.timestamp_ms);
+      if (history_) ok = ok && w.Key("history") && w.Bool(true);
+      if (!ok || !w.EndObject()) return socketio_packet_;
+    }
+    rapidjson::StringBuffer quoted;
+    rapidjson::Writer<rapidjson::StringBuffer> q(quoted);
+    q.String(inner.GetString(), static_cast<rapidjson::SizeType>(inner.GetSize()));
+    socketio_packet_ = std::make_shared<const std::string>(
+        socketio::event_packet("message", "[" + std::string(quoted.GetString(), quoted.GetSize()) + "]"));
+  }
+  return socketio_packet_;
+}
+
+const std::shared_ptr<const std::string>& Outbound::socketio_frame() {
+  if (!socketio_frame_ && socketio_packet())
+    socketio_frame_ = std::make_shared<const std::string>(encode_frame(Opcode::text, *socketio_packet_));
+  return socketio_frame_;
+}
+
+// --------------------------------------------------------------- WsSession
+
+void WsSession::deliver(Outbound& message) {
+  if (catching_up_) {
+    if (auto it = catching_up_->find(message.message()->room); it != catching_up_->end()) {
+      auto& held = it->second.held;
+      if (held.size() >= static_cast<std::size_t>(hub_->config.max_send_queue)) {
+        hub_->slow_clients_dropped.add();
+        return close(CloseCode::policy_error, "too many messages while the room's history was read");
+      }
+      held.push_back(message.message());
+      return;
+    }
+  }
+  deliver_live(message);
+}
+
+void WsSession::join_room(const std::string& room, std::optional<MessageId> after) {
+  if (!rooms_.insert(room).second) return history_done(room, 0, Status::success());
+  hub_->join(this, room);
+  const bool wanted = after ? hub_->config.catch_up_max_messages > 0 : hub_->config.history_messages > 0;
+  if (!wanted || !hub_->ingress || !hub_->ingress->has_history()) return history_done(room, 0, Status::success());
+  if (!catching_up_) catching_up_ = std::make_unique<std::unordered_map<std::string, CatchUp>>();
+  auto& state = (*catching_up_)[room];
+  state = CatchUp{};
+  state.after = after.has_value();
+  read_history(room, after);
+}
+
+/// Messages asked for at once while catching up; more are read page by page.
+static constexpr std::size_t kCatchUpPage = 500;
+
+void WsSession::read_history(const std::string& room, std::optional<MessageId> after) {
+  HistoryQuery query;
+  query.room = room;
+  query.after = after;
+  query.limit = after ? kCatchUpPage : static_cast<std::size_t>(hub_->config.history_messages);
+  hub_->ingress->read_history(std::move(query), [weak = weak_self(), room](Status status, std::vector<MessagePtr> messages) {
+    if (auto self = weak.lock()) self->on_history(room, status, std::move(messages));
+  });
+}
+
+void WsSession::on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages) {
+  if (!catching_up_ || !rooms_.contains(room)) return;  // left (or closed) meanwhile
+  const auto it = catching_up_->find(room);
+  if (it == catching_up_->end()) return;
+  auto& state = it->second;
+  if (!status.ok()) {
+    hub_->logger.debug("history of room '", room, "' unreadable: ", status.message());
+    return finish_catch_up(room, status);
+  }
+  const std::size_t page = messages.size();
+  const std::size_t budget = static_cast<std::size_t>(hub_->config.catch_up_max_messages);
+  for (auto& m : messages) {
+    if (state.after && state.sent.size() >= budget) break;
+    if (!state.sent.insert(m->id).second) continue;
+    Outbound out(m, true);
+    send_history(out);
+    hub_->history_sent.add();
+  }
+  if (state.after && page == kCatchUpPage && state.sent.size() < budget)
+    return read_history(room, messages.back()->id);
+  finish_catch_up(room, Status::success());
+}
+
+void WsSession::finish_catch_up(const std::string& room, const Status& status) {
+  auto node = catching_up_->extract(room);
+  if (catching_up_->empty()) catching_up_.reset();
+  auto& state = node.mapped();
+  const std::size_t count = state.sent.size();
+  history_done(room, count, status);
+  // Live messages that arrived meanwhile, less those history already sent.
+  for (auto& m : state.held) {
+    if (state.sent.contains(m->id)) continue;
+    Outbound out(m);
+    deliver_live(out);
+  }
+}
+
+bool WsSession::leave_room(const std::string& room) {
+  if (!rooms_.erase(room)) return false;
+  hub_->leave(this, room);
+  if (catching_up_) {
+    catching_up_->erase(room);
+    if (catching_up_->empty()) catching_up_.reset();
+  }
+  return true;
+}
 
 void Hub::join(WsSession* session, const std::string& room) {
   auto& members = rooms[room];
@@ -46,9 +193,12 @@ void Hub::leave(WsSession* session, const std::string& room) {
 
 void Hub::remove(WsSession* session) {
   if (!sessions.erase(session)) return;
-  connections_open.add(-1);
-  if (auto it = connections_by_address.find(session->address()); it != connections_by_address.end() && --it->second == 0)
-    connections_by_address.erase(it);
+  if (session->counted()) {
+    connections_open.add(-1);
+    if (auto it = connections_by_address.find(session->address());
+        it != connections_by_address.end() && --it->second == 0)
+      connections_by_address.erase(it);
+  }
   for (const auto& room : session->rooms()) leave(session, room);
   if (sessions.empty() && on_last_session_closed) std::exchange(on_last_session_closed, nullptr)();
 }

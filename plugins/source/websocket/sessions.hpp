@@ -50,6 +50,32 @@ struct WsLayer<PlainStream> {
 };
 
 class WsSession;
+class SioSession;
+
+/// One delivered message in each form a client may need, each made once on
+/// first use and shared by every recipient (serialise once, frame once).
+class Outbound {
+ public:
+  explicit Outbound(MessagePtr message, bool history = false) : message_(std::move(message)), history_(history) {}
+  const MessagePtr& message() const noexcept { return message_; }
+  /// The native protocol's text frame, encoded for the wire; null when the
+  /// payload is not valid UTF-8.
+  const std::shared_ptr<const std::string>& native_frame();
+  /// The Socket.IO `message` event as an Engine.IO packet (long-polling);
+  /// null when the payload is not valid UTF-8.
+  const std::shared_ptr<const std::string>& socketio_packet();
+  /// The same packet as a WebSocket text frame.
+  const std::shared_ptr<const std::string>& socketio_frame();
+
+ private:
+  MessagePtr message_;
+  bool history_ = false;
+  bool native_made_ = false;
+  bool socketio_made_ = false;
+  std::shared_ptr<const std::string> native_frame_;
+  std::shared_ptr<const std::string> socketio_packet_;
+  std::shared_ptr<const std::string> socketio_frame_;
+};
 
 /// State shared by the source and its sessions. Sessions hold it by
 /// shared_ptr, so a session finishing after the source stopped (its last
@@ -69,6 +95,9 @@ struct Hub {
   std::unique_ptr<boost::asio::ssl::context> tls;
 
   std::unordered_set<WsSession*> sessions;
+  /// Socket.IO sessions by Engine.IO sid: long-polling requests and the
+  /// upgrade to WebSocket find theirs here. Each is also in `sessions`.
+  std::unordered_map<std::string, std::shared_ptr<SioSession>> sio_sessions;
   std::unordered_map<std::string, std::unordered_set<WsSession*>> rooms;
   /// Open sessions per remote IP address (max_connections_per_address).
   std::unordered_map<std::string, std::size_t> connections_by_address;
@@ -94,6 +123,11 @@ struct Hub {
   Counter& ref_conflicts;
   Counter& protocol_errors;
   Counter& idle_closed;
+  Counter& socketio_sessions;
+  Counter& socketio_upgrades;
+  Counter& socketio_refused;
+  Counter& history_sent;
+  Counter& history_failures;
 
   /// Where plain connections read: one buffer for the whole event loop, as
   /// a read completes before the next starts. An idle connection holds none.
@@ -118,8 +152,11 @@ struct Hub {
   LogLimiter tls_log_{std::chrono::seconds(10)};
 };
 
-/// One WebSocket client speaking the chat protocol, as the hub and the
-/// source see it whatever its stream.
+/// One client as the hub and the source see it, whatever its protocol
+/// (native JSON frames or Socket.IO) and transport: a member of rooms that
+/// messages are delivered to. Joining a room sends its history first, live
+/// messages of the room held back meanwhile, so the client sees each message
+/// once and in order.
 class WsSession {
  public:
   using Clock = std::chrono::steady_clock;
@@ -128,11 +165,16 @@ class WsSession {
   WsSession(const WsSession&) = delete;
   WsSession& operator=(const WsSession&) = delete;
 
-  /// Queues a frame already encoded for the wire (encode_frame), shared by
-  /// every recipient. A client whose queue is full is dropped (close 1008).
+  /// Delivers a message of one of the client's rooms: held back while that
+  /// room's history is being sent, else sent at once (deliver_live).
+  void deliver(Outbound& message);
+  /// Queues a WebSocket frame already encoded for the wire (encode_frame),
+  /// shared by every recipient. A client whose queue is full is dropped (close 1008).
   virtual void send(std::shared_ptr<const std::string> frame) = 0;
   /// Closes with 1001 (going away) once queued frames are written.
   virtual void shutdown() = 0;
+  /// Closes with `code` once queued frames are written.
+  virtual void close(CloseCode code, std::string_view reason) = 0;
   /// Called by the source's sweep: pings a client silent for half the idle
   /// timeout, cuts one silent for all of it, and ends close handshakes that
   /// ran past their deadline.
@@ -141,12 +183,46 @@ class WsSession {
   const std::set<std::string>& rooms() const noexcept { return rooms_; }
   /// The client's IP address, counted against max_connections_per_address.
   const std::string& address() const noexcept { return address_; }
+  /// Counted as a connection (open gauge, per-address limit): false for the
+  /// WebSocket carrying a Socket.IO session, which is counted instead.
+  bool counted() const noexcept { return counted_; }
 
  protected:
-  explicit WsSession(std::string address) : address_(std::move(address)) {}
+  WsSession(std::shared_ptr<Hub> hub, std::string address) : hub_(std::move(hub)), address_(std::move(address)) {}
 
+  /// Sends a live message to the client.
+  virtual void deliver_live(Outbound& message) = 0;
+  /// Sends one message of a room's history (oldest first).
+  virtual void send_history(Outbound& message) = 0;
+  /// A room's history is sent (`count` messages), or could not be read
+  /// (`status`); live messages of the room flow from here on.
+  virtual void history_done(const std::string& room, std::size_t count, const Status& status) = 0;
+  virtual std::weak_ptr<WsSession> weak_self() = 0;
+
+  /// Joins `room` and sends its last history_messages, or with `after` what
+  /// came after that message (catching up after a reconnect). Already in
+  /// the room: history_done(room, 0) at once.
+  void join_room(const std::string& room, std::optional<MessageId> after);
+  /// Leaves `room`; false when the client was not in it.
+  bool leave_room(const std::string& room);
+
+  std::shared_ptr<Hub> hub_;
   std::set<std::string> rooms_;
   std::string address_;
+  bool counted_ = true;
+
+ private:
+  struct CatchUp {
+    std::vector<MessagePtr> held;  ///< live messages of the room, delivered once the history is out
+    std::set<MessageId> sent;      ///< ids sent from history: a held copy is not sent again
+    bool after = false;            ///< catching up after an id (paged) rather than the last N
+  };
+  void read_history(const std::string& room, std::optional<MessageId> after);
+  void on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages);
+  void finish_catch_up(const std::string& room, const Status& status);
+
+  /// Only while some room's history is being sent.
+  std::unique_ptr<std::unordered_map<std::string, CatchUp>> catching_up_;
 };
 
 /// A WsSession over `Stream` (PlainStream or TlsStream): the WebSocket
@@ -156,8 +232,11 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
  public:
   /// `identity` is the verified token's holder when authentication is on:
   /// it names the connection, and `hello` cannot change it.
+  /// With `sio`, the connection carries that Socket.IO session (Engine.IO
+  /// packets in text frames) instead of the native protocol; `probe`: it is
+  /// an upgrade from long-polling, which the client completes with a probe.
   WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, std::string address,
-                  std::optional<JwtIdentity> identity);
+                  std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio = nullptr, bool probe = false);
   ~WsStreamSession() override;
 
   /// Writes `response` (the 101 that completes the upgrade), then serves the
@@ -167,7 +246,10 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   // WsSession
   void send(std::shared_ptr<const std::string> frame) override;
   void shutdown() override;
+  void close(CloseCode code, std::string_view reason) override;
   void check_timeouts(Clock::time_point now) override;
+  /// Goes on reading: bytes held back first, then the socket.
+  void do_read();
 
  private:
   using Socket = typename WsLayer<Stream>::type;
@@ -178,9 +260,15 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
     stop,   ///< the connection is closing
   };
 
+  // WsSession
+  void deliver_live(Outbound& message) override;
+  void send_history(Outbound& message) override;
+  void history_done(const std::string& room, std::size_t count, const Status& status) override;
+  std::weak_ptr<WsSession> weak_self() override { return this->weak_from_this(); }
+
   void on_upgraded(boost::beast::error_code ec);
-  /// Goes on reading: bytes held back first, then the socket.
-  void do_read();
+  /// A text or binary message of a Socket.IO connection.
+  Next on_socketio_message(std::string_view data, bool text);
   void start_socket_read();
   void on_readable(boost::beast::error_code ec);
   void on_tls_read(boost::beast::error_code ec, std::size_t bytes);
@@ -221,9 +309,11 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   /// Closes the connection (1008) when its token expires.
   void arm_token_expiry();
 
-  std::shared_ptr<Hub> hub_;
   Socket stream_;
   FrameReader reader_;
+  /// Socket.IO connections only: the session this connection carries.
+  std::shared_ptr<SioSession> sio_;
+  bool probing_ = false;  ///< an upgrade from long-polling, not yet completed
   /// Bytes read but not yet run through the reader: reading paused for
   /// backpressure in the middle of what one read returned.
   std::string pending_input_;
@@ -272,6 +362,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void do_read();
   void on_read(boost::beast::error_code ec, std::size_t bytes);
   void upgrade();
+  /// A request at socketio_path: Engine.IO long-polling, or the upgrade to WebSocket.
+  void serve_socketio();
+  /// Answers a long-polling GET with what the session has queued (`body`).
+  void answer_poll(std::string body);
+  /// The CORS headers for an allowed cross-origin request.
+  template <class Response>
+  void add_cors(Response& response) const;
+  void respond_socketio_error(boost::beast::http::status status, int code, std::string_view message);
+  /// Checks the token (authentication on) and the connection limits; answers
+  /// the refusal itself and returns false when the client may not connect.
+  bool admit(std::optional<JwtIdentity>& identity, const std::string& address);
+  /// Writes the 101 and hands the stream to a WsStreamSession.
+  void accept_websocket(std::optional<JwtIdentity> identity, std::string address,
+                        std::shared_ptr<SioSession> sio, bool probe);
   template <class Response>
   void respond(Response&& response);
   void respond_text(boost::beast::http::status status, std::string body, std::string www_authenticate = {});
@@ -283,6 +387,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   Stream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  /// The request being served is Socket.IO's (its token may come later, in CONNECT).
+  bool sio_request_ = false;
 };
 
 /// First step of a connection to a TLS listener: tells a TLS ClientHello from

@@ -13,6 +13,7 @@
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/detect_ssl.hpp>
 
+#include "socketio_session.hpp"
 #include "static_files.hpp"
 
 namespace nudge::plugins::websocket {
@@ -60,6 +61,23 @@ std::string remote_address(Stream& stream) {
 
 inline std::string_view view(boost::beast::string_view s) noexcept { return {s.data(), s.size()}; }
 
+/// The raw value of `name` in a request target's query ("" when absent);
+/// Engine.IO's parameters need no percent-decoding.
+inline std::string_view query_parameter(std::string_view target, std::string_view name) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return {};
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
 inline std::string_view error_code_for(StatusCode code) {
   switch (code) {
     case StatusCode::ok: return "ok";
@@ -83,16 +101,19 @@ inline std::int64_t now_ms() {
 
 template <class Stream>
 WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, std::string address,
-                                         std::optional<JwtIdentity> identity)
-    : WsSession(std::move(address)),
-      hub_(std::move(hub)),
+                                         std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio,
+                                         bool probe)
+    : WsSession(std::move(hub), std::move(address)),
       stream_(WsLayer<Stream>::from(std::move(stream))),
       reader_(static_cast<std::size_t>(hub_->config.max_message_bytes)),
+      sio_(std::move(sio)),
+      probing_(probe),
       identity_(std::move(identity)),
       bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
               TokenBucket::Clock::now()) {
   if (identity_) name_ = identity_->name;
   serial_ = ++hub_->next_connection_serial;
+  counted_ = !sio_;  // the Socket.IO session is the connection counted
 }
 
 template <class Stream>
@@ -103,9 +124,11 @@ WsStreamSession<Stream>::~WsStreamSession() {
 template <class Stream>
 void WsStreamSession<Stream>::run(std::string response, std::string early) {
   hub_->sessions.insert(this);
-  ++hub_->connections_by_address[address_];
-  hub_->connections_open.add(1);
-  hub_->connections_accepted.add();
+  if (counted_) {
+    ++hub_->connections_by_address[address_];
+    hub_->connections_open.add(1);
+    hub_->connections_accepted.add();
+  }
   last_heard_ = Clock::now();
   pending_input_ = std::move(early);
   beast::error_code ec;
@@ -250,6 +273,7 @@ bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
 
 template <class Stream>
 typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_message(std::string_view data, bool text) {
+  if (sio_) return on_socketio_message(data, text);
   hub_->frames_in.add();
   if (!bucket_.allow(TokenBucket::Clock::now())) {
     // Refused unread: parsing is work the limit is there to spare.
@@ -294,10 +318,10 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::handle(ClientFra
       named_ = true;
       return Next::read;
     case ClientFrame::Type::join:
-      if (rooms_.insert(frame.room).second) hub_->join(this, frame.room);
+      join_room(frame.room, frame.after);
       return Next::read;
     case ClientFrame::Type::leave:
-      if (rooms_.erase(frame.room)) hub_->leave(this, frame.room);
+      leave_room(frame.room);
       return Next::read;
     case ClientFrame::Type::send: break;
   }
@@ -374,6 +398,58 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::publish(ClientFr
   // The waiter owns the session: no read is pending to keep it alive meanwhile.
   hub_->ingress->when_ready([self = this->shared_from_this()] { self->do_read(); });
   return Next::pause;
+}
+
+template <class Stream>
+typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_socketio_message(std::string_view data, bool text) {
+  if (!text) {
+    sio_->on_binary();
+    return Next::read;
+  }
+  if (probing_) {
+    // The upgrade from long-polling (Engine.IO v4): "2probe" is answered
+    // "3probe", and "5" moves the session onto this connection.
+    if (data == "2probe") {
+      send_text("3probe");
+      sio_->on_probe();
+      return Next::read;
+    }
+    if (data == "5") {
+      probing_ = false;
+      sio_->attach_websocket(this->shared_from_this());
+      return Next::read;
+    }
+    hub_->protocol_errors.add();
+    close_after_queue(CloseCode::protocol_error, "expected the upgrade probe");
+    return Next::stop;
+  }
+  sio_->on_packet(data);
+  return closing_ ? Next::stop : Next::read;
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::deliver_live(Outbound& message) {
+  if (const auto& frame = message.native_frame()) send(frame);
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::send_history(Outbound& message) {
+  if (const auto& frame = message.native_frame()) send(frame);
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::history_done(const std::string& room, std::size_t count, const Status& status) {
+  if (!status.ok()) {
+    hub_->history_failures.add();
+    send_text(error_frame("", "history_unavailable",
+                          "the history of room '" + room + "' could not be read: " + std::string(status.message())));
+  }
+  send_text(joined_frame(room, count));
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::close(CloseCode code, std::string_view reason) {
+  close_after_queue(code, reason);
 }
 
 template <class Stream>
@@ -513,6 +589,7 @@ void WsStreamSession<Stream>::check_timeouts(Clock::time_point now) {
     if (now >= close_deadline_) close_socket();
     return;
   }
+  if (sio_ && !probing_) return;  // the Socket.IO session's heartbeat watches it
   const auto idle = std::chrono::milliseconds(hub_->config.idle_timeout_ms);
   const auto silent = now - last_heard_;
   if (silent >= idle) {
@@ -543,6 +620,7 @@ void WsStreamSession<Stream>::close_socket() {
   auto& socket = tcp_socket(stream_);
   socket.shutdown(tcp::socket::shutdown_both, ignored);
   socket.close(ignored);
+  if (sio_) sio_->websocket_closed(this);
 }
 
 template <class Stream>
@@ -583,8 +661,10 @@ void HttpSession<Stream>::on_handshake(beast::error_code ec, std::size_t used) {
 template <class Stream>
 void HttpSession<Stream>::do_read() {
   parser_.emplace();
+  sio_request_ = false;
   parser_->header_limit(16 * 1024);
-  parser_->body_limit(64 * 1024);
+  // A long-polling POST carries up to maxPayload (max_message_bytes) of packets.
+  parser_->body_limit(static_cast<std::uint64_t>(hub_->config.max_message_bytes));
   // The whole request must arrive in time: a client trickling bytes holds nothing for long.
   beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
   http::async_read(stream_, buffer_, *parser_,
@@ -611,11 +691,21 @@ void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (ec == beast::error::timeout || ec == boost::asio::error::operation_aborted ||
       ec == ssl::error::stream_truncated || ec == boost::asio::error::connection_reset)
     return;
-  if (ec) return respond_text(http::status::bad_request, "bad request: " + ec.message() + "\n");
-
   const auto& req = parser_->get();
   const std::string_view target = view(req.target());
   const std::string_view path = target.substr(0, target.find('?'));
+  const bool socketio = hub_->config.socketio && (path == hub_->config.socketio_path ||
+                                                  std::string(path) + "/" == hub_->config.socketio_path);
+  if (ec == http::error::body_limit && socketio) {
+    // A long-polling POST over maxPayload: the session ends (Engine.IO v4).
+    hub_->socketio_refused.add();
+    const auto sid = query_parameter(target, "sid");
+    if (auto it = hub_->sio_sessions.find(std::string(sid)); it != hub_->sio_sessions.end())
+      it->second->close(CloseCode::too_big, "payload too large");
+    return respond_socketio_error(http::status::payload_too_large, 3, "Payload too large");
+  }
+  if (ec) return respond_text(http::status::bad_request, "bad request: " + ec.message() + "\n");
+  if (socketio) return serve_socketio();
   if (ws::is_upgrade(req)) {
     if (path != hub_->config.path) return respond_text(http::status::not_found, "no WebSocket endpoint here\n");
     return upgrade();
@@ -651,50 +741,71 @@ void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
 }
 
 template <class Stream>
-void HttpSession<Stream>::upgrade() {
+bool HttpSession<Stream>::admit(std::optional<JwtIdentity>& identity, const std::string& address) {
   if (!hub_->intake_open) {
     hub_->connections_refused.add();
-    return respond_text(http::status::service_unavailable, "shutting down\n");
+    respond_text(http::status::service_unavailable, "shutting down\n");
+    return false;
   }
   if (!origin_allowed()) {
     hub_->connections_refused.add();
-    hub_->logger.warn("refused a WebSocket from origin '", std::string(parser_->get()[http::field::origin]),
+    hub_->logger.warn("refused a connection from origin '", std::string(parser_->get()[http::field::origin]),
                       "' (not in allowed_origins)");
-    return respond_text(http::status::forbidden, "origin not allowed\n");
+    respond_text(http::status::forbidden, "origin not allowed\n");
+    return false;
   }
-  std::string address = remote_address(stream_);
   // The token is checked before the limits: a client without one learns nothing about the load.
-  std::optional<JwtIdentity> identity;
   if (hub_->verifier) {
     const auto& req = parser_->get();
     const std::string token = token_from_request(view(req[http::field::authorization]), view(req.target()));
-    auto result = hub_->verifier->verify(token, now_ms());
-    if (!result) {
-      hub_->note_auth_refused(result.error(), address);
-      // RFC 6750 section 3: no error code when the request carried no token.
-      const std::string challenge =
-          result.error() == JwtError::missing
-              ? std::string("Bearer realm=\"nudge\"")
-              : "Bearer realm=\"nudge\", error=\"invalid_token\", error_description=\"" +
-                    std::string(to_string(result.error())) + "\"";
-      return respond_text(http::status::unauthorized, "unauthorized: " + std::string(to_string(result.error())) + "\n",
-                          challenge);
+    // A Socket.IO client may bring its token in CONNECT's auth data instead.
+    const bool later = token.empty() && identity.has_value() == false && sio_request_;
+    if (!later) {
+      auto result = hub_->verifier->verify(token, now_ms());
+      if (!result) {
+        hub_->note_auth_refused(result.error(), address);
+        // RFC 6750 section 3: no error code when the request carried no token.
+        const std::string challenge =
+            result.error() == JwtError::missing
+                ? std::string("Bearer realm=\"nudge\"")
+                : "Bearer realm=\"nudge\", error=\"invalid_token\", error_description=\"" +
+                      std::string(to_string(result.error())) + "\"";
+        respond_text(http::status::unauthorized, "unauthorized: " + std::string(to_string(result.error())) + "\n",
+                     challenge);
+        return false;
+      }
+      identity = std::move(result.identity());
     }
-    identity = std::move(result.identity());
   }
   if (hub_->sessions.size() >= static_cast<std::size_t>(hub_->config.max_connections)) {
     hub_->connections_refused.add();
-    return respond_text(http::status::service_unavailable, "too many connections\n");
+    respond_text(http::status::service_unavailable, "too many connections\n");
+    return false;
   }
   const auto per_address = hub_->config.max_connections_per_address;
   if (per_address > 0) {
     const auto it = hub_->connections_by_address.find(address);
     if (it != hub_->connections_by_address.end() && it->second >= static_cast<std::size_t>(per_address)) {
       hub_->connections_refused.add();
-      hub_->logger.debug("refused a WebSocket from '", address, "': ", it->second, " connections already open");
-      return respond_text(http::status::service_unavailable, "too many connections from this address\n");
+      hub_->logger.debug("refused a connection from '", address, "': ", it->second, " connections already open");
+      respond_text(http::status::service_unavailable, "too many connections from this address\n");
+      return false;
     }
   }
+  return true;
+}
+
+template <class Stream>
+void HttpSession<Stream>::upgrade() {
+  std::string address = remote_address(stream_);
+  std::optional<JwtIdentity> identity;
+  if (!admit(identity, address)) return;
+  accept_websocket(std::move(identity), std::move(address), nullptr, false);
+}
+
+template <class Stream>
+void HttpSession<Stream>::accept_websocket(std::optional<JwtIdentity> identity, std::string address,
+                                           std::shared_ptr<SioSession> sio, bool probe) {
   const auto& req = parser_->get();
   if (req[http::field::sec_websocket_version] != "13") {
     http::response<http::string_body> res{http::status::upgrade_required, req.version()};
@@ -713,8 +824,139 @@ void HttpSession<Stream>::upgrade() {
   // A client may send its first frames right behind the request.
   std::string early(static_cast<const char*>(buffer_.data().data()), buffer_.size());
   auto session = std::make_shared<WsStreamSession<Stream>>(hub_, std::move(stream_), std::move(address),
-                                                           std::move(identity));
+                                                           std::move(identity), sio, probe);
+  if (sio && !probe) {
+    // A WebSocket-only Socket.IO client: its session starts on this connection.
+    sio->attach_websocket(session);
+    sio->start();
+  }
   session->run(std::move(response), std::move(early));
+}
+
+template <class Stream>
+void HttpSession<Stream>::serve_socketio() {
+  sio_request_ = true;
+  const auto& req = parser_->get();
+  const std::string_view target = view(req.target());
+  if (!origin_allowed()) {
+    hub_->socketio_refused.add();
+    hub_->logger.warn("refused a Socket.IO request from origin '", std::string(req[http::field::origin]),
+                      "' (not in allowed_origins)");
+    return respond_socketio_error(http::status::forbidden, 4, "Forbidden");
+  }
+  if (req.method() == http::verb::options) {
+    // The CORS preflight of a cross-origin POST (Content-Type: text/plain is
+    // simple, but clients that set extraHeaders preflight every request).
+    http::response<http::empty_body> res{http::status::no_content, req.version()};
+    res.set(http::field::server, kServer);
+    add_cors(res);
+    res.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
+    const auto asked = req[http::field::access_control_request_headers];
+    res.set(http::field::access_control_allow_headers, asked.empty() ? "content-type" : asked);
+    res.set(http::field::access_control_max_age, "86400");
+    res.keep_alive(req.keep_alive());
+    return respond(std::move(res));
+  }
+  if (query_parameter(target, "EIO") != "4")
+    return respond_socketio_error(http::status::bad_request, 5, "Unsupported protocol version");
+  const auto transport = query_parameter(target, "transport");
+  if (transport != "polling" && transport != "websocket")
+    return respond_socketio_error(http::status::bad_request, 0, "Transport unknown");
+  const std::string sid(query_parameter(target, "sid"));
+  std::shared_ptr<SioSession> session;
+  if (!sid.empty()) {
+    const auto it = hub_->sio_sessions.find(sid);
+    if (it == hub_->sio_sessions.end()) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
+    session = it->second;
+  }
+  if (ws::is_upgrade(req)) {
+    if (transport != "websocket") return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+    if (session) {
+      if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+      return accept_websocket(std::nullopt, remote_address(stream_), std::move(session), true);
+    }
+    std::string address = remote_address(stream_);
+    std::optional<JwtIdentity> identity;
+    if (!admit(identity, address)) return;
+    auto created = std::make_shared<SioSession>(hub_, address, identity, false);
+    return accept_websocket(std::move(identity), std::move(address), std::move(created), false);
+  }
+  if (transport != "polling") return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+  if (req.method() == http::verb::get) {
+    if (!session) {
+      std::string address = remote_address(stream_);
+      std::optional<JwtIdentity> identity;
+      if (!admit(identity, address)) return;
+      auto created = std::make_shared<SioSession>(hub_, std::move(address), std::move(identity), true);
+      return answer_poll(created->start());
+    }
+    if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+    // A long poll: answered when the session has something to send (a ping
+    // at the latest), so it must not time out meanwhile.
+    beast::get_lowest_layer(stream_).expires_never();
+    const bool parked = session->poll([self = this->shared_from_this()](std::string body) {
+      self->answer_poll(std::move(body));
+    });
+    if (!parked) {
+      // Two polls at once break the protocol: the session ends.
+      hub_->socketio_refused.add();
+      session->close(CloseCode::protocol_error, "overlapping polls");
+      return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+    }
+    return;
+  }
+  if (req.method() == http::verb::post) {
+    if (!session) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
+    if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+    session->on_post(req.body());
+    http::response<http::string_body> res{http::status::ok, req.version()};
+    res.set(http::field::server, kServer);
+    res.set(http::field::content_type, "text/html");
+    add_cors(res);
+    res.body() = "ok";
+    res.keep_alive(req.keep_alive());
+    res.prepare_payload();
+    return respond(std::move(res));
+  }
+  respond_socketio_error(http::status::bad_request, 2, "Bad handshake method");
+}
+
+template <class Stream>
+void HttpSession<Stream>::answer_poll(std::string body) {
+  const auto& req = parser_->get();
+  http::response<http::string_body> res{http::status::ok, req.version()};
+  res.set(http::field::server, kServer);
+  res.set(http::field::content_type, "text/plain; charset=UTF-8");
+  res.set(http::field::cache_control, "no-store");
+  add_cors(res);
+  res.body() = std::move(body);
+  res.keep_alive(req.keep_alive());
+  res.prepare_payload();
+  respond(std::move(res));
+}
+
+template <class Stream>
+template <class Response>
+void HttpSession<Stream>::add_cors(Response& res) const {
+  const auto& req = parser_->get();
+  const auto origin = req.find(http::field::origin);
+  if (origin == req.end()) return;
+  // Only reached for allowed origins (origin_allowed checked first).
+  res.set(http::field::access_control_allow_origin, origin->value());
+  res.set(http::field::access_control_allow_credentials, "true");
+  res.set(http::field::vary, "Origin");
+}
+
+template <class Stream>
+void HttpSession<Stream>::respond_socketio_error(http::status status, int code, std::string_view message) {
+  http::response<http::string_body> res{status, parser_ ? parser_->get().version() : 11};
+  res.set(http::field::server, kServer);
+  res.set(http::field::content_type, "application/json");
+  if (parser_ && status != http::status::forbidden) add_cors(res);
+  res.keep_alive(false);
+  res.body() = "{\"code\":" + std::to_string(code) + ",\"message\":\"" + std::string(message) + "\"}";
+  res.prepare_payload();
+  respond(std::move(res));
 }
 
 template <class Stream>

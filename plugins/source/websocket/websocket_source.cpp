@@ -8,6 +8,7 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include "socketio_session.hpp"
 #include "tls.hpp"
 
 namespace nudge::plugins::websocket {
@@ -90,7 +91,7 @@ Status WebSocketSource::start(Ingress& ingress) {
                            " (no static_dir: no page served", auth, ")");
   else
     context_.logger().info("serving the chat at http", secure, "://", url_host, ":", bound_port_, "/ (WebSocket at ",
-                           cfg.path, auth, ")");
+                           cfg.path, cfg.socketio ? ", Socket.IO at " + cfg.socketio_path : std::string(), auth, ")");
   return Status::success();
 }
 
@@ -113,9 +114,10 @@ void WebSocketSource::sweep_timeouts() {
   // One timer for all connections rather than one each: an idle connection
   // then holds no timer wait. The interval bounds how late a ping or a cut
   // comes (idle_timeout_ms / 8, at most 250 ms).
-  const auto interval =
-      std::clamp(std::chrono::milliseconds(hub_->config.idle_timeout_ms / 8), std::chrono::milliseconds(10),
-                 std::chrono::milliseconds(250));
+  const auto& cfg = hub_->config;
+  const auto shortest = cfg.socketio ? std::min(cfg.idle_timeout_ms, cfg.ping_timeout_ms) : cfg.idle_timeout_ms;
+  const auto interval = std::clamp(std::chrono::milliseconds(shortest / 8), std::chrono::milliseconds(10),
+                                   std::chrono::milliseconds(250));
   sweep_timer_.expires_after(interval);
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
@@ -130,18 +132,14 @@ void WebSocketSource::sweep_timeouts() {
 void WebSocketSource::deliver(const MessagePtr& message) {
   const auto room = hub_->rooms.find(message->room);
   if (room == hub_->rooms.end()) return;
-  // Serialised once and shared by every recipient's send queue.
-  const std::string json = message_frame(*message);
-  if (json.empty()) {
-    undeliverable_.add();
-    return;
-  }
-  // Framed once: every recipient's socket is written the same bytes.
-  auto frame = std::make_shared<const std::string>(encode_frame(Opcode::text, json));
+  // Serialised and framed once per protocol, on first need, and the same
+  // bytes queued to every recipient of that protocol.
+  Outbound out(message);
   // A send may drop a slow client, which removes it from the room: iterate a copy.
   std::vector<WsSession*> members(room->second.begin(), room->second.end());
-  for (WsSession* session : members) session->send(frame);
-  hub_->messages_delivered.add(members.size());
+  for (WsSession* session : members) session->deliver(out);
+  if (!out.native_frame() && !out.socketio_packet()) undeliverable_.add();
+  else hub_->messages_delivered.add(members.size());
 }
 
 void WebSocketSource::stop_intake() {
@@ -174,8 +172,13 @@ void WebSocketSource::stop(std::function<void()> done) {
   stop_timer_.expires_after(std::chrono::seconds(2));
   stop_timer_.async_wait([finish_once](boost::system::error_code) { finish_once(); });
   context_.logger().info("closing ", hub_->sessions.size(), " connections");
+  // Socket.IO sessions first: each closes its WebSocket with its own goodbye.
+  std::vector<std::shared_ptr<SioSession>> sio;
+  for (auto& [sid, session] : hub_->sio_sessions) sio.push_back(session);
+  for (auto& session : sio) session->shutdown();
   std::vector<WsSession*> sessions(hub_->sessions.begin(), hub_->sessions.end());
-  for (WsSession* session : sessions) session->shutdown();
+  for (WsSession* session : sessions)
+    if (hub_->sessions.contains(session)) session->shutdown();
 }
 
 }  // namespace nudge::plugins::websocket

@@ -24,6 +24,30 @@ TEST(WebSocketConfig, DefaultsAreThoseOfCarefulServers) {
   EXPECT_EQ(std::get<std::int64_t>(value("max_connections_per_address")), 100);
 }
 
+TEST(WebSocketConfig, SocketIoIsOnAtItsStandardPathWithItsStandardHeartbeat) {
+  const auto schema = WebSocketConfig::schema();
+  auto value = [&](const char* key) { return *schema.find(key)->default_value; };
+  EXPECT_TRUE(std::get<bool>(value("socketio")));
+  EXPECT_EQ(std::get<std::string>(value("socketio_path")), "/socket.io/");
+  EXPECT_EQ(std::get<std::int64_t>(value("ping_interval_ms")), 25000);  // the reference server's
+  EXPECT_EQ(std::get<std::int64_t>(value("ping_timeout_ms")), 20000);
+  EXPECT_EQ(std::get<std::string>(value("socketio_default_room")), "general");
+  EXPECT_EQ(std::get<std::int64_t>(value("history_messages")), 50);
+  auto check = [&](const char* key, ConfigValue v) { return schema.find(key)->validate(v); };
+  EXPECT_NE(check("socketio_path", std::string("socket.io")), "");
+  EXPECT_NE(check("socketio_default_room", std::string("no spaces")), "");
+  EXPECT_EQ(check("history_messages", std::int64_t{0}), "");  // none
+  EXPECT_NE(check("history_messages", std::int64_t{-1}), "");
+
+  WebSocketConfig cfg;
+  cfg.path = "/ws";
+  cfg.socketio_path = "/ws/";
+  ASSERT_EQ(cfg.problems().size(), 1u);
+  EXPECT_NE(cfg.problems()[0].find("different paths"), std::string::npos);
+  cfg.socketio = false;
+  EXPECT_TRUE(cfg.problems().empty());
+}
+
 TEST(WebSocketConfig, RateAndAddressLimitsHaveRanges) {
   const auto schema = WebSocketConfig::schema();
   auto check = [&](const char* key, ConfigValue v) { return schema.find(key)->validate(v); };

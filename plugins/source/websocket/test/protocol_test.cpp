@@ -30,6 +30,31 @@ TEST(Protocol, ParsesEveryClientFrame) {
   EXPECT_EQ(send.ref, "c-1");
 }
 
+TEST(Protocol, JoinTakesTheLastSeenIdToCatchUpFrom) {
+  EXPECT_FALSE(parse_ok(R"({"type":"join","room":"general"})").after);
+  const auto id = MessageId::generate();
+  auto join = parse_ok(R"({"type":"join","room":"general","after":")" + id.to_string() + R"("})");
+  ASSERT_TRUE(join.after);
+  EXPECT_EQ(*join.after, id);
+  for (const char* bad : {R"({"type":"join","room":"r","after":"yesterday"})", R"({"type":"join","room":"r","after":42})"}) {
+    const auto error = parse_error(bad);
+    EXPECT_EQ(error.code, "bad_request");
+    EXPECT_NE(error.message.find("'after'"), std::string::npos) << error.message;
+  }
+}
+
+TEST(Protocol, HistoryMessagesAreMarkedAndJoinedCountsThem) {
+  Message m;
+  m.id = MessageId::generate();
+  m.room = "r";
+  m.sender = "bob";
+  m.payload = "earlier";
+  m.timestamp_ms = 1;
+  EXPECT_EQ(message_frame(m).find("history"), std::string::npos);
+  EXPECT_NE(message_frame(m, true).find(R"("history":true)"), std::string::npos);
+  EXPECT_EQ(joined_frame("r", 20), R"({"type":"joined","room":"r","history":20})");
+}
+
 TEST(Protocol, RefusesBadFramesWithACodeAndTheRef) {
   EXPECT_EQ(parse_error("{nope").code, "bad_json");
   EXPECT_EQ(parse_error("[1,2]").code, "bad_json");

@@ -5,9 +5,8 @@
 // messages cross instances both ways; B reloads and finds the room's history;
 // B's instance restarts and B catches up on what it missed meanwhile.
 //
-// The last two depend on history on join (`joined`, `history: true`, `after`
-// in docs/protocol.md), which the websocket source gains separately: they
-// fail until it has it.
+// The last two check history on join and catching up with `after`
+// (docs/protocol.md).
 //
 // Needs redis, kafka and postgres (scripts/services/<name> start); skips
 // otherwise. Screenshots of every step, both contexts, and the instances'

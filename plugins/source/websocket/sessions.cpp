@@ -194,6 +194,7 @@ void Hub::leave(WsSession* session, const std::string& room) {
 void Hub::remove(WsSession* session) {
   if (!sessions.erase(session)) return;
   if (session->counted()) {
+    --connections;
     connections_open.add(-1);
     if (auto it = connections_by_address.find(session->address());
         it != connections_by_address.end() && --it->second == 0)

@@ -99,6 +99,9 @@ struct Hub {
   /// upgrade to WebSocket find theirs here. Each is also in `sessions`.
   std::unordered_map<std::string, std::shared_ptr<SioSession>> sio_sessions;
   std::unordered_map<std::string, std::unordered_set<WsSession*>> rooms;
+  /// Clients connected (max_connections): native WebSockets and Socket.IO
+  /// sessions, not the WebSocket carrying a Socket.IO session as well.
+  std::size_t connections = 0;
   /// Open sessions per remote IP address (max_connections_per_address).
   std::unordered_map<std::string, std::size_t> connections_by_address;
   std::function<void()> on_last_session_closed;

@@ -126,6 +126,7 @@ void WsStreamSession<Stream>::run(std::string response, std::string early) {
   hub_->sessions.insert(this);
   if (counted_) {
     ++hub_->connections_by_address[address_];
+    ++hub_->connections;
     hub_->connections_open.add(1);
     hub_->connections_accepted.add();
   }
@@ -777,7 +778,7 @@ bool HttpSession<Stream>::admit(std::optional<JwtIdentity>& identity, const std:
       identity = std::move(result.identity());
     }
   }
-  if (hub_->sessions.size() >= static_cast<std::size_t>(hub_->config.max_connections)) {
+  if (hub_->connections >= static_cast<std::size_t>(hub_->config.max_connections)) {
     hub_->connections_refused.add();
     respond_text(http::status::service_unavailable, "too many connections\n");
     return false;

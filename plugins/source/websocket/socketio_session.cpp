@@ -71,6 +71,7 @@ std::string SioSession::start() {
   hub_->sessions.insert(this);
   hub_->sio_sessions.emplace(sid_, shared_from_this());
   ++hub_->connections_by_address[address_];
+  ++hub_->connections;
   hub_->connections_open.add(1);
   hub_->connections_accepted.add();
   hub_->socketio_sessions.add();

@@ -62,6 +62,22 @@ TEST(Cli, ValidateListsEveryErrorAndExitsNonZero) {
   EXPECT_THAT(err, HasSubstr("2 errors in " + file));
 }
 
+TEST(Cli, ValidateSaysWhereClientsHistoryComesFromOrWhyThereIsNone) {
+  auto validate = [](const std::string& name, const std::string& toml) {
+    const std::string file = ::testing::TempDir() + "/" + name + ".toml";
+    std::ofstream(file) << "[source.websocket]\nlisten = \"127.0.0.1:0\"\n" << toml;
+    ::testing::internal::CaptureStdout();
+    EXPECT_EQ(run_cli({"validate", file, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR}), 0) << name;
+    return ::testing::internal::GetCapturedStdout();
+  };
+  EXPECT_THAT(validate("sink-with-history", "[fanout.memory]\n[sink.sqlite]\npath = \"/tmp/x.db\"\n"),
+              HasSubstr("history: from sink.sqlite and the recent window of fanout.memory"));
+  EXPECT_THAT(validate("window-only", "[fanout.memory]\n"),
+              HasSubstr("history: from the recent window of fanout.memory alone (this pipeline has no sink)"));
+  EXPECT_THAT(validate("none", "[fanout.memory]\nrecent_messages = 0\n"),
+              HasSubstr("history: none, this pipeline has no sink; clients joining a room get no past messages"));
+}
+
 TEST(Cli, ValidateOfAMissingFileSaysSo) {
   ::testing::internal::CaptureStderr();
   EXPECT_EQ(run_cli({"validate", "/no/such/pipeline.toml", "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR}), 1);

@@ -73,6 +73,11 @@ std::string nudge_send(std::string_view room, const MessageHeader& header, std::
 Incoming parse_nudge(std::string_view frame) {
   Incoming in;
   constexpr std::string_view kMessagePrefix = R"({"type":"message")";
+  // A room's history, sent on joining, is not a delivery of this run.
+  if (frame.starts_with(kMessagePrefix) && frame.ends_with(R"(,"history":true})")) {
+    in.kind = Incoming::Kind::kOther;
+    return in;
+  }
   if (frame.starts_with(kMessagePrefix)) {
     in.kind = Incoming::Kind::kDelivery;
     in.header = find_header(frame);
@@ -177,7 +182,9 @@ Incoming parse_socketio(std::string_view frame) {
       in.kind = Incoming::Kind::kClose;
       return in;
     case '2': {  // EVENT
-      if (data.starts_with(R"(["message")")) {
+      if (data.starts_with(R"(["message")") && data.ends_with(R"(,\"history\":true}"])")) {
+        in.kind = Incoming::Kind::kOther;  // history on joining, not a delivery of this run
+      } else if (data.starts_with(R"(["message")")) {
         in.kind = Incoming::Kind::kDelivery;
         in.header = find_header(data);
       } else if (data.starts_with(R"(["error")")) {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 
-import { PIPELINES, psql, servicesMissing, startNudge, uniqueSuffix, waitFor } from './support.mjs';
+import { artifactsDir, PIPELINES, psql, servicesMissing, startNudge, uniqueSuffix, waitFor } from './support.mjs';
 
 const CHAT = path.join(PIPELINES, 'chat.toml');
 const HISTORY = 20;
@@ -90,8 +90,16 @@ describe('Socket.IO clients on two instances of chat.toml', { skip }, () => {
 
   after(async () => {
     for (const s of sockets) s.close();
-    await Promise.all([one?.stop(), two?.stop()]);
+    const codes = await Promise.all([one?.stop(), two?.stop()]);
     try { psql(`DROP TABLE IF EXISTS ${table}`); } catch { /* never created */ }
+    const dir = artifactsDir('socketio');
+    for (const n of [one, two]) n?.saveLog(dir);
+    // Under the sanitizers (make test-asan) a report is a failure too.
+    for (const n of [one, two]) {
+      const reports = (n?.logLines ?? []).filter((l) => /AddressSanitizer|runtime error:|LeakSanitizer/.test(l));
+      assert.deepEqual(reports, [], `${n.name}: sanitizer reports`);
+    }
+    assert.deepEqual(codes, [0, 0], 'both instances stop cleanly');
   });
 
   test('default transports upgrade to WebSocket; event:message reaches a websocket-only client of the other instance', async () => {

@@ -35,6 +35,12 @@ TEST(NudgeProtocol, ClassifiesServerFrames) {
   m = parse_nudge(R"({"type":"message","text":"hi bob"})");
   EXPECT_EQ(m.kind, Incoming::Kind::kDelivery);
   EXPECT_FALSE(m.header);
+  // A room's history on joining (an earlier run's messages) is no delivery.
+  m = parse_nudge(R"({"type":"message","id":"x","room":"r","sender":"s","text":")" + text + R"(","ts":1,"history":true})");
+  EXPECT_EQ(m.kind, Incoming::Kind::kOther);
+  EXPECT_EQ(parse_socketio(R"(42["message","{\"message\":\"old\",\"ts\":1,\"history\":true}"])").kind,
+            Incoming::Kind::kOther);
+  EXPECT_EQ(parse_socketio(R"(42["message","{\"message\":\"new\",\"ts\":1}"])").kind, Incoming::Kind::kDelivery);
 
   Incoming a = parse_nudge(R"({"type":"ack","ref":"42","id":"0193a9f2-6b1c-7d3e-9a41-2f0c8e5d7b10"})");
   EXPECT_EQ(a.kind, Incoming::Kind::kAck);

@@ -44,7 +44,7 @@ class ChatClusterTest(unittest.TestCase):
         suffix = nudge_test.unique_suffix()
         self.table = f"e2e_messages_{suffix}"
         # A fresh topic, group and table per test keeps tests independent.
-        self.env = {"NUDGE_TOPIC": f"e2e.chat.{suffix}", "NUDGE_GROUP": f"e2e-persist-{suffix}",
+        self.env = {"NUDGE_RECENT_PREFIX": f"e2e:{suffix}:recent:", "NUDGE_TOPIC": f"e2e.chat.{suffix}", "NUDGE_GROUP": f"e2e-persist-{suffix}",
                     "NUDGE_TABLE": self.table}
         self.instances = []
         self.addCleanup(self.cleanup)

@@ -133,7 +133,7 @@ class ResendAfterErrorTest(unittest.TestCase):
     def setUp(self):
         suffix = nudge_test.unique_suffix()
         self.table = f"e2e_resend_{suffix}"
-        env = {"NUDGE_TOPIC": f"e2e.resend.{suffix}", "NUDGE_GROUP": f"e2e-resend-{suffix}", "NUDGE_TABLE": self.table}
+        env = {"NUDGE_RECENT_PREFIX": f"e2e.resend:{suffix}:recent:", "NUDGE_TOPIC": f"e2e.resend.{suffix}", "NUDGE_GROUP": f"e2e-resend-{suffix}", "NUDGE_TABLE": self.table}
         self.nudge = NudgeProcess(os.path.join(nudge_test.PIPELINES, "chat.toml"), "source.websocket.listen=127.0.0.1:0",
                                   "log.kafka.delivery_timeout_ms=2000", env=env)
         self.addCleanup(self.cleanup)

@@ -257,7 +257,7 @@ class Cluster:
         suffix = nudge_test.unique_suffix()
         self.test = test
         self.table = f"fault_messages_{suffix}"
-        self.env = {"NUDGE_TOPIC": f"fault.chat.{suffix}", "NUDGE_GROUP": f"fault-persist-{suffix}",
+        self.env = {"NUDGE_RECENT_PREFIX": f"fault:{suffix}:recent:", "NUDGE_TOPIC": f"fault.chat.{suffix}", "NUDGE_GROUP": f"fault-persist-{suffix}",
                     "NUDGE_TABLE": self.table}
         self.env.update(env or {})
         self.overrides = list(overrides)

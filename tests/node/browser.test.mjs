@@ -45,7 +45,8 @@ describe('chat in two browsers on two instances', { skip }, () => {
   const room = `e2e-${suffix.replace('_', '-')}`;
   const table = `e2e_browser_${suffix}`;
   // A fresh topic, group and table per run keeps runs independent.
-  const env = { NUDGE_TOPIC: `e2e.browser.${suffix}`, NUDGE_GROUP: `e2e-browser-${suffix}`, NUDGE_TABLE: table };
+  const env = { NUDGE_TOPIC: `e2e.browser.${suffix}`, NUDGE_GROUP: `e2e-browser-${suffix}`, NUDGE_TABLE: table,
+    NUDGE_RECENT_PREFIX: `e2e.browser:${suffix}:recent:` };
   const listen = (addr) => [`source.websocket.listen=${addr}`];
   const errors = [];
   const sent = {};             // text -> id, in sending order

@@ -62,7 +62,10 @@ async function sendMany(socket, room, count, label) {
 describe('Socket.IO clients on two instances of chat.toml', { skip }, () => {
   const suffix = uniqueSuffix();
   const table = `e2e_sio_${suffix}`;
-  const env = { NUDGE_TOPIC: `e2e.sio.${suffix}`, NUDGE_GROUP: `e2e-sio-${suffix}`, NUDGE_TABLE: table };
+  const env = {
+    NUDGE_TOPIC: `e2e.sio.${suffix}`, NUDGE_GROUP: `e2e-sio-${suffix}`, NUDGE_TABLE: table,
+    NUDGE_RECENT_PREFIX: `e2e.sio:${suffix}:recent:`,
+  };
   const set = [
     'source.websocket.listen=127.0.0.1:0',
     `source.websocket.ping_interval_ms=${PING_INTERVAL}`,
@@ -70,7 +73,6 @@ describe('Socket.IO clients on two instances of chat.toml', { skip }, () => {
     `source.websocket.history_messages=${HISTORY}`,
     `source.websocket.max_message_bytes=${MAX_PAYLOAD}`,
     'source.websocket.allowed_origins=["http://localhost:3000"]',
-    `fanout.redis.recent_key_prefix=e2e:${suffix}:recent:`,
   ];
   let one;
   let two;

@@ -298,7 +298,7 @@ def main():
 
     suffix = nudge_test.unique_suffix()
     table = f"soak_messages_{suffix}"
-    env = {"NUDGE_TOPIC": f"soak.chat.{suffix}", "NUDGE_GROUP": f"soak-persist-{suffix}", "NUDGE_TABLE": table}
+    env = {"NUDGE_RECENT_PREFIX": f"soak:{suffix}:recent:", "NUDGE_TOPIC": f"soak.chat.{suffix}", "NUDGE_GROUP": f"soak-persist-{suffix}", "NUDGE_TABLE": table}
     instances = [Instance("nudge-a", 18181, env), Instance("nudge-b", 18182, env)]
     for i in instances:
         i.start()

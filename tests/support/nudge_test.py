@@ -98,7 +98,8 @@ class ChatClient:
         self.url = url
         self.name = name
         self.ws = None
-        self.messages = []   # message frames, in arrival order
+        self.messages = []   # message frames delivered live, in arrival order
+        self.history = []    # message frames sent from a room's history on joining
         self.acks = {}       # ref -> id
         self.errors = []     # error frames
         self._reader = None
@@ -116,7 +117,7 @@ class ChatClient:
                 frame = json.loads(raw)
                 kind = frame.get("type")
                 if kind == "message":
-                    self.messages.append(frame)
+                    (self.history if frame.get("history") else self.messages).append(frame)
                 elif kind == "ack":
                     self.acks[frame["ref"]] = frame["id"]
                 elif kind == "error":

@@ -1,5 +1,6 @@
 #include "cli.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include "pipeline.hpp"
 #include "pipeline_config.hpp"
 #include "plugin_registry.hpp"
+#include "scaffold.hpp"
 
 namespace nudge::runtime {
 
@@ -22,7 +24,10 @@ Usage:
   nudge run PIPELINE.toml [--set table.key=value ...]   run a pipeline until SIGINT/SIGTERM
   nudge validate PIPELINE.toml [--set ...]               check a pipeline without connecting anywhere
   nudge plugins                                          list the plugins found, with kind, version, path
-  nudge describe PLUGIN | KIND.PLUGIN                    print a plugin's config keys
+  nudge describe PLUGIN | KIND.PLUGIN | all [--markdown] print a plugin's config keys (as Markdown:
+                                                         the pipeline reference, docs/reference.md)
+  nudge new plugin NAME --kind KIND [--dir DIR]          write a plugin folder (KIND: source, fanout,
+                                                         log or sink) that builds against the installed SDK
   nudge --version | --help
 
 Options:
@@ -65,6 +70,28 @@ int cmd_validate(const CommandLine& cl, const PluginRegistry& registry) {
   return 0;
 }
 
+int cmd_new_plugin(const CommandLine& cl) {
+  ScaffoldRequest request{cl.subject, cl.kind, std::filesystem::path(cl.dir.empty() ? cl.subject : cl.dir)};
+  if (const auto problems = scaffold_problems(request); !problems.empty()) {
+    for (const auto& p : problems) std::cerr << "nudge: " << p << "\n";
+    return 2;
+  }
+  try {
+    const auto files = write_plugin_scaffold(request);
+    std::cout << "wrote the " << request.kind << " plugin '" << request.name << "' in " << request.dir.string()
+              << "/:\n";
+    for (const auto& f : files) std::cout << "  " << f.string() << "\n";
+    std::cout << "build and test it against the installed SDK:\n"
+              << "  cmake -S " << request.dir.string() << " -B " << request.dir.string() << "/build"
+              << " && cmake --build " << request.dir.string() << "/build"
+              << " && ctest --test-dir " << request.dir.string() << "/build\n";
+  } catch (const std::exception& e) {
+    std::cerr << "nudge: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
 int cmd_plugins(const PluginRegistry& registry) {
   const auto files = registry.discover();
   if (files.empty()) {
@@ -91,17 +118,59 @@ int cmd_plugins(const PluginRegistry& registry) {
   return broken ? 1 : 0;
 }
 
+/// A table cell: `|` escaped, on one line.
+std::string cell(std::string text) {
+  for (std::size_t at = text.find('|'); at != std::string::npos; at = text.find('|', at + 2)) text.replace(at, 1, "\\|");
+  return text;
+}
+
+void describe_markdown(const LoadedPlugin& plugin, const ConfigSchema& schema) {
+  std::cout << "## `" << to_string(plugin.kind()) << "." << plugin.name() << "`\n\n"
+            << plugin.descriptor->description << " (version " << plugin.descriptor->version << ")\n\n";
+  if (schema.fields().empty()) {
+    std::cout << "No keys.\n";
+    return;
+  }
+  std::cout << "| key | type | default | description |\n|---|---|---|---|\n";
+  for (const auto& f : schema.fields()) {
+    std::string description = f.description;
+    if (f.min || f.max)
+      description += "; range " + (f.min ? std::to_string(*f.min) : std::string("…")) + " to " +
+                     (f.max ? std::to_string(*f.max) : std::string("…"));
+    if (!f.allowed.empty()) {
+      description += "; one of";
+      for (const auto& a : f.allowed) description += " `" + a + "`";
+    }
+    if (!f.example.empty()) description += "; e.g. `" + f.key + " = " + f.example + "`";
+    std::cout << "| `" << f.key << "` | " << to_string(f.type) << " | "
+              << (f.required() ? std::string("required") : "`" + cell(to_toml(*f.default_value)) + "`") << " | "
+              << cell(description) << " |\n";
+  }
+}
+
 int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
-  // `NAME` describes every kind of that name; `KIND.NAME` just the one.
+  // `NAME` describes every kind of that name; `KIND.NAME` just the one; `all` every plugin.
   std::string name = cl.argument;
+  const bool all = name == "all";
   std::optional<PluginKind> kind;
   if (const auto dot = name.find('.'); dot != std::string::npos) {
     kind = parse_plugin_kind(name.substr(0, dot));
     if (kind) name = name.substr(dot + 1);
   }
+  auto files = registry.discover();
+  std::erase_if(files, [&](const PluginFile& f) { return !all && (f.name != name || (kind && f.kind != *kind)); });
+  // Pipeline order (source, fanout, log, sink), then by name: the same text every time.
+  std::sort(files.begin(), files.end(), [](const PluginFile& a, const PluginFile& b) {
+    return std::pair(static_cast<std::uint32_t>(a.kind), a.name) < std::pair(static_cast<std::uint32_t>(b.kind), b.name);
+  });
+  if (cl.markdown && all)
+    std::cout << "# Pipeline reference\n\n"
+                 "Every key of every plugin, generated from the plugins' own schemas by\n"
+                 "`nudge describe all --markdown` (do not edit: `scripts/gen-reference` rewrites it;\n"
+                 "the test `docs.reference` fails when it is stale). How a pipeline file is laid\n"
+                 "out, and the `[pipeline]` table, are in [architecture.md](architecture.md).\n\n";
   int described = 0;
-  for (const auto& file : registry.discover()) {
-    if (file.name != name || (kind && file.kind != *kind)) continue;
+  for (const auto& file : files) {
     if (described++) std::cout << "\n";
     std::string error;
     auto plugin = PluginRegistry::load_file(file.path, error);
@@ -110,6 +179,10 @@ int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
       return 1;
     }
     const auto schema = effective_schema(*plugin);
+    if (cl.markdown) {
+      describe_markdown(*plugin, schema);
+      continue;
+    }
     std::cout << "[" << to_string(plugin->kind()) << "." << plugin->name() << "]  version "
               << plugin->descriptor->version << "\n"
               << plugin->descriptor->description << "\n\n";
@@ -217,11 +290,17 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     else if (a.starts_with("--set=")) cl.overrides.push_back(a.substr(6));
     else if (a == "--plugin-dir") cl.plugin_dirs.emplace_back(need_value(i, a));
     else if (a.starts_with("--plugin-dir=")) cl.plugin_dirs.emplace_back(a.substr(13));
+    else if (a == "--markdown") cl.markdown = true;
+    else if (a == "--kind") cl.kind = need_value(i, a);
+    else if (a.starts_with("--kind=")) cl.kind = a.substr(7);
+    else if (a == "--dir") cl.dir = need_value(i, a);
+    else if (a.starts_with("--dir=")) cl.dir = a.substr(6);
     else if (a == "--log-level") cl.log_level = need_value(i, a);
     else if (a.starts_with("--log-level=")) cl.log_level = a.substr(12);
     else if (a.starts_with("-")) cl.error = "unknown option '" + a + "'";
     else if (cl.command.empty()) cl.command = a;
     else if (cl.argument.empty()) cl.argument = a;
+    else if (cl.command == "new" && cl.subject.empty()) cl.subject = a;
     else cl.error = "unexpected argument '" + a + "'";
   }
   if (!cl.error.empty()) return cl;
@@ -229,8 +308,10 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   const bool needs_argument = cl.command == "run" || cl.command == "validate" || cl.command == "describe";
   if (needs_argument && cl.argument.empty())
     cl.error = "'" + cl.command + "' needs " + (cl.command == "describe" ? "a plugin name" : "a pipeline file");
+  if (cl.command == "new" && (cl.argument != "plugin" || cl.subject.empty()))
+    cl.error = "usage: nudge new plugin NAME --kind source|fanout|log|sink [--dir DIR]";
   if (cl.command != "run" && cl.command != "validate" && cl.command != "plugins" && cl.command != "describe" &&
-      cl.command != "help" && cl.command != "version")
+      cl.command != "new" && cl.command != "help" && cl.command != "version")
     cl.error = "unknown command '" + cl.command + "'";
   if (!parse_log_level(cl.log_level)) cl.error = "unknown log level '" + cl.log_level + "'";
   return cl;
@@ -251,6 +332,7 @@ int run_cli(const std::vector<std::string>& args) {
     std::cout << "nudge " << NUDGE_VERSION << " (SDK ABI " << kAbiVersion << ")\n";
     return 0;
   }
+  if (cl.command == "new") return cmd_new_plugin(cl);
   const PluginRegistry registry(PluginRegistry::default_search_path(cl.plugin_dirs));
   if (cl.command == "plugins") return cmd_plugins(registry);
   if (cl.command == "describe") return cmd_describe(cl, registry);

@@ -8,8 +8,12 @@ namespace nudge::runtime {
 
 /// The parsed command line of `nudge`.
 struct CommandLine {
-  std::string command;                 ///< run, validate, plugins, describe, help, version
-  std::string argument;                ///< the pipeline file or plugin name
+  std::string command;                 ///< run, validate, plugins, describe, new, help, version
+  std::string argument;                ///< the pipeline file or plugin name; `new`: what to make (plugin)
+  std::string subject;                 ///< `new plugin NAME`: the name
+  std::string kind;                    ///< `new plugin --kind KIND`
+  std::string dir;                     ///< `new plugin --dir DIR`
+  bool markdown = false;               ///< `describe --markdown`
   std::vector<std::string> overrides;  ///< --set table.key=value
   std::vector<std::filesystem::path> plugin_dirs;
   std::string log_level = "info";

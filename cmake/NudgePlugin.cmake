@@ -1,4 +1,4 @@
-# nudge_add_plugin(NAME <name> KIND <source|fanout|log|sink> SOURCES ... [DEPS ...])
+# nudge_add_plugin(NAME <name> KIND <source|transform|fanout|log|sink> SOURCES ... [DEPS ...])
 #
 # Builds a plugin as a shared library named `nudge-<kind>-<name>.so`, the name
 # the runtime's plugin discovery looks for, with only its descriptor exported
@@ -14,11 +14,11 @@ function(nudge_add_plugin)
   if(NOT P_NAME OR NOT P_KIND OR NOT P_SOURCES)
     message(FATAL_ERROR "nudge_add_plugin: NAME, KIND and SOURCES are required")
   endif()
-  if(NOT P_KIND MATCHES "^(source|fanout|log|sink)$")
-    message(FATAL_ERROR "nudge_add_plugin: KIND must be source, fanout, log or sink, not '${P_KIND}'")
+  if(NOT P_KIND MATCHES "^(source|transform|fanout|log|sink)$")
+    message(FATAL_ERROR "nudge_add_plugin: KIND must be source, transform, fanout, log or sink, not '${P_KIND}'")
   endif()
-  if(NOT P_NAME MATCHES "^[a-z][a-z0-9_]*$")
-    message(FATAL_ERROR "nudge_add_plugin: NAME '${P_NAME}' must be lower case letters, digits and _")
+  if(NOT P_NAME MATCHES "^[a-z][a-z0-9_-]*$")
+    message(FATAL_ERROR "nudge_add_plugin: NAME '${P_NAME}' must be lower case letters, digits, _ and -")
   endif()
   set(target nudge-${P_KIND}-${P_NAME})
   add_library(${target} MODULE ${P_SOURCES})

@@ -1,6 +1,7 @@
 #include "cli.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -26,8 +27,8 @@ Usage:
   nudge plugins                                          list the plugins found, with kind, version, path
   nudge describe PLUGIN | KIND.PLUGIN | all [--markdown] print a plugin's config keys (as Markdown:
                                                          the pipeline reference, docs/reference.md)
-  nudge new plugin NAME --kind KIND [--dir DIR]          write a plugin folder (KIND: source, fanout,
-                                                         log or sink) that builds against the installed SDK
+  nudge new plugin NAME --kind KIND [--dir DIR]          write a plugin folder (KIND: source, transform,
+                                                         fanout, log or sink) that builds against the installed SDK
   nudge --version | --help
 
 Options:
@@ -54,12 +55,12 @@ int cmd_validate(const CommandLine& cl, const PluginRegistry& registry) {
     return 1;
   }
   std::cout << cl.argument << ": ok (";
-  bool first = true;
-  for (const auto* stage : {&spec->source, &spec->fanout, &spec->log, &spec->sink})
-    if (*stage) {
-      std::cout << (first ? "" : " -> ") << (*stage)->key_path;
-      first = false;
-    }
+  std::vector<std::string> stages;
+  if (spec->source) stages.push_back(spec->source->key_path);
+  for (const auto& t : spec->transforms) stages.push_back(t.key_path);
+  for (const auto* stage : {&spec->fanout, &spec->log, &spec->sink})
+    if (*stage) stages.push_back((*stage)->key_path);
+  for (std::size_t i = 0; i < stages.size(); ++i) std::cout << (i ? " -> " : "") << stages[i];
   std::cout << ")\n";
   // Constructing the stages does no I/O; it tells what only an instance knows.
   boost::asio::io_context io;
@@ -99,7 +100,7 @@ int cmd_plugins(const PluginRegistry& registry) {
     for (const auto& d : registry.search_path()) std::cerr << "  " << d.string() << "\n";
     return 1;
   }
-  std::cout << std::left << std::setw(12) << "NAME" << std::setw(8) << "KIND" << std::setw(10) << "VERSION"
+  std::cout << std::left << std::setw(12) << "NAME" << std::setw(11) << "KIND" << std::setw(10) << "VERSION"
             << "PATH\n";
   int broken = 0;
   for (const auto& file : files) {
@@ -107,11 +108,11 @@ int cmd_plugins(const PluginRegistry& registry) {
     auto plugin = PluginRegistry::load_file(file.path, error);
     if (!plugin) {
       ++broken;
-      std::cout << std::setw(12) << file.name << std::setw(8) << to_string(file.kind) << std::setw(10) << "-"
+      std::cout << std::setw(12) << file.name << std::setw(11) << to_string(file.kind) << std::setw(10) << "-"
                 << file.path.string() << "\n    error: " << error << "\n";
       continue;
     }
-    std::cout << std::setw(12) << plugin->name() << std::setw(8) << to_string(plugin->kind()) << std::setw(10)
+    std::cout << std::setw(12) << plugin->name() << std::setw(11) << to_string(plugin->kind()) << std::setw(10)
               << plugin->descriptor->version << file.path.string() << "\n    " << plugin->descriptor->description
               << "\n";
   }
@@ -159,9 +160,14 @@ int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
   }
   auto files = registry.discover();
   std::erase_if(files, [&](const PluginFile& f) { return !all && (f.name != name || (kind && f.kind != *kind)); });
-  // Pipeline order (source, fanout, log, sink), then by name: the same text every time.
-  std::sort(files.begin(), files.end(), [](const PluginFile& a, const PluginFile& b) {
-    return std::pair(static_cast<std::uint32_t>(a.kind), a.name) < std::pair(static_cast<std::uint32_t>(b.kind), b.name);
+  // Pipeline order (source, transform, fanout, log, sink), then by name: the same text every time.
+  auto position = [](PluginKind k) {
+    constexpr std::array order{PluginKind::source, PluginKind::transform, PluginKind::fanout, PluginKind::log,
+                               PluginKind::sink};
+    return std::find(order.begin(), order.end(), k) - order.begin();
+  };
+  std::sort(files.begin(), files.end(), [&](const PluginFile& a, const PluginFile& b) {
+    return std::pair(position(a.kind), a.name) < std::pair(position(b.kind), b.name);
   });
   if (cl.markdown && all)
     std::cout << "# Pipeline reference\n\n"
@@ -309,7 +315,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   if (needs_argument && cl.argument.empty())
     cl.error = "'" + cl.command + "' needs " + (cl.command == "describe" ? "a plugin name" : "a pipeline file");
   if (cl.command == "new" && (cl.argument != "plugin" || cl.subject.empty()))
-    cl.error = "usage: nudge new plugin NAME --kind source|fanout|log|sink [--dir DIR]";
+    cl.error = "usage: nudge new plugin NAME --kind source|transform|fanout|log|sink [--dir DIR]";
   if (cl.command != "run" && cl.command != "validate" && cl.command != "plugins" && cl.command != "describe" &&
       cl.command != "new" && cl.command != "help" && cl.command != "version")
     cl.error = "unknown command '" + cl.command + "'";

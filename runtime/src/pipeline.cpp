@@ -18,6 +18,8 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
       messages_acked_(metrics.counter("pipeline_messages_acked")),
       messages_failed_(metrics.counter("pipeline_messages_failed")),
       fanout_received_(metrics.counter("pipeline_fanout_received")),
+      messages_dropped_(metrics.counter("pipeline_messages_dropped")),
+      messages_rejected_(metrics.counter("pipeline_messages_rejected")),
       history_reads_(metrics.counter("pipeline_history_reads")),
       history_from_window_(metrics.counter("pipeline_history_from_window")),
       history_failures_(metrics.counter("pipeline_history_failures")),
@@ -27,6 +29,7 @@ Pipeline::~Pipeline() {
   // Instances go before the libraries that made them, upstream first.
   sink_driver_.reset();
   if (source_) source_->instance.reset();
+  for (auto& t : transforms_) t.instance.reset();
   if (fanout_) fanout_->instance.reset();
   if (log_) log_->instance.reset();
   if (sink_) sink_->instance.reset();
@@ -53,9 +56,14 @@ bool Pipeline::make_stage(const std::optional<StageSpec>& spec, std::optional<St
 }
 
 bool Pipeline::create() {
-  if (!make_stage(spec_.sink, sink_) || !make_stage(spec_.log, log_) || !make_stage(spec_.fanout, fanout_) ||
-      !make_stage(spec_.source, source_))
+  if (!make_stage(spec_.sink, sink_) || !make_stage(spec_.log, log_) || !make_stage(spec_.fanout, fanout_))
     return false;
+  for (const auto& t : spec_.transforms) {
+    std::optional<Stage<Transform>> made;
+    if (!make_stage(std::optional<StageSpec>(t), made)) return false;
+    transforms_.push_back(std::move(*made));
+  }
+  if (!make_stage(spec_.source, source_)) return false;
   if (sink_) {
     sink_driver_ = std::make_unique<SinkDriver>(io_.get_executor(), *sink_->instance, spec_.sink_settings,
                                                 sink_->context->logger(), sink_->context->metrics());
@@ -87,11 +95,17 @@ Status Pipeline::start() {
     if (auto s = fanout_->instance->start(*this); !s.ok()) return fail(fanout_->key_path, s);
     started.push_back([this](auto done) { fanout_->instance->stop(std::move(done)); });
   }
+  for (auto& t : transforms_) {
+    if (auto s = t.instance->start(); !s.ok()) return fail(t.key_path, s);
+    started.push_back([&t](auto done) { t.instance->stop(std::move(done)); });
+  }
   if (source_) {
     if (auto s = source_->instance->start(*this); !s.ok()) return fail(source_->key_path, s);
   }
   std::string shape;
-  for (const auto* stage : {&spec_.source, &spec_.fanout, &spec_.log, &spec_.sink})
+  if (spec_.source) shape = spec_.source->key_path;
+  for (const auto& t : spec_.transforms) shape += " -> " + t.key_path;
+  for (const auto* stage : {&spec_.fanout, &spec_.log, &spec_.sink})
     if (*stage) shape += (shape.empty() ? "" : " -> ") + (*stage)->key_path;
   logger_.info("pipeline '", spec_.settings.name, "' started as instance '", spec_.settings.instance_id, "': ",
                shape);
@@ -100,6 +114,39 @@ Status Pipeline::start() {
 }
 
 void Pipeline::publish(MessagePtr message, Completion on_durable) {
+  if (transforms_.empty()) return admit(std::move(message), std::move(on_durable));
+  transform(0, std::move(message), std::move(on_durable));
+}
+
+void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_durable) {
+  if (index == transforms_.size()) return admit(std::move(message), std::move(on_durable));
+  transforms_[index].instance->process(
+      std::move(message), [this, index, on_durable = std::move(on_durable)](Verdict verdict) mutable {
+        // The sender hears of a drop or a reject from the loop, never inside the source's own call.
+        auto answer = [this, &on_durable](Status status) {
+          boost::asio::post(io_, [on_durable = std::move(on_durable), status = std::move(status)] {
+            on_durable(status);
+          });
+        };
+        switch (verdict.action) {
+          case Verdict::Action::pass:
+            if (!verdict.message) {
+              messages_rejected_.add();
+              return answer(Status::error(StatusCode::internal,
+                                          transforms_[index].key_path + " passed no message"));
+            }
+            return transform(index + 1, std::move(verdict.message), std::move(on_durable));
+          case Verdict::Action::drop:
+            messages_dropped_.add();
+            return answer(Status::success());
+          case Verdict::Action::reject:
+            messages_rejected_.add();
+            return answer(Status::error(StatusCode::rejected, verdict.reason));
+        }
+      });
+}
+
+void Pipeline::admit(MessagePtr message, Completion on_durable) {
   messages_in_.add();
   window_.acquire();
   if (!deliver_when_durable_) deliver(message);
@@ -261,6 +308,8 @@ void Pipeline::stop_stages(std::function<void()> done) {
     });
   };
   auto stop_fanout = [this, stop_log] {
+    // Transforms stop with the source gone: nothing reaches them any more.
+    for (auto& t : transforms_) t.instance->stop([] {});
     if (!fanout_) return stop_log();
     fanout_->instance->stop([this, stop_log] {
       logger_.info("stopped ", fanout_->key_path);

@@ -96,6 +96,10 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
 
   template <class Interface>
   bool make_stage(const std::optional<StageSpec>& spec, std::optional<Stage<Interface>>& out);
+  /// Runs the message through transforms_[index...], then admit().
+  void transform(std::size_t index, MessagePtr message, Completion on_durable);
+  /// Takes a message in: the in-flight window, the fanout, the log or sink.
+  void admit(MessagePtr message, Completion on_durable);
   /// Hands a message to every client that should see it: through the fanout
   /// when there is one, else straight to the local source.
   void deliver(const MessagePtr& message);
@@ -116,6 +120,8 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   Counter& messages_acked_;
   Counter& messages_failed_;
   Counter& fanout_received_;
+  Counter& messages_dropped_;
+  Counter& messages_rejected_;
   Counter& history_reads_;
   Counter& history_from_window_;
   Counter& history_failures_;
@@ -124,6 +130,7 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   std::optional<Stage<Log>> log_;
   std::optional<Stage<Fanout>> fanout_;
   std::optional<Stage<Source>> source_;
+  std::vector<Stage<Transform>> transforms_;
   std::unique_ptr<SinkDriver> sink_driver_;
   std::unique_ptr<PluginContext> sink_driver_context_;
   boost::asio::steady_timer grace_timer_;

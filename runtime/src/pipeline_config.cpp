@@ -310,13 +310,13 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
 
   PipelineSpec spec;
   spec.file = display_name;
-  const std::vector<std::string> top_level = {"pipeline", "source", "fanout", "log", "sink"};
+  const std::vector<std::string> top_level = {"pipeline", "source", "transform", "fanout", "log", "sink"};
   for (auto&& [key, node] : root) {
     const std::string name(key.str());
     if (std::find(top_level.begin(), top_level.end(), name) == top_level.end()) {
       std::string message = "unknown table '" + name + "'";
       if (auto guess = closest_match(name, top_level); !guess.empty()) message += " (did you mean '" + guess + "'?)";
-      else message += "; expected one of: pipeline, source, fanout, log, sink";
+      else message += "; expected one of: pipeline, source, transform, fanout, log, sink";
       report(diags, place_of(display_name, key.source()), name, message);
     } else if (!node.is_table()) {
       report(diags, place_of(display_name, node.source()), name, "expected a table, got " + type_name(node));
@@ -370,6 +370,38 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
       case PluginKind::fanout: spec.fanout = std::move(stage); break;
       case PluginKind::log: spec.log = std::move(stage); break;
       case PluginKind::sink: spec.sink = std::move(stage); break;
+      case PluginKind::transform: break;  // not in kKinds: read below, in file order
+    }
+  }
+
+  // Transforms: any number, run in the order the file lists them (toml++
+  // keeps a table's keys sorted, so the order comes from their lines).
+  if (const toml::table* transforms = root["transform"].as_table()) {
+    std::vector<std::pair<const toml::key*, const toml::node*>> listed;
+    for (auto&& [key, node] : *transforms) listed.emplace_back(&key, &node);
+    std::stable_sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) {
+      const auto& pa = a.first->source().begin;
+      const auto& pb = b.first->source().begin;
+      return std::pair(pa.line, pa.column) < std::pair(pb.line, pb.column);
+    });
+    for (const auto& [key, node] : listed) {
+      const std::string plugin_name(key->str());
+      const std::string key_path = "transform." + plugin_name;
+      const toml::table* plugin_table = node->as_table();
+      if (!plugin_table) {
+        report(diags, place_of(display_name, node->source()), key_path,
+               "expected a table [" + key_path + "], got " + type_name(*node));
+        continue;
+      }
+      std::string error;
+      auto library = registry.load(PluginKind::transform, plugin_name, error);
+      if (!library) {
+        report(diags, place_of(display_name, key->source()), key_path, error);
+        continue;
+      }
+      spec.transforms.push_back(StageSpec{PluginKind::transform, plugin_name, key_path, library,
+                                          bind_table(*plugin_table, effective_schema(*library), key_path,
+                                                     display_name, diags, failed_interpolation)});
     }
   }
 
@@ -389,6 +421,9 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
       report(diags, file_place, "", "a pipeline needs a [source.*] table, or a [log.*] and a [sink.*] table to persist from the log");
     if (spec.fanout && !spec.source)
       report(diags, file_place, "fanout." + spec.fanout->plugin, "a fanout delivers to a source's clients; add a [source.*] table");
+    if (!spec.transforms.empty() && !spec.source)
+      report(diags, file_place, spec.transforms.front().key_path,
+             "a transform works on what a source takes in; add a [source.*] table");
   }
   if (!diags.empty()) return std::nullopt;
   return spec;

@@ -46,6 +46,8 @@ struct PipelineSpec {
   PipelineSettings settings;
   SinkSettings sink_settings;
   std::optional<StageSpec> source;
+  /// In the order the file lists them: a message passes through each in turn.
+  std::vector<StageSpec> transforms;
   std::optional<StageSpec> fanout;
   std::optional<StageSpec> log;
   std::optional<StageSpec> sink;

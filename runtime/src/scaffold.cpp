@@ -575,6 +575,92 @@ TEST(@Class@, AcksAppendsAndDeliversEveryMessageAfterAFailedBatch) {
 }  // namespace @name@_plugin
 )T";
 
+constexpr const char* kTransformHpp = R"T(#pragma once
+
+#include <nudge/sdk.hpp>
+
+namespace @name@_plugin {
+
+/// Sits between the source and the fanout/log; may change, drop or reject
+/// each message. This one rejects messages shorter than `min_length`
+/// characters and passes the rest; replace process() with your rule.
+class @Class@ final : public nudge::Transform {
+ public:
+  @Class@(const nudge::Config& config, nudge::Context& context);
+  static nudge::ConfigSchema schema();
+
+  void process(nudge::MessagePtr message, nudge::VerdictHandler done) override;
+  void stop(std::function<void()> done) override { done(); }
+
+ private:
+  std::int64_t min_length_;
+  nudge::Counter& rejected_;
+};
+
+}  // namespace @name@_plugin
+)T";
+
+constexpr const char* kTransformCpp = R"T(#include "@name@_transform.hpp"
+
+namespace @name@_plugin {
+
+using namespace nudge;
+
+@Class@::@Class@(const Config& config, Context& context)
+    : min_length_(config.get_int("min_length")),
+      rejected_(context.metrics().counter("rejected", "Messages refused for being too short")) {}
+
+ConfigSchema @Class@::schema() {
+  ConfigSchema s;
+  s.integer("min_length", 1, "Shortest text accepted, in bytes").range(0, 1 << 20);
+  return s;
+}
+
+void @Class@::process(MessagePtr message, VerdictHandler done) {
+  if (static_cast<std::int64_t>(message->payload.size()) < min_length_) {
+    rejected_.add();
+    // The reason is what the sender reads.
+    return done(Verdict::reject("messages need at least " + std::to_string(min_length_) + " characters"));
+  }
+  done(Verdict::pass(std::move(message)));
+}
+
+}  // namespace @name@_plugin
+)T";
+
+constexpr const char* kTransformTest = R"T(#include "@name@_transform.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nudge/sdk/testing.hpp>
+
+namespace @name@_plugin {
+namespace {
+
+nudge::Verdict decide(@Class@& transform, const std::string& text) {
+  auto m = std::make_shared<nudge::Message>();
+  m->id = nudge::MessageId::generate();
+  m->payload = text;
+  std::optional<nudge::Verdict> verdict;
+  transform.process(m, [&](nudge::Verdict v) { verdict = std::move(v); });
+  EXPECT_TRUE(verdict);
+  return verdict.value_or(nudge::Verdict::drop());
+}
+
+TEST(@Class@, PassesLongEnoughMessagesAndRejectsOthersWithAReason) {
+  boost::asio::io_context io;
+  nudge::testing::TestContext context(io);
+  @Class@ transform(nudge::testing::make_config(@Class@::schema(), {{"min_length", std::int64_t{3}}}), context);
+  EXPECT_EQ(decide(transform, "hello").action, nudge::Verdict::Action::pass);
+  const auto refused = decide(transform, "hi");
+  EXPECT_EQ(refused.action, nudge::Verdict::Action::reject);
+  EXPECT_EQ(refused.reason, "messages need at least 3 characters");
+}
+
+}  // namespace
+}  // namespace @name@_plugin
+)T";
+
 const std::map<std::string, KindTemplates>& kinds() {
   static const std::map<std::string, KindTemplates> k{
       {"sink", {kSinkHpp, kSinkCpp, kSinkTest, "label = \"@name@\"",
@@ -584,6 +670,8 @@ const std::map<std::string, KindTemplates>& kinds() {
                   "| `interval_ms` | integer | `1000` | Time between two messages (1..3600000) |"}},
       {"fanout", {kFanoutHpp, kFanoutCpp, kFanoutTest, "channel = \"nudge\"",
                   "| `channel` | string | `\"nudge\"` | Channel of the bus the instances share |"}},
+      {"transform", {kTransformHpp, kTransformCpp, kTransformTest, "min_length = 1",
+                     "| `min_length` | integer | `1` | Shortest text accepted, in bytes (0..1048576) |"}},
       {"log", {kLogHpp, kLogCpp, kLogTest, "max_batch = 500",
                "| `max_batch` | integer | `500` | Most messages handed to the consumer at once (1..100000) |"}},
   };
@@ -620,7 +708,7 @@ std::vector<std::string> scaffold_problems(const ScaffoldRequest& r) {
   if (!std::regex_match(r.name, std::regex("[a-z][a-z0-9_]{0,39}")))
     problems.push_back("the name '" + r.name + "' must start with a letter and hold only a-z, 0-9 and _ (40 at most)");
   if (!kinds().contains(r.kind))
-    problems.push_back("--kind must be source, fanout, log or sink" +
+    problems.push_back("--kind must be source, transform, fanout, log or sink" +
                        (r.kind.empty() ? std::string(" (it is required)") : ", not '" + r.kind + "'"));
   std::error_code ec;
   if (std::filesystem::exists(r.dir, ec) && !std::filesystem::is_empty(r.dir, ec))

@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
     case PluginKind::sink: register_sink_cases(); break;
     case PluginKind::log: register_log_cases(); break;
     case PluginKind::source: return usage_error("there is no conformance suite for sources yet");
+    case PluginKind::transform: return usage_error("there is no conformance suite for transforms yet");
   }
   const int result = RUN_ALL_TESTS();
   // Instances are gone (each case destroys its own); the library may go too.

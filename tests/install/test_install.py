@@ -21,7 +21,7 @@ import nudge_test  # noqa: E402
 
 BUILD = os.environ.get("NUDGE_BUILD_DIR", os.path.join(nudge_test.SOURCE_DIR, "build"))
 EXAMPLES = os.path.join(nudge_test.SOURCE_DIR, "examples")
-SHIPPED = ["websocket", "memory", "redis", "nats", "kafka", "sqlite", "postgres", "mysql"]
+SHIPPED = ["websocket", "filter", "rate-limit", "memory", "redis", "nats", "kafka", "sqlite", "postgres", "mysql"]
 
 
 def run(args, **kwargs):
@@ -121,7 +121,7 @@ class InstalledSdkTest(unittest.TestCase):
 
 
     def test_a_scaffolded_plugin_of_each_kind_builds_and_passes_its_test(self):
-        for kind in ("source", "fanout", "log", "sink"):
+        for kind in ("source", "transform", "fanout", "log", "sink"):
             with self.subTest(kind=kind):
                 folder = os.path.join(self.work, f"my_{kind}")
                 out = run([self.nudge, "new", "plugin", f"my_{kind}", "--kind", kind, "--dir", folder])
@@ -139,7 +139,7 @@ class InstalledSdkTest(unittest.TestCase):
                              capture_output=True, text=True)
         self.assertEqual(bad.returncode, 2)
         self.assertIn("must start with a letter", bad.stderr)
-        self.assertIn("--kind must be source, fanout, log or sink, not 'sinks'", bad.stderr)
+        self.assertIn("--kind must be source, transform, fanout, log or sink, not 'sinks'", bad.stderr)
         self.assertIn("is not empty", bad.stderr)
 
 

@@ -17,3 +17,4 @@
 #include "nudge/sdk/source.hpp"
 #include "nudge/sdk/status.hpp"
 #include "nudge/sdk/text.hpp"
+#include "nudge/sdk/transform.hpp"

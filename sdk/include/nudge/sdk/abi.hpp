@@ -13,7 +13,7 @@ namespace nudge {
 /// function or an inline function's behaviour must bump this number. The
 /// runtime refuses a plugin built against another number (docs/plugin-guide.md
 /// lists what counts as such a change).
-inline constexpr std::uint32_t kAbiVersion = 3;
+inline constexpr std::uint32_t kAbiVersion = 4;
 
 /// The role a plugin plays in a pipeline. The numeric values are part of the
 /// ABI: they are read from a plugin's descriptor before anything else.
@@ -22,6 +22,7 @@ enum class PluginKind : std::uint32_t {
   fanout = 2,  ///< the real-time bus between runtime instances
   log = 3,     ///< the durable, replayable buffer in front of the sink
   sink = 4,    ///< the final store, written in batches
+  transform = 5,  ///< between the source and the fanout/log: changes, drops or rejects messages
 };
 
 /// The lower-case name of a kind, as used for pipeline tables (`[sink.sqlite]`).
@@ -31,16 +32,18 @@ constexpr std::string_view to_string(PluginKind kind) noexcept {
     case PluginKind::fanout: return "fanout";
     case PluginKind::log: return "log";
     case PluginKind::sink: return "sink";
+    case PluginKind::transform: return "transform";
   }
   return "unknown";
 }
 
-/// Parses a kind name; nullopt when `name` is not one of the four kinds.
+/// Parses a kind name; nullopt when `name` is not one of the five kinds.
 constexpr std::optional<PluginKind> parse_plugin_kind(std::string_view name) noexcept {
   if (name == "source") return PluginKind::source;
   if (name == "fanout") return PluginKind::fanout;
   if (name == "log") return PluginKind::log;
   if (name == "sink") return PluginKind::sink;
+  if (name == "transform") return PluginKind::transform;
   return std::nullopt;
 }
 

@@ -15,6 +15,7 @@
 #include "nudge/sdk/log.hpp"
 #include "nudge/sdk/sink.hpp"
 #include "nudge/sdk/source.hpp"
+#include "nudge/sdk/transform.hpp"
 
 namespace nudge {
 
@@ -31,7 +32,7 @@ struct PluginDescriptor {
   ConfigSchema (*schema)();
   /// Constructs an instance; never throws. On failure returns null and sets
   /// `*error`. The returned object is of the kind's interface type (Source,
-  /// Fanout, Log or Sink) and is destroyed with `delete` through Plugin.
+  /// Fanout, Log, Sink or Transform) and is destroyed with `delete` through Plugin.
   Plugin* (*create)(const Config& config, Context& context, std::string* error) noexcept;
 };
 
@@ -40,11 +41,12 @@ namespace detail {
 template <class T>
 constexpr PluginKind plugin_kind_of() {
   constexpr int kinds = std::is_base_of_v<Source, T> + std::is_base_of_v<Fanout, T> +
-                        std::is_base_of_v<Log, T> + std::is_base_of_v<Sink, T>;
-  static_assert(kinds == 1, "a plugin class derives from exactly one of Source, Fanout, Log, Sink");
+                        std::is_base_of_v<Log, T> + std::is_base_of_v<Sink, T> + std::is_base_of_v<Transform, T>;
+  static_assert(kinds == 1, "a plugin class derives from exactly one of Source, Fanout, Log, Sink, Transform");
   if constexpr (std::is_base_of_v<Source, T>) return PluginKind::source;
   else if constexpr (std::is_base_of_v<Fanout, T>) return PluginKind::fanout;
   else if constexpr (std::is_base_of_v<Log, T>) return PluginKind::log;
+  else if constexpr (std::is_base_of_v<Transform, T>) return PluginKind::transform;
   else return PluginKind::sink;
 }
 
@@ -69,7 +71,7 @@ Plugin* create_plugin(const Config& config, Context& context, std::string* error
 ///     NUDGE_PLUGIN(nudge::plugins::SqliteSink, "sqlite", "0.1.0",
 ///                  "Stores messages in a SQLite database file")
 ///
-/// `Class` derives from exactly one of Source, Fanout, Log or Sink (its kind),
+/// `Class` derives from exactly one of Source, Fanout, Log, Sink or Transform (its kind),
 /// has a constructor `Class(const nudge::Config&, nudge::Context&)` that does
 /// no I/O, and a `static nudge::ConfigSchema schema()`.
 #define NUDGE_PLUGIN(Class, NAME, VERSION, DESCRIPTION)                                    \

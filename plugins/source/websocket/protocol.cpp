@@ -1,5 +1,7 @@
 #include "protocol.hpp"
 
+#include <chrono>
+
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
@@ -175,6 +177,24 @@ std::string joined_frame(std::string_view room, std::size_t history) {
   w.Uint64(history);
   w.EndObject();
   return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+std::string_view error_code_for(StatusCode code) noexcept {
+  switch (code) {
+    case StatusCode::ok: return "ok";
+    case StatusCode::invalid_argument: return "bad_request";
+    case StatusCode::rejected: return "rejected";
+    case StatusCode::unavailable:
+    case StatusCode::timeout:
+    case StatusCode::cancelled: return "unavailable";
+    case StatusCode::internal: return "internal";
+  }
+  return "internal";
+}
+
+std::int64_t now_ms() noexcept {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 std::string ack_frame(std::string_view ref, const MessageId& id) {

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "nudge/sdk/message.hpp"
+#include "nudge/sdk/status.hpp"
 
 namespace nudge::plugins::websocket {
 
@@ -45,6 +46,11 @@ std::string message_frame(const Message& message, bool history = false);
 std::string joined_frame(std::string_view room, std::size_t history);
 /// `{"type":"ack","ref":...,"id":...}`
 std::string ack_frame(std::string_view ref, const MessageId& id);
+/// The protocol's error code for a pipeline failure (docs/protocol.md#error-codes).
+std::string_view error_code_for(StatusCode code) noexcept;
+/// Wall-clock time in Unix milliseconds: a message's `ts`, a token's expiry.
+std::int64_t now_ms() noexcept;
+
 /// `{"type":"error","ref":...,"code":...,"message":...}`; ref omitted when empty.
 std::string error_frame(std::string_view ref, std::string_view code, std::string_view message);
 

@@ -78,23 +78,7 @@ inline std::string_view query_parameter(std::string_view target, std::string_vie
   return {};
 }
 
-inline std::string_view error_code_for(StatusCode code) {
-  switch (code) {
-    case StatusCode::ok: return "ok";
-    case StatusCode::invalid_argument: return "bad_request";
-    case StatusCode::rejected: return "rejected";
-    case StatusCode::unavailable:
-    case StatusCode::timeout:
-    case StatusCode::cancelled: return "unavailable";
-    case StatusCode::internal: return "internal";
-  }
-  return "internal";
-}
 
-inline std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 }  // namespace
 
 // ---------------------------------------------------------- WsStreamSession

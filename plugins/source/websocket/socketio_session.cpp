@@ -16,10 +16,6 @@ constexpr unsigned kParseFlags = rapidjson::kParseValidateEncodingFlag | rapidjs
 /// Separates packets in a long-polling body (Engine.IO v4).
 constexpr char kRecordSeparator = '\x1e';
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
 
 /// A JSON string holding `text` (quoted and escaped).
 std::string json_string(std::string_view text) {
@@ -39,18 +35,6 @@ std::optional<std::string> string_arg(const rapidjson::Value& value, const char*
   return std::string(it->value.GetString(), it->value.GetStringLength());
 }
 
-std::string_view error_code_for(StatusCode code) {
-  switch (code) {
-    case StatusCode::ok: return "ok";
-    case StatusCode::invalid_argument: return "bad_request";
-    case StatusCode::rejected: return "rejected";
-    case StatusCode::unavailable:
-    case StatusCode::timeout:
-    case StatusCode::cancelled: return "unavailable";
-    case StatusCode::internal: return "internal";
-  }
-  return "internal";
-}
 
 }  // namespace
 

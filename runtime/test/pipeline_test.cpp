@@ -47,7 +47,8 @@ std::size_t first(const Events& events, const std::string& id, const std::string
 
 class PipelineTest : public ::testing::Test {
  protected:
-  int run(const std::string& deliver, int messages, int fail_every, int confirm_delay_ms = 1) {
+  int run(const std::string& deliver, int messages, int fail_every, int confirm_delay_ms = 1,
+          const std::string& transform = "") {
     // Named after the test: ctest runs tests in parallel processes.
     const std::string stem = ::testing::TempDir() + "/pipeline-" +
                              ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
@@ -58,6 +59,7 @@ class PipelineTest : public ::testing::Test {
     std::ofstream(file) << "[pipeline]\nname = \"scripted\"\ndeliver = \"" << deliver << "\"\n"
                         << "max_in_flight = 64\n"
                         << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages << "\n"
+                        << (transform.empty() ? "" : "[transform.scripted]\nreport = \"" + report_ + "\"\n" + transform)
                         << "[fanout.memory]\n"
                         << "[log.scripted]\nreport = \"" << report_ << "\"\nfail_every = " << fail_every
                         << "\nconfirm_delay_ms = " << confirm_delay_ms << "\n";
@@ -88,6 +90,35 @@ TEST_F(PipelineTest, AnAckFollowsTheLogsConfirmationAndAFailureIsAnErrorNeverAnA
   }
   EXPECT_EQ(refused, 300 / 7);
   EXPECT_EQ(acked, 300 - 300 / 7);
+}
+
+TEST_F(PipelineTest, ATransformsRejectReachesTheSenderAndADropIsAckedAndNeitherIsLoggedNorFannedOut) {
+  ASSERT_EQ(run("durable", 100, 0, 1, "reject_every = 5\ndrop_every = 7\n"), 0);
+  const Events events = read_report(report_);
+  ASSERT_EQ(events.by_id.size(), 100u);
+  int rejected = 0, dropped = 0, passed = 0;
+  for (const auto& [id, _] : events.by_id) {
+    ASSERT_EQ(count(events, id, "ack") + count(events, id, "error"), 1u) << id << ": exactly one completion";
+    EXPECT_EQ(count(events, id, "rejected") + count(events, id, "dropped") + count(events, id, "passed"), 1u) << id;
+    if (count(events, id, "rejected")) {
+      ++rejected;
+      EXPECT_EQ(events.error_codes.at(id), "rejected") << id;
+    } else if (count(events, id, "dropped")) {
+      ++dropped;
+      EXPECT_EQ(count(events, id, "ack"), 1u) << id << ": a drop is acknowledged";
+    } else {
+      ++passed;
+      EXPECT_EQ(count(events, id, "confirmed"), 1u) << id;
+      EXPECT_EQ(count(events, id, "deliver"), 1u) << id;
+      EXPECT_LT(first(events, id, "passed"), first(events, id, "confirmed")) << id << ": transformed before the log";
+      continue;
+    }
+    EXPECT_EQ(count(events, id, "confirmed") + count(events, id, "refused"), 0u) << id << ": it reached the log";
+    EXPECT_EQ(count(events, id, "deliver"), 0u) << id << ": it was fanned out";
+  }
+  EXPECT_EQ(rejected, 20);
+  EXPECT_EQ(dropped, 100 / 7 - 100 / 35);  // every 7th, less those already rejected as every 5th
+  EXPECT_EQ(passed, 100 - rejected - dropped);
 }
 
 TEST_F(PipelineTest, DurableDeliveryFansOutOnlyWhatTheLogConfirmedOnceEachAfterTheConfirmation) {

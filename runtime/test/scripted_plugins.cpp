@@ -6,7 +6,10 @@
 //     and raises SIGTERM once every completion and delivery is in;
 //   scripted log: confirms each append after `confirm_delay_ms`, failing
 //     every `fail_every`-th one, and records "confirmed ID" / "refused ID"
-//     just before it completes.
+//     just before it completes;
+//   scripted transform: rejects every `reject_every`-th message and drops
+//     every `drop_every`-th, recording "rejected ID" / "dropped ID" /
+//     "passed ID".
 #include <csignal>
 #include <fstream>
 #include <memory>
@@ -78,9 +81,20 @@ class ScriptedSource final : public nudge::Source {
 
  private:
   void maybe_done() {
-    if (completed_ == messages_ && delivered_ >= acked_ && !signalled_) {
+    if (completed_ != messages_ || signalled_) return;
+    if (delivered_ >= acked_) {
       signalled_ = true;
       std::raise(SIGTERM);
+      return;
+    }
+    // Acked but not delivered: dropped by a transform, or still on the way.
+    if (!grace_) {
+      grace_ = std::make_shared<boost::asio::steady_timer>(context_.executor(), std::chrono::milliseconds(300));
+      grace_->async_wait([this](auto) {
+        if (signalled_) return;
+        signalled_ = true;
+        std::raise(SIGTERM);
+      });
     }
   }
 
@@ -91,6 +105,7 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t acked_ = 0;
   std::int64_t delivered_ = 0;
   bool signalled_ = false;
+  std::shared_ptr<boost::asio::steady_timer> grace_;
 };
 
 class ScriptedLog final : public nudge::Log {
@@ -132,11 +147,52 @@ class ScriptedLog final : public nudge::Log {
   std::int64_t appended_ = 0;
 };
 
+class ScriptedTransform final : public nudge::Transform {
+ public:
+  ScriptedTransform(const nudge::Config& config, nudge::Context&)
+      : reject_every_(config.get_int("reject_every")),
+        drop_every_(config.get_int("drop_every")),
+        report_(config.get_string("report")) {}
+
+  static nudge::ConfigSchema schema() {
+    nudge::ConfigSchema s;
+    s.required("report", nudge::ConfigType::string, "file the transform appends its decisions to");
+    s.integer("reject_every", 0, "reject every n-th message (0: none)").range(0, 1000000);
+    s.integer("drop_every", 0, "drop every n-th message (0: none)").range(0, 1000000);
+    return s;
+  }
+
+  void process(nudge::MessagePtr message, nudge::VerdictHandler done) override {
+    ++seen_;
+    const std::string id = message->id.to_string();
+    if (reject_every_ > 0 && seen_ % reject_every_ == 0) {
+      report_.line("rejected " + id);
+      return done(nudge::Verdict::reject("scripted rejection"));
+    }
+    if (drop_every_ > 0 && seen_ % drop_every_ == 0) {
+      report_.line("dropped " + id);
+      return done(nudge::Verdict::drop());
+    }
+    report_.line("passed " + id);
+    done(nudge::Verdict::pass(std::move(message)));
+  }
+
+  void stop(std::function<void()> done) override { done(); }
+
+ private:
+  std::int64_t reject_every_;
+  std::int64_t drop_every_;
+  Report report_;
+  std::int64_t seen_ = 0;
+};
+
 }  // namespace
 
 // One library may export one plugin, so each is built twice with one of these.
 #if defined(NUDGE_SCRIPTED_SOURCE)
 NUDGE_PLUGIN(ScriptedSource, "scripted", "1.0.0", "A source scripted by the runtime's tests")
+#elif defined(NUDGE_SCRIPTED_TRANSFORM)
+NUDGE_PLUGIN(ScriptedTransform, "scripted", "1.0.0", "A transform scripted by the runtime's tests")
 #else
 NUDGE_PLUGIN(ScriptedLog, "scripted", "1.0.0", "A log scripted by the runtime's tests")
 #endif

@@ -3,7 +3,8 @@
 //   POST /messages  {"room": "general", "sender": "alice", "text": "hi"}
 //   → 202 {"id": "..."}  once the message is durable (appended to the log, or
 //                         written by the sink where there is no log)
-//   → 400 {"error": "..."} for a bad request, 503 when the pipeline failed it
+//   → 400 {"error": "..."} for a bad request, 422 {"error": reason} when a
+//     transform rejected it, 503 when the pipeline could not store it
 //
 // The plugin guide's example of a source (docs/plugin-guide.md): one event
 // loop (the Context's executor), backpressure through Ingress::when_ready,
@@ -15,6 +16,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <nudge/sdk.hpp>
 
@@ -24,6 +27,14 @@ using namespace nudge;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
+
+/// `text` as a JSON string.
+std::string json_string(std::string_view text) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  writer.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
 
 struct Shared {
   Ingress* ingress = nullptr;
@@ -79,6 +90,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (!self->shared_->ingress) return self->answer(http::status::service_unavailable, R"({"error":"shutting down"})");
       self->shared_->ingress->publish(std::move(message), [self, id](Status status) {
         if (status.ok()) return self->answer(http::status::accepted, "{\"id\":\"" + id + "\"}");
+        // A transform refused it: the reason is for the sender, and sending again will not help.
+        if (status.code() == StatusCode::rejected)
+          return self->answer(http::status::unprocessable_entity, "{\"error\":" + json_string(status.message()) + "}");
         self->answer(http::status::service_unavailable, R"({"error":"not stored; send again"})");
       });
     });

@@ -136,6 +136,7 @@ Status @Class@::start() {
 void @Class@::write(BatchPtr batch, Completion done) {
   written_ += batch->size();
   written_metric_.add(batch->size());
+  context_.logger().debug("sink '", label_, "' wrote ", batch->size(), " messages (", written_, " in all)");
   // Completions run on the executor, never inside the call.
   boost::asio::post(context_.executor(), [done = std::move(done)] { done(Status::success()); });
 }

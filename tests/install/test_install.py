@@ -46,6 +46,25 @@ def build_against(prefix, source, build):
     return os.path.join(build, "plugins")
 
 
+def wait_for_url(proc, timeout=30):
+    """The URL the http source logs it takes messages at, once the pipeline started."""
+    url, log = None, []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        log.append(line)
+        m = re.search(r"taking messages at (http://\S+/messages)", line)
+        if m:
+            url = m.group(1)
+        if "started as instance" in line:
+            break
+    if url is None:
+        raise AssertionError("no URL in the log:\n" + "".join(log))
+    return url
+
+
 def post(url, body):
     request = urllib.request.Request(url, data=body if isinstance(body, bytes) else json.dumps(body).encode(),
                                      headers={"content-type": "application/json"}, method="POST")
@@ -82,25 +101,13 @@ class InstalledSdkTest(unittest.TestCase):
         self.assertTrue(os.path.exists(os.path.join(jsonl_dir, "nudge-sink-jsonl.so")))
 
         path = os.path.join(self.work, "out", "messages.jsonl")
+        # Small files: 20 messages rotate the file twice (keep = 3).
         env = dict(os.environ, NUDGE_HTTP_LISTEN="127.0.0.1:0", NUDGE_JSONL_PATH=path)
         proc = subprocess.Popen([self.nudge, "run", os.path.join(EXAMPLES, "pipelines", "http-to-jsonl.toml"),
-                                 "--plugin-dir", http_dir, "--plugin-dir", jsonl_dir],
+                                 "--plugin-dir", http_dir, "--plugin-dir", jsonl_dir, "--set", "sink.jsonl.max_bytes=1024"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         self.addCleanup(proc.kill)
-        url = None
-        log = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            log.append(line)
-            m = re.search(r"taking messages at (http://\S+/messages)", line)
-            if m:
-                url = m.group(1)
-            if "started as instance" in line:
-                break
-        self.assertIsNotNone(url, "no URL in the log:\n" + "".join(log))
+        url = wait_for_url(proc)
 
         ids = []
         for i in range(20):
@@ -110,9 +117,14 @@ class InstalledSdkTest(unittest.TestCase):
         status, body = post(url, b"{not json")
         self.assertEqual(status, 400)
         self.assertIn("error", body)
-        # Acked means written: the lines are in the file already.
-        with open(path) as f:
-            lines = [json.loads(line) for line in f]
+        # Acked means written: the lines are in the files already, oldest file first.
+        files = [f"{path}.{n}" for n in (3, 2, 1) if os.path.exists(f"{path}.{n}")] + [path]
+        self.assertGreaterEqual(len(files), 3, "20 messages of about 120 bytes rotate 1 KiB files")
+        lines = []
+        for name in files:
+            self.assertLessEqual(os.path.getsize(name), 1024)
+            with open(name) as f:
+                lines += [json.loads(line) for line in f]
         self.assertEqual([m["id"] for m in lines], ids)
         self.assertEqual(lines[3]["text"], 'message 3 "quoted"\n')
         self.assertEqual(lines[0]["sender"], "alice")
@@ -134,6 +146,7 @@ class InstalledSdkTest(unittest.TestCase):
                 # The installed runtime loads it and reads its schema.
                 described = run([self.nudge, "describe", f"{kind}.my_{kind}", "--plugin-dir", plugins])
                 self.assertIn(f"[{kind}.my_{kind}]", described)
+        self.run_pipelines_of_scaffolds()
         # Refusals say what is wrong, all at once.
         bad = subprocess.run([self.nudge, "new", "plugin", "Bad-Name", "--kind", "sinks", "--dir", self.work],
                              capture_output=True, text=True)
@@ -141,6 +154,60 @@ class InstalledSdkTest(unittest.TestCase):
         self.assertIn("must start with a letter", bad.stderr)
         self.assertIn("--kind must be source, transform, fanout, log or sink, not 'sinks'", bad.stderr)
         self.assertIn("is not empty", bad.stderr)
+
+
+    def run_pipelines_of_scaffolds(self):
+        """The scaffolds carry messages: http example → my_transform → my_fanout
+        → my_log → jsonl example, and my_source → memory → my_sink."""
+        http_dir = build_against(self.prefix, os.path.join(EXAMPLES, "http-source"), os.path.join(self.work, "http"))
+        jsonl_dir = build_against(self.prefix, os.path.join(EXAMPLES, "jsonl-sink"), os.path.join(self.work, "jsonl"))
+        dirs = [http_dir, jsonl_dir] + [os.path.join(self.work, f"my_{k}", "build", "plugins")
+                                         for k in ("source", "transform", "fanout", "log", "sink")]
+        plugin_dirs = [arg for d in dirs for arg in ("--plugin-dir", d)]
+        out = os.path.join(self.work, "scaffolds.jsonl")
+        first = os.path.join(self.work, "scaffolds-1.toml")
+        with open(first, "w") as f:
+            f.write('[source.http]\nlisten = "127.0.0.1:0"\n[transform.my_transform]\nmin_length = 3\n'
+                    '[fanout.my_fanout]\n[log.my_log]\n'
+                    f'[sink.jsonl]\npath = "{out}"\n')
+        proc = subprocess.Popen([self.nudge, "run", first] + plugin_dirs, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        url = wait_for_url(proc)
+        ids = []
+        for i in range(5):
+            status, body = post(url, {"room": "general", "text": f"scaffold message {i}"})
+            self.assertEqual(status, 202, body)
+            ids.append(body["id"])
+        status, body = post(url, {"room": "general", "text": "no"})
+        self.assertEqual((status, body), (422, {"error": "messages need at least 3 characters"}),
+                         "my_transform rejects texts under 3 characters, with its reason")
+        deadline = time.monotonic() + 10
+        lines = []
+        while time.monotonic() < deadline and len(lines) < 5:
+            with open(out) as f:
+                lines = [json.loads(line) for line in f]
+            time.sleep(0.05)
+        self.assertEqual([m["id"] for m in lines], ids, "through the scaffolded transform, fanout and log")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+        second = os.path.join(self.work, "scaffolds-2.toml")
+        with open(second, "w") as f:
+            f.write('[source.my_source]\ninterval_ms = 20\n[fanout.memory]\n[sink.my_sink]\n')
+        proc = subprocess.Popen([self.nudge, "run", second, "--log-level", "debug"] + plugin_dirs,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(proc.kill)
+        written = 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and written < 5:
+            line = proc.stderr.readline()
+            m = re.search(r"sink 'my_sink' wrote \d+ messages \((\d+) in all\)", line)
+            if m:
+                written = int(m.group(1))
+        self.assertGreaterEqual(written, 5, "the scaffolded source's messages reached the scaffolded sink")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 class DebianPackageTest(unittest.TestCase):

@@ -66,6 +66,10 @@ class Outbound {
   const std::shared_ptr<const std::string>& socketio_packet();
   /// The same packet as a WebSocket text frame.
   const std::shared_ptr<const std::string>& socketio_frame();
+  /// A form was asked for and could not be made: the payload is not valid UTF-8.
+  bool undeliverable() const noexcept {
+    return (native_made_ && !native_frame_) || (socketio_made_ && !socketio_packet_);
+  }
 
  private:
   MessagePtr message_;

@@ -138,7 +138,8 @@ void WebSocketSource::deliver(const MessagePtr& message) {
   // A send may drop a slow client, which removes it from the room: iterate a copy.
   std::vector<WsSession*> members(room->second.begin(), room->second.end());
   for (WsSession* session : members) session->deliver(out);
-  if (!out.native_frame() && !out.socketio_packet()) undeliverable_.add();
+  // Only the forms some recipient needed were made: asking now would make the others.
+  if (out.undeliverable()) undeliverable_.add();
   else hub_->messages_delivered.add(members.size());
 }
 

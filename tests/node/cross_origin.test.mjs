@@ -31,12 +31,14 @@ function frontEnd(nudgeUrl) {
 <script>
   const socket = io(${JSON.stringify(nudgeUrl)});
   const show = (id, text) => { document.getElementById(id).textContent = text; };
-  socket.on('connect', () => {
-    show('status', 'connected');
-    show('transport', socket.io.engine.transport.name);
+  // The engine's first transport is read when the engine opens: by the time
+  // the namespace's 'connect' arrives the upgrade may already be done.
+  socket.io.on('open', () => {
     show('first', socket.io.engine.transport.name);
+    show('transport', socket.io.engine.transport.name);
     socket.io.engine.on('upgrade', (t) => show('transport', t.name));
   });
+  socket.on('connect', () => show('status', 'connected'));
   socket.on('connect_error', (err) => show('status', 'refused: ' + err.message));
   socket.on('message', (text) => {
     const m = JSON.parse(text);

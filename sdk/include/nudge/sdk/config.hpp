@@ -38,6 +38,9 @@ struct ConfigField {
   /// Extra check; returns an empty string when the value is fine, else what
   /// was expected ("must be host:port").
   std::function<std::string(const ConfigValue&)> check;
+  /// The plugin can take a new value of this key while running
+  /// (Plugin::reconfigure); other keys need a restart to change.
+  bool live = false;
 
   bool required() const noexcept { return !default_value.has_value(); }
 
@@ -47,6 +50,9 @@ struct ConfigField {
   ConfigField& one_of(std::vector<std::string> values) { allowed = std::move(values); return *this; }
   ConfigField& with_check(std::function<std::string(const ConfigValue&)> fn) { check = std::move(fn); return *this; }
   ConfigField& with_example(std::string text) { example = std::move(text); return *this; }
+  /// Declares the key changeable live: `nudge reload` passes a new value to
+  /// Plugin::reconfigure instead of refusing it as needing a restart.
+  ConfigField& reloadable() { live = true; return *this; }
 
   /// Checks a value already of this field's type against range, allowed
   /// values and the extra check. Returns what was expected, or "" when valid.

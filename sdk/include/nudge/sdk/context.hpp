@@ -5,6 +5,8 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 
@@ -61,17 +63,30 @@ class Gauge {
   std::atomic<std::int64_t> value_{0};
 };
 
+/// Label names and values that tell apart the series of one metric
+/// (`{{"partition", "3"}}`). Keep their number of values small and bounded:
+/// every distinct set is a series kept for the process's lifetime.
+using MetricLabels = std::vector<std::pair<std::string, std::string>>;
+
 /// The metrics registry of one plugin instance. Names are short snake_case
-/// (`rows_written`); the runtime prefixes them with the stage and plugin.
+/// (`rows_written`); the runtime exposes them on the admin endpoint's
+/// /metrics as `nudge_<kind>_<plugin>_<name>` with the pipeline, instance
+/// and stage as labels, and `help` as the HELP text.
 class Metrics {
  public:
   virtual ~Metrics() = default;
 
-  /// Returns the counter `name`, creating it on first use. The reference
-  /// stays valid for the plugin's lifetime; look it up once, not per message.
-  virtual Counter& counter(std::string_view name, std::string_view help) = 0;
-  /// Returns the gauge `name`, creating it on first use; as for counter().
-  virtual Gauge& gauge(std::string_view name, std::string_view help) = 0;
+  /// Returns the counter `name` with `labels`, creating it on first use. The
+  /// reference stays valid for the plugin's lifetime; look it up once, not
+  /// per message.
+  virtual Counter& counter(std::string_view name, std::string_view help, const MetricLabels& labels) = 0;
+  /// Returns the gauge `name` with `labels`, creating it on first use; as for counter().
+  virtual Gauge& gauge(std::string_view name, std::string_view help, const MetricLabels& labels) = 0;
+
+  /// The counter `name` without labels.
+  Counter& counter(std::string_view name, std::string_view help) { return counter(name, help, {}); }
+  /// The gauge `name` without labels.
+  Gauge& gauge(std::string_view name, std::string_view help) { return gauge(name, help, {}); }
 };
 
 /// What the runtime hands each plugin instance. Outlives the plugin.

@@ -1,7 +1,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "nudge/sdk/message.hpp"
@@ -51,6 +53,12 @@ class Log : public Plugin {
   /// or gave up on it (error, e.g. StatusCode::timeout); never both, never
   /// twice, and never ok for a message that was not stored.
   virtual void append(const MessagePtr& message, Completion done) = 0;
+
+  /// Messages stored in the log that this instance's consumer has not yet
+  /// handed to the sink and had confirmed, summed over the partitions it
+  /// owns (the backlog). nullopt when unknown (not consuming, or not yet
+  /// measured). Cheap; called on the executor about once a second.
+  virtual std::optional<std::int64_t> consumer_lag() const { return std::nullopt; }
 };
 
 }  // namespace nudge

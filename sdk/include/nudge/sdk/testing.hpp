@@ -96,25 +96,38 @@ class TestLogger final : public Logger {
   std::vector<std::pair<LogLevel, std::string>> lines_;
 };
 
-/// Metrics kept in memory, readable by name.
+/// Metrics kept in memory, readable by name (and labels).
 class TestMetrics final : public Metrics {
  public:
-  Counter& counter(std::string_view name, std::string_view) override {
+  using Metrics::counter;
+  using Metrics::gauge;
+
+  Counter& counter(std::string_view name, std::string_view, const MetricLabels& labels) override {
     std::lock_guard lock(mutex_);
-    auto& slot = counters_[std::string(name)];
+    auto& slot = counters_[series(name, labels)];
     if (!slot) slot = std::make_unique<Counter>();
     return *slot;
   }
-  Gauge& gauge(std::string_view name, std::string_view) override {
+  Gauge& gauge(std::string_view name, std::string_view, const MetricLabels& labels) override {
     std::lock_guard lock(mutex_);
-    auto& slot = gauges_[std::string(name)];
+    auto& slot = gauges_[series(name, labels)];
     if (!slot) slot = std::make_unique<Gauge>();
     return *slot;
   }
-  std::uint64_t value(std::string_view name) { return counter(name, "").value(); }
-  std::int64_t gauge_value(std::string_view name) { return gauge(name, "").value(); }
+  std::uint64_t value(std::string_view name, const MetricLabels& labels = {}) {
+    return counter(name, "", labels).value();
+  }
+  std::int64_t gauge_value(std::string_view name, const MetricLabels& labels = {}) {
+    return gauge(name, "", labels).value();
+  }
 
  private:
+  static std::string series(std::string_view name, const MetricLabels& labels) {
+    std::string key(name);
+    for (const auto& [label, value] : labels) key += "," + label + "=" + value;
+    return key;
+  }
+
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Counter>> counters_;
   std::map<std::string, std::unique_ptr<Gauge>> gauges_;

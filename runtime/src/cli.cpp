@@ -9,11 +9,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "admin_client.hpp"
+#include "admin_server.hpp"
 #include "logging.hpp"
 #include "pipeline.hpp"
 #include "pipeline_config.hpp"
 #include "plugin_registry.hpp"
 #include "scaffold.hpp"
+#include "deploy.hpp"
+#include "top.hpp"
 
 namespace nudge::runtime {
 
@@ -29,6 +33,10 @@ Usage:
                                                          the pipeline reference, docs/reference.md)
   nudge new plugin NAME --kind KIND [--dir DIR]          write a plugin folder (KIND: source, transform,
                                                          fanout, log or sink) that builds against the installed SDK
+  nudge reload [ADMIN_URL]                               re-read a running instance's pipeline file and apply
+                                                         what can change live (default http://127.0.0.1:9100)
+  nudge top [ADMIN_URL]                                  a live view of a running instance's stages
+  nudge deploy up|down|status DEPLOYMENT.toml            run a deployment's instances, supervised, behind nginx
   nudge --version | --help
 
 Options:
@@ -38,6 +46,11 @@ Options:
                           $NUDGE_PLUGIN_PATH (colon-separated), then in the
                           install's own plugin folder
   --log-level LEVEL       trace, debug, info (default), warn, error
+  --log-format FORMAT     text, logfmt or json (default: the pipeline's log_format, "text")
+
+A running instance (with an [admin] table) answers on its admin endpoint:
+GET /healthz, GET /readyz, GET /metrics (Prometheus), POST /reload. SIGHUP
+reloads too. See docs/operations.md.
 
 Pipeline strings may use ${VAR} and ${VAR:-default} from the environment, and
 ${PIPELINE_DIR} for the pipeline file's folder. See docs/architecture.md.
@@ -93,6 +106,24 @@ int cmd_new_plugin(const CommandLine& cl) {
   return 0;
 }
 
+int cmd_reload(const CommandLine& cl) {
+  std::string error;
+  const auto url = parse_admin_url(cl.argument.empty() ? "http://127.0.0.1:9100" : cl.argument, error);
+  if (!url) {
+    std::cerr << "nudge reload: " << error << "\n";
+    return 2;
+  }
+  // A reload re-reads the file and may wait on plugins: more time than a status request.
+  const auto response = admin_request("POST", *url, "/reload", std::chrono::seconds(30));
+  if (!response.answered()) {
+    std::cerr << "nudge reload: cannot reach the admin endpoint at " << url->base << ": " << response.error
+              << "\n(is the instance running with an [admin] table? SIGHUP reloads it too)\n";
+    return 1;
+  }
+  (response.status == 200 ? std::cout : std::cerr) << response.body;
+  return response.status == 200 ? 0 : 1;
+}
+
 int cmd_plugins(const PluginRegistry& registry) {
   const auto files = registry.discover();
   if (files.empty()) {
@@ -143,6 +174,7 @@ void describe_markdown(const LoadedPlugin& plugin, const ConfigSchema& schema) {
       for (const auto& a : f.allowed) description += " `" + a + "`";
     }
     if (!f.example.empty()) description += "; e.g. `" + f.key + " = " + f.example + "`";
+    if (f.live) description += "; reloadable live";
     std::cout << "| `" << f.key << "` | " << to_string(f.type) << " | "
               << (f.required() ? std::string("required") : "`" + cell(to_toml(*f.default_value)) + "`") << " | "
               << cell(description) << " |\n";
@@ -205,6 +237,7 @@ int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
         std::cout << "\n";
       }
       if (!f.example.empty()) std::cout << "    example: " << f.key << " = " << f.example << "\n";
+      if (f.live) std::cout << "    reloadable live (nudge reload, SIGHUP)\n";
     }
   }
   if (described) return 0;
@@ -242,17 +275,89 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
   if (fail_points->any_armed())
     logger.warn("test-only fail points armed from NUDGE_FAILPOINTS='", std::getenv("NUDGE_FAILPOINTS"), "'");
 
+  auto& output = LogOutput::instance();
+  output.set_identity(spec->settings.name, spec->settings.instance_id);
+  if (cl.log_format.empty()) output.set_format(*parse_log_format(spec->settings.log_format));
+
   MetricsRegistry metrics;
+  metrics.set_common_labels({{"pipeline", spec->settings.name}, {"instance", spec->settings.instance_id}});
+  metrics.gauge("nudge_build_info", "The running nudge's version and SDK ABI (value 1)",
+                {{"version", NUDGE_VERSION}, {"abi", std::to_string(kAbiVersion)}})
+      .set(1);
+  metrics.gauge("nudge_process_start_time_seconds", "When this process started, in Unix seconds")
+      .set(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+               .count());
   boost::asio::io_context io(1);
+  const std::optional<AdminSettings> admin_settings = spec->admin;
   Pipeline pipeline(io, std::move(*spec), metrics);
   pipeline.set_fail_points(std::move(*fail_points));
   if (!pipeline.create()) return 1;
+
+  // Reloading: the same file and --set overrides, read again; a refusal changes nothing.
+  auto reload = [&](const char* why) -> std::pair<unsigned, std::string> {
+    logger.info("reloading ", cl.argument, " (", why, ")");
+    Diagnostics reload_diags;
+    auto next = load_pipeline(cl.argument, registry, options, reload_diags);
+    if (!next) {
+      const std::string text = reload_diags.to_string();
+      logger.error("reload refused: ", reload_diags.items().size(), " error(s) in ", cl.argument,
+                   "; the running configuration stays:\n", text);
+      return {400, "reload refused: " + std::to_string(reload_diags.items().size()) + " error(s) in " +
+                       cl.argument + "; nothing changed\n" + text};
+    }
+    const std::string next_format = next->settings.log_format;
+    const auto outcome = pipeline.reload(std::move(*next));
+    if (!outcome.applied) {
+      std::string text = "reload refused; nothing changed:\n";
+      for (const auto& r : outcome.refusals) text += "  " + r + "\n";
+      logger.error(text);
+      return {409, text};
+    }
+    if (cl.log_format.empty()) LogOutput::instance().set_format(*parse_log_format(next_format));
+    if (outcome.changes.empty()) {
+      logger.info("reload: no changes");
+      return {200, "reloaded: no changes\n"};
+    }
+    std::string text = "reloaded: " + std::to_string(outcome.changes.size()) + " change(s) applied:\n";
+    for (const auto& c : outcome.changes) text += "  " + c + "\n";
+    logger.info(text);
+    return {200, text};
+  };
+
+  std::unique_ptr<AdminServer> admin;
+  if (admin_settings) {
+    admin = std::make_unique<AdminServer>(
+        io, AdminHandlers{
+                [&metrics] { return metrics.prometheus(); },
+                [&pipeline] {
+                  std::vector<std::string> lines;
+                  for (const auto& n : pipeline.not_ready()) lines.push_back(n.stage + ": " + n.reason);
+                  return lines;
+                },
+                [&reload](std::function<void(unsigned, std::string)> answer) {
+                  auto [status, body] = reload("POST /reload");
+                  answer(status, std::move(body));
+                }});
+    // Before the stages start, so /healthz answers (and /readyz says "starting") during a slow start.
+    if (auto status = admin->start(admin_settings->listen); !status.ok()) {
+      std::cerr << "nudge: not starting: " << status.message() << "\n";
+      return 1;
+    }
+  }
   if (auto status = pipeline.start(); !status.ok()) {
     // Let stages that had started close cleanly before we exit.
     io.run_for(std::chrono::seconds(2));
     std::cerr << "nudge: not starting: " << status.message() << "\n";
     return 1;
   }
+
+  boost::asio::signal_set hangups(io, SIGHUP);
+  std::function<void(boost::system::error_code, int)> on_hangup = [&](boost::system::error_code ec, int) {
+    if (ec) return;
+    reload("SIGHUP");
+    hangups.async_wait(on_hangup);
+  };
+  hangups.async_wait(on_hangup);
 
   int exit_code = 0;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -265,9 +370,11 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
     logger.info("received ", sig == SIGINT ? "SIGINT" : "SIGTERM", "; shutting down");
     exit_code = -1;
     signals.async_wait(on_signal);
+    hangups.cancel();
     pipeline.stop([&](bool drained) {
       exit_code = drained ? 0 : 1;
       signals.cancel();
+      if (admin) admin->stop();
       io.stop();
     });
   };
@@ -303,6 +410,8 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     else if (a.starts_with("--dir=")) cl.dir = a.substr(6);
     else if (a == "--log-level") cl.log_level = need_value(i, a);
     else if (a.starts_with("--log-level=")) cl.log_level = a.substr(12);
+    else if (a == "--log-format") cl.log_format = need_value(i, a);
+    else if (a.starts_with("--log-format=")) cl.log_format = a.substr(13);
     else if (a.starts_with("-")) cl.error = "unknown option '" + a + "'";
     else if (cl.command.empty()) cl.command = a;
     else if (cl.argument.empty()) cl.argument = a;
@@ -317,19 +426,25 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   if (cl.command == "new" && (cl.argument != "plugin" || cl.subject.empty()))
     cl.error = "usage: nudge new plugin NAME --kind source|transform|fanout|log|sink [--dir DIR]";
   if (cl.command != "run" && cl.command != "validate" && cl.command != "plugins" && cl.command != "describe" &&
-      cl.command != "new" && cl.command != "help" && cl.command != "version")
+      cl.command != "new" && cl.command != "reload" && cl.command != "help" && cl.command != "version")
     cl.error = "unknown command '" + cl.command + "'";
   if (!parse_log_level(cl.log_level)) cl.error = "unknown log level '" + cl.log_level + "'";
+  if (!cl.log_format.empty() && !parse_log_format(cl.log_format))
+    cl.error = "unknown log format '" + cl.log_format + "' (text, logfmt or json)";
   return cl;
 }
 
 int run_cli(const std::vector<std::string>& args) {
+  // Commands with arguments of their own parse them themselves.
+  if (!args.empty() && args[0] == "top") return run_top({args.begin() + 1, args.end()});
+  if (!args.empty() && args[0] == "deploy") return run_deploy({args.begin() + 1, args.end()});
   const CommandLine cl = parse_command_line(args);
   if (!cl.error.empty()) {
     std::cerr << "nudge: " << cl.error << "\nRun 'nudge --help' for usage.\n";
     return 2;
   }
   LogOutput::instance().set_level(*parse_log_level(cl.log_level));
+  if (!cl.log_format.empty()) LogOutput::instance().set_format(*parse_log_format(cl.log_format));
   if (cl.command == "help") {
     std::cout << kUsage;
     return 0;
@@ -339,6 +454,7 @@ int run_cli(const std::vector<std::string>& args) {
     return 0;
   }
   if (cl.command == "new") return cmd_new_plugin(cl);
+  if (cl.command == "reload") return cmd_reload(cl);
   const PluginRegistry registry(PluginRegistry::default_search_path(cl.plugin_dirs));
   if (cl.command == "plugins") return cmd_plugins(registry);
   if (cl.command == "describe") return cmd_describe(cl, registry);

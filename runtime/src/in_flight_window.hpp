@@ -24,6 +24,14 @@ class InFlightWindow {
       : executor_(std::move(executor)), capacity_(capacity) {}
 
   std::size_t capacity() const noexcept { return capacity_; }
+  /// Changes the bound (a reload); readers waiting resume if there is room now.
+  void set_capacity(std::size_t capacity) {
+    capacity_ = capacity;
+    if (has_room()) {
+      auto waiters = std::exchange(ready_waiters_, {});
+      for (auto& w : waiters) boost::asio::post(executor_, std::move(w));
+    }
+  }
   std::size_t in_flight() const noexcept { return in_flight_; }
   bool has_room() const noexcept { return in_flight_ < capacity_; }
   std::size_t waiting() const noexcept { return ready_waiters_.size(); }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -7,25 +8,60 @@
 #include <string>
 #include <string_view>
 
+#include "metrics.hpp"
 #include "nudge/sdk/context.hpp"
 
 namespace nudge::runtime {
 
 std::optional<LogLevel> parse_log_level(std::string_view text);
 
-/// Where every logger of the process writes: one line per event on stderr,
-/// `2026-11-28T15:43:40.123Z INFO  sink.sqlite: text`. Thread-safe.
+/// How log lines are written: `text` for people, `logfmt` and `json` for collectors.
+enum class LogFormat { text, logfmt, json };
+std::optional<LogFormat> parse_log_format(std::string_view text);
+
+/// Where every logger of the process writes: one line per event on stderr.
+///
+///     text:   2026-11-28T15:43:40.123Z INFO  sink.postgres: batch written after 3 attempts
+///     logfmt: ts=2026-11-28T15:43:40.123Z level=info pipeline=chat instance=a stage=sink.postgres plugin=postgres msg="..."
+///     json:   {"ts":"...","level":"info","pipeline":"chat","instance":"a","stage":"sink.postgres","plugin":"postgres","msg":"..."}
+///
+/// Warnings and errors that repeat (the same stage and text, digits aside)
+/// are let through once per repeat window; the next one let through says how
+/// many were held back. Thread-safe.
 class LogOutput {
  public:
   static LogOutput& instance();
 
   void set_level(LogLevel level) noexcept { level_ = level; }
   LogLevel level() const noexcept { return level_; }
+  void set_format(LogFormat format);
+  /// Carried by every structured line.
+  void set_identity(std::string pipeline, std::string instance);
+  /// Least time between two lines of one repeated warning or error (default 10 s).
+  void set_repeat_window(std::chrono::milliseconds window);
+  /// Where lines go (stderr by default); for tests.
+  void set_sink(std::FILE* file);
+
   void write(LogLevel level, std::string_view logger, std::string_view text);
 
+  /// The line `write` would produce (no newline), `repeated` lines held back before it.
+  std::string format_line(LogLevel level, std::string_view logger, std::string_view text,
+                          std::uint64_t repeated) const;
+
  private:
-  std::mutex mutex_;
+  struct Repeat {
+    std::chrono::steady_clock::time_point last;
+    std::uint64_t held = 0;
+  };
+
+  mutable std::mutex mutex_;
   LogLevel level_ = LogLevel::info;
+  LogFormat format_ = LogFormat::text;
+  std::string pipeline_;
+  std::string instance_;
+  std::chrono::milliseconds repeat_window_{10000};
+  std::map<std::string, Repeat, std::less<>> repeats_;
+  std::FILE* sink_ = nullptr;
 };
 
 /// A Logger that prefixes its lines with a name (`sink.sqlite`, `runtime`).
@@ -37,36 +73,6 @@ class NamedLogger final : public Logger {
 
  private:
   std::string name_;
-};
-
-/// All metrics of the process, by full name (`sink_sqlite_rows_written`).
-class MetricsRegistry {
- public:
-  Counter& counter(const std::string& name);
-  Gauge& gauge(const std::string& name);
-  /// Current values, by name; for tests and the admin endpoint.
-  std::map<std::string, std::int64_t> snapshot() const;
-
- private:
-  mutable std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<Counter>> counters_;
-  std::map<std::string, std::unique_ptr<Gauge>> gauges_;
-};
-
-/// One plugin instance's view of the registry: names prefixed with its stage.
-class StageMetrics final : public Metrics {
- public:
-  StageMetrics(MetricsRegistry& registry, std::string prefix) : registry_(registry), prefix_(std::move(prefix)) {}
-  Counter& counter(std::string_view name, std::string_view) override {
-    return registry_.counter(prefix_ + "_" + std::string(name));
-  }
-  Gauge& gauge(std::string_view name, std::string_view) override {
-    return registry_.gauge(prefix_ + "_" + std::string(name));
-  }
-
- private:
-  MetricsRegistry& registry_;
-  std::string prefix_;
 };
 
 }  // namespace nudge::runtime

@@ -1,6 +1,8 @@
 #include "pipeline.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include <boost/asio/post.hpp>
 
@@ -14,15 +16,22 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
       metrics_(metrics),
       window_(io.get_executor(), static_cast<std::size_t>(spec_.settings.max_in_flight)),
       deliver_when_durable_(spec_.settings.deliver == "durable"),
-      messages_in_(metrics.counter("pipeline_messages_in")),
-      messages_acked_(metrics.counter("pipeline_messages_acked")),
-      messages_failed_(metrics.counter("pipeline_messages_failed")),
-      fanout_received_(metrics.counter("pipeline_fanout_received")),
-      messages_dropped_(metrics.counter("pipeline_messages_dropped")),
-      messages_rejected_(metrics.counter("pipeline_messages_rejected")),
-      history_reads_(metrics.counter("pipeline_history_reads")),
-      history_from_window_(metrics.counter("pipeline_history_from_window")),
-      history_failures_(metrics.counter("pipeline_history_failures")),
+      messages_in_(metrics.counter("nudge_pipeline_messages_in", "Messages taken in (after transforms)")),
+      messages_acked_(metrics.counter("nudge_pipeline_messages_acked", "Messages acknowledged to their senders as durable")),
+      messages_failed_(metrics.counter("nudge_pipeline_messages_failed", "Messages whose sender was told they failed")),
+      fanout_received_(metrics.counter("nudge_pipeline_fanout_received", "Messages received from the fanout")),
+      messages_dropped_(metrics.counter("nudge_pipeline_messages_dropped", "Messages a transform dropped")),
+      messages_rejected_(metrics.counter("nudge_pipeline_messages_rejected", "Messages a transform rejected")),
+      history_reads_(metrics.counter("nudge_pipeline_history_reads", "History reads for clients")),
+      history_from_window_(metrics.counter("nudge_pipeline_history_from_window", "History reads answered from the fanout's recent window")),
+      history_failures_(metrics.counter("nudge_pipeline_history_failures", "History reads that failed")),
+      ingest_to_ack_(metrics.histogram("nudge_ingest_to_ack_seconds",
+                                       "From a message's intake to its sender's acknowledgement (durable or refused)",
+                                       latency_buckets())),
+      ingest_to_persisted_(metrics.histogram("nudge_ingest_to_persisted_seconds",
+                                             "From a message's intake (its timestamp) to its write by the sink",
+                                             latency_buckets())),
+      tick_timer_(io),
       grace_timer_(io) {}
 
 Pipeline::~Pipeline() {
@@ -38,9 +47,7 @@ Pipeline::~Pipeline() {
 template <class Interface>
 bool Pipeline::make_stage(const std::optional<StageSpec>& spec, std::optional<Stage<Interface>>& out) {
   if (!spec) return true;
-  std::string prefix = spec->key_path;
-  std::replace(prefix.begin(), prefix.end(), '.', '_');
-  auto context = std::make_unique<PluginContext>(io_.get_executor(), spec->key_path, metrics_, prefix,
+  auto context = std::make_unique<PluginContext>(io_.get_executor(), spec->key_path, metrics_,
                                                  spec_.settings.instance_id, spec_.settings.name);
   std::string error;
   Plugin* made = spec->library->descriptor->create(spec->config, *context, &error);
@@ -52,7 +59,14 @@ bool Pipeline::make_stage(const std::optional<StageSpec>& spec, std::optional<St
   // the object derives from that kind's interface.
   out.emplace(Stage<Interface>{spec->key_path, spec->library, std::move(context),
                                std::unique_ptr<Interface>(static_cast<Interface*>(made))});
+  stats_for(spec->key_path);
   return true;
+}
+
+StageStats& Pipeline::stats_for(const std::string& key_path) {
+  auto& slot = stage_stats_[key_path];
+  if (!slot) slot = std::make_unique<StageStats>(metrics_, key_path);
+  return *slot;
 }
 
 bool Pipeline::create() {
@@ -66,8 +80,17 @@ bool Pipeline::create() {
   if (!make_stage(spec_.source, source_)) return false;
   if (sink_) {
     sink_driver_ = std::make_unique<SinkDriver>(io_.get_executor(), *sink_->instance, spec_.sink_settings,
-                                                sink_->context->logger(), sink_->context->metrics());
+                                                sink_->context->logger(), stats_for(sink_->key_path),
+                                                &ingest_to_persisted_);
   }
+  if (source_) source_stats_ = &stats_for(source_->key_path);
+  if (fanout_) fanout_stats_ = &stats_for(fanout_->key_path);
+  if (log_) log_stats_ = &stats_for(log_->key_path);
+  if (log_ && sink_)
+    consumer_lag_ = &metrics_.gauge("nudge_log_consumer_lag",
+                                    "Messages in the log not yet written by this instance's consumer (its partitions)",
+                                    {{"stage", log_->key_path}});
+  for (const auto& t : transforms_) transform_stats_.push_back(&stats_for(t.key_path));
   return true;
 }
 
@@ -110,16 +133,26 @@ Status Pipeline::start() {
   logger_.info("pipeline '", spec_.settings.name, "' started as instance '", spec_.settings.instance_id, "': ",
                shape);
   if (const auto note = history_note(); !note.empty()) logger_.info(note);
+  started_ = true;
+  on_tick();
   return Status::success();
 }
 
 void Pipeline::publish(MessagePtr message, Completion on_durable) {
+  if (source_stats_) source_stats_->in.add();
+  // The sender's wait, intake to answer, whatever the answer.
+  on_durable = [this, taken_in = std::chrono::steady_clock::now(), on_durable = std::move(on_durable)](Status status) {
+    ingest_to_ack_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken_in).count());
+    if (!status.ok() && source_stats_) source_stats_->errors.add();
+    on_durable(std::move(status));
+  };
   if (transforms_.empty()) return admit(std::move(message), std::move(on_durable));
   transform(0, std::move(message), std::move(on_durable));
 }
 
 void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_durable) {
   if (index == transforms_.size()) return admit(std::move(message), std::move(on_durable));
+  transform_stats_[index]->in.add();
   transforms_[index].instance->process(
       std::move(message), [this, index, on_durable = std::move(on_durable)](Verdict verdict) mutable {
         // The sender hears of a drop or a reject from the loop, never inside the source's own call.
@@ -132,15 +165,19 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
           case Verdict::Action::pass:
             if (!verdict.message) {
               messages_rejected_.add();
+              transform_stats_[index]->errors.add();
               return answer(Status::error(StatusCode::internal,
                                           transforms_[index].key_path + " passed no message"));
             }
+            transform_stats_[index]->out.add();
             return transform(index + 1, std::move(verdict.message), std::move(on_durable));
           case Verdict::Action::drop:
             messages_dropped_.add();
+            transform_stats_[index]->dropped.add();
             return answer(Status::success());
           case Verdict::Action::reject:
             messages_rejected_.add();
+            transform_stats_[index]->errors.add();
             return answer(Status::error(StatusCode::rejected, verdict.reason));
         }
       });
@@ -161,7 +198,13 @@ void Pipeline::admit(MessagePtr message, Completion on_durable) {
     on_durable(std::move(status));
   };
   if (log_) {
-    log_->instance->append(message, std::move(finish));
+    log_stats_->in.add();
+    log_stats_->queue_depth.add(1);
+    log_->instance->append(message, [this, finish = std::move(finish)](Status status) mutable {
+      log_stats_->queue_depth.add(-1);
+      if (!status.ok()) log_stats_->errors.add();
+      finish(std::move(status));
+    });
   } else if (sink_driver_) {
     sink_driver_->enqueue(std::move(message), std::move(finish));
   } else {
@@ -171,8 +214,13 @@ void Pipeline::admit(MessagePtr message, Completion on_durable) {
 }
 
 void Pipeline::deliver(const MessagePtr& message) {
-  if (fanout_) fanout_->instance->publish(message);
-  else if (source_) source_->instance->deliver(message);
+  if (fanout_) {
+    fanout_stats_->out.add();
+    fanout_->instance->publish(message);
+  } else if (source_) {
+    source_stats_->out.add();
+    source_->instance->deliver(message);
+  }
 }
 
 void Pipeline::when_ready(std::function<void()> resume) { window_.when_ready(std::move(resume)); }
@@ -240,13 +288,21 @@ void Pipeline::read_stored_history(HistoryQuery query, std::vector<MessagePtr> w
 
 void Pipeline::on_fanout_message(MessagePtr message) {
   fanout_received_.add();
-  if (source_) source_->instance->deliver(message);
+  if (fanout_stats_) fanout_stats_->in.add();
+  if (source_) {
+    source_stats_->out.add();
+    source_->instance->deliver(message);
+  }
 }
 
 void Pipeline::on_batch(BatchPtr batch, Completion done) {
   if (!sink_driver_) {
     done(Status::error(StatusCode::internal, "no sink"));
     return;
+  }
+  if (log_stats_) {
+    log_stats_->out.add(batch->size());
+    log_stats_->batch_messages->observe(static_cast<double>(batch->size()));
   }
   if (fail_points_.after_sink_commit.armed()) {
     // Test only: the rows are in, and the log has not stored the position yet.
@@ -261,6 +317,7 @@ void Pipeline::on_batch(BatchPtr batch, Completion done) {
 void Pipeline::stop(std::function<void(bool drained)> done) {
   if (stopping_) return;
   stopping_ = true;
+  tick_timer_.cancel();
   logger_.info("stopping: intake closed, waiting for ", window_.in_flight(), " messages in flight (grace ",
                spec_.settings.shutdown_grace_ms, " ms)");
   if (source_) source_->instance->stop_intake();
@@ -321,6 +378,207 @@ void Pipeline::stop_stages(std::function<void()> done) {
     logger_.info("stopped ", source_->key_path);
     stop_fanout();
   });
+}
+
+}  // namespace nudge::runtime
+
+namespace nudge::runtime {
+
+namespace {
+
+std::string seconds_text(double s) {
+  char text[32];
+  if (s < 10) std::snprintf(text, sizeof text, "%.1f s", s);
+  else if (s < 3600) std::snprintf(text, sizeof text, "%.0f s", s);
+  else std::snprintf(text, sizeof text, "%.1f h", s / 3600);
+  return text;
+}
+
+}  // namespace
+
+std::vector<NotReady> Pipeline::not_ready() const {
+  if (stopping_) return {{"runtime", "stopping"}};
+  if (!started_) return {{"runtime", "starting"}};
+  std::vector<NotReady> out;
+  auto ask = [&out](const std::string& key_path, const Plugin& plugin) {
+    if (auto r = plugin.readiness(); !r.ready) out.push_back({key_path, r.reason.empty() ? "not ready" : r.reason});
+  };
+  if (source_) ask(source_->key_path, *source_->instance);
+  for (const auto& t : transforms_) ask(t.key_path, *t.instance);
+  if (fanout_) ask(fanout_->key_path, *fanout_->instance);
+  if (log_) ask(log_->key_path, *log_->instance);
+  if (sink_) ask(sink_->key_path, *sink_->instance);
+  if (sink_driver_) {
+    if (const auto failing = sink_driver_->failing_for(); failing > std::chrono::steady_clock::duration::zero()) {
+      const bool named = std::any_of(out.begin(), out.end(), [&](const NotReady& n) { return n.stage == sink_->key_path; });
+      if (!named)
+        out.push_back({sink_->key_path, "batch writes failing for " +
+                                            seconds_text(std::chrono::duration<double>(failing).count()) + ": " +
+                                            sink_driver_->last_error()});
+    }
+  }
+  // A window full for long means the durable stage is not taking messages in: intake is stalled.
+  const auto full_for = std::chrono::steady_clock::now() - window_had_room_;
+  if (!window_.has_room() && full_for > std::chrono::seconds(5)) {
+    const std::string& durable = log_ ? log_->key_path : sink_ ? sink_->key_path : std::string("runtime");
+    out.push_back({durable, "stalled: " + std::to_string(window_.in_flight()) + " messages in flight, none durable for " +
+                                seconds_text(std::chrono::duration<double>(full_for).count())});
+  }
+  return out;
+}
+
+void Pipeline::on_tick() {
+  if (stopping_) return;
+  if (window_.has_room()) window_had_room_ = std::chrono::steady_clock::now();
+  if (source_stats_) source_stats_->queue_depth.set(static_cast<std::int64_t>(window_.in_flight()));
+  // A sink that says it is back gets its failing batch retried now, not after the backoff.
+  if (sink_driver_) {
+    const bool sink_ready = sink_->instance->readiness().ready;
+    if (sink_ready && !sink_was_ready_) sink_driver_->retry_now();
+    sink_was_ready_ = sink_ready;
+  }
+  const auto problems = not_ready();
+  for (const auto& [key_path, stats] : stage_stats_) {
+    const bool ready = std::none_of(problems.begin(), problems.end(), [&](const NotReady& n) { return n.stage == key_path; });
+    stats->ready.set(ready ? 1 : 0);
+  }
+  if (log_ && sink_) {
+    if (const auto lag = log_->instance->consumer_lag()) {
+      consumer_lag_->set(*lag);
+      report_progress(*lag);
+    }
+  }
+  tick_timer_.expires_after(std::chrono::seconds(1));
+  tick_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) on_tick();
+  });
+}
+
+void Pipeline::report_progress(std::int64_t lag) {
+  const auto now = std::chrono::steady_clock::now();
+  const std::uint64_t written = stats_for(sink_->key_path).out.value();
+  if (!backlog_) {
+    if (lag < spec_.settings.backlog_threshold) return;
+    backlog_ = Backlog{now, now, lag, written, written};
+    logger_.info("draining a backlog of ", lag, " messages from ", log_->key_path, " into ", sink_->key_path,
+                 "; progress every ", seconds_text(spec_.settings.progress_interval_ms / 1000.0));
+    return;
+  }
+  if (lag == 0) {
+    const double took = std::chrono::duration<double>(now - backlog_->since).count();
+    const auto total = written - backlog_->written_at_start;
+    logger_.info("backlog drained: ", total, " messages written in ", seconds_text(took), " (",
+                 static_cast<std::uint64_t>(took > 0 ? static_cast<double>(total) / took : 0), " rows/s)");
+    backlog_.reset();
+    return;
+  }
+  const auto since_report = now - backlog_->last_report;
+  if (since_report < std::chrono::milliseconds(spec_.settings.progress_interval_ms)) return;
+  const double elapsed = std::chrono::duration<double>(since_report).count();
+  const double rate = static_cast<double>(written - backlog_->written_at_last_report) / elapsed;
+  const std::string eta = rate > 0 ? seconds_text(static_cast<double>(lag) / rate) : std::string("unknown (no rows written)");
+  logger_.info("draining backlog: ", static_cast<std::uint64_t>(rate), " rows/s, lag ", lag, ", ETA ", eta, ", ",
+               written - backlog_->written_at_start, " written so far");
+  backlog_->last_report = now;
+  backlog_->written_at_last_report = written;
+}
+
+ReloadOutcome Pipeline::reload(PipelineSpec next) {
+  ReloadOutcome outcome;
+  auto stage_list = [](const PipelineSpec& s) {
+    std::vector<std::string> keys;
+    if (s.source) keys.push_back(s.source->key_path);
+    for (const auto& t : s.transforms) keys.push_back(t.key_path);
+    for (const auto* stage : {&s.fanout, &s.log, &s.sink})
+      if (*stage) keys.push_back((*stage)->key_path);
+    return keys;
+  };
+  auto join = [](const std::vector<std::string>& keys) {
+    std::string text;
+    for (const auto& k : keys) text += (text.empty() ? "" : " -> ") + k;
+    return text;
+  };
+  if (stage_list(spec_) != stage_list(next)) {
+    outcome.refusals.push_back("the stages changed (" + join(stage_list(spec_)) + " became " + join(stage_list(next)) +
+                               "); adding, removing or reordering stages needs a restart");
+    return outcome;
+  }
+  // Compares one table key by key; live keys become changes, others refusals.
+  auto compare = [&outcome](const std::string& table, const Config& now, const Config& then,
+                            const ConfigSchema& schema, std::vector<std::string>* changed_keys) {
+    for (const auto& field : schema.fields()) {
+      const auto a = now.values().find(field.key);
+      const auto b = then.values().find(field.key);
+      if (a == now.values().end() || b == then.values().end() || a->second == b->second) continue;
+      const std::string change =
+          table + "." + field.key + ": " + to_toml(a->second) + " -> " + to_toml(b->second);
+      if (field.live) {
+        outcome.changes.push_back(change);
+        if (changed_keys) changed_keys->push_back(field.key);
+      } else {
+        outcome.refusals.push_back(table + "." + field.key + " changed (" + to_toml(a->second) + " -> " +
+                                   to_toml(b->second) + "); it takes effect only after a restart");
+      }
+    }
+  };
+  compare("pipeline", spec_.pipeline_config, next.pipeline_config, pipeline_schema(), nullptr);
+  if (spec_.admin.has_value() != next.admin.has_value())
+    outcome.refusals.push_back(std::string("the [admin] table was ") + (next.admin ? "added" : "removed") +
+                               "; it takes effect only after a restart");
+  else if (spec_.admin)
+    compare("admin", spec_.admin->config, next.admin->config, admin_schema(), nullptr);
+
+  // Per stage: the keys its plugin must take (the runtime's own sink keys are applied here).
+  struct StageChange {
+    Plugin* plugin;
+    const StageSpec* now;
+    StageSpec* then;
+    bool plugin_keys_changed;
+  };
+  std::vector<StageChange> stage_changes;
+  auto visit = [&](Plugin& plugin, const StageSpec& now, StageSpec& then) {
+    std::vector<std::string> changed;
+    compare(now.key_path, now.config, then.config, effective_schema(*now.library), &changed);
+    const ConfigSchema own = now.library->descriptor->schema();
+    const bool plugin_keys = std::any_of(changed.begin(), changed.end(), [&](const std::string& k) { return own.find(k); });
+    if (!changed.empty()) stage_changes.push_back({&plugin, &now, &then, plugin_keys});
+  };
+  if (source_) visit(*source_->instance, *spec_.source, *next.source);
+  for (std::size_t i = 0; i < transforms_.size(); ++i) visit(*transforms_[i].instance, spec_.transforms[i], next.transforms[i]);
+  if (fanout_) visit(*fanout_->instance, *spec_.fanout, *next.fanout);
+  if (log_) visit(*log_->instance, *spec_.log, *next.log);
+  if (sink_) visit(*sink_->instance, *spec_.sink, *next.sink);
+  if (!outcome.refusals.empty()) {
+    outcome.changes.clear();
+    return outcome;
+  }
+
+  // Every change is live: hand each stage its new config; one refusal undoes those before it.
+  std::vector<const StageChange*> reconfigured;
+  for (const auto& change : stage_changes) {
+    if (!change.plugin_keys_changed) continue;
+    if (auto status = change.plugin->reconfigure(change.then->config); !status.ok()) {
+      outcome.refusals.push_back(change.now->key_path + ": " + status.message());
+      for (auto it = reconfigured.rbegin(); it != reconfigured.rend(); ++it)
+        if (auto undo = (*it)->plugin->reconfigure((*it)->now->config); !undo.ok())
+          logger_.error((*it)->now->key_path, ": could not restore the previous configuration: ", undo.message());
+      outcome.changes.clear();
+      return outcome;
+    }
+    reconfigured.push_back(&change);
+  }
+  for (const auto& change : stage_changes) const_cast<StageSpec*>(change.now)->config = change.then->config;
+
+  // The runtime's own settings. The instance id stays: it is stamped on messages.
+  next.settings.instance_id = spec_.settings.instance_id;
+  next.settings.name = spec_.settings.name;
+  spec_.settings = next.settings;
+  spec_.pipeline_config = next.pipeline_config;
+  spec_.sink_settings = next.sink_settings;
+  window_.set_capacity(static_cast<std::size_t>(spec_.settings.max_in_flight));
+  if (sink_driver_) sink_driver_->set_settings(spec_.sink_settings);
+  outcome.applied = true;
+  return outcome;
 }
 
 }  // namespace nudge::runtime

@@ -1,6 +1,8 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,11 +22,11 @@ namespace nudge::runtime {
 /// The Context a plugin instance is given.
 class PluginContext final : public Context {
  public:
-  PluginContext(boost::asio::any_io_executor executor, std::string logger_name, MetricsRegistry& registry,
-                std::string metrics_prefix, std::string instance_id, std::string pipeline_name)
+  PluginContext(boost::asio::any_io_executor executor, std::string key_path, MetricsRegistry& registry,
+                std::string instance_id, std::string pipeline_name)
       : executor_(std::move(executor)),
-        logger_(std::move(logger_name)),
-        metrics_(registry, std::move(metrics_prefix)),
+        logger_(key_path),
+        metrics_(registry, key_path),
         instance_id_(std::move(instance_id)),
         pipeline_name_(std::move(pipeline_name)) {}
 
@@ -49,6 +51,21 @@ struct Stage {
   std::shared_ptr<LoadedPlugin> library;  // declared first: destroyed after the instance
   std::unique_ptr<PluginContext> context;
   std::unique_ptr<Interface> instance;
+};
+
+/// One stage that is not ready, and why (`/readyz`).
+struct NotReady {
+  std::string stage;
+  std::string reason;
+};
+
+/// What a reload did: the changes applied, or why none was.
+struct ReloadOutcome {
+  bool applied = false;
+  /// `sink.postgres.batch_max_messages: 500 -> 1000`, one per changed key.
+  std::vector<std::string> changes;
+  /// Why the reload was refused, one line per key (nothing was applied).
+  std::vector<std::string> refusals;
 };
 
 /// Wires the stages of a pipeline and moves messages between them:
@@ -77,6 +94,16 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   void set_fail_points(FailPoints points) { fail_points_ = std::move(points); }
 
   const PipelineSpec& spec() const noexcept { return spec_; }
+
+  /// The stages not ready now (empty when all are): not started, a plugin's
+  /// own Plugin::readiness(), a sink whose writes keep failing, a source held
+  /// back by a full in-flight window. Cheap; call on the loop.
+  std::vector<NotReady> not_ready() const;
+
+  /// Applies a newly loaded spec of the same pipeline file: live keys go to
+  /// the stages (Plugin::reconfigure) and the runtime's own settings; any
+  /// change that needs a restart refuses the whole reload, naming the key.
+  ReloadOutcome reload(PipelineSpec next);
   /// Where clients' history and catching up come from, in a sentence (or
   /// why there is none); empty when the pipeline has no source. After create().
   std::string history_note() const;
@@ -104,6 +131,10 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   /// when there is one, else straight to the local source.
   void deliver(const MessagePtr& message);
   void stop_stages(std::function<void()> done);
+  StageStats& stats_for(const std::string& key_path);
+  /// Once a second: readiness gauges, consumer lag, and progress lines while a backlog drains.
+  void on_tick();
+  void report_progress(std::int64_t lag);
   bool sink_keeps_history() const;
   /// The sink's answer to `query`, merged with `window` (the fanout's recent messages).
   void read_stored_history(HistoryQuery query, std::vector<MessagePtr> window, HistoryHandler done);
@@ -125,6 +156,29 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   Counter& history_reads_;
   Counter& history_from_window_;
   Counter& history_failures_;
+  Histogram& ingest_to_ack_;
+  Histogram& ingest_to_persisted_;
+  Gauge* consumer_lag_ = nullptr;  // with a log feeding a sink
+  std::map<std::string, std::unique_ptr<StageStats>> stage_stats_;
+  StageStats* source_stats_ = nullptr;
+  StageStats* fanout_stats_ = nullptr;
+  StageStats* log_stats_ = nullptr;
+  std::vector<StageStats*> transform_stats_;
+  bool started_ = false;
+  bool sink_was_ready_ = true;
+
+  boost::asio::steady_timer tick_timer_;
+  // When the in-flight window was last seen with room; a source stalls behind a full one.
+  std::chrono::steady_clock::time_point window_had_room_ = std::chrono::steady_clock::now();
+  // Draining a backlog: where it started, and the last progress line.
+  struct Backlog {
+    std::chrono::steady_clock::time_point since;
+    std::chrono::steady_clock::time_point last_report;
+    std::int64_t lag_at_start = 0;
+    std::uint64_t written_at_start = 0;
+    std::uint64_t written_at_last_report = 0;
+  };
+  std::optional<Backlog> backlog_;
 
   std::optional<Stage<Sink>> sink_;
   std::optional<Stage<Log>> log_;

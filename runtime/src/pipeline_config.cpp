@@ -246,16 +246,32 @@ const ConfigSchema& pipeline_schema() {
     s.integer("shutdown_grace_ms", 10000,
               "On SIGINT/SIGTERM, how long to wait for in-flight messages to become durable before "
               "giving up")
-        .range(0, 600000);
+        .range(0, 600000)
+        .reloadable();
     s.integer("max_in_flight", 10000,
               "Messages taken in but not yet durable, across all clients; at the limit the source "
               "stops reading from clients (backpressure)")
-        .range(1, 10'000'000);
+        .range(1, 10'000'000)
+        .reloadable();
     s.string("deliver", "durable",
              "When a message is fanned out to clients: \"durable\" once it is in the log (or the "
              "sink), so nobody sees a message that could still be lost; \"immediate\" as soon as it "
              "is taken in, for the lowest latency")
         .one_of({"durable", "immediate"});
+    s.string("log_format", "text",
+             "How log lines are written to stderr: \"text\" for people, \"logfmt\" or \"json\" for log "
+             "collectors (every line carries pipeline, instance, stage and plugin); --log-format overrides it")
+        .one_of({"text", "logfmt", "json"})
+        .reloadable();
+    s.integer("progress_interval_ms", 5000,
+              "While a backlog drains (consumer lag at or above backlog_threshold), how often a progress "
+              "line with rows/s, the remaining lag and an ETA is logged")
+        .range(100, 3'600'000)
+        .reloadable();
+    s.integer("backlog_threshold", 1000,
+              "Consumer lag (messages) from which the sink's catching up is reported as a backlog draining")
+        .range(1, 1'000'000'000)
+        .reloadable();
     return s;
   }();
   return schema;
@@ -264,14 +280,35 @@ const ConfigSchema& pipeline_schema() {
 const ConfigSchema& sink_runtime_schema() {
   static const ConfigSchema schema = [] {
     ConfigSchema s;
-    s.integer("batch_max_messages", 500, "Most messages written to the sink in one batch (runtime)").range(1, 100000);
+    s.integer("batch_max_messages", 500, "Most messages written to the sink in one batch (runtime)")
+        .range(1, 100000)
+        .reloadable();
     s.integer("batch_linger_ms", 5,
               "With no log, how long the runtime waits to fill a batch before writing it (runtime)")
-        .range(0, 60000);
+        .range(0, 60000)
+        .reloadable();
     s.integer("retry_initial_ms", 100, "First delay before retrying a failed batch write; doubles each time (runtime)")
-        .range(1, 600000);
+        .range(1, 600000)
+        .reloadable();
     s.integer("retry_max_ms", 5000, "Longest delay between retries of a failed batch write (runtime)")
-        .range(1, 3600000);
+        .range(1, 3600000)
+        .reloadable();
+    return s;
+  }();
+  return schema;
+}
+
+const ConfigSchema& admin_schema() {
+  static const ConfigSchema schema = [] {
+    ConfigSchema s;
+    s.string("listen", "127.0.0.1:9100",
+             "Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, POST /reload); loopback by "
+             "default, as it is unauthenticated")
+        .with_check([](const ConfigValue& v) {
+          std::string host;
+          std::uint16_t port = 0;
+          return parse_host_port(std::get<std::string>(v), host, port) ? std::string() : "must be host:port";
+        });
     return s;
   }();
   return schema;
@@ -310,13 +347,13 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
 
   PipelineSpec spec;
   spec.file = display_name;
-  const std::vector<std::string> top_level = {"pipeline", "source", "transform", "fanout", "log", "sink"};
+  const std::vector<std::string> top_level = {"pipeline", "admin", "source", "transform", "fanout", "log", "sink"};
   for (auto&& [key, node] : root) {
     const std::string name(key.str());
     if (std::find(top_level.begin(), top_level.end(), name) == top_level.end()) {
       std::string message = "unknown table '" + name + "'";
       if (auto guess = closest_match(name, top_level); !guess.empty()) message += " (did you mean '" + guess + "'?)";
-      else message += "; expected one of: pipeline, source, transform, fanout, log, sink";
+      else message += "; expected one of: pipeline, admin, source, transform, fanout, log, sink";
       report(diags, place_of(display_name, key.source()), name, message);
     } else if (!node.is_table()) {
       report(diags, place_of(display_name, node.source()), name, "expected a table, got " + type_name(node));
@@ -335,6 +372,15 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
     spec.settings.shutdown_grace_ms = pipeline.get_int("shutdown_grace_ms");
     spec.settings.max_in_flight = pipeline.get_int("max_in_flight");
     spec.settings.deliver = pipeline.get_string("deliver");
+    spec.settings.log_format = pipeline.get_string("log_format");
+    spec.settings.progress_interval_ms = pipeline.get_int("progress_interval_ms");
+    spec.settings.backlog_threshold = pipeline.get_int("backlog_threshold");
+  }
+  spec.pipeline_config = pipeline;
+  if (const toml::table* admin_table = root["admin"].as_table()) {
+    const Config admin = bind_table(*admin_table, admin_schema(), "admin", display_name, diags, failed_interpolation);
+    if (admin.values().size() == admin_schema().fields().size())
+      spec.admin = AdminSettings{admin.get_string("listen"), admin};
   }
 
   for (const PluginKind kind : kKinds) {

@@ -30,6 +30,15 @@ struct PipelineSettings {
   std::int64_t max_in_flight = 10000;
   /// "durable": fan a message out once it is durable; "immediate": at once.
   std::string deliver = "durable";
+  std::string log_format = "text";
+  std::int64_t progress_interval_ms = 5000;
+  std::int64_t backlog_threshold = 1000;
+};
+
+/// The `[admin]` table: where the admin HTTP endpoint listens.
+struct AdminSettings {
+  std::string listen;
+  Config config;
 };
 
 /// Runtime settings that live in the sink's table (the runtime does the batching).
@@ -44,6 +53,10 @@ struct SinkSettings {
 struct PipelineSpec {
   std::filesystem::path file;
   PipelineSettings settings;
+  /// The `[pipeline]` table as written (before defaults were resolved), for reloads.
+  Config pipeline_config;
+  /// Absent without an `[admin]` table: no endpoint.
+  std::optional<AdminSettings> admin;
   SinkSettings sink_settings;
   std::optional<StageSpec> source;
   /// In the order the file lists them: a message passes through each in turn.
@@ -62,6 +75,8 @@ struct LoadOptions {
 
 /// The schema of the `[pipeline]` table.
 const ConfigSchema& pipeline_schema();
+/// The schema of the `[admin]` table.
+const ConfigSchema& admin_schema();
 /// Keys the runtime adds to every sink's table (batching and retries).
 const ConfigSchema& sink_runtime_schema();
 /// A plugin's own schema plus the keys the runtime adds for its kind.

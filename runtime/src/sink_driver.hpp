@@ -6,6 +6,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "metrics.hpp"
 #include "nudge/sdk/context.hpp"
 #include "nudge/sdk/sink.hpp"
 #include "pipeline_config.hpp"
@@ -18,8 +19,9 @@ namespace nudge::runtime {
 /// gathers single messages into batches (size or linger time, whichever first).
 class SinkDriver {
  public:
+  /// `persisted`: observes each written message's time since ingress; may be null.
   SinkDriver(boost::asio::any_io_executor executor, Sink& sink, const SinkSettings& settings, Logger& logger,
-             Metrics& metrics);
+             StageStats& stats, Histogram* persisted = nullptr);
 
   /// Writes `batch`, retrying until it is written, then calls `done(ok)`.
   /// After shutdown() a pending retry gives up with StatusCode::cancelled.
@@ -32,6 +34,20 @@ class SinkDriver {
   /// Stops retrying: a batch waiting for its next attempt completes with
   /// cancelled. A write already running finishes first. Calls `done` once idle.
   void shutdown(std::function<void()> done);
+
+  /// Ends the wait before the next attempt of a failing batch (the sink said
+  /// it is ready again), so recovery does not wait out the backoff.
+  void retry_now();
+
+  /// New batching and retry settings (a reload); they apply to the next batch.
+  void set_settings(const SinkSettings& settings) { settings_ = settings; }
+  const SinkSettings& settings() const noexcept { return settings_; }
+
+  /// Messages handed over and not yet written (gathered, queued, being written).
+  std::size_t waiting_messages() const noexcept;
+  /// How long the current batch has been failing (zero when it is not), and why.
+  std::chrono::steady_clock::duration failing_for() const;
+  const std::string& last_error() const noexcept { return last_error_; }
 
  private:
   struct Pending {
@@ -47,17 +63,20 @@ class SinkDriver {
   boost::asio::any_io_executor executor_;
   Sink& sink_;
   SinkSettings settings_;
+  void update_queue_depth();
+
   Logger& logger_;
-  Counter& batches_written_;
-  Counter& messages_written_;
-  Counter& write_errors_;
-  Counter& retries_;
+  StageStats& stats_;
+  Histogram* persisted_;
+  std::string last_error_;
+  std::chrono::steady_clock::time_point failing_since_{};
 
   // The batch being written (or waiting to be retried), and those behind it.
   std::unique_ptr<Pending> current_;
   std::vector<Pending> queue_;
   std::int64_t attempts_ = 0;
   boost::asio::steady_timer retry_timer_;
+  bool retry_pending_ = false;
 
   // Gathering single messages into a batch (no-log pipelines).
   std::vector<MessagePtr> gathered_;

@@ -6,7 +6,10 @@
 //     and raises SIGTERM once every completion and delivery is in;
 //   scripted log: confirms each append after `confirm_delay_ms`, failing
 //     every `fail_every`-th one, and records "confirmed ID" / "refused ID"
-//     just before it completes;
+//     just before it completes; with `backlog` > 0 and a consumer, it hands
+//     that many stored messages to the consumer in batches, one every
+//     `batch_delay_ms`, reports the rest as its consumer_lag(), and raises
+//     SIGTERM `linger_ms` after the last batch was confirmed;
 //   scripted transform: rejects every `reject_every`-th message and drops
 //     every `drop_every`-th, recording "rejected ID" / "dropped ID" /
 //     "passed ID".
@@ -114,17 +117,36 @@ class ScriptedLog final : public nudge::Log {
       : context_(context),
         fail_every_(config.get_int("fail_every")),
         delay_ms_(config.get_int("confirm_delay_ms")),
-        report_(config.get_string("report")) {}
+        report_(config.get_string("report")),
+        backlog_(config.get_int("backlog")),
+        batch_delay_ms_(config.get_int("batch_delay_ms")),
+        linger_ms_(config.get_int("linger_ms")) {}
 
   static nudge::ConfigSchema schema() {
     nudge::ConfigSchema s;
     s.required("report", nudge::ConfigType::string, "file the log appends its observations to");
     s.integer("fail_every", 0, "refuse every n-th append (0: none)").range(0, 1000000);
     s.integer("confirm_delay_ms", 1, "time before an append completes").range(0, 60000);
+    s.integer("backlog", 0, "messages waiting for the consumer at start").range(0, 10000000);
+    s.integer("batch_delay_ms", 10, "time between two batches of the backlog").range(0, 60000);
+    s.integer("linger_ms", 1500, "time after the backlog is written before SIGTERM").range(0, 60000);
     return s;
   }
 
-  nudge::Status start(const nudge::LogStartOptions&) override { return nudge::Status::success(); }
+  nudge::Status start(const nudge::LogStartOptions& options) override {
+    if (backlog_ > 0 && options.consumer) {
+      consumer_ = options.consumer;
+      batch_size_ = static_cast<std::int64_t>(options.max_batch_messages);
+      timer_ = std::make_shared<boost::asio::steady_timer>(context_.executor());
+      next_batch();
+    }
+    return nudge::Status::success();
+  }
+
+  std::optional<std::int64_t> consumer_lag() const override {
+    if (!consumer_) return std::nullopt;
+    return backlog_ - consumed_;
+  }
 
   void append(const nudge::MessagePtr& message, nudge::Completion done) override {
     const bool refuse = fail_every_ > 0 && ++appended_ % fail_every_ == 0;
@@ -137,14 +159,49 @@ class ScriptedLog final : public nudge::Log {
     });
   }
 
-  void stop(std::function<void()> done) override { done(); }
+  void stop(std::function<void()> done) override {
+    if (timer_) timer_->cancel();
+    done();
+  }
 
  private:
+  void next_batch() {
+    timer_->expires_after(std::chrono::milliseconds(consumed_ < backlog_ ? batch_delay_ms_ : linger_ms_));
+    timer_->async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      if (consumed_ == backlog_) {
+        std::raise(SIGTERM);
+        return;
+      }
+      auto batch = std::make_shared<nudge::Batch>();
+      for (std::int64_t i = 0; i < batch_size_ && consumed_ + i < backlog_; ++i) {
+        auto m = std::make_shared<nudge::Message>();
+        m->id = nudge::MessageId::generate();
+        m->room = "backlog";
+        m->payload = "stored";
+        m->timestamp_ms = 1;
+        batch->push_back(std::move(m));
+      }
+      const auto size = static_cast<std::int64_t>(batch->size());
+      consumer_->on_batch(std::move(batch), [this, size](nudge::Status status) {
+        if (status.ok()) consumed_ += size;
+        next_batch();
+      });
+    });
+  }
+
   nudge::Context& context_;
   std::int64_t fail_every_;
   std::int64_t delay_ms_;
   Report report_;
   std::int64_t appended_ = 0;
+  std::int64_t backlog_ = 0;
+  std::int64_t batch_delay_ms_ = 0;
+  std::int64_t linger_ms_ = 0;
+  std::int64_t batch_size_ = 1;
+  std::int64_t consumed_ = 0;
+  nudge::LogConsumer* consumer_ = nullptr;
+  std::shared_ptr<boost::asio::steady_timer> timer_;
 };
 
 class ScriptedTransform final : public nudge::Transform {

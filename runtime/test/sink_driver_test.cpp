@@ -47,7 +47,7 @@ class SinkDriverTest : public ::testing::Test {
   boost::asio::io_context io_;
   NamedLogger logger_{"test"};
   MetricsRegistry registry_;
-  StageMetrics metrics_{registry_, "sink_test"};
+  StageStats metrics_{registry_, "sink.test"};
   SinkSettings settings_{.batch_max_messages = 3, .batch_linger_ms = 20, .retry_initial_ms = 1, .retry_max_ms = 4};
 };
 
@@ -67,8 +67,11 @@ TEST_F(SinkDriverTest, RetriesAFailedBatchUntilItIsWrittenThenCompletesOnce) {
   EXPECT_EQ(sink.attempts, 4);
   ASSERT_EQ(sink.written.size(), 1u);
   EXPECT_EQ(sink.written[0], batch) << "the same batch is retried, not a copy or a subset";
-  EXPECT_EQ(registry_.snapshot()["sink_test_write_retries"], 3);
-  EXPECT_EQ(registry_.snapshot()["sink_test_messages_written"], 2);
+  EXPECT_EQ(metrics_.retries.value(), 3u);
+  EXPECT_EQ(metrics_.out.value(), 2u);
+  EXPECT_EQ(metrics_.errors.value(), 3u);
+  EXPECT_EQ(metrics_.batch_messages->count(), 1u);
+  EXPECT_EQ(metrics_.queue_depth.value(), 0);
 }
 
 TEST_F(SinkDriverTest, GathersSingleMessagesIntoBatchesBySizeThenLinger) {

@@ -59,7 +59,7 @@ class ChatClusterTest(unittest.TestCase):
 
     def start(self, pipeline=CHAT, name=None, wait=True):
         n = NudgeProcess(pipeline, "source.websocket.listen=127.0.0.1:0" if pipeline == CHAT else "pipeline.name=persist",
-                         env=self.env, name=name or f"nudge{len(self.instances)}")
+                         "admin.listen=127.0.0.1:0", env=self.env, name=name or f"nudge{len(self.instances)}")
         self.instances.append(n)
         if wait:
             n.wait_started(60)
@@ -171,6 +171,24 @@ class ChatClusterTest(unittest.TestCase):
                 held = held | parts if m.group(1) == "assigned" else held - parts
         return held
 
+    @staticmethod
+    def metric_sum(instances, name, **labels):
+        """The sum of a metric's series over instances (those whose labels include `labels`)."""
+        total = 0
+        for n in instances:
+            for series, value in nudge_test.scrape_metrics(n.admin_url):
+                if series[0] == name and all(series[1].get(k) == v for k, v in labels.items()):
+                    total += value
+        return total
+
+    def wait_lag_zero(self, consumers, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            lags = [self.metric_sum([n], "nudge_log_consumer_lag") for n in consumers]
+            if all(lag == 0 for lag in lags) or time.monotonic() > deadline:
+                return lags
+            time.sleep(0.5)
+
     # ------------------------------------------------------------------ tests
 
     def test_two_instances_fifty_clients_five_rooms_then_a_persist_worker_joins(self):
@@ -216,6 +234,37 @@ class ChatClusterTest(unittest.TestCase):
         print(f"e2e cluster: {len(acked)} messages from 50 clients on 2 instances, round 1 acked at "
               f"{1000 / acked_s:.0f} msg/s; {len(rows)} rows exactly once; worker took partitions {sorted(mine)}, "
               f"the edge instances kept {sorted(theirs)}")
+
+        # What /metrics says matches what was sent: every message taken in,
+        # logged, acked, fanned out and inserted once; the backlog is gone.
+        sent = len(acked) + len(clients)  # the warm-up messages too
+        edges = [n for n in self.instances if n is not worker]
+        lags = self.wait_lag_zero(self.instances)
+        self.assertEqual(lags, [0, 0, 0], "consumer lag back to 0 on every instance")
+        source, log = "source.websocket", "log.kafka"
+        sink_stage = "sink.mysql" if SINK_SERVICE == "mariadb" else "sink.postgres"
+        fanout_stage = f"fanout.{FANOUT_SERVICE}"
+        self.assertEqual(self.metric_sum(edges, "nudge_stage_messages_in_total", stage=source), sent)
+        self.assertEqual(self.metric_sum(edges, "nudge_pipeline_messages_acked_total"), sent)
+        self.assertEqual(self.metric_sum(edges, "nudge_ingest_to_ack_seconds_count"), sent)
+        self.assertEqual(self.metric_sum(edges, "nudge_stage_messages_in_total", stage=log), sent)
+        self.assertEqual(self.metric_sum(edges, "nudge_stage_errors_total", stage=log), 0)
+        self.assertEqual(self.metric_sum(edges, "nudge_stage_messages_out_total", stage=fanout_stage), sent)
+        inserted = self.metric_sum(self.instances, f"nudge_{sink_stage.replace('.', '_')}_rows_inserted_total")
+        self.assertEqual(inserted, sent, "rows inserted over all instances = messages sent")
+        written = self.metric_sum(self.instances, "nudge_stage_messages_out_total", stage=sink_stage)
+        self.assertGreaterEqual(written, sent, "every message written by some instance's sink (a rebalance may hand "
+                                "a batch to a second instance, whose write inserts nothing)")
+        self.assertEqual(self.metric_sum(self.instances, "nudge_ingest_to_persisted_seconds_count"), written)
+        # Every client got its room's messages: deliveries counted by the sources match.
+        delivered = self.metric_sum(edges, "nudge_source_websocket_messages_delivered_total")
+        expected_deliveries = sum(len(c.messages) for c in clients)
+        self.assertEqual(delivered, expected_deliveries)
+        for n in self.instances:
+            status, body = nudge_test.admin_get(n.admin_url, "/readyz")
+            self.assertEqual((status, body), (200, "ready\n"), n.name)
+        print(f"e2e metrics: {sent} sent = source in = log in = acked = fanout out = rows inserted ({inserted}); "
+              f"sink wrote {written}; {delivered} deliveries; lag {lags}")
         for n in self.instances:
             self.assertEqual(n.stop(), 0, n.log())
 
@@ -224,7 +273,14 @@ class ChatClusterTest(unittest.TestCase):
 
         async def run():
             clients = await self.connect_clients([a, b], 10)
+            # An idle pipeline notices too: /readyz names the sink within 5 s of the database stopping.
             nudge_test.service(SINK_SERVICE, "stop")
+            stopped_at = time.monotonic()
+            sink_stage = "sink.mysql" if SINK_SERVICE == "mariadb" else "sink.postgres"
+            not_ready = await asyncio.to_thread(nudge_test.wait_ready_state, a.admin_url, False, 5)
+            self.assertIsNotNone(not_ready, "/readyz still ready 5 s after the database stopped")
+            self.assertIn(sink_stage + ": ", not_ready, "/readyz names the sink")
+            noticed_s = time.monotonic() - stopped_at
             try:
                 t0 = time.monotonic()
                 k = 0
@@ -236,6 +292,12 @@ class ChatClusterTest(unittest.TestCase):
                     await self.wait_acks(clients, f"p{j}", 1, timeout=30)
             finally:
                 nudge_test.service(SINK_SERVICE, "start")
+            back_at = time.monotonic()
+            ready_again = await asyncio.to_thread(nudge_test.wait_ready_state, a.admin_url, True, 5)
+            self.assertIsNotNone(ready_again, "/readyz not ready again 5 s after the database returned:\n" +
+                                 nudge_test.admin_get(a.admin_url, "/readyz")[1])
+            print(f"e2e readiness: not ready {noticed_s:.1f} s after {SINK_SERVICE} stopped, ready "
+                  f"{time.monotonic() - back_at:.1f} s after it returned")
             for c in clients:
                 self.assertEqual(c.errors, [], "senders keep getting acks while the database is down")
                 await c.close()

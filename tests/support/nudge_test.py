@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import re
+import urllib.error
+import urllib.request
 import signal
 import subprocess
 import tempfile
@@ -21,6 +23,7 @@ SOURCE_DIR = os.environ.get("NUDGE_SOURCE_DIR", os.path.join(os.path.dirname(__f
 PIPELINES = os.path.join(SOURCE_DIR, "pipelines")
 
 URL_LINE = re.compile(r"serving the chat at (https?://[^/\s]+)/|listening on (wss?://[^/\s]+)/")
+ADMIN_LINE = re.compile(r"admin endpoint listening on (http://[^/\s\"]+)")
 
 
 class NudgeProcess:
@@ -35,6 +38,7 @@ class NudgeProcess:
         self._url_ready = threading.Event()
         self._started = threading.Event()
         self.base_url = None
+        self.admin_url = None
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=full_env,
@@ -45,6 +49,9 @@ class NudgeProcess:
     def _read_log(self):
         for line in self.proc.stderr:
             self.log_lines.append(line.rstrip("\n"))
+            admin = ADMIN_LINE.search(line)
+            if admin and not self.admin_url:
+                self.admin_url = admin.group(1)
             m = URL_LINE.search(line)
             if m and not self.base_url:
                 self.base_url = m.group(1) or re.sub(r"^ws", "http", m.group(2))
@@ -199,6 +206,49 @@ def service(name, action, check=True):
 
 def service_running(name):
     return subprocess.run([os.path.join(SERVICES, name), "status"], capture_output=True).returncode == 0
+
+
+def admin_get(admin_url, path, method="GET", timeout=5):
+    """(status, body) of a request to an instance's admin endpoint."""
+    request = urllib.request.Request(admin_url + path, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+_SERIES = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_metrics(admin_url):
+    """GET /metrics, parsed: [((name, {label: value}), value)]."""
+    status, body = admin_get(admin_url, "/metrics")
+    if status != 200:
+        raise AssertionError(f"/metrics answered {status}: {body}")
+    out = []
+    for line in body.splitlines():
+        m = _SERIES.match(line)
+        if not m or line.startswith("#"):
+            continue
+        labels = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _LABEL.findall(m.group(2) or "")}
+        out.append(((m.group(1), labels), float(m.group(3))))
+    return out
+
+
+def wait_ready_state(admin_url, ready, timeout):
+    """Polls /readyz until it is (ready=True) 200 or (False) 503; returns the body, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, body = admin_get(admin_url, "/readyz", timeout=1)
+            if (status == 200) == ready:
+                return body
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return None
 
 
 def psql(sql):

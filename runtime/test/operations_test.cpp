@@ -1,0 +1,279 @@
+// Operating a running pipeline: the Prometheus exposition, structured and
+// rate-limited logs, readiness, the admin endpoint and reloads.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "admin_client.hpp"
+#include "cli.hpp"
+#include "admin_server.hpp"
+#include "logging.hpp"
+#include "metrics.hpp"
+#include "pipeline.hpp"
+#include "pipeline_config.hpp"
+
+namespace nudge::runtime {
+namespace {
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+TEST(MetricsExposition, CountersGaugesAndHistogramsInThePrometheusTextFormat) {
+  MetricsRegistry registry;
+  registry.set_common_labels({{"pipeline", "chat"}, {"instance", "a"}});
+  registry.counter("nudge_stage_messages_in", "Messages in", {{"stage", "sink.postgres"}}).add(42);
+  registry.counter("nudge_stage_messages_in", "Messages in", {{"stage", "log.kafka"}}).add(7);
+  registry.gauge("nudge_log_kafka_partition_lag", "Lag", {{"partition", "3"}, {"topic", "a\"b\\c\nd"}}).set(-5);
+  auto& h = registry.histogram("nudge_ingest_to_ack_seconds", "Ack latency", {0.01, 0.1, 1});
+  h.observe(0.005);
+  h.observe(0.05);
+  h.observe(0.05);
+  h.observe(30);
+  const std::string text = registry.prometheus();
+
+  EXPECT_TRUE(contains(text, "# HELP nudge_stage_messages_in_total Messages in\n# TYPE nudge_stage_messages_in_total counter\n"));
+  EXPECT_EQ(text.find("# TYPE nudge_stage_messages_in_total"), text.rfind("# TYPE nudge_stage_messages_in_total"))
+      << "one HELP/TYPE per family";
+  EXPECT_TRUE(contains(text, "nudge_stage_messages_in_total{pipeline=\"chat\",instance=\"a\",stage=\"sink.postgres\"} 42\n"));
+  EXPECT_TRUE(contains(text, "nudge_stage_messages_in_total{pipeline=\"chat\",instance=\"a\",stage=\"log.kafka\"} 7\n"));
+  EXPECT_TRUE(contains(text, "# TYPE nudge_log_kafka_partition_lag gauge\n"));
+  EXPECT_TRUE(contains(text, "topic=\"a\\\"b\\\\c\\nd\"} -5\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE nudge_ingest_to_ack_seconds histogram\n"));
+  EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.01\"} 1\n"));
+  EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.10000000000000001\"} 3\n") ||
+              contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.1\"} 3\n"))
+      << text;
+  EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"1\"} 3\n"));
+  EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"+Inf\"} 4\n"));
+  EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_count{pipeline=\"chat\",instance=\"a\"} 4\n"));
+  EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_sum{pipeline=\"chat\",instance=\"a\"} 30.10"));
+  EXPECT_THROW(registry.gauge("nudge_stage_messages_in"), std::logic_error) << "one name, one type";
+}
+
+TEST(MetricsExposition, StageMetricsNameAPluginsSeriesAfterItsStage) {
+  MetricsRegistry registry;
+  StageMetrics metrics(registry, "transform.rate-limit");
+  metrics.counter("limited", "Messages limited").add(3);
+  metrics.gauge("buckets", "Buckets", {{"shard", "1"}}).set(9);
+  const std::string text = registry.prometheus();
+  EXPECT_TRUE(contains(text, "nudge_transform_rate_limit_limited_total{stage=\"transform.rate-limit\"} 3\n")) << text;
+  EXPECT_TRUE(contains(text, "nudge_transform_rate_limit_buckets{stage=\"transform.rate-limit\",shard=\"1\"} 9\n"));
+}
+
+class LogOutputTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    file_ = std::tmpfile();
+    output_.set_sink(file_);
+    output_.set_identity("chat", "inst-1");
+  }
+  void TearDown() override {
+    output_.set_sink(nullptr);
+    output_.set_format(LogFormat::text);
+    output_.set_repeat_window(std::chrono::seconds(10));
+    output_.set_identity("", "");
+    std::fclose(file_);
+  }
+  std::vector<std::string> lines() {
+    std::fflush(file_);
+    std::rewind(file_);
+    std::vector<std::string> out;
+    char buffer[4096];
+    while (std::fgets(buffer, sizeof buffer, file_)) out.emplace_back(buffer);
+    return out;
+  }
+
+  LogOutput& output_ = LogOutput::instance();
+  std::FILE* file_ = nullptr;
+};
+
+TEST_F(LogOutputTest, LogfmtAndJsonLinesCarryPipelineInstanceStageAndPlugin) {
+  output_.set_format(LogFormat::logfmt);
+  const auto logfmt = output_.format_line(LogLevel::warn, "sink.postgres", "write failed: \"x\" = y", 0);
+  EXPECT_TRUE(contains(logfmt, " level=warn pipeline=chat instance=inst-1 stage=sink.postgres plugin=postgres "
+                               "msg=\"write failed: \\\"x\\\" = y\""))
+      << logfmt;
+  EXPECT_TRUE(logfmt.starts_with("ts=20"));
+  output_.set_format(LogFormat::json);
+  const auto json = output_.format_line(LogLevel::info, "runtime", "line\nbreak", 3);
+  EXPECT_TRUE(contains(json, "\"level\":\"info\",\"pipeline\":\"chat\",\"instance\":\"inst-1\",\"stage\":\"runtime\","
+                             "\"msg\":\"line\\nbreak\",\"repeated\":3}"))
+      << json;
+  EXPECT_FALSE(contains(json, "\"plugin\"")) << "the runtime's own lines name no plugin";
+}
+
+TEST_F(LogOutputTest, ARepeatedErrorIsWrittenOncePerWindowAndTheNextSaysHowManyWereHeldBack) {
+  output_.set_format(LogFormat::logfmt);
+  output_.set_repeat_window(std::chrono::milliseconds(300));
+  for (int i = 0; i < 50; ++i) output_.write(LogLevel::error, "log.kafka", "append failed, retry " + std::to_string(i));
+  output_.write(LogLevel::error, "log.kafka", "another fault entirely");
+  output_.write(LogLevel::info, "log.kafka", "info lines are never held back");
+  output_.write(LogLevel::info, "log.kafka", "info lines are never held back");
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  output_.write(LogLevel::error, "log.kafka", "append failed, retry 99");
+  const auto written = lines();
+  ASSERT_EQ(written.size(), 5u);
+  EXPECT_TRUE(contains(written[0], "msg=\"append failed, retry 0\""));
+  EXPECT_TRUE(contains(written[1], "another fault entirely"));
+  EXPECT_TRUE(contains(written[4], "msg=\"append failed, retry 99\" repeated=49")) << written[4];
+}
+
+class ReloadTest : public ::testing::Test {
+ protected:
+  std::optional<PipelineSpec> load(const std::string& text) {
+    diags_ = {};
+    return load_pipeline_text(text, "test.toml", ::testing::TempDir(), registry_, {}, diags_);
+  }
+  static std::string pipeline(const std::string& pipeline_keys, const std::string& sink_keys,
+                              const std::string& extra = "") {
+    return "[pipeline]\nname = \"t\"\n" + pipeline_keys + "\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n" + extra +
+           "[fanout.memory]\n[sink.testsink]\npath = \"x\"\n" + sink_keys + "\n";
+  }
+
+  PluginRegistry registry_{{NUDGE_TEST_PLUGIN_DIR, NUDGE_BUILD_PLUGIN_DIR}};
+  Diagnostics diags_;
+  boost::asio::io_context io_;
+  MetricsRegistry metrics_;
+};
+
+TEST_F(ReloadTest, LiveKeysApplyAndRestartOnlyKeysRefuseTheWholeReloadNamingEachKey) {
+  auto spec = load(pipeline("max_in_flight = 100", "batch_max_messages = 10"));
+  ASSERT_TRUE(spec) << diags_.to_string();
+  Pipeline p(io_, std::move(*spec), metrics_);
+  ASSERT_TRUE(p.create());
+
+  // Refused: deliver and the listener need a restart; the live change beside them is not applied either.
+  auto refused = p.reload(*load(pipeline("max_in_flight = 200\ndeliver = \"immediate\"", "batch_max_messages = 10")));
+  EXPECT_FALSE(refused.applied);
+  ASSERT_EQ(refused.refusals.size(), 1u);
+  EXPECT_TRUE(contains(refused.refusals[0], "pipeline.deliver changed (\"durable\" -> \"immediate\")")) << refused.refusals[0];
+  EXPECT_TRUE(contains(refused.refusals[0], "restart"));
+  EXPECT_EQ(p.spec().settings.max_in_flight, 100);
+
+  auto listener = p.reload(*load("[pipeline]\nname = \"t\"\nmax_in_flight = 100\n[source.websocket]\nlisten = "
+                                 "\"127.0.0.1:1\"\n[fanout.memory]\n[sink.testsink]\npath = \"y\"\nbatch_max_messages = 10\n"));
+  EXPECT_FALSE(listener.applied);
+  ASSERT_EQ(listener.refusals.size(), 2u);
+  EXPECT_TRUE(contains(listener.refusals[0], "source.websocket.listen changed")) << listener.refusals[0];
+  EXPECT_TRUE(contains(listener.refusals[1], "sink.testsink.path changed")) << listener.refusals[1];
+
+  // Applied: the runtime's own keys and a plugin's live key.
+  auto applied = p.reload(*load(pipeline("max_in_flight = 300", "batch_max_messages = 50\nverbose = true")));
+  EXPECT_TRUE(applied.applied) << (applied.refusals.empty() ? "" : applied.refusals[0]);
+  EXPECT_EQ(applied.changes.size(), 3u);
+  EXPECT_EQ(p.spec().settings.max_in_flight, 300);
+  EXPECT_EQ(p.spec().sink_settings.batch_max_messages, 50);
+  EXPECT_TRUE(p.spec().sink->config.get_bool("verbose"));
+
+  // The plugin refuses a live value: nothing changes, and its reason is shown.
+  auto plugin_refused = p.reload(*load(pipeline("max_in_flight = 400", "batch_max_messages = 50\nmode = \"safe\"")));
+  EXPECT_FALSE(plugin_refused.applied);
+  ASSERT_EQ(plugin_refused.refusals.size(), 1u);
+  EXPECT_TRUE(contains(plugin_refused.refusals[0], "sink.testsink: mode \"safe\" cannot be taken live"));
+  EXPECT_EQ(p.spec().sink->config.get_string("mode"), "fast");
+
+  // Another stage list is a restart.
+  auto stages = p.reload(*load("[pipeline]\nname = \"t\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n"
+                               "[sink.testsink]\npath = \"x\"\n"));
+  EXPECT_FALSE(stages.applied);
+  ASSERT_EQ(stages.refusals.size(), 1u);
+  EXPECT_TRUE(contains(stages.refusals[0], "the stages changed")) << stages.refusals[0];
+}
+
+TEST_F(ReloadTest, ReadinessNamesTheStageThatIsNotReady) {
+  auto spec = load("[pipeline]\nname = \"t\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n"
+                   "[sink.testsink]\npath = \"unready\"\n");
+  ASSERT_TRUE(spec) << diags_.to_string();
+  Pipeline p(io_, std::move(*spec), metrics_);
+  ASSERT_TRUE(p.create());
+  auto before = p.not_ready();
+  ASSERT_EQ(before.size(), 1u);
+  EXPECT_EQ(before[0].stage, "runtime");
+  EXPECT_EQ(before[0].reason, "starting");
+  ASSERT_TRUE(p.start().ok());
+  auto after = p.not_ready();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].stage, "sink.testsink");
+  EXPECT_EQ(after[0].reason, "told to be unready");
+  EXPECT_TRUE(contains(metrics_.prometheus(), "nudge_stage_ready{stage=\"sink.testsink\",kind=\"sink\",plugin=\"testsink\"} 0"))
+      << metrics_.prometheus();
+  bool stopped = false;
+  p.stop([&](bool) { stopped = true; });
+  io_.run_for(std::chrono::seconds(5));
+  EXPECT_TRUE(stopped);
+}
+
+TEST_F(LogOutputTest, ABacklogDrainingIsReportedWithRowsPerSecondLagAndEtaThenItsEnd) {
+  const std::string file = ::testing::TempDir() + "/backlog-" + std::to_string(::getpid()) + ".toml";
+  std::ofstream(file) << "[pipeline]\nname = \"drain\"\nprogress_interval_ms = 100\nbacklog_threshold = 100\n"
+                      << "[log.scripted]\nreport = \"" << file << ".report\"\nbacklog = 3000\n"
+                      << "batch_delay_ms = 50\nlinger_ms = 1100\n"
+                      << "[sink.testsink]\npath = \"x\"\nbatch_max_messages = 100\n";
+  ASSERT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR}), 0);
+  const auto written = lines();
+  std::vector<std::string> progress;
+  for (const auto& line : written)
+    if (contains(line, "backlog")) progress.push_back(line);
+  ASSERT_GE(progress.size(), 3u) << "start, at least one progress line, the end";
+  EXPECT_TRUE(contains(progress.front(), "draining a backlog of 3000 messages from log.scripted into sink.testsink"))
+      << progress.front();
+  const auto& middle = progress[1];
+  EXPECT_TRUE(contains(middle, "draining backlog: ")) << middle;
+  EXPECT_TRUE(contains(middle, " rows/s, lag ")) << middle;
+  EXPECT_TRUE(contains(middle, ", ETA ")) << middle;
+  EXPECT_FALSE(contains(middle, "ETA unknown")) << middle;
+  EXPECT_TRUE(contains(progress.back(), "backlog drained: 3000 messages written in ")) << progress.back();
+}
+
+TEST(AdminServerTest, AnswersHealthReadinessMetricsAndReload) {
+  boost::asio::io_context io;
+  std::vector<std::string> problems{"sink.postgres: no connection"};
+  int reloads = 0;
+  AdminServer server(io, AdminHandlers{[] { return std::string("nudge_up 1\n"); }, [&] { return problems; },
+                                       [&](std::function<void(unsigned, std::string)> answer) {
+                                         ++reloads;
+                                         answer(409, "reload refused: x changed\n");
+                                       }});
+  ASSERT_TRUE(server.start("127.0.0.1:0").ok());
+  auto work = boost::asio::make_work_guard(io);
+  std::thread loop([&] { io.run(); });
+  std::string error;
+  const auto url = *parse_admin_url("http://127.0.0.1:" + std::to_string(server.port()), error);
+
+  auto health = admin_request("GET", url, "/healthz");
+  ASSERT_TRUE(health.answered()) << health.error;
+  EXPECT_EQ(health.status, 200u);
+  EXPECT_EQ(health.body, "ok\n");
+  auto ready = admin_request("GET", url, "/readyz");
+  ASSERT_TRUE(ready.answered()) << ready.error;
+  EXPECT_EQ(ready.status, 503u);
+  EXPECT_EQ(ready.body, "not ready\nsink.postgres: no connection\n");
+  boost::asio::post(io, [&] { problems.clear(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ready = admin_request("GET", url, "/readyz");
+  EXPECT_EQ(ready.status, 200u);
+  auto metrics = admin_request("GET", url, "/metrics");
+  EXPECT_EQ(metrics.body, "nudge_up 1\n");
+  auto reload = admin_request("POST", url, "/reload");
+  EXPECT_EQ(reload.status, 409u);
+  EXPECT_EQ(reloads, 1);
+  EXPECT_EQ(admin_request("GET", url, "/reload").status, 405u) << "a reload only by POST";
+  EXPECT_EQ(admin_request("GET", url, "/nope").status, 404u);
+
+  boost::asio::post(io, [&] { server.stop(); });
+  work.reset();
+  loop.join();
+  const auto gone = admin_request("GET", url, "/healthz", std::chrono::milliseconds(500));
+  EXPECT_FALSE(gone.answered());
+  EXPECT_EQ(gone.error, "connection refused");
+}
+
+}  // namespace
+}  // namespace nudge::runtime

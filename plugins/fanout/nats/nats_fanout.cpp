@@ -108,6 +108,13 @@ void NatsFanout::on_inbound(std::vector<Inbound>& batch) {
   }
 }
 
+Readiness NatsFanout::readiness() const {
+  if (connected_state_) return Readiness::yes();
+  const std::string where = server_url_.empty() ? config_.endpoints() : server_url_;
+  return Readiness::no("no connection to NATS at '" + where + "'" +
+                       (down_reason_.empty() ? std::string(" yet") : ": " + down_reason_));
+}
+
 void NatsFanout::set_connected(bool up) {
   connected_state_ = up;
   connected_.set(up ? 1 : 0);
@@ -152,6 +159,7 @@ void NatsFanout::on_link_event(LinkEvent event, const std::string& detail) {
     case LinkEvent::connect_failed:
       // The background retry may have won the race with this report.
       if (connected_state_) return;
+      down_reason_ = detail.empty() ? "cannot connect" : detail;
       if (outage_logged_) {
         context_.logger().debug("a new connection to nats at '", config_.endpoints(), "' failed: ", detail);
         return;
@@ -163,6 +171,7 @@ void NatsFanout::on_link_event(LinkEvent event, const std::string& detail) {
       return;
     case LinkEvent::disconnected:
       if (!connected_state_) return;
+      down_reason_ = detail.empty() ? "the connection was lost" : detail;
       context_.logger().warn("lost the connection to nats at '", server_url_, "'",
                              detail.empty() ? std::string() : " (" + detail + ")",
                              "; reconnecting in the background (publishes are held in a buffer of ",

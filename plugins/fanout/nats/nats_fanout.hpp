@@ -40,6 +40,8 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   void set_room_interest(std::string_view room, bool interested) override;
   // Plugin
   void stop(std::function<void()> done) override;
+  /// Not ready while disconnected from every server.
+  Readiness readiness() const override;
 
   /// Connected to a server (for tests and the `connected` gauge).
   bool connected() const noexcept { return connected_state_; }
@@ -76,6 +78,7 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   bool ever_connected_ = false;
   bool outage_logged_ = false;  // the current outage was logged once already
   std::string server_url_;  // the server last connected to, for log lines
+  std::string down_reason_;  // why the last connect failed or the connection was lost
   std::chrono::steady_clock::time_point down_since_{};
   boost::asio::steady_timer reminder_;
 

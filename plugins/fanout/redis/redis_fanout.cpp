@@ -62,6 +62,17 @@ bool RedisFanout::connected() const noexcept {
   return publisher_ && subscriber_ && publisher_->ready() && subscriber_->ready();
 }
 
+Readiness RedisFanout::readiness() const {
+  if (!publisher_ || !subscriber_) return Readiness::no("not connected to Redis (not started)");
+  for (const RedisLink* link : {publisher_.get(), subscriber_.get()}) {
+    if (link->ready()) continue;
+    const auto& why = link->last_error();
+    return Readiness::no("no connection to Redis at '" + config_.url.endpoint() + "'" +
+                         (why.empty() ? std::string(" yet") : ": " + why));
+  }
+  return Readiness::yes();
+}
+
 void RedisFanout::update_connected() { connected_.set(connected() ? 1 : 0); }
 
 Status RedisFanout::start(FanoutReceiver& receiver) {

@@ -44,6 +44,8 @@ class RedisFanout final : public Fanout {
   void read_recent(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
+  /// Not ready unless both connections (publishing, subscribed) are up.
+  Readiness readiness() const override;
 
   /// Both connections are up (for tests and the `connected` gauge).
   bool connected() const noexcept;

@@ -224,6 +224,7 @@ void RedisLink::abandon() {
 }
 
 void RedisLink::failed(const std::string& why) {
+  if (!stopped_) last_error_ = why;
   ++attempt_id_;
   attempt_timer_.cancel();
   resolver_.cancel();

@@ -51,6 +51,8 @@ class RedisLink {
   void stop(std::function<void()> done);
 
   bool ready() const noexcept { return ready_; }
+  /// Why the last attempt failed or the connection was lost; empty before any failure.
+  const std::string& last_error() const noexcept { return last_error_; }
   /// The connection, when ready(); else null.
   redisAsyncContext* context() const noexcept { return ready_ ? ac_ : nullptr; }
   /// Gives up on the connection (a login or protocol failure) and reconnects
@@ -88,6 +90,7 @@ class RedisLink {
   std::uint64_t attempt_id_ = 0;  // stale resolve/timer completions compare against it
   int login_pending_ = 0;         // AUTH/SELECT replies still awaited
   bool ready_ = false;
+  std::string last_error_;
   bool ever_ready_ = false;
   bool stopped_ = false;
   std::function<void()> stop_done_;

@@ -405,6 +405,7 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
         rd_kafka_topic_partition_list_add(commit.list, config_.topic.c_str(), found->first)->offset =
             found->second.stored;
       detached_.erase(found->first);
+      partition_lag(found->first).set(0);
       assigned_.erase(found);
     }
     if (commit.list->cnt > 0) rd_kafka_commit(rk_, commit.list, 1 /* async */);
@@ -560,9 +561,21 @@ void Consumer::tick() {
   });
 }
 
+Gauge& Consumer::partition_lag(std::int32_t partition) {
+  auto& slot = partition_lag_[partition];
+  if (!slot)
+    slot = &context_.metrics().gauge("partition_lag", "Messages of one partition not yet written by the sink",
+                                     {{"topic", config_.topic}, {"partition", std::to_string(partition)}});
+  return *slot;
+}
+
 void Consumer::update_lag() {
+  // Partitions no longer owned read 0; their next owner reports them.
+  for (auto& [partition, gauge] : partition_lag_)
+    if (!assigned_.contains(partition)) gauge->set(0);
   if (assigned_.empty()) {
     consumer_lag_.set(0);
+    lag_ = 0;
     return;
   }
   PartitionList positions(assignment_list());
@@ -579,9 +592,13 @@ void Consumer::update_lag() {
       continue;
     std::int64_t next = assigned_[p.partition].stored;
     if (next < 0) next = p.offset >= 0 ? p.offset : low;
-    if (next >= 0) lag += std::max<std::int64_t>(0, high - next);
+    if (next < 0) continue;
+    const std::int64_t behind = std::max<std::int64_t>(0, high - next);
+    partition_lag(p.partition).set(behind);
+    lag += behind;
   }
   consumer_lag_.set(lag);
+  lag_ = lag;
 }
 
 void Consumer::stop(std::function<void()> done) {

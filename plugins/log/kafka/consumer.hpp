@@ -49,6 +49,9 @@ class Consumer final : public KafkaClient {
 
   /// Records taken from librdkafka and not yet handed over (tests).
   std::size_t buffered() const noexcept { return buffer_.size(); }
+  /// The backlog summed over owned partitions, as last measured (every few
+  /// ticks); nullopt before the first measure.
+  std::optional<std::int64_t> lag() const noexcept { return lag_; }
   /// The most records taken from librdkafka ahead of the sink.
   std::size_t buffer_limit() const noexcept { return 2 * max_batch_; }
 
@@ -95,6 +98,8 @@ class Consumer final : public KafkaClient {
   void forward_to_records(std::int32_t partition);
   void tick();
   void update_lag();
+  /// The partition_lag gauge of `partition`, made on first use.
+  Gauge& partition_lag(std::int32_t partition);
   void begin_close();
   void finish_close();
 
@@ -159,6 +164,9 @@ class Consumer final : public KafkaClient {
   Counter& partition_restarts_;
   Gauge& assigned_partitions_;
   Gauge& consumer_lag_;
+  /// One per partition ever owned; revoked ones read 0.
+  std::map<std::int32_t, Gauge*> partition_lag_;
+  std::optional<std::int64_t> lag_;
 };
 
 }  // namespace nudge::plugins::kafka

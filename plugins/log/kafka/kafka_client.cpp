@@ -47,7 +47,10 @@ rd_kafka_conf_t* KafkaClient::base_conf(std::string& error) {
                   // checks a down broker's messages for delivery_timeout_ms
                   // only when it tries to reconnect: appends timed out up to
                   // 8 s late (measured with a 1 s delivery timeout).
-                  set(conf, "reconnect.backoff.max.ms", "1000", error);
+                  set(conf, "reconnect.backoff.max.ms", "1000", error) &&
+                  // Brokers' states every second: how readiness learns that
+                  // a broker is up again after all were down.
+                  set(conf, "statistics.interval.ms", "1000", error);
   if (!ok) {
     rd_kafka_conf_destroy(conf);
     return nullptr;
@@ -55,6 +58,7 @@ rd_kafka_conf_t* KafkaClient::base_conf(std::string& error) {
   rd_kafka_conf_set_opaque(conf, this);
   rd_kafka_conf_set_log_cb(conf, &KafkaClient::log_cb);
   rd_kafka_conf_set_error_cb(conf, &KafkaClient::error_cb);
+  rd_kafka_conf_set_stats_cb(conf, &KafkaClient::stats_cb);
   return conf;
 }
 
@@ -77,6 +81,35 @@ void KafkaClient::log_cb(const rd_kafka_t* rk, int level, const char* facility, 
 void KafkaClient::error_cb(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
   if (auto* self = static_cast<KafkaClient*>(opaque))
     self->on_error(rk, static_cast<rd_kafka_resp_err_t>(err), reason);
+}
+
+int KafkaClient::stats_cb(rd_kafka_t*, char* json, size_t json_len, void* opaque) {
+  auto* self = static_cast<KafkaClient*>(opaque);
+  if (self && self->brokers_down_now_ && any_broker_up(std::string_view(json, json_len))) {
+    self->brokers_down_now_ = false;
+    self->logger_.info("a Kafka broker is up again for the ", self->role_);
+  }
+  return 0;  // librdkafka frees the JSON
+}
+
+bool KafkaClient::any_broker_up(std::string_view stats) {
+  // Each broker object holds "source":"configured|learned|logical|internal"
+  // then "state":"INIT|DOWN|CONNECT|...|UP". The internal and logical
+  // brokers are no server.
+  const auto brokers = stats.find("\"brokers\":{");
+  if (brokers == std::string_view::npos) return false;
+  constexpr std::string_view kSource = "\"source\":\"";
+  constexpr std::string_view kState = "\"state\":\"";
+  for (auto at = stats.find(kSource, brokers); at != std::string_view::npos; at = stats.find(kSource, at + 1)) {
+    const auto source_end = stats.find('"', at + kSource.size());
+    if (source_end == std::string_view::npos) return false;
+    const auto source = stats.substr(at + kSource.size(), source_end - at - kSource.size());
+    const auto state_at = stats.find(kState, source_end);
+    if (state_at == std::string_view::npos) return false;
+    const auto state = stats.substr(state_at + kState.size(), 3);
+    if ((source == "configured" || source == "learned") && state == "UP\"") return true;
+  }
+  return false;
 }
 
 void KafkaClient::on_log(int level, const char* facility, const char* text) {
@@ -106,7 +139,11 @@ void KafkaClient::on_error(rd_kafka_t* rk, rd_kafka_resp_err_t err, const char* 
     on_fatal(rk);
     return;
   }
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) brokers_down_.add();
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    brokers_down_.add();
+    brokers_down_now_ = true;
+    brokers_down_reason_ = reason ? reason : "all brokers are down";
+  }
   std::uint64_t suppressed = 0;
   if (!limiter_.allow(std::string("error:") + rd_kafka_err2name(err), suppressed)) return;
   if (suppressed)

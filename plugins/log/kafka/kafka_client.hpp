@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include <librdkafka/rdkafka.h>
 
@@ -46,6 +47,15 @@ class KafkaClient {
   KafkaClient(const KafkaClient&) = delete;
   KafkaClient& operator=(const KafkaClient&) = delete;
 
+  /// librdkafka reported all brokers down, and no broker has been seen up
+  /// since (its statistics, every second). Event loop only.
+  bool brokers_down() const noexcept { return brokers_down_now_; }
+  /// librdkafka's words for the last all-brokers-down event.
+  const std::string& brokers_down_reason() const noexcept { return brokers_down_reason_; }
+  /// True when librdkafka statistics JSON shows a configured or learned
+  /// broker in state UP (public for tests).
+  static bool any_broker_up(std::string_view stats_json);
+
  protected:
   /// A new conf with the brokers, the client id and the log/error callbacks
   /// (their opaque is this object). Null with `error` set on failure.
@@ -69,10 +79,13 @@ class KafkaClient {
   RateLimiter limiter_{std::chrono::seconds(30)};
   Counter& brokers_down_;
   Counter& fatal_errors_;
+  bool brokers_down_now_ = false;
+  std::string brokers_down_reason_;
 
  private:
   static void log_cb(const rd_kafka_t* rk, int level, const char* facility, const char* text);
   static void error_cb(rd_kafka_t* rk, int err, const char* reason, void* opaque);
+  static int stats_cb(rd_kafka_t* rk, char* json, size_t json_len, void* opaque);
 };
 
 /// The StatusCode a failed delivery maps to: timeout when the message timed

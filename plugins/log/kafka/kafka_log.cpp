@@ -15,6 +15,21 @@ KafkaLog::~KafkaLog() {
   admin_.reset();
 }
 
+std::optional<std::int64_t> KafkaLog::consumer_lag() const {
+  if (!consumer_) return std::nullopt;
+  return consumer_->lag();
+}
+
+Readiness KafkaLog::readiness() const {
+  if (!started_) return Readiness::no("not started");
+  for (const KafkaClient* client : {static_cast<const KafkaClient*>(producer_.get()),
+                                    static_cast<const KafkaClient*>(consumer_.get())}) {
+    if (client && client->brokers_down())
+      return Readiness::no("all Kafka brokers are down (" + config_.brokers + "): " + client->brokers_down_reason());
+  }
+  return Readiness::yes();
+}
+
 Status KafkaLog::start(const LogStartOptions& options) {
   if (started_) return Status::error(StatusCode::internal, "the Kafka log was started twice");
   started_ = true;

@@ -25,8 +25,12 @@ class KafkaLog final : public Log {
   // Log
   Status start(const LogStartOptions& options) override;
   void append(const MessagePtr& message, Completion done) override;
+  /// The consumer's backlog summed over its partitions (the consumer_lag gauge).
+  std::optional<std::int64_t> consumer_lag() const override;
   // Plugin
   void stop(std::function<void()> done) override;
+  /// Not ready while librdkafka finds all brokers down, until one is up again.
+  Readiness readiness() const override;
 
   /// Tests only.
   Producer* producer() noexcept { return producer_.get(); }

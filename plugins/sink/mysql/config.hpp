@@ -52,6 +52,7 @@ struct MysqlConfig {
   std::int64_t connect_timeout_ms = 5000;
   std::int64_t statement_timeout_ms = 30000;
   std::int64_t wait_for_database_ms = 30000;
+  std::int64_t health_check_interval_ms = 1000;
 
   static ConfigSchema schema();
   /// From a Config the schema has validated; throws std::invalid_argument otherwise.

@@ -305,9 +305,12 @@ MysqlSink::MysqlSink(const Config& config, Context& context)
       history_reads_(context.metrics().counter("history_reads", "History reads answered")),
       history_rows_skipped_(context.metrics().counter(
           "history_rows_skipped", "Rows a history read left out because their id is not a UUID")),
-      connected_(context.metrics().gauge("connected", "1 while a database connection is open")) {}
+      connected_(context.metrics().gauge("connected", "1 while a database connection is open")),
+      health_checks_(context.metrics().counter("health_checks", "Health checks (SELECT 1) run while idle")),
+      unhealthy_("not connected to " + server_name(ServerFlavour::unknown) + " yet") {}
 
 MysqlSink::~MysqlSink() {
+  health_timer_.reset();
   if (worker_) {
     // Closes the session on the thread that owns it. After stop() the worker
     // has already done so and no longer runs jobs: this one is then dropped.
@@ -333,7 +336,90 @@ Status MysqlSink::start() {
     thread_initialised_ = true;
     opened.set_value(open());
   });
-  return result.get();
+  Status status = result.get();
+  if (!status.ok()) {
+    unhealthy_ = "no connection to " + server_name(ServerFlavour::unknown) + ": " + status.message();
+    return status;
+  }
+  unhealthy_.clear();
+  health_timer_ = std::make_unique<boost::asio::steady_timer>(context_.executor());
+  schedule_health_check();
+  return status;
+}
+
+// ---- readiness -------------------------------------------------------------
+
+Readiness MysqlSink::readiness() const {
+  if (!unhealthy_.empty()) return Readiness::no(unhealthy_);
+  // A check that hangs (a server that stopped answering) says as much as one that failed.
+  const auto patience = std::chrono::milliseconds(std::max<std::int64_t>(2000, 2 * config_.health_check_interval_ms));
+  if (checking_ && std::chrono::steady_clock::now() - check_started_ > patience)
+    return Readiness::no("no answer from the database at " + display_url_ + " to a health check for " +
+                         std::to_string(patience.count()) + " ms");
+  return Readiness::yes();
+}
+
+Status MysqlSink::reconfigure(const Config& config) {
+  std::int64_t interval = 0;
+  try {
+    interval = config.get_int("health_check_interval_ms");
+  } catch (const std::exception& e) {
+    return Status::error(StatusCode::invalid_argument, e.what());
+  }
+  if (interval < 100 || interval > 60000)
+    return Status::error(StatusCode::invalid_argument, "health_check_interval_ms must be in [100, 60000]");
+  config_.health_check_interval_ms = interval;
+  if (health_timer_ && !stopping_) schedule_health_check();  // the next check comes at the new interval
+  return Status::success();
+}
+
+void MysqlSink::schedule_health_check() {
+  health_timer_->expires_after(std::chrono::milliseconds(config_.health_check_interval_ms));
+  health_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: stopping, destroyed, or re-armed by reconfigure()
+    run_health_check();
+    schedule_health_check();
+  });
+}
+
+void MysqlSink::run_health_check() {
+  // A write or read in progress tells as much, and must not wait behind a check.
+  if (stopping_ || checking_ || jobs_ > 0) return;
+  checking_ = true;
+  check_started_ = std::chrono::steady_clock::now();
+  ++jobs_;
+  worker_->run([this] { return check_now(); },
+               [this](std::pair<std::string, std::string> found) {
+                 --jobs_;
+                 checking_ = false;
+                 health_checks_.add();
+                 const auto& [problem, server] = found;
+                 if (!problem.empty() && unhealthy_.empty())
+                   context_.logger().warn(server, " at ", display_url_, " cannot be used: ", problem);
+                 unhealthy_ = problem.empty() ? std::string() : "no connection to " + server + ": " + problem;
+               });
+}
+
+std::pair<std::string, std::string> MysqlSink::check_now() {
+  // A connection found dead is reopened at once: a server that restarted
+  // is usable again without waiting for the next check.
+  for (bool fresh = false;;) {
+    if (!session_) {
+      if (auto error = connect()) {
+        db_errors_.add();
+        return {error->describe(), server_name(flavour_)};
+      }
+      fresh = true;
+      reconnects_.add();
+      context_.logger().info("reconnected to ", session_->server.describe(), " at ", display_url_);
+    }
+    std::vector<std::string> values;
+    auto error = session_->select("SELECT 1", values);
+    if (!error) return {};
+    db_errors_.add();
+    disconnect();
+    if (fresh) return {error->describe(), server_name(flavour_)};
+  }
 }
 
 std::optional<DatabaseError> MysqlSink::connect() {
@@ -490,8 +576,15 @@ void MysqlSink::write(BatchPtr batch, Completion done) {
     });
     return;
   }
+  ++jobs_;
   worker_->run([this, batch] { return write_now(*batch); },
                [this, batch, done = std::move(done)](WriteResult result) {
+                 --jobs_;
+                 // A write tells whether the database works as well as a health check does.
+                 if (result.status.ok()) unhealthy_.clear();
+                 else if (result.status.code() == StatusCode::unavailable)
+                   unhealthy_ = "no connection to " + server_name(ServerFlavour::unknown) + ": " +
+                                result.status.message();
                  if (result.status.ok()) {
                    rows_inserted_.add(result.inserted);
                    rows_duplicate_.add(batch->size() - result.inserted);
@@ -583,8 +676,10 @@ void MysqlSink::read_history(HistoryQuery query, HistoryHandler done) {
     });
     return;
   }
+  ++jobs_;
   worker_->run([this, query = std::move(query)] { return read_now(query); },
                [this, done = std::move(done)](ReadResult result) {
+                 --jobs_;
                  if (result.status.ok()) {
                    history_reads_.add();
                    if (result.skipped) {
@@ -664,6 +759,8 @@ void MysqlSink::leave_worker_thread() {
 // ---- stop ------------------------------------------------------------------
 
 void MysqlSink::stop(std::function<void()> done) {
+  stopping_ = true;
+  if (health_timer_) health_timer_->cancel();
   if (!worker_) {
     done();
     return;

@@ -1,10 +1,14 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
 #include "errors.hpp"
@@ -35,6 +39,11 @@ class MysqlSink final : public Sink {
   void read_history(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
+  /// Not ready while there is no working connection, as the last health
+  /// check or write found (a check answers within about a second).
+  Readiness readiness() const override;
+  /// Only health_check_interval_ms is live.
+  Status reconfigure(const Config& config) override;
 
  private:
   class Session;
@@ -49,6 +58,14 @@ class MysqlSink final : public Sink {
     std::vector<MessagePtr> messages;
     std::size_t skipped = 0;  ///< rows whose id is not a UUID (written by something else)
   };
+
+  /// Arms the next health check (on the loop).
+  void schedule_health_check();
+  /// Runs `SELECT 1` on the worker unless a job is queued there.
+  void run_health_check();
+  /// Worker thread: what a health check found; empty when the connection works.
+  /// Returns the problem (empty when fine) and the server's name (MySQL, MariaDB).
+  std::pair<std::string, std::string> check_now();
 
   // Worker thread only.
   Status open();
@@ -82,6 +99,17 @@ class MysqlSink final : public Sink {
   Counter& history_reads_;
   Counter& history_rows_skipped_;
   Gauge& connected_;
+  Counter& health_checks_;
+
+  // Readiness, on the loop only.
+  /// Why the database is unusable, as last learnt; empty when it works.
+  std::string unhealthy_;
+  /// Jobs queued on the worker (writes, reads, checks): a check waits for an idle worker.
+  std::size_t jobs_ = 0;
+  bool checking_ = false;
+  std::chrono::steady_clock::time_point check_started_;
+  std::unique_ptr<boost::asio::steady_timer> health_timer_;
+  bool stopping_ = false;
 };
 
 }  // namespace nudge::plugins::mysql

@@ -32,6 +32,7 @@ struct PostgresConfig {
   std::int64_t wait_for_database_ms = 30000;
   std::string application_name;
   std::int64_t writers = 2;
+  std::int64_t health_check_interval_ms = 1000;
 
   static ConfigSchema schema();
   static PostgresConfig from(const Config& config);

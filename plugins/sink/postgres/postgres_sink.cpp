@@ -49,9 +49,11 @@ PostgresSink::PostgresSink(const Config& config, Context& context)
       history_reads_(context.metrics().counter("history_reads", "History reads answered")),
       history_rows_skipped_(context.metrics().counter(
           "history_rows_skipped", "Rows a history read left out because their id could not be read back")),
-      connected_(context.metrics().gauge("connected", "1 while a database connection is open")) {}
+      connected_(context.metrics().gauge("connected", "1 while a database connection is open")),
+      health_checks_(context.metrics().counter("health_checks", "Health checks (SELECT 1) run while idle")) {}
 
 PostgresSink::~PostgresSink() {
+  health_timer_.reset();
   for (auto& lane : lanes_) lane.worker.reset();  // joins the workers; the sessions are ours alone from here
   lanes_.clear();
   connected_.set(0);
@@ -68,7 +70,97 @@ Status PostgresSink::start() {
   std::promise<Status> opened;
   auto result = opened.get_future();
   lanes_[0].worker->run_detached([this, &opened] { opened.set_value(open()); });
-  return result.get();
+  Status status = result.get();
+  if (!status.ok()) {
+    unhealthy_ = "no connection to PostgreSQL: " + status.message();
+    return status;
+  }
+  unhealthy_.clear();
+  health_timer_ = std::make_unique<boost::asio::steady_timer>(context_.executor());
+  schedule_health_check();
+  return status;
+}
+
+// ---- readiness -------------------------------------------------------------
+
+Readiness PostgresSink::readiness() const {
+  if (!unhealthy_.empty()) return Readiness::no(unhealthy_);
+  // A check that hangs (a server that stopped answering) says as much as one that failed.
+  const auto patience = std::chrono::milliseconds(std::max<std::int64_t>(2000, 2 * config_.health_check_interval_ms));
+  if (checking_ && std::chrono::steady_clock::now() - check_started_ > patience)
+    return Readiness::no("no answer from PostgreSQL at " + display_url_ + " to a health check for " +
+                         std::to_string(patience.count()) + " ms");
+  return Readiness::yes();
+}
+
+Status PostgresSink::reconfigure(const Config& config) {
+  std::int64_t interval = 0;
+  try {
+    interval = config.get_int("health_check_interval_ms");
+  } catch (const std::exception& e) {
+    return Status::error(StatusCode::invalid_argument, e.what());
+  }
+  if (interval < 100 || interval > 60000)
+    return Status::error(StatusCode::invalid_argument, "health_check_interval_ms must be in [100, 60000]");
+  config_.health_check_interval_ms = interval;
+  // The next check comes at the new interval.
+  if (health_timer_ && !stopping_) schedule_health_check();
+  return Status::success();
+}
+
+void PostgresSink::schedule_health_check() {
+  health_timer_->expires_after(std::chrono::milliseconds(config_.health_check_interval_ms));
+  health_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec) return;  // cancelled: stopping, destroyed, or re-armed by reconfigure()
+    run_health_check();
+    schedule_health_check();
+  });
+}
+
+void PostgresSink::run_health_check() {
+  // A write or read in progress tells as much, and must not wait behind a check.
+  if (stopping_ || checking_ || lane0_jobs_ > 0) return;
+  checking_ = true;
+  check_started_ = std::chrono::steady_clock::now();
+  ++lane0_jobs_;
+  lanes_[0].worker->run([this] { return check_now(); },
+                        [this](std::string problem) {
+                          --lane0_jobs_;
+                          checking_ = false;
+                          health_checks_.add();
+                          if (!problem.empty() && unhealthy_.empty())
+                            context_.logger().warn("PostgreSQL at ", display_url_,
+                                                   " cannot be used: ", problem);
+                          unhealthy_ = problem.empty() ? std::string() : "no connection to PostgreSQL: " + problem;
+                        });
+}
+
+std::string PostgresSink::check_now() {
+  Lane& lane = lanes_[0];
+  // A connection found dead is reopened at once: a server that restarted
+  // is usable again without waiting for the next check.
+  for (bool fresh = false;;) {
+    if (!lane.session) {
+      if (auto error = connect(lane)) {
+        db_errors_.add();
+        return with_sqlstate(*error);
+      }
+      fresh = true;
+      reconnects_.add();
+      context_.logger().info("reconnected to PostgreSQL at ", display_url_);
+    }
+    try {
+      pqxx::nontransaction tx(lane.session->conn);
+      tx.exec1("SELECT 1");
+      tx.commit();
+      return {};
+    } catch (const std::exception& ex) {
+      const std::string text = with_sqlstate(classify(ex));
+      db_errors_.add();
+      disconnect(lane);
+      if (fresh) return text.empty() ? std::string("the connection failed") : text;
+    }
+  }
 }
 
 std::optional<DatabaseError> PostgresSink::connect(Lane& lane) {
@@ -210,8 +302,10 @@ void PostgresSink::write(BatchPtr batch, Completion done) {
     const auto first = batch->begin() + static_cast<std::ptrdiff_t>(batch->size() * i / slices);
     const auto last = batch->begin() + static_cast<std::ptrdiff_t>(batch->size() * (i + 1) / slices);
     Lane& lane = lanes_[i];
+    if (i == 0) ++lane0_jobs_;
     lane.worker->run([this, &lane, batch, first, last] { return write_now(lane, first, last); },
-                     [this, batch, gather](WriteResult result) {
+                     [this, batch, gather, first_lane = i == 0](WriteResult result) {
+                       if (first_lane) --lane0_jobs_;
                        gather->total.inserted += result.inserted;
                        gather->total.repaired += result.repaired;
                        // The batch fails if a slice did; the first failure says why.
@@ -223,6 +317,10 @@ void PostgresSink::write(BatchPtr batch, Completion done) {
 }
 
 void PostgresSink::finish_write(const Batch& batch, WriteResult result, const Completion& done) {
+  // A write tells whether the database works as well as a health check does.
+  if (result.status.ok()) unhealthy_.clear();
+  else if (result.status.code() == StatusCode::unavailable)
+    unhealthy_ = "no connection to PostgreSQL: " + result.status.message();
   // Rows a failed batch's other slices stored count now; when the batch is
   // written again they are duplicates.
   rows_inserted_.add(result.inserted);
@@ -284,8 +382,10 @@ void PostgresSink::read_history(HistoryQuery query, HistoryHandler done) {
     });
     return;
   }
+  ++lane0_jobs_;
   lanes_[0].worker->run([this, query = std::move(query)] { return read_now(query); },
                [this, done = std::move(done)](ReadResult result) {
+                 --lane0_jobs_;
                  if (result.status.ok()) {
                    history_reads_.add();
                    if (result.skipped) {
@@ -376,6 +476,8 @@ void PostgresSink::disconnect(Lane& lane) {
 // ---- stop ------------------------------------------------------------------
 
 void PostgresSink::stop(std::function<void()> done) {
+  stopping_ = true;
+  if (health_timer_) health_timer_->cancel();
   if (lanes_.empty()) {
     done();
     return;

@@ -1,10 +1,13 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
 #include "errors.hpp"
@@ -36,6 +39,11 @@ class PostgresSink final : public Sink {
   void read_history(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
+  /// Not ready while there is no working connection, as the last health
+  /// check or write found (a check answers within about a second).
+  Readiness readiness() const override;
+  /// Only health_check_interval_ms is live.
+  Status reconfigure(const Config& config) override;
 
  private:
   struct Session;
@@ -57,6 +65,12 @@ class PostgresSink final : public Sink {
 
   /// Accounts for a written batch and hands its status to the runtime.
   void finish_write(const Batch& batch, WriteResult result, const Completion& done);
+  /// Arms the next health check (on the loop).
+  void schedule_health_check();
+  /// Runs `SELECT 1` on the first connection's worker unless a job is queued there.
+  void run_health_check();
+  /// What a health check found; an empty string when the connection works.
+  std::string check_now();
 
   // On the lane's worker thread only.
   Status open();
@@ -84,6 +98,18 @@ class PostgresSink final : public Sink {
   Counter& history_reads_;
   Counter& history_rows_skipped_;
   Gauge& connected_;
+  Counter& health_checks_;
+
+  // Readiness, on the loop only.
+  /// Why the database is unusable, as last learnt; empty when it works.
+  std::string unhealthy_ = "not connected to PostgreSQL yet";
+  /// Jobs queued on the first connection's worker (writes, reads, checks):
+  /// a health check waits for an idle worker.
+  std::size_t lane0_jobs_ = 0;
+  bool checking_ = false;
+  std::chrono::steady_clock::time_point check_started_;
+  std::unique_ptr<boost::asio::steady_timer> health_timer_;
+  bool stopping_ = false;
 };
 
 }  // namespace nudge::plugins::postgres

@@ -142,9 +142,19 @@ void SqliteSink::write(BatchPtr batch, Completion done) {
         if (result.first.ok()) {
           rows_inserted_.add(result.second);
           rows_duplicate_.add(batch->size() - result.second);
+          last_write_error_.clear();
+        } else {
+          last_write_error_ = result.first.message().empty() ? std::string("unknown error") : result.first.message();
         }
         done(std::move(result.first));
       });
+}
+
+Readiness SqliteSink::readiness() const {
+  if (!worker_) return Readiness::no("database '" + config_.path + "' is not open");
+  if (!last_write_error_.empty())
+    return Readiness::no("the last write to '" + config_.path + "' failed: " + last_write_error_);
+  return Readiness::yes();
 }
 
 Status SqliteSink::read_now(const HistoryQuery& query, std::vector<MessagePtr>& out, std::size_t& skipped) {

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "config.hpp"
@@ -28,6 +29,9 @@ class SqliteSink final : public Sink {
   void read_history(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
+  /// Not ready before the database is open, and after a write failed until
+  /// one succeeds again.
+  Readiness readiness() const override;
 
   /// Writes a batch on the calling thread (the worker's job; public for tests).
   /// Returns how many rows were new.
@@ -45,6 +49,8 @@ class SqliteSink final : public Sink {
   Context& context_;
   sqlite3* db_ = nullptr;
   std::unique_ptr<BlockingWorker> worker_;
+  /// Why the last write failed; empty after a write succeeded. Loop only.
+  std::string last_write_error_;
   Counter& rows_inserted_;
   Counter& rows_duplicate_;
   Counter& history_reads_;

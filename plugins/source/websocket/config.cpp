@@ -23,32 +23,43 @@ ConfigSchema WebSocketConfig::schema() {
   });
   s.integer("max_message_bytes", 64 * 1024,
             "Largest frame a client may send; larger ones close the connection with 1009")
-      .range(128, 16 * 1024 * 1024);
-  s.integer("max_connections", 10000, "WebSocket connections this instance accepts; more get HTTP 503").range(1, 1'000'000);
+      .range(128, 16 * 1024 * 1024)
+      .reloadable();
+  s.integer("max_connections", 10000, "WebSocket connections this instance accepts; more get HTTP 503")
+      .range(1, 1'000'000)
+      .reloadable();
   s.integer("handshake_timeout_ms", 10000, "Time a client has to finish the HTTP request and WebSocket handshake")
-      .range(100, 600000);
+      .range(100, 600000)
+      .reloadable();
   s.integer("idle_timeout_ms", 60000,
             "A connection silent for this long is pinged, and closed if the ping goes unanswered")
-      .range(1000, 3600000);
+      .range(1000, 3600000)
+      .reloadable();
   s.integer("max_send_queue", 1024,
             "Frames waiting to be sent to one client; a client that falls further behind is dropped, so a slow "
             "reader never holds a room back")
-      .range(1, 1'000'000);
+      .range(1, 1'000'000)
+      .reloadable();
   s.number("rate_limit_per_second", 50,
            "Frames per second one connection may send on average (token bucket refill rate); 0 disables the limit")
-      .range(0, 1'000'000);
+      .range(0, 1'000'000)
+      .reloadable();
   s.integer("rate_limit_burst", 100, "Frames one connection may send at once before the rate limit applies")
-      .range(1, 1'000'000);
+      .range(1, 1'000'000)
+      .reloadable();
   s.integer("rate_limit_strikes", 20,
             "Frames refused for the rate limit over a connection's life; the one reaching this count closes it with 1008")
-      .range(1, 1'000'000);
+      .range(1, 1'000'000)
+      .reloadable();
   s.integer("max_connections_per_address", 100,
             "WebSocket connections accepted from one remote IP address; more get HTTP 503. 0 disables the limit")
-      .range(0, 1'000'000);
+      .range(0, 1'000'000)
+      .reloadable();
   s.string_list("allowed_origins", {},
                 "Origins (scheme://host:port) allowed to open a WebSocket besides the page's own origin; \"*\" "
                 "allows any. Others get HTTP 403")
-      .with_example("[\"https://chat.example.com\"]");
+      .with_example("[\"https://chat.example.com\"]")
+      .reloadable();
   s.integer("resend_window_ms", 300000,
             "How long a send's `ref` is remembered per sender, so a resend after a lost ack, an error or a "
             "reconnect to this instance makes no second message (docs/guarantees.md); 0 turns this off")
@@ -110,10 +121,12 @@ ConfigSchema WebSocketConfig::schema() {
       });
   s.integer("history_messages", 50,
             "Past messages a client receives on joining a room, read from the sink (0 sends none)")
-      .range(0, 10000);
+      .range(0, 10000)
+      .reloadable();
   s.integer("catch_up_max_messages", 10000,
             "Most messages a reconnecting client is sent to catch up (the rest it must read otherwise)")
-      .range(0, 1000000);
+      .range(0, 1000000)
+      .reloadable();
   return s;
 }
 
@@ -156,6 +169,21 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
     throw std::invalid_argument(text);
   }
   return out;
+}
+
+void WebSocketConfig::apply_live(const WebSocketConfig& next) {
+  max_message_bytes = next.max_message_bytes;
+  max_connections = next.max_connections;
+  handshake_timeout_ms = next.handshake_timeout_ms;
+  idle_timeout_ms = next.idle_timeout_ms;
+  max_send_queue = next.max_send_queue;
+  rate_limit_per_second = next.rate_limit_per_second;
+  rate_limit_burst = next.rate_limit_burst;
+  rate_limit_strikes = next.rate_limit_strikes;
+  max_connections_per_address = next.max_connections_per_address;
+  allowed_origins = next.allowed_origins;
+  history_messages = next.history_messages;
+  catch_up_max_messages = next.catch_up_max_messages;
 }
 
 std::vector<std::string> WebSocketConfig::problems() const {

@@ -58,6 +58,9 @@ struct WebSocketConfig {
   /// Reads a validated Config. Throws std::invalid_argument listing every
   /// problem() when keys that go together disagree.
   static WebSocketConfig from(const Config& config);
+  /// Takes the values of the live keys (declared reloadable() in schema())
+  /// from `next`; the others stay as they are.
+  void apply_live(const WebSocketConfig& next);
   /// What is wrong between keys that each passed the schema (TLS cert without
   /// key, two sources for the secret), one sentence each; empty when fine.
   std::vector<std::string> problems() const;

@@ -15,6 +15,7 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       connections_accepted(ctx.metrics().counter("connections_accepted", "WebSocket connections accepted")),
       connections_refused(ctx.metrics().counter("connections_refused", "Upgrades refused (limits, origin)")),
       connections_open(ctx.metrics().gauge("connections_open", "WebSocket connections open")),
+      rooms_open(ctx.metrics().gauge("rooms", "Rooms with at least one local client")),
       frames_in(ctx.metrics().counter("frames_in", "Client frames received")),
       frames_refused(ctx.metrics().counter("frames_refused", "Client frames answered with an error")),
       frames_rate_limited(ctx.metrics().counter("frames_rate_limited", "Client frames refused for the rate limit")),
@@ -178,7 +179,10 @@ void Hub::join(WsSession* session, const std::string& room) {
   auto& members = rooms[room];
   const bool first = members.empty();
   members.insert(session);
-  if (first && ingress) ingress->set_room_interest(room, true);
+  if (first) {
+    rooms_open.set(static_cast<std::int64_t>(rooms.size()));
+    if (ingress) ingress->set_room_interest(room, true);
+  }
 }
 
 void Hub::leave(WsSession* session, const std::string& room) {
@@ -187,6 +191,7 @@ void Hub::leave(WsSession* session, const std::string& room) {
   it->second.erase(session);
   if (it->second.empty()) {
     rooms.erase(it);
+    rooms_open.set(static_cast<std::int64_t>(rooms.size()));
     if (ingress) ingress->set_room_interest(room, false);
   }
 }
@@ -202,6 +207,11 @@ void Hub::remove(WsSession* session) {
   }
   for (const auto& room : session->rooms()) leave(session, room);
   if (sessions.empty() && on_last_session_closed) std::exchange(on_last_session_closed, nullptr)();
+}
+
+void Hub::reconfigure(const WebSocketConfig& next) {
+  config.apply_live(next);
+  for (WsSession* session : sessions) session->apply_limits();
 }
 
 void Hub::note_auth_refused(JwtError error, const std::string& address) {

@@ -117,6 +117,8 @@ struct Hub {
   Counter& connections_accepted;
   Counter& connections_refused;
   Gauge& connections_open;
+  /// Rooms with at least one local client.
+  Gauge& rooms_open;
   Counter& frames_in;
   Counter& frames_refused;
   Counter& frames_rate_limited;
@@ -146,6 +148,9 @@ struct Hub {
   void join(WsSession* session, const std::string& room);
   void leave(WsSession* session, const std::string& room);
   void remove(WsSession* session);
+  /// Takes the live keys of `next` (a reload) and has every open session
+  /// apply the new limits from now on.
+  void reconfigure(const WebSocketConfig& next);
 
   /// Counts an upgrade refused for its token; logs it at debug, or at warn
   /// at most once per 10 s with the number held back.
@@ -186,6 +191,9 @@ class WsSession {
   /// timeout, cuts one silent for all of it, and ends close handshakes that
   /// ran past their deadline.
   virtual void check_timeouts(Clock::time_point now) = 0;
+  /// Applies the hub's limits after a reload (largest frame, rate limit);
+  /// limits read from the hub on each use need nothing here.
+  virtual void apply_limits() = 0;
 
   const std::set<std::string>& rooms() const noexcept { return rooms_; }
   /// The client's IP address, counted against max_connections_per_address.
@@ -255,6 +263,7 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void shutdown() override;
   void close(CloseCode code, std::string_view reason) override;
   void check_timeouts(Clock::time_point now) override;
+  void apply_limits() override;
   /// Goes on reading: bytes held back first, then the socket.
   void do_read();
 

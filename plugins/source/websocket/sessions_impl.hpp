@@ -257,6 +257,13 @@ bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
 }
 
 template <class Stream>
+void WsStreamSession<Stream>::apply_limits() {
+  reader_.set_max_message_bytes(static_cast<std::size_t>(hub_->config.max_message_bytes));
+  bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+                      TokenBucket::Clock::now());
+}
+
+template <class Stream>
 typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_message(std::string_view data, bool text) {
   if (sio_) return on_socketio_message(data, text);
   hub_->frames_in.add();

@@ -197,6 +197,11 @@ void SioSession::on_binary() {
   refuse(std::nullopt, "bad_request", "binary data is not supported; send JSON");
 }
 
+void SioSession::apply_limits() {
+  bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+                      TokenBucket::Clock::now());
+}
+
 void SioSession::check_timeouts(Clock::time_point now) {
   if (ended_) return;
   if (awaiting_pong_) {

@@ -63,6 +63,7 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void shutdown() override;
   void close(CloseCode code, std::string_view reason) override;
   void check_timeouts(Clock::time_point now) override;
+  void apply_limits() override;
 
  private:
   // WsSession

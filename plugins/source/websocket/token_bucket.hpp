@@ -15,6 +15,20 @@ class TokenBucket {
   TokenBucket(double rate_per_second, double burst, Clock::time_point now) noexcept
       : rate_(rate_per_second), burst_(std::max(burst, 1.0)), tokens_(burst_), last_(now) {}
 
+  /// Takes a new rate and burst at `now` (a live reconfiguration): tokens
+  /// earned so far at the old rate are kept, capped to the new burst; the
+  /// new rate refills from `now` on.
+  void reconfigure(double rate_per_second, double burst, Clock::time_point now) noexcept {
+    if (rate_ > 0 && now > last_) {
+      const std::chrono::duration<double> elapsed = now - last_;
+      tokens_ = std::min(burst_, tokens_ + elapsed.count() * rate_);
+    }
+    if (now > last_) last_ = now;
+    rate_ = rate_per_second;
+    burst_ = std::max(burst, 1.0);
+    tokens_ = std::min(tokens_, burst_);
+  }
+
   /// Takes a token if one is available at `now`.
   bool allow(Clock::time_point now) noexcept {
     if (rate_ <= 0) return true;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <sstream>
 
@@ -39,6 +40,7 @@ Status read_secret_file(const std::string& path, std::string& secret) {
 
 WebSocketSource::WebSocketSource(const Config& config, Context& context)
     : context_(context),
+      config_(config),
       hub_(std::make_shared<Hub>(WebSocketConfig::from(config), context)),
       acceptor_(context.executor()),
       stop_timer_(context.executor()),
@@ -141,6 +143,41 @@ void WebSocketSource::deliver(const MessagePtr& message) {
   // Only the forms some recipient needed were made: asking now would make the others.
   if (out.undeliverable()) undeliverable_.add();
   else hub_->messages_delivered.add(members.size());
+}
+
+Readiness WebSocketSource::readiness() const {
+  if (!hub_->intake_open) return Readiness::no("not accepting connections (stopping)");
+  if (!acceptor_.is_open() || bound_port_ == 0) return Readiness::no("not listening yet");
+  return Readiness::yes();
+}
+
+Status WebSocketSource::reconfigure(const Config& config) {
+  // Keys not declared live need a restart: the runtime does not pass them,
+  // and a change of one here leaves everything as it was.
+  const auto schema = WebSocketConfig::schema();
+  std::string restart_only;
+  for (const auto& field : schema.fields()) {
+    if (field.live) continue;
+    const auto now = config_.values().find(field.key);
+    const auto next = config.values().find(field.key);
+    const bool same = now != config_.values().end() && next != config.values().end() && now->second == next->second;
+    if (!same) restart_only += (restart_only.empty() ? "" : ", ") + field.key;
+  }
+  if (!restart_only.empty())
+    return Status::error(StatusCode::invalid_argument, "changing " + restart_only + " needs a restart");
+  WebSocketConfig next;
+  try {
+    next = WebSocketConfig::from(config);
+  } catch (const std::exception& e) {
+    return Status::error(StatusCode::invalid_argument, e.what());
+  }
+  hub_->reconfigure(next);
+  config_ = config;
+  context_.logger().info("applied new limits to ", hub_->sessions.size(),
+                         " open connections: max_message_bytes ", next.max_message_bytes, ", rate_limit_per_second ",
+                         next.rate_limit_per_second, ", rate_limit_burst ", next.rate_limit_burst,
+                         ", max_connections ", next.max_connections, ", idle_timeout_ms ", next.idle_timeout_ms);
+  return Status::success();
 }
 
 void WebSocketSource::stop_intake() {

@@ -25,6 +25,11 @@ class WebSocketSource final : public Source {
   void stop_intake() override;
   // Plugin
   void stop(std::function<void()> done) override;
+  /// Ready while listening (from start() until stop_intake()).
+  Readiness readiness() const override;
+  /// Applies the live keys (WebSocketConfig::apply_live) to every open
+  /// connection and those to come; refuses a change of any other key.
+  Status reconfigure(const Config& config) override;
 
   /// The port actually bound (useful with `listen = "...:0"`).
   std::uint16_t bound_port() const noexcept { return bound_port_; }
@@ -35,6 +40,9 @@ class WebSocketSource final : public Source {
   void sweep_timeouts();
 
   Context& context_;
+  /// The configuration in force: reconfigure() compares the keys that need
+  /// a restart against it.
+  Config config_;
   std::shared_ptr<Hub> hub_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer stop_timer_;

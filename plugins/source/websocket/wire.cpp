@@ -182,7 +182,7 @@ FrameReader::Event FrameReader::start_frame() noexcept {
       assembled_.clear();
       utf8_.reset();
     }
-    if (length > max_message_bytes_ - message_size_)
+    if (message_size_ > max_message_bytes_ || length > max_message_bytes_ - message_size_)
       return fail(CloseCode::too_big, "message too big");
     message_size_ += static_cast<std::size_t>(length);
   }

@@ -84,6 +84,10 @@ class FrameReader {
 
   explicit FrameReader(std::size_t max_message_bytes) noexcept : max_message_bytes_(max_message_bytes) {}
 
+  /// Changes the largest message accepted from the next frame on (a live
+  /// reconfiguration); a message being reassembled is checked against it too.
+  void set_max_message_bytes(std::size_t max_message_bytes) noexcept { max_message_bytes_ = max_message_bytes; }
+
   /// Consumes bytes from the front of `input` (unmasking them in place) up to
   /// the next event. A message or payload returned stays valid until the
   /// next call; it may point into `input`.

@@ -1,6 +1,7 @@
 #include "filter_transform.hpp"
 
 #include <cctype>
+#include <exception>
 #include <utility>
 #include <vector>
 
@@ -51,37 +52,58 @@ std::string action_check(const ConfigValue& v, std::initializer_list<const char*
 
 }  // namespace
 
+FilterTransform::Rules::Rules(const Config& config)
+    : blocked_senders_action(config.get_string("blocked_senders_action")),
+      max_length(config.get_int("max_length")),
+      blocked_words_action(config.get_string("blocked_words_action")) {
+  for (const auto& s : config.get_strings("blocked_senders")) blocked_senders.insert(s);
+  for (const auto& r : config.get_strings("rooms")) rooms.insert(r);
+  for (const auto& w : config.get_strings("blocked_words")) blocked_words.insert(lower(w));
+}
+
 FilterTransform::FilterTransform(const Config& config, Context& context)
-    : blocked_senders_action_(config.get_string("blocked_senders_action")),
-      max_length_(config.get_int("max_length")),
-      blocked_words_action_(config.get_string("blocked_words_action")),
+    : rules_(config),
       passed_(context.metrics().counter("passed", "Messages passed on (masked ones included)")),
       dropped_(context.metrics().counter("dropped", "Messages dropped quietly")),
       rejected_(context.metrics().counter("rejected", "Messages refused with a reason to the sender")),
-      masked_(context.metrics().counter("masked", "Messages passed on with blocked words masked")) {
-  for (const auto& s : config.get_strings("blocked_senders")) blocked_senders_.insert(s);
-  for (const auto& r : config.get_strings("rooms")) rooms_.insert(r);
-  for (const auto& w : config.get_strings("blocked_words")) blocked_words_.insert(lower(w));
+      masked_(context.metrics().counter("masked", "Messages passed on with blocked words masked")) {}
+
+Status FilterTransform::reconfigure(const Config& config) {
+  // Built whole before it replaces the old rules: a config that cannot be
+  // read leaves the old rules in force.
+  try {
+    Rules rules(config);
+    rules_ = std::move(rules);
+  } catch (const std::exception& e) {
+    return Status::error(StatusCode::invalid_argument, std::string("the new filter rules cannot apply: ") + e.what());
+  }
+  return Status::success();
 }
 
 ConfigSchema FilterTransform::schema() {
   ConfigSchema s;
   s.string_list("blocked_senders", {}, "Senders whose messages are not let through")
-      .with_example("[\"spammer\"]");
+      .with_example("[\"spammer\"]")
+      .reloadable();
   s.string("blocked_senders_action", "drop",
            "What happens to a blocked sender's message: \"drop\" (acknowledged, never delivered or stored) or "
            "\"reject\" (the sender is told)")
-      .with_check([](const ConfigValue& v) { return action_check(v, {"drop", "reject"}); });
+      .with_check([](const ConfigValue& v) { return action_check(v, {"drop", "reject"}); })
+      .reloadable();
   s.string_list("rooms", {}, "Rooms messages may be sent to; empty allows every room")
-      .with_example("[\"general\", \"support\"]");
+      .with_example("[\"general\", \"support\"]")
+      .reloadable();
   s.integer("max_length", 0, "Longest text in characters; longer messages are rejected. 0: no limit")
-      .range(0, 16 * 1024 * 1024);
+      .range(0, 16 * 1024 * 1024)
+      .reloadable();
   s.string_list("blocked_words", {}, "Words (whole words, any case) a message may not contain")
-      .with_example("[\"spam\", \"scam\"]");
+      .with_example("[\"spam\", \"scam\"]")
+      .reloadable();
   s.string("blocked_words_action", "reject",
            "What happens to a message with a blocked word: \"reject\" (the sender is told which word), \"drop\", "
            "or \"mask\" (the word becomes asterisks and the message goes on)")
-      .with_check([](const ConfigValue& v) { return action_check(v, {"reject", "drop", "mask"}); });
+      .with_check([](const ConfigValue& v) { return action_check(v, {"reject", "drop", "mask"}); })
+      .reloadable();
   return s;
 }
 
@@ -89,7 +111,7 @@ std::string FilterTransform::blocked_word_in(std::string_view text) const {
   std::string found;
   for_each_word(text, [&](std::size_t begin, std::size_t length) {
     std::string word = lower(text.substr(begin, length));
-    if (!blocked_words_.contains(word)) return true;
+    if (!rules_.blocked_words.contains(word)) return true;
     found = std::move(word);
     return false;
   });
@@ -101,7 +123,7 @@ std::string FilterTransform::masked(std::string_view text) const {
   // asterisk per character, so the text may shrink behind it.
   std::vector<std::pair<std::size_t, std::size_t>> spans;
   for_each_word(text, [&](std::size_t begin, std::size_t length) {
-    if (blocked_words_.contains(lower(text.substr(begin, length)))) spans.emplace_back(begin, length);
+    if (rules_.blocked_words.contains(lower(text.substr(begin, length)))) spans.emplace_back(begin, length);
     return true;
   });
   std::string out(text);
@@ -120,15 +142,16 @@ void FilterTransform::process(MessagePtr message, VerdictHandler done) {
     rejected_.add();
     done(Verdict::reject(std::move(reason)));
   };
-  if (blocked_senders_.contains(message->sender))
-    return refuse(blocked_senders_action_, "messages from '" + message->sender + "' are not accepted here");
-  if (!rooms_.empty() && !rooms_.contains(message->room))
+  if (rules_.blocked_senders.contains(message->sender))
+    return refuse(rules_.blocked_senders_action, "messages from '" + message->sender + "' are not accepted here");
+  if (!rules_.rooms.empty() && !rules_.rooms.contains(message->room))
     return refuse("reject", "room '" + message->room + "' does not take messages here");
-  if (max_length_ > 0 && characters(message->payload) > max_length_)
-    return refuse("reject", "messages are limited to " + std::to_string(max_length_) + " characters");
-  if (!blocked_words_.empty()) {
+  if (rules_.max_length > 0 && characters(message->payload) > rules_.max_length)
+    return refuse("reject", "messages are limited to " + std::to_string(rules_.max_length) + " characters");
+  if (!rules_.blocked_words.empty()) {
     if (const auto word = blocked_word_in(message->payload); !word.empty()) {
-      if (blocked_words_action_ != "mask") return refuse(blocked_words_action_, "the word '" + word + "' is not allowed");
+      if (rules_.blocked_words_action != "mask")
+        return refuse(rules_.blocked_words_action, "the word '" + word + "' is not allowed");
       // Messages are shared and immutable: the change goes into a copy.
       auto changed = std::make_shared<Message>();
       changed->id = message->id;

@@ -19,21 +19,32 @@ class FilterTransform final : public Transform {
   FilterTransform(const Config& config, Context& context);
   static ConfigSchema schema();
 
+  // Transform
   void process(MessagePtr message, VerdictHandler done) override;
   void stop(std::function<void()> done) override { done(); }
 
+  // Plugin
+  /// Every rule key is live: the new rules decide every message from now on.
+  Status reconfigure(const Config& config) override;
+
  private:
+  /// The rules of one configuration, replaced whole by reconfigure().
+  struct Rules {
+    explicit Rules(const Config& config);
+    std::unordered_set<std::string> blocked_senders;
+    std::string blocked_senders_action;
+    std::unordered_set<std::string> rooms;
+    std::int64_t max_length = 0;
+    std::unordered_set<std::string> blocked_words;
+    std::string blocked_words_action;
+  };
+
   /// The first blocked word in `text` (whole words, ASCII case-insensitive), or "".
   std::string blocked_word_in(std::string_view text) const;
   /// `text` with every blocked word replaced by as many asterisks.
   std::string masked(std::string_view text) const;
 
-  std::unordered_set<std::string> blocked_senders_;
-  std::string blocked_senders_action_;
-  std::unordered_set<std::string> rooms_;
-  std::int64_t max_length_ = 0;
-  std::unordered_set<std::string> blocked_words_;
-  std::string blocked_words_action_;
+  Rules rules_;
   Counter& passed_;
   Counter& dropped_;
   Counter& rejected_;

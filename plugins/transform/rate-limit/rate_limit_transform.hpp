@@ -19,11 +19,20 @@ class RateLimitTransform final : public Transform {
   RateLimitTransform(const Config& config, Context& context);
   static ConfigSchema schema();
 
+  // Transform
   void process(MessagePtr message, VerdictHandler done) override;
   void stop(std::function<void()> done) override { done(); }
 
+  // Plugin
+  /// Every key is live. Existing buckets keep their tokens (refilled at the
+  /// old rate up to now), capped to the new burst; the new rate refills them
+  /// from now on.
+  Status reconfigure(const Config& config) override { return reconfigure(config, Clock::now()); }
+
   /// process() at a given time (tests).
   Verdict decide(const MessagePtr& message, Clock::time_point now);
+  /// reconfigure() at a given time (tests).
+  Status reconfigure(const Config& config, Clock::time_point now);
   std::size_t senders_tracked() const noexcept { return buckets_.size(); }
 
  private:
@@ -33,6 +42,8 @@ class RateLimitTransform final : public Transform {
   };
   /// Forgets senders whose bucket has refilled: they are as if new.
   void forget_full_buckets(Clock::time_point now);
+  /// The reason told to a refused sender, from rate_ and burst_.
+  std::string make_reason() const;
 
   double rate_;
   double burst_;

@@ -414,6 +414,26 @@ class SilentServer {
   std::vector<boost::asio::ip::tcp::socket> sockets_;
 };
 
+TEST(NatsFanoutStartTest, NotReadyWhileNatsIsDown) {
+  boost::asio::io_context io;
+  TestContext context(io, "fanout.nats@a", "a");
+  const std::string url = "nats://127.0.0.1:" + std::to_string(closed_port());
+  NatsFanout fanout(make_config(NatsConfig::schema(), {{"url", url}, {"reconnect_wait_ms", std::int64_t{20}}}),
+                    context);
+  EXPECT_FALSE(fanout.readiness().ready) << "not ready before start()";
+  CountingReceiver receiver;
+  ASSERT_TRUE(fanout.start(receiver).ok());
+  ASSERT_TRUE(nudge::testing::run_until(
+      io, [&] { return fanout.readiness().reason.find("yet") == std::string::npos; }, std::chrono::seconds(3)))
+      << fanout.readiness().reason;
+  const auto readiness = fanout.readiness();
+  EXPECT_FALSE(readiness.ready);
+  EXPECT_EQ(readiness.reason.rfind("no connection to NATS at '", 0), 0u) << readiness.reason;
+  bool stopped = false;
+  fanout.stop([&] { stopped = true; });
+  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(5)));
+}
+
 TEST(NatsFanoutStartTest, NeverBlocksTheLoopWhileTheClientWaitsForASilentServer) {
   boost::asio::io_context io;
   SilentServer server(io);

@@ -329,6 +329,13 @@ TEST_F(NatsFanoutIntegrationTest, EveryMessageReachesBothInstancesOnceInPublishe
   }
 }
 
+TEST_F(NatsFanoutIntegrationTest, ReadyOnceConnected) {
+  Instance& a = add("a");
+  ASSERT_TRUE(run_until([&] { return a.fanout->readiness().ready; }, std::chrono::seconds(5)))
+      << a.fanout->readiness().reason;
+  EXPECT_TRUE(a.fanout->connected());
+}
+
 TEST_F(NatsFanoutIntegrationTest, MeasuresThroughputAndLatency) {
   Instance& a = add("a");
   Instance& b = add("b");

@@ -291,6 +291,27 @@ void stop_promptly(boost::asio::io_context& io, RedisFanout& fanout) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "stop must be prompt";
 }
 
+TEST(RedisFanoutStartTest, NotReadyWhileRedisIsDown) {
+  boost::asio::io_context io;
+  TestContext context(io, "fanout.redis@a", "a");
+  const std::string url = "redis://127.0.0.1:" + std::to_string(closed_port());
+  RedisFanout fanout(make_config(RedisConfig::schema(), {{"url", url},
+                                                         {"reconnect_initial_ms", std::int64_t{10}},
+                                                         {"reconnect_max_ms", std::int64_t{40}}}),
+                     context);
+  EXPECT_FALSE(fanout.readiness().ready) << "not ready before start()";
+  CountingReceiver receiver;
+  ASSERT_TRUE(fanout.start(receiver).ok());
+  nudge::testing::run_for(io, std::chrono::milliseconds(200));
+  const auto readiness = fanout.readiness();
+  EXPECT_FALSE(readiness.ready);
+  EXPECT_EQ(readiness.reason.rfind("no connection to Redis at '127.0.0.1:", 0), 0u) << readiness.reason;
+  EXPECT_NE(readiness.reason.find("refused"), std::string::npos) << readiness.reason;
+  bool stopped = false;
+  fanout.stop([&] { stopped = true; });
+  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(3)));
+}
+
 TEST(RedisFanoutStartTest, GivesUpOnAServerThatDoesNotAnswerAndRetries) {
   boost::asio::io_context io;
   FakeServer server(io, FakeServer::Mode::silent);

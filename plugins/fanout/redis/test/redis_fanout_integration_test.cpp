@@ -575,6 +575,39 @@ TEST_F(RedisFanoutIntegrationTest, ResumesDeliveryAfterItsConnectionsAreKilled) 
   expect_reconnected_once(b);
 }
 
+TEST_F(RedisFanoutIntegrationTest, ReadyOnceBothConnectionsAreUpAndAgainAfterTheyAreKilled) {
+  Instance& a = add("a");
+  ASSERT_TRUE(run_until([&] { return a.fanout->readiness().ready; }, std::chrono::seconds(5)))
+      << a.fanout->readiness().reason;
+  EXPECT_TRUE(a.fanout->connected());
+  SyncRedis admin(url_);
+  ASSERT_TRUE(admin.ok()) << admin.error;
+  std::istringstream lines(admin.command({"CLIENT", "LIST"}));
+  std::string line;
+  int killed = 0;
+  while (std::getline(lines, line)) {
+    const auto name_at = line.find(" name=nudge:test:");
+    if (name_at == std::string::npos || line.find(unique_, name_at) == std::string::npos) continue;
+    admin.command({"CLIENT", "KILL", "ID", line.substr(3, line.find(' ') - 3)});
+    ++killed;
+  }
+  ASSERT_EQ(killed, 2);
+  // The loss is seen at once (the socket closes); the link reconnects with backoff.
+  bool saw_not_ready = false;
+  std::string reason;
+  ASSERT_TRUE(run_until(
+      [&] {
+        if (!a.fanout->readiness().ready && !saw_not_ready) {
+          saw_not_ready = true;
+          reason = a.fanout->readiness().reason;
+        }
+        return saw_not_ready && a.fanout->readiness().ready;
+      },
+      std::chrono::seconds(5)))
+      << "not ready again within 5 s: " << a.fanout->readiness().reason;
+  EXPECT_EQ(reason.rfind("no connection to Redis at ", 0), 0u) << reason;
+}
+
 TEST_F(RedisFanoutIntegrationTest, ResumesDeliveryAfterRedisRestarts) {
   const std::filesystem::path script = std::filesystem::path(NUDGE_SOURCE_DIR) / "scripts/services/redis";
   if (!std::filesystem::exists(script)) GTEST_SKIP() << script << " does not exist";

@@ -350,6 +350,47 @@ TEST_F(KafkaFaultTest, BrokerDownBrieflyAppendsAreAckedOnceItIsBack) {
   expect_stored_exactly(appender.acked(), stored());
 }
 
+// 3c. Readiness follows the brokers: not ready once librdkafka finds them
+// all down, ready again once one is up (librdkafka's statistics say so).
+TEST_F(KafkaFaultTest, NotReadyWhileEveryBrokerIsDown) {
+  start_cluster(1);
+  LogUnderTest log(io_, overrides());
+  EXPECT_FALSE(log.log.readiness().ready) << "not started";
+  ASSERT_TRUE(log.log.start(LogStartOptions{true, nullptr, 500}).ok());
+  Appender appender(io_, log.log);
+  appender.append(0);
+  ASSERT_TRUE(appender.wait_all(10s));
+  EXPECT_TRUE(log.log.readiness().ready) << log.log.readiness().reason;
+
+  ASSERT_EQ(rd_kafka_mock_broker_set_down(mock(), 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  auto t0 = Clock::now();
+  ASSERT_TRUE(run_until(io_, [&] { return !log.log.readiness().ready; }, 15s));
+  std::printf("not ready %.2f s after the broker went down: %s\n", seconds_since(t0),
+              log.log.readiness().reason.c_str());
+  EXPECT_NE(log.log.readiness().reason.find("all Kafka brokers are down"), std::string::npos)
+      << log.log.readiness().reason;
+  EXPECT_GE(log.context.metrics().value("brokers_down"), 1u);
+
+  ASSERT_EQ(rd_kafka_mock_broker_set_up(mock(), 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  t0 = Clock::now();
+  ASSERT_TRUE(run_until(io_, [&] { return log.log.readiness().ready; }, 15s)) << log.log.readiness().reason;
+  std::printf("ready %.2f s after the broker came back\n", seconds_since(t0));
+  ASSERT_TRUE(stop_log(io_, log.log));
+}
+
+TEST(KafkaStatsTest, ABrokerIsUpOnlyWhenAServerBrokerSaysUp) {
+  const std::string up =
+      R"({"name":"x","brokers":{"localhost:9092/1":{"name":"localhost:9092/1","nodeid":1,"nodename":"localhost:9092",)"
+      R"("source":"learned","state":"UP","stateage":1},":0/internal":{"name":":0/internal","nodeid":-1,)"
+      R"("nodename":"","source":"internal","state":"UP"}},"cgrp":{"state":"up"}})";
+  EXPECT_TRUE(KafkaClient::any_broker_up(up));
+  const std::string down =
+      R"({"name":"x","brokers":{"localhost:9092/bootstrap":{"name":"b","nodeid":-1,"nodename":"localhost:9092",)"
+      R"("source":"configured","state":"CONNECT"},":0/internal":{"name":":0/internal","nodeid":-1,)"
+      R"("nodename":"","source":"internal","state":"UP"}},"cgrp":{"state":"up"}})";
+  EXPECT_FALSE(KafkaClient::any_broker_up(down)) << "the internal broker and the group are no server";
+}
+
 // 3b. The broker stays down past delivery_timeout_ms: appends fail with a
 // timeout, never silently and never ok; once it is back, appends are acked
 // again. Appends go on all along, and both outcomes are counted.

@@ -115,6 +115,54 @@ TEST_F(KafkaIntegrationTest, CreatesTheTopicWithTheConfiguredPartitions) {
   EXPECT_EQ(partition_count(env_.brokers, env_.topic), 5);
 }
 
+TEST_F(KafkaIntegrationTest, PartitionLagGaugesPerPartitionAndTheSummedConsumerLag) {
+  boost::asio::io_context io;
+  RecordingSink sink;
+  LogUnderTest log(io, env_overrides(env_));
+  EXPECT_FALSE(log.log.consumer_lag().has_value()) << "unknown before consuming";
+  ASSERT_TRUE(log.log.start(LogStartOptions{true, &sink, 500}).ok());
+  EXPECT_TRUE(log.log.readiness().ready) << log.log.readiness().reason;
+  // Consumed and confirmed: offsets are stored.
+  ASSERT_EQ(produce_messages(io, log.log, 60, 6, 30s).ok, 60u);
+  ASSERT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= 60; }, 60s));
+  ASSERT_TRUE(run_until(io, [&] { return log.log.consumer_lag() == std::optional<std::int64_t>(0); }, 20s));
+  EXPECT_TRUE(log.log.readiness().ready) << log.log.readiness().reason;
+
+  // The sink holds the next batch unanswered: what comes now is lag.
+  std::vector<Completion> held;
+  sink.policy = [&](const BatchPtr&, Completion& done) { held.push_back(std::move(done)); };
+  ASSERT_EQ(produce_messages(io, log.log, 60, 6, 30s).ok, 60u);
+  auto& metrics = log.context.metrics();
+  auto lag_of = [&](int partition) {
+    return metrics.gauge_value("partition_lag", {{"topic", env_.topic}, {"partition", std::to_string(partition)}});
+  };
+  auto summed = [&] {
+    std::int64_t sum = 0;
+    for (int p = 0; p < env_.partitions; ++p) sum += lag_of(p);
+    return sum;
+  };
+  ASSERT_TRUE(run_until(io, [&] { return summed() == 60 && log.log.consumer_lag() == std::optional<std::int64_t>(60); },
+                        20s))
+      << "partition lags sum to " << summed() << ", consumer_lag "
+      << log.log.consumer_lag().value_or(-1);
+  int partitions_behind = 0;
+  for (int p = 0; p < env_.partitions; ++p) {
+    std::printf("partition %d: lag %lld\n", p, static_cast<long long>(lag_of(p)));
+    partitions_behind += lag_of(p) > 0;
+  }
+  EXPECT_GE(partitions_behind, 2) << "6 rooms over 6 partitions";
+  EXPECT_EQ(metrics.gauge_value("consumer_lag"), 60);
+
+  // Answered: the lag drains to 0 on every partition.
+  sink.policy = nullptr;
+  for (auto& done : held)
+    if (done) done(Status::success());
+  ASSERT_TRUE(run_until(io, [&] { return summed() == 0 && log.log.consumer_lag() == std::optional<std::int64_t>(0); },
+                        30s))
+      << "partition lags sum to " << summed();
+  ASSERT_TRUE(stop_log(io, log.log));
+}
+
 TEST_F(KafkaIntegrationTest, TenThousandMessagesInTwentyRoomsAreConsumedOnceInOrderAndCommitted) {
   scenario_produce_consume(env_, 10000, 20, true);
 }

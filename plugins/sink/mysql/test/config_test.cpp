@@ -53,7 +53,8 @@ TEST(MysqlConfigTest, EveryKeyIsDescribed) {
   const auto schema = MysqlConfig::schema();
   for (const auto& field : schema.fields()) EXPECT_FALSE(field.description.empty()) << field.key;
   EXPECT_TRUE(schema.find("url")->required());
-  EXPECT_EQ(schema.fields().size(), 5u);
+  EXPECT_EQ(schema.fields().size(), 6u);
+  EXPECT_TRUE(schema.find("health_check_interval_ms")->live);
 }
 
 TEST(MysqlConfigTest, UrlIsRequired) {

@@ -377,5 +377,41 @@ TEST_F(SqliteSinkTest, AFailedReadReportsAStatus) {
   EXPECT_EQ(context_.metrics().value("history_reads"), 1u);
 }
 
+TEST_F(SqliteSinkTest, NotReadyAfterAFailedWriteUntilAWriteSucceeds) {
+  SqliteSink sink(config_for(path_), context_);
+  EXPECT_FALSE(sink.readiness().ready) << "not ready before start()";
+  ASSERT_TRUE(sink.start().ok());
+  EXPECT_TRUE(sink.readiness().ready) << sink.readiness().reason;
+
+  auto batch = std::make_shared<Batch>();
+  batch->push_back(message("one", 1));
+  ASSERT_TRUE(testing::write_and_wait(io_, sink, batch).ok());
+  EXPECT_TRUE(sink.readiness().ready);
+
+  // Someone drops the table behind the sink's back: the next write fails.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "DROP TABLE messages", nullptr, nullptr, nullptr), SQLITE_OK);
+  auto next = std::make_shared<Batch>();
+  next->push_back(message("two", 2));
+  EXPECT_FALSE(testing::write_and_wait(io_, sink, next).ok());
+  const auto failed = sink.readiness();
+  EXPECT_FALSE(failed.ready);
+  EXPECT_NE(failed.reason.find("the last write to '" + path_ + "' failed"), std::string::npos) << failed.reason;
+  EXPECT_NE(failed.reason.find("no such table"), std::string::npos) << failed.reason;
+
+  // The table is back: the retried write succeeds and the sink is ready again.
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE TABLE messages (id TEXT PRIMARY KEY, room TEXT NOT NULL, sender TEXT NOT NULL,"
+                         " payload BLOB NOT NULL, created_at INTEGER NOT NULL, origin TEXT NOT NULL,"
+                         " log_partition INTEGER, log_offset INTEGER) WITHOUT ROWID",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_TRUE(testing::write_and_wait(io_, sink, next).ok());
+  EXPECT_TRUE(sink.readiness().ready) << sink.readiness().reason;
+  EXPECT_TRUE(testing::stop_and_wait(io_, sink));
+}
+
 }  // namespace
 }  // namespace nudge::plugins::sqlite

@@ -82,5 +82,30 @@ TEST(FilterTransform, ChecksActionsInTheSchema) {
   EXPECT_EQ(errors.size(), 3u);
 }
 
+TEST(FilterTransform, ReconfigureAppliesTheNewRulesToTheNextMessage) {
+  Harness h({{"blocked_words", Strings{"spam"}}});
+  EXPECT_EQ(h.decide(message("alice", "general", "buy spam")).action, Verdict::Action::reject);
+  EXPECT_EQ(h.decide(message("alice", "general", "a scam")).action, Verdict::Action::pass);
+
+  for (const auto& key : {"blocked_senders", "blocked_senders_action", "rooms", "max_length", "blocked_words",
+                          "blocked_words_action"})
+    EXPECT_TRUE(FilterTransform::schema().find(key)->live) << key << " is declared live";
+
+  const auto next = testing::make_config(FilterTransform::schema(), {{"blocked_words", Strings{"Scam"}},
+                                                                      {"blocked_words_action", std::string("mask")},
+                                                                      {"blocked_senders", Strings{"mallory"}},
+                                                                      {"max_length", std::int64_t{20}}});
+  ASSERT_TRUE(h.filter.reconfigure(next).ok());
+  EXPECT_EQ(h.decide(message("alice", "general", "buy spam")).action, Verdict::Action::pass)
+      << "the old word list no longer applies";
+  const auto masked = h.decide(message("alice", "general", "a scam"));
+  ASSERT_EQ(masked.action, Verdict::Action::pass);
+  EXPECT_EQ(masked.message->payload, "a ****") << "the new word list and action apply";
+  EXPECT_EQ(h.decide(message("mallory", "general", "hi")).action, Verdict::Action::drop);
+  EXPECT_EQ(h.decide(message("alice", "general", "twenty-one characters")).reason,
+            "messages are limited to 20 characters");
+  EXPECT_EQ(h.context.metrics().value("masked"), 1u) << "counters carry on across a reload";
+}
+
 }  // namespace
 }  // namespace nudge::plugins::filter

@@ -63,5 +63,45 @@ TEST(RateLimitTransform, PassesTheSameMessageOn) {
   EXPECT_FALSE(testing::config_errors(RateLimitTransform::schema(), {{"messages_per_second", 0.0}}).empty());
 }
 
+TEST(RateLimitTransform, ReconfigureAppliesTheNewRateAndCapsTokensToTheNewBurst) {
+  Harness h({{"messages_per_second", 1.0}, {"burst", std::int64_t{10}}});
+  for (const auto& key : {"messages_per_second", "burst", "max_senders", "action"})
+    EXPECT_TRUE(RateLimitTransform::schema().find(key)->live) << key << " is declared live";
+  const auto t0 = RateLimitTransform::Clock::now();
+  // alice spends 2 of 10 tokens (8 left); bob spends all 10.
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(h.limit.decide(from("alice"), t0).action, Verdict::Action::pass);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(h.limit.decide(from("bob"), t0).action, Verdict::Action::pass);
+  ASSERT_EQ(h.limit.decide(from("bob"), t0).action, Verdict::Action::reject);
+
+  const auto next = testing::make_config(RateLimitTransform::schema(),
+                                         {{"messages_per_second", 4.0}, {"burst", std::int64_t{3}}});
+  ASSERT_TRUE(h.limit.reconfigure(next, t0).ok());
+  EXPECT_EQ(h.limit.senders_tracked(), 2u) << "buckets are kept";
+
+  // alice's 8 tokens are capped to the new burst of 3.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(h.limit.decide(from("alice"), t0).action, Verdict::Action::pass) << i;
+  const auto over = h.limit.decide(from("alice"), t0);
+  ASSERT_EQ(over.action, Verdict::Action::reject) << "8 tokens capped to 3";
+  EXPECT_EQ(over.reason, "too many messages: at most 3 at once and 4 per second; slow down");
+  // bob keeps his empty bucket (a reload is no reset), then refills at 4/s, not 1/s.
+  EXPECT_EQ(h.limit.decide(from("bob"), t0 + 100ms).action, Verdict::Action::reject) << "0.4 of a token";
+  EXPECT_EQ(h.limit.decide(from("bob"), t0 + 300ms).action, Verdict::Action::pass) << "1.2 tokens at 4/s (0.3 at 1/s)";
+  // Refill never passes the new burst.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(h.limit.decide(from("bob"), t0 + 60s).action, Verdict::Action::pass) << i;
+  EXPECT_EQ(h.limit.decide(from("bob"), t0 + 60s).action, Verdict::Action::reject);
+}
+
+TEST(RateLimitTransform, ReconfigureKeepsTokensEarnedAtTheOldRate) {
+  Harness h({{"messages_per_second", 1.0}, {"burst", std::int64_t{5}}});
+  const auto t0 = RateLimitTransform::Clock::now();
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(h.limit.decide(from("alice"), t0).action, Verdict::Action::pass);
+  // 2 s at 1/s earned 2 tokens before the rate drops to 0.1/s.
+  const auto slow = testing::make_config(RateLimitTransform::schema(), {{"messages_per_second", 0.1}});
+  ASSERT_TRUE(h.limit.reconfigure(slow, t0 + 2s).ok());
+  EXPECT_EQ(h.limit.decide(from("alice"), t0 + 2s).action, Verdict::Action::pass);
+  EXPECT_EQ(h.limit.decide(from("alice"), t0 + 2s).action, Verdict::Action::pass);
+  EXPECT_EQ(h.limit.decide(from("alice"), t0 + 5s).action, Verdict::Action::reject) << "0.3 of a token at 0.1/s";
+}
+
 }  // namespace
 }  // namespace nudge::plugins::rate_limit

@@ -263,6 +263,13 @@ class ChatClusterTest(unittest.TestCase):
         for n in self.instances:
             status, body = nudge_test.admin_get(n.admin_url, "/readyz")
             self.assertEqual((status, body), (200, "ready\n"), n.name)
+        # The Grafana dashboard queries only series a running cluster exports.
+        exported = {series[0] for n in self.instances for series, _ in nudge_test.scrape_metrics(n.admin_url)}
+        with open(os.path.join(nudge_test.SOURCE_DIR, "deploy", "grafana", "nudge-dashboard.json")) as f:
+            queried = set(re.findall(r"\b(nudge_[a-z0-9_]+)\b", f.read()))
+        if SINK_SERVICE != "postgres":
+            queried = {q.replace("_sink_postgres_", "_sink_mysql_") for q in queried}
+        self.assertEqual(sorted(queried - exported), [], "the dashboard queries series no instance exports")
         print(f"e2e metrics: {sent} sent = source in = log in = acked = fanout out = rows inserted ({inserted}); "
               f"sink wrote {written}; {delivered} deliveries; lag {lags}")
         for n in self.instances:

@@ -383,6 +383,8 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
       assigned_[partition] = Assigned{++next_epoch_, -1, false};
       detached_.erase(partition);
       forward_to_records(partition);
+      // The series exists from the assignment on; its value follows once offsets are known.
+      partition_lag(partition);
     }
     if (cooperative) error = rd_kafka_incremental_assign(rk_, partitions);
     else assign_err = rd_kafka_assign(rk_, partitions);

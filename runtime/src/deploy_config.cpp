@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "deploy.hpp"
+#include "toml_support.hpp"
 
 namespace nudge::runtime {
 
@@ -96,36 +97,13 @@ struct Reporter {
   }
 };
 
-std::string type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::none: return "nothing";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-  }
-  return "a value";
-}
-
 /// Reports every key of `table` not in `known`, with a guess when one is close.
 void check_keys(const toml::table& table, const std::vector<std::string>& known, const std::string& key_path,
                 const Reporter& report) {
   for (auto&& [key, node] : table) {
     const std::string name(key.str());
     if (std::find(known.begin(), known.end(), name) != known.end()) continue;
-    std::string message = "unknown key '" + name + "'";
-    if (auto guess = closest_match(name, known); !guess.empty()) {
-      message += " (did you mean '" + guess + "'?)";
-    } else {
-      message += "; known keys:";
-      for (const auto& k : known) message += " " + k;
-    }
-    report.at(key.source(), key_path, message);
+    report.at(key.source(), key_path, unknown_key_message(name, known));
   }
 }
 
@@ -210,14 +188,9 @@ struct PortUse {
 
 std::optional<Deployment> load_deployment_text(std::string_view text, const std::string& display_name,
                                                const fs::path& base_dir, Diagnostics& diags) {
-  toml::table root;
-  try {
-    root = toml::parse(text, display_name);
-  } catch (const toml::parse_error& e) {
-    diags.add({display_name, static_cast<int>(e.source().begin.line), static_cast<int>(e.source().begin.column), "",
-               "invalid TOML: " + std::string(e.description())});
-    return std::nullopt;
-  }
+  auto parsed = parse_toml(text, display_name, diags);
+  if (!parsed) return std::nullopt;
+  toml::table& root = *parsed;
   const std::size_t errors_before = diags.items().size();
   const Reporter report{display_name, diags};
   Deployment d;

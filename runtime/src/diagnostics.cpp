@@ -51,4 +51,13 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   return best;
 }
 
+std::string unknown_key_message(const std::string& name, const std::vector<std::string>& known) {
+  std::string message = "unknown key '" + name + "'";
+  if (auto guess = closest_match(name, known); !guess.empty()) return message + " (did you mean '" + guess + "'?)";
+  if (known.empty()) return message + "; this table takes no keys";
+  message += "; known keys:";
+  for (const auto& k : known) message += " " + k;
+  return message;
+}
+
 }  // namespace nudge::runtime

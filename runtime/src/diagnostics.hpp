@@ -34,4 +34,8 @@ class Diagnostics {
 /// enough to be a plausible typo.
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
+/// "unknown key 'chanel' (did you mean 'channel'?)", or the known keys when
+/// none is close, or that the table takes none.
+std::string unknown_key_message(const std::string& name, const std::vector<std::string>& known);
+
 }  // namespace nudge::runtime

@@ -62,17 +62,6 @@ const char* level_label(LogLevel level) {
   return "?";
 }
 
-const char* level_name(LogLevel level) {
-  switch (level) {
-    case LogLevel::trace: return "trace";
-    case LogLevel::debug: return "debug";
-    case LogLevel::info: return "info";
-    case LogLevel::warn: return "warn";
-    case LogLevel::error: return "error";
-  }
-  return "?";
-}
-
 std::string timestamp() {
   using namespace std::chrono;
   const auto now = system_clock::now();
@@ -155,7 +144,7 @@ std::string LogOutput::format_line(LogLevel level, std::string_view logger, std:
       return line + repeat_note;
     }
     case LogFormat::logfmt: {
-      std::string line = "ts=" + timestamp() + " level=" + level_name(level);
+      std::string line = "ts=" + timestamp() + " level=" + to_string(level);
       if (!pipeline_.empty()) line += " pipeline=" + logfmt_value(pipeline_);
       if (!instance_.empty()) line += " instance=" + logfmt_value(instance_);
       line += " stage=" + logfmt_value(logger);
@@ -165,7 +154,7 @@ std::string LogOutput::format_line(LogLevel level, std::string_view logger, std:
       return line;
     }
     case LogFormat::json: {
-      std::string line = "{\"ts\":\"" + timestamp() + "\",\"level\":\"" + level_name(level) + "\"";
+      std::string line = "{\"ts\":\"" + timestamp() + "\",\"level\":\"" + to_string(level) + "\"";
       if (!pipeline_.empty()) line += ",\"pipeline\":" + json_string(pipeline_);
       if (!instance_.empty()) line += ",\"instance\":" + json_string(instance_);
       line += ",\"stage\":" + json_string(logger);

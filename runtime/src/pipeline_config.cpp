@@ -10,6 +10,8 @@
 
 #include <toml++/toml.h>
 
+#include "toml_support.hpp"
+
 namespace nudge::runtime {
 
 namespace fs = std::filesystem;
@@ -33,22 +35,6 @@ Place place_of(const std::string& file, const toml::source_region& region) {
 void report(Diagnostics& d, const Place& p, std::string key_path, std::string message) {
   // Nodes made by --set have no source; name the flag instead of a line.
   d.add({p.line > 0 ? p.file : std::string("--set"), p.line, p.column, std::move(key_path), std::move(message)});
-}
-
-std::string type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::none: return "nothing";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-  }
-  return "a value";
 }
 
 /// Replaces `${VAR}` in every string of the tree, in place.
@@ -187,15 +173,7 @@ Config bind_table(const toml::table& table, const ConfigSchema& schema, const st
     const ConfigField* field = schema.find(name);
     if (already_reported.contains(key_path + "." + name)) continue;
     if (!field) {
-      std::string message = "unknown key '" + name + "'";
-      if (auto guess = closest_match(name, known); !guess.empty()) message += " (did you mean '" + guess + "'?)";
-      else if (!known.empty()) {
-        message += "; known keys:";
-        for (const auto& k : known) message += " " + k;
-      } else {
-        message += "; this table takes no keys";
-      }
-      report(diags, place_of(file, key.source()), key_path, message);
+      report(diags, place_of(file, key.source()), key_path, unknown_key_message(name, known));
       continue;
     }
     std::string expected;
@@ -325,14 +303,9 @@ ConfigSchema effective_schema(const LoadedPlugin& plugin) {
 std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std::string& display_name,
                                                const fs::path& base_dir, const PluginRegistry& registry,
                                                const LoadOptions& options, Diagnostics& diags) {
-  toml::table root;
-  try {
-    root = toml::parse(text, display_name);
-  } catch (const toml::parse_error& e) {
-    diags.add({display_name, static_cast<int>(e.source().begin.line), static_cast<int>(e.source().begin.column), "",
-               "invalid TOML: " + std::string(e.description())});
-    return std::nullopt;
-  }
+  auto parsed = parse_toml(text, display_name, diags);
+  if (!parsed) return std::nullopt;
+  toml::table& root = *parsed;
   for (const auto& o : options.overrides) apply_override(root, o, diags);
 
   // ${PIPELINE_DIR} lets a pipeline name files beside it (the chat page) however it is started.

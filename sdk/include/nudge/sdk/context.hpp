@@ -14,6 +14,18 @@ namespace nudge {
 
 enum class LogLevel { trace, debug, info, warn, error };
 
+/// The lower-case name of a level ("warn"), as --log-level and structured logs spell it.
+constexpr const char* to_string(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::trace: return "trace";
+    case LogLevel::debug: return "debug";
+    case LogLevel::info: return "info";
+    case LogLevel::warn: return "warn";
+    case LogLevel::error: return "error";
+  }
+  return "?";
+}
+
 /// A logger named for one plugin instance (`sink.sqlite`). Thread-safe.
 /// Log in sentences and quote identifiers; never one line per message at info.
 class Logger {

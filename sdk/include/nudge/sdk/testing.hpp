@@ -61,7 +61,7 @@ class TestLogger final : public Logger {
   void write(LogLevel level, std::string_view text) override {
     std::lock_guard lock(mutex_);
     lines_.emplace_back(level, std::string(text));
-    if (level >= print_from_) std::cerr << "[" << label(level) << "] " << name_ << ": " << text << "\n";
+    if (level >= print_from_) std::cerr << "[" << to_string(level) << "] " << name_ << ": " << text << "\n";
   }
 
   /// Lines at `level` or above that contain `part`.
@@ -79,17 +79,6 @@ class TestLogger final : public Logger {
   }
 
  private:
-  static const char* label(LogLevel level) {
-    switch (level) {
-      case LogLevel::trace: return "trace";
-      case LogLevel::debug: return "debug";
-      case LogLevel::info: return "info";
-      case LogLevel::warn: return "warn";
-      case LogLevel::error: return "error";
-    }
-    return "?";
-  }
-
   std::string name_;
   LogLevel print_from_ = LogLevel::warn;
   mutable std::mutex mutex_;

@@ -307,10 +307,11 @@ MysqlSink::MysqlSink(const Config& config, Context& context)
           "history_rows_skipped", "Rows a history read left out because their id is not a UUID")),
       connected_(context.metrics().gauge("connected", "1 while a database connection is open")),
       health_checks_(context.metrics().counter("health_checks", "Health checks (SELECT 1) run while idle")),
-      unhealthy_("not connected to " + server_name(ServerFlavour::unknown) + " yet") {}
+      probe_(context, server_name(ServerFlavour::unknown), display_url_,
+             std::chrono::milliseconds(config_.health_check_interval_ms), health_checks_) {}
 
 MysqlSink::~MysqlSink() {
-  health_timer_.reset();
+  probe_.stop();
   if (worker_) {
     // Closes the session on the thread that owns it. After stop() the worker
     // has already done so and no longer runs jobs: this one is then dropped.
@@ -338,76 +339,33 @@ Status MysqlSink::start() {
   });
   Status status = result.get();
   if (!status.ok()) {
-    unhealthy_ = "no connection to " + server_name(ServerFlavour::unknown) + ": " + status.message();
+    probe_.report(status.message());
     return status;
   }
-  unhealthy_.clear();
-  health_timer_ = std::make_unique<boost::asio::steady_timer>(context_.executor());
-  schedule_health_check();
+  probe_.report("");
+  probe_.start([this](HealthProbe::Done done) { worker_->run([this] { return check_now(); }, done); },
+               [this] { return jobs_ > 0; });
   return status;
 }
 
 // ---- readiness -------------------------------------------------------------
 
-Readiness MysqlSink::readiness() const {
-  if (!unhealthy_.empty()) return Readiness::no(unhealthy_);
-  // A check that hangs (a server that stopped answering) says as much as one that failed.
-  const auto patience = std::chrono::milliseconds(std::max<std::int64_t>(2000, 2 * config_.health_check_interval_ms));
-  if (checking_ && std::chrono::steady_clock::now() - check_started_ > patience)
-    return Readiness::no("no answer from the database at " + display_url_ + " to a health check for " +
-                         std::to_string(patience.count()) + " ms");
-  return Readiness::yes();
-}
+Readiness MysqlSink::readiness() const { return probe_.readiness(); }
 
 Status MysqlSink::reconfigure(const Config& config) {
-  std::int64_t interval = 0;
-  try {
-    interval = config.get_int("health_check_interval_ms");
-  } catch (const std::exception& e) {
-    return Status::error(StatusCode::invalid_argument, e.what());
-  }
-  if (interval < 100 || interval > 60000)
-    return Status::error(StatusCode::invalid_argument, "health_check_interval_ms must be in [100, 60000]");
-  config_.health_check_interval_ms = interval;
-  if (health_timer_ && !stopping_) schedule_health_check();  // the next check comes at the new interval
+  // The runtime validated `config` against the schema (range included).
+  probe_.set_interval(std::chrono::milliseconds(config.get_int("health_check_interval_ms")));
   return Status::success();
 }
 
-void MysqlSink::schedule_health_check() {
-  health_timer_->expires_after(std::chrono::milliseconds(config_.health_check_interval_ms));
-  health_timer_->async_wait([this](boost::system::error_code ec) {
-    if (ec) return;  // cancelled: stopping, destroyed, or re-armed by reconfigure()
-    run_health_check();
-    schedule_health_check();
-  });
-}
-
-void MysqlSink::run_health_check() {
-  // A write or read in progress tells as much, and must not wait behind a check.
-  if (stopping_ || checking_ || jobs_ > 0) return;
-  checking_ = true;
-  check_started_ = std::chrono::steady_clock::now();
-  ++jobs_;
-  worker_->run([this] { return check_now(); },
-               [this](std::pair<std::string, std::string> found) {
-                 --jobs_;
-                 checking_ = false;
-                 health_checks_.add();
-                 const auto& [problem, server] = found;
-                 if (!problem.empty() && unhealthy_.empty())
-                   context_.logger().warn(server, " at ", display_url_, " cannot be used: ", problem);
-                 unhealthy_ = problem.empty() ? std::string() : "no connection to " + server + ": " + problem;
-               });
-}
-
-std::pair<std::string, std::string> MysqlSink::check_now() {
+std::string MysqlSink::check_now() {
   // A connection found dead is reopened at once: a server that restarted
   // is usable again without waiting for the next check.
   for (bool fresh = false;;) {
     if (!session_) {
       if (auto error = connect()) {
         db_errors_.add();
-        return {error->describe(), server_name(flavour_)};
+        return error->describe();
       }
       fresh = true;
       reconnects_.add();
@@ -418,7 +376,7 @@ std::pair<std::string, std::string> MysqlSink::check_now() {
     if (!error) return {};
     db_errors_.add();
     disconnect();
-    if (fresh) return {error->describe(), server_name(flavour_)};
+    if (fresh) return error->describe();
   }
 }
 
@@ -581,10 +539,8 @@ void MysqlSink::write(BatchPtr batch, Completion done) {
                [this, batch, done = std::move(done)](WriteResult result) {
                  --jobs_;
                  // A write tells whether the database works as well as a health check does.
-                 if (result.status.ok()) unhealthy_.clear();
-                 else if (result.status.code() == StatusCode::unavailable)
-                   unhealthy_ = "no connection to " + server_name(ServerFlavour::unknown) + ": " +
-                                result.status.message();
+                 if (result.status.ok()) probe_.report("");
+                 else if (result.status.code() == StatusCode::unavailable) probe_.report(result.status.message());
                  if (result.status.ok()) {
                    rows_inserted_.add(result.inserted);
                    rows_duplicate_.add(batch->size() - result.inserted);
@@ -759,8 +715,7 @@ void MysqlSink::leave_worker_thread() {
 // ---- stop ------------------------------------------------------------------
 
 void MysqlSink::stop(std::function<void()> done) {
-  stopping_ = true;
-  if (health_timer_) health_timer_->cancel();
+  probe_.stop();
   if (!worker_) {
     done();
     return;

@@ -5,14 +5,12 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
-
-#include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
 #include "errors.hpp"
 #include "nudge/sdk.hpp"
+#include "nudge/sdk/health_probe.hpp"
 
 namespace nudge::plugins::mysql {
 
@@ -59,13 +57,9 @@ class MysqlSink final : public Sink {
     std::size_t skipped = 0;  ///< rows whose id is not a UUID (written by something else)
   };
 
-  /// Arms the next health check (on the loop).
-  void schedule_health_check();
-  /// Runs `SELECT 1` on the worker unless a job is queued there.
-  void run_health_check();
-  /// Worker thread: what a health check found; empty when the connection works.
-  /// Returns the problem (empty when fine) and the server's name (MySQL, MariaDB).
-  std::pair<std::string, std::string> check_now();
+  /// Worker thread: what a health check (`SELECT 1`) found; empty when the
+  /// connection works.
+  std::string check_now();
 
   // Worker thread only.
   Status open();
@@ -100,16 +94,11 @@ class MysqlSink final : public Sink {
   Counter& history_rows_skipped_;
   Gauge& connected_;
   Counter& health_checks_;
-
-  // Readiness, on the loop only.
-  /// Why the database is unusable, as last learnt; empty when it works.
-  std::string unhealthy_;
-  /// Jobs queued on the worker (writes, reads, checks): a check waits for an idle worker.
+  /// Readiness, from health checks on the worker and what writes learn.
+  HealthProbe probe_;
+  /// Writes and reads queued on the worker, on the loop only: a health
+  /// check waits for an idle worker.
   std::size_t jobs_ = 0;
-  bool checking_ = false;
-  std::chrono::steady_clock::time_point check_started_;
-  std::unique_ptr<boost::asio::steady_timer> health_timer_;
-  bool stopping_ = false;
 };
 
 }  // namespace nudge::plugins::mysql

@@ -7,11 +7,10 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/steady_timer.hpp>
-
 #include "config.hpp"
 #include "errors.hpp"
 #include "nudge/sdk.hpp"
+#include "nudge/sdk/health_probe.hpp"
 
 namespace nudge::plugins::postgres {
 
@@ -65,11 +64,8 @@ class PostgresSink final : public Sink {
 
   /// Accounts for a written batch and hands its status to the runtime.
   void finish_write(const Batch& batch, WriteResult result, const Completion& done);
-  /// Arms the next health check (on the loop).
-  void schedule_health_check();
-  /// Runs `SELECT 1` on the first connection's worker unless a job is queued there.
-  void run_health_check();
-  /// What a health check found; an empty string when the connection works.
+  /// On the first connection's worker: what a health check (`SELECT 1`)
+  /// found; an empty string when the connection works.
   std::string check_now();
 
   // On the lane's worker thread only.
@@ -99,17 +95,11 @@ class PostgresSink final : public Sink {
   Counter& history_rows_skipped_;
   Gauge& connected_;
   Counter& health_checks_;
-
-  // Readiness, on the loop only.
-  /// Why the database is unusable, as last learnt; empty when it works.
-  std::string unhealthy_ = "not connected to PostgreSQL yet";
-  /// Jobs queued on the first connection's worker (writes, reads, checks):
-  /// a health check waits for an idle worker.
+  /// Readiness, from health checks on lanes_[0] and what writes learn.
+  HealthProbe probe_;
+  /// Writes and reads queued on the first connection's worker, on the loop
+  /// only: a health check waits for an idle worker.
   std::size_t lane0_jobs_ = 0;
-  bool checking_ = false;
-  std::chrono::steady_clock::time_point check_started_;
-  std::unique_ptr<boost::asio::steady_timer> health_timer_;
-  bool stopping_ = false;
 };
 
 }  // namespace nudge::plugins::postgres

@@ -8,6 +8,7 @@
 #include "nudge/sdk/context.hpp"
 #include "nudge/sdk/export.hpp"
 #include "nudge/sdk/fanout.hpp"
+#include "nudge/sdk/health_probe.hpp"
 #include "nudge/sdk/history.hpp"
 #include "nudge/sdk/log.hpp"
 #include "nudge/sdk/log_limiter.hpp"

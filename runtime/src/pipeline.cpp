@@ -577,6 +577,8 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
   spec_.sink_settings = next.sink_settings;
   window_.set_capacity(static_cast<std::size_t>(spec_.settings.max_in_flight));
   if (sink_driver_) sink_driver_->set_settings(spec_.sink_settings);
+  // With a log, batches are made by its consumer: it takes the new size too.
+  if (log_ && sink_) log_->instance->set_max_batch_messages(static_cast<std::size_t>(spec_.sink_settings.batch_max_messages));
   outcome.applied = true;
   return outcome;
 }

@@ -187,6 +187,25 @@ TEST_F(ReloadTest, LiveKeysApplyAndRestartOnlyKeysRefuseTheWholeReloadNamingEach
   EXPECT_TRUE(contains(stages.refusals[0], "the stages changed")) << stages.refusals[0];
 }
 
+TEST_F(ReloadTest, ANewSinkBatchSizeReachesTheLogThatMakesTheBatches) {
+  const std::string report = ::testing::TempDir() + "/reload-batch-" + std::to_string(::getpid()) + ".report";
+  std::remove(report.c_str());
+  auto text = [&](int batch) {
+    return "[pipeline]\nname = \"t\"\n[log.scripted]\nreport = \"" + report + "\"\n[sink.testsink]\npath = \"x\"\n" +
+           "batch_max_messages = " + std::to_string(batch) + "\n";
+  };
+  auto spec = load(text(100));
+  ASSERT_TRUE(spec) << diags_.to_string();
+  Pipeline p(io_, std::move(*spec), metrics_);
+  ASSERT_TRUE(p.create());
+  auto outcome = p.reload(*load(text(20)));
+  ASSERT_TRUE(outcome.applied);
+  std::ifstream in(report);
+  std::stringstream lines;
+  lines << in.rdbuf();
+  EXPECT_EQ(lines.str(), "max_batch 20\n");
+}
+
 TEST_F(ReloadTest, ReadinessNamesTheStageThatIsNotReady) {
   auto spec = load("[pipeline]\nname = \"t\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n"
                    "[sink.testsink]\npath = \"unready\"\n");

@@ -148,6 +148,11 @@ class ScriptedLog final : public nudge::Log {
     return backlog_ - consumed_;
   }
 
+  void set_max_batch_messages(std::size_t max) override {
+    batch_size_ = static_cast<std::int64_t>(max);
+    report_.line("max_batch " + std::to_string(max));
+  }
+
   void append(const nudge::MessagePtr& message, nudge::Completion done) override {
     const bool refuse = fail_every_ > 0 && ++appended_ % fail_every_ == 0;
     auto timer = std::make_shared<boost::asio::steady_timer>(context_.executor(),

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -54,6 +55,9 @@ class Consumer final : public KafkaClient {
   std::optional<std::int64_t> lag() const noexcept { return lag_; }
   /// The most records taken from librdkafka ahead of the sink.
   std::size_t buffer_limit() const noexcept { return 2 * max_batch_; }
+  /// The most records one batch may hold, from the next batch on (a reload).
+  void set_max_batch(std::size_t max) noexcept { max_batch_ = std::max<std::size_t>(1, max); }
+  std::size_t max_batch() const noexcept { return max_batch_; }
 
  private:
   /// One record read from the log. `message` is null for an undecodable record.
@@ -115,7 +119,7 @@ class Consumer final : public KafkaClient {
   BlockingWorker& worker_;
   boost::asio::any_io_executor executor_;
   LogConsumer& sink_;
-  const std::size_t max_batch_;
+  std::size_t max_batch_;
   static constexpr std::size_t kMaxBufferedBytes = 32 * 1024 * 1024;
   const std::chrono::milliseconds batch_wait_;
 

@@ -15,6 +15,10 @@ KafkaLog::~KafkaLog() {
   admin_.reset();
 }
 
+void KafkaLog::set_max_batch_messages(std::size_t max) {
+  if (consumer_) consumer_->set_max_batch(max);
+}
+
 std::optional<std::int64_t> KafkaLog::consumer_lag() const {
   if (!consumer_) return std::nullopt;
   return consumer_->lag();

@@ -27,6 +27,8 @@ class KafkaLog final : public Log {
   void append(const MessagePtr& message, Completion done) override;
   /// The consumer's backlog summed over its partitions (the consumer_lag gauge).
   std::optional<std::int64_t> consumer_lag() const override;
+  /// The consumer's batches hold at most `max` records from the next one on.
+  void set_max_batch_messages(std::size_t max) override;
   // Plugin
   void stop(std::function<void()> done) override;
   /// Not ready while librdkafka finds all brokers down, until one is up again.

@@ -156,6 +156,36 @@ TEST_F(MockClusterTest, AFatalProducerErrorFailsAppendsThenRecreatesTheProducer)
 
 TEST_F(MockClusterTest, AFailedBatchIsDeliveredAgain) { scenario_failed_batch_is_redelivered(env_, 1000); }
 
+TEST_F(MockClusterTest, ANewMaxBatchSizeAppliesFromTheNextBatch) {
+  // A reload of the sink's batch_max_messages reaches the consumer that makes the batches.
+  boost::asio::io_context io;
+  auto overrides = env_overrides(env_);
+  overrides["batch_wait_ms"] = std::int64_t{0};
+  {
+    LogUnderTest producer(io, overrides);
+    ASSERT_TRUE(producer.log.start(LogStartOptions{true, nullptr, 500}).ok());
+    ASSERT_EQ(produce_messages(io, producer.log, 1000, 10).ok, 1000u);
+    ASSERT_TRUE(stop_log(io, producer.log));
+  }
+  RecordingSink sink;
+  LogUnderTest consumer(io, overrides);
+  std::vector<std::size_t> sizes;
+  Completion held;
+  sink.policy = [&](const BatchPtr& batch, Completion& done) {
+    sizes.push_back(batch->size());
+    if (sizes.size() == 1) held = std::exchange(done, nullptr);
+  };
+  ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 200}).ok());
+  // While the first batch is held, records pile up: more than the new size allows in one batch.
+  ASSERT_TRUE(run_until(io, [&] { return held && consumer.log.consumer()->buffered() >= 40; }, 60s));
+  consumer.log.set_max_batch_messages(20);
+  std::exchange(held, nullptr)(Status::success());
+  ASSERT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= 1000u; }, 60s));
+  ASSERT_GE(sizes.size(), 2u);
+  for (std::size_t i = 1; i < sizes.size(); ++i) EXPECT_LE(sizes[i], 20u) << "batch " << i;
+  ASSERT_TRUE(stop_log(io, consumer.log));
+}
+
 TEST_F(MockClusterTest, UndecodableRecordsAreSkippedAndCommittedPast) {
   scenario_undecodable_records_are_skipped(env_);
 }

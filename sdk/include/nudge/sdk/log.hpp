@@ -59,6 +59,11 @@ class Log : public Plugin {
   /// owns (the backlog). nullopt when unknown (not consuming, or not yet
   /// measured). Cheap; called on the executor about once a second.
   virtual std::optional<std::int64_t> consumer_lag() const { return std::nullopt; }
+
+  /// Changes LogStartOptions::max_batch_messages while running (a reload of
+  /// the sink's batch_max_messages); applies from the next batch handed over.
+  /// A log without a consumer side ignores it.
+  virtual void set_max_batch_messages(std::size_t max) { (void)max; }
 };
 
 }  // namespace nudge

@@ -4,9 +4,8 @@
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
+#include "json_writer.hpp"
 #include "nudge/sdk/text.hpp"
 
 namespace nudge::plugins::websocket {
@@ -17,13 +16,8 @@ constexpr std::size_t kMaxRoom = 128;
 constexpr std::size_t kMaxName = 64;
 constexpr std::size_t kMaxRef = 128;
 
-// Validating the encoding keeps a bad payload from producing an invalid text frame.
-using Writer = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
-                                 rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>;
-
-bool put(Writer& w, std::string_view key, std::string_view value) {
-  return w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size())) &&
-         w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+bool put(JsonWriter& w, std::string_view key, std::string_view value) {
+  return w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size())) && write_string(w, value);
 }
 
 /// At most `max` bytes of `text` (valid UTF-8), cut at a character boundary:
@@ -62,7 +56,7 @@ bool is_valid_name(std::string_view name) {
 std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error) {
   rapidjson::Document doc;
   // Iterative: nesting depth costs heap, not stack, so `[[[[...` cannot overflow the stack.
-  doc.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(text.data(), text.size());
+  doc.Parse<kJsonParseFlags>(text.data(), text.size());
   if (doc.HasParseError()) {
     error = {"bad_json",
              std::string("not valid JSON: ") + rapidjson::GetParseError_En(doc.GetParseError()) + " at offset " +
@@ -157,7 +151,7 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
 
 std::string message_frame(const Message& m, bool history) {
   rapidjson::StringBuffer buffer;
-  Writer w(buffer);
+  JsonWriter w(buffer);
   w.StartObject();
   bool ok = put(w, "type", "message") && put(w, "id", m.id.to_string()) && put(w, "room", m.room) &&
             put(w, "sender", m.sender) && put(w, "text", m.payload) && w.Key("ts") && w.Int64(m.timestamp_ms);
@@ -169,7 +163,7 @@ std::string message_frame(const Message& m, bool history) {
 
 std::string joined_frame(std::string_view room, std::size_t history) {
   rapidjson::StringBuffer buffer;
-  Writer w(buffer);
+  JsonWriter w(buffer);
   w.StartObject();
   put(w, "type", "joined");
   put(w, "room", room);
@@ -199,7 +193,7 @@ std::int64_t now_ms() noexcept {
 
 std::string ack_frame(std::string_view ref, const MessageId& id) {
   rapidjson::StringBuffer buffer;
-  Writer w(buffer);
+  JsonWriter w(buffer);
   w.StartObject();
   put(w, "type", "ack");
   put(w, "ref", ref);
@@ -210,7 +204,7 @@ std::string ack_frame(std::string_view ref, const MessageId& id) {
 
 std::string error_frame(std::string_view ref, std::string_view code, std::string_view message) {
   rapidjson::StringBuffer buffer;
-  Writer w(buffer);
+  JsonWriter w(buffer);
   w.StartObject();
   put(w, "type", "error");
   if (!ref.empty()) put(w, "ref", ref);

@@ -380,8 +380,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void upgrade();
   /// A request at socketio_path: Engine.IO long-polling, or the upgrade to WebSocket.
   void serve_socketio();
-  /// Answers a long-polling GET with what the session has queued (`body`).
-  void answer_poll(std::string body);
+  /// A 200 answer to a long-polling request: a GET gets what the session has
+  /// queued (`body`), a POST gets "ok" as text/html (as the reference server).
+  void answer_socketio(std::string body, std::string_view content_type = "text/plain; charset=UTF-8");
   /// The CORS headers for an allowed cross-origin request.
   template <class Response>
   void add_cors(Response& response) const;

@@ -880,14 +880,14 @@ void HttpSession<Stream>::serve_socketio() {
       std::optional<JwtIdentity> identity;
       if (!admit(identity, address)) return;
       auto created = std::make_shared<SioSession>(hub_, std::move(address), std::move(identity), true);
-      return answer_poll(created->start());
+      return answer_socketio(created->start());
     }
     if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
     // A long poll: answered when the session has something to send (a ping
     // at the latest), so it must not time out meanwhile.
     beast::get_lowest_layer(stream_).expires_never();
     const bool parked = session->poll([self = this->shared_from_this()](std::string body) {
-      self->answer_poll(std::move(body));
+      self->answer_socketio(std::move(body));
     });
     if (!parked) {
       // Two polls at once break the protocol: the session ends.
@@ -901,24 +901,17 @@ void HttpSession<Stream>::serve_socketio() {
     if (!session) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
     if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
     session->on_post(req.body());
-    http::response<http::string_body> res{http::status::ok, req.version()};
-    res.set(http::field::server, kServer);
-    res.set(http::field::content_type, "text/html");
-    add_cors(res);
-    res.body() = "ok";
-    res.keep_alive(req.keep_alive());
-    res.prepare_payload();
-    return respond(std::move(res));
+    return answer_socketio("ok", "text/html");
   }
   respond_socketio_error(http::status::bad_request, 2, "Bad handshake method");
 }
 
 template <class Stream>
-void HttpSession<Stream>::answer_poll(std::string body) {
+void HttpSession<Stream>::answer_socketio(std::string body, std::string_view content_type) {
   const auto& req = parser_->get();
   http::response<http::string_body> res{http::status::ok, req.version()};
   res.set(http::field::server, kServer);
-  res.set(http::field::content_type, "text/plain; charset=UTF-8");
+  res.set(http::field::content_type, content_type);
   res.set(http::field::cache_control, "no-store");
   add_cors(res);
   res.body() = std::move(body);

@@ -5,17 +5,13 @@
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
+
+#include "json_writer.hpp"
 
 namespace nudge::plugins::websocket::socketio {
 
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
-                                 rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>;
-/// Strict UTF-8, and iterative so a deeply nested payload costs no stack.
-constexpr unsigned kParseFlags = rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
 /// Larger ids are not exact in the client's JavaScript numbers.
 constexpr std::uint64_t kMaxAckId = (std::uint64_t{1} << 53) - 1;
 /// Event names Socket.IO keeps for itself: a client may not emit them.
@@ -37,8 +33,6 @@ std::string rest_of_array(std::string_view json) {
   return "[" + std::string(json.substr(i + 1));  // after the comma, up to and with the closing bracket
 }
 
-void write_string(Writer& w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
-
 std::optional<Packet> refuse(ParseError& error, std::string message) {
   error.message = std::move(message);
   return std::nullopt;
@@ -49,6 +43,35 @@ std::optional<Packet> refuse(ParseError& error, std::string message) {
 std::optional<EnginePacket> parse_engine_packet(std::string_view frame) {
   if (frame.empty() || frame[0] < '0' || frame[0] > '6') return std::nullopt;
   return EnginePacket{static_cast<EngineType>(frame[0]), frame.substr(1)};
+}
+
+std::optional<BinaryHeader> parse_binary_header(std::string_view text) {
+  if (text.empty() || (text[0] != '5' && text[0] != '6')) return std::nullopt;
+  std::size_t at = 1;
+  // Reads every digit there is; a number past `limit` is none.
+  auto number = [&](std::uint64_t limit) -> std::optional<std::uint64_t> {
+    std::uint64_t value = 0;
+    bool over = false;
+    const std::size_t from = at;
+    for (; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at) {
+      if (value > limit) over = true;
+      else value = value * 10 + static_cast<std::uint64_t>(text[at] - '0');
+    }
+    if (at == from || over || value > limit) return std::nullopt;
+    return value;
+  };
+  BinaryHeader header;
+  const auto attachments = number(1000);
+  if (at < text.size() && text[at] == '-') {
+    header.attachments = attachments.value_or(0);
+    ++at;
+  }
+  if (at < text.size() && text[at] == '/') {
+    const auto comma = text.find(',', at);
+    at = comma == std::string_view::npos ? text.size() : comma + 1;
+  }
+  header.ack_id = number(kMaxAckId);
+  return header;
 }
 
 std::optional<Packet> parse_packet(std::string_view text, ParseError& error) {
@@ -78,7 +101,7 @@ std::optional<Packet> parse_packet(std::string_view text, ParseError& error) {
   rapidjson::Document doc;
   const bool has_data = !p.data.empty();
   if (has_data) {
-    doc.Parse<kParseFlags>(p.data.data(), p.data.size());
+    doc.Parse<kJsonParseFlags>(p.data.data(), p.data.size());
     if (doc.HasParseError())
       return refuse(error, std::string("malformed JSON at offset ") + std::to_string(doc.GetErrorOffset()) + ": " +
                                rapidjson::GetParseError_En(doc.GetParseError()));
@@ -116,7 +139,7 @@ std::optional<Packet> parse_packet(std::string_view text, ParseError& error) {
 std::string open_packet(std::string_view sid, bool can_upgrade, std::int64_t ping_interval_ms,
                         std::int64_t ping_timeout_ms, std::int64_t max_payload) {
   rapidjson::StringBuffer out;
-  Writer w(out);
+  JsonWriter w(out);
   w.StartObject();
   w.Key("sid");
   write_string(w, sid);
@@ -136,7 +159,7 @@ std::string open_packet(std::string_view sid, bool can_upgrade, std::int64_t pin
 
 std::string connect_packet(std::string_view sid) {
   rapidjson::StringBuffer out;
-  Writer w(out);
+  JsonWriter w(out);
   w.StartObject();
   w.Key("sid");
   write_string(w, sid);
@@ -146,7 +169,7 @@ std::string connect_packet(std::string_view sid) {
 
 std::string connect_error_packet(std::string_view nsp, std::string_view message) {
   rapidjson::StringBuffer out;
-  Writer w(out);
+  JsonWriter w(out);
   w.StartObject();
   w.Key("message");
   write_string(w, message);
@@ -158,7 +181,7 @@ std::string connect_error_packet(std::string_view nsp, std::string_view message)
 
 std::string event_packet(std::string_view name, std::string_view args_json) {
   rapidjson::StringBuffer out;
-  Writer w(out);
+  JsonWriter w(out);
   write_string(w, name);
   std::string packet = "42[";
   packet.append(out.GetString(), out.GetSize());

@@ -65,6 +65,16 @@ struct ParseError {
 /// packets (types 5 and 6) are refused: this server reads text only.
 std::optional<Packet> parse_packet(std::string_view text, ParseError& error);
 
+/// What a binary packet (types 5 and 6: `51-/chat,12[...]`) says before its
+/// data: how many binary attachments follow it as messages of their own, and
+/// its ack id — so it can be refused, answered and its attachments skipped.
+struct BinaryHeader {
+  std::uint64_t attachments = 0;
+  std::optional<std::uint64_t> ack_id;
+};
+/// nullopt when `text` is not a binary packet.
+std::optional<BinaryHeader> parse_binary_header(std::string_view text);
+
 /// "0{...}": the Engine.IO open packet.
 std::string open_packet(std::string_view sid, bool can_upgrade, std::int64_t ping_interval_ms,
                         std::int64_t ping_timeout_ms, std::int64_t max_payload);

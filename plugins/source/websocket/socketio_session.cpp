@@ -1,29 +1,17 @@
 #include "socketio_session.hpp"
 
 #include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
+#include "json_writer.hpp"
 #include "nudge/sdk/text.hpp"
 
 namespace nudge::plugins::websocket {
 
 namespace {
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer, rapidjson::UTF8<>, rapidjson::UTF8<>,
-                                 rapidjson::CrtAllocator, rapidjson::kWriteValidateEncodingFlag>;
-constexpr unsigned kParseFlags = rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag;
 /// Separates packets in a long-polling body (Engine.IO v4).
 constexpr char kRecordSeparator = '\x1e';
 
-
-/// A JSON string holding `text` (quoted and escaped).
-std::string json_string(std::string_view text) {
-  rapidjson::StringBuffer buffer;
-  Writer w(buffer);
-  w.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
-  return std::string(buffer.GetString(), buffer.GetSize());
-}
 
 /// A string member of an object, or the value itself when it is a string
 /// (`join "room"` and `join {room: "room"}` both work).
@@ -242,29 +230,11 @@ void SioSession::end(std::string_view reason) {
 // -------------------------------------------------------------- Socket.IO
 
 void SioSession::on_socketio(std::string_view text) {
-  if (!text.empty() && (text[0] == '5' || text[0] == '6')) {
-    // A binary packet: its attachments follow as binary messages; skip them.
-    std::uint64_t count = 0;
-    std::size_t at = 1;
-    while (at < text.size() && text[at] >= '0' && text[at] <= '9' && count < 1000)
-      count = count * 10 + static_cast<std::uint64_t>(text[at++] - '0');
-    attachments_to_skip_ = at < text.size() && text[at] == '-' ? count : 0;
+  if (const auto binary = socketio::parse_binary_header(text)) {
+    // Its attachments follow as binary messages: skip them; a refusal answers its ack.
+    attachments_to_skip_ = binary->attachments;
     hub_->frames_refused.add();
-    socketio::ParseError ignored;
-    std::optional<std::uint64_t> ack;
-    // The ack id, if any, sits after the namespace; a refusal answers it.
-    if (auto dash = text.find('-'); dash != std::string_view::npos) {
-      std::size_t i = dash + 1;
-      if (i < text.size() && text[i] == '/') i = text.find(',', i) == std::string_view::npos ? text.size() : text.find(',', i) + 1;
-      std::uint64_t id = 0;
-      bool digits = false;
-      while (i < text.size() && text[i] >= '0' && text[i] <= '9' && id < (std::uint64_t{1} << 50)) {
-        id = id * 10 + static_cast<std::uint64_t>(text[i++] - '0');
-        digits = true;
-      }
-      if (digits) ack = id;
-    }
-    return refuse(ack, "bad_request", "binary data is not supported; send JSON");
+    return refuse(binary->ack_id, "bad_request", "binary data is not supported; send JSON");
   }
   socketio::ParseError error;
   const auto packet = socketio::parse_packet(text, error);
@@ -292,7 +262,7 @@ void SioSession::on_socketio(std::string_view text) {
 void SioSession::on_connect(const socketio::Packet& packet) {
   if (connected_) return;
   rapidjson::Document auth;
-  if (!packet.data.empty()) auth.Parse<kParseFlags>(packet.data.data(), packet.data.size());
+  if (!packet.data.empty()) auth.Parse<kJsonParseFlags>(packet.data.data(), packet.data.size());
   const bool has_auth = !packet.data.empty() && auth.IsObject();
   auto member = [&](const char* key) -> std::optional<std::string> {
     if (!has_auth) return std::nullopt;
@@ -354,7 +324,7 @@ void SioSession::on_event(const socketio::Packet& packet) {
   hub_->frames_in.add();
   if (packet.event == "event:message" || packet.event == "message") return on_send(packet.args, ack);
   rapidjson::Document args;
-  args.Parse<kParseFlags>(packet.args.data(), packet.args.size());
+  args.Parse<kJsonParseFlags>(packet.args.data(), packet.args.size());
   const rapidjson::Value* first = args.IsArray() && !args.Empty() ? &args[0] : nullptr;
   if (packet.event == "join") {
     auto room = first ? string_arg(*first, "room") : std::nullopt;
@@ -406,7 +376,7 @@ void SioSession::on_event(const socketio::Packet& packet) {
 
 void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t> ack) {
   rapidjson::Document args;
-  args.Parse<kParseFlags>(args_json.data(), args_json.size());
+  args.Parse<kJsonParseFlags>(args_json.data(), args_json.size());
   const rapidjson::Value* first = args.IsArray() && !args.Empty() ? &args[0] : nullptr;
   auto text = first ? string_arg(*first, "message") : std::nullopt;
   if (!text || !is_valid_utf8(*text)) {

@@ -121,5 +121,26 @@ TEST(SocketIoEncode, WhatIsWrittenParsesBack) {
   EXPECT_EQ(packet->args, "[{\"message\":\"héllo\"}]");
 }
 
+TEST(SocketIoPacket, ABinaryPacketsHeaderGivesItsAttachmentsAndAckId) {
+  EXPECT_FALSE(parse_binary_header("2[\"x\"]")) << "not binary";
+  EXPECT_FALSE(parse_binary_header(""));
+  auto plain = parse_binary_header("51-[\"upload\",{\"_placeholder\":true,\"num\":0}]");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->attachments, 1u);
+  EXPECT_FALSE(plain->ack_id);
+  auto acked = parse_binary_header("52-/chat,17[\"upload\"]");
+  ASSERT_TRUE(acked);
+  EXPECT_EQ(acked->attachments, 2u);
+  EXPECT_EQ(acked->ack_id, 17u);
+  auto root_acked = parse_binary_header("61-42[{\"_placeholder\":true,\"num\":0}]");
+  ASSERT_TRUE(root_acked);
+  EXPECT_EQ(root_acked->attachments, 1u);
+  EXPECT_EQ(root_acked->ack_id, 42u);
+  auto huge = parse_binary_header("599999-99999999999999999999[]");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->attachments, 0u) << "a count over 1000 is not believed";
+  EXPECT_FALSE(huge->ack_id) << "an id past 2^53 is not one";
+}
+
 }  // namespace
 }  // namespace nudge::plugins::websocket::socketio

@@ -10,12 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import nudge_test  # noqa: E402
-from nudge_test import ChatClient, NudgeProcess  # noqa: E402
+from nudge_test import ChatClient, NudgeProcess, wait_until  # noqa: E402
 
 CLIENTS = 20
 
@@ -50,15 +49,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(probe, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 class ReloadTest(unittest.TestCase):

@@ -8,12 +8,11 @@ import asyncio
 import os
 import sqlite3
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import nudge_test  # noqa: E402
-from nudge_test import ChatClient, NudgeProcess  # noqa: E402
+from nudge_test import ChatClient, NudgeProcess, wait_until  # noqa: E402
 
 FILTER = """[transform.filter]
 blocked_senders = ["mallory"]
@@ -25,16 +24,6 @@ RATE_LIMIT = """[transform.rate-limit]
 burst = 2
 messages_per_second = 0.001
 """
-
-
-def wait_until(probe, timeout):
-    """probe()'s first truthy value within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def pipeline(folder, *transforms):

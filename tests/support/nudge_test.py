@@ -208,6 +208,16 @@ def service_running(name):
     return subprocess.run([os.path.join(SERVICES, name), "status"], capture_output=True).returncode == 0
 
 
+def wait_until(probe, timeout):
+    """probe()'s first truthy value within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
 def admin_get(admin_url, path, method="GET", timeout=5):
     """(status, body) of a request to an instance's admin endpoint."""
     request = urllib.request.Request(admin_url + path, method=method, data=b"" if method == "POST" else None)

@@ -140,24 +140,26 @@ Status Pipeline::start() {
 
 void Pipeline::publish(MessagePtr message, Completion on_durable) {
   if (source_stats_) source_stats_->in.add();
-  // The sender's wait, intake to answer, whatever the answer.
-  on_durable = [this, taken_in = std::chrono::steady_clock::now(), on_durable = std::move(on_durable)](Status status) {
-    ingest_to_ack_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken_in).count());
-    if (!status.ok() && source_stats_) source_stats_->errors.add();
-    on_durable(std::move(status));
-  };
-  if (transforms_.empty()) return admit(std::move(message), std::move(on_durable));
-  transform(0, std::move(message), std::move(on_durable));
+  const auto taken_in = std::chrono::steady_clock::now();
+  if (transforms_.empty()) return admit(std::move(message), std::move(on_durable), taken_in);
+  transform(0, std::move(message), std::move(on_durable), taken_in);
 }
 
-void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_durable) {
-  if (index == transforms_.size()) return admit(std::move(message), std::move(on_durable));
+void Pipeline::answered(std::chrono::steady_clock::time_point taken_in, const Status& status) {
+  ingest_to_ack_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken_in).count());
+  if (!status.ok() && source_stats_) source_stats_->errors.add();
+}
+
+void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_durable,
+                         std::chrono::steady_clock::time_point taken_in) {
+  if (index == transforms_.size()) return admit(std::move(message), std::move(on_durable), taken_in);
   transform_stats_[index]->in.add();
   transforms_[index].instance->process(
-      std::move(message), [this, index, on_durable = std::move(on_durable)](Verdict verdict) mutable {
+      std::move(message), [this, index, taken_in, on_durable = std::move(on_durable)](Verdict verdict) mutable {
         // The sender hears of a drop or a reject from the loop, never inside the source's own call.
-        auto answer = [this, &on_durable](Status status) {
-          boost::asio::post(io_, [on_durable = std::move(on_durable), status = std::move(status)] {
+        auto answer = [this, taken_in, &on_durable](Status status) {
+          boost::asio::post(io_, [this, taken_in, on_durable = std::move(on_durable), status = std::move(status)] {
+            answered(taken_in, status);
             on_durable(status);
           });
         };
@@ -170,7 +172,7 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
                                           transforms_[index].key_path + " passed no message"));
             }
             transform_stats_[index]->out.add();
-            return transform(index + 1, std::move(verdict.message), std::move(on_durable));
+            return transform(index + 1, std::move(verdict.message), std::move(on_durable), taken_in);
           case Verdict::Action::drop:
             messages_dropped_.add();
             transform_stats_[index]->dropped.add();
@@ -183,28 +185,29 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
       });
 }
 
-void Pipeline::admit(MessagePtr message, Completion on_durable) {
+void Pipeline::admit(MessagePtr message, Completion on_durable, std::chrono::steady_clock::time_point taken_in) {
   messages_in_.add();
   window_.acquire();
   if (!deliver_when_durable_) deliver(message);
-  auto finish = [this, message, on_durable = std::move(on_durable)](Status status) {
+  auto finish = [this, message, taken_in, on_durable = std::move(on_durable)](Status status) {
     window_.release();
+    if (log_) {
+      log_stats_->queue_depth.add(-1);
+      if (!status.ok()) log_stats_->errors.add();
+    }
     if (status.ok()) {
       messages_acked_.add();
       if (deliver_when_durable_) deliver(message);
     } else {
       messages_failed_.add();
     }
+    answered(taken_in, status);
     on_durable(std::move(status));
   };
   if (log_) {
     log_stats_->in.add();
     log_stats_->queue_depth.add(1);
-    log_->instance->append(message, [this, finish = std::move(finish)](Status status) mutable {
-      log_stats_->queue_depth.add(-1);
-      if (!status.ok()) log_stats_->errors.add();
-      finish(std::move(status));
-    });
+    log_->instance->append(message, std::move(finish));
   } else if (sink_driver_) {
     sink_driver_->enqueue(std::move(message), std::move(finish));
   } else {

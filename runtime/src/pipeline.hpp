@@ -124,9 +124,12 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   template <class Interface>
   bool make_stage(const std::optional<StageSpec>& spec, std::optional<Stage<Interface>>& out);
   /// Runs the message through transforms_[index...], then admit().
-  void transform(std::size_t index, MessagePtr message, Completion on_durable);
+  void transform(std::size_t index, MessagePtr message, Completion on_durable,
+                 std::chrono::steady_clock::time_point taken_in);
   /// Takes a message in: the in-flight window, the fanout, the log or sink.
-  void admit(MessagePtr message, Completion on_durable);
+  void admit(MessagePtr message, Completion on_durable, std::chrono::steady_clock::time_point taken_in);
+  /// A sender is answered: the intake-to-answer time, and a failure counted.
+  void answered(std::chrono::steady_clock::time_point taken_in, const Status& status);
   /// Hands a message to every client that should see it: through the fanout
   /// when there is one, else straight to the local source.
   void deliver(const MessagePtr& message);

@@ -98,6 +98,13 @@ std::string send_frame(const std::string& room, const std::string& text, const s
 
 std::string join_frame(const std::string& room) { return R"({"type":"join","room":")" + room + R"("})"; }
 
+/// Sends a join and waits for the server's "joined".
+void join(Client& client, const std::string& room) {
+  std::vector<std::string> seen;
+  client.send(join_frame(room));
+  EXPECT_TRUE(client.read_until(R"("joined")", seen)) << room;
+}
+
 class WebSocketReloadTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -184,13 +191,9 @@ TEST_F(WebSocketReloadTest, ReadyOnceListeningAndCountsRoomsWithLocalClients) {
   on_client([&] {
     a.connect(port);
     b.connect(port);
-    std::vector<std::string> seen;
-    a.send(join_frame("general"));
-    EXPECT_TRUE(a.read_until(R"("joined")", seen));
-    b.send(join_frame("general"));
-    EXPECT_TRUE(b.read_until(R"("joined")", seen));
-    b.send(join_frame("random"));
-    EXPECT_TRUE(b.read_until(R"("joined")", seen));
+    join(a, "general");
+    join(b, "general");
+    join(b, "random");
     return 0;
   });
   EXPECT_EQ(metrics.gauge_value("rooms"), 2) << "general (a, b) and random (b)";
@@ -215,11 +218,8 @@ TEST_F(WebSocketReloadTest, AConnectionOpenBeforeAReloadGetsTheNewLimitsAndStays
   on_client([&] {
     a.connect(port);
     b.connect(port);
-    std::vector<std::string> seen;
-    a.send(join_frame("general"));
-    EXPECT_TRUE(a.read_until(R"("joined")", seen));
-    b.send(join_frame("general"));
-    EXPECT_TRUE(b.read_until(R"("joined")", seen));
+    join(a, "general");
+    join(b, "general");
     return 0;
   });
 

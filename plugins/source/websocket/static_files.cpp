@@ -1,25 +1,55 @@
 #include "static_files.hpp"
 
+#include <algorithm>
+
 namespace nudge::plugins::websocket {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+/// A path segment that names a file or folder of the served tree, and
+/// nothing else: no traversal, no hidden files, nothing encoded or escaped.
+bool plain_segment(std::string_view segment) {
+  if (segment.empty() || segment.front() == '.') return false;  // ".", "..", ".env", ".git"
+  return std::none_of(segment.begin(), segment.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f || c == '\\' || c == '%' || c == ':';
+  });
+}
+
+/// Whether `inner` is `outer` or lies below it; both canonical.
+bool inside(const fs::path& outer, const fs::path& inner) {
+  auto o = outer.begin();
+  auto i = inner.begin();
+  for (; o != outer.end(); ++o, ++i)
+    if (i == inner.end() || *o != *i) return false;
+  return true;
+}
+
+}  // namespace
+
 std::optional<fs::path> resolve_static_path(const fs::path& root, std::string_view target) {
   if (root.empty()) return std::nullopt;
   target = target.substr(0, target.find_first_of("?#"));
-  if (target.empty() || target.front() != '/') return std::nullopt;
-  // Percent-encoding is refused outright rather than decoded: the page's own
-  // files never need it, and it is how traversal tricks hide.
-  if (target.find('%') != std::string_view::npos || target.find('\\') != std::string_view::npos ||
-      target.find('\0') != std::string_view::npos)
-    return std::nullopt;
-  fs::path relative = fs::path(std::string(target.substr(1))).lexically_normal();
-  if (relative.empty() || relative == ".") relative = "index.html";
-  for (const auto& part : relative)
-    if (part == ".." || part.string().starts_with(".")) return std::nullopt;
-  const fs::path file = root / relative;
+  if (target.empty() || target.front() != '/' || target.size() > kMaxStaticPathBytes) return std::nullopt;
+  fs::path relative;
+  while (!target.empty()) {
+    target.remove_prefix(1);  // the '/' before the segment
+    const auto end = std::min(target.find('/'), target.size());
+    const std::string_view segment = target.substr(0, end);
+    target.remove_prefix(end);
+    if (segment.empty()) continue;  // "//": nothing, never the file system's root
+    if (!plain_segment(segment)) return std::nullopt;
+    relative /= std::string(segment);
+  }
+  if (relative.empty()) relative = "index.html";
   std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) return std::nullopt;
+  const fs::path base = fs::canonical(root, ec);
+  if (ec) return std::nullopt;
+  // Links inside the folder are fine; one that leads out of it is not.
+  const fs::path file = fs::canonical(base / relative, ec);
+  if (ec || !inside(base, file) || !fs::is_regular_file(file, ec)) return std::nullopt;
   return file;
 }
 

@@ -7,9 +7,19 @@
 
 namespace nudge::plugins::websocket {
 
-/// Maps a request target to a file under `root`, refusing anything that
-/// would leave it (`..`, encoded or not). "/" serves index.html; the query
-/// string is ignored. nullopt when there is no such regular file.
+/// Longest request path served as a file; longer ones are refused unread.
+inline constexpr std::size_t kMaxStaticPathBytes = 1024;
+
+/// Maps a request target to a regular file inside `root`, or nullopt.
+///
+/// The target's path is split on '/' and rebuilt below `root` one plain
+/// segment at a time, so nothing in it can name another place: empty segments
+/// (a doubled slash) are skipped, and any segment that is `.`, `..`, hidden
+/// (starts with '.'), or holds a backslash, a control byte or a '%' (encoded
+/// paths are refused, not decoded) refuses the whole request. The file found
+/// is then resolved through symbolic links and must still lie inside the
+/// canonical `root`: a link pointing out of the folder is not followed. "/"
+/// serves index.html; the query string and fragment are ignored.
 std::optional<std::filesystem::path> resolve_static_path(const std::filesystem::path& root, std::string_view target);
 
 /// The Content-Type for a file name's extension.

@@ -4,7 +4,6 @@
 #include <tuple>
 
 #include "config.hpp"
-#include "static_files.hpp"
 
 namespace nudge::plugins::websocket {
 namespace {
@@ -164,20 +163,6 @@ TEST(WebSocketConfig, OneSourceForTheSecretAndEveryProblemAtOnce) {
   values["tls_key_file"] = std::string();
   const auto cfg = WebSocketConfig::from(Config(values, {}));
   EXPECT_TRUE(cfg.auth_enabled());  // from the file alone
-}
-
-TEST(StaticFiles, ServesFilesUnderTheRootAndNothingElse) {
-  const std::filesystem::path root = NUDGE_WEB_DIR;
-  EXPECT_EQ(resolve_static_path(root, "/"), root / "index.html");
-  EXPECT_EQ(resolve_static_path(root, "/app.js?v=1"), root / "app.js");
-  EXPECT_FALSE(resolve_static_path(root, "/../chat-embedded.toml"));
-  EXPECT_FALSE(resolve_static_path(root, "/%2e%2e/chat-embedded.toml"));
-  EXPECT_FALSE(resolve_static_path(root, "/.hidden"));
-  EXPECT_FALSE(resolve_static_path(root, "/missing.html"));
-  EXPECT_FALSE(resolve_static_path(root, "relative"));
-  EXPECT_FALSE(resolve_static_path("", "/"));
-  EXPECT_EQ(content_type_for("a.js"), "text/javascript; charset=utf-8");
-  EXPECT_EQ(content_type_for("index.html"), "text/html; charset=utf-8");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "config.hpp"
 
 #include "protocol.hpp"
+#include "trusted_proxies.hpp"
 
 #include <stdexcept>
 
@@ -25,9 +26,14 @@ ConfigSchema WebSocketConfig::schema() {
             "Largest frame a client may send; larger ones close the connection with 1009")
       .range(128, 16 * 1024 * 1024)
       .reloadable();
-  s.integer("max_connections", 10000, "WebSocket connections this instance accepts; more get HTTP 503")
+  s.integer("max_connections", 10000,
+            "Clients this instance serves at once (WebSocket connections and Socket.IO sessions); more get HTTP 503")
       .range(1, 1'000'000)
       .reloadable();
+  s.integer("max_sockets", 0,
+            "TCP connections open at once in any state (page loads, polls, handshakes, WebSockets); more are closed "
+            "at accept. 0: the process's open-file limit less 256 kept for the rest of the process")
+      .range(0, 10'000'000);
   s.integer("handshake_timeout_ms", 10000, "Time a client has to finish the HTTP request and WebSocket handshake")
       .range(100, 600000)
       .reloadable();
@@ -39,6 +45,16 @@ ConfigSchema WebSocketConfig::schema() {
             "Frames waiting to be sent to one client; a client that falls further behind is dropped, so a slow "
             "reader never holds a room back")
       .range(1, 1'000'000)
+      .reloadable();
+  s.integer("max_send_queue_bytes", 4 * 1024 * 1024,
+            "Bytes waiting to be sent to one client, control frames included; a client that lets more pile up is "
+            "dropped like one past max_send_queue")
+      .range(64 * 1024, std::int64_t{1} << 30)
+      .reloadable();
+  s.integer("write_timeout_ms", 30000,
+            "A client whose queued frames (or an HTTP response) make no progress for this long is dropped: a client "
+            "that stops reading holds nothing for longer")
+      .range(100, 3600000)
       .reloadable();
   s.number("rate_limit_per_second", 50,
            "Frames per second one connection may send on average (token bucket refill rate); 0 disables the limit")
@@ -52,21 +68,68 @@ ConfigSchema WebSocketConfig::schema() {
       .range(1, 1'000'000)
       .reloadable();
   s.integer("max_connections_per_address", 100,
-            "WebSocket connections accepted from one remote IP address; more get HTTP 503. 0 disables the limit")
+            "Clients (WebSocket connections and Socket.IO sessions) from one address (an IPv6 address counts by its "
+            "/64); more get HTTP 503. 0 disables the limit")
       .range(0, 1'000'000)
+      .reloadable();
+  s.integer("max_sockets_per_address", 256,
+            "TCP connections open at once from one address (IPv6: its /64), counted from accept whatever their "
+            "state (a request half sent, a page load, a poll, a WebSocket); more are closed at accept. 0 disables "
+            "the limit")
+      .range(0, 1'000'000)
+      .reloadable();
+  s.number("connection_rate_per_address", 50,
+           "New TCP connections per second one address (IPv6: its /64) may open on average; faster ones are closed "
+           "at accept. 0 disables the limit")
+      .range(0, 1'000'000)
+      .reloadable();
+  s.integer("connection_burst_per_address", 200,
+            "New connections one address may open at once before connection_rate_per_address applies")
+      .range(1, 1'000'000)
+      .reloadable();
+  s.number("sender_rate_limit_per_second", 100,
+           "Frames per second one sender may send over all its connections together, so reconnecting earns "
+           "nothing: an authenticated sender is its token's subject, an anonymous one its address (IPv6: its /64). "
+           "0 disables the limit")
+      .range(0, 1'000'000)
+      .reloadable();
+  s.integer("sender_rate_limit_burst", 300,
+            "Frames one sender may send at once over all its connections before sender_rate_limit_per_second applies")
+      .range(1, 1'000'000)
+      .reloadable();
+  s.integer("max_rooms_per_connection", 100,
+            "Rooms one client may be in at once; a join past it gets the error too_many_rooms")
+      .range(1, 100000)
+      .reloadable();
+  s.integer("max_rooms", 100000,
+            "Rooms with local clients this instance holds at once (each a fanout subscription); a join of a new "
+            "room past it gets the error too_many_rooms")
+      .range(1, 10'000'000)
       .reloadable();
   s.string_list("allowed_origins", {},
                 "Origins (scheme://host:port) allowed to open a WebSocket besides the page's own origin; \"*\" "
                 "allows any. Others get HTTP 403")
       .with_example("[\"https://chat.example.com\"]")
       .reloadable();
+  s.string_list("trusted_proxies", {},
+                "Reverse proxies (addresses or networks, e.g. \"127.0.0.1\", \"10.0.0.0/8\") whose "
+                "X-Forwarded-For names the client: per-address limits then count that address, not the proxy's. "
+                "Requests through one without X-Forwarded-For count under no address. Empty: every peer is a client")
+      .with_example("[\"127.0.0.1\", \"::1\"]")
+      .with_check([](const ConfigValue& v) {
+        std::string error;
+        return TrustedProxies::parse(std::get<std::vector<std::string>>(v), error) ? std::string() : error;
+      })
+      .reloadable();
   s.integer("resend_window_ms", 300000,
             "How long a send's `ref` is remembered per sender, so a resend after a lost ack, an error or a "
             "reconnect to this instance makes no second message (docs/guarantees.md); 0 turns this off")
       .range(0, 86400000);
   s.integer("resend_max_entries", 100000,
-            "Refs remembered at most (oldest first out; about 200 bytes each)")
-      .range(1, 100000000);
+            "Refs remembered at most (oldest settled first out; about 200 bytes each); sends with a new ref are "
+            "refused (unavailable) while this many are still in flight")
+      .range(1, 100000000)
+      .reloadable();
 
   s.string("auth_jwt_secret", "",
            "HMAC key (raw bytes, at least 32) of the HS256 JWTs clients must present to open a WebSocket; empty "
@@ -87,7 +150,8 @@ ConfigSchema WebSocketConfig::schema() {
   s.string("auth_audience", "", "When set, a token's aud claim (a string or an array) must contain it")
       .with_example("\"nudge-chat\"");
   s.string("auth_identity_claim", "sub",
-           "Claim whose value becomes the connection's sender name (1 to 64 bytes without control characters)")
+           "Claim whose value becomes the connection's sender name (a valid name: 1 to 64 bytes of UTF-8, no "
+           "control, bidirectional or invisible formatting characters)")
       .with_check([](const ConfigValue& v) {
         return std::get<std::string>(v).empty() ? std::string("must name a claim, e.g. \"sub\"") : std::string();
       });
@@ -127,6 +191,16 @@ ConfigSchema WebSocketConfig::schema() {
             "Most messages a reconnecting client is sent to catch up (the rest it must read otherwise)")
       .range(0, 1000000)
       .reloadable();
+  s.integer("max_history_reads", 16,
+            "History reads (joins, catching up) in flight at once over all clients; more wait their turn")
+      .range(1, 10000)
+      .reloadable();
+  s.integer("history_buffer_bytes", 64 * 1024 * 1024,
+            "Bytes of history read (or reserved for reads in flight, at max_message_bytes a message) and not yet "
+            "queued to clients, over all clients; reads wait while it is spent. A client gets history only as fast "
+            "as it reads it")
+      .range(64 * 1024, std::int64_t{1} << 34)
+      .reloadable();
   return s;
 }
 
@@ -140,11 +214,22 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.handshake_timeout_ms = c.get_int("handshake_timeout_ms");
   out.idle_timeout_ms = c.get_int("idle_timeout_ms");
   out.max_send_queue = c.get_int("max_send_queue");
+  out.max_send_queue_bytes = c.get_int("max_send_queue_bytes");
+  out.write_timeout_ms = c.get_int("write_timeout_ms");
   out.rate_limit_per_second = c.get_number("rate_limit_per_second");
   out.rate_limit_burst = c.get_int("rate_limit_burst");
   out.rate_limit_strikes = c.get_int("rate_limit_strikes");
   out.max_connections_per_address = c.get_int("max_connections_per_address");
+  out.max_sockets_per_address = c.get_int("max_sockets_per_address");
+  out.connection_rate_per_address = c.get_number("connection_rate_per_address");
+  out.connection_burst_per_address = c.get_int("connection_burst_per_address");
+  out.sender_rate_limit_per_second = c.get_number("sender_rate_limit_per_second");
+  out.sender_rate_limit_burst = c.get_int("sender_rate_limit_burst");
+  out.max_sockets = c.get_int("max_sockets");
+  out.max_rooms_per_connection = c.get_int("max_rooms_per_connection");
+  out.max_rooms = c.get_int("max_rooms");
   out.allowed_origins = c.get_strings("allowed_origins");
+  out.trusted_proxies = c.get_strings("trusted_proxies");
   out.resend_window_ms = c.get_int("resend_window_ms");
   out.resend_max_entries = c.get_int("resend_max_entries");
   out.auth_jwt_secret = c.get_string("auth_jwt_secret");
@@ -163,6 +248,8 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.socketio_default_room = c.get_string("socketio_default_room");
   out.history_messages = c.get_int("history_messages");
   out.catch_up_max_messages = c.get_int("catch_up_max_messages");
+  out.max_history_reads = c.get_int("max_history_reads");
+  out.history_buffer_bytes = c.get_int("history_buffer_bytes");
   if (const auto found = out.problems(); !found.empty()) {
     std::string text;
     for (const auto& p : found) text += (text.empty() ? "" : "; ") + p;
@@ -177,13 +264,26 @@ void WebSocketConfig::apply_live(const WebSocketConfig& next) {
   handshake_timeout_ms = next.handshake_timeout_ms;
   idle_timeout_ms = next.idle_timeout_ms;
   max_send_queue = next.max_send_queue;
+  max_send_queue_bytes = next.max_send_queue_bytes;
+  write_timeout_ms = next.write_timeout_ms;
   rate_limit_per_second = next.rate_limit_per_second;
   rate_limit_burst = next.rate_limit_burst;
   rate_limit_strikes = next.rate_limit_strikes;
   max_connections_per_address = next.max_connections_per_address;
+  max_sockets_per_address = next.max_sockets_per_address;
+  connection_rate_per_address = next.connection_rate_per_address;
+  connection_burst_per_address = next.connection_burst_per_address;
+  sender_rate_limit_per_second = next.sender_rate_limit_per_second;
+  sender_rate_limit_burst = next.sender_rate_limit_burst;
+  max_rooms_per_connection = next.max_rooms_per_connection;
+  max_rooms = next.max_rooms;
+  resend_max_entries = next.resend_max_entries;
   allowed_origins = next.allowed_origins;
+  trusted_proxies = next.trusted_proxies;
   history_messages = next.history_messages;
   catch_up_max_messages = next.catch_up_max_messages;
+  max_history_reads = next.max_history_reads;
+  history_buffer_bytes = next.history_buffer_bytes;
 }
 
 std::vector<std::string> WebSocketConfig::problems() const {

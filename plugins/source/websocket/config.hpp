@@ -21,11 +21,23 @@ struct WebSocketConfig {
   std::int64_t handshake_timeout_ms = 0;
   std::int64_t idle_timeout_ms = 0;
   std::int64_t max_send_queue = 0;
+  std::int64_t max_send_queue_bytes = 0;
+  std::int64_t write_timeout_ms = 0;
   double rate_limit_per_second = 0;
   std::int64_t rate_limit_burst = 0;
   std::int64_t rate_limit_strikes = 0;
   std::int64_t max_connections_per_address = 0;
+  std::int64_t max_sockets_per_address = 0;
+  double connection_rate_per_address = 0;
+  std::int64_t connection_burst_per_address = 0;
+  double sender_rate_limit_per_second = 0;
+  std::int64_t sender_rate_limit_burst = 0;
+  /// 0: from the process's open-file limit (Hub::max_sockets).
+  std::int64_t max_sockets = 0;
+  std::int64_t max_rooms_per_connection = 0;
+  std::int64_t max_rooms = 0;
   std::vector<std::string> allowed_origins;
+  std::vector<std::string> trusted_proxies;
   std::int64_t resend_window_ms = 0;
   std::int64_t resend_max_entries = 0;
 
@@ -50,6 +62,8 @@ struct WebSocketConfig {
   std::string socketio_default_room;
   std::int64_t history_messages = 0;
   std::int64_t catch_up_max_messages = 0;
+  std::int64_t max_history_reads = 0;
+  std::int64_t history_buffer_bytes = 0;
 
   bool auth_enabled() const noexcept { return !auth_jwt_secret.empty() || !auth_jwt_secret_file.empty(); }
   bool tls_enabled() const noexcept { return !tls_cert_file.empty() || !tls_key_file.empty(); }

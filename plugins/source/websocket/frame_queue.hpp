@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,28 +22,58 @@ class FrameQueue {
 
   bool empty() const noexcept { return head_ == frames_.size(); }
   std::size_t size() const noexcept { return frames_.size() - head_; }
+  /// Bytes of every queued frame together: what the client makes the server
+  /// hold by not reading (frames shared with other clients count in full).
+  std::size_t bytes() const noexcept { return bytes_; }
   /// The oldest frame; the queue must not be empty.
   const Frame& front() const noexcept { return frames_[head_]; }
 
-  void push_back(Frame frame) { frames_.push_back(std::move(frame)); }
+  /// Queues `frame`; returns its sequence number (frames ever popped plus
+  /// its place), by which replace() finds it while it is queued.
+  std::uint64_t push_back(Frame frame) {
+    const std::uint64_t sequence = popped_ + size();
+    bytes_ += frame->size();
+    frames_.push_back(std::move(frame));
+    return sequence;
+  }
+
+  /// Replaces the frame pushed as `sequence` if it is still queued and not
+  /// among the oldest `in_flight` (being written, so their bytes must stay);
+  /// false otherwise. A pong not yet written makes way for a newer one.
+  bool replace(std::uint64_t sequence, std::size_t in_flight, Frame frame) noexcept {
+    if (sequence < popped_ + in_flight || sequence >= popped_ + size()) return false;
+    auto& slot = frames_[head_ + static_cast<std::size_t>(sequence - popped_)];
+    bytes_ = bytes_ - slot->size() + frame->size();
+    slot = std::move(frame);
+    return true;
+  }
+  /// Whether the frame pushed as `sequence` is still queued.
+  bool holds(std::uint64_t sequence) const noexcept { return sequence >= popped_ && sequence < popped_ + size(); }
 
   /// Removes the oldest frame. Once the queue runs empty its storage is
   /// reused from the start, and given back when a burst left it large.
   void pop_front() noexcept {
+    ++popped_;
+    bytes_ -= frames_[head_]->size();
     frames_[head_++].reset();
     if (head_ == frames_.size()) clear();
   }
 
   void clear() noexcept {
+    popped_ += size();
     frames_.clear();
     head_ = 0;
+    bytes_ = 0;
     if (frames_.capacity() > kKeptCapacity) std::vector<Frame>().swap(frames_);
   }
 
   /// Drops every frame but the oldest `count` (those being written, which
-  /// must outlive their write).
+  /// must outlive their write). Sequence numbers of the frames dropped may
+  /// be given again: forget them.
   void keep_front(std::size_t count) {
     if (size() <= count) return;
+    for (auto it = frames_.begin() + static_cast<std::ptrdiff_t>(head_ + count); it != frames_.end(); ++it)
+      bytes_ -= (*it)->size();
     frames_.erase(frames_.begin() + static_cast<std::ptrdiff_t>(head_ + count), frames_.end());
     if (empty()) clear();
   }
@@ -65,6 +96,8 @@ class FrameQueue {
 
   std::vector<Frame> frames_;
   std::size_t head_ = 0;
+  std::size_t bytes_ = 0;
+  std::uint64_t popped_ = 0;
 };
 
 }  // namespace nudge::plugins::websocket

@@ -46,10 +46,47 @@ bool is_valid_room(std::string_view room) {
   return true;
 }
 
+namespace {
+
+/// Code points a name may not hold: controls (C0, DEL, C1), line and
+/// paragraph separators, bidirectional controls, and every default-ignorable
+/// code point (Unicode's DerivedCoreProperties: zero-width spaces and
+/// joiners, soft hyphen, fillers, variation selectors, tags...). They either
+/// reorder what is displayed ("\u202Eadmin") or display as nothing, so two
+/// names that look alike would be different senders.
+bool refused_in_name(char32_t c) noexcept {
+  struct Range {
+    char32_t first, last;
+  };
+  static constexpr Range kRefused[] = {
+      {0x0000, 0x001F}, {0x007F, 0x009F}, {0x00AD, 0x00AD}, {0x034F, 0x034F}, {0x061C, 0x061C},
+      {0x115F, 0x1160}, {0x17B4, 0x17B5}, {0x180B, 0x180F}, {0x200B, 0x200F}, {0x2028, 0x202E},
+      {0x2060, 0x206F}, {0x3164, 0x3164}, {0xFE00, 0xFE0F}, {0xFEFF, 0xFEFF}, {0xFFA0, 0xFFA0},
+      {0xFFF0, 0xFFFB}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0000, 0xE0FFF},
+  };
+  for (const auto& range : kRefused)
+    if (c >= range.first && c <= range.last) return true;
+  return false;
+}
+
+/// The code points of valid UTF-8 `text`, one at a time.
+char32_t next_code_point(std::string_view text, std::size_t& at) noexcept {
+  const auto lead = static_cast<unsigned char>(text[at]);
+  const int length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+  char32_t c = length == 1 ? lead : length == 2 ? (lead & 0x1F) : length == 3 ? (lead & 0x0F) : (lead & 0x07);
+  for (int i = 1; i < length; ++i) c = (c << 6) | (static_cast<unsigned char>(text[at + i]) & 0x3F);
+  at += static_cast<std::size_t>(length);
+  return c;
+}
+
+}  // namespace
+
 bool is_valid_name(std::string_view name) {
-  if (name.empty() || name.size() > kMaxName) return false;
-  for (unsigned char c : name)
-    if (c < 0x20 || c == 0x7f) return false;
+  if (name.empty() || name.size() > kMaxName || !is_valid_utf8(name)) return false;
+  // "admin " is not to pass for "admin".
+  if (name.front() == ' ' || name.back() == ' ') return false;
+  for (std::size_t at = 0; at < name.size();)
+    if (refused_in_name(next_code_point(name, at))) return false;
   return true;
 }
 
@@ -114,7 +151,7 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
     auto name = string_member(doc, "name");
     if (!name || !is_valid_name(*name)) {
       error.code = "bad_request";
-      error.message = "'name' must be a string of 1 to 64 bytes without control characters";
+      error.message = kNameRule;
       return std::nullopt;
     }
     frame.name = std::move(*name);

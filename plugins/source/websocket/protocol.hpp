@@ -35,7 +35,13 @@ struct ProtocolError {
 std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error);
 
 bool is_valid_room(std::string_view room);
+/// A sender's name: 1 to 64 bytes of UTF-8, no space at either end, and no
+/// control, bidirectional or invisible formatting character (see kNameRule).
 bool is_valid_name(std::string_view name);
+/// What is_valid_name asks, in a sentence for the client's error.
+inline constexpr const char* kNameRule =
+    "'name' must be a string of 1 to 64 bytes of UTF-8 with no space at either end and no control, "
+    "bidirectional or invisible formatting characters";
 
 /// `{"type":"message",...}` for a delivered message; `"history":true` when
 /// sent from history on joining. Empty when the payload is not valid UTF-8

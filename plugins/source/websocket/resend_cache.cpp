@@ -40,10 +40,10 @@ void ResendCache::touch(Order::iterator it, Clock::time_point now) {
   order_.splice(order_.end(), order_, it);
 }
 
-void ResendCache::evict(Clock::time_point now) {
+void ResendCache::evict(Clock::time_point now, std::size_t room_for) {
   auto it = order_.begin();
   while (it != order_.end()) {
-    const bool over = entries_.size() > max_entries_;
+    const bool over = entries_.size() + room_for > max_entries_;
     const bool expired = now - it->last_used >= window_;
     if (!over && !expired) break;  // the rest is newer
     if (it->state == State::in_flight) {
@@ -66,6 +66,7 @@ ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view r
     switch (entry.state) {
       case State::acked: return {Outcome::already_acked, entry.id};
       case State::in_flight:
+        if (entry.waiters.size() >= kMaxWaiters) return {Outcome::busy, entry.id};
         entry.waiters.push_back(std::move(waiter));
         return {Outcome::waiting, entry.id};
       case State::failed:
@@ -73,6 +74,9 @@ ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view r
         return {Outcome::publish, entry.id};
     }
   }
+  evict(now, 1);
+  // Every entry left is in flight (evict made room otherwise): nothing may go.
+  if (entries_.size() >= max_entries_) return {Outcome::busy, fresh_id};
   order_.push_back(Entry{key, fresh_id, content, State::in_flight, now, {}});
   auto it = std::prev(order_.end());
   entries_.emplace(std::string_view(it->key), it);

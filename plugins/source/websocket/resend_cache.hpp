@@ -22,7 +22,9 @@ namespace nudge::plugins::websocket {
 /// store once.
 ///
 /// Entries live `window` after their last use and at most `max_entries` are
-/// kept (oldest settled first); in-flight entries are never evicted.
+/// kept (oldest settled first); in-flight entries are never evicted, so while
+/// `max_entries` are in flight a new ref is refused (busy), and one ref has
+/// at most kMaxWaiters resends waiting on it.
 /// Time is passed in, so tests drive it with any clock. Not thread-safe: the
 /// source's event loop owns it.
 class ResendCache {
@@ -36,13 +38,19 @@ class ResendCache {
     already_acked,   ///< durable already: ack with `id`, publish nothing
     waiting,         ///< the first attempt is in flight: the waiter will be told
     conflict,        ///< same ref, different room or text: refuse
+    busy,            ///< refuse for now: too many resends wait on this ref, or max_entries are in flight
   };
   struct Claim {
     Outcome outcome;
     MessageId id;
   };
 
+  /// Resends of one in-flight ref that may wait for its outcome.
+  static constexpr std::size_t kMaxWaiters = 16;
+
   ResendCache(Clock::duration window, std::size_t max_entries);
+  /// A new bound (a reload); entries over it go as they settle.
+  void set_max_entries(std::size_t max_entries) noexcept { max_entries_ = max_entries; }
 
   /// Looks up `ref` within `scope` (who is sending: a name, a token subject or
   /// a connection). `content` identifies what is sent (room and text) so a ref
@@ -75,7 +83,9 @@ class ResendCache {
 
   static std::string make_key(std::string_view scope, std::string_view ref);
   void touch(Order::iterator it, Clock::time_point now);
-  void evict(Clock::time_point now);
+  /// Drops expired entries, and settled ones while more than max_entries
+  /// less `room_for` are kept.
+  void evict(Clock::time_point now, std::size_t room_for = 0);
 
   Clock::duration window_;
   std::size_t max_entries_;

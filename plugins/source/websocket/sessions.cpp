@@ -7,20 +7,39 @@
 
 namespace nudge::plugins::websocket {
 
+namespace {
+
+/// Messages asked for at once while catching up; more are read page by page.
+constexpr std::size_t kCatchUpPage = 500;
+
+/// What a message read from history holds in memory, for the budget.
+std::size_t held_size(const Message& m) noexcept {
+  return sizeof(Message) + m.payload.size() + m.room.size() + m.sender.size() + m.origin.size();
+}
+
+}  // namespace
+
 Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
     : config(cfg),
       logger(ctx.logger()),
       instance_id(ctx.instance_id()),
+      peers(PeerTable::Limits{}),
       resends(std::chrono::milliseconds(cfg.resend_window_ms), static_cast<std::size_t>(cfg.resend_max_entries)),
       connections_accepted(ctx.metrics().counter("connections_accepted", "WebSocket connections accepted")),
       connections_refused(ctx.metrics().counter("connections_refused", "Upgrades refused (limits, origin)")),
+      sockets_refused(ctx.metrics().counter(
+          "sockets_refused",
+          "TCP connections closed at accept: too many open from the address or in all, or opened too fast")),
       connections_open(ctx.metrics().gauge("connections_open", "WebSocket connections open")),
+      sockets_gauge(ctx.metrics().gauge("sockets_open", "TCP connections open, in any state")),
+      peers_tracked(ctx.metrics().gauge("peers_tracked", "Addresses and senders whose limits are being counted")),
       rooms_open(ctx.metrics().gauge("rooms", "Rooms with at least one local client")),
       frames_in(ctx.metrics().counter("frames_in", "Client frames received")),
       frames_refused(ctx.metrics().counter("frames_refused", "Client frames answered with an error")),
       frames_rate_limited(ctx.metrics().counter("frames_rate_limited", "Client frames refused for the rate limit")),
       messages_delivered(ctx.metrics().counter("messages_delivered", "Message frames queued to clients")),
-      slow_clients_dropped(ctx.metrics().counter("slow_clients_dropped", "Clients dropped for a full send queue")),
+      slow_clients_dropped(ctx.metrics().counter(
+          "slow_clients_dropped", "Clients dropped for a full send queue or one that made no progress")),
       auth_refused(ctx.metrics().counter("auth_refused", "Upgrades refused for a missing or invalid token")),
       auth_expired(ctx.metrics().counter("auth_expired", "Connections closed because their token expired")),
       tls_handshakes_failed(ctx.metrics().counter("tls_handshakes_failed", "TLS handshakes that failed or timed out")),
@@ -37,7 +56,95 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       socketio_refused(ctx.metrics().counter("socketio_refused",
                                              "Socket.IO requests refused (unknown sid, bad transport, payload too large)")),
       history_sent(ctx.metrics().counter("history_sent", "Messages sent from history on joining or catching up")),
-      history_failures(ctx.metrics().counter("history_failures", "Joins whose history could not be read")) {}
+      history_failures(ctx.metrics().counter("history_failures", "Joins whose history could not be read")),
+      joins_refused(ctx.metrics().counter("joins_refused", "Joins refused for max_rooms_per_connection or max_rooms")),
+      history_bytes_gauge(ctx.metrics().gauge(
+          "history_bytes_held", "Bytes of history read (or reserved for reads in flight) and not yet queued to clients")) {
+  peers.set_limits(peer_limits(), Clock::now());
+  std::string error;
+  if (auto parsed = TrustedProxies::parse(config.trusted_proxies, error)) proxies = std::move(*parsed);
+}
+
+PeerTable::Limits Hub::peer_limits() const {
+  PeerTable::Limits limits;
+  limits.sockets_per_peer = static_cast<std::size_t>(config.max_sockets_per_address);
+  limits.clients_per_peer = static_cast<std::size_t>(config.max_connections_per_address);
+  limits.connects_per_second = config.connection_rate_per_address;
+  limits.connect_burst = static_cast<double>(config.connection_burst_per_address);
+  limits.messages_per_second = config.sender_rate_limit_per_second;
+  limits.message_burst = static_cast<double>(config.sender_rate_limit_burst);
+  // Every open socket has an entry; recently active peers are the rest.
+  limits.max_peers = std::max<std::size_t>(65536, 2 * max_sockets);
+  return limits;
+}
+
+// -------------------------------------------------------------- SocketSlot
+
+SocketSlot& SocketSlot::operator=(SocketSlot&& other) noexcept {
+  if (this != &other) {
+    release();
+    hub_ = std::exchange(other.hub_, nullptr);
+    peer_ = std::move(other.peer_);
+  }
+  return *this;
+}
+
+void SocketSlot::release() noexcept {
+  if (Hub* hub = std::exchange(hub_, nullptr)) hub->close_socket(peer_);
+}
+
+bool Hub::open_socket(const std::string& peer, const std::string& address) {
+  const char* why = nullptr;
+  if (sockets_open >= max_sockets) {
+    why = "max_sockets are open";
+  } else if (!peer.empty()) {
+    switch (peers.open_socket(peer, Clock::now())) {
+      case PeerTable::Refusal::none: break;
+      case PeerTable::Refusal::too_many_sockets: why = "max_sockets_per_address are open from it"; break;
+      case PeerTable::Refusal::connecting_too_fast: why = "it opens connections faster than connection_rate_per_address"; break;
+      case PeerTable::Refusal::table_full: why = "too many addresses are being tracked"; break;
+    }
+  }
+  peers_tracked.set(static_cast<std::int64_t>(peers.size()));
+  if (why) {
+    sockets_refused.add();
+    std::uint64_t held_back = 0;
+    if (refusal_log_.allow(held_back))
+      logger.warn("closed a connection from '", address, "' at accept: ", why, " (", held_back,
+                  " more refused since the last report)");
+    return false;
+  }
+  ++sockets_open;
+  sockets_gauge.set(static_cast<std::int64_t>(sockets_open));
+  return true;
+}
+
+void Hub::close_socket(const std::string& peer) noexcept {
+  if (!peer.empty()) peers.close_socket(peer);
+  if (sockets_open > 0) --sockets_open;
+  sockets_gauge.set(static_cast<std::int64_t>(sockets_open));
+}
+
+bool Hub::open_client(const std::string& peer, bool forwarded, std::string& why) {
+  if (connections >= static_cast<std::size_t>(config.max_connections)) {
+    why = "too many connections";
+    return false;
+  }
+  if (!peer.empty() && !peers.open_client(peer, Clock::now(), forwarded)) {
+    why = "too many connections from this address";
+    return false;
+  }
+  ++connections;
+  connections_open.add(1);
+  connections_accepted.add();
+  return true;
+}
+
+void Hub::close_client(const std::string& peer) noexcept {
+  if (!peer.empty()) peers.close_client(peer);
+  if (connections > 0) --connections;
+  connections_open.add(-1);
+}
 
 // ---------------------------------------------------------------- Outbound
 
@@ -88,101 +195,338 @@ const std::shared_ptr<const std::string>& Outbound::socketio_frame() {
 
 // --------------------------------------------------------------- WsSession
 
+WsSession::WsSession(std::shared_ptr<Hub> hub, std::string address, std::string peer,
+                     std::optional<JwtIdentity> identity)
+    : hub_(std::move(hub)),
+      address_(std::move(address)),
+      peer_(std::move(peer)),
+      identity_(std::move(identity)),
+      serial_(++hub_->next_connection_serial),
+      bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+              TokenBucket::Clock::now()) {
+  if (identity_) name_ = identity_->name;
+}
+
+WsSession::~WsSession() {
+  // History read and not yet sent goes back to the budget.
+  if (catching_up_)
+    for (const auto& [room, state] : *catching_up_) hub_->release_history_bytes(state.unsent_bytes);
+}
+
+void WsSession::apply_limits() {
+  bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+                      TokenBucket::Clock::now());
+}
+
+WsSession::RateVerdict WsSession::rate_check() {
+  const auto now = TokenBucket::Clock::now();
+  // Both buckets are asked: the connection's and the sender's across its
+  // connections (so reconnecting earns nothing).
+  const bool connection_ok = bucket_.allow(now);
+  // Anonymous through a proxy that named no client: nobody to count it under.
+  const bool sender_ok = identity_ ? hub_->peers.allow_message("sender:" + identity_->name, now)
+                                   : peer_.empty() || hub_->peers.allow_message(peer_, now);
+  if (connection_ok && sender_ok) return RateVerdict::allowed;
+  hub_->frames_rate_limited.add();
+  if (++rate_strikes_ >= hub_->config.rate_limit_strikes) {
+    hub_->logger.debug("closing a connection from '", address_, "' after ", rate_strikes_,
+                       " frames refused for the rate limit");
+    return RateVerdict::refused_to_close;
+  }
+  return RateVerdict::refused;
+}
+
+bool WsSession::token_expired() {
+  if (!identity_ || !hub_->config.auth_close_on_expiry) return false;
+  if (now_ms() < identity_->expires_at_ms + hub_->config.auth_leeway_ms) return false;
+  hub_->auth_expired.add();
+  hub_->logger.debug("closing the connection of '", name_, "' from '", address_, "': its token expired");
+  return true;
+}
+
+std::string WsSession::resend_scope() const {
+  // Prefixes keep a name from ever matching a token subject or a connection.
+  if (identity_) return "t:" + identity_->name;
+  if (named_) return "n:" + name_;
+  return "c:" + std::to_string(serial_);
+}
+
+WsSession::Submitted WsSession::submit(std::string room, std::string text, std::string ref, Reply reply) {
+  std::weak_ptr<WsSession> weak = weak_self();
+  auto publish = [&](const MessageId& id, std::optional<std::string> scope) {
+    auto message = std::make_shared<Message>();
+    message->id = id;
+    message->room = std::move(room);
+    message->sender = name_;
+    message->payload = std::move(text);
+    message->timestamp_ms = now_ms();
+    message->origin = hub_->instance_id;
+    // The hub is held, not the session: the cache entry is settled (and other
+    // connections waiting on it answered) even after this client is gone.
+    hub_->ingress->publish(std::move(message), [weak, hub = hub_, scope = std::move(scope), ref, id,
+                                                reply](Status status) {
+      if (scope) hub->resends.settle(*scope, ref, status, ResendCache::Clock::now());
+      if (auto self = weak.lock()) reply(*self, SendOutcome{status, id, {}});
+    });
+    // Backpressure: the next message is read only when the pipeline has
+    // room. The waiter owns the session: no read is pending to keep it alive.
+    waiting_for_pipeline_ = true;
+    hub_->ingress->when_ready([self = weak.lock()] {
+      if (!self) return;
+      self->waiting_for_pipeline_ = false;
+      self->on_pipeline_ready();
+    });
+    return Submitted::published;
+  };
+  if (ref.empty() || hub_->config.resend_window_ms == 0) return publish(MessageId::generate(), std::nullopt);
+  std::string scope = resend_scope();
+  auto claim = hub_->resends.claim(scope, ref, ResendCache::content_of(room, text), MessageId::generate(),
+                                   ResendCache::Clock::now(), [weak, reply](const Status& status, const MessageId& id) {
+                                     if (auto self = weak.lock()) reply(*self, SendOutcome{status, id, {}});
+                                   });
+  switch (claim.outcome) {
+    case ResendCache::Outcome::publish: return publish(claim.id, std::move(scope));
+    case ResendCache::Outcome::already_acked:
+      hub_->resends_recognised.add();
+      reply(*this, SendOutcome{Status::success(), claim.id, {}});
+      return Submitted::answered;
+    case ResendCache::Outcome::waiting:
+      hub_->resends_recognised.add();  // answered when the first attempt is
+      return Submitted::answered;
+    case ResendCache::Outcome::conflict:
+      hub_->ref_conflicts.add();
+      hub_->frames_refused.add();
+      reply(*this, SendOutcome{Status::error(StatusCode::invalid_argument,
+                                             "ref '" + ref + "' was already used for a different message; use a new ref"),
+                               MessageId(), "ref_conflict"});
+      return Submitted::answered;
+    case ResendCache::Outcome::busy:
+      hub_->frames_refused.add();
+      reply(*this, SendOutcome{Status::error(StatusCode::unavailable,
+                                             "too many sends are in flight to remember ref '" + ref +
+                                                 "'; send it again in a moment"),
+                               MessageId(), {}});
+      return Submitted::answered;
+  }
+  return Submitted::answered;
+}
+
 void WsSession::deliver(Outbound& message) {
   if (catching_up_) {
     if (auto it = catching_up_->find(message.message()->room); it != catching_up_->end()) {
-      auto& held = it->second.held;
-      if (held.size() >= static_cast<std::size_t>(hub_->config.max_send_queue)) {
+      auto& state = it->second;
+      const std::size_t size = held_size(*message.message());
+      if (state.held.size() >= static_cast<std::size_t>(hub_->config.max_send_queue) ||
+          state.held_bytes + size > static_cast<std::size_t>(hub_->config.max_send_queue_bytes)) {
         hub_->slow_clients_dropped.add();
         return close(CloseCode::policy_error, "too many messages while the room's history was read");
       }
-      held.push_back(message.message());
+      state.held.push_back(message.message());
+      state.held_bytes += size;
       return;
     }
   }
   deliver_live(message);
 }
 
-void WsSession::join_room(const std::string& room, std::optional<MessageId> after) {
-  if (!rooms_.insert(room).second) return history_done(room, 0, Status::success());
-  hub_->join(this, room);
+Hub::JoinRefusal WsSession::join_room(const std::string& room, std::optional<MessageId> after) {
+  if (rooms_.contains(room)) {
+    history_done(room, 0, Status::success());
+    return Hub::JoinRefusal::none;
+  }
+  if (rooms_.size() >= static_cast<std::size_t>(hub_->config.max_rooms_per_connection)) {
+    hub_->joins_refused.add();
+    return Hub::JoinRefusal::too_many_rooms_here;
+  }
+  if (const auto refusal = hub_->join(this, room); refusal != Hub::JoinRefusal::none) return refusal;
+  rooms_.insert(room);
   const bool wanted = after ? hub_->config.catch_up_max_messages > 0 : hub_->config.history_messages > 0;
-  if (!wanted || !hub_->ingress || !hub_->ingress->has_history()) return history_done(room, 0, Status::success());
+  if (!wanted || !hub_->ingress || !hub_->ingress->has_history()) {
+    history_done(room, 0, Status::success());
+    return Hub::JoinRefusal::none;
+  }
   if (!catching_up_) catching_up_ = std::make_unique<std::unordered_map<std::string, CatchUp>>();
   auto& state = (*catching_up_)[room];
   state = CatchUp{};
-  state.after = after.has_value();
-  read_history(room, after);
+  state.paged = after.has_value();
+  state.cursor = after;
+  hub_->request_history_read(weak_self(), room);
+  return Hub::JoinRefusal::none;
 }
 
-/// Messages asked for at once while catching up; more are read page by page.
-static constexpr std::size_t kCatchUpPage = 500;
+std::size_t WsSession::history_read_limit(const CatchUp& state) const {
+  const auto& cfg = hub_->config;
+  const std::size_t largest = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);
+  // A read's messages must fit the hub's budget, and (paged) a quarter of
+  // the client's queue: it is queued as the client drains its queue.
+  std::size_t limit = std::max<std::size_t>(1, static_cast<std::size_t>(cfg.history_buffer_bytes) / largest);
+  if (!state.paged) return std::min(limit, static_cast<std::size_t>(cfg.history_messages));
+  const std::size_t by_queue = std::max<std::size_t>(
+      1, std::min(static_cast<std::size_t>(cfg.max_send_queue) / 4,
+                  static_cast<std::size_t>(cfg.max_send_queue_bytes) / 4 / largest));
+  const std::size_t left = static_cast<std::size_t>(cfg.catch_up_max_messages) - std::min(state.sent, static_cast<std::size_t>(cfg.catch_up_max_messages));
+  return std::max<std::size_t>(1, std::min({limit, by_queue, kCatchUpPage, left}));
+}
 
-void WsSession::read_history(const std::string& room, std::optional<MessageId> after) {
+bool WsSession::start_history_read(const std::string& room) {
+  if (!catching_up_ || !hub_->ingress) return false;
+  const auto it = catching_up_->find(room);
+  if (it == catching_up_->end() || it->second.phase != CatchUp::Phase::queued) return false;
+  auto& state = it->second;
+  state.phase = CatchUp::Phase::reading;
   HistoryQuery query;
   query.room = room;
-  query.after = after;
-  query.limit = after ? kCatchUpPage : static_cast<std::size_t>(hub_->config.history_messages);
-  hub_->ingress->read_history(std::move(query), [weak = weak_self(), room](Status status, std::vector<MessagePtr> messages) {
-    if (auto self = weak.lock()) self->on_history(room, status, std::move(messages));
+  query.after = state.cursor;
+  query.limit = history_read_limit(state);
+  state.asked = query.limit;
+  const std::size_t reserved =
+      query.limit * (static_cast<std::size_t>(hub_->config.max_message_bytes) + sizeof(Message));
+  ++hub_->history_reads_in_flight;
+  hub_->history_bytes_held += reserved;
+  hub_->history_bytes_gauge.set(static_cast<std::int64_t>(hub_->history_bytes_held));
+  hub_->ingress->read_history(std::move(query), [weak = weak_self(), hub = hub_, room, reserved](
+                                                    Status status, std::vector<MessagePtr> messages) {
+    std::size_t held = 0;
+    for (const auto& m : messages) held += held_size(*m);
+    hub->history_read_done(reserved, held);
+    auto self = weak.lock();
+    if (!self) return hub->release_history_bytes(held);
+    self->on_history(room, status, std::move(messages));
+    hub->start_history_reads();
   });
+  return true;
 }
 
 void WsSession::on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages) {
-  if (!catching_up_ || !rooms_.contains(room)) return;  // left (or closed) meanwhile
-  const auto it = catching_up_->find(room);
-  if (it == catching_up_->end()) return;
+  std::size_t bytes = 0;
+  for (const auto& m : messages) bytes += held_size(*m);
+  const auto it = catching_up_ ? catching_up_->find(room) : decltype(catching_up_->end()){};
+  if (!catching_up_ || it == catching_up_->end() || it->second.phase != CatchUp::Phase::reading) {
+    return hub_->release_history_bytes(bytes);  // left (or closed) meanwhile
+  }
   auto& state = it->second;
   if (!status.ok()) {
+    hub_->release_history_bytes(bytes);
     hub_->logger.debug("history of room '", room, "' unreadable: ", status.message());
     return finish_catch_up(room, status);
   }
-  const std::size_t page = messages.size();
-  const std::size_t budget = static_cast<std::size_t>(hub_->config.catch_up_max_messages);
-  for (auto& m : messages) {
-    if (state.after && state.sent.size() >= budget) break;
-    if (!state.sent.insert(m->id).second) continue;
-    Outbound out(m, true);
-    send_history(out);
+  state.more = state.paged && messages.size() >= state.asked && !messages.empty() &&
+               state.sent + messages.size() < static_cast<std::size_t>(hub_->config.catch_up_max_messages);
+  if (!messages.empty()) state.cursor = messages.back()->id;
+  for (auto& m : messages) state.unsent.push_back(std::move(m));
+  state.unsent_bytes += bytes;
+  state.phase = CatchUp::Phase::sending;
+  pump_history(room);
+}
+
+void WsSession::pump_history(const std::string& room) {
+  const auto& cfg = hub_->config;
+  // History fills at most half the client's queue; live messages and
+  // answers have the rest.
+  const std::size_t max_frames = static_cast<std::size_t>(cfg.max_send_queue) / 2;
+  const std::size_t max_bytes = static_cast<std::size_t>(cfg.max_send_queue_bytes) / 2;
+  while (true) {
+    // Sending may close the session (its queue overflows with live traffic),
+    // which drops this state: look it up again each time.
+    if (!catching_up_) return;
+    const auto it = catching_up_->find(room);
+    if (it == catching_up_->end()) return;
+    auto& state = it->second;
+    if (state.unsent.empty()) break;
+    if (queued_frames() >= max_frames || queued_bytes() >= max_bytes) return;  // on_queue_drained goes on
+    MessagePtr message = std::move(state.unsent.front());
+    state.unsent.pop_front();
+    const std::size_t size = held_size(*message);
+    state.unsent_bytes -= size;
+    hub_->release_history_bytes(size);
+    ++state.sent;
+    // A live message held meanwhile that history carries is not sent twice.
+    std::erase_if(state.held, [&](const MessagePtr& m) {
+      if (m->id != message->id) return false;
+      state.held_bytes -= held_size(*m);
+      return true;
+    });
+    Outbound out(std::move(message), true);
     hub_->history_sent.add();
+    send_history(out);
   }
-  if (state.after && page == kCatchUpPage && state.sent.size() < budget)
-    return read_history(room, messages.back()->id);
-  finish_catch_up(room, Status::success());
+  auto& state = catching_up_->at(room);
+  if (!state.more) return finish_catch_up(room, Status::success());
+  // The next page is read once the client has drained most of its queue.
+  if (queued_frames() > static_cast<std::size_t>(cfg.max_send_queue) / 4 ||
+      queued_bytes() > static_cast<std::size_t>(cfg.max_send_queue_bytes) / 4)
+    return;
+  state.phase = CatchUp::Phase::queued;
+  hub_->request_history_read(weak_self(), room);
+}
+
+bool WsSession::history_waits_for_room() const noexcept {
+  if (!catching_up_) return false;
+  for (const auto& [room, state] : *catching_up_)
+    if (state.phase == CatchUp::Phase::sending) return true;
+  return false;
+}
+
+void WsSession::on_queue_drained() {
+  if (!catching_up_) return;
+  std::vector<std::string> waiting;
+  for (const auto& [room, state] : *catching_up_)
+    if (state.phase == CatchUp::Phase::sending) waiting.push_back(room);
+  for (const auto& room : waiting) pump_history(room);
 }
 
 void WsSession::finish_catch_up(const std::string& room, const Status& status) {
   auto node = catching_up_->extract(room);
   if (catching_up_->empty()) catching_up_.reset();
   auto& state = node.mapped();
-  const std::size_t count = state.sent.size();
-  history_done(room, count, status);
+  hub_->release_history_bytes(state.unsent_bytes);
+  history_done(room, state.sent, status);
   // Live messages that arrived meanwhile, less those history already sent.
   for (auto& m : state.held) {
-    if (state.sent.contains(m->id)) continue;
+    if (!rooms_.contains(room)) return;  // closed while sending these
     Outbound out(m);
     deliver_live(out);
   }
 }
 
+void WsSession::drop_catch_up(const std::string& room) {
+  if (!catching_up_) return;
+  auto node = catching_up_->extract(room);
+  if (catching_up_->empty()) catching_up_.reset();
+  if (!node.empty()) hub_->release_history_bytes(node.mapped().unsent_bytes);
+}
+
 bool WsSession::leave_room(const std::string& room) {
   if (!rooms_.erase(room)) return false;
   hub_->leave(this, room);
-  if (catching_up_) {
-    catching_up_->erase(room);
-    if (catching_up_->empty()) catching_up_.reset();
-  }
+  drop_catch_up(room);
   return true;
 }
 
-void Hub::join(WsSession* session, const std::string& room) {
-  auto& members = rooms[room];
-  const bool first = members.empty();
-  members.insert(session);
-  if (first) {
+void WsSession::leave_rooms() {
+  for (const auto& room : rooms_) hub_->leave(this, room);
+  rooms_.clear();
+  if (catching_up_) {
+    for (const auto& [room, state] : *catching_up_) hub_->release_history_bytes(state.unsent_bytes);
+    catching_up_.reset();
+  }
+}
+
+// --------------------------------------------------------------------- Hub
+
+Hub::JoinRefusal Hub::join(WsSession* session, const std::string& room) {
+  auto it = rooms.find(room);
+  if (it == rooms.end()) {
+    if (rooms.size() >= static_cast<std::size_t>(config.max_rooms)) {
+      joins_refused.add();
+      return JoinRefusal::too_many_rooms;
+    }
+    it = rooms.try_emplace(room).first;
     rooms_open.set(static_cast<std::int64_t>(rooms.size()));
     if (ingress) ingress->set_room_interest(room, true);
   }
+  it->second.insert(session);
+  return JoinRefusal::none;
 }
 
 void Hub::leave(WsSession* session, const std::string& room) {
@@ -198,20 +542,50 @@ void Hub::leave(WsSession* session, const std::string& room) {
 
 void Hub::remove(WsSession* session) {
   if (!sessions.erase(session)) return;
-  if (session->counted()) {
-    --connections;
-    connections_open.add(-1);
-    if (auto it = connections_by_address.find(session->address());
-        it != connections_by_address.end() && --it->second == 0)
-      connections_by_address.erase(it);
-  }
+  if (session->counted()) close_client(session->peer());
   for (const auto& room : session->rooms()) leave(session, room);
   if (sessions.empty() && on_last_session_closed) std::exchange(on_last_session_closed, nullptr)();
 }
 
 void Hub::reconfigure(const WebSocketConfig& next) {
   config.apply_live(next);
+  std::string error;
+  if (auto parsed = TrustedProxies::parse(config.trusted_proxies, error)) proxies = std::move(*parsed);
+  peers.set_limits(peer_limits(), Clock::now());
+  resends.set_max_entries(static_cast<std::size_t>(config.resend_max_entries));
   for (WsSession* session : sessions) session->apply_limits();
+  start_history_reads();
+}
+
+void Hub::request_history_read(std::weak_ptr<WsSession> session, std::string room) {
+  history_waiting.emplace_back(std::move(session), std::move(room));
+  start_history_reads();
+}
+
+void Hub::history_read_done(std::size_t reserved, std::size_t held) {
+  if (history_reads_in_flight > 0) --history_reads_in_flight;
+  history_bytes_held = history_bytes_held - std::min(history_bytes_held, reserved) + held;
+  history_bytes_gauge.set(static_cast<std::int64_t>(history_bytes_held));
+}
+
+void Hub::release_history_bytes(std::size_t bytes) {
+  if (bytes == 0) return;
+  history_bytes_held -= std::min(history_bytes_held, bytes);
+  history_bytes_gauge.set(static_cast<std::int64_t>(history_bytes_held));
+  start_history_reads();
+}
+
+void Hub::start_history_reads() {
+  // A read reserves room for the largest messages it may return; the first
+  // always may start, so a budget smaller than one read still moves.
+  const std::size_t one_read = static_cast<std::size_t>(config.max_message_bytes) + sizeof(Message);
+  while (!history_waiting.empty() && history_reads_in_flight < static_cast<std::size_t>(config.max_history_reads) &&
+         (history_bytes_held == 0 ||
+          history_bytes_held + one_read <= static_cast<std::size_t>(config.history_buffer_bytes))) {
+    auto [weak, room] = std::move(history_waiting.front());
+    history_waiting.pop_front();
+    if (auto session = weak.lock()) session->start_history_read(room);
+  }
 }
 
 void Hub::note_auth_refused(JwtError error, const std::string& address) {
@@ -223,6 +597,17 @@ void Hub::note_auth_refused(JwtError error, const std::string& address) {
                 " more refused for their token since the last report)");
   else
     logger.debug("refused a WebSocket from '", address, "': ", to_string(error));
+}
+
+void Hub::note_refused_origin(const std::string& origin, const std::string& address) {
+  std::uint64_t held_back = 0;
+  if (origin_log_.allow(held_back))
+    logger.warn("refused a request from origin '", origin, "' (client '", address,
+                "'): it is not this page's origin nor in allowed_origins; to let a front end served from there "
+                "connect, add \"",
+                origin, "\" to allowed_origins (", held_back, " more refused since the last report)");
+  else
+    logger.debug("refused a request from origin '", origin, "' (client '", address, "')");
 }
 
 void Hub::note_tls_failure(const std::string& address, std::string_view what, bool plaintext) {
@@ -238,8 +623,10 @@ void Hub::note_tls_failure(const std::string& address, std::string_view what, bo
 
 // -------------------------------------------------------------- TlsDetector
 
-TlsDetector::TlsDetector(std::shared_ptr<Hub> hub, tcp::socket&& socket)
-    : hub_(std::move(hub)), stream_(std::move(socket)) {}
+TlsDetector::TlsDetector(std::shared_ptr<Hub> hub, tcp::socket&& socket, SocketSlot slot)
+    : hub_(std::move(hub)), stream_(std::move(socket)), slot_(std::move(slot)) {
+  buffer_.max_size(4096);
+}
 
 void TlsDetector::run() {
   stream_.expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
@@ -252,13 +639,14 @@ void TlsDetector::on_detect(beast::error_code ec, bool is_tls) {
   if (ec) return hub_->note_tls_failure(remote_address(stream_), ec.message(), false);
   if (is_tls) {
     auto& context = *hub_->tls;
-    return std::make_shared<HttpSession<TlsStream>>(hub_, TlsStream(std::move(stream_), context), std::move(buffer_))
+    return std::make_shared<HttpSession<TlsStream>>(hub_, TlsStream(std::move(stream_), context), std::move(slot_),
+                                                    std::move(buffer_))
         ->run();
   }
   hub_->note_tls_failure(remote_address(stream_), "the client spoke plaintext", true);
   // Whatever it sent, one short HTTP answer says what to do instead.
   auto res = std::make_shared<http::response<http::string_body>>(http::status::bad_request, 11);
-  res->set(http::field::server, kServer);
+  res->set(http::field::server, detail::kServer);
   res->set(http::field::content_type, "text/plain; charset=utf-8");
   res->keep_alive(false);
   res->body() = "this port speaks TLS: use https:// for the page and wss:// for the WebSocket\n";

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <set>
@@ -8,22 +9,24 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "config.hpp"
 #include "frame_queue.hpp"
 #include "jwt.hpp"
 #include "nudge/sdk.hpp"
+#include "nudge/sdk/log_limiter.hpp"
+#include "peer_limits.hpp"
 #include "protocol.hpp"
 #include "resend_cache.hpp"
 #include "token_bucket.hpp"
+#include "trusted_proxies.hpp"
 #include "wire.hpp"
 
 namespace nudge::plugins::websocket {
@@ -51,6 +54,7 @@ struct WsLayer<PlainStream> {
 
 class WsSession;
 class SioSession;
+struct Hub;
 
 /// One delivered message in each form a client may need, each made once on
 /// first use and shared by every recipient (serialise once, frame once).
@@ -81,11 +85,36 @@ class Outbound {
   std::shared_ptr<const std::string> socketio_frame_;
 };
 
+/// One accepted TCP connection counted against its peer's limits and the
+/// source's total, from accept until its socket closes; moves with the
+/// socket from the TLS detector to the HTTP session to the WebSocket.
+class SocketSlot {
+ public:
+  SocketSlot() = default;
+  SocketSlot(Hub& hub, std::string peer) : hub_(&hub), peer_(std::move(peer)) {}
+  SocketSlot(SocketSlot&& other) noexcept : hub_(std::exchange(other.hub_, nullptr)), peer_(std::move(other.peer_)) {}
+  SocketSlot& operator=(SocketSlot&& other) noexcept;
+  SocketSlot(const SocketSlot&) = delete;
+  SocketSlot& operator=(const SocketSlot&) = delete;
+  ~SocketSlot() { release(); }
+
+  /// Gives the connection's place back (its socket is closed); once.
+  void release() noexcept;
+  /// The key the connection is counted under (peer_key of its address).
+  const std::string& peer() const noexcept { return peer_; }
+
+ private:
+  Hub* hub_ = nullptr;
+  std::string peer_;
+};
+
 /// State shared by the source and its sessions. Sessions hold it by
 /// shared_ptr, so a session finishing after the source stopped (its last
 /// handler destroyed with the event loop) still finds it alive; `ingress` is
 /// null from then on.
 struct Hub {
+  using Clock = std::chrono::steady_clock;
+
   Hub(const WebSocketConfig& cfg, Context& ctx);
 
   WebSocketConfig config;
@@ -106,17 +135,35 @@ struct Hub {
   /// Clients connected (max_connections): native WebSockets and Socket.IO
   /// sessions, not the WebSocket carrying a Socket.IO session as well.
   std::size_t connections = 0;
-  /// Open sessions per remote IP address (max_connections_per_address).
-  std::unordered_map<std::string, std::size_t> connections_by_address;
+  /// TCP connections open, whatever their state (max_sockets).
+  std::size_t sockets_open = 0;
+  /// Most TCP connections open at once: max_sockets, or what the process's
+  /// open-file limit leaves (set at start).
+  std::size_t max_sockets = 0;
+  /// Per address: sockets, clients, connection and message rates.
+  PeerTable peers;
+  /// trusted_proxies, parsed.
+  TrustedProxies proxies;
   std::function<void()> on_last_session_closed;
   /// Outcomes of recent sends by ref, so resends make no second message.
   ResendCache resends;
   /// Numbers anonymous connections: their refs are theirs alone.
   std::uint64_t next_connection_serial = 0;
 
+  // History reads of every client share one budget: at most
+  // max_history_reads in flight, and history_buffer_bytes of messages read
+  // (or reserved for a read) and not yet queued to a client.
+  std::size_t history_reads_in_flight = 0;
+  std::size_t history_bytes_held = 0;
+  /// Clients waiting for their turn to read, first come first served.
+  std::deque<std::pair<std::weak_ptr<WsSession>, std::string>> history_waiting;
+
   Counter& connections_accepted;
   Counter& connections_refused;
+  Counter& sockets_refused;
   Gauge& connections_open;
+  Gauge& sockets_gauge;
+  Gauge& peers_tracked;
   /// Rooms with at least one local client.
   Gauge& rooms_open;
   Counter& frames_in;
@@ -137,6 +184,8 @@ struct Hub {
   Counter& socketio_refused;
   Counter& history_sent;
   Counter& history_failures;
+  Counter& joins_refused;
+  Gauge& history_bytes_gauge;
 
   /// Where plain connections read: one buffer for the whole event loop, as
   /// a read completes before the next starts. An idle connection holds none.
@@ -145,16 +194,47 @@ struct Hub {
   /// The keep-alive ping, the same bytes for everyone.
   std::shared_ptr<const std::string> ping_frame = std::make_shared<const std::string>(encode_frame(Opcode::ping, ""));
 
-  void join(WsSession* session, const std::string& room);
+  /// Why a client may not join a room.
+  enum class JoinRefusal { none, too_many_rooms_here, too_many_rooms };
+  /// Adds `session` to `room`, or says why not (max_rooms_per_connection is
+  /// the session's own to check; this checks max_rooms).
+  JoinRefusal join(WsSession* session, const std::string& room);
   void leave(WsSession* session, const std::string& room);
   void remove(WsSession* session);
   /// Takes the live keys of `next` (a reload) and has every open session
   /// apply the new limits from now on.
   void reconfigure(const WebSocketConfig& next);
+  /// The per-address limits of `config`, for the peer table.
+  PeerTable::Limits peer_limits() const;
+
+  /// Counts a new TCP connection from `peer` (empty: a trusted proxy,
+  /// counted in the total alone); false (and counted, logged at most every
+  /// 10 s) when a limit refuses it.
+  bool open_socket(const std::string& peer, const std::string& address);
+  void close_socket(const std::string& peer) noexcept;
+  /// Counts a client (max_connections, max_connections_per_address) of
+  /// `peer` (empty: none known, the total alone); `forwarded`: it came
+  /// through a trusted proxy, so it also spends a connection of its rate.
+  /// When refused, `why` says so for the client.
+  bool open_client(const std::string& peer, bool forwarded, std::string& why);
+  void close_client(const std::string& peer) noexcept;
+
+  /// Queues `session`'s next history read of `room`; it starts when the
+  /// budget allows (WsSession::start_history_read).
+  void request_history_read(std::weak_ptr<WsSession> session, std::string room);
+  /// A read ended: its slot is free; reserved bytes become `held` bytes.
+  void history_read_done(std::size_t reserved, std::size_t held);
+  /// Bytes read from history were queued to a client (or dropped).
+  void release_history_bytes(std::size_t bytes);
+  /// Starts waiting reads while the budget allows.
+  void start_history_reads();
 
   /// Counts an upgrade refused for its token; logs it at debug, or at warn
   /// at most once per 10 s with the number held back.
   void note_auth_refused(JwtError error, const std::string& address);
+  /// Logs a request refused for its Origin (at most every 10 s), naming
+  /// the key that would allow it.
+  void note_refused_origin(const std::string& origin, const std::string& address);
   /// Counts a failed TLS handshake (`plaintext`: the client did not speak
   /// TLS at all); logged like note_auth_refused.
   void note_tls_failure(const std::string& address, std::string_view what, bool plaintext);
@@ -162,18 +242,27 @@ struct Hub {
  private:
   LogLimiter auth_log_{std::chrono::seconds(10)};
   LogLimiter tls_log_{std::chrono::seconds(10)};
+  LogLimiter refusal_log_{std::chrono::seconds(10)};
+  LogLimiter origin_log_{std::chrono::seconds(10)};
 };
 
 /// One client as the hub and the source see it, whatever its protocol
 /// (native JSON frames or Socket.IO) and transport: a member of rooms that
-/// messages are delivered to. Joining a room sends its history first, live
-/// messages of the room held back meanwhile, so the client sees each message
-/// once and in order.
+/// messages are delivered to, with what both protocols share — rate limits,
+/// the send path (resend cache, backpressure), joining with history, the
+/// token's expiry.
+///
+/// Joining a room sends its history first, live messages of the room held
+/// back meanwhile, so the client sees each message once and in order.
+/// History is paced by the client: a page is read only when the budget of
+/// all clients allows (Hub), and its messages are queued only as the
+/// client's send queue drains, so a client that does not read holds at most
+/// one page and its queue.
 class WsSession {
  public:
   using Clock = std::chrono::steady_clock;
 
-  virtual ~WsSession() = default;
+  virtual ~WsSession();
   WsSession(const WsSession&) = delete;
   WsSession& operator=(const WsSession&) = delete;
 
@@ -188,23 +277,42 @@ class WsSession {
   /// Closes with `code` once queued frames are written.
   virtual void close(CloseCode code, std::string_view reason) = 0;
   /// Called by the source's sweep: pings a client silent for half the idle
-  /// timeout, cuts one silent for all of it, and ends close handshakes that
-  /// ran past their deadline.
+  /// timeout, cuts one silent for all of it, drops one whose queue made no
+  /// progress for write_timeout_ms, closes one whose token expired, and ends
+  /// close handshakes that ran past their deadline.
   virtual void check_timeouts(Clock::time_point now) = 0;
   /// Applies the hub's limits after a reload (largest frame, rate limit);
   /// limits read from the hub on each use need nothing here.
-  virtual void apply_limits() = 0;
+  virtual void apply_limits();
+  /// Reading goes on after a pause for the pipeline (backpressure) or for a
+  /// Socket.IO session carried by this connection.
+  virtual void resume_reading() {}
+  /// Starts the read `request_history_read` asked for; the hub calls it
+  /// when the budget allows. False when nothing was read (the client left
+  /// the room or went away): the slot is free for another.
+  bool start_history_read(const std::string& room);
 
   const std::set<std::string>& rooms() const noexcept { return rooms_; }
-  /// The client's IP address, counted against max_connections_per_address.
+  /// The client's IP address, for logs.
   const std::string& address() const noexcept { return address_; }
-  /// Counted as a connection (open gauge, per-address limit): false for the
+  /// The key its limits are counted under (peer_key of the address).
+  const std::string& peer() const noexcept { return peer_; }
+  /// Counted as a client (open gauge, per-address limit): false for the
   /// WebSocket carrying a Socket.IO session, which is counted instead.
   bool counted() const noexcept { return counted_; }
+  /// Frames and bytes queued for the client and not yet written.
+  virtual std::size_t queued_frames() const noexcept = 0;
+  virtual std::size_t queued_bytes() const noexcept = 0;
+  /// The client's queue drained: history waiting for room goes on. Called by
+  /// the transport after a write.
+  void on_queue_drained();
+  /// Waiting for the pipeline to have room after a send (backpressure).
+  bool waiting_for_pipeline() const noexcept { return waiting_for_pipeline_; }
 
  protected:
-  WsSession(std::shared_ptr<Hub> hub, std::string address) : hub_(std::move(hub)), address_(std::move(address)) {}
+  WsSession(std::shared_ptr<Hub> hub, std::string address, std::string peer, std::optional<JwtIdentity> identity);
 
+  // What the protocol and transport of a session provide.
   /// Sends a live message to the client.
   virtual void deliver_live(Outbound& message) = 0;
   /// Sends one message of a room's history (oldest first).
@@ -213,28 +321,103 @@ class WsSession {
   /// (`status`); live messages of the room flow from here on.
   virtual void history_done(const std::string& room, std::size_t count, const Status& status) = 0;
   virtual std::weak_ptr<WsSession> weak_self() = 0;
+  /// What the rate limits say of one more message (data frame or event).
+  enum class RateVerdict {
+    allowed,
+    refused,           ///< answer rate_limited and go on
+    refused_to_close,  ///< answer, then close: rate_limit_strikes reached
+  };
+  /// Takes a token from the connection's bucket and from its sender's
+  /// (the token's subject, else its address) over all its connections.
+  RateVerdict rate_check();
 
   /// Joins `room` and sends its last history_messages, or with `after` what
   /// came after that message (catching up after a reconnect). Already in
-  /// the room: history_done(room, 0) at once.
-  void join_room(const std::string& room, std::optional<MessageId> after);
+  /// the room: history_done(room, 0) at once. Refused (room limits): nothing
+  /// changes and the caller tells the client.
+  Hub::JoinRefusal join_room(const std::string& room, std::optional<MessageId> after);
   /// Leaves `room`; false when the client was not in it.
   bool leave_room(const std::string& room);
+  /// Leaves every room and drops history in progress: nothing more is
+  /// delivered to this client.
+  void leave_rooms();
+  /// Whether history waits for the queue to drain (worth calling on_queue_drained).
+  bool history_waits_for_room() const noexcept;
+
+  /// How a send ended, told to the client in its protocol: ok with the
+  /// message's id, or the failure and its protocol error code.
+  struct SendOutcome {
+    Status status;
+    MessageId id;
+    /// The error code when the status's own (error_code_for) is not it.
+    std::string_view code;
+    std::string_view error_code() const noexcept { return code.empty() ? error_code_for(status.code()) : code; }
+  };
+  using Reply = std::function<void(WsSession& self, const SendOutcome& outcome)>;
+  enum class Submitted {
+    published,  ///< handed to the pipeline: read nothing more until on_pipeline_ready()
+    answered,   ///< answered at once (resend recognised, refused): go on
+  };
+  /// A chat message from the client to `room` (already joined), with its
+  /// optional `ref`: a resend of a ref is answered from the resend cache.
+  Submitted submit(std::string room, std::string text, std::string ref, Reply reply);
+  /// Called once the pipeline has room after a published submit.
+  virtual void on_pipeline_ready() = 0;
+  /// Whether the token's expiry (plus leeway) passed; counted and logged once.
+  bool token_expired();
+
+  /// Whose refs these are: the token's holder, the hello name, or (anonymous)
+  /// this connection alone.
+  std::string resend_scope() const;
 
   std::shared_ptr<Hub> hub_;
   std::set<std::string> rooms_;
   std::string address_;
+  std::string peer_;
+  std::optional<JwtIdentity> identity_;
+  std::string name_ = "anonymous";
+  bool named_ = false;  ///< a hello set name_
   bool counted_ = true;
+  /// Waiting for the pipeline to have room (backpressure): the client's
+  /// silence meanwhile is ours, not its own.
+  bool waiting_for_pipeline_ = false;
+  std::uint64_t serial_ = 0;
+  TokenBucket bucket_;
+  std::int64_t rate_strikes_ = 0;
 
  private:
+  /// A room's history on its way to the client.
   struct CatchUp {
-    std::vector<MessagePtr> held;  ///< live messages of the room, delivered once the history is out
-    std::set<MessageId> sent;      ///< ids sent from history: a held copy is not sent again
-    bool after = false;            ///< catching up after an id (paged) rather than the last N
+    enum class Phase {
+      queued,   ///< waiting for the hub's budget to read
+      reading,  ///< a read is in flight
+      sending,  ///< messages read wait for room in the client's queue
+    };
+    Phase phase = Phase::queued;
+    /// Catching up after an id (paged), rather than the last N.
+    bool paged = false;
+    /// Paged: the next read starts after this id.
+    std::optional<MessageId> cursor;
+    /// Read and not yet queued to the client (their bytes held in the hub's budget).
+    std::deque<MessagePtr> unsent;
+    std::size_t unsent_bytes = 0;
+    /// Messages the read in flight asked for (paged: fewer means the end).
+    std::size_t asked = 0;
+    /// Another page follows once `unsent` is out.
+    bool more = false;
+    std::size_t sent = 0;
+    /// Live messages of the room meanwhile, delivered once the history is out.
+    std::vector<MessagePtr> held;
+    std::size_t held_bytes = 0;
   };
-  void read_history(const std::string& room, std::optional<MessageId> after);
   void on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages);
+  /// Queues what was read while the client's queue has room, then reads on or finishes.
+  void pump_history(const std::string& room);
   void finish_catch_up(const std::string& room, const Status& status);
+  /// Drops a room's history in progress, giving its bytes back to the hub.
+  void drop_catch_up(const std::string& room);
+  /// Messages one read asks for: what the client's queue and the hub's budget allow.
+  std::size_t history_read_limit(const CatchUp& state) const;
 
   /// Only while some room's history is being sent.
   std::unique_ptr<std::unordered_map<std::string, CatchUp>> catching_up_;
@@ -250,7 +433,9 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   /// With `sio`, the connection carries that Socket.IO session (Engine.IO
   /// packets in text frames) instead of the native protocol; `probe`: it is
   /// an upgrade from long-polling, which the client completes with a probe.
-  WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, std::string address,
+  /// `address` and `peer` are the client's (X-Forwarded-For's, through a
+  /// trusted proxy), not necessarily the socket's.
+  WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, SocketSlot slot, std::string address, std::string peer,
                   std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio = nullptr, bool probe = false);
   ~WsStreamSession() override;
 
@@ -264,6 +449,9 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void close(CloseCode code, std::string_view reason) override;
   void check_timeouts(Clock::time_point now) override;
   void apply_limits() override;
+  void resume_reading() override { do_read(); }
+  std::size_t queued_frames() const noexcept override { return queue_.size(); }
+  std::size_t queued_bytes() const noexcept override { return queue_.bytes(); }
   /// Goes on reading: bytes held back first, then the socket.
   void do_read();
 
@@ -275,12 +463,21 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
     pause,  ///< wait: something will call do_read() (pipeline backpressure)
     stop,   ///< the connection is closing
   };
+  /// How far the connection is on its way out (RFC 6455 section 7).
+  enum class Closing {
+    open,          ///< not closing
+    after_queue,   ///< closing: the close frame follows the frames queued
+    close_queued,  ///< our close frame is queued, the last frame
+    close_sent,    ///< our close frame is out: waiting for the client's
+    closed,        ///< the socket is closed
+  };
 
   // WsSession
   void deliver_live(Outbound& message) override;
   void send_history(Outbound& message) override;
   void history_done(const std::string& room, std::size_t count, const Status& status) override;
   std::weak_ptr<WsSession> weak_self() override { return this->weak_from_this(); }
+  void on_pipeline_ready() override { do_read(); }
 
   void on_upgraded(boost::beast::error_code ec);
   /// A text or binary message of a Socket.IO connection.
@@ -291,16 +488,14 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   /// Runs the frames in `input` through the protocol. False when reading
   /// stops here: the rest of `input` is kept in pending_input_ if paused.
   bool consume(std::span<std::uint8_t> input);
+  /// A ping: answered with a pong, unless a pong not yet written takes its
+  /// place; refused like a data frame past the rate limit.
+  Next on_ping(std::string_view payload);
   Next on_message(std::string_view data, bool text);
   Next handle(ClientFrame frame);
-  /// Publishes `frame` as message `id`; the outcome settles the resend cache
-  /// entry (when `resend_scope` is set) and is answered with an ack or error.
-  Next publish(ClientFrame frame, const MessageId& id, std::optional<std::string> resend_scope);
-  /// Whose refs these are: the token's holder, the hello name, or (anonymous)
-  /// this connection alone.
-  std::string resend_scope() const;
   void send_text(std::string_view json);
-  /// Queues a frame whatever the queue's length (control frames).
+  /// Queues a control frame (ping, pong): they bypass max_send_queue (each
+  /// kind is queued once at most) but count in its bytes.
   void enqueue(std::shared_ptr<const std::string> frame);
   /// Writes the queue: at once while the socket takes it (plain TCP), else
   /// through an asynchronous write.
@@ -308,6 +503,8 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void on_write(boost::beast::error_code ec, std::size_t bytes);
   /// A write of frames_in_flight_ frames is done: true when more is to be written.
   bool after_write();
+  /// Drops a client whose queue is full or makes no progress (close 1008).
+  void drop_slow(const char* why);
   /// Closes with `code` at once: what is queued and not yet being written
   /// is dropped. The socket is closed when the client answers, or `grace`
   /// later at the latest.
@@ -317,15 +514,14 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void close_after_queue(CloseCode code, std::string_view reason);
   /// Queues the close frame, the last frame this session writes.
   void queue_close(CloseCode code, std::string_view reason, Clock::time_point deadline);
-  /// Leaves every room: nothing more is delivered to this client.
-  void leave_rooms();
   /// Closes the socket: the end of the session.
   void close_socket();
   void fail(boost::beast::error_code ec, const char* what);
-  /// Closes the connection (1008) when its token expires.
-  void arm_token_expiry();
+
+  bool closing() const noexcept { return closing_ != Closing::open; }
 
   Socket stream_;
+  SocketSlot slot_;
   FrameReader reader_;
   /// Socket.IO connections only: the session this connection carries.
   std::shared_ptr<SioSession> sio_;
@@ -336,30 +532,24 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   /// TLS only: what the TLS stream decrypts into (plain sockets read into
   /// the hub's shared buffer).
   std::unique_ptr<std::uint8_t[]> tls_input_;
-  /// Only while a token's expiry is watched.
-  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
   FrameQueue queue_;
   std::size_t frames_in_flight_ = 0;
+  /// A pong is queued (as pong_sequence_): a newer ping's replaces it.
+  bool pong_queued_ = false;
+  std::uint64_t pong_sequence_ = 0;
   bool writing_ = false;  ///< do_write runs or its asynchronous write is pending
+  bool upgraded_ = false;  ///< the 101 response is written
+  bool read_pending_ = false;
+  bool ping_sent_ = false;
+  bool close_received_ = false;  ///< the client's close frame arrived
+  Closing closing_ = Closing::open;
   Clock::time_point last_heard_;
+  /// When the queue last made progress (or became non-empty).
+  Clock::time_point last_written_;
   Clock::time_point close_deadline_;
   /// Set by close_after_queue until the queue drains.
   std::string pending_close_reason_;
   CloseCode pending_close_code_ = CloseCode::normal;
-  bool upgraded_ = false;  ///< the 101 response is written
-  bool read_pending_ = false;
-  bool ping_sent_ = false;
-  bool closing_ = false;        ///< closing: nothing more is delivered or read as a message
-  bool close_queued_ = false;   ///< our close frame is queued, the last frame
-  bool close_written_ = false;  ///< our close frame is out
-  bool close_received_ = false;  ///< the client's close frame arrived
-  bool closed_ = false;          ///< the socket is closed
-  bool named_ = false;           ///< a hello set name_
-  std::string name_ = "anonymous";
-  std::uint64_t serial_ = 0;
-  std::optional<JwtIdentity> identity_;
-  TokenBucket bucket_;
-  std::int64_t rate_strikes_ = 0;
 };
 
 /// One HTTP connection over `Stream`: serves the static files and hands
@@ -369,7 +559,7 @@ template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
   /// `buffer` holds bytes already read from the stream (TLS detection).
-  HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, boost::beast::flat_buffer buffer = {});
+  HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, SocketSlot slot, boost::beast::flat_buffer buffer = {});
   void run();
 
  private:
@@ -389,19 +579,32 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   void respond_socketio_error(boost::beast::http::status status, int code, std::string_view message);
   /// Checks the token (authentication on) and the connection limits; answers
   /// the refusal itself and returns false when the client may not connect.
-  bool admit(std::optional<JwtIdentity>& identity, const std::string& address);
+  /// When true, the client is counted (Hub::open_client).
+  bool admit(std::optional<JwtIdentity>& identity);
   /// Writes the 101 and hands the stream to a WsStreamSession.
-  void accept_websocket(std::optional<JwtIdentity> identity, std::string address,
-                        std::shared_ptr<SioSession> sio, bool probe);
+  void accept_websocket(std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio, bool probe);
   template <class Response>
   void respond(Response&& response);
   void respond_text(boost::beast::http::status status, std::string body, std::string www_authenticate = {});
   bool origin_allowed() const;
+  /// Sets address_ and peer_ for the request just read.
+  void identify_client();
+  /// Logs (at most every 10 s) a refused origin with the key that allows it.
+  void note_refused_origin();
   /// Ends the connection after the last response (TLS: close_notify first).
   void close();
 
   std::shared_ptr<Hub> hub_;
   Stream stream_;
+  SocketSlot slot_;
+  /// The socket's peer is a trusted proxy.
+  bool from_proxy_ = false;
+  /// The client the request being served came from, and its peer_key: the
+  /// socket's peer, or through a trusted proxy the X-Forwarded-For's
+  /// (`forwarded_`; an empty peer when the proxy named none).
+  std::string address_;
+  std::string peer_;
+  bool forwarded_ = false;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   /// The request being served is Socket.IO's (its token may come later, in CONNECT).
@@ -413,7 +616,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 /// gets a short HTTP 400 saying to use https:// or wss://, and is closed.
 class TlsDetector : public std::enable_shared_from_this<TlsDetector> {
  public:
-  TlsDetector(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket);
+  TlsDetector(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket, SocketSlot slot);
   void run();
 
  private:
@@ -422,6 +625,7 @@ class TlsDetector : public std::enable_shared_from_this<TlsDetector> {
 
   std::shared_ptr<Hub> hub_;
   PlainStream stream_;
+  SocketSlot slot_;
   boost::beast::flat_buffer buffer_;
 };
 

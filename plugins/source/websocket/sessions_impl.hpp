@@ -12,7 +12,9 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/detect_ssl.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
+#include "json_writer.hpp"
 #include "socketio_session.hpp"
 #include "static_files.hpp"
 
@@ -20,28 +22,26 @@ namespace nudge::plugins::websocket {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
-namespace ws = beast::websocket;
 namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
 
-namespace {
-constexpr const char* kServer = "nudge";
+namespace detail {
+inline constexpr const char* kServer = "nudge";
 /// How long a dropped client's write in flight may take before its socket is
 /// closed outright (a client too slow for its queue rarely reads a close frame).
-constexpr std::chrono::seconds kDropGrace{1};
-/// Longest wait armed for a token's expiry; later expiries are not watched.
-constexpr std::int64_t kMaxExpiryWatchMs = std::int64_t{366} * 24 * 3600 * 1000;
-
+inline constexpr std::chrono::seconds kDropGrace{1};
 /// Reads of the shared buffer one readable connection gets before others
 /// have their turn.
-constexpr int kReadsPerWakeup = 4;
+inline constexpr int kReadsPerWakeup = 4;
 /// What one TLS read decrypts into (TLS connections hold it while open).
-constexpr std::size_t kTlsReadSize = 4096;
+inline constexpr std::size_t kTlsReadSize = 4096;
 /// Queued frames written by one system call at most.
-constexpr std::size_t kFramesPerWrite = 16;
+inline constexpr std::size_t kFramesPerWrite = 16;
+/// Largest request header (request line and fields) read.
+inline constexpr std::size_t kMaxHeaderBytes = 16 * 1024;
 
 template <class Stream>
-constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
+inline constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
 
 /// The TCP socket under a WebSocket stream, whatever layers are between.
 template <class WebSocket>
@@ -49,14 +49,6 @@ boost::asio::ip::tcp::socket& tcp_socket(WebSocket& ws) {
   auto& lowest = beast::get_lowest_layer(ws);
   if constexpr (requires { lowest.socket(); }) return lowest.socket();
   else return lowest;
-}
-
-/// The peer's IP address, or "" once the socket is closed.
-template <class Stream>
-std::string remote_address(Stream& stream) {
-  beast::error_code ec;
-  const auto remote = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
-  return ec ? std::string() : remote.address().to_string();
 }
 
 inline std::string_view view(boost::beast::string_view s) noexcept { return {s.data(), s.size()}; }
@@ -77,27 +69,29 @@ inline std::string_view query_parameter(std::string_view target, std::string_vie
   }
   return {};
 }
+}  // namespace detail
 
-
-}  // namespace
+/// The peer's IP address, or "" once the socket is closed.
+template <class Stream>
+std::string remote_address(Stream& stream) {
+  beast::error_code ec;
+  const auto remote = beast::get_lowest_layer(stream).socket().remote_endpoint(ec);
+  return ec ? std::string() : remote.address().to_string();
+}
 
 // ---------------------------------------------------------- WsStreamSession
 
 template <class Stream>
-WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, std::string address,
-                                         std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio,
-                                         bool probe)
-    : WsSession(std::move(hub), std::move(address)),
+WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stream, SocketSlot slot,
+                                         std::string address, std::string peer, std::optional<JwtIdentity> identity,
+                                         std::shared_ptr<SioSession> sio, bool probe)
+    : WsSession(std::move(hub), std::move(address), std::move(peer), std::move(identity)),
       stream_(WsLayer<Stream>::from(std::move(stream))),
+      slot_(std::move(slot)),
       reader_(static_cast<std::size_t>(hub_->config.max_message_bytes)),
       sio_(std::move(sio)),
-      probing_(probe),
-      identity_(std::move(identity)),
-      bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
-              TokenBucket::Clock::now()) {
-  if (identity_) name_ = identity_->name;
-  serial_ = ++hub_->next_connection_serial;
-  counted_ = !sio_;  // the Socket.IO session is the connection counted
+      probing_(probe) {
+  counted_ = !sio_;  // the Socket.IO session is the client counted
 }
 
 template <class Stream>
@@ -108,16 +102,10 @@ WsStreamSession<Stream>::~WsStreamSession() {
 template <class Stream>
 void WsStreamSession<Stream>::run(std::string response, std::string early) {
   hub_->sessions.insert(this);
-  if (counted_) {
-    ++hub_->connections_by_address[address_];
-    ++hub_->connections;
-    hub_->connections_open.add(1);
-    hub_->connections_accepted.add();
-  }
   last_heard_ = Clock::now();
   pending_input_ = std::move(early);
   beast::error_code ec;
-  if constexpr (kIsTls<Stream>) {
+  if constexpr (detail::kIsTls<Stream>) {
     beast::get_lowest_layer(stream_).expires_never();
   } else {
     stream_.non_blocking(true, ec);  // read_some returns would_block instead of waiting
@@ -133,32 +121,14 @@ template <class Stream>
 void WsStreamSession<Stream>::on_upgraded(beast::error_code ec) {
   if (ec) return fail(ec, "handshake");
   upgraded_ = true;
-  arm_token_expiry();
   do_read();
   if (!queue_.empty() && !writing_) do_write();
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::arm_token_expiry() {
-  if (!identity_ || !hub_->config.auth_close_on_expiry) return;
-  const std::int64_t remaining = identity_->expires_at_ms + hub_->config.auth_leeway_ms - now_ms();
-  if (remaining > kMaxExpiryWatchMs) return;
-  expiry_timer_ = std::make_unique<boost::asio::steady_timer>(stream_.get_executor());
-  expiry_timer_->expires_after(std::chrono::milliseconds(std::max<std::int64_t>(remaining, 0)));
-  expiry_timer_->async_wait([weak = this->weak_from_this()](beast::error_code ec) {
-    auto self = weak.lock();
-    if (ec || !self || self->closing_) return;
-    self->hub_->auth_expired.add();
-    self->hub_->logger.debug("closing the connection of '", self->name_, "' from '", self->address_,
-                             "': its token expired");
-    self->close_after_queue(CloseCode::policy_error, "token expired");
-  });
-}
-
-template <class Stream>
 void WsStreamSession<Stream>::do_read() {
-  if (closed_) return;
-  if (!closing_ && !hub_->intake_open) return;
+  if (closing_ == Closing::closed) return;
+  if (!closing() && !hub_->intake_open) return;
   if (!pending_input_.empty()) {
     std::string held = std::move(pending_input_);
     pending_input_.clear();
@@ -169,11 +139,11 @@ void WsStreamSession<Stream>::do_read() {
 
 template <class Stream>
 void WsStreamSession<Stream>::start_socket_read() {
-  if (read_pending_ || closed_) return;
+  if (read_pending_ || closing_ == Closing::closed) return;
   read_pending_ = true;
-  if constexpr (kIsTls<Stream>) {
-    if (!tls_input_) tls_input_.reset(new std::uint8_t[kTlsReadSize]);
-    stream_.async_read_some(boost::asio::buffer(tls_input_.get(), kTlsReadSize),
+  if constexpr (detail::kIsTls<Stream>) {
+    if (!tls_input_) tls_input_.reset(new std::uint8_t[detail::kTlsReadSize]);
+    stream_.async_read_some(boost::asio::buffer(tls_input_.get(), detail::kTlsReadSize),
                             beast::bind_front_handler(&WsStreamSession::on_tls_read, this->shared_from_this()));
   } else {
     // No buffer is held while the client is silent: the socket is waited on,
@@ -187,9 +157,9 @@ template <class Stream>
 void WsStreamSession<Stream>::on_readable(beast::error_code ec) {
   read_pending_ = false;
   if (ec) return fail(ec, "read");
-  if (closed_) return;
+  if (closing_ == Closing::closed) return;
   std::uint8_t* buffer = hub_->read_buffer.get();
-  for (int reads = 0; reads < kReadsPerWakeup; ++reads) {
+  for (int reads = 0; reads < detail::kReadsPerWakeup; ++reads) {
     const std::size_t bytes = stream_.read_some(boost::asio::buffer(buffer, Hub::kReadBufferSize), ec);
     if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) break;
     if (ec) return fail(ec, "read");
@@ -205,7 +175,7 @@ template <class Stream>
 void WsStreamSession<Stream>::on_tls_read(beast::error_code ec, std::size_t bytes) {
   read_pending_ = false;
   if (ec) return fail(ec, "read");
-  if (closed_) return;
+  if (closing_ == Closing::closed) return;
   last_heard_ = Clock::now();
   ping_sent_ = false;
   if (!consume({tls_input_.get(), bytes})) return;
@@ -215,26 +185,27 @@ void WsStreamSession<Stream>::on_tls_read(beast::error_code ec, std::size_t byte
 template <class Stream>
 bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
   while (true) {
-    if (closed_) return false;
+    if (closing_ == Closing::closed) return false;
     const auto event = reader_.next(input);
     Next next = Next::read;
     switch (event) {
       case FrameReader::Event::need_more: return true;
       case FrameReader::Event::message:
-        if (closing_) break;  // after a close frame, data is ignored (RFC 6455 section 5.5.1)
+        if (closing()) break;  // after a close frame, data is ignored (RFC 6455 section 5.5.1)
         next = on_message(reader_.message(), reader_.is_text());
         break;
       case FrameReader::Event::ping:
-        if (!closing_) enqueue(std::make_shared<const std::string>(encode_frame(Opcode::pong, reader_.payload())));
+        if (closing()) break;
+        next = on_ping(reader_.payload());
         break;
       case FrameReader::Event::pong: break;
       case FrameReader::Event::close:
         close_received_ = true;
-        if (close_written_) {
+        if (closing_ == Closing::close_sent) {
           close_socket();
           return false;
         }
-        if (!close_queued_) {
+        if (closing_ == Closing::open || closing_ == Closing::after_queue) {
           // Echo the client's code (RFC 6455 section 5.5.1).
           const auto code = reader_.close_code();
           begin_close(code == 1005 ? CloseCode::normal : static_cast<CloseCode>(code), "",
@@ -244,11 +215,11 @@ bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
       case FrameReader::Event::failure:
         hub_->protocol_errors.add();
         hub_->logger.debug("closing a connection from '", address_, "': ", reader_.failure_reason());
-        begin_close(reader_.failure_code(), reader_.failure_reason(), kDropGrace);
+        begin_close(reader_.failure_code(), reader_.failure_reason(), detail::kDropGrace);
         return false;
     }
     // Closing, the rest is still read for the client's close frame (data is ignored).
-    if (next == Next::stop && !closing_) return false;
+    if (next == Next::stop && !closing()) return false;
     if (next == Next::pause) {
       pending_input_.assign(reinterpret_cast<const char*>(input.data()), input.size());
       return false;
@@ -257,27 +228,45 @@ bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
 }
 
 template <class Stream>
+typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_ping(std::string_view payload) {
+  // A ping costs a pong: pings are frames like any other for the rate limit.
+  switch (rate_check()) {
+    case RateVerdict::allowed: break;
+    case RateVerdict::refused: return Next::read;  // not answered
+    case RateVerdict::refused_to_close:
+      close_after_queue(CloseCode::policy_error, "rate limit exceeded");
+      return Next::stop;
+  }
+  auto pong = std::make_shared<const std::string>(encode_frame(Opcode::pong, payload));
+  // RFC 6455 section 5.5.3: a pong may answer only the most recent ping, so
+  // a client that pings and never reads holds one pong, not one per ping.
+  if (pong_queued_ && queue_.replace(pong_sequence_, frames_in_flight_, pong)) return Next::read;
+  pong_sequence_ = queue_.push_back(std::move(pong));
+  pong_queued_ = true;
+  if (upgraded_ && !writing_) do_write();
+  return Next::read;
+}
+
+template <class Stream>
 void WsStreamSession<Stream>::apply_limits() {
+  WsSession::apply_limits();
   reader_.set_max_message_bytes(static_cast<std::size_t>(hub_->config.max_message_bytes));
-  bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
-                      TokenBucket::Clock::now());
 }
 
 template <class Stream>
 typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_message(std::string_view data, bool text) {
   if (sio_) return on_socketio_message(data, text);
   hub_->frames_in.add();
-  if (!bucket_.allow(TokenBucket::Clock::now())) {
-    // Refused unread: parsing is work the limit is there to spare.
-    hub_->frames_rate_limited.add();
-    send_text(error_frame("", "rate_limited", "too many frames; slow down"));
-    if (++rate_strikes_ >= hub_->config.rate_limit_strikes) {
-      hub_->logger.debug("closing a connection from '", address_, "' after ", rate_strikes_,
-                         " frames refused for the rate limit");
+  switch (rate_check()) {
+    case RateVerdict::allowed: break;
+    case RateVerdict::refused:
+      // Refused unread: parsing is work the limit is there to spare.
+      send_text(error_frame("", "rate_limited", "too many frames; slow down"));
+      return Next::read;
+    case RateVerdict::refused_to_close:
+      send_text(error_frame("", "rate_limited", "too many frames; slow down"));
       close_after_queue(CloseCode::policy_error, "rate limit exceeded");
       return Next::stop;
-    }
-    return Next::read;
   }
   if (!text) {
     hub_->frames_refused.add();
@@ -310,7 +299,17 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::handle(ClientFra
       named_ = true;
       return Next::read;
     case ClientFrame::Type::join:
-      join_room(frame.room, frame.after);
+      switch (join_room(frame.room, frame.after)) {
+        case Hub::JoinRefusal::none: break;
+        case Hub::JoinRefusal::too_many_rooms_here:
+          send_text(error_frame(frame.ref, "too_many_rooms",
+                                "this connection is in " + std::to_string(rooms_.size()) +
+                                    " rooms already (max_rooms_per_connection); leave one first"));
+          break;
+        case Hub::JoinRefusal::too_many_rooms:
+          send_text(error_frame(frame.ref, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)"));
+          break;
+      }
       return Next::read;
     case ClientFrame::Type::leave:
       leave_room(frame.room);
@@ -326,70 +325,14 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::handle(ClientFra
     send_text(error_frame(frame.ref, "unavailable", "the server is shutting down; send again after reconnecting"));
     return Next::stop;
   }
-  if (frame.ref.empty() || hub_->config.resend_window_ms == 0)
-    return publish(std::move(frame), MessageId::generate(), std::nullopt);
-  std::string scope = resend_scope();
-  std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
-  auto claim = hub_->resends.claim(
-      scope, frame.ref, ResendCache::content_of(frame.room, frame.text), MessageId::generate(),
-      ResendCache::Clock::now(), [weak, ref = frame.ref](const Status& status, const MessageId& id) {
-        auto self = weak.lock();
-        if (!self) return;
-        if (status.ok()) self->send_text(ack_frame(ref, id));
-        else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
-      });
-  switch (claim.outcome) {
-    case ResendCache::Outcome::publish: return publish(std::move(frame), claim.id, std::move(scope));
-    case ResendCache::Outcome::already_acked:
-      hub_->resends_recognised.add();
-      send_text(ack_frame(frame.ref, claim.id));
-      return Next::read;
-    case ResendCache::Outcome::waiting:
-      hub_->resends_recognised.add();  // answered when the first attempt is
-      return Next::read;
-    case ResendCache::Outcome::conflict:
-      hub_->ref_conflicts.add();
-      hub_->frames_refused.add();
-      send_text(error_frame(frame.ref, "ref_conflict",
-                            "ref '" + frame.ref + "' was already used for a different message; use a new ref"));
-      return Next::read;
-  }
-  return Next::read;
-}
-
-template <class Stream>
-std::string WsStreamSession<Stream>::resend_scope() const {
-  // Prefixes keep a name from ever matching a token subject or a connection.
-  if (identity_) return "t:" + identity_->name;
-  if (named_) return "n:" + name_;
-  return "c:" + std::to_string(serial_);
-}
-
-template <class Stream>
-typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::publish(ClientFrame frame, const MessageId& id,
-                                                                        std::optional<std::string> resend_scope) {
-  auto message = std::make_shared<Message>();
-  message->id = id;
-  message->room = std::move(frame.room);
-  message->sender = name_;
-  message->payload = std::move(frame.text);
-  message->timestamp_ms = now_ms();
-  message->origin = hub_->instance_id;
-  std::weak_ptr<WsStreamSession> weak = this->weak_from_this();
-  // The hub is held, not the session: the cache entry is settled (and other
-  // connections waiting on it answered) even after this client is gone.
-  hub_->ingress->publish(std::move(message), [weak, hub = hub_, scope = std::move(resend_scope),
-                                              ref = std::move(frame.ref), id](Status status) {
-    if (scope) hub->resends.settle(*scope, ref, status, ResendCache::Clock::now());
-    auto self = weak.lock();
-    if (!self) return;
-    if (status.ok()) self->send_text(ack_frame(ref, id));
-    else self->send_text(error_frame(ref, error_code_for(status.code()), status.message()));
-  });
-  // Backpressure: the next frame is read only when the pipeline has room.
-  // The waiter owns the session: no read is pending to keep it alive meanwhile.
-  hub_->ingress->when_ready([self = this->shared_from_this()] { self->do_read(); });
-  return Next::pause;
+  const std::string ref = frame.ref;
+  const auto submitted = submit(std::move(frame.room), std::move(frame.text), frame.ref,
+                                [ref](WsSession& session, const SendOutcome& outcome) {
+                                  auto& self = static_cast<WsStreamSession&>(session);
+                                  if (outcome.status.ok()) self.send_text(ack_frame(ref, outcome.id));
+                                  else self.send_text(error_frame(ref, outcome.error_code(), outcome.status.message()));
+                                });
+  return submitted == Submitted::published ? Next::pause : Next::read;
 }
 
 template <class Stream>
@@ -416,7 +359,11 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_socketio_mess
     return Next::stop;
   }
   sio_->on_packet(data);
-  return closing_ ? Next::stop : Next::read;
+  if (closing()) return Next::stop;
+  if (!sio_->waiting_for_pipeline()) return Next::read;
+  // The session waits for the pipeline: it resumes this connection's reading.
+  sio_->pause_transport(this->shared_from_this());
+  return Next::pause;
 }
 
 template <class Stream>
@@ -451,17 +398,13 @@ void WsStreamSession<Stream>::send_text(std::string_view json) {
 
 template <class Stream>
 void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
-  if (closing_) return;
-  if (queue_.size() >= static_cast<std::size_t>(hub_->config.max_send_queue)) {
-    hub_->slow_clients_dropped.add();
-    hub_->logger.debug("dropping a client from '", address_, "' whose send queue is full (", queue_.size(),
-                       " frames)");
-    // A client this far behind is rarely reading: if the frames in flight
-    // and the close frame are not through within the grace, the socket is
-    // closed outright (else a stuck close would hold it for handshake_timeout_ms).
-    return begin_close(CloseCode::policy_error, "send queue full: client too slow", kDropGrace);
-  }
-  enqueue(std::move(frame));
+  if (closing()) return;
+  const auto& cfg = hub_->config;
+  if (queue_.size() >= static_cast<std::size_t>(cfg.max_send_queue) ||
+      queue_.bytes() + frame->size() > static_cast<std::size_t>(cfg.max_send_queue_bytes))
+    return drop_slow("its send queue is full");
+  queue_.push_back(std::move(frame));
+  if (upgraded_ && !writing_) do_write();
 }
 
 template <class Stream>
@@ -471,15 +414,26 @@ void WsStreamSession<Stream>::enqueue(std::shared_ptr<const std::string> frame) 
 }
 
 template <class Stream>
+void WsStreamSession<Stream>::drop_slow(const char* why) {
+  hub_->slow_clients_dropped.add();
+  hub_->logger.debug("dropping a client from '", address_, "': ", why, " (", queue_.size(), " frames, ",
+                     queue_.bytes(), " bytes queued)");
+  // A client this far behind is rarely reading: if the frames in flight
+  // and the close frame are not through within the grace, the socket is
+  // closed outright (else a stuck close would hold it for handshake_timeout_ms).
+  begin_close(CloseCode::policy_error, "send queue full: client too slow", detail::kDropGrace);
+}
+
+template <class Stream>
 void WsStreamSession<Stream>::do_write() {
   writing_ = true;
   while (true) {
     // Everything queued goes in one write, up to a bound: a client behind by
     // many frames costs one system call, not one each.
-    std::array<boost::asio::const_buffer, kFramesPerWrite> buffers;
+    std::array<boost::asio::const_buffer, detail::kFramesPerWrite> buffers;
     frames_in_flight_ = queue_.gather(buffers);
     std::size_t written = 0;
-    if constexpr (!kIsTls<Stream>) {
+    if constexpr (!detail::kIsTls<Stream>) {
       // The socket is non-blocking and a client that keeps up has room in
       // its socket buffer: write at once, with no asynchronous operation (and
       // no allocation or completion handler) per delivery. Only what does not
@@ -499,7 +453,9 @@ void WsStreamSession<Stream>::do_write() {
         continue;
       }
     }
-    beast::buffers_suffix<std::array<boost::asio::const_buffer, kFramesPerWrite>> rest(buffers);
+    // The write waits for the client: write_timeout_ms counts from here.
+    last_written_ = Clock::now();
+    beast::buffers_suffix<std::array<boost::asio::const_buffer, detail::kFramesPerWrite>> rest(buffers);
     rest.consume(written);
     boost::asio::async_write(stream_, rest,
                              beast::bind_front_handler(&WsStreamSession::on_write, this->shared_from_this()));
@@ -514,7 +470,7 @@ void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
     frames_in_flight_ = 0;
     return fail(ec, "write");
   }
-  if (closed_) return;
+  if (closing_ == Closing::closed) return;
   if (after_write()) return do_write();
   writing_ = false;
 }
@@ -522,16 +478,30 @@ void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
 template <class Stream>
 bool WsStreamSession<Stream>::after_write() {
   for (std::size_t i = std::exchange(frames_in_flight_, 0); i > 0; --i) queue_.pop_front();
-  if (!queue_.empty()) return true;
-  if (!closing_) return false;
-  if (!close_queued_) {
-    // The queue ran dry behind close_after_queue: the close frame is next.
-    queue_close(pending_close_code_, pending_close_reason_, close_deadline_);
-    return !queue_.empty();
+  if (pong_queued_ && !queue_.holds(pong_sequence_)) pong_queued_ = false;
+  const auto& cfg = hub_->config;
+  if (closing_ == Closing::open && queue_.size() <= static_cast<std::size_t>(cfg.max_send_queue) / 4 &&
+      queue_.bytes() <= static_cast<std::size_t>(cfg.max_send_queue_bytes) / 4) {
+    // Room again: history waiting for it goes on (this session's, or the
+    // Socket.IO session's this connection carries).
+    if (sio_) sio_->on_queue_drained();
+    else if (history_waits_for_room()) on_queue_drained();
   }
-  // Nothing is queued behind a close frame: it is out.
-  close_written_ = true;
-  if (close_received_) close_socket();
+  if (!queue_.empty()) return true;
+  switch (closing_) {
+    case Closing::open: return false;
+    case Closing::after_queue:
+      // The queue ran dry behind close_after_queue: the close frame is next.
+      queue_close(pending_close_code_, pending_close_reason_, close_deadline_);
+      return !queue_.empty();
+    case Closing::close_queued:
+      // Nothing is queued behind a close frame: it is out.
+      closing_ = Closing::close_sent;
+      if (close_received_) close_socket();
+      return false;
+    case Closing::close_sent:
+    case Closing::closed: return false;
+  }
   return false;
 }
 
@@ -542,8 +512,8 @@ void WsStreamSession<Stream>::shutdown() {
 
 template <class Stream>
 void WsStreamSession<Stream>::close_after_queue(CloseCode code, std::string_view reason) {
-  if (closing_ || closed_) return;
-  closing_ = true;
+  if (closing()) return;
+  closing_ = Closing::after_queue;
   leave_rooms();  // no more deliveries: the client is on its way out
   const auto deadline = Clock::now() + std::chrono::milliseconds(hub_->config.handshake_timeout_ms);
   if (!writing_ && queue_.empty()) return queue_close(code, reason, deadline);
@@ -554,18 +524,19 @@ void WsStreamSession<Stream>::close_after_queue(CloseCode code, std::string_view
 
 template <class Stream>
 void WsStreamSession<Stream>::begin_close(CloseCode code, std::string_view reason, Clock::duration grace) {
-  if (closed_ || close_queued_) return;
-  closing_ = true;
+  if (closing_ != Closing::open && closing_ != Closing::after_queue) return;
+  closing_ = Closing::after_queue;
   leave_rooms();
   // The frames being written must outlive their write; the rest go.
   queue_.keep_front(frames_in_flight_);
+  pong_queued_ = false;
   queue_close(code, reason, Clock::now() + grace);
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::queue_close(CloseCode code, std::string_view reason, Clock::time_point deadline) {
-  if (close_queued_ || closed_) return;
-  close_queued_ = true;
+  if (closing_ != Closing::open && closing_ != Closing::after_queue) return;
+  closing_ = Closing::close_queued;
   close_deadline_ = deadline;
   queue_.push_back(std::make_shared<const std::string>(encode_close_frame(code, reason)));
   pending_close_reason_.clear();
@@ -576,12 +547,20 @@ void WsStreamSession<Stream>::queue_close(CloseCode code, std::string_view reaso
 
 template <class Stream>
 void WsStreamSession<Stream>::check_timeouts(Clock::time_point now) {
-  if (closed_) return;
-  if (closing_) {
+  if (closing_ == Closing::closed) return;
+  if (closing()) {
     if (now >= close_deadline_) close_socket();
     return;
   }
-  if (sio_ && !probing_) return;  // the Socket.IO session's heartbeat watches it
+  if (writing_ && now - last_written_ >= std::chrono::milliseconds(hub_->config.write_timeout_ms))
+    return drop_slow("its queued frames made no progress for write_timeout_ms");
+  if (sio_ && !probing_) return;  // the Socket.IO session's heartbeat and token watch it
+  if (token_expired()) return close_after_queue(CloseCode::policy_error, "token expired");
+  if (waiting_for_pipeline_) {
+    // Reading is paused for the pipeline: the silence is ours.
+    last_heard_ = now;
+    return;
+  }
   const auto idle = std::chrono::milliseconds(hub_->config.idle_timeout_ms);
   const auto silent = now - last_heard_;
   if (silent >= idle) {
@@ -597,29 +576,24 @@ void WsStreamSession<Stream>::check_timeouts(Clock::time_point now) {
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::leave_rooms() {
-  for (const auto& room : rooms_) hub_->leave(this, room);
-  rooms_.clear();
-}
-
-template <class Stream>
 void WsStreamSession<Stream>::close_socket() {
-  if (closed_) return;
-  closed_ = true;
+  if (closing_ == Closing::closed) return;
+  closing_ = Closing::closed;
+  leave_rooms();
   hub_->remove(this);
-  if (expiry_timer_) expiry_timer_->cancel();
   beast::error_code ignored;
-  auto& socket = tcp_socket(stream_);
+  auto& socket = detail::tcp_socket(stream_);
   socket.shutdown(tcp::socket::shutdown_both, ignored);
   socket.close(ignored);
+  slot_.release();
   if (sio_) sio_->websocket_closed(this);
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::fail(beast::error_code ec, const char* what) {
-  const bool expected = closed_ || ec == boost::asio::error::operation_aborted || ec == boost::asio::error::eof ||
-                        ec == boost::asio::error::connection_reset || ec == boost::asio::error::broken_pipe ||
-                        ec == ssl::error::stream_truncated;
+  const bool expected = closing_ == Closing::closed || ec == boost::asio::error::operation_aborted ||
+                        ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset ||
+                        ec == boost::asio::error::broken_pipe || ec == ssl::error::stream_truncated;
   close_socket();
   if (!expected) hub_->logger.debug("connection from '", address_, "' closed on ", what, ": ", ec.message());
 }
@@ -627,12 +601,37 @@ void WsStreamSession<Stream>::fail(beast::error_code ec, const char* what) {
 // -------------------------------------------------------------- HttpSession
 
 template <class Stream>
-HttpSession<Stream>::HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, beast::flat_buffer buffer)
-    : hub_(std::move(hub)), stream_(std::move(stream)), buffer_(std::move(buffer)) {}
+HttpSession<Stream>::HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, SocketSlot slot,
+                                 beast::flat_buffer buffer)
+    : hub_(std::move(hub)),
+      stream_(std::move(stream)),
+      slot_(std::move(slot)),
+      from_proxy_(slot_.peer().empty()),
+      address_(remote_address(stream_)),
+      peer_(slot_.peer()),
+      buffer_(std::move(buffer)) {}
+
+template <class Stream>
+void HttpSession<Stream>::identify_client() {
+  if (!from_proxy_) return;  // the socket's address, as set at the start
+  // A proxy's keep-alive connection carries requests of many clients: each
+  // request says whose it is.
+  address_ = remote_address(stream_);
+  peer_.clear();
+  forwarded_ = false;
+  const auto& req = parser_->get();
+  const auto header = req.find("X-Forwarded-For");
+  if (header == req.end()) return;
+  if (const auto client = hub_->proxies.client_of(detail::view(header->value()))) {
+    address_ = client->to_string();
+    peer_ = peer_key(*client);
+    forwarded_ = true;
+  }
+}
 
 template <class Stream>
 void HttpSession<Stream>::run() {
-  if constexpr (kIsTls<Stream>) {
+  if constexpr (detail::kIsTls<Stream>) {
     // The TLS handshake counts against the same deadline as the request.
     beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
     stream_.async_handshake(ssl::stream_base::server, buffer_.data(),
@@ -645,7 +644,7 @@ void HttpSession<Stream>::run() {
 
 template <class Stream>
 void HttpSession<Stream>::on_handshake(beast::error_code ec, std::size_t used) {
-  if (ec) return hub_->note_tls_failure(remote_address(stream_), ec.message(), false);
+  if (ec) return hub_->note_tls_failure(address_, ec.message(), false);
   buffer_.consume(used);
   do_read();
 }
@@ -654,9 +653,13 @@ template <class Stream>
 void HttpSession<Stream>::do_read() {
   parser_.emplace();
   sio_request_ = false;
-  parser_->header_limit(16 * 1024);
+  parser_->header_limit(detail::kMaxHeaderBytes);
   // A long-polling POST carries up to maxPayload (max_message_bytes) of packets.
-  parser_->body_limit(static_cast<std::uint64_t>(hub_->config.max_message_bytes));
+  const auto body_limit = static_cast<std::size_t>(hub_->config.max_message_bytes);
+  parser_->body_limit(body_limit);
+  // What a request may make the connection hold: its header and body, and
+  // the start of the next one pipelined behind it.
+  buffer_.max_size(detail::kMaxHeaderBytes + body_limit + 4096);
   // The whole request must arrive in time: a client trickling bytes holds nothing for long.
   beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
   http::async_read(stream_, buffer_, *parser_,
@@ -678,27 +681,36 @@ bool HttpSession<Stream>::origin_allowed() const {
 }
 
 template <class Stream>
+void HttpSession<Stream>::note_refused_origin() {
+  hub_->connections_refused.add();
+  hub_->note_refused_origin(std::string(parser_->get()[http::field::origin]), address_);
+}
+
+template <class Stream>
 void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (ec == http::error::end_of_stream || ec == boost::asio::error::eof) return close();
   if (ec == beast::error::timeout || ec == boost::asio::error::operation_aborted ||
       ec == ssl::error::stream_truncated || ec == boost::asio::error::connection_reset)
     return;
   const auto& req = parser_->get();
-  const std::string_view target = view(req.target());
+  const std::string_view target = detail::view(req.target());
   const std::string_view path = target.substr(0, target.find('?'));
   const bool socketio = hub_->config.socketio && (path == hub_->config.socketio_path ||
                                                   std::string(path) + "/" == hub_->config.socketio_path);
   if (ec == http::error::body_limit && socketio) {
     // A long-polling POST over maxPayload: the session ends (Engine.IO v4).
     hub_->socketio_refused.add();
-    const auto sid = query_parameter(target, "sid");
+    const auto sid = detail::query_parameter(target, "sid");
     if (auto it = hub_->sio_sessions.find(std::string(sid)); it != hub_->sio_sessions.end())
       it->second->close(CloseCode::too_big, "payload too large");
     return respond_socketio_error(http::status::payload_too_large, 3, "Payload too large");
   }
+  if (ec == http::error::header_limit) return respond_text(http::status::request_header_fields_too_large, "request header too large\n");
+  if (ec == http::error::body_limit) return respond_text(http::status::payload_too_large, "request body too large\n");
   if (ec) return respond_text(http::status::bad_request, "bad request: " + ec.message() + "\n");
+  identify_client();
   if (socketio) return serve_socketio();
-  if (ws::is_upgrade(req)) {
+  if (beast::websocket::is_upgrade(req)) {
     if (path != hub_->config.path) return respond_text(http::status::not_found, "no WebSocket endpoint here\n");
     return upgrade();
   }
@@ -715,7 +727,7 @@ void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   const auto size = body.size();
   if (req.method() == http::verb::head) {
     http::response<http::empty_body> res{http::status::ok, req.version()};
-    res.set(http::field::server, kServer);
+    res.set(http::field::server, detail::kServer);
     res.set(http::field::content_type, content_type_for(*file));
     res.content_length(size);
     res.keep_alive(req.keep_alive());
@@ -723,39 +735,41 @@ void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   }
   http::response<http::file_body> res{std::piecewise_construct, std::make_tuple(std::move(body)),
                                       std::make_tuple(http::status::ok, req.version())};
-  res.set(http::field::server, kServer);
+  res.set(http::field::server, detail::kServer);
   res.set(http::field::content_type, content_type_for(*file));
   res.set(http::field::cache_control, "no-cache");
   res.set("X-Content-Type-Options", "nosniff");
   res.content_length(size);
   res.keep_alive(req.keep_alive());
+  // A file as big as the client likes to read slowly: the write must end
+  // within write_timeout_ms like any other.
+  beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.write_timeout_ms));
   respond(std::move(res));
 }
 
 template <class Stream>
-bool HttpSession<Stream>::admit(std::optional<JwtIdentity>& identity, const std::string& address) {
+bool HttpSession<Stream>::admit(std::optional<JwtIdentity>& identity) {
   if (!hub_->intake_open) {
     hub_->connections_refused.add();
     respond_text(http::status::service_unavailable, "shutting down\n");
     return false;
   }
   if (!origin_allowed()) {
-    hub_->connections_refused.add();
-    hub_->logger.warn("refused a connection from origin '", std::string(parser_->get()[http::field::origin]),
-                      "' (not in allowed_origins)");
+    note_refused_origin();
     respond_text(http::status::forbidden, "origin not allowed\n");
     return false;
   }
   // The token is checked before the limits: a client without one learns nothing about the load.
   if (hub_->verifier) {
     const auto& req = parser_->get();
-    const std::string token = token_from_request(view(req[http::field::authorization]), view(req.target()));
+    const std::string token =
+        token_from_request(detail::view(req[http::field::authorization]), detail::view(req.target()));
     // A Socket.IO client may bring its token in CONNECT's auth data instead.
-    const bool later = token.empty() && identity.has_value() == false && sio_request_;
+    const bool later = token.empty() && sio_request_;
     if (!later) {
       auto result = hub_->verifier->verify(token, now_ms());
       if (!result) {
-        hub_->note_auth_refused(result.error(), address);
+        hub_->note_auth_refused(result.error(), address_);
         // RFC 6750 section 3: no error code when the request carried no token.
         const std::string challenge =
             result.error() == JwtError::missing
@@ -769,54 +783,52 @@ bool HttpSession<Stream>::admit(std::optional<JwtIdentity>& identity, const std:
       identity = std::move(result.identity());
     }
   }
-  if (hub_->connections >= static_cast<std::size_t>(hub_->config.max_connections)) {
-    hub_->connections_refused.add();
-    respond_text(http::status::service_unavailable, "too many connections\n");
-    return false;
-  }
-  const auto per_address = hub_->config.max_connections_per_address;
-  if (per_address > 0) {
-    const auto it = hub_->connections_by_address.find(address);
-    if (it != hub_->connections_by_address.end() && it->second >= static_cast<std::size_t>(per_address)) {
-      hub_->connections_refused.add();
-      hub_->logger.debug("refused a connection from '", address, "': ", it->second, " connections already open");
-      respond_text(http::status::service_unavailable, "too many connections from this address\n");
-      return false;
-    }
-  }
   return true;
 }
 
 template <class Stream>
 void HttpSession<Stream>::upgrade() {
-  std::string address = remote_address(stream_);
   std::optional<JwtIdentity> identity;
-  if (!admit(identity, address)) return;
-  accept_websocket(std::move(identity), std::move(address), nullptr, false);
+  if (!admit(identity)) return;
+  accept_websocket(std::move(identity), nullptr, false);
 }
 
 template <class Stream>
-void HttpSession<Stream>::accept_websocket(std::optional<JwtIdentity> identity, std::string address,
-                                           std::shared_ptr<SioSession> sio, bool probe) {
+void HttpSession<Stream>::accept_websocket(std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio,
+                                           bool probe) {
   const auto& req = parser_->get();
   if (req[http::field::sec_websocket_version] != "13") {
+    if (probe) sio->probe_ended();
     http::response<http::string_body> res{http::status::upgrade_required, req.version()};
-    res.set(http::field::server, kServer);
+    res.set(http::field::server, detail::kServer);
     res.set(http::field::sec_websocket_version, "13");
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     res.body() = "this server speaks WebSocket version 13\n";
     res.prepare_payload();
     return respond(std::move(res));
   }
-  const std::string_view key = view(req[http::field::sec_websocket_key]);
-  if (!valid_websocket_key(key)) return respond_text(http::status::bad_request, "missing or malformed Sec-WebSocket-Key\n");
+  const std::string_view key = detail::view(req[http::field::sec_websocket_key]);
+  if (!valid_websocket_key(key)) {
+    if (probe) sio->probe_ended();
+    return respond_text(http::status::bad_request, "missing or malformed Sec-WebSocket-Key\n");
+  }
+  if (!probe) {
+    // The client counted: a native WebSocket, or a Socket.IO session that
+    // starts on this connection (the probe of a session counted already is not).
+    std::string why;
+    if (!hub_->open_client(peer_, forwarded_, why)) {
+      hub_->connections_refused.add();
+      hub_->logger.debug("refused a WebSocket from '", address_, "': ", why);
+      return respond_text(http::status::service_unavailable, why + "\n");
+    }
+  }
   std::string response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
-      websocket_accept_key(key) + "\r\nServer: " + kServer + "\r\n\r\n";
+      websocket_accept_key(key) + "\r\nServer: " + detail::kServer + "\r\n\r\n";
   // A client may send its first frames right behind the request.
   std::string early(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-  auto session = std::make_shared<WsStreamSession<Stream>>(hub_, std::move(stream_), std::move(address),
-                                                           std::move(identity), sio, probe);
+  auto session = std::make_shared<WsStreamSession<Stream>>(hub_, std::move(stream_), std::move(slot_), address_, peer_,
+                                                           sio ? std::nullopt : std::move(identity), sio, probe);
   if (sio && !probe) {
     // A WebSocket-only Socket.IO client: its session starts on this connection.
     sio->attach_websocket(session);
@@ -829,18 +841,17 @@ template <class Stream>
 void HttpSession<Stream>::serve_socketio() {
   sio_request_ = true;
   const auto& req = parser_->get();
-  const std::string_view target = view(req.target());
+  const std::string_view target = detail::view(req.target());
   if (!origin_allowed()) {
     hub_->socketio_refused.add();
-    hub_->logger.warn("refused a Socket.IO request from origin '", std::string(req[http::field::origin]),
-                      "' (not in allowed_origins)");
+    note_refused_origin();
     return respond_socketio_error(http::status::forbidden, 4, "Forbidden");
   }
   if (req.method() == http::verb::options) {
     // The CORS preflight of a cross-origin POST (Content-Type: text/plain is
     // simple, but clients that set extraHeaders preflight every request).
     http::response<http::empty_body> res{http::status::no_content, req.version()};
-    res.set(http::field::server, kServer);
+    res.set(http::field::server, detail::kServer);
     add_cors(res);
     res.set(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
     const auto asked = req[http::field::access_control_request_headers];
@@ -849,37 +860,45 @@ void HttpSession<Stream>::serve_socketio() {
     res.keep_alive(req.keep_alive());
     return respond(std::move(res));
   }
-  if (query_parameter(target, "EIO") != "4")
+  if (detail::query_parameter(target, "EIO") != "4")
     return respond_socketio_error(http::status::bad_request, 5, "Unsupported protocol version");
-  const auto transport = query_parameter(target, "transport");
+  const auto transport = detail::query_parameter(target, "transport");
   if (transport != "polling" && transport != "websocket")
     return respond_socketio_error(http::status::bad_request, 0, "Transport unknown");
-  const std::string sid(query_parameter(target, "sid"));
+  const std::string sid(detail::query_parameter(target, "sid"));
   std::shared_ptr<SioSession> session;
   if (!sid.empty()) {
     const auto it = hub_->sio_sessions.find(sid);
     if (it == hub_->sio_sessions.end()) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
     session = it->second;
   }
-  if (ws::is_upgrade(req)) {
+  if (beast::websocket::is_upgrade(req)) {
     if (transport != "websocket") return respond_socketio_error(http::status::bad_request, 3, "Bad request");
     if (session) {
-      if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-      return accept_websocket(std::nullopt, remote_address(stream_), std::move(session), true);
+      // One upgrade per session, from polling: a second probe, or one for a
+      // session on a WebSocket already, is refused.
+      if (!session->begin_probe()) {
+        hub_->socketio_refused.add();
+        return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+      }
+      return accept_websocket(std::nullopt, std::move(session), true);
     }
-    std::string address = remote_address(stream_);
     std::optional<JwtIdentity> identity;
-    if (!admit(identity, address)) return;
-    auto created = std::make_shared<SioSession>(hub_, address, identity, false);
-    return accept_websocket(std::move(identity), std::move(address), std::move(created), false);
+    if (!admit(identity)) return;
+    auto created = std::make_shared<SioSession>(hub_, address_, peer_, identity, false);
+    return accept_websocket(std::move(identity), std::move(created), false);
   }
   if (transport != "polling") return respond_socketio_error(http::status::bad_request, 3, "Bad request");
   if (req.method() == http::verb::get) {
     if (!session) {
-      std::string address = remote_address(stream_);
       std::optional<JwtIdentity> identity;
-      if (!admit(identity, address)) return;
-      auto created = std::make_shared<SioSession>(hub_, std::move(address), std::move(identity), true);
+      if (!admit(identity)) return;
+      std::string why;
+      if (!hub_->open_client(peer_, forwarded_, why)) {
+        hub_->connections_refused.add();
+        return respond_socketio_error(http::status::service_unavailable, 3, why);
+      }
+      auto created = std::make_shared<SioSession>(hub_, address_, peer_, std::move(identity), true);
       return answer_socketio(created->start());
     }
     if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
@@ -900,8 +919,19 @@ void HttpSession<Stream>::serve_socketio() {
   if (req.method() == http::verb::post) {
     if (!session) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
     if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-    session->on_post(req.body());
-    return answer_socketio("ok", "text/html");
+    // Answered once every packet is taken: while the pipeline is full that
+    // waits, and the client sends nothing more meanwhile (backpressure).
+    beast::get_lowest_layer(stream_).expires_never();
+    const bool taken = session->on_post(std::move(parser_->get().body()), [self = this->shared_from_this()] {
+      self->answer_socketio("ok", "text/html");
+    });
+    if (!taken) {
+      // Two POSTs at once break the protocol as two polls do.
+      hub_->socketio_refused.add();
+      session->close(CloseCode::protocol_error, "overlapping POST requests");
+      return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+    }
+    return;
   }
   respond_socketio_error(http::status::bad_request, 2, "Bad handshake method");
 }
@@ -910,13 +940,16 @@ template <class Stream>
 void HttpSession<Stream>::answer_socketio(std::string body, std::string_view content_type) {
   const auto& req = parser_->get();
   http::response<http::string_body> res{http::status::ok, req.version()};
-  res.set(http::field::server, kServer);
+  res.set(http::field::server, detail::kServer);
   res.set(http::field::content_type, content_type);
   res.set(http::field::cache_control, "no-store");
   add_cors(res);
   res.body() = std::move(body);
   res.keep_alive(req.keep_alive());
   res.prepare_payload();
+  // Whatever waited (a long poll, a POST held for the pipeline), the answer
+  // must get through in time.
+  beast::get_lowest_layer(stream_).expires_after(std::chrono::milliseconds(hub_->config.write_timeout_ms));
   respond(std::move(res));
 }
 
@@ -935,11 +968,11 @@ void HttpSession<Stream>::add_cors(Response& res) const {
 template <class Stream>
 void HttpSession<Stream>::respond_socketio_error(http::status status, int code, std::string_view message) {
   http::response<http::string_body> res{status, parser_ ? parser_->get().version() : 11};
-  res.set(http::field::server, kServer);
+  res.set(http::field::server, detail::kServer);
   res.set(http::field::content_type, "application/json");
   if (parser_ && status != http::status::forbidden) add_cors(res);
   res.keep_alive(false);
-  res.body() = "{\"code\":" + std::to_string(code) + ",\"message\":\"" + std::string(message) + "\"}";
+  res.body() = "{\"code\":" + std::to_string(code) + ",\"message\":" + json_string(message) + "}";
   res.prepare_payload();
   respond(std::move(res));
 }
@@ -959,7 +992,7 @@ void HttpSession<Stream>::respond(Response&& response) {
 template <class Stream>
 void HttpSession<Stream>::respond_text(http::status status, std::string body, std::string www_authenticate) {
   http::response<http::string_body> res{status, parser_ ? parser_->get().version() : 11};
-  res.set(http::field::server, kServer);
+  res.set(http::field::server, detail::kServer);
   res.set(http::field::content_type, "text/plain; charset=utf-8");
   if (!www_authenticate.empty()) res.set(http::field::www_authenticate, www_authenticate);
   res.keep_alive(false);
@@ -970,7 +1003,7 @@ void HttpSession<Stream>::respond_text(http::status status, std::string body, st
 
 template <class Stream>
 void HttpSession<Stream>::close() {
-  if constexpr (kIsTls<Stream>) {
+  if constexpr (detail::kIsTls<Stream>) {
     // close_notify, bounded: a peer that never answers it is not waited for.
     beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(2));
     stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {

@@ -1,5 +1,9 @@
 #include "socketio_session.hpp"
 
+#include <array>
+#include <stdexcept>
+
+#include <openssl/rand.h>
 #include <rapidjson/document.h>
 
 #include "json_writer.hpp"
@@ -12,6 +16,8 @@ namespace {
 /// Separates packets in a long-polling body (Engine.IO v4).
 constexpr char kRecordSeparator = '\x1e';
 
+/// Longest `ref` a client may give a message (as in the native protocol).
+constexpr std::size_t kMaxRef = 128;
 
 /// A string member of an object, or the value itself when it is a string
 /// (`join "room"` and `join {room: "room"}` both work).
@@ -23,34 +29,53 @@ std::optional<std::string> string_arg(const rapidjson::Value& value, const char*
   return std::string(it->value.GetString(), it->value.GetStringLength());
 }
 
+/// One member of CONNECT's auth data: absent, a string, or something else
+/// (which is refused rather than ignored: a client meant something by it).
+struct AuthMember {
+  bool present = false;
+  std::optional<std::string> text;  ///< set when present and a string
+};
+
+AuthMember auth_member(const rapidjson::Document& auth, bool has_auth, const char* key) {
+  if (!has_auth) return {};
+  const auto it = auth.FindMember(key);
+  if (it == auth.MemberEnd() || it->value.IsNull()) return {};
+  if (!it->value.IsString()) return {true, std::nullopt};
+  return {true, std::string(it->value.GetString(), it->value.GetStringLength())};
+}
 
 }  // namespace
 
-SioSession::SioSession(std::shared_ptr<Hub> hub, std::string address, std::optional<JwtIdentity> identity,
-                       bool polling)
-    : WsSession(std::move(hub), std::move(address)),
-      sid_(MessageId::generate().to_string()),
-      polling_(polling),
-      identity_(std::move(identity)),
-      bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
-              TokenBucket::Clock::now()) {
-  if (identity_) name_ = identity_->name;
+std::string new_session_id() {
+  std::array<unsigned char, 15> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
+    throw std::runtime_error("OpenSSL's random generator failed");
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string id;
+  id.reserve(20);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::uint32_t triple = (std::uint32_t{bytes[i]} << 16) | (std::uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
+    for (int shift = 18; shift >= 0; shift -= 6) id.push_back(kAlphabet[(triple >> shift) & 0x3f]);
+  }
+  return id;
 }
+
+SioSession::SioSession(std::shared_ptr<Hub> hub, std::string address, std::string peer,
+                       std::optional<JwtIdentity> identity, bool polling)
+    : WsSession(std::move(hub), std::move(address), std::move(peer), std::move(identity)),
+      sid_(new_session_id()),
+      transport_(polling ? Transport::polling : Transport::websocket) {}
 
 SioSession::~SioSession() { hub_->remove(this); }
 
 std::string SioSession::start() {
   hub_->sessions.insert(this);
   hub_->sio_sessions.emplace(sid_, shared_from_this());
-  ++hub_->connections_by_address[address_];
-  ++hub_->connections;
-  hub_->connections_open.add(1);
-  hub_->connections_accepted.add();
   hub_->socketio_sessions.add();
   next_ping_ = Clock::now() + std::chrono::milliseconds(hub_->config.ping_interval_ms);
-  auto open = socketio::open_packet(sid_, polling_, hub_->config.ping_interval_ms, hub_->config.ping_timeout_ms,
+  auto open = socketio::open_packet(sid_, polling(), hub_->config.ping_interval_ms, hub_->config.ping_timeout_ms,
                                     hub_->config.max_message_bytes);
-  if (!polling_) send_packet(open);
+  if (!polling()) send_packet(open);
   return open;
 }
 
@@ -59,7 +84,7 @@ std::string SioSession::start() {
 bool SioSession::poll(std::function<void(std::string)> answer) {
   if (poll_waiter_) return false;
   poll_waiter_ = std::move(answer);
-  if (upgrading_) {
+  if (transport_ == Transport::upgrading) {
     // Between the probe and "5", polls are answered at once: the client
     // waits for its poll to return before it completes the upgrade.
     std::exchange(poll_waiter_, nullptr)("6");
@@ -76,22 +101,39 @@ bool SioSession::poll(std::function<void(std::string)> answer) {
 
 void SioSession::flush_poll() {
   if (!poll_waiter_ || poll_queue_.empty()) return;
-  std::size_t bytes = 0;
-  for (const auto& p : poll_queue_) bytes += p->size() + 1;
   std::string body;
-  body.reserve(bytes);
+  body.reserve(poll_queue_bytes_ + poll_queue_.size());
   for (const auto& p : poll_queue_) {
     if (!body.empty()) body.push_back(kRecordSeparator);
     body.append(*p);
   }
   poll_queue_.clear();
+  poll_queue_bytes_ = 0;
   std::exchange(poll_waiter_, nullptr)(std::move(body));
+  // Room again: history waiting for it goes on (into the next poll).
+  if (history_waits_for_room()) on_queue_drained();
 }
 
-void SioSession::on_post(std::string_view body) {
-  while (!ended_) {
-    const auto end = body.find(kRecordSeparator);
-    const auto packet = body.substr(0, end);
+bool SioSession::on_post(std::string body, std::function<void()> done) {
+  if (post_done_) return false;
+  if (ended_) {
+    done();
+    return true;
+  }
+  post_body_ = std::move(body);
+  post_offset_ = 0;
+  post_done_ = std::move(done);
+  take_post();
+  return true;
+}
+
+void SioSession::take_post() {
+  auto self = shared_from_this();  // a packet may end the session
+  while (!ended_ && !waiting_for_pipeline_ && post_offset_ < post_body_.size()) {
+    const std::string_view rest = std::string_view(post_body_).substr(post_offset_);
+    const auto end = rest.find(kRecordSeparator);
+    const auto packet = rest.substr(0, end);
+    post_offset_ = end == std::string_view::npos ? post_body_.size() : post_offset_ + end + 1;
     if (!packet.empty() && packet[0] == 'b') {
       // A base64 binary packet (attachments): this server reads text only.
       if (attachments_to_skip_ > 0) --attachments_to_skip_;
@@ -99,54 +141,86 @@ void SioSession::on_post(std::string_view body) {
     } else {
       on_packet(packet);
     }
-    if (end == std::string_view::npos) break;
-    body.remove_prefix(end + 1);
   }
+  if (!ended_ && waiting_for_pipeline_ && post_offset_ < post_body_.size()) return;  // on_pipeline_ready goes on
+  post_body_.clear();
+  post_body_.shrink_to_fit();
+  post_offset_ = 0;
+  if (auto done = std::exchange(post_done_, nullptr)) done();
+}
+
+void SioSession::on_pipeline_ready() {
+  if (auto ws = std::move(paused_websocket_)) return ws->resume_reading();
+  if (polling()) take_post();
+}
+
+bool SioSession::begin_probe() {
+  if (ended_ || transport_ != Transport::polling) return false;
+  transport_ = Transport::probing;
+  return true;
+}
+
+void SioSession::probe_ended() {
+  if (transport_ == Transport::probing || transport_ == Transport::upgrading) transport_ = Transport::polling;
 }
 
 void SioSession::on_probe() {
-  upgrading_ = true;
+  transport_ = Transport::upgrading;
   // The waiting poll returns at once, so the client sees the upgrade through.
-  if (poll_waiter_) {
-    poll_queue_.push_back(std::make_shared<const std::string>("6"));
-    flush_poll();
-  }
+  if (poll_waiter_) std::exchange(poll_waiter_, nullptr)("6");
 }
 
 void SioSession::attach_websocket(std::shared_ptr<WsSession> ws) {
   if (ended_) return ws->close(CloseCode::normal, "session ended");
-  if (polling_) hub_->socketio_upgrades.add();
+  if (transport_ != Transport::websocket) hub_->socketio_upgrades.add();
   websocket_ = ws;
-  polling_ = false;
-  upgrading_ = false;
+  transport_ = Transport::websocket;
   // What was waiting for the next poll goes out on the WebSocket, in order.
   for (auto& packet : poll_queue_) ws->send(std::make_shared<const std::string>(encode_frame(Opcode::text, *packet)));
   poll_queue_.clear();
+  poll_queue_bytes_ = 0;
   if (poll_waiter_) std::exchange(poll_waiter_, nullptr)("6");
 }
 
 void SioSession::websocket_closed(const WsSession* ws) {
+  if (transport_ != Transport::websocket) return probe_ended();  // the probe went away: polling goes on
   const auto current = websocket_.lock();
-  if (!polling_ && (!current || current.get() == ws)) end("transport close");
+  if (!current || current.get() == ws) end("transport close");
+}
+
+std::size_t SioSession::queued_frames() const noexcept {
+  if (polling()) return poll_queue_.size();
+  const auto ws = websocket_.lock();
+  return ws ? ws->queued_frames() : 0;
+}
+
+std::size_t SioSession::queued_bytes() const noexcept {
+  if (polling()) return poll_queue_bytes_;
+  const auto ws = websocket_.lock();
+  return ws ? ws->queued_bytes() : 0;
 }
 
 void SioSession::send(std::shared_ptr<const std::string> frame) {
-  if (auto ws = websocket_.lock(); ws && !polling_) ws->send(std::move(frame));
+  if (polling()) return;
+  if (auto ws = websocket_.lock()) ws->send(std::move(frame));
 }
 
 void SioSession::send_packet(std::shared_ptr<const std::string> packet, std::shared_ptr<const std::string> frame) {
   if (ended_) return;
-  if (!polling_) {
+  if (!polling()) {
     if (auto ws = websocket_.lock())
       ws->send(frame ? std::move(frame) : std::make_shared<const std::string>(encode_frame(Opcode::text, *packet)));
     return;
   }
-  if (poll_queue_.size() >= static_cast<std::size_t>(hub_->config.max_send_queue)) {
+  const auto& cfg = hub_->config;
+  if (poll_queue_.size() >= static_cast<std::size_t>(cfg.max_send_queue) ||
+      poll_queue_bytes_ + packet->size() > static_cast<std::size_t>(cfg.max_send_queue_bytes)) {
     hub_->slow_clients_dropped.add();
     hub_->logger.debug("dropping a Socket.IO client from '", address_, "' that does not poll (", poll_queue_.size(),
-                       " packets waiting)");
+                       " packets, ", poll_queue_bytes_, " bytes waiting)");
     return end("send queue full: client too slow");
   }
+  poll_queue_bytes_ += packet->size();
   poll_queue_.push_back(std::move(packet));
   flush_poll();
 }
@@ -166,7 +240,10 @@ void SioSession::on_packet(std::string_view text) {
       awaiting_pong_ = false;
       next_ping_ = Clock::now() + std::chrono::milliseconds(hub_->config.ping_interval_ms);
       return;
-    case socketio::EngineType::ping: return send_packet("3" + std::string(packet->data));
+    case socketio::EngineType::ping:
+      // A client's ping costs a packet back: limited like any event.
+      if (rate_check() == RateVerdict::allowed) send_packet("3" + std::string(packet->data));
+      return;
     case socketio::EngineType::message: return on_socketio(packet->data);
     case socketio::EngineType::close: return end("client close");
     case socketio::EngineType::noop: return;
@@ -185,13 +262,19 @@ void SioSession::on_binary() {
   refuse(std::nullopt, "bad_request", "binary data is not supported; send JSON");
 }
 
-void SioSession::apply_limits() {
-  bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
-                      TokenBucket::Clock::now());
-}
-
 void SioSession::check_timeouts(Clock::time_point now) {
   if (ended_) return;
+  if (token_expired()) {
+    refuse(std::nullopt, "unauthorized", "the token expired; connect again with a new one");
+    return close(CloseCode::policy_error, "token expired");
+  }
+  const auto timeout = std::chrono::milliseconds(hub_->config.ping_timeout_ms);
+  if (waiting_for_pipeline_) {
+    // The client's pong waits behind a message the pipeline has no room for:
+    // the delay is ours.
+    if (awaiting_pong_) pong_deadline_ = std::max(pong_deadline_, now + timeout);
+    return;
+  }
   if (awaiting_pong_) {
     if (now < pong_deadline_) return;
     hub_->idle_closed.add();
@@ -201,7 +284,7 @@ void SioSession::check_timeouts(Clock::time_point now) {
   }
   if (now >= next_ping_) {
     awaiting_pong_ = true;
-    pong_deadline_ = now + std::chrono::milliseconds(hub_->config.ping_timeout_ms);
+    pong_deadline_ = now + timeout;
     send_packet("2");
   }
 }
@@ -211,7 +294,7 @@ void SioSession::shutdown() { close(CloseCode::going_away, "server shutting down
 void SioSession::close(CloseCode code, std::string_view reason) {
   if (ended_) return;
   if (connected_) send_packet("41");  // the namespace is disconnected by the server
-  if (auto ws = websocket_.lock(); ws && !polling_) ws->close(code, reason);
+  if (auto ws = websocket_.lock(); ws && !polling()) ws->close(code, reason);
   end(reason);
 }
 
@@ -219,12 +302,14 @@ void SioSession::end(std::string_view reason) {
   if (ended_) return;
   auto self = shared_from_this();  // the hub's reference goes below
   ended_ = true;
-  for (const auto& room : std::set<std::string>(rooms_)) leave_room(room);
+  leave_rooms();
   hub_->sio_sessions.erase(sid_);
   hub_->remove(this);
-  if (auto ws = websocket_.lock(); ws && !polling_) ws->close(CloseCode::normal, reason);
-  // A poll waiting now learns the session is over.
+  if (auto ws = websocket_.lock(); ws && !polling()) ws->close(CloseCode::normal, reason);
+  paused_websocket_.reset();
+  // A poll waiting now learns the session is over; a POST being taken is answered.
   if (poll_waiter_) std::exchange(poll_waiter_, nullptr)("1");
+  if (auto done = std::exchange(post_done_, nullptr)) done();
 }
 
 // -------------------------------------------------------------- Socket.IO
@@ -255,7 +340,9 @@ void SioSession::on_socketio(std::string_view text) {
       if (!connected_) return;
       return on_event(*packet);
     case socketio::PacketType::ack: return;  // this server asks for no acks
-    default: return;
+    case socketio::PacketType::connect_error:
+    case socketio::PacketType::binary_event:
+    case socketio::PacketType::binary_ack: return;
   }
 }
 
@@ -263,69 +350,73 @@ void SioSession::on_connect(const socketio::Packet& packet) {
   if (connected_) return;
   rapidjson::Document auth;
   if (!packet.data.empty()) auth.Parse<kJsonParseFlags>(packet.data.data(), packet.data.size());
-  const bool has_auth = !packet.data.empty() && auth.IsObject();
-  auto member = [&](const char* key) -> std::optional<std::string> {
-    if (!has_auth) return std::nullopt;
-    return string_arg(auth, key);
+  const bool has_auth = !packet.data.empty() && !auth.HasParseError() && auth.IsObject();
+  const auto refuse_connect = [this](std::string_view message) {
+    send_packet(socketio::connect_error_packet("/", message));
   };
+  // Each key the client sent must be what it can only be: a string.
+  const AuthMember token = auth_member(auth, has_auth, "token");
+  const AuthMember room_member = auth_member(auth, has_auth, "room");
+  const AuthMember after_member = auth_member(auth, has_auth, "after");
+  const AuthMember name = auth_member(auth, has_auth, "name");
+  for (const auto& [key, member] : {std::pair{"token", &token}, std::pair{"room", &room_member},
+                                    std::pair{"after", &after_member}, std::pair{"name", &name}}) {
+    if (member->present && !member->text)
+      return refuse_connect("'" + std::string(key) + "' in the auth data must be a string");
+  }
   if (hub_->verifier && !identity_) {
     // Socket.IO clients pass tokens in the auth data: io(url, {auth: {token}}).
-    const auto token = member("token");
-    auto result = hub_->verifier->verify(token.value_or(""), now_ms());
+    auto result = hub_->verifier->verify(token.text.value_or(""), now_ms());
     if (!result) {
       hub_->note_auth_refused(result.error(), address_);
-      send_packet(socketio::connect_error_packet("/", "unauthorized: " + std::string(to_string(result.error()))));
-      return;
+      return refuse_connect("unauthorized: " + std::string(to_string(result.error())));
     }
     identity_ = std::move(result.identity());
     name_ = identity_->name;
   }
   std::string room = hub_->config.socketio_default_room;
-  if (auto requested = member("room")) {
-    if (!is_valid_room(*requested)) {
-      send_packet(socketio::connect_error_packet("/", "invalid room name: use 1 to 128 characters of A-Z a-z 0-9 _ - . :"));
-      return;
-    }
-    room = std::move(*requested);
+  if (room_member.text) {
+    if (!is_valid_room(*room_member.text))
+      return refuse_connect("invalid room name: use 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+    room = *room_member.text;
   }
   std::optional<MessageId> after;
-  if (auto last = member("after")) {
-    after = MessageId::parse(*last);
-    if (!after) {
-      send_packet(socketio::connect_error_packet("/", "'after' must be the id of a message (a UUID string)"));
-      return;
-    }
+  if (after_member.text) {
+    after = MessageId::parse(*after_member.text);
+    if (!after) return refuse_connect("'after' must be the id of a message (a UUID string)");
   }
-  if (auto name = member("name"); name && !identity_) {
-    if (!is_valid_name(*name)) {
-      send_packet(socketio::connect_error_packet("/", "'name' must be 1 to 64 bytes without control characters"));
-      return;
-    }
-    name_ = std::move(*name);
+  if (name.text && !identity_) {
+    if (!is_valid_name(*name.text)) return refuse_connect(kNameRule);
+    name_ = *name.text;
+    named_ = true;
   }
   connected_ = true;
   send_packet(socketio::connect_packet(sid_));
   current_room_ = room;
-  join_room(room, after);
+  switch (join_room(room, after)) {
+    case Hub::JoinRefusal::none: break;
+    case Hub::JoinRefusal::too_many_rooms_here:
+    case Hub::JoinRefusal::too_many_rooms:
+      refuse(std::nullopt, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)");
+      current_room_.clear();
+      break;
+  }
 }
 
 void SioSession::on_event(const socketio::Packet& packet) {
   const auto ack = packet.ack_id;
-  if (!bucket_.allow(TokenBucket::Clock::now())) {
-    hub_->frames_rate_limited.add();
-    refuse(ack, "rate_limited", "too many events; slow down");
-    if (++rate_strikes_ >= hub_->config.rate_limit_strikes) {
-      hub_->logger.debug("closing a Socket.IO session from '", address_, "' after ", rate_strikes_,
-                         " events refused for the rate limit");
-      close(CloseCode::policy_error, "rate limit exceeded");
-    }
-    return;
+  switch (rate_check()) {
+    case RateVerdict::allowed: break;
+    case RateVerdict::refused: return refuse(ack, "rate_limited", "too many events; slow down");
+    case RateVerdict::refused_to_close:
+      refuse(ack, "rate_limited", "too many events; slow down");
+      return close(CloseCode::policy_error, "rate limit exceeded");
   }
   hub_->frames_in.add();
   if (packet.event == "event:message" || packet.event == "message") return on_send(packet.args, ack);
   rapidjson::Document args;
   args.Parse<kJsonParseFlags>(packet.args.data(), packet.args.size());
-  const rapidjson::Value* first = args.IsArray() && !args.Empty() ? &args[0] : nullptr;
+  const rapidjson::Value* first = !args.HasParseError() && args.IsArray() && !args.Empty() ? &args[0] : nullptr;
   if (packet.event == "join") {
     auto room = first ? string_arg(*first, "room") : std::nullopt;
     if (!room || !is_valid_room(*room)) {
@@ -341,9 +432,21 @@ void SioSession::on_event(const socketio::Packet& packet) {
         return refuse(ack, "bad_request", "'after' must be the id of a message (a UUID string)");
       }
     }
-    current_room_ = *room;
-    if (ack) join_acks_[*room] = *ack;
-    return join_room(*room, after);
+    if (ack) join_acks_[*room] = *ack;  // answered with the room's history (history_done)
+    switch (join_room(*room, after)) {
+      case Hub::JoinRefusal::none:
+        current_room_ = *room;
+        return;
+      case Hub::JoinRefusal::too_many_rooms_here:
+        join_acks_.erase(*room);
+        return refuse(ack, "too_many_rooms",
+                      "this connection is in " + std::to_string(rooms_.size()) +
+                          " rooms already (max_rooms_per_connection); leave one first");
+      case Hub::JoinRefusal::too_many_rooms:
+        join_acks_.erase(*room);
+        return refuse(ack, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)");
+    }
+    return;
   }
   if (packet.event == "leave") {
     auto room = first ? string_arg(*first, "room") : std::nullopt;
@@ -352,6 +455,7 @@ void SioSession::on_event(const socketio::Packet& packet) {
       return refuse(ack, "bad_request", "leave takes a room name");
     }
     const bool was_in = leave_room(*room);
+    join_acks_.erase(*room);
     if (current_room_ == *room) current_room_ = rooms_.empty() ? std::string() : *rooms_.rbegin();
     return ack_ok(ack, "\"room\":" + json_string(*room) + ",\"left\":" + (was_in ? "true" : "false"));
   }
@@ -359,7 +463,7 @@ void SioSession::on_event(const socketio::Packet& packet) {
     auto name = first ? string_arg(*first, "name") : std::nullopt;
     if (!name || !is_valid_name(*name)) {
       hub_->frames_refused.add();
-      return refuse(ack, "bad_request", "hello takes a name: 1 to 64 bytes without control characters");
+      return refuse(ack, "bad_request", std::string("hello takes a name: ") + kNameRule);
     }
     if (identity_ && *name != identity_->name) {
       hub_->frames_refused.add();
@@ -367,6 +471,7 @@ void SioSession::on_event(const socketio::Packet& packet) {
                     "this connection is authenticated as '" + identity_->name + "'; its name comes from the token");
     }
     name_ = std::move(*name);
+    named_ = true;
     return ack_ok(ack, "\"name\":" + json_string(name_));
   }
   hub_->frames_refused.add();
@@ -377,20 +482,31 @@ void SioSession::on_event(const socketio::Packet& packet) {
 void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t> ack) {
   rapidjson::Document args;
   args.Parse<kJsonParseFlags>(args_json.data(), args_json.size());
-  const rapidjson::Value* first = args.IsArray() && !args.Empty() ? &args[0] : nullptr;
+  const rapidjson::Value* first = !args.HasParseError() && args.IsArray() && !args.Empty() ? &args[0] : nullptr;
   auto text = first ? string_arg(*first, "message") : std::nullopt;
   if (!text || !is_valid_utf8(*text)) {
     hub_->frames_refused.add();
-    return refuse(ack, "bad_request", "event:message takes {message: \"text\"} (and optionally room)");
+    return refuse(ack, "bad_request", "event:message takes {message: \"text\"} (and optionally room and ref)");
   }
   std::string room = current_room_;
-  if (first->IsObject() && first->HasMember("room")) {
-    auto named = string_arg(*first, "room");
-    if (!named) {
-      hub_->frames_refused.add();
-      return refuse(ack, "bad_request", "'room' must be a string");
+  std::string ref;
+  if (first->IsObject()) {
+    if (first->HasMember("room")) {
+      auto named = string_arg(*first, "room");
+      if (!named) {
+        hub_->frames_refused.add();
+        return refuse(ack, "bad_request", "'room' must be a string");
+      }
+      room = std::move(*named);
     }
-    room = std::move(*named);
+    if (first->HasMember("ref")) {
+      auto given = string_arg(*first, "ref");
+      if (!given || given->empty() || given->size() > kMaxRef || !is_valid_utf8(*given)) {
+        hub_->frames_refused.add();
+        return refuse(ack, "bad_request", "'ref' must be a string of 1 to 128 bytes");
+      }
+      ref = std::move(*given);
+    }
   }
   if (room.empty() || !rooms_.contains(room)) {
     hub_->frames_refused.add();
@@ -398,19 +514,10 @@ void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t
   }
   if (!hub_->ingress || !hub_->intake_open)
     return refuse(ack, "unavailable", "the server is shutting down; send again after reconnecting");
-  auto message = std::make_shared<Message>();
-  message->id = MessageId::generate();
-  message->room = std::move(room);
-  message->sender = name_;
-  message->payload = std::move(*text);
-  message->timestamp_ms = now_ms();
-  message->origin = hub_->instance_id;
-  const MessageId id = message->id;
-  hub_->ingress->publish(std::move(message), [weak = weak_from_this(), ack, id](Status status) {
-    auto self = weak.lock();
-    if (!self) return;
-    if (status.ok()) self->ack_ok(ack, "\"id\":\"" + id.to_string() + "\"");
-    else self->refuse(ack, error_code_for(status.code()), status.message());
+  submit(std::move(room), std::move(*text), std::move(ref), [ack](WsSession& session, const SendOutcome& outcome) {
+    auto& self = static_cast<SioSession&>(session);
+    if (outcome.status.ok()) self.ack_ok(ack, "\"id\":\"" + outcome.id.to_string() + "\"");
+    else self.refuse(ack, outcome.error_code(), outcome.status.message());
   });
 }
 
@@ -430,7 +537,7 @@ void SioSession::ack_ok(std::optional<std::uint64_t> ack, std::string_view field
 void SioSession::deliver_live(Outbound& message) {
   const auto& packet = message.socketio_packet();
   if (!packet) return;
-  if (polling_) send_packet(packet);
+  if (polling()) send_packet(packet);
   else send_packet(packet, message.socketio_frame());
 }
 

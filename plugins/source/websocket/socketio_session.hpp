@@ -16,10 +16,16 @@
 
 namespace nudge::plugins::websocket {
 
+/// A Socket.IO session id: 120 bits from OpenSSL's CSPRNG, base64url (20
+/// characters, as the reference server's). After the handshake it is the
+/// client's only credential, so it must not be guessable from anything a
+/// client sees (message ids come from another generator).
+std::string new_session_id();
+
 /// One Socket.IO client: an Engine.IO session (its sid) connected to the
 /// namespace "/". It is a member of rooms like a native client and speaks the
 /// chat through events:
-///   client → server  `event:message` {message, room?} (ack: {ok, id} once durable),
+///   client → server  `event:message` {message, room?, ref?} (ack: {ok, id} once durable),
 ///                    `join` room | {room, after}, `leave` room, `hello` name | {name}
 ///   server → client  `message` "<JSON text: message, id, room, sender, ts>", `error` {code, message}
 /// Packets reach it from a long-polling POST or a WebSocket's text frames;
@@ -28,12 +34,14 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
  public:
   /// `identity`: the token's holder when the handshake carried a valid
   /// token; with authentication on and none, CONNECT must carry one in its
-  /// auth data (`{token}`).
-  SioSession(std::shared_ptr<Hub> hub, std::string address, std::optional<JwtIdentity> identity, bool polling);
+  /// auth data (`{token}`). The caller counted the client (Hub::open_client).
+  SioSession(std::shared_ptr<Hub> hub, std::string address, std::string peer, std::optional<JwtIdentity> identity,
+             bool polling);
   ~SioSession() override;
 
   const std::string& sid() const noexcept { return sid_; }
-  bool polling() const noexcept { return polling_; }
+  /// Packets travel by long-polling (also while a WebSocket probes the upgrade).
+  bool polling() const noexcept { return transport_ != Transport::websocket; }
   /// Registers the session with the hub and starts its heartbeat. Returns
   /// the Engine.IO open packet: the handshake's answer (polling), or the
   /// first frame of the WebSocket (queued here).
@@ -43,13 +51,21 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   /// something is. False when a GET is already waiting (a protocol error).
   bool poll(std::function<void(std::string body)> answer);
   /// Long-polling POST: Engine.IO packets separated by the record separator.
-  void on_post(std::string_view body);
+  /// `done` runs once every packet is taken — later when a message waits
+  /// for the pipeline to have room. False when a POST is already being taken
+  /// (a protocol error).
+  bool on_post(std::string body, std::function<void()> done);
 
   /// One Engine.IO packet from the WebSocket carrying this session.
   void on_packet(std::string_view packet);
   /// A binary WebSocket message: an attachment of a binary packet (dropped)
   /// or an error.
   void on_binary();
+  /// A WebSocket asks to upgrade this session: false unless it is polling
+  /// with no upgrade under way (one probe at a time, one upgrade at all).
+  bool begin_probe();
+  /// The probing WebSocket went away before the upgrade was through.
+  void probe_ended();
   /// The WebSocket upgrade probe arrived: the waiting poll ends (noop) so
   /// the client can pause polling.
   void on_probe();
@@ -57,25 +73,41 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void attach_websocket(std::shared_ptr<WsSession> ws);
   /// The WebSocket `ws` is gone; the session ends if it was its transport.
   void websocket_closed(const WsSession* ws);
+  /// The WebSocket carrying the session stopped reading because a message
+  /// waits for the pipeline: it is held (nothing else is while it does not
+  /// read) and resumed once the pipeline has room.
+  void pause_transport(std::shared_ptr<WsSession> ws) { paused_websocket_ = std::move(ws); }
 
   // WsSession
   void send(std::shared_ptr<const std::string> frame) override;
   void shutdown() override;
   void close(CloseCode code, std::string_view reason) override;
   void check_timeouts(Clock::time_point now) override;
-  void apply_limits() override;
+  std::size_t queued_frames() const noexcept override;
+  std::size_t queued_bytes() const noexcept override;
 
  private:
+  /// What carries the session's packets.
+  enum class Transport {
+    polling,    ///< long-polling requests
+    probing,    ///< polling, while a WebSocket probes the upgrade
+    upgrading,  ///< the probe was answered; polls get noop until "5"
+    websocket,  ///< the WebSocket alone
+  };
+
   // WsSession
   void deliver_live(Outbound& message) override;
   void send_history(Outbound& message) override;
   void history_done(const std::string& room, std::size_t count, const Status& status) override;
   std::weak_ptr<WsSession> weak_self() override { return weak_from_this(); }
+  void on_pipeline_ready() override;
 
   /// Sends an Engine.IO packet; `frame` is its WebSocket frame when already made.
   void send_packet(std::shared_ptr<const std::string> packet, std::shared_ptr<const std::string> frame = nullptr);
   void send_packet(std::string packet) { send_packet(std::make_shared<const std::string>(std::move(packet))); }
   void flush_poll();
+  /// Takes the packets of the POST being taken, until one waits for the pipeline.
+  void take_post();
   void on_socketio(std::string_view text);
   void on_connect(const socketio::Packet& packet);
   void on_event(const socketio::Packet& packet);
@@ -87,26 +119,27 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void end(std::string_view reason);
 
   std::string sid_;
-  bool polling_;
+  Transport transport_;
   bool connected_ = false;  ///< the namespace "/" is connected
   bool ended_ = false;
-  bool upgrading_ = false;  ///< probed over a WebSocket, "5" not yet received
-  std::optional<JwtIdentity> identity_;
-  std::string name_ = "anonymous";
   /// The room `event:message` goes to when the client names none: the last joined.
   std::string current_room_;
   /// Joins answered once their history is out: room → the join's ack id.
   std::unordered_map<std::string, std::uint64_t> join_acks_;
   std::weak_ptr<WsSession> websocket_;
+  std::shared_ptr<WsSession> paused_websocket_;
   std::deque<std::shared_ptr<const std::string>> poll_queue_;
+  std::size_t poll_queue_bytes_ = 0;
   std::function<void(std::string)> poll_waiter_;
+  /// The POST being taken: its body, how far, and its answer.
+  std::string post_body_;
+  std::size_t post_offset_ = 0;
+  std::function<void()> post_done_;
   /// Binary attachments still to come of a refused binary packet.
   std::uint64_t attachments_to_skip_ = 0;
   Clock::time_point next_ping_;
   Clock::time_point pong_deadline_;
   bool awaiting_pong_ = false;
-  TokenBucket bucket_;
-  std::int64_t rate_strikes_ = 0;
 };
 
 }  // namespace nudge::plugins::websocket

@@ -29,6 +29,14 @@ class TokenBucket {
     tokens_ = std::min(tokens_, burst_);
   }
 
+  /// Whether the bucket has refilled to its burst by `now`: it then behaves
+  /// exactly as a new one would, so a table of buckets may forget it.
+  bool full(Clock::time_point now) const noexcept {
+    if (rate_ <= 0) return true;
+    const std::chrono::duration<double> elapsed = now > last_ ? now - last_ : Clock::duration::zero();
+    return tokens_ + elapsed.count() * rate_ >= burst_;
+  }
+
   /// Takes a token if one is available at `now`.
   bool allow(Clock::time_point now) noexcept {
     if (rate_ <= 0) return true;

@@ -7,6 +7,11 @@
 #include <fstream>
 #include <sstream>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/asio/ip/address.hpp>
 
 #include "socketio_session.hpp"
@@ -45,12 +50,37 @@ WebSocketSource::WebSocketSource(const Config& config, Context& context)
       acceptor_(context.executor()),
       stop_timer_(context.executor()),
       sweep_timer_(context.executor()),
-      undeliverable_(context.metrics().counter("undeliverable", "Messages whose payload is not valid UTF-8")) {}
+      accept_pause_timer_(context.executor()),
+      undeliverable_(context.metrics().counter("undeliverable", "Messages whose payload is not valid UTF-8")),
+      accept_failures_(context.metrics().counter(
+          "accept_failures", "Accepts that failed, most for want of file descriptors (then shed and paused)")) {}
 
 WebSocketSource::~WebSocketSource() {
   hub_->ingress = nullptr;
   hub_->on_last_session_closed = nullptr;
+  if (spare_fd_ >= 0) ::close(spare_fd_);
 }
+
+namespace {
+
+/// Descriptors left to the rest of the process (plugins' connections, files,
+/// the admin endpoint) when max_sockets is derived from the limit.
+constexpr std::size_t kDescriptorsKept = 256;
+
+/// The soft open-file limit, raised to the hard one first: a server's sockets
+/// are its work, and the soft default (often 1024) is a desktop's.
+std::size_t open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return limit.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : static_cast<std::size_t>(limit.rlim_cur);
+}
+
+}  // namespace
 
 Status WebSocketSource::start(Ingress& ingress) {
   const auto& cfg = hub_->config;
@@ -82,6 +112,15 @@ Status WebSocketSource::start(Ingress& ingress) {
   if (acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec); ec)
     return Status::error(StatusCode::unavailable, "cannot listen on " + where + ": " + ec.message());
   bound_port_ = acceptor_.local_endpoint().port();
+  const std::size_t descriptors = open_file_limit();
+  const std::size_t derived = descriptors > 2 * kDescriptorsKept ? descriptors - kDescriptorsKept : descriptors / 2;
+  hub_->max_sockets = cfg.max_sockets > 0 ? static_cast<std::size_t>(cfg.max_sockets) : derived;
+  if (hub_->max_sockets > derived)
+    context_.logger().warn("max_sockets is ", hub_->max_sockets, " but the process may open ", descriptors,
+                           " files: past about ", derived, " connections accepts will fail and be shed");
+  hub_->peers.set_limits(hub_->peer_limits(), WsSession::Clock::now());
+  spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  acceptor_.native_non_blocking(true, ec);
   hub_->ingress = &ingress;
   do_accept();
   sweep_timeouts();
@@ -101,14 +140,50 @@ void WebSocketSource::do_accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
-      // Running out of file descriptors must not end the accept loop.
-      context_.logger().warn("accept failed: ", ec.message());
+      accept_failures_.add();
+      std::uint64_t held_back = 0;
+      if (accept_log_.allow(held_back))
+        context_.logger().warn("accept failed: ", ec.message(), " (", held_back, " more since the last report; ",
+                               hub_->sockets_open, " connections open)");
+      // Out of descriptors: the accept loop must neither end nor spin.
+      if (ec == boost::asio::error::no_descriptors || ec.value() == ENFILE || ec == boost::asio::error::no_buffer_space ||
+          ec == boost::asio::error::no_memory)
+        return shed_and_pause();
     } else {
-      socket.set_option(tcp::no_delay(true), ec);
-      if (hub_->tls) std::make_shared<TlsDetector>(hub_, std::move(socket))->run();
-      else std::make_shared<HttpSession<PlainStream>>(hub_, PlainStream(std::move(socket)))->run();
+      serve(std::move(socket));
     }
     do_accept();
+  });
+}
+
+void WebSocketSource::serve(tcp::socket socket) {
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) return;  // gone already
+  // A trusted proxy's connections are many clients': counted in the total
+  // only, and each request by the client its X-Forwarded-For names.
+  std::string peer = hub_->proxies.contains(remote.address()) ? std::string() : peer_key(remote.address());
+  if (!hub_->open_socket(peer, remote.address().to_string())) {
+    // Closed unread: a refused connection costs nothing more.
+    socket.set_option(boost::asio::socket_base::linger(true, 0), ec);
+    return;
+  }
+  SocketSlot slot(*hub_, std::move(peer));
+  socket.set_option(tcp::no_delay(true), ec);
+  if (hub_->tls) std::make_shared<TlsDetector>(hub_, std::move(socket), std::move(slot))->run();
+  else std::make_shared<HttpSession<PlainStream>>(hub_, PlainStream(std::move(socket)), std::move(slot))->run();
+}
+
+void WebSocketSource::shed_and_pause() {
+  if (spare_fd_ >= 0) {
+    ::close(spare_fd_);
+    const int shed = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (shed >= 0) ::close(shed);
+    spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  accept_pause_timer_.expires_after(std::chrono::milliseconds(100));
+  accept_pause_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec && acceptor_.is_open()) do_accept();
   });
 }
 
@@ -126,7 +201,13 @@ void WebSocketSource::sweep_timeouts() {
     const auto now = WsSession::Clock::now();
     // A check may close a session, which leaves hub_->sessions: iterate a copy.
     sweep_scratch_.assign(hub_->sessions.begin(), hub_->sessions.end());
-    for (WsSession* session : sweep_scratch_) session->check_timeouts(now);
+    for (WsSession* session : sweep_scratch_)
+      if (hub_->sessions.contains(session)) session->check_timeouts(now);
+    if (now - peers_swept_ >= std::chrono::seconds(1)) {
+      peers_swept_ = now;
+      hub_->peers.forget_idle(now);
+      hub_->peers_tracked.set(static_cast<std::int64_t>(hub_->peers.size()));
+    }
     sweep_timeouts();
   });
 }
@@ -188,6 +269,7 @@ void WebSocketSource::stop_intake() {
 
 void WebSocketSource::stop(std::function<void()> done) {
   stop_intake();
+  accept_pause_timer_.cancel();
   const auto& h = *hub_;
   context_.logger().info("served ", h.connections_accepted.value(), " WebSocket connections and refused ",
                          h.connections_refused.value(), " upgrades (", h.auth_refused.value(),

@@ -7,6 +7,7 @@
 
 #include "config.hpp"
 #include "nudge/sdk.hpp"
+#include "nudge/sdk/log_limiter.hpp"
 #include "sessions.hpp"
 
 namespace nudge::plugins::websocket {
@@ -36,6 +37,14 @@ class WebSocketSource final : public Source {
 
  private:
   void do_accept();
+  /// Counts a new connection against the limits and starts serving it, or
+  /// closes it at once.
+  void serve(boost::asio::ip::tcp::socket socket);
+  /// Out of file descriptors: accepts and closes one waiting connection with
+  /// the descriptor kept spare for this (so it is not left hanging in the
+  /// backlog), then waits a moment before accepting again instead of
+  /// spinning on the error.
+  void shed_and_pause();
   /// Every sweep interval: each session's keep-alive ping, idle cut and close deadline.
   void sweep_timeouts();
 
@@ -47,9 +56,17 @@ class WebSocketSource final : public Source {
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer stop_timer_;
   boost::asio::steady_timer sweep_timer_;
+  boost::asio::steady_timer accept_pause_timer_;
+  /// A descriptor held open (on /dev/null) to accept-and-close with when the
+  /// process runs out: -1 when none could be opened.
+  int spare_fd_ = -1;
+  /// When the peer table was last swept of entries that hold nothing.
+  std::chrono::steady_clock::time_point peers_swept_{};
   std::vector<WsSession*> sweep_scratch_;
   std::uint16_t bound_port_ = 0;
   Counter& undeliverable_;
+  Counter& accept_failures_;
+  LogLimiter accept_log_{std::chrono::seconds(10)};
 };
 
 }  // namespace nudge::plugins::websocket

@@ -91,5 +91,38 @@ TEST(FrameQueue, ManyCyclesStayCorrect) {
   EXPECT_EQ(next_in, next_out);
 }
 
+TEST(FrameQueue, CountsTheBytesQueued) {
+  FrameQueue queue;
+  queue.push_back(frame("abc"));
+  queue.push_back(frame("de"));
+  EXPECT_EQ(queue.bytes(), 5u);
+  queue.pop_front();
+  EXPECT_EQ(queue.bytes(), 2u);
+  queue.push_back(frame("fghij"));
+  queue.keep_front(1);
+  EXPECT_EQ(queue.bytes(), 2u);
+  queue.pop_front();
+  EXPECT_EQ(queue.bytes(), 0u);
+}
+
+TEST(FrameQueue, AQueuedFrameIsReplacedInPlaceUnlessItIsBeingWritten) {
+  FrameQueue queue;
+  queue.push_back(frame("data"));
+  const auto pong = queue.push_back(frame("pong-1"));
+  queue.push_back(frame("more"));
+  EXPECT_TRUE(queue.replace(pong, 1, frame("pong-22")));  // "data" in flight, the pong is not
+  EXPECT_EQ(queue.bytes(), 4u + 7u + 4u);
+  EXPECT_FALSE(queue.replace(pong, 2, frame("pong-3"))) << "a frame being written keeps its bytes";
+  queue.pop_front();
+  EXPECT_EQ(*queue.front(), "pong-22");
+  EXPECT_TRUE(queue.holds(pong));
+  queue.pop_front();
+  EXPECT_FALSE(queue.holds(pong));
+  EXPECT_FALSE(queue.replace(pong, 0, frame("late"))) << "written: nothing to replace";
+  queue.pop_front();
+  const auto next = queue.push_back(frame("x"));
+  EXPECT_NE(next, pong) << "sequence numbers are not given twice while frames are popped";
+}
+
 }  // namespace
 }  // namespace nudge::plugins::websocket

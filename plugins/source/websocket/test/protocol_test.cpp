@@ -88,5 +88,35 @@ TEST(Protocol, ServerFramesAreValidJsonWithTextAsText) {
   EXPECT_EQ(message_frame(m), "") << "invalid UTF-8 cannot go out in a text frame";
 }
 
+TEST(Protocol, NamesCarryNoControlBidiOrInvisibleCharacters) {
+  for (const char* good : {"alice", "Zoë", "李小龍", "o'brien", "a b", "\xF0\x9F\x98\x80 grin"})
+    EXPECT_TRUE(is_valid_name(good)) << good;
+  const char* bad[] = {
+      "",
+      "\xE2\x80\xAE" "admin",  // U+202E right-to-left override: displays "nimda"
+      "ad\xE2\x80\x8Bmin",     // U+200B zero-width space
+      "ad\xE2\x80\x8Dmin",     // U+200D zero-width joiner
+      "admin\xEF\xBB\xBF",     // U+FEFF
+      "ad\xC2\xADmin",          // U+00AD soft hyphen
+      "\xE2\x81\xA6x",         // U+2066 left-to-right isolate
+      "\xD8\x9Cx",              // U+061C Arabic letter mark
+      "admin\xEF\xB8\x8F",     // U+FE0F variation selector
+      "x\xF3\xA0\x80\x81",    // U+E0001 language tag
+      "\xE3\x85\xA4",          // U+3164 Hangul filler: a name that shows as nothing
+      "a\xC2\x85" "b",          // U+0085 next line (C1 control)
+      "a\xE2\x80\xA8" "b",     // U+2028 line separator
+      "a\nb", "tab\there", "\x7f",
+      " admin", "admin ",        // looks like "admin"
+      "\xC0\xAF", "\xFF",        // not UTF-8
+  };
+  for (const char* name : bad) EXPECT_FALSE(is_valid_name(name)) << name;
+  EXPECT_FALSE(is_valid_name(std::string(65, 'a')));
+  EXPECT_TRUE(is_valid_name(std::string(64, 'a')));
+  ProtocolError error;
+  EXPECT_FALSE(parse_client_frame(R"({"type":"hello","name":"\u202eadmin"})", error));
+  EXPECT_EQ(error.code, "bad_request");
+  EXPECT_NE(error.message.find("bidirectional"), std::string::npos) << error.message;
+}
+
 }  // namespace
 }  // namespace nudge::plugins::websocket

@@ -130,5 +130,35 @@ TEST(ResendCache, AWaiterMayResendFromItsCallback) {
   EXPECT_EQ(inner, Outcome::publish);
 }
 
+TEST(ResendCache, ResendsWaitingOnOneRefAreBounded) {
+  ResendCache cache(5min, 100);
+  cache.claim("alice", "c-1", kHi, MessageId::generate(), t0, ignore());
+  int told = 0;
+  for (std::size_t i = 0; i < ResendCache::kMaxWaiters; ++i)
+    EXPECT_EQ(cache.claim("alice", "c-1", kHi, MessageId::generate(), t0,
+                          [&](const Status&, const MessageId&) { ++told; }).outcome,
+              Outcome::waiting);
+  // A client resending while the pipeline stalls holds no more than this.
+  EXPECT_EQ(cache.claim("alice", "c-1", kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::busy);
+  cache.settle("alice", "c-1", Status::success(), t0);
+  EXPECT_EQ(told, static_cast<int>(ResendCache::kMaxWaiters));
+  EXPECT_EQ(cache.claim("alice", "c-1", kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::already_acked);
+}
+
+TEST(ResendCache, NewRefsAreRefusedWhileEveryEntryIsInFlight) {
+  ResendCache cache(1h, 3);
+  for (const char* ref : {"a", "b", "c"})
+    EXPECT_EQ(cache.claim("alice", ref, kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::publish);
+  EXPECT_EQ(cache.claim("alice", "d", kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::busy);
+  EXPECT_EQ(cache.size(), 3u) << "never past max_entries";
+  cache.settle("alice", "a", Status::success(), t0);
+  EXPECT_EQ(cache.claim("alice", "d", kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::publish)
+      << "a settled entry makes room";
+  EXPECT_EQ(cache.size(), 3u);
+  cache.set_max_entries(2);
+  cache.settle("alice", "b", Status::success(), t0);
+  EXPECT_LE(cache.size(), 2u) << "a lower bound (a reload) applies as entries settle";
+}
+
 }  // namespace
 }  // namespace nudge::plugins::websocket

@@ -59,5 +59,16 @@ TEST(TokenBucket, ZeroRateDisablesTheLimit) {
   for (int i = 0; i < 10000; ++i) EXPECT_TRUE(bucket.allow(t0));
 }
 
+TEST(TokenBucket, IsFullOnceRefilledAsANewOneWouldBe) {
+  TokenBucket bucket(10, 5, t0);
+  EXPECT_TRUE(bucket.full(t0));
+  EXPECT_TRUE(bucket.allow(t0));
+  EXPECT_FALSE(bucket.full(t0));
+  EXPECT_FALSE(bucket.full(t0 + 50ms));
+  EXPECT_TRUE(bucket.full(t0 + 100ms));
+  TokenBucket unlimited(0, 1, t0);
+  EXPECT_TRUE(unlimited.full(t0));
+}
+
 }  // namespace
 }  // namespace nudge::plugins::websocket

@@ -1,8 +1,12 @@
 #include "nudge/sdk/message.hpp"
 
+#include <sys/random.h>
+
+#include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
-#include <random>
+#include <cstdlib>
 
 namespace nudge {
 namespace {
@@ -30,13 +34,26 @@ std::uint64_t next_tick() {
   return next;
 }
 
+/// 64 bits from the kernel's CSPRNG (getrandom), drawn 4 KiB at a time.
+/// Ids are seen by every client: from a PRNG such as mt19937 a client could
+/// read its state off 312 ids and predict everything it makes next.
 std::uint64_t random_bits() {
-  thread_local std::mt19937_64 engine([] {
-    std::random_device device;
-    std::seed_seq seed{device(), device(), device(), device()};
-    return std::mt19937_64(seed);
-  }());
-  return engine();
+  struct Pool {
+    std::array<std::uint64_t, 512> words{};
+    std::size_t next = 512;
+  };
+  thread_local Pool pool;
+  if (pool.next == pool.words.size()) {
+    auto* bytes = reinterpret_cast<std::uint8_t*>(pool.words.data());
+    std::size_t filled = 0;
+    while (filled < sizeof(pool.words)) {
+      const ssize_t got = ::getrandom(bytes + filled, sizeof(pool.words) - filled, 0);
+      if (got > 0) filled += static_cast<std::size_t>(got);
+      else if (errno != EINTR) std::abort();  // no entropy source at all: nothing safe to do
+    }
+    pool.next = 0;
+  }
+  return pool.words[pool.next++];
 }
 
 int hex_value(char c) {

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <stdexcept>
+
+#include <openssl/rand.h>
 
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
@@ -9,6 +12,20 @@
 #include "json_writer.hpp"
 
 namespace nudge::plugins::websocket::socketio {
+
+std::string new_session_id() {
+  std::array<unsigned char, 15> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
+    throw std::runtime_error("OpenSSL's random generator failed");
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string id;
+  id.reserve(20);
+  for (std::size_t i = 0; i < bytes.size(); i += 3) {
+    const std::uint32_t triple = (std::uint32_t{bytes[i]} << 16) | (std::uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
+    for (int shift = 18; shift >= 0; shift -= 6) id.push_back(kAlphabet[(triple >> shift) & 0x3f]);
+  }
+  return id;
+}
 
 namespace {
 

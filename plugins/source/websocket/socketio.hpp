@@ -75,6 +75,12 @@ struct BinaryHeader {
 /// nullopt when `text` is not a binary packet.
 std::optional<BinaryHeader> parse_binary_header(std::string_view text);
 
+/// A new Engine.IO session id: 120 bits from OpenSSL's CSPRNG, base64url
+/// (20 characters, as the reference server's). After the handshake it is
+/// the client's only credential, so nothing a client sees (message ids, other
+/// sids) may tell it.
+std::string new_session_id();
+
 /// "0{...}": the Engine.IO open packet.
 std::string open_packet(std::string_view sid, bool can_upgrade, std::int64_t ping_interval_ms,
                         std::int64_t ping_timeout_ms, std::int64_t max_payload);

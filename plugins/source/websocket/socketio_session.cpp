@@ -3,7 +3,6 @@
 #include <array>
 #include <stdexcept>
 
-#include <openssl/rand.h>
 #include <rapidjson/document.h>
 
 #include "json_writer.hpp"
@@ -46,24 +45,10 @@ AuthMember auth_member(const rapidjson::Document& auth, bool has_auth, const cha
 
 }  // namespace
 
-std::string new_session_id() {
-  std::array<unsigned char, 15> bytes{};
-  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
-    throw std::runtime_error("OpenSSL's random generator failed");
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string id;
-  id.reserve(20);
-  for (std::size_t i = 0; i < bytes.size(); i += 3) {
-    const std::uint32_t triple = (std::uint32_t{bytes[i]} << 16) | (std::uint32_t{bytes[i + 1]} << 8) | bytes[i + 2];
-    for (int shift = 18; shift >= 0; shift -= 6) id.push_back(kAlphabet[(triple >> shift) & 0x3f]);
-  }
-  return id;
-}
-
 SioSession::SioSession(std::shared_ptr<Hub> hub, std::string address, std::string peer,
                        std::optional<JwtIdentity> identity, bool polling)
     : WsSession(std::move(hub), std::move(address), std::move(peer), std::move(identity)),
-      sid_(new_session_id()),
+      sid_(socketio::new_session_id()),
       transport_(polling ? Transport::polling : Transport::websocket) {}
 
 SioSession::~SioSession() { hub_->remove(this); }

@@ -16,12 +16,6 @@
 
 namespace nudge::plugins::websocket {
 
-/// A Socket.IO session id: 120 bits from OpenSSL's CSPRNG, base64url (20
-/// characters, as the reference server's). After the handshake it is the
-/// client's only credential, so it must not be guessable from anything a
-/// client sees (message ids come from another generator).
-std::string new_session_id();
-
 /// One Socket.IO client: an Engine.IO session (its sid) connected to the
 /// namespace "/". It is a member of rooms like a native client and speaks the
 /// chat through events:

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <set>
+
 namespace nudge::plugins::websocket::socketio {
 namespace {
 
@@ -140,6 +143,16 @@ TEST(SocketIoPacket, ABinaryPacketsHeaderGivesItsAttachmentsAndAckId) {
   ASSERT_TRUE(huge);
   EXPECT_EQ(huge->attachments, 0u) << "a count over 1000 is not believed";
   EXPECT_FALSE(huge->ack_id) << "an id past 2^53 is not one";
+}
+
+TEST(SocketIo, SessionIdsAre20Base64UrlCharactersAndNeverRepeat) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 10000; ++i) {
+    const auto sid = new_session_id();
+    ASSERT_EQ(sid.size(), 20u);
+    for (char c : sid) ASSERT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') << sid;
+    ASSERT_TRUE(seen.insert(sid).second) << "a sid was given twice";
+  }
 }
 
 }  // namespace

@@ -51,7 +51,8 @@ Status KafkaLog::start(const LogStartOptions& options) {
     // The topic is made (if missing) in the background; the consumer joins
     // its group once that settled, so it never subscribes to a topic that is
     // about to appear. Produced messages wait in librdkafka meanwhile.
-    admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_);
+    admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_,
+                                          std::vector<TopicSpec>{{config_.topic, config_.partitions}});
     auto s = admin_->start([this](bool) {
       if (consumer_) consumer_->subscribe();
     });

@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <stdexcept>
+
 namespace nudge::plugins::kafka {
 
 bool is_broker_list(std::string_view text) {
@@ -79,6 +81,22 @@ ConfigSchema KafkaConfig::schema() {
             "How long the consumer group waits for a silent member before its partitions go to the others "
             "(heartbeats every third of it, at most every 3 s); brokers accept 6000 to 1800000 by default")
       .range(1000, 3600000);
+  s.string("on_undecodable", "dead-letter",
+           "What the consumer does with a record it cannot decode (written by a newer build or another "
+           "producer): \"dead-letter\" writes it byte for byte to dead_letter_topic and commits past it only once "
+           "Kafka confirmed it there; \"stop\" stops its partition right before it (not ready, nothing at or past "
+           "it committed) until a build that reads it runs")
+      .one_of({"dead-letter", "stop"});
+  s.string("dead_letter_topic", "",
+           "Topic undecodable records are written to with on_undecodable = \"dead-letter\"; empty: the topic's "
+           "name followed by \".dead-letter\". With create_topic, made when missing (1 partition, "
+           "replication_factor)")
+      .with_check([](const ConfigValue& v) {
+        const auto& name = std::get<std::string>(v);
+        return name.empty() || is_topic_name(name)
+                   ? std::string()
+                   : std::string("must be empty or a Kafka topic name: 1 to 249 characters of [A-Za-z0-9._-]");
+      });
   return s;
 }
 
@@ -97,6 +115,18 @@ KafkaConfig KafkaConfig::from(const Config& c) {
   k.batch_wait_ms = c.get_int("batch_wait_ms");
   k.create_topic = c.get_bool("create_topic");
   k.session_timeout_ms = c.get_int("session_timeout_ms");
+  k.on_undecodable = c.get_string("on_undecodable") == "stop" ? OnUndecodable::stop : OnUndecodable::dead_letter;
+  k.dead_letter_topic = c.get_string("dead_letter_topic");
+  if (k.dead_letter_topic.empty()) {
+    k.dead_letter_topic = k.topic + ".dead-letter";
+    if (!is_topic_name(k.dead_letter_topic))
+      throw std::invalid_argument("dead_letter_topic: '" + k.dead_letter_topic +
+                                  "' (the topic's name followed by '.dead-letter') is longer than Kafka allows; "
+                                  "set dead_letter_topic");
+  }
+  // Dead-lettering into the topic being consumed would read each record back, forever.
+  if (k.dead_letter_topic == k.topic)
+    throw std::invalid_argument("dead_letter_topic: must differ from topic ('" + k.topic + "')");
   // librdkafka requires message.timeout.ms > linger.ms; the ranges
   // (linger_ms < 1000 <= delivery_timeout_ms) guarantee it.
   return k;

@@ -8,6 +8,14 @@
 
 namespace nudge::plugins::kafka {
 
+/// What the consumer does with a record it cannot decode.
+enum class OnUndecodable {
+  /// Writes it to the dead-letter topic; commits past it once Kafka has it there.
+  dead_letter,
+  /// Stops its partition right before it until a build that reads it runs.
+  stop,
+};
+
 /// The `[log.kafka]` table, parsed and validated.
 struct KafkaConfig {
   std::string brokers;
@@ -23,9 +31,13 @@ struct KafkaConfig {
   std::int64_t batch_wait_ms = 10;
   bool create_topic = true;
   std::int64_t session_timeout_ms = 10000;
+  OnUndecodable on_undecodable = OnUndecodable::dead_letter;
+  /// Never empty once read: the configured name or "<topic>.dead-letter".
+  std::string dead_letter_topic;
 
   static ConfigSchema schema();
-  /// Reads a validated Config.
+  /// Reads a validated Config. Throws std::invalid_argument for what no
+  /// single key can check (the dead-letter topic's name against the topic's).
   static KafkaConfig from(const Config& config);
 };
 

@@ -1,6 +1,7 @@
 #include "consumer.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <sstream>
@@ -53,6 +54,7 @@ Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& 
       sink_(sink),
       max_batch_(std::max<std::size_t>(1, max_batch_messages)),
       batch_wait_(config.batch_wait_ms),
+      dead_letter_timer_(context.executor()),
       batch_timer_(context.executor()),
       tick_timer_(context.executor()),
       restart_timer_(context.executor()),
@@ -61,7 +63,14 @@ Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& 
       batch_failures_(context.metrics().counter("batch_failures", "Batches the sink failed (not committed)")),
       commits_(context.metrics().counter("commits", "Offset commits Kafka confirmed")),
       commit_errors_(context.metrics().counter("commit_errors", "Offset commits that failed")),
-      decode_errors_(context.metrics().counter("decode_errors", "Undecodable records, skipped")),
+      decode_errors_(context.metrics().counter(
+          "decode_errors", "Undecodable records read (dead-lettered, or stopping their partition)")),
+      dead_lettered_(context.metrics().counter(
+          "dead_lettered", "Undecodable records the dead-letter topic confirmed (acks=all); then committed past")),
+      dead_letter_errors_(context.metrics().counter(
+          "dead_letter_errors", "Dead-letter produces that failed (retried; nothing past the record committed)")),
+      partition_stops_(context.metrics().counter(
+          "partition_stops", "Undecodable records that stopped their partition (on_undecodable = \"stop\")")),
       rebalances_(context.metrics().counter("rebalances", "Partition assignments and revocations")),
       partition_restarts_(context.metrics().counter(
           "partition_restarts", "Partitions assigned again because Kafka did not return their committed offsets")),
@@ -205,25 +214,103 @@ void Consumer::pull_records() {
 void Consumer::on_record(const rd_kafka_message_t* record) {
   const auto found = assigned_.find(record->partition);
   if (found == assigned_.end() || closing_) return;  // not ours (any more): redelivered to the owner
-  found->second.received = true;
+  Assigned& owned = found->second;
+  // Stopped at an undecodable record: what follows it waits for a restart
+  // (or the next owner), which reads it again from the committed offset.
+  if (owned.stopped_at >= 0) return;
+  owned.received = true;
   consumed_.add();
-  Entry entry{record->partition, record->offset, found->second.epoch, nullptr, Clock::now(), record->len};
+  Entry entry;
+  entry.partition = record->partition;
+  entry.offset = record->offset;
+  entry.epoch = owned.epoch;
+  entry.arrived = Clock::now();
+  entry.bytes = record->len;
   std::shared_ptr<Message> message;
   const std::string_view bytes(static_cast<const char*>(record->payload), record->payload ? record->len : 0);
   if (auto status = decode_envelope(bytes, message); status.ok()) {
     message->log_position = LogPosition{record->partition, record->offset};
     entry.message = std::move(message);
   } else {
-    // It can never decode: skip it, and commit past it with its batch.
+    // It will never decode in this build; committing past it would lose a
+    // message its sender was told is stored (a newer build may have written it).
     decode_errors_.add();
-    std::uint64_t suppressed = 0;
-    if (limiter_.allow("decode", suppressed))
-      logger_.warn("skipping an undecodable record at partition ", record->partition, " offset ", record->offset,
-                   " of topic '", config_.topic, "': ", status.message(),
-                   suppressed ? " (" + std::to_string(suppressed) + " more skipped since the last such line)" : "");
+    switch (config_.on_undecodable) {
+      case OnUndecodable::dead_letter: {
+        entry.kind = Kind::dead_letter;
+        entry.dead_letter = std::make_shared<DeadLetter>();
+        entry.dead_letter->record = UndecodableRecord::from(record, config_.topic, status.message());
+        std::uint64_t suppressed = 0;
+        if (limiter_.allow("decode", suppressed))
+          logger_.warn("an undecodable record at partition ", record->partition, " offset ", record->offset,
+                       " of topic '", config_.topic, "' (", status.message(), ") goes to the dead-letter topic '",
+                       config_.dead_letter_topic, "'; it is committed past once Kafka has it there",
+                       suppressed ? " (" + std::to_string(suppressed) + " more since the last such line)" : "");
+        break;
+      }
+      case OnUndecodable::stop:
+        entry.kind = Kind::stop;
+        stop_partition(record->partition, owned, record->offset, status.message());
+        break;
+    }
   }
   buffered_bytes_ += entry.bytes;
   buffer_.push_back(std::move(entry));
+}
+
+void Consumer::stop_partition(std::int32_t partition, Assigned& owned, std::int64_t offset,
+                              const std::string& error) {
+  owned.stopped_at = offset;
+  owned.stop_error = error;
+  partition_stops_.add();
+  // Fetching further would only fill memory with records that must wait.
+  // Records already taken stay: they come before it.
+  PartitionList list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.list, config_.topic.c_str(), partition);
+  if (const auto err = rd_kafka_pause_partitions(rk_, list.list); err != RD_KAFKA_RESP_ERR_NO_ERROR)
+    logger_.debug("cannot pause partition ", partition, ": ", rd_kafka_err2str(err));
+  paused_.insert(partition);
+  std::uint64_t suppressed = 0;
+  if (limiter_.allow("stop", suppressed))
+    logger_.error("partition ", partition, " of topic '", config_.topic, "' stopped at offset ", offset,
+                  ": the record there cannot be decoded (", error,
+                  "); on_undecodable = \"stop\" commits nothing at or past it. Run a build that reads it, or set "
+                  "on_undecodable = \"dead-letter\", and restart",
+                  suppressed ? " (" + std::to_string(suppressed) + " more partitions stopped since the last such line)"
+                             : "");
+}
+
+std::optional<std::string> Consumer::held_reason() const {
+  const std::pair<const std::int32_t, Assigned>* first = nullptr;
+  std::size_t stopped = 0;
+  for (const auto& entry : assigned_) {
+    if (entry.second.stopped_at < 0) continue;
+    if (!first) first = &entry;
+    ++stopped;
+  }
+  if (first)
+    return "partition " + std::to_string(first->first) + " of topic '" + config_.topic + "' is stopped at offset " +
+           std::to_string(first->second.stopped_at) + ": the record there cannot be decoded (" +
+           first->second.stop_error +
+           "); nothing at or past it is committed. Run a build that reads it, or set on_undecodable = "
+           "\"dead-letter\", and restart" +
+           (stopped > 1 ? " (" + std::to_string(stopped - 1) + " more partitions stopped)" : "");
+  if (dead_letter_failing_since_) {
+    std::string where;
+    if (in_flight_)
+      for (const auto& e : in_flight_->entries)
+        if (e.kind == Kind::dead_letter && e.dead_letter->state != DeadLetter::State::produced) {
+          where = " (partition " + std::to_string(e.partition) + " offset " + std::to_string(e.offset) + ")";
+          break;
+        }
+    char failing[32];
+    std::snprintf(failing, sizeof failing, "%.1f",
+                  std::chrono::duration<double>(Clock::now() - *dead_letter_failing_since_).count());
+    return "cannot write an undecodable record" + where + " to the dead-letter topic '" + config_.dead_letter_topic +
+           "' (failing for " + failing + " s: " + dead_letter_error_ +
+           "); nothing past it is committed, and no further batch is handed over";
+  }
+  return std::nullopt;
 }
 
 void Consumer::on_consume_error(const rd_kafka_message_t* record) {
@@ -273,18 +360,17 @@ void Consumer::maybe_deliver() {
     Entry entry = std::move(buffer_.front());
     buffer_.pop_front();
     buffered_bytes_ -= entry.bytes;
-    if (entry.message) batch->push_back(entry.message);
+    if (entry.kind == Kind::message) batch->push_back(entry.message);
     entries.push_back(std::move(entry));
   }
-  if (batch->empty()) {
-    // Only undecodable records: nothing to hand over, move past them.
-    store_offsets(entries);
-    schedule_deliver();
-    return;
-  }
   const std::uint64_t id = ++next_batch_id_;
-  in_flight_ = InFlight{id, std::move(entries)};
+  // Only undecodable records: nothing for the sink; the batch still waits
+  // for its dead letters before its offsets are stored.
+  in_flight_ = InFlight{id, std::move(entries), batch->empty()};
   schedule_deliver();  // refill the room this batch made (nothing is handed over meanwhile)
+  // Side by side with the sink's write: both must be confirmed before the commit.
+  produce_dead_letters();
+  if (batch->empty()) return finish_in_flight();
   sink_.on_batch(std::move(batch), [this, alive = alive_, id](Status status) {
     if (!*alive) return;
     // Never re-enter the sink from inside its own call.
@@ -302,32 +388,32 @@ void Consumer::on_batch_done(std::uint64_t id, Status status) {
       logger_.debug("ignoring a late or repeated answer for batch ", id);
     return;
   }
-  InFlight finished = std::move(*in_flight_);
-  in_flight_.reset();
   if (status.ok()) {
     batches_.add();
     retry_backoff_ = std::chrono::milliseconds(0);
     retry_at_ = {};
-    store_offsets(finished.entries);
+    in_flight_->sink_confirmed = true;
+    return finish_in_flight();
+  }
+  InFlight finished = std::move(*in_flight_);
+  in_flight_.reset();
+  batch_failures_.add();
+  if (stopping_) {
+    logger_.info("the sink did not write the last batch (", status.message(),
+                 "); it stays uncommitted and is delivered again after a restart");
   } else {
-    batch_failures_.add();
-    if (stopping_) {
-      logger_.info("the sink did not write the last batch (", status.message(),
-                   "); it stays uncommitted and is delivered again after a restart");
-    } else {
-      // Deliver the same records again, first, after a backoff. Records of
-      // partitions revoked meanwhile are dropped: their next owner reads them.
-      retry_backoff_ = std::min<std::chrono::milliseconds>(
-          kMaxRetryBackoff, std::max<std::chrono::milliseconds>(kMinRetryBackoff, 2 * retry_backoff_));
-      retry_at_ = Clock::now() + retry_backoff_;
-      logger_.warn("the sink failed a batch of ", finished.entries.size(), " records (", status.message(),
-                   "); delivering it again in ", retry_backoff_.count(), " ms");
-      for (auto it = finished.entries.rbegin(); it != finished.entries.rend(); ++it) {
-        const auto owned = assigned_.find(it->partition);
-        if (owned != assigned_.end() && owned->second.epoch == it->epoch) {
-          buffered_bytes_ += it->bytes;
-          buffer_.push_front(std::move(*it));
-        }
+    // Deliver the same records again, first, after a backoff. Records of
+    // partitions revoked meanwhile are dropped: their next owner reads them.
+    // Dead letters keep their state: one already produced is not produced again.
+    retry_backoff_ = std::min<std::chrono::milliseconds>(
+        kMaxRetryBackoff, std::max<std::chrono::milliseconds>(kMinRetryBackoff, 2 * retry_backoff_));
+    retry_at_ = Clock::now() + retry_backoff_;
+    logger_.warn("the sink failed a batch of ", finished.entries.size(), " records (", status.message(),
+                 "); delivering it again in ", retry_backoff_.count(), " ms");
+    for (auto it = finished.entries.rbegin(); it != finished.entries.rend(); ++it) {
+      if (owns(*it)) {
+        buffered_bytes_ += it->bytes;
+        buffer_.push_front(std::move(*it));
       }
     }
   }
@@ -337,15 +423,109 @@ void Consumer::on_batch_done(std::uint64_t id, Status status) {
   schedule_deliver();
 }
 
-void Consumer::store_offsets(const std::vector<Entry>& entries) {
-  // The next offset per partition: one past the last record of the batch.
-  std::map<std::int32_t, std::int64_t> next;
-  for (const auto& e : entries) {
-    const auto owned = assigned_.find(e.partition);
-    if (owned == assigned_.end() || owned->second.epoch != e.epoch) continue;  // revoked meanwhile
-    auto& n = next[e.partition];
-    n = std::max(n, e.offset + 1);
+void Consumer::finish_in_flight() {
+  if (!in_flight_ || !in_flight_->sink_confirmed) return;
+  bool given_up = false;
+  for (const auto& e : in_flight_->entries) {
+    // A revoked partition's dead letter is its next owner's (which reads it again).
+    if (e.kind != Kind::dead_letter || !owns(e)) continue;
+    switch (e.dead_letter->state) {
+      case DeadLetter::State::produced:
+        break;
+      case DeadLetter::State::producing:
+        return;  // its report comes
+      case DeadLetter::State::waiting:
+        if (!stopping_) return;  // its retry comes
+        given_up = true;
+        break;
+    }
   }
+  InFlight finished = std::move(*in_flight_);
+  in_flight_.reset();
+  // Stored up to the first dead letter not in its topic, if one was given up on.
+  store_offsets(finished.entries);
+  if (given_up) {
+    logger_.warn("stopping with undecodable records not yet in the dead-letter topic '", config_.dead_letter_topic,
+                 "': they stay uncommitted and are read again after a restart");
+  } else {
+    dead_letter_failing_since_.reset();
+    dead_letter_backoff_ = std::chrono::milliseconds(0);
+  }
+  if (stopping_) return begin_close();
+  schedule_deliver();
+}
+
+void Consumer::produce_dead_letters() {
+  if (!in_flight_ || stopping_) return;
+  for (auto& e : in_flight_->entries) {
+    if (e.kind != Kind::dead_letter || e.dead_letter->state != DeadLetter::State::waiting || !owns(e)) continue;
+    if (!dead_letters_)
+      dead_letters_ = std::make_unique<DeadLetterProducer>(config_, context_, worker_, config_.group_id);
+    e.dead_letter->state = DeadLetter::State::producing;
+    // The letter, not the entry: the batch may go back to the buffer (the
+    // sink failed it) while the produce is in flight.
+    dead_letters_->produce(e.dead_letter->record, [this, alive = alive_, letter = e.dead_letter](Status status) {
+      if (*alive) on_dead_letter_report(*letter, std::move(status));
+    });
+  }
+}
+
+void Consumer::on_dead_letter_report(DeadLetter& letter, Status status) {
+  if (status.ok()) {
+    letter.state = DeadLetter::State::produced;
+    dead_lettered_.add();
+  } else {
+    letter.state = DeadLetter::State::waiting;
+    dead_letter_errors_.add();
+    if (!dead_letter_failing_since_) dead_letter_failing_since_ = Clock::now();
+    dead_letter_error_ = status.message();
+    if (!stopping_) schedule_dead_letter_retry();
+    std::uint64_t suppressed = 0;
+    if (limiter_.allow("dead-letter", suppressed))
+      logger_.warn("cannot write the undecodable record at partition ", letter.record.partition, " offset ",
+                   letter.record.offset, " to the dead-letter topic '", config_.dead_letter_topic, "' (",
+                   status.message(), "); nothing past it is committed; trying again in ", dead_letter_backoff_.count(),
+                   " ms",
+                   suppressed ? " (" + std::to_string(suppressed) + " more failures since the last such line)" : "");
+  }
+  finish_in_flight();
+}
+
+void Consumer::schedule_dead_letter_retry() {
+  // One round of retries per backoff, however many records of the batch failed.
+  if (dead_letter_retry_armed_) return;
+  dead_letter_retry_armed_ = true;
+  dead_letter_backoff_ = std::min<std::chrono::milliseconds>(
+      kMaxRetryBackoff, std::max<std::chrono::milliseconds>(kMinRetryBackoff, 2 * dead_letter_backoff_));
+  dead_letter_timer_.expires_after(dead_letter_backoff_);
+  dead_letter_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+    if (!*alive) return;
+    dead_letter_retry_armed_ = false;
+    if (!ec) produce_dead_letters();
+  });
+}
+
+bool Consumer::owns(const Entry& entry) const {
+  const auto owned = assigned_.find(entry.partition);
+  return owned != assigned_.end() && owned->second.epoch == entry.epoch;
+}
+
+void Consumer::store_offsets(const std::vector<Entry>& entries) {
+  // The next offset per partition: one past its last record of the batch,
+  // or the first record it must not pass yet (a stop, a dead letter not in
+  // its topic), whichever comes first.
+  std::map<std::int32_t, std::int64_t> next;
+  std::map<std::int32_t, std::int64_t> limit;
+  for (const auto& e : entries) {
+    if (!owns(e)) continue;  // revoked meanwhile
+    const bool hold = e.kind == Kind::stop ||
+                      (e.kind == Kind::dead_letter && e.dead_letter->state != DeadLetter::State::produced);
+    auto& n = next[e.partition];
+    n = std::max(n, hold ? e.offset : e.offset + 1);
+    if (hold && !limit.contains(e.partition)) limit[e.partition] = e.offset;
+  }
+  for (const auto& [partition, offset] : limit) next[partition] = std::min(next[partition], offset);
+  std::erase_if(next, [this](const auto& item) { return item.second <= assigned_[item.first].stored; });
   if (next.empty()) return;
   PartitionList offsets(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
   for (const auto& [partition, offset] : next)
@@ -378,14 +558,21 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
   rd_kafka_resp_err_t assign_err = RD_KAFKA_RESP_ERR_NO_ERROR;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     ever_assigned_ = true;
+    PartitionList resume(rd_kafka_topic_partition_list_new(partitions->cnt));
     for (int i = 0; i < partitions->cnt; ++i) {
       const std::int32_t partition = partitions->elems[i].partition;
-      assigned_[partition] = Assigned{++next_epoch_, -1, false};
+      assigned_[partition] = Assigned{};
+      assigned_[partition].epoch = ++next_epoch_;
       detached_.erase(partition);
       forward_to_records(partition);
       // The series exists from the assignment on; its value follows once offsets are known.
       partition_lag(partition);
+      if (paused_.erase(partition)) rd_kafka_topic_partition_list_add(resume.list, config_.topic.c_str(), partition);
     }
+    // A pause outlives the assignment in librdkafka: a partition stopped
+    // during an earlier one starts afresh from its committed offset (and
+    // stops there again if this build still cannot read the record).
+    if (resume.list->cnt > 0) rd_kafka_resume_partitions(rk_, resume.list);
     if (cooperative) error = rd_kafka_incremental_assign(rk_, partitions);
     else assign_err = rd_kafka_assign(rk_, partitions);
     if (partitions->cnt > 0)
@@ -507,7 +694,8 @@ void Consumer::restart_idle_partitions() {
     return;
   }
   for (const auto partition : detached_) {
-    assigned_[partition] = Assigned{++next_epoch_, -1, false};
+    assigned_[partition] = Assigned{};
+    assigned_[partition].epoch = ++next_epoch_;
     partition_restarts_.add();
   }
   detached_.clear();
@@ -620,7 +808,13 @@ void Consumer::stop(std::function<void()> done) {
   }
   stop_deadline_ = Clock::now() + kBatchStopTimeout;
   if (in_flight_) {
-    logger_.info("waiting for the sink to answer the batch in flight before leaving the group");
+    // Dead letters waiting for a retry are given up on (uncommitted); the
+    // batch ends here if nothing else is awaited.
+    dead_letter_timer_.cancel();
+    finish_in_flight();
+    if (in_flight_)
+      logger_.info("waiting for the sink (and the dead-letter topic) to answer the batch in flight before leaving "
+                   "the group");
     return;
   }
   begin_close();
@@ -647,6 +841,7 @@ void Consumer::finish_close() {
   batch_timer_.cancel();
   tick_timer_.cancel();
   restart_timer_.cancel();
+  dead_letter_timer_.cancel();
   if (rk_) {
     const bool closed = rd_kafka_consumer_closed(rk_);
     watcher_.reset();
@@ -664,11 +859,19 @@ void Consumer::finish_close() {
           return true;
         },
         [this, alive = alive_](bool) {
-          if (!*alive) return;
-          if (auto done = std::exchange(on_stopped_, nullptr)) done();
+          if (*alive) finish_stop();
         });
     return;
   }
+  finish_stop();
+}
+
+void Consumer::finish_stop() {
+  if (dead_letters_)
+    return dead_letters_->stop([this, alive = alive_] {
+      if (!*alive) return;
+      if (auto done = std::exchange(on_stopped_, nullptr)) done();
+    });
   if (auto done = std::exchange(on_stopped_, nullptr)) done();
 }
 

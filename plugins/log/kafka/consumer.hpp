@@ -9,10 +9,12 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "dead_letter.hpp"
 #include "kafka_client.hpp"
 #include "nudge/sdk/blocking_worker.hpp"
 #include "nudge/sdk/log.hpp"
@@ -32,6 +34,15 @@ namespace nudge::plugins::kafka {
 /// What is not taken stays in librdkafka, whose prefetch limits then stop
 /// fetching: backpressure without pausing partitions, while the group queue
 /// keeps the member alive.
+///
+/// A record that cannot be decoded is never committed past unnoticed. With
+/// on_undecodable = "dead-letter" it travels with its batch and is produced
+/// to the dead-letter topic while the sink writes the rest; the batch's
+/// offsets are stored only once both are confirmed, and a failed
+/// dead-letter produce is retried with backoff, the batch (and everything
+/// behind it) held meanwhile. With "stop" its partition is paused right
+/// before it: what came before is written and committed, nothing at or past
+/// it, and the consumer reports itself not ready.
 class Consumer final : public KafkaClient {
  public:
   Consumer(const KafkaConfig& config, Context& context, BlockingWorker& worker, LogConsumer& sink,
@@ -58,14 +69,36 @@ class Consumer final : public KafkaClient {
   /// The most records one batch may hold, from the next batch on (a reload).
   void set_max_batch(std::size_t max) noexcept { max_batch_ = std::max<std::size_t>(1, max); }
   std::size_t max_batch() const noexcept { return max_batch_; }
+  /// Why the consumer holds back what it owns: a partition stopped at an
+  /// undecodable record, or dead-letter produces failing; nullopt otherwise.
+  /// What readiness() reports.
+  std::optional<std::string> held_reason() const;
 
  private:
-  /// One record read from the log. `message` is null for an undecodable record.
+  /// An undecodable record on its way to the dead-letter topic; shared by
+  /// its entry and the produce in flight, which may outlive the batch.
+  struct DeadLetter {
+    enum class State {
+      waiting,    ///< not produced yet, or its produce failed: produced (again) with its batch
+      producing,  ///< a produce is in flight
+      produced,   ///< the dead-letter topic has it (acks=all): it may be committed past
+    };
+    UndecodableRecord record;
+    State state = State::waiting;
+  };
+  enum class Kind {
+    message,      ///< decoded: handed to the sink
+    dead_letter,  ///< undecodable: to the dead-letter topic, committed past once it is there
+    stop,         ///< undecodable, on_undecodable = "stop": its offset is committed, nothing past it
+  };
+  /// One record read from the log.
   struct Entry {
+    Kind kind = Kind::message;
     std::int32_t partition = -1;
     std::int64_t offset = -1;
     std::uint64_t epoch = 0;
-    MessagePtr message;
+    MessagePtr message;                       ///< Kind::message only
+    std::shared_ptr<DeadLetter> dead_letter;  ///< Kind::dead_letter only
     std::chrono::steady_clock::time_point arrived{};
     std::size_t bytes = 0;
   };
@@ -73,12 +106,15 @@ class Consumer final : public KafkaClient {
   /// work from an earlier ownership never stores offsets for a later one.
   struct Assigned {
     std::uint64_t epoch = 0;
-    std::int64_t stored = -1;  ///< next offset stored for commit; -1 none yet
-    bool received = false;     ///< a record of it arrived since it was assigned
+    std::int64_t stored = -1;      ///< next offset stored for commit; -1 none yet
+    bool received = false;         ///< a record of it arrived since it was assigned
+    std::int64_t stopped_at = -1;  ///< the undecodable record it stopped at (on_undecodable = "stop"); -1 none
+    std::string stop_error;        ///< why that record cannot be decoded
   };
   struct InFlight {
     std::uint64_t id = 0;
     std::vector<Entry> entries;
+    bool sink_confirmed = false;  ///< the sink confirmed the messages (or the batch had none)
   };
 
   /// Drains the group queue.
@@ -90,6 +126,20 @@ class Consumer final : public KafkaClient {
   void maybe_deliver();
   void schedule_deliver();
   void on_batch_done(std::uint64_t id, Status status);
+  /// Stores the in-flight batch's offsets and moves on once the sink and the
+  /// dead-letter topic both have their part; at shutdown, gives up on dead
+  /// letters waiting for a retry (they stay uncommitted).
+  void finish_in_flight();
+  /// Produces the in-flight batch's dead letters not yet produced nor in flight.
+  void produce_dead_letters();
+  void on_dead_letter_report(DeadLetter& letter, Status status);
+  void schedule_dead_letter_retry();
+  /// Stops `partition` at the undecodable record at `offset` (on_undecodable = "stop").
+  void stop_partition(std::int32_t partition, Assigned& owned, std::int64_t offset, const std::string& error);
+  /// True while this member owns the entry's partition in the entry's epoch.
+  bool owns(const Entry& entry) const;
+  /// One past each partition's last record of `entries`, but never past an
+  /// undecodable record that is not in the dead-letter topic, nor past a stop.
   void store_offsets(const std::vector<Entry>& entries);
   rd_kafka_topic_partition_list_t* assignment_list() const;
   void on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions);
@@ -106,6 +156,8 @@ class Consumer final : public KafkaClient {
   Gauge& partition_lag(std::int32_t partition);
   void begin_close();
   void finish_close();
+  /// Stops the dead-letter producer if there is one, then calls on_stopped_.
+  void finish_stop();
 
   /// Destroys `rk` with `flags` (blocks: on the worker, or in the
   /// destructor), unless librdkafka 2.0.2 would abort doing so (see the .cpp).
@@ -141,6 +193,15 @@ class Consumer final : public KafkaClient {
   std::chrono::milliseconds retry_backoff_{0};
   std::chrono::steady_clock::time_point retry_at_{};
 
+  std::unique_ptr<DeadLetterProducer> dead_letters_;  // made for the first dead letter
+  boost::asio::steady_timer dead_letter_timer_;
+  bool dead_letter_retry_armed_ = false;
+  std::chrono::milliseconds dead_letter_backoff_{0};
+  /// Since when dead-letter produces fail (none confirmed since); what they failed with.
+  std::optional<std::chrono::steady_clock::time_point> dead_letter_failing_since_;
+  std::string dead_letter_error_;
+  std::set<std::int32_t> paused_;  // stopped at an undecodable record; resumed when assigned again
+
   boost::asio::steady_timer batch_timer_;
   bool batch_timer_armed_ = false;
   boost::asio::steady_timer tick_timer_;
@@ -164,6 +225,9 @@ class Consumer final : public KafkaClient {
   Counter& commits_;
   Counter& commit_errors_;
   Counter& decode_errors_;
+  Counter& dead_lettered_;
+  Counter& dead_letter_errors_;
+  Counter& partition_stops_;
   Counter& rebalances_;
   Counter& partition_restarts_;
   Gauge& assigned_partitions_;

@@ -31,6 +31,8 @@ Readiness KafkaLog::readiness() const {
     if (client && client->brokers_down())
       return Readiness::no("all Kafka brokers are down (" + config_.brokers + "): " + client->brokers_down_reason());
   }
+  if (consumer_)
+    if (auto why = consumer_->held_reason()) return Readiness::no(std::move(*why));
   return Readiness::yes();
 }
 
@@ -51,7 +53,12 @@ Status KafkaLog::start(const LogStartOptions& options) {
     // The topic is made (if missing) in the background; the consumer joins
     // its group once that settled, so it never subscribes to a topic that is
     // about to appear. Produced messages wait in librdkafka meanwhile.
-    admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_);
+    std::vector<TopicSpec> topics{{config_.topic, config_.partitions}};
+    // Few records ever land there; one partition keeps them in the order
+    // they were met, for whoever reads them back.
+    if (consumer_ && config_.on_undecodable == OnUndecodable::dead_letter)
+      topics.push_back({config_.dead_letter_topic, 1});
+    admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_, std::move(topics));
     auto s = admin_->start([this](bool) {
       if (consumer_) consumer_->subscribe();
     });

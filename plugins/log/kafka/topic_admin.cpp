@@ -1,5 +1,9 @@
 #include "topic_admin.hpp"
 
+#include <algorithm>
+#include <map>
+#include <utility>
+
 #include <boost/asio/post.hpp>
 
 namespace nudge::plugins::kafka {
@@ -30,9 +34,11 @@ bool is_permanent(rd_kafka_resp_err_t err) {
 
 }  // namespace
 
-TopicAdmin::TopicAdmin(const KafkaConfig& config, Context& context, BlockingWorker& worker)
+TopicAdmin::TopicAdmin(const KafkaConfig& config, Context& context, BlockingWorker& worker,
+                       std::vector<TopicSpec> topics)
     : KafkaClient(config, context, "admin client"),
       worker_(worker),
+      pending_(std::move(topics)),
       executor_(context.executor()),
       retry_timer_(context.executor()) {}
 
@@ -60,20 +66,29 @@ Status TopicAdmin::start(std::function<void(bool)> settled) {
 void TopicAdmin::request() {
   ++attempts_;
   char errstr[512];
-  rd_kafka_NewTopic_t* topic =
-      rd_kafka_NewTopic_new(config_.topic.c_str(), static_cast<int>(config_.partitions),
-                            static_cast<int>(config_.replication_factor), errstr, sizeof errstr);
-  if (!topic) {
-    logger_.error("cannot describe topic '", config_.topic, "' for creation: ", errstr);
+  std::vector<rd_kafka_NewTopic_t*> topics;
+  // A topic that cannot even be described (never, with validated settings) is not asked for again.
+  std::erase_if(pending_, [&](const TopicSpec& spec) {
+    rd_kafka_NewTopic_t* topic =
+        rd_kafka_NewTopic_new(spec.name.c_str(), static_cast<int>(spec.partitions),
+                              static_cast<int>(config_.replication_factor), errstr, sizeof errstr);
+    if (!topic) {
+      logger_.error("cannot describe topic '", spec.name, "' for creation: ", errstr);
+      return true;
+    }
+    topics.push_back(topic);
+    return false;
+  });
+  if (topics.empty()) {
     if (auto settled = std::exchange(settled_, nullptr)) settled(false);
     return;
   }
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk_, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_request_timeout(options, kRequestTimeoutMs, errstr, sizeof errstr);
   rd_kafka_AdminOptions_set_operation_timeout(options, kRequestTimeoutMs, errstr, sizeof errstr);
-  rd_kafka_CreateTopics(rk_, &topic, 1, options, queue_);
+  rd_kafka_CreateTopics(rk_, topics.data(), topics.size(), options, queue_);
   rd_kafka_AdminOptions_destroy(options);
-  rd_kafka_NewTopic_destroy(topic);
+  rd_kafka_NewTopic_destroy_array(topics.data(), topics.size());
 }
 
 void TopicAdmin::serve() {
@@ -107,40 +122,54 @@ void TopicAdmin::serve() {
 }
 
 void TopicAdmin::on_result(rd_kafka_event_t* event) {
-  rd_kafka_resp_err_t err = rd_kafka_event_error(event);
-  std::string why = err ? rd_kafka_event_error_string(event) : "";
-  if (!err) {
+  // Each topic's own answer; a request-level error is every pending topic's.
+  std::map<std::string, std::pair<rd_kafka_resp_err_t, std::string>> answers;
+  if (const rd_kafka_resp_err_t err = rd_kafka_event_error(event); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (const auto& spec : pending_) answers[spec.name] = {err, rd_kafka_event_error_string(event)};
+  } else {
     std::size_t count = 0;
     const rd_kafka_topic_result_t** results =
         rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count);
-    if (count >= 1) {
-      err = rd_kafka_topic_result_error(results[0]);
-      if (err) why = rd_kafka_topic_result_error_string(results[0]) ? rd_kafka_topic_result_error_string(results[0])
-                                                                   : rd_kafka_err2str(err);
+    for (std::size_t i = 0; i < count; ++i) {
+      const rd_kafka_resp_err_t topic_err = rd_kafka_topic_result_error(results[i]);
+      const char* text = rd_kafka_topic_result_error_string(results[i]);
+      answers[rd_kafka_topic_result_name(results[i])] = {topic_err, text ? text : rd_kafka_err2str(topic_err)};
     }
   }
-  if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-      logger_.info("created topic '", config_.topic, "' with ", config_.partitions, " partitions (replication factor ",
-                   config_.replication_factor, ")");
-    else
-      logger_.debug("topic '", config_.topic, "' exists");
-    if (auto settled = std::exchange(settled_, nullptr)) settled(true);
+  bool all_exist = true;
+  bool retry = false;
+  std::erase_if(pending_, [&](const TopicSpec& spec) {
+    const auto found = answers.find(spec.name);
+    // No answer for it: asked again with the others.
+    const auto [err, why] = found != answers.end() ? found->second
+                                                   : std::pair{RD_KAFKA_RESP_ERR__FAIL, std::string("no answer")};
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      logger_.info("created topic '", spec.name, "' with ", spec.partitions, " partition",
+                   spec.partitions == 1 ? "" : "s", " (replication factor ", config_.replication_factor, ")");
+      return true;
+    }
+    if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      logger_.debug("topic '", spec.name, "' exists");
+      return true;
+    }
+    all_exist = false;
+    if (is_permanent(err)) {
+      logger_.error("cannot create topic '", spec.name, "' (", rd_kafka_err2name(err), ": ", why,
+                    "); if it does not exist, producing and consuming will fail until it is made");
+      return true;
+    }
+    retry = true;
+    std::uint64_t suppressed = 0;
+    if (limiter_.allow("create:" + spec.name, suppressed))
+      logger_.warn("cannot create topic '", spec.name, "' yet (", rd_kafka_err2name(err), ": ", why,
+                   "); trying again every ", kRetryDelay.count(), " s");
+    return false;
+  });
+  if (auto settled = std::exchange(settled_, nullptr)) settled(all_exist);
+  if (!retry) {
     done_ = true;
     return;
   }
-  if (is_permanent(err)) {
-    logger_.error("cannot create topic '", config_.topic, "' (", rd_kafka_err2name(err), ": ", why,
-                  "); if it does not exist, producing and consuming will fail until it is made");
-    if (auto settled = std::exchange(settled_, nullptr)) settled(false);
-    done_ = true;
-    return;
-  }
-  std::uint64_t suppressed = 0;
-  if (limiter_.allow("create", suppressed))
-    logger_.warn("cannot create topic '", config_.topic, "' yet (", rd_kafka_err2name(err), ": ", why,
-                 "); trying again every ", kRetryDelay.count(), " s");
-  if (auto settled = std::exchange(settled_, nullptr)) settled(false);
   retry_timer_.expires_after(kRetryDelay);
   retry_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
     if (*alive && !ec && rk_ && !releasing_) request();

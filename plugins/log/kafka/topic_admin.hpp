@@ -1,8 +1,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <boost/asio/steady_timer.hpp>
 
@@ -12,21 +15,27 @@
 
 namespace nudge::plugins::kafka {
 
-/// Makes sure the topic exists with the configured partition count, through
-/// the Admin API on a short-lived handle of its own: CreateTopics with the
-/// result on the handle's queue, served on the event loop. An existing topic
-/// is left as it is. While the brokers cannot be reached it tries again every
-/// few seconds; a refusal that cannot change (replication factor larger than
-/// the cluster, no permission) is logged once and ends it.
+/// A topic the log needs, made with `partitions` and the configured replication factor.
+struct TopicSpec {
+  std::string name;
+  std::int64_t partitions = 1;
+};
+
+/// Makes sure the topics exist, through the Admin API on a short-lived
+/// handle of its own: CreateTopics with the result on the handle's queue,
+/// served on the event loop. An existing topic is left as it is. While the
+/// brokers cannot be reached it tries again every few seconds; a refusal that
+/// cannot change (replication factor larger than the cluster, no permission)
+/// is logged once and ends it for that topic.
 class TopicAdmin final : public KafkaClient {
  public:
-  TopicAdmin(const KafkaConfig& config, Context& context, BlockingWorker& worker);
+  TopicAdmin(const KafkaConfig& config, Context& context, BlockingWorker& worker, std::vector<TopicSpec> topics);
   ~TopicAdmin() override;
 
-  /// Sends the first request. `settled(exists)` runs once, on the first
-  /// answer: true when the topic now exists (made or found), false when that
-  /// attempt failed (later retries may still make it).
-  Status start(std::function<void(bool exists)> settled);
+  /// Sends the first request. `settled(exist)` runs once, on the first
+  /// answer: true when every topic now exists (made or found), false when
+  /// that attempt failed for one (later retries may still make it).
+  Status start(std::function<void(bool exist)> settled);
   /// Abandons any request in flight, destroys the handle on the worker, then `done`.
   void stop(std::function<void()> done);
 
@@ -37,6 +46,7 @@ class TopicAdmin final : public KafkaClient {
   void finished();
 
   BlockingWorker& worker_;
+  std::vector<TopicSpec> pending_;  ///< not made or found yet, nor refused for good
   boost::asio::any_io_executor executor_;
   rd_kafka_t* rk_ = nullptr;
   rd_kafka_queue_t* queue_ = nullptr;

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <stdexcept>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -34,6 +35,36 @@ TEST(KafkaConfigTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(c.batch_wait_ms, 10);
   EXPECT_TRUE(c.create_topic);
   EXPECT_EQ(c.session_timeout_ms, 10000);
+  EXPECT_EQ(c.on_undecodable, OnUndecodable::dead_letter);
+  EXPECT_EQ(c.dead_letter_topic, "nudge.messages.dead-letter");
+}
+
+TEST(KafkaConfigTest, TheDeadLetterTopicFollowsTheTopicUnlessNamed) {
+  EXPECT_EQ(KafkaConfig::from(make_config({{"topic", std::string("chat")}})).dead_letter_topic, "chat.dead-letter");
+  const auto named = KafkaConfig::from(
+      make_config({{"topic", std::string("chat")}, {"dead_letter_topic", std::string("chat-dlq")}}));
+  EXPECT_EQ(named.dead_letter_topic, "chat-dlq");
+  EXPECT_EQ(KafkaConfig::from(make_config({{"on_undecodable", std::string("stop")}})).on_undecodable,
+            OnUndecodable::stop);
+}
+
+TEST(KafkaConfigTest, RefusesADeadLetterTopicThatIsTheTopicOrTooLong) {
+  // Dead-lettering into the consumed topic would read every such record back, forever.
+  try {
+    KafkaConfig::from(make_config({{"topic", std::string("chat")}, {"dead_letter_topic", std::string("chat")}}));
+    FAIL() << "accepted the topic itself as its dead-letter topic";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("dead_letter_topic: must differ from topic"), std::string::npos) << e.what();
+  }
+  // 240 characters are a topic name; with ".dead-letter" they are not.
+  try {
+    KafkaConfig::from(make_config({{"topic", std::string(240, 't')}}));
+    FAIL() << "derived a dead-letter topic name longer than Kafka allows";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("set dead_letter_topic"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(KafkaConfig::from(
+      make_config({{"topic", std::string(240, 't')}, {"dead_letter_topic", std::string("short.dead-letter")}})));
 }
 
 TEST(KafkaConfigTest, EveryKeyHasADefaultAndADescription) {
@@ -47,7 +78,7 @@ TEST(KafkaConfigTest, EveryKeyHasADefaultAndADescription) {
   EXPECT_EQ(keys, (std::set<std::string>{"brokers", "topic", "partitions", "replication_factor", "group_id",
                                          "client_id", "linger_ms", "batch_size", "compression",
                                          "delivery_timeout_ms", "batch_wait_ms", "create_topic",
-                                         "session_timeout_ms"}));
+                                         "session_timeout_ms", "on_undecodable", "dead_letter_topic"}));
 }
 
 TEST(KafkaConfigTest, AcceptsValidValues) {
@@ -60,6 +91,10 @@ TEST(KafkaConfigTest, AcceptsValidValues) {
   EXPECT_EQ(problem("linger_ms", std::int64_t{0}), "");
   EXPECT_EQ(problem("create_topic", false), "");
   EXPECT_EQ(problem("session_timeout_ms", std::int64_t{6000}), "");
+  EXPECT_EQ(problem("on_undecodable", std::string("dead-letter")), "");
+  EXPECT_EQ(problem("on_undecodable", std::string("stop")), "");
+  EXPECT_EQ(problem("dead_letter_topic", std::string("")), "");
+  EXPECT_EQ(problem("dead_letter_topic", std::string("chat.dlq")), "");
 }
 
 TEST(KafkaConfigTest, RejectsInvalidValues) {
@@ -82,6 +117,10 @@ TEST(KafkaConfigTest, RejectsInvalidValues) {
   EXPECT_NE(problem("delivery_timeout_ms", std::int64_t{10}), "");
   EXPECT_NE(problem("batch_wait_ms", std::int64_t{5000}), "");
   EXPECT_NE(problem("session_timeout_ms", std::int64_t{999}), "");
+  // Skipping is not offered: an acknowledged message must never vanish quietly.
+  EXPECT_NE(problem("on_undecodable", std::string("skip")), "");
+  EXPECT_NE(problem("dead_letter_topic", std::string("has space")), "");
+  EXPECT_NE(problem("dead_letter_topic", std::string(250, 'a')), "");
 }
 
 TEST(KafkaConfigTest, LingerIsAlwaysShorterThanTheDeliveryTimeout) {

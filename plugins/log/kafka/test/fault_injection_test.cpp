@@ -150,6 +150,7 @@ class KafkaFaultTest : public ::testing::Test {
     topic_ = "nudge.fault." + unique_suffix();
     group_ = "nudge-fault-" + unique_suffix();
     ASSERT_EQ(rd_kafka_mock_topic_create(mock(), topic_.c_str(), kPartitions, brokers), RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(rd_kafka_mock_topic_create(mock(), (topic_ + ".dead-letter").c_str(), 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
     for (int p = 0; p < kPartitions; ++p)
       ASSERT_EQ(rd_kafka_mock_partition_set_leader(mock(), topic_.c_str(), p, leader_of_partition(p)),
                 RD_KAFKA_RESP_ERR_NO_ERROR);
@@ -180,6 +181,29 @@ class KafkaFaultTest : public ::testing::Test {
   std::vector<MessagePtr> stored() const { return read_topic(cluster_->bootstraps(), topic_, kPartitions); }
   std::vector<std::int64_t> committed() const {
     return committed_offsets(cluster_->bootstraps(), topic_, group_, kPartitions);
+  }
+  Env env() const { return Env{cluster_->bootstraps(), topic_, group_, kPartitions, false}; }
+
+  /// Room 0's partition: 30 messages, `garbage`, 30 more; and 30 of a room in another partition.
+  struct Mixed {
+    std::vector<MessagePtr> good;
+    std::vector<RawRecord> garbage;
+  };
+  Mixed put_undecodable_among_good(std::vector<RawRecord> garbage) {
+    Mixed mixed;
+    const auto before = room_messages(0, 0, 30);
+    const auto beside = room_messages(room_beside_room_0(kPartitions), 0, 30);
+    const auto after = room_messages(0, 30, 30);
+    LogUnderTest producer(io_, overrides());
+    EXPECT_TRUE(producer.log.start(LogStartOptions{true, nullptr, 500}).ok());
+    EXPECT_EQ(append_messages(io_, producer.log, before), before.size());
+    EXPECT_EQ(append_messages(io_, producer.log, beside), beside.size());
+    produce_records(cluster_->bootstraps(), topic_, garbage);
+    EXPECT_EQ(append_messages(io_, producer.log, after), after.size());
+    EXPECT_TRUE(stop_log(io_, producer.log));
+    for (const auto* part : {&before, &beside, &after}) mixed.good.insert(mixed.good.end(), part->begin(), part->end());
+    mixed.garbage = std::move(garbage);
+    return mixed;
   }
 
   boost::asio::io_context io_;
@@ -633,6 +657,131 @@ TEST_F(KafkaFaultTest, CoordinatorAndFetchErrorsWhileConsumingDeliverEverything)
               "rebalances %llu\n",
               resumed_s, static_cast<unsigned long long>(log.context.metrics().value("rebalances")));
   ASSERT_TRUE(stop_log(io_, log.log));
+}
+
+// 7. Undecodable records among good ones (dead-letter): the group's
+// committed offset does not pass the first before the dead-letter topic
+// acknowledged it (the dead-letter produce is answered 2.5 s late here),
+// though the sink has the good records around it by then.
+TEST_F(KafkaFaultTest, AnUndecodableRecordIsCommittedPastOnlyOnceTheDeadLetterTopicAcknowledgedIt) {
+  start_cluster(1);
+  auto all = undecodable_records("room-0");
+  const auto mixed = put_undecodable_among_good({all[0], all[1]});
+  const auto garbage = mixed.garbage;
+  const auto partition = static_cast<std::size_t>(garbage[0].partition);
+  const std::int64_t first = garbage[0].offset;
+  ASSERT_EQ(garbage[1].offset, first + 1);
+  // The dead-letter producer's request: stored, and answered late.
+  ASSERT_EQ(rd_kafka_mock_broker_push_request_error_rtts(mock(), 1, api::kProduce, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 2500),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  RecordingSink sink;
+  LogUnderTest log(io_, overrides());
+  ASSERT_TRUE(log.log.start(LogStartOptions{false, &sink, 10}).ok());
+  auto& metrics = log.context.metrics();
+  std::int64_t highest = -1;  // the highest offset of the partition committed before the acknowledgement
+  std::size_t samples = 0;
+  bool sink_had_records_past_it = false;
+  std::optional<Clock::time_point> held_since;
+  const auto deadline = Clock::now() + 30s;
+  while (metrics.value("dead_lettered") == 0 && Clock::now() < deadline) {
+    // The loop does not run while Kafka is asked: the acknowledgement and
+    // the offsets it lets the log store come together, or not at all.
+    const auto offsets = committed();
+    if (offsets.size() == static_cast<std::size_t>(kPartitions)) {
+      ++samples;
+      highest = std::max(highest, offsets[partition]);
+    }
+    for (const auto& m : sink.deliveries)
+      if (static_cast<std::size_t>(m->log_position.partition) == partition && m->log_position.offset > first + 1) {
+        sink_had_records_past_it = true;
+        if (!held_since) held_since = Clock::now();
+      }
+    run_for(io_, 100ms);
+  }
+  const double held_s = held_since ? seconds_since(*held_since) : 0;
+  EXPECT_EQ(highest, first) << "committed past the undecodable record before the dead-letter topic had it, or not "
+                               "up to it";
+  EXPECT_GE(samples, 10u);
+  EXPECT_TRUE(sink_had_records_past_it) << "the records after it were expected in the sink meanwhile";
+  EXPECT_TRUE(run_until(
+      io_, [&] { return sink.deliveries.size() >= mixed.good.size() && metrics.value("dead_lettered") == 2; }, 15s));
+  EXPECT_TRUE(run_until(
+      io_,
+      [&] {
+        run_for(io_, 200ms);
+        return committed() == committed_at_the_end(env());
+      },
+      10s))
+      << "not committed to the end once the dead-letter topic had them";
+  expect_exactly_once_in_order(mixed.good, sink.deliveries);
+  std::printf("dead-letter acknowledged 2.5 s late: the partition stayed committed at offset %lld (the undecodable "
+              "record) for %.2f s while the sink had the records after it; %zu samples\n",
+              static_cast<long long>(highest), held_s, samples);
+  ASSERT_TRUE(stop_log(io_, log.log));
+  expect_dead_lettered(env(), garbage);
+}
+
+// 8. The dead-letter topic refuses the record (no permission, say): the batch and everything behind it wait, nothing past the record
+// is committed, the log says why it is not ready; it is retried with
+// backoff until it is taken, and nothing is lost or written twice.
+TEST_F(KafkaFaultTest, AFailingDeadLetterTopicHoldsThePartitionAndRetriesUntilItTakesTheRecord) {
+  start_cluster(1);
+  const auto mixed = put_undecodable_among_good({undecodable_records("room-0")[0]});
+  const auto garbage = mixed.garbage;
+  const auto partition = static_cast<std::size_t>(garbage[0].partition);
+  const std::int64_t at = garbage[0].offset;
+  // librdkafka then refuses the topic's records itself for a moment: a few more failures.
+  rd_kafka_mock_push_request_errors(mock(), api::kProduce, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+  RecordingSink sink;
+  LogUnderTest log(io_, overrides());
+  ASSERT_TRUE(log.log.start(LogStartOptions{false, &sink, 10}).ok());
+  auto& metrics = log.context.metrics();
+  ASSERT_TRUE(run_until(io_, [&] { return metrics.value("dead_letter_errors") >= 1; }, 15s));
+  const auto failing = Clock::now();
+  const auto handed_over = sink.deliveries.size();
+  std::int64_t highest = -1;
+  std::size_t not_ready = 0;
+  std::size_t samples = 0;
+  std::string reason;
+  while (metrics.value("dead_lettered") == 0 && seconds_since(failing) < 20) {
+    const auto offsets = committed();
+    if (offsets.size() == static_cast<std::size_t>(kPartitions)) highest = std::max(highest, offsets[partition]);
+    ++samples;
+    const auto readiness = log.log.readiness();
+    if (!readiness.ready) {
+      ++not_ready;
+      reason = readiness.reason;
+    }
+    EXPECT_EQ(sink.deliveries.size(), handed_over) << "a batch was handed over while the dead letter was failing";
+    run_for(io_, 100ms);
+  }
+  const double failing_s = seconds_since(failing);
+  EXPECT_EQ(metrics.value("dead_lettered"), 1u);
+  EXPECT_LE(highest, at) << "committed past the record while the dead-letter topic refused it";
+  EXPECT_GE(metrics.value("dead_letter_errors"), 1u);
+  EXPECT_EQ(errors_left(1, api::kProduce), 0u);
+  EXPECT_EQ(not_ready, samples) << "ready while the dead-letter topic refused the record";
+  for (const std::string& part :
+       std::vector<std::string>{"dead-letter topic '" + topic_ + ".dead-letter'",
+                                "partition " + std::to_string(partition) + " offset " + std::to_string(at),
+                                "nothing past it is committed"})
+    EXPECT_NE(reason.find(part), std::string::npos) << "'" << part << "' not in: " << reason;
+  EXPECT_GE(log.context.logger().count(LogLevel::warn, "cannot write the undecodable record"), 1u);
+  EXPECT_TRUE(run_until(io_, [&] { return sink.deliveries.size() >= mixed.good.size(); }, 15s));
+  EXPECT_TRUE(log.log.readiness().ready) << log.log.readiness().reason;
+  EXPECT_TRUE(run_until(
+      io_,
+      [&] {
+        run_for(io_, 200ms);
+        return committed() == committed_at_the_end(env());
+      },
+      10s));
+  expect_exactly_once_in_order(mixed.good, sink.deliveries);
+  std::printf("dead-letter topic refusing: %llu failed produces, held %.2f s (not ready: %s); then taken, "
+              "everything committed\n",
+              static_cast<unsigned long long>(metrics.value("dead_letter_errors")), failing_s, reason.c_str());
+  ASSERT_TRUE(stop_log(io_, log.log));
+  expect_dead_lettered(env(), garbage);  // once: the refused attempts stored nothing
 }
 
 // 6. A member whose JoinGroup was answered but that never received an

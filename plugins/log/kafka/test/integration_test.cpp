@@ -81,7 +81,9 @@ void delete_topic(const std::string& bootstrap, const std::string& topic_name) {
 class KafkaIntegrationTest : public ::testing::Test {
  protected:
   void TearDown() override {
-    if (!env_.topic.empty()) delete_topic(env_.brokers, env_.topic);
+    if (env_.topic.empty()) return;
+    delete_topic(env_.brokers, env_.topic);
+    delete_topic(env_.brokers, env_.topic + ".dead-letter");  // made by the consumer's log, when it is
   }
   void SetUp() override {
     static const bool reachable = broker_reachable(brokers());
@@ -177,8 +179,14 @@ TEST_F(KafkaIntegrationTest, AFailedBatchIsDeliveredAgain) { scenario_failed_bat
 
 TEST_F(KafkaIntegrationTest, ARestartMidStreamLosesNothing) { scenario_restart_mid_stream(env_, 10000); }
 
-TEST_F(KafkaIntegrationTest, UndecodableRecordsAreSkippedAndCommittedPast) {
-  scenario_undecodable_records_are_skipped(env_);
+TEST_F(KafkaIntegrationTest, UndecodableRecordsGoToTheDeadLetterTopicByteForByteAndAreCommittedPast) {
+  scenario_undecodable_records_are_dead_lettered(env_);
+  // Made by the log (the broker would have made 4 partitions on its own).
+  EXPECT_EQ(partition_count(env_.brokers, env_.topic + ".dead-letter"), 1);
+}
+
+TEST_F(KafkaIntegrationTest, AnUndecodableRecordStopsItsPartitionRightBeforeItWhenAskedTo) {
+  scenario_undecodable_record_stops_its_partition(env_);
 }
 
 }  // namespace

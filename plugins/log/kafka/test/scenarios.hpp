@@ -12,14 +12,17 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
 #include <librdkafka/rdkafka.h>
 
+#include "dead_letter.hpp"
 #include "kafka_log.hpp"
 #include "nudge/sdk/testing.hpp"
 
@@ -208,23 +211,132 @@ inline std::int64_t committed_total(const std::string& brokers, const std::strin
   return total;
 }
 
-/// Produces raw bytes (not envelopes) to the topic, blocking; tests only.
-inline void produce_raw(const std::string& brokers, const std::string& topic, const std::vector<std::string>& values,
-                        const std::string& key) {
+/// A record as Kafka holds it, byte for byte: a null key, value or header
+/// value stays null (nullopt), apart from an empty one.
+struct RawRecord {
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+  std::vector<std::pair<std::string, std::optional<std::string>>> headers;
+  std::int32_t partition = -1;
+  std::int64_t offset = -1;
+};
+
+/// Produces `records` as they are to `topic`, each to its key's partition
+/// (murmur2, as the log), and fills in where each landed; blocking, tests only.
+inline void produce_records(const std::string& brokers, const std::string& topic, std::vector<RawRecord>& records) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
   rd_kafka_conf_set(conf, "partitioner", "murmur2_random", errstr, sizeof errstr);
+  // One at a time, so that they land in the order given.
+  rd_kafka_conf_set(conf, "max.in.flight.requests.per.connection", "1", errstr, sizeof errstr);
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* report, void*) {
+    auto* record = static_cast<RawRecord*>(report->_private);
+    if (report->err) return;
+    record->partition = report->partition;
+    record->offset = report->offset;
+  });
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   ASSERT_NE(rk, nullptr) << errstr;
-  for (const auto& v : values)
-    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()),
-                                RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
-                                RD_KAFKA_V_KEY(key.data(), key.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                RD_KAFKA_V_END),
+  for (auto& r : records) {
+    rd_kafka_headers_t* headers = rd_kafka_headers_new(r.headers.size());
+    for (const auto& [name, value] : r.headers)
+      rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()), value ? value->data() : nullptr,
+                          value ? static_cast<ssize_t>(value->size()) : 0);
+    const void* key = r.key ? r.key->data() : nullptr;
+    const std::size_t key_size = r.key ? r.key->size() : 0;
+    void* value = r.value ? r.value->data() : nullptr;
+    const std::size_t value_size = r.value ? r.value->size() : 0;
+    ASSERT_EQ(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key, key_size),
+                                RD_KAFKA_V_VALUE(value, value_size), RD_KAFKA_V_HEADERS(headers),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&r), RD_KAFKA_V_END),
               RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
   EXPECT_EQ(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
   rd_kafka_destroy(rk);
+  for (const auto& r : records) EXPECT_GE(r.offset, 0) << "a raw record was not stored";
+}
+
+/// The high watermark (one past the last offset) of each partition of
+/// `topic`; empty when Kafka did not answer (blocking; tests only).
+inline std::vector<std::int64_t> end_offsets(const std::string& brokers, const std::string& topic, int partitions) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  if (!rk) return {};
+  std::vector<std::int64_t> out;
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = 0;
+    std::int64_t high = 0;
+    if (rd_kafka_query_watermark_offsets(rk, topic.c_str(), p, &low, &high, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      out.clear();
+      break;
+    }
+    out.push_back(high);
+  }
+  rd_kafka_destroy(rk);
+  return out;
+}
+
+/// Every record of `topic` as stored, from the beginning of each partition
+/// to its end when called, in partition then offset order; empty when it
+/// could not be read whole within 10 s (blocking; tests only).
+inline std::vector<RawRecord> read_records(const std::string& brokers, const std::string& topic, int partitions) {
+  const auto end = end_offsets(brokers, topic, partitions);
+  if (end.empty()) return {};
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "group.id", "nudge-test-raw-reader", errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", errstr, sizeof errstr);
+  rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  if (!rk) return {};
+  std::map<std::int32_t, std::int64_t> left;  // partitions still to read, up to this offset
+  auto* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p)
+    if (end[static_cast<std::size_t>(p)] > 0) {
+      left[p] = end[static_cast<std::size_t>(p)];
+      rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+  rd_kafka_assign(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  std::vector<RawRecord> out;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!left.empty() && std::chrono::steady_clock::now() < deadline) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 50);
+    if (!m) continue;
+    if (!m->err) {
+      RawRecord r;
+      if (m->key) r.key.emplace(static_cast<const char*>(m->key), m->key_len);
+      if (m->payload) r.value.emplace(static_cast<const char*>(m->payload), m->len);
+      rd_kafka_headers_t* headers = nullptr;
+      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char* name = nullptr;
+        const void* value = nullptr;
+        std::size_t size = 0;
+        for (std::size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i)
+          r.headers.emplace_back(name, value ? std::optional<std::string>(std::string(static_cast<const char*>(value),
+                                                                                      size))
+                                             : std::nullopt);
+      }
+      r.partition = m->partition;
+      r.offset = m->offset;
+      out.push_back(std::move(r));
+      const auto it = left.find(m->partition);
+      if (it != left.end() && m->offset + 1 >= it->second) left.erase(it);
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_destroy(rk);
+  if (!left.empty()) return {};
+  std::sort(out.begin(), out.end(), [](const RawRecord& a, const RawRecord& b) {
+    return std::pair(a.partition, a.offset) < std::pair(b.partition, b.offset);
+  });
+  return out;
 }
 
 struct Env {
@@ -234,12 +346,16 @@ struct Env {
   int partitions = 6;
   /// False where the topic is made by the test (the mock cluster cannot create topics).
   bool create_topic = true;
+  /// The log's session_timeout_ms when not 0. The mock cluster makes a
+  /// member that joins after another left wait this minus 1 s.
+  std::int64_t session_timeout_ms = 0;
 };
 
 /// The overrides of the log under test in `env`.
 inline std::map<std::string, ConfigValue> env_overrides(const Env& env) {
   auto overrides = base_overrides(env.brokers, env.topic, env.group);
   overrides["create_topic"] = env.create_topic;
+  if (env.session_timeout_ms > 0) overrides["session_timeout_ms"] = env.session_timeout_ms;
   return overrides;
 }
 
@@ -424,43 +540,225 @@ inline void scenario_restart_mid_stream(const Env& env, int n) {
               held_ids.size(), second.deliveries.size());
 }
 
-/// Records that are not envelopes are skipped (counted) and committed past.
-inline void scenario_undecodable_records_are_skipped(const Env& env) {
+/// Appends `messages` and waits for their answers; how many were acked.
+inline std::size_t append_messages(boost::asio::io_context& io, KafkaLog& log, const std::vector<MessagePtr>& messages,
+                                   std::chrono::milliseconds timeout = 30s) {
+  auto acked = std::make_shared<std::size_t>(0);
+  auto answered = std::make_shared<std::size_t>(0);
+  for (const auto& m : messages)
+    log.append(m, [acked, answered](Status s) {
+      ++*answered;
+      if (s.ok()) ++*acked;
+    });
+  run_until(io, [&] { return *answered == messages.size(); }, timeout);
+  return *acked;
+}
+
+/// What committed_offsets() reads once the group committed everything: each
+/// partition's end, -1 for one that never had a record.
+inline std::vector<std::int64_t> committed_at_the_end(const Env& env) {
+  auto end = end_offsets(env.brokers, env.topic, env.partitions);
+  for (auto& offset : end)
+    if (offset == 0) offset = -1;
+  return end;
+}
+
+/// `n` messages of `room`, their payloads `first` to `first + n - 1` (their order in the room).
+inline std::vector<MessagePtr> room_messages(int room, int first, int n) {
+  std::vector<MessagePtr> out;
+  for (int i = 0; i < n; ++i) out.push_back(make_message(room, first + i));
+  return out;
+}
+
+/// A room whose partition (of `partitions`) is not room 0's.
+inline int room_beside_room_0(int partitions) {
+  auto partition = [partitions](int room) {
+    const std::string key = "room-" + std::to_string(room);
+    return rd_kafka_msg_partitioner_murmur2_random(nullptr, key.data(), key.size(), partitions, nullptr, nullptr);
+  };
+  int room = 1;
+  while (partition(room) == partition(0)) ++room;
+  return room;
+}
+
+/// Records this build cannot decode, keyed `key`: a newer build's envelope
+/// (a version byte this one does not know), with headers (an empty and a
+/// null value among them); text; an empty value; a null value.
+inline std::vector<RawRecord> undecodable_records(const std::string& key) {
+  std::string newer = make_message(0, 0)->envelope();
+  newer[2] = static_cast<char>(newer[2] + 1);
+  return {
+      RawRecord{key, newer, {{"trace-id", std::string("4bf92f3577b34da6")}, {"empty", std::string()}, {"null", {}}}},
+      RawRecord{key, std::string("not an envelope"), {}},
+      RawRecord{key, std::string(), {{"h", std::string("\x00\xff", 2)}}},
+      RawRecord{key, std::nullopt, {}},
+  };
+}
+
+/// The dead-letter topic holds each of `garbage` once, in order, byte for
+/// byte (key, value, its own headers first), with the provenance headers
+/// naming where it was read and why it is there.
+inline void expect_dead_lettered(const Env& env, const std::vector<RawRecord>& garbage) {
+  const auto dead = read_records(env.brokers, env.topic + ".dead-letter", 1);
+  ASSERT_EQ(dead.size(), garbage.size()) << "the dead-letter topic holds what was not decodable, once each";
+  for (std::size_t i = 0; i < garbage.size(); ++i) {
+    SCOPED_TRACE("undecodable record " + std::to_string(i));
+    const auto& got = dead[i];
+    const auto& sent = garbage[i];
+    EXPECT_EQ(got.key, sent.key);
+    EXPECT_EQ(got.value, sent.value);
+    ASSERT_GE(got.headers.size(), sent.headers.size());
+    const std::vector<std::pair<std::string, std::optional<std::string>>> own(
+        got.headers.begin(), got.headers.begin() + static_cast<std::ptrdiff_t>(sent.headers.size()));
+    EXPECT_EQ(own, sent.headers);
+    std::map<std::string, std::string> provenance;
+    for (auto it = got.headers.begin() + static_cast<std::ptrdiff_t>(sent.headers.size()); it != got.headers.end();
+         ++it)
+      provenance[it->first] = it->second.value_or("(null)");
+    EXPECT_EQ(provenance[dead_letter_header::kTopic], env.topic);
+    EXPECT_EQ(provenance[dead_letter_header::kPartition], std::to_string(sent.partition));
+    EXPECT_EQ(provenance[dead_letter_header::kOffset], std::to_string(sent.offset));
+    EXPECT_EQ(provenance[dead_letter_header::kGroup], env.group);
+    EXPECT_EQ(provenance[dead_letter_header::kTimestampType], "create");
+    const auto ts = std::stoll(provenance[dead_letter_header::kTimestamp]);
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    EXPECT_GT(ts, now - 600000) << "the record's own timestamp, within the last 10 minutes";
+    EXPECT_LE(ts, now);
+    EXPECT_FALSE(provenance[dead_letter_header::kError].empty());
+    // A newer build's envelope says why, in the decoder's words.
+    if (sent.value && sent.value->starts_with("NG")) {
+      EXPECT_NE(provenance[dead_letter_header::kError].find("version"), std::string::npos)
+          << provenance[dead_letter_header::kError];
+    }
+  }
+}
+
+/// Records that are not envelopes go to the dead-letter topic byte for
+/// byte; every good message is handed over once, in order; the group
+/// commits to the end, past the undecodable ones.
+inline void scenario_undecodable_records_are_dead_lettered(const Env& env) {
   boost::asio::io_context io;
   auto overrides = env_overrides(env);
-  ProduceOutcome produced;
+  const int other = room_beside_room_0(env.partitions);
+  const auto before = room_messages(0, 0, 25);
+  const auto beside = room_messages(other, 0, 25);
+  const auto after = room_messages(0, 25, 25);
+  auto garbage = undecodable_records("room-0");
   {
     LogUnderTest producer(io, overrides);
     ASSERT_TRUE(producer.log.start(LogStartOptions{true, nullptr, 500}).ok());
-    produced = produce_messages(io, producer.log, 50, 1);
-    ASSERT_EQ(produced.ok, 50u);
+    ASSERT_EQ(append_messages(io, producer.log, before), before.size());
+    ASSERT_EQ(append_messages(io, producer.log, beside), beside.size());
+    produce_records(env.brokers, env.topic, garbage);
+    ASSERT_EQ(append_messages(io, producer.log, after), after.size());
     ASSERT_TRUE(stop_log(io, producer.log));
   }
-  produce_raw(env.brokers, env.topic, {"not an envelope", "", std::string("NG\x01garbage", 10)}, "room-0");
-  ProduceOutcome after;
-  {
-    LogUnderTest producer(io, overrides);
-    ASSERT_TRUE(producer.log.start(LogStartOptions{true, nullptr, 500}).ok());
-    after = produce_messages(io, producer.log, 50, 1);
-    ASSERT_EQ(after.ok, 50u);
-    ASSERT_TRUE(stop_log(io, producer.log));
-  }
+  std::vector<MessagePtr> good(before);
+  good.insert(good.end(), beside.begin(), beside.end());
+  good.insert(good.end(), after.begin(), after.end());
+
   RecordingSink sink;
   LogUnderTest consumer(io, overrides);
-  ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 500}).ok());
-  EXPECT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= 100; }, 60s));
+  // Small batches: the undecodable records travel with good ones, and some batches after them.
+  ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 10}).ok());
+  auto& metrics = consumer.context.metrics();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(run_until(
+      io, [&] { return sink.deliveries.size() >= good.size() && metrics.value("dead_lettered") == garbage.size(); },
+      60s));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   run_for(io, 300ms);
-  EXPECT_EQ(sink.deliveries.size(), 100u);
-  std::vector<MessageId> expected;
-  for (const auto& m : produced.sent) expected.push_back(m->id);
-  for (const auto& m : after.sent) expected.push_back(m->id);
-  std::vector<MessageId> got;
-  for (const auto& m : sink.deliveries) got.push_back(m->id);
-  EXPECT_EQ(got, expected) << "the valid records, in order, each once";
-  EXPECT_EQ(consumer.context.metrics().value("decode_errors"), 3u);
-  EXPECT_GE(consumer.context.logger().count(LogLevel::warn, "undecodable"), 1u);
+  expect_exactly_once_in_order(good, sink.deliveries);
+  EXPECT_EQ(metrics.value("decode_errors"), garbage.size());
+  EXPECT_EQ(metrics.value("dead_lettered"), garbage.size());
+  EXPECT_EQ(metrics.value("dead_letter_errors"), 0u);
+  EXPECT_EQ(metrics.value("partition_stops"), 0u);
+  EXPECT_TRUE(consumer.log.readiness().ready) << consumer.log.readiness().reason;
+  EXPECT_GE(consumer.context.logger().count(LogLevel::warn, "dead-letter topic"), 1u);
   ASSERT_TRUE(stop_log(io, consumer.log));
-  EXPECT_EQ(committed_total(env.brokers, env.topic, env.group, env.partitions), 103) << "not committed past them";
+  EXPECT_EQ(committed_offsets(env.brokers, env.topic, env.group, env.partitions), committed_at_the_end(env))
+      << "the group did not commit to the end, past the undecodable records";
+  expect_dead_lettered(env, garbage);
+  std::printf("dead-letter: %zu good messages written once and %zu undecodable records dead-lettered in %.2f s\n",
+              sink.deliveries.size(), garbage.size(), took);
+}
+
+/// on_undecodable = "stop": the good records before an undecodable one are
+/// written and committed, nothing at or past it; the log says why it is not
+/// ready; other partitions go on. A restart that can deal with it (here:
+/// dead-letter) goes on from exactly there.
+inline void scenario_undecodable_record_stops_its_partition(const Env& env) {
+  boost::asio::io_context io;
+  auto overrides = env_overrides(env);
+  const int other = room_beside_room_0(env.partitions);
+  const auto before = room_messages(0, 0, 20);
+  const auto beside = room_messages(other, 0, 20);
+  const auto after = room_messages(0, 20, 20);
+  std::vector<RawRecord> garbage{undecodable_records("room-0").front()};
+  {
+    LogUnderTest producer(io, overrides);
+    ASSERT_TRUE(producer.log.start(LogStartOptions{true, nullptr, 500}).ok());
+    ASSERT_EQ(append_messages(io, producer.log, before), before.size());
+    ASSERT_EQ(append_messages(io, producer.log, beside), beside.size());
+    produce_records(env.brokers, env.topic, garbage);
+    ASSERT_EQ(append_messages(io, producer.log, after), after.size());
+    ASSERT_TRUE(stop_log(io, producer.log));
+  }
+  const std::int32_t stopped = garbage[0].partition;
+  const std::int64_t at = garbage[0].offset;
+
+  RecordingSink sink;
+  {
+    auto stopping = overrides;
+    stopping["on_undecodable"] = std::string("stop");
+    LogUnderTest consumer(io, stopping);
+    ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 10}).ok());
+    EXPECT_TRUE(run_until(
+        io, [&] { return sink.deliveries.size() >= before.size() + beside.size() && !consumer.log.readiness().ready; },
+        60s));
+    run_for(io, 1s);  // nothing past the undecodable record comes
+    std::vector<MessagePtr> expected(before);
+    expected.insert(expected.end(), beside.begin(), beside.end());
+    expect_exactly_once_in_order(expected, sink.deliveries);
+    const auto readiness = consumer.log.readiness();
+    EXPECT_FALSE(readiness.ready);
+    for (const std::string& part : std::vector<std::string>{"partition " + std::to_string(stopped),
+                                                            "offset " + std::to_string(at), "'" + env.topic + "'",
+                                                            "on_undecodable", "restart"})
+      EXPECT_NE(readiness.reason.find(part), std::string::npos) << "'" << part << "' not in: " << readiness.reason;
+    auto& metrics = consumer.context.metrics();
+    EXPECT_EQ(metrics.value("partition_stops"), 1u);
+    EXPECT_EQ(metrics.value("decode_errors"), 1u);
+    EXPECT_EQ(metrics.value("dead_lettered"), 0u);
+    EXPECT_EQ(consumer.context.logger().count(LogLevel::error, "stopped at offset"), 1u);
+    std::printf("stop: partition %d stopped at offset %lld; not ready: %s\n", stopped, static_cast<long long>(at),
+                readiness.reason.c_str());
+    ASSERT_TRUE(stop_log(io, consumer.log));
+  }
+  auto expected = committed_at_the_end(env);
+  ASSERT_EQ(expected.size(), static_cast<std::size_t>(env.partitions));
+  expected[static_cast<std::size_t>(stopped)] = at;
+  EXPECT_EQ(committed_offsets(env.brokers, env.topic, env.group, env.partitions), expected)
+      << "committed exactly up to the undecodable record in its partition, to the end in the others";
+
+  // Restarted with a way to deal with it: it goes on from the record it stopped at.
+  RecordingSink again;
+  {
+    LogUnderTest consumer(io, overrides);
+    ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &again, 10}).ok());
+    EXPECT_TRUE(run_until(
+        io,
+        [&] { return again.deliveries.size() >= after.size() && consumer.context.metrics().value("dead_lettered") == 1; },
+        60s));
+    run_for(io, 300ms);
+    expect_exactly_once_in_order(after, again.deliveries);
+    EXPECT_TRUE(consumer.log.readiness().ready) << consumer.log.readiness().reason;
+    ASSERT_TRUE(stop_log(io, consumer.log));
+  }
+  EXPECT_EQ(committed_offsets(env.brokers, env.topic, env.group, env.partitions), committed_at_the_end(env));
+  expect_dead_lettered(env, garbage);
 }
 
 /// A second member joins the group mid-stream: the partitions are shared

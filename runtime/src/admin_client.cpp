@@ -91,7 +91,8 @@ std::optional<AdminUrl> parse_admin_url(std::string_view text, std::string& erro
 }
 
 AdminResponse admin_request(const std::string& method, const AdminUrl& url, const std::string& path,
-                            std::chrono::milliseconds timeout, const std::function<bool()>& cancelled) {
+                            std::chrono::milliseconds timeout, const std::function<bool()>& cancelled,
+                            const AdminHeaders& headers) {
   namespace asio = boost::asio;
   namespace beast = boost::beast;
   namespace http = beast::http;
@@ -106,6 +107,7 @@ AdminResponse admin_request(const std::string& method, const AdminUrl& url, cons
   request.set(http::field::host, (v6 ? "[" + url.host + "]" : url.host) + ":" + url.port);
   request.set(http::field::user_agent, "nudge");
   request.set(http::field::connection, "close");
+  for (const auto& [name, value] : headers) request.set(name, value);
   request.prepare_payload();
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);

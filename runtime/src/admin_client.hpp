@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace nudge::runtime {
 
@@ -32,11 +34,15 @@ struct AdminResponse {
   bool answered() const noexcept { return error.empty(); }
 };
 
+/// Header fields added to a request (`Authorization`); one named Host
+/// replaces the one made from the URL.
+using AdminHeaders = std::vector<std::pair<std::string, std::string>>;
+
 /// One blocking HTTP/1.1 request to `url.prefix + path` within `timeout`.
 /// `cancelled`, when given, is asked every 100 ms and ends the wait early
 /// (Ctrl-C in `nudge top`).
 AdminResponse admin_request(const std::string& method, const AdminUrl& url, const std::string& path,
                             std::chrono::milliseconds timeout = std::chrono::seconds(5),
-                            const std::function<bool()>& cancelled = {});
+                            const std::function<bool()>& cancelled = {}, const AdminHeaders& headers = {});
 
 }  // namespace nudge::runtime

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -9,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "logging.hpp"
+#include "metrics.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge::runtime {
@@ -23,12 +26,32 @@ struct AdminHandlers {
   std::function<void(std::function<void(unsigned status, std::string body)>)> reload;
 };
 
+/// Who may use the admin endpoint, and how much of it one client may hold.
+struct AdminAccess {
+  /// What POST /reload (every endpoint that changes something) needs in
+  /// `Authorization: Bearer`; empty refuses those endpoints (403).
+  std::string token;
+  /// Host names a request may address besides IP literals, `localhost` and the listen host.
+  std::vector<std::string> allowed_hosts;
+  /// Connections open at once; more are closed when accepted.
+  std::size_t max_connections = 16;
+  /// How long a client has to send a whole request, and how long a
+  /// keep-alive connection may stay idle (each response may take as long).
+  std::chrono::milliseconds request_timeout{30000};
+};
+
 /// The admin HTTP endpoint (`[admin] listen`): /healthz, /readyz, /metrics
-/// and POST /reload, served on the pipeline's event loop. Small, bounded
-/// requests only; each connection is closed after 30 s idle.
+/// and POST /reload, served on the pipeline's event loop.
+///
+/// It answers programs (curl, Prometheus, probes, `nudge`), never browsers:
+/// a request carrying `Origin` or `Sec-Fetch-*` headers, or naming in its
+/// `Host` a name it was not told of (DNS rebinding), gets 403 whatever the
+/// endpoint, so a web page cannot reach it through an operator's browser.
+/// POST /reload needs the token. Requests are small and bounded (headers
+/// 8 KiB, body 4 KiB, `request_timeout`); refusals are logged and counted.
 class AdminServer {
  public:
-  AdminServer(boost::asio::io_context& io, AdminHandlers handlers);
+  AdminServer(boost::asio::io_context& io, AdminHandlers handlers, AdminAccess access, MetricsRegistry& metrics);
   ~AdminServer();
 
   /// Binds `listen` (host:port; port 0 picks one) and starts accepting. Logs
@@ -39,13 +62,20 @@ class AdminServer {
   /// The bound port (after start).
   unsigned short port() const;
 
+  /// Shared with the sessions, which may outlive the server by a request.
+  struct State;
+
  private:
   void accept();
 
   boost::asio::io_context& io_;
-  std::shared_ptr<const AdminHandlers> handlers_;
+  std::shared_ptr<State> state_;
   boost::asio::ip::tcp::acceptor acceptor_;
-  NamedLogger logger_{"admin"};
 };
+
+/// Compares a presented secret with the expected one in time that depends
+/// only on the expected one's length, so timing tells an attacker nothing
+/// about how much of a guess was right.
+bool secrets_equal(std::string_view presented, std::string_view expected) noexcept;
 
 }  // namespace nudge::runtime

@@ -30,11 +30,13 @@ Usage:
   nudge validate PIPELINE.toml [--set ...]               check a pipeline without connecting anywhere
   nudge plugins                                          list the plugins found, with kind, version, path
   nudge describe PLUGIN | KIND.PLUGIN | all [--markdown] print a plugin's config keys (as Markdown:
-                                                         the pipeline reference, docs/reference.md)
+                                                         the pipeline reference, docs/reference.md);
+                                                         `pipeline` and `admin` the runtime's own tables
   nudge new plugin NAME --kind KIND [--dir DIR]          write a plugin folder (KIND: source, transform,
                                                          fanout, log or sink) that builds against the installed SDK
-  nudge reload [ADMIN_URL]                               re-read a running instance's pipeline file and apply
-                                                         what can change live (default http://127.0.0.1:9100)
+  nudge reload [ADMIN_URL | PIPELINE.toml] [--token T]   re-read a running instance's pipeline file and apply
+                                                         what can change live (default http://127.0.0.1:9100;
+                                                         given the pipeline, its [admin] listen and token)
   nudge top [ADMIN_URL]                                  a live view of a running instance's stages
   nudge deploy up|down|status DEPLOYMENT.toml            run a deployment's instances, supervised, behind nginx
   nudge --version | --help
@@ -47,10 +49,12 @@ Options:
                           install's own plugin folder
   --log-level LEVEL       trace, debug, info (default), warn, error
   --log-format FORMAT     text, logfmt or json (default: the pipeline's log_format, "text")
+  --token TOKEN           reload: the admin token (default: $NUDGE_ADMIN_TOKEN, else the
+                          pipeline file's [admin] token or token_file when given the file)
 
 A running instance (with an [admin] table) answers on its admin endpoint:
-GET /healthz, GET /readyz, GET /metrics (Prometheus), POST /reload. SIGHUP
-reloads too. See docs/operations.md.
+GET /healthz, GET /readyz, GET /metrics (Prometheus), and POST /reload with
+the [admin] token. SIGHUP reloads too. See docs/operations.md.
 
 Pipeline strings may use ${VAR} and ${VAR:-default} from the environment, and
 ${PIPELINE_DIR} for the pipeline file's folder. See docs/architecture.md.
@@ -106,21 +110,69 @@ int cmd_new_plugin(const CommandLine& cl) {
   return 0;
 }
 
+/// `nudge reload PIPELINE.toml`: a file, not an admin URL.
+bool names_pipeline_file(const std::string& argument) {
+  std::error_code ec;
+  return argument.ends_with(".toml") || (argument.find("://") == std::string::npos &&
+                                         std::filesystem::is_regular_file(argument, ec));
+}
+
 int cmd_reload(const CommandLine& cl) {
+  std::string target = cl.argument.empty() ? "http://127.0.0.1:9100" : cl.argument;
+  std::optional<AdminSettings> from_file;
+  if (names_pipeline_file(cl.argument)) {
+    Diagnostics diags;
+    LoadOptions options;
+    options.overrides = cl.overrides;
+    from_file = load_admin_settings(cl.argument, options, diags);
+    if (!from_file) {
+      if (diags.empty())
+        std::cerr << "nudge reload: " << cl.argument
+                  << " has no [admin] table, so its instances serve no admin endpoint; send them SIGHUP instead\n";
+      else
+        std::cerr << diags.to_string();
+      return 2;
+    }
+    std::string host;
+    std::uint16_t port = 0;
+    nudge::parse_host_port(from_file->listen, host, port);
+    if (port == 0) {
+      std::cerr << "nudge reload: " << cl.argument << ": admin.listen '" << from_file->listen
+                << "' picks a free port; give the admin URL the instance logged (nudge reload URL --token ...)\n";
+      return 2;
+    }
+    // An instance listening on every address is reached on loopback.
+    if (host == "0.0.0.0") host = "127.0.0.1";
+    else if (host == "::") host = "::1";
+    target = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  }
   std::string error;
-  const auto url = parse_admin_url(cl.argument.empty() ? "http://127.0.0.1:9100" : cl.argument, error);
+  const auto url = parse_admin_url(target, error);
   if (!url) {
     std::cerr << "nudge reload: " << error << "\n";
     return 2;
   }
+  std::string token = cl.token;
+  if (const char* env = std::getenv("NUDGE_ADMIN_TOKEN"); token.empty() && env) token = env;
+  if (token.empty() && from_file) {
+    if (auto status = read_admin_token(*from_file, token); !status.ok()) {
+      std::cerr << "nudge reload: " << status.message() << "\n";
+      return 2;
+    }
+  }
+  AdminHeaders headers;
+  if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
   // A reload re-reads the file and may wait on plugins: more time than a status request.
-  const auto response = admin_request("POST", *url, "/reload", std::chrono::seconds(30));
+  const auto response = admin_request("POST", *url, "/reload", std::chrono::seconds(30), {}, headers);
   if (!response.answered()) {
     std::cerr << "nudge reload: cannot reach the admin endpoint at " << url->base << ": " << response.error
               << "\n(is the instance running with an [admin] table? SIGHUP reloads it too)\n";
     return 1;
   }
   (response.status == 200 ? std::cout : std::cerr) << response.body;
+  if (response.status == 401 && token.empty())
+    std::cerr << "(nudge reload sent no token: give it with --token, $NUDGE_ADMIN_TOKEN, or the pipeline file: "
+                 "nudge reload PIPELINE.toml)\n";
   return response.status == 200 ? 0 : 1;
 }
 
@@ -156,9 +208,7 @@ std::string cell(std::string text) {
   return text;
 }
 
-void describe_markdown(const LoadedPlugin& plugin, const ConfigSchema& schema) {
-  std::cout << "## `" << to_string(plugin.kind()) << "." << plugin.name() << "`\n\n"
-            << plugin.descriptor->description << " (version " << plugin.descriptor->version << ")\n\n";
+void schema_markdown(const ConfigSchema& schema) {
   if (schema.fields().empty()) {
     std::cout << "No keys.\n";
     return;
@@ -181,8 +231,48 @@ void describe_markdown(const LoadedPlugin& plugin, const ConfigSchema& schema) {
   }
 }
 
+void describe_markdown(const LoadedPlugin& plugin, const ConfigSchema& schema) {
+  std::cout << "## `" << to_string(plugin.kind()) << "." << plugin.name() << "`\n\n"
+            << plugin.descriptor->description << " (version " << plugin.descriptor->version << ")\n\n";
+  schema_markdown(schema);
+}
+
+void schema_text(const ConfigSchema& schema) {
+  for (const auto& f : schema.fields()) {
+    std::cout << f.key << " (" << to_string(f.type) << ", "
+              << (f.required() ? std::string("required") : "default " + to_toml(*f.default_value)) << ")\n";
+    std::cout << "    " << f.description << "\n";
+    if (f.min || f.max)
+      std::cout << "    range: [" << (f.min ? std::to_string(*f.min) : "") << ", "
+                << (f.max ? std::to_string(*f.max) : "") << "]\n";
+    if (!f.allowed.empty()) {
+      std::cout << "    one of:";
+      for (const auto& a : f.allowed) std::cout << " \"" << a << "\"";
+      std::cout << "\n";
+    }
+    if (!f.example.empty()) std::cout << "    example: " << f.key << " = " << f.example << "\n";
+    if (f.live) std::cout << "    reloadable live (nudge reload, SIGHUP)\n";
+  }
+}
+
+/// The tables the runtime reads itself, before any plugin's.
+struct RuntimeTable {
+  const char* name;
+  const char* about;
+  const ConfigSchema& schema;
+};
+
+std::vector<RuntimeTable> runtime_tables() {
+  return {{"pipeline", "The runtime's own settings of a pipeline (docs/architecture.md).", pipeline_schema()},
+          {"admin",
+           "The admin endpoint: /healthz, /readyz, /metrics and POST /reload; without this table there is none "
+           "(docs/operations.md).",
+           admin_schema()}};
+}
+
 int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
-  // `NAME` describes every kind of that name; `KIND.NAME` just the one; `all` every plugin.
+  // `NAME` describes every kind of that name; `KIND.NAME` just the one; `all` every plugin;
+  // `pipeline` and `admin` the runtime's own tables.
   std::string name = cl.argument;
   const bool all = name == "all";
   std::optional<PluginKind> kind;
@@ -203,11 +293,22 @@ int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
   });
   if (cl.markdown && all)
     std::cout << "# Pipeline reference\n\n"
-                 "Every key of every plugin, generated from the plugins' own schemas by\n"
-                 "`nudge describe all --markdown` (do not edit: `scripts/gen-reference` rewrites it;\n"
-                 "the test `docs.reference` fails when it is stale). How a pipeline file is laid\n"
-                 "out, and the `[pipeline]` table, are in [architecture.md](architecture.md).\n\n";
+                 "Every key of the runtime's own tables and of every plugin, generated from their\n"
+                 "schemas by `nudge describe all --markdown` (do not edit: `scripts/gen-reference`\n"
+                 "rewrites it; the test `docs.reference` fails when it is stale). How a pipeline\n"
+                 "file is laid out is in [architecture.md](architecture.md).\n\n";
   int described = 0;
+  for (const auto& table : runtime_tables()) {
+    if (!all && (kind || name != table.name)) continue;
+    if (described++) std::cout << "\n";
+    if (cl.markdown) {
+      std::cout << "## `[" << table.name << "]`\n\n" << table.about << "\n\n";
+      schema_markdown(table.schema);
+    } else {
+      std::cout << "[" << table.name << "]  (the runtime's own)\n" << table.about << "\n\n";
+      schema_text(table.schema);
+    }
+  }
   for (const auto& file : files) {
     if (described++) std::cout << "\n";
     std::string error;
@@ -224,21 +325,7 @@ int cmd_describe(const CommandLine& cl, const PluginRegistry& registry) {
     std::cout << "[" << to_string(plugin->kind()) << "." << plugin->name() << "]  version "
               << plugin->descriptor->version << "\n"
               << plugin->descriptor->description << "\n\n";
-    for (const auto& f : schema.fields()) {
-      std::cout << f.key << " (" << to_string(f.type) << ", "
-                << (f.required() ? std::string("required") : "default " + to_toml(*f.default_value)) << ")\n";
-      std::cout << "    " << f.description << "\n";
-      if (f.min || f.max)
-        std::cout << "    range: [" << (f.min ? std::to_string(*f.min) : "") << ", "
-                  << (f.max ? std::to_string(*f.max) : "") << "]\n";
-      if (!f.allowed.empty()) {
-        std::cout << "    one of:";
-        for (const auto& a : f.allowed) std::cout << " \"" << a << "\"";
-        std::cout << "\n";
-      }
-      if (!f.example.empty()) std::cout << "    example: " << f.key << " = " << f.example << "\n";
-      if (f.live) std::cout << "    reloadable live (nudge reload, SIGHUP)\n";
-    }
+    schema_text(schema);
   }
   if (described) return 0;
   std::cerr << "nudge: unknown plugin '" << cl.argument << "'; available:";
@@ -289,6 +376,12 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
                .count());
   boost::asio::io_context io(1);
   const std::optional<AdminSettings> admin_settings = spec->admin;
+  std::string admin_token;
+  if (admin_settings)
+    if (auto status = read_admin_token(*admin_settings, admin_token); !status.ok()) {
+      std::cerr << "nudge: not starting: " << status.message() << "\n";
+      return 1;
+    }
   Pipeline pipeline(io, std::move(*spec), metrics);
   pipeline.set_fail_points(std::move(*fail_points));
   if (!pipeline.create()) return 1;
@@ -326,6 +419,10 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
 
   std::unique_ptr<AdminServer> admin;
   if (admin_settings) {
+    AdminAccess access;
+    access.token = std::move(admin_token);
+    access.allowed_hosts = admin_settings->allowed_hosts;
+    access.max_connections = admin_settings->max_connections;
     admin = std::make_unique<AdminServer>(
         io, AdminHandlers{
                 [&metrics] { return metrics.prometheus(); },
@@ -337,7 +434,8 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
                 [&reload](std::function<void(unsigned, std::string)> answer) {
                   auto [status, body] = reload("POST /reload");
                   answer(status, std::move(body));
-                }});
+                }},
+        std::move(access), metrics);
     // Before the stages start, so /healthz answers (and /readyz says "starting") during a slow start.
     if (auto status = admin->start(admin_settings->listen); !status.ok()) {
       std::cerr << "nudge: not starting: " << status.message() << "\n";
@@ -412,6 +510,8 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     else if (a.starts_with("--log-level=")) cl.log_level = a.substr(12);
     else if (a == "--log-format") cl.log_format = need_value(i, a);
     else if (a.starts_with("--log-format=")) cl.log_format = a.substr(13);
+    else if (a == "--token") cl.token = need_value(i, a);
+    else if (a.starts_with("--token=")) cl.token = a.substr(8);
     else if (a.starts_with("-")) cl.error = "unknown option '" + a + "'";
     else if (cl.command.empty()) cl.command = a;
     else if (cl.argument.empty()) cl.argument = a;
@@ -428,6 +528,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   if (cl.command != "run" && cl.command != "validate" && cl.command != "plugins" && cl.command != "describe" &&
       cl.command != "new" && cl.command != "reload" && cl.command != "help" && cl.command != "version")
     cl.error = "unknown command '" + cl.command + "'";
+  if (!cl.token.empty() && cl.command != "reload") cl.error = "--token is for 'nudge reload'";
   if (!parse_log_level(cl.log_level)) cl.error = "unknown log level '" + cl.log_level + "'";
   if (!cl.log_format.empty() && !parse_log_format(cl.log_format))
     cl.error = "unknown log format '" + cl.log_format + "' (text, logfmt or json)";

@@ -18,6 +18,7 @@ struct CommandLine {
   std::vector<std::filesystem::path> plugin_dirs;
   std::string log_level = "info";
   std::string log_format;              ///< --log-format; empty: the pipeline's log_format
+  std::string token;                   ///< `reload --token`: the admin token
   std::string error;                   ///< non-empty when the command line is wrong
 };
 

@@ -397,6 +397,11 @@ std::string seconds_text(double s) {
   return text;
 }
 
+/// Keys that hold a secret (the admin token, a JWT key, a password).
+bool is_secret_key(std::string_view key) {
+  return key == "token" || key.ends_with("_token") || key.ends_with("secret") || key.ends_with("password");
+}
+
 }  // namespace
 
 std::vector<NotReady> Pipeline::not_ready() const {
@@ -513,14 +518,16 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
       const auto a = now.values().find(field.key);
       const auto b = then.values().find(field.key);
       if (a == now.values().end() || b == then.values().end() || a->second == b->second) continue;
-      const std::string change =
-          table + "." + field.key + ": " + to_toml(a->second) + " -> " + to_toml(b->second);
+      // The report goes to the log and to whoever asked: a secret's value stays out of it.
+      const std::string values =
+          is_secret_key(field.key) ? std::string("value hidden") : to_toml(a->second) + " -> " + to_toml(b->second);
+      const std::string change = table + "." + field.key + ": " + values;
       if (field.live) {
         outcome.changes.push_back(change);
         if (changed_keys) changed_keys->push_back(field.key);
       } else {
-        outcome.refusals.push_back(table + "." + field.key + " changed (" + to_toml(a->second) + " -> " +
-                                   to_toml(b->second) + "); it takes effect only after a restart");
+        outcome.refusals.push_back(table + "." + field.key + " changed (" + values +
+                                   "); it takes effect only after a restart");
       }
     }
   };

@@ -1,6 +1,8 @@
 #include "pipeline_config.hpp"
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <set>
@@ -203,6 +205,20 @@ Config bind_table(const toml::table& table, const ConfigSchema& schema, const st
   return Config(std::move(values), std::move(set));
 }
 
+std::optional<AdminSettings> bind_admin(const toml::table& table, const std::string& file, Diagnostics& diags,
+                                        const std::set<std::string>& already_reported) {
+  const Config admin = bind_table(table, admin_schema(), "admin", file, diags, already_reported);
+  if (admin.values().size() != admin_schema().fields().size()) return std::nullopt;
+  AdminSettings settings{admin.get_string("listen"), admin.get_string("token"), admin.get_string("token_file"),
+                         admin.get_strings("allowed_hosts"),
+                         static_cast<std::size_t>(admin.get_int("max_connections")), admin};
+  if (!settings.token.empty() && !settings.token_file.empty()) {
+    report(diags, place_of(file, table.source()), "admin", "token and token_file are both set: use one");
+    return std::nullopt;
+  }
+  return settings;
+}
+
 std::string default_instance_id() {
   char host[256] = {};
   if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "nudge");
@@ -276,20 +292,76 @@ const ConfigSchema& sink_runtime_schema() {
   return schema;
 }
 
+namespace {
+
+constexpr std::size_t kMinAdminTokenBytes = 16;
+
+/// Why `token` cannot be an admin token, or "" when it can. It travels in
+/// an `Authorization: Bearer` header, hence visible ASCII only.
+std::string admin_token_problem(std::string_view token) {
+  if (token.size() < kMinAdminTokenBytes)
+    return "must be at least " + std::to_string(kMinAdminTokenBytes) + " bytes, got " + std::to_string(token.size()) +
+           " (make one with `openssl rand -hex 32`)";
+  for (const char c : token)
+    if (c < 0x21 || c > 0x7e)
+      return "must be visible ASCII characters, without spaces (make one with `openssl rand -hex 32`)";
+  return {};
+}
+
+}  // namespace
+
 const ConfigSchema& admin_schema() {
   static const ConfigSchema schema = [] {
     ConfigSchema s;
     s.string("listen", "127.0.0.1:9100",
              "Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, POST /reload); loopback by "
-             "default, as it is unauthenticated")
+             "default: the read-only endpoints answer anyone who can connect")
         .with_check([](const ConfigValue& v) {
           std::string host;
           std::uint16_t port = 0;
           return parse_host_port(std::get<std::string>(v), host, port) ? std::string() : "must be host:port";
         });
+    s.string("token", "",
+             "Bearer token that POST /reload requires (`Authorization: Bearer TOKEN`), at least 16 visible ASCII "
+             "characters; with neither token nor token_file, POST /reload is refused (SIGHUP still reloads)")
+        .with_example(R"("${NUDGE_ADMIN_TOKEN}")")
+        .with_check([](const ConfigValue& v) {
+          const auto& token = std::get<std::string>(v);
+          return token.empty() ? std::string() : admin_token_problem(token);
+        });
+    s.string("token_file", "",
+             "File holding the admin token instead of token (read at start; one trailing newline is ignored)")
+        .with_example("\"/etc/nudge/admin.token\"");
+    s.string_list("allowed_hosts", {},
+                  "Host names requests may address (the Host header) besides IP addresses, localhost and the listen "
+                  "host; others get 403, which stops DNS rebinding. Add the name Prometheus scrapes by")
+        .with_example("[\"nudge-1.internal\"]");
+    s.integer("max_connections", 16,
+              "Admin connections open at once; more are closed as soon as they are accepted")
+        .range(1, 10000);
     return s;
   }();
   return schema;
+}
+
+Status read_admin_token(const AdminSettings& admin, std::string& token) {
+  token = admin.token;
+  if (admin.token_file.empty()) return Status::success();
+  std::ifstream in(admin.token_file, std::ios::binary);
+  if (!in)
+    return Status::error(StatusCode::invalid_argument,
+                         "admin.token_file: cannot read '" + admin.token_file + "': " + std::strerror(errno));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  token = bytes.str();
+  if (token.ends_with("\r\n")) token.resize(token.size() - 2);
+  else if (token.ends_with("\n")) token.pop_back();
+  if (const auto problem = admin_token_problem(token); !problem.empty()) {
+    token.clear();
+    return Status::error(StatusCode::invalid_argument,
+                         "admin.token_file: the token in '" + admin.token_file + "' " + problem);
+  }
+  return Status::success();
 }
 
 ConfigSchema effective_schema(const LoadedPlugin& plugin) {
@@ -350,11 +422,8 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
     spec.settings.backlog_threshold = pipeline.get_int("backlog_threshold");
   }
   spec.pipeline_config = pipeline;
-  if (const toml::table* admin_table = root["admin"].as_table()) {
-    const Config admin = bind_table(*admin_table, admin_schema(), "admin", display_name, diags, failed_interpolation);
-    if (admin.values().size() == admin_schema().fields().size())
-      spec.admin = AdminSettings{admin.get_string("listen"), admin};
-  }
+  if (const toml::table* admin_table = root["admin"].as_table())
+    spec.admin = bind_admin(*admin_table, display_name, diags, failed_interpolation);
 
   for (const PluginKind kind : kKinds) {
     const std::string kind_name(to_string(kind));
@@ -448,8 +517,9 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
   return spec;
 }
 
-std::optional<PipelineSpec> load_pipeline(const fs::path& file, const PluginRegistry& registry,
-                                          const LoadOptions& options, Diagnostics& diags) {
+namespace {
+
+std::optional<std::string> read_pipeline_file(const fs::path& file, Diagnostics& diags) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     diags.add({file.string(), 0, 0, "", "cannot open pipeline file: " + std::string(std::strerror(errno))});
@@ -457,8 +527,44 @@ std::optional<PipelineSpec> load_pipeline(const fs::path& file, const PluginRegi
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return load_pipeline_text(buffer.str(), file.string(), file.parent_path().empty() ? "." : file.parent_path(),
-                            registry, options, diags);
+  return buffer.str();
+}
+
+}  // namespace
+
+std::optional<AdminSettings> load_admin_settings(const fs::path& file, const LoadOptions& options,
+                                                 Diagnostics& diags) {
+  const auto text = read_pipeline_file(file, diags);
+  if (!text) return std::nullopt;
+  const std::string display_name = file.string();
+  auto parsed = parse_toml(*text, display_name, diags);
+  if (!parsed) return std::nullopt;
+  for (const auto& o : options.overrides)
+    if (o.starts_with("admin.")) apply_override(*parsed, o, diags);
+  toml::table* admin_table = (*parsed)["admin"].as_table();
+  if (!admin_table || !diags.empty()) return std::nullopt;
+  // Only this table's variables: the rest may name secrets this shell lacks.
+  const std::string pipeline_dir = fs::absolute(file.parent_path().empty() ? "." : file.parent_path())
+                                       .lexically_normal()
+                                       .string();
+  const VariableLookup lookup = [&](std::string_view name) -> std::optional<std::string> {
+    if (auto v = options.lookup(name)) return v;
+    if (name == "PIPELINE_DIR") return pipeline_dir;
+    return std::nullopt;
+  };
+  std::set<std::string> failed_interpolation;
+  interpolate_tree(*admin_table, display_name, "admin", lookup, diags, failed_interpolation);
+  auto admin = bind_admin(*admin_table, display_name, diags, failed_interpolation);
+  if (!diags.empty()) return std::nullopt;
+  return admin;
+}
+
+std::optional<PipelineSpec> load_pipeline(const fs::path& file, const PluginRegistry& registry,
+                                          const LoadOptions& options, Diagnostics& diags) {
+  const auto text = read_pipeline_file(file, diags);
+  if (!text) return std::nullopt;
+  return load_pipeline_text(*text, file.string(), file.parent_path().empty() ? "." : file.parent_path(), registry,
+                            options, diags);
 }
 
 }  // namespace nudge::runtime

@@ -9,6 +9,7 @@
 #include "diagnostics.hpp"
 #include "interpolate.hpp"
 #include "nudge/sdk/config.hpp"
+#include "nudge/sdk/status.hpp"
 #include "plugin_registry.hpp"
 
 namespace nudge::runtime {
@@ -35,11 +36,24 @@ struct PipelineSettings {
   std::int64_t backlog_threshold = 1000;
 };
 
-/// The `[admin]` table: where the admin HTTP endpoint listens.
+/// The `[admin]` table: where the admin HTTP endpoint listens and who may
+/// use it.
 struct AdminSettings {
   std::string listen;
+  /// The bearer token that POST /reload needs, as written; empty with none
+  /// or a token_file (resolved by read_admin_token).
+  std::string token;
+  std::string token_file;
+  /// Host names a request may address besides IP literals, localhost and the listen host.
+  std::vector<std::string> allowed_hosts;
+  std::size_t max_connections = 16;
   Config config;
 };
+
+/// The admin token: `token`, or the contents of `token_file` less one
+/// trailing newline (read now, at start). Empty when neither is set. An
+/// unreadable or too short file is an error naming it.
+Status read_admin_token(const AdminSettings& admin, std::string& token);
 
 /// Runtime settings that live in the sink's table (the runtime does the batching).
 struct SinkSettings {
@@ -88,6 +102,13 @@ ConfigSchema effective_schema(const LoadedPlugin& plugin);
 /// Does no I/O besides reading the file and loading plugin libraries.
 std::optional<PipelineSpec> load_pipeline(const std::filesystem::path& file, const PluginRegistry& registry,
                                           const LoadOptions& options, Diagnostics& diagnostics);
+
+/// The `[admin]` table alone, with overrides and `${VAR}` applied, for a
+/// client of the admin endpoint (`nudge reload PIPELINE`): no plugin is
+/// loaded and the rest of the file is not checked. nullopt with
+/// `diagnostics` on an error, or with none when the file has no `[admin]`.
+std::optional<AdminSettings> load_admin_settings(const std::filesystem::path& file, const LoadOptions& options,
+                                                 Diagnostics& diagnostics);
 
 /// As load_pipeline, from TOML text (`display_name` is used in diagnostics).
 std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std::string& display_name,

@@ -26,6 +26,26 @@ TEST(CommandLine, ParsesCommandsFlagsAndOverrides) {
   EXPECT_EQ(parse_command_line({"--version"}).command, "version");
 }
 
+TEST(CommandLine, ReloadTakesATokenAndNoOtherCommandDoes) {
+  auto cl = parse_command_line({"reload", "http://127.0.0.1:9100", "--token", "0123456789abcdef"});
+  EXPECT_EQ(cl.error, "");
+  EXPECT_EQ(cl.token, "0123456789abcdef");
+  EXPECT_EQ(parse_command_line({"reload", "--token=abc"}).token, "abc");
+  EXPECT_EQ(parse_command_line({"run", "p.toml", "--token", "x"}).error, "--token is for 'nudge reload'");
+}
+
+TEST(Cli, ReloadGivenAPipelineWithoutAnAdminTableOrWithAFreePortSaysWhatToDoInstead) {
+  const std::string file = ::testing::TempDir() + "/reload-no-admin.toml";
+  std::ofstream(file) << "[source.websocket]\nlisten = \"127.0.0.1:0\"\n";
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run_cli({"reload", file}), 2);
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("has no [admin] table"));
+  std::ofstream(file) << "[admin]\nlisten = \"127.0.0.1:0\"\n";
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run_cli({"reload", file}), 2);
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("picks a free port; give the admin URL"));
+}
+
 TEST(CommandLine, MistakesAreExplained) {
   EXPECT_EQ(parse_command_line({"run"}).error, "'run' needs a pipeline file");
   EXPECT_EQ(parse_command_line({"describe"}).error, "'describe' needs a plugin name");

@@ -2,6 +2,7 @@
 // rate-limited logs, readiness, the admin endpoint and reloads.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,9 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 
 #include "admin_client.hpp"
 #include "cli.hpp"
@@ -251,47 +255,208 @@ TEST_F(LogOutputTest, ABacklogDrainingIsReportedWithRowsPerSecondLagAndEtaThenIt
   EXPECT_TRUE(contains(progress.back(), "backlog drained: 3000 messages written in ")) << progress.back();
 }
 
-TEST(AdminServerTest, AnswersHealthReadinessMetricsAndReload) {
-  boost::asio::io_context io;
-  std::vector<std::string> problems{"sink.postgres: no connection"};
-  int reloads = 0;
-  AdminServer server(io, AdminHandlers{[] { return std::string("nudge_up 1\n"); }, [&] { return problems; },
-                                       [&](std::function<void(unsigned, std::string)> answer) {
-                                         ++reloads;
-                                         answer(409, "reload refused: x changed\n");
-                                       }});
-  ASSERT_TRUE(server.start("127.0.0.1:0").ok());
-  auto work = boost::asio::make_work_guard(io);
-  std::thread loop([&] { io.run(); });
-  std::string error;
-  const auto url = *parse_admin_url("http://127.0.0.1:" + std::to_string(server.port()), error);
+class AdminServerTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kToken = "s3cret-admin-token-0123456789";
 
-  auto health = admin_request("GET", url, "/healthz");
+  static AdminAccess with_token() {
+    AdminAccess access;
+    access.token = kToken;
+    return access;
+  }
+  void start(AdminAccess access) {
+    server_ = std::make_unique<AdminServer>(
+        io_,
+        AdminHandlers{[] { return std::string("nudge_up 1\n"); }, [this] { return problems_; },
+                      [this](std::function<void(unsigned, std::string)> answer) {
+                        ++reloads_;
+                        answer(200, "reloaded: no changes\n");
+                      }},
+        std::move(access), metrics_);
+    ASSERT_TRUE(server_->start("127.0.0.1:0").ok());
+    loop_ = std::thread([this] { io_.run(); });
+    std::string error;
+    url_ = *parse_admin_url("http://127.0.0.1:" + std::to_string(server_->port()), error);
+  }
+  void TearDown() override {
+    if (!loop_.joinable()) return;
+    boost::asio::post(io_, [this] { server_->stop(); });
+    work_.reset();
+    io_.stop();
+    loop_.join();
+  }
+  AdminResponse request(const std::string& method, const std::string& path, const AdminHeaders& headers = {}) {
+    return admin_request(method, url_, path, std::chrono::seconds(5), {}, headers);
+  }
+  std::int64_t refused(const std::string& reason) {
+    return metrics_.snapshot()["nudge_admin_refused{reason=\"" + reason + "\"}"];
+  }
+  boost::asio::ip::tcp::endpoint endpoint() const {
+    return {boost::asio::ip::make_address("127.0.0.1"), server_->port()};
+  }
+
+  MetricsRegistry metrics_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ = boost::asio::make_work_guard(io_);
+  std::unique_ptr<AdminServer> server_;
+  std::thread loop_;
+  AdminUrl url_;
+  std::vector<std::string> problems_{"sink.postgres: no connection"};
+  std::atomic<int> reloads_{0};
+};
+
+TEST_F(AdminServerTest, AnswersHealthReadinessMetricsAndReload) {
+  start(with_token());
+  auto health = request("GET", "/healthz");
   ASSERT_TRUE(health.answered()) << health.error;
   EXPECT_EQ(health.status, 200u);
   EXPECT_EQ(health.body, "ok\n");
-  auto ready = admin_request("GET", url, "/readyz");
+  auto ready = request("GET", "/readyz");
   ASSERT_TRUE(ready.answered()) << ready.error;
   EXPECT_EQ(ready.status, 503u);
   EXPECT_EQ(ready.body, "not ready\nsink.postgres: no connection\n");
-  boost::asio::post(io, [&] { problems.clear(); });
+  boost::asio::post(io_, [&] { problems_.clear(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ready = admin_request("GET", url, "/readyz");
-  EXPECT_EQ(ready.status, 200u);
-  auto metrics = admin_request("GET", url, "/metrics");
-  EXPECT_EQ(metrics.body, "nudge_up 1\n");
-  auto reload = admin_request("POST", url, "/reload");
-  EXPECT_EQ(reload.status, 409u);
-  EXPECT_EQ(reloads, 1);
-  EXPECT_EQ(admin_request("GET", url, "/reload").status, 405u) << "a reload only by POST";
-  EXPECT_EQ(admin_request("GET", url, "/nope").status, 404u);
+  EXPECT_EQ(request("GET", "/readyz").status, 200u);
+  EXPECT_EQ(request("GET", "/metrics").body, "nudge_up 1\n");
+  auto reload = request("POST", "/reload", {{"Authorization", std::string("Bearer ") + kToken}});
+  EXPECT_EQ(reload.status, 200u) << reload.body;
+  EXPECT_EQ(reloads_, 1);
+  EXPECT_EQ(request("GET", "/reload").status, 405u) << "a reload only by POST";
+  EXPECT_EQ(request("GET", "/nope").status, 404u);
 
-  boost::asio::post(io, [&] { server.stop(); });
-  work.reset();
-  loop.join();
-  const auto gone = admin_request("GET", url, "/healthz", std::chrono::milliseconds(500));
+  boost::asio::post(io_, [&] { server_->stop(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto gone = admin_request("GET", url_, "/healthz", std::chrono::milliseconds(500));
   EXPECT_FALSE(gone.answered());
   EXPECT_EQ(gone.error, "connection refused");
+}
+
+TEST_F(AdminServerTest, ABrowsersRequestIsRefusedOnEveryEndpointAndReloadsNothing) {
+  start(with_token());
+  const std::string bearer = std::string("Bearer ") + kToken;
+  // A page on another site POSTing to the endpoint: refused even with the right token, nothing reloaded.
+  auto cross_site = request("POST", "/reload", {{"Origin", "https://evil.example"}, {"Authorization", bearer}});
+  EXPECT_EQ(cross_site.status, 403u);
+  EXPECT_TRUE(contains(cross_site.body, "does not answer browsers")) << cross_site.body;
+  EXPECT_EQ(request("POST", "/reload", {{"Origin", "null"}}).status, 403u) << "a sandboxed page's Origin";
+  EXPECT_EQ(request("POST", "/reload", {{"Sec-Fetch-Site", "cross-site"}, {"Authorization", bearer}}).status, 403u);
+  EXPECT_EQ(request("GET", "/metrics", {{"Sec-Fetch-Mode", "no-cors"}}).status, 403u);
+  EXPECT_EQ(request("GET", "/healthz", {{"sec-fetch-dest", "empty"}}).status, 403u) << "header names in any case";
+  EXPECT_EQ(request("GET", "/readyz", {{"Origin", "http://127.0.0.1:9100"}}).status, 403u) << "its own origin too";
+  EXPECT_EQ(reloads_, 0);
+  EXPECT_EQ(refused("browser"), 6);
+  EXPECT_EQ(request("GET", "/healthz").status, 200u) << "programs send none of these";
+}
+
+TEST_F(AdminServerTest, AHostHeaderNamingAnotherHostIsRefusedAgainstDnsRebinding) {
+  AdminAccess access = with_token();
+  access.allowed_hosts = {"Nudge-1.Internal"};
+  start(access);
+  const std::string bearer = std::string("Bearer ") + kToken;
+  auto rebound = request("POST", "/reload", {{"Host", "evil.example:9100"}, {"Authorization", bearer}});
+  EXPECT_EQ(rebound.status, 403u);
+  EXPECT_TRUE(contains(rebound.body, "Host 'evil.example' is not this endpoint's")) << rebound.body;
+  EXPECT_TRUE(contains(rebound.body, "allowed_hosts")) << rebound.body;
+  EXPECT_EQ(request("GET", "/metrics", {{"Host", "evil.example"}}).status, 403u);
+  EXPECT_EQ(request("GET", "/metrics", {{"Host", "localhost.evil.example"}}).status, 403u);
+  EXPECT_EQ(reloads_, 0);
+  EXPECT_EQ(refused("host"), 3);
+  for (const char* host : {"127.0.0.1:1", "localhost:9100", "LOCALHOST", "[::1]:9100", "10.1.2.3",
+                           "nudge-1.internal:9100", "NUDGE-1.internal.:9100"})
+    EXPECT_EQ(request("GET", "/healthz", {{"Host", host}}).status, 200u) << host;
+}
+
+TEST_F(AdminServerTest, ReloadNeedsTheBearerToken) {
+  start(with_token());
+  auto none = request("POST", "/reload");
+  EXPECT_EQ(none.status, 401u);
+  EXPECT_TRUE(contains(none.body, "Authorization: Bearer")) << none.body;
+  auto wrong = request("POST", "/reload", {{"Authorization", "Bearer s3cret-admin-token-0123456788"}});
+  EXPECT_EQ(wrong.status, 401u);
+  EXPECT_TRUE(contains(wrong.body, "does not match")) << wrong.body;
+  EXPECT_EQ(request("POST", "/reload", {{"Authorization", std::string("Bearer ") + kToken + "x"}}).status, 401u);
+  EXPECT_EQ(request("POST", "/reload", {{"Authorization", std::string("Basic ") + kToken}}).status, 401u);
+  EXPECT_EQ(request("POST", "/reload", {{"Authorization", "Bearer "}}).status, 401u);
+  EXPECT_EQ(reloads_, 0);
+  EXPECT_EQ(refused("unauthorized"), 5);
+  auto right = request("POST", "/reload", {{"Authorization", std::string("bearer ") + kToken}});
+  EXPECT_EQ(right.status, 200u) << right.body;
+  EXPECT_EQ(right.body, "reloaded: no changes\n");
+  EXPECT_EQ(reloads_, 1);
+  EXPECT_EQ(request("GET", "/metrics").status, 200u) << "reading needs no token";
+}
+
+TEST_F(AdminServerTest, WithoutATokenReloadIsTurnedOffAndTheAnswerSaysHowToTurnItOn) {
+  start(AdminAccess{});
+  auto refused_reload = request("POST", "/reload", {{"Authorization", "Bearer anything-at-all-0123456789"}});
+  EXPECT_EQ(refused_reload.status, 403u);
+  for (const char* hint : {"no admin token is configured", "[admin] token", "token_file", "SIGHUP"})
+    EXPECT_TRUE(contains(refused_reload.body, hint)) << hint << " in " << refused_reload.body;
+  EXPECT_EQ(reloads_, 0);
+  EXPECT_EQ(refused("reload_disabled"), 1);
+  EXPECT_EQ(request("GET", "/healthz").status, 200u);
+}
+
+TEST_F(AdminServerTest, ConnectionsPastMaxConnectionsAreClosedAndANewOneIsServedOnceTheyGo) {
+  AdminAccess access = with_token();
+  access.max_connections = 3;
+  start(access);
+  boost::asio::io_context client;
+  std::vector<boost::asio::ip::tcp::socket> held;
+  for (int i = 0; i < 3; ++i) held.emplace_back(client).connect(endpoint());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted: three sessions wait for a request
+  for (int i = 0; i < 2; ++i) {
+    auto extra = request("GET", "/healthz");
+    EXPECT_FALSE(extra.answered()) << "connection " << 4 + i << " is closed at accept, got " << extra.status;
+  }
+  EXPECT_EQ(refused("max_connections"), 2);
+  for (auto& s : held) s.close();
+  AdminResponse health{0, {}, {}, "not asked"};
+  for (int attempt = 0; attempt < 40 && !health.answered(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    health = request("GET", "/healthz");
+  }
+  EXPECT_EQ(health.status, 200u) << health.error;
+}
+
+TEST_F(AdminServerTest, ASlowRequestIsCutOffAtTheRequestTimeoutAndAnOversizedOneRefused) {
+  AdminAccess access = with_token();
+  access.request_timeout = std::chrono::milliseconds(300);
+  start(access);
+  boost::asio::io_context client;
+  boost::asio::ip::tcp::socket slow(client);
+  slow.connect(endpoint());
+  boost::system::error_code ec;
+  const auto began = std::chrono::steady_clock::now();
+  boost::asio::write(slow, boost::asio::buffer(std::string("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")), ec);
+  slow.non_blocking(true);
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() - began < std::chrono::seconds(3)) {
+    // A header line every 50 ms: never idle, never done.
+    boost::asio::write(slow, boost::asio::buffer(std::string("X-Slow: 1\r\n")), ec);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    char byte;
+    slow.read_some(boost::asio::buffer(&byte, 1), ec);
+    closed = ec && ec != boost::asio::error::would_block;
+  }
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_TRUE(closed) << "a trickling request is still open after 3 s";
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
+
+  auto big = request("GET", "/healthz", {{"X-Padding", std::string(9000, 'a')}});
+  EXPECT_EQ(big.status, 431u) << big.error;
+  EXPECT_EQ(request("GET", "/healthz").status, 200u);
+}
+
+TEST(AdminSecrets, EqualOnlyForTheSameBytes) {
+  EXPECT_TRUE(secrets_equal("s3cret-admin-token", "s3cret-admin-token"));
+  EXPECT_FALSE(secrets_equal("s3cret-admin-tokeN", "s3cret-admin-token"));
+  EXPECT_FALSE(secrets_equal("s3cret-admin-toke", "s3cret-admin-token"));
+  EXPECT_FALSE(secrets_equal("s3cret-admin-token!", "s3cret-admin-token"));
+  EXPECT_FALSE(secrets_equal("", "s3cret-admin-token"));
+  EXPECT_FALSE(secrets_equal(std::string_view("s3cret-admin-token\0", 19), "s3cret-admin-token"));
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <map>
+
+#include <unistd.h>
 
 #include "pipeline_config.hpp"
 
@@ -196,6 +200,78 @@ TEST_F(PipelineConfigTest, AStageNeedsSomethingToFeedIt) {
 TEST_F(PipelineConfigTest, OnePluginPerKind) {
   EXPECT_FALSE(load("[source.websocket]\n[sink.testsink]\npath = \"x\"\n[sink.sqlite]\npath = \"y\"\n"));
   EXPECT_THAT(diags_.to_string(), HasSubstr("a pipeline has at most one sink; found 2"));
+}
+
+TEST_F(PipelineConfigTest, TheAdminTableTakesOneTokenOfSixteenVisibleCharactersAndBoundsConnections) {
+  const std::string stages = "[source.websocket]\nlisten = \"127.0.0.1:0\"\n";
+  auto spec = load("[admin]\n" + stages);
+  ASSERT_TRUE(spec && spec->admin) << diags_.to_string();
+  EXPECT_EQ(spec->admin->listen, "127.0.0.1:9100");
+  EXPECT_EQ(spec->admin->token, "");
+  EXPECT_EQ(spec->admin->max_connections, 16u);
+  EXPECT_TRUE(spec->admin->allowed_hosts.empty());
+
+  env_["NUDGE_ADMIN_TOKEN"] = "0123456789abcdef";
+  spec = load("[admin]\ntoken = \"${NUDGE_ADMIN_TOKEN}\"\nallowed_hosts = [\"nudge-1.internal\"]\n"
+              "max_connections = 4\n" + stages);
+  ASSERT_TRUE(spec && spec->admin) << diags_.to_string();
+  EXPECT_EQ(spec->admin->token, "0123456789abcdef");
+  EXPECT_EQ(spec->admin->allowed_hosts, std::vector<std::string>{"nudge-1.internal"});
+  EXPECT_EQ(spec->admin->max_connections, 4u);
+
+  EXPECT_FALSE(load("[admin]\ntoken = \"short\"\n" + stages));
+  EXPECT_THAT(only_error(), HasSubstr("test.toml:2:9: admin.token: must be at least 16 bytes, got 5"));
+  EXPECT_FALSE(load("[admin]\ntoken = \"0123456789 abcdef\"\n" + stages));
+  EXPECT_THAT(only_error(), HasSubstr("admin.token: must be visible ASCII characters, without spaces"));
+  EXPECT_FALSE(load("[admin]\ntoken = \"0123456789abcdef\"\ntoken_file = \"/etc/t\"\n" + stages));
+  EXPECT_THAT(only_error(), HasSubstr("admin: token and token_file are both set: use one"));
+  EXPECT_FALSE(load("[admin]\nmax_connections = 0\n" + stages));
+  EXPECT_THAT(only_error(), HasSubstr("admin.max_connections: must be in [1, 10000], got 0"));
+}
+
+TEST_F(PipelineConfigTest, TheAdminTokenFileIsReadLessItsNewlineAndATooShortOneIsAnError) {
+  const std::string file = ::testing::TempDir() + "/admin-token-" + std::to_string(::getpid());
+  AdminSettings admin;
+  admin.token_file = file;
+  std::string token;
+  std::remove(file.c_str());
+  auto status = read_admin_token(admin, token);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("admin.token_file: cannot read '" + file + "'"));
+  std::ofstream(file) << "fedcba9876543210fedcba\n";
+  ASSERT_TRUE(read_admin_token(admin, token).ok());
+  EXPECT_EQ(token, "fedcba9876543210fedcba");
+  std::ofstream(file) << "tiny\n";
+  status = read_admin_token(admin, token);
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(status.message(), HasSubstr("must be at least 16 bytes, got 4"));
+  EXPECT_EQ(token, "") << "no half-read token";
+  std::remove(file.c_str());
+  AdminSettings inline_token;
+  inline_token.token = "0123456789abcdef";
+  ASSERT_TRUE(read_admin_token(inline_token, token).ok());
+  EXPECT_EQ(token, "0123456789abcdef");
+}
+
+TEST_F(PipelineConfigTest, AClientReadsTheAdminTableAloneWithoutLoadingPlugins) {
+  const std::string file = ::testing::TempDir() + "/admin-only-" + std::to_string(::getpid()) + ".toml";
+  // The stages name a plugin that does not exist and a variable this shell lacks: neither matters.
+  std::ofstream(file) << "[admin]\nlisten = \"127.0.0.1:9200\"\ntoken = \"${ADMIN_T:-0123456789abcdef}\"\n"
+                      << "[source.nosuch]\nsecret = \"${NOT_SET_ANYWHERE}\"\n";
+  LoadOptions options;
+  options.overrides = {"admin.listen=127.0.0.1:9300", "source.nosuch.x=1"};
+  options.lookup = [](std::string_view) { return std::nullopt; };
+  Diagnostics diags;
+  auto admin = load_admin_settings(file, options, diags);
+  ASSERT_TRUE(admin) << diags.to_string();
+  EXPECT_EQ(admin->listen, "127.0.0.1:9300");
+  EXPECT_EQ(admin->token, "0123456789abcdef");
+  // No table, no endpoint; but --set admin.listen makes one, as it does for `nudge run` (and `nudge deploy`).
+  std::ofstream(file) << "[source.nosuch]\n";
+  EXPECT_TRUE(load_admin_settings(file, options, diags));
+  EXPECT_FALSE(load_admin_settings(file, {}, diags));
+  EXPECT_TRUE(diags.empty()) << "no [admin] table is not an error of the file";
+  std::remove(file.c_str());
 }
 
 }  // namespace

@@ -3,10 +3,14 @@ What must hold: live changes (a transform's limit, the websocket source's
 frame size limit, the sink's batch size) apply under live connections and
 none of them drops; a change that needs a restart is refused naming the
 key, and nothing changes; a file with errors is refused with file:line.
-No servers: the memory fanout and SQLite."""
+Only the admin token reloads over HTTP: a browser's request (a web page
+POSTing cross-site, or through DNS rebinding) is refused whatever it
+carries, and an instance without a token refuses every POST /reload but
+SIGHUP. No servers: the memory fanout and SQLite."""
 import asyncio
 import os
 import signal
+import re
 import socket
 import subprocess
 import sys
@@ -14,15 +18,18 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import nudge_test  # noqa: E402
-from nudge_test import ChatClient, NudgeProcess, wait_until  # noqa: E402
+from nudge_test import ChatClient, NudgeProcess, admin_get, wait_until  # noqa: E402
 
 CLIENTS = 20
+TOKEN = "e2e-admin-token-" + "7f3a9c" * 4
 
 PIPELINE = """[pipeline]
 name = "reload"
 
 [admin]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{admin_port}"
+max_connections = 4
+{admin_auth}
 
 [source.websocket]
 listen = "{listen}"
@@ -40,9 +47,19 @@ batch_max_messages = {batch}
 """
 
 
-def reload_cli(admin_url):
-    out = subprocess.run([nudge_test.NUDGE, "reload", admin_url], capture_output=True, text=True, timeout=30)
+def reload_cli(target, *args, token=None):
+    """`nudge reload TARGET ARGS...`, with $NUDGE_ADMIN_TOKEN set to `token` (unset when None)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUDGE_ADMIN_TOKEN"}
+    if token is not None:
+        env["NUDGE_ADMIN_TOKEN"] = token
+    out = subprocess.run([nudge_test.NUDGE, "reload", target, *args], capture_output=True, text=True, timeout=30,
+                         env=env)
     return out.returncode, out.stdout + out.stderr
+
+
+def refused_counts(admin_url):
+    return {labels["reason"]: value for (name, labels), value in nudge_test.scrape_metrics(admin_url)
+            if name == "nudge_admin_refused_total"}
 
 
 def free_port():
@@ -56,13 +73,20 @@ class ReloadTest(unittest.TestCase):
         self.dir = nudge_test.temp_dir(self)
         self.file = os.path.join(self.dir, "reload.toml")
         self.listen = f"127.0.0.1:{free_port()}"
+        token_file = os.path.join(self.dir, "admin.token")
+        with open(token_file, "w") as f:
+            f.write(TOKEN + "\n")
         self.values = {"listen": self.listen, "max_bytes": 4096, "max_length": 100, "batch": 500,
-                       "db": os.path.join(self.dir, "chat.db")}
+                       "db": os.path.join(self.dir, "chat.db"), "admin_port": free_port(),
+                       "admin_auth": f'token_file = "{token_file}"'}
         self.write()
         self.nudge = NudgeProcess(self.file, name="nudge")
         self.addCleanup(self.nudge.kill)
         self.nudge.wait_started(30)
         self.assertTrue(self.nudge.admin_url, self.nudge.log())
+
+    def reloads_logged(self, nudge=None):
+        return sum(1 for line in (nudge or self.nudge).log_lines if re.search(r"reloading .* \(POST /reload\)", line))
 
     def write(self, **changes):
         self.values.update(changes)
@@ -84,7 +108,7 @@ class ReloadTest(unittest.TestCase):
 
             # Live: the filter's max length, the source's frame limit, the sink's batch size.
             self.write(max_length=20, max_bytes=512, batch=50)
-            code, out = await asyncio.to_thread(reload_cli, self.nudge.admin_url)
+            code, out = await asyncio.to_thread(reload_cli, self.nudge.admin_url, token=TOKEN)
             self.assertEqual(code, 0, out)
             for change in ("transform.filter.max_length: 100 -> 20", "source.websocket.max_message_bytes: 4096 -> 512",
                            "sink.sqlite.batch_max_messages: 500 -> 50"):
@@ -112,7 +136,7 @@ class ReloadTest(unittest.TestCase):
 
             # Restart-only: the listener. Refused naming the key; nothing else applies with it.
             self.write(listen="127.0.0.1:1", max_length=30)
-            code, out = await asyncio.to_thread(reload_cli, self.nudge.admin_url)
+            code, out = await asyncio.to_thread(reload_cli, self.nudge.admin_url, "--token", TOKEN)
             self.assertEqual(code, 1, out)
             self.assertIn("source.websocket.listen changed", out)
             self.assertIn("restart", out)
@@ -130,7 +154,7 @@ class ReloadTest(unittest.TestCase):
             # A broken file changes nothing and says where it is broken.
             with open(self.file, "a") as f:
                 f.write("\n[sink.sqlite.oops\n")
-            code, out = await asyncio.to_thread(reload_cli, self.nudge.admin_url)
+            code, out = await asyncio.to_thread(reload_cli, self.nudge.admin_url, token=TOKEN)
             self.assertEqual(code, 1, out)
             self.assertIn("reload.toml:", out)
             self.assertEqual(sum(1 for c in clients if c.ws.open), CLIENTS - 1, "no reload dropped a connection")
@@ -142,6 +166,106 @@ class ReloadTest(unittest.TestCase):
         self.assertEqual(self.nudge.stop(), 0, self.nudge.log())
         print(f"e2e reload: {CLIENTS} connections kept through 4 reloads; live max_length, max_message_bytes and "
               f"batch_max_messages applied; a listen change refused")
+
+    def test_a_web_page_cannot_reload_and_only_the_token_can(self):
+        url = self.nudge.admin_url
+        self.write(max_length=20)  # a live change waiting to be applied
+        bearer = {"Authorization": "Bearer " + TOKEN}
+        # A page on another site POSTs cross-site: a "simple" request, no preflight. Refused, token or not.
+        for headers in ({"Origin": "https://evil.example"},
+                        {"Origin": "https://evil.example", **bearer},
+                        {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", **bearer}):
+            status, body = admin_get(url, "/reload", "POST", headers=headers)
+            self.assertEqual(status, 403, headers)
+            self.assertIn("does not answer browsers", body)
+        # DNS rebinding: the page's own name now resolves to 127.0.0.1.
+        status, body = admin_get(url, "/reload", "POST", headers={"Host": "evil.example", **bearer})
+        self.assertEqual(status, 403)
+        self.assertIn("Host 'evil.example'", body)
+        self.assertEqual(admin_get(url, "/metrics", headers={"Host": "evil.example:9100"})[0], 403)
+        # A program without the token, or with a wrong one.
+        status, body = admin_get(url, "/reload", "POST")
+        self.assertEqual(status, 401)
+        self.assertIn("Authorization: Bearer", body)
+        self.assertEqual(admin_get(url, "/reload", "POST", headers={"Authorization": "Bearer " + "x" * 40})[0], 401)
+        code, out = reload_cli(url)
+        self.assertEqual(code, 1, out)
+        self.assertIn("nudge reload sent no token", out)
+        self.assertEqual(self.reloads_logged(), 0, "nothing refused reached the pipeline file")
+        self.assertEqual(refused_counts(url), {"browser": 3.0, "host": 2.0, "unauthorized": 3.0,
+                                               "reload_disabled": 0.0, "max_connections": 0.0})
+
+        # The token: from --token, from the pipeline file (its [admin] listen and token_file).
+        code, out = reload_cli(url, "--token", TOKEN)
+        self.assertEqual(code, 0, out)
+        self.assertIn("transform.filter.max_length: 100 -> 20", out)
+        self.write(max_length=30)
+        code, out = reload_cli(self.file)
+        self.assertEqual(code, 0, out)
+        self.assertIn("transform.filter.max_length: 20 -> 30", out)
+        self.assertEqual(self.reloads_logged(), 2)
+        # A new token needs a restart, and the refusal does not show it.
+        self.write(admin_auth='token = "another-admin-token-0123456789"')
+        code, out = reload_cli(url, token=TOKEN)
+        self.assertEqual(code, 1, out)
+        self.assertIn("admin.token changed (value hidden); it takes effect only after a restart", out)
+        self.assertNotIn("another-admin-token", out)
+        self.assertFalse(any("another-admin-token" in line for line in self.nudge.log_lines))
+        print("e2e reload: browser (Origin, Sec-Fetch-*), foreign Host, missing and wrong tokens refused without "
+              "reloading; --token, $NUDGE_ADMIN_TOKEN and the pipeline file's token_file reload")
+
+    def test_admin_connections_past_max_connections_are_closed_and_it_answers_once_they_go(self):
+        host, port = self.nudge.admin_url.split("://", 1)[1].rsplit(":", 1)
+        held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(4)]
+        try:
+            # Once the four are accepted, a fifth is closed before it is answered.
+            self.assertTrue(wait_until(lambda: self._extra_refused(host, int(port)), 5), self.nudge.log())
+            with self.assertRaises(OSError):
+                admin_get(self.nudge.admin_url, "/healthz", timeout=2)
+        finally:
+            for s in held:
+                s.close()
+        self.assertTrue(wait_until(lambda: self._healthz_ok(), 5), "answers again once the four are gone")
+        self.assertGreaterEqual(refused_counts(self.nudge.admin_url)["max_connections"], 2)
+
+    @staticmethod
+    def _extra_refused(host, port):
+        with socket.create_connection((host, port), timeout=2) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            try:
+                return s.recv(100) == b""
+            except ConnectionResetError:
+                return True
+
+    def _healthz_ok(self):
+        try:
+            return admin_get(self.nudge.admin_url, "/healthz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def test_without_a_token_reload_is_refused_with_the_hint_and_sighup_still_works(self):
+        self.nudge.stop()
+        self.values.update(admin_auth="", admin_port=free_port(), listen=f"127.0.0.1:{free_port()}")
+        self.write()
+        bare = NudgeProcess(self.file, name="nudge-no-token")
+        self.addCleanup(bare.kill)
+        bare.wait_started(30)
+        self.assertTrue(any("POST /reload off: no admin token" in line for line in bare.log_lines), bare.log())
+        self.write(max_length=20)
+        status, body = admin_get(bare.admin_url, "/reload", "POST", headers={"Authorization": "Bearer " + TOKEN})
+        self.assertEqual(status, 403)
+        for hint in ("no admin token is configured", "[admin] token", "token_file", "SIGHUP"):
+            self.assertIn(hint, body)
+        code, out = reload_cli(bare.admin_url, "--token", TOKEN)
+        self.assertEqual(code, 1, out)
+        self.assertIn("POST /reload is turned off", out)
+        self.assertEqual(self.reloads_logged(bare), 0)
+        self.assertEqual(admin_get(bare.admin_url, "/healthz")[0], 200, "reading needs no token")
+        bare.signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: any("transform.filter.max_length: 100 -> 20" in line
+                                               for line in bare.log_lines), 10), bare.log())
+        self.assertEqual(bare.stop(), 0, bare.log())
+        print("e2e reload: with no admin token POST /reload is refused (403 with the hint), SIGHUP still reloads")
 
 
 if __name__ == "__main__":

@@ -234,9 +234,10 @@ def wait_until(probe, timeout):
         time.sleep(0.05)
 
 
-def admin_get(admin_url, path, method="GET", timeout=5):
-    """(status, body) of a request to an instance's admin endpoint."""
-    request = urllib.request.Request(admin_url + path, method=method, data=b"" if method == "POST" else None)
+def admin_get(admin_url, path, method="GET", timeout=5, headers=None):
+    """(status, body) of a request to an instance's admin endpoint; `headers` may replace Host."""
+    request = urllib.request.Request(admin_url + path, method=method, data=b"" if method == "POST" else None,
+                                     headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "nudge/sdk/testing.hpp"
 
 namespace nudge::plugins::rate_limit {
@@ -51,6 +53,57 @@ TEST(RateLimitTransform, ForgetsSendersWhoseBucketRefilledPastMaxSenders) {
   h.limit.decide(from("b"), t0);
   h.limit.decide(from("c"), t0 + 5s);  // a and b refilled long ago
   EXPECT_EQ(h.limit.senders_tracked(), 1u);
+}
+
+TEST(RateLimitTransform, TheSenderMapNeverOutgrowsMaxSendersAndAnActiveSenderStaysLimited) {
+  // 5000 senders in 5 s, one message each: every bucket is still refilling
+  // (full again 1 s after its message) when the next newcomer arrives, so
+  // none can be forgotten for free. Meanwhile one sender sends 10 a tick.
+  Harness h({{"messages_per_second", 1.0}, {"burst", std::int64_t{3}}, {"max_senders", std::int64_t{50}}});
+  const auto t0 = RateLimitTransform::Clock::now();
+  std::size_t largest = 0;
+  int spammer_passed = 0;
+  for (int i = 0; i < 5000; ++i) {
+    const auto now = t0 + std::chrono::milliseconds(i);
+    EXPECT_EQ(h.limit.decide(from("newcomer-" + std::to_string(i)), now).action, Verdict::Action::pass) << i;
+    for (int k = 0; k < 10; ++k)
+      if (h.limit.decide(from("spammer"), now).action == Verdict::Action::pass) ++spammer_passed;
+    largest = std::max(largest, h.limit.senders_tracked());
+  }
+  EXPECT_LE(largest, 50u);
+  EXPECT_EQ(h.context.metrics().gauge_value("senders"), static_cast<std::int64_t>(h.limit.senders_tracked()));
+  // Burst 3 plus 1 a second over 4.999 s: 7, never 50000 (were its bucket forgotten, far more).
+  EXPECT_EQ(spammer_passed, 7);
+  EXPECT_GT(h.context.metrics().value("evicted"), 4000u) << "newcomers made room by forgetting each other";
+}
+
+TEST(RateLimitTransform, PastMaxSendersTheBucketNearestToFullIsForgottenFirst) {
+  Harness h({{"messages_per_second", 1.0}, {"burst", std::int64_t{5}}, {"max_senders", std::int64_t{2}}});
+  const auto t0 = RateLimitTransform::Clock::now();
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(h.limit.decide(from("alice"), t0).action, Verdict::Action::pass);
+  ASSERT_EQ(h.limit.decide(from("bob"), t0).action, Verdict::Action::pass);  // full again at t0 + 1 s
+  ASSERT_EQ(h.limit.decide(from("carol"), t0 + 500ms).action, Verdict::Action::pass);
+  EXPECT_EQ(h.limit.senders_tracked(), 2u);
+  EXPECT_EQ(h.context.metrics().value("evicted"), 1u) << "bob, whose bucket was not yet full";
+  EXPECT_EQ(h.limit.decide(from("alice"), t0 + 500ms).action, Verdict::Action::reject) << "alice kept her empty bucket";
+  // Once bob's bucket would have refilled, forgetting it costs nothing: not counted.
+  ASSERT_EQ(h.limit.decide(from("dave"), t0 + 2s).action, Verdict::Action::pass);
+  EXPECT_EQ(h.context.metrics().value("evicted"), 1u) << "carol's bucket was full again at t0 + 1.5 s";
+  EXPECT_EQ(h.limit.senders_tracked(), 2u);
+}
+
+TEST(RateLimitTransform, ALowerMaxSendersOnReloadShrinksTheMapAtOnce) {
+  Harness h({{"messages_per_second", 1.0}, {"burst", std::int64_t{2}}, {"max_senders", std::int64_t{100}}});
+  const auto t0 = RateLimitTransform::Clock::now();
+  for (int i = 0; i < 100; ++i) h.limit.decide(from("s" + std::to_string(i)), t0);
+  ASSERT_EQ(h.limit.decide(from("s7"), t0).action, Verdict::Action::pass);  // its second: empty
+  ASSERT_EQ(h.limit.senders_tracked(), 100u);
+  const auto fewer = testing::make_config(RateLimitTransform::schema(),
+                                          {{"messages_per_second", 1.0}, {"burst", std::int64_t{2}},
+                                           {"max_senders", std::int64_t{10}}});
+  ASSERT_TRUE(h.limit.reconfigure(fewer, t0).ok());
+  EXPECT_EQ(h.limit.senders_tracked(), 10u);
+  EXPECT_EQ(h.limit.decide(from("s7"), t0).action, Verdict::Action::reject) << "the emptiest bucket is kept";
 }
 
 TEST(RateLimitTransform, PassesTheSameMessageOn) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <csignal>
 #include <cstdlib>
 #include <iomanip>
 #include <iostream>
@@ -442,6 +443,10 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
       return 1;
     }
   }
+  // A server that resets a connection while a plugin writes to it must cost
+  // that connection, not the process: hiredis writes with write(2), which
+  // raises SIGPIPE (Asio, libpq and librdkafka avoid it on their own).
+  std::signal(SIGPIPE, SIG_IGN);
   if (auto status = pipeline.start(); !status.ok()) {
     // Let stages that had started close cleanly before we exit.
     io.run_for(std::chrono::seconds(2));

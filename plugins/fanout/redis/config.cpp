@@ -198,11 +198,25 @@ ConfigSchema RedisConfig::schema() {
   s.integer("connect_timeout_ms", 2000, "How long one connection attempt (TCP connect and login) may take")
       .range(10, 600000);
   s.integer("recent_messages", 1000,
-            "Messages kept per room in a Redis stream (<recent_key_prefix><room>, trimmed approximately), so a "
-            "client reconnecting to any instance catches up from Redis; 0 keeps none")
+            "Messages kept per room in a Redis stream (<recent_key_prefix><room>), so a client reconnecting to "
+            "any instance catches up from Redis; 0 keeps none")
       .range(0, 1000000);
-  s.string("recent_key_prefix", "nudge:recent:", "Prefix of the per-room streams of recent messages");
-  s.integer("recent_ttl_s", 86400, "A room's stream of recent messages expires this long after its last message")
+  s.integer("recent_max_room_bytes", 1024 * 1024,
+            "Bytes a room's stream may take in Redis (MEMORY USAGE; an almost empty one takes 4.7 KB); beyond it "
+            "the room's oldest messages go")
+      .range(16384, std::int64_t{1} << 40);
+  s.integer("recent_max_bytes", 128 * 1024 * 1024,
+            "Bytes the recent window may take in Redis over all rooms (each room's stream by MEMORY USAGE, plus "
+            "256 bytes and 4 times its name per room and 128 KiB in all for the index); beyond it the least "
+            "recently active rooms are deleted whole")
+      .range(1024 * 1024, std::int64_t{1} << 40);
+  s.integer("recent_max_rooms", 10000,
+            "Rooms the recent window may hold; beyond it the least recently active rooms are deleted whole")
+      .range(1, 10000000);
+  s.string("recent_key_prefix", "nudge:recent:",
+           "Prefix of the per-room streams of recent messages and of the window's index (<prefix>~rooms) and "
+           "counts (<prefix>~meta)");
+  s.integer("recent_ttl_s", 86400, "A room's recent messages are deleted this long after its last message")
       .range(1, 365 * 86400);
   return s;
 }
@@ -220,6 +234,10 @@ RedisConfig RedisConfig::from(const Config& c) {
   r.max_pending_publishes = c.get_int("max_pending_publishes");
   r.connect_timeout_ms = c.get_int("connect_timeout_ms");
   r.recent_messages = c.get_int("recent_messages");
+  r.recent_max_bytes = c.get_int("recent_max_bytes");
+  // A room may not hold more than the whole window.
+  r.recent_max_room_bytes = std::min(c.get_int("recent_max_room_bytes"), r.recent_max_bytes);
+  r.recent_max_rooms = c.get_int("recent_max_rooms");
   r.recent_key_prefix = c.get_string("recent_key_prefix");
   r.recent_ttl_s = c.get_int("recent_ttl_s");
   return r;

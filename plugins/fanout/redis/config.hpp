@@ -41,6 +41,10 @@ struct RedisConfig {
   std::int64_t max_pending_publishes = 10000;
   std::int64_t connect_timeout_ms = 2000;
   std::int64_t recent_messages = 1000;
+  /// Never above recent_max_bytes.
+  std::int64_t recent_max_room_bytes = 1024 * 1024;
+  std::int64_t recent_max_bytes = 128 * 1024 * 1024;
+  std::int64_t recent_max_rooms = 10000;
   std::string recent_key_prefix;
   std::int64_t recent_ttl_s = 86400;
 

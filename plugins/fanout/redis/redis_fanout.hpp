@@ -4,11 +4,14 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
-#include <unordered_map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
+
+#include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
 #include "nudge/sdk.hpp"
@@ -30,6 +33,16 @@ namespace nudge::plugins::redis {
 /// and reconnect with backoff on their own; publishes are pipelined, and held
 /// (up to max_pending_publishes, oldest dropped first) while the publishing
 /// connection is down.
+///
+/// The recent window: what one loop turn published is appended by one call of
+/// the window's Lua script (recent_window.hpp), which also keeps the window
+/// within its bounds. A message known to be missing from its room's window
+/// (dropped while Redis was away, refused, or in a call lost with the
+/// connection) is a gap: the next call sent cuts that room's window (deletes
+/// what it holds, and keeps out anything older than the gap that arrives
+/// later) before it appends anything to it, so the window does not answer
+/// across the gap. Until the cut has run — a round trip after the failure is
+/// known, or the reconnect — a read may still be answered across it.
 class RedisFanout final : public Fanout {
  public:
   RedisFanout(const Config& config, Context& context);
@@ -51,13 +64,37 @@ class RedisFanout final : public Fanout {
   bool connected() const noexcept;
   /// Messages held for the publishing connection, not sent yet.
   std::size_t pending() const noexcept { return pending_.size(); }
+  /// Messages published but not yet confirmed appended to the recent window
+  /// (waiting, or in the call in flight), and rooms waiting to be cut.
+  std::size_t recent_backlog() const noexcept { return recent_queue_.size() + messages_in_flight_; }
+  std::size_t recent_gaps() const noexcept { return gaps_.size() + (cut_all_ ? 1 : 0) + cuts_in_flight_; }
 
  private:
   static void on_publish_reply(redisAsyncContext* ac, void* reply, void* self);
   static void on_subscription_reply(redisAsyncContext* ac, void* reply, void* self);
   static void on_recent_reply(redisAsyncContext* ac, void* reply, void* request);
-  /// Appends the message to its room's stream of recent messages (pipelined behind the PUBLISH).
-  void remember(redisAsyncContext* ac, const MessagePtr& message, const std::string& envelope);
+  static void on_append_reply(redisAsyncContext* ac, void* reply, void* self);
+  static void on_script_loaded(redisAsyncContext* ac, void* reply, void* self);
+
+  // The recent window.
+  enum class AppendState {
+    ready,        // calls go as soon as there is something to send (a few in flight)
+    backing_off,  // calls were refused twice in a row; waiting before the next
+  };
+  /// Queues the message for the window's next call (sent at the end of this loop turn).
+  void remember(const MessagePtr& message);
+  /// Sends calls while there is something to send, fewer than
+  /// kAppendCallsInFlight are in flight and the connection is up; `at_stop`
+  /// sends everything left.
+  void append_recent(bool at_stop = false);
+  void load_script();
+  void schedule_append();
+  struct AppendCall;
+  void handle_append_reply(const redisReply* reply, AppendCall& call);
+  /// A message of `room` as new as `id` may be missing from its window: cut that window.
+  void note_gap(const std::string& room, const MessageId& id);
+  /// What a failed call carried becomes gaps again.
+  void regap(AppendCall& call);
 
   bool send(const MessagePtr& message);
   void flush(bool ignore_window);
@@ -84,8 +121,30 @@ class RedisFanout final : public Fanout {
   std::size_t in_flight_ = 0;       // PUBLISHes sent, reply not yet read
   std::size_t window_;              // max in flight, and max pending
   std::set<std::string, std::less<>> rooms_;
-  /// When each room's stream last had its expiry pushed back (once a minute at most).
-  std::unordered_map<std::string, std::chrono::steady_clock::time_point> recent_expiry_set_;
+
+  Counter& recent_appended_;
+  Counter& recent_skipped_;
+  Counter& recent_missed_;
+  Counter& recent_errors_;
+  Counter& recent_rooms_evicted_;
+  Gauge& recent_bytes_;
+  Gauge& recent_rooms_;
+  AppendState append_state_ = AppendState::ready;
+  std::size_t calls_in_flight_ = 0;
+  bool append_scheduled_ = false;
+  std::deque<MessagePtr> recent_queue_;  // published, not yet sent to the window
+  /// Rooms whose window misses a message, with the newest such id; cut by the next call.
+  std::unordered_map<std::string, MessageId> gaps_;
+  /// More rooms had gaps than the window holds rooms: every window is cut.
+  std::optional<MessageId> cut_all_;
+  std::size_t messages_in_flight_ = 0;  // in calls sent, not answered
+  std::size_t cuts_in_flight_ = 0;
+  std::string script_sha_;  // from SCRIPT LOAD on this connection; EVAL until known
+  std::int64_t append_backoff_ms_ = 0;
+  boost::asio::steady_timer append_retry_timer_;
+  LogLimiter append_error_log_{std::chrono::seconds(10)};
+  /// Posted handlers hold a weak_ptr to this and do nothing once it expired.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 
   LogLimiter publish_error_log_{std::chrono::seconds(10)};
   LogLimiter decode_error_log_{std::chrono::seconds(10)};

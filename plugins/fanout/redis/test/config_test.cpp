@@ -13,6 +13,7 @@
 #include <boost/asio/write.hpp>
 
 #include "config.hpp"
+#include "recent_window.hpp"
 #include "redis_fanout.hpp"
 #include "nudge/sdk/testing.hpp"
 
@@ -108,6 +109,9 @@ TEST(RedisConfigTest, DefaultsAreValidAndDocumented) {
       {"max_pending_publishes", std::int64_t{10000}},
       {"connect_timeout_ms", std::int64_t{2000}},
       {"recent_messages", std::int64_t{1000}},
+      {"recent_max_room_bytes", std::int64_t{1024 * 1024}},
+      {"recent_max_bytes", std::int64_t{128 * 1024 * 1024}},
+      {"recent_max_rooms", std::int64_t{10000}},
       {"recent_key_prefix", std::string("nudge:recent:")},
       {"recent_ttl_s", std::int64_t{86400}},
   };
@@ -159,22 +163,43 @@ TEST(RedisConfigTest, ReadsAValidConfig) {
   EXPECT_EQ(c.max_pending_publishes, 3);
 }
 
-TEST(RedisConfigTest, SchemaRejectsBadValues) {
-  const ConfigSchema schema = RedisConfig::schema();
-  auto check = [&](const std::string& key, const ConfigValue& value) {
-    const ConfigField* field = schema.find(key);
-    EXPECT_NE(field, nullptr) << key;
-    return field ? field->validate(value) : std::string("no such key");
-  };
-  EXPECT_NE(check("url", std::string("localhost:6379")).find("must be redis://"), std::string::npos);
-  EXPECT_NE(check("url", std::string("redis://host:99999")).find("port"), std::string::npos);
-  EXPECT_EQ(check("url", std::string("redis://host:6379/1")), "");
-  EXPECT_NE(check("channel", std::string("")), "");
-  EXPECT_NE(check("reconnect_initial_ms", std::int64_t{0}), "");
-  EXPECT_NE(check("reconnect_max_ms", std::int64_t{0}), "");
-  EXPECT_NE(check("max_pending_publishes", std::int64_t{0}), "");
-  EXPECT_NE(check("connect_timeout_ms", std::int64_t{5}), "");
-  EXPECT_EQ(check("channel_prefix", std::string("")), "");
+TEST(RedisConfigTest, ARoomMayNotHoldMoreThanTheWholeWindow) {
+  std::string error;
+  const RedisConfig c = RedisConfig::from(make_config(
+      RedisConfig::schema(),
+      {{"recent_max_bytes", std::int64_t{1 << 20}}, {"recent_max_room_bytes", std::int64_t{8 << 20}}}, &error));
+  ASSERT_EQ(error, "");
+  EXPECT_EQ(c.recent_max_room_bytes, 1 << 20);
+}
+
+TEST(RecentWindowTest, NoRoomsStreamIsEverTheIndexOrTheCounts) {
+  const std::string p = "nudge:recent:";
+  EXPECT_EQ(recent::stream_key(p, "lobby"), "nudge:recent:lobby");
+  EXPECT_EQ(recent::stream_key(p, "~rooms"), "nudge:recent:~~rooms");
+  EXPECT_EQ(recent::stream_key(p, "~meta"), "nudge:recent:~~meta");
+  EXPECT_EQ(recent::stream_key(p, "~~x"), "nudge:recent:~~~x");
+  EXPECT_EQ(recent::index_key(p), "nudge:recent:~rooms");
+  EXPECT_EQ(recent::meta_key(p), "nudge:recent:~meta");
+  for (const char* room : {"rooms", "meta", "~rooms", "~meta", "~", ""}) {
+    EXPECT_NE(recent::stream_key(p, room), recent::index_key(p)) << room;
+    EXPECT_NE(recent::stream_key(p, room), recent::meta_key(p)) << room;
+  }
+}
+
+TEST(RecentWindowTest, TheScriptCountsWhatTheHeaderSays) {
+  const std::string_view script = recent::script();
+  EXPECT_NE(script.find("local base = " + std::to_string(recent::kBaseCost) + "\n"), std::string_view::npos);
+  EXPECT_NE(script.find("return 256 + 4 * #room"), std::string_view::npos);
+  EXPECT_EQ(recent::meta_cost("lobby"), 256 + 4 * 5);
+}
+
+TEST(RecentWindowTest, IdsAreHexInTimeOrder) {
+  std::array<std::uint8_t, 16> bytes{};
+  bytes[0] = 0x01;
+  bytes[15] = 0xaf;
+  EXPECT_EQ(recent::hex(MessageId(bytes)), "010000000000000000000000000000af");
+  const MessageId a = MessageId::generate(), b = MessageId::generate();
+  EXPECT_LT(recent::hex(a), recent::hex(b));
 }
 
 /// A receiver that only counts.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -31,7 +32,10 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
+#include "history_merge.hpp"  // the runtime's own decision, built into this test
+#include "recent_window.hpp"
 #include "redis_fanout.hpp"
+#include "nudge/sdk/tcp_proxy.hpp"
 #include "nudge/sdk/testing.hpp"
 
 namespace nudge::plugins::redis {
@@ -93,6 +97,64 @@ struct SyncRedis {
       text = std::to_string(reply->integer);
     freeReplyObject(reply);
     return text;
+  }
+
+  /// Runs a command whose reply is an array of strings (or integers).
+  std::vector<std::string> list(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const auto& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* reply = static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    std::vector<std::string> out;
+    if (!reply) {
+      error = c->errstr;
+      return out;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) error = std::string(reply->str, reply->len);
+    if (reply->type == REDIS_REPLY_ARRAY)
+      for (std::size_t i = 0; i < reply->elements; ++i) {
+        const redisReply* e = reply->element[i];
+        if (e->type == REDIS_REPLY_STRING) out.emplace_back(e->str, e->len);
+        else if (e->type == REDIS_REPLY_INTEGER) out.push_back(std::to_string(e->integer));
+      }
+    freeReplyObject(reply);
+    return out;
+  }
+
+  /// Every key that starts with `prefix` (SCAN; the prefix has no glob characters).
+  std::vector<std::string> keys(const std::string& prefix) {
+    std::vector<std::string> out;
+    std::string cursor = "0";
+    do {
+      std::vector<const char*> argv{"SCAN", cursor.c_str(), "MATCH", nullptr, "COUNT", "1000"};
+      const std::string pattern = prefix + "*";
+      argv[3] = pattern.c_str();
+      auto* reply = static_cast<redisReply*>(redisCommandArgv(c, 6, argv.data(), nullptr));
+      if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        if (reply) freeReplyObject(reply);
+        error = "SCAN failed";
+        return out;
+      }
+      cursor.assign(reply->element[0]->str, reply->element[0]->len);
+      for (std::size_t i = 0; i < reply->element[1]->elements; ++i)
+        out.emplace_back(reply->element[1]->element[i]->str, reply->element[1]->element[i]->len);
+      freeReplyObject(reply);
+    } while (cursor != "0");
+    return out;
+  }
+
+  /// What MEMORY USAGE says all of `keys` take.
+  std::int64_t memory_usage(const std::vector<std::string>& keys) {
+    std::int64_t total = 0;
+    for (const auto& key : keys) {
+      const std::string n = command({"MEMORY", "USAGE", key, "SAMPLES", "0"});
+      if (!n.empty()) total += std::stoll(n);
+    }
+    return total;
   }
 };
 
@@ -170,6 +232,9 @@ MessagePtr make_message(const std::string& origin, const std::string& room, std:
 class RedisFanoutIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // As `nudge run` does: hiredis writes with write(2), and a connection
+    // reset under a write (the proxy taken down) must not kill the process.
+    std::signal(SIGPIPE, SIG_IGN);
     url_text_ = redis_url();
     std::string error;
     if (!parse_redis_url(url_text_, url_, error)) FAIL() << "REDIS_URL '" << url_text_ << "': " << error;
@@ -184,7 +249,13 @@ class RedisFanoutIntegrationTest : public ::testing::Test {
               std::to_string(Clock::now().time_since_epoch().count() % 1000000);
   }
 
-  void TearDown() override { stop_all(); }
+  void TearDown() override {
+    stop_all();
+    if (unique_.empty()) return;  // skipped
+    // The recent window's keys of this test (its streams, index and counts).
+    SyncRedis redis(url_);
+    for (const auto& key : redis.keys("nudge:test:" + unique_ + ":recent:")) redis.command({"DEL", key});
+  }
 
   Config config(std::map<std::string, ConfigValue> overrides) {
     overrides.emplace("url", url_text_);
@@ -250,14 +321,15 @@ class RedisFanoutIntegrationTest : public ::testing::Test {
 };
 
 /// Publishes `count` messages from each instance, `chunk` at a time per turn
-/// of the loop, waiting while the fanout holds messages back (no drops).
+/// of the loop, waiting while the fanout holds messages back (no drops, from
+/// the bus's queue or from the window's).
 void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from, std::int64_t count,
                        std::int64_t chunk, const std::function<MessagePtr(Instance&, std::int64_t)>& make) {
   auto next = std::make_shared<std::int64_t>(0);
   auto step = std::make_shared<std::function<void()>>();
   *step = [&io, from, count, chunk, make, next, step] {
     bool backlog = false;
-    for (Instance* i : from) backlog = backlog || i->fanout->pending() > 0;
+    for (Instance* i : from) backlog = backlog || i->fanout->pending() > 0 || i->fanout->recent_backlog() > 5000;
     if (!backlog) {
       const std::int64_t end = std::min(count, *next + chunk);
       for (; *next < end; ++*next)
@@ -325,8 +397,9 @@ TEST_F(RedisFanoutIntegrationTest, EveryMessageReachesBothInstancesOnceInPublish
 }
 
 TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
-  // With the recent window (an XADD behind each PUBLISH) and without: what
-  // the window costs the bus.
+  // With the recent window (a call of its script per loop turn, behind the
+  // PUBLISHes) and without: what the window costs the bus, and how soon it
+  // holds everything.
   for (const std::int64_t window : {std::int64_t{0}, std::int64_t{1000}}) {
     Instance& a = add("a" + std::to_string(window), {{"recent_messages", window}});
     Instance& b = add("b" + std::to_string(window), {{"recent_messages", window}});
@@ -346,21 +419,33 @@ TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
         << "a received " << a.receiver.messages.size() << ", b " << b.receiver.messages.size() << " of " << expected;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     const double published_per_s = static_cast<double>(expected) / seconds;
+    // The window is appended behind the bus: until it is complete too.
+    ASSERT_TRUE(run_until([&] { return a.fanout->recent_backlog() == 0 && b.fanout->recent_backlog() == 0; },
+                          std::chrono::seconds(30)));
+    const double window_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     std::ostringstream line;
     line.precision(0);
     line << std::fixed << "throughput (recent_messages = " << window << "): " << expected << " messages of "
          << kPayload << " bytes from 2 publishers in " << seconds * 1000 << " ms = " << published_per_s
          << " messages/s through the fanout (" << 2 * published_per_s
          << " deliveries/s to 2 subscribers, one thread for both instances)";
+    if (window)
+      line << "; the window held them all after " << window_seconds * 1000 << " ms = "
+           << static_cast<double>(expected) / window_seconds << " messages/s";
     std::cout << "[ MEASURED ] " << line.str() << std::endl;
     RecordProperty(window ? "messages_per_second_with_window" : "messages_per_second",
                    static_cast<int>(published_per_s));
     EXPECT_EQ(a.receiver.messages.size(), expected);
     EXPECT_EQ(b.receiver.messages.size(), expected);
+    if (window) {
+      for (Instance* i : {&a, &b}) {
+        EXPECT_EQ(i->context.metrics().value("recent_appended"), i->context.metrics().value("published"))
+            << "every message published (probes included) reached the window";
+        EXPECT_EQ(i->context.metrics().value("recent_missed"), 0u);
+      }
+    }
     stop_all();
   }
-  SyncRedis redis(url_);
-  redis.command({"DEL", "nudge:test:" + unique_ + ":recent:lobby1000"});
 }
 
 TEST_F(RedisFanoutIntegrationTest, ChannelPerRoomDeliversOnlyRoomsOfInterest) {
@@ -450,6 +535,7 @@ TEST_F(RedisFanoutIntegrationTest, KeepsARecentWindowPerRoomSharedByEveryInstanc
     a.fanout->publish(m);
   }
   a.fanout->publish(make_message(a.id, "other", 0, "elsewhere"));
+  ASSERT_TRUE(run_until([&] { return a.fanout->recent_backlog() == 0; }, std::chrono::seconds(5)));
   // Another instance with the window on reads what `a` published: it lives in Redis.
   Instance& c = add("c", {{"channel_per_room", true}});
   ASSERT_TRUE(run_until([&] { return c.fanout->connected(); }, std::chrono::seconds(5)));
@@ -636,6 +722,299 @@ TEST_F(RedisFanoutIntegrationTest, ResumesDeliveryAfterRedisRestarts) {
   run_for(milliseconds(200));
   expect_reconnected_once(a);
   expect_reconnected_once(b);
+}
+
+
+// ---- The recent window's bounds ----------------------------------------------
+
+/// Runs the loop until every instance's window has everything it was given.
+bool window_settled(RedisFanoutIntegrationTest* test, boost::asio::io_context& io, std::vector<Instance*> instances) {
+  (void)test;
+  return nudge::testing::run_until(
+      io,
+      [&] {
+        for (Instance* i : instances)
+          if (i->fanout->recent_backlog() > 0 || i->fanout->recent_gaps() > 0) return false;
+        return true;
+      },
+      std::chrono::seconds(20));
+}
+
+TEST_F(RedisFanoutIntegrationTest, RecentWindowStaysWithinItsBytesInRedis) {
+  constexpr std::int64_t kMaxBytes = 1024 * 1024, kMaxRoomBytes = 128 * 1024;
+  Instance& a = add("a", {{"recent_max_bytes", kMaxBytes}, {"recent_max_room_bytes", kMaxRoomBytes}});
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(5)));
+  // 60 fresh rooms x 15 messages of 0.2 to 60 KB (6 MB), 18 times the cap.
+  constexpr int kRooms = 60, kPerRoom = 15;
+  const std::size_t sizes[] = {200, 3000, 20000, 60000, 1000};
+  std::map<std::string, std::vector<MessageId>> sent;
+  std::size_t total = 0;
+  publish_in_chunks(io_, {&a}, kRooms * kPerRoom, 50, [&](Instance& i, std::int64_t n) {
+    const std::string room = "room-" + std::to_string(n / kPerRoom);
+    auto m = make_message(i.id, room, n, std::string(sizes[n % 5], 'x'));
+    sent[room].push_back(m->id);
+    total += m->payload.size();
+    return m;
+  });
+  ASSERT_TRUE(run_until([&] { return a.context.metrics().value("published") >= kRooms * kPerRoom; },
+                        std::chrono::seconds(20)));
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+
+  const std::string prefix = "nudge:test:" + unique_ + ":recent:";
+  SyncRedis redis(url_);
+  const auto keys = redis.keys(prefix);
+  const std::int64_t used = redis.memory_usage(keys);
+  const std::int64_t counted =
+      recent::kBaseCost + std::stoll(redis.command({"HGET", recent::meta_key(prefix), "total"}));
+  const auto rooms = redis.list({"ZRANGE", recent::index_key(prefix), "0", "-1"});
+  std::cout << "[ MEASURED ] " << total / 1000 << " KB in " << kRooms << " rooms: Redis holds " << keys.size()
+            << " keys of the window taking " << used << " bytes (MEMORY USAGE), counted " << counted
+            << " (recent_max_bytes " << kMaxBytes << "), " << rooms.size() << " rooms" << std::endl;
+  EXPECT_LE(used, kMaxBytes) << "what Redis really holds";
+  EXPECT_LE(counted, kMaxBytes);
+  EXPECT_LE(used, counted) << "the count is an upper bound of MEMORY USAGE";
+  EXPECT_GT(counted, kMaxBytes / 2) << "the cap is used, not emptied";
+  EXPECT_EQ(a.context.metrics().gauge_value("recent_bytes"), counted);
+  EXPECT_EQ(keys.size(), rooms.size() + 2) << "a stream per room held, the index and the counts; nothing else";
+  ASSERT_FALSE(rooms.empty());
+  EXPECT_EQ(rooms.back(), "room-59") << "the most recently active room is kept";
+  EXPECT_EQ(std::find(rooms.begin(), rooms.end(), "room-0"), rooms.end());
+  for (const auto& room : rooms) {
+    const std::string key = recent::stream_key(prefix, room);
+    EXPECT_LE(std::stoll(redis.command({"MEMORY", "USAGE", key, "SAMPLES", "0"})),
+              kMaxRoomBytes)
+        << room;
+  }
+  // The newest room answers with its newest messages, in order; an evicted one with nothing.
+  const auto newest = read_recent(this, io_, *a.fanout, "room-59", 100);
+  ASSERT_FALSE(newest.empty());
+  const auto& ids = sent["room-59"];
+  for (std::size_t i = 0; i < newest.size(); ++i) EXPECT_EQ(newest[i]->id, ids[ids.size() - newest.size() + i]);
+  EXPECT_TRUE(read_recent(this, io_, *a.fanout, "room-0", 100).empty());
+  EXPECT_GE(a.context.metrics().value("recent_rooms_evicted"), static_cast<std::uint64_t>(kRooms) - rooms.size());
+}
+
+TEST_F(RedisFanoutIntegrationTest, RecentWindowStaysWithinItsRoomsAndMessagesPerRoom) {
+  Instance& a = add("a", {{"recent_max_rooms", std::int64_t{20}}, {"recent_messages", std::int64_t{50}}});
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(5)));
+  // 500 one-message rooms, as a client joining names at random would make.
+  for (int r = 0; r < 500; ++r) a.fanout->publish(make_message(a.id, "room-" + std::to_string(r), r, "hi"));
+  for (int n = 0; n < 80; ++n) a.fanout->publish(make_message(a.id, "busy", n, "m" + std::to_string(n)));
+  ASSERT_TRUE(run_until([&] { return a.context.metrics().value("published") >= 580; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+
+  const std::string prefix = "nudge:test:" + unique_ + ":recent:";
+  SyncRedis redis(url_);
+  const auto keys = redis.keys(prefix);
+  const auto rooms = redis.list({"ZRANGE", recent::index_key(prefix), "0", "-1"});
+  EXPECT_EQ(rooms.size(), 20u);
+  EXPECT_EQ(keys.size(), 22u) << "20 streams, the index and the counts";
+  EXPECT_EQ(a.context.metrics().gauge_value("recent_rooms"), 20);
+  EXPECT_EQ(redis.command({"XLEN", recent::stream_key(prefix, "busy")}), "50") << "trimmed exactly";
+  const auto busy = read_recent(this, io_, *a.fanout, "busy", 100);
+  ASSERT_EQ(busy.size(), 50u);
+  EXPECT_EQ(busy.front()->payload, "m30");
+  EXPECT_EQ(busy.back()->payload, "m79");
+  EXPECT_EQ(read_recent(this, io_, *a.fanout, "room-499", 10).size(), 1u) << "among the 20 most recent";
+  EXPECT_TRUE(read_recent(this, io_, *a.fanout, "room-480", 10).empty()) << "one of the 21 most recent is out";
+  EXPECT_TRUE(read_recent(this, io_, *a.fanout, "room-0", 10).empty());
+  EXPECT_EQ(redis.command({"HLEN", recent::meta_key(prefix)}), "21") << "one count per room held, and the total";
+  const std::int64_t counted = std::stoll(redis.command({"HGET", recent::meta_key(prefix), "total"}));
+  EXPECT_LE(redis.memory_usage(keys), recent::kBaseCost + counted)
+      << "the count is an upper bound of MEMORY USAGE, though the index grew to 500 rooms in one call";
+}
+
+TEST_F(RedisFanoutIntegrationTest, RoomsIdleForTheTtlAreDeletedAndUncounted) {
+  Instance& a = add("a", {{"recent_ttl_s", std::int64_t{1}}});
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(5)));
+  a.fanout->publish(make_message(a.id, "idle", 0, std::string(5000, 'x')));
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  const std::string prefix = "nudge:test:" + unique_ + ":recent:";
+  SyncRedis redis(url_);
+  EXPECT_EQ(redis.command({"EXISTS", recent::stream_key(prefix, "idle")}), "1");
+  run_for(milliseconds(1200));
+  a.fanout->publish(make_message(a.id, "active", 0, "y"));
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  EXPECT_EQ(redis.command({"EXISTS", recent::stream_key(prefix, "idle")}), "0");
+  EXPECT_EQ(redis.list({"ZRANGE", recent::index_key(prefix), "0", "-1"}), std::vector<std::string>{"active"});
+  EXPECT_EQ(redis.command({"HGET", recent::meta_key(prefix), "total"}),
+            redis.command({"HGET", recent::meta_key(prefix), "b:active"}))
+      << "what the idle room counted is gone with it";
+  EXPECT_NE(redis.command({"PTTL", recent::stream_key(prefix, "active")}), "-1") << "it expires even with no traffic";
+  EXPECT_NE(redis.command({"PTTL", recent::meta_key(prefix)}), "-1");
+}
+
+// ---- A window that missed a message does not answer alone ---------------------
+
+std::vector<MessagePtr> after(const std::vector<MessagePtr>& all, const MessageId& id) {
+  std::vector<MessagePtr> out;
+  for (const auto& m : all)
+    if (m->id > id) out.push_back(m);
+  return out;
+}
+
+/// What a client that last saw `last_seen` is answered, the runtime's way
+/// (runtime/src/pipeline.cpp): the window alone if answer_from_window says
+/// it reaches back far enough, else `stored` (the sink, which has every
+/// acknowledged message) merged with the window.
+std::vector<MessagePtr> catch_up(const std::vector<MessagePtr>& window, const std::vector<MessagePtr>& stored,
+                                 const MessageId& last_seen, bool* from_window) {
+  HistoryQuery query;
+  query.room = window.empty() ? std::string() : window.front()->room;
+  query.limit = 100;
+  query.after = last_seen;
+  if (auto enough = runtime::answer_from_window(query, window)) {
+    *from_window = true;
+    return *enough;
+  }
+  *from_window = false;
+  return runtime::merge_history(query, after(stored, last_seen), window);
+}
+
+std::vector<std::string> payloads(const std::vector<MessagePtr>& v) {
+  std::vector<std::string> out;
+  for (const auto& m : v) out.push_back(m->payload);
+  return out;
+}
+
+TEST_F(RedisFanoutIntegrationTest, AWindowThatMissedMessagesWhileRedisWasAwayDoesNotAnswerAlone) {
+  // The publisher reaches Redis through a proxy that the test takes down;
+  // the reader (another instance) reaches it directly.
+  nudge::testing::TcpProxy proxy(url_.host == "localhost" ? "127.0.0.1" : url_.host, url_.port);
+  Instance& a = add("a", {{"url", "redis://" + (url_.has_password ? ":" + url_.password + "@" : std::string()) +
+                                      "127.0.0.1:" + std::to_string(proxy.port())},
+                          {"max_pending_publishes", std::int64_t{4}}});
+  Instance& c = add("c");
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected() && c.fanout->connected(); }, std::chrono::seconds(5)));
+  std::vector<MessagePtr> stored;  // what the sink holds: every acknowledged message
+  auto say = [&](int n) {
+    auto m = make_message(a.id, "gap", n, "m" + std::to_string(n));
+    stored.push_back(m);
+    a.fanout->publish(m);
+  };
+  for (int n = 0; n < 5; ++n) say(n);
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  ASSERT_EQ(payloads(read_recent(this, io_, *c.fanout, "gap", 100)),
+            (std::vector<std::string>{"m0", "m1", "m2", "m3", "m4"}));
+
+  proxy.down();
+  ASSERT_TRUE(run_until([&] { return !a.fanout->connected(); }, std::chrono::seconds(5)));
+  for (int n = 5; n < 15; ++n) say(n);  // 4 wait (m11..m14), 6 are dropped (m5..m10)
+  EXPECT_EQ(a.context.metrics().value("dropped_while_disconnected"), 6u);
+  EXPECT_EQ(a.context.metrics().value("recent_missed"), 6u);
+  proxy.up();
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(10)));
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+
+  const auto window = read_recent(this, io_, *c.fanout, "gap", 100);
+  EXPECT_EQ(payloads(window), (std::vector<std::string>{"m11", "m12", "m13", "m14"}))
+      << "the window holds nothing from before the messages it missed";
+  // A client that saw m4 before the outage: not from the window alone, and
+  // the sink's answer has what the window missed.
+  bool from_window = true;
+  const auto answer = catch_up(window, stored, stored[4]->id, &from_window);
+  EXPECT_FALSE(from_window);
+  EXPECT_EQ(payloads(answer),
+            (std::vector<std::string>{"m5", "m6", "m7", "m8", "m9", "m10", "m11", "m12", "m13", "m14"}));
+  // One that saw m12 after it: the window answers, and misses nothing.
+  EXPECT_EQ(payloads(catch_up(window, stored, stored[12]->id, &from_window)),
+            (std::vector<std::string>{"m13", "m14"}));
+  EXPECT_TRUE(from_window);
+}
+
+TEST_F(RedisFanoutIntegrationTest, ARefusedCallCutsTheWindowsOfItsRooms) {
+  Instance& a = add("a");
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(5)));
+  const std::string prefix = "nudge:test:" + unique_ + ":recent:";
+  std::vector<MessagePtr> stored;
+  auto say = [&](int n) {
+    auto m = make_message(a.id, "refused", n, "m" + std::to_string(n));
+    stored.push_back(m);
+    a.fanout->publish(m);
+  };
+  say(0);
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  // The counts' key of the wrong type: every call is refused (WRONGTYPE) before it does anything.
+  SyncRedis redis(url_);
+  redis.command({"DEL", recent::meta_key(prefix)});
+  redis.command({"SET", recent::meta_key(prefix), "not a hash"});
+  say(1);
+  ASSERT_TRUE(run_until([&] { return a.context.metrics().value("recent_errors") >= 2; }, std::chrono::seconds(5)))
+      << "refused, then retried with backoff";
+  EXPECT_EQ(a.context.logger().count(LogLevel::warn, "redis refused the recent window's script"), 1u)
+      << "rate-limited";
+  redis.command({"DEL", recent::meta_key(prefix)});
+  say(2);
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  const auto window = read_recent(this, io_, *a.fanout, "refused", 100);
+  EXPECT_EQ(payloads(window), (std::vector<std::string>{"m2"})) << "m0 was cut with the gap m1 left";
+  bool from_window = true;
+  EXPECT_EQ(payloads(catch_up(window, stored, stored[0]->id, &from_window)), (std::vector<std::string>{"m1", "m2"}));
+  EXPECT_FALSE(from_window);
+}
+
+TEST_F(RedisFanoutIntegrationTest, AMessageOlderThanACutIsNotAppendedAfterIt) {
+  // Instance b made x before a made m, but b's x reaches Redis only after m
+  // was refused and its room cut (b was behind). Were x appended, a client
+  // that saw x would be answered from the window without m.
+  Instance& a = add("a");
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(5)));
+  const std::string prefix = "nudge:test:" + unique_ + ":recent:";
+  auto x = make_message("b", "late", 0, "x");
+  auto m = make_message(a.id, "late", 1, "m");
+  SyncRedis redis(url_);
+  redis.command({"SET", recent::stream_key(prefix, "late"), "not a stream"});  // m's XADD is refused
+  a.fanout->publish(m);
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  a.fanout->publish(x);
+  auto y = make_message(a.id, "late", 2, "y");
+  a.fanout->publish(y);
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  const auto window = read_recent(this, io_, *a.fanout, "late", 100);
+  EXPECT_EQ(payloads(window), (std::vector<std::string>{"y"}));
+  EXPECT_EQ(a.context.metrics().value("recent_skipped"), 2u) << "m refused, x older than the cut";
+  bool from_window = true;
+  EXPECT_EQ(payloads(catch_up(window, {x, m, y}, x->id, &from_window)), (std::vector<std::string>{"m", "y"}));
+  EXPECT_FALSE(from_window);
+}
+
+
+TEST_F(RedisFanoutIntegrationTest, CallsLostWithTheConnectionLeaveTheWindowWithoutHoles) {
+  // Whatever of the window's calls in flight Redis ran before the connection
+  // went, the window afterwards is a run of what was published with nothing
+  // missing inside it: a client whose last seen message it holds is answered
+  // everything after that message.
+  nudge::testing::TcpProxy proxy(url_.host == "localhost" ? "127.0.0.1" : url_.host, url_.port);
+  Instance& a = add("a", {{"url", "redis://" + (url_.has_password ? ":" + url_.password + "@" : std::string()) +
+                                      "127.0.0.1:" + std::to_string(proxy.port())}});
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(5)));
+  std::vector<MessagePtr> stored;
+  auto say = [&](int n, std::size_t bytes) {
+    auto m = make_message(a.id, "lost", n, std::string(bytes, static_cast<char>('a' + n % 26)));
+    stored.push_back(m);
+    a.fanout->publish(m);
+  };
+  int n = 0;
+  for (; n < 20; ++n) say(n, 10);
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  for (; n < 320; ++n) say(n, 20000);  // 6 MB: the calls are still on the wire when the proxy goes
+  run_for(milliseconds(3));
+  proxy.down();
+  ASSERT_TRUE(run_until([&] { return !a.fanout->connected(); }, std::chrono::seconds(5)));
+  for (; n < 325; ++n) say(n, 10);
+  proxy.up();
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(10)));
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  std::cout << "[ MEASURED ] " << a.context.metrics().value("recent_errors") << " calls lost in flight, "
+            << a.context.metrics().value("recent_missed") << " messages possibly missed" << std::endl;
+
+  const auto window = read_recent(this, io_, *a.fanout, "lost", 1000);
+  ASSERT_FALSE(window.empty());
+  const auto first = std::find_if(stored.begin(), stored.end(), [&](const MessagePtr& m) { return m->id == window[0]->id; });
+  ASSERT_NE(first, stored.end());
+  const auto start = static_cast<std::size_t>(first - stored.begin());
+  ASSERT_EQ(window.size(), stored.size() - start) << "the window is the run from its first message to the last";
+  for (std::size_t i = 0; i < window.size(); ++i) EXPECT_EQ(window[i]->id, stored[start + i]->id) << i;
 }
 
 }  // namespace

@@ -47,6 +47,16 @@ class Fanout : public Plugin {
   /// ignored: the runtime looks for it in the answer to learn whether the
   /// window reaches back far enough). Calls `done` on the executor, never
   /// inline. Only called when supports_recent() is true.
+  ///
+  /// The answer must have no known gap: every message of the room the bus
+  /// carried after the answer's first one is in it, or still on its way to
+  /// the window. The runtime answers a client from the window alone when it
+  /// holds the client's last seen message (or `limit` messages), so a window
+  /// that knows it missed a message (dropped or refused on its way) answers
+  /// only with what came after that message, or with nothing, and the
+  /// runtime reads the sink. Evicting from the oldest end makes no gap. A
+  /// window must also stay bounded however many rooms clients make: any
+  /// client can name a room.
   virtual void read_recent(HistoryQuery query, HistoryHandler done) {
     (void)query;
     done(Status::error(StatusCode::invalid_argument, "this fanout keeps no recent window"), {});

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "nudge/sdk/message.hpp"
+
+namespace nudge::plugins::redis::recent {
+
+/// The Lua script that appends one batch to the recent window and keeps it
+/// within its bounds, atomically (EVAL/EVALSHA). Its arguments, in order:
+///
+///   prefix, recent_messages, max room bytes, max bytes, max rooms, ttl ms,
+///   cut-all floor ("" for none), the number N of rooms to cut,
+///   N × (room, floor), then (room, id, envelope) for each message.
+///
+/// Ids and floors are 32 lower-case hex digits (UUIDv7: time order). It
+/// returns {appended, skipped, rooms evicted, bytes held, rooms held}.
+std::string_view script();
+
+/// The stream of `room`'s recent messages. A room whose name starts with '~'
+/// gets another '~', so no room's stream is ever one of index_key/meta_key.
+std::string stream_key(std::string_view prefix, std::string_view room);
+/// The sorted set of rooms by last activity (µs).
+std::string index_key(std::string_view prefix);
+/// The hash of each room's bytes ("b:<room>"), floor ("f:<room>"), the total
+/// ("total") and the floor of every room ("floor").
+std::string meta_key(std::string_view prefix);
+
+/// The id as the script compares it: 32 lower-case hex digits.
+std::string hex(const MessageId& id);
+
+/// What the script counts for a room beside what MEMORY USAGE says its
+/// stream takes: its index member and its fields in the counts.
+std::int64_t meta_cost(std::string_view room);
+/// What it counts for the window beside its rooms: the index's and the
+/// counts' hash tables.
+constexpr std::int64_t kBaseCost = 131072;
+
+}  // namespace nudge::plugins::redis::recent

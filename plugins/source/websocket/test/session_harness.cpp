@@ -203,6 +203,16 @@ void SessionHarness::sweep(std::chrono::steady_clock::time_point now) {
   run();
 }
 
+void SessionHarness::deliver(const MessagePtr& message) {
+  const auto room = hub_->rooms.find(message->room);
+  if (room == hub_->rooms.end()) return;
+  Outbound out(message);
+  const std::vector<WsSession*> members(room->second.begin(), room->second.end());
+  for (WsSession* session : members)
+    if (hub_->sessions.contains(session)) session->deliver(out);
+  run();
+}
+
 std::string SessionHarness::check_invariants(bool abort) const {
   std::ostringstream broken;
   const auto& cfg = hub_->config;

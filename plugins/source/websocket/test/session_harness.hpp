@@ -102,6 +102,9 @@ class SessionHarness {
   void run();
   /// The source's sweep at `now` (pings, idle cuts, expiry, close deadlines).
   void sweep(std::chrono::steady_clock::time_point now);
+  /// What the source does with a message the fanout hands back: delivers it
+  /// to the local clients of its room (WebSocketSource::deliver).
+  void deliver(const MessagePtr& message);
 
   /// Checks what must hold after any step; aborts with the broken invariant
   /// named (the fuzzer's check), or returns its text when `abort` is false.

@@ -41,11 +41,12 @@ def has_websocket_source(pipeline):
 class NudgeProcess:
     """A `nudge run` child process; its log is kept for assertions and failures.
 
-    `address_limits`: keep the per-address rate limits (ONE_ADDRESS_LIFTS)."""
+    `address_limits`: keep the per-address rate limits (ONE_ADDRESS_LIFTS).
+    `prefix`: a command to run nudge under, e.g. ("prlimit", "--nofile=400")."""
 
-    def __init__(self, pipeline, *overrides, env=None, name="nudge", address_limits=False):
+    def __init__(self, pipeline, *overrides, env=None, name="nudge", address_limits=False, prefix=()):
         self.name = name
-        args = [NUDGE, "run", pipeline]
+        args = [*prefix, NUDGE, "run", pipeline]
         if not address_limits and has_websocket_source(pipeline):
             overrides = ONE_ADDRESS_LIFTS + tuple(overrides)
         for o in overrides:
@@ -323,8 +324,11 @@ class RawWebSocket:
 
     TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
-    def __init__(self, address, path="/ws", headers=None, rcvbuf=None, mss=None, ssl_context=None, timeout=5):
+    def __init__(self, address, path="/ws", headers=None, rcvbuf=None, mss=None, ssl_context=None, timeout=5,
+                 source=None):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source:  # another loopback address (127.0.0.2, ...): another client as per-address limits see it
+            self.sock.bind((source, 0))
         # Before connect, so the window and segment size are small from the start.
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -475,3 +479,19 @@ def make_jwt(secret, claims, alg="HS256", header=None, signature=None):
 def open_fds(pid):
     """How many file descriptors process `pid` holds (Linux)."""
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_bytes(pid):
+    """Process `pid`'s resident set size (Linux)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pid):
+    """User and system CPU time process `pid` has used (Linux)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

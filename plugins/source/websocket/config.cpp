@@ -46,7 +46,7 @@ ConfigSchema WebSocketConfig::schema() {
             "reader never holds a room back")
       .range(1, 1'000'000)
       .reloadable();
-  s.integer("max_send_queue_bytes", 4 * 1024 * 1024,
+  s.integer("max_send_queue_bytes", 16 * 1024 * 1024,
             "Bytes waiting to be sent to one client, control frames included; a client that lets more pile up is "
             "dropped like one past max_send_queue")
       .range(64 * 1024, std::int64_t{1} << 30)

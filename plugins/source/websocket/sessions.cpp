@@ -11,6 +11,9 @@ namespace {
 
 /// Messages asked for at once while catching up; more are read page by page.
 constexpr std::size_t kCatchUpPage = 500;
+/// History frames queued to one client at most: they are the client's own,
+/// not shared with a room, so this is what one that does not read holds.
+constexpr std::size_t kHistoryQueuedBytes = 1024 * 1024;
 
 /// What a message read from history holds in memory, for the budget.
 std::size_t held_size(const Message& m) noexcept {
@@ -59,7 +62,7 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       history_failures(ctx.metrics().counter("history_failures", "Joins whose history could not be read")),
       joins_refused(ctx.metrics().counter("joins_refused", "Joins refused for max_rooms_per_connection or max_rooms")),
       history_bytes_gauge(ctx.metrics().gauge(
-          "history_bytes_held", "Bytes of history read (or reserved for reads in flight) and not yet queued to clients")) {
+          "history_bytes_held", "Bytes reserved for the history reads in flight (history_buffer_bytes)")) {
   peers.set_limits(peer_limits(), Clock::now());
   std::string error;
   if (auto parsed = TrustedProxies::parse(config.trusted_proxies, error)) proxies = std::move(*parsed);
@@ -207,11 +210,7 @@ WsSession::WsSession(std::shared_ptr<Hub> hub, std::string address, std::string 
   if (identity_) name_ = identity_->name;
 }
 
-WsSession::~WsSession() {
-  // History read and not yet sent goes back to the budget.
-  if (catching_up_)
-    for (const auto& [room, state] : *catching_up_) hub_->release_history_bytes(state.unsent_bytes);
-}
+WsSession::~WsSession() = default;
 
 void WsSession::apply_limits() {
   bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
@@ -354,18 +353,27 @@ Hub::JoinRefusal WsSession::join_room(const std::string& room, std::optional<Mes
   return Hub::JoinRefusal::none;
 }
 
+std::size_t WsSession::history_room_bytes() const {
+  const auto& cfg = hub_->config;
+  // A paged catch-up queues at most kHistoryQueuedBytes; the last N on
+  // joining may use half the queue (it cannot be read in pages).
+  const std::size_t cap = std::min(static_cast<std::size_t>(cfg.max_send_queue_bytes) / 2, kHistoryQueuedBytes);
+  return cap > queued_bytes() ? cap - queued_bytes() : 0;
+}
+
 std::size_t WsSession::history_read_limit(const CatchUp& state) const {
   const auto& cfg = hub_->config;
   const std::size_t largest = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);
-  // A read's messages must fit the hub's budget, and (paged) a quarter of
-  // the client's queue: it is queued as the client drains its queue.
-  std::size_t limit = std::max<std::size_t>(1, static_cast<std::size_t>(cfg.history_buffer_bytes) / largest);
-  if (!state.paged) return std::min(limit, static_cast<std::size_t>(cfg.history_messages));
-  const std::size_t by_queue = std::max<std::size_t>(
-      1, std::min(static_cast<std::size_t>(cfg.max_send_queue) / 4,
-                  static_cast<std::size_t>(cfg.max_send_queue_bytes) / 4 / largest));
-  const std::size_t left = static_cast<std::size_t>(cfg.catch_up_max_messages) - std::min(state.sent, static_cast<std::size_t>(cfg.catch_up_max_messages));
-  return std::max<std::size_t>(1, std::min({limit, by_queue, kCatchUpPage, left}));
+  // What is left of the budget (the hub starts a read only when one message fits).
+  const std::size_t budget = static_cast<std::size_t>(cfg.history_buffer_bytes);
+  const std::size_t free = budget > hub_->history_bytes_held ? budget - hub_->history_bytes_held : 0;
+  const std::size_t by_budget = std::max<std::size_t>(1, free / largest);
+  if (!state.paged) return std::min(by_budget, static_cast<std::size_t>(cfg.history_messages));
+  const std::size_t frames = static_cast<std::size_t>(cfg.max_send_queue) / 2;
+  const std::size_t by_frames = frames > queued_frames() ? frames - queued_frames() : 0;
+  const std::size_t left =
+      static_cast<std::size_t>(cfg.catch_up_max_messages) - std::min(state.sent, static_cast<std::size_t>(cfg.catch_up_max_messages));
+  return std::min({by_budget, by_frames, history_room_bytes() / largest, kCatchUpPage, left});
 }
 
 bool WsSession::start_history_read(const std::string& room) {
@@ -373,11 +381,15 @@ bool WsSession::start_history_read(const std::string& room) {
   const auto it = catching_up_->find(room);
   if (it == catching_up_->end() || it->second.phase != CatchUp::Phase::queued) return false;
   auto& state = it->second;
-  state.phase = CatchUp::Phase::reading;
   HistoryQuery query;
   query.room = room;
   query.after = state.cursor;
   query.limit = history_read_limit(state);
+  if (query.limit == 0) {
+    state.phase = CatchUp::Phase::waiting_for_room;  // on_queue_drained asks again
+    return false;
+  }
+  state.phase = CatchUp::Phase::reading;
   state.asked = query.limit;
   const std::size_t reserved =
       query.limit * (static_cast<std::size_t>(hub_->config.max_message_bytes) + sizeof(Message));
@@ -386,100 +398,91 @@ bool WsSession::start_history_read(const std::string& room) {
   hub_->history_bytes_gauge.set(static_cast<std::int64_t>(hub_->history_bytes_held));
   hub_->ingress->read_history(std::move(query), [weak = weak_self(), hub = hub_, room, reserved](
                                                     Status status, std::vector<MessagePtr> messages) {
-    std::size_t held = 0;
-    for (const auto& m : messages) held += held_size(*m);
-    hub->history_read_done(reserved, held);
-    auto self = weak.lock();
-    if (!self) return hub->release_history_bytes(held);
-    self->on_history(room, status, std::move(messages));
+    hub->history_read_done(reserved);
+    if (auto self = weak.lock()) self->on_history(room, status, std::move(messages));
     hub->start_history_reads();
   });
   return true;
 }
 
 void WsSession::on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages) {
-  std::size_t bytes = 0;
-  for (const auto& m : messages) bytes += held_size(*m);
-  const auto it = catching_up_ ? catching_up_->find(room) : decltype(catching_up_->end()){};
-  if (!catching_up_ || it == catching_up_->end() || it->second.phase != CatchUp::Phase::reading) {
-    return hub_->release_history_bytes(bytes);  // left (or closed) meanwhile
-  }
+  if (!catching_up_) return;  // left (or closed) meanwhile
+  const auto it = catching_up_->find(room);
+  if (it == catching_up_->end() || it->second.phase != CatchUp::Phase::reading) return;
   auto& state = it->second;
   if (!status.ok()) {
-    hub_->release_history_bytes(bytes);
     hub_->logger.debug("history of room '", room, "' unreadable: ", status.message());
     return finish_catch_up(room, status);
   }
-  state.more = state.paged && messages.size() >= state.asked && !messages.empty() &&
-               state.sent + messages.size() < static_cast<std::size_t>(hub_->config.catch_up_max_messages);
+  state.more = false;
+  const bool full_page = messages.size() >= state.asked;
   if (!messages.empty()) state.cursor = messages.back()->id;
-  for (auto& m : messages) state.unsent.push_back(std::move(m));
-  state.unsent_bytes += bytes;
-  state.phase = CatchUp::Phase::sending;
-  pump_history(room);
-}
-
-void WsSession::pump_history(const std::string& room) {
-  const auto& cfg = hub_->config;
-  // History fills at most half the client's queue; live messages and
-  // answers have the rest.
-  const std::size_t max_frames = static_cast<std::size_t>(cfg.max_send_queue) / 2;
-  const std::size_t max_bytes = static_cast<std::size_t>(cfg.max_send_queue_bytes) / 2;
-  while (true) {
-    // Sending may close the session (its queue overflows with live traffic),
-    // which drops this state: look it up again each time.
-    if (!catching_up_) return;
-    const auto it = catching_up_->find(room);
-    if (it == catching_up_->end()) return;
-    auto& state = it->second;
-    if (state.unsent.empty()) break;
-    if (queued_frames() >= max_frames || queued_bytes() >= max_bytes) return;  // on_queue_drained goes on
-    MessagePtr message = std::move(state.unsent.front());
-    state.unsent.pop_front();
-    const std::size_t size = held_size(*message);
-    state.unsent_bytes -= size;
-    hub_->release_history_bytes(size);
-    ++state.sent;
+  // The last N on joining cannot be paged: what does not fit the client's
+  // queue is left out, oldest first (the room's latest are what it wants).
+  std::size_t first = 0;
+  if (!state.paged) {
+    const std::size_t half = static_cast<std::size_t>(hub_->config.max_send_queue_bytes) / 2;
+    std::size_t room_bytes = half > queued_bytes() ? half - queued_bytes() : 0;
+    for (first = messages.size(); first > 0; --first) {
+      const std::size_t size = held_size(*messages[first - 1]);
+      if (size > room_bytes) break;
+      room_bytes -= size;
+    }
+  }
+  queuing_history_ = true;
+  for (std::size_t i = first; i < messages.size(); ++i) {
+    auto& message = messages[i];
     // A live message held meanwhile that history carries is not sent twice.
     std::erase_if(state.held, [&](const MessagePtr& m) {
       if (m->id != message->id) return false;
       state.held_bytes -= held_size(*m);
       return true;
     });
-    Outbound out(std::move(message), true);
+    ++state.sent;
     hub_->history_sent.add();
+    Outbound out(std::move(message), true);
     send_history(out);
+    // Sending may close the session (its queue overflowed with live traffic),
+    // which drops this state: look it up again.
+    if (!catching_up_ || !catching_up_->contains(room)) {
+      queuing_history_ = false;
+      return;
+    }
   }
+  queuing_history_ = false;
+  auto& after = catching_up_->at(room);
+  after.more = after.paged && full_page && !messages.empty() &&
+               after.sent < static_cast<std::size_t>(hub_->config.catch_up_max_messages);
+  continue_catch_up(room);
+}
+
+void WsSession::continue_catch_up(const std::string& room) {
   auto& state = catching_up_->at(room);
   if (!state.more) return finish_catch_up(room, Status::success());
-  // The next page is read once the client has drained most of its queue.
-  if (queued_frames() > static_cast<std::size_t>(cfg.max_send_queue) / 4 ||
-      queued_bytes() > static_cast<std::size_t>(cfg.max_send_queue_bytes) / 4)
-    return;
   state.phase = CatchUp::Phase::queued;
+  // The next page once the client has room for a good part of one: history
+  // moves as fast as the client reads it, and no faster.
+  if (queued_bytes() > kHistoryQueuedBytes / 2 ||
+      queued_frames() > static_cast<std::size_t>(hub_->config.max_send_queue) / 4) {
+    state.phase = CatchUp::Phase::waiting_for_room;
+    return;
+  }
   hub_->request_history_read(weak_self(), room);
 }
 
-bool WsSession::history_waits_for_room() const noexcept {
-  if (!catching_up_) return false;
-  for (const auto& [room, state] : *catching_up_)
-    if (state.phase == CatchUp::Phase::sending) return true;
-  return false;
-}
-
 void WsSession::on_queue_drained() {
-  if (!catching_up_) return;
+  if (!catching_up_ || queuing_history_) return;
   std::vector<std::string> waiting;
   for (const auto& [room, state] : *catching_up_)
-    if (state.phase == CatchUp::Phase::sending) waiting.push_back(room);
-  for (const auto& room : waiting) pump_history(room);
+    if (state.phase == CatchUp::Phase::waiting_for_room) waiting.push_back(room);
+  for (const auto& room : waiting)
+    if (catching_up_ && catching_up_->contains(room)) continue_catch_up(room);
 }
 
 void WsSession::finish_catch_up(const std::string& room, const Status& status) {
   auto node = catching_up_->extract(room);
   if (catching_up_->empty()) catching_up_.reset();
   auto& state = node.mapped();
-  hub_->release_history_bytes(state.unsent_bytes);
   history_done(room, state.sent, status);
   // Live messages that arrived meanwhile, less those history already sent.
   for (auto& m : state.held) {
@@ -489,27 +492,20 @@ void WsSession::finish_catch_up(const std::string& room, const Status& status) {
   }
 }
 
-void WsSession::drop_catch_up(const std::string& room) {
-  if (!catching_up_) return;
-  auto node = catching_up_->extract(room);
-  if (catching_up_->empty()) catching_up_.reset();
-  if (!node.empty()) hub_->release_history_bytes(node.mapped().unsent_bytes);
-}
-
 bool WsSession::leave_room(const std::string& room) {
   if (!rooms_.erase(room)) return false;
   hub_->leave(this, room);
-  drop_catch_up(room);
+  if (catching_up_) {
+    catching_up_->erase(room);
+    if (catching_up_->empty()) catching_up_.reset();
+  }
   return true;
 }
 
 void WsSession::leave_rooms() {
   for (const auto& room : rooms_) hub_->leave(this, room);
   rooms_.clear();
-  if (catching_up_) {
-    for (const auto& [room, state] : *catching_up_) hub_->release_history_bytes(state.unsent_bytes);
-    catching_up_.reset();
-  }
+  catching_up_.reset();
 }
 
 // --------------------------------------------------------------------- Hub
@@ -562,26 +558,20 @@ void Hub::request_history_read(std::weak_ptr<WsSession> session, std::string roo
   start_history_reads();
 }
 
-void Hub::history_read_done(std::size_t reserved, std::size_t held) {
+void Hub::history_read_done(std::size_t reserved) {
   if (history_reads_in_flight > 0) --history_reads_in_flight;
-  history_bytes_held = history_bytes_held - std::min(history_bytes_held, reserved) + held;
+  history_bytes_held -= std::min(history_bytes_held, reserved);
   history_bytes_gauge.set(static_cast<std::int64_t>(history_bytes_held));
-}
-
-void Hub::release_history_bytes(std::size_t bytes) {
-  if (bytes == 0) return;
-  history_bytes_held -= std::min(history_bytes_held, bytes);
-  history_bytes_gauge.set(static_cast<std::int64_t>(history_bytes_held));
-  start_history_reads();
 }
 
 void Hub::start_history_reads() {
-  // A read reserves room for the largest messages it may return; the first
-  // always may start, so a budget smaller than one read still moves.
-  const std::size_t one_read = static_cast<std::size_t>(config.max_message_bytes) + sizeof(Message);
+  // A read reserves room for the largest messages it may return, as many as
+  // the budget has left; one may always start, so a budget smaller than one
+  // message still moves.
+  const std::size_t one_message = static_cast<std::size_t>(config.max_message_bytes) + sizeof(Message);
   while (!history_waiting.empty() && history_reads_in_flight < static_cast<std::size_t>(config.max_history_reads) &&
          (history_bytes_held == 0 ||
-          history_bytes_held + one_read <= static_cast<std::size_t>(config.history_buffer_bytes))) {
+          history_bytes_held + one_message <= static_cast<std::size_t>(config.history_buffer_bytes))) {
     auto [weak, room] = std::move(history_waiting.front());
     history_waiting.pop_front();
     if (auto session = weak.lock()) session->start_history_read(room);

@@ -151,8 +151,10 @@ struct Hub {
   std::uint64_t next_connection_serial = 0;
 
   // History reads of every client share one budget: at most
-  // max_history_reads in flight, and history_buffer_bytes of messages read
-  // (or reserved for a read) and not yet queued to a client.
+  // max_history_reads in flight, reserving at most history_buffer_bytes
+  // (each read its limit times the largest a message may be). What a read
+  // returns goes straight to its client's queue, sized to fit there: a
+  // client that does not read pins nothing of the budget.
   std::size_t history_reads_in_flight = 0;
   std::size_t history_bytes_held = 0;
   /// Clients waiting for their turn to read, first come first served.
@@ -222,10 +224,8 @@ struct Hub {
   /// Queues `session`'s next history read of `room`; it starts when the
   /// budget allows (WsSession::start_history_read).
   void request_history_read(std::weak_ptr<WsSession> session, std::string room);
-  /// A read ended: its slot is free; reserved bytes become `held` bytes.
-  void history_read_done(std::size_t reserved, std::size_t held);
-  /// Bytes read from history were queued to a client (or dropped).
-  void release_history_bytes(std::size_t bytes);
+  /// A read ended: its slot and its reservation are free.
+  void history_read_done(std::size_t reserved);
   /// Starts waiting reads while the budget allows.
   void start_history_reads();
 
@@ -341,8 +341,6 @@ class WsSession {
   /// Leaves every room and drops history in progress: nothing more is
   /// delivered to this client.
   void leave_rooms();
-  /// Whether history waits for the queue to drain (worth calling on_queue_drained).
-  bool history_waits_for_room() const noexcept;
 
   /// How a send ended, told to the client in its protocol: ok with the
   /// message's id, or the failure and its protocol error code.
@@ -389,21 +387,18 @@ class WsSession {
   /// A room's history on its way to the client.
   struct CatchUp {
     enum class Phase {
-      queued,   ///< waiting for the hub's budget to read
-      reading,  ///< a read is in flight
-      sending,  ///< messages read wait for room in the client's queue
+      queued,            ///< waiting for the hub's budget to read
+      reading,           ///< a read is in flight
+      waiting_for_room,  ///< the next page waits for the client to drain its queue
     };
     Phase phase = Phase::queued;
     /// Catching up after an id (paged), rather than the last N.
     bool paged = false;
     /// Paged: the next read starts after this id.
     std::optional<MessageId> cursor;
-    /// Read and not yet queued to the client (their bytes held in the hub's budget).
-    std::deque<MessagePtr> unsent;
-    std::size_t unsent_bytes = 0;
     /// Messages the read in flight asked for (paged: fewer means the end).
     std::size_t asked = 0;
-    /// Another page follows once `unsent` is out.
+    /// Another page follows.
     bool more = false;
     std::size_t sent = 0;
     /// Live messages of the room meanwhile, delivered once the history is out.
@@ -411,16 +406,21 @@ class WsSession {
     std::size_t held_bytes = 0;
   };
   void on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages);
-  /// Queues what was read while the client's queue has room, then reads on or finishes.
-  void pump_history(const std::string& room);
+  /// After a page is queued: the next read, now or once the queue drains, or the end.
+  void continue_catch_up(const std::string& room);
   void finish_catch_up(const std::string& room, const Status& status);
-  /// Drops a room's history in progress, giving its bytes back to the hub.
-  void drop_catch_up(const std::string& room);
-  /// Messages one read asks for: what the client's queue and the hub's budget allow.
+  /// Messages the next read of `state` may ask for: what the client's queue
+  /// has room for at the largest size a message may have (so what comes back
+  /// fits whatever its size), the page size and what is left of the budget;
+  /// 0 when the queue has no room yet.
   std::size_t history_read_limit(const CatchUp& state) const;
+  /// Bytes of the client's queue history may still fill.
+  std::size_t history_room_bytes() const;
 
   /// Only while some room's history is being sent.
   std::unique_ptr<std::unordered_map<std::string, CatchUp>> catching_up_;
+  /// on_history is queuing a page (on_queue_drained must not start another read meanwhile).
+  bool queuing_history_ = false;
 };
 
 /// A WsSession over `Stream` (PlainStream or TlsStream): the WebSocket

@@ -479,13 +479,12 @@ template <class Stream>
 bool WsStreamSession<Stream>::after_write() {
   for (std::size_t i = std::exchange(frames_in_flight_, 0); i > 0; --i) queue_.pop_front();
   if (pong_queued_ && !queue_.holds(pong_sequence_)) pong_queued_ = false;
-  const auto& cfg = hub_->config;
-  if (closing_ == Closing::open && queue_.size() <= static_cast<std::size_t>(cfg.max_send_queue) / 4 &&
-      queue_.bytes() <= static_cast<std::size_t>(cfg.max_send_queue_bytes) / 4) {
-    // Room again: history waiting for it goes on (this session's, or the
-    // Socket.IO session's this connection carries).
+  if (closing_ == Closing::open) {
+    // Written: history waiting for room in the queue may go on (this
+    // session's, or the Socket.IO session's this connection carries); it
+    // checks how much room there is itself.
     if (sio_) sio_->on_queue_drained();
-    else if (history_waits_for_room()) on_queue_drained();
+    else on_queue_drained();
   }
   if (!queue_.empty()) return true;
   switch (closing_) {

@@ -96,7 +96,7 @@ void SioSession::flush_poll() {
   poll_queue_bytes_ = 0;
   std::exchange(poll_waiter_, nullptr)(std::move(body));
   // Room again: history waiting for it goes on (into the next poll).
-  if (history_waits_for_room()) on_queue_drained();
+  on_queue_drained();
 }
 
 bool SioSession::on_post(std::string body, std::function<void()> done) {

@@ -211,5 +211,38 @@ class AbuseLimitsTest(unittest.TestCase):
         self.assertEqual(self.nudge.stop(), 0)
 
 
+class LocalhostTest(unittest.TestCase):
+    """`listen = "localhost:..."` (the shipped pipelines' default) answers on
+    both loopbacks: a client that resolves localhost to ::1 first and does
+    not fall back (older Node, several CLI tools) must not be refused."""
+
+    def test_localhost_answers_on_127_0_0_1_and_on_ipv6_loopback(self):
+        db = os.path.join(nudge_test.temp_dir(self), "chat.db")
+        n = nudge_test.NudgeProcess(os.path.join(nudge_test.PIPELINES, "chat-embedded.toml"),
+                                    "source.websocket.listen=localhost:0", f"sink.sqlite.path={db}")
+        self.addCleanup(n.kill)
+        n.wait_started()
+        self.assertTrue(n.base_url.startswith("http://localhost:"), n.base_url)
+        port = n.address[1]
+        import urllib.request
+        for host in ("127.0.0.1", "[::1]"):
+            page = urllib.request.urlopen(f"http://{host}:{port}/", timeout=5).read()
+            self.assertIn(b"<html", page.lower(), f"the page over {host}")
+
+        async def chat():
+            a = await nudge_test.ChatClient(f"ws://127.0.0.1:{port}/ws", "v4").connect()
+            b = await nudge_test.ChatClient(f"ws://[::1]:{port}/ws", "v6").connect()
+            for c in (a, b):
+                await c.join("both")
+            await a.say("both", "over 127.0.0.1", "a1")
+            await b.say("both", "over ::1", "b1")
+            for c in (a, b):
+                await c.wait_for(lambda c=c: len(c.messages) >= 2, what="both messages")
+                self.assertEqual(sorted(m["text"] for m in c.messages), ["over 127.0.0.1", "over ::1"])
+                await c.close()
+        asyncio.run(chat())
+        self.assertEqual(n.stop(), 0)
+
+
 if __name__ == "__main__":
     nudge_test.main()

@@ -132,9 +132,19 @@ describe('a Socket.IO front end on another origin, in Chromium', { skip: browser
   test('a page from an origin not in allowed_origins cannot connect', async () => {
     const context = await browser.newContext({ viewport: { width: 900, height: 500 } });
     const page = await context.newPage();
+    const consoleLines = [];
+    page.on('console', (m) => consoleLines.push(m.text()));
     await page.goto(other.origin + '/');
     await page.locator('#status', { hasText: 'refused' }).waitFor({ timeout: 15_000 });
     await snap(dir, '02-refused', { other: page });
     assert.ok(nudge.running, 'nudge keeps running');
+    // What the user sees in the browser's console (docs/socketio.md quotes it) ...
+    const cors = consoleLines.find((l) => /blocked by CORS policy/.test(l));
+    assert.ok(cors, `the browser reports the refusal as a CORS error; console: ${JSON.stringify(consoleLines)}`);
+    console.log(`browser console: ${cors}`);
+    // ... and what `nudge run` says: the origin refused and the key that allows it.
+    const line = nudge.logLines.find((l) => l.includes(`refused a request from origin '${other.origin}'`));
+    assert.ok(line, 'nudge logs the refused origin');
+    assert.match(line, /allowed_origins/);
   });
 });

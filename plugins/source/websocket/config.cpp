@@ -9,7 +9,8 @@ namespace nudge::plugins::websocket {
 
 ConfigSchema WebSocketConfig::schema() {
   ConfigSchema s;
-  s.string("listen", "127.0.0.1:8080", "Address and port to listen on (port 0 picks a free one)")
+  s.string("listen", "localhost:8080",
+           "Address and port to listen on (port 0 picks a free one); localhost listens on both 127.0.0.1 and ::1")
       .with_example("\"0.0.0.0:8080\"")
       .with_check([](const ConfigValue& v) {
         std::string host;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 
 #include "socketio_session.hpp"
 #include "tls.hpp"
@@ -47,10 +48,8 @@ WebSocketSource::WebSocketSource(const Config& config, Context& context)
     : context_(context),
       config_(config),
       hub_(std::make_shared<Hub>(WebSocketConfig::from(config), context)),
-      acceptor_(context.executor()),
       stop_timer_(context.executor()),
       sweep_timer_(context.executor()),
-      accept_pause_timer_(context.executor()),
       undeliverable_(context.metrics().counter("undeliverable", "Messages whose payload is not valid UTF-8")),
       accept_failures_(context.metrics().counter(
           "accept_failures", "Accepts that failed, most for want of file descriptors (then shed and paused)")) {}
@@ -96,22 +95,7 @@ Status WebSocketSource::start(Ingress& ingress) {
       if (auto status = read_secret_file(cfg.auth_jwt_secret_file, policy.secret); !status.ok()) return status;
     hub_->verifier = std::make_unique<JwtVerifier>(std::move(policy));
   }
-  boost::system::error_code ec;
-  const auto address = boost::asio::ip::make_address(cfg.host == "localhost" ? "127.0.0.1" : cfg.host, ec);
-  if (ec) return Status::error(StatusCode::invalid_argument, "listen: '" + cfg.host + "' is not an IP address");
-  const tcp::endpoint endpoint(address, cfg.port);
-  const std::string where = cfg.host + ":" + std::to_string(cfg.port);
-  if (acceptor_.open(endpoint.protocol(), ec); ec) return Status::error(StatusCode::unavailable, "cannot open a socket for " + where + ": " + ec.message());
-  acceptor_.set_option(boost::asio::socket_base::reuse_address(true), ec);
-  if (acceptor_.bind(endpoint, ec); ec) {
-    const std::string hint = ec == boost::asio::error::address_in_use
-                                 ? " (another process listens there; stop it or change source.websocket.listen)"
-                                 : "";
-    return Status::error(StatusCode::unavailable, "cannot listen on " + where + ": " + ec.message() + hint);
-  }
-  if (acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec); ec)
-    return Status::error(StatusCode::unavailable, "cannot listen on " + where + ": " + ec.message());
-  bound_port_ = acceptor_.local_endpoint().port();
+  if (auto status = listen(); !status.ok()) return status;
   const std::size_t descriptors = open_file_limit();
   const std::size_t derived = descriptors > 2 * kDescriptorsKept ? descriptors - kDescriptorsKept : descriptors / 2;
   hub_->max_sockets = cfg.max_sockets > 0 ? static_cast<std::size_t>(cfg.max_sockets) : derived;
@@ -120,11 +104,11 @@ Status WebSocketSource::start(Ingress& ingress) {
                            " files: past about ", derived, " connections accepts will fail and be shed");
   hub_->peers.set_limits(hub_->peer_limits(), WsSession::Clock::now());
   spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  acceptor_.native_non_blocking(true, ec);
   hub_->ingress = &ingress;
-  do_accept();
+  for (auto& listener : listeners_) do_accept(*listener);
   sweep_timeouts();
-  const std::string url_host = address.is_v6() ? "[" + cfg.host + "]" : cfg.host;
+  const bool v6 = cfg.host.find(':') != std::string::npos;
+  const std::string url_host = v6 ? "[" + cfg.host + "]" : cfg.host;
   const char* secure = hub_->tls ? "s" : "";
   const char* auth = hub_->verifier ? "; tokens required" : "";
   if (cfg.static_dir.empty())
@@ -136,9 +120,53 @@ Status WebSocketSource::start(Ingress& ingress) {
   return Status::success();
 }
 
-void WebSocketSource::do_accept() {
-  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-    if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
+Status WebSocketSource::listen() {
+  const auto& cfg = hub_->config;
+  // "localhost" is both loopbacks: a client resolving it to ::1 first (older
+  // Node, several CLI tools, some macOS setups) must not be refused.
+  const std::vector<std::string> hosts =
+      cfg.host == "localhost" ? std::vector<std::string>{"127.0.0.1", "::1"} : std::vector<std::string>{cfg.host};
+  std::uint16_t port = cfg.port;
+  for (const auto& host : hosts) {
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(host, ec);
+    if (ec) return Status::error(StatusCode::invalid_argument, "listen: '" + cfg.host + "' is not an IP address or localhost");
+    const std::string where = (address.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
+    auto listener = std::make_unique<Listener>(context_.executor());
+    auto* acceptor = &listener->acceptor;
+    if (acceptor->open(address.is_v6() ? tcp::v6() : tcp::v4(), ec); ec) {
+      if (&host != &hosts.front() && address.is_v6()) {
+        context_.logger().warn("no IPv6 here (", ec.message(), "): localhost is served on 127.0.0.1 alone");
+        break;
+      }
+      return Status::error(StatusCode::unavailable, "cannot open a socket for " + where + ": " + ec.message());
+    }
+    acceptor->set_option(boost::asio::socket_base::reuse_address(true), ec);
+    if (address.is_v6()) acceptor->set_option(boost::asio::ip::v6_only(true), ec);
+    if (acceptor->bind(tcp::endpoint(address, port), ec); ec) {
+      if (&host != &hosts.front() && ec.value() == EADDRNOTAVAIL) {
+        context_.logger().warn("cannot listen on ", where, " (", ec.message(), "): localhost is served on 127.0.0.1 alone");
+        break;
+      }
+      const std::string hint = ec == boost::asio::error::address_in_use
+                                   ? " (another process listens there; stop it or change source.websocket.listen)"
+                                   : "";
+      return Status::error(StatusCode::unavailable, "cannot listen on " + where + ": " + ec.message() + hint);
+    }
+    if (acceptor->listen(boost::asio::socket_base::max_listen_connections, ec); ec)
+      return Status::error(StatusCode::unavailable, "cannot listen on " + where + ": " + ec.message());
+    acceptor->native_non_blocking(true, ec);
+    // Port 0: the first loopback's port is the other's too.
+    port = acceptor->local_endpoint().port();
+    listeners_.push_back(std::move(listener));
+  }
+  bound_port_ = port;
+  return Status::success();
+}
+
+void WebSocketSource::do_accept(Listener& listener) {
+  listener.acceptor.async_accept([this, &listener](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == boost::asio::error::operation_aborted || !listener.acceptor.is_open()) return;
     if (ec) {
       accept_failures_.add();
       std::uint64_t held_back = 0;
@@ -148,11 +176,11 @@ void WebSocketSource::do_accept() {
       // Out of descriptors: the accept loop must neither end nor spin.
       if (ec == boost::asio::error::no_descriptors || ec.value() == ENFILE || ec == boost::asio::error::no_buffer_space ||
           ec == boost::asio::error::no_memory)
-        return shed_and_pause();
+        return shed_and_pause(listener);
     } else {
       serve(std::move(socket));
     }
-    do_accept();
+    do_accept(listener);
   });
 }
 
@@ -174,16 +202,16 @@ void WebSocketSource::serve(tcp::socket socket) {
   else std::make_shared<HttpSession<PlainStream>>(hub_, PlainStream(std::move(socket)), std::move(slot))->run();
 }
 
-void WebSocketSource::shed_and_pause() {
+void WebSocketSource::shed_and_pause(Listener& listener) {
   if (spare_fd_ >= 0) {
     ::close(spare_fd_);
-    const int shed = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    const int shed = ::accept4(listener.acceptor.native_handle(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (shed >= 0) ::close(shed);
     spare_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   }
-  accept_pause_timer_.expires_after(std::chrono::milliseconds(100));
-  accept_pause_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec && acceptor_.is_open()) do_accept();
+  listener.pause.expires_after(std::chrono::milliseconds(100));
+  listener.pause.async_wait([this, &listener](boost::system::error_code ec) {
+    if (!ec && listener.acceptor.is_open()) do_accept(listener);
   });
 }
 
@@ -228,7 +256,7 @@ void WebSocketSource::deliver(const MessagePtr& message) {
 
 Readiness WebSocketSource::readiness() const {
   if (!hub_->intake_open) return Readiness::no("not accepting connections (stopping)");
-  if (!acceptor_.is_open() || bound_port_ == 0) return Readiness::no("not listening yet");
+  if (listeners_.empty() || bound_port_ == 0) return Readiness::no("not listening yet");
   return Readiness::yes();
 }
 
@@ -264,12 +292,14 @@ Status WebSocketSource::reconfigure(const Config& config) {
 void WebSocketSource::stop_intake() {
   hub_->intake_open = false;
   boost::system::error_code ec;
-  acceptor_.close(ec);
+  for (auto& listener : listeners_) {
+    listener->acceptor.close(ec);
+    listener->pause.cancel();
+  }
 }
 
 void WebSocketSource::stop(std::function<void()> done) {
   stop_intake();
-  accept_pause_timer_.cancel();
   const auto& h = *hub_;
   context_.logger().info("served ", h.connections_accepted.value(), " WebSocket connections and refused ",
                          h.connections_refused.value(), " upgrades (", h.auth_refused.value(),

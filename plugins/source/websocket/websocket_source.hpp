@@ -36,7 +36,17 @@ class WebSocketSource final : public Source {
   std::uint16_t bound_port() const noexcept { return bound_port_; }
 
  private:
-  void do_accept();
+  /// One address listened on (localhost: each loopback), and the pause of
+  /// its accepts when the process ran out of descriptors.
+  struct Listener {
+    explicit Listener(const boost::asio::any_io_executor& executor) : acceptor(executor), pause(executor) {}
+    boost::asio::ip::tcp::acceptor acceptor;
+    boost::asio::steady_timer pause;
+  };
+
+  /// Binds every address `listen` names (localhost: 127.0.0.1 and ::1).
+  Status listen();
+  void do_accept(Listener& listener);
   /// Counts a new connection against the limits and starts serving it, or
   /// closes it at once.
   void serve(boost::asio::ip::tcp::socket socket);
@@ -44,7 +54,7 @@ class WebSocketSource final : public Source {
   /// the descriptor kept spare for this (so it is not left hanging in the
   /// backlog), then waits a moment before accepting again instead of
   /// spinning on the error.
-  void shed_and_pause();
+  void shed_and_pause(Listener& listener);
   /// Every sweep interval: each session's keep-alive ping, idle cut and close deadline.
   void sweep_timeouts();
 
@@ -53,10 +63,9 @@ class WebSocketSource final : public Source {
   /// a restart against it.
   Config config_;
   std::shared_ptr<Hub> hub_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
   boost::asio::steady_timer stop_timer_;
   boost::asio::steady_timer sweep_timer_;
-  boost::asio::steady_timer accept_pause_timer_;
   /// A descriptor held open (on /dev/null) to accept-and-close with when the
   /// process runs out: -1 when none could be opened.
   int spare_fd_ = -1;

@@ -11,7 +11,7 @@ namespace {
 TEST(WebSocketConfig, DefaultsAreThoseOfCarefulServers) {
   const auto schema = WebSocketConfig::schema();
   auto value = [&](const char* key) { return *schema.find(key)->default_value; };
-  EXPECT_EQ(std::get<std::string>(value("listen")), "127.0.0.1:8080");
+  EXPECT_EQ(std::get<std::string>(value("listen")), "localhost:8080");
   EXPECT_EQ(std::get<std::int64_t>(value("max_message_bytes")), 64 * 1024);
   EXPECT_EQ(std::get<std::int64_t>(value("handshake_timeout_ms")), 10000);
   EXPECT_EQ(std::get<std::int64_t>(value("idle_timeout_ms")), 60000);

@@ -349,7 +349,8 @@ Hub::JoinRefusal WsSession::join_room(const std::string& room, std::optional<Mes
   state = CatchUp{};
   state.paged = after.has_value();
   state.cursor = after;
-  hub_->request_history_read(weak_self(), room);
+  state.ticket = ++hub_->next_history_ticket;
+  hub_->request_history_read(weak_self(), room, state.ticket);
   return Hub::JoinRefusal::none;
 }
 
@@ -376,10 +377,15 @@ std::size_t WsSession::history_read_limit(const CatchUp& state) const {
   return std::min({by_budget, by_frames, history_room_bytes() / largest, kCatchUpPage, left});
 }
 
-bool WsSession::start_history_read(const std::string& room) {
-  if (!catching_up_ || !hub_->ingress) return false;
+bool WsSession::wants_history_read(const std::string& room, std::uint64_t ticket) const {
+  if (!catching_up_) return false;
   const auto it = catching_up_->find(room);
-  if (it == catching_up_->end() || it->second.phase != CatchUp::Phase::queued) return false;
+  return it != catching_up_->end() && it->second.ticket == ticket && it->second.phase == CatchUp::Phase::queued;
+}
+
+bool WsSession::start_history_read(const std::string& room, std::uint64_t ticket) {
+  if (!hub_->ingress || !wants_history_read(room, ticket)) return false;
+  const auto it = catching_up_->find(room);
   auto& state = it->second;
   HistoryQuery query;
   query.room = room;
@@ -467,7 +473,7 @@ void WsSession::continue_catch_up(const std::string& room) {
     state.phase = CatchUp::Phase::waiting_for_room;
     return;
   }
-  hub_->request_history_read(weak_self(), room);
+  hub_->request_history_read(weak_self(), room, state.ticket);
 }
 
 void WsSession::on_queue_drained() {
@@ -553,8 +559,17 @@ void Hub::reconfigure(const WebSocketConfig& next) {
   start_history_reads();
 }
 
-void Hub::request_history_read(std::weak_ptr<WsSession> session, std::string room) {
-  history_waiting.emplace_back(std::move(session), std::move(room));
+void Hub::request_history_read(std::weak_ptr<WsSession> session, std::string room, std::uint64_t ticket) {
+  // A client joining and leaving in a loop while the sink is slow would grow
+  // the line with entries nobody waits on any more: drop those when it is
+  // long. It is then at most one entry per room a client is catching up in.
+  if (history_waiting.size() >= kHistoryWaitingCompactAt) {
+    std::erase_if(history_waiting, [](const HistoryTurn& turn) {
+      const auto waiting = turn.session.lock();
+      return !waiting || !waiting->wants_history_read(turn.room, turn.ticket);
+    });
+  }
+  history_waiting.push_back(HistoryTurn{std::move(session), std::move(room), ticket});
   start_history_reads();
 }
 
@@ -572,9 +587,9 @@ void Hub::start_history_reads() {
   while (!history_waiting.empty() && history_reads_in_flight < static_cast<std::size_t>(config.max_history_reads) &&
          (history_bytes_held == 0 ||
           history_bytes_held + one_message <= static_cast<std::size_t>(config.history_buffer_bytes))) {
-    auto [weak, room] = std::move(history_waiting.front());
+    HistoryTurn turn = std::move(history_waiting.front());
     history_waiting.pop_front();
-    if (auto session = weak.lock()) session->start_history_read(room);
+    if (auto session = turn.session.lock()) session->start_history_read(turn.room, turn.ticket);
   }
 }
 

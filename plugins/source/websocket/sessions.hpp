@@ -157,8 +157,18 @@ struct Hub {
   // client that does not read pins nothing of the budget.
   std::size_t history_reads_in_flight = 0;
   std::size_t history_bytes_held = 0;
+  /// A client waiting for its turn to read a room's history; `ticket` names
+  /// the join it is for, so an entry left by a join since undone is known.
+  struct HistoryTurn {
+    std::weak_ptr<WsSession> session;
+    std::string room;
+    std::uint64_t ticket = 0;
+  };
   /// Clients waiting for their turn to read, first come first served.
-  std::deque<std::pair<std::weak_ptr<WsSession>, std::string>> history_waiting;
+  std::deque<HistoryTurn> history_waiting;
+  std::uint64_t next_history_ticket = 0;
+  /// Past this many waiting, entries nobody waits on any more are dropped.
+  static constexpr std::size_t kHistoryWaitingCompactAt = 4096;
 
   Counter& connections_accepted;
   Counter& connections_refused;
@@ -221,9 +231,9 @@ struct Hub {
   bool open_client(const std::string& peer, bool forwarded, std::string& why);
   void close_client(const std::string& peer) noexcept;
 
-  /// Queues `session`'s next history read of `room`; it starts when the
-  /// budget allows (WsSession::start_history_read).
-  void request_history_read(std::weak_ptr<WsSession> session, std::string room);
+  /// Queues `session`'s next history read of `room` for the join `ticket`;
+  /// it starts when the budget allows (WsSession::start_history_read).
+  void request_history_read(std::weak_ptr<WsSession> session, std::string room, std::uint64_t ticket);
   /// A read ended: its slot and its reservation are free.
   void history_read_done(std::size_t reserved);
   /// Starts waiting reads while the budget allows.
@@ -290,7 +300,9 @@ class WsSession {
   /// Starts the read `request_history_read` asked for; the hub calls it
   /// when the budget allows. False when nothing was read (the client left
   /// the room or went away): the slot is free for another.
-  bool start_history_read(const std::string& room);
+  bool start_history_read(const std::string& room, std::uint64_t ticket);
+  /// Whether this client waits for its turn to read `room`'s history for the join `ticket`.
+  bool wants_history_read(const std::string& room, std::uint64_t ticket) const;
 
   const std::set<std::string>& rooms() const noexcept { return rooms_; }
   /// The client's IP address, for logs.
@@ -392,6 +404,8 @@ class WsSession {
       waiting_for_room,  ///< the next page waits for the client to drain its queue
     };
     Phase phase = Phase::queued;
+    /// This join's, among the hub's turns to read.
+    std::uint64_t ticket = 0;
     /// Catching up after an id (paged), rather than the last N.
     bool paged = false;
     /// Paged: the next read starts after this id.

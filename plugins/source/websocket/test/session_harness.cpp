@@ -248,6 +248,14 @@ std::string SessionHarness::check_invariants(bool abort) const {
   }
   for (const auto& [room, count] : ingress_.interest)
     if (count != 0 && !hub_->rooms.contains(room)) broken << "the fanout still has interest in '" << room << "'; ";
+  std::size_t waiting = 0;
+  for (const auto& turn : hub_->history_waiting) {
+    const auto session = turn.session.lock();
+    waiting += session && session->wants_history_read(turn.room, turn.ticket) ? 1 : 0;
+  }
+  if (hub_->history_waiting.size() > std::max(Hub::kHistoryWaitingCompactAt, 2 * waiting) + 1)
+    broken << "the history line holds " << hub_->history_waiting.size() << " entries for " << waiting
+           << " waiting; ";
   if (hub_->history_reads_in_flight > static_cast<std::size_t>(cfg.max_history_reads))
     broken << "history reads in flight over max_history_reads; ";
   const std::size_t one_message = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);

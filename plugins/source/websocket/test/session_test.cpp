@@ -332,6 +332,22 @@ TEST(Sessions, ClientsCatchingUpWithoutReadingHoldTheHistoryBudgetNotTheRoom) {
     ASSERT_NE(seen[i].find("\"text\":\"" + std::to_string(i + 1) + ":"), std::string::npos) << seen[i];
 }
 
+TEST(Sessions, JoiningAndLeavingInALoopWhileTheSinkIsSlowDoesNotGrowTheLineOfReads) {
+  SessionHarness h({{"rate_limit_per_second", 0.0}, {"sender_rate_limit_per_second", 0.0},
+                    {"max_send_queue", std::int64_t{100000}}});
+  h.ingress().stored["r"] = stored_messages("r", 10, 10);
+  h.ingress().hold_history = true;  // the sink answers nothing meanwhile
+  const auto c = native_client(h);
+  std::string churn;
+  for (int i = 0; i < 10000; ++i)
+    churn += SessionHarness::client_frame(Opcode::text, R"({"type":"join","room":"r"})") +
+             SessionHarness::client_frame(Opcode::text, R"({"type":"leave","room":"r"})");
+  h.send(c, churn);
+  h.drain(c);
+  EXPECT_LE(h.hub().history_waiting.size(), Hub::kHistoryWaitingCompactAt + 1);
+  h.check_invariants();
+}
+
 // ----------------------------------------------------------------- item 10
 
 TEST(Sessions, TheSenderRateSurvivesReconnects) {

@@ -25,6 +25,7 @@ std::size_t held_size(const Message& m) noexcept {
 Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
     : config(cfg),
       logger(ctx.logger()),
+      executor(ctx.executor()),
       instance_id(ctx.instance_id()),
       peers(PeerTable::Limits{}),
       resends(std::chrono::milliseconds(cfg.resend_window_ms), static_cast<std::size_t>(cfg.resend_max_entries)),

@@ -119,6 +119,8 @@ struct Hub {
 
   WebSocketConfig config;
   Logger& logger;
+  /// The event loop: what must outlive the call that ends it is let go here.
+  boost::asio::any_io_executor executor;
   Ingress* ingress = nullptr;
   bool intake_open = true;
   std::string instance_id;

@@ -3,6 +3,7 @@
 #include <array>
 #include <stdexcept>
 
+#include <boost/asio/post.hpp>
 #include <rapidjson/document.h>
 
 #include "json_writer.hpp"
@@ -285,13 +286,15 @@ void SioSession::close(CloseCode code, std::string_view reason) {
 
 void SioSession::end(std::string_view reason) {
   if (ended_) return;
-  auto self = shared_from_this();  // the hub's reference goes below
+  // The hub's reference goes below, and with it maybe the last one: this
+  // session, and the WebSocket paused for it, are let go on the loop, not
+  // inside a call that may still be running on either of them.
+  boost::asio::post(hub_->executor, [self = shared_from_this(), ws = std::move(paused_websocket_)] {});
   ended_ = true;
   leave_rooms();
   hub_->sio_sessions.erase(sid_);
   hub_->remove(this);
   if (auto ws = websocket_.lock(); ws && !polling()) ws->close(CloseCode::normal, reason);
-  paused_websocket_.reset();
   // A poll waiting now learns the session is over; a POST being taken is answered.
   if (poll_waiter_) std::exchange(poll_waiter_, nullptr)("1");
   if (auto done = std::exchange(post_done_, nullptr)) done();

@@ -15,7 +15,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kTick = std::chrono::milliseconds(200);
-constexpr int kLagEveryTicks = 5;
 // The runtime ends a batch quickly at shutdown (it cancels retries); this
 // only guards against a LogConsumer that never answers.
 constexpr auto kBatchStopTimeout = std::chrono::seconds(30);
@@ -745,7 +744,9 @@ void Consumer::tick() {
   serve_events();
   pull_records();
   if (!rk_) return;
-  if (++ticks_ % kLagEveryTicks == 0) update_lag();
+  // Every tick: it reads only cached figures, and a reader once a second
+  // (the runtime's progress lines) then never gets the same, stale one twice.
+  update_lag();
   const auto now = Clock::now();
   if (stopping_ && !closing_ && in_flight_ && now >= stop_deadline_) {
     logger_.warn("the sink did not answer the last batch within ",

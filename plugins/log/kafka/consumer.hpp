@@ -62,7 +62,7 @@ class Consumer final : public KafkaClient {
   /// Records taken from librdkafka and not yet handed over (tests).
   std::size_t buffered() const noexcept { return buffer_.size(); }
   /// The backlog summed over owned partitions, as last measured (every
-  /// second, and on each assignment); nullopt before the first measure and
+  /// tick, 200 ms, and on each assignment); nullopt before the first measure and
   /// while no owned partition can be measured. A partition is counted from
   /// the offset of the last batch the sink confirmed, else from where its
   /// consumption started (the group's committed offset, read from Kafka
@@ -240,7 +240,6 @@ class Consumer final : public KafkaClient {
   boost::asio::steady_timer batch_timer_;
   bool batch_timer_armed_ = false;
   boost::asio::steady_timer tick_timer_;
-  int ticks_ = 0;
   // Partitions librdkafka may have left unstarted (see restart_idle_partitions).
   boost::asio::steady_timer restart_timer_;
   bool restart_armed_ = false;

@@ -389,14 +389,6 @@ namespace nudge::runtime {
 
 namespace {
 
-std::string seconds_text(double s) {
-  char text[32];
-  if (s < 10) std::snprintf(text, sizeof text, "%.1f s", s);
-  else if (s < 3600) std::snprintf(text, sizeof text, "%.0f s", s);
-  else std::snprintf(text, sizeof text, "%.1f h", s / 3600);
-  return text;
-}
-
 /// Keys that hold a secret (the admin token, a JWT key, a password).
 bool is_secret_key(std::string_view key) {
   return key == "token" || key.ends_with("_token") || key.ends_with("secret") || key.ends_with("password");
@@ -463,32 +455,12 @@ void Pipeline::on_tick() {
 }
 
 void Pipeline::report_progress(std::int64_t lag) {
-  const auto now = std::chrono::steady_clock::now();
-  const std::uint64_t written = stats_for(sink_->key_path).out.value();
-  if (!backlog_) {
-    if (lag < spec_.settings.backlog_threshold) return;
-    backlog_ = Backlog{now, now, lag, written, written};
-    logger_.info("draining a backlog of ", lag, " messages from ", log_->key_path, " into ", sink_->key_path,
-                 "; progress every ", seconds_text(spec_.settings.progress_interval_ms / 1000.0));
-    return;
-  }
-  if (lag == 0) {
-    const double took = std::chrono::duration<double>(now - backlog_->since).count();
-    const auto total = written - backlog_->written_at_start;
-    logger_.info("backlog drained: ", total, " messages written in ", seconds_text(took), " (",
-                 static_cast<std::uint64_t>(took > 0 ? static_cast<double>(total) / took : 0), " rows/s)");
-    backlog_.reset();
-    return;
-  }
-  const auto since_report = now - backlog_->last_report;
-  if (since_report < std::chrono::milliseconds(spec_.settings.progress_interval_ms)) return;
-  const double elapsed = std::chrono::duration<double>(since_report).count();
-  const double rate = static_cast<double>(written - backlog_->written_at_last_report) / elapsed;
-  const std::string eta = rate > 0 ? seconds_text(static_cast<double>(lag) / rate) : std::string("unknown (no rows written)");
-  logger_.info("draining backlog: ", static_cast<std::uint64_t>(rate), " rows/s, lag ", lag, ", ETA ", eta, ", ",
-               written - backlog_->written_at_start, " written so far");
-  backlog_->last_report = now;
-  backlog_->written_at_last_report = written;
+  const BacklogProgress::Settings settings{spec_.settings.backlog_threshold,
+                                          std::chrono::milliseconds(spec_.settings.progress_interval_ms),
+                                          log_->key_path, sink_->key_path};
+  if (auto line = backlog_.observe(std::chrono::steady_clock::now(), lag, stats_for(sink_->key_path).out.value(),
+                                   settings))
+    logger_.info(*line);
 }
 
 ReloadOutcome Pipeline::reload(PipelineSpec next) {

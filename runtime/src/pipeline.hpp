@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "backlog_progress.hpp"
 #include "fail_points.hpp"
 #include "in_flight_window.hpp"
 #include "logging.hpp"
@@ -173,15 +174,7 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   boost::asio::steady_timer tick_timer_;
   // When the in-flight window was last seen with room; a source stalls behind a full one.
   std::chrono::steady_clock::time_point window_had_room_ = std::chrono::steady_clock::now();
-  // Draining a backlog: where it started, and the last progress line.
-  struct Backlog {
-    std::chrono::steady_clock::time_point since;
-    std::chrono::steady_clock::time_point last_report;
-    std::int64_t lag_at_start = 0;
-    std::uint64_t written_at_start = 0;
-    std::uint64_t written_at_last_report = 0;
-  };
-  std::optional<Backlog> backlog_;
+  BacklogProgress backlog_;
 
   std::optional<Stage<Sink>> sink_;
   std::optional<Stage<Log>> log_;

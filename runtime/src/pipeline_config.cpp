@@ -258,12 +258,13 @@ const ConfigSchema& pipeline_schema() {
         .one_of({"text", "logfmt", "json"})
         .reloadable();
     s.integer("progress_interval_ms", 5000,
-              "While a backlog drains (consumer lag at or above backlog_threshold), how often a progress "
-              "line with rows/s, the remaining lag and an ETA is logged")
+              "While a backlog drains (from when the consumer lag reaches backlog_threshold until it falls "
+              "below half of it), how often a progress line with rows/s, the remaining lag and an ETA is logged")
         .range(100, 3'600'000)
         .reloadable();
     s.integer("backlog_threshold", 1000,
-              "Consumer lag (messages) from which the sink's catching up is reported as a backlog draining")
+              "Consumer lag (messages) from which the sink's catching up is reported as a backlog draining; "
+              "it is over once the lag falls below half of this")
         .range(1, 1'000'000'000)
         .reloadable();
     return s;

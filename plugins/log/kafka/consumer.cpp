@@ -15,7 +15,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr auto kTick = std::chrono::milliseconds(200);
-constexpr int kLagEveryTicks = 5;
 // The runtime ends a batch quickly at shutdown (it cancels retries); this
 // only guards against a LogConsumer that never answers.
 constexpr auto kBatchStopTimeout = std::chrono::seconds(30);
@@ -26,6 +25,11 @@ constexpr auto kMinRetryBackoff = std::chrono::milliseconds(250);
 // again (errors of one moment coalesce; a coordinator that stays away is not
 // asked more than twice a second).
 constexpr auto kRestartDelay = std::chrono::milliseconds(500);
+// A read of committed offsets blocks the worker (shared with handle
+// destruction at shutdown) for at most this; a failed one is tried again
+// after kStartLookupRetry.
+constexpr auto kStartLookupTimeout = std::chrono::milliseconds(5000);
+constexpr auto kStartLookupRetry = std::chrono::milliseconds(1000);
 
 struct PartitionList {
   rd_kafka_topic_partition_list_t* list;
@@ -58,6 +62,7 @@ Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& 
       batch_timer_(context.executor()),
       tick_timer_(context.executor()),
       restart_timer_(context.executor()),
+      start_lookup_timer_(context.executor()),
       consumed_(context.metrics().counter("consumed", "Records read from the topic")),
       batches_(context.metrics().counter("batches", "Batches the sink confirmed (their offsets are then stored)")),
       batch_failures_(context.metrics().counter("batch_failures", "Batches the sink failed (not committed)")),
@@ -74,6 +79,9 @@ Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& 
       rebalances_(context.metrics().counter("rebalances", "Partition assignments and revocations")),
       partition_restarts_(context.metrics().counter(
           "partition_restarts", "Partitions assigned again because Kafka did not return their committed offsets")),
+      start_lookup_errors_(context.metrics().counter(
+          "start_lookup_errors",
+          "Reads of committed offsets (where a new assignment's lag counts from) that failed; retried")),
       assigned_partitions_(context.metrics().gauge("assigned_partitions", "Partitions this member owns")),
       consumer_lag_(context.metrics().gauge("consumer_lag",
                                             "Records in owned partitions not yet confirmed by the sink")) {}
@@ -577,6 +585,7 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
     else assign_err = rd_kafka_assign(rk_, partitions);
     if (partitions->cnt > 0)
       logger_.info("assigned partitions ", describe(partitions), " of topic '", config_.topic, "'");
+    look_up_starts();
   } else {
     const bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk_);
     // Commit what the sink confirmed before the partitions move on; auto
@@ -624,6 +633,8 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
     logger_.error("cannot apply the partition assignment: ", rd_kafka_err2str(assign_err));
   }
   assigned_partitions_.set(static_cast<std::int64_t>(assigned_.size()));
+  // Not the last assignment's figure: what is known of this one.
+  update_lag();
 }
 
 void Consumer::forward_to_records(std::int32_t partition) {
@@ -699,6 +710,7 @@ void Consumer::restart_idle_partitions() {
     partition_restarts_.add();
   }
   detached_.clear();
+  look_up_starts();
 }
 
 void Consumer::commit_cb(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
@@ -732,7 +744,9 @@ void Consumer::tick() {
   serve_events();
   pull_records();
   if (!rk_) return;
-  if (++ticks_ % kLagEveryTicks == 0) update_lag();
+  // Every tick: it reads only cached figures, and a reader once a second
+  // (the runtime's progress lines) then never gets the same, stale one twice.
+  update_lag();
   const auto now = Clock::now();
   if (stopping_ && !closing_ && in_flight_ && now >= stop_deadline_) {
     logger_.warn("the sink did not answer the last batch within ",
@@ -763,9 +777,11 @@ void Consumer::update_lag() {
   // Partitions no longer owned read 0; their next owner reports them.
   for (auto& [partition, gauge] : partition_lag_)
     if (!assigned_.contains(partition)) gauge->set(0);
+  unmeasured_ = 0;
   if (assigned_.empty()) {
     consumer_lag_.set(0);
-    lag_ = 0;
+    // Owning nothing is a backlog of 0, once the group has answered.
+    lag_ = ever_assigned_ ? std::optional<std::int64_t>(0) : std::nullopt;
     return;
   }
   PartitionList positions(assignment_list());
@@ -776,19 +792,121 @@ void Consumer::update_lag() {
     std::int64_t low = -1;
     std::int64_t high = -1;
     // Cached from fetch responses: no request, never blocks.
-    if (rd_kafka_get_watermark_offsets(rk_, config_.topic.c_str(), p.partition, &low, &high) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        high < 0)
+    const bool marks = rd_kafka_get_watermark_offsets(rk_, config_.topic.c_str(), p.partition, &low, &high) ==
+                           RD_KAFKA_RESP_ERR_NO_ERROR &&
+                       high >= 0;
+    const auto next = marks ? next_to_confirm(assigned_[p.partition], low, p.offset) : std::nullopt;
+    if (!next) {
+      // Left out: a guess (the log start) would report a caught-up
+      // partition as entirely behind.
+      ++unmeasured_;
       continue;
-    std::int64_t next = assigned_[p.partition].stored;
-    if (next < 0) next = p.offset >= 0 ? p.offset : low;
-    if (next < 0) continue;
-    const std::int64_t behind = std::max<std::int64_t>(0, high - next);
+    }
+    const std::int64_t behind = std::max<std::int64_t>(0, high - *next);
     partition_lag(p.partition).set(behind);
     lag += behind;
   }
+  if (unmeasured_ == assigned_.size()) {
+    lag_ = std::nullopt;  // nothing measured: no figure, rather than 0
+    return;
+  }
   consumer_lag_.set(lag);
   lag_ = lag;
+}
+
+std::optional<std::int64_t> Consumer::next_to_confirm(const Assigned& owned, std::int64_t low, std::int64_t position) {
+  // The sink confirmed up to here.
+  if (owned.stored >= 0) return owned.stored;
+  // Nothing of this assignment confirmed yet: where it started.
+  switch (owned.start) {
+    case Assigned::Start::committed:
+      // Below the log start, retention deleted them: consumption resets to the earliest.
+      return low >= 0 ? std::max(owned.committed, low) : owned.committed;
+    case Assigned::Start::earliest:
+      if (low >= 0) return low;
+      break;
+    case Assigned::Start::unknown:
+      break;
+  }
+  // Records came before the start was known: at least those taken are not behind.
+  if (position >= 0) return position;
+  return std::nullopt;
+}
+
+void Consumer::look_up_starts() {
+  if (!rk_ || stopping_ || closing_ || start_lookup_in_flight_) return;
+  std::vector<StartLookup::Partition> asked;
+  for (const auto& [partition, owned] : assigned_)
+    if (owned.start == Assigned::Start::unknown && !detached_.contains(partition))
+      asked.push_back({partition, owned.epoch});
+  if (asked.empty()) return;
+  start_lookup_in_flight_ = true;
+  // The handle outlives the job: it is destroyed on this same worker, after
+  // it (finish_close), or once the worker was joined (~KafkaLog).
+  worker_.run(
+      [rk = rk_, topic = config_.topic, asked = std::move(asked)]() mutable {
+        StartLookup answer;
+        PartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(asked.size())));
+        for (const auto& p : asked) rd_kafka_topic_partition_list_add(list.list, topic.c_str(), p.partition);
+        answer.err = rd_kafka_committed(rk, list.list, static_cast<int>(kStartLookupTimeout.count()));
+        for (auto& p : asked) {
+          const auto* found = rd_kafka_topic_partition_list_find(list.list, topic.c_str(), p.partition);
+          p.err = found ? found->err : RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+          p.offset = found ? found->offset : RD_KAFKA_OFFSET_INVALID;
+        }
+        answer.partitions = std::move(asked);
+        return answer;
+      },
+      [this, alive = alive_](StartLookup answer) {
+        if (*alive) on_starts(std::move(answer));
+      });
+}
+
+void Consumer::on_starts(StartLookup answer) {
+  start_lookup_in_flight_ = false;
+  rd_kafka_resp_err_t failure = answer.err;
+  std::vector<std::int32_t> failed;
+  for (const auto& p : answer.partitions) {
+    auto found = assigned_.find(p.partition);
+    // Revoked, or assigned again since: a later assignment reads its own.
+    if (found == assigned_.end() || found->second.epoch != p.epoch) continue;
+    Assigned& owned = found->second;
+    if (answer.err != RD_KAFKA_RESP_ERR_NO_ERROR || p.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (failure == RD_KAFKA_RESP_ERR_NO_ERROR) failure = p.err;
+      failed.push_back(p.partition);
+      continue;
+    }
+    if (p.offset >= 0) {
+      owned.start = Assigned::Start::committed;
+      owned.committed = p.offset;
+    } else {
+      // Nothing committed: the consumer starts where auto.offset.reset = earliest (start()) puts it.
+      owned.start = Assigned::Start::earliest;
+    }
+  }
+  if (!failed.empty()) {
+    start_lookup_errors_.add();
+    std::ostringstream which;
+    for (std::size_t i = 0; i < failed.size(); ++i) which << (i ? ", " : "") << failed[i];
+    std::uint64_t suppressed = 0;
+    if (limiter_.allow("start-lookup", suppressed))
+      logger_.warn("cannot read the committed offsets of partitions [", which.str(), "] of topic '", config_.topic,
+                   "' (", rd_kafka_err2str(failure), "); their lag is left out until they are known; trying again in ",
+                   kStartLookupRetry.count(), " ms",
+                   suppressed ? " (" + std::to_string(suppressed) + " more failures since the last such line)" : "");
+    if (!start_lookup_retry_armed_ && !stopping_) {
+      start_lookup_retry_armed_ = true;
+      start_lookup_timer_.expires_after(kStartLookupRetry);
+      start_lookup_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+        if (!*alive) return;
+        start_lookup_retry_armed_ = false;
+        if (!ec) look_up_starts();
+      });
+    }
+  } else {
+    look_up_starts();  // partitions assigned while this read was in flight
+  }
+  if (rk_ && !closing_) update_lag();
 }
 
 void Consumer::stop(std::function<void()> done) {
@@ -800,6 +918,7 @@ void Consumer::stop(std::function<void()> done) {
   on_stopped_ = std::move(done);
   batch_timer_.cancel();
   restart_timer_.cancel();
+  start_lookup_timer_.cancel();
   if (!rk_) {
     boost::asio::post(executor_, [this, alive = alive_] {
       if (*alive) finish_close();
@@ -841,6 +960,7 @@ void Consumer::finish_close() {
   batch_timer_.cancel();
   tick_timer_.cancel();
   restart_timer_.cancel();
+  start_lookup_timer_.cancel();
   dead_letter_timer_.cancel();
   if (rk_) {
     const bool closed = rd_kafka_consumer_closed(rk_);

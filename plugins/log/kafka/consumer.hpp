@@ -61,9 +61,17 @@ class Consumer final : public KafkaClient {
 
   /// Records taken from librdkafka and not yet handed over (tests).
   std::size_t buffered() const noexcept { return buffer_.size(); }
-  /// The backlog summed over owned partitions, as last measured (every few
-  /// ticks); nullopt before the first measure.
+  /// The backlog summed over owned partitions, as last measured (every
+  /// tick, 200 ms, and on each assignment); nullopt before the first measure and
+  /// while no owned partition can be measured. A partition is counted from
+  /// the offset of the last batch the sink confirmed, else from where its
+  /// consumption started (the group's committed offset, read from Kafka
+  /// after the assignment); until that is known it is left out, never
+  /// counted from 0.
   std::optional<std::int64_t> lag() const noexcept { return lag_; }
+  /// Owned partitions left out of lag() at its last measure: where their
+  /// consumption starts, or their watermarks, are not known yet (tests).
+  std::size_t unmeasured_partitions() const noexcept { return unmeasured_; }
   /// The most records taken from librdkafka ahead of the sink.
   std::size_t buffer_limit() const noexcept { return 2 * max_batch_; }
   /// The most records one batch may hold, from the next batch on (a reload).
@@ -110,6 +118,27 @@ class Consumer final : public KafkaClient {
     bool received = false;         ///< a record of it arrived since it was assigned
     std::int64_t stopped_at = -1;  ///< the undecodable record it stopped at (on_undecodable = "stop"); -1 none
     std::string stop_error;        ///< why that record cannot be decoded
+    /// Where consumption of this assignment starts: what its lag counts
+    /// from until a batch of it is stored. librdkafka reports no position
+    /// before the first record, so it is read from Kafka (look_up_starts).
+    enum class Start {
+      unknown,    ///< not read yet, or the read failed: the partition is left out of the lag
+      committed,  ///< the group's committed offset, `committed`
+      earliest,   ///< nothing committed: consumption starts at the log start (auto.offset.reset)
+    };
+    Start start = Start::unknown;
+    std::int64_t committed = -1;
+  };
+  /// What a read of committed offsets answered, for the assignments it was asked about.
+  struct StartLookup {
+    struct Partition {
+      std::int32_t partition = -1;
+      std::uint64_t epoch = 0;
+      rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+      std::int64_t offset = -1;  ///< RD_KAFKA_OFFSET_INVALID: the group committed nothing there
+    };
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    std::vector<Partition> partitions;
   };
   struct InFlight {
     std::uint64_t id = 0;
@@ -152,6 +181,12 @@ class Consumer final : public KafkaClient {
   void forward_to_records(std::int32_t partition);
   void tick();
   void update_lag();
+  /// Reads, on the worker (rd_kafka_committed blocks), the group's committed
+  /// offsets of the owned partitions whose start is unknown; one read at a time.
+  void look_up_starts();
+  void on_starts(StartLookup answer);
+  /// Where `owned`'s backlog begins, from what is known of it; nullopt when nothing is.
+  static std::optional<std::int64_t> next_to_confirm(const Assigned& owned, std::int64_t low, std::int64_t position);
   /// The partition_lag gauge of `partition`, made on first use.
   Gauge& partition_lag(std::int32_t partition);
   void begin_close();
@@ -205,13 +240,15 @@ class Consumer final : public KafkaClient {
   boost::asio::steady_timer batch_timer_;
   bool batch_timer_armed_ = false;
   boost::asio::steady_timer tick_timer_;
-  int ticks_ = 0;
   // Partitions librdkafka may have left unstarted (see restart_idle_partitions).
   boost::asio::steady_timer restart_timer_;
   bool restart_armed_ = false;
   bool restart_all_ = false;
   std::set<std::int32_t> restart_candidates_;
   std::set<std::int32_t> detached_;  // unassigned by restart_idle_partitions, to be assigned again
+  bool start_lookup_in_flight_ = false;
+  boost::asio::steady_timer start_lookup_timer_;  // a failed read of committed offsets is retried
+  bool start_lookup_retry_armed_ = false;
 
   bool stopping_ = false;
   bool closing_ = false;
@@ -230,11 +267,13 @@ class Consumer final : public KafkaClient {
   Counter& partition_stops_;
   Counter& rebalances_;
   Counter& partition_restarts_;
+  Counter& start_lookup_errors_;
   Gauge& assigned_partitions_;
   Gauge& consumer_lag_;
   /// One per partition ever owned; revoked ones read 0.
   std::map<std::int32_t, Gauge*> partition_lag_;
   std::optional<std::int64_t> lag_;
+  std::size_t unmeasured_ = 0;
 };
 
 }  // namespace nudge::plugins::kafka

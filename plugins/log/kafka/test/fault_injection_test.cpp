@@ -606,10 +606,13 @@ TEST_F(KafkaFaultTest, CoordinatorAndFetchErrorsWhileConsumingDeliverEverything)
   for (int r = 0; r < 12; ++r) rooms.push_back(r);
   // The group's first steps fail: finding the coordinator, then reading the
   // committed offsets (which librdkafka does not retry: the log must assign
-  // the partitions again, or they would never be fetched).
+  // the partitions again, or they would never be fetched). Two reads of them
+  // follow an assignment, librdkafka's and the log's own (where the lag
+  // counts from), in either order: the first error is retried, whichever
+  // read gets it, and each read then gets a NOT_COORDINATOR.
   rd_kafka_mock_push_request_errors(mock(), api::kFindCoordinator, 1, RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE);
-  rd_kafka_mock_push_request_errors(mock(), api::kOffsetFetch, 2, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
-                                    RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
+  rd_kafka_mock_push_request_errors(mock(), api::kOffsetFetch, 3, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                                    RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
   RecordingSink sink;
   LogUnderTest log(io_, overrides());
   ASSERT_TRUE(log.log.start(LogStartOptions{true, &sink, 100}).ok());
@@ -645,6 +648,9 @@ TEST_F(KafkaFaultTest, CoordinatorAndFetchErrorsWhileConsumingDeliverEverything)
   expect_exactly_once_in_order(appender.acked(), sink.deliveries);
   EXPECT_EQ(log.context.metrics().value("rebalances"), 1u) << "the member lost its partitions";
   EXPECT_EQ(log.context.metrics().value("partition_restarts"), static_cast<std::uint64_t>(kPartitions));
+  // The log's own read failed too, and was retried: the lag is measured on every partition.
+  EXPECT_GE(log.context.metrics().value("start_lookup_errors"), 1u);
+  EXPECT_EQ(log.log.consumer()->unmeasured_partitions(), 0u);
   EXPECT_TRUE(run_until(
       io_,
       [&] {

@@ -165,6 +165,10 @@ TEST_F(KafkaIntegrationTest, PartitionLagGaugesPerPartitionAndTheSummedConsumerL
   ASSERT_TRUE(stop_log(io, log.log));
 }
 
+TEST_F(KafkaIntegrationTest, ACaughtUpRestartReadsNoLagAndABacklogReadsWhatKafkaSees) {
+  scenario_lag_after_restart(env_, 600, 300);
+}
+
 TEST_F(KafkaIntegrationTest, TenThousandMessagesInTwentyRoomsAreConsumedOnceInOrderAndCommitted) {
   scenario_produce_consume(env_, 10000, 20, true);
 }

@@ -234,5 +234,10 @@ TEST_F(MockClusterTest, AnUndecodableRecordStopsItsPartitionRightBeforeItWhenAsk
   scenario_undecodable_record_stops_its_partition(env_);
 }
 
+TEST_F(MockClusterTest, ACaughtUpRestartReadsNoLagAndABacklogReadsWhatKafkaSees) {
+  env_.session_timeout_ms = 3000;  // each restart joins in 2 s rather than 9
+  scenario_lag_after_restart(env_, 600, 300);
+}
+
 }  // namespace
 }  // namespace nudge::plugins::kafka::test

@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <random>
 #include <set>
@@ -257,16 +258,17 @@ inline void produce_records(const std::string& brokers, const std::string& topic
   for (const auto& r : records) EXPECT_GE(r.offset, 0) << "a raw record was not stored";
 }
 
-/// The high watermark (one past the last offset) of each partition of
-/// `topic`; empty when Kafka did not answer (blocking; tests only).
-inline std::vector<std::int64_t> end_offsets(const std::string& brokers, const std::string& topic, int partitions) {
+/// The low and high watermarks (first offset, one past the last) of each
+/// partition of `topic`; empty when Kafka did not answer (blocking; tests only).
+inline std::vector<std::pair<std::int64_t, std::int64_t>> watermarks(const std::string& brokers,
+                                                                     const std::string& topic, int partitions) {
   char errstr[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", brokers.c_str(), errstr, sizeof errstr);
   rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof errstr);
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   if (!rk) return {};
-  std::vector<std::int64_t> out;
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
   for (int p = 0; p < partitions; ++p) {
     std::int64_t low = 0;
     std::int64_t high = 0;
@@ -274,10 +276,37 @@ inline std::vector<std::int64_t> end_offsets(const std::string& brokers, const s
       out.clear();
       break;
     }
-    out.push_back(high);
+    out.emplace_back(low, high);
   }
   rd_kafka_destroy(rk);
   return out;
+}
+
+/// The high watermark (one past the last offset) of each partition of
+/// `topic`; empty when Kafka did not answer (blocking; tests only).
+inline std::vector<std::int64_t> end_offsets(const std::string& brokers, const std::string& topic, int partitions) {
+  std::vector<std::int64_t> out;
+  for (const auto& [low, high] : watermarks(brokers, topic, partitions)) out.push_back(high);
+  return out;
+}
+
+/// `group`'s lag on each partition of `topic` as Kafka sees it, computed as
+/// kafka-consumer-groups --describe does: the log-end offset minus the
+/// committed offset (minus the log start where nothing is committed, as the
+/// group reads from the earliest); empty when Kafka did not answer
+/// (blocking; tests only).
+inline std::vector<std::int64_t> kafka_lag(const std::string& brokers, const std::string& topic,
+                                           const std::string& group, int partitions) {
+  const auto committed = committed_offsets(brokers, topic, group, partitions);
+  const auto marks = watermarks(brokers, topic, partitions);
+  if (committed.empty() || marks.empty()) return {};
+  std::vector<std::int64_t> lag;
+  for (int p = 0; p < partitions; ++p) {
+    const auto [low, high] = marks[static_cast<std::size_t>(p)];
+    const auto from = std::max(committed[static_cast<std::size_t>(p)], low);
+    lag.push_back(std::max<std::int64_t>(0, high - from));
+  }
+  return lag;
 }
 
 /// Every record of `topic` as stored, from the beginning of each partition
@@ -816,6 +845,168 @@ inline void scenario_rebalance(const Env& env, int n) {
               static_cast<long long>(b_parts), duplicates);
   ASSERT_TRUE(stop_log(io, b->log));
   ASSERT_TRUE(stop_log(io, a->log));
+}
+
+/// What a consuming log reported as its lag, sampled every time `sample()`
+/// runs (each turn of run_until): the largest figure of each kind seen, and
+/// the summed lag's successive values.
+struct LagSamples {
+  LagSamples(LogUnderTest& log, const Env& env) : log(log), env(env) {}
+  std::int64_t partition(int p) {
+    return log.context.metrics().gauge_value("partition_lag", {{"topic", env.topic}, {"partition", std::to_string(p)}});
+  }
+  void sample() {
+    ++count;
+    if (const auto lag = log.log.consumer_lag()) {
+      max_lag = std::max(max_lag, *lag);
+      if (values.empty() || values.back() != *lag) values.push_back(*lag);
+    }
+    max_gauge = std::max(max_gauge, log.context.metrics().gauge_value("consumer_lag"));
+    for (int p = 0; p < env.partitions; ++p) max_partition = std::max(max_partition, partition(p));
+  }
+  /// Every owned partition is counted in consumer_lag().
+  bool measured() {
+    return log.context.metrics().gauge_value("assigned_partitions") == env.partitions &&
+           log.log.consumer()->unmeasured_partitions() == 0 && log.log.consumer_lag().has_value();
+  }
+  std::vector<std::int64_t> partitions() {
+    std::vector<std::int64_t> out;
+    for (int p = 0; p < env.partitions; ++p) out.push_back(partition(p));
+    return out;
+  }
+  LogUnderTest& log;
+  const Env& env;
+  std::size_t count = 0;
+  std::int64_t max_lag = -1;
+  std::int64_t max_gauge = -1;
+  std::int64_t max_partition = -1;
+  std::vector<std::int64_t> values;
+};
+
+/// A member that wrote and committed everything starts again with nothing
+/// new: within seconds its lag reads 0 on every partition, as Kafka's own
+/// view does, and never the log-end offset meanwhile (a partition from which
+/// nothing was fetched since the start used to count from offset 0). Then
+/// `backlog` messages arrive while it is stopped: the next start reads
+/// exactly that, as Kafka does, and the lag only falls, to 0, as the sink
+/// writes.
+inline void scenario_lag_after_restart(const Env& env, int n, int backlog) {
+  boost::asio::io_context io;
+  auto overrides = env_overrides(env);
+  auto produce = [&](int count) {
+    LogUnderTest producer(io, overrides);
+    ASSERT_TRUE(producer.log.start(LogStartOptions{true, nullptr, 500}).ok());
+    ASSERT_EQ(produce_messages(io, producer.log, count, env.partitions).ok, static_cast<std::size_t>(count));
+    ASSERT_TRUE(stop_log(io, producer.log));
+  };
+  ASSERT_NO_FATAL_FAILURE(produce(n));
+  {
+    RecordingSink sink;
+    LogUnderTest consumer(io, overrides);
+    ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 500}).ok());
+    ASSERT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= static_cast<std::size_t>(n); }, 60s));
+    ASSERT_TRUE(stop_log(io, consumer.log));  // commits what is stored
+  }
+  ASSERT_EQ(committed_total(env.brokers, env.topic, env.group, env.partitions), n);
+  const std::vector<std::int64_t> zeros(static_cast<std::size_t>(env.partitions), 0);
+  ASSERT_EQ(kafka_lag(env.brokers, env.topic, env.group, env.partitions), zeros) << "Kafka sees a lag";
+
+  {
+    // Caught up, nothing new.
+    RecordingSink sink;
+    LogUnderTest consumer(io, overrides);
+    LagSamples lag(consumer, env);
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 500}).ok());
+    const bool zero = run_until(
+        io,
+        [&] {
+          lag.sample();
+          return lag.measured() && consumer.log.consumer_lag() == std::optional<std::int64_t>(0);
+        },
+        20s);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    // Two more measures (one a second) must not change it.
+    run_until(
+        io,
+        [&] {
+          lag.sample();
+          return false;
+        },
+        2500ms);
+    std::printf("caught-up restart: lag measured on every partition %.2f s after the start; consumer_lag %lld; "
+                "largest figure read over %zu samples: consumer_lag %lld, gauge %lld, a partition %lld "
+                "(the topic holds %d)\n",
+                took, static_cast<long long>(consumer.log.consumer_lag().value_or(-1)), lag.count,
+                static_cast<long long>(lag.max_lag), static_cast<long long>(lag.max_gauge),
+                static_cast<long long>(lag.max_partition), n);
+    EXPECT_TRUE(zero) << "the lag did not read 0 on every partition within 20 s: " << consumer.log.consumer_lag().value_or(-1);
+    EXPECT_LT(took, 10.0);
+    EXPECT_EQ(lag.max_lag, 0) << "consumer_lag() read a backlog that does not exist";
+    EXPECT_EQ(lag.max_gauge, 0) << "the consumer_lag gauge read a backlog that does not exist";
+    EXPECT_EQ(lag.max_partition, 0) << "a partition_lag gauge read a backlog that does not exist";
+    EXPECT_EQ(lag.partitions(), kafka_lag(env.brokers, env.topic, env.group, env.partitions));
+    EXPECT_EQ(sink.deliveries.size(), 0u);
+    ASSERT_TRUE(stop_log(io, consumer.log));
+  }
+
+  // A backlog arrives while no member runs.
+  ASSERT_NO_FATAL_FAILURE(produce(backlog));
+  const auto behind = kafka_lag(env.brokers, env.topic, env.group, env.partitions);
+  ASSERT_EQ(std::accumulate(behind.begin(), behind.end(), std::int64_t{0}), backlog);
+  {
+    // The sink holds the first batch until the lag was read.
+    RecordingSink sink;
+    Completion held;
+    sink.policy = [&](const BatchPtr&, Completion& done) {
+      if (!held) held = std::exchange(done, nullptr);
+    };
+    LogUnderTest consumer(io, overrides);
+    LagSamples lag(consumer, env);
+    ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 20}).ok());
+    const bool full = run_until(
+        io,
+        [&] {
+          lag.sample();
+          return lag.measured() && consumer.log.consumer_lag() == std::optional<std::int64_t>(backlog) &&
+                 static_cast<bool>(held);
+        },
+        20s);
+    std::printf("restart with a backlog of %d: consumer_lag %lld, partitions", backlog,
+                static_cast<long long>(consumer.log.consumer_lag().value_or(-1)));
+    for (const auto p : lag.partitions()) std::printf(" %lld", static_cast<long long>(p));
+    std::printf(" (Kafka:");
+    for (const auto p : behind) std::printf(" %lld", static_cast<long long>(p));
+    std::printf(")\n");
+    EXPECT_TRUE(full) << "the lag did not read the backlog";
+    EXPECT_EQ(lag.partitions(), behind) << "per partition, the lag is not Kafka's";
+    EXPECT_LE(lag.max_lag, backlog) << "consumer_lag() read more than the backlog";
+    EXPECT_LE(lag.max_partition, *std::max_element(behind.begin(), behind.end()));
+    // Written slowly, so the lag is read on its way down.
+    sink.policy = [&io](const BatchPtr&, Completion& done) {
+      auto timer = std::make_shared<boost::asio::steady_timer>(io, 150ms);
+      timer->async_wait([timer, done = std::exchange(done, nullptr)](boost::system::error_code) {
+        done(Status::success());
+      });
+    };
+    if (held) std::exchange(held, nullptr)(Status::success());
+    const bool drained = run_until(
+        io,
+        [&] {
+          lag.sample();
+          return consumer.log.consumer_lag() == std::optional<std::int64_t>(0) && lag.partitions() == zeros;
+        },
+        30s);
+    std::printf("draining: consumer_lag read");
+    for (const auto v : lag.values) std::printf(" %lld", static_cast<long long>(v));
+    std::printf("\n");
+    EXPECT_TRUE(drained) << "the lag did not fall to 0";
+    EXPECT_TRUE(std::is_sorted(lag.values.rbegin(), lag.values.rend())) << "the lag rose while nothing arrived";
+    EXPECT_GE(lag.values.size(), 3u) << "the lag was not read on its way down";
+    EXPECT_EQ(sink.deliveries.size(), static_cast<std::size_t>(backlog));
+    ASSERT_TRUE(stop_log(io, consumer.log));
+  }
+  EXPECT_EQ(kafka_lag(env.brokers, env.topic, env.group, env.partitions), zeros);
 }
 
 }  // namespace nudge::plugins::kafka::test

@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <optional>
+#include <vector>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/core.hpp>
@@ -22,6 +23,19 @@ namespace {
 // An admin request is a request line and a few headers; nothing sends a body.
 constexpr std::uint32_t kHeaderLimit = 8 * 1024;
 constexpr std::uint64_t kBodyLimit = 4 * 1024;
+// What the wait for a request's first bytes reads at once: a whole request, usually.
+constexpr std::size_t kFirstRead = 2048;
+
+class AdminSession;
+
+/// Where a connection is between two requests, which says whether it may
+/// be closed to make room for a new one (AdminServer::State::make_room).
+enum class Phase {
+  waiting,    ///< for the first byte of a request: new, or kept alive after an answer; closed first
+  receiving,  ///< part of a request in: closed once it took longer than first_byte_timeout
+  answering,  ///< the request is whole: handled and answered; never closed for another
+  closed,     ///< no longer counts; the session goes once its last handler ran
+};
 
 /// Why the endpoint turned a client away; the `reason` label of nudge_admin_refused_total.
 enum class Refusal { browser, host, unauthorized, reload_disabled, max_connections };
@@ -89,9 +103,21 @@ struct AdminServer::State {
           &metrics.counter("nudge_admin_refused",
                            "Admin requests refused (browser: Origin or Sec-Fetch-* headers; host: an unknown Host; "
                            "unauthorized: no or a wrong token; reload_disabled: no token configured) and connections "
-                           "closed past admin.max_connections",
+                           "closed at accept because admin.max_connections were open, each in the middle of a request",
                            {{"reason", to_string(r)}});
+    evicted = &metrics.counter("nudge_admin_connections_evicted",
+                               "Admin connections closed to make room for a new one past admin.max_connections: one "
+                               "waiting for a request, else one whose request was slow to arrive");
   }
+
+  /// Connections that count against max_connections.
+  std::size_t open() const;
+  /// Closes the connection that has waited longest for a request, else the
+  /// one whose request has been arriving longest if that is longer than
+  /// first_byte_timeout (a program sends its request at once). False when
+  /// there is none: every connection is answering, or receiving a request
+  /// it began within first_byte_timeout.
+  bool make_room();
 
   void refuse(Refusal r, const std::string& why, const tcp::socket& socket) {
     refused[static_cast<std::size_t>(r)]->add();
@@ -112,8 +138,10 @@ struct AdminServer::State {
   AdminHandlers handlers;
   AdminAccess access;
   std::string listen_host;
-  std::size_t open = 0;
+  /// Every session alive, closed ones included until they go.
+  std::vector<AdminSession*> sessions;
   std::array<Counter*, 5> refused{};
+  Counter* evicted = nullptr;
   NamedLogger logger{"admin"};
 };
 
@@ -124,18 +152,52 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
  public:
   AdminSession(tcp::socket socket, std::shared_ptr<AdminServer::State> state)
       : stream_(std::move(socket)), buffer_(kHeaderLimit + kBodyLimit), state_(std::move(state)) {
-    ++state_->open;
+    state_->sessions.push_back(this);
   }
-  ~AdminSession() { --state_->open; }
+  ~AdminSession() { std::erase(state_->sessions, this); }
 
+  /// Waits for the next request, and answers it.
   void read() {
+    enter(Phase::waiting);
     request_ = {};
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     parser_->body_limit(kBodyLimit);
     // One deadline for the idle wait and the whole request: a client sending
-    // a byte at a time is cut off like a silent one.
-    stream_.expires_after(state_->access.request_timeout);
+    // a byte at a time is cut off like a silent one. A new connection has
+    // first_byte_timeout to begin: a holder of idle sockets cycles out fast.
+    const auto deadline = std::chrono::steady_clock::now() + state_->access.request_timeout;
+    if (buffer_.size() > 0) return read_request(deadline);  // pipelined: the next request has begun
+    stream_.expires_at(answered_ ? deadline
+                                 : std::min(deadline, std::chrono::steady_clock::now() + state_->access.first_byte_timeout));
+    stream_.async_read_some(buffer_.prepare(kFirstRead),
+                            [self = shared_from_this(), deadline](beast::error_code ec, std::size_t n) {
+                              if (ec) return self->close();
+                              self->buffer_.commit(n);
+                              self->read_request(deadline);
+                            });
+  }
+
+  Phase phase() const noexcept { return phase_; }
+  /// When the connection entered its phase.
+  std::chrono::steady_clock::time_point since() const noexcept { return since_; }
+  std::string peer() const {
+    boost::system::error_code ec;
+    const auto endpoint = stream_.socket().remote_endpoint(ec);
+    return ec ? std::string("an unknown address") : endpoint.address().to_string();
+  }
+  /// Closed for a newcomer: the pending read ends with operation_aborted.
+  void evict() { close(); }
+
+ private:
+  void enter(Phase phase) {
+    phase_ = phase;
+    since_ = std::chrono::steady_clock::now();
+  }
+
+  void read_request(std::chrono::steady_clock::time_point deadline) {
+    enter(Phase::receiving);
+    stream_.expires_at(deadline);
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec == http::error::header_limit || ec == http::error::body_limit || ec == http::error::buffer_overflow) {
         self->request_.keep_alive(false);
@@ -145,11 +207,11 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
       }
       if (ec) return self->close();
       self->request_ = self->parser_->release();
+      self->enter(Phase::answering);
       self->handle();
     });
   }
 
- private:
   void handle() {
     if (carries_browser_headers()) {
       state_->refuse(Refusal::browser, "a browser's request (Origin or Sec-Fetch-* headers)", stream_.socket());
@@ -235,6 +297,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
   void answer(http::status status, std::string body, const char* type = "text/plain; charset=utf-8",
               bool challenge = false) {
+    enter(Phase::answering);
+    answered_ = true;
     auto response = std::make_shared<http::response<http::string_body>>(status, request_.version());
     response->set(http::field::server, "nudge");
     response->set(http::field::content_type, type);
@@ -252,6 +316,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   }
 
   void close() {
+    if (phase_ == Phase::closed) return;
+    enter(Phase::closed);
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
@@ -262,9 +328,38 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   http::request<http::string_body> request_;
   std::shared_ptr<AdminServer::State> state_;
+  Phase phase_ = Phase::waiting;
+  std::chrono::steady_clock::time_point since_ = std::chrono::steady_clock::now();
+  /// Whether a request was answered: a new connection's wait for its first byte is shorter.
+  bool answered_ = false;
 };
 
 }  // namespace
+
+std::size_t AdminServer::State::open() const {
+  return static_cast<std::size_t>(
+      std::count_if(sessions.begin(), sessions.end(), [](const AdminSession* s) { return s->phase() != Phase::closed; }));
+}
+
+bool AdminServer::State::make_room() {
+  const auto now = std::chrono::steady_clock::now();
+  AdminSession* victim = nullptr;
+  auto oldest = [&](Phase phase, std::chrono::steady_clock::duration at_least) {
+    for (AdminSession* s : sessions)
+      if (s->phase() == phase && now - s->since() >= at_least && (!victim || s->since() < victim->since()))
+        victim = s;
+  };
+  oldest(Phase::waiting, std::chrono::steady_clock::duration::zero());
+  if (!victim) oldest(Phase::receiving, access.first_byte_timeout);
+  if (!victim) return false;
+  evicted->add();
+  const double seconds = std::chrono::duration<double>(now - victim->since()).count();
+  logger.warn("closed the admin connection from ", victim->peer(),
+              victim->phase() == Phase::waiting ? ", waiting for a request for " : ", whose request was still arriving after ",
+              static_cast<long long>(seconds * 1000), " ms, to make room for a new one (admin.max_connections)");
+  victim->evict();
+  return true;
+}
 
 AdminServer::AdminServer(boost::asio::io_context& io, AdminHandlers handlers, AdminAccess access,
                          MetricsRegistry& metrics)
@@ -310,9 +405,11 @@ void AdminServer::stop() {
 void AdminServer::accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec && state_->open >= state_->access.max_connections) {
+    if (!ec && state_->open() >= state_->access.max_connections && !state_->make_room()) {
       state_->refuse(Refusal::max_connections,
-                     "a connection (" + std::to_string(state_->open) + " open already: admin.max_connections)", socket);
+                     "a connection (" + std::to_string(state_->open()) +
+                         " open already, each in the middle of a request: admin.max_connections)",
+                     socket);
       boost::system::error_code ignored;
       socket.shutdown(tcp::socket::shutdown_both, ignored);
       socket.close(ignored);

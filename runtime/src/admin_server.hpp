@@ -33,11 +33,18 @@ struct AdminAccess {
   std::string token;
   /// Host names a request may address besides IP literals, `localhost` and the listen host.
   std::vector<std::string> allowed_hosts;
-  /// Connections open at once; more are closed when accepted.
+  /// Connections open at once. A connection accepted past it takes the place
+  /// of the one idle longest (see AdminServer); it is closed only when every
+  /// open connection is in the middle of a request.
   std::size_t max_connections = 16;
   /// How long a client has to send a whole request, and how long a
   /// keep-alive connection may stay idle (each response may take as long).
   std::chrono::milliseconds request_timeout{30000};
+  /// How long a new connection may stay silent: every program that asks the
+  /// endpoint something sends its request as soon as it has connected. Also
+  /// how long a request may take to arrive before the connection sending it
+  /// may be closed to make room for a new one.
+  std::chrono::milliseconds first_byte_timeout{2000};
 };
 
 /// The admin HTTP endpoint (`[admin] listen`): /healthz, /readyz, /metrics
@@ -49,6 +56,14 @@ struct AdminAccess {
 /// endpoint, so a web page cannot reach it through an operator's browser.
 /// POST /reload needs the token. Requests are small and bounded (headers
 /// 8 KiB, body 4 KiB, `request_timeout`); refusals are logged and counted.
+///
+/// Nobody can take it off the air by holding connections open: past
+/// `max_connections`, a new connection takes the place of the one that has
+/// waited longest for a request (a connection that has sent nothing yet, or
+/// a keep-alive one between requests), else of one whose request has been
+/// arriving for longer than `first_byte_timeout`; a connection whose request
+/// is being answered is never closed for another. And a new connection that
+/// sends nothing is closed after `first_byte_timeout`.
 class AdminServer {
  public:
   AdminServer(boost::asio::io_context& io, AdminHandlers handlers, AdminAccess access, MetricsRegistry& metrics);

@@ -338,7 +338,8 @@ const ConfigSchema& admin_schema() {
                   "host; others get 403, which stops DNS rebinding. Add the name Prometheus scrapes by")
         .with_example("[\"nudge-1.internal\"]");
     s.integer("max_connections", 16,
-              "Admin connections open at once; more are closed as soon as they are accepted")
+              "Admin connections open at once; past it a new connection takes the place of the one idle longest "
+              "(see docs/operations.md), and is closed at accept only when every one is in the middle of a request")
         .range(1, 10000);
     return s;
   }();

@@ -398,26 +398,155 @@ TEST_F(AdminServerTest, WithoutATokenReloadIsTurnedOffAndTheAnswerSaysHowToTurnI
   EXPECT_EQ(request("GET", "/healthz").status, 200u);
 }
 
-TEST_F(AdminServerTest, ConnectionsPastMaxConnectionsAreClosedAndANewOneIsServedOnceTheyGo) {
+/// Whether the server closed `socket` (non-blocking) within `limit`; what it sent meanwhile goes to `received`.
+bool closed_within(boost::asio::ip::tcp::socket& socket, std::chrono::milliseconds limit, std::string* received = nullptr) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    char bytes[512];
+    boost::system::error_code ec;
+    const std::size_t n = socket.read_some(boost::asio::buffer(bytes), ec);
+    if (n > 0 && received) received->append(bytes, n);
+    if (ec && ec != boost::asio::error::would_block) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    if (ec) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+TEST_F(AdminServerTest, IdleHoldersOfEveryConnectionCannotKeepHealthzFromAnswering) {
+  // The attack: max_connections sockets opened and never written to, each
+  // reopened as soon as it is closed. Before, /healthz failed every time.
+  start(with_token());
+  constexpr std::size_t kHeld = 16;
+  std::atomic<bool> done{false};
+  std::atomic<int> reopened{0};
+  std::thread holder([&] {
+    boost::asio::io_context client;
+    std::vector<boost::asio::ip::tcp::socket> held;
+    auto open = [&](boost::asio::ip::tcp::socket& s) {
+      boost::system::error_code ec;
+      s.connect(endpoint(), ec);
+      s.non_blocking(true, ec);
+    };
+    for (std::size_t i = 0; i < kHeld; ++i) open(held.emplace_back(client));
+    while (!done) {
+      for (auto& s : held)
+        if (closed_within(s, std::chrono::milliseconds(0))) {
+          s = boost::asio::ip::tcp::socket(client);
+          open(s);
+          ++reopened;
+        }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all 16 accepted and waiting
+  int answered = 0;
+  for (int i = 0; i < 20; ++i) {
+    const auto health = request("GET", "/healthz");
+    EXPECT_EQ(health.status, 200u) << "probe " << i << ": " << health.error;
+    answered += health.status == 200u;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  done = true;
+  holder.join();
+  EXPECT_EQ(answered, 20);
+  EXPECT_EQ(refused("max_connections"), 0);
+  EXPECT_GE(metrics_.snapshot()["nudge_admin_connections_evicted"], 20) << "each probe took an idle holder's place";
+  EXPECT_GE(reopened.load(), 20);
+  std::printf("[ figures  ] 20 of 20 /healthz answered 200 against %zu idle holders reopened %d times; %lld evicted\n",
+              kHeld, reopened.load(), static_cast<long long>(metrics_.snapshot()["nudge_admin_connections_evicted"]));
+}
+
+TEST_F(AdminServerTest, TheConnectionIdleLongestGivesWayNotOneInTheMiddleOfARequest) {
   AdminAccess access = with_token();
   access.max_connections = 3;
   start(access);
   boost::asio::io_context client;
-  std::vector<boost::asio::ip::tcp::socket> held;
-  for (int i = 0; i < 3; ++i) held.emplace_back(client).connect(endpoint());
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // accepted: three sessions wait for a request
-  for (int i = 0; i < 2; ++i) {
-    auto extra = request("GET", "/healthz");
-    EXPECT_FALSE(extra.answered()) << "connection " << 4 + i << " is closed at accept, got " << extra.status;
+  boost::asio::ip::tcp::socket slow(client), idle_old(client), idle_new(client), idle_newer(client);
+  boost::system::error_code ec;
+  auto open_idle = [&](boost::asio::ip::tcp::socket& s) {
+    s.connect(endpoint());
+    s.non_blocking(true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // accepted
+  };
+  slow.connect(endpoint());  // the oldest connection, but in the middle of a request
+  boost::asio::write(slow, boost::asio::buffer(std::string("GET /healthz HTTP/1.1\r\n")), ec);
+  slow.non_blocking(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  open_idle(idle_old);
+  open_idle(idle_new);
+
+  EXPECT_EQ(request("GET", "/healthz").status, 200u) << "a fourth connection takes an idle one's place";
+  EXPECT_TRUE(closed_within(idle_old, std::chrono::milliseconds(500))) << "the one idle longest gives way";
+  EXPECT_FALSE(closed_within(idle_new, std::chrono::milliseconds(0)));
+  EXPECT_FALSE(closed_within(slow, std::chrono::milliseconds(0))) << "a request in progress was cut for a newcomer";
+  open_idle(idle_newer);  // full again
+  EXPECT_EQ(request("GET", "/healthz").status, 200u);
+  EXPECT_TRUE(closed_within(idle_new, std::chrono::milliseconds(500))) << "now the one idle longest";
+  EXPECT_FALSE(closed_within(idle_newer, std::chrono::milliseconds(0)));
+  EXPECT_FALSE(closed_within(slow, std::chrono::milliseconds(0)));
+
+  // The slow request, finished, is answered.
+  slow.non_blocking(false);
+  boost::asio::write(slow, boost::asio::buffer(std::string("Host: 127.0.0.1\r\n\r\n")), ec);
+  slow.non_blocking(true);
+  std::string answer;
+  closed_within(slow, std::chrono::milliseconds(300), &answer);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer;
+  EXPECT_EQ(metrics_.snapshot()["nudge_admin_connections_evicted"], 2);
+  EXPECT_EQ(refused("max_connections"), 0);
+}
+
+TEST_F(AdminServerTest, WithEveryConnectionInTheMiddleOfARequestANewOneIsClosedUntilOneIsSlowToArrive) {
+  AdminAccess access = with_token();
+  access.max_connections = 3;
+  access.first_byte_timeout = std::chrono::milliseconds(400);
+  start(access);
+  boost::asio::io_context client;
+  std::vector<boost::asio::ip::tcp::socket> trickling;
+  boost::system::error_code ec;
+  for (int i = 0; i < 3; ++i) {
+    auto& s = trickling.emplace_back(client);
+    s.connect(endpoint());
+    boost::asio::write(s, boost::asio::buffer(std::string("GET /healthz HTTP/1.1\r\n")), ec);
   }
-  EXPECT_EQ(refused("max_connections"), 2);
-  for (auto& s : held) s.close();
-  AdminResponse health{0, {}, {}, "not asked"};
-  for (int attempt = 0; attempt < 40 && !health.answered(); ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    health = request("GET", "/healthz");
-  }
-  EXPECT_EQ(health.status, 200u) << health.error;
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto extra = request("GET", "/healthz");
+  EXPECT_FALSE(extra.answered()) << "every connection is in a request begun 100 ms ago; got " << extra.status;
+  EXPECT_EQ(refused("max_connections"), 1);
+  // A program sends its request at once: one still arriving after first_byte_timeout gives way.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(request("GET", "/healthz").status, 200u);
+  EXPECT_EQ(metrics_.snapshot()["nudge_admin_connections_evicted"], 1);
+}
+
+TEST_F(AdminServerTest, ANewConnectionThatSendsNothingIsClosedAfterTheFirstByteTimeoutButAKeptAliveOneWaits) {
+  AdminAccess access = with_token();
+  access.first_byte_timeout = std::chrono::milliseconds(300);
+  start(access);
+  boost::asio::io_context client;
+  boost::asio::ip::tcp::socket silent(client), kept(client);
+  silent.connect(endpoint());
+  silent.non_blocking(true);
+  const auto began = std::chrono::steady_clock::now();
+  EXPECT_TRUE(closed_within(silent, std::chrono::seconds(3)));
+  const auto took = std::chrono::steady_clock::now() - began;
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
+
+  // After an answer, a keep-alive connection has the request timeout (30 s) for its next request.
+  kept.connect(endpoint());
+  const std::string get = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  boost::asio::write(kept, boost::asio::buffer(get));
+  kept.non_blocking(true);
+  std::string first;
+  EXPECT_FALSE(closed_within(kept, std::chrono::milliseconds(700), &first)) << "closed while kept alive";
+  EXPECT_TRUE(first.starts_with("HTTP/1.1 200")) << first;
+  kept.non_blocking(false);
+  boost::asio::write(kept, boost::asio::buffer(get));
+  kept.non_blocking(true);
+  std::string second;
+  closed_within(kept, std::chrono::milliseconds(300), &second);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 200")) << second;
 }
 
 TEST_F(AdminServerTest, ASlowRequestIsCutOffAtTheRequestTimeoutAndAnOversizedOneRefused) {

@@ -8,12 +8,15 @@ POSTing cross-site, or through DNS rebinding) is refused whatever it
 carries, and an instance without a token refuses every POST /reload but
 SIGHUP. No servers: the memory fanout and SQLite."""
 import asyncio
+import contextlib
 import os
 import signal
 import re
 import socket
 import subprocess
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
@@ -214,34 +217,92 @@ class ReloadTest(unittest.TestCase):
         print("e2e reload: browser (Origin, Sec-Fetch-*), foreign Host, missing and wrong tokens refused without "
               "reloading; --token, $NUDGE_ADMIN_TOKEN and the pipeline file's token_file reload")
 
-    def test_admin_connections_past_max_connections_are_closed_and_it_answers_once_they_go(self):
+    def test_idle_holders_of_every_admin_connection_cannot_fail_healthz(self):
+        # The attack: max_connections (4) sockets that send nothing, each reopened as soon as it is closed.
+        # Before, every /healthz failed (closed at accept); now each takes an idle holder's place.
+        with self._idle_holders(4) as reopened:
+            answers, slowest = [], 0.0
+            for _ in range(20):
+                began = time.monotonic()
+                answers.append(self._healthz())
+                slowest = max(slowest, time.monotonic() - began)
+                time.sleep(0.02)
+        self.assertEqual(answers, [200] * 20, self.nudge.log())
+        self.assertEqual(refused_counts(self.nudge.admin_url)["max_connections"], 0.0)
+        evicted = self._metric("nudge_admin_connections_evicted_total")
+        self.assertGreaterEqual(evicted, 20)
+        print(f"e2e reload: 20 of 20 /healthz answered 200 (slowest {slowest * 1000:.0f} ms) against 4 idle holders "
+              f"reopened {reopened[0]} times; {evicted:.0f} idle connections evicted, 0 refused")
+
+    def test_a_request_in_progress_is_not_the_admin_connection_that_gives_way(self):
         host, port = self.nudge.admin_url.split("://", 1)[1].rsplit(":", 1)
-        held = [socket.create_connection((host, int(port)), timeout=5) for _ in range(4)]
+        slow = socket.create_connection((host, int(port)), timeout=5)
+        self.addCleanup(slow.close)
+        slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.05)
+        # The slow request is the oldest connection; three idle holders fill the rest.
+        with self._idle_holders(3):
+            answers = [self._healthz() for _ in range(10)]
+            self.assertFalse(self._closed(slow), "the request in progress was cut for a newcomer")
+        self.assertEqual(answers, [200] * 10, self.nudge.log())
+        slow.setblocking(True)
+        slow.sendall(b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        self.assertTrue(slow.recv(100).startswith(b"HTTP/1.1 200"), "the slow request, finished, is answered")
+
+    @contextlib.contextmanager
+    def _idle_holders(self, count):
+        """`count` admin connections that send nothing, each reopened as soon as the server closes it;
+        yields [times reopened]."""
+        host, port = self.nudge.admin_url.split("://", 1)[1].rsplit(":", 1)
+        address = (host, int(port))
+        stop = threading.Event()
+        reopened = [0]
+        held = [self._open_idle(address) for _ in range(count)]
+
+        def hold():
+            while not stop.is_set():
+                for i, s in enumerate(held):
+                    if self._closed(s):
+                        s.close()
+                        held[i] = self._open_idle(address)
+                        reopened[0] += 1
+                time.sleep(0.002)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
         try:
-            # Once the four are accepted, a fifth is closed before it is answered.
-            self.assertTrue(wait_until(lambda: self._extra_refused(host, int(port)), 5), self.nudge.log())
-            with self.assertRaises(OSError):
-                admin_get(self.nudge.admin_url, "/healthz", timeout=2)
+            time.sleep(0.2)  # all accepted
+            yield reopened
         finally:
+            stop.set()
+            holder.join()
             for s in held:
                 s.close()
-        self.assertTrue(wait_until(lambda: self._healthz_ok(), 5), "answers again once the four are gone")
-        self.assertGreaterEqual(refused_counts(self.nudge.admin_url)["max_connections"], 2)
+
+    def _healthz(self):
+        try:
+            return admin_get(self.nudge.admin_url, "/healthz", timeout=2)[0]
+        except OSError as e:
+            return repr(e)
 
     @staticmethod
-    def _extra_refused(host, port):
-        with socket.create_connection((host, port), timeout=2) as s:
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            try:
-                return s.recv(100) == b""
-            except ConnectionResetError:
-                return True
+    def _open_idle(address):
+        s = socket.create_connection(address, timeout=5)
+        s.setblocking(False)
+        return s
 
-    def _healthz_ok(self):
+    @staticmethod
+    def _closed(s):
+        s.setblocking(False)
         try:
-            return admin_get(self.nudge.admin_url, "/healthz", timeout=1)[0] == 200
-        except OSError:
+            return s.recv(100) == b""
+        except BlockingIOError:
             return False
+        except OSError:
+            return True
+
+    def _metric(self, name):
+        return sum(value for (n, _), value in nudge_test.scrape_metrics(self.nudge.admin_url) if n == name)
 
     def test_without_a_token_reload_is_refused_with_the_hint_and_sighup_still_works(self):
         self.nudge.stop()

@@ -14,7 +14,8 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
     : io_(io),
       spec_(std::move(spec)),
       metrics_(metrics),
-      window_(io.get_executor(), static_cast<std::size_t>(spec_.settings.max_in_flight)),
+      window_(io.get_executor(), static_cast<std::size_t>(spec_.settings.max_in_flight),
+              static_cast<std::size_t>(spec_.settings.max_in_flight_bytes)),
       deliver_when_durable_(spec_.settings.deliver == "durable"),
       messages_in_(metrics.counter("nudge_pipeline_messages_in", "Messages taken in (after transforms)")),
       messages_acked_(metrics.counter("nudge_pipeline_messages_acked", "Messages acknowledged to their senders as durable")),
@@ -25,6 +26,9 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
       history_reads_(metrics.counter("nudge_pipeline_history_reads", "History reads for clients")),
       history_from_window_(metrics.counter("nudge_pipeline_history_from_window", "History reads answered from the fanout's recent window")),
       history_failures_(metrics.counter("nudge_pipeline_history_failures", "History reads that failed")),
+      in_flight_bytes_(metrics.gauge("nudge_pipeline_in_flight_bytes",
+                                     "Bytes of the messages taken in but not yet durable, as max_in_flight_bytes "
+                                     "counts them")),
       ingest_to_ack_(metrics.histogram("nudge_ingest_to_ack_seconds",
                                        "From a message's intake to its sender's acknowledgement (durable or refused)",
                                        latency_buckets())),
@@ -187,10 +191,12 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
 
 void Pipeline::admit(MessagePtr message, Completion on_durable, std::chrono::steady_clock::time_point taken_in) {
   messages_in_.add();
-  window_.acquire();
+  // Counted as admitted: a transform may have changed it since the source read it.
+  const std::size_t bytes = in_flight_bytes(*message);
+  window_.acquire(bytes);
   if (!deliver_when_durable_) deliver(message);
-  auto finish = [this, message, taken_in, on_durable = std::move(on_durable)](Status status) {
-    window_.release();
+  auto finish = [this, message, bytes, taken_in, on_durable = std::move(on_durable)](Status status) {
+    window_.release(bytes);
     if (log_) {
       log_stats_->queue_depth.add(-1);
       if (!status.ok()) log_stats_->errors.add();
@@ -421,7 +427,8 @@ std::vector<NotReady> Pipeline::not_ready() const {
   const auto full_for = std::chrono::steady_clock::now() - window_had_room_;
   if (!window_.has_room() && full_for > std::chrono::seconds(5)) {
     const std::string& durable = log_ ? log_->key_path : sink_ ? sink_->key_path : std::string("runtime");
-    out.push_back({durable, "stalled: " + std::to_string(window_.in_flight()) + " messages in flight, none durable for " +
+    out.push_back({durable, "stalled: " + std::to_string(window_.in_flight()) + " messages (" +
+                                std::to_string(window_.bytes_in_flight()) + " bytes) in flight, none durable for " +
                                 seconds_text(std::chrono::duration<double>(full_for).count())});
   }
   return out;
@@ -431,6 +438,7 @@ void Pipeline::on_tick() {
   if (stopping_) return;
   if (window_.has_room()) window_had_room_ = std::chrono::steady_clock::now();
   if (source_stats_) source_stats_->queue_depth.set(static_cast<std::int64_t>(window_.in_flight()));
+  in_flight_bytes_.set(static_cast<std::int64_t>(window_.bytes_in_flight()));
   // A sink that says it is back gets its failing batch retried now, not after the backoff.
   if (sink_driver_) {
     const bool sink_ready = sink_->instance->readiness().ready;
@@ -557,7 +565,8 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
   spec_.settings = next.settings;
   spec_.pipeline_config = next.pipeline_config;
   spec_.sink_settings = next.sink_settings;
-  window_.set_capacity(static_cast<std::size_t>(spec_.settings.max_in_flight));
+  window_.set_capacity(static_cast<std::size_t>(spec_.settings.max_in_flight),
+                       static_cast<std::size_t>(spec_.settings.max_in_flight_bytes));
   if (sink_driver_) sink_driver_->set_settings(spec_.sink_settings);
   // With a log, batches are made by its consumer: it takes the new size too.
   if (log_ && sink_) log_->instance->set_max_batch_messages(static_cast<std::size_t>(spec_.sink_settings.batch_max_messages));

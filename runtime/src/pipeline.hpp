@@ -109,6 +109,7 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   /// why there is none); empty when the pipeline has no source. After create().
   std::string history_note() const;
   std::size_t in_flight() const noexcept { return window_.in_flight(); }
+  std::size_t bytes_in_flight() const noexcept { return window_.bytes_in_flight(); }
 
  private:
   // Ingress
@@ -160,6 +161,7 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   Counter& history_reads_;
   Counter& history_from_window_;
   Counter& history_failures_;
+  Gauge& in_flight_bytes_;
   Histogram& ingest_to_ack_;
   Histogram& ingest_to_persisted_;
   Gauge* consumer_lag_ = nullptr;  // with a log feeding a sink

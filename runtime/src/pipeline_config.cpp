@@ -247,6 +247,13 @@ const ConfigSchema& pipeline_schema() {
               "stops reading from clients (backpressure)")
         .range(1, 10'000'000)
         .reloadable();
+    s.integer("max_in_flight_bytes", 64 * 1024 * 1024,
+              "Bytes of messages taken in but not yet durable, across all clients (a message counts its room, "
+              "sender, origin, payload and headers, plus 512 bytes and 112 per header); at the limit the source "
+              "stops reading from clients, as at max_in_flight. A larger message still goes through, alone. A log "
+              "keeps an encoded copy of each message besides: the memory held is up to about twice this")
+        .range(64 * 1024, std::int64_t{1} << 40)
+        .reloadable();
     s.string("deliver", "durable",
              "When a message is fanned out to clients: \"durable\" once it is in the log (or the "
              "sink), so nobody sees a message that could still be lost; \"immediate\" as soon as it "
@@ -418,6 +425,7 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
     if (spec.settings.instance_id.empty()) spec.settings.instance_id = default_instance_id();
     spec.settings.shutdown_grace_ms = pipeline.get_int("shutdown_grace_ms");
     spec.settings.max_in_flight = pipeline.get_int("max_in_flight");
+    spec.settings.max_in_flight_bytes = pipeline.get_int("max_in_flight_bytes");
     spec.settings.deliver = pipeline.get_string("deliver");
     spec.settings.log_format = pipeline.get_string("log_format");
     spec.settings.progress_interval_ms = pipeline.get_int("progress_interval_ms");

@@ -29,6 +29,7 @@ struct PipelineSettings {
   std::string instance_id;
   std::int64_t shutdown_grace_ms = 10000;
   std::int64_t max_in_flight = 10000;
+  std::int64_t max_in_flight_bytes = 64 * 1024 * 1024;
   /// "durable": fan a message out once it is durable; "immediate": at once.
   std::string deliver = "durable";
   std::string log_format = "text";

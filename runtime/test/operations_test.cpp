@@ -169,10 +169,12 @@ TEST_F(ReloadTest, LiveKeysApplyAndRestartOnlyKeysRefuseTheWholeReloadNamingEach
   EXPECT_TRUE(contains(listener.refusals[1], "sink.testsink.path changed")) << listener.refusals[1];
 
   // Applied: the runtime's own keys and a plugin's live key.
-  auto applied = p.reload(*load(pipeline("max_in_flight = 300", "batch_max_messages = 50\nverbose = true")));
+  auto applied = p.reload(*load(pipeline("max_in_flight = 300\nmax_in_flight_bytes = 1048576",
+                                         "batch_max_messages = 50\nverbose = true")));
   EXPECT_TRUE(applied.applied) << (applied.refusals.empty() ? "" : applied.refusals[0]);
-  EXPECT_EQ(applied.changes.size(), 3u);
+  EXPECT_EQ(applied.changes.size(), 4u);
   EXPECT_EQ(p.spec().settings.max_in_flight, 300);
+  EXPECT_EQ(p.spec().settings.max_in_flight_bytes, 1048576);
   EXPECT_EQ(p.spec().sink_settings.batch_max_messages, 50);
   EXPECT_TRUE(p.spec().sink->config.get_bool("verbose"));
 

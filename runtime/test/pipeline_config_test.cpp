@@ -60,6 +60,7 @@ TEST_F(PipelineConfigTest, AValidPipelineGetsTypedValuesAndDefaults) {
   ASSERT_TRUE(spec) << diags_.to_string();
   EXPECT_EQ(spec->settings.name, "t");
   EXPECT_EQ(spec->settings.max_in_flight, 64);
+  EXPECT_EQ(spec->settings.max_in_flight_bytes, 64 * 1024 * 1024);  // 64 KiB messages: about 1000 in flight
   EXPECT_EQ(spec->settings.shutdown_grace_ms, 10000);
   EXPECT_FALSE(spec->settings.instance_id.empty());
   const Config& c = spec->sink->config;
@@ -117,6 +118,15 @@ TEST_F(PipelineConfigTest, OutOfRangeAndNotOneOf) {
   ASSERT_EQ(diags_.items().size(), 2u) << diags_.to_string();
   EXPECT_THAT(diags_.to_string(), HasSubstr("sink.testsink.batch_size: must be in [1, 10000], got 0"));
   EXPECT_THAT(diags_.to_string(), HasSubstr("sink.testsink.mode: must be one of \"fast\", \"safe\", got \"slow\""));
+}
+
+TEST_F(PipelineConfigTest, TheInFlightByteBoundIsReadAndKeptInItsRange) {
+  const std::string rest = "[source.websocket]\nlisten = \"127.0.0.1:0\"\n[sink.testsink]\npath = \"x\"\n";
+  auto spec = load("[pipeline]\nmax_in_flight_bytes = 1048576\n" + rest);
+  ASSERT_TRUE(spec) << diags_.to_string();
+  EXPECT_EQ(spec->settings.max_in_flight_bytes, 1048576);
+  EXPECT_FALSE(load("[pipeline]\nmax_in_flight_bytes = 1000\n" + rest));
+  EXPECT_THAT(only_error(), HasSubstr("pipeline.max_in_flight_bytes: must be in [65536, 1099511627776], got 1000"));
 }
 
 TEST_F(PipelineConfigTest, MalformedTomlGivesLineAndColumn) {

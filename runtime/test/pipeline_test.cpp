@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "in_flight_window.hpp"
 
 namespace nudge::runtime {
 namespace {
@@ -65,6 +66,54 @@ class PipelineTest : public ::testing::Test {
                         << "\nconfirm_delay_ms = " << confirm_delay_ms << "\n";
     return run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR,
                     "--log-level", "warn"});
+  }
+
+  /// A paced source (it publishes each message once when_ready lets it)
+  /// into a log that confirms nothing for `hold_ms`, then one append every
+  /// 2 ms: how far the in-flight window lets the source get.
+  struct Paced {
+    int published = 0;
+    int acked = 0;
+    int published_before_first_confirm = 0;
+    int peak_in_flight = 0;
+  };
+  Paced run_paced(const std::string& pipeline_keys, int messages, int payload_bytes, int hold_ms) {
+    const std::string stem = ::testing::TempDir() + "/pipeline-" +
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+                             std::to_string(::getpid());
+    report_ = stem + ".report";
+    std::remove(report_.c_str());
+    const std::string file = stem + ".toml";
+    std::ofstream(file) << "[pipeline]\nname = \"paced\"\n" << pipeline_keys << "\n"
+                        << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages
+                        << "\npayload_bytes = " << payload_bytes << "\npaced = true\n"
+                        << "[log.scripted]\nreport = \"" << report_ << "\"\nhold_ms = " << hold_ms
+                        << "\nconfirm_delay_ms = 2\n";
+    EXPECT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--log-level", "warn"}), 0);
+    Paced out;
+    std::ifstream in(report_);
+    int confirmed = 0;
+    for (std::string line; std::getline(in, line);) {
+      if (line.starts_with("published ")) {
+        ++out.published;
+        if (confirmed == 0) ++out.published_before_first_confirm;
+        out.peak_in_flight = std::max(out.peak_in_flight, out.published - confirmed);
+      } else if (line.starts_with("confirmed ")) {
+        ++confirmed;
+      } else if (line.starts_with("ack ")) {
+        ++out.acked;
+      }
+    }
+    return out;
+  }
+
+  /// What in_flight_bytes counts for one message of the scripted source.
+  static std::size_t scripted_message_bytes(int payload_bytes) {
+    Message m;
+    m.room = "room";
+    m.sender = "scripted";
+    m.payload = std::string(static_cast<std::size_t>(payload_bytes), 'x');
+    return in_flight_bytes(m);
   }
 
   std::string report_;
@@ -142,6 +191,35 @@ TEST_F(PipelineTest, ImmediateDeliveryFansOutEverythingAtOnce) {
     const std::string outcome = count(events, id, "confirmed") ? "confirmed" : "refused";
     EXPECT_LT(first(events, id, "deliver"), first(events, id, outcome)) << id << ": delivered before durable";
   }
+}
+
+TEST_F(PipelineTest, ALogThatNeverAcksStopsLargeMessagesAtTheByteBoundAndAcksFreeRoomOneByOne) {
+  // 64 KiB messages against 1 MiB: the count bound (64) is never reached.
+  constexpr int kPayload = 64 * 1024;
+  constexpr std::size_t kBound = 1024 * 1024;
+  const std::size_t each = scripted_message_bytes(kPayload);
+  const int fit = static_cast<int>((kBound + each - 1) / each);  // published while the bytes are under the bound
+  ASSERT_EQ(fit, 16);
+  const auto paced = run_paced("max_in_flight = 64\nmax_in_flight_bytes = " + std::to_string(kBound), 60, kPayload, 400);
+  EXPECT_EQ(paced.published_before_first_confirm, fit)
+      << "for 400 ms nothing is acked: the source must stop once " << fit << " x " << each << " bytes are in flight";
+  EXPECT_EQ(paced.peak_in_flight, fit) << "each ack frees room for one message, no more";
+  EXPECT_EQ(paced.published, 60) << "acks resume the source";
+  EXPECT_EQ(paced.acked, 60);
+}
+
+TEST_F(PipelineTest, SmallMessagesStillStopAtTheCountBound) {
+  const auto paced = run_paced("max_in_flight = 5", 30, 0, 300);
+  EXPECT_EQ(paced.published_before_first_confirm, 5);
+  EXPECT_EQ(paced.peak_in_flight, 5);
+  EXPECT_EQ(paced.acked, 30);
+}
+
+TEST_F(PipelineTest, AMessageLargerThanTheByteBoundGoesThroughAloneAndThePipelineDoesNotStall) {
+  const auto paced = run_paced("max_in_flight_bytes = 65536", 5, 100 * 1024, 100);
+  EXPECT_EQ(paced.published_before_first_confirm, 1);
+  EXPECT_EQ(paced.peak_in_flight, 1);
+  EXPECT_EQ(paced.acked, 5);
 }
 
 }  // namespace

@@ -1,12 +1,16 @@
 // Two plugins whose behaviour the runtime's tests script from the TOML, so a
 // whole pipeline runs in-process and its ordering can be checked from a
 // report file both of them append to:
-//   scripted source: publishes `messages` messages at start, records each
+//   scripted source: publishes `messages` messages at start (of
+//     `payload_bytes` each, when set) — all at once, or `paced`: each once
+//     Ingress::when_ready lets it, recording "published ID" — records each
 //     completion ("ack ID" / "error ID CODE") and delivery ("deliver ID"),
 //     and raises SIGTERM once every completion and delivery is in;
 //   scripted log: confirms each append after `confirm_delay_ms`, failing
 //     every `fail_every`-th one, and records "confirmed ID" / "refused ID"
-//     just before it completes; with `backlog` > 0 and a consumer, it hands
+//     just before it completes; with `hold_ms` > 0 it confirms nothing until
+//     `hold_ms` after start, then one append every `confirm_delay_ms`, in
+//     order (a log that stalls, then catches up); with `backlog` > 0 and a consumer, it hands
 //     that many stored messages to the consumer in batches, one every
 //     `batch_delay_ms`, reports the rest as its consumer_lag(), and raises
 //     SIGTERM `linger_ms` after the last batch was confirmed;
@@ -14,6 +18,7 @@
 //     every `drop_every`-th, recording "rejected ID" / "dropped ID" /
 //     "passed ID".
 #include <csignal>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -39,36 +44,28 @@ class ScriptedSource final : public nudge::Source {
   ScriptedSource(const nudge::Config& config, nudge::Context& context)
       : context_(context),
         messages_(config.get_int("messages")),
+        payload_bytes_(config.get_int("payload_bytes")),
+        paced_(config.get_bool("paced")),
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
     nudge::ConfigSchema s;
     s.required("report", nudge::ConfigType::string, "file the source appends its observations to");
     s.integer("messages", 100, "messages published at start").range(1, 1000000);
+    s.integer("payload_bytes", 0, "bytes of each message's payload (0: \"message N\")").range(0, 16 * 1024 * 1024);
+    s.boolean("paced", false, "publish each message once Ingress::when_ready says there is room, recording it");
     return s;
   }
 
   nudge::Status start(nudge::Ingress& ingress) override {
+    ingress_ = &ingress;
     ingress.set_room_interest("room", true);
-    boost::asio::post(context_.executor(), [this, &ingress] {
-      for (std::int64_t i = 0; i < messages_; ++i) {
-        auto message = std::make_shared<nudge::Message>();
-        message->id = nudge::MessageId::generate();
-        message->room = "room";
-        message->sender = "scripted";
-        message->payload = "message " + std::to_string(i);
-        const std::string id = message->id.to_string();
-        ingress.publish(std::move(message), [this, id](nudge::Status status) {
-          if (status.ok()) {
-            report_.line("ack " + id);
-            ++acked_;
-          } else {
-            report_.line("error " + id + " " + std::string(nudge::to_string(status.code())));
-          }
-          ++completed_;
-          maybe_done();
-        });
-      }
+    if (paced_) {
+      ingress.when_ready([this] { publish_paced(); });
+      return nudge::Status::success();
+    }
+    boost::asio::post(context_.executor(), [this] {
+      for (std::int64_t i = 0; i < messages_; ++i) publish(i);
     });
     return nudge::Status::success();
   }
@@ -83,6 +80,34 @@ class ScriptedSource final : public nudge::Source {
   void stop(std::function<void()> done) override { done(); }
 
  private:
+  /// Publishes message `i`; returns its id.
+  std::string publish(std::int64_t i) {
+    auto message = std::make_shared<nudge::Message>();
+    message->id = nudge::MessageId::generate();
+    message->room = "room";
+    message->sender = "scripted";
+    message->payload = payload_bytes_ > 0 ? std::string(static_cast<std::size_t>(payload_bytes_), 'x')
+                                          : "message " + std::to_string(i);
+    const std::string id = message->id.to_string();
+    if (paced_) report_.line("published " + id);
+    ingress_->publish(std::move(message), [this, id](nudge::Status status) {
+      if (status.ok()) {
+        report_.line("ack " + id);
+        ++acked_;
+      } else {
+        report_.line("error " + id + " " + std::string(nudge::to_string(status.code())));
+      }
+      ++completed_;
+      maybe_done();
+    });
+    return id;
+  }
+
+  void publish_paced() {
+    publish(published_++);
+    if (published_ < messages_) ingress_->when_ready([this] { publish_paced(); });
+  }
+
   void maybe_done() {
     if (completed_ != messages_ || signalled_) return;
     if (delivered_ >= acked_) {
@@ -103,7 +128,11 @@ class ScriptedSource final : public nudge::Source {
 
   nudge::Context& context_;
   std::int64_t messages_;
+  std::int64_t payload_bytes_;
+  bool paced_;
   Report report_;
+  nudge::Ingress* ingress_ = nullptr;
+  std::int64_t published_ = 0;
   std::int64_t completed_ = 0;
   std::int64_t acked_ = 0;
   std::int64_t delivered_ = 0;
@@ -117,6 +146,7 @@ class ScriptedLog final : public nudge::Log {
       : context_(context),
         fail_every_(config.get_int("fail_every")),
         delay_ms_(config.get_int("confirm_delay_ms")),
+        hold_ms_(config.get_int("hold_ms")),
         report_(config.get_string("report")),
         backlog_(config.get_int("backlog")),
         batch_delay_ms_(config.get_int("batch_delay_ms")),
@@ -127,6 +157,8 @@ class ScriptedLog final : public nudge::Log {
     s.required("report", nudge::ConfigType::string, "file the log appends its observations to");
     s.integer("fail_every", 0, "refuse every n-th append (0: none)").range(0, 1000000);
     s.integer("confirm_delay_ms", 1, "time before an append completes").range(0, 60000);
+    s.integer("hold_ms", 0, "time from start before the first append completes; then one every confirm_delay_ms")
+        .range(0, 60000);
     s.integer("backlog", 0, "messages waiting for the consumer at start").range(0, 10000000);
     s.integer("batch_delay_ms", 10, "time between two batches of the backlog").range(0, 60000);
     s.integer("linger_ms", 1500, "time after the backlog is written before SIGTERM").range(0, 60000);
@@ -134,6 +166,14 @@ class ScriptedLog final : public nudge::Log {
   }
 
   nudge::Status start(const nudge::LogStartOptions& options) override {
+    if (hold_ms_ > 0) {
+      hold_timer_ = std::make_shared<boost::asio::steady_timer>(context_.executor(), std::chrono::milliseconds(hold_ms_));
+      hold_timer_->async_wait([this](boost::system::error_code ec) {
+        if (ec) return;
+        holding_ = false;
+        confirm_held();
+      });
+    }
     if (backlog_ > 0 && options.consumer) {
       consumer_ = options.consumer;
       batch_size_ = static_cast<std::int64_t>(options.max_batch_messages);
@@ -154,6 +194,11 @@ class ScriptedLog final : public nudge::Log {
   }
 
   void append(const nudge::MessagePtr& message, nudge::Completion done) override {
+    if (hold_ms_ > 0) {
+      held_.push_back({message->id.to_string(), std::move(done)});
+      if (!holding_ && held_.size() == 1) confirm_held();
+      return;
+    }
     const bool refuse = fail_every_ > 0 && ++appended_ % fail_every_ == 0;
     auto timer = std::make_shared<boost::asio::steady_timer>(context_.executor(),
                                                              std::chrono::milliseconds(delay_ms_));
@@ -166,10 +211,30 @@ class ScriptedLog final : public nudge::Log {
 
   void stop(std::function<void()> done) override {
     if (timer_) timer_->cancel();
+    if (hold_timer_) hold_timer_->cancel();
     done();
   }
 
  private:
+  struct Held {
+    std::string id;
+    nudge::Completion done;
+  };
+
+  /// Confirms the oldest held append after confirm_delay_ms, and so on while there are some.
+  void confirm_held() {
+    if (held_.empty()) return;
+    hold_timer_->expires_after(std::chrono::milliseconds(delay_ms_));
+    hold_timer_->async_wait([this](boost::system::error_code ec) {
+      if (ec || held_.empty()) return;
+      Held next = std::move(held_.front());
+      held_.pop_front();
+      report_.line("confirmed " + next.id);
+      next.done(nudge::Status::success());
+      confirm_held();
+    });
+  }
+
   void next_batch() {
     timer_->expires_after(std::chrono::milliseconds(consumed_ < backlog_ ? batch_delay_ms_ : linger_ms_));
     timer_->async_wait([this](boost::system::error_code ec) {
@@ -198,6 +263,10 @@ class ScriptedLog final : public nudge::Log {
   nudge::Context& context_;
   std::int64_t fail_every_;
   std::int64_t delay_ms_;
+  std::int64_t hold_ms_;
+  bool holding_ = true;
+  std::deque<Held> held_;
+  std::shared_ptr<boost::asio::steady_timer> hold_timer_;
   Report report_;
   std::int64_t appended_ = 0;
   std::int64_t backlog_ = 0;

@@ -329,11 +329,14 @@ std::vector<std::string> instance_environment(const Deployment& d, const DeployI
   return environment_with(extra);
 }
 
-/// `nudge COMMAND PIPELINE --set ...`: the flags that give an instance its ports.
+/// `nudge COMMAND PIPELINE --set ...`: the flags that give an instance its
+/// ports, and its trust in the nginx in front (on this host), whose
+/// X-Forwarded-For names each client for the per-address limits.
 std::vector<std::string> instance_command(const std::string& exe, const std::string& command,
                                           const DeployInstance& inst) {
   return {exe, command, inst.pipeline.string(), "--set", "source.websocket.listen=" + inst.listen.to_string(),
-          "--set", "admin.listen=" + inst.admin.to_string()};
+          "--set", "admin.listen=" + inst.admin.to_string(),
+          "--set", R"(source.websocket.trusted_proxies=["127.0.0.1","::1"])"};
 }
 
 std::string self_exe() {

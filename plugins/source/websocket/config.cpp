@@ -102,6 +102,11 @@ ConfigSchema WebSocketConfig::schema() {
             "Rooms one client may be in at once; a join past it gets the error too_many_rooms")
       .range(1, 100000)
       .reloadable();
+  s.integer("max_rooms_per_address", 1000,
+            "Room memberships of all the clients of one address (IPv6: its /64) together; a join past it gets "
+            "too_many_rooms. 0 disables the limit")
+      .range(0, 10'000'000)
+      .reloadable();
   s.integer("max_rooms", 100000,
             "Rooms with local clients this instance holds at once (each a fanout subscription); a join of a new "
             "room past it gets the error too_many_rooms")
@@ -115,7 +120,7 @@ ConfigSchema WebSocketConfig::schema() {
   s.string_list("trusted_proxies", {},
                 "Reverse proxies (addresses or networks, e.g. \"127.0.0.1\", \"10.0.0.0/8\") whose "
                 "X-Forwarded-For names the client: per-address limits then count that address, not the proxy's. "
-                "Requests through one without X-Forwarded-For count under no address. Empty: every peer is a client")
+                "Requests through one without X-Forwarded-For count under the proxy's own address. Empty: every peer is a client")
       .with_example("[\"127.0.0.1\", \"::1\"]")
       .with_check([](const ConfigValue& v) {
         std::string error;
@@ -228,6 +233,7 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.sender_rate_limit_burst = c.get_int("sender_rate_limit_burst");
   out.max_sockets = c.get_int("max_sockets");
   out.max_rooms_per_connection = c.get_int("max_rooms_per_connection");
+  out.max_rooms_per_address = c.get_int("max_rooms_per_address");
   out.max_rooms = c.get_int("max_rooms");
   out.allowed_origins = c.get_strings("allowed_origins");
   out.trusted_proxies = c.get_strings("trusted_proxies");
@@ -277,6 +283,7 @@ void WebSocketConfig::apply_live(const WebSocketConfig& next) {
   sender_rate_limit_per_second = next.sender_rate_limit_per_second;
   sender_rate_limit_burst = next.sender_rate_limit_burst;
   max_rooms_per_connection = next.max_rooms_per_connection;
+  max_rooms_per_address = next.max_rooms_per_address;
   max_rooms = next.max_rooms;
   resend_max_entries = next.resend_max_entries;
   allowed_origins = next.allowed_origins;

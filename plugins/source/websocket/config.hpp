@@ -35,6 +35,7 @@ struct WebSocketConfig {
   /// 0: from the process's open-file limit (Hub::max_sockets).
   std::int64_t max_sockets = 0;
   std::int64_t max_rooms_per_connection = 0;
+  std::int64_t max_rooms_per_address = 0;
   std::int64_t max_rooms = 0;
   std::vector<std::string> allowed_origins;
   std::vector<std::string> trusted_proxies;

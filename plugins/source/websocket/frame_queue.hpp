@@ -25,6 +25,9 @@ class FrameQueue {
   /// Bytes of every queued frame together: what the client makes the server
   /// hold by not reading (frames shared with other clients count in full).
   std::size_t bytes() const noexcept { return bytes_; }
+  /// Frames ever queued, and ever taken out from the front (written).
+  std::uint64_t pushed() const noexcept { return popped_ + size(); }
+  std::uint64_t popped() const noexcept { return popped_; }
   /// The oldest frame; the queue must not be empty.
   const Frame& front() const noexcept { return frames_[head_]; }
 

@@ -22,7 +22,9 @@ PeerTable::Entry* PeerTable::find_or_add(const std::string& peer, Clock::time_po
 }
 
 bool PeerTable::idle(const Entry& entry, Clock::time_point now) const noexcept {
-  return entry.sockets == 0 && entry.clients == 0 && entry.connects.full(now) && entry.messages.full(now);
+  return entry.sockets == 0 && entry.clients == 0 && entry.history_bytes == 0 && entry.rooms == 0 &&
+         entry.connects.full(now) &&
+         entry.messages.full(now);
 }
 
 PeerTable::Refusal PeerTable::open_socket(const std::string& peer, Clock::time_point now) {
@@ -55,6 +57,38 @@ bool PeerTable::allow_message(const std::string& peer, Clock::time_point now) {
   if (limits_.messages_per_second <= 0) return true;
   Entry* entry = find_or_add(peer, now);
   return entry && entry->messages.allow(now);
+}
+
+bool PeerTable::join_room(const std::string& peer, std::size_t most, Clock::time_point now) {
+  Entry* entry = find_or_add(peer, now);
+  if (!entry || (most > 0 && entry->rooms >= most)) return false;
+  ++entry->rooms;
+  return true;
+}
+
+void PeerTable::leave_room(const std::string& peer) noexcept {
+  if (auto it = entries_.find(peer); it != entries_.end() && it->second.rooms > 0) --it->second.rooms;
+}
+
+std::size_t PeerTable::rooms(const std::string& peer) const noexcept {
+  const auto it = entries_.find(peer);
+  return it == entries_.end() ? 0 : it->second.rooms;
+}
+
+void PeerTable::add_history(const std::string& peer, std::size_t bytes, Clock::time_point now) {
+  // A peer with history always has an entry: it holds a client, so it was
+  // made when the client was counted, and a full table cannot refuse it.
+  if (Entry* entry = find_or_add(peer, now)) entry->history_bytes += bytes;
+}
+
+void PeerTable::release_history(const std::string& peer, std::size_t bytes) noexcept {
+  if (auto it = entries_.find(peer); it != entries_.end())
+    it->second.history_bytes -= std::min(it->second.history_bytes, bytes);
+}
+
+std::size_t PeerTable::history(const std::string& peer) const noexcept {
+  const auto it = entries_.find(peer);
+  return it == entries_.end() ? 0 : it->second.history_bytes;
 }
 
 void PeerTable::forget_idle(Clock::time_point now) {

@@ -63,6 +63,17 @@ class PeerTable {
   /// and a token's subject); false when it is spent or the table is full.
   bool allow_message(const std::string& peer, Clock::time_point now);
 
+  /// Room memberships of `peer`'s clients: false when it has `most` already.
+  bool join_room(const std::string& peer, std::size_t most, Clock::time_point now);
+  void leave_room(const std::string& peer) noexcept;
+  std::size_t rooms(const std::string& peer) const noexcept;
+
+  /// History bytes the clients of `peer` hold (reserved for reads, queued
+  /// and not yet written): its share of the source's history budget.
+  void add_history(const std::string& peer, std::size_t bytes, Clock::time_point now);
+  void release_history(const std::string& peer, std::size_t bytes) noexcept;
+  std::size_t history(const std::string& peer) const noexcept;
+
   /// Forgets entries that hold nothing and whose buckets have refilled.
   void forget_idle(Clock::time_point now);
   /// New limits (a reload): entries' buckets take the new rates at once.
@@ -79,6 +90,8 @@ class PeerTable {
           messages(limits.messages_per_second, limits.message_burst, now) {}
     std::size_t sockets = 0;
     std::size_t clients = 0;
+    std::size_t history_bytes = 0;
+    std::size_t rooms = 0;
     TokenBucket connects;
     TokenBucket messages;
   };

@@ -69,6 +69,20 @@ bool refused_in_name(char32_t c) noexcept {
   return false;
 }
 
+/// Space separators (Unicode category Zs): not at either end of a name, so
+/// "admin\u00a0" does not pass for "admin".
+bool is_space(char32_t c) noexcept {
+  return c == 0x20 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x202F || c == 0x205F ||
+         c == 0x3000 || c == 0x2800 /* braille blank: drawn as nothing */;
+}
+
+/// Combining marks of the common blocks: a name does not start with one
+/// (it would draw on whatever the page shows before the name).
+bool is_combining(char32_t c) noexcept {
+  return (c >= 0x0300 && c <= 0x036F) || (c >= 0x1AB0 && c <= 0x1AFF) || (c >= 0x1DC0 && c <= 0x1DFF) ||
+         (c >= 0x20D0 && c <= 0x20FF) || (c >= 0xFE20 && c <= 0xFE2F);
+}
+
 /// The code points of valid UTF-8 `text`, one at a time.
 char32_t next_code_point(std::string_view text, std::size_t& at) noexcept {
   const auto lead = static_cast<unsigned char>(text[at]);
@@ -83,11 +97,17 @@ char32_t next_code_point(std::string_view text, std::size_t& at) noexcept {
 
 bool is_valid_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxName || !is_valid_utf8(name)) return false;
-  // "admin " is not to pass for "admin".
-  if (name.front() == ' ' || name.back() == ' ') return false;
-  for (std::size_t at = 0; at < name.size();)
-    if (refused_in_name(next_code_point(name, at))) return false;
-  return true;
+  char32_t first = 0;
+  char32_t last = 0;
+  for (std::size_t at = 0; at < name.size();) {
+    const char32_t c = next_code_point(name, at);
+    if (refused_in_name(c)) return false;
+    if (first == 0) first = c;
+    last = c;
+  }
+  // "admin " and "admin\u00a0" are not to pass for "admin"; a name of spaces,
+  // or one starting with a combining mark, shows as nothing of its own.
+  return !is_space(first) && !is_space(last) && !is_combining(first);
 }
 
 std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error) {
@@ -117,12 +137,14 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
     }
   }
   ClientFrame frame;
-  if (auto ref = string_member(doc, "ref")) {
-    if (ref->size() > kMaxRef) {
-      error = {"bad_request", "'ref' is longer than 128 bytes", ""};
+  if (const auto it = doc.FindMember("ref"); it != doc.MemberEnd()) {
+    // A ref the client cannot have meant as one (a number, null, "") would
+    // make a resend a second message: refused, not dropped.
+    if (!it->value.IsString() || it->value.GetStringLength() == 0 || it->value.GetStringLength() > kMaxRef) {
+      error = {"bad_request", "'ref' must be a string of 1 to 128 bytes", ""};
       return std::nullopt;
     }
-    frame.ref = std::move(*ref);
+    frame.ref.assign(it->value.GetString(), it->value.GetStringLength());
   }
   error.ref = frame.ref;
   const auto type = string_member(doc, "type");

@@ -35,8 +35,11 @@ struct ProtocolError {
 std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error);
 
 bool is_valid_room(std::string_view room);
-/// A sender's name: 1 to 64 bytes of UTF-8, no space at either end, and no
-/// control, bidirectional or invisible formatting character (see kNameRule).
+/// A sender's name: 1 to 64 bytes of UTF-8, no space (of any kind) at either
+/// end nor a combining mark first, and no control, bidirectional or invisible
+/// formatting character (see kNameRule). Letters of other scripts that look
+/// alike (Cyrillic "а" for Latin "a") and unnormalised forms are not
+/// detected: a name is what a client says it is; tokens name senders for sure.
 bool is_valid_name(std::string_view name);
 /// What is_valid_name asks, in a sentence for the client's error.
 inline constexpr const char* kNameRule =

@@ -40,23 +40,52 @@ void ResendCache::touch(Order::iterator it, Clock::time_point now) {
   order_.splice(order_.end(), order_, it);
 }
 
+std::size_t ResendCache::held_by(std::string_view owner) const noexcept {
+  const auto it = owners_.find(std::string(owner));
+  return it == owners_.end() ? 0 : it->second.entries.size();
+}
+
+void ResendCache::erase(Order::iterator it) {
+  auto owner = owners_.find(it->owner);
+  if (owner != owners_.end()) {
+    const std::size_t before = owner->second.entries.size();
+    by_size_.erase({before, owner->first});
+    owner->second.entries.erase(it->owner_position);
+    if (owner->second.entries.empty()) owners_.erase(owner);
+    else by_size_.emplace(before - 1, owner->first);
+  }
+  entries_.erase(std::string_view(it->key));
+  order_.erase(it);
+}
+
+bool ResendCache::evict_from_largest_owner() {
+  for (const auto& [size, name] : by_size_) {
+    auto& entries = owners_.at(name).entries;
+    for (auto it = entries.begin(); it != entries.end(); ++it) {
+      if ((*it)->state == State::in_flight) continue;  // its outcome is still owed to the waiters
+      erase(*it);
+      return true;
+    }
+  }
+  return false;
+}
+
 void ResendCache::evict(Clock::time_point now, std::size_t room_for) {
-  auto it = order_.begin();
-  while (it != order_.end()) {
-    const bool over = entries_.size() + room_for > max_entries_;
-    const bool expired = now - it->last_used >= window_;
-    if (!over && !expired) break;  // the rest is newer
+  // Expired first, oldest use first.
+  for (auto it = order_.begin(); it != order_.end() && now - it->last_used >= window_;) {
     if (it->state == State::in_flight) {
       ++it;  // its outcome is still owed to the waiters
       continue;
     }
-    entries_.erase(std::string_view(it->key));
-    it = order_.erase(it);
+    erase(it++);
+  }
+  while (entries_.size() + room_for > max_entries_ && evict_from_largest_owner()) {
   }
 }
 
 ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view ref, std::uint64_t content,
-                                      const MessageId& fresh_id, Clock::time_point now, Waiter waiter) {
+                                      const MessageId& fresh_id, Clock::time_point now, Waiter waiter,
+                                      std::string_view owner) {
   evict(now);
   const std::string key = make_key(scope, ref);
   if (auto found = entries_.find(std::string_view(key)); found != entries_.end()) {
@@ -77,9 +106,13 @@ ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view r
   evict(now, 1);
   // Every entry left is in flight (evict made room otherwise): nothing may go.
   if (entries_.size() >= max_entries_) return {Outcome::busy, fresh_id};
-  order_.push_back(Entry{key, fresh_id, content, State::in_flight, now, {}});
+  order_.push_back(Entry{key, fresh_id, content, State::in_flight, now, {}, std::string(owner.empty() ? scope : owner), {}});
   auto it = std::prev(order_.end());
   entries_.emplace(std::string_view(it->key), it);
+  auto& mine = owners_[it->owner];
+  by_size_.erase({mine.entries.size(), it->owner});
+  it->owner_position = mine.entries.insert(mine.entries.end(), it);
+  by_size_.emplace(mine.entries.size(), it->owner);
   evict(now);
   return {Outcome::publish, fresh_id};
 }

@@ -11,9 +11,6 @@ namespace {
 
 /// Messages asked for at once while catching up; more are read page by page.
 constexpr std::size_t kCatchUpPage = 500;
-/// History frames queued to one client at most: they are the client's own,
-/// not shared with a room, so this is what one that does not read holds.
-constexpr std::size_t kHistoryQueuedBytes = 1024 * 1024;
 
 /// What a message read from history holds in memory, for the budget.
 std::size_t held_size(const Message& m) noexcept {
@@ -63,7 +60,8 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       history_failures(ctx.metrics().counter("history_failures", "Joins whose history could not be read")),
       joins_refused(ctx.metrics().counter("joins_refused", "Joins refused for max_rooms_per_connection or max_rooms")),
       history_bytes_gauge(ctx.metrics().gauge(
-          "history_bytes_held", "Bytes reserved for the history reads in flight (history_buffer_bytes)")) {
+          "history_bytes_held",
+          "Bytes of history reserved for reads in flight or queued to clients and not yet written (history_buffer_bytes)")) {
   peers.set_limits(peer_limits(), Clock::now());
   std::string error;
   if (auto parsed = TrustedProxies::parse(config.trusted_proxies, error)) proxies = std::move(*parsed);
@@ -150,6 +148,31 @@ void Hub::close_client(const std::string& peer) noexcept {
   connections_open.add(-1);
 }
 
+bool Hub::open_unauthenticated(const std::string& peer, bool forwarded, std::string& why) {
+  if (unauthenticated >= static_cast<std::size_t>(config.max_connections)) {
+    why = "too many connections waiting to authenticate";
+    return false;
+  }
+  if (!peer.empty() && !peers.open_client(peer, Clock::now(), forwarded)) {
+    why = "too many connections from this address";
+    return false;
+  }
+  ++unauthenticated;
+  return true;
+}
+
+bool Hub::authenticate(std::string& why) {
+  if (connections >= static_cast<std::size_t>(config.max_connections)) {
+    why = "too many connections";
+    return false;
+  }
+  if (unauthenticated > 0) --unauthenticated;
+  ++connections;
+  connections_open.add(1);
+  connections_accepted.add();
+  return true;
+}
+
 // ---------------------------------------------------------------- Outbound
 
 const std::shared_ptr<const std::string>& Outbound::native_frame() {
@@ -211,7 +234,7 @@ WsSession::WsSession(std::shared_ptr<Hub> hub, std::string address, std::string 
   if (identity_) name_ = identity_->name;
 }
 
-WsSession::~WsSession() = default;
+WsSession::~WsSession() { release_all_history(); }
 
 void WsSession::apply_limits() {
   bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
@@ -280,10 +303,15 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
   };
   if (ref.empty() || hub_->config.resend_window_ms == 0) return publish(MessageId::generate(), std::nullopt);
   std::string scope = resend_scope();
-  auto claim = hub_->resends.claim(scope, ref, ResendCache::content_of(room, text), MessageId::generate(),
-                                   ResendCache::Clock::now(), [weak, reply](const Status& status, const MessageId& id) {
-                                     if (auto self = weak.lock()) reply(*self, SendOutcome{status, id, {}});
-                                   });
+  // The cache's share is the sender's, as for its rate: a flood of refs from
+  // elsewhere evicts the flood's own first.
+  const std::string owner = identity_ ? "sender:" + identity_->name : peer_;
+  auto claim = hub_->resends.claim(
+      scope, ref, ResendCache::content_of(room, text), MessageId::generate(), ResendCache::Clock::now(),
+      [weak, reply](const Status& status, const MessageId& id) {
+        if (auto self = weak.lock()) reply(*self, SendOutcome{status, id, {}});
+      },
+      owner);
   switch (claim.outcome) {
     case ResendCache::Outcome::publish: return publish(claim.id, std::move(scope));
     case ResendCache::Outcome::already_acked:
@@ -338,7 +366,15 @@ Hub::JoinRefusal WsSession::join_room(const std::string& room, std::optional<Mes
     hub_->joins_refused.add();
     return Hub::JoinRefusal::too_many_rooms_here;
   }
-  if (const auto refusal = hub_->join(this, room); refusal != Hub::JoinRefusal::none) return refusal;
+  if (!peer_.empty() &&
+      !hub_->peers.join_room(peer_, static_cast<std::size_t>(hub_->config.max_rooms_per_address), Hub::Clock::now())) {
+    hub_->joins_refused.add();
+    return Hub::JoinRefusal::too_many_rooms_from_address;
+  }
+  if (const auto refusal = hub_->join(this, room); refusal != Hub::JoinRefusal::none) {
+    if (!peer_.empty()) hub_->peers.leave_room(peer_);
+    return refusal;
+  }
   rooms_.insert(room);
   const bool wanted = after ? hub_->config.catch_up_max_messages > 0 : hub_->config.history_messages > 0;
   if (!wanted || !hub_->ingress || !hub_->ingress->has_history()) {
@@ -350,32 +386,24 @@ Hub::JoinRefusal WsSession::join_room(const std::string& room, std::optional<Mes
   state = CatchUp{};
   state.paged = after.has_value();
   state.cursor = after;
-  state.ticket = ++hub_->next_history_ticket;
-  hub_->request_history_read(weak_self(), room, state.ticket);
+  request_turn(room);
   return Hub::JoinRefusal::none;
 }
 
-std::size_t WsSession::history_room_bytes() const {
-  const auto& cfg = hub_->config;
-  // A paged catch-up queues at most kHistoryQueuedBytes; the last N on
-  // joining may use half the queue (it cannot be read in pages).
-  const std::size_t cap = std::min(static_cast<std::size_t>(cfg.max_send_queue_bytes) / 2, kHistoryQueuedBytes);
-  return cap > queued_bytes() ? cap - queued_bytes() : 0;
+bool WsSession::may_read_history() const noexcept {
+  return !history_reading_ && !queuing_history_ && history_held() < kHistoryBytesPerClient / 2 &&
+         queued_frames() < static_cast<std::size_t>(hub_->config.max_send_queue) / 4;
 }
 
-std::size_t WsSession::history_read_limit(const CatchUp& state) const {
-  const auto& cfg = hub_->config;
-  const std::size_t largest = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);
-  // What is left of the budget (the hub starts a read only when one message fits).
-  const std::size_t budget = static_cast<std::size_t>(cfg.history_buffer_bytes);
-  const std::size_t free = budget > hub_->history_bytes_held ? budget - hub_->history_bytes_held : 0;
-  const std::size_t by_budget = std::max<std::size_t>(1, free / largest);
-  if (!state.paged) return std::min(by_budget, static_cast<std::size_t>(cfg.history_messages));
-  const std::size_t frames = static_cast<std::size_t>(cfg.max_send_queue) / 2;
-  const std::size_t by_frames = frames > queued_frames() ? frames - queued_frames() : 0;
-  const std::size_t left =
-      static_cast<std::size_t>(cfg.catch_up_max_messages) - std::min(state.sent, static_cast<std::size_t>(cfg.catch_up_max_messages));
-  return std::min({by_budget, by_frames, history_room_bytes() / largest, kCatchUpPage, left});
+void WsSession::request_turn(const std::string& room) {
+  auto& state = catching_up_->at(room);
+  if (!may_read_history()) {
+    state.phase = CatchUp::Phase::waiting_for_room;  // resume_waiting_history asks again
+    return;
+  }
+  state.phase = CatchUp::Phase::queued;
+  state.ticket = ++hub_->next_history_ticket;
+  hub_->request_history_read(weak_self(), room, state.ticket);
 }
 
 bool WsSession::wants_history_read(const std::string& room, std::uint64_t ticket) const {
@@ -384,60 +412,113 @@ bool WsSession::wants_history_read(const std::string& room, std::uint64_t ticket
   return it != catching_up_->end() && it->second.ticket == ticket && it->second.phase == CatchUp::Phase::queued;
 }
 
-bool WsSession::start_history_read(const std::string& room, std::uint64_t ticket) {
-  if (!hub_->ingress || !wants_history_read(room, ticket)) return false;
-  const auto it = catching_up_->find(room);
-  auto& state = it->second;
+WsSession::Turn WsSession::start_history_read(const std::string& room, std::uint64_t ticket) {
+  if (!hub_->ingress || !wants_history_read(room, ticket)) return Turn::passed;
+  auto& state = catching_up_->at(room);
+  if (!may_read_history()) {
+    // Another room's read of this client got its turn first.
+    state.phase = CatchUp::Phase::waiting_for_room;
+    return Turn::passed;
+  }
+  const std::size_t share = hub_->history_share_per_peer();
+  const std::size_t peer_holds = peer_.empty() ? 0 : hub_->peers.history(peer_);
+  if (!peer_.empty() && peer_holds + static_cast<std::size_t>(hub_->config.max_message_bytes) > share)
+    return Turn::deferred;
+  const auto& cfg = hub_->config;
   HistoryQuery query;
   query.room = room;
   query.after = state.cursor;
-  query.limit = history_read_limit(state);
-  if (query.limit == 0) {
-    state.phase = CatchUp::Phase::waiting_for_room;  // on_queue_drained asks again
-    return false;
-  }
+  const std::size_t left =
+      static_cast<std::size_t>(cfg.catch_up_max_messages) - std::min(state.sent, static_cast<std::size_t>(cfg.catch_up_max_messages));
+  // A page fills at most half the client's queue in frames as well.
+  const std::size_t frames = static_cast<std::size_t>(cfg.max_send_queue) / 2;
+  const std::size_t frame_room = std::max<std::size_t>(1, frames > queued_frames() ? frames - queued_frames() : 0);
+  query.limit = std::min(state.paged ? std::min(kCatchUpPage, left) : static_cast<std::size_t>(cfg.history_messages),
+                         frame_room);
+  // The reservation is what the answer may be queued of (the rest is
+  // read again, or left out): this client's allowance and the hub's budget.
+  const std::size_t largest = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);
+  const std::size_t budget = static_cast<std::size_t>(cfg.history_buffer_bytes);
+  const std::size_t hub_free = budget > hub_->history_bytes_held ? budget - hub_->history_bytes_held : 0;
+  const std::size_t peer_free = peer_.empty() ? hub_free : share - std::min(share, peer_holds);
+  const std::size_t reserved = std::max(
+      largest, std::min({query.limit * largest, kHistoryBytesPerClient - history_held(), hub_free, peer_free}));
   state.phase = CatchUp::Phase::reading;
   state.asked = query.limit;
-  const std::size_t reserved =
-      query.limit * (static_cast<std::size_t>(hub_->config.max_message_bytes) + sizeof(Message));
+  history_reading_ = true;
+  history_reserved_ = reserved;
   ++hub_->history_reads_in_flight;
-  hub_->history_bytes_held += reserved;
-  hub_->history_bytes_gauge.set(static_cast<std::int64_t>(hub_->history_bytes_held));
-  hub_->ingress->read_history(std::move(query), [weak = weak_self(), hub = hub_, room, reserved](
+  hub_->hold_history_bytes(peer_, reserved);
+  hub_->ingress->read_history(std::move(query), [weak = weak_self(), hub = hub_, peer = peer_, room, reserved](
                                                     Status status, std::vector<MessagePtr> messages) {
-    hub->history_read_done(reserved);
-    if (auto self = weak.lock()) self->on_history(room, status, std::move(messages));
+    hub->history_read_done();
+    auto self = weak.lock();
+    if (!self) return hub->release_history_bytes(peer, reserved);
+    self->history_reading_ = false;
+    // What is queued of the reservation stays held (until written); the rest goes back.
+    self->on_history(room, status, std::move(messages));  // takes history_reserved_ in every case
+    self->resume_waiting_history();
     hub->start_history_reads();
   });
-  return true;
+  return Turn::started;
 }
 
 void WsSession::on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages) {
-  if (!catching_up_) return;  // left (or closed) meanwhile
-  const auto it = catching_up_->find(room);
-  if (it == catching_up_->end() || it->second.phase != CatchUp::Phase::reading) return;
+  const auto it = catching_up_ ? catching_up_->find(room) : decltype(catching_up_->end()){};
+  if (!catching_up_ || it == catching_up_->end() || it->second.phase != CatchUp::Phase::reading) {
+    // Left (or closed) meanwhile: nothing of the reservation is kept.
+    hub_->release_history_bytes(peer_, std::exchange(history_reserved_, 0));
+    return;
+  }
   auto& state = it->second;
   if (!status.ok()) {
+    hub_->release_history_bytes(peer_, std::exchange(history_reserved_, 0));
     hub_->logger.debug("history of room '", room, "' unreadable: ", status.message());
     return finish_catch_up(room, status);
   }
-  state.more = false;
+  // What the read reserved is queued (the client's allowance and the hub's
+  // budget, as they were when it started); one message always, so a single
+  // large one still moves when nothing else is held.
+  const std::size_t reserved = std::exchange(history_reserved_, 0);
+  std::size_t room_left = reserved;
+  const bool holds_none = history_queued_ == 0;
+  auto fits = [&](const MessagePtr& m, bool first) {
+    const std::size_t size = held_size(*m);
+    if (size > room_left && !(first && holds_none)) return false;
+    room_left -= std::min(room_left, size);
+    return true;
+  };
   const bool full_page = messages.size() >= state.asked;
-  if (!messages.empty()) state.cursor = messages.back()->id;
-  // The last N on joining cannot be paged: what does not fit the client's
-  // queue is left out, oldest first (the room's latest are what it wants).
   std::size_t first = 0;
-  if (!state.paged) {
-    const std::size_t half = static_cast<std::size_t>(hub_->config.max_send_queue_bytes) / 2;
-    std::size_t room_bytes = half > queued_bytes() ? half - queued_bytes() : 0;
-    for (first = messages.size(); first > 0; --first) {
-      const std::size_t size = held_size(*messages[first - 1]);
-      if (size > room_bytes) break;
-      room_bytes -= size;
+  std::size_t end = messages.size();
+  if (state.paged) {
+    // Oldest first; what does not fit is read again from the cursor.
+    for (end = 0; end < messages.size() && fits(messages[end], end == 0); ++end) {
+    }
+  } else {
+    // The last N on joining cannot be paged: the newest that fit go, the
+    // oldest are left out (a room's latest are what a joining client wants).
+    for (first = messages.size(); first > 0 && fits(messages[first - 1], first == messages.size()); --first) {
     }
   }
+  const bool cut = state.paged && end < messages.size();
+  if (end > first) state.cursor = messages[end - 1]->id;
+  // The reservation becomes what is queued; the rest of it goes back.
+  const std::size_t queued = queue_history(state, messages, first, end);
+  if (queued > reserved) hub_->hold_history_bytes(peer_, queued - reserved);  // one large message
+  else hub_->release_history_bytes(peer_, reserved - queued);
+  if (!catching_up_ || !catching_up_->contains(room)) return;  // closed while queuing
+  auto& after = catching_up_->at(room);
+  after.more = after.paged && !messages.empty() && (cut || full_page) &&
+               after.sent < static_cast<std::size_t>(hub_->config.catch_up_max_messages);
+  continue_catch_up(room);
+}
+
+std::size_t WsSession::queue_history(CatchUp& state, std::vector<MessagePtr>& messages, std::size_t first,
+                                     std::size_t end) {
+  std::size_t bytes = 0;
   queuing_history_ = true;
-  for (std::size_t i = first; i < messages.size(); ++i) {
+  for (std::size_t i = first; i < end; ++i) {
     auto& message = messages[i];
     // A live message held meanwhile that history carries is not sent twice.
     std::erase_if(state.held, [&](const MessagePtr& m) {
@@ -446,44 +527,61 @@ void WsSession::on_history(const std::string& room, const Status& status, std::v
       return true;
     });
     ++state.sent;
+    bytes += held_size(*message);
     hub_->history_sent.add();
     Outbound out(std::move(message), true);
     send_history(out);
-    // Sending may close the session (its queue overflowed with live traffic),
-    // which drops this state: look it up again.
-    if (!catching_up_ || !catching_up_->contains(room)) {
-      queuing_history_ = false;
-      return;
-    }
+    // Sending may close the session (its queue overflowed with live
+    // traffic), which drops `state`: stop here.
+    if (!catching_up_) break;
   }
   queuing_history_ = false;
-  auto& after = catching_up_->at(room);
-  after.more = after.paged && full_page && !messages.empty() &&
-               after.sent < static_cast<std::size_t>(hub_->config.catch_up_max_messages);
-  continue_catch_up(room);
+  if (bytes == 0 || rooms_.empty()) return 0;  // (closing: the frames went with the queue)
+  // The read's reservation carries over to what was queued (it is released
+  // once written); the caller gives back the rest.
+  history_queued_ += bytes;
+  history_batches_.emplace_back(frames_queued_ever(), bytes);
+  release_written_history();  // what went out at once (a waiting poll, a socket with room)
+  return bytes;
 }
 
 void WsSession::continue_catch_up(const std::string& room) {
   auto& state = catching_up_->at(room);
   if (!state.more) return finish_catch_up(room, Status::success());
-  state.phase = CatchUp::Phase::queued;
-  // The next page once the client has room for a good part of one: history
-  // moves as fast as the client reads it, and no faster.
-  if (queued_bytes() > kHistoryQueuedBytes / 2 ||
-      queued_frames() > static_cast<std::size_t>(hub_->config.max_send_queue) / 4) {
-    state.phase = CatchUp::Phase::waiting_for_room;
-    return;
-  }
-  hub_->request_history_read(weak_self(), room, state.ticket);
+  request_turn(room);
 }
 
-void WsSession::on_queue_drained() {
-  if (!catching_up_ || queuing_history_) return;
+void WsSession::release_written_history() {
+  const std::uint64_t written = frames_written_ever();
+  std::size_t released = 0;
+  while (!history_batches_.empty() && history_batches_.front().first <= written) {
+    released += history_batches_.front().second;
+    history_batches_.pop_front();
+  }
+  if (released == 0) return;
+  history_queued_ -= std::min(history_queued_, released);
+  hub_->release_history_bytes(peer_, released);
+}
+
+void WsSession::release_all_history() {
+  history_batches_.clear();
+  if (history_queued_ > 0) hub_->release_history_bytes(peer_, std::exchange(history_queued_, 0));
+}
+
+void WsSession::resume_waiting_history() {
+  if (!catching_up_ || !may_read_history()) return;
   std::vector<std::string> waiting;
   for (const auto& [room, state] : *catching_up_)
     if (state.phase == CatchUp::Phase::waiting_for_room) waiting.push_back(room);
-  for (const auto& room : waiting)
-    if (catching_up_ && catching_up_->contains(room)) continue_catch_up(room);
+  for (const auto& room : waiting) {
+    if (!catching_up_ || !catching_up_->contains(room) || !may_read_history()) return;
+    request_turn(room);
+  }
+}
+
+void WsSession::on_queue_drained() {
+  release_written_history();
+  if (!queuing_history_) resume_waiting_history();
 }
 
 void WsSession::finish_catch_up(const std::string& room, const Status& status) {
@@ -502,6 +600,7 @@ void WsSession::finish_catch_up(const std::string& room, const Status& status) {
 bool WsSession::leave_room(const std::string& room) {
   if (!rooms_.erase(room)) return false;
   hub_->leave(this, room);
+  if (!peer_.empty()) hub_->peers.leave_room(peer_);
   if (catching_up_) {
     catching_up_->erase(room);
     if (catching_up_->empty()) catching_up_.reset();
@@ -510,9 +609,13 @@ bool WsSession::leave_room(const std::string& room) {
 }
 
 void WsSession::leave_rooms() {
-  for (const auto& room : rooms_) hub_->leave(this, room);
+  for (const auto& room : rooms_) {
+    hub_->leave(this, room);
+    if (!peer_.empty()) hub_->peers.leave_room(peer_);
+  }
   rooms_.clear();
   catching_up_.reset();
+  release_all_history();
 }
 
 // --------------------------------------------------------------------- Hub
@@ -545,8 +648,18 @@ void Hub::leave(WsSession* session, const std::string& room) {
 
 void Hub::remove(WsSession* session) {
   if (!sessions.erase(session)) return;
-  if (session->counted()) close_client(session->peer());
-  for (const auto& room : session->rooms()) leave(session, room);
+  switch (session->counted()) {
+    case WsSession::Counted::client: close_client(session->peer()); break;
+    case WsSession::Counted::unauthenticated:
+      if (!session->peer().empty()) peers.close_client(session->peer());
+      if (unauthenticated > 0) --unauthenticated;
+      break;
+    case WsSession::Counted::nothing: break;
+  }
+  for (const auto& room : session->rooms()) {
+    leave(session, room);
+    if (!session->peer().empty()) peers.leave_room(session->peer());
+  }
   if (sessions.empty() && on_last_session_closed) std::exchange(on_last_session_closed, nullptr)();
 }
 
@@ -574,10 +687,22 @@ void Hub::request_history_read(std::weak_ptr<WsSession> session, std::string roo
   start_history_reads();
 }
 
-void Hub::history_read_done(std::size_t reserved) {
-  if (history_reads_in_flight > 0) --history_reads_in_flight;
-  history_bytes_held -= std::min(history_bytes_held, reserved);
+void Hub::hold_history_bytes(const std::string& peer, std::size_t bytes) {
+  history_bytes_held += bytes;
+  if (!peer.empty()) peers.add_history(peer, bytes, Clock::now());
   history_bytes_gauge.set(static_cast<std::int64_t>(history_bytes_held));
+}
+
+void Hub::history_read_done() {
+  if (history_reads_in_flight > 0) --history_reads_in_flight;
+}
+
+void Hub::release_history_bytes(const std::string& peer, std::size_t bytes) {
+  if (bytes == 0) return;
+  history_bytes_held -= std::min(history_bytes_held, bytes);
+  if (!peer.empty()) peers.release_history(peer, bytes);
+  history_bytes_gauge.set(static_cast<std::int64_t>(history_bytes_held));
+  start_history_reads();
 }
 
 void Hub::start_history_reads() {
@@ -585,13 +710,19 @@ void Hub::start_history_reads() {
   // the budget has left; one may always start, so a budget smaller than one
   // message still moves.
   const std::size_t one_message = static_cast<std::size_t>(config.max_message_bytes) + sizeof(Message);
-  while (!history_waiting.empty() && history_reads_in_flight < static_cast<std::size_t>(config.max_history_reads) &&
-         (history_bytes_held == 0 ||
-          history_bytes_held + one_message <= static_cast<std::size_t>(config.history_buffer_bytes))) {
-    HistoryTurn turn = std::move(history_waiting.front());
-    history_waiting.pop_front();
-    if (auto session = turn.session.lock()) session->start_history_read(turn.room, turn.ticket);
+  // Turns of addresses holding their share wait in place, the others go by.
+  if (starting_history_reads_) return;  // a start below releases bytes, which calls here again
+  starting_history_reads_ = true;
+  for (auto it = history_waiting.begin();
+       it != history_waiting.end() && history_reads_in_flight < static_cast<std::size_t>(config.max_history_reads) &&
+       (history_bytes_held == 0 ||
+        history_bytes_held + one_message <= static_cast<std::size_t>(config.history_buffer_bytes));) {
+    const auto session = it->session.lock();
+    const auto turn = session ? session->start_history_read(it->room, it->ticket) : WsSession::Turn::passed;
+    if (turn == WsSession::Turn::deferred) ++it;
+    else it = history_waiting.erase(it);
   }
+  starting_history_reads_ = false;
 }
 
 void Hub::note_auth_refused(JwtError error, const std::string& address) {

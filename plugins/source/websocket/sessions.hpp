@@ -137,6 +137,10 @@ struct Hub {
   /// Clients connected (max_connections): native WebSockets and Socket.IO
   /// sessions, not the WebSocket carrying a Socket.IO session as well.
   std::size_t connections = 0;
+  /// Socket.IO sessions yet to authenticate (authentication on): a pool of
+  /// their own (as large as max_connections), so clients without a token
+  /// take no authenticated client's place.
+  std::size_t unauthenticated = 0;
   /// TCP connections open, whatever their state (max_sockets).
   std::size_t sockets_open = 0;
   /// Most TCP connections open at once: max_sockets, or what the process's
@@ -152,11 +156,10 @@ struct Hub {
   /// Numbers anonymous connections: their refs are theirs alone.
   std::uint64_t next_connection_serial = 0;
 
-  // History reads of every client share one budget: at most
-  // max_history_reads in flight, reserving at most history_buffer_bytes
-  // (each read its limit times the largest a message may be). What a read
-  // returns goes straight to its client's queue, sized to fit there: a
-  // client that does not read pins nothing of the budget.
+  // History of every client shares one budget: at most max_history_reads
+  // reads in flight, and history_buffer_bytes of history reserved for
+  // reads in flight or queued to clients and not yet written. Each client
+  // holds at most WsSession::kHistoryBytesPerClient of it.
   std::size_t history_reads_in_flight = 0;
   std::size_t history_bytes_held = 0;
   /// A client waiting for its turn to read a room's history; `ticket` names
@@ -169,6 +172,8 @@ struct Hub {
   /// Clients waiting for their turn to read, first come first served.
   std::deque<HistoryTurn> history_waiting;
   std::uint64_t next_history_ticket = 0;
+  /// start_history_reads is running (what it starts may call it again).
+  bool starting_history_reads_ = false;
   /// Past this many waiting, entries nobody waits on any more are dropped.
   static constexpr std::size_t kHistoryWaitingCompactAt = 4096;
 
@@ -209,7 +214,7 @@ struct Hub {
   std::shared_ptr<const std::string> ping_frame = std::make_shared<const std::string>(encode_frame(Opcode::ping, ""));
 
   /// Why a client may not join a room.
-  enum class JoinRefusal { none, too_many_rooms_here, too_many_rooms };
+  enum class JoinRefusal { none, too_many_rooms_here, too_many_rooms_from_address, too_many_rooms };
   /// Adds `session` to `room`, or says why not (max_rooms_per_connection is
   /// the session's own to check; this checks max_rooms).
   JoinRefusal join(WsSession* session, const std::string& room);
@@ -232,12 +237,27 @@ struct Hub {
   /// When refused, `why` says so for the client.
   bool open_client(const std::string& peer, bool forwarded, std::string& why);
   void close_client(const std::string& peer) noexcept;
+  /// As open_client for a Socket.IO session yet to authenticate (its own pool).
+  bool open_unauthenticated(const std::string& peer, bool forwarded, std::string& why);
+  /// The session authenticated: it takes a client's place (false: none is free).
+  bool authenticate(std::string& why);
 
   /// Queues `session`'s next history read of `room` for the join `ticket`;
   /// it starts when the budget allows (WsSession::start_history_read).
   void request_history_read(std::weak_ptr<WsSession> session, std::string room, std::uint64_t ticket);
-  /// A read ended: its slot and its reservation are free.
-  void history_read_done(std::size_t reserved);
+  /// Counts `bytes` of history held by a client of `peer` (reserved or queued).
+  void hold_history_bytes(const std::string& peer, std::size_t bytes);
+  /// A read ended: its slot is free.
+  void history_read_done();
+  /// History bytes a client of `peer` held were written, dropped, or not
+  /// needed (what a read reserved and did not return).
+  void release_history_bytes(const std::string& peer, std::size_t bytes);
+  /// What one address may hold of the history budget, so a few clients that
+  /// never read cannot take all of it.
+  std::size_t history_share_per_peer() const noexcept {
+    return static_cast<std::size_t>(config.history_buffer_bytes) / kHistorySharesPerBudget;
+  }
+  static constexpr std::size_t kHistorySharesPerBudget = 8;
   /// Starts waiting reads while the budget allows.
   void start_history_reads();
 
@@ -302,7 +322,13 @@ class WsSession {
   /// Starts the read `request_history_read` asked for; the hub calls it
   /// when the budget allows. False when nothing was read (the client left
   /// the room or went away): the slot is free for another.
-  bool start_history_read(const std::string& room, std::uint64_t ticket);
+  /// What became of a client's turn to read.
+  enum class Turn {
+    started,   ///< the read is in flight
+    passed,    ///< not wanted any more, or the client must drain first (it asks again)
+    deferred,  ///< its address holds its share of the budget: the turn stays in line
+  };
+  Turn start_history_read(const std::string& room, std::uint64_t ticket);
   /// Whether this client waits for its turn to read `room`'s history for the join `ticket`.
   bool wants_history_read(const std::string& room, std::uint64_t ticket) const;
 
@@ -311,12 +337,26 @@ class WsSession {
   const std::string& address() const noexcept { return address_; }
   /// The key its limits are counted under (peer_key of the address).
   const std::string& peer() const noexcept { return peer_; }
-  /// Counted as a client (open gauge, per-address limit): false for the
-  /// WebSocket carrying a Socket.IO session, which is counted instead.
-  bool counted() const noexcept { return counted_; }
+  /// What the hub counts a session as.
+  enum class Counted {
+    client,           ///< against max_connections and max_connections_per_address
+    unauthenticated,  ///< a Socket.IO session yet to show its token: against max_connections_per_address and
+                      ///< a pool of its own as large as max_connections, so it takes no authenticated client's place
+    nothing,          ///< the WebSocket carrying a Socket.IO session (the session is counted instead)
+  };
+  Counted counted() const noexcept { return counted_; }
   /// Frames and bytes queued for the client and not yet written.
   virtual std::size_t queued_frames() const noexcept = 0;
   virtual std::size_t queued_bytes() const noexcept = 0;
+  /// Frames (packets) ever queued to the client, and ever written: one
+  /// queued when the first read Q is written once the second reaches Q.
+  virtual std::uint64_t frames_queued_ever() const noexcept = 0;
+  virtual std::uint64_t frames_written_ever() const noexcept = 0;
+  /// History one client holds at most: reserved for its read in flight,
+  /// and queued to it and not yet written (its own frames, not shared).
+  static constexpr std::size_t kHistoryBytesPerClient = 1024 * 1024;
+  /// What this client holds of it (for tests and invariants).
+  std::size_t history_held() const noexcept { return history_reserved_ + history_queued_; }
   /// The client's queue drained: history waiting for room goes on. Called by
   /// the transport after a write.
   void on_queue_drained();
@@ -389,7 +429,7 @@ class WsSession {
   std::optional<JwtIdentity> identity_;
   std::string name_ = "anonymous";
   bool named_ = false;  ///< a hello set name_
-  bool counted_ = true;
+  Counted counted_ = Counted::client;
   /// Waiting for the pipeline to have room (backpressure): the client's
   /// silence meanwhile is ours, not its own.
   bool waiting_for_pipeline_ = false;
@@ -401,9 +441,9 @@ class WsSession {
   /// A room's history on its way to the client.
   struct CatchUp {
     enum class Phase {
-      queued,            ///< waiting for the hub's budget to read
+      queued,            ///< waiting for its turn in the hub's line to read
       reading,           ///< a read is in flight
-      waiting_for_room,  ///< the next page waits for the client to drain its queue
+      waiting_for_room,  ///< waiting for the client to drain what it holds of history, or for its other read
     };
     Phase phase = Phase::queued;
     /// This join's, among the hub's turns to read.
@@ -422,21 +462,42 @@ class WsSession {
     std::size_t held_bytes = 0;
   };
   void on_history(const std::string& room, const Status& status, std::vector<MessagePtr> messages);
-  /// After a page is queued: the next read, now or once the queue drains, or the end.
+  /// Queues `messages` [first, end) as history and records them as held
+  /// until written; returns their bytes.
+  std::size_t queue_history(CatchUp& state, std::vector<MessagePtr>& messages, std::size_t first, std::size_t end);
+  /// After a read: the next page, or the end.
   void continue_catch_up(const std::string& room);
+  /// Takes a turn in the hub's line to read `room`'s history, now if this
+  /// client may read, else once it has drained (waiting_for_room).
+  void request_turn(const std::string& room);
+  /// Whether this client may start a history read now: none of its own in
+  /// flight, and less than half its history allowance held.
+  bool may_read_history() const noexcept;
+  /// Rooms waiting for room ask again.
+  void resume_waiting_history();
+  /// Gives back what written history frames held.
+  void release_written_history();
+
+ protected:
+  /// Gives back every history byte queued (the client is going, or its
+  /// frames move to another transport).
+  void release_all_history();
+
+ private:
   void finish_catch_up(const std::string& room, const Status& status);
-  /// Messages the next read of `state` may ask for: what the client's queue
-  /// has room for at the largest size a message may have (so what comes back
-  /// fits whatever its size), the page size and what is left of the budget;
-  /// 0 when the queue has no room yet.
-  std::size_t history_read_limit(const CatchUp& state) const;
-  /// Bytes of the client's queue history may still fill.
-  std::size_t history_room_bytes() const;
 
   /// Only while some room's history is being sent.
   std::unique_ptr<std::unordered_map<std::string, CatchUp>> catching_up_;
   /// on_history is queuing a page (on_queue_drained must not start another read meanwhile).
   bool queuing_history_ = false;
+  /// A history read of this client is in flight (one at a time, whatever the room).
+  bool history_reading_ = false;
+  /// Reserved for the read in flight, and queued history not yet written.
+  std::size_t history_reserved_ = 0;
+  std::size_t history_queued_ = 0;
+  /// Queued history (its bytes) by where it ends in frames_queued_ever():
+  /// written once frames_written_ever() reaches it.
+  std::deque<std::pair<std::uint64_t, std::size_t>> history_batches_;
 };
 
 /// A WsSession over `Stream` (PlainStream or TlsStream): the WebSocket
@@ -468,6 +529,8 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void resume_reading() override { do_read(); }
   std::size_t queued_frames() const noexcept override { return queue_.size(); }
   std::size_t queued_bytes() const noexcept override { return queue_.bytes(); }
+  std::uint64_t frames_queued_ever() const noexcept override { return queue_.pushed(); }
+  std::uint64_t frames_written_ever() const noexcept override { return queue_.popped(); }
   /// Goes on reading: bytes held back first, then the socket.
   void do_read();
 

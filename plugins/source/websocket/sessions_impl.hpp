@@ -91,7 +91,7 @@ WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stre
       reader_(static_cast<std::size_t>(hub_->config.max_message_bytes)),
       sio_(std::move(sio)),
       probing_(probe) {
-  counted_ = !sio_;  // the Socket.IO session is the client counted
+  if (sio_) counted_ = Counted::nothing;  // the Socket.IO session is the client counted
 }
 
 template <class Stream>
@@ -306,6 +306,10 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::handle(ClientFra
                                 "this connection is in " + std::to_string(rooms_.size()) +
                                     " rooms already (max_rooms_per_connection); leave one first"));
           break;
+        case Hub::JoinRefusal::too_many_rooms_from_address:
+          send_text(error_frame(frame.ref, "too_many_rooms",
+                                "the clients of this address are in as many rooms as they may (max_rooms_per_address)"));
+          break;
         case Hub::JoinRefusal::too_many_rooms:
           send_text(error_frame(frame.ref, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)"));
           break;
@@ -329,8 +333,12 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::handle(ClientFra
   const auto submitted = submit(std::move(frame.room), std::move(frame.text), frame.ref,
                                 [ref](WsSession& session, const SendOutcome& outcome) {
                                   auto& self = static_cast<WsStreamSession&>(session);
-                                  if (outcome.status.ok()) self.send_text(ack_frame(ref, outcome.id));
-                                  else self.send_text(error_frame(ref, outcome.error_code(), outcome.status.message()));
+                                  // Without a ref there is nothing to correlate an ack with (docs/protocol.md).
+                                  if (outcome.status.ok()) {
+                                    if (!ref.empty()) self.send_text(ack_frame(ref, outcome.id));
+                                  } else {
+                                    self.send_text(error_frame(ref, outcome.error_code(), outcome.status.message()));
+                                  }
                                 });
   return submitted == Submitted::published ? Next::pause : Next::read;
 }
@@ -614,9 +622,13 @@ template <class Stream>
 void HttpSession<Stream>::identify_client() {
   if (!from_proxy_) return;  // the socket's address, as set at the start
   // A proxy's keep-alive connection carries requests of many clients: each
-  // request says whose it is.
-  address_ = remote_address(stream_);
-  peer_.clear();
+  // request says whose it is. One that names nobody counts under the
+  // proxy's own address: a proxy that sends no X-Forwarded-For makes every
+  // client one (the limits bite, visibly) rather than none (no limits at all).
+  beast::error_code ec;
+  const auto proxy = beast::get_lowest_layer(stream_).socket().remote_endpoint(ec).address();
+  address_ = ec ? std::string() : proxy.to_string();
+  peer_ = ec ? std::string() : peer_key(proxy);
   forwarded_ = false;
   const auto& req = parser_->get();
   const auto header = req.find("X-Forwarded-For");
@@ -738,6 +750,9 @@ void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   res.set(http::field::content_type, content_type_for(*file));
   res.set(http::field::cache_control, "no-cache");
   res.set("X-Content-Type-Options", "nosniff");
+  // The chat page is not to be framed by another site (clickjacking).
+  res.set("Content-Security-Policy", "frame-ancestors 'self'");
+  res.set("X-Frame-Options", "SAMEORIGIN");
   res.content_length(size);
   res.keep_alive(req.keep_alive());
   // A file as big as the client likes to read slowly: the write must end
@@ -815,7 +830,10 @@ void HttpSession<Stream>::accept_websocket(std::optional<JwtIdentity> identity, 
     // The client counted: a native WebSocket, or a Socket.IO session that
     // starts on this connection (the probe of a session counted already is not).
     std::string why;
-    if (!hub_->open_client(peer_, forwarded_, why)) {
+    const bool counted = sio && sio->counted() == WsSession::Counted::unauthenticated
+                             ? hub_->open_unauthenticated(peer_, forwarded_, why)
+                             : hub_->open_client(peer_, forwarded_, why);
+    if (!counted) {
       hub_->connections_refused.add();
       hub_->logger.debug("refused a WebSocket from '", address_, "': ", why);
       return respond_text(http::status::service_unavailable, why + "\n");
@@ -892,12 +910,15 @@ void HttpSession<Stream>::serve_socketio() {
     if (!session) {
       std::optional<JwtIdentity> identity;
       if (!admit(identity)) return;
+      auto created = std::make_shared<SioSession>(hub_, address_, peer_, std::move(identity), true);
       std::string why;
-      if (!hub_->open_client(peer_, forwarded_, why)) {
+      const bool counted = created->counted() == WsSession::Counted::unauthenticated
+                               ? hub_->open_unauthenticated(peer_, forwarded_, why)
+                               : hub_->open_client(peer_, forwarded_, why);
+      if (!counted) {
         hub_->connections_refused.add();
         return respond_socketio_error(http::status::service_unavailable, 3, why);
       }
-      auto created = std::make_shared<SioSession>(hub_, address_, peer_, std::move(identity), true);
       return answer_socketio(created->start());
     }
     if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
@@ -942,6 +963,7 @@ void HttpSession<Stream>::answer_socketio(std::string body, std::string_view con
   res.set(http::field::server, detail::kServer);
   res.set(http::field::content_type, content_type);
   res.set(http::field::cache_control, "no-store");
+  res.set("X-Content-Type-Options", "nosniff");
   add_cors(res);
   res.body() = std::move(body);
   res.keep_alive(req.keep_alive());

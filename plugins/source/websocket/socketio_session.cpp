@@ -50,7 +50,11 @@ SioSession::SioSession(std::shared_ptr<Hub> hub, std::string address, std::strin
                        std::optional<JwtIdentity> identity, bool polling)
     : WsSession(std::move(hub), std::move(address), std::move(peer), std::move(identity)),
       sid_(socketio::new_session_id()),
-      transport_(polling ? Transport::polling : Transport::websocket) {}
+      transport_(polling ? Transport::polling : Transport::websocket) {
+  // With authentication on and no token yet, CONNECT must bring one: until
+  // then the session takes no authenticated client's place.
+  if (hub_->verifier && !identity_) counted_ = Counted::unauthenticated;
+}
 
 SioSession::~SioSession() { hub_->remove(this); }
 
@@ -58,7 +62,8 @@ std::string SioSession::start() {
   hub_->sessions.insert(this);
   hub_->sio_sessions.emplace(sid_, shared_from_this());
   hub_->socketio_sessions.add();
-  next_ping_ = Clock::now() + std::chrono::milliseconds(hub_->config.ping_interval_ms);
+  started_ = Clock::now();
+  next_ping_ = started_ + std::chrono::milliseconds(hub_->config.ping_interval_ms);
   auto open = socketio::open_packet(sid_, polling(), hub_->config.ping_interval_ms, hub_->config.ping_timeout_ms,
                                     hub_->config.max_message_bytes);
   if (!polling()) send_packet(open);
@@ -93,6 +98,7 @@ void SioSession::flush_poll() {
     if (!body.empty()) body.push_back(kRecordSeparator);
     body.append(*p);
   }
+  poll_flushed_ += poll_queue_.size();
   poll_queue_.clear();
   poll_queue_bytes_ = 0;
   std::exchange(poll_waiter_, nullptr)(std::move(body));
@@ -165,6 +171,9 @@ void SioSession::attach_websocket(std::shared_ptr<WsSession> ws) {
   for (auto& packet : poll_queue_) ws->send(std::make_shared<const std::string>(encode_frame(Opcode::text, *packet)));
   poll_queue_.clear();
   poll_queue_bytes_ = 0;
+  // History held counts by the poll queue's frames; from here the
+  // WebSocket's count: what it held is let go (it is on its way).
+  release_all_history();
   if (poll_waiter_) std::exchange(poll_waiter_, nullptr)("6");
 }
 
@@ -184,6 +193,18 @@ std::size_t SioSession::queued_bytes() const noexcept {
   if (polling()) return poll_queue_bytes_;
   const auto ws = websocket_.lock();
   return ws ? ws->queued_bytes() : 0;
+}
+
+std::uint64_t SioSession::frames_queued_ever() const noexcept {
+  if (polling()) return poll_pushed_;
+  const auto ws = websocket_.lock();
+  return ws ? ws->frames_queued_ever() : 0;
+}
+
+std::uint64_t SioSession::frames_written_ever() const noexcept {
+  if (polling()) return poll_flushed_;
+  const auto ws = websocket_.lock();
+  return ws ? ws->frames_written_ever() : 0;
 }
 
 void SioSession::send(std::shared_ptr<const std::string> frame) {
@@ -207,6 +228,7 @@ void SioSession::send_packet(std::shared_ptr<const std::string> packet, std::sha
     return end("send queue full: client too slow");
   }
   poll_queue_bytes_ += packet->size();
+  ++poll_pushed_;
   poll_queue_.push_back(std::move(packet));
   flush_poll();
 }
@@ -250,6 +272,13 @@ void SioSession::on_binary() {
 
 void SioSession::check_timeouts(Clock::time_point now) {
   if (ended_) return;
+  if (!connected_ && now - started_ >= std::chrono::milliseconds(hub_->config.handshake_timeout_ms)) {
+    // A session that never connects to the namespace holds a place for nothing.
+    hub_->socketio_refused.add();
+    hub_->logger.debug("ending a Socket.IO session from '", address_, "': no CONNECT within ",
+                       hub_->config.handshake_timeout_ms, " ms");
+    return end("connect timeout");
+  }
   if (token_expired()) {
     refuse(std::nullopt, "unauthorized", "the token expired; connect again with a new one");
     return close(CloseCode::policy_error, "token expired");
@@ -362,6 +391,15 @@ void SioSession::on_connect(const socketio::Packet& packet) {
     identity_ = std::move(result.identity());
     name_ = identity_->name;
   }
+  if (counted_ == Counted::unauthenticated) {
+    std::string why;
+    if (!hub_->authenticate(why)) {
+      hub_->connections_refused.add();
+      refuse_connect(why);
+      return end(why);
+    }
+    counted_ = Counted::client;
+  }
   std::string room = hub_->config.socketio_default_room;
   if (room_member.text) {
     if (!is_valid_room(*room_member.text))
@@ -384,8 +422,9 @@ void SioSession::on_connect(const socketio::Packet& packet) {
   switch (join_room(room, after)) {
     case Hub::JoinRefusal::none: break;
     case Hub::JoinRefusal::too_many_rooms_here:
+    case Hub::JoinRefusal::too_many_rooms_from_address:
     case Hub::JoinRefusal::too_many_rooms:
-      refuse(std::nullopt, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)");
+      refuse(std::nullopt, "too_many_rooms", "no more rooms may be joined (max_rooms_per_address or max_rooms)");
       current_room_.clear();
       break;
   }
@@ -430,6 +469,10 @@ void SioSession::on_event(const socketio::Packet& packet) {
         return refuse(ack, "too_many_rooms",
                       "this connection is in " + std::to_string(rooms_.size()) +
                           " rooms already (max_rooms_per_connection); leave one first");
+      case Hub::JoinRefusal::too_many_rooms_from_address:
+        join_acks_.erase(*room);
+        return refuse(ack, "too_many_rooms",
+                      "the clients of this address are in as many rooms as they may (max_rooms_per_address)");
       case Hub::JoinRefusal::too_many_rooms:
         join_acks_.erase(*room);
         return refuse(ack, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)");

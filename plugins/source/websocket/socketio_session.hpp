@@ -79,6 +79,8 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void check_timeouts(Clock::time_point now) override;
   std::size_t queued_frames() const noexcept override;
   std::size_t queued_bytes() const noexcept override;
+  std::uint64_t frames_queued_ever() const noexcept override;
+  std::uint64_t frames_written_ever() const noexcept override;
 
  private:
   /// What carries the session's packets.
@@ -124,6 +126,9 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   std::shared_ptr<WsSession> paused_websocket_;
   std::deque<std::shared_ptr<const std::string>> poll_queue_;
   std::size_t poll_queue_bytes_ = 0;
+  /// Packets ever queued for polls, and ever answered to one.
+  std::uint64_t poll_pushed_ = 0;
+  std::uint64_t poll_flushed_ = 0;
   std::function<void(std::string)> poll_waiter_;
   /// The POST being taken: its body, how far, and its answer.
   std::string post_body_;
@@ -131,6 +136,8 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   std::function<void()> post_done_;
   /// Binary attachments still to come of a refused binary packet.
   std::uint64_t attachments_to_skip_ = 0;
+  /// When the session opened: CONNECT must come within handshake_timeout_ms.
+  Clock::time_point started_;
   Clock::time_point next_ping_;
   Clock::time_point pong_deadline_;
   bool awaiting_pong_ = false;

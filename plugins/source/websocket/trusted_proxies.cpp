@@ -76,7 +76,14 @@ std::optional<ip::address> TrustedProxies::client_of(std::string_view forwarded_
         trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
     forwarded_for = comma == std::string_view::npos ? std::string_view() : forwarded_for.substr(0, comma);
     boost::system::error_code ec;
-    const auto address = ip::make_address(std::string(entry), ec);
+    auto address = ip::make_address(std::string(entry), ec);
+    if (ec) {
+      // Some proxies append the port: "203.0.113.9:5123", "[2001:db8::5]:5123".
+      std::string_view host = entry;
+      if (host.starts_with('[')) host = host.substr(1, host.find(']') == std::string_view::npos ? 0 : host.find(']') - 1);
+      else if (host.find(':') == host.rfind(':')) host = host.substr(0, host.find(':'));
+      address = ip::make_address(std::string(host), ec);
+    }
     if (ec) return std::nullopt;  // not an address: nothing further left can be trusted
     if (!contains(address)) return unmapped(address);
   }

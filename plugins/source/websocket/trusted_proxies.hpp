@@ -27,8 +27,9 @@ class TrustedProxies {
 
   /// The client's address a request came from: for a connection from a
   /// trusted proxy, the right-most address of `forwarded_for` (the value of
-  /// X-Forwarded-For) that is not itself a trusted proxy; nullopt when the
-  /// proxy named none (then the request counts as nobody's).
+  /// X-Forwarded-For; "address:port" forms too) that is not itself a trusted
+  /// proxy; nullopt when the proxy named none (then the request counts under
+  /// the proxy's own address).
   std::optional<boost::asio::ip::address> client_of(std::string_view forwarded_for) const;
 
  private:

@@ -126,6 +126,8 @@ TEST(TrustedProxies, TheClientIsTheRightMostAddressNotAProxy) {
   EXPECT_EQ(proxies->client_of("1.1.1.1, 203.0.113.9"), ip("203.0.113.9"));
   EXPECT_EQ(proxies->client_of("1.1.1.1, 203.0.113.9, 10.1.1.1"), ip("203.0.113.9")) << "past a chain of our proxies";
   EXPECT_EQ(proxies->client_of(" 2001:db8::5 "), ip("2001:db8::5"));
+  EXPECT_EQ(proxies->client_of("203.0.113.9:5123"), ip("203.0.113.9")) << "with the port some proxies append";
+  EXPECT_EQ(proxies->client_of("[2001:db8::5]:5123"), ip("2001:db8::5"));
   EXPECT_FALSE(proxies->client_of(""));
   EXPECT_FALSE(proxies->client_of("10.0.0.1, 127.0.0.1")) << "only proxies: nobody";
   EXPECT_FALSE(proxies->client_of("1.1.1.1, not-an-address")) << "garbage past our proxy: nothing is trusted";

@@ -107,6 +107,12 @@ TEST(Protocol, NamesCarryNoControlBidiOrInvisibleCharacters) {
       "a\xE2\x80\xA8" "b",     // U+2028 line separator
       "a\nb", "tab\there", "\x7f",
       " admin", "admin ",        // looks like "admin"
+      "admin\xC2\xA0",           // U+00A0 no-break space at the end
+      "\xE3\x80\x80" "admin",     // U+3000 ideographic space first
+      "admin\xE2\x80\xAF",       // U+202F narrow no-break space
+      "\xC2\xA0",                // nothing but a no-break space
+      "\xE2\xA0\x80",            // U+2800 braille blank
+      "\xCC\x81" "admin",         // a combining acute accent first
       "\xC0\xAF", "\xFF",        // not UTF-8
   };
   for (const char* name : bad) EXPECT_FALSE(is_valid_name(name)) << name;

@@ -160,5 +160,25 @@ TEST(ResendCache, NewRefsAreRefusedWhileEveryEntryIsInFlight) {
   EXPECT_LE(cache.size(), 2u) << "a lower bound (a reload) applies as entries settle";
 }
 
+TEST(ResendCache, AFloodOfRefsFromOtherOwnersEvictsTheFloodNotAQuietSender) {
+  // Found from outside: 110,000 new refs from 250 addresses in 11 s evicted a
+  // victim's acked ref; its resend then made a second message.
+  ResendCache cache(5min, 1000);
+  const auto victim = MessageId::generate();
+  cache.claim("n:alice", "v-1", kHi, victim, t0, ignore(), "198.51.100.1");
+  cache.settle("n:alice", "v-1", Status::success(), t0);
+  for (int i = 0; i < 110000; ++i) {
+    const std::string owner = "203.0.113." + std::to_string(i % 250);
+    const std::string ref = "f-" + std::to_string(i);
+    cache.claim("c:" + owner, ref, kHi, MessageId::generate(), t0 + 1s, ignore(), owner);
+    cache.settle("c:" + owner, ref, Status::success(), t0 + 1s);
+  }
+  EXPECT_LE(cache.size(), 1000u);
+  EXPECT_LE(cache.held_by("203.0.113.7"), 5u) << "the flood's owners share what is left";
+  const auto again = cache.claim("n:alice", "v-1", kHi, MessageId::generate(), t0 + 12s, ignore(), "198.51.100.1");
+  EXPECT_EQ(again.outcome, Outcome::already_acked);
+  EXPECT_EQ(again.id, victim) << "the resend gets the first id: one message";
+}
+
 }  // namespace
 }  // namespace nudge::plugins::websocket

@@ -191,9 +191,11 @@ void SessionHarness::close(std::size_t client) {
 
 void SessionHarness::run() {
   io_.restart();
-  // Bounded: a session that keeps itself busy forever is a bug to see, not to wait on.
-  for (int rounds = 0; rounds < 1000 && io_.poll() > 0; ++rounds) {
-  }
+  // Handler by handler and bounded: sessions that keep posting work to each
+  // other for ever are a bug to report (check_invariants), not to wait on.
+  std::size_t handlers = 0;
+  while (handlers < kMaxHandlersPerRun && io_.poll_one() > 0) ++handlers;
+  if (handlers == kMaxHandlersPerRun) busy_forever_ = true;
 }
 
 void SessionHarness::sweep(std::chrono::steady_clock::time_point now) {
@@ -216,11 +218,12 @@ void SessionHarness::deliver(const MessagePtr& message) {
 std::string SessionHarness::check_invariants(bool abort) const {
   std::ostringstream broken;
   const auto& cfg = hub_->config;
+  if (busy_forever_) broken << "the loop never ran out of work (" << kMaxHandlersPerRun << " handlers in one run); ";
   // Control frames (a pong, a ping, the close) may sit past the data bound.
   constexpr std::size_t kControlBytes = 3 * 131;
   std::size_t counted = 0;
   for (const WsSession* session : hub_->sessions) {
-    if (session->counted()) ++counted;
+    if (session->counted() == WsSession::Counted::client) ++counted;
     if (session->queued_bytes() > static_cast<std::size_t>(cfg.max_send_queue_bytes) + kControlBytes)
       broken << "a session holds " << session->queued_bytes() << " queued bytes, over max_send_queue_bytes; ";
     if (session->queued_frames() > static_cast<std::size_t>(cfg.max_send_queue) + 3)
@@ -233,6 +236,13 @@ std::string SessionHarness::check_invariants(bool abort) const {
         broken << "a session in room '" << room << "' is not among its members; ";
     }
   }
+  std::map<std::string, std::size_t> memberships;
+  for (const WsSession* session : hub_->sessions)
+    if (!session->peer().empty()) memberships[session->peer()] += session->rooms().size();
+  for (const auto& [peer, count] : memberships)
+    if (hub_->peers.rooms(peer) != count)
+      broken << "address '" << peer << "' counts " << hub_->peers.rooms(peer) << " room memberships, its clients hold "
+             << count << "; ";
   if (counted != hub_->connections)
     broken << "the hub counts " << hub_->connections << " clients but holds " << counted << "; ";
   if (hub_->sockets_open > hub_->max_sockets) broken << "sockets_open over max_sockets; ";
@@ -259,8 +269,18 @@ std::string SessionHarness::check_invariants(bool abort) const {
   if (hub_->history_reads_in_flight > static_cast<std::size_t>(cfg.max_history_reads))
     broken << "history reads in flight over max_history_reads; ";
   const std::size_t one_message = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);
-  if (hub_->history_bytes_held > std::max(static_cast<std::size_t>(cfg.history_buffer_bytes), one_message))
-    broken << "history reads reserve " << hub_->history_bytes_held << " bytes, over history_buffer_bytes; ";
+  if (hub_->history_bytes_held > static_cast<std::size_t>(cfg.history_buffer_bytes) + one_message)
+    broken << "history holds " << hub_->history_bytes_held << " bytes, over history_buffer_bytes; ";
+  std::size_t held = 0;
+  for (const WsSession* session : hub_->sessions) {
+    held += session->history_held();
+    if (session->history_held() > WsSession::kHistoryBytesPerClient + one_message)
+      broken << "a client holds " << session->history_held() << " bytes of history, over its allowance; ";
+  }
+  // A client gone from the hub may still have a read in flight (its
+  // reservation goes when the read answers); with none, the counts agree.
+  if (held > hub_->history_bytes_held || (hub_->history_reads_in_flight == 0 && held != hub_->history_bytes_held))
+    broken << "clients hold " << held << " bytes of history but the hub counts " << hub_->history_bytes_held << "; ";
   const std::string text = broken.str();
   if (!text.empty() && abort) {
     std::fprintf(stderr, "session harness: broken invariant: %s\n", text.c_str());

@@ -130,6 +130,9 @@ class SessionHarness {
   FakeIngress ingress_{io_};
   std::shared_ptr<Hub> hub_;
   std::vector<FakeClient> clients_;
+  /// Handlers one run() may run: far more than any honest step needs.
+  static constexpr std::size_t kMaxHandlersPerRun = 1'000'000;
+  bool busy_forever_ = false;
 };
 
 }  // namespace nudge::plugins::websocket::testing

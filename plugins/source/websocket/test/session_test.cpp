@@ -241,6 +241,30 @@ TEST(Sessions, OneConnectionJoinsAtMostMaxRoomsPerConnection) {
   EXPECT_LE(h.ingress().history_reads(), 100u) << "a refused join reads no history";
 }
 
+TEST(Sessions, TheClientsOfOneAddressHoldAtMostMaxRoomsPerAddress) {
+  // Found from outside: 1,000 connections x 100 rooms filled max_rooms, and
+  // then nobody could join a room that had no member yet.
+  SessionHarness h({{"max_rooms_per_address", std::int64_t{150}}, {"rate_limit_per_second", 0.0},
+                    {"sender_rate_limit_per_second", 0.0}});
+  std::size_t refused = 0;
+  for (int c = 0; c < 5; ++c) {
+    const auto client = native_client(h, "", "198.51.100.66");
+    std::string joins;
+    for (int r = 0; r < 100; ++r)
+      joins += SessionHarness::client_frame(Opcode::text, R"({"type":"join","room":"a)" + std::to_string(c) + "-" +
+                                                              std::to_string(r) + R"("})");
+    h.send(client, joins);
+    h.drain(client);
+    refused += count_containing(texts(h.client(client)), "max_rooms_per_address");
+  }
+  EXPECT_EQ(h.hub().peers.rooms("198.51.100.66"), 150u);
+  EXPECT_EQ(refused, 350u);
+  const auto other = native_client(h, "fresh-room", "192.0.2.9");
+  EXPECT_EQ(count_containing(texts(h.client(other)), R"("type":"joined","room":"fresh-room")"), 1u)
+      << "another address still joins new rooms";
+  h.check_invariants();
+}
+
 TEST(Sessions, TheInstanceHoldsAtMostMaxRooms) {
   SessionHarness h({{"max_rooms", std::int64_t{5}}});
   const auto a = native_client(h);
@@ -290,42 +314,44 @@ TEST(Sessions, ConnectionsOpenedFasterThanTheRateAreClosedAtAccept) {
 TEST(Sessions, ClientsCatchingUpWithoutReadingHoldTheHistoryBudgetNotTheRoom) {
   // Found from outside: 20 connections catching up on 3,000 messages of 60 KB
   // and never reading took 1.6 GB.
-  SessionHarness h({{"history_buffer_bytes", std::int64_t{8 * 1024 * 1024}}, {"max_history_reads", std::int64_t{4}}});
+  SessionHarness h({{"history_buffer_bytes", std::int64_t{16 * 1024 * 1024}}, {"max_history_reads", std::int64_t{4}}});
   auto all = stored_messages("big", 1000, 60 * 1024);
   h.ingress().stored["big"] = all;
   h.ingress().hold_history = true;
-  std::vector<std::size_t> clients;
+  const auto join = SessionHarness::client_frame(
+      Opcode::text, R"({"type":"join","room":"big","after":")" + all[0]->id.to_string() + R"("})");
+  // Twenty that never read, from one address; an honest reader from another.
+  std::vector<std::size_t> stalled;
   for (int i = 0; i < 20; ++i) {
-    const auto c = native_client(h, "", "192.0.2." + std::to_string(10 + i));
-    h.send(c, SessionHarness::client_frame(Opcode::text, R"({"type":"join","room":"big","after":")" +
-                                                               all[0]->id.to_string() + R"("})"));
-    clients.push_back(c);
+    stalled.push_back(native_client(h, "", "198.51.100.1"));
+    h.send(stalled.back(), join);
   }
+  const auto reader = native_client(h, "", "192.0.2.50");
+  h.send(reader, join);
   std::size_t most_held = 0;
-  for (int round = 0; round < 50; ++round) {
+  std::size_t attacker_most = 0;
+  std::vector<std::string> seen;
+  bool joined = false;
+  for (int round = 0; round < 5000 && !joined; ++round) {
     EXPECT_LE(h.ingress().held_history_reads(), 4u) << "at most max_history_reads in flight";
     h.ingress().answer_history();
     h.run();
     most_held = std::max(most_held, h.hub().history_bytes_held);
+    attacker_most = std::max(attacker_most, h.hub().peers.history("198.51.100.1"));
     h.check_invariants();
-  }
-  std::size_t queued = 0;
-  for (const WsSession* s : h.hub().sessions) queued += s->queued_bytes();
-  EXPECT_LE(most_held, 8u * 1024 * 1024) << "the reads in flight reserve no more than the budget";
-  EXPECT_LE(queued, 20u * 1024 * 1024) << "each client holds at most 1 MiB of its history";
-  // A client that reads gets all 999 after the one it named, in order.
-  const auto reader = clients[0];
-  std::vector<std::string> seen;
-  bool joined = false;
-  for (int round = 0; round < 5000 && !joined; ++round) {
     h.read(reader);
     for (auto& [opcode, payload] : h.take_frames(reader)) {
       if (payload.find("\"history\":true") != std::string::npos) seen.push_back(payload.substr(0, 120));
       if (payload.find(R"("type":"joined","room":"big","history":999)") != std::string::npos) joined = true;
     }
-    h.ingress().answer_history();
-    h.run();
   }
+  EXPECT_LE(most_held, 16u * 1024 * 1024 + 64 * 1024 + sizeof(Message)) << "history holds no more than its budget";
+  EXPECT_LE(attacker_most, 2u * 1024 * 1024 + 64 * 1024 + sizeof(Message))
+      << "one address holds at most its share (an eighth of the budget), whatever its clients";
+  std::size_t stalled_queued = 0;
+  for (const WsSession* s : h.hub().sessions) stalled_queued += s->peer() == "198.51.100.1" ? s->queued_bytes() : 0;
+  EXPECT_LE(stalled_queued, 2u * 1024 * 1024 + 20 * (64 * 1024 + sizeof(Message)));
+  // Meanwhile the reader from another address got all 999 after the one it named, in order.
   ASSERT_EQ(seen.size(), 999u);
   EXPECT_TRUE(joined);
   for (std::size_t i = 0; i < seen.size(); ++i)
@@ -442,6 +468,46 @@ TEST(Sessions, ASocketIoSessionEndsWhenItsTokenExpires) {
   EXPECT_EQ(h.hub().connections, 0u) << "the session is over";
   const auto answer = p.request("GET", "&sid=" + sid);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 400")) << "the sid is unknown now: " << answer;
+}
+
+TEST(Sessions, SocketIoSessionsWithoutATokenTakeNoAuthenticatedClientsPlace) {
+  // Found from outside: with tokens on, 10,000 Socket.IO sessions that never
+  // sent CONNECT filled max_connections and every client with a token got 503.
+  const std::string secret = "0123456789abcdef0123456789abcdef-session-test";
+  SessionHarness h({{"auth_jwt_secret", secret}, {"max_connections", std::int64_t{10}},
+                    {"max_connections_per_address", std::int64_t{0}}, {"connection_rate_per_address", 0.0},
+                    {"handshake_timeout_ms", std::int64_t{500}}});
+  h.hub().verifier = std::make_unique<JwtVerifier>(JwtPolicy{secret, 0, "", "", "sub"});
+  std::vector<std::size_t> squatters;
+  int refused = 0;
+  for (int i = 0; i < 15; ++i) {
+    const auto c = h.connect("203.0.113." + std::to_string(i));
+    h.send(*c, SessionHarness::upgrade_request("/socket.io/?EIO=4&transport=websocket"));
+    h.read(*c);
+    if (h.client(*c).received.starts_with("HTTP/1.1 101")) squatters.push_back(*c);
+    else ++refused;
+  }
+  EXPECT_EQ(squatters.size(), 10u) << "their own pool, as large as max_connections";
+  EXPECT_EQ(refused, 5);
+  EXPECT_EQ(h.hub().connections, 0u) << "none of them takes an authenticated client's place";
+  // A client with a token still gets in, over either protocol.
+  const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  const auto native = h.connect("192.0.2.77");
+  h.send(*native, SessionHarness::upgrade_request("/ws", "Authorization: Bearer " + token(secret, exp) + "\r\n"));
+  h.read(*native);
+  EXPECT_TRUE(h.client(*native).received.starts_with("HTTP/1.1 101")) << h.client(*native).received;
+  EXPECT_EQ(h.hub().connections, 1u);
+  // Sessions that never send CONNECT go after handshake_timeout_ms.
+  h.sweep(std::chrono::steady_clock::now() + 600ms);
+  EXPECT_EQ(h.hub().unauthenticated, 0u);
+  for (auto c : squatters) {
+    h.drain(c);
+    const auto frames = SessionHarness::server_frames(h.client(c).received);
+    ASSERT_FALSE(frames.empty());
+    EXPECT_EQ(frames.back().first, Opcode::close) << "its WebSocket is closed";
+  }
+  h.check_invariants();
 }
 
 // ----------------------------------------------------------------- item 13

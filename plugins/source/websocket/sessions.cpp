@@ -127,38 +127,30 @@ void Hub::close_socket(const std::string& peer) noexcept {
   sockets_gauge.set(static_cast<std::int64_t>(sockets_open));
 }
 
-bool Hub::open_client(const std::string& peer, bool forwarded, std::string& why) {
-  if (connections >= static_cast<std::size_t>(config.max_connections)) {
-    why = "too many connections";
+bool Hub::open_client(const std::string& peer, bool forwarded, Counted as, std::string& why) {
+  const bool waiting = as == Counted::unauthenticated;
+  if ((waiting ? unauthenticated : connections) >= static_cast<std::size_t>(config.max_connections)) {
+    why = waiting ? "too many connections waiting to authenticate" : "too many connections";
     return false;
   }
   if (!peer.empty() && !peers.open_client(peer, Clock::now(), forwarded)) {
     why = "too many connections from this address";
     return false;
   }
-  ++connections;
-  connections_open.add(1);
-  connections_accepted.add();
+  if (waiting) ++unauthenticated;
+  else count_client();
   return true;
 }
 
-void Hub::close_client(const std::string& peer) noexcept {
+void Hub::close_client(const std::string& peer, Counted as) noexcept {
+  if (as == Counted::nothing) return;
   if (!peer.empty()) peers.close_client(peer);
+  if (as == Counted::unauthenticated) {
+    if (unauthenticated > 0) --unauthenticated;
+    return;
+  }
   if (connections > 0) --connections;
   connections_open.add(-1);
-}
-
-bool Hub::open_unauthenticated(const std::string& peer, bool forwarded, std::string& why) {
-  if (unauthenticated >= static_cast<std::size_t>(config.max_connections)) {
-    why = "too many connections waiting to authenticate";
-    return false;
-  }
-  if (!peer.empty() && !peers.open_client(peer, Clock::now(), forwarded)) {
-    why = "too many connections from this address";
-    return false;
-  }
-  ++unauthenticated;
-  return true;
 }
 
 bool Hub::authenticate(std::string& why) {
@@ -167,10 +159,14 @@ bool Hub::authenticate(std::string& why) {
     return false;
   }
   if (unauthenticated > 0) --unauthenticated;
+  count_client();
+  return true;
+}
+
+void Hub::count_client() {
   ++connections;
   connections_open.add(1);
   connections_accepted.add();
-  return true;
 }
 
 // ---------------------------------------------------------------- Outbound
@@ -648,14 +644,7 @@ void Hub::leave(WsSession* session, const std::string& room) {
 
 void Hub::remove(WsSession* session) {
   if (!sessions.erase(session)) return;
-  switch (session->counted()) {
-    case WsSession::Counted::client: close_client(session->peer()); break;
-    case WsSession::Counted::unauthenticated:
-      if (!session->peer().empty()) peers.close_client(session->peer());
-      if (unauthenticated > 0) --unauthenticated;
-      break;
-    case WsSession::Counted::nothing: break;
-  }
+  close_client(session->peer(), session->counted());
   for (const auto& room : session->rooms()) {
     leave(session, room);
     if (!session->peer().empty()) peers.leave_room(session->peer());

@@ -85,6 +85,14 @@ class Outbound {
   std::shared_ptr<const std::string> socketio_frame_;
 };
 
+/// What the hub counts a session as.
+enum class Counted {
+  client,           ///< against max_connections and max_connections_per_address
+  unauthenticated,  ///< a Socket.IO session yet to show its token: against max_connections_per_address and
+                    ///< a pool of its own as large as max_connections, so it takes no authenticated client's place
+  nothing,          ///< the WebSocket carrying a Socket.IO session (the session is counted instead)
+};
+
 /// One accepted TCP connection counted against its peer's limits and the
 /// source's total, from accept until its socket closes; moves with the
 /// socket from the TLS detector to the HTTP session to the WebSocket.
@@ -232,14 +240,13 @@ struct Hub {
   bool open_socket(const std::string& peer, const std::string& address);
   void close_socket(const std::string& peer) noexcept;
   /// Counts a client (max_connections, max_connections_per_address) of
-  /// `peer` (empty: none known, the total alone); `forwarded`: it came
-  /// through a trusted proxy, so it also spends a connection of its rate.
-  /// When refused, `why` says so for the client.
-  bool open_client(const std::string& peer, bool forwarded, std::string& why);
-  void close_client(const std::string& peer) noexcept;
-  /// As open_client for a Socket.IO session yet to authenticate (its own pool).
-  bool open_unauthenticated(const std::string& peer, bool forwarded, std::string& why);
-  /// The session authenticated: it takes a client's place (false: none is free).
+  /// `peer` (empty: none known, the total alone) `as` a client, or as a
+  /// Socket.IO session yet to authenticate (a pool of its own); `forwarded`:
+  /// it came through a trusted proxy, so it also spends a connection of its
+  /// rate. When refused, `why` says so for the client.
+  bool open_client(const std::string& peer, bool forwarded, Counted as, std::string& why);
+  void close_client(const std::string& peer, Counted as) noexcept;
+  /// A session yet to authenticate did: it takes a client's place (false: none is free).
   bool authenticate(std::string& why);
 
   /// Queues `session`'s next history read of `room` for the join `ticket`;
@@ -272,6 +279,8 @@ struct Hub {
   void note_tls_failure(const std::string& address, std::string_view what, bool plaintext);
 
  private:
+  void count_client();
+
   LogLimiter auth_log_{std::chrono::seconds(10)};
   LogLimiter tls_log_{std::chrono::seconds(10)};
   LogLimiter refusal_log_{std::chrono::seconds(10)};
@@ -337,13 +346,7 @@ class WsSession {
   const std::string& address() const noexcept { return address_; }
   /// The key its limits are counted under (peer_key of the address).
   const std::string& peer() const noexcept { return peer_; }
-  /// What the hub counts a session as.
-  enum class Counted {
-    client,           ///< against max_connections and max_connections_per_address
-    unauthenticated,  ///< a Socket.IO session yet to show its token: against max_connections_per_address and
-                      ///< a pool of its own as large as max_connections, so it takes no authenticated client's place
-    nothing,          ///< the WebSocket carrying a Socket.IO session (the session is counted instead)
-  };
+  using Counted = websocket::Counted;
   Counted counted() const noexcept { return counted_; }
   /// Frames and bytes queued for the client and not yet written.
   virtual std::size_t queued_frames() const noexcept = 0;

@@ -830,10 +830,7 @@ void HttpSession<Stream>::accept_websocket(std::optional<JwtIdentity> identity, 
     // The client counted: a native WebSocket, or a Socket.IO session that
     // starts on this connection (the probe of a session counted already is not).
     std::string why;
-    const bool counted = sio && sio->counted() == WsSession::Counted::unauthenticated
-                             ? hub_->open_unauthenticated(peer_, forwarded_, why)
-                             : hub_->open_client(peer_, forwarded_, why);
-    if (!counted) {
+    if (!hub_->open_client(peer_, forwarded_, sio ? sio->counted() : WsSession::Counted::client, why)) {
       hub_->connections_refused.add();
       hub_->logger.debug("refused a WebSocket from '", address_, "': ", why);
       return respond_text(http::status::service_unavailable, why + "\n");
@@ -912,10 +909,7 @@ void HttpSession<Stream>::serve_socketio() {
       if (!admit(identity)) return;
       auto created = std::make_shared<SioSession>(hub_, address_, peer_, std::move(identity), true);
       std::string why;
-      const bool counted = created->counted() == WsSession::Counted::unauthenticated
-                               ? hub_->open_unauthenticated(peer_, forwarded_, why)
-                               : hub_->open_client(peer_, forwarded_, why);
-      if (!counted) {
+      if (!hub_->open_client(peer_, forwarded_, created->counted(), why)) {
         hub_->connections_refused.add();
         return respond_socketio_error(http::status::service_unavailable, 3, why);
       }

@@ -24,6 +24,10 @@ from nudge_test import RawWebSocket  # noqa: E402
 PIPELINE = os.path.join(nudge_test.PIPELINES, "chat-embedded.toml")
 HONEST = "127.0.0.2"
 MB = 1024 * 1024
+# Under a sanitizer the allocator keeps freed memory (quarantine, shadow):
+# RSS says nothing about the server's own bounds there, so it is printed, not
+# asserted; descriptors and everything else still are.
+SANITIZED = any(os.environ.get(v) for v in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
 # Settings that let a test's own client fill a room fast (they are not what is tested).
 FAST_FILL = ("source.websocket.rate_limit_per_second=0", "source.websocket.sender_rate_limit_per_second=0",
              "source.websocket.connection_rate_per_address=0")
@@ -64,7 +68,9 @@ class Honest:
                 await asyncio.sleep(self.interval)
                 self.acked = len(c.acks)
                 self.received = sum(1 for m in c.messages if m.get("sender") == "honest")
-            await c.wait_for(lambda: len(c.acks) >= self.sent, timeout=10, what="the last acks")
+            await c.wait_for(lambda: len(c.acks) >= self.sent, timeout=30, what="the last acks")
+            await c.wait_for(lambda: sum(1 for m in c.messages if m.get("sender") == "honest") >= self.sent,
+                             timeout=30, what="the last deliveries")
             self.acked = len(c.acks)
             self.received = sum(1 for m in c.messages if m.get("sender") == "honest")
             await c.close()
@@ -118,7 +124,8 @@ class Footprint:
         print(f"bounds: {what}: RSS {self.rss0 / MB:.0f} -> peak {self.rss_peak / MB:.0f} MB (+{grew / MB:.1f}, "
               f"budget {rss_budget / MB:.0f}); descriptors {self.fds0} -> peak {self.fds_peak} "
               f"(+{self.fds_peak - self.fds0}, budget {fds_budget})")
-        test.assertLessEqual(grew, rss_budget, f"{what}: RSS grew past its budget")
+        if not SANITIZED:
+            test.assertLessEqual(grew, rss_budget, f"{what}: RSS grew past its budget")
         test.assertLessEqual(self.fds_peak - self.fds0, fds_budget, f"{what}: descriptors grew past their budget")
 
 
@@ -352,7 +359,8 @@ class CatchUpOverWebSocketTest(unittest.TestCase):
         time.sleep(1)
         after = nudge_test.rss_bytes(n.proc.pid)
         print(f"bounds: RSS with them gone: {after / MB:.0f} MB (before {footprint.rss0 / MB:.0f})")
-        self.assertLessEqual(after - footprint.rss0, 160 * MB)
+        if not SANITIZED:
+            self.assertLessEqual(after - footprint.rss0, 160 * MB)
         honest.stop(self)
 
 

@@ -226,6 +226,30 @@ class UpgradesPerSessionTest(unittest.TestCase):
             u.sock.close()
 
 
+class ForwardedForLinesTest(unittest.TestCase):
+    def test_a_clients_own_forwarded_for_line_does_not_name_it(self):
+        # Found from outside: behind HAProxy, which appends an X-Forwarded-For
+        # line of its own, the client's first line was read: one client
+        # rotated it past max_connections_per_address and named its victim.
+        n = start(self, "source.websocket.trusted_proxies=[\"127.0.0.1\"]",
+                  "source.websocket.max_connections_per_address=10")
+
+        def through_proxy(own_line, client):
+            # Two lines, as the proxy forwards them: the client's, then its own.
+            return RawWebSocket(n.address, headers={"X-Forwarded-For": own_line, "x-forwarded-for": client})
+
+        held = [through_proxy(f"198.51.100.{i}", "203.0.113.9") for i in range(30)]
+        statuses = [ws.status for ws in held]
+        self.assertEqual(statuses.count(101), 10, "the per-address limit counts the proxy's line: " + str(statuses))
+        self.assertEqual(statuses.count(503), 20)
+        victim = through_proxy("203.0.113.9", "203.0.113.77")
+        self.assertEqual(victim.status, 101, "a client naming another in its own line takes nothing of the other's")
+        print(f"bounds: 30 upgrades, each with its own rotating X-Forwarded-For line and the proxy's: "
+              f"{statuses.count(101)} accepted; the address they named got 101", file=sys.stderr)
+        for ws in held + [victim]:
+            ws.sock.close()
+
+
 class JoinFloodTest(unittest.TestCase):
     def test_one_connection_joins_at_most_max_rooms_per_connection(self):
         # Found from outside: 3000 joins on one connection, all accepted.

@@ -119,7 +119,8 @@ ConfigSchema WebSocketConfig::schema() {
       .reloadable();
   s.string_list("trusted_proxies", {},
                 "Reverse proxies (addresses or networks, e.g. \"127.0.0.1\", \"10.0.0.0/8\") whose "
-                "X-Forwarded-For names the client: per-address limits then count that address, not the proxy's. "
+                "X-Forwarded-For names the client (its right-most address that is not a trusted proxy; several lines are one "
+                "list, the last line last): per-address limits then count that address, not the proxy's. "
                 "Requests through one without X-Forwarded-For count under the proxy's own address. Empty: every peer is a client")
       .with_example("[\"127.0.0.1\", \"::1\"]")
       .with_check([](const ConfigValue& v) {

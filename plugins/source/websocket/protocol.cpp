@@ -46,6 +46,11 @@ bool is_valid_room(std::string_view room) {
   return true;
 }
 
+std::string not_joined_message(std::string_view room) {
+  if (!is_valid_room(room)) return "join the room before sending to it (a room name is 1 to 128 characters of A-Z a-z 0-9 _ - . :)";
+  return "join room '" + std::string(room) + "' before sending to it";
+}
+
 namespace {
 
 /// Code points a name may not hold: controls (C0, DEL, C1), line and

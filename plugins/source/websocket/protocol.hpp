@@ -35,6 +35,9 @@ struct ProtocolError {
 std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolError& error);
 
 bool is_valid_room(std::string_view room);
+/// A `not_joined` error's message: names the room only when it is a valid
+/// room name, so the answer never carries back more than 128 bytes of it.
+std::string not_joined_message(std::string_view room);
 /// A sender's name: 1 to 64 bytes of UTF-8, no space (of any kind) at either
 /// end nor a combining mark first, and no control, bidirectional or invisible
 /// formatting character (see kNameRule). Letters of other scripts that look

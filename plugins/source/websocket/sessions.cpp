@@ -56,6 +56,9 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       socketio_upgrades(ctx.metrics().counter("socketio_upgrades", "Socket.IO sessions upgraded from polling to WebSocket")),
       socketio_refused(ctx.metrics().counter("socketio_refused",
                                              "Socket.IO requests refused (unknown sid, bad transport, payload too large)")),
+      unauthenticated_displaced(ctx.metrics().counter(
+          "unauthenticated_displaced",
+          "Socket.IO sessions yet to authenticate ended to make room for a newer one (the pool was full)")),
       history_sent(ctx.metrics().counter("history_sent", "Messages sent from history on joining or catching up")),
       history_failures(ctx.metrics().counter("history_failures", "Joins whose history could not be read")),
       joins_refused(ctx.metrics().counter("joins_refused", "Joins refused for max_rooms_per_connection or max_rooms")),
@@ -129,17 +132,48 @@ void Hub::close_socket(const std::string& peer) noexcept {
 
 bool Hub::open_client(const std::string& peer, bool forwarded, Counted as, std::string& why) {
   const bool waiting = as == Counted::unauthenticated;
-  if ((waiting ? unauthenticated : connections) >= static_cast<std::size_t>(config.max_connections)) {
-    why = waiting ? "too many connections waiting to authenticate" : "too many connections";
+  const auto max = static_cast<std::size_t>(config.max_connections);
+  if (!waiting && connections >= max) {
+    why = "too many connections";
     return false;
   }
   if (!peer.empty() && !peers.open_client(peer, Clock::now(), forwarded)) {
     why = "too many connections from this address";
     return false;
   }
-  if (waiting) ++unauthenticated;
-  else count_client();
+  if (!waiting) {
+    count_client();
+    return true;
+  }
+  // Squatters filling the pool from many addresses would otherwise lock out
+  // every client that brings its token in CONNECT: the one waiting longest
+  // makes way.
+  while (unauthenticated >= max && !unauthenticated_line.empty()) {
+    const auto oldest = unauthenticated_line.front().lock();
+    unauthenticated_line.pop_front();
+    if (!oldest || oldest->counted() != Counted::unauthenticated || !sessions.contains(oldest.get())) continue;
+    unauthenticated_displaced.add();
+    logger.debug("ending a Socket.IO session from '", oldest->address(),
+                 "' that has not authenticated: the pool of those waiting is full and it waited longest");
+    oldest->close(CloseCode::policy_error, "displaced: send CONNECT with a token sooner");
+  }
+  if (unauthenticated >= max) {
+    if (!peer.empty()) peers.close_client(peer);
+    why = "too many connections waiting to authenticate";
+    return false;
+  }
+  ++unauthenticated;
   return true;
+}
+
+void Hub::line_up_unauthenticated(std::weak_ptr<WsSession> session) {
+  if (unauthenticated_line.size() >= 2 * unauthenticated + 64) {
+    std::erase_if(unauthenticated_line, [this](const std::weak_ptr<WsSession>& entry) {
+      const auto held = entry.lock();
+      return !held || held->counted() != Counted::unauthenticated || !sessions.contains(held.get());
+    });
+  }
+  unauthenticated_line.push_back(std::move(session));
 }
 
 void Hub::close_client(const std::string& peer, Counted as) noexcept {

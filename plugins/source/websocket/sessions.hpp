@@ -149,6 +149,12 @@ struct Hub {
   /// their own (as large as max_connections), so clients without a token
   /// take no authenticated client's place.
   std::size_t unauthenticated = 0;
+  /// The sessions counted in `unauthenticated`, oldest first (entries of
+  /// sessions since ended or authenticated are skipped, and dropped when the
+  /// line grows past twice the pool): when the pool is full, the oldest
+  /// gives its place to a new one. A client with a token sends CONNECT
+  /// within a round trip, so only a squatter is ever the oldest.
+  std::deque<std::weak_ptr<WsSession>> unauthenticated_line;
   /// TCP connections open, whatever their state (max_sockets).
   std::size_t sockets_open = 0;
   /// Most TCP connections open at once: max_sockets, or what the process's
@@ -209,6 +215,7 @@ struct Hub {
   Counter& socketio_sessions;
   Counter& socketio_upgrades;
   Counter& socketio_refused;
+  Counter& unauthenticated_displaced;
   Counter& history_sent;
   Counter& history_failures;
   Counter& joins_refused;
@@ -246,6 +253,8 @@ struct Hub {
   /// rate. When refused, `why` says so for the client.
   bool open_client(const std::string& peer, bool forwarded, Counted as, std::string& why);
   void close_client(const std::string& peer, Counted as) noexcept;
+  /// A Socket.IO session just counted as yet to authenticate, in line.
+  void line_up_unauthenticated(std::weak_ptr<WsSession> session);
   /// A session yet to authenticate did: it takes a client's place (false: none is free).
   bool authenticate(std::string& why);
 
@@ -625,6 +634,8 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   bool ping_sent_ = false;
   bool close_received_ = false;  ///< the client's close frame arrived
   Closing closing_ = Closing::open;
+  /// Bytes read since closing began, looking for the client's close frame.
+  std::size_t read_while_closing_ = 0;
   Clock::time_point last_heard_;
   /// When the queue last made progress (or became non-empty).
   Clock::time_point last_written_;

@@ -33,6 +33,9 @@ inline constexpr std::chrono::seconds kDropGrace{1};
 /// Reads of the shared buffer one readable connection gets before others
 /// have their turn.
 inline constexpr int kReadsPerWakeup = 4;
+/// What a closing connection may still send besides one message before the
+/// socket is closed without waiting for its close frame.
+inline constexpr std::size_t kReadWhileClosing = 64 * 1024;
 /// What one TLS read decrypts into (TLS connections hold it while open).
 inline constexpr std::size_t kTlsReadSize = 4096;
 /// Queued frames written by one system call at most.
@@ -184,6 +187,16 @@ void WsStreamSession<Stream>::on_tls_read(beast::error_code ec, std::size_t byte
 
 template <class Stream>
 bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
+  if (closing()) {
+    // The client's close frame is read for, the rest thrown away: a client
+    // that keeps sending instead (one closed for flooding) would have its
+    // flood read until the close deadline, a core's worth.
+    read_while_closing_ += input.size();
+    if (read_while_closing_ > detail::kReadWhileClosing + static_cast<std::size_t>(hub_->config.max_message_bytes)) {
+      close_socket();
+      return false;
+    }
+  }
   while (true) {
     if (closing_ == Closing::closed) return false;
     const auto event = reader_.next(input);
@@ -322,7 +335,7 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::handle(ClientFra
   }
   if (!rooms_.contains(frame.room)) {
     hub_->frames_refused.add();
-    send_text(error_frame(frame.ref, "not_joined", "join room '" + frame.room + "' before sending to it"));
+    send_text(error_frame(frame.ref, "not_joined", not_joined_message(frame.room)));
     return Next::read;
   }
   if (!hub_->ingress || !hub_->intake_open) {
@@ -631,9 +644,11 @@ void HttpSession<Stream>::identify_client() {
   peer_ = ec ? std::string() : peer_key(proxy);
   forwarded_ = false;
   const auto& req = parser_->get();
-  const auto header = req.find("X-Forwarded-For");
-  if (header == req.end()) return;
-  if (const auto client = hub_->proxies.client_of(detail::view(header->value()))) {
+  std::vector<std::string_view> lines;
+  for (auto [line, end] = req.equal_range("X-Forwarded-For"); line != end; ++line)
+    lines.push_back(detail::view(line->value()));
+  if (lines.empty()) return;
+  if (const auto client = hub_->proxies.client_of(lines)) {
     address_ = client->to_string();
     peer_ = peer_key(*client);
     forwarded_ = true;

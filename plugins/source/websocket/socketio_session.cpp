@@ -61,6 +61,7 @@ SioSession::~SioSession() { hub_->remove(this); }
 std::string SioSession::start() {
   hub_->sessions.insert(this);
   hub_->sio_sessions.emplace(sid_, shared_from_this());
+  if (counted_ == Counted::unauthenticated) hub_->line_up_unauthenticated(weak_self());
   hub_->socketio_sessions.add();
   started_ = Clock::now();
   next_ping_ = started_ + std::chrono::milliseconds(hub_->config.ping_interval_ms);
@@ -243,17 +244,26 @@ void SioSession::on_packet(std::string_view text) {
     hub_->logger.debug("closing a Socket.IO session from '", address_, "': not an Engine.IO packet");
     return end("parse error");
   }
+  if (packet->type == socketio::EngineType::close) return end("client close");
+  // Every packet a client sends is work, and many cost one back (a ping's
+  // pong, an unknown namespace's refusal, a bad packet's error): all spend the
+  // same tokens as a /ws client's frames, or a client could flood with the
+  // kinds left out.
+  const RateVerdict verdict = rate_check();
+  if (verdict == RateVerdict::refused_to_close) {
+    refuse(std::nullopt, "rate_limited", "too many packets; slow down");
+    return close(CloseCode::policy_error, "rate limit exceeded");
+  }
   switch (packet->type) {
     case socketio::EngineType::pong:
       awaiting_pong_ = false;
       next_ping_ = Clock::now() + std::chrono::milliseconds(hub_->config.ping_interval_ms);
       return;
     case socketio::EngineType::ping:
-      // A client's ping costs a packet back: limited like any event.
-      if (rate_check() == RateVerdict::allowed) send_packet("3" + std::string(packet->data));
+      if (verdict == RateVerdict::allowed) send_packet("3" + std::string(packet->data));
       return;
-    case socketio::EngineType::message: return on_socketio(packet->data);
-    case socketio::EngineType::close: return end("client close");
+    case socketio::EngineType::message: return on_socketio(packet->data, verdict);
+    case socketio::EngineType::close: return;  // ended above
     case socketio::EngineType::noop: return;
     case socketio::EngineType::open:
     case socketio::EngineType::upgrade:
@@ -263,6 +273,8 @@ void SioSession::on_packet(std::string_view text) {
 }
 
 void SioSession::on_binary() {
+  if (ended_) return;
+  if (rate_check() == RateVerdict::refused_to_close) return close(CloseCode::policy_error, "rate limit exceeded");
   if (attachments_to_skip_ > 0) {
     --attachments_to_skip_;
     return;
@@ -331,24 +343,37 @@ void SioSession::end(std::string_view reason) {
 
 // -------------------------------------------------------------- Socket.IO
 
-void SioSession::on_socketio(std::string_view text) {
+void SioSession::on_socketio(std::string_view text, RateVerdict verdict) {
+  const bool over_rate = verdict != RateVerdict::allowed;
   if (const auto binary = socketio::parse_binary_header(text)) {
     // Its attachments follow as binary messages: skip them; a refusal answers its ack.
     attachments_to_skip_ = binary->attachments;
     hub_->frames_refused.add();
+    if (over_rate) return refuse(binary->ack_id, "rate_limited", "too many packets; slow down");
     return refuse(binary->ack_id, "bad_request", "binary data is not supported; send JSON");
   }
   socketio::ParseError error;
   const auto packet = socketio::parse_packet(text, error);
   if (!packet) {
     hub_->frames_refused.add();
+    if (over_rate) return;  // unanswered: an answer per bad packet is what a flood is after
     hub_->logger.debug("refused a Socket.IO packet from '", address_, "': ", error.message);
     return refuse(std::nullopt, "bad_packet", error.message);
   }
+  if (packet->type == socketio::PacketType::event && connected_ && packet->nsp == "/" && over_rate) {
+    // Refused unread, its ack answered so the sender knows to slow down.
+    return refuse(packet->ack_id, "rate_limited", "too many events; slow down");
+  }
+  if (over_rate) return;
   if (packet->nsp != "/") {
-    if (packet->type == socketio::PacketType::connect)
-      return send_packet(socketio::connect_error_packet(packet->nsp, "Invalid namespace"));
-    return;  // nothing else is served on another namespace
+    if (packet->type != socketio::PacketType::connect) return;  // nothing else is served on another namespace
+    // Named back only when short: a refusal must not be a way to make the
+    // server hold what the client sent.
+    if (packet->nsp.size() > kMaxEchoedNamespace) {
+      hub_->frames_refused.add();
+      return refuse(std::nullopt, "bad_packet", "no such namespace; only '/' is served here");
+    }
+    return send_packet(socketio::connect_error_packet(packet->nsp, "Invalid namespace"));
   }
   switch (packet->type) {
     case socketio::PacketType::connect: return on_connect(*packet);
@@ -432,13 +457,6 @@ void SioSession::on_connect(const socketio::Packet& packet) {
 
 void SioSession::on_event(const socketio::Packet& packet) {
   const auto ack = packet.ack_id;
-  switch (rate_check()) {
-    case RateVerdict::allowed: break;
-    case RateVerdict::refused: return refuse(ack, "rate_limited", "too many events; slow down");
-    case RateVerdict::refused_to_close:
-      refuse(ack, "rate_limited", "too many events; slow down");
-      return close(CloseCode::policy_error, "rate limit exceeded");
-  }
   hub_->frames_in.add();
   if (packet.event == "event:message" || packet.event == "message") return on_send(packet.args, ack);
   rapidjson::Document args;
@@ -541,7 +559,7 @@ void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t
   }
   if (room.empty() || !rooms_.contains(room)) {
     hub_->frames_refused.add();
-    return refuse(ack, "not_joined", "join room '" + room + "' before sending to it");
+    return refuse(ack, "not_joined", not_joined_message(room));
   }
   if (!hub_->ingress || !hub_->intake_open)
     return refuse(ack, "unavailable", "the server is shutting down; send again after reconnecting");

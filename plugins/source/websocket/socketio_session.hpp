@@ -104,7 +104,10 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void flush_poll();
   /// Takes the packets of the POST being taken, until one waits for the pipeline.
   void take_post();
-  void on_socketio(std::string_view text);
+  /// One Socket.IO packet; `verdict` is what the rate limits said of it.
+  void on_socketio(std::string_view text, RateVerdict verdict);
+  /// An unknown namespace is named in its refusal up to this length.
+  static constexpr std::size_t kMaxEchoedNamespace = 128;
   void on_connect(const socketio::Packet& packet);
   void on_event(const socketio::Packet& packet);
   void on_send(std::string_view args, std::optional<std::uint64_t> ack);

@@ -90,4 +90,13 @@ std::optional<ip::address> TrustedProxies::client_of(std::string_view forwarded_
   return std::nullopt;
 }
 
+std::optional<ip::address> TrustedProxies::client_of(const std::vector<std::string_view>& lines) const {
+  std::string joined;
+  for (const auto line : lines) {
+    if (!joined.empty()) joined += ',';
+    joined += line;
+  }
+  return client_of(joined);
+}
+
 }  // namespace nudge::plugins::websocket

@@ -31,6 +31,11 @@ class TrustedProxies {
   /// proxy; nullopt when the proxy named none (then the request counts under
   /// the proxy's own address).
   std::optional<boost::asio::ip::address> client_of(std::string_view forwarded_for) const;
+  /// The same for a request with several X-Forwarded-For lines, in the order
+  /// received: they are one list (RFC 9110 section 5.3), and the last line is
+  /// the one a proxy that appends its own (HAProxy's `option forwardfor`)
+  /// wrote, so a client's own line never names the client.
+  std::optional<boost::asio::ip::address> client_of(const std::vector<std::string_view>& lines) const;
 
  private:
   std::vector<boost::asio::ip::network_v4> v4_;

@@ -133,5 +133,19 @@ TEST(TrustedProxies, TheClientIsTheRightMostAddressNotAProxy) {
   EXPECT_FALSE(proxies->client_of("1.1.1.1, not-an-address")) << "garbage past our proxy: nothing is trusted";
 }
 
+TEST(TrustedProxies, SeveralForwardedForLinesAreOneListReadFromTheLastLine) {
+  // Found from outside: with two lines, the first (the client's own) was
+  // read; behind HAProxy, which appends a line of its own, one client
+  // rotated it past max_connections_per_address and locked others out.
+  std::string error;
+  const auto proxies = TrustedProxies::parse({"127.0.0.1"}, error);
+  ASSERT_TRUE(proxies);
+  EXPECT_EQ(proxies->client_of(std::vector<std::string_view>{"198.51.100.7", "203.0.113.9"}), ip("203.0.113.9"));
+  EXPECT_EQ(proxies->client_of(std::vector<std::string_view>{"198.51.100.7, 1.1.1.1", "203.0.113.9, 127.0.0.1"}),
+            ip("203.0.113.9"));
+  EXPECT_EQ(proxies->client_of(std::vector<std::string_view>{"203.0.113.9"}), ip("203.0.113.9"));
+  EXPECT_FALSE(proxies->client_of(std::vector<std::string_view>{}));
+}
+
 }  // namespace
 }  // namespace nudge::plugins::websocket

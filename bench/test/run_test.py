@@ -93,6 +93,19 @@ class Report(unittest.TestCase):
         self.assertEqual([r[3] for r in chat_rows], ["no verdict", "no verdict"])
         self.assertTrue(all("no result" in r[2] for r in chat_rows))
 
+    def test_a_ratio_against_a_side_that_never_reached_its_limit_is_no_verdict(self):
+        def chat(peer_limit):
+            rounds = [{"nudge": {"limit_reached": True}, "nudge-socketio": {"limit_reached": True},
+                       "peer": {"limit_reached": peer_limit}}]
+            return {"headline": {"nudge": {"highest_rate": 5000.0}, "nudge-socketio": {"highest_rate": 300.0},
+                                 "peer": {"highest_rate": 100.0}}, "rounds": rounds, "options": {}}
+        verdicts = lambda run: [r[3] for r in report.targets(dict({s: [] for s in report.SCENARIOS}, chat=[run]))
+                                if r[0].startswith("chat")]
+        self.assertEqual(verdicts(chat(True)), ["met", "**missed**"])
+        # The peer held every step: its limit is higher, so 50× is an upper bound (no verdict), and 3× an upper
+        # bound under the goal (missed whatever the peer's limit).
+        self.assertEqual(verdicts(chat(False)), ["no verdict", "**missed**"])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -306,10 +306,31 @@ def summary(runs, target_rows):
                 (won if a < pe else lost).append(
                     f"ingest (no fanout): server CPU per accepted message, {NAMES[n]} {num(a, 0)} µs vs the peer's "
                     f"{num(pe, 0)} µs")
+    why = []
+    if chat:
+        for t, v in (chat.get("rounds") or [{}])[0].items():
+            best = v.get("highest_rate")
+            at = next((st for st in v.get("steps", []) if st.get("offered") == best and not st.get("failed")), None)
+            if at and at.get("cpu"):
+                parts = ", ".join(f"{role} {num(c['cpu_ms_per_1000_messages'], 0)} µs"
+                                  + (f" ({100 * c['system_share']:.0f}% in the kernel)"
+                                     if isinstance(c.get("system_share"), (int, float)) else "")
+                                  for role, c in at["cpu"].items() if c.get("cpu_ms_per_1000_messages"))
+                why.append(f"chat, {NAMES.get(t, t)} at {best:g} msg/s (round 1): CPU per message — {parts}")
+    bc = runs["broadcast"][-1] if runs["broadcast"] else None
+    if bc:
+        for t, v in (bc.get("rounds") or [{}])[0].items():
+            for role, c in (v.get("cpu") or {}).items():
+                if role in ("nudge", "node") and isinstance(c.get("system_share"), (int, float)):
+                    why.append(f"broadcast, {NAMES.get(t, t)}, {bc['options']['connections']:,} subscribers "
+                               f"(round 1): {100 * c['system_share']:.0f}% of {role}'s CPU was in the kernel "
+                               "(writes, and on loopback the receiving side's TCP processing)")
     out += ["**Won**:", ""] + [f"- {x}" for x in won or ["nothing measured yet"]] + [""]
     out += ["**Lost or missed**:", ""] + [f"- {x}" for x in lost or ["nothing"]] + [""]
     if open_:
         out += ["**Not measured or no verdict**:", ""] + [f"- {x}" for x in open_] + [""]
+    if why:
+        out += ["**Why** — where the CPU went, as measured:", ""] + [f"- {x}" for x in why] + [""]
     return out
 
 

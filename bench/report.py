@@ -17,6 +17,7 @@ NAMES = {"nudge": "Nudge (native protocol)", "nudge-socketio": "Nudge (Socket.IO
          "nudge-postgres": "Nudge → PostgreSQL", "nudge-mariadb": "Nudge → MariaDB", "benthos": "Benthos",
          "raw-copy": "raw COPY"}
 NUDGES = ("nudge", "nudge-socketio")
+DRAIN_NAMES = {"peer": "Node peer (one instance's kafkajs consumer, one INSERT per row)"}
 
 
 # --- reading -------------------------------------------------------------------
@@ -443,7 +444,9 @@ def section_persist(runs):
                 generator_line(r), "",
                 table(["target", "all processes, µs", "the server alone, µs"] + [f"{x}, µs" for x in roles],
                       [[NAMES.get(t, t), spread(v, "us_per_accepted", 0), spread(v, "us_per_accepted_target", 0)]
-                       + [spread(v, f"us_per_accepted_{x}", 0) for x in roles] for t, v in ih.items()]), ""]
+                       # "–": the target has no such process (node for Nudge, nudge for the peer)
+                       + [spread(v, f"us_per_accepted_{x}", 0) if v.get(f"us_per_accepted_{x}_rounds") else "–"
+                          for x in roles] for t, v in ih.items()]), ""]
     d = r["headline"].get("drain") or {}
     if d:
         copy = (d.get("raw-copy") or {}).get("rows_per_s")
@@ -451,7 +454,8 @@ def section_persist(runs):
                 f"{o.get('peer_backlog') or min(o['backlog'], 100000):,}); rows/s, median (min–max) of rounds. "
                 "Benthos writes into a table with the same `(room, id)` index as Nudge's sink.", "",
                 table(["drain", "rows/s", "rows/s from the first row", "of raw COPY"],
-                      [[NAMES.get(k, k), spread(v, "rows_per_s", 0), spread(v, "rows_per_s_from_first_row", 0),
+                      [[DRAIN_NAMES.get(k, NAMES.get(k, k)), spread(v, "rows_per_s", 0),
+                        spread(v, "rows_per_s_from_first_row", 0),
                         fmt_ratio(ratio(v.get("rows_per_s"), copy))] for k, v in d.items()]), ""]
         skipped = [row["benthos"]["skipped"] for row in r.get("drain", []) if (row.get("benthos") or {}).get("skipped")]
         if skipped:

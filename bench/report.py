@@ -1,184 +1,87 @@
-"""Regenerates docs/benchmarks.md and docs/images/bench-*.png from the latest
-var/bench/<scenario>-*/results.json of each scenario (`bench/run report`)."""
+"""Regenerates docs/benchmarks.md (and docs/images/bench-*.png) from the results files in bench/results/
+(`bench/run report`). Every figure and every sentence about a result on the page comes from those files:
+the page holds nothing measured that they do not, and a target they do not measure reads "not measured"."""
 import glob
 import json
 import os
+import re
 import time
 
 SCENARIOS = ["broadcast", "chat", "persist", "idle", "raw"]
-# What a real run uses (issue 6); anything smaller is a smoke run.
-FULL = {"broadcast": {"connections": 10000}, "chat": {"connections": 5000, "rooms": 500},
+# The sizes of a real run (issue 17); anything smaller is labelled a smoke-sized run.
+FULL = {"broadcast": {"connections": 1000}, "chat": {"connections": 1000},
         "persist": {"backlog": 1_000_000}, "idle": {}, "raw": {"messages": 1_000_000}}
+MIN_ROUNDS = {"broadcast": 3, "chat": 3, "persist": 5, "idle": 3, "raw": 3}
+NAMES = {"nudge": "Nudge (native protocol)", "nudge-socketio": "Nudge (Socket.IO)",
+         "peer": "Node peer (with rooms)", "peer-broadcast": "Node peer (original, no rooms)",
+         "nudge-postgres": "Nudge → PostgreSQL", "nudge-mariadb": "Nudge → MariaDB", "benthos": "Benthos",
+         "raw-copy": "raw COPY"}
+NUDGES = ("nudge", "nudge-socketio")
+DRAIN_NAMES = {"peer": "Node peer (one instance's kafkajs consumer, one INSERT per row)"}
 
 
-def latest(var, scenario):
-    """The newest full run of the scenario, else its newest run of any size."""
-    paths = sorted(glob.glob(os.path.join(var, "bench", f"{scenario}-*", "results.json")))
-    runs = [(json.load(open(p)), p) for p in paths]
-    full = [(r, p) for r, p in runs if not is_smoke(r)]
-    return (full or runs or [(None, None)])[-1]
+# --- reading -------------------------------------------------------------------
+
+def load_all(results_dir):
+    out = {s: [] for s in SCENARIOS}
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        try:
+            r = json.load(open(path))
+        except (OSError, ValueError):
+            continue
+        if r.get("scenario") in out and not r.get("smoke"):
+            r["_path"] = path
+            out[r["scenario"]].append(r)
+    for runs in out.values():
+        runs.sort(key=lambda r: r.get("started", ""))
+    return out
 
 
-def all_results(var, scenario):
-    """Every run of the scenario with all its rounds and both sides (any size)."""
-    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(var, "bench", f"{scenario}-*", "results.json")))]
-    return [r for r in runs if r["options"].get("rounds", 0) >= 3 and not r["options"].get("only")] or runs
-
-
-def median(values):
-    values = sorted(v for v in values if isinstance(v, (int, float)))
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
-def per_open(p, key_at_n, key_before):
-    """Bytes per connection actually open (runs before the fix divided by N even when fewer opened)."""
-    return (p[key_at_n] - p[key_before]) / p["open"] if p["n"] and p["open"] else None
-
-
-def idle_by_n(r):
-    """{n: {target: (median bytes per open connection over rounds, median connections open)}}."""
-    out = {}
-    for row in r["rounds"]:
-        for target, v in row.items():
-            for p in v["points"]:
-                if p["n"]:
-                    out.setdefault(p["n"], {}).setdefault(target, []).append(p)
-    return {n: {t: (median([per_open(p, "rss_at_n", "rss_before") for p in v]), median([p["open"] for p in v]))
-                for t, v in d.items()} for n, d in sorted(out.items())}
-
-
-def verdict(ok):
-    return "met" if ok else "**missed**"
-
-
-def accepted_cores(r):
-    """Cores each server process used at the highest rate persist (a) held, round 1."""
-    for row in (r.get("accepted") or [])[:1]:
-        target = row.get("nudge", {})
-        held = [st for st in target.get("steps", []) if st.get("offered") == target.get("highest_rate")]
-        if not held:
-            return ""
-        st = held[0]
-        parts = [f"{role} {c['cpu_ms_per_1000_messages'] * st['offered'] / 1e6:.2f}"
-                 for role, c in st.get("cpu", {}).items()
-                 if isinstance(c.get("cpu_ms_per_1000_messages"), (int, float)) and c["cpu_ms_per_1000_messages"] > 0]
-        return (f" At {st['offered']:,.0f} messages/s the servers used, in cores: " + ", ".join(parts)
-                + "; the load generator's 1,000 clients the rest.")
-    return ""
-
-
-def targets_section(have):
-    """Issue 6's targets against this run's figures."""
-    rows = []
-    if "chat" in have:
-        h = have["chat"]["headline"]
-        n, p = h.get("nudge", {}).get("highest_rate"), h.get("peer", {}).get("highest_rate")
-        if n and p:
-            rows.append(["chat: highest rate at p99 ≤ 50 ms, zero loss", "≥ 10× the Node peer",
-                         f"{num(n, 0)} vs {num(p, 0)} msg/s = {n / p:.1f}×", verdict(n / p >= 10)])
-        elif n:
-            first = have["chat"]["options"]["start_rate"]
-            rows.append(["chat: highest rate at p99 ≤ 50 ms, zero loss", "≥ 10× the Node peer",
-                         f"{num(n, 0)} msg/s vs none: the peer held no step (the first was {first:g}/s)",
-                         verdict(n / first >= 10)])
-    if "broadcast" in have:
-        h = have["broadcast"]["headline"]
-        n = h.get("nudge", {}).get("deliveries_per_target_cpu_s")
-        p = h.get("peer", {}).get("deliveries_per_target_cpu_s")
-        na, pa = h.get("nudge", {}).get("deliveries_per_cpu_s"), h.get("peer", {}).get("deliveries_per_cpu_s")
-        if n and p:
-            rows.append(["broadcast: deliveries per CPU-second of the server processes", "≥ 20× the Node peer",
-                         f"{num(n, 0)} vs {num(p, 0)} = {n / p:.1f}× (all processes, Redis and Kafka included: "
-                         f"{ratio(na, pa)})", verdict(n / p >= 20)])
-    if "idle" in have:
-        for n, d in idle_by_n(have["idle"]).items():
-            nb, n_open = d.get("nudge", (None, 0))
-            pb, p_open = d.get("peer", (None, 0))
-            if nb is None:
-                continue
-            rows.append([f"idle: user-space memory per connection at {n:,}", "≤ 4 KiB",
-                         f"{num(nb, 0)} B ({n_open:,.0f} open)", verdict(nb <= 4096)])
-            if pb:
-                held = f" (the peer held {p_open:,.0f} of {n:,})" if p_open < n else ""
-                rows.append([f"idle: the same against the Node peer at {n:,}", "≤ 1/5",
-                             f"{num(nb, 0)} vs {num(pb, 0)} B = 1/{pb / nb:.1f}{held}", verdict(nb / pb <= 0.2)])
-    if "persist" in have:
-        d = have["persist"]["headline"]["drain"]
-        nudge = (d.get("nudge-postgres") or {}).get("rows_per_s")
-        benthos = (d.get("benthos") or {}).get("rows_per_s")
-        copy = (d.get("raw-copy") or {}).get("rows_per_s")
-        if nudge and benthos:
-            rows.append(["persist: drain rows/s into PostgreSQL against Benthos (Redpanda Connect's engine)",
-                         "≥ 2×", f"{num(nudge, 0)} vs {num(benthos, 0)} = {nudge / benthos:.2f}×",
-                         verdict(nudge / benthos >= 2)])
-        if nudge and copy:
-            rows.append(["persist: drain rows/s against raw COPY", "≥ 50%",
-                         f"{num(nudge, 0)} vs {num(copy, 0)} = {100 * nudge / copy:.0f}%", verdict(nudge / copy >= 0.5)])
-        accepted = have["persist"]["headline"]["accepted"].get("nudge", {}).get("highest_rate")
-        produce = have.get("raw", {}).get("headline", {}).get("kafka-produce", {}).get("per_s") if "raw" in have else None
-        if accepted and produce:
-            rows.append(["persist: accepted rate (acks=all, every message persisted) against raw Kafka produce",
-                         "≥ 60%", f"{num(accepted, 0)} vs {num(produce, 0)} msg/s = {100 * accepted / produce:.0f}%",
-                         verdict(accepted / produce >= 0.6)])
-    if not rows:
-        return []
-    notes = []
-    if "broadcast" in have:
-        h = have["broadcast"]["headline"]
-        n, p = h.get("nudge", {}), h.get("peer", {})
-        share = None
-        for row in have["broadcast"]["rounds"][:1]:
-            share = (row.get("nudge", {}).get("cpu", {}).get("nudge") or {}).get("system_share")
-        if n.get("deliveries_per_target_cpu_s") and p.get("deliveries_per_target_cpu_s") and share:
-            n_us = 1e6 / n["deliveries_per_target_cpu_s"]
-            p_us = 1e6 / p["deliveries_per_target_cpu_s"]
-            notes.append(
-                f"- **broadcast**: a delivery costs Nudge {n_us:.1f} µs of CPU, {100 * share:.0f}% of it in the kernel "
-                f"({share * n_us:.1f} µs: the `writev` and, on loopback, the receiving side's TCP processing, which "
-                f"runs in the sender's context); the peer {p_us:.1f} µs. Both pay the kernel per delivery, so even a "
-                f"server with no user-space cost at all would be at most {p_us / (share * n_us):.1f}× the peer here. "
-                "In user space alone Nudge's delivery is "
-                f"{ratio(n.get('deliveries_per_target_user_cpu_s'), p.get('deliveries_per_target_user_cpu_s'))} "
-                "cheaper (a frame encoded once and shared, written with one system call and no asynchronous "
-                "operation while the socket takes it).")
-    if "persist" in have and "raw" in have:
-        rh = have["raw"]["headline"]
-        own = rh.get("nudge-log-produce", {}).get("per_s")
-        produce = rh.get("kafka-produce", {}).get("per_s")
-        if own and produce:
-            notes.append(
-                f"- **accepted rate**: Nudge's own produce path (the `generator` source in front of the Kafka log, "
-                f"`raw`) took {num(own, 0)} messages/s, {100 * own / produce:.0f}% of Kafka's ProducerPerformance on "
-                "the same broker with the same settings. End to end, 1,000 WebSocket clients, the load generator, two "
-                "Nudge instances, Redis, Kafka and PostgreSQL share the machine's two cores: the accepted rate is "
-                "bounded by that CPU, not by the log." + accepted_cores(have["persist"]))
-    return ["## Targets", "", "Issue 6's targets, judged on the figures below (medians of the rounds):", "",
-            table(["", "target", "measured", ""], rows), "", *(["What bounds the missed ones:", "", *notes, ""]
-                                                            if notes else [])]
-
-
-def is_smoke(r):
+def small(r):
+    """Why a run is below the issue's sizes, or None."""
     o = r["options"]
-    if o.get("rounds", 0) < 3 or o.get("only"):
-        return True
-    if r["scenario"] == "idle" and max(int(x) for x in o["sizes"].split(",")) < 50000:
-        return True
-    return any((o.get(k) or 0) < v for k, v in FULL[r["scenario"]].items())
+    why = []
+    if o.get("rounds", 0) < MIN_ROUNDS[r["scenario"]]:
+        why.append(f"{o.get('rounds')} round(s), fewer than {MIN_ROUNDS[r['scenario']]}")
+    if o.get("only"):
+        why.append(f"only {o['only']}")
+    for k, v in FULL[r["scenario"]].items():
+        if (o.get(k) or 0) < v:
+            why.append(f"{k} {o.get(k)} < {v:,}")
+    if r["scenario"] == "idle" and max(int(x) for x in o["sizes"].split(",")) < 10000:
+        why.append("no size of 10,000")
+    return ", ".join(why) or None
 
+
+# --- formatting ----------------------------------------------------------------
 
 def num(v, digits=1):
     if v is None:
-        return "–"
+        return "no result"
     if isinstance(v, float) and abs(v) >= 1000:
         return f"{v:,.0f}"
     return f"{v:,.{digits}f}" if isinstance(v, float) else f"{v:,}"
 
 
+def spread(h, key, digits=1, unit=""):
+    """'median (min–max)' of a headline key, or 'no result'."""
+    v = h.get(key)
+    if v is None:
+        return "no result"
+    lo, hi = h.get(f"{key}_min"), h.get(f"{key}_max")
+    n = h.get(f"{key}_rounds")
+    out = f"{num(v, digits)}{unit}"
+    if lo is not None and hi is not None and n and n > 1:
+        out += f" ({num(lo, digits)}–{num(hi, digits)}, {n} rounds)"
+    return out
+
+
 def ratio(a, b):
-    return f"{a / b:.3g}×" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "–"
+    return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+
+def fmt_ratio(x):
+    return f"{x:.3g}×" if x is not None else "–"
 
 
 def table(headers, rows):
@@ -187,89 +90,435 @@ def table(headers, rows):
     return "\n".join(out)
 
 
-def headline_table(h, keys, labels):
+def source(r):
+    o = r["options"]
+    s = (f"Run {r['started']}, {o['rounds']} round(s), {r['seconds']:.0f} s, load average at the end "
+         f"{r['load_1min_at_end']:.2f}; `{os.path.relpath(r['_path'], ROOT_FOR_PATHS)}`.")
+    if small(r):
+        s += f" **Smaller than the issue's run** ({small(r)}): it shows the method works, not how fast anything is."
+    return s
+
+
+def generator_line(r):
+    """What the load generator had: its calibrated ceiling, pinning, and the worst share of it a step used."""
+    cal = r.get("calibration") or {}
+    parts = []
+    for protocol, c in sorted(cal.items()):
+        parts.append(f"{protocol}: {num(c.get('frames_per_second'), 0)} frames read/s with {c.get('threads')} threads")
+    steps = list(all_steps(r))
+    shares = [s["generator"]["ceiling_share"] for s in steps if (s.get("generator") or {}).get("ceiling_share")]
+    cpu = [s["generator"]["cpu_share"] for s in steps if (s.get("generator") or {}).get("cpu_share") is not None]
+    lag = [s["generator"]["send_lag_p99_ms"] for s in steps if (s.get("generator") or {}).get("send_lag_p99_ms") is not None]
+    invalid = [s for s in steps if s.get("valid") is False]
+    out = f"Load generator: ceiling measured in this run ({'; '.join(parts) or 'none'}); {r.get('pinning', {}).get('note', 'pinning not recorded')}."
+    if shares:
+        out += f" Its busiest step read {100 * max(shares):.0f}% of its ceiling"
+        out += f", used {100 * max(cpu):.0f}% of a core" if cpu else ""
+        out += f", with a send lag p99 of at most {max(lag):.2f} ms" if lag else ""
+        out += "."
+    if invalid:
+        out += (f" {len(invalid)} step(s) were over 70% of the ceiling (or had none) and are left out of every "
+                "figure (`valid: false` in the results file).")
+    return out
+
+
+def all_steps(r):
+    for row in r.get("rounds", []) + r.get("ingest", []):
+        for v in row.values():
+            if isinstance(v, dict) and "steps" in v:
+                yield from (s for s in v["steps"] if isinstance(s, dict) and not s.get("failed"))
+            elif isinstance(v, dict) and "generator" in v:
+                yield v
+
+
+# --- targets (issue 17) --------------------------------------------------------
+
+def targets(runs):
+    """[(target, measured, verdict)] for every target of issue 17; a target no results file measures reads
+    'not measured'."""
     rows = []
-    for k, label in zip(keys, labels):
-        n, p = h.get("nudge", {}).get(k), h.get("peer", {}).get(k)
-        rows.append([label, num(n, 2), num(p, 2), ratio(n, p)])
-    return table(["", "Nudge", "Node peer", "Nudge / peer"], rows)
+    chat = runs["chat"][-1] if runs["chat"] else None
+    for n in NUDGES:
+        name = f"chat, fair: {NAMES[n]}'s highest rate at p99 ≤ 50 ms, zero loss"
+        if not chat:
+            rows.append([name, "≥ 10× the peer with rooms", "not measured", "not measured"])
+            continue
+        h = chat["headline"]
+        a, b = (h.get(n) or {}).get("highest_rate"), (h.get("peer") or {}).get("highest_rate")
+        if a is None or b is None:
+            who = " and ".join(x for x, v in ((NAMES[n], a), ("the peer", b)) if v is None)
+            rows.append([name, "≥ 10× the peer with rooms", f"{who} held no step: no result", "no verdict"])
+            continue
+        a_limit, b_limit = limit_reached(chat, n), limit_reached(chat, "peer")
+        measured = (f"{'' if a_limit else '≥ '}{num(a, 0)} vs {'' if b_limit else '≥ '}{num(b, 0)} msg/s = "
+                    f"{a / b:.2f}×")
+        x = a / b
+        # A side that held every step offered has a limit above it: the ratio is only a bound.
+        if x >= 10 and b_limit:
+            v = verdict(True)
+        elif x < 10 and a_limit:
+            v = verdict(False)
+        else:
+            v = "no verdict"
+            measured += " (a limit was not reached: more steps are needed)"
+        rows.append([name, "≥ 10× the peer with rooms", measured, v])
+    bc = {}
+    for r in runs["broadcast"]:
+        bc[r["options"]["connections"]] = r  # newest of each size wins (sorted oldest first)
+    raw_bound = None
+    for r in reversed(runs["raw"]):
+        raw_bound = (r["headline"].get("epoll-writev") or {}).get("deliveries_per_cpu_s")
+        if raw_bound:
+            break
+    any_bc = bc[max(bc)] if bc else None
+    n_bc = ((any_bc or {}).get("headline", {}).get("nudge") or {}).get("deliveries_per_target_cpu_s")
+    if raw_bound and n_bc:
+        rows.append(["broadcast: Nudge's deliveries per server CPU-second", "≥ 90% of the raw epoll/writev bound",
+                     f"{num(n_bc, 0)} vs {num(raw_bound, 0)} = {100 * n_bc / raw_bound:.0f}%",
+                     verdict(n_bc / raw_bound >= 0.9)])
+    else:
+        rows.append(["broadcast: Nudge's deliveries per server CPU-second", "≥ 90% of the raw epoll/writev bound",
+                     "not measured (no raw epoll/writev bound in the results)", "not measured"])
+    for size in (1000, 5000):
+        name = f"broadcast, {size:,} subscribers: deliveries per server CPU-second, equal p99"
+        r = bc.get(size)
+        if not r:
+            rows.append([name, "≥ 3× the original peer", "not measured", "not measured"])
+            continue
+        h = r["headline"]
+        p = h.get("peer-broadcast") or {}
+        for n in NUDGES:
+            a, b = (h.get(n) or {}).get("deliveries_per_target_cpu_s"), p.get("deliveries_per_target_cpu_s")
+            x = ratio(a, b)
+            p99 = f"p99 {num((h.get(n) or {}).get('p99_ms'), 1)} vs {num(p.get('p99_ms'), 1)} ms"
+            rows.append([f"{name} ({NAMES[n]})", "≥ 3× the original peer",
+                         f"{num(a, 0)} vs {num(b, 0)} = {fmt_ratio(x)}; {p99}" if x else "no result",
+                         verdict(x >= 3) if x else "no verdict"])
+    rows.append(["broadcast: system calls per delivery", "reported", "not measured", "not measured"])
+    idle = runs["idle"][-1] if runs["idle"] else None
+    pts = idle_points(idle) if idle else {}
+    at = pts.get(10000, {})
+    nb, pb = at.get("nudge"), at.get("peer")
+    if nb and nb["bytes"] is not None:
+        rows.append(["idle: Nudge's memory per connection at 10,000", "≤ 1 KiB",
+                     f"{num(nb['bytes'], 0)} B ({num(nb['open'], 0)} open)", verdict(nb["bytes"] <= 1024)])
+    else:
+        rows.append(["idle: Nudge's memory per connection at 10,000", "≤ 1 KiB", "not measured", "not measured"])
+    if nb and pb and nb["bytes"] is not None and pb["bytes"] and pb.get("gc"):
+        rows.append(["idle: against the peer at 10,000, the peer measured after a GC", "≤ 1/5",
+                     f"{num(nb['bytes'], 0)} vs {num(pb['bytes'], 0)} B = 1/{pb['bytes'] / nb['bytes']:.1f}"
+                     + ("" if pb["all_open"] else f" (the peer opened {num(pb['open'], 0)} of 10,000)"),
+                     verdict(nb["bytes"] / pb["bytes"] <= 0.2 and pb["all_open"])])
+    else:
+        rows.append(["idle: against the peer at 10,000, the peer measured after a GC", "≤ 1/5", "not measured",
+                     "not measured"])
+    persist = runs["persist"][-1] if runs["persist"] else None
+    d = (persist or {}).get("headline", {}).get("drain", {})
+    nu, be, co = d.get("nudge-postgres") or {}, d.get("benthos") or {}, d.get("raw-copy") or {}
+    x = ratio(nu.get("rows_per_s"), be.get("rows_per_s"))
+    if x:
+        apart = (nu.get("rows_per_s_min") or 0) > (be.get("rows_per_s_max") or float("inf"))
+        rows.append(["persist: drain rows/s into PostgreSQL against Benthos", "≥ 2×, spreads not overlapping",
+                     f"{spread(nu, 'rows_per_s', 0)} vs {spread(be, 'rows_per_s', 0)} = {x:.2f}×; spreads "
+                     + ("apart" if apart else "overlap"), verdict(x >= 2 and apart)])
+    else:
+        rows.append(["persist: drain rows/s into PostgreSQL against Benthos", "≥ 2×, spreads not overlapping",
+                     "not measured", "not measured"])
+    x = ratio(nu.get("rows_per_s"), co.get("rows_per_s"))
+    rows.append(["persist: drain rows/s against raw COPY into the same table", "≥ 75%",
+                 f"{num(nu.get('rows_per_s'), 0)} vs {num(co.get('rows_per_s'), 0)} = {100 * x:.0f}%" if x
+                 else "not measured", verdict(x >= 0.75) if x else "not measured"])
+    return rows
+
+
+def limit_reached(run, target):
+    """Whether every round found the target's limit (a step above its best failed)."""
+    rows = [row[target] for row in run.get("rounds", []) if target in row]
+    return bool(rows) and all(r.get("limit_reached", True) for r in rows)
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def idle_points(r):
+    """{n: {target: {bytes, open, gc, all_open}}}: medians over rounds of bytes per open connection."""
+    acc = {}
+    for row in r["rounds"]:
+        for target, v in row.items():
+            for p in v["points"]:
+                if p["n"]:
+                    acc.setdefault(p["n"], {}).setdefault(target, []).append(p)
+    out = {}
+    for n, d in acc.items():
+        for t, ps in d.items():
+            vals = sorted(p["rss_per_connection"] for p in ps if p.get("rss_per_connection") is not None)
+            heap = sorted(p["v8_heap_per_connection"] for p in ps if p.get("v8_heap_per_connection") is not None)
+            out.setdefault(n, {})[t] = {
+                "bytes": vals[len(vals) // 2] if vals else None, "min": vals[0] if vals else None,
+                "max": vals[-1] if vals else None, "open": sorted(p["open"] for p in ps)[len(ps) // 2],
+                "gc": all(p.get("gc_before_sampling") for p in ps), "all_open": all(p.get("all_open") for p in ps),
+                "heap": heap[len(heap) // 2] if heap else None}
+    return dict(sorted(out.items()))
+
+
+# --- the summary ---------------------------------------------------------------
+
+def summary(runs, target_rows):
+    any_run = next((rs[-1] for rs in runs.values() if rs), None)
+    m = any_run["machine"]
+    out = ["## Summary", ""]
+    compared = []
+    if runs["chat"] or runs["broadcast"] or runs["idle"]:
+        inst = sorted({r["options"].get("instances") or 2 for s in ("chat", "broadcast") for r in runs[s]} or {2})
+        compared.append(f"Nudge (`pipelines/chat.toml`) driven over its own protocol and over Socket.IO, against "
+                        f"the Node.js design it replaces (`bench/peers/socketio-node`: with rooms for chat and "
+                        f"ingest, the unchanged original for broadcast), two instances each, on the same Redis, Kafka "
+                        f"and PostgreSQL")
+    if runs["persist"]:
+        compared.append("Nudge's persistence worker against Benthos (Redpanda Connect's engine) and a raw `COPY`")
+    out.append(f"**What was compared**: {'; '.join(compared) or 'nothing yet'}.")
+    out.append("")
+    out.append(f"**Machine**: {m['cores']} cores ({m['cpu_model']}), Linux {m['kernel']}; "
+               f"{(any_run.get('pinning') or {}).get('note', 'pinning not recorded')}. Everything — servers, "
+               "targets and load generator — ran on it.")
+    out.append("")
+    won, lost, open_ = [], [], []
+    for name, goal, measured, v in target_rows:
+        line = f"{name} ({goal}): {measured}"
+        (won if v == "met" else lost if v == "**missed**" else open_).append(line)
+    # head-to-head figures that are not targets, from the same files
+    chat = runs["chat"][-1] if runs["chat"] else None
+    if chat:
+        h = chat["headline"]
+        for n in NUDGES:
+            a, b = (h.get(n) or {}).get("deliveries_per_target_cpu_s"), (h.get("peer") or {}).get("deliveries_per_target_cpu_s")
+            if a and b:
+                (won if a > b else lost).append(
+                    f"chat: deliveries per server CPU-second at the highest rate held, {NAMES[n]} {num(a, 0)} vs the "
+                    f"peer's {num(b, 0)} ({a / b:.2f}×)")
+    persist = runs["persist"][-1] if runs["persist"] else None
+    if persist:
+        ih = persist["headline"].get("ingest", {})
+        pe = (ih.get("peer") or {}).get("us_per_accepted")
+        for n in NUDGES:
+            a = (ih.get(n) or {}).get("us_per_accepted")
+            if a and pe:
+                (won if a < pe else lost).append(
+                    f"ingest (no fanout): server CPU per accepted message, {NAMES[n]} {num(a, 0)} µs vs the peer's "
+                    f"{num(pe, 0)} µs")
+    why = []
+    if chat:
+        for t, v in (chat.get("rounds") or [{}])[0].items():
+            best = v.get("highest_rate")
+            at = next((st for st in v.get("steps", []) if st.get("offered") == best and not st.get("failed")), None)
+            if at and at.get("cpu"):
+                parts = ", ".join(f"{role} {num(c['cpu_ms_per_1000_messages'], 0)} µs"
+                                  + (f" ({100 * c['system_share']:.0f}% in the kernel)"
+                                     if isinstance(c.get("system_share"), (int, float)) else "")
+                                  for role, c in at["cpu"].items() if c.get("cpu_ms_per_1000_messages"))
+                why.append(f"chat, {NAMES.get(t, t)} at {best:g} msg/s (round 1): CPU per message — {parts}")
+    bc = runs["broadcast"][-1] if runs["broadcast"] else None
+    if bc:
+        for t, v in (bc.get("rounds") or [{}])[0].items():
+            for role, c in (v.get("cpu") or {}).items():
+                if role in ("nudge", "node") and isinstance(c.get("system_share"), (int, float)):
+                    why.append(f"broadcast, {NAMES.get(t, t)}, {bc['options']['connections']:,} subscribers "
+                               f"(round 1): {100 * c['system_share']:.0f}% of {role}'s CPU was in the kernel "
+                               "(writes, and on loopback the receiving side's TCP processing)")
+    out += ["**Won**:", ""] + [f"- {x}" for x in won or ["nothing measured yet"]] + [""]
+    out += ["**Lost or missed**:", ""] + [f"- {x}" for x in lost or ["nothing"]] + [""]
+    if open_:
+        out += ["**Not measured or no verdict**:", ""] + [f"- {x}" for x in open_] + [""]
+    if why:
+        out += ["**Why** — where the CPU went, as measured:", ""] + [f"- {x}" for x in why] + [""]
+    return out
+
+
+# --- sections ------------------------------------------------------------------
+
+def cpu_rows(r):
+    """Per process, CPU-µs per message, at each target's last valid step of round 1."""
+    rows = []
+    for target, v in (r.get("rounds") or [{}])[0].items():
+        steps = v["steps"] if isinstance(v, dict) and "steps" in v else [v]
+        steps = [s for s in steps if isinstance(s, dict) and s.get("cpu") and s.get("valid", True)]
+        if not steps:
+            continue
+        s = steps[-1]
+        for role, c in s["cpu"].items():
+            share = c.get("system_share")
+            rows.append([NAMES.get(target, target), f"{s['offered']:g}/s", role, c.get("processes") or "–",
+                         num(c["cpu_ms_per_1000_messages"], 1),
+                         f"{100 * share:.0f}%" if isinstance(share, (int, float)) else "–", num(c["rss_mib"], 1)])
+    return rows
 
 
 def cpu_table(r):
-    """CPU-ms per 1000 messages and RSS per process, median round's first run of each target."""
+    rows = cpu_rows(r)
+    if not rows:
+        return []
+    return ["CPU over the measured window (round 1, last valid step), per process tree, re-read at the end of the "
+            "window with the children's times:", "",
+            table(["target", "offered", "process", "processes", "CPU-µs / message", "of which kernel", "RSS MiB"],
+                  rows), ""]
+
+
+def section_broadcast(runs):
+    if not runs:
+        return []
+    latest = {}
+    for r in runs:
+        latest[(r["options"]["connections"], r["options"]["rate"])] = r
+    out = ["## broadcast", ""]
+    r = runs[-1]
+    o = r["options"]
+    out += [f"1 publisher, N subscribers in one room over two instances. The peer is the unchanged original (it "
+            f"has no rooms; with one room the two do the same work). Latest run: {o['connections']:,} subscribers, "
+            f"{o['rate']:g} messages/s for {o['duration']:g} s. " + source(r), "", generator_line(r), ""]
     rows = []
-    for row in r["rounds"][:1]:
-        for target, s in row.items():
-            runs = s["steps"] if isinstance(s, dict) and "steps" in s else [s]
-            runs = [x for x in runs if isinstance(x, dict) and "cpu" in x]
-            if not runs:
+    for (conns, rate), run in sorted(latest.items()):
+        for t, h in run["headline"].items():
+            rows.append([f"{conns:,}", f"{rate:g}", NAMES.get(t, t), spread(h, "deliveries_per_s", 0),
+                         spread(h, "p99_ms", 1), spread(h, "deliveries_per_target_cpu_s", 0),
+                         spread(h, "deliveries_per_target_user_cpu_s", 0)])
+    out += [table(["subscribers", "msg/s", "target", "deliveries/s", "p99 ms", "deliveries per server CPU-s",
+                   "per server user-space CPU-s"], rows), "", *cpu_table(r)]
+    return out
+
+
+def section_chat(runs, images, plt):
+    if not runs:
+        return []
+    r = runs[-1]
+    o = r["options"]
+    h = r["headline"]
+    out = ["## chat", "",
+           f"{o['connections']:,} connections in {o['rooms']:,} rooms over two instances, every connection sending; "
+           f"rooms and instances assigned independently, so rooms span both instances. The offered rate starts at "
+           f"{o['start_rate']:g}/s and grows ×{o['step']:g} per step ({o['duration']:g} s each) until p99 > "
+           f"{o['stop_p99']:g} ms or a loss; a side that holds no step is stepped down (halving, up to "
+           f"{o.get('max_down', 0)} times) until one holds, else it has no result. Headline: the highest rate held "
+           f"with p99 ≤ {o['p99']:g} ms and zero loss. " + source(r), "", generator_line(r), ""]
+    rows = []
+    for t, v in h.items():
+        rows.append([NAMES.get(t, t), ("" if limit_reached(r, t) else "≥ ") + spread(v, "highest_rate", 0),
+                     spread(v, "deliveries_per_s", 0),
+                     spread(v, "p99_ms", 1), spread(v, "deliveries_per_target_cpu_s", 0),
+                     num(100 * v["cross_instance_share"], 0) + "%" if v.get("cross_instance_share") is not None
+                     else "no result"])
+    out += [table(["target", "highest rate held, msg/s", "deliveries/s there", "p99 ms there",
+                   "deliveries per server CPU-s there", "deliveries across instances"], rows), ""]
+    rows = []
+    for t, v in (r["rounds"] or [{}])[0].items():
+        for s in v.get("steps", []):
+            if s.get("failed"):
+                rows.append([NAMES.get(t, t), "–", "FAILED", "", "", "", "", ""])
                 continue
-            last = runs[-1]
-            for role, c in last["cpu"].items():
-                share = c.get("system_share")
-                rows.append([target, f"{last['offered']:g}/s", role, num(c["cpu_ms_per_1000_messages"], 1),
-                             f"{100 * share:.0f}%" if isinstance(share, (int, float)) else "–", num(c["rss_mib"], 1)])
-    if not rows:
-        return ""
-    return ("CPU over the measured window (round 1, last step run), from `/proc/<pid>/stat` of every process "
-            "of the role (children included):\n\n"
-            + table(["target", "offered", "process", "CPU-ms / 1000 messages", "of which kernel", "RSS MiB"], rows))
+            rows.append([NAMES.get(t, t), f"{s['offered']:g}", num(s["deliveries_per_s"], 0), num(s["p50_ms"], 2),
+                         num(s["p99_ms"], 2), s["lost"], s["misrouted"],
+                         "yes" if s.get("valid", True) else f"no: {s.get('invalid_reason')}"])
+    out += ["Round 1, every step:", "",
+            table(["target", "offered/s", "deliveries/s", "p50 ms", "p99 ms", "lost", "misrouted", "valid"], rows),
+            "", *cpu_table(r)]
+    if plt and plot_chat(r, os.path.join(images, "bench-chat-latency.png"), plt):
+        out += ["![chat latency percentiles against offered rate](images/bench-chat-latency.png)", ""]
+    return out
 
 
-def drain_cpu_table(r):
-    """CPU per 1000 rows of each process during the first drain round."""
+def section_persist(runs):
+    if not runs:
+        return []
+    r = runs[-1]
+    o = r["options"]
+    out = ["## persist", ""]
+    ih = r["headline"].get("ingest") or {}
+    if ih:
+        roles = sorted({k[len("us_per_accepted_"):] for v in ih.values() for k in v
+                        if k.startswith("us_per_accepted_") and not re.search(r"_(min|max|rounds)$", k)
+                        and k != "us_per_accepted_target"})
+        out += [f"(a) Ingest alone: {o['connections']:,} clients each in a room of its own (nothing fans out), "
+                f"{o.get('ingest_rate') or o['start_rate']:g} messages/s offered; server CPU per accepted message "
+                "(Nudge: acknowledged, which it does once Kafka has the message, acks=all; the peer does not "
+                "acknowledge, so per message sent — its producer uses acks=all too), per process. " + source(r), "",
+                generator_line(r), "",
+                table(["target", "all processes, µs", "the server alone, µs"] + [f"{x}, µs" for x in roles],
+                      [[NAMES.get(t, t), spread(v, "us_per_accepted", 0), spread(v, "us_per_accepted_target", 0)]
+                       # "–": the target has no such process (node for Nudge, nudge for the peer)
+                       + [spread(v, f"us_per_accepted_{x}", 0) if v.get(f"us_per_accepted_{x}_rounds") else "–"
+                          for x in roles] for t, v in ih.items()]), ""]
+    d = r["headline"].get("drain") or {}
+    if d:
+        copy = (d.get("raw-copy") or {}).get("rows_per_s")
+        out += [f"(b) Draining a backlog of {o['backlog']:,} messages from Kafka into PostgreSQL (the peer: "
+                f"{o.get('peer_backlog') or min(o['backlog'], 100000):,}); rows/s, median (min–max) of rounds. "
+                "Benthos writes into a table with the same `(room, id)` index as Nudge's sink.", "",
+                table(["drain", "rows/s", "rows/s from the first row", "of raw COPY"],
+                      [[DRAIN_NAMES.get(k, NAMES.get(k, k)), spread(v, "rows_per_s", 0),
+                        spread(v, "rows_per_s_from_first_row", 0),
+                        fmt_ratio(ratio(v.get("rows_per_s"), copy))] for k, v in d.items()]), ""]
+        skipped = [row["benthos"]["skipped"] for row in r.get("drain", []) if (row.get("benthos") or {}).get("skipped")]
+        if skipped:
+            out += [f"Benthos did not run: {skipped[0]}", ""]
+    return out
+
+
+def section_idle(runs, images, plt):
+    if not runs:
+        return []
+    r = runs[-1]
+    pts = idle_points(r)
+    out = ["## idle", "",
+           "Memory per idle connection: (anonymous RSS at N − at 0) / connections open, summed over the instances. "
+           "The peer runs with `--expose-gc` and collects garbage before each sample; its V8 heap is reported too. "
+           f"Connections open at {r['options']['connect_rate']:g}/s for Nudge and "
+           f"{r['options'].get('peer_connect_rate', r['options']['connect_rate']):g}/s for the peer. " + source(r), ""]
     rows = []
-    for kind, res in (r.get("drain") or [{}])[0].items():
-        for role, c in (res.get("processes") or {}).items():
-            rows.append([kind, role, num(c.get("cpu_ms_per_1000_messages"), 1)])
-    if not rows:
-        return ""
-    return ("CPU per 1000 rows during the first drain round (every process of the role, children included):\n\n"
-            + table(["drain", "process", "CPU-ms / 1000 rows"], rows))
+    for n, d in pts.items():
+        for t, v in d.items():
+            rows.append([f"{n:,}", NAMES.get(t, t), f"{num(v['open'], 0)}" + ("" if v["all_open"] else " (not all)"),
+                         num(v["bytes"], 0) + (f" ({num(v['min'], 0)}–{num(v['max'], 0)})" if v["min"] != v["max"] else ""),
+                         num(v["heap"], 0) if v["heap"] is not None else "–",
+                         "yes" if v["gc"] else ("–" if t.startswith("nudge") else "no")])
+    out += [table(["N", "target", "open", "B/connection (RSS)", "B/connection (V8 heap)", "GC before sampling"],
+                  rows), ""]
+    if plt and plot_idle(r, os.path.join(images, "bench-idle.png"), plt):
+        out += ["![memory per idle connection](images/bench-idle.png)", ""]
+    return out
+
+
+def section_raw(runs):
+    if not runs:
+        return []
+    r = runs[-1]
+    o = r["options"]
+    h = r["headline"]
+    labels = {"redis-publish": "Redis PUBLISH", "kafka-produce": "Kafka ProducerPerformance (acks=all)",
+              "nudge-log-produce": "Nudge's Kafka log produce", "postgres-copy": "PostgreSQL COPY rows"}
+    return ["## raw limits", "", f"{o['messages']:,} messages of {o['payload']} bytes each. " + source(r), "",
+            table(["", "per second"], [[labels.get(k, k), spread(v, "per_s", 0)] for k, v in h.items()]), ""]
 
 
 def plot_chat(r, path, plt):
     fig, ax = plt.subplots(figsize=(7, 4))
-    for target, style in (("nudge", "-"), ("peer", "--")):
-        for i, row in enumerate(r["rounds"]):
-            steps = [s for s in row.get(target, {}).get("steps", []) if not s.get("failed")]
-            if not steps:
-                continue
-            x = [s["offered"] for s in steps]
-            for key, color in (("p50_ms", "tab:blue"), ("p99_ms", "tab:orange"), ("p999_ms", "tab:red")):
-                ax.plot(x, [s[key] for s in steps], style, color=color, marker="o", markersize=3,
-                        label=f"{target} {key[:-3]}" if i == 0 else None, alpha=1 if i == 0 else 0.4)
+    drawn = False
+    for (target, v), style in zip((r["rounds"] or [{}])[0].items(), ("-", "--", ":", "-.")):
+        steps = [s for s in v.get("steps", []) if not s.get("failed")]
+        if not steps:
+            continue
+        steps.sort(key=lambda s: s["offered"])
+        ax.plot([s["offered"] for s in steps], [s["p99_ms"] for s in steps], style, marker="o", markersize=3,
+                label=f"{NAMES.get(target, target)} p99")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
     ax.axhline(r["options"]["p99"], color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("offered messages/s")
-    ax.set_ylabel("publish → receive latency, ms")
+    ax.set_ylabel("publish → receive p99, ms")
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_title(f"chat: {r['options']['connections']} connections, {r['options']['rooms']} rooms")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_broadcast(results, path, plt):
-    pts = {}
-    rates = [r["options"]["rate"] for r in results]
-    common = max(set(rates), key=rates.count) if rates else None
-    for r in results:
-        if r["options"]["rate"] != common:
-            continue
-        for target, v in r["headline"].items():
-            if v.get("deliveries_per_s"):
-                pts.setdefault(target, {})[r["options"]["connections"]] = v["deliveries_per_s"]
-    if not pts:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for target, d in pts.items():
-        xs = sorted(d)
-        ax.plot(xs, [d[x] for x in xs], marker="o", label=target)
-    ax.set_xlabel("subscribers (connections)")
-    ax.set_ylabel("deliveries/s (median of rounds)")
-    ax.set_title(f"broadcast: throughput against connections ({common:g} messages/s)")
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -278,214 +527,86 @@ def plot_broadcast(results, path, plt):
 
 def plot_idle(r, path, plt):
     fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
     for target, v in r["rounds"][0].items():
-        pts = [p for p in v["points"] if p["n"] and p["open"]]
-        ax.plot([p["open"] for p in pts], [per_open(p, "rss_at_n", "rss_before") / 1024 for p in pts], marker="o",
-                label=f"{target} user space")
-        ax.plot([p["open"] for p in pts], [(per_open(p, "tcp_mem_bytes_at_n", "tcp_mem_bytes_before") or 0) / 1024
-                                           for p in pts], marker="x",
-                linestyle=":", label=f"{target} kernel (sockstat TCP mem)")
+        pts = [p for p in v["points"] if p["n"] and p["open"] and p.get("rss_per_connection") is not None]
+        if pts:
+            ax.plot([p["open"] for p in pts], [p["rss_per_connection"] / 1024 for p in pts], marker="o",
+                    label=NAMES.get(target, target))
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
     ax.set_xscale("log")
     ax.set_xlabel("idle connections open")
-    ax.set_ylabel("KiB per connection")
-    ax.set_title("idle: memory per connection")
+    ax.set_ylabel("KiB per connection (anonymous RSS)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def main(var, root):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+ROOT_FOR_PATHS = "."
 
-    images = os.path.join(root, "docs", "images")
-    os.makedirs(images, exist_ok=True)
-    found = {s: latest(var, s) for s in SCENARIOS}
-    have = {s: r for s, (r, _) in found.items() if r}
-    # `bench/run persist --parts drain` re-measures the drain alone: take (a) from the latest full run that has it.
-    if "persist" in have and not have["persist"].get("accepted"):
-        for r in reversed(all_results(var, "persist")):
-            if r.get("accepted") and not is_smoke(r):
-                have["persist"] = dict(have["persist"], accepted=r["accepted"],
-                                       headline=dict(have["persist"]["headline"], accepted=r["headline"]["accepted"]),
-                                       accepted_from=r["started"], accepted_options=r["options"])
-                break
+
+def render(runs, images=None, plt=None):
+    """The page, from the runs ({scenario: [results, oldest first]})."""
+    have = [s for s in SCENARIOS if runs[s]]
     if not have:
-        print(f"report: no results under {var}/bench: run a scenario first")
-        return 1
-    smoke = [s for s, r in have.items() if is_smoke(r)]
-    m = next(iter(have.values()))["machine"]
+        return None
+    target_rows = targets(runs)
+    m = runs[have[0]][-1]["machine"]
     out = ["# Benchmarks", "",
-           "<!-- Generated by `bench/run report` from var/bench/*/results.json; do not edit by hand. -->", ""]
-    if smoke:
-        out += ["> **These figures are from smoke runs on a shared machine** (tiny sizes, one round, other "
-                "builds running on the same two cores): they show that each scenario runs, not how fast "
-                f"anything is. Smoke results: {', '.join(smoke)}. Re-run the scenarios with their defaults on an "
-                "idle machine, then `bench/run report`.", ""]
-    out += ["Nudge (`pipelines/chat.toml`, two instances) against the design it replaces (the Node.js peer in "
-            "`bench/peers/socketio-node/`, two instances), both on the same Redis, Kafka and PostgreSQL, driven by "
-            "`nudge-bench` (bench/README.md). Each scenario runs the two interleaved (A B A B) for several rounds, "
-            "each round with fresh servers-side state (topic, group, table) and a fresh load generator; the tables "
-            "give medians over rounds. Nudge runs with its defaults, `deliver = \"durable\"` among them: a message "
-            "reaches the other clients only once Kafka has it (acks=all, linger 5 ms), a latency floor of about "
-            "6 ms that the peer, which emits before it produces, does not pay. Everything (servers, targets and the "
-            "load generator) shares one machine, so the heaviest runs measure that machine's CPU as much as "
-            "anything; runs above ~60% of the load generator's calibrated ceiling are flagged `near_ceiling` in "
-            "their JSON.", "",
-            *targets_section(have),
-            "## Machine", "",
+           "<!-- Generated by `bench/run report` from bench/results/*.json; do not edit by hand. -->", ""]
+    small_runs = [s for s in have if small(runs[s][-1])]
+    if small_runs:
+        out += [f"> **Some figures come from runs smaller than the issue's** ({', '.join(small_runs)}): they show "
+                "that the method runs, not how fast anything is. Re-run those scenarios with their defaults on a "
+                "quiet machine, then `bench/run report`.", ""]
+    out += summary(runs, target_rows)
+    out += ["## Targets", "", "Issue 17's targets, each judged on the results files below; a target they do not "
+            "measure reads \"not measured\".", "",
+            table(["target", "goal", "measured", "verdict"], target_rows), ""]
+    out += ["## Machine", "",
             table(["", ""], [["cores", m["cores"]], ["CPU", m["cpu_model"]], ["kernel", m["kernel"]],
                              ["nudge", m["nudge"]], ["node", m["node"]], ["redis", m["redis"]],
-                             ["kafka", m["kafka"]], ["postgres", m["postgres"]], ["mariadb", m.get("mariadb")]]),
-            ""]
+                             ["kafka", m["kafka"]], ["postgres", m["postgres"]], ["mariadb", m.get("mariadb")]]), ""]
+    out += section_broadcast(runs["broadcast"])
+    out += section_chat(runs["chat"], images, plt)
+    out += section_persist(runs["persist"])
+    out += section_idle(runs["idle"], images, plt)
+    out += section_raw(runs["raw"])
+    out += ["## Method notes", "",
+            "- A step counts only if the load generator had room: its ceiling (every frame it reads, expected or "
+            "not) is measured at the start of each run, and a step over 70% of it is marked invalid and left out.",
+            "- CPU per process is per process tree (`nudge-bench --watch-pid`), read again at the end of each "
+            "window so that processes forked during it (PostgreSQL backends) count, with the children's times.",
+            "- Medians over rounds, with the spread (min–max) and the number of rounds that measured it.",
+            f"- Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from "
+            + ", ".join(f"`{os.path.relpath(runs[s][-1]['_path'], ROOT_FOR_PATHS)}`" for s in have) + ".", ""]
+    return "\n".join(out)
 
-    def source(s):
-        r, path = found[s]
-        o = r["options"]
-        return (f"Run {r['started']}, {o['rounds']} round(s), {r['seconds']:.0f} s, load average at the end "
-                f"{r['load_1min_at_end']:.2f}; `{os.path.relpath(path, var)}`.")
 
-    if "broadcast" in have:
-        r = have["broadcast"]
-        o = r["options"]
-        out += ["## broadcast", "",
-                f"1 publisher, {o['connections']} subscribers in one room, over two instances, "
-                f"{o['rate']:g} messages/s for {o['duration']:g} s. " + source("broadcast"), "",
-                headline_table(r["headline"], ["deliveries_per_s", "p50_ms", "p99_ms", "p999_ms",
-                                               "deliveries_per_cpu_s", "deliveries_per_target_cpu_s",
-                                               "deliveries_per_target_user_cpu_s"],
-                               ["deliveries/s", "p50 ms", "p99 ms", "p99.9 ms",
-                                "deliveries per CPU-second (all processes)",
-                                "deliveries per CPU-second (nudge / node only)",
-                                "deliveries per user-space CPU-second (nudge / node only)"]), "", cpu_table(r), ""]
-        rows = []
-        latest_by_shape = {}
-        for run in all_results(var, "broadcast"):  # oldest first: the newest of each shape wins
-            latest_by_shape[(run["options"]["connections"], run["options"]["rate"])] = run
-        for _, run in sorted(latest_by_shape.items()):
-            ro, h = run["options"], run["headline"]
-            n, p = h.get("nudge", {}), h.get("peer", {})
-            rows.append([f"{ro['connections']:,}", f"{ro['rate']:g}", num(n.get("deliveries_per_s")),
-                         f"{num(n.get('p50_ms'), 1)} / {num(n.get('p99_ms'), 1)}",
-                         f"{num(p.get('p50_ms'), 1)} / {num(p.get('p99_ms'), 1)}",
-                         f"{num(n.get('deliveries_per_target_cpu_s'))} / {num(p.get('deliveries_per_target_cpu_s'))}",
-                         ratio(n.get("deliveries_per_target_cpu_s"), p.get("deliveries_per_target_cpu_s")),
-                         ratio(n.get("deliveries_per_target_user_cpu_s"), p.get("deliveries_per_target_user_cpu_s"))])
-        out += ["Every broadcast run (medians of 3 rounds each):", "",
-                table(["subscribers", "msg/s", "deliveries/s", "Nudge p50 / p99 ms", "peer p50 / p99 ms",
-                       "deliveries per CPU-s, Nudge / peer", "ratio", "ratio, user-space CPU only"], rows), "",
-                "A delivery is one WebSocket frame written to one subscriber's socket: one `writev` each when the "
-                "messages are 50 ms apart, as here, so most of its cost is the kernel's (the send, and on loopback "
-                "the receiving side's TCP processing too, run in the sender's context). The last column leaves the "
-                "kernel out: it compares the servers' own code.", ""]
-        if plot_broadcast(all_results(var, "broadcast"), os.path.join(images, "bench-broadcast.png"), plt):
-            out += ["![broadcast throughput against connections](images/bench-broadcast.png)", ""]
-    if "chat" in have:
-        r = have["chat"]
-        o = r["options"]
-        out += ["## chat", "",
-                f"{o['connections']} connections in {o['rooms']} rooms over two instances; the offered rate starts "
-                f"at {o['start_rate']:g}/s and grows ×{o['step']:g} per step ({o['duration']:g} s each) until p99 > "
-                f"{o['stop_p99']:g} ms or a message is lost. Headline: the highest rate held with p99 ≤ {o['p99']:g} ms "
-                "and zero loss. The peer has no rooms and sends every message to every client (counted as "
-                "`misrouted`, not as loss). " + source("chat"), "",
-                headline_table(r["headline"], ["highest_rate"], ["highest rate held, messages/s"]), ""]
-        rows = []
-        for target in ("nudge", "peer"):
-            for s in r["rounds"][0].get(target, {}).get("steps", []):
-                if s.get("failed"):
-                    continue
-                rows.append([target, f"{s['offered']:g}", num(s["deliveries_per_s"]), num(s["p50_ms"], 2),
-                             num(s["p99_ms"], 2), num(s["p999_ms"], 2), s["lost"], s["misrouted"]])
-        out += ["Round 1, every step:", "",
-                table(["target", "offered/s", "deliveries/s", "p50 ms", "p99 ms", "p99.9 ms", "lost", "misrouted"],
-                      rows), "", cpu_table(r), ""]
-        plot_chat(r, os.path.join(images, "bench-chat-latency.png"), plt)
-        out += ["![chat latency percentiles against offered rate](images/bench-chat-latency.png)", ""]
-    if "persist" in have:
-        r = have["persist"]
-        o = r["options"]
-        acc = r["headline"]["accepted"]
-        ao = r.get("accepted_options") or o
-        out += ["## persist", "",
-                f"(a) The highest offered rate at which every acked message is in PostgreSQL ({ao['connections']} "
-                f"connections, {ao['rooms']} rooms, stepping ×{ao['step']:g} from {ao['start_rate']:g}/s, held while "
-                f"p99 ≤ {ao['stop_p99']:g} ms with nothing lost; the peer stores each "
-                "message once per instance, which is divided out). " + source("persist")
-                + (f" Part (a) is from the run of {r['accepted_from']}." if r.get("accepted_from") else ""), "",
-                headline_table(acc, ["highest_rate"], ["highest rate fully persisted, messages/s"]), "",
-                f"(b) Draining a backlog of {o['backlog']:,} messages from Kafka (the peer: "
-                f"{o.get('peer_backlog') or min(o['backlog'], 100000):,}, as it inserts one row at a time); rows/s, "
-                "median of rounds:", ""]
-        d = r["headline"]["drain"]
-        copy = (d.get("raw-copy") or {}).get("rows_per_s")
-        rows = [[k, num(v.get("rows_per_s")), num(v.get("rows_per_s_from_first_row")), ratio(v.get("rows_per_s"), copy)]
-                for k, v in d.items()]
-        rows.append(["Redpanda Connect", "not built: refused by the module proxy (see notes)", "–", "–"])
-        out += [table(["drain", "rows/s from start", "rows/s from the first row", "of raw COPY"], rows), "",
-                "`nudge-*`: `nudge run pipelines/chat-persist.toml` (or `chat-persist-mysql.toml`) draining a topic "
-                "filled through `chat-edge.toml`; `benthos`: the Benthos v4 engine with `kafka_franz` and "
-                "`sql_insert` rebuilt after Redpanda Connect's (`bench/peers/benthos`), draining as many rows as JSON "
-                "from a topic with as many partitions; `peer`: one instance of the Node peer, whose kafkajs consumer "
-                "inserts one row per message, draining a topic filled with `kcat -P`; `raw-copy`: `psql \\copy` of as "
-                "many rows shaped like the sink's. \"From start\" includes the worker's start-up and group join.", "",
-                drain_cpu_table(r), ""]
-    if "idle" in have:
-        r = have["idle"]
-        out += ["## idle", "",
-                "Memory per idle connection: (RSS at N − RSS at 0) / N, anonymous RSS (`RssAnon` in "
-                "`/proc/<pid>/status`: heap and stacks, not the shared libraries' pages, which the kernel drops and "
-                "reloads on a busy machine), summed over the instances (each process "
-                "holds at most 18,000 connections: the open-files limit is 20,000), and the kernel's TCP memory from "
-                "`/proc/net/sockstat` (both ends of every connection are on this machine, so it counts the load "
-                "generator's sockets too; it counts socket buffer pages only, which idle sockets do not hold, not "
-                "the kernel's socket structures). " + source("idle"), "",
-                table(["N", "Nudge B/connection", "Node peer B/connection", "Nudge / peer"],
-                      [[f"{n:,}", f"{num(d.get('nudge', (None, 0))[0], 0)} ({d.get('nudge', (None, 0))[1]:,.0f} open)",
-                        f"{num(d.get('peer', (None, 0))[0], 0)} ({d.get('peer', (None, 0))[1]:,.0f} open)",
-                        ratio(d.get('nudge', (None, 0))[0], d.get('peer', (None, 0))[0])]
-                       for n, d in idle_by_n(r).items()]), "",
-                "Medians over rounds, per connection actually open (the peer times out some connections at 50,000 "
-                "when they open at nudge-bench's pace); round 1 in full:", ""]
-        rows = []
-        for target, v in r["rounds"][0].items():
-            for p in v["points"]:
-                rows.append([target, f"{p['n']:,}", f"{p['open']:,}", num(p["rss_before"] / 2**20),
-                             num(p["rss_at_n"] / 2**20), num(per_open(p, "rss_at_n", "rss_before"), 0),
-                             num(per_open(p, "tcp_mem_bytes_at_n", "tcp_mem_bytes_before"), 0)])
-        out += [table(["target", "N", "open", "anon RSS at 0 MiB", "anon RSS at N MiB", "B/connection", "kernel B/connection"],
-                      rows), ""]
-        plot_idle(r, os.path.join(images, "bench-idle.png"), plt)
-        out += ["![memory per idle connection](images/bench-idle.png)", ""]
-    if "raw" in have:
-        r = have["raw"]
-        o = r["options"]
-        h = r["headline"]
-        out += ["## raw limits", "",
-                f"{o['messages']:,} messages of {o['payload']} bytes each: `redis-benchmark` PUBLISH (50 clients), "
-                "Kafka's ProducerPerformance from the broker's jars (acks=all, idempotence, linger 5 ms), and a "
-                "`psql \\copy` of rows shaped like the Postgres sink's. " + source("raw"), "",
-                table(["", "per second"], [["Redis PUBLISH", num(h.get("redis-publish", {}).get("per_s"))],
-                                           ["Kafka produce", num(h.get("kafka-produce", {}).get("per_s"))],
-                                           ["Nudge's Kafka log produce (generator source → log.kafka)",
-                                            num(h.get("nudge-log-produce", {}).get("per_s"))],
-                                           ["Postgres COPY rows", num(h.get("postgres-copy", {}).get("per_s"))]]), ""]
-    out += ["## Notes", "",
-            "- CPU per process is read from `/proc/<pid>/stat` (utime + stime) of each process and its children "
-            "(all PostgreSQL backends, Kafka's JVM) over nudge-bench's measured window; the run's JSON also holds "
-            "the same over the whole run.",
-            "- Redpanda Connect itself could not be built: this machine's Go module proxy refuses "
-            "`github.com/redpanda-data/connect/v4` (403; its licence is not open source). The drain is compared "
-            "with its engine instead, Benthos v4.60.0 (`github.com/redpanda-data/benthos/v4`, MIT), with the "
-            "`kafka_franz` input and `sql_insert` output rebuilt after Redpanda Connect's, with the same client "
-            "libraries (franz-go, lib/pq, squirrel) and config fields, tuned for throughput "
-            "(`bench/peers/benthos/README.md`).",
-            "- Results above ~60% of the load generator's calibrated ceiling are flagged `near_ceiling` in the JSON.",
-            f"- Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
+def main(var, root, results_dir=None):
+    global ROOT_FOR_PATHS
+    ROOT_FOR_PATHS = root
+    results_dir = results_dir or os.path.join(root, "bench", "results")
+    runs = load_all(results_dir)
+    if not any(runs.values()):
+        print(f"report: no results files in {results_dir}: run a scenario first (bench/run <scenario>)")
+        return 1
+    images = os.path.join(root, "docs", "images")
+    os.makedirs(images, exist_ok=True)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        plt = None
+    page = render(runs, images, plt)
     path = os.path.join(root, "docs", "benchmarks.md")
     with open(path, "w") as f:
-        f.write("\n".join(out))
-    print(f"report: wrote {path}")
+        f.write(page)
+    print(f"report: wrote {path} from {results_dir}")
     return 0

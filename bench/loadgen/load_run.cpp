@@ -26,6 +26,8 @@
 
 #include "clock.hpp"
 #include "delivery_tracker.hpp"
+#include "layout.hpp"
+#include "process_watch.hpp"
 #include "protocol.hpp"
 #include "url.hpp"
 
@@ -59,7 +61,10 @@ struct Plan {
   std::int64_t t_warm = 0;
   std::int64_t t_end = 0;
 
-  std::uint32_t room_of(std::uint32_t connection) const { return connection % o.rooms; }
+  std::uint32_t room_of(std::uint32_t connection) const { return bench::room_of(connection, o.rooms); }
+  std::size_t instance_of(std::uint32_t connection) const {
+    return bench::instance_of(connection, o.rooms, urls.size());
+  }
   /// Senders are connections 0..senders-1; this many of them are in `room`.
   std::uint32_t senders_in(std::uint32_t room) const {
     return o.senders > room ? (o.senders - room - 1) / o.rooms + 1 : 0;
@@ -77,6 +82,8 @@ struct Plan {
 struct WorkerStats {
   LatencyHistogram delivery, ack, send_lag;
   std::uint64_t deliveries_window = 0;
+  std::uint64_t cross_instance_window = 0;  ///< deliveries whose sender used another instance than the receiver
+  std::uint64_t frames_window = 0;          ///< every frame read in the window, whatever it held
   std::uint64_t acks_window = 0;
   std::uint64_t errors_window = 0;
   std::uint64_t errors_total = 0;
@@ -248,7 +255,7 @@ Connection::Connection(Worker& worker, std::uint32_t id)
 void Connection::open() {
   state_ = State::kOpening;
   const auto& o = plan_.o;
-  const std::size_t u = id_ % plan_.urls.size();
+  const std::size_t u = plan_.instance_of(id_);
   auto& socket = ws_.next_layer();
   error_code ec;
   socket.open(plan_.endpoints[u].protocol(), ec);
@@ -283,7 +290,7 @@ void Connection::on_connect(error_code ec) {
   ws_.read_message_max(64u << 20);
   ws_.auto_fragment(false);
   ws_.text(true);
-  const std::size_t u = id_ % plan_.urls.size();
+  const std::size_t u = plan_.instance_of(id_);
   ws_.async_handshake(response_, plan_.urls[u].host_header(), plan_.targets[u],
                       [self = shared_from_this()](error_code e) { self->on_handshake(e); });
 }
@@ -339,6 +346,9 @@ void Connection::on_read(error_code ec, std::size_t n) {
     return;
   }
   const std::int64_t now = now_ns();
+  // The generator's load is every frame it reads, expected or not (pings,
+  // acks, other rooms' messages): that is what its ceiling is measured in.
+  if (started_ && plan_.in_window(now)) ++w_.stats().frames_window;
   const auto data = buffer_.cdata();
   handle(std::string_view(static_cast<const char*>(data.data()), n), now);
   buffer_.consume(n);
@@ -408,6 +418,7 @@ void Connection::on_delivery(const MessageHeader& h, std::int64_t now) {
   if (a == Arrival::kDuplicate || !window) return;
   st.delivery.record(now - h.scheduled_ns);
   ++st.deliveries_window;
+  if (plan_.instance_of(h.sender) != plan_.instance_of(id_)) ++st.cross_instance_window;
 }
 
 void Connection::on_ack(std::uint64_t seq, std::int64_t now) {
@@ -548,30 +559,6 @@ void Connection::close() {
   }
 }
 
-/// utime + stime of `pid` in seconds and its RSS in bytes, from /proc; nullopt when gone.
-std::optional<ProcessUsage> read_process(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return std::nullopt;
-  ProcessUsage u;
-  u.pid = pid;
-  const auto open = line.find('(');
-  const auto close = line.rfind(')');
-  if (open == std::string::npos || close == std::string::npos) return std::nullopt;
-  u.name = line.substr(open + 1, close - open - 1);
-  std::istringstream rest(line.substr(close + 2));
-  std::string field;
-  // Fields after the name start at 3 (state); utime and stime are 14 and 15, rss 24 (pages).
-  std::vector<std::string> f;
-  while (rest >> field) f.push_back(field);
-  if (f.size() < 22) return std::nullopt;
-  const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  u.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
-  u.system_cpu_seconds = std::stod(f[12]) / ticks;
-  u.rss_bytes = std::stoll(f[21]) * ::sysconf(_SC_PAGESIZE);
-  return u;
-}
-
 double self_cpu_seconds() {
   rusage ru{};
   ::getrusage(RUSAGE_SELF, &ru);
@@ -694,17 +681,12 @@ RunResult run_load(const Options& o) {
     }
     sleep_until_ns(plan.t_warm);
     const double cpu_before = self_cpu_seconds();
-    std::vector<ProcessUsage> watched_before;
-    for (int pid : o.watch_pids) watched_before.push_back(read_process(pid).value_or(ProcessUsage{pid, "?", 0, 0, 0}));
+    ProcessWatch watch(o.watch_pids);
+    watch.start();
     sleep_until_ns(plan.t_end);
     result.loadgen_cpu_seconds = self_cpu_seconds() - cpu_before;
-    if (auto self = read_process(static_cast<int>(::getpid()))) result.loadgen_rss_bytes = self->rss_bytes;
-    for (const auto& before : watched_before) {
-      ProcessUsage after = read_process(before.pid).value_or(before);
-      after.cpu_seconds -= before.cpu_seconds;
-      after.system_cpu_seconds -= before.system_cpu_seconds;
-      result.watched.push_back(after);
-    }
+    if (auto self = read_proc_stat(static_cast<int>(::getpid()))) result.loadgen_rss_bytes = self->rss_bytes;
+    result.watched = watch.stop();
     result.window_seconds = o.duration.count() / 1e9;
 
     // Drain: until every written send reached every open member of its room, or the limit.
@@ -762,6 +744,8 @@ RunResult run_load(const Options& o) {
     result.ack.merge(st.ack);
     result.send_lag.merge(st.send_lag);
     result.deliveries_window += st.deliveries_window;
+    result.cross_instance_window += st.cross_instance_window;
+    result.frames_window += st.frames_window;
     result.acks_window += st.acks_window;
     result.errors_window += st.errors_window;
     result.errors_total += st.errors_total;
@@ -787,6 +771,8 @@ RunResult run_load(const Options& o) {
       }
     }
   }
+  result.ceiling = o.ceiling;
+  result.near_ceiling = result.ceiling > 0 && result.ceiling_share() > kCeilingShare;
   if (result.acks_expected) {
     const std::uint64_t answered = result.acks_window + result.errors_window;
     result.unanswered = result.sent_window > answered ? result.sent_window - answered : 0;

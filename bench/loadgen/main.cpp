@@ -40,8 +40,6 @@ int serve_discard(const bench::Options& o) {
 int run(bench::Options o) {
   if (o.ceiling <= 0) o.ceiling = bench::read_ceiling(o.calibration_file, o.protocol, o.threads).value_or(0);
   bench::RunResult r = bench::run_load(o);
-  r.ceiling = o.ceiling;
-  r.near_ceiling = r.ceiling > 0 && r.deliveries_per_second() > 0.6 * r.ceiling;
   bench::print_table(std::cout, r);
   if (o.json_file) {
     std::ofstream out(*o.json_file);

@@ -89,8 +89,9 @@ std::string format_ns(std::int64_t ns) {
 std::vector<std::string> flags(const RunResult& r) {
   std::vector<std::string> f;
   if (r.near_ceiling) {
-    f.push_back("near_ceiling: " + fixed(r.deliveries_per_second(), 0) + " deliveries/s is over 60% of this generator's " +
-                "calibrated ceiling (" + fixed(r.ceiling, 0) + "/s): the generator may be what was measured");
+    f.push_back("near_ceiling: " + fixed(r.frames_per_second(), 0) + " frames read/s is over " +
+                fixed(100 * kCeilingShare, 0) + "% of this generator's calibrated ceiling (" + fixed(r.ceiling, 0) +
+                "/s): the generator may be what was measured");
   }
   if (!r.senders_kept_up()) {
     f.push_back("senders_behind: the senders wrote " + std::to_string(r.sent_window) +
@@ -130,7 +131,7 @@ void print_table(std::ostream& out, const RunResult& r) {
   latency_row(out, "send lag", r.send_lag, r.window_seconds);
   out << "\n";
   out << "sent " << r.sent_window << " (" << fixed(r.sends_per_second(), 1) << "/s)   expected deliveries "
-      << r.expected_window << "   lost " << r.lost << "   duplicates " << r.duplicates << "   reordered "
+      << r.expected_window << "   across instances " << fixed(100 * r.cross_instance_share(), 1) << "%" << "   lost " << r.lost << "   duplicates " << r.duplicates << "   reordered "
       << r.reordered << "\n";
   if (r.acks_expected) {
     out << "acks " << r.acks_window << "   errors " << r.errors_window << "   unanswered " << r.unanswered;
@@ -141,18 +142,21 @@ void print_table(std::ostream& out, const RunResult& r) {
   out << "connect failures " << r.connect_failures << "   disconnects " << r.disconnects << "   foreign "
       << r.foreign << "   misrouted " << r.misrouted << "   malformed " << r.malformed << "\n";
   if (!r.error_codes.empty()) out << "error codes: " << reasons(r.error_codes) << "\n";
+  out << "frames read " << r.frames_window << " (" << fixed(r.frames_per_second(), 1) << "/s)\n";
   out << "load generator CPU " << fixed(r.loadgen_cpu_seconds, 2) << " s in the window ("
       << fixed(r.window_seconds > 0 ? 100 * r.loadgen_cpu_seconds / r.window_seconds : 0, 0) << "% of a core), RSS "
       << fixed(r.loadgen_rss_bytes / 1048576.0, 1) << " MiB";
   if (r.ceiling > 0) {
-    out << "; ceiling " << fixed(r.ceiling, 0) << " deliveries/s, this run at "
-        << fixed(100 * r.deliveries_per_second() / r.ceiling, 1) << "%";
+    out << "; ceiling " << fixed(r.ceiling, 0) << " frames read/s, this run at " << fixed(100 * r.ceiling_share(), 1)
+        << "%";
   } else {
     out << "; ceiling unknown (run nudge-bench --calibrate)";
   }
   out << "\n";
   for (const auto& p : r.watched) {
-    out << "process " << p.pid << " (" << p.name << "): CPU " << fixed(p.cpu_seconds, 2) << " s in the window";
+    out << "process " << p.pid << " (" << p.name << ", " << p.processes_at_end
+        << (p.processes_at_end == 1 ? " process" : " processes") << "): CPU " << fixed(p.cpu_seconds, 2)
+        << " s in the window";
     if (r.sent_window > 0) {
       out << ", " << fixed(p.cpu_seconds * 1e6 / static_cast<double>(r.sent_window), 1) << " ms per 1000 messages";
     }
@@ -160,7 +164,9 @@ void print_table(std::ostream& out, const RunResult& r) {
       out << ", " << fixed(p.cpu_seconds * 1e6 / static_cast<double>(r.deliveries_window), 1)
           << " ms per 1000 deliveries";
     }
-    out << "; RSS " << fixed(p.rss_bytes / 1048576.0, 1) << " MiB\n";
+    out << "; RSS " << fixed(p.rss_bytes / 1048576.0, 1) << " MiB";
+    if (!p.note.empty()) out << " (" << p.note << ")";
+    out << "\n";
   }
   for (const auto& f : flags(r)) out << "WARNING " << f << "\n";
 }
@@ -232,6 +238,7 @@ std::string to_json(const RunResult& r) {
   const std::pair<const char*, std::uint64_t> counts[] = {
       {"sent", r.sent_window},         {"skipped", r.skipped_window},     {"expected", r.expected_window},
       {"deliveries", r.deliveries_window}, {"lost", r.lost},             {"duplicates", r.duplicates},
+      {"cross_instance", r.cross_instance_window}, {"frames_read", r.frames_window},
       {"reordered", r.reordered},      {"too_late", r.too_late},         {"acks", r.acks_window},
       {"errors", r.errors_window},     {"errors_total", r.errors_total}, {"unanswered", r.unanswered},
       {"foreign", r.foreign},          {"misrouted", r.misrouted},       {"malformed", r.malformed}};
@@ -247,6 +254,10 @@ std::string to_json(const RunResult& r) {
   w.Double(r.deliveries_per_second());
   key(w, "acks_per_second");
   w.Double(r.acks_per_second());
+  key(w, "frames_read_per_second");
+  w.Double(r.frames_per_second());
+  key(w, "cross_instance_share");
+  w.Double(r.cross_instance_share());
   key(w, "acks_expected");
   w.Bool(r.acks_expected);
 
@@ -266,8 +277,18 @@ std::string to_json(const RunResult& r) {
   w.Double(r.loadgen_cpu_seconds);
   key(w, "rss_bytes");
   w.Int64(r.loadgen_rss_bytes);
-  key(w, "ceiling_deliveries_per_second");
+  key(w, "cpu_share");  // of one core, over the window
+  w.Double(r.window_seconds > 0 ? r.loadgen_cpu_seconds / r.window_seconds : 0);
+  key(w, "threads");
+  w.Uint(o.threads);
+  key(w, "frames_read_per_second");
+  w.Double(r.frames_per_second());
+  key(w, "ceiling_frames_per_second");
   w.Double(r.ceiling);
+  key(w, "ceiling_share");
+  w.Double(r.ceiling_share());
+  key(w, "ceiling_limit_share");
+  w.Double(kCeilingShare);
   key(w, "near_ceiling");
   w.Bool(r.near_ceiling);
   w.EndObject();
@@ -290,6 +311,12 @@ std::string to_json(const RunResult& r) {
     w.Double(r.deliveries_window > 0 ? p.cpu_seconds * 1e6 / static_cast<double>(r.deliveries_window) : 0);
     key(w, "rss_bytes");
     w.Int64(p.rss_bytes);
+    key(w, "processes_at_start");
+    w.Uint(p.processes_at_start);
+    key(w, "processes_at_end");
+    w.Uint(p.processes_at_end);
+    key(w, "note");
+    w.String(p.note.c_str());
     w.EndObject();
   }
   w.EndArray();

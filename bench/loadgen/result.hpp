@@ -10,13 +10,20 @@
 
 namespace nudge::bench {
 
-/// CPU time and memory of one process over the measured window.
+/// Above this share of its calibrated ceiling the generator may be what a run
+/// measured: such a run is flagged near_ceiling and bench/run does not use it.
+inline constexpr double kCeilingShare = 0.7;
+
+/// CPU time and memory of one watched process and its descendants over the measured window.
 struct ProcessUsage {
-  int pid = 0;
+  int pid = 0;  ///< as given to --watch-pid
   std::string name;
-  double cpu_seconds = 0;     ///< user + system, during the window
+  double cpu_seconds = 0;     ///< user + system, during the window, descendants included
   double system_cpu_seconds = 0;  ///< of which in the kernel (system calls, and the loopback's network stack)
-  std::int64_t rss_bytes = 0;  ///< at the end of the window
+  std::int64_t rss_bytes = 0;  ///< at the end of the window, descendants included
+  std::uint32_t processes_at_start = 0;  ///< in the tree when the window opened
+  std::uint32_t processes_at_end = 0;    ///< and when it closed (re-read: forks during the window count)
+  std::string note;  ///< why the figures are not the pid's own (a thread id, a pid given twice), or empty
 };
 
 /// What one run measured. Counts named *_window concern messages whose
@@ -38,6 +45,11 @@ struct RunResult {
   std::uint64_t skipped_window = 0;  ///< sends not made: the connection's queue was full
   std::uint64_t expected_window = 0;  ///< sent × members of the sender's room that were open
   std::uint64_t deliveries_window = 0;  ///< unique deliveries
+  /// Of which the sender and the receiver used different URLs (server instances).
+  std::uint64_t cross_instance_window = 0;
+  /// Every frame the generator read in the window (deliveries, duplicates,
+  /// acks, pings, other rooms' messages): its load, against its ceiling.
+  std::uint64_t frames_window = 0;
   std::uint64_t lost = 0;               ///< expected − unique deliveries, over every (sender, receiver)
   std::uint64_t duplicates = 0;
   std::uint64_t reordered = 0;
@@ -59,13 +71,20 @@ struct RunResult {
   std::int64_t loadgen_rss_bytes = 0;  ///< at the end of the window
   std::vector<ProcessUsage> watched;
 
-  double ceiling = 0;         ///< the generator's calibrated ceiling, deliveries/s (0: unknown)
-  bool near_ceiling = false;  ///< deliveries/s above 60% of the ceiling: the generator may be the bottleneck
+  double ceiling = 0;         ///< the generator's calibrated ceiling, frames read/s (0: unknown)
+  bool near_ceiling = false;  ///< frames read/s above kCeilingShare of the ceiling: the generator may be the bottleneck
   bool acks_expected = false;
 
   double deliveries_per_second() const { return window_seconds > 0 ? deliveries_window / window_seconds : 0; }
   double sends_per_second() const { return window_seconds > 0 ? sent_window / window_seconds : 0; }
   double acks_per_second() const { return window_seconds > 0 ? acks_window / window_seconds : 0; }
+  double frames_per_second() const { return window_seconds > 0 ? frames_window / window_seconds : 0; }
+  /// The share of deliveries that crossed instances; 0 without deliveries.
+  double cross_instance_share() const {
+    return deliveries_window > 0 ? static_cast<double>(cross_instance_window) / deliveries_window : 0;
+  }
+  /// The share of the ceiling this run's reading took; 0 when the ceiling is unknown.
+  double ceiling_share() const { return ceiling > 0 ? frames_per_second() / ceiling : 0; }
   /// Whether the senders kept their schedule (sent at least 99% of what was offered).
   bool senders_kept_up() const;
 };

@@ -82,6 +82,22 @@ TEST_F(SelfTest, SocketIoProtocolWithAcks) {
   EXPECT_EQ(r.acks_window, r.sent_window);
 }
 
+TEST_F(SelfTest, RoomsSpanTheUrlsAndEveryFrameReadCountsTowardTheCeiling) {
+  Options o = shape(Protocol::kNudge);
+  // Two URLs to the one server stand for two instances: each room of 8 has 4 members on each,
+  // so a message reaches 4 members on the sender's instance (itself included) and 4 on the other.
+  o.urls.push_back(o.urls.front());
+  o.ceiling = 1;  // any reading is over it
+  const RunResult r = run_load(o);
+  EXPECT_EQ(r.deliveries_window, r.expected_window);
+  EXPECT_EQ(r.cross_instance_window * 2, r.deliveries_window);
+  EXPECT_DOUBLE_EQ(r.cross_instance_share(), 0.5);
+  // Deliveries and acks at least; the sender's own message and every ack are frames the generator reads.
+  EXPECT_GE(r.frames_window, r.deliveries_window + r.acks_window - r.acks_window / 50);
+  EXPECT_GT(r.ceiling_share(), kCeilingShare);
+  EXPECT_NE(to_json(r).find("\"cross_instance_share\": 0.5"), std::string::npos);
+}
+
 TEST_F(SelfTest, ConnectionsToNowhereAreCountedAsFailures) {
   Options o = shape(Protocol::kNudge);
   // A port nobody listens on: bind one, then close it.

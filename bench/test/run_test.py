@@ -1,0 +1,111 @@
+#!/usr/bin/python3
+"""Unit tests of bench/run's and bench/report.py's logic that needs no server: stepping down, medians over valid
+rounds, and targets that no results file measured."""
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import types
+import unittest
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def load(name, path):
+    loader = importlib.machinery.SourceFileLoader(name, path)
+    spec = importlib.util.spec_from_loader(name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+run = load("bench_run", os.path.join(ROOT, "bench/run"))
+report = load("bench_report", os.path.join(ROOT, "bench/report.py"))
+
+
+def step(rate, p99, valid=True, lost=0):
+    return {"offered": rate, "p99_ms": p99, "lost": lost, "failed_connections": 0, "open": 10, "valid": valid,
+            "deliveries_per_s": rate, "p50_ms": p99 / 2, "cross_instance_share": 0.5, "generator": {}}
+
+
+class StepRates(unittest.TestCase):
+    def drive(self, holds_up_to, valid=lambda rate: True):
+        """step_rates against a fake target that holds p99 ≤ 50 ms up to `holds_up_to` msg/s."""
+        args = types.SimpleNamespace(start_rate=800, step=1.5, max_steps=5, max_down=4, p99=50, stop_p99=100,
+                                     connections=10, payload=64, duration=1, warmup=0, threads=2, connect_rate=100,
+                                     source_addresses=1)
+        offered = []
+        saved = (run.bench_once, run.summary, run.log)
+        run.bench_once = lambda args, target, label, svc, **o: None if label.endswith("prewarm") else o["rate"]
+        run.summary = lambda rate: step(rate, 10 if rate <= holds_up_to else 500, valid(rate))
+        run.log = lambda *a: offered.append(a)
+        try:
+            steps = run.step_rates(args, None, "t", None, 1, 10)
+        finally:
+            run.bench_once, run.summary, run.log = saved
+        return [s["offered"] for s in steps], run.highest_held(steps, 50)
+
+    def test_steps_up_while_it_holds(self):
+        rates, best = self.drive(2000)
+        self.assertEqual(rates, [800, 1200, 1800, 2700])
+        self.assertEqual(best, 1800)
+
+    def test_steps_down_by_halving_when_the_first_step_does_not_hold(self):
+        rates, best = self.drive(150)
+        self.assertEqual(rates, [800, 400, 200, 100])
+        self.assertEqual(best, 100)
+
+    def test_no_result_when_nothing_holds_never_the_start_rate(self):
+        rates, best = self.drive(1)
+        self.assertEqual(rates, [800, 400, 200, 100, 50])
+        self.assertIsNone(best)
+
+    def test_a_step_with_the_generator_near_its_ceiling_does_not_hold(self):
+        rates, best = self.drive(10_000, valid=lambda rate: rate < 1000)
+        self.assertEqual(best, 800)
+        self.assertEqual(rates[:2], [800, 1200])
+
+
+class Medians(unittest.TestCase):
+    def test_invalid_rounds_are_left_out_and_the_spread_is_kept(self):
+        rounds = [{"a": {"x": 1.0}}, {"a": {"x": 3.0}}, {"a": {"x": 100.0, "valid": False}}, {"a": {"x": 2.0}}]
+        h = run.medians(rounds, ["x"])["a"]
+        self.assertEqual((h["x"], h["x_min"], h["x_max"], h["x_rounds"]), (2.0, 1.0, 3.0, 3))
+
+    def test_nothing_measured_is_none_not_zero(self):
+        h = run.medians([{"a": {"x": None}}], ["x"])["a"]
+        self.assertIsNone(h["x"])
+
+
+class Report(unittest.TestCase):
+    def test_every_target_reads_not_measured_without_results(self):
+        rows = report.targets({s: [] for s in report.SCENARIOS})
+        self.assertTrue(rows)
+        for name, goal, measured, verdict in rows:
+            self.assertEqual(verdict, "not measured", name)
+
+    def test_chat_without_a_peer_result_gives_no_verdict(self):
+        chat = {"headline": {"nudge": {"highest_rate": 5000.0}, "nudge-socketio": {"highest_rate": 3000.0},
+                             "peer": {"highest_rate": None}}, "options": {"start_rate": 500}}
+        rows = report.targets(dict({s: [] for s in report.SCENARIOS}, chat=[chat]))
+        chat_rows = [r for r in rows if r[0].startswith("chat")]
+        self.assertEqual([r[3] for r in chat_rows], ["no verdict", "no verdict"])
+        self.assertTrue(all("no result" in r[2] for r in chat_rows))
+
+    def test_a_ratio_against_a_side_that_never_reached_its_limit_is_no_verdict(self):
+        def chat(peer_limit):
+            rounds = [{"nudge": {"limit_reached": True}, "nudge-socketio": {"limit_reached": True},
+                       "peer": {"limit_reached": peer_limit}}]
+            return {"headline": {"nudge": {"highest_rate": 5000.0}, "nudge-socketio": {"highest_rate": 300.0},
+                                 "peer": {"highest_rate": 100.0}}, "rounds": rounds, "options": {}}
+        verdicts = lambda run: [r[3] for r in report.targets(dict({s: [] for s in report.SCENARIOS}, chat=[run]))
+                                if r[0].startswith("chat")]
+        self.assertEqual(verdicts(chat(True)), ["met", "**missed**"])
+        # The peer held every step: its limit is higher, so 50× is an upper bound (no verdict), and 3× an upper
+        # bound under the goal (missed whatever the peer's limit).
+        self.assertEqual(verdicts(chat(False)), ["no verdict", "**missed**"])
+
+
+if __name__ == "__main__":
+    unittest.main()

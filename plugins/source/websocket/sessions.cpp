@@ -146,16 +146,9 @@ bool Hub::open_client(const std::string& peer, bool forwarded, Counted as, std::
     return true;
   }
   // Squatters filling the pool from many addresses would otherwise lock out
-  // every client that brings its token in CONNECT: the one waiting longest
-  // makes way.
-  while (unauthenticated >= max && !unauthenticated_line.empty()) {
-    const auto oldest = unauthenticated_line.front().lock();
-    unauthenticated_line.pop_front();
-    if (!oldest || oldest->counted() != Counted::unauthenticated || !sessions.contains(oldest.get())) continue;
-    unauthenticated_displaced.add();
-    logger.debug("ending a Socket.IO session from '", oldest->address(),
-                 "' that has not authenticated: the pool of those waiting is full and it waited longest");
-    oldest->close(CloseCode::policy_error, "displaced: send CONNECT with a token sooner");
+  // every client that brings its token in CONNECT: the address holding the
+  // most makes way.
+  while (unauthenticated >= max && displace_unauthenticated()) {
   }
   if (unauthenticated >= max) {
     if (!peer.empty()) peers.close_client(peer);
@@ -163,10 +156,75 @@ bool Hub::open_client(const std::string& peer, bool forwarded, Counted as, std::
     return false;
   }
   ++unauthenticated;
+  rank_unauthenticated(peer, +1);
   return true;
 }
 
-void Hub::line_up_unauthenticated(std::weak_ptr<WsSession> session) {
+bool Hub::open_socketio_session(const std::string& peer, Counted as, std::string& why) {
+  return open_client(peer, true, as, why);
+}
+
+void Hub::rank_unauthenticated(const std::string& peer, int delta) {
+  const auto it = unauthenticated_per_peer.find(peer);
+  std::size_t count = it == unauthenticated_per_peer.end() ? 0 : it->second;
+  if (count > 0) unauthenticated_ranking.erase({count, peer});
+  if (delta > 0) ++count;
+  else if (count > 0) --count;
+  if (count == 0) {
+    if (it != unauthenticated_per_peer.end()) unauthenticated_per_peer.erase(it);
+    unauthenticated_lines.erase(peer);
+    return;
+  }
+  if (it == unauthenticated_per_peer.end()) unauthenticated_per_peer.emplace(peer, count);
+  else it->second = count;
+  unauthenticated_ranking.emplace(count, peer);
+}
+
+bool Hub::displace_unauthenticated() {
+  const auto displaceable = [this](const std::shared_ptr<WsSession>& session) {
+    return session && session->counted() == Counted::unauthenticated && sessions.contains(session.get());
+  };
+  const auto displace = [this](const std::shared_ptr<WsSession>& session, const char* why) {
+    unauthenticated_displaced.add();
+    logger.debug("ending a Socket.IO session from '", session->address(),
+                 "' that has not authenticated: the pool of those waiting is full and ", why);
+    // Its end gives the place back (close_client), and may erase its line.
+    session->close(CloseCode::policy_error, "displaced: send CONNECT with a token sooner");
+    return true;
+  };
+  const bool one_each = unauthenticated_ranking.empty() || unauthenticated_ranking.rbegin()->first <= 1;
+  if (one_each) {
+    while (!unauthenticated_line.empty()) {
+      const auto oldest = unauthenticated_line.front().lock();
+      unauthenticated_line.pop_front();
+      if (displaceable(oldest)) return displace(oldest, "it waited longest");
+    }
+    return false;
+  }
+  // From the address holding the most down: one whose sessions are all
+  // between their count and their start has nobody in line yet.
+  for (auto rank = unauthenticated_ranking.rbegin(); rank != unauthenticated_ranking.rend(); ++rank) {
+    const auto line = unauthenticated_lines.find(rank->second);
+    if (line == unauthenticated_lines.end()) continue;
+    while (!line->second.empty()) {
+      const auto oldest = line->second.front().lock();
+      line->second.pop_front();
+      if (displaceable(oldest)) return displace(oldest, "its address holds the most");
+    }
+  }
+  return false;
+}
+
+void Hub::line_up_unauthenticated(const std::string& peer, std::weak_ptr<WsSession> session) {
+  auto& line = unauthenticated_lines[peer];
+  const auto count = unauthenticated_per_peer.contains(peer) ? unauthenticated_per_peer[peer] : 0;
+  if (line.size() >= 2 * count + 8) {
+    std::erase_if(line, [this](const std::weak_ptr<WsSession>& entry) {
+      const auto held = entry.lock();
+      return !held || held->counted() != Counted::unauthenticated || !sessions.contains(held.get());
+    });
+  }
+  line.push_back(session);
   if (unauthenticated_line.size() >= 2 * unauthenticated + 64) {
     std::erase_if(unauthenticated_line, [this](const std::weak_ptr<WsSession>& entry) {
       const auto held = entry.lock();
@@ -181,18 +239,20 @@ void Hub::close_client(const std::string& peer, Counted as) noexcept {
   if (!peer.empty()) peers.close_client(peer);
   if (as == Counted::unauthenticated) {
     if (unauthenticated > 0) --unauthenticated;
+    rank_unauthenticated(peer, -1);
     return;
   }
   if (connections > 0) --connections;
   connections_open.add(-1);
 }
 
-bool Hub::authenticate(std::string& why) {
+bool Hub::authenticate(const std::string& peer, std::string& why) {
   if (connections >= static_cast<std::size_t>(config.max_connections)) {
     why = "too many connections";
     return false;
   }
   if (unauthenticated > 0) --unauthenticated;
+  rank_unauthenticated(peer, -1);
   count_client();
   return true;
 }

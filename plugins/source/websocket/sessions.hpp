@@ -149,12 +149,20 @@ struct Hub {
   /// their own (as large as max_connections), so clients without a token
   /// take no authenticated client's place.
   std::size_t unauthenticated = 0;
-  /// The sessions counted in `unauthenticated`, oldest first (entries of
-  /// sessions since ended or authenticated are skipped, and dropped when the
-  /// line grows past twice the pool): when the pool is full, the oldest
-  /// gives its place to a new one. A client with a token sends CONNECT
-  /// within a round trip, so only a squatter is ever the oldest.
+  /// The sessions counted in `unauthenticated`, by address, oldest first
+  /// (entries of sessions since ended or authenticated are skipped, and
+  /// dropped when a line grows past twice its count). When the pool is full,
+  /// the address holding the most gives up its oldest (when none holds more
+  /// than one, the oldest of all goes): squatters churning the pool from a
+  /// hundred addresses then displace each other, not a client that holds
+  /// one session and takes a round trip to CONNECT.
+  std::unordered_map<std::string, std::deque<std::weak_ptr<WsSession>>> unauthenticated_lines;
+  /// The same sessions in one line, oldest first: when no address holds more
+  /// than one, the one waiting longest makes way.
   std::deque<std::weak_ptr<WsSession>> unauthenticated_line;
+  /// Live sessions yet to authenticate per address, and the same ranked.
+  std::unordered_map<std::string, std::size_t> unauthenticated_per_peer;
+  std::set<std::pair<std::size_t, std::string>> unauthenticated_ranking;
   /// TCP connections open, whatever their state (max_sockets).
   std::size_t sockets_open = 0;
   /// Most TCP connections open at once: max_sockets, or what the process's
@@ -252,11 +260,15 @@ struct Hub {
   /// it came through a trusted proxy, so it also spends a connection of its
   /// rate. When refused, `why` says so for the client.
   bool open_client(const std::string& peer, bool forwarded, Counted as, std::string& why);
+  /// The same for a Socket.IO session opened by a handshake: a session, not
+  /// only a connection, spends a token of the address's connection rate (a
+  /// keep-alive connection can carry any number of handshakes).
+  bool open_socketio_session(const std::string& peer, Counted as, std::string& why);
   void close_client(const std::string& peer, Counted as) noexcept;
   /// A Socket.IO session just counted as yet to authenticate, in line.
-  void line_up_unauthenticated(std::weak_ptr<WsSession> session);
-  /// A session yet to authenticate did: it takes a client's place (false: none is free).
-  bool authenticate(std::string& why);
+  void line_up_unauthenticated(const std::string& peer, std::weak_ptr<WsSession> session);
+  /// A session of `peer` yet to authenticate did: it takes a client's place (false: none is free).
+  bool authenticate(const std::string& peer, std::string& why);
 
   /// Queues `session`'s next history read of `room` for the join `ticket`;
   /// it starts when the budget allows (WsSession::start_history_read).
@@ -289,6 +301,10 @@ struct Hub {
 
  private:
   void count_client();
+  /// Moves `peer` by `delta` in the count and ranking of sessions yet to authenticate.
+  void rank_unauthenticated(const std::string& peer, int delta);
+  /// Ends the oldest session yet to authenticate of the address holding the most; false if none.
+  bool displace_unauthenticated();
 
   LogLimiter auth_log_{std::chrono::seconds(10)};
   LogLimiter tls_log_{std::chrono::seconds(10)};

@@ -845,7 +845,9 @@ void HttpSession<Stream>::accept_websocket(std::optional<JwtIdentity> identity, 
     // The client counted: a native WebSocket, or a Socket.IO session that
     // starts on this connection (the probe of a session counted already is not).
     std::string why;
-    if (!hub_->open_client(peer_, forwarded_, sio ? sio->counted() : WsSession::Counted::client, why)) {
+    const bool opened = sio ? hub_->open_socketio_session(peer_, sio->counted(), why)
+                            : hub_->open_client(peer_, forwarded_, WsSession::Counted::client, why);
+    if (!opened) {
       hub_->connections_refused.add();
       hub_->logger.debug("refused a WebSocket from '", address_, "': ", why);
       return respond_text(http::status::service_unavailable, why + "\n");
@@ -924,7 +926,7 @@ void HttpSession<Stream>::serve_socketio() {
       if (!admit(identity)) return;
       auto created = std::make_shared<SioSession>(hub_, address_, peer_, std::move(identity), true);
       std::string why;
-      if (!hub_->open_client(peer_, forwarded_, created->counted(), why)) {
+      if (!hub_->open_socketio_session(peer_, created->counted(), why)) {
         hub_->connections_refused.add();
         return respond_socketio_error(http::status::service_unavailable, 3, why);
       }

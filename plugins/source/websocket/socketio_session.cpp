@@ -61,7 +61,7 @@ SioSession::~SioSession() { hub_->remove(this); }
 std::string SioSession::start() {
   hub_->sessions.insert(this);
   hub_->sio_sessions.emplace(sid_, shared_from_this());
-  if (counted_ == Counted::unauthenticated) hub_->line_up_unauthenticated(weak_self());
+  if (counted_ == Counted::unauthenticated) hub_->line_up_unauthenticated(peer_, weak_self());
   hub_->socketio_sessions.add();
   started_ = Clock::now();
   next_ping_ = started_ + std::chrono::milliseconds(hub_->config.ping_interval_ms);
@@ -260,7 +260,10 @@ void SioSession::on_packet(std::string_view text) {
       next_ping_ = Clock::now() + std::chrono::milliseconds(hub_->config.ping_interval_ms);
       return;
     case socketio::EngineType::ping:
-      if (verdict == RateVerdict::allowed) send_packet("3" + std::string(packet->data));
+      // Engine.IO v4 clients ping only to probe ("2probe"): the data is sent
+      // back when that short, so a pong is never a way to reflect a message.
+      if (verdict == RateVerdict::allowed)
+        send_packet("3" + std::string(packet->data.size() <= kMaxEchoedPingData ? packet->data : std::string_view()));
       return;
     case socketio::EngineType::message: return on_socketio(packet->data, verdict);
     case socketio::EngineType::close: return;  // ended above
@@ -418,7 +421,7 @@ void SioSession::on_connect(const socketio::Packet& packet) {
   }
   if (counted_ == Counted::unauthenticated) {
     std::string why;
-    if (!hub_->authenticate(why)) {
+    if (!hub_->authenticate(peer_, why)) {
       hub_->connections_refused.add();
       refuse_connect(why);
       return end(why);
@@ -499,9 +502,9 @@ void SioSession::on_event(const socketio::Packet& packet) {
   }
   if (packet.event == "leave") {
     auto room = first ? string_arg(*first, "room") : std::nullopt;
-    if (!room) {
+    if (!room || !is_valid_room(*room)) {
       hub_->frames_refused.add();
-      return refuse(ack, "bad_request", "leave takes a room name");
+      return refuse(ack, "bad_request", "leave takes a room name: 1 to 128 characters of A-Z a-z 0-9 _ - . :");
     }
     const bool was_in = leave_room(*room);
     join_acks_.erase(*room);

@@ -108,6 +108,8 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void on_socketio(std::string_view text, RateVerdict verdict);
   /// An unknown namespace is named in its refusal up to this length.
   static constexpr std::size_t kMaxEchoedNamespace = 128;
+  /// A ping's data is sent back in its pong up to this length ("probe").
+  static constexpr std::size_t kMaxEchoedPingData = 32;
   void on_connect(const socketio::Packet& packet);
   void on_event(const socketio::Packet& packet);
   void on_send(std::string_view args, std::optional<std::uint64_t> ack);

@@ -621,6 +621,74 @@ TEST(Sessions, AClientWithItsTokenInConnectGetsInWhileSquattersRefillThePool) {
   h.check_invariants();
 }
 
+TEST(Sessions, SquattersHoldingManySessionsDisplaceTheirOwnNotAClientWhoseConnectIsOnItsWay) {
+  // Found from outside: once the pool evicted the oldest, 110 addresses
+  // churning it turned it over in 0.22 s, and a client that took 200 ms to
+  // send CONNECT with its token got in 12 times in 95. The address holding
+  // the most now gives way first.
+  const std::string secret = "0123456789abcdef0123456789abcdef-session-test";
+  SessionHarness h({{"auth_jwt_secret", secret}, {"max_connections", std::int64_t{20}},
+                    {"max_connections_per_address", std::int64_t{0}}, {"connection_rate_per_address", 0.0}});
+  h.hub().verifier = std::make_unique<JwtVerifier>(JwtPolicy{secret, 0, "", "", "sub"});
+  const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  std::vector<std::pair<Polling, std::string>> clients;
+  for (int i = 0; i < 5; ++i) clients.emplace_back(Polling{h, "192.0.2." + std::to_string(10 + i)}, "");
+  for (auto& [client, sid] : clients) sid = client.open();
+  // Three addresses churn the pool: 300 handshakes that never CONNECT.
+  for (int i = 0; i < 300; ++i) {
+    Polling squatter{h, "203.0.113." + std::to_string(i % 3)};
+    squatter.open();
+  }
+  EXPECT_EQ(h.hub().unauthenticated, 20u);
+  EXPECT_GE(h.hub().unauthenticated_displaced.value(), 285u);
+  int admitted = 0;
+  for (auto& [client, sid] : clients) {
+    client.request("POST", "&sid=" + sid, "40{\"token\":\"" + token(secret, exp) + "\"}");
+    admitted += body_of(client.request("GET", "&sid=" + sid)).starts_with("40{");
+  }
+  EXPECT_EQ(admitted, 5) << "the clients' sessions outlived 300 squatters' handshakes";
+  h.check_invariants();
+}
+
+TEST(Sessions, SocketIoHandshakesOnOneKeepAliveConnectionSpendTheConnectionRate) {
+  // Found from outside: 100 handshakes pipelined on one connection opened
+  // 100 sessions for one token of the address's connection rate.
+  SessionHarness h({{"connection_rate_per_address", 1.0}, {"connection_burst_per_address", std::int64_t{10}},
+                    {"max_connections_per_address", std::int64_t{0}}});
+  const auto c = h.connect();
+  ASSERT_TRUE(c);
+  std::string pipelined;
+  for (int i = 0; i < 50; ++i) pipelined += "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: test\r\n\r\n";
+  h.send(*c, pipelined);
+  h.drain(*c);
+  const auto& answers = h.client(*c).received;
+  std::size_t opened = 0;
+  for (std::size_t at = 0; (at = answers.find("HTTP/1.1 200", at)) != std::string::npos; ++at) ++opened;
+  EXPECT_LE(opened, 10u) << "the accept and the handshakes share the burst of 10";
+  EXPECT_GE(opened, 8u);
+  EXPECT_NE(answers.find("HTTP/1.1 503"), std::string::npos);
+}
+
+TEST(Sessions, APingOrALeaveSendsBackNoMoreThanAFewBytesOfWhatItCarried) {
+  // Found from outside: `2<63 KB>` was answered `3<63 KB>`, and a `leave` of
+  // a 60 KB room acked with the room: 1.1 GB from 10 addresses within the
+  // rate limits, bad_alloc under a 3 GB limit.
+  SessionHarness h;
+  Polling p{h};
+  const auto sid = p.open();
+  p.request("POST", "&sid=" + sid, "40");
+  p.request("GET", "&sid=" + sid);
+  p.request("POST", "&sid=" + sid, "2" + std::string(60000, 'p'));
+  EXPECT_EQ(body_of(p.request("GET", "&sid=" + sid)), "3");
+  p.request("POST", "&sid=" + sid, "2probe");
+  EXPECT_EQ(body_of(p.request("GET", "&sid=" + sid)), "3probe");
+  p.request("POST", "&sid=" + sid, "421[\"leave\",\"" + std::string(60000, 'r') + "\"]");
+  const auto answer = body_of(p.request("GET", "&sid=" + sid));
+  EXPECT_LT(answer.size(), 200u);
+  EXPECT_TRUE(answer.starts_with("431[{\"ok\":false")) << answer;
+}
+
 // ----------------------------------------------------------------- item 13
 
 TEST(Sessions, SocketIoSendsOverPollingWaitForThePipeline) {

@@ -31,9 +31,6 @@ bool is(const redisReply* r, std::string_view word) {
          });
 }
 
-/// Channels per SSUBSCRIBE when subscribing again to many.
-constexpr std::size_t kChunk = 256;
-
 }  // namespace
 
 ShardSubscriber::ShardSubscriber(std::string host, std::uint16_t port, const RedisConfig& config, Context& context,
@@ -125,15 +122,9 @@ void ShardSubscriber::on_connected() {
       send({"AUTH", config_.url.username, config_.url.password});
   }
   if (!client_name_.empty()) send({"CLIENT", "SETNAME", client_name_});
-  std::vector<std::string_view> args{"SSUBSCRIBE"};
-  for (const auto& channel : channels_) {
-    args.push_back(channel);
-    if (args.size() > kChunk) {
-      send(args);
-      args.resize(1);
-    }
-  }
-  if (args.size() > 1) send(args);
+  // One SSUBSCRIBE per channel, pipelined: the channels of one command must
+  // share a slot (CROSSSLOT otherwise).
+  for (const auto& channel : channels_) send({"SSUBSCRIBE", channel});
   read_some();
   if (ever_ready_) {
     reconnects_.add();

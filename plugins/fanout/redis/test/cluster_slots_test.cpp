@@ -113,3 +113,14 @@ TEST(ClusterSlotsTest, ParsesMovedAndAsk) {
 }
 
 }  // namespace
+
+namespace {
+TEST(ClusterSlotsTest, SeedsMustBeHostPort) {
+  const auto schema = nudge::plugins::redis::RedisConfig::schema();
+  const auto* field = schema.find("cluster_seeds");
+  ASSERT_NE(field, nullptr);
+  EXPECT_EQ(field->validate(std::vector<std::string>{"127.0.0.1:7002", "redis.internal:6379"}), "");
+  EXPECT_NE(field->validate(std::vector<std::string>{"127.0.0.1"}), "");
+  EXPECT_NE(field->validate(std::vector<std::string>{"h:0"}), "");
+}
+}  // namespace

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -60,7 +61,7 @@ class ClusterFanout final : public Fanout {
   Readiness readiness() const override;
 
   bool connected() const noexcept;
-  std::size_t pending() const noexcept { return pending_.size(); }
+  std::size_t pending() const noexcept { return pending_.size() + redirected_.size(); }
   /// Masters known, from the last topology read.
   std::size_t masters() const noexcept;
   /// Topology reads that succeeded (for tests).
@@ -92,6 +93,9 @@ class ClusterFanout final : public Fanout {
   void place_subscriptions();
   std::vector<std::string> wanted_channels() const;
 
+  bool holding() const;
+  /// Publishes wait kHandover from now (slots changed owner).
+  void hold();
   bool send(const MessagePtr& message);
   void flush();
   void remember(const MessagePtr& message);
@@ -132,8 +136,12 @@ class ClusterFanout final : public Fanout {
   std::size_t next_probe_ = 0;
   boost::asio::steady_timer refresh_timer_;
   boost::asio::steady_timer tick_timer_;
+  boost::asio::steady_timer hold_timer_;
+  /// Publishes wait until then after slots changed owner (kHandover).
+  std::chrono::steady_clock::time_point hold_until_{};
 
   std::deque<MessagePtr> pending_;
+  std::deque<MessagePtr> redirected_;  // refused with MOVED: resent first after the hold
   std::size_t in_flight_ = 0;
   std::size_t window_;
 

@@ -536,7 +536,9 @@ void ClusterFanout::handle_reply(const redisReply* reply, std::unique_ptr<Reques
     redirects_.add();
     if (!redirect.ask) {
       // The slot moved: the map is stale, for this slot at least.
-      slots_[redirect.slot] = &node(redirect.address);
+      Node& moved_to = node(redirect.address);
+      moved_to.owns_slots = true;
+      slots_[redirect.slot] = &moved_to;
       refresh_soon();
     }
     if (request->kind == Kind::publish && !redirect.ask && request->redirects < kMaxRedirects) {
@@ -569,11 +571,16 @@ void ClusterFanout::finish(const redisReply* reply, Request& request) {
     return;
   }
   switch (request.kind) {
-    case Kind::publish:
+    case Kind::publish: {
+      // Only a full window held messages back that a reply now lets go;
+      // else what waits waits for its master, and scanning it per reply
+      // would cost as much as the queue is long.
+      const bool was_full = in_flight_ >= window_;
       if (in_flight_ > 0) --in_flight_;
       published_.add();
-      if (!pending_.empty() && !stopping_) flush();
+      if (was_full && !pending_.empty() && !stopping_) flush();
       return;
+    }
     case Kind::append:
       if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
         auto number = [&](std::size_t i) {

@@ -36,7 +36,7 @@ namespace nudge::plugins::redis {
 /// window's script, XREVRANGE, CLUSTER SHARDS) and one ShardSubscriber. The
 /// slot map comes from CLUSTER SHARDS, read at start, after a MOVED, a lost
 /// connection or a `sunsubscribe` the server sent on its own, and every
-/// half second while a slot has no reachable master. MOVED and ASK replies
+/// 0.1 s while a slot has no reachable master. MOVED and ASK replies
 /// are followed (up to 5 redirects a command).
 ///
 /// The window keeps each room alone (its own index and counts, keyed in its

@@ -21,6 +21,8 @@ NatsFanout::NatsFanout(const Config& config, Context& context)
       received_(context.metrics().counter("received", "Messages received from NATS and handed to the pipeline")),
       decode_errors_(context.metrics().counter("decode_errors", "Payloads on the subject that were not envelopes")),
       reconnects_(context.metrics().counter("reconnects", "Connections re-established after being lost")),
+      failovers_(context.metrics().counter(
+          "failovers", "Reconnections that went to another server than the one lost (another node of the cluster)")),
       dropped_(context.metrics().counter(
           "dropped_while_disconnected",
           "Messages dropped because reconnect_buffer_bytes were already waiting, or still waiting at stop")),
@@ -143,12 +145,13 @@ void NatsFanout::on_link_event(LinkEvent event, const std::string& detail) {
   std::uint64_t suppressed = 0;
   switch (event) {
     case LinkEvent::connected:
-      if (!detail.empty()) server_url_ = detail;
       if (ever_connected_) {
         // A new connection after libnats gave up on the previous one.
-        reconnects_.add();
-        context_.logger().info("reconnected to nats at '", server_url_, "' after ", ms_since(down_since_), " ms");
-      } else if (outage_logged_) {
+        note_reconnect(detail);
+        return;
+      }
+      if (!detail.empty()) server_url_ = detail;
+      if (outage_logged_) {
         context_.logger().info("connected to nats at '", server_url_, "' after ", ms_since(down_since_), " ms");
       } else {
         context_.logger().info("connected to nats at '", server_url_, "'");
@@ -172,18 +175,16 @@ void NatsFanout::on_link_event(LinkEvent event, const std::string& detail) {
     case LinkEvent::disconnected:
       if (!connected_state_) return;
       down_reason_ = detail.empty() ? "the connection was lost" : detail;
-      context_.logger().warn("lost the connection to nats at '", server_url_, "'",
-                             detail.empty() ? std::string() : " (" + detail + ")",
-                             "; reconnecting in the background (publishes are held in a buffer of ",
-                             config_.reconnect_buffer_bytes, " bytes)");
+      if (lost_log_.allow(suppressed))
+        context_.logger().warn("lost the connection to nats at '", server_url_, "'",
+                               detail.empty() ? std::string() : " (" + detail + ")",
+                               "; reconnecting in the background (publishes are held in a buffer of ",
+                               config_.reconnect_buffer_bytes, " bytes)", suppressed_note(suppressed));
       outage_logged_ = true;
       set_connected(false);
       return;
     case LinkEvent::reconnected:
-      if (!detail.empty()) server_url_ = detail;
-      reconnects_.add();
-      context_.logger().info("reconnected to nats at '", server_url_, "' after ", ms_since(down_since_), " ms");
-      set_connected(true);
+      note_reconnect(detail);
       return;
     case LinkEvent::slow_consumer:
       if (slow_consumer_log_.allow(suppressed))
@@ -195,6 +196,24 @@ void NatsFanout::on_link_event(LinkEvent event, const std::string& detail) {
         context_.logger().warn("nats reported an error: ", detail, suppressed_note(suppressed));
       return;
   }
+}
+
+void NatsFanout::note_reconnect(const std::string& url) {
+  const std::string lost = server_url_;
+  if (!url.empty()) server_url_ = url;
+  reconnects_.add();
+  // libnats tries the other servers of the list (and those the cluster
+  // announced) before the lost one: a node that died is failed over.
+  const bool failover = !url.empty() && !lost.empty() && url != lost;
+  if (failover) failovers_.add();
+  std::uint64_t suppressed = 0;
+  if (reconnect_log_.allow(suppressed))
+    context_.logger().info("reconnected to nats at '", server_url_, "' after ", ms_since(down_since_), " ms",
+                           failover ? " (failed over from '" + lost + "'; " + std::to_string(failovers_.value()) +
+                                          " failovers so far)"
+                                    : std::string(),
+                           suppressed_note(suppressed));
+  set_connected(true);
 }
 
 void NatsFanout::stop(std::function<void()> done) {

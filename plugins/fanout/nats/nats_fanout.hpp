@@ -45,6 +45,8 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
 
   /// Connected to a server (for tests and the `connected` gauge).
   bool connected() const noexcept { return connected_state_; }
+  /// The server connected to last, as `nats://host:port` (for tests).
+  const std::string& server_url() const noexcept { return server_url_; }
   /// Envelope bytes of the publishes not yet handed to libnats (for tests).
   std::size_t waiting_bytes() const { return link_ ? link_->queued_bytes() : 0; }
 
@@ -54,6 +56,8 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   void on_link_event(LinkEvent event, const std::string& detail) override;
 
   void set_connected(bool up);
+  /// A connection is back after a loss, to `url` (empty when unknown).
+  void note_reconnect(const std::string& url);
   void remind_while_down();
   std::int64_t ms_since(std::chrono::steady_clock::time_point t) const;
   std::string suppressed_note(std::uint64_t suppressed) const;
@@ -68,6 +72,7 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   Counter& received_;
   Counter& decode_errors_;
   Counter& reconnects_;
+  Counter& failovers_;
   Counter& dropped_;
   Counter& slow_consumer_events_;
   Counter& dropped_slow_consumer_;
@@ -86,6 +91,9 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   LogLimiter drop_log_{std::chrono::seconds(10)};
   LogLimiter slow_consumer_log_{std::chrono::seconds(10)};
   LogLimiter async_error_log_{std::chrono::seconds(10)};
+  // A flapping server or cluster node would otherwise log two lines per flap.
+  LogLimiter lost_log_{std::chrono::seconds(10)};
+  LogLimiter reconnect_log_{std::chrono::seconds(10)};
 
   std::unique_ptr<NatsLink> link_;
 };

@@ -218,6 +218,22 @@ ConfigSchema RedisConfig::schema() {
            "counts (<prefix>~meta)");
   s.integer("recent_ttl_s", 86400, "A room's recent messages are deleted this long after its last message")
       .range(1, 365 * 86400);
+  s.boolean("cluster", false,
+            "Redis Cluster mode: url (and cluster_seeds) name nodes the topology is read from (CLUSTER SHARDS); "
+            "each room's channel and recent-window keys carry the room as a hash tag, so they live on one shard, "
+            "and messages go by sharded Pub/Sub (SPUBLISH/SSUBSCRIBE, Redis 7.0+) to the shard that owns the room");
+  s.string_list("cluster_seeds", {},
+                "More cluster nodes as host:port, tried for the topology when url's node does not answer (only "
+                "with cluster)")
+      .with_example("[\"10.0.0.2:6379\", \"10.0.0.3:6379\"]")
+      .with_check([](const ConfigValue& v) {
+        for (const auto& seed : std::get<std::vector<std::string>>(v)) {
+          std::string host;
+          std::uint16_t port = 0;
+          if (!parse_host_port(seed, host, port) || port == 0) return "must be host:port, got \"" + seed + "\"";
+        }
+        return std::string();
+      });
   return s;
 }
 
@@ -240,16 +256,33 @@ RedisConfig RedisConfig::from(const Config& c) {
   r.recent_max_rooms = c.get_int("recent_max_rooms");
   r.recent_key_prefix = c.get_string("recent_key_prefix");
   r.recent_ttl_s = c.get_int("recent_ttl_s");
+  r.cluster = c.get_bool("cluster");
+  r.cluster_seeds = c.get_strings("cluster_seeds");
   return r;
 }
 
 std::string RedisConfig::channel_for(std::string_view room) const {
   if (!channel_per_room) return channel;
   std::string name;
-  name.reserve(channel_prefix.size() + room.size());
+  name.reserve(channel_prefix.size() + room.size() + 2);
   name += channel_prefix;
+  if (cluster) name += '{';
   name += room;
+  if (cluster) name += '}';
   return name;
+}
+
+std::string RedisConfig::check() const {
+  if (!cluster) return {};
+  // A '{' in a prefix would make it, not the room, the hash tag: every room
+  // on one slot, or a room's channel and keys on different slots.
+  if (channel_per_room && channel_prefix.find('{') != std::string::npos)
+    return "channel_prefix: must not contain '{' with cluster = true (the room is the hash tag), got \"" +
+           channel_prefix + "\"";
+  if (recent_messages > 0 && recent_key_prefix.find('{') != std::string::npos)
+    return "recent_key_prefix: must not contain '{' with cluster = true (the room is the hash tag), got \"" +
+           recent_key_prefix + "\"";
+  return {};
 }
 
 }  // namespace nudge::plugins::redis

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nudge/sdk/config.hpp"
 
@@ -47,13 +48,21 @@ struct RedisConfig {
   std::int64_t recent_max_rooms = 10000;
   std::string recent_key_prefix;
   std::int64_t recent_ttl_s = 86400;
+  /// Redis Cluster: `url` (and `cluster_seeds`) are where the topology is first read.
+  bool cluster = false;
+  std::vector<std::string> cluster_seeds;  // host:port
 
   static ConfigSchema schema();
   /// Reads a validated Config. Never throws on a bad URL: see url_error.
   static RedisConfig from(const Config& config);
 
-  /// The channel a message for `room` is published on.
+  /// The channel a message for `room` is published on; in cluster mode the
+  /// room is a hash tag (`<channel_prefix>{<room>}`), so the channel lives in
+  /// the slot of the room's recent-window keys.
   std::string channel_for(std::string_view room) const;
+  /// What is wrong with the combination of keys (a prefix with '{' in
+  /// cluster mode); empty when nothing is.
+  std::string check() const;
 };
 
 }  // namespace nudge::plugins::redis

@@ -1,5 +1,7 @@
 #include "recent_window.hpp"
 
+#include "cluster_slots.hpp"
+
 namespace nudge::plugins::redis::recent {
 
 namespace {
@@ -18,8 +20,10 @@ local max_room_bytes = tonumber(ARGV[3])
 local max_bytes = tonumber(ARGV[4])
 local max_rooms = tonumber(ARGV[5])
 local ttl_ms = tonumber(ARGV[6])
-local index = P .. '~rooms'
-local meta = P .. '~meta'
+-- In cluster mode the caller names one room's three keys (KEYS), all in
+-- the room's slot: the script then keeps that room alone.
+local index = KEYS[2] or (P .. '~rooms')
+local meta = KEYS[3] or (P .. '~meta')
 
 -- Activity in microseconds, plus the place in this call, so the rooms of
 -- one call are ordered too.
@@ -31,6 +35,7 @@ local floor_all = redis.call('HGET', meta, 'floor')
 local appended, skipped, evicted = 0, 0, 0
 
 local function key_of(room)
+  if KEYS[1] then return KEYS[1] end
   if string.byte(room, 1) == 126 then return P .. '~' .. room end
   return P .. room
 end
@@ -174,6 +179,10 @@ std::string stream_key(std::string_view prefix, std::string_view room) {
   if (!room.empty() && room.front() == '~') key += '~';
   key += room;
   return key;
+}
+
+std::array<std::string, 3> cluster_keys(std::string_view prefix, std::string_view room) {
+  return {cluster::tagged(prefix, room), cluster::tagged(prefix, room, "~rooms"), cluster::tagged(prefix, room, "~meta")};
 }
 
 std::string index_key(std::string_view prefix) { return std::string(prefix) + "~rooms"; }

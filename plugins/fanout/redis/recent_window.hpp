@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -22,6 +23,12 @@ std::string_view script();
 /// The stream of `room`'s recent messages. A room whose name starts with '~'
 /// gets another '~', so no room's stream is ever one of index_key/meta_key.
 std::string stream_key(std::string_view prefix, std::string_view room);
+/// In cluster mode, one room's own stream, index and counts:
+/// `<prefix>{<room>}`, `<prefix>{<room>}~rooms`, `<prefix>{<room>}~meta`, all
+/// in the room's slot (a script may touch one slot only). Passed as KEYS,
+/// they make the script keep that room alone, so the window's bounds are
+/// per room there (see the README).
+std::array<std::string, 3> cluster_keys(std::string_view prefix, std::string_view room);
 /// The sorted set of rooms by last activity (µs).
 std::string index_key(std::string_view prefix);
 /// The hash of each room's bytes ("b:<room>"), floor ("f:<room>"), the total

@@ -74,21 +74,26 @@ RedisFanout::RedisFanout(const Config& config, Context& context)
           "recent_rooms_evicted", "Rooms deleted from the recent window for its caps or its ttl")),
       recent_bytes_(context.metrics().gauge("recent_bytes", "Bytes the recent window takes in Redis, by its count")),
       recent_rooms_(context.metrics().gauge("recent_rooms", "Rooms the recent window holds in Redis")),
-      append_retry_timer_(context.executor()) {}
+      append_retry_timer_(context.executor()) {
+  if (config_.cluster) cluster_ = std::make_unique<ClusterFanout>(config_, context);
+}
 
 RedisFanout::~RedisFanout() {
   // Freed while this object is whole: hiredis runs pending callbacks (with
   // no reply) as it frees, and those reach this object.
   receiver_ = nullptr;
+  cluster_.reset();
   publisher_.reset();
   subscriber_.reset();
 }
 
 bool RedisFanout::connected() const noexcept {
+  if (cluster_) return cluster_->connected();
   return publisher_ && subscriber_ && publisher_->ready() && subscriber_->ready();
 }
 
 Readiness RedisFanout::readiness() const {
+  if (cluster_) return cluster_->readiness();
   if (!publisher_ || !subscriber_) return Readiness::no("not connected to Redis (not started)");
   for (const RedisLink* link : {publisher_.get(), subscriber_.get()}) {
     if (link->ready()) continue;
@@ -102,6 +107,7 @@ Readiness RedisFanout::readiness() const {
 void RedisFanout::update_connected() { connected_.set(connected() ? 1 : 0); }
 
 Status RedisFanout::start(FanoutReceiver& receiver) {
+  if (cluster_) return cluster_->start(receiver);
   if (!config_.url_error.empty())
     return Status::error(StatusCode::invalid_argument, "url: " + config_.url_error + ", got \"" + config_.url_text + "\"");
   if (publisher_) return Status::error(StatusCode::internal, "the redis fanout was started twice");
@@ -144,6 +150,7 @@ Status RedisFanout::start(FanoutReceiver& receiver) {
 }
 
 void RedisFanout::publish(const MessagePtr& message) {
+  if (cluster_) return cluster_->publish(message);
   if (stopping_ || !message) return;
   if (pending_.empty() && in_flight_ < window_ && send(message)) return;
   if (pending_.size() >= window_) {
@@ -381,6 +388,7 @@ struct RecentRequest {
 }  // namespace
 
 void RedisFanout::read_recent(HistoryQuery query, HistoryHandler done) {
+  if (cluster_) return cluster_->read_recent(std::move(query), std::move(done));
   redisAsyncContext* ac = publisher_ ? publisher_->context() : nullptr;
   if (!ac || stopping_) {
     boost::asio::post(context_.executor(), [done = std::move(done)] {
@@ -488,6 +496,7 @@ void RedisFanout::unsubscribe(const std::string& channel) {
 }
 
 void RedisFanout::set_room_interest(std::string_view room, bool interested) {
+  if (cluster_) return cluster_->set_room_interest(room, interested);
   if (!config_.channel_per_room || stopping_) return;
   if (interested) {
     if (rooms_.emplace(room).second) subscribe({config_.channel_for(room)});
@@ -524,6 +533,7 @@ void RedisFanout::handle_subscription_reply(const redisReply* reply) {
 }
 
 void RedisFanout::stop(std::function<void()> done) {
+  if (cluster_) return cluster_->stop(std::move(done));
   stopping_ = true;
   receiver_ = nullptr;
   if (!publisher_) {

@@ -16,6 +16,7 @@
 #include "config.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
+#include "cluster_fanout.hpp"
 #include "redis_link.hpp"
 
 struct redisAsyncContext;
@@ -54,6 +55,8 @@ class RedisFanout final : public Fanout {
   void publish(const MessagePtr& message) override;
   void set_room_interest(std::string_view room, bool interested) override;
   bool supports_recent() const override { return config_.recent_messages > 0; }
+  /// In cluster mode (`cluster = true`) every call goes to this instead.
+  ClusterFanout* cluster() noexcept { return cluster_.get(); }
   void read_recent(HistoryQuery query, HistoryHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
@@ -152,6 +155,7 @@ class RedisFanout final : public Fanout {
 
   std::unique_ptr<RedisLink> publisher_;
   std::unique_ptr<RedisLink> subscriber_;
+  std::unique_ptr<ClusterFanout> cluster_;
 };
 
 }  // namespace nudge::plugins::redis

@@ -114,6 +114,8 @@ TEST(RedisConfigTest, DefaultsAreValidAndDocumented) {
       {"recent_max_rooms", std::int64_t{10000}},
       {"recent_key_prefix", std::string("nudge:recent:")},
       {"recent_ttl_s", std::int64_t{86400}},
+      {"cluster", false},
+      {"cluster_seeds", std::vector<std::string>{}},
   };
   EXPECT_EQ(schema.fields().size(), expected.size());
   for (const auto& [key, value] : expected) {

@@ -30,7 +30,8 @@ ADMIN_LINE = re.compile(r"admin endpoint listening on (http://[^/\s\"]+)")
 # source's per-address rates would count as one very busy client. Tests that
 # are not about those limits lift them (tests of the limits set their own).
 ONE_ADDRESS_LIFTS = ("source.websocket.connection_rate_per_address=0",
-                     "source.websocket.sender_rate_limit_per_second=0")
+                     "source.websocket.sender_rate_limit_per_second=0",
+                     "source.websocket.http_request_rate_per_address=0")
 
 
 def has_websocket_source(pipeline):

@@ -88,6 +88,16 @@ ConfigSchema WebSocketConfig::schema() {
             "New connections one address may open at once before connection_rate_per_address applies")
       .range(1, 1'000'000)
       .reloadable();
+  s.number("http_request_rate_per_address", 100,
+           "HTTP requests per second one address (IPv6: its /64) may make on average over all its connections "
+           "(pages, Socket.IO polls and posts, upgrades), however many one keep-alive connection carries; past it "
+           "a request is answered 429 and its connection closed. 0 disables the limit")
+      .range(0, 1'000'000)
+      .reloadable();
+  s.integer("http_request_burst_per_address", 300,
+            "HTTP requests one address may make at once before http_request_rate_per_address applies")
+      .range(1, 1'000'000)
+      .reloadable();
   s.number("sender_rate_limit_per_second", 100,
            "Frames per second one sender may send over all its connections together, so reconnecting earns "
            "nothing: an authenticated sender is its token's subject, an anonymous one its address (IPv6: its /64). "
@@ -230,6 +240,8 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.max_sockets_per_address = c.get_int("max_sockets_per_address");
   out.connection_rate_per_address = c.get_number("connection_rate_per_address");
   out.connection_burst_per_address = c.get_int("connection_burst_per_address");
+  out.http_request_rate_per_address = c.get_number("http_request_rate_per_address");
+  out.http_request_burst_per_address = c.get_int("http_request_burst_per_address");
   out.sender_rate_limit_per_second = c.get_number("sender_rate_limit_per_second");
   out.sender_rate_limit_burst = c.get_int("sender_rate_limit_burst");
   out.max_sockets = c.get_int("max_sockets");
@@ -281,6 +293,8 @@ void WebSocketConfig::apply_live(const WebSocketConfig& next) {
   max_sockets_per_address = next.max_sockets_per_address;
   connection_rate_per_address = next.connection_rate_per_address;
   connection_burst_per_address = next.connection_burst_per_address;
+  http_request_rate_per_address = next.http_request_rate_per_address;
+  http_request_burst_per_address = next.http_request_burst_per_address;
   sender_rate_limit_per_second = next.sender_rate_limit_per_second;
   sender_rate_limit_burst = next.sender_rate_limit_burst;
   max_rooms_per_connection = next.max_rooms_per_connection;

@@ -30,6 +30,8 @@ struct WebSocketConfig {
   std::int64_t max_sockets_per_address = 0;
   double connection_rate_per_address = 0;
   std::int64_t connection_burst_per_address = 0;
+  double http_request_rate_per_address = 0;
+  std::int64_t http_request_burst_per_address = 0;
   double sender_rate_limit_per_second = 0;
   std::int64_t sender_rate_limit_burst = 0;
   /// 0: from the process's open-file limit (Hub::max_sockets).

@@ -24,7 +24,7 @@ PeerTable::Entry* PeerTable::find_or_add(const std::string& peer, Clock::time_po
 bool PeerTable::idle(const Entry& entry, Clock::time_point now) const noexcept {
   return entry.sockets == 0 && entry.clients == 0 && entry.history_bytes == 0 && entry.rooms == 0 &&
          entry.connects.full(now) &&
-         entry.messages.full(now);
+         entry.messages.full(now) && entry.requests.full(now);
 }
 
 PeerTable::Refusal PeerTable::open_socket(const std::string& peer, Clock::time_point now) {
@@ -57,6 +57,12 @@ bool PeerTable::allow_message(const std::string& peer, Clock::time_point now) {
   if (limits_.messages_per_second <= 0) return true;
   Entry* entry = find_or_add(peer, now);
   return entry && entry->messages.allow(now);
+}
+
+bool PeerTable::allow_request(const std::string& peer, Clock::time_point now) {
+  if (limits_.requests_per_second <= 0) return true;
+  Entry* entry = find_or_add(peer, now);
+  return entry && entry->requests.allow(now);
 }
 
 bool PeerTable::join_room(const std::string& peer, std::size_t most, Clock::time_point now) {
@@ -100,6 +106,7 @@ void PeerTable::set_limits(const Limits& limits, Clock::time_point now) {
   for (auto& [peer, entry] : entries_) {
     entry.connects.reconfigure(limits.connects_per_second, limits.connect_burst, now);
     entry.messages.reconfigure(limits.messages_per_second, limits.message_burst, now);
+    entry.requests.reconfigure(limits.requests_per_second, limits.request_burst, now);
   }
 }
 

@@ -38,6 +38,8 @@ class PeerTable {
     double connect_burst = 1;
     double messages_per_second = 0;    ///< messages of all the peer's connections; 0: no limit
     double message_burst = 1;
+    double requests_per_second = 0;    ///< HTTP requests of all the peer's connections; 0: no limit
+    double request_burst = 1;
     std::size_t max_peers = 65536;
   };
 
@@ -62,6 +64,9 @@ class PeerTable {
   /// Takes a token from `peer`'s message bucket (an address, or "sender:"
   /// and a token's subject); false when it is spent or the table is full.
   bool allow_message(const std::string& peer, Clock::time_point now);
+  /// Takes a token from `peer`'s HTTP request bucket; false when it is spent
+  /// or the table is full.
+  bool allow_request(const std::string& peer, Clock::time_point now);
 
   /// Room memberships of `peer`'s clients: false when it has `most` already.
   bool join_room(const std::string& peer, std::size_t most, Clock::time_point now);
@@ -87,13 +92,15 @@ class PeerTable {
   struct Entry {
     Entry(const Limits& limits, Clock::time_point now)
         : connects(limits.connects_per_second, limits.connect_burst, now),
-          messages(limits.messages_per_second, limits.message_burst, now) {}
+          messages(limits.messages_per_second, limits.message_burst, now),
+          requests(limits.requests_per_second, limits.request_burst, now) {}
     std::size_t sockets = 0;
     std::size_t clients = 0;
     std::size_t history_bytes = 0;
     std::size_t rooms = 0;
     TokenBucket connects;
     TokenBucket messages;
+    TokenBucket requests;
   };
   /// The entry of `peer`, made if need be; null when the table is full.
   Entry* find_or_add(const std::string& peer, Clock::time_point now);

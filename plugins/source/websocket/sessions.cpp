@@ -28,6 +28,8 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       resends(std::chrono::milliseconds(cfg.resend_window_ms), static_cast<std::size_t>(cfg.resend_max_entries)),
       connections_accepted(ctx.metrics().counter("connections_accepted", "WebSocket connections accepted")),
       connections_refused(ctx.metrics().counter("connections_refused", "Upgrades refused (limits, origin)")),
+      requests_rate_limited(ctx.metrics().counter(
+          "requests_rate_limited", "HTTP requests answered 429: their address made more than http_request_rate_per_address")),
       sockets_refused(ctx.metrics().counter(
           "sockets_refused",
           "TCP connections closed at accept: too many open from the address or in all, or opened too fast")),
@@ -78,6 +80,8 @@ PeerTable::Limits Hub::peer_limits() const {
   limits.connect_burst = static_cast<double>(config.connection_burst_per_address);
   limits.messages_per_second = config.sender_rate_limit_per_second;
   limits.message_burst = static_cast<double>(config.sender_rate_limit_burst);
+  limits.requests_per_second = config.http_request_rate_per_address;
+  limits.request_burst = static_cast<double>(config.http_request_burst_per_address);
   // Every open socket has an entry; recently active peers are the rest.
   limits.max_peers = std::max<std::size_t>(65536, 2 * max_sockets);
   return limits;

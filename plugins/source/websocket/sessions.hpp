@@ -201,6 +201,7 @@ struct Hub {
 
   Counter& connections_accepted;
   Counter& connections_refused;
+  Counter& requests_rate_limited;
   Counter& sockets_refused;
   Gauge& connections_open;
   Gauge& sockets_gauge;

@@ -735,6 +735,13 @@ void HttpSession<Stream>::on_read(beast::error_code ec, std::size_t) {
   if (ec == http::error::body_limit) return respond_text(http::status::payload_too_large, "request body too large\n");
   if (ec) return respond_text(http::status::bad_request, "bad request: " + ec.message() + "\n");
   identify_client();
+  // Every request is work, and a keep-alive connection carries any number:
+  // they are counted per address, over all its connections.
+  if (!peer_.empty() && !hub_->peers.allow_request(peer_, PeerTable::Clock::now())) {
+    hub_->requests_rate_limited.add();
+    hub_->logger.debug("refused an HTTP request from '", address_, "': http_request_rate_per_address spent");
+    return respond_text(http::status::too_many_requests, "too many requests from this address; slow down\n");
+  }
   if (socketio) return serve_socketio();
   if (beast::websocket::is_upgrade(req)) {
     if (path != hub_->config.path) return respond_text(http::status::not_found, "no WebSocket endpoint here\n");

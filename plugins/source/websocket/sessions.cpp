@@ -335,6 +335,31 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
   return Submitted::answered;
 }
 
+void WsSession::write_at_turn_end() {
+  if (write_due_) return;
+  auto self = weak_self();
+  if (self.expired()) return;  // being destroyed: nothing more is written
+  write_due_ = true;
+  hub_->writes_due.push_back(std::move(self));
+  if (hub_->flush_posted) return;
+  hub_->flush_posted = true;
+  // Posted behind the handlers already due: every read and delivery of this
+  // turn queues its frames first.
+  boost::asio::post(hub_->executor, [hub = hub_] { hub->flush_writes(); });
+}
+
+void Hub::flush_writes() {
+  flush_posted = false;
+  // What a write starts (history, a close) may queue more: it goes in the next turn's list.
+  std::vector<std::weak_ptr<WsSession>> due;
+  due.swap(writes_due);
+  for (auto& weak : due)
+    if (auto session = weak.lock()) session->write_due();
+  // Keep the storage for the next turn, unless something queued meanwhile.
+  due.clear();
+  if (writes_due.empty()) writes_due.swap(due);
+}
+
 void WsSession::deliver(Outbound& message) {
   if (catching_up_) {
     if (auto it = catching_up_->find(message.message()->room); it != catching_up_->end()) {

@@ -243,7 +243,7 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_ping(std::str
   if (pong_queued_ && queue_.replace(pong_sequence_, frames_in_flight_, pong)) return Next::read;
   pong_sequence_ = queue_.push_back(std::move(pong));
   pong_queued_ = true;
-  if (upgraded_ && !writing_) do_write();
+  write_at_turn_end();
   return Next::read;
 }
 
@@ -412,13 +412,18 @@ void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
       queue_.bytes() + frame->size() > static_cast<std::size_t>(cfg.max_send_queue_bytes))
     return drop_slow("its send queue is full");
   queue_.push_back(std::move(frame));
-  if (upgraded_ && !writing_) do_write();
+  write_at_turn_end();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::enqueue(std::shared_ptr<const std::string> frame) {
   queue_.push_back(std::move(frame));
-  if (upgraded_ && !writing_) do_write();
+  write_at_turn_end();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::write_queued() {
+  if (upgraded_ && !writing_ && !queue_.empty() && closing_ != Closing::closed) do_write();
 }
 
 template <class Stream>
@@ -547,6 +552,8 @@ void WsStreamSession<Stream>::queue_close(CloseCode code, std::string_view reaso
   close_deadline_ = deadline;
   queue_.push_back(std::make_shared<const std::string>(encode_close_frame(code, reason)));
   pending_close_reason_.clear();
+  // At once, with whatever is queued before it: a close is rare, and its
+  // deadline counts from now.
   if (upgraded_ && !writing_) do_write();
   // The client's close frame is read as long as the socket is open.
   if (upgraded_ && !read_pending_ && pending_input_.empty()) start_socket_read();

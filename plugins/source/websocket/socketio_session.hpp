@@ -96,6 +96,8 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void send_history(Outbound& message) override;
   void history_done(const std::string& room, std::size_t count, const Status& status) override;
   std::weak_ptr<WsSession> weak_self() override { return weak_from_this(); }
+  /// Its WebSocket (a WsStreamSession) or the long-polling response writes; nothing is queued here for the turn's end.
+  void write_queued() override {}
   void on_pipeline_ready() override;
 
   /// Sends an Engine.IO packet; `frame` is its WebSocket frame when already made.

@@ -575,17 +575,17 @@ void WsSession::continue_catch_up(const std::string& room) {
 void WsSession::release_written_history() {
   const std::uint64_t written = frames_written_ever();
   std::size_t released = 0;
-  while (!history_batches_.empty() && history_batches_.front().first <= written) {
-    released += history_batches_.front().second;
-    history_batches_.pop_front();
-  }
+  auto done = history_batches_.begin();
+  for (; done != history_batches_.end() && done->first <= written; ++done) released += done->second;
+  history_batches_.erase(history_batches_.begin(), done);
+  if (history_batches_.empty()) decltype(history_batches_)().swap(history_batches_);  // an idle client holds none
   if (released == 0) return;
   history_queued_ -= std::min(history_queued_, released);
   hub_->release_history_bytes(peer_, released);
 }
 
 void WsSession::release_all_history() {
-  history_batches_.clear();
+  decltype(history_batches_)().swap(history_batches_);
   if (history_queued_ > 0) hub_->release_history_bytes(peer_, std::exchange(history_queued_, 0));
 }
 

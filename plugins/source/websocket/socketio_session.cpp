@@ -99,7 +99,7 @@ void SioSession::flush_poll() {
     body.append(*p);
   }
   poll_flushed_ += poll_queue_.size();
-  poll_queue_.clear();
+  decltype(poll_queue_)().swap(poll_queue_);
   poll_queue_bytes_ = 0;
   std::exchange(poll_waiter_, nullptr)(std::move(body));
   // Room again: history waiting for it goes on (into the next poll).
@@ -169,7 +169,7 @@ void SioSession::attach_websocket(std::shared_ptr<WsSession> ws) {
   transport_ = Transport::websocket;
   // What was waiting for the next poll goes out on the WebSocket, in order.
   for (auto& packet : poll_queue_) ws->send(std::make_shared<const std::string>(encode_frame(Opcode::text, *packet)));
-  poll_queue_.clear();
+  decltype(poll_queue_)().swap(poll_queue_);
   poll_queue_bytes_ = 0;
   // History held counts by the poll queue's frames; from here the
   // WebSocket's count: what it held is let go (it is on its way).

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/detect_ssl.hpp>
@@ -26,6 +27,22 @@ namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
 
 namespace detail {
+
+/// Allocates an operation at its own size. Asio's default recycles blocks
+/// between operations, so the wait of an idle client would hold the block
+/// of whatever operation finished before it (the accept: about 0.5 KiB);
+/// std::allocator would be replaced by that same recycling.
+template <class T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <class U>
+  ExactAllocator(const ExactAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  friend bool operator==(ExactAllocator, ExactAllocator) noexcept { return true; }
+};
+
 inline constexpr const char* kServer = "nudge";
 /// How long a dropped client's write in flight may take before its socket is
 /// closed outright (a client too slow for its queue rarely reads a close frame).
@@ -148,8 +165,12 @@ void WsStreamSession<Stream>::start_socket_read() {
   } else {
     // No buffer is held while the client is silent: the socket is waited on,
     // then read into the hub's buffer.
+    // The wait holds a block of its own size while the client is silent
+    // (detail::ExactAllocator).
     stream_.async_wait(Socket::wait_read,
-                       beast::bind_front_handler(&WsStreamSession::on_readable, this->shared_from_this()));
+                       boost::asio::bind_allocator(detail::ExactAllocator<void>(),
+                                                   beast::bind_front_handler(&WsStreamSession::on_readable,
+                                                                             this->shared_from_this())));
   }
 }
 

@@ -223,7 +223,7 @@ WsSession::WsSession(std::shared_ptr<Hub> hub, std::string address, std::string 
     : hub_(std::move(hub)),
       address_(std::move(address)),
       peer_(std::move(peer)),
-      identity_(std::move(identity)),
+      identity_(identity ? std::make_unique<const JwtIdentity>(std::move(*identity)) : nullptr),
       serial_(++hub_->next_connection_serial),
       bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
               TokenBucket::Clock::now()) {

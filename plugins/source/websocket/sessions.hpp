@@ -446,7 +446,9 @@ class WsSession {
   std::set<std::string> rooms_;
   std::string address_;
   std::string peer_;
-  std::optional<JwtIdentity> identity_;
+  /// Behind a pointer: most connections carry no token, and an optional
+  /// would cost each of them its 48 bytes.
+  std::unique_ptr<const JwtIdentity> identity_;
   std::string name_ = "anonymous";
   bool named_ = false;  ///< a hello set name_
   Counted counted_ = Counted::client;

@@ -388,7 +388,7 @@ void SioSession::on_connect(const socketio::Packet& packet) {
       hub_->note_auth_refused(result.error(), address_);
       return refuse_connect("unauthorized: " + std::string(to_string(result.error())));
     }
-    identity_ = std::move(result.identity());
+    identity_ = std::make_unique<const JwtIdentity>(std::move(result.identity()));
     name_ = identity_->name;
   }
   if (counted_ == Counted::unauthenticated) {

@@ -321,7 +321,7 @@ WsSession::WsSession(std::shared_ptr<Hub> hub, std::string address, std::string 
     : hub_(std::move(hub)),
       address_(std::move(address)),
       peer_(std::move(peer)),
-      identity_(std::move(identity)),
+      identity_(identity ? std::make_unique<const JwtIdentity>(std::move(*identity)) : nullptr),
       serial_(++hub_->next_connection_serial),
       bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
               TokenBucket::Clock::now()) {
@@ -431,6 +431,31 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
       return Submitted::answered;
   }
   return Submitted::answered;
+}
+
+void WsSession::write_at_turn_end() {
+  if (write_due_) return;
+  auto self = weak_self();
+  if (self.expired()) return;  // being destroyed: nothing more is written
+  write_due_ = true;
+  hub_->writes_due.push_back(std::move(self));
+  if (hub_->flush_posted) return;
+  hub_->flush_posted = true;
+  // Posted behind the handlers already due: every read and delivery of this
+  // turn queues its frames first.
+  boost::asio::post(hub_->executor, [hub = hub_] { hub->flush_writes(); });
+}
+
+void Hub::flush_writes() {
+  flush_posted = false;
+  // What a write starts (history, a close) may queue more: it goes in the next turn's list.
+  std::vector<std::weak_ptr<WsSession>> due;
+  due.swap(writes_due);
+  for (auto& weak : due)
+    if (auto session = weak.lock()) session->write_due();
+  // Keep the storage for the next turn, unless something queued meanwhile.
+  due.clear();
+  if (writes_due.empty()) writes_due.swap(due);
 }
 
 void WsSession::deliver(Outbound& message) {
@@ -648,17 +673,17 @@ void WsSession::continue_catch_up(const std::string& room) {
 void WsSession::release_written_history() {
   const std::uint64_t written = frames_written_ever();
   std::size_t released = 0;
-  while (!history_batches_.empty() && history_batches_.front().first <= written) {
-    released += history_batches_.front().second;
-    history_batches_.pop_front();
-  }
+  auto done = history_batches_.begin();
+  for (; done != history_batches_.end() && done->first <= written; ++done) released += done->second;
+  history_batches_.erase(history_batches_.begin(), done);
+  if (history_batches_.empty()) decltype(history_batches_)().swap(history_batches_);  // an idle client holds none
   if (released == 0) return;
   history_queued_ -= std::min(history_queued_, released);
   hub_->release_history_bytes(peer_, released);
 }
 
 void WsSession::release_all_history() {
-  history_batches_.clear();
+  decltype(history_batches_)().swap(history_batches_);
   if (history_queued_ > 0) hub_->release_history_bytes(peer_, std::exchange(history_queued_, 0));
 }
 

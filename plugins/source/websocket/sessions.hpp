@@ -230,6 +230,17 @@ struct Hub {
   Counter& joins_refused;
   Gauge& history_bytes_gauge;
 
+  /// Clients with frames queued in this turn of the event loop: each writes
+  /// all of its own at the turn's end (flush_writes), so what one client is
+  /// sent in one turn — a log's batch released at once, several rooms'
+  /// messages, a message and an ack — leaves in one system call, not one a
+  /// frame. Weak: a client gone meanwhile is skipped.
+  std::vector<std::weak_ptr<WsSession>> writes_due;
+  /// flush_writes is posted and has not run yet.
+  bool flush_posted = false;
+  /// Writes what every client in writes_due queued; posted once per turn.
+  void flush_writes();
+
   /// Where plain connections read: one buffer for the whole event loop, as
   /// a read completes before the next starts. An idle connection holds none.
   static constexpr std::size_t kReadBufferSize = 64 * 1024;
@@ -339,6 +350,12 @@ class WsSession {
   /// Queues a WebSocket frame already encoded for the wire (encode_frame),
   /// shared by every recipient. A client whose queue is full is dropped (close 1008).
   virtual void send(std::shared_ptr<const std::string> frame) = 0;
+  /// Writes the frames queued since the last call: the hub calls it at the
+  /// end of the event loop's turn (write_at_turn_end).
+  void write_due() {
+    write_due_ = false;
+    write_queued();
+  }
   /// Closes with 1001 (going away) once queued frames are written.
   virtual void shutdown() = 0;
   /// Closes with `code` once queued frames are written.
@@ -455,7 +472,9 @@ class WsSession {
   std::set<std::string> rooms_;
   std::string address_;
   std::string peer_;
-  std::optional<JwtIdentity> identity_;
+  /// Behind a pointer: most connections carry no token, and an optional
+  /// would cost each of them its 48 bytes.
+  std::unique_ptr<const JwtIdentity> identity_;
   std::string name_ = "anonymous";
   bool named_ = false;  ///< a hello set name_
   Counted counted_ = Counted::client;
@@ -508,6 +527,12 @@ class WsSession {
   void release_written_history();
 
  protected:
+  /// Has write_queued() called at the end of this turn of the event loop
+  /// (once, however many frames are queued meanwhile).
+  void write_at_turn_end();
+  /// Starts writing the queue, unless a write is already under way.
+  virtual void write_queued() = 0;
+
   /// Gives back every history byte queued (the client is going, or its
   /// frames move to another transport).
   void release_all_history();
@@ -519,6 +544,8 @@ class WsSession {
   std::unique_ptr<std::unordered_map<std::string, CatchUp>> catching_up_;
   /// on_history is queuing a page (on_queue_drained must not start another read meanwhile).
   bool queuing_history_ = false;
+  /// In the hub's writes_due.
+  bool write_due_ = false;
   /// A history read of this client is in flight (one at a time, whatever the room).
   bool history_reading_ = false;
   /// Reserved for the read in flight, and queued history not yet written.
@@ -526,7 +553,10 @@ class WsSession {
   std::size_t history_queued_ = 0;
   /// Queued history (its bytes) by where it ends in frames_queued_ever():
   /// written once frames_written_ever() reaches it.
-  std::deque<std::pair<std::uint64_t, std::size_t>> history_batches_;
+  /// A vector, not a std::deque: libstdc++'s deque allocates about 600
+  /// bytes when constructed, a quarter of an idle connection. A catch-up
+  /// queues a few pages at most, so erasing from the front is cheap.
+  std::vector<std::pair<std::uint64_t, std::size_t>> history_batches_;
 };
 
 /// A WsSession over `Stream` (PlainStream or TlsStream): the WebSocket
@@ -586,6 +616,7 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void history_done(const std::string& room, std::size_t count, const Status& status) override;
   std::weak_ptr<WsSession> weak_self() override { return this->weak_from_this(); }
   void on_pipeline_ready() override { do_read(); }
+  void write_queued() override;
 
   void on_upgraded(boost::beast::error_code ec);
   /// A text or binary message of a Socket.IO connection.

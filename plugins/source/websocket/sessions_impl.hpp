@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/detect_ssl.hpp>
@@ -26,6 +27,22 @@ namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
 
 namespace detail {
+
+/// Allocates an operation at its own size. Asio's default recycles blocks
+/// between operations, so the wait of an idle client would hold the block
+/// of whatever operation finished before it (the accept: about 0.5 KiB);
+/// std::allocator would be replaced by that same recycling.
+template <class T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <class U>
+  ExactAllocator(const ExactAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  friend bool operator==(ExactAllocator, ExactAllocator) noexcept { return true; }
+};
+
 inline constexpr const char* kServer = "nudge";
 /// How long a dropped client's write in flight may take before its socket is
 /// closed outright (a client too slow for its queue rarely reads a close frame).
@@ -151,8 +168,12 @@ void WsStreamSession<Stream>::start_socket_read() {
   } else {
     // No buffer is held while the client is silent: the socket is waited on,
     // then read into the hub's buffer.
+    // The wait holds a block of its own size while the client is silent
+    // (detail::ExactAllocator).
     stream_.async_wait(Socket::wait_read,
-                       beast::bind_front_handler(&WsStreamSession::on_readable, this->shared_from_this()));
+                       boost::asio::bind_allocator(detail::ExactAllocator<void>(),
+                                                   beast::bind_front_handler(&WsStreamSession::on_readable,
+                                                                             this->shared_from_this())));
   }
 }
 
@@ -256,7 +277,7 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_ping(std::str
   if (pong_queued_ && queue_.replace(pong_sequence_, frames_in_flight_, pong)) return Next::read;
   pong_sequence_ = queue_.push_back(std::move(pong));
   pong_queued_ = true;
-  if (upgraded_ && !writing_) do_write();
+  write_at_turn_end();
   return Next::read;
 }
 
@@ -425,13 +446,18 @@ void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
       queue_.bytes() + frame->size() > static_cast<std::size_t>(cfg.max_send_queue_bytes))
     return drop_slow("its send queue is full");
   queue_.push_back(std::move(frame));
-  if (upgraded_ && !writing_) do_write();
+  write_at_turn_end();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::enqueue(std::shared_ptr<const std::string> frame) {
   queue_.push_back(std::move(frame));
-  if (upgraded_ && !writing_) do_write();
+  write_at_turn_end();
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::write_queued() {
+  if (upgraded_ && !writing_ && !queue_.empty() && closing_ != Closing::closed) do_write();
 }
 
 template <class Stream>
@@ -560,6 +586,8 @@ void WsStreamSession<Stream>::queue_close(CloseCode code, std::string_view reaso
   close_deadline_ = deadline;
   queue_.push_back(std::make_shared<const std::string>(encode_close_frame(code, reason)));
   pending_close_reason_.clear();
+  // At once, with whatever is queued before it: a close is rare, and its
+  // deadline counts from now.
   if (upgraded_ && !writing_) do_write();
   // The client's close frame is read as long as the socket is open.
   if (upgraded_ && !read_pending_ && pending_input_.empty()) start_socket_read();

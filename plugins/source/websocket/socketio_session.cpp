@@ -100,7 +100,7 @@ void SioSession::flush_poll() {
     body.append(*p);
   }
   poll_flushed_ += poll_queue_.size();
-  poll_queue_.clear();
+  decltype(poll_queue_)().swap(poll_queue_);
   poll_queue_bytes_ = 0;
   std::exchange(poll_waiter_, nullptr)(std::move(body));
   // Room again: history waiting for it goes on (into the next poll).
@@ -170,7 +170,7 @@ void SioSession::attach_websocket(std::shared_ptr<WsSession> ws) {
   transport_ = Transport::websocket;
   // What was waiting for the next poll goes out on the WebSocket, in order.
   for (auto& packet : poll_queue_) ws->send(std::make_shared<const std::string>(encode_frame(Opcode::text, *packet)));
-  poll_queue_.clear();
+  decltype(poll_queue_)().swap(poll_queue_);
   poll_queue_bytes_ = 0;
   // History held counts by the poll queue's frames; from here the
   // WebSocket's count: what it held is let go (it is on its way).
@@ -416,7 +416,7 @@ void SioSession::on_connect(const socketio::Packet& packet) {
       hub_->note_auth_refused(result.error(), address_);
       return refuse_connect("unauthorized: " + std::string(to_string(result.error())));
     }
-    identity_ = std::move(result.identity());
+    identity_ = std::make_unique<const JwtIdentity>(std::move(result.identity()));
     name_ = identity_->name;
   }
   if (counted_ == Counted::unauthenticated) {

@@ -96,6 +96,8 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void send_history(Outbound& message) override;
   void history_done(const std::string& room, std::size_t count, const Status& status) override;
   std::weak_ptr<WsSession> weak_self() override { return weak_from_this(); }
+  /// Its WebSocket (a WsStreamSession) or the long-polling response writes; nothing is queued here for the turn's end.
+  void write_queued() override {}
   void on_pipeline_ready() override;
 
   /// Sends an Engine.IO packet; `frame` is its WebSocket frame when already made.
@@ -129,7 +131,9 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   std::unordered_map<std::string, std::uint64_t> join_acks_;
   std::weak_ptr<WsSession> websocket_;
   std::shared_ptr<WsSession> paused_websocket_;
-  std::deque<std::shared_ptr<const std::string>> poll_queue_;
+  /// A vector, not a std::deque (which allocates about 600 bytes when
+  /// constructed): it is only appended to and emptied whole.
+  std::vector<std::shared_ptr<const std::string>> poll_queue_;
   std::size_t poll_queue_bytes_ = 0;
   /// Packets ever queued for polls, and ever answered to one.
   std::uint64_t poll_pushed_ = 0;

@@ -246,12 +246,20 @@ void WebSocketSource::deliver(const MessagePtr& message) {
   // Serialised and framed once per protocol, on first need, and the same
   // bytes queued to every recipient of that protocol.
   Outbound out(message);
-  // A send may drop a slow client, which removes it from the room: iterate a copy.
-  std::vector<WsSession*> members(room->second.begin(), room->second.end());
+  // A send may drop a slow client, which removes it from the room: iterate
+  // a copy. Its storage is kept from one message to the next; a delivery
+  // only queues frames, but should one ever deliver again, that one copies.
+  std::vector<WsSession*> own;
+  auto& members = std::exchange(delivering_, true) ? own : deliver_scratch_;
+  members.assign(room->second.begin(), room->second.end());
   for (WsSession* session : members) session->deliver(out);
   // Only the forms some recipient needed were made: asking now would make the others.
   if (out.undeliverable()) undeliverable_.add();
   else hub_->messages_delivered.add(members.size());
+  if (&members == &deliver_scratch_) {
+    members.clear();
+    delivering_ = false;
+  }
 }
 
 Readiness WebSocketSource::readiness() const {

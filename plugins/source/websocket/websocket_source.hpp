@@ -72,6 +72,9 @@ class WebSocketSource final : public Source {
   /// When the peer table was last swept of entries that hold nothing.
   std::chrono::steady_clock::time_point peers_swept_{};
   std::vector<WsSession*> sweep_scratch_;
+  /// deliver's copy of a room's members, and whether it is in use.
+  std::vector<WsSession*> deliver_scratch_;
+  bool delivering_ = false;
   std::uint16_t bound_port_ = 0;
   Counter& undeliverable_;
   Counter& accept_failures_;

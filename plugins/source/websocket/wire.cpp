@@ -171,6 +171,7 @@ FrameReader::Event FrameReader::start_frame() noexcept {
   frame_offset_ = 0;
   if (is_control(opcode_)) {
     control_size_ = 0;
+    if (!control_) control_ = std::make_unique<std::array<std::uint8_t, 125>>();
   } else {
     if (opcode_ == Opcode::continuation) {
       if (!in_message_) return fail(CloseCode::protocol_error, "continuation frame outside a message");
@@ -195,22 +196,22 @@ FrameReader::Event FrameReader::end_frame() {
   header_size_ = 0;
   switch (opcode_) {
     case Opcode::ping:
-      view_ = {reinterpret_cast<const char*>(control_.data()), control_size_};
+      view_ = {reinterpret_cast<const char*>(control_->data()), control_size_};
       return Event::ping;
     case Opcode::pong:
-      view_ = {reinterpret_cast<const char*>(control_.data()), control_size_};
+      view_ = {reinterpret_cast<const char*>(control_->data()), control_size_};
       return Event::pong;
     case Opcode::close: {
       if (control_size_ == 1) return fail(CloseCode::protocol_error, "close frame with a 1-byte payload");
       close_code_ = 1005;
       view_ = {};
       if (control_size_ >= 2) {
-        close_code_ = static_cast<std::uint16_t>((control_[0] << 8) | control_[1]);
+        close_code_ = static_cast<std::uint16_t>(((*control_)[0] << 8) | (*control_)[1]);
         if (!valid_close_code(close_code_)) return fail(CloseCode::protocol_error, "invalid close code");
         Utf8Validator reason;
-        if (!reason.feed(control_.data() + 2, control_size_ - 2) || !reason.complete())
+        if (!reason.feed(control_->data() + 2, control_size_ - 2) || !reason.complete())
           return fail(CloseCode::bad_payload, "close reason is not UTF-8");
-        view_ = {reinterpret_cast<const char*>(control_.data()) + 2, control_size_ - 2};
+        view_ = {reinterpret_cast<const char*>(control_->data()) + 2, control_size_ - 2};
       }
       return Event::close;
     }
@@ -230,6 +231,8 @@ FrameReader::Event FrameReader::next(std::span<std::uint8_t>& input) {
   // The last message's storage goes back between messages: an idle
   // connection keeps none.
   if (!in_message_ && assembled_.capacity() != 0) std::string().swap(assembled_);
+  // So does the last control frame's (its payload was handed out last call).
+  if (control_ && !(in_frame_ && is_control(opcode_))) control_.reset();
   while (true) {
     if (!in_frame_) {
       if (input.empty()) return Event::need_more;
@@ -274,7 +277,7 @@ FrameReader::Event FrameReader::next(std::span<std::uint8_t>& input) {
       std::uint8_t* data = input.data();
       unmask(data, take, mask_, frame_offset_);
       if (is_control(opcode_)) {
-        std::copy_n(data, take, control_.begin() + static_cast<std::ptrdiff_t>(control_size_));
+        std::copy_n(data, take, control_->begin() + static_cast<std::ptrdiff_t>(control_size_));
         control_size_ += take;
       } else {
         if (text_ && !utf8_.feed(data, take)) return fail(CloseCode::bad_payload, "text is not UTF-8");

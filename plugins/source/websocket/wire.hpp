@@ -15,6 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -124,7 +125,9 @@ class FrameReader {
   std::string assembled_;
   bool direct_ = false;  ///< the message is one frame whole in the input: view_ points there
   Utf8Validator utf8_;
-  std::array<std::uint8_t, 125> control_{};
+  /// A control frame's payload, only while one is read: 125 bytes an idle
+  /// connection does not hold.
+  std::unique_ptr<std::array<std::uint8_t, 125>> control_;
   std::size_t control_size_ = 0;
   std::string_view view_;
   std::uint16_t close_code_ = 1005;

@@ -1,6 +1,9 @@
 #include "topic_admin.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
+#include <variant>
 #include <map>
 #include <utility>
 
@@ -75,6 +78,14 @@ void TopicAdmin::request() {
     if (!topic) {
       logger_.error("cannot describe topic '", spec.name, "' for creation: ", errstr);
       return true;
+    }
+    if (config_.min_insync_replicas > 0) {
+      const std::string isr = std::to_string(config_.min_insync_replicas);
+      if (rd_kafka_NewTopic_set_config(topic, "min.insync.replicas", isr.c_str()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        logger_.error("cannot set min.insync.replicas of topic '", spec.name, "' for creation");
+        rd_kafka_NewTopic_destroy(topic);
+        return true;
+      }
     }
     topics.push_back(topic);
     return false;
@@ -154,6 +165,7 @@ void TopicAdmin::on_result(rd_kafka_event_t* event) {
     }
     all_exist = false;
     if (is_permanent(err)) {
+      if (spec.name == config_.topic) refused_main_ = true;
       logger_.error("cannot create topic '", spec.name, "' (", rd_kafka_err2name(err), ": ", why,
                     "); if it does not exist, producing and consuming will fail until it is made");
       return true;
@@ -167,6 +179,8 @@ void TopicAdmin::on_result(rd_kafka_event_t* event) {
   });
   if (auto settled = std::exchange(settled_, nullptr)) settled(all_exist);
   if (!retry) {
+    // Made or found: what it keeps of each message is checked once, then the handle goes.
+    if (std::exchange(check_pending_, false) && !refused_main_) return check_durability();
     done_ = true;
     return;
   }
@@ -174,6 +188,97 @@ void TopicAdmin::on_result(rd_kafka_event_t* event) {
   retry_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
     if (*alive && !ec && rk_ && !releasing_) request();
   });
+}
+
+namespace {
+
+/// What the brokers say the topic keeps, from the worker thread (blocking
+/// calls on the admin handle, each bounded by kRequestTimeoutMs).
+std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, const std::string& name) {
+  TopicDurability found;
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, name.c_str(), nullptr);
+  if (!rkt) return std::string("cannot make a topic handle");
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, kRequestTimeoutMs);
+  rd_kafka_topic_destroy(rkt);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return std::string("metadata: ") + rd_kafka_err2str(err);
+  std::string problem;
+  if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topics[0].partition_cnt == 0) {
+    problem = std::string("metadata: ") +
+              (md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "the topic is not described");
+  } else {
+    found.replication_factor = md->topics[0].partitions[0].replica_cnt;
+    for (int p = 1; p < md->topics[0].partition_cnt; ++p)
+      found.replication_factor = std::min<std::int64_t>(found.replication_factor, md->topics[0].partitions[p].replica_cnt);
+  }
+  rd_kafka_metadata_destroy(md);
+  if (!problem.empty()) return problem;
+
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+  rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name.c_str());
+  rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+  char errstr[256];
+  rd_kafka_AdminOptions_set_request_timeout(options, kRequestTimeoutMs, errstr, sizeof errstr);
+  rd_kafka_DescribeConfigs(rk, &resource, 1, options, queue);
+  rd_kafka_AdminOptions_destroy(options);
+  rd_kafka_ConfigResource_destroy(resource);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, kRequestTimeoutMs + 1000);
+  if (!event) {
+    problem = "DescribeConfigs: no answer";
+  } else if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    problem = std::string("DescribeConfigs: ") + rd_kafka_event_error_string(event);
+  } else {
+    std::size_t count = 0;
+    const rd_kafka_ConfigResource_t** resources =
+        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &count);
+    if (count != 1 || rd_kafka_ConfigResource_error(resources[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      problem = "DescribeConfigs: the topic is not described";
+    } else {
+      std::size_t entries = 0;
+      const rd_kafka_ConfigEntry_t** config = rd_kafka_ConfigResource_configs(resources[0], &entries);
+      for (std::size_t i = 0; i < entries; ++i) {
+        const char* value = rd_kafka_ConfigEntry_value(config[i]);
+        if (std::string_view(rd_kafka_ConfigEntry_name(config[i])) == "min.insync.replicas" && value)
+          found.min_insync_replicas = std::strtoll(value, nullptr, 10);
+      }
+      if (found.min_insync_replicas == 0) problem = "DescribeConfigs: no min.insync.replicas";
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  if (!problem.empty()) return problem;
+  return found;
+}
+
+}  // namespace
+
+void TopicAdmin::check_durability() {
+  worker_.run([rk = rk_, name = config_.topic] { return describe_durability(rk, name); },
+              [this, alive = alive_](std::variant<TopicDurability, std::string> result) {
+                if (!*alive) return;
+                if (const auto* problem = std::get_if<std::string>(&result)) {
+                  logger_.warn("cannot check what topic '", config_.topic, "' keeps of each message (", *problem,
+                               "); acks=all holds only as far as its replication factor and min.insync.replicas");
+                } else {
+                  const auto& found = std::get<TopicDurability>(result);
+                  const DurabilityAssessment a = assess_durability(config_, config_.topic, found);
+                  switch (a.verdict) {
+                    case DurabilityVerdict::holds:
+                      logger_.info("topic '", config_.topic, "': replication factor ", found.replication_factor,
+                                   ", min.insync.replicas ", found.min_insync_replicas);
+                      break;
+                    case DurabilityVerdict::single_copy:
+                      logger_.info(a.text);
+                      break;
+                    case DurabilityVerdict::broken:
+                      logger_.warn(a.text);
+                      break;
+                  }
+                }
+                // stop() may have released the handle meanwhile.
+                done_ = true;
+                if (rk_ && !releasing_) finished();
+              });
 }
 
 void TopicAdmin::finished() {

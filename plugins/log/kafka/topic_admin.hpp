@@ -26,7 +26,10 @@ struct TopicSpec {
 /// served on the event loop. An existing topic is left as it is. While the
 /// brokers cannot be reached it tries again every few seconds; a refusal that
 /// cannot change (replication factor larger than the cluster, no permission)
-/// is logged once and ends it for that topic.
+/// is logged once and ends it for that topic. Once the topic exists, its
+/// replication factor and min.insync.replicas are compared, once, with the
+/// config and the acks=all promise (assess_durability), and a topic that
+/// cannot hold it is named in a warning.
 class TopicAdmin final : public KafkaClient {
  public:
   TopicAdmin(const KafkaConfig& config, Context& context, BlockingWorker& worker, std::vector<TopicSpec> topics);
@@ -44,6 +47,9 @@ class TopicAdmin final : public KafkaClient {
   void serve();
   void on_result(rd_kafka_event_t* event);
   void finished();
+  /// Once the topic exists: describes its replication on the worker and
+  /// logs what it cannot promise (assess_durability), then finished().
+  void check_durability();
 
   BlockingWorker& worker_;
   std::vector<TopicSpec> pending_;  ///< not made or found yet, nor refused for good
@@ -55,6 +61,8 @@ class TopicAdmin final : public KafkaClient {
   std::function<void(bool)> settled_;
   int attempts_ = 0;
   bool done_ = false;
+  bool check_pending_ = true;  ///< the topic's replication not looked at yet
+  bool refused_main_ = false;  ///< the topic cannot be made: nothing to check
   std::function<void()> on_stopped_;
   bool releasing_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

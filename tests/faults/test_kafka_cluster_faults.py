@@ -86,12 +86,12 @@ def wait_healthy(timeout=90):
 
 def busiest_partition(topic):
     """(partition, leader) of the partition holding the most records."""
-    out = subprocess.run(["kcat", "-b", BROKERS, "-C", "-t", topic, "-o", "-1", "-e", "-q", "-f", "%p %o\n"],
-                         capture_output=True, text=True, timeout=30).stdout
-    ends = {int(p): int(o) for p, o in (line.split() for line in out.splitlines() if line.strip())}
-    assert ends, f"no records in {topic} yet"
-    partition = max(ends, key=ends.get)
     _, parts = metadata(topic)
+    asked = [a for (t, p) in parts if t == topic for a in ("-t", f"{topic}:{p}:-1")]
+    out = subprocess.run(["kcat", "-b", BROKERS, "-Q", *asked], capture_output=True, text=True, timeout=30).stdout
+    ends = {int(p): int(o) for p, o in re.findall(r"\[(\d+)\] offset (\d+)", out)}
+    assert ends, f"no end offsets for {topic}: {out}"
+    partition = max(ends, key=ends.get)
     return partition, parts[(topic, partition)][0]
 
 

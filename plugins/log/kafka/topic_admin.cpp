@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string_view>
+#include <thread>
 #include <variant>
 #include <map>
 #include <utility>
@@ -15,6 +16,7 @@ namespace {
 
 constexpr auto kRetryDelay = std::chrono::seconds(3);
 constexpr int kRequestTimeoutMs = 5000;
+constexpr int kDescribeAttempts = 10;
 
 /// Failures that will not go away by asking again.
 bool is_permanent(rd_kafka_resp_err_t err) {
@@ -199,17 +201,34 @@ std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, c
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, name.c_str(), nullptr);
   if (!rkt) return std::string("cannot make a topic handle");
   const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, kRequestTimeoutMs);
-  rd_kafka_topic_destroy(rkt);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return std::string("metadata: ") + rd_kafka_err2str(err);
   std::string problem;
-  if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topics[0].partition_cnt == 0) {
-    problem = std::string("metadata: ") +
-              (md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "the topic is not described");
-  } else {
+  // A topic just made reaches every broker's metadata a moment later.
+  for (int attempt = 0;; ++attempt) {
+    const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, kRequestTimeoutMs);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      problem = std::string("metadata: ") + rd_kafka_err2str(err);
+      md = nullptr;
+      break;
+    }
+    const bool described = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                           md->topics[0].partition_cnt > 0;
+    if (described || attempt == kDescribeAttempts - 1) {
+      if (!described)
+        problem = std::string("metadata: ") +
+                  (md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "the topic is not described");
+      break;
+    }
+    rd_kafka_metadata_destroy(md);
+    md = nullptr;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  rd_kafka_topic_destroy(rkt);
+  if (!md) return problem;
+  if (problem.empty()) {
     found.replication_factor = md->topics[0].partitions[0].replica_cnt;
     for (int p = 1; p < md->topics[0].partition_cnt; ++p)
-      found.replication_factor = std::min<std::int64_t>(found.replication_factor, md->topics[0].partitions[p].replica_cnt);
+      found.replication_factor =
+          std::min<std::int64_t>(found.replication_factor, md->topics[0].partitions[p].replica_cnt);
   }
   rd_kafka_metadata_destroy(md);
   if (!problem.empty()) return problem;

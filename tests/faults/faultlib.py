@@ -311,6 +311,11 @@ class Cluster:
             n.kill()
         if os.environ.get("NUDGE_FAULTS_SHOW_LOGS"):  # by hand: what the instances said
             sys.stderr.write(self.logs())
+        # After the verdict read it; it sat unreachable after logs()'s return before.
+        try:
+            psql(f"DROP TABLE IF EXISTS {self.table}")
+        except AssertionError:
+            pass
 
     def logs(self, last=150):
         """Each instance's log: warnings, errors and partition changes, then its last lines."""
@@ -321,10 +326,6 @@ class Cluster:
                        "\n".join(notable[-last:]))
             out.append(f"---- {n.name}: last lines\n" + "\n".join(n.log_lines[-30:]))
         return "\n".join(out) + "\n"
-        try:
-            psql(f"DROP TABLE IF EXISTS {self.table}")
-        except AssertionError:
-            pass
 
     # ---- the database
 

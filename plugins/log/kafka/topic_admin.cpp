@@ -16,7 +16,7 @@ namespace {
 
 constexpr auto kRetryDelay = std::chrono::seconds(3);
 constexpr int kRequestTimeoutMs = 5000;
-constexpr int kDescribeAttempts = 10;
+constexpr auto kDescribeRetryFor = std::chrono::seconds(5);
 
 /// Failures that will not go away by asking again.
 bool is_permanent(rd_kafka_resp_err_t err) {
@@ -194,45 +194,29 @@ void TopicAdmin::on_result(rd_kafka_event_t* event) {
 
 namespace {
 
-/// What the brokers say the topic keeps, from the worker thread (blocking
-/// calls on the admin handle, each bounded by kRequestTimeoutMs).
-std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, const std::string& name) {
-  TopicDurability found;
+/// The fewest replicas of any of the topic's partitions (metadata), or why not.
+std::variant<std::int64_t, std::string> describe_replicas(rd_kafka_t* rk, const std::string& name) {
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, name.c_str(), nullptr);
   if (!rkt) return std::string("cannot make a topic handle");
   const rd_kafka_metadata_t* md = nullptr;
-  std::string problem;
-  // A topic just made reaches every broker's metadata a moment later.
-  for (int attempt = 0;; ++attempt) {
-    const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, kRequestTimeoutMs);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      problem = std::string("metadata: ") + rd_kafka_err2str(err);
-      md = nullptr;
-      break;
-    }
-    const bool described = md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-                           md->topics[0].partition_cnt > 0;
-    if (described || attempt == kDescribeAttempts - 1) {
-      if (!described)
-        problem = std::string("metadata: ") +
-                  (md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "the topic is not described");
-      break;
-    }
-    rd_kafka_metadata_destroy(md);
-    md = nullptr;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  }
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, kRequestTimeoutMs);
   rd_kafka_topic_destroy(rkt);
-  if (!md) return problem;
-  if (problem.empty()) {
-    found.replication_factor = md->topics[0].partitions[0].replica_cnt;
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return std::string("metadata: ") + rd_kafka_err2str(err);
+  std::variant<std::int64_t, std::string> result = std::string("metadata: the topic is not described");
+  if (md->topic_cnt == 1 && md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    result = std::string("metadata: ") + rd_kafka_err2str(md->topics[0].err);
+  } else if (md->topic_cnt == 1 && md->topics[0].partition_cnt > 0) {
+    std::int64_t fewest = md->topics[0].partitions[0].replica_cnt;
     for (int p = 1; p < md->topics[0].partition_cnt; ++p)
-      found.replication_factor =
-          std::min<std::int64_t>(found.replication_factor, md->topics[0].partitions[p].replica_cnt);
+      fewest = std::min<std::int64_t>(fewest, md->topics[0].partitions[p].replica_cnt);
+    result = fewest;
   }
   rd_kafka_metadata_destroy(md);
-  if (!problem.empty()) return problem;
+  return result;
+}
 
+/// The topic's effective min.insync.replicas (DescribeConfigs), or why not.
+std::variant<std::int64_t, std::string> describe_min_insync(rd_kafka_t* rk, const std::string& name) {
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name.c_str());
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
@@ -241,32 +225,59 @@ std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, c
   rd_kafka_DescribeConfigs(rk, &resource, 1, options, queue);
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_ConfigResource_destroy(resource);
+  std::variant<std::int64_t, std::string> result = std::string("DescribeConfigs: no min.insync.replicas");
   rd_kafka_event_t* event = rd_kafka_queue_poll(queue, kRequestTimeoutMs + 1000);
   if (!event) {
-    problem = "DescribeConfigs: no answer";
+    result = std::string("DescribeConfigs: no answer");
   } else if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    problem = std::string("DescribeConfigs: ") + rd_kafka_event_error_string(event);
+    result = std::string("DescribeConfigs: ") + rd_kafka_event_error_string(event);
   } else {
     std::size_t count = 0;
     const rd_kafka_ConfigResource_t** resources =
         rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(event), &count);
-    if (count != 1 || rd_kafka_ConfigResource_error(resources[0]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      problem = "DescribeConfigs: the topic is not described";
+    if (count != 1) {
+      result = std::string("DescribeConfigs: the topic is not described");
+    } else if (const rd_kafka_resp_err_t err = rd_kafka_ConfigResource_error(resources[0]);
+               err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* why = rd_kafka_ConfigResource_error_string(resources[0]);
+      result = std::string("DescribeConfigs: ") + (why && *why ? why : rd_kafka_err2str(err));
     } else {
       std::size_t entries = 0;
       const rd_kafka_ConfigEntry_t** config = rd_kafka_ConfigResource_configs(resources[0], &entries);
       for (std::size_t i = 0; i < entries; ++i) {
         const char* value = rd_kafka_ConfigEntry_value(config[i]);
         if (std::string_view(rd_kafka_ConfigEntry_name(config[i])) == "min.insync.replicas" && value)
-          found.min_insync_replicas = std::strtoll(value, nullptr, 10);
+          if (const std::int64_t n = std::strtoll(value, nullptr, 10); n > 0) result = n;
       }
-      if (found.min_insync_replicas == 0) problem = "DescribeConfigs: no min.insync.replicas";
     }
   }
   if (event) rd_kafka_event_destroy(event);
   rd_kafka_queue_destroy(queue);
-  if (!problem.empty()) return problem;
-  return found;
+  return result;
+}
+
+/// What the brokers say the topic keeps, from the worker thread (blocking
+/// calls on the admin handle). A topic just made reaches the other brokers'
+/// metadata a moment later, so a failed look is repeated for up to 5 s.
+std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, const std::string& name) {
+  std::string problem;
+  // Bounded: the worker is shared with the producer and consumer.
+  const auto deadline = std::chrono::steady_clock::now() + kDescribeRetryFor;
+  for (int attempt = 0; attempt == 0 || std::chrono::steady_clock::now() < deadline; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto replicas = describe_replicas(rk, name);
+    if (auto* why = std::get_if<std::string>(&replicas)) {
+      problem = std::move(*why);
+      continue;
+    }
+    auto min_insync = describe_min_insync(rk, name);
+    if (auto* why = std::get_if<std::string>(&min_insync)) {
+      problem = std::move(*why);
+      continue;
+    }
+    return TopicDurability{std::get<std::int64_t>(replicas), std::get<std::int64_t>(min_insync)};
+  }
+  return problem;
 }
 
 }  // namespace

@@ -284,6 +284,7 @@ class KafkaClusterFaults(faultlib.FaultTest):
         suffix = nudge_test.unique_suffix()
         topic = f"fault.weak.{suffix}"
         n = nudge_test.NudgeProcess(HA, "source.websocket.listen=127.0.0.1:0", "log.kafka.min_insync_replicas=1",
+                                    "admin.listen=127.0.0.1:0",
                                     env={"KAFKA_CLUSTER_BROKERS": BROKERS, "NUDGE_TOPIC": topic,
                                          "NUDGE_GROUP": f"fault-weak-{suffix}",
                                          "NUDGE_TABLE": f"fault_weak_{suffix}",
@@ -297,6 +298,11 @@ class KafkaClusterFaults(faultlib.FaultTest):
         self.assertIn("replication factor 3 and min.insync.replicas 1", warned[0])
         self.assertIn("min.insync.replicas=2", warned[0])
         self.assertIn(" WARN ", warned[0])
+        # The figures stay on /metrics for alerting.
+        figures = {name: value for (name, _), value in nudge_test.scrape_metrics(n.admin_url)
+                   if name.startswith("nudge_log_kafka_topic_")}
+        self.assertEqual(figures.get("nudge_log_kafka_topic_replication_factor"), 3, figures)
+        self.assertEqual(figures.get("nudge_log_kafka_topic_min_insync_replicas"), 1, figures)
         say(f"weak topic: {warned[0].split('] ', 1)[-1][:160]}...")
         self.assertEqual(n.stop(30), 0)
 

@@ -45,7 +45,11 @@ TopicAdmin::TopicAdmin(const KafkaConfig& config, Context& context, BlockingWork
       worker_(worker),
       pending_(std::move(topics)),
       executor_(context.executor()),
-      retry_timer_(context.executor()) {}
+      retry_timer_(context.executor()),
+      replication_factor_(context.metrics().gauge(
+          "topic_replication_factor", "Replicas of the topic's partitions (the fewest), as checked at start")),
+      min_insync_replicas_(context.metrics().gauge(
+          "topic_min_insync_replicas", "The topic's min.insync.replicas, as checked at start")) {}
 
 TopicAdmin::~TopicAdmin() {
   *alive_ = false;
@@ -291,6 +295,8 @@ void TopicAdmin::check_durability() {
                                "); acks=all holds only as far as its replication factor and min.insync.replicas");
                 } else {
                   const auto& found = std::get<TopicDurability>(result);
+                  replication_factor_.set(found.replication_factor);
+                  min_insync_replicas_.set(found.min_insync_replicas);
                   const DurabilityAssessment a = assess_durability(config_, config_.topic, found);
                   switch (a.verdict) {
                     case DurabilityVerdict::holds:

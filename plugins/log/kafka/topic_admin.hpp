@@ -61,6 +61,8 @@ class TopicAdmin final : public KafkaClient {
   std::function<void(bool)> settled_;
   int attempts_ = 0;
   bool done_ = false;
+  Gauge& replication_factor_;   ///< as the brokers describe the topic; 0 until checked
+  Gauge& min_insync_replicas_;  ///< the topic's effective min.insync.replicas; 0 until checked
   bool check_pending_ = true;  ///< the topic's replication not looked at yet
   bool refused_main_ = false;  ///< the topic cannot be made: nothing to check
   std::function<void()> on_stopped_;

@@ -283,12 +283,11 @@ class KafkaClusterFaults(faultlib.FaultTest):
         """A topic whose leader could ack alone (min.insync.replicas 1) is named once, with the fix."""
         suffix = nudge_test.unique_suffix()
         topic = f"fault.weak.{suffix}"
+        env = {"KAFKA_CLUSTER_BROKERS": BROKERS, "NUDGE_TOPIC": topic, "NUDGE_GROUP": f"fault-weak-{suffix}",
+               "NUDGE_TABLE": f"fault_weak_{suffix}", "NUDGE_RECENT_PREFIX": f"fault:{suffix}:recent:"}
+        self.addCleanup(lambda: nudge_test.psql(f"DROP TABLE IF EXISTS fault_weak_{suffix}"))
         n = nudge_test.NudgeProcess(HA, "source.websocket.listen=127.0.0.1:0", "log.kafka.min_insync_replicas=1",
-                                    "admin.listen=127.0.0.1:0",
-                                    env={"KAFKA_CLUSTER_BROKERS": BROKERS, "NUDGE_TOPIC": topic,
-                                         "NUDGE_GROUP": f"fault-weak-{suffix}",
-                                         "NUDGE_TABLE": f"fault_weak_{suffix}",
-                                         "NUDGE_RECENT_PREFIX": f"fault:{suffix}:recent:"})
+                                    "admin.listen=127.0.0.1:0", env=env)
         self.addCleanup(n.kill)
         n.wait_started(60)
         warned = nudge_test.wait_until(lambda: [l for l in n.log_lines if "cannot hold what an ack promises" in l], 15)
@@ -305,6 +304,16 @@ class KafkaClusterFaults(faultlib.FaultTest):
         self.assertEqual(figures.get("nudge_log_kafka_topic_min_insync_replicas"), 1, figures)
         say(f"weak topic: {warned[0].split('] ', 1)[-1][:160]}...")
         self.assertEqual(n.stop(30), 0)
+        # A topic the operators manage (create_topic = false) is checked all the same.
+        managed = nudge_test.NudgeProcess(HA, "source.websocket.listen=127.0.0.1:0", "log.kafka.create_topic=false",
+                                          env=env)
+        self.addCleanup(managed.kill)
+        managed.wait_started(60)
+        self.assertTrue(nudge_test.wait_until(lambda: any(
+            f"topic '{topic}' cannot hold what an ack promises" in line and "min.insync.replicas is 1 where "
+            "min_insync_replicas = 2 is configured" in line for line in managed.log_lines), 15),
+            "\n".join(managed.log_lines[-30:]))
+        self.assertEqual(managed.stop(30), 0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #include "topic_admin.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string_view>
 #include <thread>
@@ -54,6 +55,8 @@ TopicAdmin::TopicAdmin(const KafkaConfig& config, Context& context, BlockingWork
 TopicAdmin::~TopicAdmin() {
   *alive_ = false;
   watcher_.reset();
+  *cancel_check_ = true;
+  check_worker_.reset();  // joined before the handle its job uses goes
   if (queue_) rd_kafka_queue_destroy(queue_);
   if (rk_) rd_kafka_destroy(rk_);
 }
@@ -68,7 +71,13 @@ Status TopicAdmin::start(std::function<void(bool)> settled) {
   queue_ = rd_kafka_queue_get_main(rk_);
   watcher_ = std::make_unique<QueueWatcher>(executor_, queue_, [this] { serve(); });
   if (auto s = watcher_->start(); !s.ok()) return s;
-  request();
+  // Nothing to make (create_topic = false): only the check.
+  if (pending_.empty()) {
+    check_pending_ = false;
+    check_durability();
+  } else {
+    request();
+  }
   return Status::success();
 }
 
@@ -200,10 +209,12 @@ namespace {
 
 /// The fewest replicas of any of the topic's partitions (metadata), or why not.
 std::variant<std::int64_t, std::string> describe_replicas(rd_kafka_t* rk, const std::string& name) {
+  // Short: a stop() waits for it.
+  constexpr int kMetadataTimeoutMs = 2000;
   rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, name.c_str(), nullptr);
   if (!rkt) return std::string("cannot make a topic handle");
   const rd_kafka_metadata_t* md = nullptr;
-  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, kRequestTimeoutMs);
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, kMetadataTimeoutMs);
   rd_kafka_topic_destroy(rkt);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return std::string("metadata: ") + rd_kafka_err2str(err);
   std::variant<std::int64_t, std::string> result = std::string("metadata: the topic is not described");
@@ -220,7 +231,8 @@ std::variant<std::int64_t, std::string> describe_replicas(rd_kafka_t* rk, const 
 }
 
 /// The topic's effective min.insync.replicas (DescribeConfigs), or why not.
-std::variant<std::int64_t, std::string> describe_min_insync(rd_kafka_t* rk, const std::string& name) {
+std::variant<std::int64_t, std::string> describe_min_insync(rd_kafka_t* rk, const std::string& name,
+                                                            const std::atomic<bool>& cancel) {
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   rd_kafka_ConfigResource_t* resource = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name.c_str());
   rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
@@ -230,9 +242,12 @@ std::variant<std::int64_t, std::string> describe_min_insync(rd_kafka_t* rk, cons
   rd_kafka_AdminOptions_destroy(options);
   rd_kafka_ConfigResource_destroy(resource);
   std::variant<std::int64_t, std::string> result = std::string("DescribeConfigs: no min.insync.replicas");
-  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, kRequestTimeoutMs + 1000);
+  // In slices, so that a stop() need not wait for the answer.
+  rd_kafka_event_t* event = nullptr;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kRequestTimeoutMs + 1000);
+  while (!event && !cancel && std::chrono::steady_clock::now() < deadline) event = rd_kafka_queue_poll(queue, 100);
   if (!event) {
-    result = std::string("DescribeConfigs: no answer");
+    result = std::string(cancel ? "stopped" : "DescribeConfigs: no answer");
   } else if (rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR) {
     result = std::string("DescribeConfigs: ") + rd_kafka_event_error_string(event);
   } else {
@@ -263,18 +278,21 @@ std::variant<std::int64_t, std::string> describe_min_insync(rd_kafka_t* rk, cons
 /// What the brokers say the topic keeps, from the worker thread (blocking
 /// calls on the admin handle). A topic just made reaches the other brokers'
 /// metadata a moment later, so a failed look is repeated for up to 5 s.
-std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, const std::string& name) {
+std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, const std::string& name,
+                                                               const std::atomic<bool>& cancel) {
   std::string problem;
   // Bounded: the worker is shared with the producer and consumer.
   const auto deadline = std::chrono::steady_clock::now() + kDescribeRetryFor;
   for (int attempt = 0; attempt == 0 || std::chrono::steady_clock::now() < deadline; ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    for (int slice = 0; attempt > 0 && slice < 5 && !cancel; ++slice)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (cancel) return std::string("stopped");
     auto replicas = describe_replicas(rk, name);
     if (auto* why = std::get_if<std::string>(&replicas)) {
       problem = std::move(*why);
       continue;
     }
-    auto min_insync = describe_min_insync(rk, name);
+    auto min_insync = describe_min_insync(rk, name, cancel);
     if (auto* why = std::get_if<std::string>(&min_insync)) {
       problem = std::move(*why);
       continue;
@@ -287,38 +305,50 @@ std::variant<TopicDurability, std::string> describe_durability(rd_kafka_t* rk, c
 }  // namespace
 
 void TopicAdmin::check_durability() {
-  worker_.run([rk = rk_, name = config_.topic] { return describe_durability(rk, name); },
-              [this, alive = alive_](std::variant<TopicDurability, std::string> result) {
-                if (!*alive) return;
-                if (const auto* problem = std::get_if<std::string>(&result)) {
-                  logger_.warn("cannot check what topic '", config_.topic, "' keeps of each message (", *problem,
-                               "); acks=all holds only as far as its replication factor and min.insync.replicas");
-                } else {
-                  const auto& found = std::get<TopicDurability>(result);
-                  replication_factor_.set(found.replication_factor);
-                  min_insync_replicas_.set(found.min_insync_replicas);
-                  const DurabilityAssessment a = assess_durability(config_, config_.topic, found);
-                  switch (a.verdict) {
-                    case DurabilityVerdict::holds:
-                      logger_.info("topic '", config_.topic, "': replication factor ", found.replication_factor,
-                                   ", min.insync.replicas ", found.min_insync_replicas);
-                      break;
-                    case DurabilityVerdict::single_copy:
-                      logger_.info(a.text);
-                      break;
-                    case DurabilityVerdict::broken:
-                      logger_.warn(a.text);
-                      break;
-                  }
-                }
-                // stop() may have released the handle meanwhile.
-                done_ = true;
-                if (rk_ && !releasing_) finished();
-              });
+  // A thread of its own: the look may take seconds (a topic not there yet),
+  // and the shared worker serves the producer's and consumer's calls.
+  checking_ = true;
+  check_worker_ = std::make_unique<BlockingWorker>(executor_);
+  check_worker_->run([rk = rk_, name = config_.topic, cancel = cancel_check_] {
+                       return describe_durability(rk, name, *cancel);
+                     },
+                     [this, alive = alive_](std::variant<TopicDurability, std::string> result) {
+                       if (!*alive) return;
+                       checking_ = false;
+                       check_worker_.reset();  // idle: its job has returned
+                       if (*cancel_check_) {
+                         // Stopped before it could tell: nothing to say.
+                       } else if (const auto* problem = std::get_if<std::string>(&result)) {
+                         logger_.warn("cannot check what topic '", config_.topic, "' keeps of each message (",
+                                      *problem, "); acks=all holds only as far as its replication factor and ",
+                                      "min.insync.replicas");
+                       } else {
+                         const auto& found = std::get<TopicDurability>(result);
+                         replication_factor_.set(found.replication_factor);
+                         min_insync_replicas_.set(found.min_insync_replicas);
+                         const DurabilityAssessment a = assess_durability(config_, config_.topic, found);
+                         switch (a.verdict) {
+                           case DurabilityVerdict::holds:
+                             logger_.info("topic '", config_.topic, "': replication factor ", found.replication_factor,
+                                          ", min.insync.replicas ", found.min_insync_replicas);
+                             break;
+                           case DurabilityVerdict::single_copy:
+                             logger_.info(a.text);
+                             break;
+                           case DurabilityVerdict::broken:
+                             logger_.warn(a.text);
+                             break;
+                         }
+                       }
+                       // A stop() meanwhile left the handle for this moment.
+                       done_ = true;
+                       finished();
+                     });
 }
 
 void TopicAdmin::finished() {
-  if (!rk_ || releasing_) return;
+  // A check in flight uses the handle; it calls this again when it returns.
+  if (!rk_ || releasing_ || checking_) return;
   releasing_ = true;
   retry_timer_.cancel();
   watcher_.reset();
@@ -338,6 +368,7 @@ void TopicAdmin::finished() {
 
 void TopicAdmin::stop(std::function<void()> done) {
   on_stopped_ = std::move(done);
+  *cancel_check_ = true;
   settled_ = nullptr;
   if (rk_) return finished();
   if (!releasing_) boost::asio::post(executor_, [this, alive = alive_] {

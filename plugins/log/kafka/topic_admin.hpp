@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -37,7 +38,9 @@ class TopicAdmin final : public KafkaClient {
 
   /// Sends the first request. `settled(exist)` runs once, on the first
   /// answer: true when every topic now exists (made or found), false when
-  /// that attempt failed for one (later retries may still make it).
+  /// that attempt failed for one (later retries may still make it). With no
+  /// topics to make it only checks the topic's replication, and never calls
+  /// `settled`.
   Status start(std::function<void(bool exist)> settled);
   /// Abandons any request in flight, destroys the handle on the worker, then `done`.
   void stop(std::function<void()> done);
@@ -63,6 +66,10 @@ class TopicAdmin final : public KafkaClient {
   bool done_ = false;
   Gauge& replication_factor_;   ///< as the brokers describe the topic; 0 until checked
   Gauge& min_insync_replicas_;  ///< the topic's effective min.insync.replicas; 0 until checked
+  std::unique_ptr<BlockingWorker> check_worker_;  ///< only while the check runs
+  bool checking_ = false;
+  /// Set by stop(): the check gives up at its next slice (100 ms) so the stop need not wait.
+  std::shared_ptr<std::atomic<bool>> cancel_check_ = std::make_shared<std::atomic<bool>>(false);
   bool check_pending_ = true;  ///< the topic's replication not looked at yet
   bool refused_main_ = false;  ///< the topic cannot be made: nothing to check
   std::function<void()> on_stopped_;

@@ -175,3 +175,25 @@ svc_main() {
         ;;
     esac
 }
+
+# Kafka's jars, resolved from Maven Central into LIBS (shared by the kafka
+# and kafka-cluster services). Fetched once; the marker records which pom
+# produced them, so editing the pom (e.g. a version bump) refetches and
+# nothing else does.
+kafka_fetch_libs() {
+    local pom=$1 libs=$2 want
+    want=$(sha256sum <"$pom")
+    if [[ -f $libs/.complete && $(<"$libs/.complete") == "$want" ]]; then
+        return 0
+    fi
+    command -v java >/dev/null || ensure_pkgs openjdk-17-jre-headless
+    command -v mvn >/dev/null || ensure_pkgs maven
+    log "resolving Kafka jars with maven (cached in ~/.m2 afterwards)"
+    rm -rf "$libs" "$libs.tmp"
+    # sed: Debian's maven 3.8 emits stray colour resets even with -B.
+    mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$libs.tmp" 2>&1 |
+        sed 's/\x1b\[[0-9;]*m//g' >&2 ||
+        die "mvn dependency:copy-dependencies failed"
+    echo "$want" >"$libs.tmp/.complete"
+    mv "$libs.tmp" "$libs"
+}

@@ -251,9 +251,10 @@ class Load:
 # ---------------------------------------------------------------- the instances
 
 class Cluster:
-    """`nudge run chat.toml` instances sharing a fresh topic, group and table."""
+    """`nudge run chat.toml` (or `pipeline`) instances sharing a fresh topic, group and table."""
 
-    def __init__(self, test, count=2, overrides=(), env=None):
+    def __init__(self, test, count=2, overrides=(), env=None, pipeline=CHAT):
+        self.pipeline = pipeline
         suffix = nudge_test.unique_suffix()
         self.test = test
         self.table = f"fault_messages_{suffix}"
@@ -270,7 +271,7 @@ class Cluster:
     def start(self, name=None, overrides=(), env=None, index=None):
         full_env = dict(self.env)
         full_env.update(env or {})
-        n = NudgeProcess(CHAT, "source.websocket.listen=127.0.0.1:0", *self.overrides, *overrides, env=full_env,
+        n = NudgeProcess(self.pipeline, "source.websocket.listen=127.0.0.1:0", *self.overrides, *overrides, env=full_env,
                          name=name or f"nudge{len(self.instances)}")
         if index is None:
             self.instances.append(n)
@@ -310,6 +311,11 @@ class Cluster:
             n.kill()
         if os.environ.get("NUDGE_FAULTS_SHOW_LOGS"):  # by hand: what the instances said
             sys.stderr.write(self.logs())
+        # After the verdict read it; it sat unreachable after logs()'s return before.
+        try:
+            psql(f"DROP TABLE IF EXISTS {self.table}")
+        except AssertionError:
+            pass
 
     def logs(self, last=150):
         """Each instance's log: warnings, errors and partition changes, then its last lines."""
@@ -320,10 +326,6 @@ class Cluster:
                        "\n".join(notable[-last:]))
             out.append(f"---- {n.name}: last lines\n" + "\n".join(n.log_lines[-30:]))
         return "\n".join(out) + "\n"
-        try:
-            psql(f"DROP TABLE IF EXISTS {self.table}")
-        except AssertionError:
-            pass
 
     # ---- the database
 

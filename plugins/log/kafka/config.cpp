@@ -1,6 +1,7 @@
 #include "config.hpp"
 
 #include <stdexcept>
+#include <vector>
 
 namespace nudge::plugins::kafka {
 
@@ -57,6 +58,11 @@ ConfigSchema KafkaConfig::schema() {
       .range(1, 10000);
   s.integer("replication_factor", 1, "Replicas of each partition when the log creates the topic (at most the brokers)")
       .range(1, 100);
+  s.integer("min_insync_replicas", 0,
+            "min.insync.replicas of the topic when the log creates it: how many replicas must have a message "
+            "before it is acked (at most replication_factor; 2 with replication_factor 3 survives one lost broker "
+            "and refuses writes rather than confirm a single copy); 0 leaves the brokers' default")
+      .range(0, 100);
   s.string("group_id", "nudge-persist",
            "Consumer group of the sink side; instances with the same group share the partitions")
       .with_check(non_empty);
@@ -106,6 +112,12 @@ KafkaConfig KafkaConfig::from(const Config& c) {
   k.topic = c.get_string("topic");
   k.partitions = c.get_int("partitions");
   k.replication_factor = c.get_int("replication_factor");
+  k.min_insync_replicas = c.get_int("min_insync_replicas");
+  // Such a topic would refuse every append (NOT_ENOUGH_REPLICAS) forever.
+  if (k.min_insync_replicas > k.replication_factor)
+    throw std::invalid_argument("min_insync_replicas: " + std::to_string(k.min_insync_replicas) +
+                                " is more than replication_factor (" + std::to_string(k.replication_factor) +
+                                "): every append would be refused");
   k.group_id = c.get_string("group_id");
   k.client_id = c.get_string("client_id");
   k.linger_ms = c.get_int("linger_ms");
@@ -130,6 +142,45 @@ KafkaConfig KafkaConfig::from(const Config& c) {
   // librdkafka requires message.timeout.ms > linger.ms; the ranges
   // (linger_ms < 1000 <= delivery_timeout_ms) guarantee it.
   return k;
+}
+
+DurabilityAssessment assess_durability(const KafkaConfig& config, const std::string& topic,
+                                       const TopicDurability& found) {
+  const std::string rf = std::to_string(found.replication_factor);
+  const std::string isr = std::to_string(found.min_insync_replicas);
+  const std::string alter = "kafka-configs.sh --bootstrap-server " + config.brokers +
+                            " --alter --entity-type topics --entity-name " + topic +
+                            " --add-config min.insync.replicas=";
+  std::vector<std::string> problems;
+  if (found.min_insync_replicas > found.replication_factor)
+    problems.push_back("min.insync.replicas " + isr + " is more than its replication factor " + rf +
+                       ", so every append is refused (NOT_ENOUGH_REPLICAS): " + alter + rf);
+  if (found.replication_factor < config.replication_factor)
+    problems.push_back("it has replication factor " + rf + " where replication_factor = " +
+                       std::to_string(config.replication_factor) +
+                       " is configured (an existing topic is left as it is): add replicas with "
+                       "kafka-reassign-partitions.sh, or recreate the topic");
+  if (config.min_insync_replicas > 0 && found.min_insync_replicas < config.min_insync_replicas &&
+      found.min_insync_replicas <= found.replication_factor)
+    problems.push_back("min.insync.replicas is " + isr + " where min_insync_replicas = " +
+                       std::to_string(config.min_insync_replicas) + " is configured: " + alter +
+                       std::to_string(config.min_insync_replicas));
+  else if (found.replication_factor >= 2 && found.min_insync_replicas < 2)
+    problems.push_back("with replication factor " + rf + " and min.insync.replicas " + isr +
+                       ", acks=all is met by the leader alone once its followers fall behind, and a leader lost "
+                       "then loses acked messages: " + alter + "2 (min_insync_replicas = 2)");
+  DurabilityAssessment a;
+  if (!problems.empty()) {
+    a.verdict = DurabilityVerdict::broken;
+    a.text = "topic '" + topic + "' cannot hold what an ack promises: ";
+    for (std::size_t i = 0; i < problems.size(); ++i) a.text += (i ? "; " : "") + problems[i];
+  } else if (found.replication_factor == 1) {
+    a.verdict = DurabilityVerdict::single_copy;
+    a.text = "topic '" + topic + "' keeps one copy of each message (replication factor 1): an ack means one broker "
+             "has it, and losing that broker's disk loses acked messages; on a cluster use replication_factor = 3 "
+             "and min_insync_replicas = 2";
+  }
+  return a;
 }
 
 }  // namespace nudge::plugins::kafka

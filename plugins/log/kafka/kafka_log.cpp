@@ -63,8 +63,11 @@ Status KafkaLog::start(const LogStartOptions& options) {
       if (consumer_) consumer_->subscribe();
     });
     if (!s.ok()) return s;
-  } else if (consumer_) {
-    consumer_->subscribe();  // the topic is managed elsewhere
+  } else {
+    // The topic is managed elsewhere; what it keeps of each message is still looked at once.
+    admin_ = std::make_unique<TopicAdmin>(config_, context_, *worker_, std::vector<TopicSpec>{});
+    if (auto s = admin_->start(nullptr); !s.ok()) return s;
+    if (consumer_) consumer_->subscribe();
   }
   context_.logger().info("Kafka log on '", config_.brokers, "', topic '", config_.topic, "'",
                          options.produce ? ", producing" : "",

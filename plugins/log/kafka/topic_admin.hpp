@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -26,7 +27,10 @@ struct TopicSpec {
 /// served on the event loop. An existing topic is left as it is. While the
 /// brokers cannot be reached it tries again every few seconds; a refusal that
 /// cannot change (replication factor larger than the cluster, no permission)
-/// is logged once and ends it for that topic.
+/// is logged once and ends it for that topic. Once the topic exists, its
+/// replication factor and min.insync.replicas are compared, once, with the
+/// config and the acks=all promise (assess_durability), and a topic that
+/// cannot hold it is named in a warning.
 class TopicAdmin final : public KafkaClient {
  public:
   TopicAdmin(const KafkaConfig& config, Context& context, BlockingWorker& worker, std::vector<TopicSpec> topics);
@@ -34,7 +38,9 @@ class TopicAdmin final : public KafkaClient {
 
   /// Sends the first request. `settled(exist)` runs once, on the first
   /// answer: true when every topic now exists (made or found), false when
-  /// that attempt failed for one (later retries may still make it).
+  /// that attempt failed for one (later retries may still make it). With no
+  /// topics to make it only checks the topic's replication, and never calls
+  /// `settled`.
   Status start(std::function<void(bool exist)> settled);
   /// Abandons any request in flight, destroys the handle on the worker, then `done`.
   void stop(std::function<void()> done);
@@ -44,6 +50,9 @@ class TopicAdmin final : public KafkaClient {
   void serve();
   void on_result(rd_kafka_event_t* event);
   void finished();
+  /// Once the topic exists: describes its replication on the worker and
+  /// logs what it cannot promise (assess_durability), then finished().
+  void check_durability();
 
   BlockingWorker& worker_;
   std::vector<TopicSpec> pending_;  ///< not made or found yet, nor refused for good
@@ -55,6 +64,14 @@ class TopicAdmin final : public KafkaClient {
   std::function<void(bool)> settled_;
   int attempts_ = 0;
   bool done_ = false;
+  Gauge& replication_factor_;   ///< as the brokers describe the topic; 0 until checked
+  Gauge& min_insync_replicas_;  ///< the topic's effective min.insync.replicas; 0 until checked
+  std::unique_ptr<BlockingWorker> check_worker_;  ///< only while the check runs
+  bool checking_ = false;
+  /// Set by stop(): the check gives up at its next slice (100 ms) so the stop need not wait.
+  std::shared_ptr<std::atomic<bool>> cancel_check_ = std::make_shared<std::atomic<bool>>(false);
+  bool check_pending_ = true;  ///< the topic's replication not looked at yet
+  bool refused_main_ = false;  ///< the topic cannot be made: nothing to check
   std::function<void()> on_stopped_;
   bool releasing_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -30,18 +30,6 @@ constexpr auto kRefreshDelay = std::chrono::milliseconds(50);
 /// run of the failover test, against the 6 in flight at the kill otherwise.
 constexpr auto kHandover = std::chrono::milliseconds(300);
 
-std::string client_name(const Context& context, std::string_view suffix) {
-  std::string name = "nudge:";
-  name += context.pipeline_name();
-  name += ':';
-  name += context.instance_id();
-  name += ':';
-  name += suffix;
-  for (char& c : name)
-    if (c <= ' ' || c > '~') c = '_';
-  return name;
-}
-
 std::string suppressed_note(std::uint64_t suppressed) {
   return suppressed ? " (" + std::to_string(suppressed) + " more since the last report)" : std::string();
 }

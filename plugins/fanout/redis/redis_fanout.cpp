@@ -29,19 +29,6 @@ constexpr std::size_t kAppendCuts = 1000;
 /// made 160-169k (MeasuresThroughput, 2 instances on one core).
 constexpr std::size_t kAppendCallsInFlight = 3;
 
-/// `nudge:<pipeline>:<instance>:<suffix>`, with what CLIENT SETNAME cannot take replaced.
-std::string client_name(const Context& context, std::string_view suffix) {
-  std::string name = "nudge:";
-  name += context.pipeline_name();
-  name += ':';
-  name += context.instance_id();
-  name += ':';
-  name += suffix;
-  for (char& c : name)
-    if (c <= ' ' || c > '~') c = '_';
-  return name;
-}
-
 bool reply_is(const redisReply* r, const char* text) {
   const std::size_t n = std::strlen(text);
   return r->type == REDIS_REPLY_STRING && r->len == n && std::memcmp(r->str, text, n) == 0;

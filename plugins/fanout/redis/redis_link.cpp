@@ -305,4 +305,16 @@ void RedisLink::finish_stop() {
   asio::post(context_.executor(), std::exchange(stop_done_, nullptr));
 }
 
+std::string client_name(const Context& context, std::string_view suffix) {
+  std::string name = "nudge:";
+  name += context.pipeline_name();
+  name += ':';
+  name += context.instance_id();
+  name += ':';
+  name += suffix;
+  for (char& c : name)
+    if (c <= ' ' || c > '~') c = '_';
+  return name;
+}
+
 }  // namespace nudge::plugins::redis

@@ -6,6 +6,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -16,6 +17,12 @@
 struct redisAsyncContext;
 
 namespace nudge::plugins::redis {
+
+/// The name one of this instance's connections gives itself with CLIENT
+/// SETNAME, so operators can tell it in CLIENT LIST:
+/// `nudge:<pipeline>:<instance>:<suffix>`, with what CLIENT SETNAME cannot
+/// take replaced by '_'.
+std::string client_name(const Context& context, std::string_view suffix);
 
 /// One hiredis async connection that stays up: it connects without blocking
 /// (names resolved asynchronously, then redisAsyncConnect driven by

@@ -67,28 +67,10 @@ struct ClusterFanout::Request {
 ClusterFanout::ClusterFanout(const RedisConfig& config, Context& context)
     : config_(config),
       context_(context),
-      published_(context.metrics().counter("published", "Messages Redis accepted (PUBLISH replied)")),
-      publish_errors_(context.metrics().counter(
-          "publish_errors", "PUBLISHes refused by Redis, or in flight when the connection was lost")),
-      received_(context.metrics().counter("received", "Messages received from Redis and handed to the pipeline")),
-      decode_errors_(context.metrics().counter("decode_errors", "Payloads on the channel that were not envelopes")),
-      reconnects_(context.metrics().counter("reconnects", "Connections re-established after being lost")),
-      dropped_(context.metrics().counter(
-          "dropped_while_disconnected", "Messages dropped because more than max_pending_publishes were waiting")),
-      connected_(context.metrics().gauge("connected", "1 while both Redis connections are up, else 0")),
+      metrics_(context),
       redirects_(context.metrics().counter("cluster_redirects", "MOVED and ASK replies followed (cluster mode)")),
       topology_changes_(context.metrics().counter(
           "cluster_topology_reads", "Slot maps read from the cluster (CLUSTER SHARDS) (cluster mode)")),
-      recent_appended_(context.metrics().counter("recent_appended", "Messages appended to the recent window")),
-      recent_skipped_(context.metrics().counter(
-          "recent_skipped", "Messages not appended to the recent window: older than a cut in their room, or refused")),
-      recent_missed_(context.metrics().counter(
-          "recent_missed", "Messages that may be missing from their room's window (dropped, refused, or lost in "
-                           "flight), each making the window of its room be cut")),
-      recent_errors_(context.metrics().counter(
-          "recent_errors", "Calls of the recent window's script refused by Redis or lost with the connection")),
-      recent_rooms_evicted_(context.metrics().counter(
-          "recent_rooms_evicted", "Rooms deleted from the recent window for its caps or its ttl")),
       slots_(cluster::kSlots, nullptr),
       refresh_timer_(context.executor()),
       tick_timer_(context.executor()),
@@ -139,7 +121,7 @@ ClusterFanout::Node& ClusterFanout::node(const std::string& address) {
                          update_connected();
                          refresh_soon();
                        }},
-      reconnects_);
+      metrics_.reconnects);
   n.link->start();
   return n;
 }
@@ -158,7 +140,7 @@ std::size_t ClusterFanout::masters() const noexcept {
 
 bool ClusterFanout::connected() const noexcept { return healthy(); }
 
-void ClusterFanout::update_connected() { connected_.set(healthy() ? 1 : 0); }
+void ClusterFanout::update_connected() { metrics_.connected.set(healthy() ? 1 : 0); }
 
 bool ClusterFanout::healthy() const {
   if (topology_reads_ == 0) return false;
@@ -340,14 +322,14 @@ void ClusterFanout::place_subscriptions() {
               [this](std::string_view channel_name, std::string_view payload) {
                 std::shared_ptr<Message> message;
                 if (Status s = decode_envelope(payload, message); !s.ok()) {
-                  decode_errors_.add();
+                  metrics_.decode_errors.add();
                   std::uint64_t suppressed = 0;
                   if (decode_error_log_.allow(suppressed))
                     context_.logger().warn("ignored a ", payload.size(), "-byte payload on channel '", channel_name,
                                            "' that is not a Nudge envelope: ", s.message(), suppressed_note(suppressed));
                   return;
                 }
-                received_.add();
+                metrics_.received.add();
                 if (receiver_) receiver_->on_fanout_message(std::move(message));
               },
               [this] { update_connected(); },
@@ -356,7 +338,7 @@ void ClusterFanout::place_subscriptions() {
                 refresh_soon();
               },
               [this](std::string_view) { refresh_soon(); }},
-          reconnects_);
+          metrics_.reconnects);
       target->sub->start();
     }
     target->sub->subscribe(channel);
@@ -402,12 +384,12 @@ void ClusterFanout::publish(const MessagePtr& message) {
   if (pending_.size() >= window_) {
     if (config_.recent_messages > 0) note_gap(pending_.front()->room, pending_.front()->id);
     pending_.pop_front();
-    dropped_.add();
+    metrics_.dropped.add();
     std::uint64_t suppressed = 0;
     if (drop_log_.allow(suppressed))
       context_.logger().warn("dropping the oldest waiting messages: a redis cluster master is unreachable or "
                              "behind and ",
-                             window_, " are waiting already (max_pending_publishes); ", dropped_.value(),
+                             window_, " are waiting already (max_pending_publishes); ", metrics_.dropped.value(),
                              " dropped so far", suppressed_note(suppressed));
   }
   pending_.push_back(message);
@@ -565,7 +547,7 @@ void ClusterFanout::finish(const redisReply* reply, Request& request) {
       // would cost as much as the queue is long.
       const bool was_full = in_flight_ >= window_;
       if (in_flight_ > 0) --in_flight_;
-      published_.add();
+      metrics_.published.add();
       if (was_full && !pending_.empty() && !stopping_) flush();
       return;
     }
@@ -575,9 +557,9 @@ void ClusterFanout::finish(const redisReply* reply, Request& request) {
           const redisReply* r = reply->element[i];
           return r->type == REDIS_REPLY_INTEGER ? static_cast<std::uint64_t>(std::max<long long>(r->integer, 0)) : 0;
         };
-        recent_appended_.add(number(0));
-        recent_skipped_.add(number(1));
-        recent_rooms_evicted_.add(number(2));
+        metrics_.recent_appended.add(number(0));
+        metrics_.recent_skipped.add(number(1));
+        metrics_.recent_rooms_evicted.add(number(2));
       }
       return;
     case Kind::read: {
@@ -608,7 +590,7 @@ void ClusterFanout::fail_request(Request& request, const std::string& why) {
   switch (request.kind) {
     case Kind::publish: {
       if (in_flight_ > 0) --in_flight_;
-      publish_errors_.add();
+      metrics_.publish_errors.add();
       std::uint64_t suppressed = 0;
       if (publish_error_log_.allow(suppressed))
         context_.logger().warn("an SPUBLISH to redis cluster node '", request.address, "' failed: ", why,
@@ -616,7 +598,7 @@ void ClusterFanout::fail_request(Request& request, const std::string& why) {
       return;
     }
     case Kind::append: {
-      recent_errors_.add();
+      metrics_.recent_errors.add();
       std::uint64_t suppressed = 0;
       if (append_error_log_.allow(suppressed))
         context_.logger().warn("a call of the recent window's script on redis cluster node '", request.address,
@@ -657,7 +639,7 @@ void ClusterFanout::remember(const MessagePtr& message) {
 }
 
 void ClusterFanout::note_gap(const std::string& room, const MessageId& id) {
-  recent_missed_.add();
+  metrics_.recent_missed.add();
   auto [it, inserted] = gaps_.try_emplace(room, id);
   if (!inserted && it->second < id) it->second = id;
 }
@@ -731,12 +713,12 @@ void ClusterFanout::stop(std::function<void()> done) {
   for (auto& m : redirected_) pending_.push_front(std::move(m));
   redirected_.clear();
   if (!pending_.empty()) {
-    if (config_.recent_messages > 0) recent_missed_.add(pending_.size());
-    dropped_.add(pending_.size());
+    if (config_.recent_messages > 0) metrics_.recent_missed.add(pending_.size());
+    metrics_.dropped.add(pending_.size());
     context_.logger().warn("dropped ", pending_.size(), " messages at stop that were waiting for the redis cluster");
     pending_.clear();
   }
-  connected_.set(0);
+  metrics_.connected.set(0);
   auto remaining = std::make_shared<std::size_t>(nodes_.size() + 1);
   auto one_done = [remaining, done = std::move(done)] {
     if (--*remaining == 0) done();

@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
+#include "fanout_metrics.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
 #include "redis_link.hpp"
@@ -109,20 +110,9 @@ class ClusterFanout final : public Fanout {
   FanoutReceiver* receiver_ = nullptr;
   bool stopping_ = false;
 
-  Counter& published_;
-  Counter& publish_errors_;
-  Counter& received_;
-  Counter& decode_errors_;
-  Counter& reconnects_;
-  Counter& dropped_;
-  Gauge& connected_;
+  FanoutMetrics metrics_;
   Counter& redirects_;
   Counter& topology_changes_;
-  Counter& recent_appended_;
-  Counter& recent_skipped_;
-  Counter& recent_missed_;
-  Counter& recent_errors_;
-  Counter& recent_rooms_evicted_;
 
   std::map<std::string, std::unique_ptr<Node>> nodes_;  // by host:port
   std::vector<std::unique_ptr<Node>> retired_;           // serve nothing any more; freed from the loop

@@ -39,26 +39,8 @@ bool reply_is(const redisReply* r, const char* text) {
 RedisFanout::RedisFanout(const Config& config, Context& context)
     : config_(RedisConfig::from(config)),
       context_(context),
-      published_(context.metrics().counter("published", "Messages Redis accepted (PUBLISH replied)")),
-      publish_errors_(context.metrics().counter(
-          "publish_errors", "PUBLISHes refused by Redis, or in flight when the connection was lost")),
-      received_(context.metrics().counter("received", "Messages received from Redis and handed to the pipeline")),
-      decode_errors_(context.metrics().counter("decode_errors", "Payloads on the channel that were not envelopes")),
-      reconnects_(context.metrics().counter("reconnects", "Connections re-established after being lost")),
-      dropped_(context.metrics().counter(
-          "dropped_while_disconnected", "Messages dropped because more than max_pending_publishes were waiting")),
-      connected_(context.metrics().gauge("connected", "1 while both Redis connections are up, else 0")),
+      metrics_(context),
       window_(static_cast<std::size_t>(config_.max_pending_publishes)),
-      recent_appended_(context.metrics().counter("recent_appended", "Messages appended to the recent window")),
-      recent_skipped_(context.metrics().counter(
-          "recent_skipped", "Messages not appended to the recent window: older than a cut in their room, or refused")),
-      recent_missed_(context.metrics().counter(
-          "recent_missed", "Messages that may be missing from their room's window (dropped, refused, or lost in "
-                           "flight), each making the window of its room be cut")),
-      recent_errors_(context.metrics().counter(
-          "recent_errors", "Calls of the recent window's script refused by Redis or lost with the connection")),
-      recent_rooms_evicted_(context.metrics().counter(
-          "recent_rooms_evicted", "Rooms deleted from the recent window for its caps or its ttl")),
       recent_bytes_(context.metrics().gauge("recent_bytes", "Bytes the recent window takes in Redis, by its count")),
       recent_rooms_(context.metrics().gauge("recent_rooms", "Rooms the recent window holds in Redis")),
       append_retry_timer_(context.executor()) {
@@ -91,7 +73,7 @@ Readiness RedisFanout::readiness() const {
   return Readiness::yes();
 }
 
-void RedisFanout::update_connected() { connected_.set(connected() ? 1 : 0); }
+void RedisFanout::update_connected() { metrics_.connected.set(connected() ? 1 : 0); }
 
 Status RedisFanout::start(FanoutReceiver& receiver) {
   if (cluster_) return cluster_->start(receiver);
@@ -110,7 +92,7 @@ Status RedisFanout::start(FanoutReceiver& receiver) {
                          schedule_append();
                        },
                        [this] { update_connected(); }},
-      reconnects_);
+      metrics_.reconnects);
   subscriber_ = std::make_unique<RedisLink>(
       "subscribing", config_, context_, /*select_db=*/false, client_name(context_, "sub"),
       RedisLink::Hooks{[this] {
@@ -125,7 +107,7 @@ Status RedisFanout::start(FanoutReceiver& receiver) {
                          subscribe(channels);
                        },
                        [this] { update_connected(); }},
-      reconnects_);
+      metrics_.reconnects);
   if (config_.channel_per_room)
     context_.logger().info("using per-room channels '", config_.channel_prefix, "<room>' on redis at '",
                            config_.url.endpoint(), "'");
@@ -143,12 +125,12 @@ void RedisFanout::publish(const MessagePtr& message) {
   if (pending_.size() >= window_) {
     if (config_.recent_messages > 0) note_gap(pending_.front()->room, pending_.front()->id);
     pending_.pop_front();
-    dropped_.add();
+    metrics_.dropped.add();
     std::uint64_t suppressed = 0;
     if (drop_log_.allow(suppressed))
       context_.logger().warn("dropping the oldest waiting messages: redis at '", config_.url.endpoint(),
                              "' is unreachable or behind and ", window_,
-                             " are waiting already (max_pending_publishes); ", dropped_.value(),
+                             " are waiting already (max_pending_publishes); ", metrics_.dropped.value(),
                              " dropped so far");
   }
   pending_.push_back(message);
@@ -196,7 +178,7 @@ void RedisFanout::schedule_append() {
 }
 
 void RedisFanout::note_gap(const std::string& room, const MessageId& id) {
-  recent_missed_.add();
+  metrics_.recent_missed.add();
   auto [it, inserted] = gaps_.try_emplace(room, id);
   if (!inserted && it->second < id) it->second = id;
   if (gaps_.size() <= static_cast<std::size_t>(config_.recent_max_rooms)) return;
@@ -320,9 +302,9 @@ void RedisFanout::handle_append_reply(const redisReply* reply, AppendCall& call)
       const redisReply* r = reply->element[i];
       return r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     };
-    recent_appended_.add(static_cast<std::uint64_t>(number(0)));
-    recent_skipped_.add(static_cast<std::uint64_t>(number(1)));
-    recent_rooms_evicted_.add(static_cast<std::uint64_t>(number(2)));
+    metrics_.recent_appended.add(static_cast<std::uint64_t>(number(0)));
+    metrics_.recent_skipped.add(static_cast<std::uint64_t>(number(1)));
+    metrics_.recent_rooms_evicted.add(static_cast<std::uint64_t>(number(2)));
     recent_bytes_.set(number(3));
     recent_rooms_.set(number(4));
     append_backoff_ms_ = 0;
@@ -333,7 +315,7 @@ void RedisFanout::handle_append_reply(const redisReply* reply, AppendCall& call)
   // window. A NOSCRIPT (the server lost its scripts) ran nothing, but a call
   // sent behind it may have run if another client loaded the script again,
   // so it is a gap too; the next calls go by EVAL until SCRIPT LOAD answers.
-  recent_errors_.add();
+  metrics_.recent_errors.add();
   std::uint64_t suppressed = 0;
   if (append_error_log_.allow(suppressed))
     context_.logger().warn(
@@ -437,11 +419,11 @@ void RedisFanout::on_publish_reply(redisAsyncContext*, void* reply, void* self) 
 void RedisFanout::handle_publish_reply(const redisReply* reply) {
   if (in_flight_ > 0) --in_flight_;
   if (reply && reply->type != REDIS_REPLY_ERROR) {
-    published_.add();
+    metrics_.published.add();
     if (!pending_.empty()) flush(false);
     return;
   }
-  publish_errors_.add();
+  metrics_.publish_errors.add();
   std::uint64_t suppressed = 0;
   if (!publish_error_log_.allow(suppressed)) return;
   if (reply)
@@ -506,7 +488,7 @@ void RedisFanout::handle_subscription_reply(const redisReply* reply) {
   if (payload->type != REDIS_REPLY_STRING) return;
   std::shared_ptr<Message> message;
   if (Status s = decode_envelope(std::string_view(payload->str, payload->len), message); !s.ok()) {
-    decode_errors_.add();
+    metrics_.decode_errors.add();
     std::uint64_t suppressed = 0;
     if (decode_error_log_.allow(suppressed))
       context_.logger().warn("ignored a ", payload->len, "-byte payload on channel '",
@@ -515,7 +497,7 @@ void RedisFanout::handle_subscription_reply(const redisReply* reply) {
                              suppressed ? " (" + std::to_string(suppressed) + " more since the last report)" : "");
     return;
   }
-  received_.add();
+  metrics_.received.add();
   if (receiver_) receiver_->on_fanout_message(std::move(message));
 }
 
@@ -536,8 +518,8 @@ void RedisFanout::stop(std::function<void()> done) {
     append_recent(/*at_stop=*/true);
   }
   if (!pending_.empty()) {
-    if (config_.recent_messages > 0) recent_missed_.add(pending_.size());  // and no connection to cut their rooms
-    dropped_.add(pending_.size());
+    if (config_.recent_messages > 0) metrics_.recent_missed.add(pending_.size());  // and no connection to cut their rooms
+    metrics_.dropped.add(pending_.size());
     context_.logger().warn("dropped ", pending_.size(), " messages at stop that were waiting for redis at '",
                            config_.url.endpoint(), "'");
     pending_.clear();
@@ -545,12 +527,12 @@ void RedisFanout::stop(std::function<void()> done) {
   auto remaining = std::make_shared<int>(2);
   auto one_done = [this, remaining, done = std::move(done)] {
     if (--*remaining > 0) return;
-    connected_.set(0);
+    metrics_.connected.set(0);
     done();
   };
   publisher_->stop(one_done);
   subscriber_->stop(one_done);
-  connected_.set(0);
+  metrics_.connected.set(0);
 }
 
 }  // namespace nudge::plugins::redis

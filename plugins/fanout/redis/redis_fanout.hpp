@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
+#include "fanout_metrics.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
 #include "cluster_fanout.hpp"
@@ -112,24 +113,13 @@ class RedisFanout final : public Fanout {
   FanoutReceiver* receiver_ = nullptr;
   bool stopping_ = false;
 
-  Counter& published_;
-  Counter& publish_errors_;
-  Counter& received_;
-  Counter& decode_errors_;
-  Counter& reconnects_;
-  Counter& dropped_;
-  Gauge& connected_;
+  FanoutMetrics metrics_;
 
   std::deque<MessagePtr> pending_;  // waiting for the publishing connection
   std::size_t in_flight_ = 0;       // PUBLISHes sent, reply not yet read
   std::size_t window_;              // max in flight, and max pending
   std::set<std::string, std::less<>> rooms_;
 
-  Counter& recent_appended_;
-  Counter& recent_skipped_;
-  Counter& recent_missed_;
-  Counter& recent_errors_;
-  Counter& recent_rooms_evicted_;
   Gauge& recent_bytes_;
   Gauge& recent_rooms_;
   AppendState append_state_ = AppendState::ready;

@@ -7,11 +7,12 @@ import os
 import re
 import time
 
-SCENARIOS = ["broadcast", "chat", "persist", "idle", "raw"]
+SCENARIOS = ["broadcast", "chat", "persist", "idle", "raw", "scale"]
 # The sizes of a real run (issue 17); anything smaller is labelled a smoke-sized run.
 FULL = {"broadcast": {"connections": 1000}, "chat": {"connections": 1000},
-        "persist": {"backlog": 1_000_000}, "idle": {}, "raw": {"messages": 1_000_000}}
-MIN_ROUNDS = {"broadcast": 3, "chat": 3, "persist": 5, "idle": 3, "raw": 3}
+        "persist": {"backlog": 1_000_000}, "idle": {}, "raw": {"messages": 1_000_000},
+        "scale": {"connections": 5000, "backlog": 300_000}}
+MIN_ROUNDS = {"broadcast": 3, "chat": 3, "persist": 5, "idle": 3, "raw": 3, "scale": 3}
 NAMES = {"nudge": "Nudge (native protocol)", "nudge-socketio": "Nudge (Socket.IO)",
          "peer": "Node peer (with rooms)", "peer-broadcast": "Node peer (original, no rooms)",
          "nudge-postgres": "Nudge → PostgreSQL", "nudge-mariadb": "Nudge → MariaDB", "benthos": "Benthos",
@@ -50,6 +51,9 @@ def small(r):
             why.append(f"{k} {o.get(k)} < {v:,}")
     if r["scenario"] == "idle" and max(int(x) for x in o["sizes"].split(",")) < 10000:
         why.append("no size of 10,000")
+    if r["scenario"] == "scale" and "idle" in (o.get("parts") or "") and \
+            max(int(x) for x in o["sizes"].split(",")) < 4 * (o.get("max_per_process") or 19000):
+        why.append("idle connections on fewer than four instances")
     return ", ".join(why) or None
 
 
@@ -123,7 +127,7 @@ def generator_line(r):
 
 
 def all_steps(r):
-    for row in r.get("rounds", []) + r.get("ingest", []):
+    for row in r.get("rounds", []) + r.get("ingest", []) + r.get("edge", []):
         for v in row.values():
             if isinstance(v, dict) and "steps" in v:
                 yield from (s for s in v["steps"] if isinstance(s, dict) and not s.get("failed"))
@@ -499,6 +503,84 @@ def section_raw(runs):
             table(["", "per second"], [[labels.get(k, k), spread(v, "per_s", 0)] for k, v in h.items()]), ""]
 
 
+def section_scale(runs):
+    """Issue 19's measured scaling: edge instances, persistence workers, idle connections to the machine's limit."""
+    if not runs:
+        return []
+    r = runs[-1]
+    o = r["options"]
+    h = r["headline"]
+    m = r["machine"]
+    out = ["## scale", "", source(r), ""]
+    edge = h.get("edge") or {}
+    if edge:
+        out += [f"(a) **Edge instances** (`pipelines/{o['edge_pipeline']}`: clients, the Redis fanout, the Kafka "
+                f"producer) {' → '.join(sorted(edge, key=int))} on the same Redis and Kafka: {o['connections']:,} "
+                f"connections in {o['rooms']:,} rooms spread over them, every connection sending, the rate stepped "
+                f"×{o['step']:g} ({o['duration']:g} s windows) as in chat; the highest rate held at p99 ≤ "
+                f"{o['p99']:g} ms with nothing lost. **This machine has {m['cores']} cores**: the load generator is "
+                "pinned to one and every instance shares the other, so an added instance adds no CPU, only "
+                "another process to split the work with. The figures are therefore **per CPU-second** of the "
+                "instances (their process trees over the window): what one second of an instance's CPU carries; an "
+                "added instance's efficiency is that figure against one instance's (1.00: the split costs "
+                "nothing).", "", generator_line(r), "",
+                table(["instances", "connections held", "highest rate held, msg/s", "deliveries/s there",
+                       "p99 ms there", "instances' CPU, cores", "messages per instance CPU-s",
+                       "deliveries per instance CPU-s", "efficiency", "deliveries per CPU-s of every server",
+                       "Redis CPU-µs per message", "deliveries across instances"],
+                      [[c, spread(v, "connections", 0), ("" if v.get("highest_rate_rounds") else "") +
+                        spread(v, "highest_rate", 0), spread(v, "deliveries_per_s", 0), spread(v, "p99_ms", 1),
+                        spread(v, "instance_cores", 2), spread(v, "messages_per_instance_cpu_s", 0),
+                        spread(v, "deliveries_per_instance_cpu_s", 0),
+                        f"{v['efficiency_deliveries_per_instance_cpu_s']:.2f}"
+                        if v.get("efficiency_deliveries_per_instance_cpu_s") is not None else "no result",
+                        spread(v, "deliveries_per_server_cpu_s", 0), spread(v, "redis_cpu_us_per_message", 1),
+                        num(100 * v["cross_instance_share"], 0) + "%" if v.get("cross_instance_share") is not None
+                        else "no result"] for c, v in sorted(edge.items(), key=lambda kv: int(kv[0]))]), ""]
+    persist = h.get("persist") or {}
+    if persist:
+        backlogs = sorted({v.get("backlog") for row in r.get("persist", []) for v in row.values()} - {None})
+        out += [f"(b) **Persistence workers** (`pipelines/chat-persist.toml`) {' → '.join(sorted(persist, key=int))} "
+                f"draining the same backlog: one topic of {num(backlogs[0], 0) if backlogs else '?'} messages "
+                "(6 partitions, filled once per round through the edge), each count in a consumer group and table "
+                "of its own, timed from the workers' start to the last row. Exactly once: the table holds as many "
+                "rows as the topic holds messages, and as many distinct ids; rows a worker wrote again after a "
+                "rebalance are skipped by the id key and counted (`rows_duplicate`).", "",
+                table(["workers", "rows/s", "rows/s from the first row", "of one worker", "worker CPU-µs per row",
+                       "PostgreSQL CPU-µs per row", "exactly once (every round)", "rows written again, skipped"],
+                      [[c, spread(v, "rows_per_s", 0), spread(v, "rows_per_s_from_first_row", 0),
+                        fmt_ratio(ratio(v.get("rows_per_s"), (persist.get(min(persist, key=int)) or {}).get("rows_per_s"))),
+                        spread(v, "worker_cpu_us_per_row", 1), spread(v, "postgres_cpu_us_per_row", 1),
+                        "yes" if v.get("exactly_once") else "**no**", spread(v, "redelivered_skipped", 0)]
+                       for c, v in sorted(persist.items(), key=lambda kv: int(kv[0]))]), ""]
+    idle = h.get("idle") or {}
+    if idle:
+        pts = {n: p for row in r.get("idle", [])[:1] for n, p in row.items()}
+        out += [f"(c) **Idle connections up to this machine's limit.** A process here may hold at most 20,000 file "
+                f"descriptors (the hard limit), so each edge instance and each nudge-bench holds at most "
+                f"{o['max_per_process']:,} connections, over as many instances and generator processes as that "
+                "takes, from several source addresses (127.0.0.x: loopback has ~28,000 ephemeral ports per "
+                "address). User memory: the instances' anonymous RSS at N less at 0, per connection open. The "
+                "kernel's: the socket caches of `/proc/slabinfo` (`" + "`, `".join(SCALE_SLABS) + "`) and the TCP "
+                "buffer pages of `/proc/net/sockstat`, at N less at 0; on loopback both ends of a connection are on "
+                "this machine, so those are **both ends** — a server's own end is about half.", "",
+                table(["N", "instances", "nudge-bench processes", "source addresses", "open",
+                       "Nudge, B/connection (user RSS)", "kernel socket slabs, B/connection (both ends)",
+                       "kernel TCP buffers, B/connection", "all slab (meminfo), B/connection",
+                       "nudge-bench, B/connection"],
+                      [[f"{int(n):,}", (pts.get(n) or {}).get("instances", "–"), (pts.get(n) or {}).get("generators", "–"),
+                        (pts.get(n) or {}).get("source_addresses", "–"),
+                        spread(v, "open", 0) + ("" if v.get("all_open") else " (not all)"),
+                        spread(v, "rss_per_connection", 0), spread(v, "kernel_slab_per_connection", 0),
+                        spread(v, "kernel_tcp_buffers_per_connection", 0),
+                        spread(v, "kernel_slab_total_per_connection", 0), spread(v, "generator_rss_per_connection", 0)]
+                       for n, v in sorted(idle.items(), key=lambda kv: int(kv[0]))]), ""]
+    return out
+
+
+SCALE_SLABS = ("TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "eventpoll_pwq")
+
+
 def plot_chat(r, path, plt):
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
@@ -577,6 +659,7 @@ def render(runs, images=None, plt=None):
     out += section_persist(runs["persist"])
     out += section_idle(runs["idle"], images, plt)
     out += section_raw(runs["raw"])
+    out += section_scale(runs["scale"])
     out += ["## Method notes", "",
             "- A step counts only if the load generator had room: its ceiling (every frame it reads, expected or "
             "not) is measured at the start of each run, and a step over 70% of it is marked invalid and left out.",

@@ -107,5 +107,120 @@ class Report(unittest.TestCase):
         self.assertEqual(verdicts(chat(False)), ["no verdict", "**missed**"])
 
 
+def edge_step(rate, p99, nudge_cpu_s=2.0, redis_cpu_s=0.5):
+    s = step(rate, p99)
+    s.update(sent_per_s=rate, deliveries_per_target_cpu_s=rate * 10 / nudge_cpu_s,
+             deliveries_per_cpu_s=rate * 10 / (nudge_cpu_s + redis_cpu_s), open=5000,
+             cpu={"nudge": {"cpu_seconds": nudge_cpu_s}, "redis-server": {"us_per_accepted": 7.0}})
+    return s
+
+
+class Scale(unittest.TestCase):
+    def test_connections_spread_so_no_process_passes_the_descriptor_limit(self):
+        self.assertEqual(run.spread_plan(19000, 19000), (1, 1, 4))
+        self.assertEqual(run.spread_plan(19001, 19000), (2, 2, 4))
+        # 190,000: ten instances and generators, and enough addresses for loopback's ephemeral ports
+        self.assertEqual(run.spread_plan(190000, 19000), (10, 10, 11))
+        self.assertEqual(run.spread_plan(0, 19000), (1, 0, 1))
+
+    def test_the_kernels_share_is_the_socket_caches_and_buffers_per_connection(self):
+        slab0 = {"TCP": 1000, "filp": 0, "kmalloc-64": 5}
+        slab1 = {"TCP": 1000 + 2 * 2368 * 10, "filp": 2 * 192 * 10, "kmalloc-64": 10**9}
+        k = run.kernel_share({"TCP_mem": 1}, {"TCP_mem": 11}, slab0, slab1, 10)
+        self.assertEqual(k["slab"], 2 * 2368 + 2 * 192)  # both ends; caches outside the socket's are left out
+        self.assertEqual(k["tcp_buffers"], run.PAGE)
+        self.assertIsNone(run.kernel_share({}, {}, slab0, slab1, 0)["slab"])
+
+    def test_efficiency_is_each_counts_figure_against_the_first(self):
+        h = {"1": {"x": 100.0}, "2": {"x": 90.0}, "3": {"x": 60.0}}
+        self.assertEqual(run.efficiency(h, "x"), {"1": 1.0, "2": 0.9, "3": 0.6})
+        self.assertEqual(run.efficiency({"1": {"x": None}, "2": {"x": 5.0}}, "x"), {"1": None, "2": None})
+
+    def test_edge_counts_report_per_cpu_figures_at_the_highest_rate_held(self):
+        args = types.SimpleNamespace(counts="1,2", start_rate=1000, step=1.5, p99=50, duration=5, rooms=10,
+                                     senders=None, connections=5000, stamp="t", edge_pipeline="chat-edge.toml")
+        starts = []
+
+        class FakeNudge:
+            def __init__(self, args, tag, pipeline, instances):
+                self.instances = instances
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        def fake_steps(args, t, label, svc, rooms, senders):
+            starts.append((t.instances, args.start_rate))
+            limit = 2000 if t.instances == 1 else 1500
+            rates = [args.start_rate * args.step ** i for i in range(4)]
+            return [edge_step(r, 10 if r <= limit else 500, nudge_cpu_s=5.0 * t.instances / 2) for r in rates]
+
+        saved = (run.Nudge, run.step_rates, run.log)
+        run.Nudge, run.step_rates, run.log = FakeNudge, fake_steps, lambda *a: None
+        try:
+            best = {}
+            first = run.scale_edge(args, None, 0, best)
+            run.scale_edge(args, None, 1, best)
+        finally:
+            run.Nudge, run.step_rates, run.log = saved
+        one, two = first["1"], first["2"]
+        self.assertEqual((one["highest_rate"], two["highest_rate"]), (1500, 1500))
+        self.assertTrue(one["limit_reached"])
+        self.assertEqual(one["instance_cores"], 0.5)  # 2.5 CPU-s over a 5 s window
+        self.assertEqual(one["messages_per_instance_cpu_s"], 3000)
+        self.assertEqual(two["deliveries_per_instance_cpu_s"], 1500 * 10 / 5.0)
+        self.assertEqual(one["redis_cpu_us_per_message"], 7.0)
+        # The next round starts two steps below the first round's best (never below --start-rate).
+        self.assertEqual(starts, [(1, 1000), (2, 1000), (1, 1000), (2, 1000)])
+        args.start_rate = 300
+        run.Nudge, run.step_rates, run.log = FakeNudge, fake_steps, lambda *a: None
+        try:
+            run.scale_edge(args, None, 2, best)
+        finally:
+            run.Nudge, run.step_rates, run.log = saved
+        self.assertAlmostEqual(starts[-2][1], 1500 / 1.5 ** 2)
+
+    def test_smoke_fails_a_persist_count_that_is_not_exactly_once(self):
+        args = types.SimpleNamespace(scenario="scale", parts="persist")
+        headline = {"edge": {}, "idle": {}, "persist": {"1": {"rows_per_s": 10.0, "exactly_once": True},
+                                                        "2": {"rows_per_s": 10.0, "exactly_once": False}}}
+        saved = sys.stderr
+        sys.stderr = open(os.devnull, "w")
+        try:
+            self.assertEqual(run.smoke_check(args, headline), 1)
+            headline["persist"]["2"]["exactly_once"] = True
+            self.assertEqual(run.smoke_check(args, headline), 0)
+        finally:
+            sys.stderr.close()
+            sys.stderr = saved
+
+    def test_the_report_shows_every_count_and_says_the_figures_are_per_cpu_second(self):
+        edge = run.medians([{"1": {"highest_rate": 3000.0, "deliveries_per_instance_cpu_s": 30000.0},
+                             "2": {"highest_rate": 2500.0, "deliveries_per_instance_cpu_s": 24000.0}}],
+                           ["highest_rate", "deliveries_per_instance_cpu_s"])
+        for c, e in run.efficiency(edge, "deliveries_per_instance_cpu_s").items():
+            edge[c]["efficiency_deliveries_per_instance_cpu_s"] = e
+        persist = {"1": {"rows_per_s": 20000.0, "exactly_once": True},
+                   "2": {"rows_per_s": 30000.0, "exactly_once": False}}
+        doc = {"scenario": "scale", "started": "2026-12-06T12:00:00Z", "seconds": 60, "load_1min_at_end": 1.0,
+               "_path": "bench/results/scale-x.json", "machine": {"cores": 2}, "calibration": {},
+               "options": {"rounds": 1, "connections": 5000, "rooms": 500, "step": 1.5, "duration": 5, "p99": 50,
+                           "edge_pipeline": "chat-edge.toml", "backlog": 300000, "sizes": "19000",
+                           "max_per_process": 19000, "parts": "edge,persist,idle"},
+               "edge": [], "persist": [{"1": {"backlog": 300000}}], "idle": [{"19000": {"instances": 1}}],
+               "headline": {"edge": edge, "persist": persist,
+                            "idle": {"19000": {"open": 19000, "rss_per_connection": 3000.0, "all_open": True}}}}
+        page = "\n".join(report.section_scale([doc]))
+        self.assertIn("per CPU-second", page)
+        self.assertIn("| 2 | no result | 2,500 |", page)
+        self.assertIn("| 0.80 |", page)  # 24,000 / 30,000
+        self.assertIn("**no**", page)  # the count that was not exactly once
+        self.assertIn("1.5×", page)  # two workers against one
+        self.assertIn("| 19,000 | 1 |", page)
+        self.assertIn("Smaller than the issue's run", page)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -114,6 +114,22 @@ class Report(unittest.TestCase):
         # bound under the goal (missed whatever the peer's limit).
         self.assertEqual(verdicts(chat(False)), ["no verdict", "**missed**"])
 
+    def test_steps_over_the_generators_ceiling_do_not_make_a_limit(self):
+        # The first full run: Nudge held 3,797/s; the only step above it was invalid (the generator read 82% of
+        # its ceiling). Nudge's limit was not found, so its figure is a lower bound and the ratio no verdict.
+        nudge = {"highest_rate": 3796.88, "steps": [step(2531.25, 19), step(3796.88, 34),
+                                                    step(5695.31, 59, valid=False)]}
+        peer = {"highest_rate": 1125.0, "steps": [step(1125, 42), step(1687.5, 95), step(2531.25, 432)]}
+        self.assertFalse(run.limit_found(nudge["steps"], 3796.88, 50))
+        self.assertTrue(run.limit_found(peer["steps"], 1125, 50))
+        run_ = {"headline": {"nudge": {"highest_rate": 3796.88}, "nudge-socketio": {"highest_rate": 3796.88},
+                             "peer": {"highest_rate": 1125.0}},
+                "rounds": [{"nudge": nudge, "nudge-socketio": nudge, "peer": peer}], "options": {"p99": 50.0}}
+        rows = [r for r in report.targets(dict({s: [] for s in report.SCENARIOS}, chat=[run_]))
+                if r[0].startswith("chat")]
+        self.assertEqual([r[3] for r in rows], ["no verdict", "no verdict"])
+        self.assertTrue(rows[0][2].startswith("≥ 3,797 vs 1,125 msg/s = 3.38× (Nudge"), rows[0][2])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -24,13 +24,14 @@ run = load("bench_run", os.path.join(ROOT, "bench/run"))
 report = load("bench_report", os.path.join(ROOT, "bench/report.py"))
 
 
-def step(rate, p99, valid=True, lost=0):
-    return {"offered": rate, "p99_ms": p99, "lost": lost, "failed_connections": 0, "open": 10, "valid": valid,
+def step(rate, p99, valid=True, lost=0, errors=0):
+    return {"offered": rate, "p99_ms": p99, "lost": lost, "errors": errors, "failed_connections": 0, "open": 10,
+            "valid": valid, "error_codes": {"too_many_rooms": errors} if errors else {},
             "deliveries_per_s": rate, "p50_ms": p99 / 2, "cross_instance_share": 0.5, "generator": {}}
 
 
 class StepRates(unittest.TestCase):
-    def drive(self, holds_up_to, valid=lambda rate: True):
+    def drive(self, holds_up_to, valid=lambda rate: True, refused=lambda rate: 0):
         """step_rates against a fake target that holds p99 ≤ 50 ms up to `holds_up_to` msg/s."""
         args = types.SimpleNamespace(start_rate=800, step=1.5, max_steps=5, max_down=4, p99=50, stop_p99=100,
                                      connections=10, payload=64, duration=1, warmup=0, threads=2, connect_rate=100,
@@ -38,7 +39,7 @@ class StepRates(unittest.TestCase):
         offered = []
         saved = (run.bench_once, run.summary, run.log)
         run.bench_once = lambda args, target, label, svc, **o: None if label.endswith("prewarm") else o["rate"]
-        run.summary = lambda rate: step(rate, 10 if rate <= holds_up_to else 500, valid(rate))
+        run.summary = lambda rate: step(rate, 10 if rate <= holds_up_to else 500, valid(rate), errors=refused(rate))
         run.log = lambda *a: offered.append(a)
         try:
             steps = run.step_rates(args, None, "t", None, 1, 10)
@@ -65,6 +66,13 @@ class StepRates(unittest.TestCase):
         rates, best = self.drive(10_000, valid=lambda rate: rate < 1000)
         self.assertEqual(best, 800)
         self.assertEqual(rates[:2], [800, 1200])
+
+    def test_a_step_the_server_refused_part_of_does_not_hold(self):
+        # A full run once "held" 500/s with 84% of sends refused (too_many_rooms): refusals are not throughput.
+        rates, best = self.drive(10_000, refused=lambda rate: 3000 if rate >= 1000 else 0)
+        self.assertEqual(best, 800)
+        self.assertEqual(rates, [800, 1200])
+        self.assertIn("REFUSED 3000 (too_many_rooms 3000)", run.fmt_run(step(1200, 10, errors=3000)))
 
 
 class Medians(unittest.TestCase):
@@ -105,6 +113,22 @@ class Report(unittest.TestCase):
         # The peer held every step: its limit is higher, so 50× is an upper bound (no verdict), and 3× an upper
         # bound under the goal (missed whatever the peer's limit).
         self.assertEqual(verdicts(chat(False)), ["no verdict", "**missed**"])
+
+    def test_steps_over_the_generators_ceiling_do_not_make_a_limit(self):
+        # The first full run: Nudge held 3,797/s; the only step above it was invalid (the generator read 82% of
+        # its ceiling). Nudge's limit was not found, so its figure is a lower bound and the ratio no verdict.
+        nudge = {"highest_rate": 3796.88, "steps": [step(2531.25, 19), step(3796.88, 34),
+                                                    step(5695.31, 59, valid=False)]}
+        peer = {"highest_rate": 1125.0, "steps": [step(1125, 42), step(1687.5, 95), step(2531.25, 432)]}
+        self.assertFalse(run.limit_found(nudge["steps"], 3796.88, 50))
+        self.assertTrue(run.limit_found(peer["steps"], 1125, 50))
+        run_ = {"headline": {"nudge": {"highest_rate": 3796.88}, "nudge-socketio": {"highest_rate": 3796.88},
+                             "peer": {"highest_rate": 1125.0}},
+                "rounds": [{"nudge": nudge, "nudge-socketio": nudge, "peer": peer}], "options": {"p99": 50.0}}
+        rows = [r for r in report.targets(dict({s: [] for s in report.SCENARIOS}, chat=[run_]))
+                if r[0].startswith("chat")]
+        self.assertEqual([r[3] for r in rows], ["no verdict", "no verdict"])
+        self.assertTrue(rows[0][2].startswith("≥ 3,797 vs 1,125 msg/s = 3.38× (Nudge"), rows[0][2])
 
 
 def edge_step(rate, p99, nudge_cpu_s=2.0, redis_cpu_s=0.5):

@@ -298,8 +298,9 @@ void Connection::on_connect(error_code ec) {
 void Connection::on_handshake(error_code ec) {
   if (state_ != State::kOpening) return;
   if (ec) {
-    const unsigned status = response_.result_int();
-    if (status != 0 && status != 101) return fail("HTTP " + std::to_string(status));
+    // Only a declined upgrade read a response: Beast presets 500 in it before every handshake, so a
+    // handshake cut short (reset, end of stream, timeout) would otherwise read as "HTTP 500".
+    if (ec == websocket::error::upgrade_declined) return fail("HTTP " + std::to_string(response_.result_int()));
     return fail("handshake: " + ec.message());
   }
   response_ = {};

@@ -2,7 +2,11 @@
 // (connect, join, scheduled sends, deliveries, acks, accounting) on loopback.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <string>
 #include <thread>
+
+#include <boost/asio/write.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 
@@ -113,6 +117,69 @@ TEST_F(SelfTest, ConnectionsToNowhereAreCountedAsFailures) {
   EXPECT_EQ(r.connections_open, 0u);
   EXPECT_EQ(r.connect_failures, 5u);
   EXPECT_EQ(r.sent_window, 0u);
+}
+
+/// A server that answers every connection with `reply` (nothing: it closes at once), on a thread of its own.
+class RawServer {
+ public:
+  explicit RawServer(std::string reply) : reply_(std::move(reply)) {
+    thread_ = std::thread([this] {
+      for (;;) {
+        asio::ip::tcp::socket s(ioc_);
+        boost::system::error_code ec;
+        acceptor_.accept(s, ec);
+        if (ec || stopping_) return;
+        char request[4096];
+        if (!reply_.empty()) {
+          s.read_some(asio::buffer(request), ec);
+          asio::write(s, asio::buffer(reply_), ec);
+        }
+        s.close(ec);
+      }
+    });
+  }
+  ~RawServer() {
+    stopping_ = true;
+    boost::system::error_code ec;
+    asio::ip::tcp::socket poke(ioc_);
+    poke.connect(acceptor_.local_endpoint(), ec);
+    thread_.join();
+  }
+  std::string url() const { return "ws://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()) + "/ws"; }
+
+ private:
+  std::string reply_;
+  asio::io_context ioc_;
+  asio::ip::tcp::acceptor acceptor_{ioc_, {asio::ip::make_address("127.0.0.1"), 0}};
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
+TEST_F(SelfTest, AHandshakeCutShortIsNotReportedAsAnHttpStatus) {
+  // Beast presets 500 in the response before every handshake: a connection closed before any answer used to be
+  // counted as "HTTP 500", as if the server had answered so.
+  RawServer closes("");
+  Options o = shape(Protocol::kNudge);
+  o.urls = {closes.url()};
+  o.connections = 3;
+  o.rooms = 1;
+  o.senders = 1;
+  const RunResult r = run_load(o);
+  EXPECT_EQ(r.connect_failures, 3u);
+  EXPECT_EQ(r.connect_failure_reasons.count("HTTP 500"), 0u);
+  for (const auto& [reason, n] : r.connect_failure_reasons) EXPECT_EQ(reason.rfind("handshake: ", 0), 0u) << reason;
+}
+
+TEST_F(SelfTest, ADeclinedUpgradeIsReportedWithItsStatus) {
+  RawServer busy("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+  Options o = shape(Protocol::kNudge);
+  o.urls = {busy.url()};
+  o.connections = 3;
+  o.rooms = 1;
+  o.senders = 1;
+  const RunResult r = run_load(o);
+  EXPECT_EQ(r.connect_failures, 3u);
+  EXPECT_EQ(r.connect_failure_reasons.at("HTTP 503"), 3u);
 }
 
 }  // namespace

@@ -164,6 +164,16 @@ class BroadcastTargets(unittest.TestCase):
         self.assertEqual(rows["broadcast, 1,000 subscribers: Nudge's deliveries per server CPU-second"][3],
                          "not measured")
 
+    def test_the_kernel_floor_bounds_the_ratio(self):
+        # 6.25 µs per delivery, 5.25 in the kernel; the peer 12.5 µs: at most 12.5 / 5.25 = 2.4× with no user time.
+        bc = {"options": {"connections": 5000}, "headline": {
+            "nudge": {"deliveries_per_target_cpu_s": 160000.0, "deliveries_per_target_user_cpu_s": 1000000.0},
+            "peer-broadcast": {"deliveries_per_target_cpu_s": 80000.0, "deliveries_per_target_user_cpu_s": 160000.0}}}
+        floors = report.kernel_floors(None, [bc])
+        self.assertEqual(len(floors), 1)
+        self.assertIn("6.2 µs of CPU per delivery, 5.2 of them in the kernel; the peer 12.5 µs", floors[0])
+        self.assertIn("at most 2.4× the peer (goal 3×)", floors[0])
+
 
 if __name__ == "__main__":
     unittest.main()

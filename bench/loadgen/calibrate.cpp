@@ -83,6 +83,28 @@ std::optional<double> read_ceiling(const std::string& file, Protocol protocol, s
   return std::nullopt;
 }
 
+std::optional<double> search_ceiling(double start_rate, const std::function<StepVerdict(double rate)>& measure) {
+  auto holds = [&](double rate) {
+    const StepVerdict v = measure(rate);
+    return v.held || (v.latency_only && measure(rate).held);
+  };
+  std::optional<double> best, failed;
+  double rate = start_rate;
+  for (int i = 0; i < 30 && !failed; ++i) {
+    if (holds(rate)) {
+      best = rate;
+      rate *= 1.5;
+    } else {
+      failed = rate;
+    }
+  }
+  for (int i = 0; i < 3 && best && failed; ++i) {
+    const double middle = (*best + *failed) / 2;
+    (holds(middle) ? best : failed) = middle;
+  }
+  return best;
+}
+
 double calibrate(const Options& options, std::ostream& out) {
   namespace asio = boost::asio;
   Options o = options;
@@ -138,27 +160,17 @@ double calibrate(const Options& options, std::ostream& out) {
     return s;
   };
 
-  // Up by 1.5× from ~10k deliveries/s until a step fails, then halve the
-  // interval between the last that held and the first that failed, 3 times.
-  double rate = o.was_given("--rate") ? o.rate : std::max(1.0, 10'000 / members);
-  std::optional<Step> best, failed;
-  for (int i = 0; i < 30 && !failed; ++i) {
+  std::optional<Step> best;
+  std::string first_failure;
+  const double start = o.was_given("--rate") ? o.rate : std::max(1.0, 10'000 / members);
+  const auto ceiling_rate = search_ceiling(start, [&](double rate) {
     Step s = run_step(rate);
-    if (s.held) {
-      best = std::move(s);
-      rate *= 1.5;
-    } else {
-      failed = std::move(s);
-    }
-  }
-  for (int i = 0; i < 3 && best && failed; ++i) {
-    Step s = run_step((best->rate + failed->rate) / 2);
-    if (s.held) {
-      best = std::move(s);
-    } else {
-      failed = std::move(s);
-    }
-  }
+    StepVerdict v{s.held, s.why, s.why == "p99 over the limit"};
+    if (s.held && (!best || s.rate > best->rate)) best = std::move(s);
+    if (!v.held && first_failure.empty()) first_failure = v.why;
+    return v;
+  });
+  if (!ceiling_rate) best.reset();
   server.stop();
   guard.reset();
   ioc.stop();
@@ -175,7 +187,7 @@ double calibrate(const Options& options, std::ostream& out) {
         << std::llround(kCeilingShare * ceiling) << " frames read/s) are flagged\n"
         << "recorded as \"" << key << "\" in " << o.calibration_file << "\n";
   } else {
-    out << "ceiling: none — even the first step failed (" << (failed ? failed->why : "?") << ")\n";
+    out << "ceiling: none — even the first step failed (" << first_failure << ")\n";
   }
   return ceiling;
 }

@@ -246,5 +246,49 @@ class Scale(unittest.TestCase):
         self.assertIn("Smaller than the issue's run", page)
 
 
+class WriteCalls(unittest.TestCase):
+    def test_perf_stat_counts_are_read_by_call(self):
+        text = ("1234,,syscalls:sys_enter_sendmsg,10000000,100.00,,\n"
+                "0,,syscalls:sys_enter_writev,10000000,100.00,,\n"
+                "<not counted>,,syscalls:sys_enter_write,0,0.00,,\n")
+        self.assertEqual(run.parse_perf_stat(text), {"sendmsg": 1234, "writev": 0})
+
+
+class BroadcastTargets(unittest.TestCase):
+    def rows(self, raw_runs):
+        bc = {"options": {"connections": 1000}, "headline": {
+            "nudge": {"deliveries_per_target_cpu_s": 180000.0, "write_calls_per_delivery": 0.65},
+            "nudge-socketio": {"deliveries_per_target_cpu_s": 150000.0},
+            "peer-broadcast": {"deliveries_per_target_cpu_s": 60000.0, "write_calls_per_delivery": 1.0}}}
+        runs = dict({s: [] for s in report.SCENARIOS}, broadcast=[bc], raw=raw_runs)
+        return {r[0]: r for r in report.targets(runs) if r[0].startswith("broadcast, 1,000")}
+
+    def test_each_size_is_held_against_the_bound_measured_at_that_size(self):
+        raw = {"headline": {"epoll-writev/1000": {"deliveries_per_cpu_s": 190000.0},
+                            "epoll-writev/5000": {"deliveries_per_cpu_s": 100000.0}}}
+        rows = self.rows([raw])
+        native = rows["broadcast, 1,000 subscribers: Nudge's deliveries per server CPU-second (Nudge (native protocol))"]
+        self.assertEqual((native[2], native[3]), ("180,000 vs 190,000 = 95%", "met"))
+        sio = rows["broadcast, 1,000 subscribers: Nudge's deliveries per server CPU-second (Nudge (Socket.IO))"]
+        self.assertEqual(sio[3], "**missed**")
+        calls = rows["broadcast, 1,000 subscribers: write system calls per delivery"]
+        self.assertIn("Nudge (native protocol) 0.65", calls[2])
+
+    def test_no_bound_at_that_size_is_not_measured(self):
+        rows = self.rows([{"headline": {"epoll-writev/5000": {"deliveries_per_cpu_s": 1.0}}}])
+        self.assertEqual(rows["broadcast, 1,000 subscribers: Nudge's deliveries per server CPU-second"][3],
+                         "not measured")
+
+    def test_the_kernel_floor_bounds_the_ratio(self):
+        # 6.25 µs per delivery, 5.25 in the kernel; the peer 12.5 µs: at most 12.5 / 5.25 = 2.4× with no user time.
+        bc = {"options": {"connections": 5000}, "headline": {
+            "nudge": {"deliveries_per_target_cpu_s": 160000.0, "deliveries_per_target_user_cpu_s": 1000000.0},
+            "peer-broadcast": {"deliveries_per_target_cpu_s": 80000.0, "deliveries_per_target_user_cpu_s": 160000.0}}}
+        floors = report.kernel_floors(None, [bc])
+        self.assertEqual(len(floors), 1)
+        self.assertIn("6.2 µs of CPU per delivery, 5.2 of them in the kernel; the peer 12.5 µs", floors[0])
+        self.assertIn("at most 2.4× the peer (goal 3×)", floors[0])
+
+
 if __name__ == "__main__":
     unittest.main()

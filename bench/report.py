@@ -592,17 +592,21 @@ def section_raw(runs):
     return out
 
 
+def latest_with(runs, part):
+    """The newest run that measured `part` of a scenario run in parts (`bench/run scale --parts`)."""
+    return next((r for r in reversed(runs) if (r.get("headline") or {}).get(part)), None)
+
+
 def section_scale(runs):
-    """Issue 19's measured scaling: edge instances, persistence workers, idle connections to the machine's limit."""
+    """Issue 19's measured scaling: edge instances, persistence workers, idle connections to the machine's limit,
+    each part from the newest run that measured it."""
     if not runs:
         return []
-    r = runs[-1]
-    o = r["options"]
-    h = r["headline"]
-    m = r["machine"]
-    out = ["## scale", "", source(r), ""]
-    edge = h.get("edge") or {}
-    if edge:
+    out = ["## scale", ""]
+    r = latest_with(runs, "edge")
+    if r:
+        o, h, m = r["options"], r["headline"], r["machine"]
+        edge = h["edge"]
         out += [f"(a) **Edge instances** (`pipelines/{o['edge_pipeline']}`: clients, the Redis fanout, the Kafka "
                 f"producer) {' → '.join(sorted(edge, key=int))} on the same Redis and Kafka: {o['connections']:,} "
                 f"connections in {o['rooms']:,} rooms spread over them, every connection sending, the rate stepped "
@@ -613,7 +617,7 @@ def section_scale(runs):
                 "another process to split the work with. The figures are therefore **per CPU-second** of the "
                 "instances (their process trees over the window): what one second of an instance's CPU carries; an "
                 "added instance's efficiency is that figure against one instance's (1.00: the split costs "
-                "nothing).", "", generator_line(r), "",
+                "nothing). " + source(r), "", generator_line(r), "",
                 table(["instances", "connections held", "highest rate held, msg/s", "deliveries/s there",
                        "p99 ms there", "instances' CPU, cores", "messages per instance CPU-s",
                        "deliveries per instance CPU-s", "efficiency", "deliveries per CPU-s of every server",
@@ -629,15 +633,17 @@ def section_scale(runs):
                         spread(v, "deliveries_per_server_cpu_s", 0), spread(v, "redis_cpu_us_per_message", 1),
                         num(100 * v["cross_instance_share"], 0) + "%" if v.get("cross_instance_share") is not None
                         else "no result"] for c, v in sorted(edge.items(), key=lambda kv: int(kv[0]))]), ""]
-    persist = h.get("persist") or {}
-    if persist:
+    r = latest_with(runs, "persist")
+    if r:
+        o, h = r["options"], r["headline"]
+        persist = h["persist"]
         backlogs = sorted({v.get("backlog") for row in r.get("persist", []) for v in row.values()} - {None})
         out += [f"(b) **Persistence workers** (`pipelines/chat-persist.toml`) {' → '.join(sorted(persist, key=int))} "
                 f"draining the same backlog: one topic of {num(backlogs[0], 0) if backlogs else '?'} messages "
                 "(6 partitions, filled once per round through the edge), each count in a consumer group and table "
                 "of its own, timed from the workers' start to the last row. Exactly once: the table holds as many "
                 "rows as the topic holds messages, and as many distinct ids; rows a worker wrote again after a "
-                "rebalance are skipped by the id key and counted (`rows_duplicate`).", "",
+                "rebalance are skipped by the id key and counted (`rows_duplicate`). " + source(r), "",
                 table(["workers", "rows/s", "rows/s from the first row", "of one worker", "worker CPU-µs per row",
                        "PostgreSQL CPU-µs per row", "exactly once (every round)", "rows written again, skipped"],
                       [[c, spread(v, "rows_per_s", 0), spread(v, "rows_per_s_from_first_row", 0),
@@ -645,8 +651,10 @@ def section_scale(runs):
                         spread(v, "worker_cpu_us_per_row", 1), spread(v, "postgres_cpu_us_per_row", 1),
                         "yes" if v.get("exactly_once") else "**no**", spread(v, "redelivered_skipped", 0)]
                        for c, v in sorted(persist.items(), key=lambda kv: int(kv[0]))]), ""]
-    idle = h.get("idle") or {}
-    if idle:
+    r = latest_with(runs, "idle")
+    if r:
+        o, h = r["options"], r["headline"]
+        idle = h["idle"]
         pts = {n: p for row in r.get("idle", [])[:1] for n, p in row.items()}
         out += [f"(c) **Idle connections up to this machine's limit.** A process here may hold at most 20,000 file "
                 f"descriptors (the hard limit), so each edge instance and each nudge-bench holds at most "
@@ -655,7 +663,7 @@ def section_scale(runs):
                 "address). User memory: the instances' anonymous RSS at N less at 0, per connection open. The "
                 "kernel's: the socket caches of `/proc/slabinfo` (`" + "`, `".join(SCALE_SLABS) + "`) and the TCP "
                 "buffer pages of `/proc/net/sockstat`, at N less at 0; on loopback both ends of a connection are on "
-                "this machine, so those are **both ends** — a server's own end is about half.", "",
+                "this machine, so those are **both ends** — a server's own end is about half. " + source(r), "",
                 table(["N", "instances", "nudge-bench processes", "source addresses", "open",
                        "Nudge, B/connection (user RSS)", "kernel socket slabs, B/connection (both ends)",
                        "kernel TCP buffers, B/connection", "all slab (meminfo), B/connection",

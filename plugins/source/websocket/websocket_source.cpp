@@ -127,12 +127,16 @@ Status WebSocketSource::listen() {
   const std::vector<std::string> hosts =
       cfg.host == "localhost" ? std::vector<std::string>{"127.0.0.1", "::1"} : std::vector<std::string>{cfg.host};
   std::uint16_t port = cfg.port;
+  const auto loop = loop_executor(context_.executor());
+  if (!loop)
+    return Status::error(StatusCode::internal,
+                         "listen: the context's executor is not an io_context's (the runtime's event loop is)");
   for (const auto& host : hosts) {
     boost::system::error_code ec;
     const auto address = boost::asio::ip::make_address(host, ec);
     if (ec) return Status::error(StatusCode::invalid_argument, "listen: '" + cfg.host + "' is not an IP address or localhost");
     const std::string where = (address.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
-    auto listener = std::make_unique<Listener>(context_.executor());
+    auto listener = std::make_unique<Listener>(*loop);
     auto* acceptor = &listener->acceptor;
     if (acceptor->open(address.is_v6() ? tcp::v6() : tcp::v4(), ec); ec) {
       if (&host != &hosts.front() && address.is_v6()) {
@@ -165,7 +169,7 @@ Status WebSocketSource::listen() {
 }
 
 void WebSocketSource::do_accept(Listener& listener) {
-  listener.acceptor.async_accept([this, &listener](boost::system::error_code ec, tcp::socket socket) {
+  listener.acceptor.async_accept([this, &listener](boost::system::error_code ec, LoopSocket socket) {
     if (ec == boost::asio::error::operation_aborted || !listener.acceptor.is_open()) return;
     if (ec) {
       accept_failures_.add();
@@ -184,7 +188,7 @@ void WebSocketSource::do_accept(Listener& listener) {
   });
 }
 
-void WebSocketSource::serve(tcp::socket socket) {
+void WebSocketSource::serve(LoopSocket socket) {
   boost::system::error_code ec;
   const auto remote = socket.remote_endpoint(ec);
   if (ec) return;  // gone already

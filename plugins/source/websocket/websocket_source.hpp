@@ -39,8 +39,9 @@ class WebSocketSource final : public Source {
   /// One address listened on (localhost: each loopback), and the pause of
   /// its accepts when the process ran out of descriptors.
   struct Listener {
-    explicit Listener(const boost::asio::any_io_executor& executor) : acceptor(executor), pause(executor) {}
-    boost::asio::ip::tcp::acceptor acceptor;
+    explicit Listener(const LoopExecutor& executor) : acceptor(executor), pause(executor) {}
+    /// On the loop's own executor, so the sockets it accepts are too (LoopSocket).
+    boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, LoopExecutor> acceptor;
     boost::asio::steady_timer pause;
   };
 
@@ -49,7 +50,7 @@ class WebSocketSource final : public Source {
   void do_accept(Listener& listener);
   /// Counts a new connection against the limits and starts serving it, or
   /// closes it at once.
-  void serve(boost::asio::ip::tcp::socket socket);
+  void serve(LoopSocket socket);
   /// Out of file descriptors: accepts and closes one waiting connection with
   /// the descriptor kept spare for this (so it is not left hanging in the
   /// backlog), then waits a moment before accepting again instead of

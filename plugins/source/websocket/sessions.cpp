@@ -87,11 +87,6 @@ PeerTable::Limits Hub::peer_limits() const {
   return limits;
 }
 
-std::optional<LoopExecutor> loop_executor(const boost::asio::any_io_executor& executor) {
-  if (const auto* loop = executor.target<LoopExecutor>()) return *loop;
-  return std::nullopt;
-}
-
 // -------------------------------------------------------------- SocketSlot
 
 SocketSlot& SocketSlot::operator=(SocketSlot&& other) noexcept {

@@ -11,7 +11,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core.hpp>
@@ -32,20 +31,18 @@
 
 namespace nudge::plugins::websocket {
 
-/// The event loop's own executor (the runtime's io_context). Sockets and the
-/// operations pending on them are typed on it rather than on
-/// any_io_executor, whose 56 bytes each carries and whose outstanding-work
-/// tracking each pending operation holds: an idle connection's socket takes
-/// 40 bytes rather than 88, and its read wait 104 rather than 224.
-using LoopExecutor = boost::asio::io_context::executor_type;
-/// The loop's executor behind `executor`; nullopt when it is not an io_context's.
-std::optional<LoopExecutor> loop_executor(const boost::asio::any_io_executor& executor);
-using LoopSocket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, LoopExecutor>;
-
 /// The two transports a session runs over. Sessions are templates over the
 /// stream, so the plain path has no TLS branch and no indirection per read or
 /// write.
-using PlainStream = boost::beast::basic_stream<boost::asio::ip::tcp, LoopExecutor>;
+///
+/// On any_io_executor, not the io_context's own executor type, although that
+/// would make an idle connection 48 bytes smaller (its socket) and its read
+/// wait 104: an operation completing on an io_context executor calls into
+/// Asio's per-thread scheduler state, and a plugin (hidden visibility) has
+/// its own copy of it, never set by the runtime's io_context::run(): the
+/// plugin crashed (reload_test).
+using LoopSocket = boost::asio::ip::tcp::socket;
+using PlainStream = boost::beast::tcp_stream;
 using TlsStream = boost::beast::ssl_stream<PlainStream>;
 
 /// What a WebSocket runs over once upgraded from an HTTP stream. Plain

@@ -127,16 +127,12 @@ Status WebSocketSource::listen() {
   const std::vector<std::string> hosts =
       cfg.host == "localhost" ? std::vector<std::string>{"127.0.0.1", "::1"} : std::vector<std::string>{cfg.host};
   std::uint16_t port = cfg.port;
-  const auto loop = loop_executor(context_.executor());
-  if (!loop)
-    return Status::error(StatusCode::internal,
-                         "listen: the context's executor is not an io_context's (the runtime's event loop is)");
   for (const auto& host : hosts) {
     boost::system::error_code ec;
     const auto address = boost::asio::ip::make_address(host, ec);
     if (ec) return Status::error(StatusCode::invalid_argument, "listen: '" + cfg.host + "' is not an IP address or localhost");
     const std::string where = (address.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
-    auto listener = std::make_unique<Listener>(*loop);
+    auto listener = std::make_unique<Listener>(context_.executor());
     auto* acceptor = &listener->acceptor;
     if (acceptor->open(address.is_v6() ? tcp::v6() : tcp::v4(), ec); ec) {
       if (&host != &hosts.front() && address.is_v6()) {

@@ -39,9 +39,8 @@ class WebSocketSource final : public Source {
   /// One address listened on (localhost: each loopback), and the pause of
   /// its accepts when the process ran out of descriptors.
   struct Listener {
-    explicit Listener(const LoopExecutor& executor) : acceptor(executor), pause(executor) {}
-    /// On the loop's own executor, so the sockets it accepts are too (LoopSocket).
-    boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, LoopExecutor> acceptor;
+    explicit Listener(const boost::asio::any_io_executor& executor) : acceptor(executor), pause(executor) {}
+    boost::asio::ip::tcp::acceptor acceptor;
     boost::asio::steady_timer pause;
   };
 

@@ -322,24 +322,19 @@ WsSession::WsSession(std::shared_ptr<Hub> hub, std::string address, std::string 
       address_(std::move(address)),
       peer_(std::move(peer)),
       identity_(identity ? std::make_unique<const JwtIdentity>(std::move(*identity)) : nullptr),
-      serial_(++hub_->next_connection_serial),
-      bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
-              TokenBucket::Clock::now()) {
+      serial_(++hub_->next_connection_serial) {
   if (identity_) name_ = identity_->name;
 }
 
 WsSession::~WsSession() { release_all_history(); }
 
-void WsSession::apply_limits() {
-  bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
-                      TokenBucket::Clock::now());
-}
+void WsSession::apply_limits() {}
 
 WsSession::RateVerdict WsSession::rate_check() {
   const auto now = TokenBucket::Clock::now();
   // Both buckets are asked: the connection's and the sender's across its
   // connections (so reconnecting earns nothing).
-  const bool connection_ok = bucket_.allow(now);
+  const bool connection_ok = connection_bucket().allow(now);
   // Anonymous through a proxy that named no client: nobody to count it under.
   const bool sender_ok = identity_ ? hub_->peers.allow_message("sender:" + identity_->name, now)
                                    : peer_.empty() || hub_->peers.allow_message(peer_, now);
@@ -872,7 +867,7 @@ void Hub::note_tls_failure(const std::string& address, std::string_view what, bo
 
 // -------------------------------------------------------------- TlsDetector
 
-TlsDetector::TlsDetector(std::shared_ptr<Hub> hub, tcp::socket&& socket, SocketSlot slot)
+TlsDetector::TlsDetector(std::shared_ptr<Hub> hub, LoopSocket&& socket, SocketSlot slot)
     : hub_(std::move(hub)), stream_(std::move(socket)), slot_(std::move(slot)) {
   buffer_.max_size(4096);
 }

@@ -34,8 +34,16 @@ namespace nudge::plugins::websocket {
 /// The two transports a session runs over. Sessions are templates over the
 /// stream, so the plain path has no TLS branch and no indirection per read or
 /// write.
+///
+/// On any_io_executor, not the io_context's own executor type, although that
+/// would make an idle connection 48 bytes smaller (its socket) and its read
+/// wait 104: an operation completing on an io_context executor calls into
+/// Asio's per-thread scheduler state, and a plugin (hidden visibility) has
+/// its own copy of it, never set by the runtime's io_context::run(): the
+/// plugin crashed (reload_test).
+using LoopSocket = boost::asio::ip::tcp::socket;
 using PlainStream = boost::beast::tcp_stream;
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using TlsStream = boost::beast::ssl_stream<PlainStream>;
 
 /// What a WebSocket runs over once upgraded from an HTTP stream. Plain
 /// connections drop Beast's tcp_stream for the bare socket: its timer state
@@ -48,7 +56,7 @@ struct WsLayer {
 };
 template <>
 struct WsLayer<PlainStream> {
-  using type = boost::asio::ip::tcp::socket;
+  using type = LoopSocket;
   static type from(PlainStream&& stream) { return stream.release_socket(); }
 };
 
@@ -430,6 +438,8 @@ class WsSession {
   /// Takes a token from the connection's bucket and from its sender's
   /// (the token's subject, else its address) over all its connections.
   RateVerdict rate_check();
+  /// The connection's own token bucket (the transport keeps it).
+  virtual TokenBucket& connection_bucket() = 0;
 
   /// Joins `room` and sends its last history_messages, or with `after` what
   /// came after that message (catching up after a reconnect). Already in
@@ -482,7 +492,6 @@ class WsSession {
   /// silence meanwhile is ours, not its own.
   bool waiting_for_pipeline_ = false;
   std::uint64_t serial_ = 0;
-  TokenBucket bucket_;
   std::int64_t rate_strikes_ = 0;
 
  private:
@@ -586,10 +595,16 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void check_timeouts(Clock::time_point now) override;
   void apply_limits() override;
   void resume_reading() override { do_read(); }
-  std::size_t queued_frames() const noexcept override { return queue_.size(); }
-  std::size_t queued_bytes() const noexcept override { return queue_.bytes(); }
-  std::uint64_t frames_queued_ever() const noexcept override { return queue_.pushed(); }
-  std::uint64_t frames_written_ever() const noexcept override { return queue_.popped(); }
+  std::size_t queued_frames() const noexcept override { return busy_ ? busy_->queue.size() : 0; }
+  std::size_t queued_bytes() const noexcept override { return busy_ ? busy_->queue.bytes() : 0; }
+  std::uint64_t frames_queued_ever() const noexcept override {
+    return frames_released_ + (busy_ ? busy_->queue.pushed() : 0);
+  }
+  std::uint64_t frames_written_ever() const noexcept override {
+    return frames_released_ + (busy_ ? busy_->queue.popped() : 0);
+  }
+  /// Whether the connection holds its busy part (tests: an idle one does not).
+  bool holds_busy_state() const noexcept { return busy_ != nullptr; }
   /// Goes on reading: bytes held back first, then the socket.
   void do_read();
 
@@ -616,6 +631,7 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void history_done(const std::string& room, std::size_t count, const Status& status) override;
   std::weak_ptr<WsSession> weak_self() override { return this->weak_from_this(); }
   void on_pipeline_ready() override { do_read(); }
+  TokenBucket& connection_bucket() override { return busy().bucket; }
   void write_queued() override;
 
   void on_upgraded(boost::beast::error_code ec);
@@ -659,38 +675,62 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
 
   bool closing() const noexcept { return closing_ != Closing::open; }
 
+  /// What only a connection with something under way needs: a frame part
+  /// read, frames queued or being written, input held back for the
+  /// pipeline, the token bucket off its burst, a close in progress. Made on
+  /// first use and let go by the sweep once the connection is at rest
+  /// again (release_if_at_rest), so an idle connection holds none of it:
+  /// about 300 bytes of each idle connection's budget (footprint_test.cpp).
+  struct Busy {
+    Busy(const WebSocketConfig& config, Clock::time_point now)
+        : reader(static_cast<std::size_t>(config.max_message_bytes)),
+          bucket(config.rate_limit_per_second, static_cast<double>(config.rate_limit_burst), now) {}
+    FrameReader reader;
+    FrameQueue queue;
+    /// The connection's own rate limit (a full one is what a new one is).
+    TokenBucket bucket;
+    /// Bytes read but not yet run through the reader: reading paused for
+    /// backpressure in the middle of what one read returned.
+    std::string pending_input;
+    std::size_t frames_in_flight = 0;
+    /// A pong is queued (as pong_sequence): a newer ping's replaces it.
+    bool pong_queued = false;
+    bool close_received = false;  ///< the client's close frame arrived
+    std::uint64_t pong_sequence = 0;
+    /// Bytes read since closing began, looking for the client's close frame.
+    std::size_t read_while_closing = 0;
+    /// When the queue last made progress (or became non-empty).
+    Clock::time_point last_written;
+    Clock::time_point close_deadline;
+    /// Set by close_after_queue until the queue drains.
+    std::string pending_close_reason;
+    CloseCode pending_close_code = CloseCode::normal;
+  };
+  /// The busy part, made now if the connection holds none.
+  Busy& busy();
+  /// Lets the busy part go when nothing is under way (the sweep calls it).
+  void release_if_at_rest(Clock::time_point now);
+  /// The sweep's checks (check_timeouts), before the busy part may go.
+  void check_deadlines(Clock::time_point now);
+
   Socket stream_;
   SocketSlot slot_;
-  FrameReader reader_;
   /// Socket.IO connections only: the session this connection carries.
   std::shared_ptr<SioSession> sio_;
-  bool probing_ = false;  ///< an upgrade from long-polling, not yet completed
-  /// Bytes read but not yet run through the reader: reading paused for
-  /// backpressure in the middle of what one read returned.
-  std::string pending_input_;
+  std::unique_ptr<Busy> busy_;
+  /// Frames written by the queues of busy parts let go: the count of
+  /// frames ever queued and written goes on from there.
+  std::uint64_t frames_released_ = 0;
   /// TLS only: what the TLS stream decrypts into (plain sockets read into
   /// the hub's shared buffer).
   std::unique_ptr<std::uint8_t[]> tls_input_;
-  FrameQueue queue_;
-  std::size_t frames_in_flight_ = 0;
-  /// A pong is queued (as pong_sequence_): a newer ping's replaces it.
-  bool pong_queued_ = false;
-  std::uint64_t pong_sequence_ = 0;
+  Clock::time_point last_heard_;
+  Closing closing_ = Closing::open;
+  bool probing_ = false;  ///< an upgrade from long-polling, not yet completed
   bool writing_ = false;  ///< do_write runs or its asynchronous write is pending
   bool upgraded_ = false;  ///< the 101 response is written
   bool read_pending_ = false;
   bool ping_sent_ = false;
-  bool close_received_ = false;  ///< the client's close frame arrived
-  Closing closing_ = Closing::open;
-  /// Bytes read since closing began, looking for the client's close frame.
-  std::size_t read_while_closing_ = 0;
-  Clock::time_point last_heard_;
-  /// When the queue last made progress (or became non-empty).
-  Clock::time_point last_written_;
-  Clock::time_point close_deadline_;
-  /// Set by close_after_queue until the queue drains.
-  std::string pending_close_reason_;
-  CloseCode pending_close_code_ = CloseCode::normal;
 };
 
 /// One HTTP connection over `Stream`: serves the static files and hands
@@ -757,7 +797,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 /// gets a short HTTP 400 saying to use https:// or wss://, and is closed.
 class TlsDetector : public std::enable_shared_from_this<TlsDetector> {
  public:
-  TlsDetector(std::shared_ptr<Hub> hub, boost::asio::ip::tcp::socket&& socket, SocketSlot slot);
+  TlsDetector(std::shared_ptr<Hub> hub, LoopSocket&& socket, SocketSlot slot);
   void run();
 
  private:

@@ -65,7 +65,7 @@ inline constexpr bool kIsTls = std::is_same_v<Stream, TlsStream>;
 
 /// The TCP socket under a WebSocket stream, whatever layers are between.
 template <class WebSocket>
-boost::asio::ip::tcp::socket& tcp_socket(WebSocket& ws) {
+LoopSocket& tcp_socket(WebSocket& ws) {
   auto& lowest = beast::get_lowest_layer(ws);
   if constexpr (requires { lowest.socket(); }) return lowest.socket();
   else return lowest;
@@ -108,7 +108,6 @@ WsStreamSession<Stream>::WsStreamSession(std::shared_ptr<Hub> hub, Stream&& stre
     : WsSession(std::move(hub), std::move(address), std::move(peer), std::move(identity)),
       stream_(WsLayer<Stream>::from(std::move(stream))),
       slot_(std::move(slot)),
-      reader_(static_cast<std::size_t>(hub_->config.max_message_bytes)),
       sio_(std::move(sio)),
       probing_(probe) {
   if (sio_) counted_ = Counted::nothing;  // the Socket.IO session is the client counted
@@ -123,7 +122,7 @@ template <class Stream>
 void WsStreamSession<Stream>::run(std::string response, std::string early) {
   hub_->sessions.insert(this);
   last_heard_ = Clock::now();
-  pending_input_ = std::move(early);
+  if (!early.empty()) busy().pending_input = std::move(early);
   beast::error_code ec;
   if constexpr (detail::kIsTls<Stream>) {
     beast::get_lowest_layer(stream_).expires_never();
@@ -142,16 +141,16 @@ void WsStreamSession<Stream>::on_upgraded(beast::error_code ec) {
   if (ec) return fail(ec, "handshake");
   upgraded_ = true;
   do_read();
-  if (!queue_.empty() && !writing_) do_write();
+  if (queued_frames() > 0 && !writing_) do_write();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::do_read() {
   if (closing_ == Closing::closed) return;
   if (!closing() && !hub_->intake_open) return;
-  if (!pending_input_.empty()) {
-    std::string held = std::move(pending_input_);
-    pending_input_.clear();
+  if (busy_ && !busy_->pending_input.empty()) {
+    std::string held = std::move(busy_->pending_input);
+    busy_->pending_input.clear();
     if (!consume({reinterpret_cast<std::uint8_t*>(held.data()), held.size()})) return;
   }
   start_socket_read();
@@ -170,10 +169,13 @@ void WsStreamSession<Stream>::start_socket_read() {
     // then read into the hub's buffer.
     // The wait holds a block of its own size while the client is silent
     // (detail::ExactAllocator).
+    // A lambda holding the session alone: 16 bytes of handler, where
+    // bind_front_handler's member pointer makes 32.
     stream_.async_wait(Socket::wait_read,
                        boost::asio::bind_allocator(detail::ExactAllocator<void>(),
-                                                   beast::bind_front_handler(&WsStreamSession::on_readable,
-                                                                             this->shared_from_this())));
+                                                   [self = this->shared_from_this()](beast::error_code ec) {
+                                                     self->on_readable(ec);
+                                                   }));
   }
 }
 
@@ -208,54 +210,56 @@ void WsStreamSession<Stream>::on_tls_read(beast::error_code ec, std::size_t byte
 
 template <class Stream>
 bool WsStreamSession<Stream>::consume(std::span<std::uint8_t> input) {
+  // Only the sweep lets the busy part go: it outlives this call.
+  Busy& b = busy();
   if (closing()) {
     // The client's close frame is read for, the rest thrown away: a client
     // that keeps sending instead (one closed for flooding) would have its
     // flood read until the close deadline, a core's worth.
-    read_while_closing_ += input.size();
-    if (read_while_closing_ > detail::kReadWhileClosing + static_cast<std::size_t>(hub_->config.max_message_bytes)) {
+    b.read_while_closing += input.size();
+    if (b.read_while_closing > detail::kReadWhileClosing + static_cast<std::size_t>(hub_->config.max_message_bytes)) {
       close_socket();
       return false;
     }
   }
   while (true) {
     if (closing_ == Closing::closed) return false;
-    const auto event = reader_.next(input);
+    const auto event = b.reader.next(input);
     Next next = Next::read;
     switch (event) {
       case FrameReader::Event::need_more: return true;
       case FrameReader::Event::message:
         if (closing()) break;  // after a close frame, data is ignored (RFC 6455 section 5.5.1)
-        next = on_message(reader_.message(), reader_.is_text());
+        next = on_message(b.reader.message(), b.reader.is_text());
         break;
       case FrameReader::Event::ping:
         if (closing()) break;
-        next = on_ping(reader_.payload());
+        next = on_ping(b.reader.payload());
         break;
       case FrameReader::Event::pong: break;
       case FrameReader::Event::close:
-        close_received_ = true;
+        b.close_received = true;
         if (closing_ == Closing::close_sent) {
           close_socket();
           return false;
         }
         if (closing_ == Closing::open || closing_ == Closing::after_queue) {
           // Echo the client's code (RFC 6455 section 5.5.1).
-          const auto code = reader_.close_code();
+          const auto code = b.reader.close_code();
           begin_close(code == 1005 ? CloseCode::normal : static_cast<CloseCode>(code), "",
                       std::chrono::milliseconds(hub_->config.handshake_timeout_ms));
         }
         return false;
       case FrameReader::Event::failure:
         hub_->protocol_errors.add();
-        hub_->logger.debug("closing a connection from '", address_, "': ", reader_.failure_reason());
-        begin_close(reader_.failure_code(), reader_.failure_reason(), detail::kDropGrace);
+        hub_->logger.debug("closing a connection from '", address_, "': ", b.reader.failure_reason());
+        begin_close(b.reader.failure_code(), b.reader.failure_reason(), detail::kDropGrace);
         return false;
     }
     // Closing, the rest is still read for the client's close frame (data is ignored).
     if (next == Next::stop && !closing()) return false;
     if (next == Next::pause) {
-      pending_input_.assign(reinterpret_cast<const char*>(input.data()), input.size());
+      b.pending_input.assign(reinterpret_cast<const char*>(input.data()), input.size());
       return false;
     }
   }
@@ -274,9 +278,10 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_ping(std::str
   auto pong = std::make_shared<const std::string>(encode_frame(Opcode::pong, payload));
   // RFC 6455 section 5.5.3: a pong may answer only the most recent ping, so
   // a client that pings and never reads holds one pong, not one per ping.
-  if (pong_queued_ && queue_.replace(pong_sequence_, frames_in_flight_, pong)) return Next::read;
-  pong_sequence_ = queue_.push_back(std::move(pong));
-  pong_queued_ = true;
+  Busy& b = busy();
+  if (b.pong_queued && b.queue.replace(b.pong_sequence, b.frames_in_flight, pong)) return Next::read;
+  b.pong_sequence = b.queue.push_back(std::move(pong));
+  b.pong_queued = true;
   write_at_turn_end();
   return Next::read;
 }
@@ -284,7 +289,10 @@ typename WsStreamSession<Stream>::Next WsStreamSession<Stream>::on_ping(std::str
 template <class Stream>
 void WsStreamSession<Stream>::apply_limits() {
   WsSession::apply_limits();
-  reader_.set_max_message_bytes(static_cast<std::size_t>(hub_->config.max_message_bytes));
+  if (!busy_) return;  // one made later reads the limits then
+  busy_->reader.set_max_message_bytes(static_cast<std::size_t>(hub_->config.max_message_bytes));
+  busy_->bucket.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+                            TokenBucket::Clock::now());
 }
 
 template <class Stream>
@@ -442,29 +450,30 @@ template <class Stream>
 void WsStreamSession<Stream>::send(std::shared_ptr<const std::string> frame) {
   if (closing()) return;
   const auto& cfg = hub_->config;
-  if (queue_.size() >= static_cast<std::size_t>(cfg.max_send_queue) ||
-      queue_.bytes() + frame->size() > static_cast<std::size_t>(cfg.max_send_queue_bytes))
+  auto& queue = busy().queue;
+  if (queue.size() >= static_cast<std::size_t>(cfg.max_send_queue) ||
+      queue.bytes() + frame->size() > static_cast<std::size_t>(cfg.max_send_queue_bytes))
     return drop_slow("its send queue is full");
-  queue_.push_back(std::move(frame));
+  queue.push_back(std::move(frame));
   write_at_turn_end();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::enqueue(std::shared_ptr<const std::string> frame) {
-  queue_.push_back(std::move(frame));
+  busy().queue.push_back(std::move(frame));
   write_at_turn_end();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::write_queued() {
-  if (upgraded_ && !writing_ && !queue_.empty() && closing_ != Closing::closed) do_write();
+  if (upgraded_ && !writing_ && queued_frames() > 0 && closing_ != Closing::closed) do_write();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::drop_slow(const char* why) {
   hub_->slow_clients_dropped.add();
-  hub_->logger.debug("dropping a client from '", address_, "': ", why, " (", queue_.size(), " frames, ",
-                     queue_.bytes(), " bytes queued)");
+  hub_->logger.debug("dropping a client from '", address_, "': ", why, " (", queued_frames(), " frames, ",
+                     queued_bytes(), " bytes queued)");
   // A client this far behind is rarely reading: if the frames in flight
   // and the close frame are not through within the grace, the socket is
   // closed outright (else a stuck close would hold it for handshake_timeout_ms).
@@ -473,12 +482,13 @@ void WsStreamSession<Stream>::drop_slow(const char* why) {
 
 template <class Stream>
 void WsStreamSession<Stream>::do_write() {
+  Busy& b = busy();
   writing_ = true;
   while (true) {
     // Everything queued goes in one write, up to a bound: a client behind by
     // many frames costs one system call, not one each.
     std::array<boost::asio::const_buffer, detail::kFramesPerWrite> buffers;
-    frames_in_flight_ = queue_.gather(buffers);
+    b.frames_in_flight = b.queue.gather(buffers);
     std::size_t written = 0;
     if constexpr (!detail::kIsTls<Stream>) {
       // The socket is non-blocking and a client that keeps up has room in
@@ -501,7 +511,7 @@ void WsStreamSession<Stream>::do_write() {
       }
     }
     // The write waits for the client: write_timeout_ms counts from here.
-    last_written_ = Clock::now();
+    b.last_written = Clock::now();
     beast::buffers_suffix<std::array<boost::asio::const_buffer, detail::kFramesPerWrite>> rest(buffers);
     rest.consume(written);
     boost::asio::async_write(stream_, rest,
@@ -514,7 +524,7 @@ template <class Stream>
 void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
   if (ec) {
     writing_ = false;
-    frames_in_flight_ = 0;
+    busy().frames_in_flight = 0;
     return fail(ec, "write");
   }
   if (closing_ == Closing::closed) return;
@@ -524,8 +534,9 @@ void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
 
 template <class Stream>
 bool WsStreamSession<Stream>::after_write() {
-  for (std::size_t i = std::exchange(frames_in_flight_, 0); i > 0; --i) queue_.pop_front();
-  if (pong_queued_ && !queue_.holds(pong_sequence_)) pong_queued_ = false;
+  Busy& b = busy();
+  for (std::size_t i = std::exchange(b.frames_in_flight, 0); i > 0; --i) b.queue.pop_front();
+  if (b.pong_queued && !b.queue.holds(b.pong_sequence)) b.pong_queued = false;
   if (closing_ == Closing::open) {
     // Written: history waiting for room in the queue may go on (this
     // session's, or the Socket.IO session's this connection carries); it
@@ -533,17 +544,17 @@ bool WsStreamSession<Stream>::after_write() {
     if (sio_) sio_->on_queue_drained();
     else on_queue_drained();
   }
-  if (!queue_.empty()) return true;
+  if (!b.queue.empty()) return true;
   switch (closing_) {
     case Closing::open: return false;
     case Closing::after_queue:
       // The queue ran dry behind close_after_queue: the close frame is next.
-      queue_close(pending_close_code_, pending_close_reason_, close_deadline_);
-      return !queue_.empty();
+      queue_close(b.pending_close_code, b.pending_close_reason, b.close_deadline);
+      return !b.queue.empty();
     case Closing::close_queued:
       // Nothing is queued behind a close frame: it is out.
       closing_ = Closing::close_sent;
-      if (close_received_) close_socket();
+      if (b.close_received) close_socket();
       return false;
     case Closing::close_sent:
     case Closing::closed: return false;
@@ -562,10 +573,11 @@ void WsStreamSession<Stream>::close_after_queue(CloseCode code, std::string_view
   closing_ = Closing::after_queue;
   leave_rooms();  // no more deliveries: the client is on its way out
   const auto deadline = Clock::now() + std::chrono::milliseconds(hub_->config.handshake_timeout_ms);
-  if (!writing_ && queue_.empty()) return queue_close(code, reason, deadline);
-  pending_close_code_ = code;
-  pending_close_reason_ = std::string(reason);
-  close_deadline_ = deadline;
+  if (!writing_ && queued_frames() == 0) return queue_close(code, reason, deadline);
+  Busy& b = busy();
+  b.pending_close_code = code;
+  b.pending_close_reason = std::string(reason);
+  b.close_deadline = deadline;
 }
 
 template <class Stream>
@@ -574,8 +586,9 @@ void WsStreamSession<Stream>::begin_close(CloseCode code, std::string_view reaso
   closing_ = Closing::after_queue;
   leave_rooms();
   // The frames being written must outlive their write; the rest go.
-  queue_.keep_front(frames_in_flight_);
-  pong_queued_ = false;
+  Busy& b = busy();
+  b.queue.keep_front(b.frames_in_flight);
+  b.pong_queued = false;
   queue_close(code, reason, Clock::now() + grace);
 }
 
@@ -583,24 +596,46 @@ template <class Stream>
 void WsStreamSession<Stream>::queue_close(CloseCode code, std::string_view reason, Clock::time_point deadline) {
   if (closing_ != Closing::open && closing_ != Closing::after_queue) return;
   closing_ = Closing::close_queued;
-  close_deadline_ = deadline;
-  queue_.push_back(std::make_shared<const std::string>(encode_close_frame(code, reason)));
-  pending_close_reason_.clear();
+  Busy& b = busy();
+  b.close_deadline = deadline;
+  b.queue.push_back(std::make_shared<const std::string>(encode_close_frame(code, reason)));
+  b.pending_close_reason.clear();
   // At once, with whatever is queued before it: a close is rare, and its
   // deadline counts from now.
   if (upgraded_ && !writing_) do_write();
   // The client's close frame is read as long as the socket is open.
-  if (upgraded_ && !read_pending_ && pending_input_.empty()) start_socket_read();
+  if (upgraded_ && !read_pending_ && b.pending_input.empty()) start_socket_read();
+}
+
+template <class Stream>
+typename WsStreamSession<Stream>::Busy& WsStreamSession<Stream>::busy() {
+  if (!busy_) busy_ = std::make_unique<Busy>(hub_->config, Clock::now());
+  return *busy_;
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::release_if_at_rest(Clock::time_point now) {
+  if (!busy_ || closing_ != Closing::open || writing_) return;
+  const Busy& b = *busy_;
+  if (!b.queue.empty() || !b.pending_input.empty() || !b.reader.at_rest() || !b.bucket.full(now)) return;
+  frames_released_ += b.queue.popped();
+  busy_.reset();
 }
 
 template <class Stream>
 void WsStreamSession<Stream>::check_timeouts(Clock::time_point now) {
+  check_deadlines(now);
+  release_if_at_rest(now);
+}
+
+template <class Stream>
+void WsStreamSession<Stream>::check_deadlines(Clock::time_point now) {
   if (closing_ == Closing::closed) return;
   if (closing()) {
-    if (now >= close_deadline_) close_socket();
+    if (now >= busy().close_deadline) close_socket();
     return;
   }
-  if (writing_ && now - last_written_ >= std::chrono::milliseconds(hub_->config.write_timeout_ms))
+  if (writing_ && now - busy().last_written >= std::chrono::milliseconds(hub_->config.write_timeout_ms))
     return drop_slow("its queued frames made no progress for write_timeout_ms");
   if (sio_ && !probing_) return;  // the Socket.IO session's heartbeat and token watch it
   if (token_expired()) return close_after_queue(CloseCode::policy_error, "token expired");

@@ -50,13 +50,21 @@ SioSession::SioSession(std::shared_ptr<Hub> hub, std::string address, std::strin
                        std::optional<JwtIdentity> identity, bool polling)
     : WsSession(std::move(hub), std::move(address), std::move(peer), std::move(identity)),
       sid_(socketio::new_session_id()),
-      transport_(polling ? Transport::polling : Transport::websocket) {
+      transport_(polling ? Transport::polling : Transport::websocket),
+      bucket_(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+              TokenBucket::Clock::now()) {
   // With authentication on and no token yet, CONNECT must bring one: until
   // then the session takes no authenticated client's place.
   if (hub_->verifier && !identity_) counted_ = Counted::unauthenticated;
 }
 
 SioSession::~SioSession() { hub_->remove(this); }
+
+void SioSession::apply_limits() {
+  WsSession::apply_limits();
+  bucket_.reconfigure(hub_->config.rate_limit_per_second, static_cast<double>(hub_->config.rate_limit_burst),
+                      TokenBucket::Clock::now());
+}
 
 std::string SioSession::start() {
   hub_->sessions.insert(this);

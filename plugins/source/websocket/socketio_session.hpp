@@ -77,6 +77,7 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void shutdown() override;
   void close(CloseCode code, std::string_view reason) override;
   void check_timeouts(Clock::time_point now) override;
+  void apply_limits() override;
   std::size_t queued_frames() const noexcept override;
   std::size_t queued_bytes() const noexcept override;
   std::uint64_t frames_queued_ever() const noexcept override;
@@ -98,6 +99,7 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   std::weak_ptr<WsSession> weak_self() override { return weak_from_this(); }
   /// Its WebSocket (a WsStreamSession) or the long-polling response writes; nothing is queued here for the turn's end.
   void write_queued() override {}
+  TokenBucket& connection_bucket() override { return bucket_; }
   void on_pipeline_ready() override;
 
   /// Sends an Engine.IO packet; `frame` is its WebSocket frame when already made.
@@ -123,6 +125,8 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
 
   std::string sid_;
   Transport transport_;
+  /// The session's own rate limit (over whichever transport carries it).
+  TokenBucket bucket_;
   bool connected_ = false;  ///< the namespace "/" is connected
   bool ended_ = false;
   /// The room `event:message` goes to when the client names none: the last joined.

@@ -165,7 +165,7 @@ Status WebSocketSource::listen() {
 }
 
 void WebSocketSource::do_accept(Listener& listener) {
-  listener.acceptor.async_accept([this, &listener](boost::system::error_code ec, tcp::socket socket) {
+  listener.acceptor.async_accept([this, &listener](boost::system::error_code ec, LoopSocket socket) {
     if (ec == boost::asio::error::operation_aborted || !listener.acceptor.is_open()) return;
     if (ec) {
       accept_failures_.add();
@@ -184,7 +184,7 @@ void WebSocketSource::do_accept(Listener& listener) {
   });
 }
 
-void WebSocketSource::serve(tcp::socket socket) {
+void WebSocketSource::serve(LoopSocket socket) {
   boost::system::error_code ec;
   const auto remote = socket.remote_endpoint(ec);
   if (ec) return;  // gone already

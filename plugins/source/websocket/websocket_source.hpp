@@ -49,7 +49,7 @@ class WebSocketSource final : public Source {
   void do_accept(Listener& listener);
   /// Counts a new connection against the limits and starts serving it, or
   /// closes it at once.
-  void serve(boost::asio::ip::tcp::socket socket);
+  void serve(LoopSocket socket);
   /// Out of file descriptors: accepts and closes one waiting connection with
   /// the descriptor kept spare for this (so it is not left hanging in the
   /// backlog), then waits a moment before accepting again instead of

@@ -102,6 +102,9 @@ class FrameReader {
   const char* failure_reason() const noexcept { return failure_reason_; }
   /// True between the first and the last frame of a fragmented message.
   bool in_message() const noexcept { return in_message_; }
+  /// Between messages, with nothing of a frame read: a new reader would go
+  /// on exactly as this one.
+  bool at_rest() const noexcept { return !failed_ && !in_frame_ && header_size_ == 0 && !in_message_; }
 
  private:
   Event fail(CloseCode code, const char* reason) noexcept;

@@ -104,7 +104,7 @@ std::optional<std::size_t> SessionHarness::connect(const std::string& peer) {
     ::close(fds[1]);
     return std::nullopt;
   }
-  boost::asio::ip::tcp::socket server(io_);
+  LoopSocket server(io_);
   boost::system::error_code ec;
   server.assign(boost::asio::ip::tcp::v4(), fds[1], ec);
   if (ec) std::abort();

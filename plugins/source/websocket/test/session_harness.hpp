@@ -114,6 +114,8 @@ class SessionHarness {
   FakeIngress& ingress() noexcept { return ingress_; }
   FakeClient& client(std::size_t i) { return clients_.at(i); }
   std::size_t clients() const noexcept { return clients_.size(); }
+  /// Room for `count` clients, so a test measuring the heap sees the server's allocations only.
+  void reserve_clients(std::size_t count) { clients_.reserve(count); }
   boost::asio::io_context& io() noexcept { return io_; }
   nudge::testing::TestContext& context() noexcept { return context_; }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "nudge/sdk/sql_names.hpp"
 #include "nudge/sdk/url.hpp"
 
 namespace nudge::plugins::mysql {
@@ -52,38 +53,18 @@ std::string MysqlUrl::redacted() const {
   return "mysql://" + user + "@" + join_host_port(host, port) + "/" + database;
 }
 
-bool is_identifier(std::string_view name) {
-  if (name.empty() || name.size() > 64 || (name[0] >= '0' && name[0] <= '9')) return false;
-  for (char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
-}
-
 std::optional<TableName> parse_table_name(std::string_view text, std::string& error) {
-  TableName table;
-  const auto dot = text.find('.');
-  std::string_view name = text;
-  if (dot != std::string_view::npos) {
-    table.schema = std::string(text.substr(0, dot));
-    name = text.substr(dot + 1);
-    if (!is_identifier(table.schema)) {
-      error = "the database '" + table.schema +
-              "' must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 64 characters)";
-      return std::nullopt;
-    }
-  }
-  if (!is_identifier(name)) {
-    error = "must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 64 characters), optionally "
-            "qualified with its database (\"archive.messages\")";
-    return std::nullopt;
-  }
-  table.name = std::string(name);
-  return table;
+  // Lower case only: on Linux MySQL's table names are case-sensitive, and one
+  // spelling spares the reader from guessing which the server has.
+  static const sql::IdentifierRule kIdentifier{64, true};
+  auto parsed = sql::parse_qualified_name(text, kIdentifier, "database", error);
+  if (!parsed) return std::nullopt;
+  return TableName{std::move(parsed->qualifier), std::move(parsed->name)};
 }
 
 std::string TableName::quoted() const {
   // Names are checked identifiers, so quoting only guards against keywords (`order`, `user`).
-  return (schema.empty() ? "" : "`" + schema + "`.") + "`" + name + "`";
+  return sql::QualifiedName{schema, name}.quoted('`');
 }
 
 std::string TableName::display() const { return schema.empty() ? name : schema + "." + name; }

@@ -8,9 +8,14 @@
 
 #include <libpq-fe.h>
 
+#include "nudge/sdk/sql_names.hpp"
+
 namespace nudge::plugins::postgres {
 
 namespace {
+
+/// Unquoted names as PostgreSQL folds them: lower case, at most NAMEDATALEN - 1 bytes.
+const sql::IdentifierRule kIdentifier{63, true};
 
 constexpr std::string_view kUriPrefixes[] = {"postgresql://", "postgres://"};
 
@@ -71,42 +76,20 @@ std::string conninfo_quote(std::string_view text) {
 
 }  // namespace
 
-bool is_identifier(std::string_view name) {
-  if (name.empty() || name.size() > 63 || (name[0] >= '0' && name[0] <= '9')) return false;
-  for (char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
-}
-
 std::optional<TableName> parse_table_name(std::string_view text, std::string& error) {
-  TableName table;
-  const auto dot = text.find('.');
-  std::string_view name = text;
-  if (dot != std::string_view::npos) {
-    table.schema = std::string(text.substr(0, dot));
-    name = text.substr(dot + 1);
-    if (!is_identifier(table.schema)) {
-      error = "the schema '" + table.schema +
-              "' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)";
-      return std::nullopt;
-    }
-  }
-  if (!is_identifier(name)) {
-    error = "must be a lower-case SQL identifier ([a-z_][a-z0-9_]*), optionally schema-qualified (\"archive.messages\")";
-    return std::nullopt;
-  }
-  if (name.size() > kMaxTableName) {
+  auto parsed = sql::parse_qualified_name(text, kIdentifier, "schema", error);
+  if (!parsed) return std::nullopt;
+  if (parsed->name.size() > kMaxTableName) {
     error = "the table name must be at most " + std::to_string(kMaxTableName) +
             " characters, so its index name fits PostgreSQL's 63";
     return std::nullopt;
   }
-  table.name = std::string(name);
-  return table;
+  return TableName{std::move(parsed->qualifier), std::move(parsed->name)};
 }
 
 std::string TableName::quoted() const {
   // Names are checked identifiers, so quoting only guards against keywords ("user", "order").
-  return (schema.empty() ? "" : "\"" + schema + "\".") + "\"" + name + "\"";
+  return sql::QualifiedName{schema, name}.quoted('"');
 }
 
 std::string TableName::display() const { return schema.empty() ? name : schema + "." + name; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "nudge/sdk/health_probe.hpp"
 #include "nudge/sdk/sql_names.hpp"
 #include "nudge/sdk/url.hpp"
 
@@ -99,11 +100,7 @@ ConfigSchema MysqlConfig::schema() {
             "How long start() keeps retrying an unreachable server before the startup fails; "
             "0 fails at the first refused connection")
       .range(0, 3600000);
-  s.integer("health_check_interval_ms", 1000,
-            "How often an idle sink checks its connection with `SELECT 1` (reconnecting if it was lost), so "
-            "readiness notices a stopped server without traffic; skipped while a write runs")
-      .range(100, 60000)
-      .reloadable();
+  HealthProbe::interval_key(s);
   return s;
 }
 
@@ -114,7 +111,7 @@ MysqlConfig MysqlConfig::from(const Config& c) {
   auto table = parse_table_name(c.get_string("table"), error);
   if (!table) throw std::invalid_argument("table: " + error);
   return {std::move(*url), std::move(*table), c.get_int("connect_timeout_ms"), c.get_int("statement_timeout_ms"),
-          c.get_int("wait_for_database_ms"), c.get_int("health_check_interval_ms")};
+          c.get_int("wait_for_database_ms"), c.get_int(HealthProbe::kIntervalKey)};
 }
 
 unsigned MysqlConfig::connect_timeout_s() const {

@@ -8,6 +8,7 @@
 
 #include <libpq-fe.h>
 
+#include "nudge/sdk/health_probe.hpp"
 #include "nudge/sdk/sql_names.hpp"
 
 namespace nudge::plugins::postgres {
@@ -164,11 +165,7 @@ ConfigSchema PostgresConfig::schema() {
             "500 rows per connection uses fewer). One PostgreSQL backend uses one core; the inserts are "
             "idempotent, so a batch one slice of which failed is written again whole without a second row")
       .range(1, 16);
-  s.integer("health_check_interval_ms", 1000,
-            "How often an idle sink checks its connection with `SELECT 1` (reconnecting if it was lost), so "
-            "readiness notices a stopped server without traffic; skipped while a write runs")
-      .range(100, 60000)
-      .reloadable();
+  HealthProbe::interval_key(s);
   return s;
 }
 
@@ -179,7 +176,7 @@ PostgresConfig PostgresConfig::from(const Config& c) {
   return {c.get_string("url"),         *table,
           c.get_int("connect_timeout_ms"), c.get_int("statement_timeout_ms"),
           c.get_int("wait_for_database_ms"), c.get_string("application_name"),
-          c.get_int("writers"),         c.get_int("health_check_interval_ms")};
+          c.get_int("writers"),         c.get_int(HealthProbe::kIntervalKey)};
 }
 
 std::string PostgresConfig::conninfo() const {

@@ -50,11 +50,9 @@ struct ServerUrl {
   /// The query's `key=value` pairs, decoded, in order (a key without '=' has an empty value).
   std::vector<std::pair<std::string, std::string>> query;
 
-  /// `host:port`, an IPv6 host in brackets: for connecting and log lines.
+  /// `host:port`, an IPv6 host in brackets: for connecting and log lines
+  /// (it never holds the password).
   std::string endpoint() const;
-  /// `scheme://user@host:port/path`: the URL for messages and log lines,
-  /// never with the password.
-  std::string redacted() const;
 };
 
 /// Why a URL was refused: the part that is wrong, and the offending text.

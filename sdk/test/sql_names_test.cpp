@@ -49,7 +49,9 @@ TEST(QualifiedNameTest, ErrorsNameThePartAndTheRule) {
   EXPECT_FALSE(parse_qualified_name("Archive.m", kPostgres, "database", error));
   EXPECT_EQ(error, "the database 'Archive' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 "
                    "characters)");
-  for (const char* bad : {"", "a.b.c", ".messages", "messages.", "Messages"}) {
+  EXPECT_FALSE(parse_qualified_name(".messages", kPostgres, "schema", error));
+  EXPECT_NE(error.find("the schema '' must be"), std::string::npos) << error;
+  for (const char* bad : {"", "a.b.c", "messages.", "Messages"}) {
     error.clear();
     EXPECT_FALSE(parse_qualified_name(bad, kPostgres, "schema", error)) << bad;
     EXPECT_NE(error.find("optionally qualified with its schema (\"archive.messages\")"), std::string::npos)

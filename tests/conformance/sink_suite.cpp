@@ -502,10 +502,11 @@ void SinkConformance::ABatchWrittenDuringAnOutageLandsAfterIt() {
     q.room = r;
     Status read_status;
     read(q, &read_status);
-    if (!read_status.ok())
+    if (!read_status.ok()) {
       EXPECT_TRUE(read_status.retryable()) << "a history read during an outage must fail retryably (unavailable or "
                                               "timeout), got "
                                            << to_string(read_status.code()) << ": " << read_status.message();
+    }
   }
   const auto outage_began = Clock::now();
   // As the runtime's sink driver: write; on an error wait 200 ms and write the

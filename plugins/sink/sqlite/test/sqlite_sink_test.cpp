@@ -91,9 +91,7 @@ TEST_F(SqliteSinkTest, ABatchLandsAndAReplayedBatchAddsNoRow) {
   EXPECT_EQ(rows().size(), 100u);
   EXPECT_EQ(context_.metrics().value("rows_inserted"), 100u);
   EXPECT_EQ(context_.metrics().value("rows_duplicate"), 100u);
-  bool stopped = false;
-  sink.stop([&] { stopped = true; });
-  EXPECT_TRUE(stopped);
+  EXPECT_TRUE(testing::stop_and_wait(io_, sink));
 }
 
 TEST_F(SqliteSinkTest, StartFailsClearlyWhenTheFileCannotBeOpened) {

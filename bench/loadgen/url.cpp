@@ -1,52 +1,38 @@
 #include "url.hpp"
 
-#include <charconv>
 #include <stdexcept>
+
+#include "nudge/sdk/url.hpp"
 
 namespace nudge::bench {
 
 Url Url::parse(std::string_view text) {
-  const std::string original(text);
-  std::string_view rest = text;
-  if (rest.starts_with("ws://")) {
-    rest.remove_prefix(5);
-  } else if (rest.starts_with("http://")) {
-    rest.remove_prefix(7);
-  } else if (rest.starts_with("wss://") || rest.starts_with("https://")) {
-    throw std::invalid_argument("'" + original + "': TLS is not supported; use ws://");
-  } else {
-    throw std::invalid_argument("'" + original + "': expected ws://HOST:PORT/PATH");
-  }
-  Url url;
-  const auto slash = rest.find_first_of("/?");
-  std::string_view authority = rest.substr(0, slash);
-  url.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
-  if (url.target.front() == '?') url.target.insert(0, "/");
-  if (authority.starts_with('[')) {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) throw std::invalid_argument("'" + original + "': unclosed '['");
-    url.host = std::string(authority.substr(1, close - 1));
-    authority.remove_prefix(close + 1);
-  } else {
-    const auto colon = authority.rfind(':');
-    url.host = std::string(authority.substr(0, colon));
-    authority.remove_prefix(colon == std::string_view::npos ? authority.size() : colon);
-  }
-  if (!authority.empty()) {
-    if (authority.front() != ':') throw std::invalid_argument("'" + original + "': bad host");
-    authority.remove_prefix(1);
-    auto [ptr, ec] = std::from_chars(authority.data(), authority.data() + authority.size(), url.port);
-    if (ec != std::errc{} || ptr != authority.data() + authority.size() || url.port == 0) {
-      throw std::invalid_argument("'" + original + "': bad port");
+  static const ServerUrlForm form{{"ws", "http"}, true, 80, true, true, false};
+  const std::string quoted = "'" + std::string(text) + "': ";
+  UrlError why;
+  const auto url = parse_server_url(text, form, why);
+  if (!url) {
+    using Part = UrlError::Part;
+    switch (why.part) {
+      case Part::scheme:
+        if (why.text == "wss" || why.text == "https") throw std::invalid_argument(quoted + "TLS is not supported; use ws://");
+        throw std::invalid_argument(quoted + "expected ws://HOST:PORT/PATH");
+      case Part::empty: throw std::invalid_argument(quoted + "expected ws://HOST:PORT/PATH");
+      case Part::host_empty: throw std::invalid_argument(quoted + "no host");
+      case Part::userinfo:
+      case Part::host_name:
+      case Part::ipv6:
+      case Part::port_empty:
+      case Part::port:
+      case Part::path_not_allowed:
+      case Part::path:
+      case Part::query_not_allowed:
+      case Part::query: throw std::invalid_argument(quoted + why.describe());
     }
   }
-  if (url.host.empty()) throw std::invalid_argument("'" + original + "': no host");
-  return url;
+  return Url{url->host, url->port, url->target};
 }
 
-std::string Url::host_header() const {
-  const bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
+std::string Url::host_header() const { return join_host_port(host, port); }
 
 }  // namespace nudge::bench

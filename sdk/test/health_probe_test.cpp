@@ -142,5 +142,35 @@ TEST_F(HealthProbeTest, StopSilencesIt) {
   run_for(io_, 20ms);
 }
 
+TEST_F(HealthProbeTest, AStatusReportsOnlyWhatItSaysOfTheConnection) {
+  auto probe = make(20ms);
+  probe->report(Status::success());
+  EXPECT_TRUE(probe->readiness().ready);
+  probe->report(Status::error(StatusCode::invalid_argument, "a row the table refuses"));
+  EXPECT_TRUE(probe->readiness().ready) << "a data error says nothing of the connection";
+  probe->report(Status::error(StatusCode::unavailable, "connection refused"));
+  EXPECT_EQ(probe->readiness().reason, "no connection to DB: connection refused");
+  probe->report(Status::success());
+  EXPECT_TRUE(probe->readiness().ready);
+}
+
+TEST_F(HealthProbeTest, TheIntervalKeyIsDeclaredLiveAndReconfigureAppliesIt) {
+  ConfigSchema schema;
+  HealthProbe::interval_key(schema);
+  const ConfigField* field = schema.find(HealthProbe::kIntervalKey);
+  ASSERT_TRUE(field);
+  EXPECT_TRUE(field->live);
+  EXPECT_EQ(std::get<std::int64_t>(*field->default_value), 1000);
+  EXPECT_NE(field->validate(std::int64_t{99}), "");
+  EXPECT_EQ(field->validate(std::int64_t{60000}), "");
+
+  auto probe = running(1h, answering(""));
+  run_for(io_, 60ms);
+  EXPECT_EQ(started_, 0);
+  const Status applied = probe->reconfigure(testing::make_config(schema, {{"health_check_interval_ms", std::int64_t{100}}}));
+  ASSERT_TRUE(applied.ok()) << applied.message();
+  EXPECT_TRUE(run_until(io_, [&] { return started_ >= 2; }, 2s)) << "checks every 100 ms from now";
+}
+
 }  // namespace
 }  // namespace nudge

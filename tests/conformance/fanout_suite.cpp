@@ -6,7 +6,10 @@
 // a message published on one instance reaches every instance, itself
 // included, once; one publisher's messages in a room arrive in the order
 // published; every field and payload byte arrives intact; after the server
-// comes back, delivery resumes promptly without duplicates. With
+// comes back, delivery resumes promptly without duplicates; an instance whose
+// messages flow reports itself ready; a room declared interesting after
+// start() is delivered like the others; a stopped instance receives nothing
+// more. With
 // --single-instance (an in-process fanout) messages do not cross instances:
 // each instance expects exactly its own.
 
@@ -67,6 +70,9 @@ class FanoutConformance : public ConformanceTest {
   void OnePublishersMessagesArriveInOrder();
   void PayloadsAndFieldsArriveByteForByte();
   void DeliveryResumesAfterTheServerRestarts();
+  void ReadyWhileMessagesFlow();
+  void ARoomDeclaredAfterStartIsDelivered();
+  void AStoppedInstanceReceivesNothingMore();
 
  protected:
   void SetUp() override {
@@ -450,6 +456,71 @@ void FanoutConformance::DeliveryResumesAfterTheServerRestarts() {
   }
 }
 
+void FanoutConformance::ReadyWhileMessagesFlow() {
+  // SetUp's warm-up proved every subscription works: /readyz must agree.
+  for (auto& i : instances_) {
+    const Readiness r = i->fanout->readiness();
+    EXPECT_TRUE(r.ready) << i->id << " is not ready although its messages flow: " << r.reason;
+  }
+  std::map<std::string, std::vector<MessagePtr>> sent;
+  publish(all(), 20, 20, sent);
+  EXPECT_TRUE(run_until([&] { return all_arrived(sent); }, std::chrono::seconds(10))) << counts();
+  for (auto& i : instances_)
+    EXPECT_TRUE(i->fanout->readiness().ready) << i->id << ": " << i->fanout->readiness().reason;
+}
+
+void FanoutConformance::ARoomDeclaredAfterStartIsDelivered() {
+  // As a client joining a room no one on its instance was in yet.
+  const std::string late = "conf-" + tag_ + "-late";
+  for (auto& i : instances_) i->fanout->set_room_interest(late, true);
+  auto heard_all = [&] {
+    for (auto& receiver : instances_)
+      for (Instance* sender : senders_heard_by(*receiver))
+        if (!receiver->recorder.probes.contains(sender->id + "|" + late + "|late")) return false;
+    return true;
+  };
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (!heard_all() && Clock::now() < deadline) {
+    for (auto& sender : instances_) {
+      auto probe = std::const_pointer_cast<Message>(make(*sender, late, -1, ""));
+      probe->headers.emplace_back(std::string(kProbeHeader), "late");
+      sender->fanout->publish(probe);
+    }
+    run_until(heard_all, milliseconds(100));
+  }
+  ASSERT_TRUE(heard_all()) << "a room declared with set_room_interest() after start() was not delivered within 20 s";
+
+  std::map<std::string, std::vector<MessagePtr>> sent;
+  for (std::int64_t seq = 0; seq < 50; ++seq)
+    for (auto& i : instances_) {
+      auto m = make(*i, late, seq, "late " + std::to_string(seq));
+      sent[i->id].push_back(m);
+      i->fanout->publish(m);
+    }
+  EXPECT_TRUE(run_until([&] { return all_arrived(sent); }, std::chrono::seconds(10))) << counts();
+  run_for(milliseconds(200));  // duplicates would show up here
+  for (auto& i : instances_)
+    EXPECT_EQ(i->recorder.messages.size(), expected_count(*i, sent)) << i->id << ": each message once";
+}
+
+void FanoutConformance::AStoppedInstanceReceivesNothingMore() {
+  auto stopped = std::make_shared<bool>(false);
+  a_->fanout->stop([stopped] { *stopped = true; });
+  ASSERT_TRUE(run_until([&] { return *stopped; }, std::chrono::seconds(10))) << "stop() must call its completion";
+  run_for(milliseconds(100));  // what was already on its way
+  const std::size_t a_had = a_->recorder.messages.size();
+
+  std::map<std::string, std::vector<MessagePtr>> sent;
+  publish({b_}, 50, 50, sent);
+  EXPECT_TRUE(run_until([&] { return b_->recorder.messages.size() >= expected_count(*b_, sent); },
+                        std::chrono::seconds(10)))
+      << "the instance still running stopped receiving: " << counts();
+  run_for(milliseconds(300));
+  EXPECT_EQ(a_->recorder.messages.size(), a_had) << "a stopped instance must not deliver";
+  a_->fanout.reset();  // stopped already: TearDown leaves it alone
+  run_for(milliseconds(20));
+}
+
 }  // namespace
 
 void register_fanout_cases() {
@@ -460,6 +531,12 @@ void register_fanout_cases() {
                                    &FanoutConformance::OnePublishersMessagesArriveInOrder, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "PayloadsAndFieldsArriveByteForByte",
                                    &FanoutConformance::PayloadsAndFieldsArriveByteForByte, __FILE__, __LINE__);
+  register_case<FanoutConformance>(suite, "ReadyWhileMessagesFlow", &FanoutConformance::ReadyWhileMessagesFlow,
+                                   __FILE__, __LINE__);
+  register_case<FanoutConformance>(suite, "ARoomDeclaredAfterStartIsDelivered",
+                                   &FanoutConformance::ARoomDeclaredAfterStartIsDelivered, __FILE__, __LINE__);
+  register_case<FanoutConformance>(suite, "AStoppedInstanceReceivesNothingMore",
+                                   &FanoutConformance::AStoppedInstanceReceivesNothingMore, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "DeliveryResumesAfterTheServerRestarts",
                                    &FanoutConformance::DeliveryResumesAfterTheServerRestarts, __FILE__, __LINE__);
 }

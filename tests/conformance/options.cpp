@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "interpolate.hpp"
+#include "nudge/sdk/url.hpp"
 
 namespace nudge::conformance {
 
@@ -224,17 +225,25 @@ bool parse_value(const ConfigField& field, std::string_view text, ConfigValue& o
 }
 
 bool parse_server_address(std::string_view text, std::string& host, std::uint16_t& port, std::string& error) {
-  std::string_view rest = text;
-  if (const auto scheme = rest.find("://"); scheme != std::string_view::npos) {
-    rest.remove_prefix(scheme + 3);
-    rest = rest.substr(0, rest.find_first_of("/?#"));
-    if (const auto at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+  const std::string_view first = text.substr(0, text.find(','));
+  std::uint16_t parsed_port = 0;
+  bool found = false;
+  if (first.find("://") != std::string_view::npos) {
+    static const ServerUrlForm any_scheme{{}, true, 0, true, true, true};
+    UrlError why;
+    if (const auto url = parse_server_url(first, any_scheme, why); url && url->has_port) {
+      host = url->host;
+      parsed_port = url->port;
+      found = true;
+    }
+  } else {
+    found = parse_host_port(first, host, parsed_port) && !host.empty();
   }
-  rest = rest.substr(0, rest.find(','));
-  if (!parse_host_port(rest, host, port) || host.empty()) {
+  if (!found) {
     error = "expected host:port or a URL with a host and a port, got '" + std::string(text) + "'";
     return false;
   }
+  port = parsed_port;
   return true;
 }
 

@@ -5,10 +5,14 @@
 // a batch written again adds no row (idempotent by message id); rooms,
 // senders and payloads are stored as given, whatever their bytes; a write
 // during an outage fails with a retryable status and lands once the server is
-// back, exactly once; history reads return a room's rows oldest first.
+// back, exactly once; history reads return a room's rows oldest first, by id
+// (not by when they were written), matching rooms byte for byte; stop() lets a
+// write in progress finish; a read queued after a write sees it; readiness
+// follows start().
 
 #include <algorithm>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -27,7 +31,13 @@ class SinkConformance : public ConformanceTest {
  public:
   void AReplayedBatchAddsNoRow();
   void TextAndBinaryAreStoredByteForByte();
+  void TimestampsAreKeptToTheMillisecond();
   void HistoryReadsOneRoomOldestFirst();
+  void HistoryKeepsEveryFieldAndGoesByIdNotByArrival();
+  void HistoryMatchesRoomsExactly();
+  void AReadQueuedAfterAWriteSeesIt();
+  void StopLetsAWriteInProgressFinish();
+  void NotReadyBeforeStartAndReadyAfter();
   void ABatchWrittenDuringAnOutageLandsAfterIt();
 
  protected:
@@ -62,6 +72,17 @@ class SinkConformance : public ConformanceTest {
 
   std::string room(const std::string& name) const { return "conf-" + tag_ + "-" + name; }
 
+  /// Another instance of the plugin on the same config (the same table or file), started.
+  std::unique_ptr<Sink> second_instance() {
+    std::string error;
+    auto other = create_instance<Sink>(config_for_case(tag_), *context_, error);
+    EXPECT_TRUE(other) << "create() failed: " << error;
+    if (!other) return nullptr;
+    const Status started = other->start();
+    EXPECT_TRUE(started.ok()) << "start() of a second instance failed: " << started.message();
+    return started.ok() ? std::move(other) : nullptr;
+  }
+
   MessagePtr make(const std::string& room, std::string sender, std::string payload) {
     auto m = std::make_shared<Message>();
     m->id = MessageId::generate();
@@ -88,10 +109,10 @@ class SinkConformance : public ConformanceTest {
   }
 
   /// read_history() and run the loop until its handler runs.
-  std::vector<MessagePtr> read(HistoryQuery query, Status* status_out = nullptr) {
+  std::vector<MessagePtr> read(HistoryQuery query, Status* status_out = nullptr, Sink* from = nullptr) {
     auto result = std::make_shared<std::optional<std::pair<Status, std::vector<MessagePtr>>>>();
     const std::string room_name = query.room;
-    sink_->read_history(std::move(query), [result](Status s, std::vector<MessagePtr> messages) {
+    (from ? from : sink_.get())->read_history(std::move(query), [result](Status s, std::vector<MessagePtr> messages) {
       if (result->has_value()) ADD_FAILURE() << "read_history() called its handler twice";
       *result = std::make_pair(std::move(s), std::move(messages));
     });
@@ -161,6 +182,11 @@ void SinkConformance::AReplayedBatchAddsNoRow() {
   ASSERT_TRUE(s.ok()) << "writing the same batch again must succeed (and add nothing): " << s.message();
   s = write(overlapping);
   ASSERT_TRUE(s.ok()) << "writing a batch half of which is stored already failed: " << s.message();
+  const std::vector<MessagePtr> repeated = {fresh.front(), copy_of(*fresh.back()), fresh.back()};
+  s = write(repeated);
+  ASSERT_TRUE(s.ok()) << "writing a batch with one id twice in it failed: " << s.message();
+  s = write({});
+  ASSERT_TRUE(s.ok()) << "writing an empty batch failed: " << s.message();
 
   std::map<MessageId, MessagePtr> sent;
   for (const auto* list : {&first, &fresh})
@@ -201,12 +227,17 @@ void SinkConformance::TextAndBinaryAreStoredByteForByte() {
       room("a_b"),
       room("axb"),  // a LIKE 'a_b' would catch this one too
       room("tab\tnewline\ncr\r"),
+      room("NULL"),
+      room("{\"a\",\"b\"} $1 ?, ? :name"),  // array literals and statement placeholders
   };
   const std::vector<std::string> senders = {
       "O'Brien \"Bob\" \\ \xf0\x9f\x98\x80",
       "'); DROP TABLE messages; --",
       "%_%\\%",
       "\xe2\x80\xae right-to-left \xe2\x80\xac",
+      "null",
+      " ",
+      "",
   };
   std::vector<std::string> payloads;
   payloads.push_back(pattern(256));                      // every byte value, ascending
@@ -218,6 +249,8 @@ void SinkConformance::TextAndBinaryAreStoredByteForByte() {
   payloads.push_back(std::string(1, '\xff'));
   payloads.push_back("\xc3\x28 not UTF-8 \xa0\xa1");
   payloads.push_back(std::string("'); DROP TABLE messages; --\0\\%_\"", 32));
+  payloads.push_back("NULL");
+  payloads.push_back(std::string(100000, '\\'));  // what an escaping bug would double
   payloads.push_back(pattern(std::min<std::size_t>(settings().max_payload, 1 << 20), 7));
 
   std::vector<MessagePtr> sent;
@@ -290,6 +323,171 @@ void SinkConformance::HistoryReadsOneRoomOldestFirst() {
   EXPECT_TRUE(read(none).empty()) << "a room without messages has an empty history (and an ok status)";
 }
 
+void SinkConformance::TimestampsAreKeptToTheMillisecond() {
+  // From before 1970 to the last millisecond of 9999 (what SQL date types hold).
+  const std::vector<std::int64_t> stamps = {-1000, 1, 1600000000000, 1700000000123, 1764300000999, 253402300799999};
+  const std::string r = room("stamps");
+  std::vector<MessagePtr> sent;
+  for (const std::int64_t ms : stamps) {
+    auto m = std::const_pointer_cast<Message>(make(r, "s", "at " + std::to_string(ms)));
+    m->timestamp_ms = ms;
+    sent.push_back(m);
+  }
+  const Status s = write(sent);
+  ASSERT_TRUE(s.ok()) << "write failed: " << s.message();
+  const auto got = read_room(r);
+  ASSERT_EQ(got.size(), sent.size());
+  for (std::size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(got[i]->timestamp_ms, sent[i]->timestamp_ms) << "payload '" << sent[i]->payload << "'";
+}
+
+void SinkConformance::HistoryKeepsEveryFieldAndGoesByIdNotByArrival() {
+  // 30 messages in room A and 10 in room B, made in id order and interleaved;
+  // written in four batches, newest first: the order of ids counts, not of writes.
+  const std::string room_a = room("A \xc3\xa9"), room_b = room("B");
+  std::string every_byte;
+  for (int b = 0; b < 256; ++b) every_byte += static_cast<char>(b);
+  std::vector<MessagePtr> all, a, b;
+  for (int n = 0; n < 40; ++n) {
+    const bool in_a = n % 4 != 3;
+    auto m = std::const_pointer_cast<Message>(make(in_a ? room_a : room_b, "sender-" + std::to_string(n % 7) + " \xf0\x9f\x98\x80",
+                                                   every_byte + std::to_string(n)));
+    std::rotate(m->payload.begin(), m->payload.begin() + n, m->payload.end());
+    m->timestamp_ms = 1764300000000 + n * 1001 - (n == 5 ? 3000000000000 : 0);  // one before 1970
+    m->origin = "instance-" + std::to_string(n % 3) + "-" + tag_;
+    if (n % 3) m->log_position = {n % 5, 9000000000LL + n};
+    (in_a ? a : b).push_back(m);
+    all.push_back(m);
+  }
+  for (int first = 30; first >= 0; first -= 10) {
+    const Status s = write(std::vector<MessagePtr>(all.begin() + first, all.begin() + first + 10));
+    ASSERT_TRUE(s.ok()) << "write failed: " << s.message();
+  }
+  // A sink need not keep log positions; one that hands them back hands back what was written.
+  auto expect_fields = [](const MessagePtr& got, const MessagePtr& want) {
+    EXPECT_EQ(got->id, want->id);
+    expect_same(*got, *want);
+    if (got->log_position.valid()) {
+      EXPECT_EQ(got->log_position.partition, want->log_position.partition) << want->id.to_string();
+      EXPECT_EQ(got->log_position.offset, want->log_position.offset) << want->id.to_string();
+    }
+  };
+  auto query = [](const std::string& r, std::size_t limit, std::optional<MessageId> after) {
+    HistoryQuery q;
+    q.room = r;
+    q.limit = limit;
+    q.after = after;
+    return q;
+  };
+
+  const auto last = read(query(room_a, 10, std::nullopt));
+  ASSERT_EQ(last.size(), 10u) << "the last 10 of room A";
+  for (std::size_t i = 0; i < 10; ++i) expect_fields(last[i], a[20 + i]);
+  const auto after = read(query(room_a, 100, a[19]->id));
+  ASSERT_EQ(after.size(), 10u) << "what came after the 20th of room A";
+  for (std::size_t i = 0; i < 10; ++i) expect_fields(after[i], a[20 + i]);
+  const auto page = read(query(room_a, 3, a[4]->id));
+  ASSERT_EQ(page.size(), 3u) << "a limit with `after`: the oldest ones after the id";
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(page[i]->id, a[5 + i]->id);
+  const auto all_a = read(query(room_a, 1000, std::nullopt));
+  ASSERT_EQ(all_a.size(), 30u);
+  for (std::size_t i = 0; i < 30; ++i) expect_fields(all_a[i], a[i]);
+  const auto all_b = read(query(room_b, 1000, std::nullopt));
+  ASSERT_EQ(all_b.size(), 10u);
+  for (std::size_t i = 0; i < 10; ++i) expect_fields(all_b[i], b[i]);
+  const auto by_b = read(query(room_a, 100, b[4]->id));  // b[4] came after a[14]
+  ASSERT_EQ(by_b.size(), 15u) << "an id of another room is still a position";
+  EXPECT_EQ(by_b.front()->id, a[15]->id);
+  EXPECT_EQ(read(query(room_a, std::numeric_limits<std::size_t>::max(), std::nullopt)).size(), 30u)
+      << "a limit beyond int64 is as good as none";
+
+  for (const HistoryQuery& q : {query(room("none"), 10, std::nullopt), query(room_a, 0, std::nullopt),
+                                query(room_a, 0, a[0]->id), query(room_a, 10, a[29]->id), query(room_b, 10, b[9]->id),
+                                query(room("b"), 10, std::nullopt), query(room_b + " ", 10, std::nullopt),
+                                query("", 10, std::nullopt)}) {
+    Status status;
+    const auto none = read(q, &status);
+    EXPECT_TRUE(status.ok()) << "room '" << q.room << "' limit " << q.limit << ": " << status.message();
+    EXPECT_TRUE(none.empty()) << "room '" << q.room << "' limit " << q.limit << " should be empty";
+  }
+}
+
+void SinkConformance::HistoryMatchesRoomsExactly() {
+  // Case, trailing spaces and LIKE wildcards are part of a room's name.
+  // (A PAD SPACE collation would take "lobby" and "lobby  " for one room.)
+  const std::vector<std::string> rooms = {room("Lobby"), room("lobby"), room("lobby "), room("lobby  "),
+                                          room("%"),     room("_"),     room("'); DROP TABLE x; --")};
+  std::vector<MessagePtr> sent;
+  for (const auto& r : rooms) sent.push_back(make(r, "s", "in " + r));
+  const Status s = write(sent);
+  ASSERT_TRUE(s.ok()) << "write failed: " << s.message();
+  for (const auto& r : rooms) {
+    const auto got = read_room(r);
+    ASSERT_EQ(got.size(), 1u) << "room '" << r << "' holds one message";
+    EXPECT_EQ(got[0]->room, r);
+    EXPECT_EQ(got[0]->payload, "in " + r);
+  }
+}
+
+void SinkConformance::AReadQueuedAfterAWriteSeesIt() {
+  // A client's history request right after its message was acknowledged.
+  const std::string r = room("queued");
+  std::vector<MessagePtr> batch;
+  for (int i = 0; i < 500; ++i) batch.push_back(make(r, "s", "m" + std::to_string(i)));
+  std::vector<std::string> order;
+  std::size_t seen = 0;
+  sink_->write(std::make_shared<const Batch>(batch),
+               [&](Status st) { order.push_back(st.ok() ? "written" : "write failed: " + st.message()); });
+  HistoryQuery q;
+  q.room = r;
+  q.limit = 1000;
+  sink_->read_history(q, [&](Status st, std::vector<MessagePtr> messages) {
+    order.push_back(st.ok() ? "read" : "read failed: " + st.message());
+    seen = messages.size();
+  });
+  ASSERT_TRUE(run_until([&] { return order.size() == 2; }, kWriteLimit)) << "write or read never completed";
+  EXPECT_EQ(order, (std::vector<std::string>{"written", "read"}));
+  EXPECT_EQ(seen, 500u) << "the read queued after the write must see all of it";
+}
+
+void SinkConformance::StopLetsAWriteInProgressFinish() {
+  const std::string r = room("stopping");
+  std::vector<MessagePtr> batch;
+  for (int i = 0; i < 500; ++i) batch.push_back(make(r, "s", "m" + std::to_string(i)));
+  std::vector<std::string> order;
+  sink_->write(std::make_shared<const Batch>(batch),
+               [&](Status st) { order.push_back(st.ok() ? "written" : "failed: " + st.message()); });
+  sink_->stop([&] { order.push_back("stopped"); });
+  started_ = false;  // TearDown must not stop it again
+  ASSERT_TRUE(run_until([&] { return order.size() == 2; }, kWriteLimit)) << "write or stop never completed";
+  EXPECT_EQ(order, (std::vector<std::string>{"written", "stopped"}));
+  sink_.reset();
+  run_for(milliseconds(20));
+  const auto other = second_instance();
+  ASSERT_TRUE(other);
+  HistoryQuery q;
+  q.room = r;
+  q.limit = kReadAll;
+  EXPECT_EQ(read(q, nullptr, other.get()).size(), 500u) << "rows of the write stop() waited for";
+  auto stopped = std::make_shared<bool>(false);
+  other->stop([stopped] { *stopped = true; });
+  EXPECT_TRUE(run_until([&] { return *stopped; }, kWriteLimit)) << "stop() must call its completion";
+}
+
+void SinkConformance::NotReadyBeforeStartAndReadyAfter() {
+  std::string error;
+  auto unstarted = create_instance<Sink>(config_for_case(tag_), *context_, error);
+  ASSERT_TRUE(unstarted) << "create() failed: " << error;
+  const Readiness before = unstarted->readiness();
+  EXPECT_FALSE(before.ready) << "an instance that was not started has nothing to write to";
+  EXPECT_FALSE(before.reason.empty()) << "not ready says why";
+  unstarted.reset();
+  EXPECT_TRUE(sink_->readiness().ready) << "not ready after start(): " << sink_->readiness().reason;
+  const Status s = write({make(room("ready"), "s", "one")});
+  ASSERT_TRUE(s.ok()) << "write failed: " << s.message();
+  EXPECT_TRUE(sink_->readiness().ready) << "not ready after a write that worked: " << sink_->readiness().reason;
+}
+
 void SinkConformance::ABatchWrittenDuringAnOutageLandsAfterIt() {
   if (!settings().has_outage()) GTEST_SKIP() << no_outage_commands();
   const std::string r = room("outage");
@@ -298,6 +496,18 @@ void SinkConformance::ABatchWrittenDuringAnOutageLandsAfterIt() {
 
   begin_outage();
   if (HasFatalFailure()) return;
+  {
+    // A client joining a room meanwhile: an error the runtime may retry, or an answer.
+    HistoryQuery q;
+    q.room = r;
+    Status read_status;
+    read(q, &read_status);
+    if (!read_status.ok()) {
+      EXPECT_TRUE(read_status.retryable()) << "a history read during an outage must fail retryably (unavailable or "
+                                              "timeout), got "
+                                           << to_string(read_status.code()) << ": " << read_status.message();
+    }
+  }
   const auto outage_began = Clock::now();
   // As the runtime's sink driver: write; on an error wait 200 ms and write the
   // same batch again. The server comes back (in parallel) after about 3 s.
@@ -367,6 +577,18 @@ void register_sink_cases() {
                                  &SinkConformance::TextAndBinaryAreStoredByteForByte, __FILE__, __LINE__);
   register_case<SinkConformance>(suite, "HistoryReadsOneRoomOldestFirst",
                                  &SinkConformance::HistoryReadsOneRoomOldestFirst, __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "TimestampsAreKeptToTheMillisecond",
+                                 &SinkConformance::TimestampsAreKeptToTheMillisecond, __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "HistoryKeepsEveryFieldAndGoesByIdNotByArrival",
+                                 &SinkConformance::HistoryKeepsEveryFieldAndGoesByIdNotByArrival, __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "HistoryMatchesRoomsExactly", &SinkConformance::HistoryMatchesRoomsExactly,
+                                 __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "AReadQueuedAfterAWriteSeesIt", &SinkConformance::AReadQueuedAfterAWriteSeesIt,
+                                 __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "StopLetsAWriteInProgressFinish",
+                                 &SinkConformance::StopLetsAWriteInProgressFinish, __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "NotReadyBeforeStartAndReadyAfter",
+                                 &SinkConformance::NotReadyBeforeStartAndReadyAfter, __FILE__, __LINE__);
   register_case<SinkConformance>(suite, "ABatchWrittenDuringAnOutageLandsAfterIt",
                                  &SinkConformance::ABatchWrittenDuringAnOutageLandsAfterIt, __FILE__, __LINE__);
 }

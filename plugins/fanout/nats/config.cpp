@@ -1,7 +1,8 @@
 #include "config.hpp"
 
 #include <cctype>
-#include <charconv>
+
+#include "nudge/sdk/url.hpp"
 
 namespace nudge::plugins::nats {
 
@@ -9,110 +10,48 @@ namespace {
 
 constexpr std::string_view kForm = "must be nats://[user[:password]@]host[:port], or a comma-separated list of those";
 
-bool starts_with_nocase(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(text[i])) != prefix[i]) return false;
-  return true;
-}
-
 std::string_view trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
   return text;
 }
 
-bool is_host_name(std::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  for (char c : host)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') return false;
-  return true;
-}
-
-bool is_ipv6_literal(std::string_view host) {
-  if (host.size() < 2 || host.find(':') == std::string_view::npos) return false;
-  for (char c : host)
-    if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
-  return true;
-}
-
-bool parse_port(std::string_view text, std::uint16_t& port) {
-  if (text.empty()) return false;
-  for (char c : text)
-    if (c < '0' || c > '9') return false;
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535) return false;
-  port = static_cast<std::uint16_t>(value);
-  return true;
-}
-
 /// One entry of the list; `error` is the reason without the expected form.
 bool parse_one(std::string_view text, NatsServer& out, std::string& error) {
-  NatsServer server;
-  server.url = std::string(text);
-  if (starts_with_nocase(text, "tls://")) {
-    error = "TLS (tls://) is not supported by this plugin; use nats://";
-    return false;
-  }
-  if (!starts_with_nocase(text, "nats://")) {
-    error = "it does not start with nats://";
-    return false;
-  }
-  std::string_view authority = text.substr(7);
-  if (authority.find_first_of("/?#") != std::string_view::npos) {
-    error = "paths, query parameters and fragments are not supported";
-    return false;
-  }
-  for (char c : authority)
+  static const ServerUrlForm form{{"nats"}, true, 4222, false, false, false};
+  for (char c : text)
     if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) {
       error = "it contains spaces or control characters";
       return false;
     }
-  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
-    if (at == 0) {
-      error = "the user (or token) before '@' is empty";
-      return false;
-    }
-    server.has_credentials = true;
-    authority = authority.substr(at + 1);
-  }
-  std::string_view port_text;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos || !is_ipv6_literal(authority.substr(1, close - 1))) {
-      error = "bad IPv6 address in brackets";
-      return false;
-    }
-    server.host = std::string(authority.substr(1, close - 1));
-    const std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        error = "unexpected text after the IPv6 address";
+  UrlError why;
+  const auto url = parse_server_url(text, form, why);
+  if (!url) {
+    using Part = UrlError::Part;
+    switch (why.part) {
+      case Part::scheme:
+        error = why.text == "tls" ? "TLS (tls://) is not supported by this plugin; use nats://"
+                                  : "it does not start with nats://";
         return false;
-      }
-      port_text = after.substr(1);
-      has_port = true;
-    }
-  } else {
-    const std::size_t colon = authority.find(':');
-    const std::string_view host = authority.substr(0, colon);
-    if (!is_host_name(host)) {
-      error = host.empty() ? "the host is empty" : "the host has characters a host name cannot have";
-      return false;
-    }
-    server.host = std::string(host);
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      has_port = true;
+      case Part::path_not_allowed:
+      case Part::path:
+      case Part::query_not_allowed:
+      case Part::query: error = "paths, query parameters and fragments are not supported"; return false;
+      case Part::port: error = "the port must be a number in [1, 65535]"; return false;
+      case Part::empty:
+      case Part::userinfo:
+      case Part::host_empty:
+      case Part::host_name:
+      case Part::ipv6:
+      case Part::port_empty: error = why.describe(); return false;
     }
   }
-  if (has_port && !parse_port(port_text, server.port)) {
-    error = port_text.empty() ? "the port after ':' is empty" : "the port must be a number in [1, 65535]";
+  if (url->has_userinfo && url->user.empty() && !url->has_password) {
+    error = "the user (or token) before '@' is empty";
     return false;
   }
-  out = std::move(server);
+  // libnats parses the URL again; it is handed over as written.
+  out = NatsServer{std::string(text), url->host, url->port, url->has_userinfo};
   return true;
 }
 
@@ -120,10 +59,7 @@ bool is_token_byte(unsigned char c) { return std::isalnum(c) || c == '_' || c ==
 
 }  // namespace
 
-std::string NatsServer::endpoint() const {
-  const bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
+std::string NatsServer::endpoint() const { return join_host_port(host, port); }
 
 bool parse_nats_urls(std::string_view text, std::vector<NatsServer>& out, std::string& error) {
   std::vector<NatsServer> servers;

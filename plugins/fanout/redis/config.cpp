@@ -1,58 +1,14 @@
 #include "config.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <limits>
+
+#include "nudge/sdk/url.hpp"
 
 namespace nudge::plugins::redis {
 
 namespace {
-
-bool starts_with_nocase(std::string_view text, std::string_view prefix) {
-  if (text.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(text[i])) != prefix[i]) return false;
-  return true;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool percent_decode(std::string_view in, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '%') {
-      out += in[i];
-      continue;
-    }
-    if (i + 2 >= in.size()) return false;
-    const int hi = hex_value(in[i + 1]);
-    const int lo = hex_value(in[i + 2]);
-    if (hi < 0 || lo < 0) return false;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
-  return true;
-}
-
-bool is_host_name(std::string_view host) {
-  if (host.empty() || host.size() > 253) return false;
-  for (char c : host)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') return false;
-  return true;
-}
-
-bool is_ipv6_literal(std::string_view host) {
-  if (host.size() < 2 || host.find(':') == std::string_view::npos) return false;
-  for (char c : host)
-    if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
-  return true;
-}
 
 template <class Int>
 bool parse_decimal(std::string_view text, Int& value) {
@@ -69,104 +25,60 @@ std::string non_empty(const ConfigValue& v) {
 
 }  // namespace
 
-std::string RedisUrl::endpoint() const {
-  const bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
+std::string RedisUrl::endpoint() const { return join_host_port(host, port); }
 
 bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
   constexpr std::string_view kForm = "must be redis://[:password@]host[:port][/db]";
-  RedisUrl url;
-  if (starts_with_nocase(text, "rediss://")) {
-    error = "TLS (rediss://) is not supported by this plugin; use redis://";
-    return false;
+  static const ServerUrlForm form{{"redis"}, true, 6379, true, false, false};
+  UrlError why;
+  const auto url = parse_server_url(text, form, why);
+  if (!url) {
+    using Part = UrlError::Part;
+    switch (why.part) {
+      case Part::scheme:
+        error = why.text == "rediss" ? "TLS (rediss://) is not supported by this plugin; use redis://"
+                                     : std::string(kForm) + " (it does not start with redis://)";
+        return false;
+      case Part::empty: error = std::string(kForm) + " (it does not start with redis://)"; return false;
+      case Part::path:
+        error = std::string(kForm) + " (the database after '/' must be a non-negative number)";
+        return false;
+      case Part::port:
+      case Part::userinfo:
+      case Part::host_empty:
+      case Part::host_name:
+      case Part::ipv6:
+      case Part::port_empty:
+      case Part::path_not_allowed:
+      case Part::query_not_allowed:
+      case Part::query: error = std::string(kForm) + " (" + why.describe() + ")"; return false;
+    }
   }
-  if (!starts_with_nocase(text, "redis://")) {
-    error = std::string(kForm) + " (it does not start with redis://)";
-    return false;
-  }
-  std::string_view rest = text.substr(8);
-  if (rest.find_first_of("?#") != std::string_view::npos) {
-    error = std::string(kForm) + " (query parameters and fragments are not supported)";
-    return false;
-  }
-  const std::size_t slash = rest.find('/');
-  std::string_view authority = rest.substr(0, slash);
-  const std::string_view path = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
-
-  if (const std::size_t at = authority.rfind('@'); at != std::string_view::npos) {
-    const std::string_view userinfo = authority.substr(0, at);
-    authority = authority.substr(at + 1);
-    const std::size_t colon = userinfo.find(':');
-    if (colon == std::string_view::npos) {
+  RedisUrl parsed;
+  parsed.host = url->host;
+  parsed.port = url->port;
+  if (url->has_userinfo) {
+    if (!url->has_password) {
       error = std::string(kForm) + " (the part before '@' must be ':password' or 'user:password')";
       return false;
     }
-    if (!percent_decode(userinfo.substr(0, colon), url.username) ||
-        !percent_decode(userinfo.substr(colon + 1), url.password)) {
-      error = std::string(kForm) + " (bad percent-encoding in the user or password)";
-      return false;
-    }
-    if (url.password.empty()) {
+    if (url->password.empty()) {
       error = std::string(kForm) + " (the password after ':' is empty)";
       return false;
     }
-    url.has_password = true;
+    parsed.username = url->user;
+    parsed.password = url->password;
+    parsed.has_password = true;
   }
-
-  std::string_view port_text;
-  if (!authority.empty() && authority.front() == '[') {
-    const std::size_t close = authority.find(']');
-    if (close == std::string_view::npos || !is_ipv6_literal(authority.substr(1, close - 1))) {
-      error = std::string(kForm) + " (bad IPv6 address in brackets)";
-      return false;
-    }
-    url.host = std::string(authority.substr(1, close - 1));
-    const std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        error = std::string(kForm) + " (unexpected text after the IPv6 address)";
-        return false;
-      }
-      port_text = after.substr(1);
-      if (port_text.empty()) {
-        error = std::string(kForm) + " (the port after ':' is empty)";
-        return false;
-      }
-    }
-  } else {
-    const std::size_t colon = authority.find(':');
-    const std::string_view host = authority.substr(0, colon);
-    if (!is_host_name(host)) {
-      error = std::string(kForm) + (host.empty() ? " (the host is empty)" : " (the host has characters a host name cannot have)");
-      return false;
-    }
-    url.host = std::string(host);
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      if (port_text.empty()) {
-        error = std::string(kForm) + " (the port after ':' is empty)";
-        return false;
-      }
-    }
-  }
-  if (!port_text.empty()) {
-    unsigned port = 0;
-    if (!parse_decimal(port_text, port) || port == 0 || port > 65535) {
-      error = std::string(kForm) + " (the port must be a number in [1, 65535])";
-      return false;
-    }
-    url.port = static_cast<std::uint16_t>(port);
-  }
-  if (!path.empty()) {
+  if (!url->path.empty()) {
     std::int64_t db = 0;
-    if (!parse_decimal(path, db) || db > std::numeric_limits<std::int32_t>::max()) {
+    if (!parse_decimal(url->path, db) || db > std::numeric_limits<std::int32_t>::max()) {
       error = std::string(kForm) + " (the database after '/' must be a non-negative number)";
       return false;
     }
-    url.db = db;
+    parsed.db = db;
   }
-  out = std::move(url);
+  out = std::move(parsed);
   return true;
 }
 

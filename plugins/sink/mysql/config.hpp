@@ -40,10 +40,9 @@ struct TableName {
   std::string schema_expression() const;
 };
 
-/// True for a lower-case identifier ([a-z_][a-z0-9_]*, at most 64 bytes, MySQL's limit).
-bool is_identifier(std::string_view name);
-
-/// Parses `table` or `database.table`; nullopt with `error` set when invalid.
+/// Parses `table` or `database.table`, each a lower-case identifier
+/// ([a-z_][a-z0-9_]*, at most 64 bytes, MySQL's limit); nullopt with `error`
+/// set when invalid.
 std::optional<TableName> parse_table_name(std::string_view text, std::string& error);
 
 struct MysqlConfig {

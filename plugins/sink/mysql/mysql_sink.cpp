@@ -352,11 +352,7 @@ Status MysqlSink::start() {
 
 Readiness MysqlSink::readiness() const { return probe_.readiness(); }
 
-Status MysqlSink::reconfigure(const Config& config) {
-  // The runtime validated `config` against the schema (range included).
-  probe_.set_interval(std::chrono::milliseconds(config.get_int("health_check_interval_ms")));
-  return Status::success();
-}
+Status MysqlSink::reconfigure(const Config& config) { return probe_.reconfigure(config); }
 
 std::string MysqlSink::check_now() {
   // A connection found dead is reopened at once: a server that restarted
@@ -539,8 +535,7 @@ void MysqlSink::write(BatchPtr batch, Completion done) {
                [this, batch, done = std::move(done)](WriteResult result) {
                  --jobs_;
                  // A write tells whether the database works as well as a health check does.
-                 if (result.status.ok()) probe_.report("");
-                 else if (result.status.code() == StatusCode::unavailable) probe_.report(result.status.message());
+                 probe_.report(result.status);
                  if (result.status.ok()) {
                    rows_inserted_.add(result.inserted);
                    rows_duplicate_.add(batch->size() - result.inserted);

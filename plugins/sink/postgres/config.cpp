@@ -8,9 +8,15 @@
 
 #include <libpq-fe.h>
 
+#include "nudge/sdk/health_probe.hpp"
+#include "nudge/sdk/sql_names.hpp"
+
 namespace nudge::plugins::postgres {
 
 namespace {
+
+/// Unquoted names as PostgreSQL folds them: lower case, at most NAMEDATALEN - 1 bytes.
+const sql::IdentifierRule kIdentifier{63, true};
 
 constexpr std::string_view kUriPrefixes[] = {"postgresql://", "postgres://"};
 
@@ -71,42 +77,20 @@ std::string conninfo_quote(std::string_view text) {
 
 }  // namespace
 
-bool is_identifier(std::string_view name) {
-  if (name.empty() || name.size() > 63 || (name[0] >= '0' && name[0] <= '9')) return false;
-  for (char c : name)
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
-  return true;
-}
-
 std::optional<TableName> parse_table_name(std::string_view text, std::string& error) {
-  TableName table;
-  const auto dot = text.find('.');
-  std::string_view name = text;
-  if (dot != std::string_view::npos) {
-    table.schema = std::string(text.substr(0, dot));
-    name = text.substr(dot + 1);
-    if (!is_identifier(table.schema)) {
-      error = "the schema '" + table.schema +
-              "' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters)";
-      return std::nullopt;
-    }
-  }
-  if (!is_identifier(name)) {
-    error = "must be a lower-case SQL identifier ([a-z_][a-z0-9_]*), optionally schema-qualified (\"archive.messages\")";
-    return std::nullopt;
-  }
-  if (name.size() > kMaxTableName) {
+  auto parsed = sql::parse_qualified_name(text, kIdentifier, "schema", error);
+  if (!parsed) return std::nullopt;
+  if (parsed->name.size() > kMaxTableName) {
     error = "the table name must be at most " + std::to_string(kMaxTableName) +
             " characters, so its index name fits PostgreSQL's 63";
     return std::nullopt;
   }
-  table.name = std::string(name);
-  return table;
+  return TableName{std::move(parsed->qualifier), std::move(parsed->name)};
 }
 
 std::string TableName::quoted() const {
   // Names are checked identifiers, so quoting only guards against keywords ("user", "order").
-  return (schema.empty() ? "" : "\"" + schema + "\".") + "\"" + name + "\"";
+  return sql::QualifiedName{schema, name}.quoted('"');
 }
 
 std::string TableName::display() const { return schema.empty() ? name : schema + "." + name; }
@@ -181,11 +165,7 @@ ConfigSchema PostgresConfig::schema() {
             "500 rows per connection uses fewer). One PostgreSQL backend uses one core; the inserts are "
             "idempotent, so a batch one slice of which failed is written again whole without a second row")
       .range(1, 16);
-  s.integer("health_check_interval_ms", 1000,
-            "How often an idle sink checks its connection with `SELECT 1` (reconnecting if it was lost), so "
-            "readiness notices a stopped server without traffic; skipped while a write runs")
-      .range(100, 60000)
-      .reloadable();
+  HealthProbe::interval_key(s);
   return s;
 }
 
@@ -196,7 +176,7 @@ PostgresConfig PostgresConfig::from(const Config& c) {
   return {c.get_string("url"),         *table,
           c.get_int("connect_timeout_ms"), c.get_int("statement_timeout_ms"),
           c.get_int("wait_for_database_ms"), c.get_string("application_name"),
-          c.get_int("writers"),         c.get_int("health_check_interval_ms")};
+          c.get_int("writers"),         c.get_int(HealthProbe::kIntervalKey)};
 }
 
 std::string PostgresConfig::conninfo() const {

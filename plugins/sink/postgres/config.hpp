@@ -42,10 +42,9 @@ struct PostgresConfig {
   std::string conninfo() const;
 };
 
-/// True for a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 bytes).
-bool is_identifier(std::string_view name);
-
-/// Parses `table` or `schema.table`; nullopt with `error` set when invalid.
+/// Parses `table` or `schema.table`, each a lower-case SQL identifier
+/// ([a-z_][a-z0-9_]*, at most 63 bytes; the table at most kMaxTableName);
+/// nullopt with `error` set when invalid.
 std::optional<TableName> parse_table_name(std::string_view text, std::string& error);
 
 /// Checks a connection string offline (no I/O): a postgresql:// or

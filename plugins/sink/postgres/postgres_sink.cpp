@@ -87,11 +87,7 @@ Status PostgresSink::start() {
 
 Readiness PostgresSink::readiness() const { return probe_.readiness(); }
 
-Status PostgresSink::reconfigure(const Config& config) {
-  // The runtime validated `config` against the schema (range included).
-  probe_.set_interval(std::chrono::milliseconds(config.get_int("health_check_interval_ms")));
-  return Status::success();
-}
+Status PostgresSink::reconfigure(const Config& config) { return probe_.reconfigure(config); }
 
 std::string PostgresSink::check_now() {
   Lane& lane = lanes_[0];
@@ -276,8 +272,7 @@ void PostgresSink::write(BatchPtr batch, Completion done) {
 
 void PostgresSink::finish_write(const Batch& batch, WriteResult result, const Completion& done) {
   // A write tells whether the database works as well as a health check does.
-  if (result.status.ok()) probe_.report("");
-  else if (result.status.code() == StatusCode::unavailable) probe_.report(result.status.message());
+  probe_.report(result.status);
   // Rows a failed batch's other slices stored count now; when the batch is
   // written again they are duplicates.
   rows_inserted_.add(result.inserted);

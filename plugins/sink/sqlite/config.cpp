@@ -1,15 +1,8 @@
 #include "config.hpp"
 
-#include <cctype>
+#include "nudge/sdk/sql_names.hpp"
 
 namespace nudge::plugins::sqlite {
-
-bool is_identifier(const std::string& name) {
-  if (name.empty() || name.size() > 63 || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
-  for (char c : name)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
-  return true;
-}
 
 ConfigSchema SqliteConfig::schema() {
   ConfigSchema s;
@@ -20,8 +13,11 @@ ConfigSchema SqliteConfig::schema() {
       });
   s.string("table", "messages", "Table the messages are stored in; created on start")
       .with_check([](const ConfigValue& v) {
-        return is_identifier(std::get<std::string>(v)) ? std::string()
-                                                       : std::string("must be a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*)");
+        // SQLite matches names regardless of case, so upper case is no ambiguity there.
+        static const sql::IdentifierRule kIdentifier{63, false};
+        return sql::is_identifier(std::get<std::string>(v), kIdentifier)
+                   ? std::string()
+                   : std::string("must be a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*)");
       });
   s.string("synchronous", "full",
            "SQLite's synchronous setting in WAL mode: \"full\" makes every acknowledged batch survive a power "

@@ -17,7 +17,4 @@ struct SqliteConfig {
   static SqliteConfig from(const Config& config);
 };
 
-/// True for a plain SQL identifier (letters, digits, underscore; not starting with a digit).
-bool is_identifier(const std::string& name);
-
 }  // namespace nudge::plugins::sqlite

@@ -241,13 +241,15 @@ void SqliteSink::read_history(HistoryQuery query, HistoryHandler done) {
 }
 
 void SqliteSink::stop(std::function<void()> done) {
-  // Lets a write in progress finish, so its completion reaches the runtime first.
+  // Lets a write in progress finish, so its completion reaches the runtime
+  // first: the worker posted it when the write ended, so `done` is posted
+  // behind it (called here directly, it overtook that completion).
   if (worker_) worker_->shutdown();
   if (db_) {
     sqlite3_close(db_);
     db_ = nullptr;
   }
-  done();
+  boost::asio::post(context_.executor(), std::move(done));
 }
 
 }  // namespace nudge::plugins::sqlite

@@ -10,6 +10,7 @@
 #include <openssl/hmac.h>
 #include <rapidjson/document.h>
 
+#include "nudge/sdk/url.hpp"
 #include "protocol.hpp"
 
 namespace nudge::plugins::websocket {
@@ -62,30 +63,6 @@ bool audience_matches(const rapidjson::Value& aud, std::string_view wanted) {
   for (const auto& v : aud.GetArray())
     if (equals(v)) return true;
   return false;
-}
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/// %XX-decodes `text`; returns it unchanged when an escape is broken (the
-/// token then fails verification as malformed).
-std::string percent_decode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out += text[i];
-      continue;
-    }
-    if (i + 2 >= text.size() || hex_value(text[i + 1]) < 0 || hex_value(text[i + 2]) < 0) return std::string(text);
-    out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
-    i += 2;
-  }
-  return out;
 }
 
 }  // namespace
@@ -200,7 +177,8 @@ std::string token_from_request(std::string_view authorization, std::string_view 
   while (!query.empty()) {
     const auto end = query.find('&');
     const std::string_view pair = query.substr(0, end);
-    if (pair.starts_with("token=")) return percent_decode(pair.substr(6));
+    // A broken escape leaves the token as it was: it then fails verification as malformed.
+    if (pair.starts_with("token=")) return percent_decode(pair.substr(6)).value_or(std::string(pair.substr(6)));
     if (end == std::string_view::npos) break;
     query.remove_prefix(end + 1);
   }

@@ -193,26 +193,6 @@ std::int64_t seq_of(const Message& m) {
   return -1;
 }
 
-/// Binary payload for (origin, seq): every byte value, sizes from 0 to 64 KiB.
-std::string payload_for(const std::string& origin, std::int64_t seq) {
-  std::size_t size;
-  if (seq == 0)
-    size = 0;
-  else if (seq == 1)
-    size = 64 * 1024;
-  else if (seq == 2)
-    size = 256;
-  else if (seq % 100 == 3)
-    size = 64 * 1024 - static_cast<std::size_t>(seq % 7);
-  else
-    size = static_cast<std::size_t>((seq * 7919) % 2048);
-  std::string payload(size, '\0');
-  const auto salt = static_cast<std::size_t>(origin.empty() ? 0 : static_cast<unsigned char>(origin.back()));
-  for (std::size_t j = 0; j < size; ++j)
-    payload[j] = static_cast<char>((j + static_cast<std::size_t>(seq) * 31 + salt) & 0xff);
-  return payload;
-}
-
 MessagePtr make_message(const std::string& origin, const std::string& room, std::int64_t seq, std::string payload,
                         const char* probe = nullptr) {
   auto m = std::make_shared<Message>();
@@ -343,59 +323,6 @@ void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from,
   boost::asio::post(io, *step);
 }
 
-TEST_F(RedisFanoutIntegrationTest, EveryMessageReachesBothInstancesOnceInPublisherOrder) {
-  Instance& a = add("a");
-  Instance& b = add("b");
-  ASSERT_TRUE(run_until([&] { return a.fanout->connected() && b.fanout->connected(); }, std::chrono::seconds(5)));
-  EXPECT_EQ(a.context.metrics().gauge_value("connected"), 1);
-  ASSERT_TRUE(warm_up("lobby"));
-  // Ignored with a single channel: both still get everything.
-  a.fanout->set_room_interest("lobby", false);
-  b.fanout->set_room_interest("elsewhere", true);
-
-  constexpr std::int64_t kPerPublisher = 1000;
-  std::map<std::string, std::vector<MessagePtr>> sent;
-  publish_in_chunks(io_, {&a, &b}, kPerPublisher, 50, [&](Instance& i, std::int64_t seq) {
-    auto m = make_message(i.id, seq % 2 ? "lobby" : "random", seq, payload_for(i.id, seq));
-    sent[i.id].push_back(m);
-    return m;
-  });
-  const std::size_t expected = 2 * kPerPublisher;
-  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= expected && b.receiver.messages.size() >= expected; },
-                        std::chrono::seconds(30)))
-      << "a received " << a.receiver.messages.size() << ", b " << b.receiver.messages.size() << " of " << expected;
-  run_for(milliseconds(300));  // duplicates would show up here
-
-  std::size_t binary_checked = 0;
-  for (Instance* receiver : {&a, &b}) {
-    SCOPED_TRACE("receiver " + receiver->id);
-    EXPECT_EQ(receiver->receiver.messages.size(), expected);
-    std::map<std::string, std::int64_t> next_seq;
-    for (const auto& m : receiver->receiver.messages) {
-      const std::int64_t seq = seq_of(*m);
-      ASSERT_EQ(seq, next_seq[m->origin]) << "from " << m->origin << ": out of order, duplicated or lost";
-      ++next_seq[m->origin];
-      const MessagePtr& original = sent.at(m->origin).at(static_cast<std::size_t>(seq));
-      EXPECT_EQ(m->id, original->id);
-      EXPECT_EQ(m->room, original->room);
-      EXPECT_EQ(m->sender, original->sender);
-      EXPECT_EQ(m->timestamp_ms, original->timestamp_ms);
-      ASSERT_EQ(m->payload, payload_for(m->origin, seq)) << "payload of " << m->origin << " #" << seq;
-      if (m->payload.size() >= 256) ++binary_checked;
-    }
-    EXPECT_EQ(next_seq[a.id], kPerPublisher);
-    EXPECT_EQ(next_seq[b.id], kPerPublisher);
-  }
-  EXPECT_GT(binary_checked, 0u);
-  for (Instance* i : {&a, &b}) {
-    EXPECT_GE(i->context.metrics().value("published"), static_cast<std::uint64_t>(kPerPublisher));
-    EXPECT_EQ(i->context.metrics().value("publish_errors"), 0u);
-    EXPECT_EQ(i->context.metrics().value("decode_errors"), 0u);
-    EXPECT_EQ(i->context.metrics().value("dropped_while_disconnected"), 0u);
-    EXPECT_GE(i->context.metrics().value("received"), expected);
-  }
-}
-
 TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
   // With the recent window (a call of its script per loop turn, behind the
   // PUBLISHes) and without: what the window costs the bus, and how soon it
@@ -405,6 +332,8 @@ TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
     Instance& b = add("b" + std::to_string(window), {{"recent_messages", window}});
     const std::string room = "lobby" + std::to_string(window);
     ASSERT_TRUE(warm_up(room));
+    // Ignored with a single channel: both still get everything.
+    a.fanout->set_room_interest(room, false);
     constexpr std::int64_t kPerPublisher = 20000;
     constexpr std::size_t kPayload = 128;
     const std::string payload(kPayload, 'x');
@@ -437,6 +366,13 @@ TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
                    static_cast<int>(published_per_s));
     EXPECT_EQ(a.receiver.messages.size(), expected);
     EXPECT_EQ(b.receiver.messages.size(), expected);
+    for (Instance* i : {&a, &b}) {
+      EXPECT_GE(i->context.metrics().value("published"), static_cast<std::uint64_t>(kPerPublisher));
+      EXPECT_EQ(i->context.metrics().value("publish_errors"), 0u);
+      EXPECT_EQ(i->context.metrics().value("decode_errors"), 0u);
+      EXPECT_EQ(i->context.metrics().value("dropped_while_disconnected"), 0u);
+      EXPECT_GE(i->context.metrics().value("received"), expected);
+    }
     if (window) {
       for (Instance* i : {&a, &b}) {
         EXPECT_EQ(i->context.metrics().value("recent_appended"), i->context.metrics().value("published"))
@@ -692,36 +628,6 @@ TEST_F(RedisFanoutIntegrationTest, ReadyOnceBothConnectionsAreUpAndAgainAfterThe
       std::chrono::seconds(5)))
       << "not ready again within 5 s: " << a.fanout->readiness().reason;
   EXPECT_EQ(reason.rfind("no connection to Redis at ", 0), 0u) << reason;
-}
-
-TEST_F(RedisFanoutIntegrationTest, ResumesDeliveryAfterRedisRestarts) {
-  const std::filesystem::path script = std::filesystem::path(NUDGE_SOURCE_DIR) / "scripts/services/redis";
-  if (!std::filesystem::exists(script)) GTEST_SKIP() << script << " does not exist";
-  if (url_.port != 6379 || (url_.host != "127.0.0.1" && url_.host != "localhost"))
-    GTEST_SKIP() << "REDIS_URL is not the Redis that scripts/services/redis manages";
-  if (std::system((script.string() + " status >/dev/null 2>&1").c_str()) != 0)
-    GTEST_SKIP() << "the Redis at 127.0.0.1:6379 was not started by scripts/services/redis, so it is not restarted";
-
-  Instance& a = add("a");
-  Instance& b = add("b");
-  ASSERT_TRUE(warm_up("lobby"));
-  Ticker ticker(io_, {&a, &b});
-  run_for(milliseconds(200));
-
-  ASSERT_EQ(std::system((script.string() + " stop >&2").c_str()), 0);
-  run_for(milliseconds(1000));  // both instances notice and keep retrying; publishes are held
-  EXPECT_FALSE(a.fanout->connected());
-  EXPECT_EQ(a.context.metrics().gauge_value("connected"), 0);
-  ASSERT_EQ(std::system((script.string() + " start >/dev/null").c_str()), 0);
-  const std::int64_t seq_at_start = ticker.seq;
-  const auto t0 = Clock::now();
-  ASSERT_TRUE(run_until([&] { return delivered_after({&a, &b}, seq_at_start); }, std::chrono::seconds(5)))
-      << "delivery did not resume within 5 s of Redis being back";
-  const auto resumed_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
-  std::cout << "[ MEASURED ] delivery resumed " << resumed_ms << " ms after Redis restarted" << std::endl;
-  run_for(milliseconds(200));
-  expect_reconnected_once(a);
-  expect_reconnected_once(b);
 }
 
 

@@ -91,29 +91,7 @@ TEST_F(SqliteSinkTest, ABatchLandsAndAReplayedBatchAddsNoRow) {
   EXPECT_EQ(rows().size(), 100u);
   EXPECT_EQ(context_.metrics().value("rows_inserted"), 100u);
   EXPECT_EQ(context_.metrics().value("rows_duplicate"), 100u);
-  bool stopped = false;
-  sink.stop([&] { stopped = true; });
-  EXPECT_TRUE(stopped);
-}
-
-TEST_F(SqliteSinkTest, PayloadsAreStoredByteForByte) {
-  SqliteSink sink(config_for(path_), context_);
-  ASSERT_TRUE(sink.start().ok());
-  std::string every_byte;
-  for (int b = 0; b < 256; ++b) every_byte.push_back(static_cast<char>(b));
-  const std::vector<std::string> payloads = {every_byte, "emoji \xF0\x9F\x98\x80 and 'quotes' \"double\" \\back\\",
-                                             "'); DROP TABLE messages; --", "", std::string(70000, 'x')};
-  Batch batch;
-  for (std::size_t n = 0; n < payloads.size(); ++n) batch.push_back(message(payloads[n], static_cast<int>(n)));
-  std::size_t inserted = 0;
-  ASSERT_TRUE(sink.write_now(batch, inserted).ok());
-  EXPECT_EQ(inserted, payloads.size());
-  const auto stored = rows();
-  ASSERT_EQ(stored.size(), payloads.size());
-  for (std::size_t n = 0; n < payloads.size(); ++n) {
-    EXPECT_EQ(stored[n].first, batch[n]->id.to_string());
-    EXPECT_EQ(stored[n].second, payloads[n]) << "payload " << n;
-  }
+  EXPECT_TRUE(testing::stop_and_wait(io_, sink));
 }
 
 TEST_F(SqliteSinkTest, StartFailsClearlyWhenTheFileCannotBeOpened) {
@@ -149,12 +127,6 @@ Status write_and_wait(boost::asio::io_context& io, SqliteSink& sink, BatchPtr ba
   return *result;
 }
 
-std::string every_byte() {
-  std::string bytes;
-  for (int b = 0; b < 256; ++b) bytes.push_back(static_cast<char>(b));
-  return bytes;
-}
-
 void expect_same(const Message& got, const Message& want) {
   EXPECT_EQ(got.id, want.id);
   EXPECT_EQ(got.room, want.room);
@@ -166,95 +138,29 @@ void expect_same(const Message& got, const Message& want) {
   EXPECT_EQ(got.log_position.offset, want.log_position.offset);
 }
 
-/// 30 messages in room A and 10 in room B, made in id order and interleaved,
-/// every field set (payloads carry all 256 byte values), every third one
-/// without a log position.
-struct HistoryFixture {
-  std::vector<MessagePtr> a, b;
-  std::vector<BatchPtr> batches;
-
-  HistoryFixture(const std::string& room_a = "room-a", const std::string& room_b = "room-b") {
-    std::vector<MessagePtr> all;
-    for (int n = 0; n < 40; ++n) {
-      auto m = std::make_shared<Message>();
-      m->id = MessageId::generate();
-      const bool in_a = n % 4 != 3;  // 30 in A, 10 in B
-      m->room = in_a ? room_a : room_b;
-      m->sender = "sender-" + std::to_string(n % 7) + " \xc3\xa9";
-      m->payload = every_byte() + std::to_string(n);
-      std::rotate(m->payload.begin(), m->payload.begin() + n, m->payload.end());
-      m->timestamp_ms = 1764300000000 + n * 1001 - (n == 5 ? 3000000000000 : 0);  // one before 1970
-      m->origin = "instance-" + std::to_string(n % 3);
-      if (n % 3) m->log_position = {n % 5, 9000000000LL + n};
-      (in_a ? a : b).push_back(m);
-      all.push_back(m);
-    }
-    // Four batches, written newest first: the order of ids, not of writes, counts.
-    for (int first = 30; first >= 0; first -= 10)
-      batches.push_back(std::make_shared<Batch>(all.begin() + first, all.begin() + first + 10));
-  }
-};
-
-TEST_F(SqliteSinkTest, SupportsHistory) {
-  SqliteSink sink(config_for(path_), context_);
-  EXPECT_TRUE(sink.supports_history());
-}
-
-TEST_F(SqliteSinkTest, HistoryReturnsTheLastMessagesAndWhatCameAfterAnId) {
+// Every field through history, rooms of valid UTF-8, ordering by id: the
+// conformance suite. Here what SQLite alone does: it keeps log positions
+// and stores a room that is not UTF-8 (or holds a NUL) as it is.
+TEST_F(SqliteSinkTest, HistoryKeepsLogPositions) {
   SqliteSink sink(config_for(path_), context_);
   ASSERT_TRUE(sink.start().ok());
-  const HistoryFixture f;
-  for (const auto& batch : f.batches) ASSERT_TRUE(write_and_wait(io_, sink, batch).ok());
-
-  // The last 10 of A, oldest first, every field as written.
-  auto last = read_and_wait(io_, sink, {"room-a", 10, std::nullopt});
-  ASSERT_TRUE(last.status.ok()) << last.status.message();
-  ASSERT_EQ(last.messages.size(), 10u);
-  for (std::size_t i = 0; i < 10; ++i) expect_same(*last.messages[i], *f.a[20 + i]);
-
-  // After the 20th: exactly 21..30.
-  auto after = read_and_wait(io_, sink, {"room-a", 100, f.a[19]->id});
-  ASSERT_TRUE(after.status.ok()) << after.status.message();
-  ASSERT_EQ(after.messages.size(), 10u);
-  for (std::size_t i = 0; i < 10; ++i) expect_same(*after.messages[i], *f.a[20 + i]);
-
-  // After, with a limit: the oldest ones after the id.
-  auto page = read_and_wait(io_, sink, {"room-a", 3, f.a[4]->id});
-  ASSERT_EQ(page.messages.size(), 3u);
-  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(page.messages[i]->id, f.a[5 + i]->id);
-
-  // More than there is: all of the room, nothing of the other.
-  auto all_a = read_and_wait(io_, sink, {"room-a", 1000, std::nullopt});
-  ASSERT_EQ(all_a.messages.size(), 30u);
-  for (std::size_t i = 0; i < 30; ++i) expect_same(*all_a.messages[i], *f.a[i]);
-  auto all_b = read_and_wait(io_, sink, {"room-b", 1000, std::nullopt});
-  ASSERT_EQ(all_b.messages.size(), 10u);
-  for (std::size_t i = 0; i < 10; ++i) expect_same(*all_b.messages[i], *f.b[i]);
-
-  // Nothing to return.
-  for (const HistoryQuery& q : {HistoryQuery{"no-such-room", 10, std::nullopt}, HistoryQuery{"room-a", 0, std::nullopt},
-                                HistoryQuery{"room-a", 0, f.a[0]->id}, HistoryQuery{"room-a", 10, f.a[29]->id},
-                                HistoryQuery{"room-b", 10, f.b[9]->id}, HistoryQuery{"", 10, std::nullopt}}) {
-    auto r = read_and_wait(io_, sink, q);
-    EXPECT_TRUE(r.status.ok()) << r.status.message();
-    EXPECT_TRUE(r.messages.empty()) << "room '" << q.room << "' limit " << q.limit;
+  auto batch = std::make_shared<Batch>();
+  for (int n = 0; n < 3; ++n) {
+    batch->push_back(message("m" + std::to_string(n), 0));
+    if (n) std::const_pointer_cast<Message>(batch->back())->log_position = {n, 9000000000LL + n};
   }
-  // An id of another room still works as a position.
-  auto by_b = read_and_wait(io_, sink, {"room-a", 100, f.b[4]->id});  // b[4] came after a[14]
-  ASSERT_EQ(by_b.messages.size(), 15u);
-  EXPECT_EQ(by_b.messages.front()->id, f.a[15]->id);
-  // A limit beyond int64 is as good as none.
-  EXPECT_EQ(read_and_wait(io_, sink, {"room-a", std::numeric_limits<std::size_t>::max(), std::nullopt}).messages.size(),
-            30u);
-  EXPECT_EQ(context_.metrics().value("history_reads"), 13u);
+  ASSERT_TRUE(write_and_wait(io_, sink, batch).ok());
+  const auto r = read_and_wait(io_, sink, {"room-0", 10, std::nullopt});
+  ASSERT_TRUE(r.status.ok()) << r.status.message();
+  ASSERT_EQ(r.messages.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) expect_same(*r.messages[i], *(*batch)[i]);
+  EXPECT_FALSE(r.messages[0]->log_position.valid()) << "a message not read from a log has no position";
 }
 
-TEST_F(SqliteSinkTest, HistoryMatchesRoomsByteForByte) {
+TEST_F(SqliteSinkTest, HistoryFindsRoomsThatAreNotUtf8AsTheyAre) {
   SqliteSink sink(config_for(path_), context_);
   ASSERT_TRUE(sink.start().ok());
-  const std::vector<std::string> rooms = {"Lobby", "lobby", "lobby ", "'); DROP TABLE messages; --",
-                                          std::string("nul\0inside", 10), "bad \xff utf-8", "\xf0\x9f\x98\x80",
-                                          "%", "_"};
+  const std::vector<std::string> rooms = {std::string("nul\0inside", 10), "bad \xff utf-8"};
   auto batch = std::make_shared<Batch>();
   for (const auto& room : rooms) {
     batch->push_back(message("in " + room, 0));
@@ -269,23 +175,6 @@ TEST_F(SqliteSinkTest, HistoryMatchesRoomsByteForByte) {
     EXPECT_EQ(r.messages[0]->payload, "in " + rooms[i]);
   }
   EXPECT_EQ(rows().size(), rooms.size());  // the table is still there
-}
-
-TEST_F(SqliteSinkTest, AReadQueuedAfterAWriteSeesIt) {
-  SqliteSink sink(config_for(path_), context_);
-  ASSERT_TRUE(sink.start().ok());
-  auto batch = std::make_shared<Batch>();
-  for (int n = 0; n < 300; ++n) batch->push_back(message("m" + std::to_string(n), 0));  // all in room-0
-  std::vector<std::string> order;
-  std::size_t seen = 0;
-  sink.write(batch, [&](Status s) { order.push_back(s.ok() ? "written" : s.message()); });
-  sink.read_history({"room-0", 1000, std::nullopt}, [&](Status s, std::vector<MessagePtr> m) {
-    order.push_back(s.ok() ? "read" : s.message());
-    seen = m.size();
-  });
-  ASSERT_TRUE(testing::run_until(io_, [&] { return order.size() == 2; }, std::chrono::seconds(10)));
-  EXPECT_EQ(order, (std::vector<std::string>{"written", "read"}));
-  EXPECT_EQ(seen, 300u);
 }
 
 TEST_F(SqliteSinkTest, HistoryQueriesUseTheRoomIdIndex) {

@@ -6,12 +6,15 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "nudge/sdk/config.hpp"
 #include "nudge/sdk/context.hpp"
 #include "nudge/sdk/plugin.hpp"
+#include "nudge/sdk/status.hpp"
 
 namespace nudge {
 
@@ -81,6 +84,35 @@ class HealthProbe {
   /// What a real call (open, write, read) learnt about the connection: ""
   /// when it worked, else why not. Readiness follows it at once.
   void report(std::string problem) { reason_ = problem.empty() ? std::string() : describe(problem); }
+
+  /// report() from a call's Status: ok is healthy, `unavailable` (the
+  /// connection, not the data) is the problem; other errors say nothing of
+  /// the connection and leave readiness as it was.
+  void report(const Status& status) {
+    if (status.ok()) report(std::string());
+    else if (status.code() == StatusCode::unavailable) report(status.message());
+  }
+
+  /// The config key of the interval, declared by interval_key().
+  static constexpr std::string_view kIntervalKey = "health_check_interval_ms";
+
+  /// Declares kIntervalKey in a plugin's schema: 1000 ms by default, in
+  /// [100, 60000], changeable live (apply it with reconfigure()).
+  static ConfigField& interval_key(ConfigSchema& schema) {
+    return schema
+        .integer(std::string(kIntervalKey), 1000,
+                 "How often an idle sink checks its connection with `SELECT 1` (reconnecting if it was lost), so "
+                 "readiness notices a stopped server without traffic; skipped while a write runs")
+        .range(100, 60000)
+        .reloadable();
+  }
+
+  /// Applies a new kIntervalKey from a validated Config: a plugin whose only
+  /// live key is the interval returns this from Plugin::reconfigure.
+  Status reconfigure(const Config& config) {
+    set_interval(std::chrono::milliseconds(config.get_int(kIntervalKey)));
+    return Status::success();
+  }
 
   /// Changes the interval; the next check comes one new interval from now.
   /// Before start() or after stop() it only records the interval.

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "interpolate.hpp"
+#include "engine/interpolate.hpp"
 
 namespace nudge::conformance {
 

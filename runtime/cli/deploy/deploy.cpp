@@ -46,15 +46,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* kUsage = R"(Usage:
-  nudge deploy up DEPLOYMENT.toml       start the instances and nginx under a supervisor (a daemon);
-                                        waits until every instance is ready, then prints the public URL
-  nudge deploy down DEPLOYMENT.toml     stop the supervisor: instances drain and stop, then nginx
-  nudge deploy status DEPLOYMENT.toml   each instance's pid, state, restarts, uptime and /readyz;
-                                        exit code 0 when everything is up and ready
-See deploy/README.md for the file format.
-)";
-
 double wall_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -988,26 +979,13 @@ int cmd_status(const Deployment& d) {
 
 }  // namespace
 
-int run_deploy(const std::vector<std::string>& args) {
-  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    (args.empty() ? std::cerr : std::cout) << kUsage;
-    return args.empty() ? 2 : 0;
-  }
-  const std::string& command = args[0];
-  if (command != "up" && command != "down" && command != "status" && command != "__supervise") {
-    std::cerr << "nudge: unknown deploy command '" << command << "'\n" << kUsage;
-    return 2;
-  }
-  if (args.size() != 2) {
-    std::cerr << "nudge: 'deploy " << command << "' needs exactly one deployment file\n" << kUsage;
-    return 2;
-  }
+int run_deploy(const std::string& command, const std::string& file) {
   Diagnostics diags;
-  auto deployment = load_deployment(args[1], diags);
+  auto deployment = load_deployment(file, diags);
   if (!deployment) {
     std::cerr << diags.to_string();
     std::cerr << "nudge: " << diags.items().size() << " error" << (diags.items().size() == 1 ? "" : "s") << " in "
-              << args[1] << "\n";
+              << file << "\n";
     return command == "status" ? 2 : 1;
   }
   if (command == "up") return cmd_up(*deployment);

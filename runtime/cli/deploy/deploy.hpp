@@ -13,8 +13,9 @@
 namespace nudge::runtime {
 
 /// `nudge deploy up|down|status FILE`: runs a deployment file's instances on
-/// this machine as supervised processes behind nginx. `args` follow "deploy".
-int run_deploy(const std::vector<std::string>& args);
+/// this machine as supervised processes behind nginx. `command` is up, down,
+/// status or __supervise (the supervisor `up` starts).
+int run_deploy(const std::string& command, const std::string& file);
 
 /// A TCP address as written in a deployment: `127.0.0.1:8000`, `[::1]:8000`, `localhost:8000`.
 struct HostPort {

@@ -12,6 +12,7 @@ namespace nudge::runtime {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(CommandLine, ParsesCommandsFlagsAndOverrides) {
   auto cl = parse_command_line({"run", "p.toml", "--set", "a.b=1", "--set=c.d=2", "--plugin-dir", "/x",
@@ -54,6 +55,54 @@ TEST(CommandLine, MistakesAreExplained) {
   EXPECT_EQ(parse_command_line({"run", "p", "--set"}).error, "--set needs a value");
   EXPECT_EQ(parse_command_line({"run", "p", "--log-level", "loud"}).error, "unknown log level 'loud'");
   EXPECT_EQ(run_cli({"frobnicate"}), 2);
+}
+
+TEST(CommandLine, AFlagGivenToTheWrongCommandNamesTheCommandsThatTakeIt) {
+  EXPECT_EQ(parse_command_line({"run", "p.toml", "--markdown"}).error, "--markdown is for 'nudge describe'");
+  EXPECT_EQ(parse_command_line({"plugins", "--set=a.b=1"}).error,
+            "--set is for 'nudge run', 'nudge validate' and 'nudge reload'");
+  EXPECT_EQ(parse_command_line({"validate", "p.toml", "q.toml"}).error, "unexpected argument 'q.toml'");
+  // --log-level and --log-format go before or after the command.
+  EXPECT_EQ(parse_command_line({"--log-level", "warn", "plugins"}).log_level, "warn");
+  EXPECT_EQ(parse_command_line({"plugins", "--log-format=json"}).log_format, "json");
+}
+
+TEST(CommandLine, TopAndDeployAreCommandsLikeTheOthers) {
+  auto top = parse_command_line({"top", "http://127.0.0.1:9101", "--once", "--interval=250"});
+  EXPECT_EQ(top.error, "");
+  EXPECT_EQ(top.command, "top");
+  EXPECT_EQ(top.argument, "http://127.0.0.1:9101");
+  EXPECT_TRUE(top.once);
+  EXPECT_EQ(top.interval, std::chrono::milliseconds(250));
+  EXPECT_EQ(parse_command_line({"top", "--interval", "50"}).error,
+            "--interval: must be milliseconds in [100, 3600000], got '50'");
+  EXPECT_EQ(parse_command_line({"top", "--interval"}).error, "--interval needs a value");
+
+  auto status = parse_command_line({"deploy", "status", "d.toml"});
+  EXPECT_EQ(status.error, "");
+  EXPECT_EQ(status.command, "deploy");
+  EXPECT_EQ(status.argument, "status");
+  EXPECT_EQ(status.subject, "d.toml");
+  EXPECT_EQ(parse_command_line({"deploy", "up"}).error, "'deploy up' needs exactly one deployment file");
+  EXPECT_EQ(parse_command_line({"deploy", "sideways", "d.toml"}).error, "unknown deploy command 'sideways'");
+  ::testing::internal::CaptureStderr();
+  EXPECT_EQ(run_cli({"deploy"}), 2);
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(), HasSubstr("Run 'nudge deploy --help' for usage."));
+}
+
+TEST(CommandLine, HelpIsGeneratedForEachCommand) {
+  auto help = parse_command_line({"--help"});
+  EXPECT_EQ(help.command, "help");
+  EXPECT_THAT(help.help, HasSubstr("Usage: nudge [OPTIONS]"));
+  EXPECT_THAT(help.help, HasSubstr("describe"));
+  EXPECT_THAT(help.help, HasSubstr("GET /healthz, GET /readyz, GET /metrics"));
+  EXPECT_THAT(help.help, Not(HasSubstr("__supervise")));
+  auto run = parse_command_line({"run", "--help"});
+  EXPECT_EQ(run.command, "help");
+  EXPECT_THAT(run.help, HasSubstr("Usage: nudge run [OPTIONS] [PIPELINE]"));
+  EXPECT_THAT(run.help, HasSubstr("--plugin-dir DIR"));
+  EXPECT_EQ(parse_command_line({"help", "top"}).help, parse_command_line({"top", "-h"}).help);
+  EXPECT_THAT(parse_command_line({"deploy", "--help"}).help, HasSubstr("status"));
 }
 
 TEST(Cli, RunRefusesAPortAlreadyInUseWithAReadableMessage) {

@@ -440,27 +440,6 @@ class Terminal {
   bool cursor_hidden_ = false;
 };
 
-constexpr const char* kTopUsage = R"(Usage: nudge top [ADMIN_URL] [--interval MS] [--once]
-
-A live view of a running instance, read from its admin endpoint's /metrics
-(default http://127.0.0.1:9100): one row per stage with messages in, out,
-errors and retries per second, queue depth and totals; connections, rooms,
-consumer lag per partition, and ingest→ack / ingest→persisted p50 and p99.
-
-Rates are the difference between two fetches over the time between them, so
-the first frame shows totals and '-' for rates. Latency quantiles are
-estimated from the histogram buckets observed during the last interval.
-
-Options:
-  --interval MS   time between fetches in milliseconds (default 1000, 100 to 3600000)
-  --once          print one frame and exit: two fetches one interval apart, so it
-                  has rates; no screen clearing. Exits 1 when the endpoint cannot
-                  be reached.
-  --help          this text
-
-Keys: q quits (Ctrl-C too).
-)";
-
 std::optional<Snapshot> snapshot_of(const FetchResult& fetched, std::string& error) {
   if (!fetched.error.empty()) {
     error = fetched.error;
@@ -483,59 +462,16 @@ std::optional<Snapshot> snapshot_of(const FetchResult& fetched, std::string& err
 
 }  // namespace top
 
-int run_top(const std::vector<std::string>& args) {
+int run_top(const std::string& url_text, std::chrono::milliseconds interval, bool once) {
   using namespace top;
-  std::string url_text = kDefaultUrl;
-  bool url_given = false;
-  bool once = false;
-  long long interval_ms = 1000;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto& a = args[i];
-    std::string interval_text;
-    if (a == "--help" || a == "-h") {
-      std::cout << kTopUsage;
-      return 0;
-    }
-    if (a == "--once") {
-      once = true;
-      continue;
-    }
-    if (a == "--interval") {
-      if (i + 1 == args.size()) {
-        std::cerr << "nudge top: --interval needs a value in milliseconds\n";
-        return 2;
-      }
-      interval_text = args[++i];
-    } else if (a.starts_with("--interval=")) {
-      interval_text = a.substr(11);
-    } else if (a.starts_with("-")) {
-      std::cerr << "nudge top: unknown option '" << a << "'\nRun 'nudge top --help' for usage.\n";
-      return 2;
-    } else if (url_given) {
-      std::cerr << "nudge top: unexpected argument '" << a << "'\nRun 'nudge top --help' for usage.\n";
-      return 2;
-    } else {
-      url_text = a;
-      url_given = true;
-      continue;
-    }
-    const auto [end, ec] =
-        std::from_chars(interval_text.data(), interval_text.data() + interval_text.size(), interval_ms);
-    if (ec != std::errc() || end != interval_text.data() + interval_text.size() || interval_ms < 100 ||
-        interval_ms > 3'600'000) {
-      std::cerr << "nudge top: --interval: must be milliseconds in [100, 3600000], got '" << interval_text << "'\n";
-      return 2;
-    }
-  }
   std::string error;
-  const auto url = parse_admin_url(url_text, error);
+  const auto url = parse_admin_url(url_text.empty() ? kDefaultUrl : url_text, error);
   if (!url) {
     std::cerr << "nudge top: " << error << "\n";
     return 2;
   }
 
   constexpr std::chrono::milliseconds kTimeout{2000};
-  const std::chrono::milliseconds interval{interval_ms};
   const bool tty = !once && isatty(STDOUT_FILENO);
   g_stop = 0;
   Terminal terminal(tty);

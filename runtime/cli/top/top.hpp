@@ -13,9 +13,10 @@
 
 namespace nudge::runtime {
 
-/// `nudge top [ADMIN_URL]`: a live terminal view of a running instance, read
-/// from its admin endpoint's /metrics once a second. `args` follow "top".
-int run_top(const std::vector<std::string>& args);
+/// `nudge top [ADMIN_URL] [--interval MS] [--once]`: a live terminal view of a
+/// running instance, read from its admin endpoint's /metrics every `interval`
+/// (`url` empty: http://127.0.0.1:9100). `once`: one frame, with rates, and exit.
+int run_top(const std::string& url, std::chrono::milliseconds interval, bool once);
 
 /// The parts of `nudge top`, apart so they can be tested without a terminal.
 namespace top {

@@ -4,7 +4,6 @@
 // STATE/supervisor.pid for its whole life, which is how the other commands
 // know it runs, and writes STATE/state.toml on every change.
 #include <fcntl.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
 #include <grp.h>
@@ -12,7 +11,6 @@
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +27,9 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <toml++/toml.h>
 
 #include "cli/deploy/deploy.hpp"
@@ -43,6 +44,8 @@ namespace nudge::runtime {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
 
 namespace {
 
@@ -101,56 +104,26 @@ std::string tail_file(const fs::path& path, std::size_t lines) {
 
 // ------------------------------------------------------------------ network
 
-/// A connected, non-blocking TCP socket, or -1 with `error` set.
-int connect_tcp(const HostPort& to, Clock::time_point deadline, std::string& error) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(to.port);
-  if (const int rc = getaddrinfo(to.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    error = std::string("cannot resolve '") + to.host + "': " + gai_strerror(rc);
-    return -1;
-  }
-  error = "no address";
-  int fd = -1;
-  for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) {
-      error = std::strerror(errno);
-      continue;
-    }
-    if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      error = std::strerror(errno);
-      close(fd);
-      fd = -1;
-      continue;
-    }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    pollfd p{fd, POLLOUT, 0};
-    const int ready = poll(&p, 1, static_cast<int>(std::max<long long>(0, left)));
-    int so_error = 0;
-    socklen_t len = sizeof so_error;
-    if (ready <= 0) {
-      error = "timed out connecting";
-    } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0 || so_error != 0) {
-      error = std::strerror(so_error ? so_error : errno);
-    } else {
-      break;
-    }
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(found);
-  return fd;
-}
-
+/// Whether a TCP connection to `to` opens within `timeout`; why not in `error`.
 bool reachable(const HostPort& to, std::chrono::milliseconds timeout, std::string& error) {
-  const int fd = connect_tcp(to, Clock::now() + timeout, error);
-  if (fd < 0) return false;
-  close(fd);
-  return true;
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  boost::system::error_code ec;
+  const auto found = resolver.resolve(to.host, std::to_string(to.port), tcp::resolver::numeric_service, ec);
+  if (ec) {
+    error = "cannot resolve '" + to.host + "': " + ec.message();
+    return false;
+  }
+  tcp::socket connection(io);
+  bool done = false;
+  asio::async_connect(connection, found, [&](const boost::system::error_code& result, const tcp::endpoint&) {
+    done = true;
+    ec = result;
+  });
+  io.run_for(timeout);
+  if (!done) error = "timed out connecting";
+  else if (ec) error = ec.message();
+  return done && !ec;
 }
 
 /// "ready", or why not: the /readyz answer in one line.
@@ -178,24 +151,18 @@ std::string readiness(const HostPort& admin, bool& ready) {
 
 /// Whether something listens on (or holds) `at`: a bind there fails.
 bool port_in_use(const HostPort& at) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-  addrinfo* found = nullptr;
-  if (getaddrinfo(at.host.c_str(), std::to_string(at.port).c_str(), &hints, &found) != 0) return false;
-  bool in_use = false;
-  if (found) {
-    const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
-    if (fd >= 0) {
-      const int one = 1;
-      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      in_use = bind(fd, found->ai_addr, found->ai_addrlen) != 0 && errno == EADDRINUSE;
-      close(fd);
-    }
-  }
-  freeaddrinfo(found);
-  return in_use;
+  asio::io_context io;
+  boost::system::error_code ec;
+  tcp::resolver resolver(io);
+  const auto found = resolver.resolve(at.host, std::to_string(at.port),
+                                      tcp::resolver::numeric_service | tcp::resolver::passive, ec);
+  if (ec || found.empty()) return false;
+  const tcp::endpoint endpoint = *found.begin();
+  tcp::acceptor acceptor(io);
+  if (acceptor.open(endpoint.protocol(), ec); ec) return false;
+  acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  acceptor.bind(endpoint, ec);
+  return ec == asio::error::address_in_use;
 }
 
 // ------------------------------------------------------------ state on disk

@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <ctime>
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 namespace nudge::runtime {
 
 std::optional<LogLevel> parse_log_level(std::string_view text) {
@@ -89,28 +92,6 @@ std::string logfmt_value(std::string_view v) {
   return out + "\"";
 }
 
-std::string json_string(std::string_view v) {
-  std::string out = "\"";
-  for (unsigned char c : v) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char esc[8];
-          std::snprintf(esc, sizeof esc, "\\u%04x", c);
-          out += esc;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 /// The text with runs of digits folded, so "retry 3 in 400 ms" and "retry 4
 /// in 800 ms" count as the same repeated line.
 std::string repeat_key(std::string_view logger, std::string_view text) {
@@ -154,14 +135,26 @@ std::string LogOutput::format_line(LogLevel level, std::string_view logger, std:
       return line;
     }
     case LogFormat::json: {
-      std::string line = "{\"ts\":\"" + timestamp() + "\",\"level\":\"" + to_string(level) + "\"";
-      if (!pipeline_.empty()) line += ",\"pipeline\":" + json_string(pipeline_);
-      if (!instance_.empty()) line += ",\"instance\":" + json_string(instance_);
-      line += ",\"stage\":" + json_string(logger);
-      if (!plugin.empty()) line += ",\"plugin\":" + json_string(plugin);
-      line += ",\"msg\":" + json_string(text);
-      if (repeated) line += ",\"repeated\":" + std::to_string(repeated);
-      return line + "}";
+      rapidjson::StringBuffer buffer;
+      rapidjson::Writer<rapidjson::StringBuffer> json(buffer);
+      const auto member = [&json](const char* key, std::string_view value) {
+        json.Key(key);
+        json.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+      };
+      json.StartObject();
+      member("ts", timestamp());
+      member("level", to_string(level));
+      if (!pipeline_.empty()) member("pipeline", pipeline_);
+      if (!instance_.empty()) member("instance", instance_);
+      member("stage", logger);
+      if (!plugin.empty()) member("plugin", plugin);
+      member("msg", text);
+      if (repeated) {
+        json.Key("repeated");
+        json.Uint64(repeated);
+      }
+      json.EndObject();
+      return std::string(buffer.GetString(), buffer.GetSize());
     }
   }
   return {};

@@ -20,33 +20,18 @@
 #include <unordered_set>
 
 #include <nudge/sdk.hpp>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 namespace example {
 
 using namespace nudge;
 
-/// A JSON string with `text`'s characters escaped (text is valid UTF-8: the
-/// runtime checks payloads at ingress).
-void append_json_string(std::string& out, std::string_view text) {
-  out.push_back('"');
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-          out += escaped;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
+/// `"key":"value"`, the value escaped as JSON wants (payloads are valid UTF-8:
+/// the runtime checks them at ingress).
+void member(rapidjson::Writer<rapidjson::StringBuffer>& json, const char* key, std::string_view value) {
+  json.Key(key);
+  json.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
 }
 
 /// The file and what is in it; touched by the worker thread only.
@@ -74,16 +59,24 @@ class JsonlFile {
   Status append(const Batch& batch) {
     std::string lines;
     std::vector<std::string> added;
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> json(buffer);
     for (const auto& m : batch) {
       std::string id = m->id.to_string();
       if (ids_.contains(id)) continue;
-      lines += "{\"id\":\"" + id + "\",\"room\":";
-      append_json_string(lines, m->room);
-      lines += ",\"sender\":";
-      append_json_string(lines, m->sender);
-      lines += ",\"text\":";
-      append_json_string(lines, m->payload);
-      lines += ",\"ts\":" + std::to_string(m->timestamp_ms) + "}\n";
+      // {"id":"...","room":...,"sender":...,"text":...,"ts":...}: open() reads the id back at its start.
+      buffer.Clear();
+      json.Reset(buffer);
+      json.StartObject();
+      member(json, "id", id);
+      member(json, "room", m->room);
+      member(json, "sender", m->sender);
+      member(json, "text", m->payload);
+      json.Key("ts");
+      json.Int64(m->timestamp_ms);
+      json.EndObject();
+      lines.append(buffer.GetString(), buffer.GetSize());
+      lines += '\n';
       added.push_back(std::move(id));
     }
     if (lines.empty()) return Status::success();

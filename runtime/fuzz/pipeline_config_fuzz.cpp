@@ -24,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-#include "pipeline_config.hpp"
+#include "engine/pipeline_config.hpp"
 
 namespace {
 

@@ -24,7 +24,7 @@
 
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/testing.hpp"
-#include "plugin_registry.hpp"
+#include "engine/plugin_registry.hpp"
 
 namespace nudge::conformance {
 

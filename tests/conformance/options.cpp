@@ -3,38 +3,18 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <memory>
 
-#include "interpolate.hpp"
+#include <CLI/CLI.hpp>
+
+#include "engine/interpolate.hpp"
 #include "nudge/sdk/url.hpp"
 
 namespace nudge::conformance {
 
-std::string usage() {
-  return R"(nudge-conformance — runs the conformance suite of a plugin kind against one plugin
+namespace {
 
-Usage:
-  nudge-conformance --kind fanout|sink|log --plugin NAME [options] [gtest flags]
-
-Options:
-  --kind KIND            the suite to run: fanout, sink or log; the plugin must be of this kind
-  --plugin NAME          the plugin under test, found as nudge-KIND-NAME.so
-  --set key=value        a key of the plugin's config (repeatable), typed by its schema:
-                         integer, number, true/false, string, or a comma-separated list;
-                         ${VAR} and ${VAR:-default} are taken from the environment
-  --plugin-dir DIR       look for the plugin in DIR first (repeatable); then in
-                         $NUDGE_PLUGIN_PATH (colon-separated), then in the plugin folder
-                         next to this executable (the build's or the install's)
-  --outage-begin CMD     shell command that takes the plugin's server down
-  --outage-end CMD       shell command that brings it back (both or neither); without
-                         them the outage and restart cases are skipped
-  --max-payload BYTES    largest payload the fanout and sink cases send (default 65536)
-  --single-instance      fanout only: messages do not cross instances (an in-process
-                         fanout such as memory); each instance then expects its own only
-  --require-server ADDR  host:port or URL of the plugin's server; when nothing accepts a
-                         connection there, every case is skipped and the exit status is 77
-  --help                 this text
-
-GoogleTest flags (--gtest_filter=..., --gtest_list_tests, --gtest_repeat=N,
+constexpr const char* kFooter = R"(GoogleTest flags (--gtest_filter=..., --gtest_list_tests, --gtest_repeat=N,
 --gtest_output=xml:FILE) work as usual.
 
 Config keys the suites fill in when not set: a sink's `table` (a fresh table per run),
@@ -47,11 +27,58 @@ loading error, 77 the server given to --require-server did not answer.
 Examples:
   nudge-conformance --kind sink --plugin mysink --plugin-dir ./build --set path=/tmp/x.db
   nudge-conformance --kind fanout --plugin redis --set url=redis://127.0.0.1:6379 \
-      --outage-begin 'scripts/services/redis stop' --outage-end 'scripts/services/redis start'
-)";
-}
+      --outage-begin 'scripts/services/redis stop' --outage-end 'scripts/services/redis start')";
 
-namespace {
+/// The options as written; checked and converted by parse_options.
+struct Written {
+  std::string kind;
+  std::vector<std::string> sets;
+  std::vector<std::string> plugin_dirs;
+  std::string max_payload;
+  std::string require_server;
+};
+
+/// The grammar of the command line, writing into `o` and `w`; --help is generated from it.
+std::unique_ptr<CLI::App> make_app(Options& o, Written& w) {
+  auto app = std::make_unique<CLI::App>(
+      "nudge-conformance — runs the conformance suite of a plugin kind against one plugin\n\n"
+      "  nudge-conformance --kind fanout|sink|log --plugin NAME [OPTIONS] [gtest flags]",
+      "nudge-conformance");
+  app->footer(kFooter);
+  app->set_help_flag("-h,--help", "this text");
+  app->allow_extras();  // explained by parse_options
+  app->add_option("--kind", w.kind, "the suite to run: fanout, sink or log; the plugin must be of this kind")
+      ->option_text("KIND");
+  app->add_option("--plugin", o.plugin, "the plugin under test, found as nudge-KIND-NAME.so")->option_text("NAME");
+  app->add_option("--set", w.sets,
+                  "a key of the plugin's config (repeatable), typed by its schema:\n"
+                  "integer, number, true/false, string, or a comma-separated list;\n"
+                  "${VAR} and ${VAR:-default} are taken from the environment")
+      ->option_text("KEY=VALUE")
+      ->allow_extra_args(false);
+  app->add_option("--plugin-dir", w.plugin_dirs,
+                  "look for the plugin in DIR first (repeatable); then in\n"
+                  "$NUDGE_PLUGIN_PATH (colon-separated), then in the plugin folder\n"
+                  "next to this executable (the build's or the install's)")
+      ->option_text("DIR")
+      ->allow_extra_args(false);
+  app->add_option("--outage-begin", o.outage_begin, "shell command that takes the plugin's server down")
+      ->option_text("CMD");
+  app->add_option("--outage-end", o.outage_end,
+                  "shell command that brings it back (both or neither); without\n"
+                  "them the outage and restart cases are skipped")
+      ->option_text("CMD");
+  app->add_option("--max-payload", w.max_payload, "largest payload the fanout and sink cases send (default 65536)")
+      ->option_text("BYTES");
+  app->add_flag("--single-instance", o.single_instance,
+                "fanout only: messages do not cross instances (an in-process\n"
+                "fanout such as memory); each instance then expects its own only");
+  app->add_option("--require-server", w.require_server,
+                  "host:port or URL of the plugin's server; when nothing accepts a\n"
+                  "connection there, every case is skipped and the exit status is 77")
+      ->option_text("ADDR");
+  return app;
+}
 
 bool expand(const std::string& text, std::string& out, std::string& error) {
   std::string why;
@@ -64,97 +91,77 @@ bool expand(const std::string& text, std::string& out, std::string& error) {
 
 }  // namespace
 
+std::string usage() {
+  Options o;
+  Written w;
+  return make_app(o, w)->help();
+}
+
 std::optional<Options> parse_options(const std::vector<std::string>& args, std::string& error) {
   Options o;
-  bool have_kind = false;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string arg = args[i];
-    std::optional<std::string> inline_value;
-    if (arg.starts_with("--")) {
-      if (const auto eq = arg.find('='); eq != std::string::npos && arg != "--set") {
-        // --kind=sink, and --set=key=value
-        inline_value = arg.substr(eq + 1);
-        arg = arg.substr(0, eq);
-      }
-    }
-    auto value = [&](std::string& out) {
-      if (inline_value) {
-        out = *inline_value;
-        return true;
-      }
-      if (i + 1 >= args.size()) {
-        error = arg + " needs a value";
-        return false;
-      }
-      out = args[++i];
-      return true;
-    };
-    std::string v;
-    if (arg == "--help" || arg == "-h") {
-      o.help = true;
-    } else if (arg == "--kind") {
-      if (!value(v)) return std::nullopt;
-      const auto kind = parse_plugin_kind(v);
-      if (!kind || *kind == PluginKind::source) {
-        error = "--kind must be fanout, sink or log, not '" + v + "'" +
-                (kind ? " (there is no conformance suite for sources yet)" : "");
-        return std::nullopt;
-      }
-      o.kind = *kind;
-      have_kind = true;
-    } else if (arg == "--plugin") {
-      if (!value(o.plugin)) return std::nullopt;
-      if (o.plugin.empty()) {
-        error = "--plugin needs a plugin name";
-        return std::nullopt;
-      }
-    } else if (arg == "--set") {
-      if (!value(v)) return std::nullopt;
-      const auto eq = v.find('=');
-      if (eq == std::string::npos || eq == 0) {
-        error = "--set expects key=value, got '" + v + "'";
-        return std::nullopt;
-      }
-      std::string text;
-      if (!expand(v.substr(eq + 1), text, error)) {
-        error = "--set " + v.substr(0, eq) + ": " + error;
-        return std::nullopt;
-      }
-      o.sets.emplace_back(v.substr(0, eq), std::move(text));
-    } else if (arg == "--plugin-dir") {
-      if (!value(v)) return std::nullopt;
-      o.plugin_dirs.emplace_back(v);
-    } else if (arg == "--outage-begin") {
-      if (!value(o.outage_begin)) return std::nullopt;
-    } else if (arg == "--outage-end") {
-      if (!value(o.outage_end)) return std::nullopt;
-    } else if (arg == "--max-payload") {
-      if (!value(v)) return std::nullopt;
-      std::size_t n = 0;
-      const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-      if (ec != std::errc() || end != v.data() + v.size() || n > 64 * 1024 * 1024) {
-        error = "--max-payload must be a number of bytes from 0 to 67108864, got '" + v + "'";
-        return std::nullopt;
-      }
-      o.max_payload = n;
-    } else if (arg == "--single-instance") {
-      o.single_instance = true;
-    } else if (arg == "--require-server") {
-      if (!value(v)) return std::nullopt;
-      if (!expand(v, o.require_server, error)) {
-        error = "--require-server " + error;
-        return std::nullopt;
-      }
-    } else if (arg.starts_with("--gtest")) {
-      error = "unknown GoogleTest flag '" + arg + "'";
-      return std::nullopt;
-    } else {
-      error = "unknown argument '" + arg + "'";
-      return std::nullopt;
-    }
+  Written w;
+  const auto app = make_app(o, w);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them last first
+  try {
+    app->parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    o.help = true;
+    return o;
+  } catch (const CLI::ArgumentMismatch& e) {
+    // "--kind: 1 required TEXT missing": a flag at the end without its value.
+    const std::string what = e.what();
+    error = what.substr(0, what.find(':')) + " needs a value";
+    return std::nullopt;
+  } catch (const CLI::ParseError& e) {
+    error = e.what();
+    return std::nullopt;
   }
-  if (o.help) return o;
-  if (!have_kind) {
+  for (const auto& extra : app->remaining()) {
+    error = extra.starts_with("--gtest") ? "unknown GoogleTest flag '" + extra + "'" : "unknown argument '" + extra + "'";
+    return std::nullopt;
+  }
+  if (app->count("--kind")) {
+    const auto kind = parse_plugin_kind(w.kind);
+    if (!kind || *kind == PluginKind::source) {
+      error = "--kind must be fanout, sink or log, not '" + w.kind + "'" +
+              (kind ? " (there is no conformance suite for sources yet)" : "");
+      return std::nullopt;
+    }
+    o.kind = *kind;
+  }
+  if (app->count("--plugin") && o.plugin.empty()) {
+    error = "--plugin needs a plugin name";
+    return std::nullopt;
+  }
+  for (const auto& v : w.sets) {
+    const auto eq = v.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      error = "--set expects key=value, got '" + v + "'";
+      return std::nullopt;
+    }
+    std::string text;
+    if (!expand(v.substr(eq + 1), text, error)) {
+      error = "--set " + v.substr(0, eq) + ": " + error;
+      return std::nullopt;
+    }
+    o.sets.emplace_back(v.substr(0, eq), std::move(text));
+  }
+  o.plugin_dirs.assign(w.plugin_dirs.begin(), w.plugin_dirs.end());
+  if (app->count("--max-payload")) {
+    const std::string& v = w.max_payload;
+    std::size_t n = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || n > 64 * 1024 * 1024) {
+      error = "--max-payload must be a number of bytes from 0 to 67108864, got '" + v + "'";
+      return std::nullopt;
+    }
+    o.max_payload = n;
+  }
+  if (app->count("--require-server") && !expand(w.require_server, o.require_server, error)) {
+    error = "--require-server " + error;
+    return std::nullopt;
+  }
+  if (!app->count("--kind")) {
     error = "--kind is required (fanout, sink or log)";
     return std::nullopt;
   }

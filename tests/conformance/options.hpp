@@ -32,7 +32,7 @@ struct Options {
   bool help = false;
 };
 
-/// The usage text (printed for --help and after a usage error).
+/// The usage text, generated from the grammar (printed for --help).
 std::string usage();
 
 /// Parses `args`. On a bad argument returns nullopt and sets `error` to one

@@ -32,7 +32,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "config.hpp"
-#include "history_merge.hpp"  // the runtime's own decision, built into this test
+#include "engine/history_merge.hpp"  // the runtime's own decision, built into this test
 #include "recent_window.hpp"
 #include "redis_fanout.hpp"
 #include "nudge/sdk/tcp_proxy.hpp"
@@ -760,7 +760,7 @@ std::vector<MessagePtr> after(const std::vector<MessagePtr>& all, const MessageI
 }
 
 /// What a client that last saw `last_seen` is answered, the runtime's way
-/// (runtime/src/pipeline.cpp): the window alone if answer_from_window says
+/// (runtime/engine/pipeline.cpp): the window alone if answer_from_window says
 /// it reaches back far enough, else `stored` (the sink, which has every
 /// acknowledged message) merged with the window.
 std::vector<MessagePtr> catch_up(const std::vector<MessagePtr>& window, const std::vector<MessagePtr>& stored,

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace nudge::runtime {
+
+/// The parsed command line of `nudge`.
+struct CommandLine {
+  std::string command;                 ///< run, validate, plugins, describe, new, reload, top, deploy, help, version
+  std::string argument;                ///< the pipeline file, plugin name or admin URL; `new`: what to make
+                                       ///< (plugin); `deploy`: up, down, status
+  std::string subject;                 ///< `new plugin NAME`: the name; `deploy up FILE`: the file
+  std::string kind;                    ///< `new plugin --kind KIND`
+  std::string dir;                     ///< `new plugin --dir DIR`
+  bool markdown = false;               ///< `describe --markdown`
+  bool once = false;                   ///< `top --once`
+  std::chrono::milliseconds interval{1000};  ///< `top --interval`
+  std::vector<std::string> overrides;  ///< --set table.key=value
+  std::vector<std::filesystem::path> plugin_dirs;
+  std::string log_level = "info";
+  std::string log_format;              ///< --log-format; empty: the pipeline's log_format
+  std::string token;                   ///< `reload --token`: the admin token
+  std::string help;                    ///< `help`: the text to print (of the command asked about)
+  std::string error;                   ///< non-empty when the command line is wrong
+};
+
+CommandLine parse_command_line(const std::vector<std::string>& args);
+
+/// Runs `nudge` with `args` (without the program name); returns the exit code.
+int run_cli(const std::vector<std::string>& args);
+
+}  // namespace nudge::runtime

@@ -1,0 +1,226 @@
+// A whole pipeline run in-process with scripted plugins (scripted_plugins.cpp)
+// and the real memory fanout: what the runtime promises about acks and
+// deliveries, checked from the order of the events both plugins report.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli/cli.hpp"
+#include "engine/in_flight_window.hpp"
+
+namespace nudge::runtime {
+namespace {
+
+struct Events {
+  // Position of each event in the report, per message id.
+  std::map<std::string, std::map<std::string, std::vector<std::size_t>>> by_id;
+  std::map<std::string, std::string> error_codes;
+};
+
+Events read_report(const std::string& path) {
+  Events events;
+  std::ifstream in(path);
+  std::string line;
+  for (std::size_t n = 0; std::getline(in, line); ++n) {
+    std::istringstream words(line);
+    std::string what, id, code;
+    words >> what >> id >> code;
+    events.by_id[id][what].push_back(n);
+    if (what == "error") events.error_codes[id] = code;
+  }
+  return events;
+}
+
+std::size_t count(const Events& events, const std::string& id, const std::string& what) {
+  auto it = events.by_id.at(id).find(what);
+  return it == events.by_id.at(id).end() ? 0 : it->second.size();
+}
+
+std::size_t first(const Events& events, const std::string& id, const std::string& what) {
+  return events.by_id.at(id).at(what).front();
+}
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  int run(const std::string& deliver, int messages, int fail_every, int confirm_delay_ms = 1,
+          const std::string& transform = "") {
+    // Named after the test: ctest runs tests in parallel processes.
+    const std::string stem = ::testing::TempDir() + "/pipeline-" +
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+                             std::to_string(::getpid());
+    report_ = stem + ".report";
+    std::remove(report_.c_str());
+    const std::string file = stem + ".toml";
+    std::ofstream(file) << "[pipeline]\nname = \"scripted\"\ndeliver = \"" << deliver << "\"\n"
+                        << "max_in_flight = 64\n"
+                        << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages << "\n"
+                        << (transform.empty() ? "" : "[transform.scripted]\nreport = \"" + report_ + "\"\n" + transform)
+                        << "[fanout.memory]\n"
+                        << "[log.scripted]\nreport = \"" << report_ << "\"\nfail_every = " << fail_every
+                        << "\nconfirm_delay_ms = " << confirm_delay_ms << "\n";
+    return run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR,
+                    "--log-level", "warn"});
+  }
+
+  /// A paced source (it publishes each message once when_ready lets it)
+  /// into a log that confirms nothing for `hold_ms`, then one append every
+  /// 2 ms: how far the in-flight window lets the source get.
+  struct Paced {
+    int published = 0;
+    int acked = 0;
+    int published_before_first_confirm = 0;
+    int peak_in_flight = 0;
+  };
+  Paced run_paced(const std::string& pipeline_keys, int messages, int payload_bytes, int hold_ms) {
+    const std::string stem = ::testing::TempDir() + "/pipeline-" +
+                             ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
+                             std::to_string(::getpid());
+    report_ = stem + ".report";
+    std::remove(report_.c_str());
+    const std::string file = stem + ".toml";
+    std::ofstream(file) << "[pipeline]\nname = \"paced\"\n" << pipeline_keys << "\n"
+                        << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages
+                        << "\npayload_bytes = " << payload_bytes << "\npaced = true\n"
+                        << "[log.scripted]\nreport = \"" << report_ << "\"\nhold_ms = " << hold_ms
+                        << "\nconfirm_delay_ms = 2\n";
+    EXPECT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--log-level", "warn"}), 0);
+    Paced out;
+    std::ifstream in(report_);
+    int confirmed = 0;
+    for (std::string line; std::getline(in, line);) {
+      if (line.starts_with("published ")) {
+        ++out.published;
+        if (confirmed == 0) ++out.published_before_first_confirm;
+        out.peak_in_flight = std::max(out.peak_in_flight, out.published - confirmed);
+      } else if (line.starts_with("confirmed ")) {
+        ++confirmed;
+      } else if (line.starts_with("ack ")) {
+        ++out.acked;
+      }
+    }
+    return out;
+  }
+
+  /// What in_flight_bytes counts for one message of the scripted source.
+  static std::size_t scripted_message_bytes(int payload_bytes) {
+    Message m;
+    m.room = "room";
+    m.sender = "scripted";
+    m.payload = std::string(static_cast<std::size_t>(payload_bytes), 'x');
+    return in_flight_bytes(m);
+  }
+
+  std::string report_;
+};
+
+TEST_F(PipelineTest, AnAckFollowsTheLogsConfirmationAndAFailureIsAnErrorNeverAnAck) {
+  ASSERT_EQ(run("durable", 300, 7), 0);
+  const Events events = read_report(report_);
+  ASSERT_EQ(events.by_id.size(), 300u);
+  int acked = 0, refused = 0;
+  for (const auto& [id, _] : events.by_id) {
+    ASSERT_EQ(count(events, id, "ack") + count(events, id, "error"), 1u) << id << ": exactly one completion";
+    if (count(events, id, "confirmed")) {
+      ++acked;
+      EXPECT_EQ(count(events, id, "ack"), 1u) << id;
+      EXPECT_LT(first(events, id, "confirmed"), first(events, id, "ack")) << id << ": acked before it was durable";
+    } else {
+      ++refused;
+      ASSERT_EQ(count(events, id, "refused"), 1u) << id;
+      EXPECT_EQ(count(events, id, "error"), 1u) << id << ": a refused append must reach its sender as an error";
+      EXPECT_EQ(events.error_codes.at(id), "unavailable");
+    }
+  }
+  EXPECT_EQ(refused, 300 / 7);
+  EXPECT_EQ(acked, 300 - 300 / 7);
+}
+
+TEST_F(PipelineTest, ATransformsRejectReachesTheSenderAndADropIsAckedAndNeitherIsLoggedNorFannedOut) {
+  ASSERT_EQ(run("durable", 100, 0, 1, "reject_every = 5\ndrop_every = 7\n"), 0);
+  const Events events = read_report(report_);
+  ASSERT_EQ(events.by_id.size(), 100u);
+  int rejected = 0, dropped = 0, passed = 0;
+  for (const auto& [id, _] : events.by_id) {
+    ASSERT_EQ(count(events, id, "ack") + count(events, id, "error"), 1u) << id << ": exactly one completion";
+    EXPECT_EQ(count(events, id, "rejected") + count(events, id, "dropped") + count(events, id, "passed"), 1u) << id;
+    if (count(events, id, "rejected")) {
+      ++rejected;
+      EXPECT_EQ(events.error_codes.at(id), "rejected") << id;
+    } else if (count(events, id, "dropped")) {
+      ++dropped;
+      EXPECT_EQ(count(events, id, "ack"), 1u) << id << ": a drop is acknowledged";
+    } else {
+      ++passed;
+      EXPECT_EQ(count(events, id, "confirmed"), 1u) << id;
+      EXPECT_EQ(count(events, id, "deliver"), 1u) << id;
+      EXPECT_LT(first(events, id, "passed"), first(events, id, "confirmed")) << id << ": transformed before the log";
+      continue;
+    }
+    EXPECT_EQ(count(events, id, "confirmed") + count(events, id, "refused"), 0u) << id << ": it reached the log";
+    EXPECT_EQ(count(events, id, "deliver"), 0u) << id << ": it was fanned out";
+  }
+  EXPECT_EQ(rejected, 20);
+  EXPECT_EQ(dropped, 100 / 7 - 100 / 35);  // every 7th, less those already rejected as every 5th
+  EXPECT_EQ(passed, 100 - rejected - dropped);
+}
+
+TEST_F(PipelineTest, DurableDeliveryFansOutOnlyWhatTheLogConfirmedOnceEachAfterTheConfirmation) {
+  ASSERT_EQ(run("durable", 300, 5), 0);
+  const Events events = read_report(report_);
+  for (const auto& [id, _] : events.by_id) {
+    if (count(events, id, "confirmed")) {
+      ASSERT_EQ(count(events, id, "deliver"), 1u) << id;
+      EXPECT_LT(first(events, id, "confirmed"), first(events, id, "deliver")) << id;
+    } else {
+      EXPECT_EQ(count(events, id, "deliver"), 0u) << id << ": a message the log refused was delivered";
+    }
+  }
+}
+
+TEST_F(PipelineTest, ImmediateDeliveryFansOutEverythingAtOnce) {
+  ASSERT_EQ(run("immediate", 100, 5, 50), 0);
+  const Events events = read_report(report_);
+  for (const auto& [id, _] : events.by_id) {
+    ASSERT_EQ(count(events, id, "deliver"), 1u) << id;
+    const std::string outcome = count(events, id, "confirmed") ? "confirmed" : "refused";
+    EXPECT_LT(first(events, id, "deliver"), first(events, id, outcome)) << id << ": delivered before durable";
+  }
+}
+
+TEST_F(PipelineTest, ALogThatNeverAcksStopsLargeMessagesAtTheByteBoundAndAcksFreeRoomOneByOne) {
+  // 64 KiB messages against 1 MiB: the count bound (64) is never reached.
+  constexpr int kPayload = 64 * 1024;
+  constexpr std::size_t kBound = 1024 * 1024;
+  const std::size_t each = scripted_message_bytes(kPayload);
+  const int fit = static_cast<int>((kBound + each - 1) / each);  // published while the bytes are under the bound
+  ASSERT_EQ(fit, 16);
+  const auto paced = run_paced("max_in_flight = 64\nmax_in_flight_bytes = " + std::to_string(kBound), 60, kPayload, 400);
+  EXPECT_EQ(paced.published_before_first_confirm, fit)
+      << "for 400 ms nothing is acked: the source must stop once " << fit << " x " << each << " bytes are in flight";
+  EXPECT_EQ(paced.peak_in_flight, fit) << "each ack frees room for one message, no more";
+  EXPECT_EQ(paced.published, 60) << "acks resume the source";
+  EXPECT_EQ(paced.acked, 60);
+}
+
+TEST_F(PipelineTest, SmallMessagesStillStopAtTheCountBound) {
+  const auto paced = run_paced("max_in_flight = 5", 30, 0, 300);
+  EXPECT_EQ(paced.published_before_first_confirm, 5);
+  EXPECT_EQ(paced.peak_in_flight, 5);
+  EXPECT_EQ(paced.acked, 30);
+}
+
+TEST_F(PipelineTest, AMessageLargerThanTheByteBoundGoesThroughAloneAndThePipelineDoesNotStall) {
+  const auto paced = run_paced("max_in_flight_bytes = 65536", 5, 100 * 1024, 100);
+  EXPECT_EQ(paced.published_before_first_confirm, 1);
+  EXPECT_EQ(paced.peak_in_flight, 1);
+  EXPECT_EQ(paced.acked, 5);
+}
+
+}  // namespace
+}  // namespace nudge::runtime

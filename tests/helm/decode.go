@@ -112,7 +112,9 @@ func DecodeStrict(doc []byte) (metav1.Object, string, error) {
 
 func nameOf(j []byte) string {
 	var m struct {
-		Metadata struct{ Name string } `json:"metadata"`
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
 	}
 	_ = sigsjson.UnmarshalCaseSensitivePreserveInts(j, &m)
 	return m.Metadata.Name

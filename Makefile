@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run run-embedded test test-unit test-asan test-tsan fuzz soak services-start services-stop clean help
+.PHONY: all deps build image run run-embedded test test-unit test-asan test-tsan fuzz soak services-start services-stop clean help
 
 all: build
 
@@ -12,6 +12,7 @@ help:
 	@echo "make run     install what is missing, build, start the servers and the chat"
 	@echo "make test    install what is missing, build, run every test"
 	@echo "make run-embedded   the chat with no servers (SQLite, one instance)"
+	@echo "make image      the OCI image, without a container engine (var/image; docs/kubernetes.md)"
 	@echo "make test-asan  every test under ASan+UBSan (build-asan; docs/testing.md)"
 	@echo "make test-tsan  the unit tests under TSan (build-tsan)"
 	@echo "make fuzz       each fuzz target for FUZZ_SECONDS (60) (build-fuzz; clang-14)"
@@ -25,6 +26,10 @@ $(BUILD)/build.ninja:
 
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j$(JOBS)
+
+# Its own build folder (build-image, no tests): scripts/build-image.
+image: deps
+	@scripts/build-image
 
 run: build
 	@scripts/run-chat $(BUILD)

@@ -295,6 +295,55 @@ class SlowReaderTest(unittest.TestCase):
               f"{mb / elapsed:.1f} MB/s delivered); rest of its stream read in {drained:.2f} s")
 
 
+def server_side_states(server_port, client_port):
+    """TCP states (as /proc/net/tcp numbers them: 01 established, 04 FIN-WAIT-1 …) of the server's sockets
+    talking to `client_port`, from the kernel's table."""
+    states = []
+    with open("/proc/net/tcp") as table:
+        lines = table.read().splitlines()[1:]
+    for line in lines:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+            states.append(state)
+    return states
+
+
+class StuckClientResetTest(unittest.TestCase):
+    """A client that stops reading and falls silent is cut at idle_timeout_ms. A plain close would leave its
+    unread bytes in the server's kernel (FIN-WAIT-1, up to a send buffer each, for minutes: an outside attack
+    held 160 MB with 100 such sockets from two addresses); the server resets it instead."""
+
+    def setUp(self):
+        self.nudge = start(self, "source.websocket.idle_timeout_ms=1000", "source.websocket.rate_limit_per_second=0")
+
+    def test_a_cut_client_with_unread_bytes_leaves_no_socket_behind(self):
+        victim = RawWebSocket(self.nudge.address, rcvbuf=4096, mss=536)
+        self.assertEqual(victim.status, 101)
+        victim.send_json({"type": "join", "room": "stuck"})
+        victim.send_json({"type": "send", "room": "stuck", "text": "ready", "ref": "ready"})
+        victim.recv_json(lambda f: f.get("type") == "ack")  # from now on it neither reads nor sends
+        server_port, client_port = self.nudge.address[1], victim.sock.getsockname()[1]
+        self.assertEqual(server_side_states(server_port, client_port), ["01"], "the server's socket, established")
+
+        async def flood():
+            sender = await nudge_test.ChatClient(self.nudge.ws_url, "sender").connect()
+            await sender.join("stuck")
+            for n in range(40):
+                await sender.say("stuck", f"{n} " + "z" * 16000, f"m{n}")
+            await sender.wait_for(lambda: len(sender.acks) == 40, what="acks")
+            await sender.close()
+        asyncio.run(flood())
+        deadline = time.monotonic() + 6
+        while server_side_states(server_port, client_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = server_side_states(server_port, client_port)
+        victim.close()
+        self.assertEqual(left, [], "the server's socket is gone at the cut (reset), not left in FIN-WAIT-1 (04) "
+                                   "holding what the client never read")
+        stop_and_summary(self, self.nudge)
+
+
 # ---------------------------------------------------------------- security
 
 class OriginTest(unittest.TestCase):

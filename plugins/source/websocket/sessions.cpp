@@ -54,6 +54,9 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       protocol_errors(ctx.metrics().counter(
           "protocol_errors", "Connections closed for breaking the WebSocket protocol (1002, 1007, 1009)")),
       idle_closed(ctx.metrics().counter("idle_closed", "Connections cut after idle_timeout_ms without a byte")),
+      connections_reset(ctx.metrics().counter(
+          "connections_reset", "Connections the server gave up on (silent, or not taking its close) that it reset "
+                               "rather than closed, as the kernel still held bytes they had not read")),
       socketio_sessions(ctx.metrics().counter("socketio_sessions", "Socket.IO sessions opened")),
       socketio_upgrades(ctx.metrics().counter("socketio_upgrades", "Socket.IO sessions upgraded from polling to WebSocket")),
       socketio_refused(ctx.metrics().counter("socketio_refused",

@@ -229,6 +229,7 @@ struct Hub {
   Counter& ref_conflicts;
   Counter& protocol_errors;
   Counter& idle_closed;
+  Counter& connections_reset;
   Counter& socketio_sessions;
   Counter& socketio_upgrades;
   Counter& socketio_refused;
@@ -669,8 +670,17 @@ class WsStreamSession final : public WsSession, public std::enable_shared_from_t
   void close_after_queue(CloseCode code, std::string_view reason);
   /// Queues the close frame, the last frame this session writes.
   void queue_close(CloseCode code, std::string_view reason, Clock::time_point deadline);
+  /// How the socket ends when the server gives up on the client.
+  enum class SocketEnd {
+    /// A FIN after what is queued in the kernel: the client reads to the end.
+    orderly,
+    /// A reset when the kernel still holds bytes the client has not taken: a
+    /// client that stopped reading would otherwise leave them (up to a send
+    /// buffer, megabytes) in a FIN-WAIT-1 socket for minutes after the close.
+    reset_if_unsent,
+  };
   /// Closes the socket: the end of the session.
-  void close_socket();
+  void close_socket(SocketEnd end = SocketEnd::orderly);
   void fail(boost::beast::error_code ec, const char* what);
 
   bool closing() const noexcept { return closing_ != Closing::open; }

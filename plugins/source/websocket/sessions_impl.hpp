@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ssl/error.hpp>
@@ -69,6 +72,13 @@ LoopSocket& tcp_socket(WebSocket& ws) {
   auto& lowest = beast::get_lowest_layer(ws);
   if constexpr (requires { lowest.socket(); }) return lowest.socket();
   else return lowest;
+}
+
+/// Bytes the kernel holds for the socket that the peer has not acknowledged (SIOCOUTQ); 0 when unknown.
+inline int unsent_bytes(LoopSocket& socket) {
+  int unsent = 0;
+  if (::ioctl(socket.native_handle(), SIOCOUTQ, &unsent) != 0) return 0;
+  return unsent;
 }
 
 inline std::string_view view(boost::beast::string_view s) noexcept { return {s.data(), s.size()}; }
@@ -632,7 +642,8 @@ template <class Stream>
 void WsStreamSession<Stream>::check_deadlines(Clock::time_point now) {
   if (closing_ == Closing::closed) return;
   if (closing()) {
-    if (now >= busy().close_deadline) close_socket();
+    // The client did not take the close in time: whatever it left unread goes with a reset.
+    if (now >= busy().close_deadline) close_socket(SocketEnd::reset_if_unsent);
     return;
   }
   if (writing_ && now - busy().last_written >= std::chrono::milliseconds(hub_->config.write_timeout_ms))
@@ -650,7 +661,7 @@ void WsStreamSession<Stream>::check_deadlines(Clock::time_point now) {
     hub_->idle_closed.add();
     hub_->logger.debug("cutting the connection from '", address_, "': silent for ", hub_->config.idle_timeout_ms,
                        " ms");
-    return close_socket();
+    return close_socket(SocketEnd::reset_if_unsent);
   }
   if (silent >= idle / 2 && !ping_sent_ && upgraded_) {
     ping_sent_ = true;
@@ -659,14 +670,19 @@ void WsStreamSession<Stream>::check_deadlines(Clock::time_point now) {
 }
 
 template <class Stream>
-void WsStreamSession<Stream>::close_socket() {
+void WsStreamSession<Stream>::close_socket(SocketEnd end) {
   if (closing_ == Closing::closed) return;
   closing_ = Closing::closed;
   leave_rooms();
   hub_->remove(this);
   beast::error_code ignored;
   auto& socket = detail::tcp_socket(stream_);
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  if (end == SocketEnd::reset_if_unsent && detail::unsent_bytes(socket) > 0) {
+    hub_->connections_reset.add();
+    socket.set_option(boost::asio::socket_base::linger(true, 0), ignored);  // close() sends a reset
+  } else {
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+  }
   socket.close(ignored);
   slot_.release();
   if (sio_) sio_->websocket_closed(this);

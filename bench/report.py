@@ -617,12 +617,11 @@ def section_scale(runs):
                 f"measure, the limit lies higher). **This machine has {m['cores']} cores**: the load generator is "
                 "pinned to one and every instance shares the other, so an added instance adds no CPU, only "
                 "another process to split the work with. The figures are therefore **per CPU-second** of the "
-                "instances (their process trees over the window): what one second of an instance's CPU carries; an "
-                "added instance's efficiency is that figure against one instance's (1.00: the split costs "
-                "nothing). " + source(r), "", generator_line(r), "",
+                "instances (their process trees over the window): what one second of an instance's CPU carries. "
+                + source(r), "", generator_line(r), "",
                 table(["instances", "connections held", "highest rate held, msg/s", "deliveries/s there",
                        "p99 ms there", "instances' CPU, cores", "messages per instance CPU-s",
-                       "deliveries per instance CPU-s", "efficiency", "deliveries per CPU-s of every server",
+                       "deliveries per instance CPU-s", "deliveries per CPU-s of every server",
                        "Redis CPU-µs per message", "deliveries across instances"],
                       # "≥": some round's instances failed no step the generator could measure (a bound)
                       [[c, spread(v, "connections", 0),
@@ -631,11 +630,25 @@ def section_scale(runs):
                          else "≥ ") + spread(v, "highest_rate", 0), spread(v, "deliveries_per_s", 0), spread(v, "p99_ms", 1),
                         spread(v, "instance_cores", 2), spread(v, "messages_per_instance_cpu_s", 0),
                         spread(v, "deliveries_per_instance_cpu_s", 0),
-                        f"{v['efficiency_deliveries_per_instance_cpu_s']:.2f}"
-                        if v.get("efficiency_deliveries_per_instance_cpu_s") is not None else "no result",
                         spread(v, "deliveries_per_server_cpu_s", 0), spread(v, "redis_cpu_us_per_message", 1),
                         num(100 * v["cross_instance_share"], 0) + "%" if v.get("cross_instance_share") is not None
                         else "no result"] for c, v in sorted(edge.items(), key=lambda kv: int(kv[0]))]), ""]
+        eq = h.get("edge_at_equal_rate")
+        if eq:
+            out += [f"**What an added instance costs, at equal work.** Each count's highest rate differs, and an "
+                    f"instance's CPU per delivery falls as its rate rises (its timers and sweeps cost the same at any "
+                    f"rate), so the per-CPU figures above do not compare the counts. Here every count carries the same "
+                    f"offered rate, **{eq['rate']:,.0f} msg/s** ({eq['rate'] * 10:,.0f} deliveries/s), the highest "
+                    "rate at which every count has at least two valid windows with nothing lost; medians over those "
+                    "windows (a window counts whatever its p99: the CPU a delivery costs does not depend on a "
+                    "latency spike). Efficiency: deliveries per instance CPU-second against one instance's.", "",
+                    table(["instances", "windows", "deliveries per instance CPU-s", "instance CPU-µs per delivery",
+                           "efficiency", "Redis CPU-µs per message", "p99 ms"],
+                          [[c, str(v["steps"]), num(v["deliveries_per_instance_cpu_s"], 0),
+                            num(v["instance_cpu_us_per_delivery"], 2),
+                            f"{v['efficiency']:.2f}" if v.get("efficiency") is not None else "no result",
+                            num(v["redis_cpu_us_per_message"], 1), num(v["p99_ms"], 1)]
+                           for c, v in sorted(eq["counts"].items(), key=lambda kv: int(kv[0]))]), ""]
     r = latest_with(runs, "persist")
     if r:
         o, h = r["options"], r["headline"]

@@ -160,6 +160,22 @@ class Scale(unittest.TestCase):
         self.assertEqual(run.efficiency(h, "x"), {"1": 1.0, "2": 0.9, "3": 0.6})
         self.assertEqual(run.efficiency({"1": {"x": None}, "2": {"x": 5.0}}, "x"), {"1": None, "2": None})
 
+    def test_edge_counts_are_compared_at_the_highest_rate_every_count_carried(self):
+        def step(offered, per_cpu, valid=True, lost=0, p99=10.0):
+            return {"offered": offered, "valid": valid, "lost": lost, "p99_ms": p99,
+                    "deliveries_per_target_cpu_s": per_cpu, "cpu": {"redis-server": {"us_per_accepted": 30.0}}}
+        rounds = [{"1": {"steps": [step(1000, 50000), step(2000, 100000), step(3000, 120000)]},
+                   "2": {"steps": [step(1000, 40000), step(2000, 80000, p99=90.0), step(3000, 0, valid=False)]}},
+                  {"1": {"steps": [step(1000, 50000), step(2000, 100000), step(3000, 120000)]},
+                   "2": {"steps": [step(1000, 40000), step(2000, 60000, lost=3), step(2000, 70000)]}}]
+        eq = run.edge_at_equal_rate(rounds)
+        # 3000 was carried by count 1 only; at 2000 count 2 has two zero-loss windows (one failed p99: still counted)
+        self.assertEqual(eq["rate"], 2000)
+        self.assertEqual(eq["counts"]["2"]["deliveries_per_instance_cpu_s"], 75000)
+        self.assertEqual(eq["counts"]["2"]["efficiency"], 0.75)
+        self.assertEqual(eq["counts"]["1"]["instance_cpu_us_per_delivery"], 10.0)
+        self.assertIsNone(run.edge_at_equal_rate([{"1": {"steps": [step(1000, 1)]}, "2": {"steps": []}}]))
+
     def test_edge_counts_report_per_cpu_figures_at_the_highest_rate_held(self):
         args = types.SimpleNamespace(counts="1,2", start_rate=1000, step=1.5, p99=50, duration=5, rooms=10,
                                      senders=None, connections=5000, stamp="t", edge_pipeline="chat-edge.toml")
@@ -234,12 +250,15 @@ class Scale(unittest.TestCase):
                            "edge_pipeline": "chat-edge.toml", "backlog": 300000, "sizes": "19000",
                            "max_per_process": 19000, "parts": "edge,persist,idle"},
                "edge": [], "persist": [{"1": {"backlog": 300000}}], "idle": [{"19000": {"instances": 1}}],
-               "headline": {"edge": edge, "persist": persist,
+               "headline": {"edge": edge, "persist": persist, "edge_at_equal_rate": run.edge_at_equal_rate(
+                   [{c: {"steps": [{"offered": 2000.0, "valid": True, "lost": 0, "p99_ms": 9.0, "cpu": {},
+                                    "deliveries_per_target_cpu_s": x}] * 2} for c, x in (("1", 30000.0), ("2", 24000.0))}]),
                             "idle": {"19000": {"open": 19000, "rss_per_connection": 3000.0, "all_open": True}}}}
         page = "\n".join(report.section_scale([doc]))
         self.assertIn("per CPU-second", page)
         self.assertIn("| 2 | no result | 2,500 |", page)
-        self.assertIn("| 0.80 |", page)  # 24,000 / 30,000
+        self.assertIn("| 2 | 2 | 24,000 | 41.67 | 0.80 |", page)  # 24,000 / 30,000 at the same 2,000 msg/s
+        self.assertIn("**2,000 msg/s**", page)
         self.assertIn("**no**", page)  # the count that was not exactly once
         self.assertIn("1.5×", page)  # two workers against one
         self.assertIn("| 19,000 | 1 |", page)

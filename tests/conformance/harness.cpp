@@ -19,13 +19,34 @@ Settings& settings() {
   return s;
 }
 
-Config config_for_case(const std::string& case_tag) {
+Config config_for_case(const std::string& case_tag) { return config_for_case(case_tag, {}); }
+
+Config config_for_case(const std::string& case_tag, const std::map<std::string, ConfigValue>& replaced) {
   auto values = settings().overrides;
+  for (const auto& [key, value] : replaced) values[key] = value;
   for (const auto& [key, base] : settings().per_case) values[key] = base + "." + case_tag;
   std::string error;
   Config config = nudge::testing::make_config(settings().schema, values, &error);
   EXPECT_EQ(error, "") << "the plugin's schema refuses the config";
   return config;
+}
+
+std::map<std::string, ConfigValue> overrides_naming_server_at(std::uint16_t port) {
+  std::map<std::string, ConfigValue> named;
+  const Settings& s = settings();
+  if (s.server_host.empty()) return named;
+  const std::string server = s.server_host + ":" + std::to_string(s.server_port);
+  const std::string proxy = "127.0.0.1:" + std::to_string(port);
+  for (const auto& [key, value] : s.overrides) {
+    const auto* text = std::get_if<std::string>(&value);
+    if (!text) continue;
+    const auto at = text->find(server);
+    if (at == std::string::npos) continue;
+    std::string through = *text;
+    through.replace(at, server.size(), proxy);
+    named[key] = std::move(through);
+  }
+  return named;
 }
 
 bool tcp_reachable(const std::string& host, std::uint16_t port, milliseconds timeout) {

@@ -50,6 +50,8 @@ struct Settings {
   /// host:port of --require-server, to tell whether an outage took effect.
   std::string server_host;
   std::uint16_t server_port = 0;
+  /// How soon a plugin must notice, without traffic, that its server went away or came back.
+  milliseconds readiness_within{5000};
   /// A temporary database file the suite made up (removed at exit).
   std::filesystem::path temp_file;
   /// Unique per run: names rooms, topics and tags so runs never cross.
@@ -63,6 +65,14 @@ Settings& settings();
 /// The plugin's Config for one test case (`case_tag` names per-case topics).
 /// Fails the test (and returns an empty Config) when the schema refuses it.
 Config config_for_case(const std::string& case_tag);
+
+/// As above with `replaced` keys taking the place of the run's overrides.
+Config config_for_case(const std::string& case_tag, const std::map<std::string, ConfigValue>& replaced);
+
+/// The run's string overrides that name the server (--require-server's
+/// host:port), now naming 127.0.0.1:`port` instead: how a case puts a proxy
+/// between the plugin and its server. Empty when no override names it.
+std::map<std::string, ConfigValue> overrides_naming_server_at(std::uint16_t port);
 
 /// Creates an instance of the plugin under test through its descriptor, as the
 /// runtime does. On failure returns null and sets `error`.

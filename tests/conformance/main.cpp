@@ -47,6 +47,7 @@ bool configure(const Options& options) {
   s.max_payload = options.max_payload;
   s.outage_begin = options.outage_begin;
   s.outage_end = options.outage_end;
+  s.readiness_within = milliseconds(options.readiness_within_ms);
   const auto epoch_s =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   s.run_id = "c" + std::to_string(::getpid()) + "-" + std::to_string(epoch_s);

@@ -77,6 +77,11 @@ std::unique_ptr<CLI::App> make_app(Options& o, Written& w) {
                   "host:port or URL of the plugin's server; when nothing accepts a\n"
                   "connection there, every case is skipped and the exit status is 77")
       ->option_text("ADDR");
+  app->add_option("--readiness-within-ms", o.readiness_within_ms,
+                  "how soon, without traffic, a sink must report that it lost its\n"
+                  "server and that it has it back (default 5000)")
+      ->option_text("MS")
+      ->check(CLI::Range(std::int64_t{100}, std::int64_t{600000}));
   return app;
 }
 

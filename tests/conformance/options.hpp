@@ -29,6 +29,9 @@ struct Options {
   bool single_instance = false;
   /// --require-server: host:port or a URL; empty when not given.
   std::string require_server;
+  /// --readiness-within-ms: how soon a plugin must report that it lost (or
+  /// regained) its server without traffic.
+  std::int64_t readiness_within_ms = 5000;
   bool help = false;
 };
 

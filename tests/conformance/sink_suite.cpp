@@ -18,7 +18,10 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/ip/address.hpp>
+
 #include "harness.hpp"
+#include "nudge/sdk/tcp_proxy.hpp"
 
 namespace nudge::conformance {
 namespace {
@@ -39,6 +42,7 @@ class SinkConformance : public ConformanceTest {
   void StopLetsAWriteInProgressFinish();
   void NotReadyBeforeStartAndReadyAfter();
   void ABatchWrittenDuringAnOutageLandsAfterIt();
+  void NotReadySoonAfterLosingItsServerWithoutTrafficAndReadyWhenBack();
 
  protected:
   void SetUp() override {
@@ -567,6 +571,66 @@ void SinkConformance::ABatchWrittenDuringAnOutageLandsAfterIt() {
     EXPECT_EQ(rows[m->id], 1) << "message " << m->id.to_string() << " stored " << rows[m->id] << " times";
 }
 
+
+// The server "goes away" without traffic: a proxy between the sink and its
+// server closes its listener and every connection (the server itself, shared
+// with other tests, keeps running). Readiness is what a load balancer and the
+// runtime's /ready act on, so it must follow the server on its own.
+void SinkConformance::NotReadySoonAfterLosingItsServerWithoutTrafficAndReadyWhenBack() {
+  const Settings& s = settings();
+  if (s.server_host.empty()) GTEST_SKIP() << "needs --require-server to know where the server is";
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(s.server_host, ec);
+  if (ec) GTEST_SKIP() << "the proxy needs the server as an IP address, got " << s.server_host;
+  nudge::testing::TcpProxy proxy(s.server_host, s.server_port);
+  const auto through_proxy = overrides_naming_server_at(proxy.port());
+  if (through_proxy.empty())
+    GTEST_SKIP() << "no --set value names the server " << s.server_host << ":" << s.server_port;
+
+  std::string error;
+  auto sink = create_instance<Sink>(config_for_case(tag_, through_proxy), *context_, error);
+  ASSERT_TRUE(sink) << "create() failed: " << error;
+  const Status started = sink->start();
+  ASSERT_TRUE(started.ok()) << "start() through the proxy failed: " << started.message();
+  ASSERT_TRUE(sink->readiness().ready) << sink->readiness().reason;
+  const auto write_one = [&](const std::string& name) {
+    auto done = std::make_shared<std::optional<Status>>();
+    sink->write(std::make_shared<const Batch>(std::vector<MessagePtr>{make(room(name), "s", name)}),
+                [done](Status st) { *done = std::move(st); });
+    return run_until([&] { return done->has_value(); }, kWriteLimit) && (*done)->ok();
+  };
+  ASSERT_TRUE(write_one("before"));
+
+  const auto within = s.readiness_within;
+  proxy.down();
+  auto t0 = Clock::now();
+  ASSERT_TRUE(run_until([&] { return !sink->readiness().ready; }, within + std::chrono::seconds(5)))
+      << "still ready " << (within + std::chrono::seconds(5)).count() << " ms after the server went away";
+  const auto noticed = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+  EXPECT_LE(noticed, within) << "noticed after " << noticed.count() << " ms (--readiness-within-ms " << within.count()
+                             << ")";
+  const auto reason = sink->readiness().reason;
+  EXPECT_FALSE(reason.empty()) << "not ready says why";
+  measured("not_ready_after_ms", noticed.count(), "not ready after the server went away: " + reason);
+  // Still not ready a while later: no check may pass while the server is away.
+  run_for(milliseconds(1500));
+  EXPECT_FALSE(sink->readiness().ready) << "ready again while the server is still away";
+
+  proxy.up();
+  t0 = Clock::now();
+  ASSERT_TRUE(run_until([&] { return sink->readiness().ready; }, within + std::chrono::seconds(5)))
+      << "not ready " << (within + std::chrono::seconds(5)).count()
+      << " ms after the server came back: " << sink->readiness().reason;
+  const auto back = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+  EXPECT_LE(back, within) << "ready after " << back.count() << " ms (--readiness-within-ms " << within.count() << ")";
+  measured("ready_again_after_ms", back.count(), "ready again after the server came back");
+  EXPECT_TRUE(write_one("after")) << "a write once ready again";
+
+  auto stopped = std::make_shared<bool>(false);
+  sink->stop([stopped] { *stopped = true; });
+  EXPECT_TRUE(run_until([&] { return *stopped; }, kWriteLimit)) << "stop() must call its completion";
+}
+
 }  // namespace
 
 void register_sink_cases() {
@@ -591,6 +655,9 @@ void register_sink_cases() {
                                  &SinkConformance::NotReadyBeforeStartAndReadyAfter, __FILE__, __LINE__);
   register_case<SinkConformance>(suite, "ABatchWrittenDuringAnOutageLandsAfterIt",
                                  &SinkConformance::ABatchWrittenDuringAnOutageLandsAfterIt, __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "NotReadySoonAfterLosingItsServerWithoutTrafficAndReadyWhenBack",
+                                 &SinkConformance::NotReadySoonAfterLosingItsServerWithoutTrafficAndReadyWhenBack,
+                                 __FILE__, __LINE__);
 }
 
 }  // namespace nudge::conformance

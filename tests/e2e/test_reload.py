@@ -311,7 +311,7 @@ class ReloadTest(unittest.TestCase):
         bare = NudgeProcess(self.file, name="nudge-no-token")
         self.addCleanup(bare.kill)
         bare.wait_started(30)
-        self.assertTrue(any("POST /reload off: no admin token" in line for line in bare.log_lines), bare.log())
+        self.assertTrue(any("POST /reload and GET /tap off: no admin token" in line for line in bare.log_lines), bare.log())
         self.write(max_length=20)
         status, body = admin_get(bare.admin_url, "/reload", "POST", headers={"Authorization": "Bearer " + TOKEN})
         self.assertEqual(status, 403)

@@ -196,7 +196,8 @@ class ReloadTest(unittest.TestCase):
         self.assertIn("nudge reload sent no token", out)
         self.assertEqual(self.reloads_logged(), 0, "nothing refused reached the pipeline file")
         self.assertEqual(refused_counts(url), {"browser": 3.0, "host": 2.0, "unauthorized": 3.0,
-                                               "reload_disabled": 0.0, "max_connections": 0.0})
+                                               "reload_disabled": 0.0, "max_connections": 0.0,
+                                               "tap_disabled": 0.0, "max_taps": 0.0})
 
         # The token: from --token, from the pipeline file (its [admin] listen and token_file).
         code, out = reload_cli(url, "--token", TOKEN)

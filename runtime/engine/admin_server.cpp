@@ -242,7 +242,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     const auto method = request_.method();
     if (path == "/reload") {
       if (method != http::verb::post) return answer(http::status::method_not_allowed, "use POST /reload\n");
-      if (!authorized("POST /reload")) return;
+      if (!authorized(kReload)) return;
       state_->handlers.reload([self = shared_from_this()](unsigned status, std::string body) {
         self->answer(static_cast<http::status>(status), std::move(body));
       });
@@ -250,7 +250,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     }
     if (path == "/tap") {
       if (method != http::verb::get) return answer(http::status::method_not_allowed, "use GET /tap\n");
-      if (!authorized("GET /tap")) return;
+      if (!authorized(kTap)) return;
       return start_tap(target);
     }
     if (method != http::verb::get && method != http::verb::head)
@@ -287,21 +287,29 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     return false;
   }
 
+  /// What an endpoint needing the token says when it is missing or off.
+  struct Guarded {
+    const char* what;         ///< `POST /reload`, as the refusals name it
+    Refusal no_token;         ///< counted when no token is configured
+    const char* then;         ///< how to go on once a token is configured
+    const char* token_from;   ///< where the nudge command takes the token from
+  };
+  static constexpr Guarded kReload{"POST /reload", Refusal::reload_disabled,
+                                   "then run nudge reload with the token; meanwhile SIGHUP reloads (kill -HUP PID)",
+                                   "nudge reload sends it from --token, $NUDGE_ADMIN_TOKEN or the pipeline file"};
+  static constexpr Guarded kTap{"GET /tap", Refusal::tap_disabled, "then run nudge tap with the token",
+                                "nudge tap sends it from --token or $NUDGE_ADMIN_TOKEN"};
+
   /// True when the request bears the admin token; else answers 401 or 403.
-  /// `what`: the request, as the refusals name it (`POST /reload`).
-  bool authorized(const std::string& what) {
+  bool authorized(const Guarded& guarded) {
     const std::string& token = state_->access.token;
-    const bool tap = what == "GET /tap";
+    const std::string what = guarded.what;
     if (token.empty()) {
-      state_->refuse(tap ? Refusal::tap_disabled : Refusal::reload_disabled,
-                     what + " (no admin token is configured)", stream_.socket());
+      state_->refuse(guarded.no_token, what + " (no admin token is configured)", stream_.socket());
       answer(http::status::forbidden,
              "forbidden: " + what +
                  " is turned off because no admin token is configured. Set [admin] token (e.g. token = "
-                 "\"${NUDGE_ADMIN_TOKEN}\") or token_file in the pipeline file and restart" +
-                 (tap ? std::string(", then run nudge tap with the token\n")
-                      : std::string(", then run nudge reload with the token; meanwhile SIGHUP reloads (kill -HUP "
-                                    "PID)\n")));
+                 "\"${NUDGE_ADMIN_TOKEN}\") or token_file in the pipeline file and restart, " + guarded.then + "\n");
       return false;
     }
     const auto presented = bearer_token(request_[http::field::authorization]);
@@ -313,8 +321,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
            sent ? "unauthorized: the token does not match [admin] token (or token_file)\n"
                 : "unauthorized: " + what +
                       " needs the header 'Authorization: Bearer <token>' with the token of [admin] token or "
-                      "token_file (nudge " + (tap ? "tap" : "reload") +
-                      " sends it from --token, $NUDGE_ADMIN_TOKEN or the pipeline file)\n",
+                      "token_file (" + guarded.token_from + ")\n",
            "text/plain; charset=utf-8", true);
     return false;
   }

@@ -9,6 +9,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -147,6 +148,97 @@ AdminResponse admin_request(const std::string& method, const AdminUrl& url, cons
     }
   }
   if (!finished && result.error.empty()) result.error = "timed out after " + seconds_text(timeout);
+  return result;
+}
+
+AdminResponse admin_stream(const AdminUrl& url, const std::string& path, const AdminHeaders& headers,
+                           const std::function<void(unsigned status)>& on_header,
+                           const std::function<void(std::string_view)>& on_data,
+                           const std::function<bool()>& cancelled, std::chrono::milliseconds timeout) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  using tcp = asio::ip::tcp;
+
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  beast::tcp_stream stream(io);
+  beast::flat_buffer buffer;
+  http::request<http::empty_body> request{http::verb::get, url.prefix + path, 11};
+  const bool v6 = url.host.find(':') != std::string::npos;
+  request.set(http::field::host, (v6 ? "[" + url.host + "]" : url.host) + ":" + url.port);
+  request.set(http::field::user_agent, "nudge");
+  for (const auto& [name, value] : headers) request.set(name, value);
+  http::response_parser<http::string_body> parser;
+  // A stream has no end known in advance; a refusal is small.
+  parser.body_limit(boost::none);
+
+  AdminResponse result;
+  bool finished = false;
+  bool streaming = false;
+  auto fail = [&](const beast::error_code& ec) {
+    result.error = describe(ec, url, timeout);
+    finished = true;
+  };
+  // The parser keeps a reference to the callback: it must outlive the reads.
+  auto on_chunk = [&](std::uint64_t, std::string_view data, beast::error_code&) -> std::size_t {
+    if (streaming) on_data(data);
+    else if (result.body.size() < 64 * 1024) result.body.append(data);
+    return data.size();
+  };
+  parser.on_chunk_body(on_chunk);
+  std::function<void()> read_body = [&] {
+    http::async_read_some(stream, buffer, parser, [&](const beast::error_code& ec, std::size_t) {
+      if (ec == http::error::end_of_stream || ec == http::error::partial_message || ec == asio::error::eof) {
+        result.error = "the connection closed before the end of the stream";
+        finished = true;
+        return;
+      }
+      if (ec) return fail(ec);
+      if (parser.is_done()) {
+        if (!streaming) result.body += parser.get().body();
+        finished = true;
+        return;
+      }
+      read_body();
+    });
+  };
+  stream.expires_after(timeout);
+  resolver.async_resolve(url.host, url.port, [&](const beast::error_code& ec, tcp::resolver::results_type found) {
+    if (ec) return fail(ec);
+    stream.async_connect(found, [&](const beast::error_code& ec, const tcp::endpoint&) {
+      if (ec) return fail(ec);
+      http::async_write(stream, request, [&](const beast::error_code& ec, std::size_t) {
+        if (ec) return fail(ec);
+        http::async_read_header(stream, buffer, parser, [&](const beast::error_code& ec, std::size_t) {
+          if (ec) return fail(ec);
+          result.status = parser.get().result_int();
+          result.reason = std::string(parser.get().reason());
+          streaming = result.status == 200;
+          if (on_header) on_header(result.status);
+          // The events come when they come: no deadline while they do.
+          if (streaming) stream.expires_never();
+          if (parser.is_done()) {
+            finished = true;
+            return;
+          }
+          read_body();
+        });
+      });
+    });
+  });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!finished && !io.stopped()) {
+    io.run_for(std::chrono::milliseconds(100));
+    if (!finished && cancelled && cancelled()) {
+      result.error = "cancelled";
+      break;
+    }
+    if (!finished && !streaming && result.status == 0 && std::chrono::steady_clock::now() >= deadline) {
+      result.error = "timed out after " + seconds_text(timeout);
+      break;
+    }
+  }
   return result;
 }
 

@@ -45,4 +45,17 @@ AdminResponse admin_request(const std::string& method, const AdminUrl& url, cons
                             std::chrono::milliseconds timeout = std::chrono::seconds(5),
                             const std::function<bool()>& cancelled = {}, const AdminHeaders& headers = {});
 
+/// A GET of `url.prefix + path` whose answer is a stream (`GET /tap`): the
+/// connection and the response's header must come within `timeout`, then
+/// `on_data` is handed the body as it arrives (each piece a chunk, or part
+/// of one), with no time limit, until the server ends the body, the
+/// connection breaks (`error` says so) or `cancelled()` (asked every 100 ms)
+/// is true (`error` is "cancelled"). `on_header` runs with the status once
+/// the header is in. A non-200 answer is read whole into `body` instead.
+AdminResponse admin_stream(const AdminUrl& url, const std::string& path, const AdminHeaders& headers,
+                           const std::function<void(unsigned status)>& on_header,
+                           const std::function<void(std::string_view)>& on_data,
+                           const std::function<bool()>& cancelled,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
 }  // namespace nudge::runtime

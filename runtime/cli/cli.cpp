@@ -23,8 +23,8 @@ namespace {
 constexpr const char* kFooter = R"(Run 'nudge COMMAND --help' for a command's options.
 
 A running instance (with an [admin] table) answers on its admin endpoint:
-GET /healthz, GET /readyz, GET /metrics (Prometheus), and POST /reload with
-the [admin] token. SIGHUP reloads too. See docs/operations.md.
+GET /healthz, GET /readyz, GET /metrics (Prometheus), and POST /reload and
+GET /tap with the [admin] token. SIGHUP reloads too. See docs/operations.md.
 
 Pipeline strings may use ${VAR} and ${VAR:-default} from the environment, and
 ${PIPELINE_DIR} for the pipeline file's folder. See docs/architecture.md.)";
@@ -39,6 +39,17 @@ the first frame shows totals and '-' for rates. Latency quantiles are
 estimated from the histogram buckets observed during the last interval.
 
 Keys: q quits (Ctrl-C too).)";
+
+constexpr const char* kTapFooter = R"(Watches the messages passing through a running instance, read from its admin
+endpoint's GET /tap with the admin token ($NUDGE_ADMIN_TOKEN or --token).
+One line per event on stdout: JSON (time, stage, point, at, room, id, sender,
+size, text) or, with --format text, a line for people. Points: source
+accepted/delivered, transform passed/dropped/rejected, log appended/
+append_failed/consumed, fanout published/received, sink written.
+
+Tapping never slows the pipeline: events the endpoint cannot send fast
+enough are missed, and how many is said on stderr. Ctrl-C stops; so does
+--limit. See docs/operations.md.)";
 
 /// The grammar of `nudge`: every command, its arguments and flags, writing
 /// into `cl`; --help is generated from it. Commands take only their own flags
@@ -150,6 +161,49 @@ void make_grammar(CommandLine& cl, Grammar& g) {
                 "print one frame and exit: two fetches one interval apart, so it has\n"
                 "rates; no screen clearing. Exits 1 when the endpoint cannot be reached");
   own(top, "--once");
+
+  CLI::App* tap = command("tap", "watch the messages flowing through a running instance");
+  tap->footer(kTapFooter);
+  tap->add_option("ADMIN_URL,--admin", cl.argument, "the admin endpoint (default http://127.0.0.1:9100)")
+      ->option_text("URL");
+  own(tap, "--admin");
+  tap->add_option("--token", cl.token, "the admin token (default: $NUDGE_ADMIN_TOKEN)")->option_text("TOKEN");
+  own(tap, "--token");
+  tap->add_option("--stage", cl.tap.stages, "stages to watch, comma-separated (default: all):\n"
+                                            "source, transform, log, fanout, sink")
+      ->option_text("STAGE,...")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(CLI::IsMember({"source", "transform", "log", "fanout", "sink"}));
+  own(tap, "--stage");
+  tap->add_option("--room", cl.tap.rooms, "rooms to watch, comma-separated (default: all)")
+      ->option_text("ROOM,...")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  own(tap, "--room");
+  tap->add_option("--sample", cl.tap.sample,
+                  "share of messages to watch, in (0, 1] (default 1); chosen by message id,\n"
+                  "so a sampled message shows at every stage")
+      ->option_text("SHARE")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            double share = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), share);
+            if (ec == std::errc() && end == text.data() + text.size() && share > 0 && share <= 1) return {};
+            return "must be a number in (0, 1], got '" + text + "'";
+          },
+          ""));
+  own(tap, "--sample");
+  tap->add_option("--limit", cl.tap.limit, "stop after N events (default: until Ctrl-C)")->option_text("N");
+  own(tap, "--limit");
+  tap->add_option("--max-text", cl.tap.max_text, "bytes of each message's text shown (default 1024; 0: all)")
+      ->option_text("BYTES")
+      ->check(CLI::NonNegativeNumber);
+  own(tap, "--max-text");
+  tap->add_option("--format", cl.tap.format, "json (default: one JSON object a line) or text")
+      ->option_text("FORMAT")
+      ->check(CLI::IsMember({"json", "text"}));
+  own(tap, "--format");
 
   CLI::App* deploy = command("deploy", "run a deployment's instances, supervised, behind nginx");
   deploy->footer("See deploy/README.md for the file format.");
@@ -263,7 +317,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
 int run_cli(const std::vector<std::string>& args) {
   const CommandLine cl = parse_command_line(args);
   if (!cl.error.empty()) {
-    const bool own_help = cl.command == "top" || cl.command == "deploy";
+    const bool own_help = cl.command == "top" || cl.command == "tap" || cl.command == "deploy";
     std::cerr << "nudge: " << cl.error << "\nRun 'nudge " << (own_help ? cl.command + " " : "")
               << "--help' for usage.\n";
     return 2;
@@ -281,6 +335,7 @@ int run_cli(const std::vector<std::string>& args) {
   if (cl.command == "new") return cmd_new_plugin(cl);
   if (cl.command == "reload") return cmd_reload(cl);
   if (cl.command == "top") return run_top(cl.argument, cl.interval, cl.once);
+  if (cl.command == "tap") return cmd_tap(cl);
   if (cl.command == "deploy") return run_deploy(cl.argument, cl.subject);
   const PluginRegistry registry(PluginRegistry::default_search_path(cl.plugin_dirs));
   if (cl.command == "plugins") return cmd_plugins(registry);

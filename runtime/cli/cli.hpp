@@ -9,7 +9,7 @@ namespace nudge::runtime {
 
 /// The parsed command line of `nudge`.
 struct CommandLine {
-  std::string command;                 ///< run, validate, plugins, describe, new, reload, top, deploy, help, version
+  std::string command;                 ///< run, validate, plugins, describe, new, reload, top, tap, deploy, help, version
   std::string argument;                ///< the pipeline file, plugin name or admin URL; `new`: what to make
                                        ///< (plugin); `deploy`: up, down, status
   std::string subject;                 ///< `new plugin NAME`: the name; `deploy up FILE`: the file
@@ -22,7 +22,16 @@ struct CommandLine {
   std::vector<std::filesystem::path> plugin_dirs;
   std::string log_level = "info";
   std::string log_format;              ///< --log-format; empty: the pipeline's log_format
-  std::string token;                   ///< `reload --token`: the admin token
+  std::string token;                   ///< `reload`, `tap --token`: the admin token
+  /// `nudge tap`: what to watch (the admin URL is `argument`).
+  struct TapOptions {
+    std::vector<std::string> stages;   ///< --stage source,sink; empty: all
+    std::vector<std::string> rooms;    ///< --room r1,r2; empty: all
+    double sample = 1.0;               ///< --sample
+    unsigned long long limit = 0;      ///< --limit; 0: until Ctrl-C
+    long long max_text = -1;           ///< --max-text; -1: the endpoint's default (1024)
+    std::string format = "json";       ///< --format json|text
+  } tap;
   std::string help;                    ///< `help`: the text to print (of the command asked about)
   std::string error;                   ///< non-empty when the command line is wrong
 };

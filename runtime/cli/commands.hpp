@@ -13,6 +13,8 @@ int cmd_validate(const CommandLine& cl, const PluginRegistry& registry);
 int cmd_plugins(const PluginRegistry& registry);
 int cmd_describe(const CommandLine& cl, const PluginRegistry& registry);
 int cmd_reload(const CommandLine& cl);
+/// `nudge tap` (tap.cpp).
+int cmd_tap(const CommandLine& cl);
 /// `nudge new plugin` (scaffold/).
 int cmd_new_plugin(const CommandLine& cl);
 

@@ -79,8 +79,8 @@ struct RuntimeTable {
 std::vector<RuntimeTable> runtime_tables() {
   return {{"pipeline", "The runtime's own settings of a pipeline (docs/architecture.md).", pipeline_schema()},
           {"admin",
-           "The admin endpoint: /healthz, /readyz, /metrics and POST /reload; without this table there is none "
-           "(docs/operations.md).",
+           "The admin endpoint: /healthz, /readyz, /metrics, POST /reload and GET /tap; without this table there "
+           "is none (docs/operations.md).",
            admin_schema()}};
 }
 

@@ -112,6 +112,8 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
     access.token = std::move(admin_token);
     access.allowed_hosts = admin_settings->allowed_hosts;
     access.max_connections = admin_settings->max_connections;
+    pipeline.taps().set_limits({admin_settings->max_taps, admin_settings->tap_queue_bytes,
+                                admin_settings->tap_events_per_second});
     admin = std::make_unique<AdminServer>(
         io, AdminHandlers{
                 [&metrics] { return metrics.prometheus(); },
@@ -123,7 +125,8 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
                 [&reload](std::function<void(unsigned, std::string)> answer) {
                   auto [status, body] = reload("POST /reload");
                   answer(status, std::move(body));
-                }},
+                },
+                &pipeline.taps()},
         std::move(access), metrics);
     // Before the stages start, so /healthz answers (and /readyz says "starting") during a slow start.
     if (auto status = admin->start(admin_settings->listen); !status.ok()) {

@@ -1,5 +1,8 @@
 #include "engine/admin_server.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -7,6 +10,8 @@
 #include <vector>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -25,6 +30,8 @@ constexpr std::uint32_t kHeaderLimit = 8 * 1024;
 constexpr std::uint64_t kBodyLimit = 4 * 1024;
 // What the wait for a request's first bytes reads at once: a whole request, usually.
 constexpr std::size_t kFirstRead = 2048;
+// What one write of a tap's stream carries at most: a few hundred events.
+constexpr std::size_t kTapWrite = 64 * 1024;
 
 class AdminSession;
 
@@ -38,7 +45,8 @@ enum class Phase {
 };
 
 /// Why the endpoint turned a client away; the `reason` label of nudge_admin_refused_total.
-enum class Refusal { browser, host, unauthorized, reload_disabled, max_connections };
+enum class Refusal { browser, host, unauthorized, reload_disabled, max_connections, tap_disabled, max_taps };
+constexpr std::size_t kRefusals = 7;
 
 const char* to_string(Refusal r) {
   switch (r) {
@@ -47,6 +55,8 @@ const char* to_string(Refusal r) {
     case Refusal::unauthorized: return "unauthorized";
     case Refusal::reload_disabled: return "reload_disabled";
     case Refusal::max_connections: return "max_connections";
+    case Refusal::tap_disabled: return "tap_disabled";
+    case Refusal::max_taps: return "max_taps";
   }
   return "unknown";
 }
@@ -98,12 +108,13 @@ struct AdminServer::State {
   State(AdminHandlers h, AdminAccess a, MetricsRegistry& metrics) : handlers(std::move(h)), access(std::move(a)) {
     for (auto& name : access.allowed_hosts) name = host_of(name);
     for (const Refusal r : {Refusal::browser, Refusal::host, Refusal::unauthorized, Refusal::reload_disabled,
-                            Refusal::max_connections})
+                            Refusal::max_connections, Refusal::tap_disabled, Refusal::max_taps})
       refused[static_cast<std::size_t>(r)] =
           &metrics.counter("nudge_admin_refused",
                            "Admin requests refused (browser: Origin or Sec-Fetch-* headers; host: an unknown Host; "
-                           "unauthorized: no or a wrong token; reload_disabled: no token configured) and connections "
-                           "closed at accept because admin.max_connections were open, each in the middle of a request",
+                           "unauthorized: no or a wrong token; reload_disabled, tap_disabled: no token configured; "
+                           "max_taps: admin.max_taps taps attached) and connections closed at accept because "
+                           "admin.max_connections were open, each in the middle of a request",
                            {{"reason", to_string(r)}});
     evicted = &metrics.counter("nudge_admin_connections_evicted",
                                "Admin connections closed to make room for a new one past admin.max_connections: one "
@@ -140,7 +151,7 @@ struct AdminServer::State {
   std::string listen_host;
   /// Every session alive, closed ones included until they go.
   std::vector<AdminSession*> sessions;
-  std::array<Counter*, 5> refused{};
+  std::array<Counter*, kRefusals> refused{};
   Counter* evicted = nullptr;
   NamedLogger logger{"admin"};
 };
@@ -231,11 +242,16 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     const auto method = request_.method();
     if (path == "/reload") {
       if (method != http::verb::post) return answer(http::status::method_not_allowed, "use POST /reload\n");
-      if (!authorized()) return;
+      if (!authorized(kReload)) return;
       state_->handlers.reload([self = shared_from_this()](unsigned status, std::string body) {
         self->answer(static_cast<http::status>(status), std::move(body));
       });
       return;
+    }
+    if (path == "/tap") {
+      if (method != http::verb::get) return answer(http::status::method_not_allowed, "use GET /tap\n");
+      if (!authorized(kTap)) return;
+      return start_tap(target);
     }
     if (method != http::verb::get && method != http::verb::head)
       return answer(http::status::method_not_allowed, "use GET\n");
@@ -253,8 +269,10 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
       return answer(http::status::ok,
                     "nudge admin endpoint\n  GET /healthz   the process is alive\n  GET /readyz    every stage "
                     "ready, or which is not\n  GET /metrics   Prometheus metrics\n  POST /reload   re-read the "
-                    "pipeline file (Authorization: Bearer <admin token>)\n");
-    answer(http::status::not_found, "no such endpoint: " + path + " (try /healthz, /readyz, /metrics, /reload)\n");
+                    "pipeline file (Authorization: Bearer <admin token>)\n  GET /tap       watch messages as they "
+                    "pass, as JSON lines (?stage=&room=&sample=&limit=&max_text=; the admin token)\n");
+    answer(http::status::not_found,
+           "no such endpoint: " + path + " (try /healthz, /readyz, /metrics, /reload, /tap)\n");
   }
 
   /// Browsers add these to every cross-site (and same-site) request a page
@@ -269,30 +287,155 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     return false;
   }
 
+  /// What an endpoint needing the token says when it is missing or off.
+  struct Guarded {
+    const char* what;         ///< `POST /reload`, as the refusals name it
+    Refusal no_token;         ///< counted when no token is configured
+    const char* then;         ///< how to go on once a token is configured
+    const char* token_from;   ///< where the nudge command takes the token from
+  };
+  static constexpr Guarded kReload{"POST /reload", Refusal::reload_disabled,
+                                   "then run nudge reload with the token; meanwhile SIGHUP reloads (kill -HUP PID)",
+                                   "nudge reload sends it from --token, $NUDGE_ADMIN_TOKEN or the pipeline file"};
+  static constexpr Guarded kTap{"GET /tap", Refusal::tap_disabled, "then run nudge tap with the token",
+                                "nudge tap sends it from --token or $NUDGE_ADMIN_TOKEN"};
+
   /// True when the request bears the admin token; else answers 401 or 403.
-  bool authorized() {
+  bool authorized(const Guarded& guarded) {
     const std::string& token = state_->access.token;
+    const std::string what = guarded.what;
     if (token.empty()) {
-      state_->refuse(Refusal::reload_disabled, "POST /reload (no admin token is configured)", stream_.socket());
+      state_->refuse(guarded.no_token, what + " (no admin token is configured)", stream_.socket());
       answer(http::status::forbidden,
-             "forbidden: POST /reload is turned off because no admin token is configured. Set [admin] token "
-             "(e.g. token = \"${NUDGE_ADMIN_TOKEN}\") or token_file in the pipeline file and restart, then run "
-             "nudge reload with the token; meanwhile SIGHUP reloads (kill -HUP PID)\n");
+             "forbidden: " + what +
+                 " is turned off because no admin token is configured. Set [admin] token (e.g. token = "
+                 "\"${NUDGE_ADMIN_TOKEN}\") or token_file in the pipeline file and restart, " + guarded.then + "\n");
       return false;
     }
     const auto presented = bearer_token(request_[http::field::authorization]);
     if (presented && secrets_equal(*presented, token)) return true;
     const bool sent = request_.find(http::field::authorization) != request_.end();
-    state_->refuse(Refusal::unauthorized,
-                   sent ? "POST /reload with a wrong admin token" : "POST /reload without the admin token",
+    state_->refuse(Refusal::unauthorized, what + (sent ? " with a wrong admin token" : " without the admin token"),
                    stream_.socket());
     answer(http::status::unauthorized,
            sent ? "unauthorized: the token does not match [admin] token (or token_file)\n"
-                : "unauthorized: POST /reload needs the header 'Authorization: Bearer <token>' with the token of "
-                  "[admin] token or token_file (nudge reload sends it from --token, $NUDGE_ADMIN_TOKEN or the "
-                  "pipeline file)\n",
+                : "unauthorized: " + what +
+                      " needs the header 'Authorization: Bearer <token>' with the token of [admin] token or "
+                      "token_file (" + guarded.token_from + ")\n",
            "text/plain; charset=utf-8", true);
     return false;
+  }
+
+  /// GET /tap: attaches a tap and streams its events until the client goes,
+  /// the limit is reached or the client stops reading for request_timeout.
+  void start_tap(const std::string& target) {
+    if (!state_->handlers.taps) return answer(http::status::not_found, "this instance has no taps\n");
+    std::string error;
+    auto filter = parse_tap_query(target, error);
+    if (!filter) return answer(http::status::bad_request, "bad tap request: " + error + "\n");
+    std::string refusal;
+    tap_ = state_->handlers.taps->attach(
+        *filter,
+        // Runs inside the pipeline's call: only schedules the write.
+        [weak = weak_from_this(), executor = stream_.get_executor()] {
+          boost::asio::post(executor, [weak] {
+            if (auto self = weak.lock()) self->flush_tap();
+          });
+        },
+        refusal);
+    if (!tap_) {
+      state_->refuse(Refusal::max_taps, "GET /tap (" + refusal + ")", stream_.socket());
+      request_.keep_alive(false);
+      return answer(http::status::too_many_requests, "too many taps: " + refusal + "; try again later\n");
+    }
+    state_->logger.info("tap attached for ", peer(), ": ", describe(*filter));
+    // A tap is bulk and one-way: a modest send buffer keeps what the kernel
+    // holds for a slow reader near tap_queue_bytes, and keep-alive probes
+    // free the tap of a peer that vanished without closing.
+    boost::system::error_code ignored;
+    auto& socket = stream_.socket();
+    socket.set_option(boost::asio::socket_base::send_buffer_size(64 * 1024), ignored);
+    socket.set_option(boost::asio::socket_base::keep_alive(true), ignored);
+    const int idle = 30, interval = 10, probes = 3;
+    ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    ::setsockopt(socket.native_handle(), IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+
+    chunked_ = request_.version() >= 11;
+    auto header = std::make_shared<http::response<http::empty_body>>(http::status::ok, request_.version());
+    header->set(http::field::server, "nudge");
+    header->set(http::field::content_type, "application/x-ndjson");
+    header->set(http::field::cache_control, "no-store");
+    header->set("X-Content-Type-Options", "nosniff");
+    header->keep_alive(false);
+    if (chunked_) header->chunked(true);
+    auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*header);
+    writing_ = true;
+    stream_.expires_after(state_->access.request_timeout);
+    http::async_write_header(stream_, *serializer,
+                             [self = shared_from_this(), header, serializer](beast::error_code ec, std::size_t) {
+                               self->writing_ = false;
+                               if (ec) return self->end_tap("the client went away");
+                               self->watch_for_close();
+                               self->flush_tap();
+                             });
+  }
+
+  /// A tapper sends nothing more: a read ends only when it closes.
+  void watch_for_close() {
+    stream_.socket().async_read_some(boost::asio::buffer(discard_),
+                                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                       if (ec) return self->end_tap("the client went away");
+                                       self->watch_for_close();
+                                     });
+  }
+
+  /// Writes what the tap queued, one write at a time; ends the stream once
+  /// the limit is reached and everything is out.
+  void flush_tap() {
+    if (!tap_ || writing_ || phase_ == Phase::closed) return;
+    auto data = std::make_shared<std::string>(tap_->take(kTapWrite));
+    if (data->empty()) {
+      if (tap_->finished()) end_tap("limit");
+      return;
+    }
+    write_tap(std::move(data), false);
+  }
+
+  void write_tap(std::shared_ptr<std::string> data, bool last) {
+    writing_ = true;
+    // A tapper not reading for request_timeout is closed (its events were being missed meanwhile).
+    stream_.expires_after(state_->access.request_timeout);
+    auto done = [self = shared_from_this(), data, last](beast::error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (last) return self->close();
+      if (ec) return self->end_tap(ec == beast::error::timeout ? "the client did not read for " +
+                                                                     std::to_string(self->state_->access.request_timeout.count()) +
+                                                                     " ms"
+                                                               : std::string("the client went away"));
+      self->flush_tap();
+    };
+    if (!chunked_) return boost::asio::async_write(stream_, boost::asio::buffer(*data), std::move(done));
+    if (!last) return boost::asio::async_write(stream_, http::make_chunk(boost::asio::buffer(*data)), std::move(done));
+    // The last chunk carries the end notice, then the stream's terminator.
+    boost::asio::async_write(stream_, beast::buffers_cat(http::make_chunk(boost::asio::buffer(*data)), http::make_chunk_last()),
+                             std::move(done));
+  }
+
+  /// Detaches the tap (once) and ends the stream: with an end notice when the
+  /// client is still there (the limit), else by closing.
+  void end_tap(const std::string& why) {
+    if (!tap_) return;
+    state_->handlers.taps->detach(tap_);
+    const auto tap = std::move(tap_);
+    tap_.reset();
+    state_->logger.info("tap for ", peer(), " ended (", why, "): ", tap->events(), " events sent, ", tap->missed(),
+                        " missed");
+    if (why != "limit" || phase_ == Phase::closed) return close();
+    auto notice = std::make_shared<std::string>(
+        "{\"notice\":\"end\",\"reason\":\"limit\",\"events\":" + std::to_string(tap->events()) +
+        ",\"missed\":" + std::to_string(tap->missed()) + "}\n");
+    write_tap(std::move(notice), true);
   }
 
   void answer(http::status status, std::string body, const char* type = "text/plain; charset=utf-8",
@@ -332,6 +475,11 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   std::chrono::steady_clock::time_point since_ = std::chrono::steady_clock::now();
   /// Whether a request was answered: a new connection's wait for its first byte is shorter.
   bool answered_ = false;
+  // GET /tap: the tap being streamed, whether a write is under way, and chunked framing (HTTP/1.1).
+  std::shared_ptr<Tap> tap_;
+  bool writing_ = false;
+  bool chunked_ = true;
+  std::array<char, 512> discard_{};
 };
 
 }  // namespace
@@ -386,7 +534,7 @@ Status AdminServer::start(const std::string& listen) {
   const auto bound = acceptor_.local_endpoint();
   const std::string shown = bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
   state_->logger.info("admin endpoint listening on http://", shown, ":", bound.port(),
-                      " (/healthz /readyz /metrics, POST /reload ",
+                      " (/healthz /readyz /metrics, POST /reload and GET /tap ",
                       state_->access.token.empty() ? "off: no admin token)" : "with the admin token)");
   accept();
   return Status::success();

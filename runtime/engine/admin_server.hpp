@@ -12,6 +12,7 @@
 
 #include "engine/logging.hpp"
 #include "engine/metrics.hpp"
+#include "engine/tap.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge::runtime {
@@ -24,12 +25,16 @@ struct AdminHandlers {
   std::function<std::vector<std::string>()> not_ready;
   /// Re-reads the pipeline file and answers (HTTP status, body text).
   std::function<void(std::function<void(unsigned status, std::string body)>)> reload;
+  /// Where GET /tap attaches (it must outlive the server's connections'
+  /// handlers being run); null: GET /tap answers 404.
+  TapRegistry* taps = nullptr;
 };
 
 /// Who may use the admin endpoint, and how much of it one client may hold.
 struct AdminAccess {
-  /// What POST /reload (every endpoint that changes something) needs in
-  /// `Authorization: Bearer`; empty refuses those endpoints (403).
+  /// What POST /reload (every endpoint that changes something) and GET /tap
+  /// (it shows messages) need in `Authorization: Bearer`; empty refuses
+  /// those endpoints (403).
   std::string token;
   /// Host names a request may address besides IP literals, `localhost` and the listen host.
   std::vector<std::string> allowed_hosts;
@@ -47,14 +52,14 @@ struct AdminAccess {
   std::chrono::milliseconds first_byte_timeout{2000};
 };
 
-/// The admin HTTP endpoint (`[admin] listen`): /healthz, /readyz, /metrics
-/// and POST /reload, served on the pipeline's event loop.
+/// The admin HTTP endpoint (`[admin] listen`): /healthz, /readyz, /metrics,
+/// POST /reload and GET /tap, served on the pipeline's event loop.
 ///
 /// It answers programs (curl, Prometheus, probes, `nudge`), never browsers:
 /// a request carrying `Origin` or `Sec-Fetch-*` headers, or naming in its
 /// `Host` a name it was not told of (DNS rebinding), gets 403 whatever the
 /// endpoint, so a web page cannot reach it through an operator's browser.
-/// POST /reload needs the token. Requests are small and bounded (headers
+/// POST /reload and GET /tap need the token. Requests are small and bounded (headers
 /// 8 KiB, body 4 KiB, `request_timeout`); refusals are logged and counted.
 ///
 /// Nobody can take it off the air by holding connections open: past
@@ -64,6 +69,13 @@ struct AdminAccess {
 /// arriving for longer than `first_byte_timeout`; a connection whose request
 /// is being answered is never closed for another. And a new connection that
 /// sends nothing is closed after `first_byte_timeout`.
+///
+/// GET /tap answers with a stream of newline-delimited JSON events (chunked)
+/// for as long as the client reads it or until its limit; the connection
+/// counts as answering throughout, so `max_taps` must stay below
+/// `max_connections` (the config checks it). A tapper that does not read
+/// misses events (TapRegistry) and is closed after `request_timeout`
+/// without progress.
 class AdminServer {
  public:
   AdminServer(boost::asio::io_context& io, AdminHandlers handlers, AdminAccess access, MetricsRegistry& metrics);

@@ -35,6 +35,7 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
       ingest_to_persisted_(metrics.histogram("nudge_ingest_to_persisted_seconds",
                                              "From a message's intake (its timestamp) to its write by the sink",
                                              latency_buckets())),
+      taps_(metrics),
       tick_timer_(io),
       grace_timer_(io) {}
 
@@ -144,6 +145,7 @@ Status Pipeline::start() {
 
 void Pipeline::publish(MessagePtr message, Completion on_durable) {
   if (source_stats_) source_stats_->in.add();
+  if (taps_.active()) taps_.record(TapPoint::source_accepted, source_->key_path, *message);
   const auto taken_in = std::chrono::steady_clock::now();
   if (transforms_.empty()) return admit(std::move(message), std::move(on_durable), taken_in);
   transform(0, std::move(message), std::move(on_durable), taken_in);
@@ -158,8 +160,18 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
                          std::chrono::steady_clock::time_point taken_in) {
   if (index == transforms_.size()) return admit(std::move(message), std::move(on_durable), taken_in);
   transform_stats_[index]->in.add();
+  // Kept only for a tap: a dropped or rejected message comes back in no verdict.
+  MessagePtr tapped = taps_.active() ? message : nullptr;
   transforms_[index].instance->process(
-      std::move(message), [this, index, taken_in, on_durable = std::move(on_durable)](Verdict verdict) mutable {
+      std::move(message), [this, index, taken_in, tapped = std::move(tapped),
+                           on_durable = std::move(on_durable)](Verdict verdict) mutable {
+        if (taps_.active() && (verdict.message || tapped)) {
+          const auto point = verdict.action == Verdict::Action::pass   ? TapPoint::transform_passed
+                             : verdict.action == Verdict::Action::drop ? TapPoint::transform_dropped
+                                                                       : TapPoint::transform_rejected;
+          taps_.record(point, transforms_[index].key_path, verdict.message ? *verdict.message : *tapped,
+                       verdict.reason);
+        }
         // The sender hears of a drop or a reject from the loop, never inside the source's own call.
         auto answer = [this, taken_in, &on_durable](Status status) {
           boost::asio::post(io_, [this, taken_in, on_durable = std::move(on_durable), status = std::move(status)] {
@@ -201,6 +213,11 @@ void Pipeline::admit(MessagePtr message, Completion on_durable, std::chrono::ste
       log_stats_->queue_depth.add(-1);
       if (!status.ok()) log_stats_->errors.add();
     }
+    if (taps_.active()) {
+      if (log_) taps_.record(status.ok() ? TapPoint::log_appended : TapPoint::log_append_failed, log_->key_path,
+                             *message, status.ok() ? std::string_view() : std::string_view(status.message()));
+      else if (sink_ && status.ok()) taps_.record(TapPoint::sink_written, sink_->key_path, *message);
+    }
     if (status.ok()) {
       messages_acked_.add();
       if (deliver_when_durable_) deliver(message);
@@ -225,9 +242,11 @@ void Pipeline::admit(MessagePtr message, Completion on_durable, std::chrono::ste
 void Pipeline::deliver(const MessagePtr& message) {
   if (fanout_) {
     fanout_stats_->out.add();
+    if (taps_.active()) taps_.record(TapPoint::fanout_published, fanout_->key_path, *message);
     fanout_->instance->publish(message);
   } else if (source_) {
     source_stats_->out.add();
+    if (taps_.active()) taps_.record(TapPoint::source_delivered, source_->key_path, *message);
     source_->instance->deliver(message);
   }
 }
@@ -298,8 +317,10 @@ void Pipeline::read_stored_history(HistoryQuery query, std::vector<MessagePtr> w
 void Pipeline::on_fanout_message(MessagePtr message) {
   fanout_received_.add();
   if (fanout_stats_) fanout_stats_->in.add();
+  if (taps_.active() && fanout_) taps_.record(TapPoint::fanout_received, fanout_->key_path, *message);
   if (source_) {
     source_stats_->out.add();
+    if (taps_.active()) taps_.record(TapPoint::source_delivered, source_->key_path, *message);
     source_->instance->deliver(message);
   }
 }
@@ -312,6 +333,14 @@ void Pipeline::on_batch(BatchPtr batch, Completion done) {
   if (log_stats_) {
     log_stats_->out.add(batch->size());
     log_stats_->batch_messages->observe(static_cast<double>(batch->size()));
+  }
+  if (taps_.active()) {
+    for (const auto& m : *batch) taps_.record(TapPoint::log_consumed, log_->key_path, *m);
+    done = [this, batch, done = std::move(done)](Status status) {
+      if (status.ok() && taps_.active())
+        for (const auto& m : *batch) taps_.record(TapPoint::sink_written, sink_->key_path, *m);
+      done(std::move(status));
+    };
   }
   if (fail_points_.after_sink_commit.armed()) {
     // Test only: the rows are in, and the log has not stored the position yet.

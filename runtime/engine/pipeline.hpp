@@ -17,6 +17,7 @@
 #include "nudge/sdk/export.hpp"
 #include "engine/pipeline_config.hpp"
 #include "engine/sink_driver.hpp"
+#include "engine/tap.hpp"
 
 namespace nudge::runtime {
 
@@ -109,6 +110,8 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   /// why there is none); empty when the pipeline has no source. After create().
   std::string history_note() const;
   std::size_t in_flight() const noexcept { return window_.in_flight(); }
+  /// Where GET /tap attaches; messages are offered to it at each stage.
+  TapRegistry& taps() noexcept { return taps_; }
   std::size_t bytes_in_flight() const noexcept { return window_.bytes_in_flight(); }
 
  private:
@@ -164,6 +167,7 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   Gauge& in_flight_bytes_;
   Histogram& ingest_to_ack_;
   Histogram& ingest_to_persisted_;
+  TapRegistry taps_;
   Gauge* consumer_lag_ = nullptr;  // with a log feeding a sink
   std::map<std::string, std::unique_ptr<StageStats>> stage_stats_;
   StageStats* source_stats_ = nullptr;

@@ -1,5 +1,6 @@
 #include "engine/pipeline_config.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -209,11 +210,28 @@ std::optional<AdminSettings> bind_admin(const toml::table& table, const std::str
                                         const std::set<std::string>& already_reported) {
   const Config admin = bind_table(table, admin_schema(), "admin", file, diags, already_reported);
   if (admin.values().size() != admin_schema().fields().size()) return std::nullopt;
-  AdminSettings settings{admin.get_string("listen"), admin.get_string("token"), admin.get_string("token_file"),
-                         admin.get_strings("allowed_hosts"),
-                         static_cast<std::size_t>(admin.get_int("max_connections")), admin};
+  AdminSettings settings;
+  settings.listen = admin.get_string("listen");
+  settings.token = admin.get_string("token");
+  settings.token_file = admin.get_string("token_file");
+  settings.allowed_hosts = admin.get_strings("allowed_hosts");
+  settings.max_connections = static_cast<std::size_t>(admin.get_int("max_connections"));
+  settings.max_taps = static_cast<std::size_t>(admin.get_int("max_taps"));
+  settings.tap_queue_bytes = static_cast<std::size_t>(admin.get_int("tap_queue_bytes"));
+  settings.tap_events_per_second = static_cast<std::size_t>(admin.get_int("tap_events_per_second"));
+  settings.config = admin;
   if (!settings.token.empty() && !settings.token_file.empty()) {
     report(diags, place_of(file, table.source()), "admin", "token and token_file are both set: use one");
+    return std::nullopt;
+  }
+  // A tap holds its connection for as long as it watches: taps alone must
+  // never fill the endpoint, or probes and scrapes would find no room. The
+  // default gives way to a small max_connections; a max_taps asked for does not.
+  if (!admin.is_set("max_taps")) settings.max_taps = std::min(settings.max_taps, settings.max_connections - 1);
+  if (settings.max_taps >= settings.max_connections) {
+    report(diags, place_of(file, table.source()), "admin.max_taps",
+           "must be less than max_connections (" + std::to_string(settings.max_connections) + "), got " +
+               std::to_string(settings.max_taps) + ": each tap holds an admin connection open");
     return std::nullopt;
   }
   return settings;
@@ -348,6 +366,17 @@ const ConfigSchema& admin_schema() {
               "Admin connections open at once; past it a new connection takes the place of the one idle longest "
               "(see docs/operations.md), and is closed at accept only when every one is in the middle of a request")
         .range(1, 10000);
+    s.integer("max_taps", 2,
+              "Taps (GET /tap, nudge tap) attached at once, each holding an admin connection; 0 turns taps off. "
+              "Must be less than max_connections (unset, it is at most max_connections - 1)")
+        .range(0, 64);
+    s.integer("tap_queue_bytes", 1024 * 1024,
+              "Bytes of events waiting for one tap's client; past it events are missed (counted, and the tapper "
+              "told), never waited for")
+        .range(4096, 64 * 1024 * 1024);
+    s.integer("tap_events_per_second", 1000,
+              "Events one tap is sent per second at most (a burst of as many); past it events are missed")
+        .range(1, 1000000);
     return s;
   }();
   return schema;

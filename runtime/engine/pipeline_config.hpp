@@ -48,6 +48,10 @@ struct AdminSettings {
   /// Host names a request may address besides IP literals, localhost and the listen host.
   std::vector<std::string> allowed_hosts;
   std::size_t max_connections = 16;
+  /// GET /tap: taps attached at once, each one's queue in bytes and events per second.
+  std::size_t max_taps = 2;
+  std::size_t tap_queue_bytes = 1024 * 1024;
+  std::size_t tap_events_per_second = 1000;
   Config config;
 };
 

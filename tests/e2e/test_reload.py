@@ -196,7 +196,8 @@ class ReloadTest(unittest.TestCase):
         self.assertIn("nudge reload sent no token", out)
         self.assertEqual(self.reloads_logged(), 0, "nothing refused reached the pipeline file")
         self.assertEqual(refused_counts(url), {"browser": 3.0, "host": 2.0, "unauthorized": 3.0,
-                                               "reload_disabled": 0.0, "max_connections": 0.0})
+                                               "reload_disabled": 0.0, "max_connections": 0.0,
+                                               "tap_disabled": 0.0, "max_taps": 0.0})
 
         # The token: from --token, from the pipeline file (its [admin] listen and token_file).
         code, out = reload_cli(url, "--token", TOKEN)
@@ -311,7 +312,7 @@ class ReloadTest(unittest.TestCase):
         bare = NudgeProcess(self.file, name="nudge-no-token")
         self.addCleanup(bare.kill)
         bare.wait_started(30)
-        self.assertTrue(any("POST /reload off: no admin token" in line for line in bare.log_lines), bare.log())
+        self.assertTrue(any("POST /reload and GET /tap off: no admin token" in line for line in bare.log_lines), bare.log())
         self.write(max_length=20)
         status, body = admin_get(bare.admin_url, "/reload", "POST", headers={"Authorization": "Bearer " + TOKEN})
         self.assertEqual(status, 403)

@@ -32,7 +32,7 @@ TEST(CommandLine, ReloadTakesATokenAndNoOtherCommandDoes) {
   EXPECT_EQ(cl.error, "");
   EXPECT_EQ(cl.token, "0123456789abcdef");
   EXPECT_EQ(parse_command_line({"reload", "--token=abc"}).token, "abc");
-  EXPECT_EQ(parse_command_line({"run", "p.toml", "--token", "x"}).error, "--token is for 'nudge reload'");
+  EXPECT_EQ(parse_command_line({"run", "p.toml", "--token", "x"}).error, "--token is for 'nudge reload' and 'nudge tap'");
 }
 
 TEST(Cli, ReloadGivenAPipelineWithoutAnAdminTableOrWithAFreePortSaysWhatToDoInstead) {

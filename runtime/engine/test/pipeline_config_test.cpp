@@ -239,6 +239,32 @@ TEST_F(PipelineConfigTest, TheAdminTableTakesOneTokenOfSixteenVisibleCharactersA
   EXPECT_THAT(only_error(), HasSubstr("admin.max_connections: must be in [1, 10000], got 0"));
 }
 
+TEST_F(PipelineConfigTest, TapBoundsHaveDefaultsAndTapsCannotFillTheAdminConnections) {
+  const std::string stages = "[source.websocket]\nlisten = \"127.0.0.1:0\"\n";
+  auto spec = load("[admin]\n" + stages);
+  ASSERT_TRUE(spec && spec->admin) << diags_.to_string();
+  EXPECT_EQ(spec->admin->max_taps, 2u);
+  EXPECT_EQ(spec->admin->tap_queue_bytes, 1024u * 1024u);
+  EXPECT_EQ(spec->admin->tap_events_per_second, 1000u);
+
+  spec = load("[admin]\nmax_taps = 5\ntap_queue_bytes = 8192\ntap_events_per_second = 50\n" + stages);
+  ASSERT_TRUE(spec && spec->admin) << diags_.to_string();
+  EXPECT_EQ(spec->admin->max_taps, 5u);
+  EXPECT_EQ(spec->admin->tap_queue_bytes, 8192u);
+  EXPECT_EQ(spec->admin->tap_events_per_second, 50u);
+
+  // The default gives way to a small max_connections; an explicit value is an error.
+  spec = load("[admin]\nmax_connections = 2\n" + stages);
+  ASSERT_TRUE(spec && spec->admin) << diags_.to_string();
+  EXPECT_EQ(spec->admin->max_taps, 1u);
+  EXPECT_FALSE(load("[admin]\nmax_connections = 4\nmax_taps = 4\n" + stages));
+  EXPECT_THAT(only_error(), HasSubstr("admin.max_taps: must be less than max_connections (4), got 4"));
+  EXPECT_FALSE(load("[admin]\ntap_queue_bytes = 100\n" + stages));
+  EXPECT_THAT(only_error(), HasSubstr("admin.tap_queue_bytes: must be in [4096, 67108864], got 100"));
+  EXPECT_FALSE(load("[admin]\ntap_events_per_second = 0\n" + stages));
+  EXPECT_THAT(only_error(), HasSubstr("admin.tap_events_per_second: must be in [1, 1000000], got 0"));
+}
+
 TEST_F(PipelineConfigTest, TheAdminTokenFileIsReadLessItsNewlineAndATooShortOneIsAnError) {
   const std::string file = ::testing::TempDir() + "/admin-token-" + std::to_string(::getpid());
   AdminSettings admin;

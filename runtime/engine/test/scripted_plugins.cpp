@@ -46,6 +46,8 @@ class ScriptedSource final : public nudge::Source {
         messages_(config.get_int("messages")),
         payload_bytes_(config.get_int("payload_bytes")),
         paced_(config.get_bool("paced")),
+        expect_deliveries_(config.get_int("expect_deliveries")),
+        signal_(config.get_bool("signal")),
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
@@ -54,6 +56,11 @@ class ScriptedSource final : public nudge::Source {
     s.integer("messages", 100, "messages published at start").range(1, 1000000);
     s.integer("payload_bytes", 0, "bytes of each message's payload (0: \"message N\")").range(0, 16 * 1024 * 1024);
     s.boolean("paced", false, "publish each message once Ingress::when_ready says there is room, recording it");
+    s.integer("expect_deliveries", 0,
+              "deliveries to wait for before signalling (0: one per message acked); with another source, "
+              "its messages too")
+        .range(0, 1000000);
+    s.boolean("signal", true, "raise SIGTERM when done (one source of several does)");
     return s;
   }
 
@@ -109,7 +116,13 @@ class ScriptedSource final : public nudge::Source {
   }
 
   void maybe_done() {
-    if (completed_ != messages_ || signalled_) return;
+    if (completed_ != messages_ || signalled_ || !signal_) return;
+    if (expect_deliveries_ > 0) {
+      if (delivered_ < expect_deliveries_) return;
+      signalled_ = true;
+      std::raise(SIGTERM);
+      return;
+    }
     if (delivered_ >= acked_) {
       signalled_ = true;
       std::raise(SIGTERM);
@@ -130,6 +143,8 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t messages_;
   std::int64_t payload_bytes_;
   bool paced_;
+  std::int64_t expect_deliveries_;
+  bool signal_;
   Report report_;
   nudge::Ingress* ingress_ = nullptr;
   std::int64_t published_ = 0;
@@ -320,7 +335,10 @@ class ScriptedTransform final : public nudge::Transform {
 }  // namespace
 
 // One library may export one plugin, so each is built twice with one of these.
-#if defined(NUDGE_SCRIPTED_SOURCE)
+#if defined(NUDGE_SCRIPTED_SOURCE_2)
+// A second source plugin, for pipelines with two sources.
+NUDGE_PLUGIN(ScriptedSource, "scripted2", "1.0.0", "Another source scripted by the runtime's tests")
+#elif defined(NUDGE_SCRIPTED_SOURCE)
 NUDGE_PLUGIN(ScriptedSource, "scripted", "1.0.0", "A source scripted by the runtime's tests")
 #elif defined(NUDGE_SCRIPTED_TRANSFORM)
 NUDGE_PLUGIN(ScriptedTransform, "scripted", "1.0.0", "A transform scripted by the runtime's tests")

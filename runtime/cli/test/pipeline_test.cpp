@@ -198,6 +198,28 @@ TEST_F(PipelineTest, TwoSourcesFeedOneLogAndEachDeliversEveryMessageToItsClients
   }
 }
 
+TEST_F(PipelineTest, TheFanoutWantsARoomFromTheFirstSourceThatWantsItUntilTheLastOneLetsGo) {
+  const std::string stem = ::testing::TempDir() + "/pipeline-interest-" + std::to_string(::getpid());
+  const std::string report_a = stem + ".a.report", report_b = stem + ".b.report", report_f = stem + ".f.report";
+  for (const auto& f : {report_a, report_b, report_f}) std::remove(f.c_str());
+  const std::string file = stem + ".toml";
+  // Both sources want "room" from start to stop; only the second wants "other".
+  std::ofstream(file) << "[pipeline]\nname = \"interest\"\n"
+                      << "[source.scripted]\nreport = \"" << report_a
+                      << "\"\nmessages = 5\nexpect_deliveries = 10\nleave_on_stop = true\n"
+                      << "[source.scripted2]\nreport = \"" << report_b
+                      << "\"\nmessages = 5\nsignal = false\nleave_on_stop = true\nalso_room = \"other\"\n"
+                      << "[fanout.scripted]\nreport = \"" << report_f << "\"\n"
+                      << "[log.scripted]\nreport = \"" << stem << ".log.report\"\n";
+  ASSERT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--log-level", "warn"}), 0);
+  std::ifstream in(report_f);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  EXPECT_EQ(lines, (std::vector<std::string>{"interest room 1", "interest other 1", "interest room 0",
+                                             "interest other 0"}))
+      << "each room once on, once off, the off only when the last source let it go";
+}
+
 TEST_F(PipelineTest, DurableDeliveryFansOutOnlyWhatTheLogConfirmedOnceEachAfterTheConfirmation) {
   ASSERT_EQ(run("durable", 300, 5), 0);
   const Events events = read_report(report_);

@@ -48,6 +48,8 @@ class ScriptedSource final : public nudge::Source {
         paced_(config.get_bool("paced")),
         expect_deliveries_(config.get_int("expect_deliveries")),
         signal_(config.get_bool("signal")),
+        also_room_(config.get_string("also_room")),
+        leave_on_stop_(config.get_bool("leave_on_stop")),
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
@@ -61,12 +63,15 @@ class ScriptedSource final : public nudge::Source {
               "its messages too")
         .range(0, 1000000);
     s.boolean("signal", true, "raise SIGTERM when done (one source of several does)");
+    s.string("also_room", "", "another room to want (set_room_interest) from start to stop");
+    s.boolean("leave_on_stop", false, "say at stop that its rooms are no longer wanted");
     return s;
   }
 
   nudge::Status start(nudge::Ingress& ingress) override {
     ingress_ = &ingress;
     ingress.set_room_interest("room", true);
+    if (!also_room_.empty()) ingress.set_room_interest(also_room_, true);
     if (paced_) {
       ingress.when_ready([this] { publish_paced(); });
       return nudge::Status::success();
@@ -84,7 +89,13 @@ class ScriptedSource final : public nudge::Source {
   }
 
   void stop_intake() override {}
-  void stop(std::function<void()> done) override { done(); }
+  void stop(std::function<void()> done) override {
+    if (leave_on_stop_) {
+      ingress_->set_room_interest("room", false);
+      if (!also_room_.empty()) ingress_->set_room_interest(also_room_, false);
+    }
+    done();
+  }
 
  private:
   /// Publishes message `i`; returns its id.
@@ -145,6 +156,8 @@ class ScriptedSource final : public nudge::Source {
   bool paced_;
   std::int64_t expect_deliveries_;
   bool signal_;
+  std::string also_room_;
+  bool leave_on_stop_;
   Report report_;
   nudge::Ingress* ingress_ = nullptr;
   std::int64_t published_ = 0;
@@ -153,6 +166,37 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t delivered_ = 0;
   bool signalled_ = false;
   std::shared_ptr<boost::asio::steady_timer> grace_;
+};
+
+/// A fanout in one process (as the memory fanout) that records each change
+/// of room interest the runtime passes on: "interest ROOM 1" / "interest ROOM 0".
+class ScriptedFanout final : public nudge::Fanout {
+ public:
+  ScriptedFanout(const nudge::Config& config, nudge::Context& context)
+      : context_(context), report_(config.get_string("report")) {}
+
+  static nudge::ConfigSchema schema() {
+    nudge::ConfigSchema s;
+    s.required("report", nudge::ConfigType::string, "file the fanout appends room interest changes to");
+    return s;
+  }
+
+  nudge::Status start(nudge::FanoutReceiver& receiver) override {
+    receiver_ = &receiver;
+    return nudge::Status::success();
+  }
+  void publish(const nudge::MessagePtr& message) override {
+    boost::asio::post(context_.executor(), [this, message] { receiver_->on_fanout_message(message); });
+  }
+  void set_room_interest(std::string_view room, bool interested) override {
+    report_.line("interest " + std::string(room) + (interested ? " 1" : " 0"));
+  }
+  void stop(std::function<void()> done) override { done(); }
+
+ private:
+  nudge::Context& context_;
+  Report report_;
+  nudge::FanoutReceiver* receiver_ = nullptr;
 };
 
 class ScriptedLog final : public nudge::Log {
@@ -340,6 +384,8 @@ class ScriptedTransform final : public nudge::Transform {
 NUDGE_PLUGIN(ScriptedSource, "scripted2", "1.0.0", "Another source scripted by the runtime's tests")
 #elif defined(NUDGE_SCRIPTED_SOURCE)
 NUDGE_PLUGIN(ScriptedSource, "scripted", "1.0.0", "A source scripted by the runtime's tests")
+#elif defined(NUDGE_SCRIPTED_FANOUT)
+NUDGE_PLUGIN(ScriptedFanout, "scripted", "1.0.0", "A fanout that records room interest, for the runtime's tests")
 #elif defined(NUDGE_SCRIPTED_TRANSFORM)
 NUDGE_PLUGIN(ScriptedTransform, "scripted", "1.0.0", "A transform scripted by the runtime's tests")
 #else

@@ -29,6 +29,24 @@ ConfigSchema HttpConfig::schema() {
             return std::string("each key must be at least 16 bytes (make one with `openssl rand -hex 32`)");
         return std::string();
       });
+  s.string("jwt_secret", "",
+           "HMAC key (raw bytes, at least 32) of HS256 JWTs a backend may present as `Authorization: Bearer "
+           "<token>` instead of a key (as the websocket source checks them: exp required, alg fixed); the token's "
+           "identity is the caller and its default sender. Empty: no tokens")
+      .with_example("\"${NUDGE_JWT_SECRET:-}\"")
+      .with_check([](const ConfigValue& v) {
+        const auto size = std::get<std::string>(v).size();
+        return size == 0 || size >= kMinJwtSecretBytes
+                   ? std::string()
+                   : std::string("must be empty (no tokens) or at least 32 bytes; make one with `openssl rand -base64 32`");
+      });
+  s.integer("jwt_leeway_ms", 5000, "Clock skew tolerated when checking a token's exp and nbf").range(0, 300000);
+  s.string("jwt_issuer", "", "When set, a token's iss claim must equal it");
+  s.string("jwt_audience", "", "When set, a token's aud claim (a string or an array) must contain it");
+  s.string("jwt_identity_claim", "sub", "Claim naming the caller (1 to 64 bytes of UTF-8)")
+      .with_check([](const ConfigValue& v) {
+        return std::get<std::string>(v).empty() ? std::string("must name a claim, e.g. \"sub\"") : std::string();
+      });
   s.boolean("allow_anonymous", false,
             "Take requests without a key. Without keys and without this the source refuses to start: a publish API "
             "open to anyone is a choice, not a default");
@@ -85,6 +103,11 @@ HttpConfig HttpConfig::from(const Config& c) {
   for (const auto& key : c.get_strings("api_keys"))
     if (!key.empty()) out.api_keys.push_back(key);
   out.allow_anonymous = c.get_bool("allow_anonymous");
+  out.jwt_secret = c.get_string("jwt_secret");
+  out.jwt_leeway_ms = c.get_int("jwt_leeway_ms");
+  out.jwt_issuer = c.get_string("jwt_issuer");
+  out.jwt_audience = c.get_string("jwt_audience");
+  out.jwt_identity_claim = c.get_string("jwt_identity_claim");
   out.default_sender = c.get_string("default_sender");
   out.max_body_bytes = c.get_int("max_body_bytes");
   out.max_header_bytes = c.get_int("max_header_bytes");
@@ -99,10 +122,10 @@ HttpConfig HttpConfig::from(const Config& c) {
   out.rate_limit_burst = c.get_int("rate_limit_burst");
   out.idempotency_window_ms = c.get_int("idempotency_window_ms");
   out.idempotency_max_entries = c.get_int("idempotency_max_entries");
-  if (out.enabled && out.api_keys.empty() && !out.allow_anonymous)
+  if (out.enabled && out.api_keys.empty() && out.jwt_secret.empty() && !out.allow_anonymous)
     throw std::invalid_argument(
-        "no authentication: api_keys holds no key (is the variable it reads, e.g. NUDGE_API_KEY, empty?); set one, "
-        "or allow_anonymous = true, or listen = \"\" to turn the source off");
+        "no authentication: api_keys holds no key (is the variable it reads, e.g. NUDGE_API_KEY, empty?) and "
+        "jwt_secret is empty; set one, or allow_anonymous = true, or listen = \"\" to turn the source off");
   return out;
 }
 

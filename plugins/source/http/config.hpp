@@ -10,6 +10,8 @@ namespace nudge::plugins::http {
 
 /// Shortest API key accepted: guessing one must be hopeless.
 inline constexpr std::size_t kMinApiKeyBytes = 16;
+/// Shortest HS256 key accepted: the hash's size (RFC 7518 section 3.2).
+inline constexpr std::size_t kMinJwtSecretBytes = 32;
 
 struct HttpConfig {
   /// Empty: the source is off (it takes nothing in and is ready).
@@ -18,6 +20,12 @@ struct HttpConfig {
   bool enabled = true;
   std::vector<std::string> api_keys;
   bool allow_anonymous = false;
+  /// HS256 tokens as an alternative to keys (off when empty).
+  std::string jwt_secret;
+  std::int64_t jwt_leeway_ms = 0;
+  std::string jwt_issuer;
+  std::string jwt_audience;
+  std::string jwt_identity_claim;
   std::string default_sender;
   std::int64_t max_body_bytes = 0;
   std::int64_t max_header_bytes = 0;

@@ -16,6 +16,7 @@
 
 #include "api.hpp"
 #include "idempotency.hpp"
+#include "jwt.hpp"
 
 namespace nudge::plugins::http {
 
@@ -116,9 +117,16 @@ struct Hub {
       fingerprints.push_back(key_fingerprint(key));
       buckets.emplace_back(config.rate_limit_per_second, static_cast<double>(config.rate_limit_burst), now);
     }
-    // The last bucket is shared by every anonymous caller.
+    // Then one shared by every token holder, and one by every anonymous caller.
     buckets.emplace_back(config.rate_limit_per_second, static_cast<double>(config.rate_limit_burst), now);
+    buckets.emplace_back(config.rate_limit_per_second, static_cast<double>(config.rate_limit_burst), now);
+    if (!config.jwt_secret.empty())
+      verifier.emplace(JwtPolicy{config.jwt_secret, config.jwt_leeway_ms, config.jwt_issuer, config.jwt_audience,
+                                 config.jwt_identity_claim});
   }
+
+  std::size_t token_bucket() const noexcept { return buckets.size() - 2; }
+  std::size_t anonymous_bucket() const noexcept { return buckets.size() - 1; }
 
   void count_answer(unsigned status, Clock::time_point started) {
     if (auto it = by_status.find(status); it != by_status.end()) it->second->add();
@@ -142,6 +150,7 @@ struct Hub {
   IdempotencyCache idempotency;
   std::vector<std::string> fingerprints;
   std::vector<TokenBucket> buckets;
+  std::optional<JwtVerifier> verifier;
   std::unordered_set<Session*> sessions;
 
   Gauge& connections_open;
@@ -242,16 +251,26 @@ class Session : public std::enable_shared_from_this<Session> {
     refusal_.reset();
     const auto key = presented_key(req[bhttp::field::authorization], req["X-API-Key"]);
     credential_ = -1;
+    token_identity_.clear();
+    std::string token_problem;
     if (!key.empty()) credential_ = match_api_key(key, hub_->config.api_keys);
+    if (credential_ < 0 && !key.empty() && hub_->verifier) {
+      const auto checked = hub_->verifier->verify(key, now_ms());
+      if (checked) token_identity_ = checked.identity().name;
+      else token_problem = std::string(to_string(checked.error()));
+    }
+    const bool authenticated = credential_ >= 0 || !token_identity_.empty();
     if (route_ == Route::unknown)
       refusal_.emplace(ApiError::not_found, "POST to /api/rooms/{room}/messages or /api/messages");
     else if (req.method() != bhttp::verb::post)
       refusal_.emplace(ApiError::not_allowed, "POST only");
     else if (!hub_->open || !hub_->ingress)
       refusal_.emplace(ApiError::unavailable, "this instance is stopping");
-    else if (credential_ < 0 && !(key.empty() && hub_->config.allow_anonymous))
-      refusal_.emplace(ApiError::unauthorized, key.empty() ? "send an API key: Authorization: Bearer <key>, or X-API-Key"
-                                                           : "the API key is not valid");
+    else if (!authenticated && !(key.empty() && hub_->config.allow_anonymous))
+      refusal_.emplace(ApiError::unauthorized,
+                       key.empty() ? "send an API key (Authorization: Bearer <key>, or X-API-Key) or a token"
+                       : token_problem.empty() ? "the API key is not valid"
+                                               : "neither a valid API key nor a valid token (" + token_problem + ")");
     header_key_ = std::string(req["Idempotency-Key"]);
     stream_.expires_after(std::chrono::milliseconds(hub_->config.body_timeout_ms));
     if (beast::iequals(req[bhttp::field::expect], "100-continue")) {
@@ -301,7 +320,9 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     std::size_t publishable = 0;
     for (const auto& item : items_) publishable += item.draft ? 1 : 0;
-    const std::size_t bucket = credential_ >= 0 ? static_cast<std::size_t>(credential_) : hub_->buckets.size() - 1;
+    const std::size_t bucket = credential_ >= 0          ? static_cast<std::size_t>(credential_)
+                               : !token_identity_.empty() ? hub_->token_bucket()
+                                                          : hub_->anonymous_bucket();
     if (publishable > 0 && !hub_->buckets[bucket].take(static_cast<double>(publishable), Clock::now()))
       return answer_error(ApiError::rate_limited, "this key's rate limit is spent; send again later", false);
     if (hub_->requests_in_flight >= static_cast<std::size_t>(hub_->config.max_requests_in_flight))
@@ -323,11 +344,13 @@ class Session : public std::enable_shared_from_this<Session> {
     pending_ = 0;
     for (auto& item : items_)
       if (item.draft) ++pending_;
-    const std::string scope_base = credential_ >= 0 ? hub_->fingerprints[static_cast<std::size_t>(credential_)] : "-";
+    const std::string scope_base = credential_ >= 0          ? hub_->fingerprints[static_cast<std::size_t>(credential_)]
+                                   : !token_identity_.empty() ? "jwt:" + token_identity_
+                                                              : "-";
     for (std::size_t i = 0; i < items_.size(); ++i) {
       if (!items_[i].draft) continue;
       Draft& draft = *items_[i].draft;
-      if (draft.sender.empty()) draft.sender = hub_->config.default_sender;
+      if (draft.sender.empty()) draft.sender = token_identity_.empty() ? hub_->config.default_sender : token_identity_;
       if (draft.idempotency_key.empty()) {
         publish(i, MessageId::generate(), std::string());
         continue;
@@ -480,6 +503,8 @@ class Session : public std::enable_shared_from_this<Session> {
   /// Why the request in hand is refused, decided from its header.
   std::optional<std::pair<ApiError, std::string>> refusal_;
   int credential_ = -1;
+  /// The identity of a valid token the request presented (no key matched); empty without one.
+  std::string token_identity_;
   std::vector<Item> items_;
   std::size_t pending_ = 0;
   bool holds_slot_ = false;
@@ -508,8 +533,8 @@ Status HttpSource::start(Ingress& ingress) {
   const bool v6 = cfg.host.find(':') != std::string::npos;
   context_.logger().info("taking messages at http://", v6 ? "[" + cfg.host + "]" : cfg.host, ":", bound_port_,
                          "/api/rooms/{room}/messages and /api/messages (",
-                         cfg.api_keys.empty() ? std::string("anonymous: no API key")
-                                              : std::to_string(cfg.api_keys.size()) + " API key(s)",
+                         cfg.api_keys.empty() && cfg.jwt_secret.empty() ? std::string("anonymous: no API key")
+                         : std::to_string(cfg.api_keys.size()) + " API key(s)" + (cfg.jwt_secret.empty() ? "" : ", JWTs"),
                          cfg.allow_anonymous && !cfg.api_keys.empty() ? ", or anonymous" : "", ")");
   return Status::success();
 }

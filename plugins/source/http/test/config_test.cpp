@@ -36,6 +36,10 @@ TEST(HttpConfig, WithoutAKeyOrAnonymousAccessItRefusesToStartAndSaysWhy) {
   EXPECT_THROW(HttpConfig::from(testing::make_config(HttpConfig::schema(),
                                                      {{"api_keys", std::vector<std::string>{""}}})),
                std::invalid_argument);
+  EXPECT_NO_THROW(HttpConfig::from(testing::make_config(
+      HttpConfig::schema(), {{"jwt_secret", std::string("0123456789abcdef0123456789abcdef")}})))
+      << "tokens alone are authentication";
+  EXPECT_NE(HttpConfig::schema().find("jwt_secret")->validate(std::string("too short")), "");
   const auto anonymous = HttpConfig::from(testing::make_config(HttpConfig::schema(), {{"allow_anonymous", true}}));
   EXPECT_TRUE(anonymous.allow_anonymous);
   const auto keyed = HttpConfig::from(testing::make_config(

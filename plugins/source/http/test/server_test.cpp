@@ -18,6 +18,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "http_source.hpp"
 #include "nudge/sdk/testing.hpp"
 
@@ -74,6 +77,33 @@ class FakeIngress final : public Ingress {
   Status outcome_ = Status::success();
   bool hold_ = false;
 };
+
+/// An HS256 token signed here, apart from jwt.cpp: base64url by hand, HMAC from OpenSSL.
+std::string b64url(std::string_view bytes) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : bytes) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      out += kAlphabet[(acc >> (bits - 6)) & 63];
+      bits -= 6;
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 63];
+  return out;
+}
+
+std::string sign_token(std::string_view secret, const std::string& claims) {
+  const std::string input = b64url(R"({"alg":"HS256","typ":"JWT"})") + "." + b64url(claims);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(input.data()),
+       input.size(), mac, &size);
+  return input + "." + b64url(std::string_view(reinterpret_cast<const char*>(mac), size));
+}
 
 struct Reply {
   unsigned status = 0;
@@ -322,6 +352,27 @@ TEST_F(HttpSourceTest, AfterStopIntakeRequestsAre503AndNewConnectionsRefused) {
   EXPECT_EQ(receive(open).status, 503u) << "a keep-alive connection open at the stop";
   EXPECT_EQ(ingress_.published().size(), 1u);
   EXPECT_THROW(connect(), boost::system::system_error) << "the listener is closed";
+}
+
+TEST_F(HttpSourceTest, AValidTokenStandsInForAKeyAndNamesTheSender) {
+  const std::string secret = "0123456789abcdef0123456789abcdef-jwt";
+  start({{"api_keys", std::vector<std::string>{}}, {"jwt_secret", secret}});
+  const std::int64_t exp = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  const std::string token = sign_token(secret, R"({"sub":"billing","exp":)" + std::to_string(exp) + "}");
+  EXPECT_EQ(post("/api/rooms/general/messages", R"({"text":"paid"})", {{"Authorization", "Bearer " + token}}).status,
+            202u);
+  ASSERT_EQ(ingress_.published().size(), 1u);
+  EXPECT_EQ(ingress_.published()[0]->sender, "billing") << "a token's identity is the default sender";
+  const Reply expired = post("/api/rooms/general/messages", R"({"text":"late"})",
+                             {{"Authorization", "Bearer " + sign_token(secret, R"({"sub":"billing","exp":1})")}});
+  EXPECT_EQ(expired.status, 401u);
+  EXPECT_THAT(expired.body, HasSubstr("expired"));
+  const Reply forged = post("/api/rooms/general/messages", R"({"text":"forged"})",
+                            {{"Authorization", "Bearer " + sign_token(std::string(40, 'x'), R"({"sub":"billing","exp":)" +
+                                                                                                std::to_string(exp) + "}")}});
+  EXPECT_EQ(forged.status, 401u);
+  EXPECT_EQ(ingress_.published().size(), 1u);
 }
 
 TEST(HttpSourceOff, AnEmptyListenStartsNothingAndIsReady) {

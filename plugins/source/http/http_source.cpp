@@ -338,7 +338,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void publish_all() {
     if (!hub_->ingress) {
       for (auto& item : items_)
-        if (item.draft) item.error_message = "this instance is stopping";
+        if (item.draft) {
+          item.error = ApiError::unavailable;
+          item.error_message = "this instance is stopping";
+        }
       return finish();
     }
     pending_ = 0;

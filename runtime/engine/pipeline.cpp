@@ -284,7 +284,12 @@ void Pipeline::deliver(const MessagePtr& message) {
 }
 
 void Pipeline::deliver_locally(const MessagePtr& message) {
+  // With several sources each gets the rooms it said it wants, as from a
+  // fanout with a channel per room: a source without clients there (http)
+  // is neither handed the message nor counted or tapped as delivering it.
+  const bool several = sources_.size() > 1;
   for (auto& source : sources_) {
+    if (several && !source.ingress->rooms.contains(message->room)) continue;
     source.stats->out.add();
     if (taps_.active()) taps_.record(TapPoint::source_delivered, source.stage.key_path, *message);
     source.stage.instance->deliver(message);
@@ -294,14 +299,16 @@ void Pipeline::deliver_locally(const MessagePtr& message) {
 void Pipeline::when_ready(std::function<void()> resume) { window_.when_ready(std::move(resume)); }
 
 void Pipeline::set_room_interest(std::size_t source, std::string_view room, bool interested) {
-  if (!fanout_) return;
-  if (sources_.size() == 1) return fanout_->instance->set_room_interest(room, interested);
+  if (sources_.size() == 1) {
+    if (fanout_) fanout_->instance->set_room_interest(room, interested);
+    return;
+  }
   // The fanout hears only of the first source to want a room and the last to stop.
   auto& rooms = sources_[source].ingress->rooms;
   if (interested) {
     if (!rooms.emplace(room).second) return;
     const auto it = room_interest_.try_emplace(std::string(room), 0).first;
-    if (it->second++ == 0) fanout_->instance->set_room_interest(room, true);
+    if (it->second++ == 0 && fanout_) fanout_->instance->set_room_interest(room, true);
   } else {
     const auto mine = rooms.find(room);
     if (mine == rooms.end()) return;
@@ -310,7 +317,7 @@ void Pipeline::set_room_interest(std::size_t source, std::string_view room, bool
     if (it == room_interest_.end()) return;
     if (--it->second == 0) {
       room_interest_.erase(it);
-      fanout_->instance->set_room_interest(room, false);
+      if (fanout_) fanout_->instance->set_room_interest(room, false);
     }
   }
 }

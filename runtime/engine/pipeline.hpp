@@ -157,7 +157,7 @@ class Pipeline final : private FanoutReceiver, private LogConsumer {
   /// Hands a message to every client that should see it: through the fanout
   /// when there is one, else straight to the local sources.
   void deliver(const MessagePtr& message);
-  /// Hands a message to every local source's clients.
+  /// Hands a message to the local sources: the only one, or each of several that wants its room.
   void deliver_locally(const MessagePtr& message);
   void stop_stages(std::function<void()> done);
   StageStats& stats_for(const std::string& key_path);

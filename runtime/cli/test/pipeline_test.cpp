@@ -198,6 +198,30 @@ TEST_F(PipelineTest, TwoSourcesFeedOneLogAndEachDeliversEveryMessageToItsClients
   }
 }
 
+TEST_F(PipelineTest, ASourceThatWantsNoRoomPublishesButIsHandedNothing) {
+  const std::string stem = ::testing::TempDir() + "/pipeline-no-room-" + std::to_string(::getpid());
+  const std::string report_a = stem + ".a.report", report_b = stem + ".b.report";
+  for (const auto& f : {report_a, report_b}) std::remove(f.c_str());
+  const std::string file = stem + ".toml";
+  // Like the http source beside the websocket one: it publishes, and has no clients.
+  std::ofstream(file) << "[pipeline]\nname = \"no-room\"\n"
+                      << "[source.scripted]\nreport = \"" << report_a << "\"\nmessages = 10\nexpect_deliveries = 20\n"
+                      << "[source.scripted2]\nreport = \"" << report_b
+                      << "\"\nmessages = 10\nsignal = false\nwants_room = false\n"
+                      << "[fanout.memory]\n"
+                      << "[log.scripted]\nreport = \"" << stem << ".log.report\"\n";
+  ASSERT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR,
+                     "--log-level", "warn"}),
+            0);
+  const Events a = read_report(report_a), b = read_report(report_b);
+  std::size_t delivered_a = 0, delivered_b = 0, acked_b = 0;
+  for (const auto& [id, _] : a.by_id) delivered_a += count(a, id, "deliver");
+  for (const auto& [id, _] : b.by_id) delivered_b += count(b, id, "deliver"), acked_b += count(b, id, "ack");
+  EXPECT_EQ(delivered_a, 20u) << "the source with clients gets both sources' messages";
+  EXPECT_EQ(acked_b, 10u);
+  EXPECT_EQ(delivered_b, 0u) << "a source that wants no room was handed messages";
+}
+
 TEST_F(PipelineTest, TheFanoutWantsARoomFromTheFirstSourceThatWantsItUntilTheLastOneLetsGo) {
   const std::string stem = ::testing::TempDir() + "/pipeline-interest-" + std::to_string(::getpid());
   const std::string report_a = stem + ".a.report", report_b = stem + ".b.report", report_f = stem + ".f.report";

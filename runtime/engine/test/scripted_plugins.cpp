@@ -49,6 +49,7 @@ class ScriptedSource final : public nudge::Source {
         expect_deliveries_(config.get_int("expect_deliveries")),
         signal_(config.get_bool("signal")),
         also_room_(config.get_string("also_room")),
+        wants_room_(config.get_bool("wants_room")),
         leave_on_stop_(config.get_bool("leave_on_stop")),
         report_(config.get_string("report")) {}
 
@@ -64,13 +65,14 @@ class ScriptedSource final : public nudge::Source {
         .range(0, 1000000);
     s.boolean("signal", true, "raise SIGTERM when done (one source of several does)");
     s.string("also_room", "", "another room to want (set_room_interest) from start to stop");
+    s.boolean("wants_room", true, "say at start that it wants \"room\" (false: a source without clients)");
     s.boolean("leave_on_stop", false, "say at stop that its rooms are no longer wanted");
     return s;
   }
 
   nudge::Status start(nudge::Ingress& ingress) override {
     ingress_ = &ingress;
-    ingress.set_room_interest("room", true);
+    if (wants_room_) ingress.set_room_interest("room", true);
     if (!also_room_.empty()) ingress.set_room_interest(also_room_, true);
     if (paced_) {
       ingress.when_ready([this] { publish_paced(); });
@@ -91,7 +93,7 @@ class ScriptedSource final : public nudge::Source {
   void stop_intake() override {}
   void stop(std::function<void()> done) override {
     if (leave_on_stop_) {
-      ingress_->set_room_interest("room", false);
+      if (wants_room_) ingress_->set_room_interest("room", false);
       if (!also_room_.empty()) ingress_->set_room_interest(also_room_, false);
     }
     done();
@@ -157,6 +159,7 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t expect_deliveries_;
   bool signal_;
   std::string also_room_;
+  bool wants_room_;
   bool leave_on_stop_;
   Report report_;
   nudge::Ingress* ingress_ = nullptr;

@@ -40,7 +40,8 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
   // then the event loop with any handlers plugin code left in it, and only
   // then may the plugin libraries be unloaded.
   std::vector<std::shared_ptr<LoadedPlugin>> libraries;
-  for (const auto* stage : {&spec->source, &spec->fanout, &spec->log, &spec->sink})
+  for (const auto& source : spec->sources) libraries.push_back(source.library);
+  for (const auto* stage : {&spec->fanout, &spec->log, &spec->sink})
     if (*stage) libraries.push_back((*stage)->library);
   std::string fail_points_error;
   auto fail_points = FailPoints::from_environment(fail_points_error);

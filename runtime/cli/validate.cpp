@@ -26,7 +26,9 @@ int cmd_validate(const CommandLine& cl, const PluginRegistry& registry) {
   }
   std::cout << cl.argument << ": ok (";
   std::vector<std::string> stages;
-  if (spec->source) stages.push_back(spec->source->key_path);
+  std::string sources;
+  for (const auto& source : spec->sources) sources += (sources.empty() ? "" : " + ") + source.key_path;
+  if (!sources.empty()) stages.push_back(sources);
   for (const auto& t : spec->transforms) stages.push_back(t.key_path);
   for (const auto* stage : {&spec->fanout, &spec->log, &spec->sink})
     if (*stage) stages.push_back((*stage)->key_path);

@@ -3,12 +3,37 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <set>
 
 #include <boost/asio/post.hpp>
 
 #include "engine/history_merge.hpp"
 
 namespace nudge::runtime {
+
+class Pipeline::SourceIngress final : public Ingress {
+ public:
+  SourceIngress(Pipeline& pipeline, std::size_t index) : pipeline_(pipeline), index_(index) {}
+
+  void publish(MessagePtr message, Completion on_durable) override {
+    pipeline_.publish(index_, std::move(message), std::move(on_durable));
+  }
+  void when_ready(std::function<void()> resume) override { pipeline_.when_ready(std::move(resume)); }
+  void set_room_interest(std::string_view room, bool interested) override {
+    pipeline_.set_room_interest(index_, room, interested);
+  }
+  bool has_history() const override { return pipeline_.has_history(); }
+  void read_history(HistoryQuery query, HistoryHandler done) override {
+    pipeline_.read_history(std::move(query), std::move(done));
+  }
+
+  /// The rooms this source said it wants (kept only with several sources).
+  std::set<std::string, std::less<>> rooms;
+
+ private:
+  Pipeline& pipeline_;
+  std::size_t index_;
+};
 
 Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegistry& metrics)
     : io_(io),
@@ -42,7 +67,7 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
 Pipeline::~Pipeline() {
   // Instances go before the libraries that made them, upstream first.
   sink_driver_.reset();
-  if (source_) source_->instance.reset();
+  for (auto& s : sources_) s.stage.instance.reset();
   for (auto& t : transforms_) t.instance.reset();
   if (fanout_) fanout_->instance.reset();
   if (log_) log_->instance.reset();
@@ -82,13 +107,18 @@ bool Pipeline::create() {
     if (!make_stage(std::optional<StageSpec>(t), made)) return false;
     transforms_.push_back(std::move(*made));
   }
-  if (!make_stage(spec_.source, source_)) return false;
+  for (const auto& spec : spec_.sources) {
+    std::optional<Stage<Source>> made;
+    if (!make_stage(std::optional<StageSpec>(spec), made)) return false;
+    StageStats& stats = stats_for(made->key_path);
+    auto ingress = std::make_unique<SourceIngress>(*this, sources_.size());
+    sources_.push_back(SourceStage{std::move(*made), &stats, std::move(ingress)});
+  }
   if (sink_) {
     sink_driver_ = std::make_unique<SinkDriver>(io_.get_executor(), *sink_->instance, spec_.sink_settings,
                                                 sink_->context->logger(), stats_for(sink_->key_path),
                                                 &ingest_to_persisted_);
   }
-  if (source_) source_stats_ = &stats_for(source_->key_path);
   if (fanout_) fanout_stats_ = &stats_for(fanout_->key_path);
   if (log_) log_stats_ = &stats_for(log_->key_path);
   if (log_ && sink_)
@@ -113,7 +143,7 @@ Status Pipeline::start() {
   }
   if (log_) {
     LogStartOptions options;
-    options.produce = source_.has_value();
+    options.produce = !sources_.empty();
     options.consumer = sink_ ? static_cast<LogConsumer*>(this) : nullptr;
     options.max_batch_messages = static_cast<std::size_t>(spec_.sink_settings.batch_max_messages);
     if (auto s = log_->instance->start(options); !s.ok()) return fail(log_->key_path, s);
@@ -127,11 +157,12 @@ Status Pipeline::start() {
     if (auto s = t.instance->start(); !s.ok()) return fail(t.key_path, s);
     started.push_back([&t](auto done) { t.instance->stop(std::move(done)); });
   }
-  if (source_) {
-    if (auto s = source_->instance->start(*this); !s.ok()) return fail(source_->key_path, s);
+  for (auto& source : sources_) {
+    if (auto s = source.stage.instance->start(*source.ingress); !s.ok()) return fail(source.stage.key_path, s);
+    started.push_back([&source](auto done) { source.stage.instance->stop(std::move(done)); });
   }
   std::string shape;
-  if (spec_.source) shape = spec_.source->key_path;
+  for (const auto& source : spec_.sources) shape += (shape.empty() ? "" : " + ") + source.key_path;
   for (const auto& t : spec_.transforms) shape += " -> " + t.key_path;
   for (const auto* stage : {&spec_.fanout, &spec_.log, &spec_.sink})
     if (*stage) shape += (shape.empty() ? "" : " -> ") + (*stage)->key_path;
@@ -143,27 +174,30 @@ Status Pipeline::start() {
   return Status::success();
 }
 
-void Pipeline::publish(MessagePtr message, Completion on_durable) {
-  if (source_stats_) source_stats_->in.add();
-  if (taps_.active()) taps_.record(TapPoint::source_accepted, source_->key_path, *message);
-  const auto taken_in = std::chrono::steady_clock::now();
-  if (transforms_.empty()) return admit(std::move(message), std::move(on_durable), taken_in);
-  transform(0, std::move(message), std::move(on_durable), taken_in);
+void Pipeline::publish(std::size_t source, MessagePtr message, Completion on_durable) {
+  SourceStage& from = sources_[source];
+  from.stats->in.add();
+  // Each source's own messages not yet answered: which source a full window comes from.
+  from.stats->queue_depth.add(1);
+  if (taps_.active()) taps_.record(TapPoint::source_accepted, from.stage.key_path, *message);
+  const Intake intake{from.stats, std::chrono::steady_clock::now()};
+  if (transforms_.empty()) return admit(std::move(message), std::move(on_durable), intake);
+  transform(0, std::move(message), std::move(on_durable), intake);
 }
 
-void Pipeline::answered(std::chrono::steady_clock::time_point taken_in, const Status& status) {
-  ingest_to_ack_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - taken_in).count());
-  if (!status.ok() && source_stats_) source_stats_->errors.add();
+void Pipeline::answered(const Intake& intake, const Status& status) {
+  ingest_to_ack_.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - intake.at).count());
+  intake.source->queue_depth.add(-1);
+  if (!status.ok()) intake.source->errors.add();
 }
 
-void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_durable,
-                         std::chrono::steady_clock::time_point taken_in) {
-  if (index == transforms_.size()) return admit(std::move(message), std::move(on_durable), taken_in);
+void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_durable, Intake intake) {
+  if (index == transforms_.size()) return admit(std::move(message), std::move(on_durable), intake);
   transform_stats_[index]->in.add();
   // Kept only for a tap: a dropped or rejected message comes back in no verdict.
   MessagePtr tapped = taps_.active() ? message : nullptr;
   transforms_[index].instance->process(
-      std::move(message), [this, index, taken_in, tapped = std::move(tapped),
+      std::move(message), [this, index, intake, tapped = std::move(tapped),
                            on_durable = std::move(on_durable)](Verdict verdict) mutable {
         if (taps_.active() && (verdict.message || tapped)) {
           const auto point = verdict.action == Verdict::Action::pass   ? TapPoint::transform_passed
@@ -173,9 +207,9 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
                        verdict.reason);
         }
         // The sender hears of a drop or a reject from the loop, never inside the source's own call.
-        auto answer = [this, taken_in, &on_durable](Status status) {
-          boost::asio::post(io_, [this, taken_in, on_durable = std::move(on_durable), status = std::move(status)] {
-            answered(taken_in, status);
+        auto answer = [this, intake, &on_durable](Status status) {
+          boost::asio::post(io_, [this, intake, on_durable = std::move(on_durable), status = std::move(status)] {
+            answered(intake, status);
             on_durable(status);
           });
         };
@@ -188,7 +222,7 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
                                           transforms_[index].key_path + " passed no message"));
             }
             transform_stats_[index]->out.add();
-            return transform(index + 1, std::move(verdict.message), std::move(on_durable), taken_in);
+            return transform(index + 1, std::move(verdict.message), std::move(on_durable), intake);
           case Verdict::Action::drop:
             messages_dropped_.add();
             transform_stats_[index]->dropped.add();
@@ -201,13 +235,13 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
       });
 }
 
-void Pipeline::admit(MessagePtr message, Completion on_durable, std::chrono::steady_clock::time_point taken_in) {
+void Pipeline::admit(MessagePtr message, Completion on_durable, Intake intake) {
   messages_in_.add();
   // Counted as admitted: a transform may have changed it since the source read it.
   const std::size_t bytes = in_flight_bytes(*message);
   window_.acquire(bytes);
   if (!deliver_when_durable_) deliver(message);
-  auto finish = [this, message, bytes, taken_in, on_durable = std::move(on_durable)](Status status) {
+  auto finish = [this, message, bytes, intake, on_durable = std::move(on_durable)](Status status) {
     window_.release(bytes);
     if (log_) {
       log_stats_->queue_depth.add(-1);
@@ -224,7 +258,7 @@ void Pipeline::admit(MessagePtr message, Completion on_durable, std::chrono::ste
     } else {
       messages_failed_.add();
     }
-    answered(taken_in, status);
+    answered(intake, status);
     on_durable(std::move(status));
   };
   if (log_) {
@@ -244,17 +278,48 @@ void Pipeline::deliver(const MessagePtr& message) {
     fanout_stats_->out.add();
     if (taps_.active()) taps_.record(TapPoint::fanout_published, fanout_->key_path, *message);
     fanout_->instance->publish(message);
-  } else if (source_) {
-    source_stats_->out.add();
-    if (taps_.active()) taps_.record(TapPoint::source_delivered, source_->key_path, *message);
-    source_->instance->deliver(message);
+  } else {
+    deliver_locally(message);
+  }
+}
+
+void Pipeline::deliver_locally(const MessagePtr& message) {
+  // With several sources each gets the rooms it said it wants, as from a
+  // fanout with a channel per room: a source without clients there (http)
+  // is neither handed the message nor counted or tapped as delivering it.
+  const bool several = sources_.size() > 1;
+  for (auto& source : sources_) {
+    if (several && !source.ingress->rooms.contains(message->room)) continue;
+    source.stats->out.add();
+    if (taps_.active()) taps_.record(TapPoint::source_delivered, source.stage.key_path, *message);
+    source.stage.instance->deliver(message);
   }
 }
 
 void Pipeline::when_ready(std::function<void()> resume) { window_.when_ready(std::move(resume)); }
 
-void Pipeline::set_room_interest(std::string_view room, bool interested) {
-  if (fanout_) fanout_->instance->set_room_interest(room, interested);
+void Pipeline::set_room_interest(std::size_t source, std::string_view room, bool interested) {
+  if (sources_.size() == 1) {
+    if (fanout_) fanout_->instance->set_room_interest(room, interested);
+    return;
+  }
+  // The fanout hears only of the first source to want a room and the last to stop.
+  auto& rooms = sources_[source].ingress->rooms;
+  if (interested) {
+    if (!rooms.emplace(room).second) return;
+    const auto it = room_interest_.try_emplace(std::string(room), 0).first;
+    if (it->second++ == 0 && fanout_) fanout_->instance->set_room_interest(room, true);
+  } else {
+    const auto mine = rooms.find(room);
+    if (mine == rooms.end()) return;
+    rooms.erase(mine);
+    const auto it = room_interest_.find(room);
+    if (it == room_interest_.end()) return;
+    if (--it->second == 0) {
+      room_interest_.erase(it);
+      if (fanout_) fanout_->instance->set_room_interest(room, false);
+    }
+  }
 }
 
 bool Pipeline::has_history() const { return sink_keeps_history() || (fanout_ && fanout_->instance->supports_recent()); }
@@ -262,7 +327,7 @@ bool Pipeline::has_history() const { return sink_keeps_history() || (fanout_ && 
 bool Pipeline::sink_keeps_history() const { return sink_ && sink_->instance->supports_history(); }
 
 std::string Pipeline::history_note() const {
-  if (!source_) return {};
+  if (sources_.empty()) return {};
   const bool window = fanout_ && fanout_->instance->supports_recent();
   const std::string no_sink = sink_ ? sink_->key_path + " keeps no history" : "this pipeline has no sink";
   if (sink_keeps_history())
@@ -318,11 +383,7 @@ void Pipeline::on_fanout_message(MessagePtr message) {
   fanout_received_.add();
   if (fanout_stats_) fanout_stats_->in.add();
   if (taps_.active() && fanout_) taps_.record(TapPoint::fanout_received, fanout_->key_path, *message);
-  if (source_) {
-    source_stats_->out.add();
-    if (taps_.active()) taps_.record(TapPoint::source_delivered, source_->key_path, *message);
-    source_->instance->deliver(message);
-  }
+  deliver_locally(message);
 }
 
 void Pipeline::on_batch(BatchPtr batch, Completion done) {
@@ -358,7 +419,7 @@ void Pipeline::stop(std::function<void(bool drained)> done) {
   tick_timer_.cancel();
   logger_.info("stopping: intake closed, waiting for ", window_.in_flight(), " messages in flight (grace ",
                spec_.settings.shutdown_grace_ms, " ms)");
-  if (source_) source_->instance->stop_intake();
+  for (auto& source : sources_) source.stage.instance->stop_intake();
 
   auto finished = std::make_shared<bool>(false);
   auto proceed = [this, finished, done](bool drained) {
@@ -411,11 +472,21 @@ void Pipeline::stop_stages(std::function<void()> done) {
       stop_log();
     });
   };
-  if (!source_) return stop_fanout();
-  source_->instance->stop([this, stop_fanout] {
-    logger_.info("stopped ", source_->key_path);
-    stop_fanout();
-  });
+  // The sources one after another, then the rest.
+  auto stop_source = std::make_shared<std::function<void(std::size_t)>>();
+  *stop_source = [this, stop_fanout, stop_source](std::size_t i) {
+    if (i == sources_.size()) {
+      stop_fanout();
+      // Breaks the cycle through the captured pointer once the chain is done.
+      boost::asio::post(io_, [stop_source] { *stop_source = nullptr; });
+      return;
+    }
+    sources_[i].stage.instance->stop([this, i, stop_source] {
+      logger_.info("stopped ", sources_[i].stage.key_path);
+      (*stop_source)(i + 1);
+    });
+  };
+  (*stop_source)(0);
 }
 
 }  // namespace nudge::runtime
@@ -438,7 +509,7 @@ std::vector<NotReady> Pipeline::not_ready() const {
   auto ask = [&out](const std::string& key_path, const Plugin& plugin) {
     if (auto r = plugin.readiness(); !r.ready) out.push_back({key_path, r.reason.empty() ? "not ready" : r.reason});
   };
-  if (source_) ask(source_->key_path, *source_->instance);
+  for (const auto& source : sources_) ask(source.stage.key_path, *source.stage.instance);
   for (const auto& t : transforms_) ask(t.key_path, *t.instance);
   if (fanout_) ask(fanout_->key_path, *fanout_->instance);
   if (log_) ask(log_->key_path, *log_->instance);
@@ -466,7 +537,6 @@ std::vector<NotReady> Pipeline::not_ready() const {
 void Pipeline::on_tick() {
   if (stopping_) return;
   if (window_.has_room()) window_had_room_ = std::chrono::steady_clock::now();
-  if (source_stats_) source_stats_->queue_depth.set(static_cast<std::int64_t>(window_.in_flight()));
   in_flight_bytes_.set(static_cast<std::int64_t>(window_.bytes_in_flight()));
   // A sink that says it is back gets its failing batch retried now, not after the backoff.
   if (sink_driver_) {
@@ -504,7 +574,7 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
   ReloadOutcome outcome;
   auto stage_list = [](const PipelineSpec& s) {
     std::vector<std::string> keys;
-    if (s.source) keys.push_back(s.source->key_path);
+    for (const auto& source : s.sources) keys.push_back(source.key_path);
     for (const auto& t : s.transforms) keys.push_back(t.key_path);
     for (const auto* stage : {&s.fanout, &s.log, &s.sink})
       if (*stage) keys.push_back((*stage)->key_path);
@@ -562,7 +632,8 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
     const bool plugin_keys = std::any_of(changed.begin(), changed.end(), [&](const std::string& k) { return own.find(k); });
     if (!changed.empty()) stage_changes.push_back({&plugin, &now, &then, plugin_keys});
   };
-  if (source_) visit(*source_->instance, *spec_.source, *next.source);
+  for (std::size_t i = 0; i < sources_.size(); ++i)
+    visit(*sources_[i].stage.instance, spec_.sources[i], next.sources[i]);
   for (std::size_t i = 0; i < transforms_.size(); ++i) visit(*transforms_[i].instance, spec_.transforms[i], next.transforms[i]);
   if (fanout_) visit(*fanout_->instance, *spec_.fanout, *next.fanout);
   if (log_) visit(*log_->instance, *spec_.log, *next.log);

@@ -73,7 +73,7 @@ struct ReloadOutcome {
 /// Wires the stages of a pipeline and moves messages between them:
 /// source → (fanout, log | sink) and log → sink, with acknowledgements,
 /// backpressure and a graceful, draining stop. Lives on one event loop.
-class Pipeline final : private Ingress, private FanoutReceiver, private LogConsumer {
+class Pipeline final : private FanoutReceiver, private LogConsumer {
  public:
   Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegistry& metrics);
   ~Pipeline() override;
@@ -115,29 +115,50 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   std::size_t bytes_in_flight() const noexcept { return window_.bytes_in_flight(); }
 
  private:
-  // Ingress
-  void publish(MessagePtr message, Completion on_durable) override;
-  void when_ready(std::function<void()> resume) override;
-  void set_room_interest(std::string_view room, bool interested) override;
-  bool has_history() const override;
-  void read_history(HistoryQuery query, HistoryHandler done) override;
+  /// The Ingress one source is given: its intake counted under its own
+  /// stage, its room interest merged with the other sources'.
+  class SourceIngress;
+  /// A running source, with what it publishes through.
+  struct SourceStage {
+    Stage<Source> stage;
+    StageStats* stats = nullptr;
+    std::unique_ptr<SourceIngress> ingress;
+  };
+
+  // What every SourceIngress forwards to.
+  /// A message from sources_[source].
+  void publish(std::size_t source, MessagePtr message, Completion on_durable);
+  void when_ready(std::function<void()> resume);
+  /// `source` (an index into sources_) wants `room` or no longer does; the
+  /// fanout hears of the union over all sources.
+  void set_room_interest(std::size_t source, std::string_view room, bool interested);
+  bool has_history() const;
+  void read_history(HistoryQuery query, HistoryHandler done);
   // FanoutReceiver
   void on_fanout_message(MessagePtr message) override;
   // LogConsumer
   void on_batch(BatchPtr batch, Completion done) override;
 
+  /// Where and when a message was taken in.
+  struct Intake {
+    StageStats* source;
+    std::chrono::steady_clock::time_point at;
+  };
+
   template <class Interface>
   bool make_stage(const std::optional<StageSpec>& spec, std::optional<Stage<Interface>>& out);
   /// Runs the message through transforms_[index...], then admit().
-  void transform(std::size_t index, MessagePtr message, Completion on_durable,
-                 std::chrono::steady_clock::time_point taken_in);
+  void transform(std::size_t index, MessagePtr message, Completion on_durable, Intake intake);
   /// Takes a message in: the in-flight window, the fanout, the log or sink.
-  void admit(MessagePtr message, Completion on_durable, std::chrono::steady_clock::time_point taken_in);
-  /// A sender is answered: the intake-to-answer time, and a failure counted.
-  void answered(std::chrono::steady_clock::time_point taken_in, const Status& status);
+  void admit(MessagePtr message, Completion on_durable, Intake intake);
+  /// A sender is answered: the intake-to-answer time, and a failure counted
+  /// against the source it came from.
+  void answered(const Intake& intake, const Status& status);
   /// Hands a message to every client that should see it: through the fanout
-  /// when there is one, else straight to the local source.
+  /// when there is one, else straight to the local sources.
   void deliver(const MessagePtr& message);
+  /// Hands a message to the local sources: the only one, or each of several that wants its room.
+  void deliver_locally(const MessagePtr& message);
   void stop_stages(std::function<void()> done);
   StageStats& stats_for(const std::string& key_path);
   /// Once a second: readiness gauges, consumer lag, and progress lines while a backlog drains.
@@ -170,7 +191,6 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   TapRegistry taps_;
   Gauge* consumer_lag_ = nullptr;  // with a log feeding a sink
   std::map<std::string, std::unique_ptr<StageStats>> stage_stats_;
-  StageStats* source_stats_ = nullptr;
   StageStats* fanout_stats_ = nullptr;
   StageStats* log_stats_ = nullptr;
   std::vector<StageStats*> transform_stats_;
@@ -185,7 +205,10 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   std::optional<Stage<Sink>> sink_;
   std::optional<Stage<Log>> log_;
   std::optional<Stage<Fanout>> fanout_;
-  std::optional<Stage<Source>> source_;
+  std::vector<SourceStage> sources_;
+  /// With several sources: how many of them want each room (a room is in
+  /// the map while at least one does).
+  std::map<std::string, std::size_t, std::less<>> room_interest_;
   std::vector<Stage<Transform>> transforms_;
   std::unique_ptr<SinkDriver> sink_driver_;
   std::unique_ptr<PluginContext> sink_driver_context_;

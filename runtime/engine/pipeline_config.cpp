@@ -21,8 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::array<PluginKind, 4> kKinds = {PluginKind::source, PluginKind::fanout, PluginKind::log,
-                                              PluginKind::sink};
+// At most one plugin of each of these kinds; sources and transforms may be several.
+constexpr std::array<PluginKind, 3> kKinds = {PluginKind::fanout, PluginKind::log, PluginKind::sink};
 
 /// Where a node sits, for diagnostics.
 struct Place {
@@ -493,19 +493,24 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
                     bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags,
                                failed_interpolation)};
     switch (kind) {
-      case PluginKind::source: spec.source = std::move(stage); break;
       case PluginKind::fanout: spec.fanout = std::move(stage); break;
       case PluginKind::log: spec.log = std::move(stage); break;
       case PluginKind::sink: spec.sink = std::move(stage); break;
+      case PluginKind::source:
       case PluginKind::transform: break;  // not in kKinds: read below, in file order
     }
   }
 
-  // Transforms: any number, run in the order the file lists them (toml++
-  // keeps a table's keys sorted, so the order comes from their lines).
-  if (const toml::table* transforms = root["transform"].as_table()) {
+  // Sources and transforms: any number, in the order the file lists them
+  // (toml++ keeps a table's keys sorted, so the order comes from their
+  // lines). Transforms run in that order; sources all feed the same stages.
+  // A plugin appears once per kind: TOML has one [source.<name>] table per name.
+  for (const PluginKind kind : {PluginKind::source, PluginKind::transform}) {
+    const std::string kind_name(to_string(kind));
+    const toml::table* tables = root[kind_name].as_table();
+    if (!tables) continue;
     std::vector<std::pair<const toml::key*, const toml::node*>> listed;
-    for (auto&& [key, node] : *transforms) listed.emplace_back(&key, &node);
+    for (auto&& [key, node] : *tables) listed.emplace_back(&key, &node);
     std::stable_sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) {
       const auto& pa = a.first->source().begin;
       const auto& pb = b.first->source().begin;
@@ -513,7 +518,7 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
     });
     for (const auto& [key, node] : listed) {
       const std::string plugin_name(key->str());
-      const std::string key_path = "transform." + plugin_name;
+      const std::string key_path = kind_name + "." + plugin_name;
       const toml::table* plugin_table = node->as_table();
       if (!plugin_table) {
         report(diags, place_of(display_name, node->source()), key_path,
@@ -521,14 +526,15 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
         continue;
       }
       std::string error;
-      auto library = registry.load(PluginKind::transform, plugin_name, error);
+      auto library = registry.load(kind, plugin_name, error);
       if (!library) {
         report(diags, place_of(display_name, key->source()), key_path, error);
         continue;
       }
-      spec.transforms.push_back(StageSpec{PluginKind::transform, plugin_name, key_path, library,
-                                          bind_table(*plugin_table, effective_schema(*library), key_path,
-                                                     display_name, diags, failed_interpolation)});
+      StageSpec stage{kind, plugin_name, key_path, library,
+                      bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags,
+                                 failed_interpolation)};
+      (kind == PluginKind::source ? spec.sources : spec.transforms).push_back(std::move(stage));
     }
   }
 
@@ -544,11 +550,11 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
 
   const Place file_place{display_name, 1, 1};
   if (diags.empty()) {
-    if (!spec.source && !(spec.log && spec.sink))
+    if (spec.sources.empty() && !(spec.log && spec.sink))
       report(diags, file_place, "", "a pipeline needs a [source.*] table, or a [log.*] and a [sink.*] table to persist from the log");
-    if (spec.fanout && !spec.source)
+    if (spec.fanout && spec.sources.empty())
       report(diags, file_place, "fanout." + spec.fanout->plugin, "a fanout delivers to a source's clients; add a [source.*] table");
-    if (!spec.transforms.empty() && !spec.source)
+    if (!spec.transforms.empty() && spec.sources.empty())
       report(diags, file_place, spec.transforms.front().key_path,
              "a transform works on what a source takes in; add a [source.*] table");
   }

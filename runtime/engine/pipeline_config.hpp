@@ -77,7 +77,9 @@ struct PipelineSpec {
   /// Absent without an `[admin]` table: no endpoint.
   std::optional<AdminSettings> admin;
   SinkSettings sink_settings;
-  std::optional<StageSpec> source;
+  /// In the order the file lists them, each plugin at most once: every one
+  /// feeds the same transforms, log and sink, and each delivers to its own clients.
+  std::vector<StageSpec> sources;
   /// In the order the file lists them: a message passes through each in turn.
   std::vector<StageSpec> transforms;
   std::optional<StageSpec> fanout;

@@ -100,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (spec) {
     check(!spec->settings.name.empty(), "a pipeline has a name");
     check(!spec->settings.instance_id.empty(), "a pipeline has an instance id");
-    check(spec->source.has_value() || (spec->log.has_value() && spec->sink.has_value()),
+    check(!spec->sources.empty() || (spec->log.has_value() && spec->sink.has_value()),
           "a pipeline has a source, or a log and a sink");
   }
   return 0;

@@ -170,6 +170,80 @@ TEST_F(PipelineTest, ATransformsRejectReachesTheSenderAndADropIsAckedAndNeitherI
   EXPECT_EQ(passed, 100 - rejected - dropped);
 }
 
+TEST_F(PipelineTest, TwoSourcesFeedOneLogAndEachDeliversEveryMessageToItsClients) {
+  const std::string stem = ::testing::TempDir() + "/pipeline-two-sources-" + std::to_string(::getpid());
+  const std::string report_a = stem + ".a.report", report_b = stem + ".b.report", report_log = stem + ".log.report";
+  for (const auto& f : {report_a, report_b, report_log}) std::remove(f.c_str());
+  const std::string file = stem + ".toml";
+  // The second source does not signal: the first stops the run once it has seen both sources' messages.
+  std::ofstream(file) << "[pipeline]\nname = \"two\"\n"
+                      << "[source.scripted]\nreport = \"" << report_a << "\"\nmessages = 40\nexpect_deliveries = 70\n"
+                      << "[source.scripted2]\nreport = \"" << report_b << "\"\nmessages = 30\nsignal = false\n"
+                      << "[fanout.memory]\n"
+                      << "[log.scripted]\nreport = \"" << report_log << "\"\n";
+  ASSERT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR,
+                     "--log-level", "warn"}),
+            0);
+  const Events a = read_report(report_a), b = read_report(report_b), log = read_report(report_log);
+  std::size_t acked_a = 0, acked_b = 0;
+  for (const auto& [id, _] : a.by_id) acked_a += count(a, id, "ack");
+  for (const auto& [id, _] : b.by_id) acked_b += count(b, id, "ack");
+  EXPECT_EQ(acked_a, 40u) << "each source hears its own acks";
+  EXPECT_EQ(acked_b, 30u);
+  ASSERT_EQ(log.by_id.size(), 70u) << "both sources' messages reach the one log";
+  for (const auto& [id, _] : log.by_id) {
+    EXPECT_EQ(count(log, id, "confirmed"), 1u) << id;
+    EXPECT_EQ(count(a, id, "deliver"), 1u) << id << ": the first source's clients miss it";
+    EXPECT_EQ(count(b, id, "deliver"), 1u) << id << ": the second source's clients miss it";
+  }
+}
+
+TEST_F(PipelineTest, ASourceThatWantsNoRoomPublishesButIsHandedNothing) {
+  const std::string stem = ::testing::TempDir() + "/pipeline-no-room-" + std::to_string(::getpid());
+  const std::string report_a = stem + ".a.report", report_b = stem + ".b.report";
+  for (const auto& f : {report_a, report_b}) std::remove(f.c_str());
+  const std::string file = stem + ".toml";
+  // Like the http source beside the websocket one: it publishes, and has no clients.
+  std::ofstream(file) << "[pipeline]\nname = \"no-room\"\n"
+                      << "[source.scripted]\nreport = \"" << report_a << "\"\nmessages = 10\nexpect_deliveries = 20\n"
+                      << "[source.scripted2]\nreport = \"" << report_b
+                      << "\"\nmessages = 10\nsignal = false\nwants_room = false\n"
+                      << "[fanout.memory]\n"
+                      << "[log.scripted]\nreport = \"" << stem << ".log.report\"\n";
+  ASSERT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--plugin-dir", NUDGE_BUILD_PLUGIN_DIR,
+                     "--log-level", "warn"}),
+            0);
+  const Events a = read_report(report_a), b = read_report(report_b);
+  std::size_t delivered_a = 0, delivered_b = 0, acked_b = 0;
+  for (const auto& [id, _] : a.by_id) delivered_a += count(a, id, "deliver");
+  for (const auto& [id, _] : b.by_id) delivered_b += count(b, id, "deliver"), acked_b += count(b, id, "ack");
+  EXPECT_EQ(delivered_a, 20u) << "the source with clients gets both sources' messages";
+  EXPECT_EQ(acked_b, 10u);
+  EXPECT_EQ(delivered_b, 0u) << "a source that wants no room was handed messages";
+}
+
+TEST_F(PipelineTest, TheFanoutWantsARoomFromTheFirstSourceThatWantsItUntilTheLastOneLetsGo) {
+  const std::string stem = ::testing::TempDir() + "/pipeline-interest-" + std::to_string(::getpid());
+  const std::string report_a = stem + ".a.report", report_b = stem + ".b.report", report_f = stem + ".f.report";
+  for (const auto& f : {report_a, report_b, report_f}) std::remove(f.c_str());
+  const std::string file = stem + ".toml";
+  // Both sources want "room" from start to stop; only the second wants "other".
+  std::ofstream(file) << "[pipeline]\nname = \"interest\"\n"
+                      << "[source.scripted]\nreport = \"" << report_a
+                      << "\"\nmessages = 5\nexpect_deliveries = 10\nleave_on_stop = true\n"
+                      << "[source.scripted2]\nreport = \"" << report_b
+                      << "\"\nmessages = 5\nsignal = false\nleave_on_stop = true\nalso_room = \"other\"\n"
+                      << "[fanout.scripted]\nreport = \"" << report_f << "\"\n"
+                      << "[log.scripted]\nreport = \"" << stem << ".log.report\"\n";
+  ASSERT_EQ(run_cli({"run", file, "--plugin-dir", NUDGE_TEST_PLUGIN_DIR, "--log-level", "warn"}), 0);
+  std::ifstream in(report_f);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  EXPECT_EQ(lines, (std::vector<std::string>{"interest room 1", "interest other 1", "interest room 0",
+                                             "interest other 0"}))
+      << "each room once on, once off, the off only when the last source let it go";
+}
+
 TEST_F(PipelineTest, DurableDeliveryFansOutOnlyWhatTheLogConfirmedOnceEachAfterTheConfirmation) {
   ASSERT_EQ(run("durable", 300, 5), 0);
   const Events events = read_report(report_);

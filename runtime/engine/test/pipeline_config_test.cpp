@@ -72,7 +72,7 @@ TEST_F(PipelineConfigTest, AValidPipelineGetsTypedValuesAndDefaults) {
   EXPECT_TRUE(c.is_set("batch_size"));
   EXPECT_FALSE(c.is_set("mode"));
   EXPECT_EQ(spec->sink_settings.batch_max_messages, 500);  // a runtime key's default
-  EXPECT_EQ(spec->source->config.get_string("listen"), "127.0.0.1:0");
+  EXPECT_EQ(spec->sources.at(0).config.get_string("listen"), "127.0.0.1:0");
 }
 
 TEST_F(PipelineConfigTest, UnknownPluginListsWhatIsAvailableAndWhereItLooked) {
@@ -154,8 +154,8 @@ path = "${DATA:-/var/lib/nudge}/x.db"
 batch_size = "${BATCH}"
 )");
   ASSERT_TRUE(spec) << diags_.to_string();
-  EXPECT_EQ(spec->source->config.get_string("listen"), "127.0.0.1:9001");
-  EXPECT_EQ(spec->source->config.get_string("static_dir"), "/pipelines/web");
+  EXPECT_EQ(spec->sources.at(0).config.get_string("listen"), "127.0.0.1:9001");
+  EXPECT_EQ(spec->sources.at(0).config.get_string("static_dir"), "/pipelines/web");
   EXPECT_EQ(spec->sink->config.get_string("path"), "/var/lib/nudge/x.db");
   EXPECT_EQ(spec->sink->config.get_int("batch_size"), 12) << "a number may come from a variable";
 }
@@ -185,7 +185,7 @@ TEST_F(PipelineConfigTest, OverridesFromTheCommandLineKeepTheirType) {
                 "sink.testsink.verbose=true", "pipeline.name=override"};
   auto spec = load(kValid);
   ASSERT_TRUE(spec) << diags_.to_string();
-  EXPECT_EQ(spec->source->config.get_string("listen"), "127.0.0.1:7000");
+  EXPECT_EQ(spec->sources.at(0).config.get_string("listen"), "127.0.0.1:7000");
   EXPECT_EQ(spec->sink->config.get_int("batch_size"), 42);
   EXPECT_TRUE(spec->sink->config.get_bool("verbose"));
   EXPECT_EQ(spec->settings.name, "override");
@@ -210,6 +210,24 @@ TEST_F(PipelineConfigTest, AStageNeedsSomethingToFeedIt) {
 TEST_F(PipelineConfigTest, OnePluginPerKind) {
   EXPECT_FALSE(load("[source.websocket]\n[sink.testsink]\npath = \"x\"\n[sink.sqlite]\npath = \"y\"\n"));
   EXPECT_THAT(diags_.to_string(), HasSubstr("a pipeline has at most one sink; found 2"));
+}
+
+TEST_F(PipelineConfigTest, SeveralSourcesLoadInFileOrderButNoPluginTwice) {
+  auto spec = load("[source.websocket]\nlisten = \"127.0.0.1:0\"\n[source.scripted]\nreport = \"r\"\n"
+                   "[sink.testsink]\npath = \"x\"\n");
+  ASSERT_TRUE(spec) << diags_.to_string();
+  ASSERT_EQ(spec->sources.size(), 2u);
+  EXPECT_EQ(spec->sources[0].key_path, "source.websocket");
+  EXPECT_EQ(spec->sources[1].key_path, "source.scripted");
+  spec = load("[source.scripted]\nreport = \"r\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n");
+  ASSERT_TRUE(spec) << diags_.to_string();
+  EXPECT_EQ(spec->sources[0].key_path, "source.scripted");
+  // Each source's table is checked against its own schema.
+  EXPECT_FALSE(load("[source.websocket]\nlisten = \"127.0.0.1:0\"\n[source.scripted]\nreprot = \"r\"\n"));
+  EXPECT_THAT(diags_.to_string(), HasSubstr("source.scripted: unknown key 'reprot'"));
+  // The same plugin twice cannot be written: TOML has one table per name.
+  EXPECT_FALSE(load("[source.websocket]\nlisten = \"127.0.0.1:0\"\n[source.websocket]\nlisten = \"127.0.0.1:1\"\n"));
+  EXPECT_FALSE(diags_.empty());
 }
 
 TEST_F(PipelineConfigTest, TheAdminTableTakesOneTokenOfSixteenVisibleCharactersAndBoundsConnections) {

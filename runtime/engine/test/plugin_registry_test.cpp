@@ -42,7 +42,9 @@ TEST(PluginRegistry, OneNameCanBeAPluginOfEachKind) {
   EXPECT_EQ(source->kind(), PluginKind::source);
   EXPECT_EQ(log->kind(), PluginKind::log);
   EXPECT_FALSE(registry.load(PluginKind::sink, "scripted", error));
-  EXPECT_THAT(error, HasSubstr("plugin 'scripted' is a log plugin, not a sink"));
+  // Which of its other kinds the message names depends on the folder's order.
+  EXPECT_THAT(error, HasSubstr("plugin 'scripted' is a "));
+  EXPECT_THAT(error, HasSubstr(" plugin, not a sink"));
 }
 
 TEST(PluginRegistry, RefusesAPluginBuiltAgainstAnotherAbi) {

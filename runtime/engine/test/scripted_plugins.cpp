@@ -46,6 +46,11 @@ class ScriptedSource final : public nudge::Source {
         messages_(config.get_int("messages")),
         payload_bytes_(config.get_int("payload_bytes")),
         paced_(config.get_bool("paced")),
+        expect_deliveries_(config.get_int("expect_deliveries")),
+        signal_(config.get_bool("signal")),
+        also_room_(config.get_string("also_room")),
+        wants_room_(config.get_bool("wants_room")),
+        leave_on_stop_(config.get_bool("leave_on_stop")),
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
@@ -54,12 +59,21 @@ class ScriptedSource final : public nudge::Source {
     s.integer("messages", 100, "messages published at start").range(1, 1000000);
     s.integer("payload_bytes", 0, "bytes of each message's payload (0: \"message N\")").range(0, 16 * 1024 * 1024);
     s.boolean("paced", false, "publish each message once Ingress::when_ready says there is room, recording it");
+    s.integer("expect_deliveries", 0,
+              "deliveries to wait for before signalling (0: one per message acked); with another source, "
+              "its messages too")
+        .range(0, 1000000);
+    s.boolean("signal", true, "raise SIGTERM when done (one source of several does)");
+    s.string("also_room", "", "another room to want (set_room_interest) from start to stop");
+    s.boolean("wants_room", true, "say at start that it wants \"room\" (false: a source without clients)");
+    s.boolean("leave_on_stop", false, "say at stop that its rooms are no longer wanted");
     return s;
   }
 
   nudge::Status start(nudge::Ingress& ingress) override {
     ingress_ = &ingress;
-    ingress.set_room_interest("room", true);
+    if (wants_room_) ingress.set_room_interest("room", true);
+    if (!also_room_.empty()) ingress.set_room_interest(also_room_, true);
     if (paced_) {
       ingress.when_ready([this] { publish_paced(); });
       return nudge::Status::success();
@@ -77,7 +91,13 @@ class ScriptedSource final : public nudge::Source {
   }
 
   void stop_intake() override {}
-  void stop(std::function<void()> done) override { done(); }
+  void stop(std::function<void()> done) override {
+    if (leave_on_stop_) {
+      if (wants_room_) ingress_->set_room_interest("room", false);
+      if (!also_room_.empty()) ingress_->set_room_interest(also_room_, false);
+    }
+    done();
+  }
 
  private:
   /// Publishes message `i`; returns its id.
@@ -109,7 +129,13 @@ class ScriptedSource final : public nudge::Source {
   }
 
   void maybe_done() {
-    if (completed_ != messages_ || signalled_) return;
+    if (completed_ != messages_ || signalled_ || !signal_) return;
+    if (expect_deliveries_ > 0) {
+      if (delivered_ < expect_deliveries_) return;
+      signalled_ = true;
+      std::raise(SIGTERM);
+      return;
+    }
     if (delivered_ >= acked_) {
       signalled_ = true;
       std::raise(SIGTERM);
@@ -130,6 +156,11 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t messages_;
   std::int64_t payload_bytes_;
   bool paced_;
+  std::int64_t expect_deliveries_;
+  bool signal_;
+  std::string also_room_;
+  bool wants_room_;
+  bool leave_on_stop_;
   Report report_;
   nudge::Ingress* ingress_ = nullptr;
   std::int64_t published_ = 0;
@@ -138,6 +169,37 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t delivered_ = 0;
   bool signalled_ = false;
   std::shared_ptr<boost::asio::steady_timer> grace_;
+};
+
+/// A fanout in one process (as the memory fanout) that records each change
+/// of room interest the runtime passes on: "interest ROOM 1" / "interest ROOM 0".
+class ScriptedFanout final : public nudge::Fanout {
+ public:
+  ScriptedFanout(const nudge::Config& config, nudge::Context& context)
+      : context_(context), report_(config.get_string("report")) {}
+
+  static nudge::ConfigSchema schema() {
+    nudge::ConfigSchema s;
+    s.required("report", nudge::ConfigType::string, "file the fanout appends room interest changes to");
+    return s;
+  }
+
+  nudge::Status start(nudge::FanoutReceiver& receiver) override {
+    receiver_ = &receiver;
+    return nudge::Status::success();
+  }
+  void publish(const nudge::MessagePtr& message) override {
+    boost::asio::post(context_.executor(), [this, message] { receiver_->on_fanout_message(message); });
+  }
+  void set_room_interest(std::string_view room, bool interested) override {
+    report_.line("interest " + std::string(room) + (interested ? " 1" : " 0"));
+  }
+  void stop(std::function<void()> done) override { done(); }
+
+ private:
+  nudge::Context& context_;
+  Report report_;
+  nudge::FanoutReceiver* receiver_ = nullptr;
 };
 
 class ScriptedLog final : public nudge::Log {
@@ -320,8 +382,13 @@ class ScriptedTransform final : public nudge::Transform {
 }  // namespace
 
 // One library may export one plugin, so each is built twice with one of these.
-#if defined(NUDGE_SCRIPTED_SOURCE)
+#if defined(NUDGE_SCRIPTED_SOURCE_2)
+// A second source plugin, for pipelines with two sources.
+NUDGE_PLUGIN(ScriptedSource, "scripted2", "1.0.0", "Another source scripted by the runtime's tests")
+#elif defined(NUDGE_SCRIPTED_SOURCE)
 NUDGE_PLUGIN(ScriptedSource, "scripted", "1.0.0", "A source scripted by the runtime's tests")
+#elif defined(NUDGE_SCRIPTED_FANOUT)
+NUDGE_PLUGIN(ScriptedFanout, "scripted", "1.0.0", "A fanout that records room interest, for the runtime's tests")
 #elif defined(NUDGE_SCRIPTED_TRANSFORM)
 NUDGE_PLUGIN(ScriptedTransform, "scripted", "1.0.0", "A transform scripted by the runtime's tests")
 #else

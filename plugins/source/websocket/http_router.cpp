@@ -143,7 +143,6 @@ void HttpRouter::on_read(beast::error_code ec) {
     return respond_text(http::status::method_not_allowed, "only GET and HEAD are served\n");
   if (path == hub_->config.path)
     return respond_text(http::status::upgrade_required, "this is a WebSocket endpoint\n");
-
   serve_file(target);
 }
 
@@ -301,66 +300,72 @@ void HttpRouter::serve_socketio() {
   }
   if (beast::websocket::is_upgrade(req)) {
     if (transport != "websocket") return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-    if (session) {
-      // One upgrade per session, from polling: a second probe, or one for a
-      // session on a WebSocket already, is refused.
-      if (!session->begin_probe()) {
-        hub_->socketio_refused.add();
-        return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-      }
-      return accept_websocket(std::nullopt, std::move(session), true);
-    }
-    std::optional<JwtIdentity> identity;
-    if (!admit(identity)) return;
-    auto created = std::make_shared<SioSession>(hub_, address_, peer_, identity, false);
-    return accept_websocket(std::move(identity), std::move(created), false);
+    return upgrade_socketio(std::move(session));
   }
   if (transport != "polling") return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-  if (req.method() == http::verb::get) {
-    if (!session) {
-      std::optional<JwtIdentity> identity;
-      if (!admit(identity)) return;
-      auto created = std::make_shared<SioSession>(hub_, address_, peer_, std::move(identity), true);
-      std::string why;
-      if (!hub_->open_socketio_session(peer_, created->counted(), why)) {
-        hub_->connections_refused.add();
-        return respond_socketio_error(http::status::service_unavailable, 3, why);
-      }
-      return answer_socketio(created->start());
-    }
-    if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-    // A long poll: answered when the session has something to send (a ping
-    // at the latest), so it must not time out meanwhile.
-    expires_after(std::nullopt);
-    const bool parked = session->poll([self = shared_from_this()](std::string body) {
-      self->answer_socketio(std::move(body));
-    });
-    if (!parked) {
-      // Two polls at once break the protocol: the session ends.
-      hub_->socketio_refused.add();
-      session->close(CloseCode::protocol_error, "overlapping polls");
-      return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-    }
-    return;
-  }
-  if (req.method() == http::verb::post) {
-    if (!session) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
-    if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-    // Answered once every packet is taken: while the pipeline is full that
-    // waits, and the client sends nothing more meanwhile (backpressure).
-    expires_after(std::nullopt);
-    const bool taken = session->on_post(std::move(parser_->get().body()), [self = shared_from_this()] {
-      self->answer_socketio("ok", "text/html");
-    });
-    if (!taken) {
-      // Two POSTs at once break the protocol as two polls do.
-      hub_->socketio_refused.add();
-      session->close(CloseCode::protocol_error, "overlapping POST requests");
-      return respond_socketio_error(http::status::bad_request, 3, "Bad request");
-    }
-    return;
-  }
+  if (req.method() == http::verb::get) return poll_socketio(std::move(session));
+  if (req.method() == http::verb::post) return post_socketio(std::move(session));
   respond_socketio_error(http::status::bad_request, 2, "Bad handshake method");
+}
+
+void HttpRouter::upgrade_socketio(std::shared_ptr<SioSession> session) {
+  if (session) {
+    // One upgrade per session, from polling: a second probe, or one for a
+    // session on a WebSocket already, is refused.
+    if (!session->begin_probe()) {
+      hub_->socketio_refused.add();
+      return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+    }
+    return accept_websocket(std::nullopt, std::move(session), true);
+  }
+  std::optional<JwtIdentity> identity;
+  if (!admit(identity)) return;
+  auto created = std::make_shared<SioSession>(hub_, address_, peer_, identity, false);
+  return accept_websocket(std::move(identity), std::move(created), false);
+}
+
+void HttpRouter::poll_socketio(std::shared_ptr<SioSession> session) {
+  if (!session) {
+    std::optional<JwtIdentity> identity;
+    if (!admit(identity)) return;
+    auto created = std::make_shared<SioSession>(hub_, address_, peer_, std::move(identity), true);
+    std::string why;
+    if (!hub_->open_socketio_session(peer_, created->counted(), why)) {
+      hub_->connections_refused.add();
+      return respond_socketio_error(http::status::service_unavailable, 3, why);
+    }
+    return answer_socketio(created->start());
+  }
+  if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+  // A long poll: answered when the session has something to send (a ping
+  // at the latest), so it must not time out meanwhile.
+  expires_after(std::nullopt);
+  const bool parked = session->poll([self = shared_from_this()](std::string body) {
+    self->answer_socketio(std::move(body));
+  });
+  if (!parked) {
+    // Two polls at once break the protocol: the session ends.
+    hub_->socketio_refused.add();
+    session->close(CloseCode::protocol_error, "overlapping polls");
+    return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+  }
+}
+
+void HttpRouter::post_socketio(std::shared_ptr<SioSession> session) {
+  if (!session) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
+  if (!session->polling()) return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+  // Answered once every packet is taken: while the pipeline is full that
+  // waits, and the client sends nothing more meanwhile (backpressure).
+  expires_after(std::nullopt);
+  const bool taken = session->on_post(std::move(parser_->get().body()), [self = shared_from_this()] {
+    self->answer_socketio("ok", "text/html");
+  });
+  if (!taken) {
+    // Two POSTs at once break the protocol as two polls do.
+    hub_->socketio_refused.add();
+    session->close(CloseCode::protocol_error, "overlapping POST requests");
+    return respond_socketio_error(http::status::bad_request, 3, "Bad request");
+  }
 }
 
 void HttpRouter::answer_socketio(std::string body, std::string_view content_type) {

@@ -86,6 +86,12 @@ class HttpRouter : public std::enable_shared_from_this<HttpRouter> {
   void serve_file(std::string_view target);
   /// A request at socketio_path: Engine.IO long-polling, or the upgrade to WebSocket.
   void serve_socketio();
+  /// A Socket.IO upgrade to WebSocket: of `session` (from long-polling), or of a new one.
+  void upgrade_socketio(std::shared_ptr<SioSession> session);
+  /// A long-polling GET: the handshake of a new session (none given), or a poll of `session`.
+  void poll_socketio(std::shared_ptr<SioSession> session);
+  /// A long-polling POST of packets for `session`.
+  void post_socketio(std::shared_ptr<SioSession> session);
   /// A 200 answer to a long-polling request: a GET gets what the session has
   /// queued (`body`), a POST gets "ok" as text/html (as the reference server).
   void answer_socketio(std::string body, std::string_view content_type = "text/plain; charset=UTF-8");

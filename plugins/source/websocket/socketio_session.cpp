@@ -8,6 +8,7 @@
 
 #include "json_writer.hpp"
 #include "nudge/sdk/text.hpp"
+#include "ws_connection.hpp"
 
 namespace nudge::plugins::websocket {
 
@@ -616,6 +617,40 @@ void SioSession::history_done(const std::string& room, std::size_t count, const 
                   "the room's history could not be read: " + std::string(status.message()));
   }
   ack_ok(ack, "\"room\":" + json_string(room) + ",\"history\":" + std::to_string(count));
+}
+
+// ------------------------------------------- the bridge on a WebSocket
+
+// The Socket.IO side of a WsConnection carrying a session: Engine.IO packets
+// in text frames, and the upgrade from long-polling.
+WsConnection::Next WsConnection::on_socketio_message(std::string_view data, bool text) {
+  if (!text) {
+    sio_->on_binary();
+    return Next::read;
+  }
+  if (probing_) {
+    // The upgrade from long-polling (Engine.IO v4): "2probe" is answered
+    // "3probe", and "5" moves the session onto this connection.
+    if (data == "2probe") {
+      send_text("3probe");
+      sio_->on_probe();
+      return Next::read;
+    }
+    if (data == "5") {
+      probing_ = false;
+      sio_->attach_websocket(shared_from_this());
+      return Next::read;
+    }
+    hub_->protocol_errors.add();
+    close_after_queue(CloseCode::protocol_error, "expected the upgrade probe");
+    return Next::stop;
+  }
+  sio_->on_packet(data);
+  if (closing()) return Next::stop;
+  if (!sio_->waiting_for_pipeline()) return Next::read;
+  // The session waits for the pipeline: it resumes this connection's reading.
+  sio_->pause_transport(shared_from_this());
+  return Next::pause;
 }
 
 }  // namespace nudge::plugins::websocket

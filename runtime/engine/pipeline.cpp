@@ -45,6 +45,10 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
       messages_in_(metrics.counter("nudge_pipeline_messages_in", "Messages taken in (after transforms)")),
       messages_acked_(metrics.counter("nudge_pipeline_messages_acked", "Messages acknowledged to their senders as durable")),
       messages_failed_(metrics.counter("nudge_pipeline_messages_failed", "Messages whose sender was told they failed")),
+      messages_ephemeral_(metrics.counter("nudge_pipeline_messages_ephemeral",
+                                          "Ephemeral messages fanned out (never logged or stored)")),
+      messages_ephemeral_refused_(metrics.counter("nudge_pipeline_messages_ephemeral_refused",
+                                                  "Ephemeral messages refused: [pipeline] ephemeral = false")),
       fanout_received_(metrics.counter("nudge_pipeline_fanout_received", "Messages received from the fanout")),
       messages_dropped_(metrics.counter("nudge_pipeline_messages_dropped", "Messages a transform dropped")),
       messages_rejected_(metrics.counter("nudge_pipeline_messages_rejected", "Messages a transform rejected")),
@@ -235,7 +239,26 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
       });
 }
 
+void Pipeline::admit_ephemeral(MessagePtr message, Completion on_durable, Intake intake) {
+  Status status = Status::success();
+  if (spec_.settings.ephemeral) {
+    messages_ephemeral_.add();
+    // Nothing durable to wait for, so nothing held in the in-flight window: the fanout's own
+    // queue (its max_pending_publishes) bounds what waits for the bus.
+    deliver(message);
+  } else {
+    messages_ephemeral_refused_.add();
+    status = Status::error(StatusCode::rejected, "ephemeral messages are off in this pipeline");
+  }
+  // As a transform's answer: the sender hears from the loop, never inside its own call.
+  boost::asio::post(io_, [this, intake, on_durable = std::move(on_durable), status = std::move(status)] {
+    answered(intake, status);
+    on_durable(status);
+  });
+}
+
 void Pipeline::admit(MessagePtr message, Completion on_durable, Intake intake) {
+  if (is_ephemeral(*message)) return admit_ephemeral(std::move(message), std::move(on_durable), intake);
   messages_in_.add();
   // Counted as admitted: a transform may have changed it since the source read it.
   const std::size_t bytes = in_flight_bytes(*message);

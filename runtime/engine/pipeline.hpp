@@ -154,6 +154,9 @@ class Pipeline final : private FanoutReceiver, private LogConsumer {
   /// A sender is answered: the intake-to-answer time, and a failure counted
   /// against the source it came from.
   void answered(const Intake& intake, const Status& status);
+  /// An ephemeral message (kEphemeralHeader): to the fanout only, answered once handed to it, or
+  /// refused when the pipeline turned ephemeral messages off.
+  void admit_ephemeral(MessagePtr message, Completion on_durable, Intake intake);
   /// Hands a message to every client that should see it: through the fanout
   /// when there is one, else straight to the local sources.
   void deliver(const MessagePtr& message);
@@ -179,6 +182,8 @@ class Pipeline final : private FanoutReceiver, private LogConsumer {
   Counter& messages_in_;
   Counter& messages_acked_;
   Counter& messages_failed_;
+  Counter& messages_ephemeral_;
+  Counter& messages_ephemeral_refused_;
   Counter& fanout_received_;
   Counter& messages_dropped_;
   Counter& messages_rejected_;

@@ -277,6 +277,10 @@ const ConfigSchema& pipeline_schema() {
              "sink), so nobody sees a message that could still be lost; \"immediate\" as soon as it "
              "is taken in, for the lowest latency")
         .one_of({"durable", "immediate"});
+    s.boolean("ephemeral", true,
+              "Whether clients may send ephemeral messages (typing indicators, read receipts): fanned out to "
+              "the room, acknowledged once handed to the fanout, never logged, stored or kept in history. Off, "
+              "such a send is refused with code rejected");
     s.string("log_format", "text",
              "How log lines are written to stderr: \"text\" for people, \"logfmt\" or \"json\" for log "
              "collectors (every line carries pipeline, instance, stage and plugin); --log-format overrides it")
@@ -456,6 +460,7 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
     spec.settings.max_in_flight = pipeline.get_int("max_in_flight");
     spec.settings.max_in_flight_bytes = pipeline.get_int("max_in_flight_bytes");
     spec.settings.deliver = pipeline.get_string("deliver");
+    spec.settings.ephemeral = pipeline.get_bool("ephemeral");
     spec.settings.log_format = pipeline.get_string("log_format");
     spec.settings.progress_interval_ms = pipeline.get_int("progress_interval_ms");
     spec.settings.backlog_threshold = pipeline.get_int("backlog_threshold");

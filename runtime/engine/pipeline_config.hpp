@@ -32,6 +32,8 @@ struct PipelineSettings {
   std::int64_t max_in_flight_bytes = 64 * 1024 * 1024;
   /// "durable": fan a message out once it is durable; "immediate": at once.
   std::string deliver = "durable";
+  /// Whether ephemeral messages (kEphemeralHeader) are fanned out; false refuses them.
+  bool ephemeral = true;
   std::string log_format = "text";
   std::int64_t progress_interval_ms = 5000;
   std::int64_t backlog_threshold = 1000;

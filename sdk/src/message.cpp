@@ -233,4 +233,10 @@ Status decode_envelope(std::string_view bytes, std::shared_ptr<Message>& out, co
   return Status::success();
 }
 
+bool is_ephemeral(const Message& message) noexcept {
+  for (const auto& [key, value] : message.headers)
+    if (key == kEphemeralHeader) return true;
+  return false;
+}
+
 }  // namespace nudge

@@ -57,7 +57,8 @@ Status MemoryFanout::start(FanoutReceiver& receiver) {
 
 void MemoryFanout::publish(const MessagePtr& message) {
   published_.add();
-  if (window_size_ > 0) {
+  // An ephemeral message is never history: it stays out of the recent window.
+  if (window_size_ > 0 && !is_ephemeral(*message)) {
     auto found = rooms_.find(message->room);
     Rooms::iterator room;
     if (found == rooms_.end()) {

@@ -382,7 +382,8 @@ void ClusterFanout::publish(const MessagePtr& message) {
   // While holding, everything queues behind what waits, so a room keeps its order.
   if (!holding() && in_flight_ < window_ && send(message)) return;
   if (pending_.size() >= window_) {
-    if (config_.recent_messages > 0) note_gap(pending_.front()->room, pending_.front()->id);
+    if (config_.recent_messages > 0 && !is_ephemeral(*pending_.front()))
+      note_gap(pending_.front()->room, pending_.front()->id);
     pending_.pop_front();
     metrics_.dropped.add();
     std::uint64_t suppressed = 0;
@@ -403,7 +404,8 @@ bool ClusterFanout::send(const MessagePtr& message) {
   request->slot = cluster::key_slot(config_.channel_for(message->room));
   if (!dispatch(request, nullptr, false)) return false;
   ++in_flight_;
-  if (config_.recent_messages > 0) remember(message);
+  // An ephemeral message is never history: it stays out of the recent window.
+  if (config_.recent_messages > 0 && !is_ephemeral(*message)) remember(message);
   return true;
 }
 

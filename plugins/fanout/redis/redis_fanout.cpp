@@ -123,7 +123,8 @@ void RedisFanout::publish(const MessagePtr& message) {
   if (stopping_ || !message) return;
   if (pending_.empty() && in_flight_ < window_ && send(message)) return;
   if (pending_.size() >= window_) {
-    if (config_.recent_messages > 0) note_gap(pending_.front()->room, pending_.front()->id);
+    if (config_.recent_messages > 0 && !is_ephemeral(*pending_.front()))
+      note_gap(pending_.front()->room, pending_.front()->id);
     pending_.pop_front();
     metrics_.dropped.add();
     std::uint64_t suppressed = 0;
@@ -152,7 +153,8 @@ bool RedisFanout::send(const MessagePtr& message) {
   // publishes made in one turn of the loop go out together, pipelined.
   if (redisAsyncCommandArgv(ac, &RedisFanout::on_publish_reply, this, 3, argv, lens) != REDIS_OK) return false;
   ++in_flight_;
-  if (config_.recent_messages > 0) remember(message);
+  // An ephemeral message is never history: it stays out of the recent window.
+  if (config_.recent_messages > 0 && !is_ephemeral(*message)) remember(message);
   return true;
 }
 

@@ -49,7 +49,8 @@ std::size_t first(const Events& events, const std::string& id, const std::string
 class PipelineTest : public ::testing::Test {
  protected:
   int run(const std::string& deliver, int messages, int fail_every, int confirm_delay_ms = 1,
-          const std::string& transform = "") {
+          const std::string& transform = "", const std::string& pipeline_keys = "",
+          const std::string& source_keys = "") {
     // Named after the test: ctest runs tests in parallel processes.
     const std::string stem = ::testing::TempDir() + "/pipeline-" +
                              ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
@@ -58,8 +59,9 @@ class PipelineTest : public ::testing::Test {
     std::remove(report_.c_str());
     const std::string file = stem + ".toml";
     std::ofstream(file) << "[pipeline]\nname = \"scripted\"\ndeliver = \"" << deliver << "\"\n"
-                        << "max_in_flight = 64\n"
+                        << "max_in_flight = 64\n" << pipeline_keys
                         << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages << "\n"
+                        << source_keys
                         << (transform.empty() ? "" : "[transform.scripted]\nreport = \"" + report_ + "\"\n" + transform)
                         << "[fanout.memory]\n"
                         << "[log.scripted]\nreport = \"" << report_ << "\"\nfail_every = " << fail_every
@@ -242,6 +244,44 @@ TEST_F(PipelineTest, TheFanoutWantsARoomFromTheFirstSourceThatWantsItUntilTheLas
   EXPECT_EQ(lines, (std::vector<std::string>{"interest room 1", "interest other 1", "interest room 0",
                                              "interest other 0"}))
       << "each room once on, once off, the off only when the last source let it go";
+}
+
+TEST_F(PipelineTest, AnEphemeralMessageIsFannedOutAndAckedButNeverReachesTheLog) {
+  ASSERT_EQ(run("durable", 120, 0, 1, "", "", "ephemeral_every = 3\n"), 0);
+  const Events events = read_report(report_);
+  ASSERT_EQ(events.by_id.size(), 120u);
+  int ephemeral = 0;
+  for (const auto& [id, _] : events.by_id) {
+    ASSERT_EQ(count(events, id, "ack"), 1u) << id << ": every message is acknowledged";
+    EXPECT_EQ(count(events, id, "deliver"), 1u) << id;
+    if (count(events, id, "ephemeral")) {
+      ++ephemeral;
+      EXPECT_EQ(count(events, id, "confirmed") + count(events, id, "refused"), 0u) << id << ": it reached the log";
+    } else {
+      EXPECT_EQ(count(events, id, "confirmed"), 1u) << id;
+    }
+  }
+  EXPECT_EQ(ephemeral, 40);
+}
+
+TEST_F(PipelineTest, APipelineWithEphemeralOffRefusesThemAndStillTakesTheRest) {
+  ASSERT_EQ(run("durable", 60, 0, 1, "", "ephemeral = false\n", "ephemeral_every = 4\n"), 0);
+  const Events events = read_report(report_);
+  ASSERT_EQ(events.by_id.size(), 60u);
+  int refused = 0;
+  for (const auto& [id, _] : events.by_id) {
+    if (count(events, id, "ephemeral")) {
+      ++refused;
+      EXPECT_EQ(count(events, id, "error"), 1u) << id;
+      EXPECT_EQ(events.error_codes.at(id), "rejected") << id;
+      EXPECT_EQ(count(events, id, "deliver") + count(events, id, "confirmed"), 0u) << id;
+    } else {
+      EXPECT_EQ(count(events, id, "ack"), 1u) << id;
+      EXPECT_EQ(count(events, id, "confirmed"), 1u) << id;
+      EXPECT_EQ(count(events, id, "deliver"), 1u) << id;
+    }
+  }
+  EXPECT_EQ(refused, 15);
 }
 
 TEST_F(PipelineTest, DurableDeliveryFansOutOnlyWhatTheLogConfirmedOnceEachAfterTheConfirmation) {

@@ -46,11 +46,15 @@ class ScriptedSource final : public nudge::Source {
         messages_(config.get_int("messages")),
         payload_bytes_(config.get_int("payload_bytes")),
         paced_(config.get_bool("paced")),
+<<<<<<< HEAD
         expect_deliveries_(config.get_int("expect_deliveries")),
         signal_(config.get_bool("signal")),
         also_room_(config.get_string("also_room")),
         wants_room_(config.get_bool("wants_room")),
         leave_on_stop_(config.get_bool("leave_on_stop")),
+=======
+        ephemeral_every_(config.get_int("ephemeral_every")),
+>>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
@@ -59,6 +63,7 @@ class ScriptedSource final : public nudge::Source {
     s.integer("messages", 100, "messages published at start").range(1, 1000000);
     s.integer("payload_bytes", 0, "bytes of each message's payload (0: \"message N\")").range(0, 16 * 1024 * 1024);
     s.boolean("paced", false, "publish each message once Ingress::when_ready says there is room, recording it");
+<<<<<<< HEAD
     s.integer("expect_deliveries", 0,
               "deliveries to wait for before signalling (0: one per message acked); with another source, "
               "its messages too")
@@ -67,6 +72,9 @@ class ScriptedSource final : public nudge::Source {
     s.string("also_room", "", "another room to want (set_room_interest) from start to stop");
     s.boolean("wants_room", true, "say at start that it wants \"room\" (false: a source without clients)");
     s.boolean("leave_on_stop", false, "say at stop that its rooms are no longer wanted");
+=======
+    s.integer("ephemeral_every", 0, "mark every Nth message ephemeral (kEphemeralHeader; 0: none)").range(0, 1000000);
+>>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
     return s;
   }
 
@@ -109,6 +117,10 @@ class ScriptedSource final : public nudge::Source {
     message->payload = payload_bytes_ > 0 ? std::string(static_cast<std::size_t>(payload_bytes_), 'x')
                                           : "message " + std::to_string(i);
     const std::string id = message->id.to_string();
+    if (ephemeral_every_ > 0 && (i + 1) % ephemeral_every_ == 0) {
+      message->headers.emplace_back(nudge::kEphemeralHeader, "1");
+      report_.line("ephemeral " + id);
+    }
     if (paced_) report_.line("published " + id);
     ingress_->publish(std::move(message), [this, id](nudge::Status status) {
       if (status.ok()) {
@@ -156,11 +168,15 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t messages_;
   std::int64_t payload_bytes_;
   bool paced_;
+<<<<<<< HEAD
   std::int64_t expect_deliveries_;
   bool signal_;
   std::string also_room_;
   bool wants_room_;
   bool leave_on_stop_;
+=======
+  std::int64_t ephemeral_every_;
+>>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
   Report report_;
   nudge::Ingress* ingress_ = nullptr;
   std::int64_t published_ = 0;

@@ -86,6 +86,25 @@ TEST(MemoryFanout, KeepsEachRoomsLastMessagesForCatchingUp) {
   EXPECT_TRUE(read_recent(io, fanout, "nobody", 10).empty());
 }
 
+TEST(MemoryFanout, AnEphemeralMessageIsDeliveredButNeverKeptForHistory) {
+  boost::asio::io_context io;
+  testing::TestContext context(io);
+  MemoryFanout fanout(testing::make_config(MemoryFanout::schema(), {{"recent_messages", std::int64_t{3}}}), context);
+  Received received;
+  ASSERT_TRUE(fanout.start(received).ok());
+  fanout.publish(message("a", "kept"));
+  auto typing = std::make_shared<Message>();
+  typing->id = MessageId::generate();
+  typing->room = "a";
+  typing->payload = "typing";
+  typing->headers.emplace_back(kEphemeralHeader, "1");
+  ASSERT_TRUE(is_ephemeral(*typing));
+  fanout.publish(typing);
+  ASSERT_TRUE(testing::run_until(io, [&] { return received.messages.size() == 2; }, std::chrono::seconds(5)));
+  EXPECT_EQ(texts(received.messages), (std::vector<std::string>{"kept", "typing"}));
+  EXPECT_EQ(texts(read_recent(io, fanout, "a", 10)), (std::vector<std::string>{"kept"}));
+}
+
 MessagePtr sized(const std::string& room, std::size_t payload_bytes, char fill = 'x') {
   auto m = std::make_shared<Message>();
   m->id = MessageId::generate();

@@ -83,6 +83,17 @@ struct Message {
 
 using MessagePtr = std::shared_ptr<const Message>;
 
+/// The header that marks a message ephemeral (a typing indicator, a read
+/// receipt): it passes the transforms like any message, then the runtime fans
+/// it out to the room but never appends it to the log and never stores it;
+/// its sender is acknowledged once it is handed to the fanout. A fanout keeps
+/// it out of its recent window, so it never shows in history. Its value is
+/// ignored; a source sets it to "1".
+inline constexpr std::string_view kEphemeralHeader = "nudge-ephemeral";
+
+/// Whether `message` carries kEphemeralHeader.
+bool is_ephemeral(const Message& message) noexcept;
+
 /// Encodes `message` (all fields but log_position) into the envelope format:
 /// a 3-byte magic `N`,`G`,version, the 16 id bytes, the timestamp as 8 bytes
 /// big-endian, then room, sender, origin, payload as varint-length-prefixed

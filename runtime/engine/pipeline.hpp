@@ -121,8 +121,14 @@ class Pipeline final : private Ingress, private FanoutReceiver, private LogConsu
   void set_room_interest(std::string_view room, bool interested) override;
   bool has_history() const override;
   void read_history(HistoryQuery query, HistoryHandler done) override;
+  // Ingress, presence (pipeline_presence.cpp)
+  bool has_presence() const override;
+  void presence_join(std::string_view room, std::string_view user, std::string_view connection) override;
+  void presence_leave(std::string_view room, std::string_view user, std::string_view connection) override;
+  void read_presence(std::string_view room, PresenceHandler done) override;
   // FanoutReceiver
   void on_fanout_message(MessagePtr message) override;
+  void on_presence(std::string_view room, const PresenceEvent& event) override;
   // LogConsumer
   void on_batch(BatchPtr batch, Completion done) override;
 

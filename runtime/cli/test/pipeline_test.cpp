@@ -49,7 +49,7 @@ std::size_t first(const Events& events, const std::string& id, const std::string
 class PipelineTest : public ::testing::Test {
  protected:
   int run(const std::string& deliver, int messages, int fail_every, int confirm_delay_ms = 1,
-          const std::string& transform = "") {
+          const std::string& transform = "", const std::string& source_keys = "") {
     // Named after the test: ctest runs tests in parallel processes.
     const std::string stem = ::testing::TempDir() + "/pipeline-" +
                              ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-" +
@@ -60,6 +60,7 @@ class PipelineTest : public ::testing::Test {
     std::ofstream(file) << "[pipeline]\nname = \"scripted\"\ndeliver = \"" << deliver << "\"\n"
                         << "max_in_flight = 64\n"
                         << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages << "\n"
+                        << source_keys
                         << (transform.empty() ? "" : "[transform.scripted]\nreport = \"" + report_ + "\"\n" + transform)
                         << "[fanout.memory]\n"
                         << "[log.scripted]\nreport = \"" << report_ << "\"\nfail_every = " << fail_every
@@ -191,6 +192,17 @@ TEST_F(PipelineTest, ImmediateDeliveryFansOutEverythingAtOnce) {
     const std::string outcome = count(events, id, "confirmed") ? "confirmed" : "refused";
     EXPECT_LT(first(events, id, "deliver"), first(events, id, outcome)) << id << ": delivered before durable";
   }
+}
+
+TEST_F(PipelineTest, PresenceGoesFromTheSourceToTheFanoutAndItsEventsBackToTheSource) {
+  // The memory fanout keeps presence: the source's join comes back to it as
+  // an event, and the room's list counts the member.
+  ASSERT_EQ(run("immediate", 5, 0, 1, "", "presence = true\n"), 0);
+  const Events events = read_report(report_);
+  ASSERT_TRUE(events.by_id.contains("scripted/conn-1")) << "the join never came back to the source";
+  EXPECT_EQ(count(events, "scripted/conn-1", "presence_join"), 1u);
+  ASSERT_TRUE(events.by_id.contains("1")) << "no presence list of one member was read";
+  EXPECT_EQ(count(events, "1", "presence_list"), 1u);
 }
 
 TEST_F(PipelineTest, ALogThatNeverAcksStopsLargeMessagesAtTheByteBoundAndAcksFreeRoomOneByOne) {

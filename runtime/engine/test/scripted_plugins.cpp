@@ -5,7 +5,10 @@
 //     `payload_bytes` each, when set) — all at once, or `paced`: each once
 //     Ingress::when_ready lets it, recording "published ID" — records each
 //     completion ("ack ID" / "error ID CODE") and delivery ("deliver ID"),
-//     and raises SIGTERM once every completion and delivery is in;
+//     and raises SIGTERM once every completion and delivery is in; with
+//     `presence`, it also joins one member at start and waits for the join
+//     to come back ("presence_join USER/CONNECTION") and for the room's
+//     list ("presence_list TOTAL");
 //   scripted log: confirms each append after `confirm_delay_ms`, failing
 //     every `fail_every`-th one, and records "confirmed ID" / "refused ID"
 //     just before it completes; with `hold_ms` > 0 it confirms nothing until
@@ -46,6 +49,7 @@ class ScriptedSource final : public nudge::Source {
         messages_(config.get_int("messages")),
         payload_bytes_(config.get_int("payload_bytes")),
         paced_(config.get_bool("paced")),
+        presence_(config.get_bool("presence")),
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
@@ -54,12 +58,17 @@ class ScriptedSource final : public nudge::Source {
     s.integer("messages", 100, "messages published at start").range(1, 1000000);
     s.integer("payload_bytes", 0, "bytes of each message's payload (0: \"message N\")").range(0, 16 * 1024 * 1024);
     s.boolean("paced", false, "publish each message once Ingress::when_ready says there is room, recording it");
+    s.boolean("presence", false, "join one presence member at start and record its event and the room's list");
     return s;
   }
 
   nudge::Status start(nudge::Ingress& ingress) override {
     ingress_ = &ingress;
     ingress.set_room_interest("room", true);
+    if (presence_) {
+      if (ingress.has_presence()) ingress.presence_join("room", "scripted", "conn-1");
+      else report_.line("presence_unavailable -");
+    }
     if (paced_) {
       ingress.when_ready([this] { publish_paced(); });
       return nudge::Status::success();
@@ -74,6 +83,16 @@ class ScriptedSource final : public nudge::Source {
     report_.line("deliver " + message->id.to_string());
     ++delivered_;
     maybe_done();
+  }
+
+  void deliver_presence(std::string_view room, const nudge::PresenceEvent& event) override {
+    report_.line(std::string(event.change == nudge::PresenceChange::join ? "presence_join " : "presence_leave ") +
+                 event.member.user + "/" + event.member.connection + " " + std::string(room));
+    ingress_->read_presence(room, [this](nudge::Status status, nudge::PresenceList list) {
+      report_.line("presence_list " + (status.ok() ? std::to_string(list.total) : std::string("failed")));
+      presence_listed_ = true;
+      maybe_done();
+    });
   }
 
   void stop_intake() override {}
@@ -109,7 +128,7 @@ class ScriptedSource final : public nudge::Source {
   }
 
   void maybe_done() {
-    if (completed_ != messages_ || signalled_) return;
+    if (completed_ != messages_ || signalled_ || (presence_ && !presence_listed_)) return;
     if (delivered_ >= acked_) {
       signalled_ = true;
       std::raise(SIGTERM);
@@ -130,6 +149,8 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t messages_;
   std::int64_t payload_bytes_;
   bool paced_;
+  bool presence_;
+  bool presence_listed_ = false;
   Report report_;
   nudge::Ingress* ingress_ = nullptr;
   std::int64_t published_ = 0;

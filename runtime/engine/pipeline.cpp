@@ -26,6 +26,16 @@ class Pipeline::SourceIngress final : public Ingress {
   void read_history(HistoryQuery query, HistoryHandler done) override {
     pipeline_.read_history(std::move(query), std::move(done));
   }
+  bool has_presence() const override { return pipeline_.has_presence(); }
+  void presence_join(std::string_view room, std::string_view user, std::string_view connection) override {
+    pipeline_.presence_join(room, user, connection);
+  }
+  void presence_leave(std::string_view room, std::string_view user, std::string_view connection) override {
+    pipeline_.presence_leave(room, user, connection);
+  }
+  void read_presence(std::string_view room, PresenceHandler done) override {
+    pipeline_.read_presence(room, std::move(done));
+  }
 
   /// The rooms this source said it wants (kept only with several sources).
   std::set<std::string, std::less<>> rooms;

@@ -134,8 +134,14 @@ class Pipeline final : private FanoutReceiver, private LogConsumer {
   void set_room_interest(std::size_t source, std::string_view room, bool interested);
   bool has_history() const;
   void read_history(HistoryQuery query, HistoryHandler done);
+  // Presence (pipeline_presence.cpp): every source's joins go to the one fanout.
+  bool has_presence() const;
+  void presence_join(std::string_view room, std::string_view user, std::string_view connection);
+  void presence_leave(std::string_view room, std::string_view user, std::string_view connection);
+  void read_presence(std::string_view room, PresenceHandler done);
   // FanoutReceiver
   void on_fanout_message(MessagePtr message) override;
+  void on_presence(std::string_view room, const PresenceEvent& event) override;
   // LogConsumer
   void on_batch(BatchPtr batch, Completion done) override;
 

@@ -9,7 +9,10 @@
 // comes back, delivery resumes promptly without duplicates; an instance whose
 // messages flow reports itself ready; a room declared interesting after
 // start() is delivered like the others; a stopped instance receives nothing
-// more. With
+// more. A fanout that keeps presence (supports_presence) reports each join
+// and leave once to every instance, lists a room's members bounded by
+// max_presence_per_room with the total count, and drops the members of an
+// instance that died (destroyed without stop) within its presence TTL. With
 // --single-instance (an in-process fanout) messages do not cross instances:
 // each instance expects exactly its own.
 
@@ -17,6 +20,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -39,6 +43,19 @@ struct Recorder final : FanoutReceiver {
   std::vector<MessagePtr> messages;
   std::set<std::string> probes;
   std::size_t foreign = 0;
+  /// Presence events in this case's rooms (the room names carry the tag).
+  std::vector<std::pair<std::string, PresenceEvent>> presence;
+
+  void on_presence(std::string_view room, const PresenceEvent& event) override {
+    if (room.find(tag) != std::string_view::npos) presence.emplace_back(room, event);
+  }
+
+  /// How often `member` was reported with `change` in `room`.
+  std::size_t count(const std::string& room, PresenceChange change, const PresenceMember& member) const {
+    return static_cast<std::size_t>(std::count_if(presence.begin(), presence.end(), [&](const auto& e) {
+      return e.first == room && e.second.change == change && e.second.member == member;
+    }));
+  }
 
   void on_fanout_message(MessagePtr message) override {
     const std::string* t = header(*message, kTagHeader);
@@ -73,6 +90,9 @@ class FanoutConformance : public ConformanceTest {
   void ReadyWhileMessagesFlow();
   void ARoomDeclaredAfterStartIsDelivered();
   void AStoppedInstanceReceivesNothingMore();
+  void PresenceJoinsAndLeavesReachEveryInstanceOnce();
+  void PresenceListIsBoundedAndCountsTheRest();
+  void ADeadInstancesMembersLeaveWithinTheTTL();
 
  protected:
   void SetUp() override {
@@ -206,6 +226,32 @@ class FanoutConformance : public ConformanceTest {
     for (auto& i : instances_)
       out << (&i == &instances_.front() ? "" : ", ") << i->id << " received " << i->recorder.messages.size();
     return out.str();
+  }
+
+  /// Whether the plugin keeps presence; the cases skip when it does not.
+  bool keeps_presence() const { return a_->fanout->supports_presence(); }
+
+  std::optional<PresenceList> read_list(Instance& i, const std::string& room) {
+    std::optional<PresenceList> list;
+    bool answered = false;
+    i.fanout->read_presence(room, [&](Status s, PresenceList l) {
+      answered = true;
+      EXPECT_TRUE(s.ok()) << i.id << ": read_presence failed: " << s.message();
+      if (s.ok()) list = std::move(l);
+    });
+    EXPECT_FALSE(answered) << "read_presence must answer on the executor, never inline";
+    EXPECT_TRUE(run_until([&] { return answered; }, std::chrono::seconds(10))) << "read_presence did not answer";
+    return list;
+  }
+
+  static bool lists(const PresenceList& list, const PresenceMember& m) {
+    return std::find(list.members.begin(), list.members.end(), m) != list.members.end();
+  }
+
+  /// An integer key of the plugin's config, when its schema has one.
+  std::optional<std::int64_t> config_int(const std::string& key) {
+    if (!settings().schema.find(key)) return std::nullopt;
+    return config_for_case(tag_).get_int(key);
   }
 
   std::string tag_;
@@ -521,6 +567,146 @@ void FanoutConformance::AStoppedInstanceReceivesNothingMore() {
   run_for(milliseconds(20));
 }
 
+void FanoutConformance::PresenceJoinsAndLeavesReachEveryInstanceOnce() {
+  if (!keeps_presence()) GTEST_SKIP() << "the plugin keeps no presence (supports_presence() is false)";
+  const std::string& room = rooms_[0];
+  const PresenceMember ma{"user-a", "conn-a", a_->id}, mb{"user-b", "conn-b", b_->id};
+  a_->fanout->presence_join(room, ma);
+  b_->fanout->presence_join(room, mb);
+  a_->fanout->presence_join(room, ma);  // known already: not reported again
+  auto joined = [&](Instance& receiver, const PresenceMember& m) {
+    return receiver.recorder.count(room, PresenceChange::join, m) > 0;
+  };
+  // Who hears what: every instance hears both, or each only itself.
+  auto all_heard = [&] {
+    for (auto& r : instances_)
+      for (Instance* s : senders_heard_by(*r))
+        if (!joined(*r, s == a_ ? ma : mb)) return false;
+    return true;
+  };
+  const auto t0 = Clock::now();
+  ASSERT_TRUE(run_until(all_heard, std::chrono::seconds(10))) << "joins did not reach every instance within 10 s";
+  const auto join_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  measured("presence_join_ms", join_ms, "joins reported to every instance in " + std::to_string(join_ms) + " ms");
+  run_for(milliseconds(300));  // duplicates would show up here
+  for (auto& r : instances_)
+    for (Instance* s : senders_heard_by(*r))
+      EXPECT_EQ(r->recorder.count(room, PresenceChange::join, s == a_ ? ma : mb), 1u)
+          << r->id << ": each join is reported once";
+
+  for (auto& r : instances_) {
+    auto list = read_list(*r, room);
+    ASSERT_TRUE(list);
+    const std::size_t expected = senders_heard_by(*r).size();
+    EXPECT_EQ(list->total, expected) << r->id << "'s list of " << room;
+    EXPECT_EQ(list->members.size(), expected);
+    for (Instance* s : senders_heard_by(*r)) EXPECT_TRUE(lists(*list, s == a_ ? ma : mb)) << r->id;
+  }
+
+  a_->fanout->presence_leave(room, ma);
+  a_->fanout->presence_leave(room, PresenceMember{"nobody", "never-joined", a_->id});  // not reported
+  auto left = [&] {
+    for (auto& r : instances_)
+      if (!settings().single_instance || r.get() == a_)
+        if (r->recorder.count(room, PresenceChange::leave, ma) == 0) return false;
+    return true;
+  };
+  ASSERT_TRUE(run_until(left, std::chrono::seconds(10))) << "a leave did not reach every instance within 10 s";
+  run_for(milliseconds(300));
+  for (auto& r : instances_) {
+    EXPECT_LE(r->recorder.count(room, PresenceChange::leave, ma), 1u) << r->id << ": each leave is reported once";
+    for (const auto& [rm, e] : r->recorder.presence)
+      EXPECT_NE(e.member.connection, "never-joined") << "a leave of a member never joined must not be reported";
+  }
+  auto list = read_list(*b_, room);
+  ASSERT_TRUE(list);
+  EXPECT_FALSE(lists(*list, ma)) << "a member that left is still listed";
+  EXPECT_EQ(list->total, 1u) << "only b's member is left";
+  b_->fanout->presence_leave(room, mb);
+}
+
+void FanoutConformance::PresenceListIsBoundedAndCountsTheRest() {
+  if (!keeps_presence()) GTEST_SKIP() << "the plugin keeps no presence (supports_presence() is false)";
+  const std::size_t bound = static_cast<std::size_t>(config_int("max_presence_per_room").value_or(20));
+  const std::size_t joins = bound + 7;
+  if (joins > 20000) GTEST_SKIP() << "max_presence_per_room is " << bound << ": too many members to join in a test";
+  const std::string& room = rooms_[1];
+  for (std::size_t i = 0; i < joins; ++i) {
+    a_->fanout->presence_join(room, {"u" + std::to_string(i), "c" + std::to_string(i), a_->id});
+    if (i % 200 == 0) run_for(milliseconds(1));
+  }
+  for (auto& r : instances_) {
+    if (settings().single_instance && r.get() != a_) continue;
+    ASSERT_TRUE(run_until(
+        [&] {
+          return std::count_if(r->recorder.presence.begin(), r->recorder.presence.end(), [&](const auto& e) {
+                   return e.first == room && e.second.change == PresenceChange::join;
+                 }) == static_cast<std::ptrdiff_t>(joins);
+        },
+        std::chrono::seconds(20)))
+        << r->id << " did not hear all " << joins << " joins within 20 s";
+    auto list = read_list(*r, room);
+    ASSERT_TRUE(list);
+    EXPECT_EQ(list->total, joins) << r->id << ": the count includes the members beyond the bound";
+    EXPECT_LE(list->members.size(), bound) << r->id << ": the list names at most max_presence_per_room";
+    EXPECT_EQ(list->members.size(), std::min(joins, bound));
+  }
+  for (std::size_t i = 0; i < joins; ++i)
+    a_->fanout->presence_leave(room, {"u" + std::to_string(i), "c" + std::to_string(i), a_->id});
+  run_for(milliseconds(200));
+}
+
+void FanoutConformance::ADeadInstancesMembersLeaveWithinTheTTL() {
+  if (!keeps_presence()) GTEST_SKIP() << "the plugin keeps no presence (supports_presence() is false)";
+  if (settings().single_instance) GTEST_SKIP() << "--single-instance: no other instance to outlive";
+  const auto ttl = milliseconds(config_int("presence_ttl_ms").value_or(15000));
+  if (ttl > std::chrono::seconds(20))
+    GTEST_SKIP() << "presence TTL of " << ttl.count() << " ms: too long to wait for in a test (set presence_ttl_ms)";
+  const std::string& room = rooms_[2];
+  Instance c(io_, "conf-c-" + tag_);
+  c.recorder.tag = tag_;
+  std::string error;
+  c.fanout = create_instance<Fanout>(config_for_case(tag_), c.context, error);
+  ASSERT_TRUE(c.fanout) << error;
+  ASSERT_TRUE(c.fanout->start(c.recorder).ok());
+  c.fanout->set_room_interest(room, true);
+  ASSERT_TRUE(run_until([&] { return c.fanout->readiness().ready; }, std::chrono::seconds(10)));
+  const PresenceMember mc{"user-c", "conn-c", c.id}, ma{"user-a", "conn-a2", a_->id};
+  c.fanout->presence_join(room, mc);
+  a_->fanout->presence_join(room, ma);
+  ASSERT_TRUE(run_until(
+      [&] {
+        return a_->recorder.count(room, PresenceChange::join, mc) && b_->recorder.count(room, PresenceChange::join, mc);
+      },
+      std::chrono::seconds(10)))
+      << "the join of the instance about to die did not reach the others";
+
+  // Killed: destroyed without stop(), so nothing says goodbye.
+  c.fanout.reset();
+  const auto t0 = Clock::now();
+  const bool gone = run_until(
+      [&] {
+        return a_->recorder.count(room, PresenceChange::leave, mc) && b_->recorder.count(room, PresenceChange::leave, mc);
+      },
+      ttl * 2 + std::chrono::seconds(5));
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  ASSERT_TRUE(gone) << "the dead instance's member did not leave within " << (ttl * 2).count() << " ms + 5 s";
+  measured("presence_expired_after_kill_ms", ms,
+           "a dead instance's member left every list " + std::to_string(ms) + " ms after it died (presence TTL " +
+               std::to_string(ttl.count()) + " ms)");
+  EXPECT_LE(ms, (ttl + ttl / 2).count()) << "members of a dead instance must leave within about the TTL";
+  run_for(milliseconds(300));
+  for (Instance* r : {a_, b_}) {
+    EXPECT_EQ(r->recorder.count(room, PresenceChange::leave, mc), 1u) << r->id << ": the expiry is reported once";
+    auto list = read_list(*r, room);
+    ASSERT_TRUE(list);
+    EXPECT_FALSE(lists(*list, mc)) << r->id << " still lists the dead instance's member";
+    EXPECT_TRUE(lists(*list, ma)) << r->id << ": a live instance's member must stay (its refreshes keep it)";
+    EXPECT_EQ(r->recorder.count(room, PresenceChange::leave, ma), 0u) << "a live member must not expire";
+  }
+  a_->fanout->presence_leave(room, ma);
+}
+
 }  // namespace
 
 void register_fanout_cases() {
@@ -537,6 +723,12 @@ void register_fanout_cases() {
                                    &FanoutConformance::ARoomDeclaredAfterStartIsDelivered, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "AStoppedInstanceReceivesNothingMore",
                                    &FanoutConformance::AStoppedInstanceReceivesNothingMore, __FILE__, __LINE__);
+  register_case<FanoutConformance>(suite, "PresenceJoinsAndLeavesReachEveryInstanceOnce",
+                                   &FanoutConformance::PresenceJoinsAndLeavesReachEveryInstanceOnce, __FILE__, __LINE__);
+  register_case<FanoutConformance>(suite, "PresenceListIsBoundedAndCountsTheRest",
+                                   &FanoutConformance::PresenceListIsBoundedAndCountsTheRest, __FILE__, __LINE__);
+  register_case<FanoutConformance>(suite, "ADeadInstancesMembersLeaveWithinTheTTL",
+                                   &FanoutConformance::ADeadInstancesMembersLeaveWithinTheTTL, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "DeliveryResumesAfterTheServerRestarts",
                                    &FanoutConformance::DeliveryResumesAfterTheServerRestarts, __FILE__, __LINE__);
 }

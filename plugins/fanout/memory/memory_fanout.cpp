@@ -27,7 +27,8 @@ MemoryFanout::MemoryFanout(const Config& config, Context& context)
       bytes_gauge_(context.metrics().gauge("recent_bytes", "Bytes the recent window holds, by its own count")),
       rooms_gauge_(context.metrics().gauge("recent_rooms", "Rooms the recent window holds")),
       window_size_(static_cast<std::size_t>(config.get_int("recent_messages"))),
-      max_bytes_(static_cast<std::size_t>(config.get_int("recent_max_bytes"))) {}
+      max_bytes_(static_cast<std::size_t>(config.get_int("recent_max_bytes"))),
+      max_presence_(static_cast<std::size_t>(config.get_int("max_presence_per_room"))) {}
 
 ConfigSchema MemoryFanout::schema() {
   ConfigSchema s;
@@ -39,6 +40,9 @@ ConfigSchema MemoryFanout::schema() {
             "headers plus 368 bytes, each room 720 bytes plus twice its name); beyond it the oldest messages of "
             "the least recently published rooms are evicted")
       .range(1024, std::int64_t{1} << 40);
+  s.integer("max_presence_per_room", 1000,
+            "Members a presence list names at most; beyond it the list carries only their count")
+      .range(1, 1000000);
   return s;
 }
 
@@ -116,6 +120,43 @@ void MemoryFanout::read_recent(HistoryQuery query, HistoryHandler done) {
   }
   boost::asio::post(context_.executor(), [done = std::move(done), messages = std::move(messages)]() mutable {
     done(Status::success(), std::move(messages));
+  });
+}
+
+void MemoryFanout::report(std::string_view room, PresenceChange change, const PresenceMember& member) {
+  boost::asio::post(context_.executor(), [this, room = std::string(room), event = PresenceEvent{change, member}] {
+    if (receiver_) receiver_->on_presence(room, event);
+  });
+}
+
+void MemoryFanout::presence_join(std::string_view room, const PresenceMember& member) {
+  auto it = presence_.find(std::string(room));
+  if (it == presence_.end()) it = presence_.emplace(std::string(room), std::map<std::string, PresenceMember, std::less<>>{}).first;
+  if (it->second.try_emplace(member.connection, member).second) report(room, PresenceChange::join, member);
+}
+
+void MemoryFanout::presence_leave(std::string_view room, const PresenceMember& member) {
+  const auto it = presence_.find(std::string(room));
+  if (it == presence_.end()) return;
+  const auto found = it->second.find(member.connection);
+  if (found == it->second.end()) return;
+  const PresenceMember left = std::move(found->second);
+  it->second.erase(found);
+  if (it->second.empty()) presence_.erase(it);
+  report(room, PresenceChange::leave, left);
+}
+
+void MemoryFanout::read_presence(std::string_view room, PresenceHandler done) {
+  PresenceList list;
+  if (const auto it = presence_.find(std::string(room)); it != presence_.end()) {
+    list.total = it->second.size();
+    for (const auto& [connection, member] : it->second) {
+      if (list.members.size() >= max_presence_) break;
+      list.members.push_back(member);
+    }
+  }
+  boost::asio::post(context_.executor(), [done = std::move(done), list = std::move(list)]() mutable {
+    done(Status::success(), std::move(list));
   });
 }
 

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <deque>
 #include <list>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,6 +21,9 @@ namespace nudge::plugins {
 /// a room, so the rooms are kept in least-recently-published order and the
 /// oldest messages of the least recent rooms go first; a room left empty is
 /// forgotten entirely.
+///
+/// Presence is in process too: the members are this instance's connections,
+/// and the events come back to this instance only.
 class MemoryFanout final : public Fanout {
  public:
   MemoryFanout(const Config& config, Context& context);
@@ -31,6 +35,10 @@ class MemoryFanout final : public Fanout {
   void set_room_interest(std::string_view room, bool interested) override;
   bool supports_recent() const override { return window_size_ > 0; }
   void read_recent(HistoryQuery query, HistoryHandler done) override;
+  bool supports_presence() const override { return true; }
+  void presence_join(std::string_view room, const PresenceMember& member) override;
+  void presence_leave(std::string_view room, const PresenceMember& member) override;
+  void read_presence(std::string_view room, PresenceHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
 
@@ -38,6 +46,8 @@ class MemoryFanout final : public Fanout {
   /// once publish returns), and in how many rooms. For tests and the gauges.
   std::size_t recent_bytes() const noexcept { return bytes_; }
   std::size_t recent_rooms() const noexcept { return rooms_.size(); }
+  /// Rooms with at least one member (a room left empty is forgotten).
+  std::size_t presence_rooms() const noexcept { return presence_.size(); }
 
   /// What one message held in the window counts: its variable parts plus a
   /// fixed overhead for the Message, its shared_ptr control block, the
@@ -56,6 +66,7 @@ class MemoryFanout final : public Fanout {
   using Rooms = std::list<Room>;  // least recently published first
 
   void pop_oldest(Rooms::iterator room);
+  void report(std::string_view room, PresenceChange change, const PresenceMember& member);
   void update_gauges();
 
   Context& context_;
@@ -70,6 +81,11 @@ class MemoryFanout final : public Fanout {
   Rooms lru_;
   /// Keyed by a view of Room::name: list nodes never move.
   std::unordered_map<std::string_view, Rooms::iterator> rooms_;
+  /// Presence: room -> connection -> member. Every member is a connection of
+  /// this process, so the table is bounded by the connections; answers are
+  /// bounded by max_presence_per_room.
+  std::unordered_map<std::string, std::map<std::string, PresenceMember, std::less<>>> presence_;
+  std::size_t max_presence_ = 0;
 };
 
 }  // namespace nudge::plugins

@@ -169,6 +169,15 @@ ConfigSchema NatsConfig::schema() {
             "Received messages that may wait for the event loop (all subscriptions together), and in libnats per "
             "subscription; beyond this they are dropped and a slow consumer is reported")
       .range(1, 100000000);
+  s.integer("presence_ttl_ms", 15000,
+            "How long an instance's presence members stay listed after its last announcement. Each instance "
+            "announces its members of each room every third of it and drops instances not heard from every sixth, "
+            "so the members of an instance that dies leave everyone's list within presence_ttl_ms plus a sixth")
+      .range(300, 3600000);
+  s.integer("max_presence_per_room", 1000,
+            "Members a presence list names at most (and kept per instance and room); beyond it the list carries "
+            "only their count")
+      .range(1, 100000);
   return s;
 }
 
@@ -187,6 +196,8 @@ NatsConfig NatsConfig::from(const Config& c) {
       r.error = "subject_prefix: " + e + ", got \"" + r.subject_prefix + "\"";
   r.reconnect_wait_ms = c.get_int("reconnect_wait_ms");
   r.reconnect_buffer_bytes = c.get_int("reconnect_buffer_bytes");
+  r.presence_ttl_ms = c.get_int("presence_ttl_ms");
+  r.max_presence_per_room = c.get_int("max_presence_per_room");
   r.connect_timeout_ms = c.get_int("connect_timeout_ms");
   r.max_pending_messages = c.get_int("max_pending_messages");
   return r;

@@ -54,6 +54,8 @@ struct NatsConfig {
   std::string subject_prefix;
   std::int64_t reconnect_wait_ms = 500;
   std::int64_t reconnect_buffer_bytes = 8 * 1024 * 1024;
+  std::int64_t presence_ttl_ms = 15000;
+  std::int64_t max_presence_per_room = 1000;
   std::int64_t connect_timeout_ms = 2000;
   std::int64_t max_pending_messages = 65536;
 

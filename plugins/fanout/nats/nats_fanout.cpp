@@ -32,10 +32,23 @@ NatsFanout::NatsFanout(const Config& config, Context& context)
           "dropped_slow_consumer",
           "Received messages dropped because max_pending_messages were waiting (for the event loop, or in libnats)")),
       connected_(context.metrics().gauge("connected", "1 while connected to a NATS server, else 0")),
-      reminder_(context.executor()) {}
+      reminder_(context.executor()),
+      roster_(PresenceRoster::Settings{std::string(context.instance_id()), std::chrono::milliseconds(config_.presence_ttl_ms),
+                                       static_cast<std::size_t>(config_.max_presence_per_room)},
+              [this](const std::string& room, std::string frame) {
+                if (link_ && !link_->publish_frame(room, std::move(frame))) dropped_.add();
+              },
+              [this](const std::string& room, const PresenceEvent& event) {
+                // Posted: a join or leave is never reported inside the call that made it.
+                boost::asio::post(context_.executor(), [this, alive = std::weak_ptr<int>(alive_), room, event] {
+                  if (!alive.expired() && receiver_) receiver_->on_presence(room, event);
+                });
+              }),
+      presence_timer_(context.executor()) {}
 
 NatsFanout::~NatsFanout() {
   receiver_ = nullptr;
+  presence_timer_.cancel();
   link_.reset();  // waits for libnats when stop() has not run
 }
 
@@ -68,7 +81,33 @@ Status NatsFanout::start(FanoutReceiver& receiver) {
     context_.logger().info("using subject '", config_.subject, "' on nats at '", config_.endpoints(), "'");
     link_->subscribe(config_.subject);
   }
+  schedule_presence();
   return Status::success();
+}
+
+void NatsFanout::schedule_presence() {
+  // Sweeps every ttl/6; announces own members every other tick (ttl/3).
+  presence_timer_.expires_after(std::max(std::chrono::milliseconds(config_.presence_ttl_ms / 6),
+                                         std::chrono::milliseconds(20)));
+  presence_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
+    if (ec || alive.expired() || stopping_) return;
+    roster_.tick(++presence_ticks_ % 2 == 0, std::chrono::steady_clock::now());
+    schedule_presence();
+  });
+}
+
+void NatsFanout::presence_join(std::string_view room, const PresenceMember& member) {
+  if (!stopping_) roster_.join(room, member);
+}
+
+void NatsFanout::presence_leave(std::string_view room, const PresenceMember& member) {
+  if (!stopping_) roster_.leave(room, member);
+}
+
+void NatsFanout::read_presence(std::string_view room, PresenceHandler done) {
+  boost::asio::post(context_.executor(), [done = std::move(done), list = roster_.list(room)]() mutable {
+    done(Status::success(), std::move(list));
+  });
 }
 
 void NatsFanout::publish(const MessagePtr& message) {
@@ -84,7 +123,10 @@ void NatsFanout::publish(const MessagePtr& message) {
 }
 
 void NatsFanout::set_room_interest(std::string_view room, bool interested) {
-  if (!config_.subject_per_room || stopping_) return;
+  if (stopping_) return;
+  if (interested ? interest_.emplace(room).second : interest_.erase(std::string(room)) > 0)
+    roster_.set_interest(room, interested);
+  if (!config_.subject_per_room) return;
   if (interested) {
     if (rooms_.emplace(room).second && link_) link_->subscribe(config_.subject_for(room));
   } else if (auto it = rooms_.find(room); it != rooms_.end()) {
@@ -95,6 +137,10 @@ void NatsFanout::set_room_interest(std::string_view room, bool interested) {
 
 void NatsFanout::on_inbound(std::vector<Inbound>& batch) {
   for (Inbound& inbound : batch) {
+    if (inbound.presence) {
+      roster_.on_frame(*inbound.presence, std::chrono::steady_clock::now());
+      continue;
+    }
     if (!inbound.message) {
       decode_errors_.add();
       std::uint64_t suppressed = 0;
@@ -217,6 +263,8 @@ void NatsFanout::note_reconnect(const std::string& url) {
 }
 
 void NatsFanout::stop(std::function<void()> done) {
+  roster_.leave_all();  // the leaves are queued ahead of the link's stop
+  presence_timer_.cancel();
   stopping_ = true;
   receiver_ = nullptr;
   reminder_.cancel();

@@ -12,6 +12,7 @@
 
 #include "config.hpp"
 #include "nats_link.hpp"
+#include "presence_roster.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
 
@@ -38,6 +39,11 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   Status start(FanoutReceiver& receiver) override;
   void publish(const MessagePtr& message) override;
   void set_room_interest(std::string_view room, bool interested) override;
+  /// Presence by announcements on the rooms' subjects (presence_roster.hpp).
+  bool supports_presence() const override { return true; }
+  void presence_join(std::string_view room, const PresenceMember& member) override;
+  void presence_leave(std::string_view room, const PresenceMember& member) override;
+  void read_presence(std::string_view room, PresenceHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
   /// Not ready while disconnected from every server.
@@ -59,6 +65,7 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   /// A connection is back after a loss, to `url` (empty when unknown).
   void note_reconnect(const std::string& url);
   void remind_while_down();
+  void schedule_presence();
   std::int64_t ms_since(std::chrono::steady_clock::time_point t) const;
   std::string suppressed_note(std::uint64_t suppressed) const;
 
@@ -96,6 +103,12 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   LogLimiter reconnect_log_{std::chrono::seconds(10)};
 
   std::unique_ptr<NatsLink> link_;
+  PresenceRoster roster_;
+  boost::asio::steady_timer presence_timer_;
+  std::uint64_t presence_ticks_ = 0;
+  std::set<std::string, std::less<>> interest_;  // every room, whatever subject_per_room
+  /// Posted presence reports hold a weak_ptr to this and do nothing once it expired.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace nudge::plugins::nats

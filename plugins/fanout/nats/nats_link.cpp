@@ -66,10 +66,11 @@ void pin_self() {
 }
 
 struct Job {
-  enum class Kind { publish, subscribe, unsubscribe, resync, count_drops };
+  enum class Kind { publish, frame, subscribe, unsubscribe, resync, count_drops };
   Kind kind;
   MessagePtr message;
-  std::string subject;
+  std::string subject;  // subscribe, unsubscribe; frame: the room
+  std::string frame;
 };
 
 }  // namespace
@@ -131,6 +132,7 @@ struct NatsLink::Shared : std::enable_shared_from_this<NatsLink::Shared> {
   void request_reopen_locked();
   void execute(const Job& job);
   void publish(const Message& message);
+  void publish_bytes(const std::string& subject, const std::string& bytes);
   void subscribe(const std::string& subject);
   void unsubscribe(const std::string& subject);
   void shutdown();
@@ -172,8 +174,12 @@ void NatsLink::Shared::on_message(natsConnection*, natsSubscription*, natsMsg* m
     const char* data = natsMsg_GetData(msg);
     inbound.bytes = length > 0 ? static_cast<std::size_t>(length) : 0;
     std::shared_ptr<Message> message;
+    PresenceFrame frame;
     // Decoding is a pure function: done here, off the event loop.
-    if (Status s = decode_envelope(std::string_view(inbound.bytes ? data : "", inbound.bytes), message); s.ok()) {
+    const std::string_view bytes(inbound.bytes ? data : "", inbound.bytes);
+    if (is_presence_frame(bytes) && decode_presence_frame(bytes, frame).ok()) {
+      inbound.presence = std::move(frame);
+    } else if (Status s = decode_envelope(std::string_view(inbound.bytes ? data : "", inbound.bytes), message); s.ok()) {
       inbound.message = std::move(message);
     } else {
       inbound.error = s.message();
@@ -222,7 +228,7 @@ void NatsLink::Shared::on_connected(natsConnection* nc, void* closure) {
   std::string url = connected_url(nc);
   std::lock_guard lock(self->mutex);
   if (self->detached) return;
-  self->push_job_locked(Job{Job::Kind::resync, nullptr, {}});
+  self->push_job_locked(Job{Job::Kind::resync, nullptr, {}, {}});
   self->post_event_locked(LinkEvent::connected, std::move(url));
 }
 
@@ -237,7 +243,7 @@ void NatsLink::Shared::on_reconnected(natsConnection* nc, void* closure) {
   std::string url = connected_url(nc);
   std::lock_guard lock(self->mutex);
   if (self->detached) return;
-  self->push_job_locked(Job{Job::Kind::resync, nullptr, {}});
+  self->push_job_locked(Job{Job::Kind::resync, nullptr, {}, {}});
   self->post_event_locked(LinkEvent::reconnected, std::move(url));
 }
 
@@ -271,7 +277,7 @@ void NatsLink::Shared::on_error(natsConnection*, natsSubscription* sub, natsStat
   if (self->detached) return;
   if (err == NATS_SLOW_CONSUMER) {
     self->counters.slow_consumer_events.add();
-    self->push_job_locked(Job{Job::Kind::count_drops, nullptr, {}});
+    self->push_job_locked(Job{Job::Kind::count_drops, nullptr, {}, {}});
     self->post_event_locked(LinkEvent::slow_consumer,
                             "libnats dropped received messages" + where + ": more than " +
                                 std::to_string(self->max_inbox) + " were waiting (max_pending_messages)");
@@ -395,6 +401,9 @@ void NatsLink::Shared::execute(const Job& job) {
     case Job::Kind::publish:
       publish(*job.message);
       return;
+    case Job::Kind::frame:
+      publish_bytes(config.subject_for(job.subject), job.frame);
+      return;
     case Job::Kind::subscribe:
       wanted.insert(job.subject);
       subscribe(job.subject);
@@ -425,13 +434,16 @@ void NatsLink::Shared::publish(const Message& message) {
                             "' yet; ", counters.dropped.value(), " dropped so far");
     return;
   }
-  std::string room_subject;
-  const std::string* subject = &config.subject;
-  if (config.subject_per_room) {
-    room_subject = config.subject_for(message.room);
-    subject = &room_subject;
+  publish_bytes(config.subject_per_room ? config.subject_for(message.room) : config.subject, message.envelope());
+}
+
+void NatsLink::Shared::publish_bytes(const std::string& subject_name, const std::string& envelope) {
+  std::uint64_t suppressed = 0;
+  if (!nc) {
+    counters.dropped.add();
+    return;
   }
-  const std::string& envelope = message.envelope();
+  const std::string* subject = &subject_name;
   natsStatus s = NATS_INVALID_ARG;
   if (envelope.size() <= static_cast<std::size_t>(INT_MAX))
     s = natsConnection_Publish(nc, subject->c_str(), envelope.data(), static_cast<int>(envelope.size()));
@@ -631,7 +643,16 @@ bool NatsLink::publish(const MessagePtr& message) {
   // One message always fits, however large, so that none is refused forever.
   if (!shared_->jobs.empty() && shared_->queued_bytes + bytes > shared_->max_queued_bytes) return false;
   shared_->queued_bytes += bytes;
-  shared_->push_job_locked(Job{Job::Kind::publish, message, {}});
+  shared_->push_job_locked(Job{Job::Kind::publish, message, {}, {}});
+  return true;
+}
+
+bool NatsLink::publish_frame(const std::string& room, std::string frame) {
+  const std::size_t bytes = frame.size();
+  std::lock_guard lock(shared_->mutex);
+  if (!shared_->jobs.empty() && shared_->queued_bytes + bytes > shared_->max_queued_bytes) return false;
+  shared_->queued_bytes += bytes;
+  shared_->push_job_locked(Job{Job::Kind::frame, nullptr, room, std::move(frame)});
   return true;
 }
 
@@ -642,12 +663,12 @@ std::size_t NatsLink::queued_bytes() const {
 
 void NatsLink::subscribe(const std::string& subject) {
   std::lock_guard lock(shared_->mutex);
-  shared_->push_job_locked(Job{Job::Kind::subscribe, nullptr, subject});
+  shared_->push_job_locked(Job{Job::Kind::subscribe, nullptr, subject, {}});
 }
 
 void NatsLink::unsubscribe(const std::string& subject) {
   std::lock_guard lock(shared_->mutex);
-  shared_->push_job_locked(Job{Job::Kind::unsubscribe, nullptr, subject});
+  shared_->push_job_locked(Job{Job::Kind::unsubscribe, nullptr, subject, {}});
 }
 
 void NatsLink::stop(std::function<void()> done) {

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "config.hpp"
 #include "nudge/sdk/context.hpp"
 #include "nudge/sdk/message.hpp"
+#include "nudge/sdk/presence.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge::plugins::nats {
@@ -18,6 +20,8 @@ namespace nudge::plugins::nats {
 struct Inbound {
   /// Null when the payload was not an envelope; then `error` says why.
   std::shared_ptr<Message> message;
+  /// A presence frame instead of an envelope (message null, error empty).
+  std::optional<PresenceFrame> presence;
   std::string error;
   std::string subject;
   std::size_t bytes = 0;
@@ -87,6 +91,8 @@ class NatsLink {
   /// Queues a publish; false when reconnect_buffer_bytes are already waiting
   /// for the link's thread (the message is not taken).
   bool publish(const MessagePtr& message);
+  /// Queues a presence frame for the room's subject, like publish.
+  bool publish_frame(const std::string& room, std::string frame);
   /// Subscribes to `subject` (idempotent); messages come to on_inbound.
   void subscribe(const std::string& subject);
   void unsubscribe(const std::string& subject);

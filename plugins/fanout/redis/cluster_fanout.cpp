@@ -62,6 +62,10 @@ struct ClusterFanout::Request {
   std::optional<MessageId> cut;
   HistoryQuery query;  // read
   HistoryHandler done;
+  std::string key;                                    // presence
+  std::vector<std::string> args;                      // presence
+  std::function<void(const redisReply*)> on_presence;  // presence: the reply, or null
+  std::string frame;                                  // frame
 };
 
 ClusterFanout::ClusterFanout(const RedisConfig& config, Context& context)
@@ -75,11 +79,37 @@ ClusterFanout::ClusterFanout(const RedisConfig& config, Context& context)
       refresh_timer_(context.executor()),
       tick_timer_(context.executor()),
       hold_timer_(context.executor()),
-      window_(static_cast<std::size_t>(config.max_pending_publishes)) {}
+      window_(static_cast<std::size_t>(config.max_pending_publishes)) {
+  presence_ = std::make_unique<PresenceKeeper>(
+      PresenceKeeper::Settings{config_.presence_key_prefix, true, std::chrono::milliseconds(config_.presence_ttl_ms),
+                               static_cast<std::size_t>(config_.max_presence_per_room)},
+      context,
+      PresenceKeeper::Host{
+          [this](const std::string& key, std::vector<std::string> args, std::function<void(const redisReply*)> done) {
+            auto request = std::make_unique<Request>();
+            request->self = this;
+            request->kind = Kind::presence;
+            request->slot = cluster::key_slot(key);
+            request->key = key;
+            request->args = std::move(args);
+            request->on_presence = std::move(done);
+            return dispatch(request, nullptr, false);
+          },
+          [this](const std::string& room, std::string frame) {
+            auto request = std::make_unique<Request>();
+            request->self = this;
+            request->kind = Kind::frame;
+            request->room = room;
+            request->slot = cluster::key_slot(config_.channel_for(room));
+            request->frame = std::move(frame);
+            if (!dispatch(request, nullptr, false)) metrics_.dropped.add();  // best-effort, like a message
+          }});
+}
 
 ClusterFanout::~ClusterFanout() {
   // Freed while this object is whole: hiredis runs pending callbacks (with
   // no reply) as it frees, and those reach this object.
+  presence_.reset();
   stopping_ = true;
   receiver_ = nullptr;
   std::fill(slots_.begin(), slots_.end(), nullptr);
@@ -180,6 +210,7 @@ Status ClusterFanout::start(FanoutReceiver& receiver) {
                          config_.cluster_seeds.empty() ? "" : " and the cluster_seeds");
   for (const auto& seed : seeds_) node(seed);
   tick();
+  presence_->start(receiver);
   return Status::success();
 }
 
@@ -320,6 +351,10 @@ void ClusterFanout::place_subscriptions() {
           host, np->config.url.port, np->config, context_, client_name(context_, "sub"),
           ShardSubscriber::Hooks{
               [this](std::string_view channel_name, std::string_view payload) {
+                if (is_presence_frame(payload)) {
+                  if (receiver_) presence_->on_frame(payload);
+                  return;
+                }
                 std::shared_ptr<Message> message;
                 if (Status s = decode_envelope(payload, message); !s.ok()) {
                   metrics_.decode_errors.add();
@@ -364,7 +399,9 @@ void ClusterFanout::place_subscriptions() {
 }
 
 void ClusterFanout::set_room_interest(std::string_view room, bool interested) {
-  if (!config_.channel_per_room || stopping_) return;
+  if (stopping_) return;
+  presence_->set_interest(room, interested);
+  if (!config_.channel_per_room) return;
   if (interested) {
     if (!rooms_.emplace(room).second) return;
   } else {
@@ -476,6 +513,20 @@ bool ClusterFanout::dispatch(std::unique_ptr<Request>& request, Node* target, bo
       }
       break;
     }
+    case Kind::presence: {
+      arg("EVAL");
+      arg(PresenceKeeper::script());
+      arg("1");
+      arg(request->key);
+      for (const auto& a : request->args) arg(a);
+      break;
+    }
+    case Kind::frame: {
+      arg("SPUBLISH");
+      text(config_.channel_for(request->room));
+      arg(request->frame);
+      break;
+    }
     case Kind::read: {
       arg("XREVRANGE");
       text(recent::cluster_keys(config_.recent_key_prefix, request->room)[0]);
@@ -537,6 +588,7 @@ void ClusterFanout::handle_reply(const redisReply* reply, std::unique_ptr<Reques
 }
 
 void ClusterFanout::finish(const redisReply* reply, Request& request) {
+  if (request.kind == Kind::presence) return request.on_presence(reply);  // errors too: the keeper says what failed
   if (!reply || reply->type == REDIS_REPLY_ERROR) {
     fail_request(request, reply ? std::string(reply->str, reply->len)
                                 : std::string("the connection to '" + request.address + "' was lost"));
@@ -564,6 +616,8 @@ void ClusterFanout::finish(const redisReply* reply, Request& request) {
         metrics_.recent_rooms_evicted.add(number(2));
       }
       return;
+    case Kind::presence: return;  // answered above
+    case Kind::frame: metrics_.published.add(); return;
     case Kind::read: {
       std::vector<MessagePtr> messages;
       if (reply->type == REDIS_REPLY_ARRAY) {
@@ -613,6 +667,15 @@ void ClusterFanout::fail_request(Request& request, const std::string& why) {
       }
       if (why.rfind("NOSCRIPT", 0) == 0)
         if (auto it = nodes_.find(request.address); it != nodes_.end()) it->second->script_sha.clear();
+      return;
+    }
+    case Kind::presence: request.on_presence(nullptr); return;
+    case Kind::frame: {
+      metrics_.publish_errors.add();
+      std::uint64_t suppressed = 0;
+      if (publish_error_log_.allow(suppressed))
+        context_.logger().warn("a presence event's SPUBLISH to redis cluster node '", request.address,
+                               "' failed: ", why, suppressed_note(suppressed));
       return;
     }
     case Kind::read:
@@ -704,6 +767,7 @@ void ClusterFanout::read_recent(HistoryQuery query, HistoryHandler done) {
 }
 
 void ClusterFanout::stop(std::function<void()> done) {
+  presence_->stop();  // its leaves go out before the connections close
   hold_until_ = {};
   hold_timer_.cancel();
   if (!pending_.empty() && !nodes_.empty()) flush();

@@ -19,6 +19,7 @@
 #include "fanout_metrics.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
+#include "presence_keeper.hpp"
 #include "redis_link.hpp"
 #include "shard_subscriber.hpp"
 
@@ -55,6 +56,13 @@ class ClusterFanout final : public Fanout {
   void set_room_interest(std::string_view room, bool interested) override;
   bool supports_recent() const override { return config_.recent_messages > 0; }
   void read_recent(HistoryQuery query, HistoryHandler done) override;
+  bool supports_presence() const override { return true; }
+  void presence_join(std::string_view room, const PresenceMember& member) override { presence_->join(room, member); }
+  void presence_leave(std::string_view room, const PresenceMember& member) override {
+    presence_->leave(room, member);
+  }
+  void read_presence(std::string_view room, PresenceHandler done) override { presence_->read(room, std::move(done)); }
+  PresenceKeeper& presence() noexcept { return *presence_; }
   // Plugin
   void stop(std::function<void()> done) override;
   /// Ready when every slot has a master whose publishing connection is up,
@@ -73,7 +81,13 @@ class ClusterFanout final : public Fanout {
  private:
   struct Node;
   struct Request;
-  enum class Kind { publish, append, read };
+  enum class Kind {
+    publish,   // a message, SPUBLISH
+    append,    // the recent window's script
+    read,      // the recent window, XREVRANGE
+    presence,  // the presence script (presence_keeper.hpp)
+    frame,     // a presence frame, SPUBLISH on the room's channel
+  };
 
   static void on_reply(redisAsyncContext* ac, void* reply, void* request);
   static void on_shards(redisAsyncContext* ac, void* reply, void* self);
@@ -145,6 +159,7 @@ class ClusterFanout final : public Fanout {
   LogLimiter append_error_log_{std::chrono::seconds(10)};
   LogLimiter topology_log_{std::chrono::seconds(10)};
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::unique_ptr<PresenceKeeper> presence_;
 };
 
 }  // namespace nudge::plugins::redis

@@ -146,6 +146,17 @@ ConfigSchema RedisConfig::schema() {
         }
         return std::string();
       });
+  s.integer("presence_ttl_ms", 15000,
+            "How long a presence member lives in Redis without a refresh. Each instance refreshes its members every "
+            "third of it and sweeps expired ones every sixth, so the members of an instance that dies leave "
+            "everyone's list within presence_ttl_ms plus a sixth")
+      .range(300, 3600000);
+  s.integer("max_presence_per_room", 1000,
+            "Members a presence list names at most; beyond it the list carries only their count")
+      .range(1, 1000000);
+  s.string("presence_key_prefix", "nudge:presence:",
+           "Prefix of the per-room sorted sets of presence members (<prefix><room>; <prefix>{<room>} in cluster "
+           "mode)");
   return s;
 }
 
@@ -170,6 +181,9 @@ RedisConfig RedisConfig::from(const Config& c) {
   r.recent_ttl_s = c.get_int("recent_ttl_s");
   r.cluster = c.get_bool("cluster");
   r.cluster_seeds = c.get_strings("cluster_seeds");
+  r.presence_ttl_ms = c.get_int("presence_ttl_ms");
+  r.max_presence_per_room = c.get_int("max_presence_per_room");
+  r.presence_key_prefix = c.get_string("presence_key_prefix");
   return r;
 }
 
@@ -194,6 +208,9 @@ std::string RedisConfig::check() const {
   if (recent_messages > 0 && recent_key_prefix.find('{') != std::string::npos)
     return "recent_key_prefix: must not contain '{' with cluster = true (the room is the hash tag), got \"" +
            recent_key_prefix + "\"";
+  if (presence_key_prefix.find('{') != std::string::npos)
+    return "presence_key_prefix: must not contain '{' with cluster = true (the room is the hash tag), got \"" +
+           presence_key_prefix + "\"";
   return {};
 }
 

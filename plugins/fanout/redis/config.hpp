@@ -51,6 +51,9 @@ struct RedisConfig {
   /// Redis Cluster: `url` (and `cluster_seeds`) are where the topology is first read.
   bool cluster = false;
   std::vector<std::string> cluster_seeds;  // host:port
+  std::int64_t presence_ttl_ms = 15000;
+  std::int64_t max_presence_per_room = 1000;
+  std::string presence_key_prefix;
 
   static ConfigSchema schema();
   /// Reads a validated Config. Never throws on a bad URL: see url_error.

@@ -44,13 +44,78 @@ RedisFanout::RedisFanout(const Config& config, Context& context)
       recent_bytes_(context.metrics().gauge("recent_bytes", "Bytes the recent window takes in Redis, by its count")),
       recent_rooms_(context.metrics().gauge("recent_rooms", "Rooms the recent window holds in Redis")),
       append_retry_timer_(context.executor()) {
-  if (config_.cluster) cluster_ = std::make_unique<ClusterFanout>(config_, context);
+  if (config_.cluster) {
+    cluster_ = std::make_unique<ClusterFanout>(config_, context);
+    return;
+  }
+  presence_ = std::make_unique<PresenceKeeper>(
+      PresenceKeeper::Settings{config_.presence_key_prefix, false, std::chrono::milliseconds(config_.presence_ttl_ms),
+                               static_cast<std::size_t>(config_.max_presence_per_room)},
+      context,
+      PresenceKeeper::Host{[this](const std::string& key, std::vector<std::string> args,
+                                  std::function<void(const redisReply*)> done) {
+                             return eval_presence(key, std::move(args), std::move(done));
+                           },
+                           [this](const std::string& room, std::string frame) { publish_frame(room, std::move(frame)); }});
 }
+
+PresenceKeeper& RedisFanout::presence() noexcept { return cluster_ ? cluster_->presence() : *presence_; }
+
+namespace {
+void on_presence_reply(redisAsyncContext*, void* reply, void* done_ptr) {
+  std::unique_ptr<std::function<void(const redisReply*)>> done(
+      static_cast<std::function<void(const redisReply*)>*>(done_ptr));
+  (*done)(static_cast<const redisReply*>(reply));
+}
+}  // namespace
+
+bool RedisFanout::eval_presence(const std::string& key, std::vector<std::string> args,
+                                std::function<void(const redisReply*)> done) {
+  redisAsyncContext* ac = publisher_ ? publisher_->context() : nullptr;
+  if (!ac) return false;
+  const std::string_view script = PresenceKeeper::script();
+  std::vector<const char*> argv{"EVAL", script.data(), "1", key.data()};
+  std::vector<std::size_t> lens{4, script.size(), 1, key.size()};
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto callback = std::make_unique<std::function<void(const redisReply*)>>(std::move(done));
+  if (redisAsyncCommandArgv(ac, &on_presence_reply, callback.get(), static_cast<int>(argv.size()), argv.data(),
+                            lens.data()) != REDIS_OK)
+    return false;
+  callback.release();  // hiredis hands it back to on_presence_reply, with or without a reply
+  return true;
+}
+
+void RedisFanout::publish_frame(const std::string& room, std::string frame) {
+  redisAsyncContext* ac = publisher_ ? publisher_->context() : nullptr;
+  if (!ac) {
+    metrics_.dropped.add();  // best-effort like any message; the next sweep or refresh reports again
+    return;
+  }
+  const std::string channel = config_.channel_for(room);
+  const char* argv[3] = {"PUBLISH", channel.data(), frame.data()};
+  const std::size_t lens[3] = {7, channel.size(), frame.size()};
+  if (redisAsyncCommandArgv(ac, &RedisFanout::on_publish_reply, this, 3, argv, lens) == REDIS_OK) ++in_flight_;
+}
+
+void RedisFanout::presence_join(std::string_view room, const PresenceMember& member) {
+  if (!stopping_) presence().join(room, member);
+}
+
+void RedisFanout::presence_leave(std::string_view room, const PresenceMember& member) {
+  if (!stopping_) presence().leave(room, member);
+}
+
+void RedisFanout::read_presence(std::string_view room, PresenceHandler done) { presence().read(room, std::move(done)); }
 
 RedisFanout::~RedisFanout() {
   // Freed while this object is whole: hiredis runs pending callbacks (with
   // no reply) as it frees, and those reach this object.
   receiver_ = nullptr;
+  // First: the replies hiredis hands back empty as it frees find it gone.
+  presence_.reset();
   cluster_.reset();
   publisher_.reset();
   subscriber_.reset();
@@ -115,6 +180,7 @@ Status RedisFanout::start(FanoutReceiver& receiver) {
     context_.logger().info("using channel '", config_.channel, "' on redis at '", config_.url.endpoint(), "'");
   publisher_->start();
   subscriber_->start();
+  presence_->start(receiver);
   return Status::success();
 }
 
@@ -468,6 +534,7 @@ void RedisFanout::unsubscribe(const std::string& channel) {
 
 void RedisFanout::set_room_interest(std::string_view room, bool interested) {
   if (cluster_) return cluster_->set_room_interest(room, interested);
+  presence_->set_interest(room, interested);
   if (!config_.channel_per_room || stopping_) return;
   if (interested) {
     if (rooms_.emplace(room).second) subscribe({config_.channel_for(room)});
@@ -488,6 +555,10 @@ void RedisFanout::handle_subscription_reply(const redisReply* reply) {
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || !reply_is(reply->element[0], "message")) return;
   const redisReply* payload = reply->element[2];
   if (payload->type != REDIS_REPLY_STRING) return;
+  if (is_presence_frame(std::string_view(payload->str, payload->len))) {
+    if (receiver_) presence_->on_frame(std::string_view(payload->str, payload->len));
+    return;
+  }
   std::shared_ptr<Message> message;
   if (Status s = decode_envelope(std::string_view(payload->str, payload->len), message); !s.ok()) {
     metrics_.decode_errors.add();
@@ -505,6 +576,7 @@ void RedisFanout::handle_subscription_reply(const redisReply* reply) {
 
 void RedisFanout::stop(std::function<void()> done) {
   if (cluster_) return cluster_->stop(std::move(done));
+  presence_->stop();  // its leaves go out before the connections close
   stopping_ = true;
   receiver_ = nullptr;
   if (!publisher_) {

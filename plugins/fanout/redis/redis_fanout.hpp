@@ -18,6 +18,7 @@
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
 #include "cluster_fanout.hpp"
+#include "presence_keeper.hpp"
 #include "redis_link.hpp"
 
 struct redisAsyncContext;
@@ -59,6 +60,11 @@ class RedisFanout final : public Fanout {
   /// In cluster mode (`cluster = true`) every call goes to this instead.
   ClusterFanout* cluster() noexcept { return cluster_.get(); }
   void read_recent(HistoryQuery query, HistoryHandler done) override;
+  /// Presence in Redis sorted sets (presence_keeper.hpp).
+  bool supports_presence() const override { return true; }
+  void presence_join(std::string_view room, const PresenceMember& member) override;
+  void presence_leave(std::string_view room, const PresenceMember& member) override;
+  void read_presence(std::string_view room, PresenceHandler done) override;
   // Plugin
   void stop(std::function<void()> done) override;
   /// Not ready unless both connections (publishing, subscribed) are up.
@@ -71,6 +77,8 @@ class RedisFanout final : public Fanout {
   /// Messages published but not yet confirmed appended to the recent window
   /// (waiting, or in the call in flight), and rooms waiting to be cut.
   std::size_t recent_backlog() const noexcept { return recent_queue_.size() + messages_in_flight_; }
+  /// The presence keeper of either mode (tests: tick_now, local_members).
+  PresenceKeeper& presence() noexcept;
   std::size_t recent_gaps() const noexcept { return gaps_.size() + (cut_all_ ? 1 : 0) + cuts_in_flight_; }
 
  private:
@@ -107,6 +115,10 @@ class RedisFanout final : public Fanout {
   void subscribe(const std::vector<std::string>& channels);
   void unsubscribe(const std::string& channel);
   void update_connected();
+  /// Runs the presence script on the publishing connection.
+  bool eval_presence(const std::string& key, std::vector<std::string> args,
+                     std::function<void(const redisReply*)> done);
+  void publish_frame(const std::string& room, std::string frame);
 
   RedisConfig config_;
   Context& context_;
@@ -146,6 +158,7 @@ class RedisFanout final : public Fanout {
   std::unique_ptr<RedisLink> publisher_;
   std::unique_ptr<RedisLink> subscriber_;
   std::unique_ptr<ClusterFanout> cluster_;
+  std::unique_ptr<PresenceKeeper> presence_;  // standalone mode; the cluster has its own
 };
 
 }  // namespace nudge::plugins::redis

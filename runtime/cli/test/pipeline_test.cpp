@@ -307,6 +307,17 @@ TEST_F(PipelineTest, ImmediateDeliveryFansOutEverythingAtOnce) {
   }
 }
 
+TEST_F(PipelineTest, PresenceGoesFromTheSourceToTheFanoutAndItsEventsBackToTheSource) {
+  // The memory fanout keeps presence: the source's join comes back to it as
+  // an event, and the room's list counts the member.
+  ASSERT_EQ(run("immediate", 5, 0, 1, "", "", "presence = true\n"), 0);
+  const Events events = read_report(report_);
+  ASSERT_TRUE(events.by_id.contains("scripted/conn-1")) << "the join never came back to the source";
+  EXPECT_EQ(count(events, "scripted/conn-1", "presence_join"), 1u);
+  ASSERT_TRUE(events.by_id.contains("1")) << "no presence list of one member was read";
+  EXPECT_EQ(count(events, "1", "presence_list"), 1u);
+}
+
 TEST_F(PipelineTest, ALogThatNeverAcksStopsLargeMessagesAtTheByteBoundAndAcksFreeRoomOneByOne) {
   // 64 KiB messages against 1 MiB: the count bound (64) is never reached.
   constexpr int kPayload = 64 * 1024;

@@ -5,7 +5,10 @@
 //     `payload_bytes` each, when set) — all at once, or `paced`: each once
 //     Ingress::when_ready lets it, recording "published ID" — records each
 //     completion ("ack ID" / "error ID CODE") and delivery ("deliver ID"),
-//     and raises SIGTERM once every completion and delivery is in;
+//     and raises SIGTERM once every completion and delivery is in; with
+//     `presence`, it also joins one member at start and waits for the join
+//     to come back ("presence_join USER/CONNECTION") and for the room's
+//     list ("presence_list TOTAL");
 //   scripted log: confirms each append after `confirm_delay_ms`, failing
 //     every `fail_every`-th one, and records "confirmed ID" / "refused ID"
 //     just before it completes; with `hold_ms` > 0 it confirms nothing until
@@ -47,6 +50,7 @@ class ScriptedSource final : public nudge::Source {
         payload_bytes_(config.get_int("payload_bytes")),
         paced_(config.get_bool("paced")),
 <<<<<<< HEAD
+<<<<<<< HEAD
         expect_deliveries_(config.get_int("expect_deliveries")),
         signal_(config.get_bool("signal")),
         also_room_(config.get_string("also_room")),
@@ -55,6 +59,9 @@ class ScriptedSource final : public nudge::Source {
 =======
         ephemeral_every_(config.get_int("ephemeral_every")),
 >>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
+=======
+        presence_(config.get_bool("presence")),
+>>>>>>> presence
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
@@ -63,6 +70,7 @@ class ScriptedSource final : public nudge::Source {
     s.integer("messages", 100, "messages published at start").range(1, 1000000);
     s.integer("payload_bytes", 0, "bytes of each message's payload (0: \"message N\")").range(0, 16 * 1024 * 1024);
     s.boolean("paced", false, "publish each message once Ingress::when_ready says there is room, recording it");
+<<<<<<< HEAD
 <<<<<<< HEAD
     s.integer("expect_deliveries", 0,
               "deliveries to wait for before signalling (0: one per message acked); with another source, "
@@ -75,13 +83,24 @@ class ScriptedSource final : public nudge::Source {
 =======
     s.integer("ephemeral_every", 0, "mark every Nth message ephemeral (kEphemeralHeader; 0: none)").range(0, 1000000);
 >>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
+=======
+    s.boolean("presence", false, "join one presence member at start and record its event and the room's list");
+>>>>>>> presence
     return s;
   }
 
   nudge::Status start(nudge::Ingress& ingress) override {
     ingress_ = &ingress;
+<<<<<<< HEAD
     if (wants_room_) ingress.set_room_interest("room", true);
     if (!also_room_.empty()) ingress.set_room_interest(also_room_, true);
+=======
+    ingress.set_room_interest("room", true);
+    if (presence_) {
+      if (ingress.has_presence()) ingress.presence_join("room", "scripted", "conn-1");
+      else report_.line("presence_unavailable -");
+    }
+>>>>>>> presence
     if (paced_) {
       ingress.when_ready([this] { publish_paced(); });
       return nudge::Status::success();
@@ -96,6 +115,16 @@ class ScriptedSource final : public nudge::Source {
     report_.line("deliver " + message->id.to_string());
     ++delivered_;
     maybe_done();
+  }
+
+  void deliver_presence(std::string_view room, const nudge::PresenceEvent& event) override {
+    report_.line(std::string(event.change == nudge::PresenceChange::join ? "presence_join " : "presence_leave ") +
+                 event.member.user + "/" + event.member.connection + " " + std::string(room));
+    ingress_->read_presence(room, [this](nudge::Status status, nudge::PresenceList list) {
+      report_.line("presence_list " + (status.ok() ? std::to_string(list.total) : std::string("failed")));
+      presence_listed_ = true;
+      maybe_done();
+    });
   }
 
   void stop_intake() override {}
@@ -141,6 +170,7 @@ class ScriptedSource final : public nudge::Source {
   }
 
   void maybe_done() {
+<<<<<<< HEAD
     if (completed_ != messages_ || signalled_ || !signal_) return;
     if (expect_deliveries_ > 0) {
       if (delivered_ < expect_deliveries_) return;
@@ -148,6 +178,9 @@ class ScriptedSource final : public nudge::Source {
       std::raise(SIGTERM);
       return;
     }
+=======
+    if (completed_ != messages_ || signalled_ || (presence_ && !presence_listed_)) return;
+>>>>>>> presence
     if (delivered_ >= acked_) {
       signalled_ = true;
       std::raise(SIGTERM);
@@ -169,6 +202,7 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t payload_bytes_;
   bool paced_;
 <<<<<<< HEAD
+<<<<<<< HEAD
   std::int64_t expect_deliveries_;
   bool signal_;
   std::string also_room_;
@@ -177,6 +211,10 @@ class ScriptedSource final : public nudge::Source {
 =======
   std::int64_t ephemeral_every_;
 >>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
+=======
+  bool presence_;
+  bool presence_listed_ = false;
+>>>>>>> presence
   Report report_;
   nudge::Ingress* ingress_ = nullptr;
   std::int64_t published_ = 0;

@@ -14,6 +14,7 @@
 #include "nudge/sdk/log_limiter.hpp"
 #include "nudge/sdk/message.hpp"
 #include "nudge/sdk/plugin.hpp"
+#include "nudge/sdk/presence.hpp"
 #include "nudge/sdk/sink.hpp"
 #include "nudge/sdk/source.hpp"
 #include "nudge/sdk/status.hpp"

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <gtest/gtest.h>
 
@@ -14,7 +15,9 @@ namespace {
 
 struct Received final : FanoutReceiver {
   std::vector<MessagePtr> messages;
+  std::vector<std::pair<std::string, PresenceEvent>> presence;
   void on_fanout_message(MessagePtr m) override { messages.push_back(std::move(m)); }
+  void on_presence(std::string_view room, const PresenceEvent& e) override { presence.emplace_back(room, e); }
 };
 
 /// Keeps nothing, so only the window holds messages.
@@ -219,6 +222,39 @@ TEST(MemoryFanout, ZeroRecentMessagesKeepsNoWindow) {
   testing::TestContext context(io);
   MemoryFanout fanout(testing::make_config(MemoryFanout::schema(), {{"recent_messages", std::int64_t{0}}}), context);
   EXPECT_FALSE(fanout.supports_recent());
+}
+
+TEST(MemoryFanout, PresenceReportsEachJoinAndLeaveOnceAndListsBoundedWithTheCount) {
+  boost::asio::io_context io;
+  testing::TestContext context(io);
+  MemoryFanout fanout(testing::make_config(MemoryFanout::schema(), {{"max_presence_per_room", std::int64_t{2}}}),
+                      context);
+  Received received;
+  ASSERT_TRUE(fanout.start(received).ok());
+  ASSERT_TRUE(fanout.supports_presence());
+  for (int i = 0; i < 5; ++i) fanout.presence_join("r", {"u" + std::to_string(i), "c" + std::to_string(i), "me"});
+  fanout.presence_join("r", {"u0", "c0", "me"});   // known already: no event
+  fanout.presence_leave("r", {"u9", "c9", "me"});  // never joined: no event
+  fanout.presence_leave("r", {"u1", "c1", "me"});
+  EXPECT_TRUE(received.presence.empty()) << "events are posted, never reported inline";
+  ASSERT_TRUE(testing::run_until(io, [&] { return received.presence.size() == 6; }, std::chrono::seconds(5)));
+  testing::run_for(io, std::chrono::milliseconds(20));
+  ASSERT_EQ(received.presence.size(), 6u);
+  EXPECT_EQ(received.presence.back().second.change, PresenceChange::leave);
+  EXPECT_EQ(received.presence.back().second.member, (PresenceMember{"u1", "c1", "me"}));
+
+  std::optional<PresenceList> list;
+  fanout.read_presence("r", [&](Status s, PresenceList l) {
+    EXPECT_TRUE(s.ok());
+    list = std::move(l);
+  });
+  ASSERT_FALSE(list) << "answered inline";
+  ASSERT_TRUE(testing::run_until(io, [&] { return list.has_value(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(list->total, 4u);
+  EXPECT_EQ(list->members.size(), 2u) << "at most max_presence_per_room named";
+
+  for (int i = 0; i < 5; ++i) fanout.presence_leave("r", {"u" + std::to_string(i), "c" + std::to_string(i), "me"});
+  EXPECT_EQ(fanout.presence_rooms(), 0u) << "a room left empty is forgotten";
 }
 
 }  // namespace

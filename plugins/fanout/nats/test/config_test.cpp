@@ -206,6 +206,8 @@ TEST(NatsConfigTest, DefaultsAreValidAndDocumented) {
       {"reconnect_buffer_bytes", std::int64_t{8 * 1024 * 1024}},
       {"connect_timeout_ms", std::int64_t{2000}},
       {"max_pending_messages", std::int64_t{65536}},
+      {"presence_ttl_ms", std::int64_t{15000}},
+      {"max_presence_per_room", std::int64_t{1000}},
   };
   EXPECT_EQ(schema.fields().size(), expected.size());
   for (const auto& [key, value] : expected) {

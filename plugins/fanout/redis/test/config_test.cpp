@@ -97,6 +97,18 @@ TEST(RedisUrlTest, RejectsMalformedUrlsWithAReason) {
   EXPECT_NE(parse_error("redis://[::1]x").find("IPv6"), std::string::npos);
 }
 
+TEST(RedisConfigTest, APresencePrefixWithABraceIsRefusedInClusterModeAndTheTtlHasAFloor) {
+  std::string error;
+  RedisConfig c = RedisConfig::from(make_config(
+      RedisConfig::schema(), {{"cluster", true}, {"presence_key_prefix", std::string("p{x}:")}}, &error));
+  ASSERT_EQ(error, "");
+  EXPECT_NE(c.check().find("presence_key_prefix"), std::string::npos) << c.check();
+  c.cluster = false;
+  EXPECT_EQ(c.check(), "") << "one server has no slots to keep together";
+  make_config(RedisConfig::schema(), {{"presence_ttl_ms", std::int64_t{10}}}, &error);
+  EXPECT_NE(error.find("presence_ttl_ms"), std::string::npos) << error;
+}
+
 TEST(RedisConfigTest, DefaultsAreValidAndDocumented) {
   const ConfigSchema schema = RedisConfig::schema();
   const std::map<std::string, ConfigValue> expected{
@@ -116,6 +128,9 @@ TEST(RedisConfigTest, DefaultsAreValidAndDocumented) {
       {"recent_ttl_s", std::int64_t{86400}},
       {"cluster", false},
       {"cluster_seeds", std::vector<std::string>{}},
+      {"presence_ttl_ms", std::int64_t{15000}},
+      {"max_presence_per_room", std::int64_t{1000}},
+      {"presence_key_prefix", std::string("nudge:presence:")},
   };
   EXPECT_EQ(schema.fields().size(), expected.size());
   for (const auto& [key, value] : expected) {

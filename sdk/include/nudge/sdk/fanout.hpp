@@ -5,6 +5,7 @@
 #include "nudge/sdk/history.hpp"
 #include "nudge/sdk/message.hpp"
 #include "nudge/sdk/plugin.hpp"
+#include "nudge/sdk/presence.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge {
@@ -15,6 +16,16 @@ class FanoutReceiver {
  public:
   virtual ~FanoutReceiver() = default;
   virtual void on_fanout_message(MessagePtr message) = 0;
+
+  /// A member joined or left `room`, on any instance (this one included), or
+  /// expired because its instance stopped refreshing it (see
+  /// Fanout::supports_presence). Each change is reported once per instance
+  /// interested in the room; a join already known, or a leave of a member
+  /// not known, is not reported. Called on the executor.
+  virtual void on_presence(std::string_view room, const PresenceEvent& event) {
+    (void)room;
+    (void)event;
+  }
 };
 
 /// The real-time bus between runtime instances (`redis`, `nats`, `memory`):
@@ -60,6 +71,39 @@ class Fanout : public Plugin {
   virtual void read_recent(HistoryQuery query, HistoryHandler done) {
     (void)query;
     done(Status::error(StatusCode::invalid_argument, "this fanout keeps no recent window"), {});
+  }
+
+  /// Whether this fanout keeps presence: who is in each room across every
+  /// instance on the bus. When true, presence_join/presence_leave are
+  /// reported to the receivers of every instance interested in the room
+  /// (FanoutReceiver::on_presence), read_presence answers, and a member
+  /// whose instance dies (stops without leaving) leaves everyone's list
+  /// within the fanout's presence TTL, with a leave event.
+  virtual bool supports_presence() const { return false; }
+
+  /// `member` (its `instance` is this instance's id) entered `room`. Kept
+  /// until presence_leave, or until this instance stops refreshing it. A
+  /// member already in the room is not reported again. Never blocks; the
+  /// call is retried or counted by the plugin when the server is away. Only
+  /// called when supports_presence() is true, on the executor.
+  virtual void presence_join(std::string_view room, const PresenceMember& member) {
+    (void)room;
+    (void)member;
+  }
+
+  /// `member` left `room` (the client left it or disconnected). A member not
+  /// in the room is ignored. Never blocks. Only when supports_presence().
+  virtual void presence_leave(std::string_view room, const PresenceMember& member) {
+    (void)room;
+    (void)member;
+  }
+
+  /// The room's members on every instance: at most the fanout's bound
+  /// (`max_presence_per_room`) of them, and the total count. Calls `done` on
+  /// the executor, never inline. Only when supports_presence().
+  virtual void read_presence(std::string_view room, PresenceHandler done) {
+    (void)room;
+    done(Status::error(StatusCode::invalid_argument, "this fanout keeps no presence"), {});
   }
 };
 

@@ -6,6 +6,7 @@
 #include "nudge/sdk/history.hpp"
 #include "nudge/sdk/message.hpp"
 #include "nudge/sdk/plugin.hpp"
+#include "nudge/sdk/presence.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge {
@@ -47,6 +48,36 @@ class Ingress {
   /// written yet are not missed. Answers on the executor (never inline),
   /// oldest first by id, each message once. Only when has_history().
   virtual void read_history(HistoryQuery query, HistoryHandler done) = 0;
+
+  /// Whether the pipeline keeps presence (its fanout does, see
+  /// Fanout::supports_presence). Without it the calls below do nothing and
+  /// read_presence fails.
+  virtual bool has_presence() const { return false; }
+
+  /// The client connection `connection` (unique on this instance) of `user`
+  /// entered `room`. Every instance interested in the room, this one
+  /// included, hears of it through Source::deliver_presence. Call once per
+  /// connection and room; call presence_leave when it leaves the room or
+  /// disconnects. Never blocks.
+  virtual void presence_join(std::string_view room, std::string_view user, std::string_view connection) {
+    (void)room;
+    (void)user;
+    (void)connection;
+  }
+
+  /// The matching leave of presence_join. Never blocks.
+  virtual void presence_leave(std::string_view room, std::string_view user, std::string_view connection) {
+    (void)room;
+    (void)user;
+    (void)connection;
+  }
+
+  /// The room's members on every instance, at most the fanout's bound of
+  /// them plus the total count. Answers on the executor, never inline.
+  virtual void read_presence(std::string_view room, PresenceHandler done) {
+    (void)room;
+    done(Status::error(StatusCode::invalid_argument, "this pipeline keeps no presence"), {});
+  }
 };
 
 /// Takes messages in from the outside world and delivers messages to its
@@ -63,6 +94,15 @@ class Source : public Plugin {
   /// each message that the fanout hands back (the sender's own included), or,
   /// with no fanout, for each message this instance published.
   virtual void deliver(const MessagePtr& message) = 0;
+
+  /// Delivers a presence change of `room` (any instance's, this one's
+  /// included) to the local clients in that room. Called on the executor
+  /// for each event the fanout reports (FanoutReceiver::on_presence). A
+  /// source that offers no presence ignores it.
+  virtual void deliver_presence(std::string_view room, const PresenceEvent& event) {
+    (void)room;
+    (void)event;
+  }
 
   /// First step of a graceful stop: stop accepting connections and reading
   /// new messages, but keep connections open so acknowledgements of messages

@@ -1,0 +1,44 @@
+// Presence passes through the pipeline untouched: the source's joins and
+// leaves go to the fanout, which keeps the lists; the fanout's events go to
+// the source. Apart from pipeline.cpp so the message path stays readable.
+
+#include <boost/asio/post.hpp>
+
+#include "engine/pipeline.hpp"
+
+namespace nudge::runtime {
+
+bool Pipeline::has_presence() const { return fanout_ && fanout_->instance->supports_presence(); }
+
+void Pipeline::presence_join(std::string_view room, std::string_view user, std::string_view connection) {
+  if (!has_presence()) return;
+  fanout_->instance->presence_join(
+      room, PresenceMember{std::string(user), std::string(connection), spec_.settings.instance_id});
+}
+
+void Pipeline::presence_leave(std::string_view room, std::string_view user, std::string_view connection) {
+  if (!has_presence()) return;
+  fanout_->instance->presence_leave(
+      room, PresenceMember{std::string(user), std::string(connection), spec_.settings.instance_id});
+}
+
+void Pipeline::read_presence(std::string_view room, PresenceHandler done) {
+  if (!has_presence()) {
+    boost::asio::post(io_, [done = std::move(done)] {
+      done(Status::error(StatusCode::invalid_argument, "this pipeline keeps no presence (its fanout does not)"), {});
+    });
+    return;
+  }
+  fanout_->instance->read_presence(room, std::move(done));
+}
+
+void Pipeline::on_presence(std::string_view room, const PresenceEvent& event) {
+  // As deliver_locally: with several sources, only those that want the room.
+  const bool several = sources_.size() > 1;
+  for (auto& source : sources_) {
+    if (several && !source.ingress->rooms.contains(room)) continue;
+    source.stage.instance->deliver_presence(room, event);
+  }
+}
+
+}  // namespace nudge::runtime

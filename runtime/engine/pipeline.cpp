@@ -329,6 +329,15 @@ void Pipeline::deliver_locally(const MessagePtr& message) {
   }
 }
 
+void Pipeline::on_presence(std::string_view room, const PresenceEvent& event) {
+  // As deliver_locally: with several sources, only those that want the room.
+  const bool several = sources_.size() > 1;
+  for (auto& source : sources_) {
+    if (several && !source.ingress->rooms.contains(room)) continue;
+    source.stage.instance->deliver_presence(room, event);
+  }
+}
+
 void Pipeline::when_ready(std::function<void()> resume) { window_.when_ready(std::move(resume)); }
 
 void Pipeline::set_room_interest(std::size_t source, std::string_view room, bool interested) {

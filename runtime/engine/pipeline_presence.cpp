@@ -1,6 +1,6 @@
 // Presence passes through the pipeline untouched: the source's joins and
-// leaves go to the fanout, which keeps the lists; the fanout's events go to
-// the source. Apart from pipeline.cpp so the message path stays readable.
+// leaves go to the fanout, which keeps the lists. The fanout's events go to
+// the sources beside deliver_locally (pipeline.cpp), which they mirror.
 
 #include <boost/asio/post.hpp>
 
@@ -32,13 +32,5 @@ void Pipeline::read_presence(std::string_view room, PresenceHandler done) {
   fanout_->instance->read_presence(room, std::move(done));
 }
 
-void Pipeline::on_presence(std::string_view room, const PresenceEvent& event) {
-  // As deliver_locally: with several sources, only those that want the room.
-  const bool several = sources_.size() > 1;
-  for (auto& source : sources_) {
-    if (several && !source.ingress->rooms.contains(room)) continue;
-    source.stage.instance->deliver_presence(room, event);
-  }
-}
 
 }  // namespace nudge::runtime

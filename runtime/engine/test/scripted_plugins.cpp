@@ -49,19 +49,13 @@ class ScriptedSource final : public nudge::Source {
         messages_(config.get_int("messages")),
         payload_bytes_(config.get_int("payload_bytes")),
         paced_(config.get_bool("paced")),
-<<<<<<< HEAD
-<<<<<<< HEAD
         expect_deliveries_(config.get_int("expect_deliveries")),
         signal_(config.get_bool("signal")),
         also_room_(config.get_string("also_room")),
         wants_room_(config.get_bool("wants_room")),
         leave_on_stop_(config.get_bool("leave_on_stop")),
-=======
         ephemeral_every_(config.get_int("ephemeral_every")),
->>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
-=======
         presence_(config.get_bool("presence")),
->>>>>>> presence
         report_(config.get_string("report")) {}
 
   static nudge::ConfigSchema schema() {
@@ -70,8 +64,6 @@ class ScriptedSource final : public nudge::Source {
     s.integer("messages", 100, "messages published at start").range(1, 1000000);
     s.integer("payload_bytes", 0, "bytes of each message's payload (0: \"message N\")").range(0, 16 * 1024 * 1024);
     s.boolean("paced", false, "publish each message once Ingress::when_ready says there is room, recording it");
-<<<<<<< HEAD
-<<<<<<< HEAD
     s.integer("expect_deliveries", 0,
               "deliveries to wait for before signalling (0: one per message acked); with another source, "
               "its messages too")
@@ -80,27 +72,19 @@ class ScriptedSource final : public nudge::Source {
     s.string("also_room", "", "another room to want (set_room_interest) from start to stop");
     s.boolean("wants_room", true, "say at start that it wants \"room\" (false: a source without clients)");
     s.boolean("leave_on_stop", false, "say at stop that its rooms are no longer wanted");
-=======
     s.integer("ephemeral_every", 0, "mark every Nth message ephemeral (kEphemeralHeader; 0: none)").range(0, 1000000);
->>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
-=======
     s.boolean("presence", false, "join one presence member at start and record its event and the room's list");
->>>>>>> presence
     return s;
   }
 
   nudge::Status start(nudge::Ingress& ingress) override {
     ingress_ = &ingress;
-<<<<<<< HEAD
     if (wants_room_) ingress.set_room_interest("room", true);
     if (!also_room_.empty()) ingress.set_room_interest(also_room_, true);
-=======
-    ingress.set_room_interest("room", true);
     if (presence_) {
       if (ingress.has_presence()) ingress.presence_join("room", "scripted", "conn-1");
       else report_.line("presence_unavailable -");
     }
->>>>>>> presence
     if (paced_) {
       ingress.when_ready([this] { publish_paced(); });
       return nudge::Status::success();
@@ -170,17 +154,13 @@ class ScriptedSource final : public nudge::Source {
   }
 
   void maybe_done() {
-<<<<<<< HEAD
-    if (completed_ != messages_ || signalled_ || !signal_) return;
+    if (completed_ != messages_ || signalled_ || !signal_ || (presence_ && !presence_listed_)) return;
     if (expect_deliveries_ > 0) {
       if (delivered_ < expect_deliveries_) return;
       signalled_ = true;
       std::raise(SIGTERM);
       return;
     }
-=======
-    if (completed_ != messages_ || signalled_ || (presence_ && !presence_listed_)) return;
->>>>>>> presence
     if (delivered_ >= acked_) {
       signalled_ = true;
       std::raise(SIGTERM);
@@ -201,20 +181,14 @@ class ScriptedSource final : public nudge::Source {
   std::int64_t messages_;
   std::int64_t payload_bytes_;
   bool paced_;
-<<<<<<< HEAD
-<<<<<<< HEAD
   std::int64_t expect_deliveries_;
   bool signal_;
   std::string also_room_;
   bool wants_room_;
   bool leave_on_stop_;
-=======
   std::int64_t ephemeral_every_;
->>>>>>> 1d22c76 (runtime: ephemeral messages go to the fanout only, never to the log, the sink or history)
-=======
   bool presence_;
   bool presence_listed_ = false;
->>>>>>> presence
   Report report_;
   nudge::Ingress* ingress_ = nullptr;
   std::int64_t published_ = 0;

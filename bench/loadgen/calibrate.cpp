@@ -108,7 +108,7 @@ std::optional<double> search_ceiling(double start_rate, const std::function<Step
 double calibrate(const Options& options, std::ostream& out) {
   namespace asio = boost::asio;
   Options o = options;
-  o.mode = Options::Mode::kRun;
+  o.mode = Options::Mode::run;
   if (!o.was_given("--connections")) o.connections = 1000;
   if (!o.was_given("--rooms")) o.rooms = std::min<std::uint32_t>(10, o.connections);
   if (!o.was_given("--senders")) o.senders = std::min<std::uint32_t>(100, o.connections);
@@ -124,7 +124,7 @@ double calibrate(const Options& options, std::ostream& out) {
   server.start();
   auto guard = asio::make_work_guard(ioc);
   std::thread server_thread([&ioc] { ioc.run(); });
-  const std::string path = o.protocol == Protocol::kNudge ? "/ws" : "/socket.io/";
+  const std::string path = o.protocol == Protocol::nudge ? "/ws" : "/socket.io/";
   o.urls = {"ws://127.0.0.1:" + std::to_string(server.port()) + path};
 
   const double members = static_cast<double>(o.connections) / o.rooms;

@@ -15,7 +15,7 @@ Arrival PairTracker::on_receive(std::uint64_t seq, bool in_window) noexcept {
     set(seq);
     next_ = seq + 1;
     if (in_window) ++unique_in_window_;
-    return Arrival::kInOrder;
+    return Arrival::in_order;
   }
   ++reordered_;
   const std::uint64_t behind = next_ - 1 - seq;
@@ -23,16 +23,16 @@ Arrival PairTracker::on_receive(std::uint64_t seq, bool in_window) noexcept {
     // Could be either; counted as unique, so a loss is never invented.
     ++too_late_;
     if (in_window) ++unique_in_window_;
-    return Arrival::kTooLate;
+    return Arrival::too_late;
   }
   if (test(seq)) {
     --reordered_;
     ++duplicates_;
-    return Arrival::kDuplicate;
+    return Arrival::duplicate;
   }
   set(seq);
   if (in_window) ++unique_in_window_;
-  return Arrival::kLate;
+  return Arrival::late;
 }
 
 }  // namespace nudge::bench

@@ -7,10 +7,10 @@ namespace nudge::bench {
 
 /// What arrived, as one receiver saw one sender's sequence numbers.
 enum class Arrival {
-  kInOrder,    ///< above every sequence number seen so far (perhaps past a gap)
-  kLate,       ///< below the highest seen, not seen before: it overtook nothing, something overtook it
-  kDuplicate,  ///< seen before
-  kTooLate,    ///< more than kWindow below the highest seen: cannot tell late from duplicate
+  in_order,   ///< above every sequence number seen so far (perhaps past a gap)
+  late,       ///< below the highest seen, not seen before: it overtook nothing, something overtook it
+  duplicate,  ///< seen before
+  too_late,   ///< more than kWindow below the highest seen: cannot tell late from duplicate
 };
 
 /// Counts one (sender, receiver) pair's deliveries: duplicates and reordering
@@ -28,7 +28,7 @@ class PairTracker {
 
   std::uint64_t unique_in_window() const noexcept { return unique_in_window_; }
   std::uint32_t duplicates() const noexcept { return duplicates_; }
-  /// Arrivals below the highest sequence number seen (kLate and kTooLate).
+  /// Arrivals below the highest sequence number seen (late and too_late).
   std::uint32_t reordered() const noexcept { return reordered_; }
   std::uint32_t too_late() const noexcept { return too_late_; }
 

@@ -106,7 +106,7 @@ class Worker;
 /// One WebSocket client connection, living on its worker's event loop.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  enum class State { kIdle, kOpening, kGreeting, kReady, kClosing, kDone };
+  enum class State { idle, opening, greeting, ready, closing, done };
 
   Connection(Worker& worker, std::uint32_t id);
 
@@ -148,7 +148,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t id_;
   std::uint32_t room_;
   bool sender_;
-  State state_ = State::kIdle;
+  State state_ = State::idle;
   bool was_ready_ = false;
   websocket::stream<Socket> ws_;
   beast::flat_buffer buffer_;
@@ -253,7 +253,7 @@ Connection::Connection(Worker& worker, std::uint32_t id)
       timer_(worker.ioc().get_executor()) {}
 
 void Connection::open() {
-  state_ = State::kOpening;
+  state_ = State::opening;
   const auto& o = plan_.o;
   const std::size_t u = plan_.instance_of(id_);
   auto& socket = ws_.next_layer();
@@ -274,7 +274,7 @@ void Connection::open() {
   }
   timer_.expires_after(o.connect_timeout);
   timer_.async_wait([self = shared_from_this()](error_code e) {
-    if (e || (self->state_ != State::kOpening && self->state_ != State::kGreeting)) return;
+    if (e || (self->state_ != State::opening && self->state_ != State::greeting)) return;
     self->fail("timed out opening");
   });
   ws_.next_layer().async_connect(
@@ -282,7 +282,7 @@ void Connection::open() {
 }
 
 void Connection::on_connect(error_code ec) {
-  if (state_ != State::kOpening) return;
+  if (state_ != State::opening) return;
   if (ec) return fail("connect: " + ec.message());
   ws_.next_layer().set_option(tcp::no_delay(true), ec);
   ws_.set_option(websocket::stream_base::decorator(
@@ -296,7 +296,7 @@ void Connection::on_connect(error_code ec) {
 }
 
 void Connection::on_handshake(error_code ec) {
-  if (state_ != State::kOpening) return;
+  if (state_ != State::opening) return;
   if (ec) {
     // Only a declined upgrade read a response: Beast presets 500 in it before every handshake, so a
     // handshake cut short (reset, end of stream, timeout) would otherwise read as "HTTP 500".
@@ -306,22 +306,22 @@ void Connection::on_handshake(error_code ec) {
   response_ = {};
   do_read();
   switch (plan_.o.protocol) {
-    case Protocol::kNudge:
+    case Protocol::nudge:
       if (plan_.o.hello) {
         enqueue(nudge_hello("b" + std::to_string(plan_.run_id) + "-" + std::to_string(id_)));
       }
       enqueue(nudge_join(plan_.room_names[room_]));
       set_ready();  // join has no answer; the warmup covers its processing
       break;
-    case Protocol::kSocketIo:
-      state_ = State::kGreeting;  // ready on the namespace connect ("40")
+    case Protocol::socket_io:
+      state_ = State::greeting;  // ready on the namespace connect ("40")
       break;
   }
 }
 
 void Connection::set_ready() {
   timer_.cancel();
-  state_ = State::kReady;
+  state_ = State::ready;
   was_ready_ = true;
   pairs_.resize(plan_.senders_in(room_));
   w_.note_settled();
@@ -333,8 +333,8 @@ void Connection::do_read() {
 
 void Connection::on_read(error_code ec, std::size_t n) {
   if (ec) {
-    if (state_ == State::kClosing || state_ == State::kDone) {
-      state_ = State::kDone;
+    if (state_ == State::closing || state_ == State::done) {
+      state_ = State::done;
       return;
     }
     const auto reason = ws_.reason();
@@ -353,52 +353,52 @@ void Connection::on_read(error_code ec, std::size_t n) {
   const auto data = buffer_.cdata();
   handle(std::string_view(static_cast<const char*>(data.data()), n), now);
   buffer_.consume(n);
-  if (state_ != State::kDone) do_read();
+  if (state_ != State::done) do_read();
 }
 
 void Connection::handle(std::string_view frame, std::int64_t now) {
   const Protocol protocol = plan_.o.protocol;
-  const Incoming in = protocol == Protocol::kNudge ? parse_nudge(frame) : parse_socketio(frame);
+  const Incoming in = protocol == Protocol::nudge ? parse_nudge(frame) : parse_socketio(frame);
   auto& st = w_.stats();
   switch (in.kind) {
-    case Incoming::Kind::kDelivery:
+    case Incoming::Kind::delivery:
       if (in.header) {
         on_delivery(*in.header, now);
       } else {
         ++st.foreign;
       }
       break;
-    case Incoming::Kind::kAck:
+    case Incoming::Kind::ack:
       on_ack(*in.ref, now);
       break;
-    case Incoming::Kind::kError:
+    case Incoming::Kind::error:
       ++st.errors_total;
       ++st.error_codes[in.code];
       // The timeline is only ours to read once sending started.
       if (in.ref && sender_ && started_ && plan_.in_window(plan_.scheduled(id_, *in.ref))) ++st.errors_window;
       break;
-    case Incoming::Kind::kOpen:
-      if (state_ == State::kGreeting) enqueue(std::string(kSocketIoConnect));
+    case Incoming::Kind::open:
+      if (state_ == State::greeting) enqueue(std::string(kSocketIoConnect));
       break;
-    case Incoming::Kind::kConnected:
-      if (state_ == State::kGreeting) {
+    case Incoming::Kind::connected:
+      if (state_ == State::greeting) {
         if (plan_.o.socketio_join) enqueue(socketio_join(plan_.room_names[room_]));
         set_ready();
       }
       break;
-    case Incoming::Kind::kConnectError:
+    case Incoming::Kind::connect_error:
       fail("socket.io connect_error: " + std::string(frame.substr(0, 200)));
       break;
-    case Incoming::Kind::kPing:
+    case Incoming::Kind::ping:
       enqueue(std::string(kEngineIoPong));
       break;
-    case Incoming::Kind::kClose:
-      if (state_ != State::kClosing) fail("socket.io session closed by the server");
+    case Incoming::Kind::close:
+      if (state_ != State::closing) fail("socket.io session closed by the server");
       break;
-    case Incoming::Kind::kMalformed:
+    case Incoming::Kind::malformed:
       ++st.malformed;
       break;
-    case Incoming::Kind::kOther:
+    case Incoming::Kind::other:
       break;
   }
 }
@@ -416,7 +416,7 @@ void Connection::on_delivery(const MessageHeader& h, std::int64_t now) {
   if (!started_) return;  // cannot be ours: nothing was sent yet
   const bool window = plan_.in_window(h.scheduled_ns);
   const Arrival a = pairs_[h.sender / plan_.o.rooms].on_receive(h.seq, window);
-  if (a == Arrival::kDuplicate || !window) return;
+  if (a == Arrival::duplicate || !window) return;
   st.delivery.record(now - h.scheduled_ns);
   ++st.deliveries_window;
   if (plan_.instance_of(h.sender) != plan_.instance_of(id_)) ++st.cross_instance_window;
@@ -433,7 +433,7 @@ void Connection::on_ack(std::uint64_t seq, std::int64_t now) {
 
 void Connection::start_sending() {
   started_ = true;
-  if (!sender_ || state_ != State::kReady) return;
+  if (!sender_ || state_ != State::ready) return;
   sending_ = true;
   send_due();
 }
@@ -442,7 +442,7 @@ void Connection::send_due() {
   const auto& o = plan_.o;
   auto& st = w_.stats();
   const std::int64_t now = now_ns();
-  while (sending_ && state_ == State::kReady) {
+  while (sending_ && state_ == State::ready) {
     const std::int64_t scheduled = plan_.scheduled(id_, next_seq_);
     if (scheduled >= plan_.t_end) {
       sending_ = false;
@@ -462,7 +462,7 @@ void Connection::send_due() {
       const MessageHeader h{plan_.run_id, id_, next_seq_, scheduled};
       std::optional<std::uint64_t> ack_id;
       if (o.socketio_ack) ack_id = next_seq_;
-      enqueue(o.protocol == Protocol::kNudge ? nudge_send(plan_.room_names[room_], h, o.payload_bytes)
+      enqueue(o.protocol == Protocol::nudge ? nudge_send(plan_.room_names[room_], h, o.payload_bytes)
                                              : socketio_send(h, o.payload_bytes, ack_id),
               scheduled, window);
     }
@@ -471,7 +471,7 @@ void Connection::send_due() {
 }
 
 void Connection::enqueue(std::string data, std::int64_t scheduled, bool window) {
-  if (state_ == State::kDone || state_ == State::kClosing) return;
+  if (state_ == State::done || state_ == State::closing) return;
   if (window) ++w_.stats().pending_window;
   out_.push_back(Out{std::move(data), scheduled, window});
   if (!writing_) do_write();
@@ -486,7 +486,7 @@ void Connection::do_write() {
 void Connection::on_write(error_code ec) {
   writing_ = false;
   if (ec) {
-    if (state_ != State::kClosing && state_ != State::kDone) fail("write: " + ec.message());
+    if (state_ != State::closing && state_ != State::done) fail("write: " + ec.message());
     drop_queue();
     return;
   }
@@ -515,24 +515,24 @@ void Connection::fail(std::string reason) {
   const State was = state_;
   sending_ = false;
   timer_.cancel();
-  state_ = State::kDone;
+  state_ = State::done;
   if (!writing_) drop_queue();
   error_code ignored;
   ws_.next_layer().close(ignored);
   switch (was) {
-    case State::kIdle:
-    case State::kOpening:
-    case State::kGreeting:
+    case State::idle:
+    case State::opening:
+    case State::greeting:
       ++st.connect_failures;
       ++st.connect_failure_reasons[reason];
       w_.note_settled();
       break;
-    case State::kReady:
+    case State::ready:
       ++st.disconnects;
       ++st.disconnect_reasons[reason];
       break;
-    case State::kClosing:
-    case State::kDone:
+    case State::closing:
+    case State::done:
       break;
   }
 }
@@ -541,21 +541,21 @@ void Connection::close() {
   sending_ = false;
   timer_.cancel();
   switch (state_) {
-    case State::kReady:
-    case State::kGreeting:
-      state_ = State::kClosing;
+    case State::ready:
+    case State::greeting:
+      state_ = State::closing;
       ws_.async_close(websocket::close_code::normal, [self = shared_from_this()](error_code) {});
       break;
-    case State::kOpening:
+    case State::opening:
       // The read loop has not started: closing the socket fails the pending
       // connect or handshake, which counts it as a failure and settles it.
       fail("closed before it opened");
       break;
-    case State::kIdle:
-      state_ = State::kDone;
+    case State::idle:
+      state_ = State::done;
       break;
-    case State::kClosing:
-    case State::kDone:
+    case State::closing:
+    case State::done:
       break;
   }
 }
@@ -596,7 +596,7 @@ std::uint64_t raise_file_limit() {
 RunResult run_load(const Options& o) {
   Plan plan(o);
   const auto& url_texts =
-      o.urls.empty() ? std::vector<std::string>{o.protocol == Protocol::kNudge ? "ws://127.0.0.1:8080/ws"
+      o.urls.empty() ? std::vector<std::string>{o.protocol == Protocol::nudge ? "ws://127.0.0.1:8080/ws"
                                                                                 : "ws://127.0.0.1:8000/socket.io/"}
                      : o.urls;
   {
@@ -609,10 +609,10 @@ RunResult run_load(const Options& o) {
       if (ec || results.empty()) throw std::runtime_error("cannot resolve '" + url.host + "': " + ec.message());
       plan.endpoints.push_back(*results.begin());
       switch (o.protocol) {
-        case Protocol::kNudge:
+        case Protocol::nudge:
           plan.targets.push_back(url.target == "/" ? "/ws" : url.target);
           break;
-        case Protocol::kSocketIo:
+        case Protocol::socket_io:
           plan.targets.push_back(url.target.find('?') == std::string::npos
                                      ? socketio_path(url.target == "/" ? "/socket.io/" : url.target)
                                      : url.target);
@@ -657,11 +657,11 @@ RunResult run_load(const Options& o) {
   result.options.urls = url_texts;
   result.run_id = plan.run_id;
   result.connect_seconds = (now_ns() - connect_started) / 1e9;
-  result.acks_expected = o.protocol == Protocol::kNudge || o.socketio_ack;
+  result.acks_expected = o.protocol == Protocol::nudge || o.socketio_ack;
   for (auto& w : workers) {
     w->call([&w, &plan, &result] {
       for (const auto& c : w->connections()) {
-        if (c->state() == Connection::State::kReady) {
+        if (c->state() == Connection::State::ready) {
           ++plan.room_members[c->room()];
           ++result.connections_open;
         }
@@ -720,7 +720,7 @@ RunResult run_load(const Options& o) {
     for (auto& w : workers) {
       open += w->call([&w] {
         std::size_t n = 0;
-        for (const auto& c : w->connections()) n += c->state() != Connection::State::kDone;
+        for (const auto& c : w->connections()) n += c->state() != Connection::State::done;
         return n;
       });
     }

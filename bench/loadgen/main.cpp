@@ -61,17 +61,17 @@ int main(int argc, char** argv) {
   }
   try {
     switch (o.mode) {
-      case bench::Options::Mode::kHelp:
+      case bench::Options::Mode::help:
         std::cout << bench::usage();
         return 0;
-      case bench::Options::Mode::kVersion:
+      case bench::Options::Mode::version:
         std::cout << "nudge-bench " << bench::kVersion << "\n";
         return 0;
-      case bench::Options::Mode::kDiscardServer:
+      case bench::Options::Mode::discard_server:
         return serve_discard(o);
-      case bench::Options::Mode::kCalibrate:
+      case bench::Options::Mode::calibrate:
         return bench::calibrate(o, std::cout) > 0 ? 0 : 1;
-      case bench::Options::Mode::kRun:
+      case bench::Options::Mode::run:
         return run(o);
     }
   } catch (const std::exception& e) {

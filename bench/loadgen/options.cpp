@@ -115,9 +115,9 @@ const std::vector<ValueOption>& value_options() {
       {"target", "--protocol", "P", "nudge | socketio (nudge)",
        [](Options& o, std::string_view v) {
          if (v == "nudge") {
-           o.protocol = Protocol::kNudge;
+           o.protocol = Protocol::nudge;
          } else if (v == "socketio") {
-           o.protocol = Protocol::kSocketIo;
+           o.protocol = Protocol::socket_io;
          } else {
            throw std::invalid_argument("must be nudge or socketio, got '" + std::string(v) + "'");
          }
@@ -167,7 +167,7 @@ const std::vector<ValueOption>& value_options() {
        [](Options& o, std::string_view v) { o.calibrate_p99 = parse_duration(v); }},
       {"calibration", "--discard-server", "PORT", "serve a trivial, perfect chat (both protocols) on PORT",
        [](Options& o, std::string_view v) {
-         o.mode = Options::Mode::kDiscardServer;
+         o.mode = Options::Mode::discard_server;
          o.discard_port = to_integer<std::uint16_t>(v, 0, 65535);
        }},
       {"calibration", "--listen", "ADDRESS", "--discard-server: address to bind (127.0.0.1)",
@@ -179,15 +179,15 @@ const std::vector<ValueOption>& value_options() {
 const std::vector<FlagOption>& flag_options() {
   static const std::vector<FlagOption> flags = {
       {"calibration", "--calibrate", "measure this load generator's own ceiling, and remember it",
-       [](Options& o) { o.mode = Options::Mode::kCalibrate; }},
+       [](Options& o) { o.mode = Options::Mode::calibrate; }},
       {"connections", "--no-hello", "nudge: do not send hello", [](Options& o) { o.hello = false; }},
       {"connections", "--socketio-ack",
        "socketio: ask for an ack callback on every emit (Nudge's Socket.IO mode answers it)",
        [](Options& o) { o.socketio_ack = true; }},
       {"connections", "--no-socketio-join", "socketio: do not emit join (the original server ignores it anyway)",
        [](Options& o) { o.socketio_join = false; }},
-      {"help", "-h,--help", "this text", [](Options& o) { o.mode = Options::Mode::kHelp; }},
-      {"help", "--version", "the version", [](Options& o) { o.mode = Options::Mode::kVersion; }},
+      {"help", "-h,--help", "this text", [](Options& o) { o.mode = Options::Mode::help; }},
+      {"help", "--version", "the version", [](Options& o) { o.mode = Options::Mode::version; }},
   };
   return flags;
 }
@@ -198,7 +198,7 @@ const std::vector<FlagOption>& flag_options() {
 std::unique_ptr<CLI::App> make_app(std::map<std::string, std::vector<std::string>>& texts,
                                    std::map<std::string, bool>& counts) {
   auto app = std::make_unique<CLI::App>(kDescription, "nudge-bench");
-  app->set_help_flag();  // --help is a mode (Options::Mode::kHelp), like --version
+  app->set_help_flag();  // --help is a mode (Options::Mode::help), like --version
   app->footer(kFooter);
   app->allow_extras();   // unknown options are reported with the rest
   for (const auto& v : value_options())

@@ -15,10 +15,10 @@ using Duration = std::chrono::nanoseconds;
 
 /// Everything nudge-bench is told on its command line (see usage()).
 struct Options {
-  enum class Mode { kRun, kCalibrate, kDiscardServer, kHelp, kVersion };
-  Mode mode = Mode::kRun;
+  enum class Mode { run, calibrate, discard_server, help, version };
+  Mode mode = Mode::run;
 
-  Protocol protocol = Protocol::kNudge;
+  Protocol protocol = Protocol::nudge;
   std::vector<std::string> urls;  ///< empty: the protocol's default
   std::uint32_t connections = 100;
   std::uint32_t rooms = 1;

@@ -32,9 +32,9 @@ std::string_view member_string(const rapidjson::Value& object, const char* key) 
 
 std::string_view to_string(Protocol protocol) noexcept {
   switch (protocol) {
-    case Protocol::kNudge:
+    case Protocol::nudge:
       return "nudge";
-    case Protocol::kSocketIo:
+    case Protocol::socket_io:
       return "socketio";
   }
   return "?";
@@ -75,35 +75,35 @@ Incoming parse_nudge(std::string_view frame) {
   constexpr std::string_view kMessagePrefix = R"({"type":"message")";
   // A room's history, sent on joining, is not a delivery of this run.
   if (frame.starts_with(kMessagePrefix) && frame.ends_with(R"(,"history":true})")) {
-    in.kind = Incoming::Kind::kOther;
+    in.kind = Incoming::Kind::other;
     return in;
   }
   if (frame.starts_with(kMessagePrefix)) {
-    in.kind = Incoming::Kind::kDelivery;
+    in.kind = Incoming::Kind::delivery;
     in.header = find_header(frame);
     return in;
   }
   rapidjson::Document doc;
   doc.Parse(frame.data(), frame.size());
   if (doc.HasParseError() || !doc.IsObject()) {
-    in.kind = Incoming::Kind::kMalformed;
+    in.kind = Incoming::Kind::malformed;
     return in;
   }
   const std::string_view type = member_string(doc, "type");
   if (type == "message") {
-    in.kind = Incoming::Kind::kDelivery;
+    in.kind = Incoming::Kind::delivery;
     in.header = find_header(member_string(doc, "text"));
   } else if (type == "ack") {
-    in.kind = Incoming::Kind::kAck;
+    in.kind = Incoming::Kind::ack;
     in.ref = to_u64(member_string(doc, "ref"));
-    if (!in.ref) in.kind = Incoming::Kind::kMalformed;
+    if (!in.ref) in.kind = Incoming::Kind::malformed;
   } else if (type == "error") {
-    in.kind = Incoming::Kind::kError;
+    in.kind = Incoming::Kind::error;
     in.ref = to_u64(member_string(doc, "ref"));
     in.code = std::string(member_string(doc, "code"));
     if (in.code.empty()) in.code = "(none)";
   } else {
-    in.kind = Incoming::Kind::kOther;
+    in.kind = Incoming::Kind::other;
   }
   return in;
 }
@@ -142,33 +142,33 @@ std::string socketio_send(const MessageHeader& header, std::size_t payload_bytes
 Incoming parse_socketio(std::string_view frame) {
   Incoming in;
   if (frame.empty()) {
-    in.kind = Incoming::Kind::kMalformed;
+    in.kind = Incoming::Kind::malformed;
     return in;
   }
   switch (frame[0]) {
     case '0':
-      in.kind = Incoming::Kind::kOpen;
+      in.kind = Incoming::Kind::open;
       return in;
     case '1':
-      in.kind = Incoming::Kind::kClose;
+      in.kind = Incoming::Kind::close;
       return in;
     case '2':
-      in.kind = Incoming::Kind::kPing;
+      in.kind = Incoming::Kind::ping;
       return in;
     case '4':
       break;  // a Socket.IO packet, below
     default:
-      in.kind = Incoming::Kind::kOther;  // pong, upgrade, noop, or an unknown type
+      in.kind = Incoming::Kind::other;  // pong, upgrade, noop, or an unknown type
       return in;
   }
   if (frame.size() < 2) {
-    in.kind = Incoming::Kind::kMalformed;
+    in.kind = Incoming::Kind::malformed;
     return in;
   }
   std::string_view rest = frame.substr(2);
   // Packets of another namespace ("/admin,...") are not ours.
   if (!rest.empty() && rest[0] == '/') {
-    in.kind = Incoming::Kind::kOther;
+    in.kind = Incoming::Kind::other;
     return in;
   }
   const auto digits_end = rest.find_first_not_of("0123456789");
@@ -176,37 +176,37 @@ Incoming parse_socketio(std::string_view frame) {
   const std::string_view data = rest.substr(id.size());
   switch (frame[1]) {
     case '0':
-      in.kind = Incoming::Kind::kConnected;
+      in.kind = Incoming::Kind::connected;
       return in;
     case '1':
-      in.kind = Incoming::Kind::kClose;
+      in.kind = Incoming::Kind::close;
       return in;
     case '2': {  // EVENT
       if (data.starts_with(R"(["message")") && data.ends_with(R"(,\"history\":true}"])")) {
-        in.kind = Incoming::Kind::kOther;  // history on joining, not a delivery of this run
+        in.kind = Incoming::Kind::other;  // history on joining, not a delivery of this run
       } else if (data.starts_with(R"(["message")")) {
-        in.kind = Incoming::Kind::kDelivery;
+        in.kind = Incoming::Kind::delivery;
         in.header = find_header(data);
       } else if (data.starts_with(R"(["error")")) {
-        in.kind = Incoming::Kind::kError;
+        in.kind = Incoming::Kind::error;
         in.code = "event:error";
       } else if (data.starts_with("[")) {
-        in.kind = Incoming::Kind::kOther;
+        in.kind = Incoming::Kind::other;
       } else {
-        in.kind = Incoming::Kind::kMalformed;
+        in.kind = Incoming::Kind::malformed;
       }
       return in;
     }
     case '3':  // ACK
       in.ref = to_u64(id);
-      in.kind = in.ref ? Incoming::Kind::kAck : Incoming::Kind::kMalformed;
+      in.kind = in.ref ? Incoming::Kind::ack : Incoming::Kind::malformed;
       return in;
     case '4':
-      in.kind = Incoming::Kind::kConnectError;
+      in.kind = Incoming::Kind::connect_error;
       in.code = "connect_error";
       return in;
     default:
-      in.kind = Incoming::Kind::kOther;  // binary event/ack: not used here
+      in.kind = Incoming::Kind::other;  // binary event/ack: not used here
       return in;
   }
 }

@@ -11,8 +11,8 @@ namespace nudge::bench {
 
 /// The two client protocols nudge-bench speaks.
 enum class Protocol {
-  kNudge,     ///< docs/protocol.md: hello, join, send with ref; message, ack, error
-  kSocketIo,  ///< Socket.IO v5 over Engine.IO v4, WebSocket transport only
+  nudge,      ///< docs/protocol.md: hello, join, send with ref; message, ack, error
+  socket_io,  ///< Socket.IO v5 over Engine.IO v4, WebSocket transport only
 };
 
 std::string_view to_string(Protocol protocol) noexcept;
@@ -20,18 +20,18 @@ std::string_view to_string(Protocol protocol) noexcept;
 /// A frame received from the server, reduced to what the benchmark counts.
 struct Incoming {
   enum class Kind {
-    kDelivery,      ///< a chat message; `header` is set when its text carries one
-    kAck,           ///< a send was acknowledged; `ref` is the acknowledged sequence number
-    kError,         ///< a request was refused; `code`, and `ref` when the server named it
-    kOpen,          ///< Engine.IO open packet: answer with the namespace connect
-    kConnected,     ///< Socket.IO namespace connect accepted: the session is ready
-    kConnectError,  ///< Socket.IO namespace connect refused
-    kPing,          ///< Engine.IO ping: answer with a pong
-    kClose,         ///< Engine.IO close or Socket.IO disconnect
-    kOther,         ///< anything else (ignored, as the protocols ask)
-    kMalformed,     ///< not a frame of the protocol
+    delivery,       ///< a chat message; `header` is set when its text carries one
+    ack,            ///< a send was acknowledged; `ref` is the acknowledged sequence number
+    error,          ///< a request was refused; `code`, and `ref` when the server named it
+    open,           ///< Engine.IO open packet: answer with the namespace connect
+    connected,      ///< Socket.IO namespace connect accepted: the session is ready
+    connect_error,  ///< Socket.IO namespace connect refused
+    ping,           ///< Engine.IO ping: answer with a pong
+    close,          ///< Engine.IO close or Socket.IO disconnect
+    other,          ///< anything else (ignored, as the protocols ask)
+    malformed,      ///< not a frame of the protocol
   };
-  Kind kind = Kind::kOther;
+  Kind kind = Kind::other;
   std::optional<MessageHeader> header;
   std::optional<std::uint64_t> ref;
   std::string code;

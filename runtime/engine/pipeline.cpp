@@ -588,7 +588,9 @@ void Pipeline::on_tick() {
   }
   const auto problems = not_ready();
   for (const auto& [key_path, stats] : stage_stats_) {
-    const bool ready = std::none_of(problems.begin(), problems.end(), [&](const NotReady& n) { return n.stage == key_path; });
+    // An init-capture: clang before 16 cannot capture a structured binding (clang-tidy parses with clang 14).
+    const bool ready = std::none_of(problems.begin(), problems.end(),
+                                    [&stage = key_path](const NotReady& n) { return n.stage == stage; });
     stats->ready.set(ready ? 1 : 0);
   }
   if (log_ && sink_) {

@@ -10,7 +10,7 @@ std::shared_ptr<Message> sample() {
   m->id = MessageId::generate();
   m->room = "general";
   m->sender = "alice";
-  m->payload = std::string("hi \0 there \xF0\x9F\x98\x80 'quoted' \\", 27);
+  m->payload = std::string("hi \0 there \xF0\x9F\x98\x80 'quoted' \\\0", 27);  // 27 bytes: a final NUL too
   m->origin = "instance-1";
   m->timestamp_ms = 1764300000123;
   m->headers = {{"k", "v"}, {"empty", ""}};

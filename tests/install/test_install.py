@@ -21,7 +21,7 @@ import nudge_test  # noqa: E402
 
 BUILD = os.environ.get("NUDGE_BUILD_DIR", os.path.join(nudge_test.SOURCE_DIR, "build"))
 EXAMPLES = os.path.join(nudge_test.SOURCE_DIR, "examples")
-SHIPPED = ["websocket", "filter", "rate-limit", "memory", "redis", "nats", "kafka", "sqlite", "postgres", "mysql"]
+SHIPPED = ["websocket", "http", "filter", "rate-limit", "memory", "redis", "nats", "kafka", "sqlite", "postgres", "mysql"]
 
 
 def run(args, **kwargs):

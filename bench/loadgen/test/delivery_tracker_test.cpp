@@ -7,7 +7,7 @@ namespace {
 
 TEST(PairTracker, InOrderDeliveryLosesNothing) {
   PairTracker t;
-  for (std::uint64_t s = 0; s < 1000; ++s) EXPECT_EQ(t.on_receive(s, true), Arrival::kInOrder);
+  for (std::uint64_t s = 0; s < 1000; ++s) EXPECT_EQ(t.on_receive(s, true), Arrival::in_order);
   EXPECT_EQ(t.unique_in_window(), 1000u);
   EXPECT_EQ(t.lost(1000), 0u);
   EXPECT_EQ(t.duplicates(), 0u);
@@ -30,10 +30,10 @@ TEST(PairTracker, DuplicatesAreCountedOnceAndNotAsDeliveries) {
   PairTracker t;
   t.on_receive(0, true);
   t.on_receive(1, true);
-  EXPECT_EQ(t.on_receive(1, true), Arrival::kDuplicate);
+  EXPECT_EQ(t.on_receive(1, true), Arrival::duplicate);
   t.on_receive(2, true);
-  EXPECT_EQ(t.on_receive(0, true), Arrival::kDuplicate);
-  EXPECT_EQ(t.on_receive(2, true), Arrival::kDuplicate);
+  EXPECT_EQ(t.on_receive(0, true), Arrival::duplicate);
+  EXPECT_EQ(t.on_receive(2, true), Arrival::duplicate);
   EXPECT_EQ(t.duplicates(), 3u);
   EXPECT_EQ(t.unique_in_window(), 3u);
   EXPECT_EQ(t.lost(3), 0u);
@@ -48,7 +48,7 @@ TEST(PairTracker, LateArrivalsAreReorderedNotLostNorDuplicated) {
   EXPECT_EQ(t.unique_in_window(), 9u);
   EXPECT_EQ(t.lost(9), 0u);
   // A late one arriving twice is a duplicate the second time.
-  EXPECT_EQ(t.on_receive(5, true), Arrival::kDuplicate);
+  EXPECT_EQ(t.on_receive(5, true), Arrival::duplicate);
 }
 
 TEST(PairTracker, OnlyTheWindowCountsTowardsDeliveries) {
@@ -58,27 +58,27 @@ TEST(PairTracker, OnlyTheWindowCountsTowardsDeliveries) {
   EXPECT_EQ(t.unique_in_window(), 20u);
   EXPECT_EQ(t.lost(20), 0u);
   // A duplicate of a warmup message is still a duplicate.
-  EXPECT_EQ(t.on_receive(3, false), Arrival::kDuplicate);
+  EXPECT_EQ(t.on_receive(3, false), Arrival::duplicate);
 }
 
 TEST(PairTracker, TheFirstArrivalNeedNotBeZero) {
   // A receiver that joined late sees a sender from its 500th message on.
   PairTracker t;
-  EXPECT_EQ(t.on_receive(500, true), Arrival::kInOrder);
-  EXPECT_EQ(t.on_receive(501, true), Arrival::kInOrder);
-  EXPECT_EQ(t.on_receive(499, true), Arrival::kLate);
-  EXPECT_EQ(t.on_receive(500, true), Arrival::kDuplicate);
+  EXPECT_EQ(t.on_receive(500, true), Arrival::in_order);
+  EXPECT_EQ(t.on_receive(501, true), Arrival::in_order);
+  EXPECT_EQ(t.on_receive(499, true), Arrival::late);
+  EXPECT_EQ(t.on_receive(500, true), Arrival::duplicate);
 }
 
 TEST(PairTracker, RemembersExactlyTheLastWindowOfSequenceNumbers) {
   PairTracker t;
   for (std::uint64_t s = 0; s < 1000; s += 2) t.on_receive(s, true);  // evens only
   // Within the last 256 below the newest (998): evens are duplicates, odds late.
-  EXPECT_EQ(t.on_receive(998 - 254, true), Arrival::kDuplicate);
-  EXPECT_EQ(t.on_receive(998 - 255, true), Arrival::kLate);
-  EXPECT_EQ(t.on_receive(998 - 255, true), Arrival::kDuplicate);
+  EXPECT_EQ(t.on_receive(998 - 254, true), Arrival::duplicate);
+  EXPECT_EQ(t.on_receive(998 - 255, true), Arrival::late);
+  EXPECT_EQ(t.on_receive(998 - 255, true), Arrival::duplicate);
   // Further back it cannot tell: counted as delivered (never invents a loss), and flagged.
-  EXPECT_EQ(t.on_receive(998 - 256, true), Arrival::kTooLate);
+  EXPECT_EQ(t.on_receive(998 - 256, true), Arrival::too_late);
   EXPECT_EQ(t.too_late(), 1u);
 }
 
@@ -88,16 +88,16 @@ TEST(PairTracker, AJumpPastTheWindowForgetsTheOldBits) {
   t.on_receive(1, true);
   t.on_receive(1000, true);
   // 1000 - 256 + 1 .. 999 were never seen: late, not duplicates.
-  EXPECT_EQ(t.on_receive(999, true), Arrival::kLate);
-  EXPECT_EQ(t.on_receive(745, true), Arrival::kLate);
-  EXPECT_EQ(t.on_receive(1000, true), Arrival::kDuplicate);
+  EXPECT_EQ(t.on_receive(999, true), Arrival::late);
+  EXPECT_EQ(t.on_receive(745, true), Arrival::late);
+  EXPECT_EQ(t.on_receive(1000, true), Arrival::duplicate);
   // A jump of less than the window clears only what it skips.
   PairTracker u;
   for (std::uint64_t s = 0; s < 300; ++s) u.on_receive(s, true);
   u.on_receive(310, true);
-  EXPECT_EQ(u.on_receive(305, true), Arrival::kLate);
-  EXPECT_EQ(u.on_receive(299, true), Arrival::kDuplicate);
-  EXPECT_EQ(u.on_receive(50, true), Arrival::kTooLate);
+  EXPECT_EQ(u.on_receive(305, true), Arrival::late);
+  EXPECT_EQ(u.on_receive(299, true), Arrival::duplicate);
+  EXPECT_EQ(u.on_receive(50, true), Arrival::too_late);
 }
 
 TEST(PairTracker, StaysSmall) { EXPECT_LE(sizeof(PairTracker), 64u); }

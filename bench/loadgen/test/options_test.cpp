@@ -16,8 +16,8 @@ Options parse(std::vector<const char*> args) {
 
 TEST(Options, Defaults) {
   const Options o = parse({});
-  EXPECT_EQ(o.mode, Options::Mode::kRun);
-  EXPECT_EQ(o.protocol, Protocol::kNudge);
+  EXPECT_EQ(o.mode, Options::Mode::run);
+  EXPECT_EQ(o.protocol, Protocol::nudge);
   EXPECT_EQ(o.connections, 100u);
   EXPECT_EQ(o.threads, 1u);
   EXPECT_FALSE(o.calibration_file.empty());
@@ -34,7 +34,7 @@ TEST(Options, ParsesValuesInBothSpellings) {
   EXPECT_EQ(o.rate, 100.0);
   EXPECT_EQ(o.duration, std::chrono::seconds(10));
   EXPECT_EQ(o.warmup, std::chrono::milliseconds(500));
-  EXPECT_EQ(o.protocol, Protocol::kSocketIo);
+  EXPECT_EQ(o.protocol, Protocol::socket_io);
   EXPECT_TRUE(o.socketio_ack);
   EXPECT_EQ(o.watch_pids, (std::vector<int>{1, 2}));
   EXPECT_TRUE(o.was_given("--rooms"));

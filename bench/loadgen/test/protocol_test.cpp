@@ -25,39 +25,39 @@ TEST(NudgeProtocol, ClientFramesAreTheDocumentedJson) {
 TEST(NudgeProtocol, ClassifiesServerFrames) {
   const std::string text = encode_header(kHeader, 64);
   Incoming m = parse_nudge(R"({"type":"message","id":"x","room":"r","sender":"s","text":")" + text + R"(","ts":1})");
-  EXPECT_EQ(m.kind, Incoming::Kind::kDelivery);
+  EXPECT_EQ(m.kind, Incoming::Kind::delivery);
   EXPECT_EQ(m.header, kHeader);
   // Another field order takes the parsing path, with the same answer.
   m = parse_nudge(R"({"id":"x","type":"message","text":")" + text + R"("})");
-  EXPECT_EQ(m.kind, Incoming::Kind::kDelivery);
+  EXPECT_EQ(m.kind, Incoming::Kind::delivery);
   EXPECT_EQ(m.header, kHeader);
   // Someone else's message: a delivery without a header.
   m = parse_nudge(R"({"type":"message","text":"hi bob"})");
-  EXPECT_EQ(m.kind, Incoming::Kind::kDelivery);
+  EXPECT_EQ(m.kind, Incoming::Kind::delivery);
   EXPECT_FALSE(m.header);
   // A room's history on joining (an earlier run's messages) is no delivery.
   m = parse_nudge(R"({"type":"message","id":"x","room":"r","sender":"s","text":")" + text + R"(","ts":1,"history":true})");
-  EXPECT_EQ(m.kind, Incoming::Kind::kOther);
+  EXPECT_EQ(m.kind, Incoming::Kind::other);
   EXPECT_EQ(parse_socketio(R"(42["message","{\"message\":\"old\",\"ts\":1,\"history\":true}"])").kind,
-            Incoming::Kind::kOther);
-  EXPECT_EQ(parse_socketio(R"(42["message","{\"message\":\"new\",\"ts\":1}"])").kind, Incoming::Kind::kDelivery);
+            Incoming::Kind::other);
+  EXPECT_EQ(parse_socketio(R"(42["message","{\"message\":\"new\",\"ts\":1}"])").kind, Incoming::Kind::delivery);
 
   Incoming a = parse_nudge(R"({"type":"ack","ref":"42","id":"0193a9f2-6b1c-7d3e-9a41-2f0c8e5d7b10"})");
-  EXPECT_EQ(a.kind, Incoming::Kind::kAck);
+  EXPECT_EQ(a.kind, Incoming::Kind::ack);
   EXPECT_EQ(a.ref, 42u);
-  EXPECT_EQ(parse_nudge(R"({"type":"ack","ref":"c-1"})").kind, Incoming::Kind::kMalformed);
+  EXPECT_EQ(parse_nudge(R"({"type":"ack","ref":"c-1"})").kind, Incoming::Kind::malformed);
 
   Incoming e = parse_nudge(R"({"type":"error","ref":"9","code":"unavailable","message":"log append failed"})");
-  EXPECT_EQ(e.kind, Incoming::Kind::kError);
+  EXPECT_EQ(e.kind, Incoming::Kind::error);
   EXPECT_EQ(e.ref, 9u);
   EXPECT_EQ(e.code, "unavailable");
   e = parse_nudge(R"({"type":"error","code":"rate_limited","message":"slow down"})");
-  EXPECT_EQ(e.kind, Incoming::Kind::kError);
+  EXPECT_EQ(e.kind, Incoming::Kind::error);
   EXPECT_FALSE(e.ref);
 
-  EXPECT_EQ(parse_nudge(R"({"type":"presence"})").kind, Incoming::Kind::kOther);
-  EXPECT_EQ(parse_nudge("not json").kind, Incoming::Kind::kMalformed);
-  EXPECT_EQ(parse_nudge("[1,2]").kind, Incoming::Kind::kMalformed);
+  EXPECT_EQ(parse_nudge(R"({"type":"presence"})").kind, Incoming::Kind::other);
+  EXPECT_EQ(parse_nudge("not json").kind, Incoming::Kind::malformed);
+  EXPECT_EQ(parse_nudge("[1,2]").kind, Incoming::Kind::malformed);
 }
 
 TEST(SocketIoProtocol, ClientFrames) {
@@ -76,30 +76,30 @@ TEST(SocketIoProtocol, ClientFrames) {
 
 TEST(SocketIoProtocol, ClassifiesServerPackets) {
   EXPECT_EQ(parse_socketio(R"(0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000})").kind,
-            Incoming::Kind::kOpen);
-  EXPECT_EQ(parse_socketio(R"(40{"sid":"def"})").kind, Incoming::Kind::kConnected);
-  EXPECT_EQ(parse_socketio("2").kind, Incoming::Kind::kPing);
-  EXPECT_EQ(parse_socketio("1").kind, Incoming::Kind::kClose);
-  EXPECT_EQ(parse_socketio("41").kind, Incoming::Kind::kClose);
-  EXPECT_EQ(parse_socketio(R"(44{"message":"nope"})").kind, Incoming::Kind::kConnectError);
-  EXPECT_EQ(parse_socketio("3").kind, Incoming::Kind::kOther);
-  EXPECT_EQ(parse_socketio("").kind, Incoming::Kind::kMalformed);
+            Incoming::Kind::open);
+  EXPECT_EQ(parse_socketio(R"(40{"sid":"def"})").kind, Incoming::Kind::connected);
+  EXPECT_EQ(parse_socketio("2").kind, Incoming::Kind::ping);
+  EXPECT_EQ(parse_socketio("1").kind, Incoming::Kind::close);
+  EXPECT_EQ(parse_socketio("41").kind, Incoming::Kind::close);
+  EXPECT_EQ(parse_socketio(R"(44{"message":"nope"})").kind, Incoming::Kind::connect_error);
+  EXPECT_EQ(parse_socketio("3").kind, Incoming::Kind::other);
+  EXPECT_EQ(parse_socketio("").kind, Incoming::Kind::malformed);
 
   // The original server's delivery: the Redis message, JSON, as a string.
   const std::string text = encode_header(kHeader, 64);
   Incoming d = parse_socketio(R"(42["message","{\"message\":\")" + text + R"(\"}"])");
-  EXPECT_EQ(d.kind, Incoming::Kind::kDelivery);
+  EXPECT_EQ(d.kind, Incoming::Kind::delivery);
   EXPECT_EQ(d.header, kHeader);
   // Nudge's Socket.IO mode adds fields; the header is found all the same.
   d = parse_socketio(R"(42["message","{\"id\":\"x\",\"message\":\")" + text + R"(\",\"room\":\"general\"}"])");
   EXPECT_EQ(d.header, kHeader);
-  EXPECT_EQ(parse_socketio(R"(42["typing",{}])").kind, Incoming::Kind::kOther);
-  EXPECT_EQ(parse_socketio(R"(42/admin,["message","x"])").kind, Incoming::Kind::kOther);
+  EXPECT_EQ(parse_socketio(R"(42["typing",{}])").kind, Incoming::Kind::other);
+  EXPECT_EQ(parse_socketio(R"(42/admin,["message","x"])").kind, Incoming::Kind::other);
 
   Incoming a = parse_socketio("4317[]");
-  EXPECT_EQ(a.kind, Incoming::Kind::kAck);
+  EXPECT_EQ(a.kind, Incoming::Kind::ack);
   EXPECT_EQ(a.ref, 17u);
-  EXPECT_EQ(parse_socketio("43[]").kind, Incoming::Kind::kMalformed);
+  EXPECT_EQ(parse_socketio("43[]").kind, Incoming::Kind::malformed);
 }
 
 }  // namespace

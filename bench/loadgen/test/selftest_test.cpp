@@ -36,7 +36,7 @@ class SelfTest : public ::testing::Test {
     Options o;
     o.protocol = protocol;
     o.urls = {"ws://127.0.0.1:" + std::to_string(server_->port()) +
-              (protocol == Protocol::kNudge ? "/ws" : "/socket.io/")};
+              (protocol == Protocol::nudge ? "/ws" : "/socket.io/")};
     o.connections = 24;
     o.rooms = 3;
     o.senders = 6;
@@ -55,7 +55,7 @@ class SelfTest : public ::testing::Test {
 };
 
 TEST_F(SelfTest, NudgeProtocolEveryMessageReachesEveryMemberOfItsRoomOnce) {
-  const RunResult r = run_load(shape(Protocol::kNudge));
+  const RunResult r = run_load(shape(Protocol::nudge));
   EXPECT_EQ(r.connections_open, 24u);
   EXPECT_EQ(r.connect_failures, 0u);
   // 300 msg/s for 1 s, each to the 8 members of its room.
@@ -76,7 +76,7 @@ TEST_F(SelfTest, NudgeProtocolEveryMessageReachesEveryMemberOfItsRoomOnce) {
 }
 
 TEST_F(SelfTest, SocketIoProtocolWithAcks) {
-  Options o = shape(Protocol::kSocketIo);
+  Options o = shape(Protocol::socket_io);
   o.socketio_ack = true;
   const RunResult r = run_load(o);
   EXPECT_EQ(r.connections_open, 24u);
@@ -87,7 +87,7 @@ TEST_F(SelfTest, SocketIoProtocolWithAcks) {
 }
 
 TEST_F(SelfTest, RoomsSpanTheUrlsAndEveryFrameReadCountsTowardTheCeiling) {
-  Options o = shape(Protocol::kNudge);
+  Options o = shape(Protocol::nudge);
   // Two URLs to the one server stand for two instances: each room of 8 has 4 members on each,
   // so a message reaches 4 members on the sender's instance (itself included) and 4 on the other.
   o.urls.push_back(o.urls.front());
@@ -103,7 +103,7 @@ TEST_F(SelfTest, RoomsSpanTheUrlsAndEveryFrameReadCountsTowardTheCeiling) {
 }
 
 TEST_F(SelfTest, ConnectionsToNowhereAreCountedAsFailures) {
-  Options o = shape(Protocol::kNudge);
+  Options o = shape(Protocol::nudge);
   // A port nobody listens on: bind one, then close it.
   asio::io_context ioc;
   asio::ip::tcp::acceptor a(ioc, {asio::ip::make_address("127.0.0.1"), 0});
@@ -159,7 +159,7 @@ TEST_F(SelfTest, AHandshakeCutShortIsNotReportedAsAnHttpStatus) {
   // Beast presets 500 in the response before every handshake: a connection closed before any answer used to be
   // counted as "HTTP 500", as if the server had answered so.
   RawServer closes("");
-  Options o = shape(Protocol::kNudge);
+  Options o = shape(Protocol::nudge);
   o.urls = {closes.url()};
   o.connections = 3;
   o.rooms = 1;
@@ -172,7 +172,7 @@ TEST_F(SelfTest, AHandshakeCutShortIsNotReportedAsAnHttpStatus) {
 
 TEST_F(SelfTest, ADeclinedUpgradeIsReportedWithItsStatus) {
   RawServer busy("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
-  Options o = shape(Protocol::kNudge);
+  Options o = shape(Protocol::nudge);
   o.urls = {busy.url()};
   o.connections = 3;
   o.rooms = 1;

@@ -340,7 +340,9 @@ void ClusterFanout::place_subscriptions() {
     auto [it, inserted] = placed_.try_emplace(channel, target);
     if (!inserted && it->second == target && target->sub && target->sub->holds(channel)) continue;
     if (!inserted && it->second != target) {
-      auto old = std::find_if(nodes_.begin(), nodes_.end(), [&](const auto& e) { return e.second.get() == it->second; });
+      // An init-capture: clang before 16 cannot capture a structured binding (clang-tidy parses with clang 14).
+      auto old = std::find_if(nodes_.begin(), nodes_.end(),
+                              [placed = it->second](const auto& e) { return e.second.get() == placed; });
       if (old != nodes_.end() && old->second->sub) old->second->sub->unsubscribe(channel);
     }
     it->second = target;
@@ -549,7 +551,8 @@ bool ClusterFanout::dispatch(std::unique_ptr<Request>& request, Node* target, bo
 
 void ClusterFanout::on_reply(redisAsyncContext*, void* reply, void* request_ptr) {
   std::unique_ptr<Request> request(static_cast<Request*>(request_ptr));
-  request->self->handle_reply(static_cast<const redisReply*>(reply), std::move(request));
+  ClusterFanout* self = request->self;  // read before the move, plainly
+  self->handle_reply(static_cast<const redisReply*>(reply), std::move(request));
 }
 
 void ClusterFanout::handle_reply(const redisReply* reply, std::unique_ptr<Request> request) {

@@ -187,12 +187,36 @@ std::optional<pid_t> running_supervisor(const Deployment& d) {
   return n > 0 ? static_cast<pid_t>(std::atol(buf)) : 0;
 }
 
+/// Where a child is in its life. The supervisor moves it; the state file
+/// records it by name for `deploy status` and `deploy down`.
+enum class RunState { stopped, running, restarting };
+
+std::string_view to_string(RunState s) {
+  switch (s) {
+    case RunState::stopped:
+      return "stopped";
+    case RunState::running:
+      return "running";
+    case RunState::restarting:
+      return "restarting";
+  }
+  return "stopped";
+}
+
+/// What the state file says; a name this version does not know reads as
+/// stopped, as a missing one does.
+RunState parse_run_state(std::string_view text) {
+  for (const auto s : {RunState::running, RunState::restarting})
+    if (text == to_string(s)) return s;
+  return RunState::stopped;
+}
+
 /// One child as the state file records it.
 struct ChildState {
   std::string name;
   std::string kind;  ///< "instance" or "nginx"
   long long pid = 0;
-  std::string state;  ///< running, restarting, stopped
+  RunState state = RunState::stopped;
   long long restarts = 0;
   double started_at = 0;
   std::string last_exit;
@@ -210,7 +234,7 @@ std::map<std::string, ChildState> read_state(const Deployment& d) {
         c.name = (*t)["name"].value_or(std::string());
         c.kind = (*t)["kind"].value_or(std::string());
         c.pid = (*t)["pid"].value_or(0LL);
-        c.state = (*t)["state"].value_or(std::string("stopped"));
+        c.state = parse_run_state((*t)["state"].value_or(std::string_view()));
         c.restarts = (*t)["restarts"].value_or(0LL);
         c.started_at = (*t)["started_at"].value_or(0.0);
         c.last_exit = (*t)["last_exit"].value_or(std::string());
@@ -250,7 +274,7 @@ struct Child {
   fs::path log;
   fs::path cwd;
   pid_t pid = 0;
-  std::string state = "stopped";
+  RunState state = RunState::stopped;
   int restarts = 0;
   bool ever_started = false;
   double started_wall = 0;
@@ -360,7 +384,7 @@ class Supervisor {
       reap();
       if (!stopping_) {
         for (auto& c : children_)
-          if (c.state == "restarting" && Clock::now() >= c.restart_at) spawn(c);
+          if (c.state == RunState::restarting && Clock::now() >= c.restart_at) spawn(c);
       } else if (advance_stop()) {
         break;
       }
@@ -376,7 +400,7 @@ class Supervisor {
   std::chrono::milliseconds next_wake() const {
     auto wake = Clock::now() + 1s;
     for (const auto& c : children_) {
-      if (!stopping_ && c.state == "restarting") wake = std::min(wake, c.restart_at);
+      if (!stopping_ && c.state == RunState::restarting) wake = std::min(wake, c.restart_at);
       if (stopping_ && c.pid > 0) wake = std::min(wake, c.kill_at);
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake - Clock::now()) + 1ms;
@@ -425,7 +449,7 @@ class Supervisor {
     if (c.ever_started) ++c.restarts;
     c.ever_started = true;
     c.pid = pid;
-    c.state = "running";
+    c.state = RunState::running;
     c.started = Clock::now();
     c.started_wall = wall_seconds();
     c.term_sent = c.kill_sent = false;
@@ -441,7 +465,7 @@ class Supervisor {
     if (ran_s >= 30) c.backoff_s = 0.5;
     const double delay = c.backoff_s;
     c.backoff_s = std::min(c.backoff_s * 2, 10.0);
-    c.state = "restarting";
+    c.state = RunState::restarting;
     c.restart_at = Clock::now() + std::chrono::milliseconds(static_cast<int>(delay * 1000));
     logger_.warn(c.is_nginx ? std::string("nginx") : "instance '" + c.name + "'", " ", c.last_exit, " after ",
                  one_decimal(ran_s), " s; restarting it in ", one_decimal(delay), " s");
@@ -459,7 +483,7 @@ class Supervisor {
       c.last_exit = "pid " + std::to_string(pid) + " " + describe_exit(status);
       dirty_ = true;
       if (stopping_) {
-        c.state = "stopped";
+        c.state = RunState::stopped;
         logger_.info(c.is_nginx ? std::string("nginx") : "instance '" + c.name + "'", " stopped: ", c.last_exit);
       } else {
         schedule_restart(c, ran);
@@ -482,7 +506,7 @@ class Supervisor {
         c.term_sent = true;
         c.kill_at = Clock::now() + c.grace;
       } else {
-        c.state = "stopped";
+        c.state = RunState::stopped;
       }
     }
   }
@@ -492,7 +516,7 @@ class Supervisor {
     bool instances_alive = false;
     for (auto& c : children_) {
       if (c.is_nginx) continue;
-      if (c.state == "restarting") c.state = "stopped";
+      if (c.state == RunState::restarting) c.state = RunState::stopped;
       if (c.pid <= 0) continue;
       instances_alive = true;
       if (!c.kill_sent && Clock::now() >= c.kill_at) {
@@ -504,7 +528,7 @@ class Supervisor {
       }
     }
     Child& nginx = children_.back();
-    if (nginx.state == "restarting") nginx.state = "stopped";
+    if (nginx.state == RunState::restarting) nginx.state = RunState::stopped;
     if (instances_alive) return false;
     if (nginx.pid > 0 && !nginx.term_sent) {
       kill(nginx.pid, SIGTERM);
@@ -539,7 +563,7 @@ class Supervisor {
       toml::table t{{"name", c.name},
                     {"kind", c.is_nginx ? "nginx" : "instance"},
                     {"pid", static_cast<std::int64_t>(c.pid)},
-                    {"state", c.state},
+                    {"state", std::string(to_string(c.state))},
                     {"restarts", static_cast<std::int64_t>(c.restarts)},
                     {"started_at", c.started_wall},
                     {"last_exit", c.last_exit},
@@ -837,7 +861,7 @@ int cmd_down(const Deployment& d) {
     return 0;
   }
   // What runs now, so each stop is reported however fast it comes.
-  std::map<std::string, std::string> seen;
+  std::map<std::string, RunState> seen;
   for (const auto& [name, c] : read_state(d)) seen[name] = c.state;
   if (*pid <= 0 || kill(*pid, SIGTERM) != 0) {
     std::cerr << "nudge: cannot signal the supervisor (pid " << *pid << "): " << std::strerror(errno) << "\n";
@@ -851,8 +875,10 @@ int cmd_down(const Deployment& d) {
   std::vector<std::string> stopped;
   auto report = [&] {
     for (const auto& [name, c] : read_state(d)) {
-      if (c.state == "stopped" && seen[name] != "stopped") {
-        if (seen[name] == "restarting")
+      const auto before = seen.find(name);
+      const bool was_stopped = before != seen.end() && before->second == RunState::stopped;
+      if (c.state == RunState::stopped && !was_stopped) {
+        if (before != seen.end() && before->second == RunState::restarting)
           std::cout << "  " << name << " stopped (it was waiting to be restarted; last " << c.last_exit << ")"
                     << std::endl;
         else
@@ -902,11 +928,11 @@ int cmd_status(const Deployment& d) {
     Row r;
     const auto it = state.find(name);
     const bool known = supervisor && it != state.end();
-    const std::string st = known ? it->second.state : "stopped";
-    const bool running = st == "running" && it->second.pid > 0;
+    const RunState st = known ? it->second.state : RunState::stopped;
+    const bool running = st == RunState::running && it->second.pid > 0;
     r.cells[0] = name;
     r.cells[1] = running ? std::to_string(it->second.pid) : "-";
-    r.cells[2] = st;
+    r.cells[2] = to_string(st);
     r.cells[3] = known ? std::to_string(it->second.restarts) : "-";
     r.cells[4] = running ? format_uptime(now - it->second.started_at) : "-";
     r.cells[5] = readyz;

@@ -9,7 +9,8 @@ namespace nudge::runtime {
 
 /// The parsed command line of `nudge`.
 struct CommandLine {
-  std::string command;                 ///< run, validate, plugins, describe, new, reload, top, tap, deploy, help, version
+  std::string command;                 ///< run, validate, replay, plugins, describe, new, reload, top, tap, deploy, help,
+                                       ///< version
   std::string argument;                ///< the pipeline file, plugin name or admin URL; `new`: what to make
                                        ///< (plugin); `deploy`: up, down, status
   std::string subject;                 ///< `new plugin NAME`: the name; `deploy up FILE`: the file
@@ -34,6 +35,11 @@ struct CommandLine {
   } tap;
   std::string help;                    ///< `help`: the text to print (of the command asked about)
   std::string error;                   ///< non-empty when the command line is wrong
+  // `replay`: --from, --to, --group, --quiet (cli/replay/replay_args.hpp reads them).
+  std::string replay_from;
+  std::string replay_to;
+  std::string replay_group;
+  bool quiet = false;
 };
 
 CommandLine parse_command_line(const std::vector<std::string>& args);

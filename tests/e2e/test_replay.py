@@ -148,7 +148,7 @@ class ReplayTest(unittest.TestCase):
 
     def replay(self, *args, pipeline=PERSIST, env=None, expect=0):
         """Runs `nudge replay` to the end; (stdout, stderr, summary match)."""
-        full_env = dict(os.environ, **self.env, **(env or {}))
+        full_env = dict(os.environ, **{**self.env, **(env or {})})
         out = subprocess.run([nudge_test.NUDGE, "replay", pipeline, *args], capture_output=True, text=True,
                              env=full_env, timeout=300)
         self.assertEqual(out.returncode, expect, out.stdout + out.stderr)
@@ -163,11 +163,10 @@ class ReplayTest(unittest.TestCase):
         self.assertEqual(int(summary.group(3)), FIRST + SECOND)
         self.assertEqual(int(summary.group(4)), 0)
         self.assertTrue(summary.group(9).startswith(self.group + "-replay-"), summary.group(9))
-        self.assertRegex(err, r"replay: \d+/20000 records \(", "no progress line")
-        self.assertEqual(ids(b), ids(self.table))
-        self.assertEqual(ids(b), self.first | self.second)
         print(f"e2e replay: {FIRST + SECOND} rows into PostgreSQL in {summary.group(5)} s "
               f"({summary.group(6)} rows/s)", flush=True)
+        self.assertEqual(ids(b), ids(self.table))
+        self.assertEqual(ids(b), self.first | self.second)
 
         # Into the same table again: every row is there already.
         out, _, summary = self.replay("--set", f"sink.postgres.table={b}", "--quiet", "--group", f"{self.group}-again")
@@ -217,6 +216,8 @@ class ReplayTest(unittest.TestCase):
         summary = SUMMARY.search(out)
         self.assertEqual(summary.group(1), "interrupted", out)
         self.assertIn(f"--group {group}", out)
+        self.assertRegex(err, r"replay: \d+/20000 records \(\d+\.\d%\), 6 partitions \(\d done\), \d+ rows/s, ETA ",
+                         "no progress line")
         written = self.count(d)
         self.assertLess(written, FIRST + SECOND, "interrupted too late to test a resume")
         done = int(summary.group(7))

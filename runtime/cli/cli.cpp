@@ -128,20 +128,20 @@ void make_grammar(CommandLine& cl, Grammar& g) {
   CLI::App* replay = command("replay", "rebuild or backfill the sink from the log, in a consumer group of its own");
   replay->footer(kReplayFooter);
   replay->add_option("PIPELINE", cl.argument, "the pipeline file (.toml): its [log.*] and [sink.*] tables");
-  replay->add_option("--from", cl.replay_from,
+  replay->add_option("--from", cl.replay.from,
                      "earliest (default), a time (2026-12-06T14:00:00Z, or 2h, 7d ago),\n"
                      "or start offsets PARTITION:OFFSET[,...]")
       ->option_text("WHERE");
   own(replay, "--from");
-  replay->add_option("--to", cl.replay_to, "now (default: the log's end when the replay starts), or a time")
+  replay->add_option("--to", cl.replay.to, "now (default: the log's end when the replay starts), or a time")
       ->option_text("WHEN");
   own(replay, "--to");
-  replay->add_option("--group", cl.replay_group,
+  replay->add_option("--group", cl.replay.group,
                      "the consumer group to read in (default: the log's group + '-replay-'\n"
                      "+ the time); the same group again resumes an interrupted replay")
       ->option_text("NAME");
   own(replay, "--group");
-  replay->add_flag("--quiet", cl.quiet, "no progress lines (the summary is still printed)");
+  replay->add_flag("--quiet", cl.replay.quiet, "no progress lines (the summary is still printed)");
   own(replay, "--quiet");
   set_flag(replay);
   plugin_dir(replay);

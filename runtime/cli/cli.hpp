@@ -35,11 +35,13 @@ struct CommandLine {
   } tap;
   std::string help;                    ///< `help`: the text to print (of the command asked about)
   std::string error;                   ///< non-empty when the command line is wrong
-  // `replay`: --from, --to, --group, --quiet (cli/replay/replay_args.hpp reads them).
-  std::string replay_from;
-  std::string replay_to;
-  std::string replay_group;
-  bool quiet = false;
+  /// `nudge replay`: the range and how to read it (cli/replay/replay_args.hpp parses them).
+  struct ReplayOptions {
+    std::string from;                  ///< --from earliest|TIME|P:OFFSET,...; empty: earliest
+    std::string to;                    ///< --to now|TIME; empty: now
+    std::string group;                 ///< --group; empty: the log picks a new one
+    bool quiet = false;                ///< --quiet: no progress lines
+  } replay;
 };
 
 CommandLine parse_command_line(const std::vector<std::string>& args);

@@ -40,7 +40,7 @@ std::string rate_text(std::uint64_t rows, double seconds) {
 
 int cmd_replay(const CommandLine& cl, const PluginRegistry& registry) {
   std::string error;
-  auto range = parse_replay_range(cl.replay_from, cl.replay_to, cl.replay_group, std::chrono::system_clock::now(),
+  auto range = parse_replay_range(cl.replay.from, cl.replay.to, cl.replay.group, std::chrono::system_clock::now(),
                                   error);
   if (!range) {
     std::cerr << "nudge: " << error << "\n";
@@ -106,7 +106,7 @@ int cmd_replay(const CommandLine& cl, const PluginRegistry& registry) {
     if (progress && progress->state == ReplayProgress::State::failed) return finish(Outcome::failed);
     if (progress && progress->state == ReplayProgress::State::done) return finish(Outcome::done);
     const auto now = std::chrono::steady_clock::now();
-    if (!cl.quiet && progress && progress->state == ReplayProgress::State::reading && now >= next_line) {
+    if (!cl.replay.quiet && progress && progress->state == ReplayProgress::State::reading && now >= next_line) {
       std::cerr << "replay: " << meter.line(now, *progress) << std::endl;
       next_line = now + std::chrono::seconds(1);
     }

@@ -96,10 +96,10 @@ TEST(ReplayCommandLine, TakesItsFlagsAndNoOtherCommandDoes) {
   EXPECT_EQ(cl.error, "");
   EXPECT_EQ(cl.command, "replay");
   EXPECT_EQ(cl.argument, "p.toml");
-  EXPECT_EQ(cl.replay_from, "2h");
-  EXPECT_EQ(cl.replay_to, "now");
-  EXPECT_EQ(cl.replay_group, "g");
-  EXPECT_TRUE(cl.quiet);
+  EXPECT_EQ(cl.replay.from, "2h");
+  EXPECT_EQ(cl.replay.to, "now");
+  EXPECT_EQ(cl.replay.group, "g");
+  EXPECT_TRUE(cl.replay.quiet);
   EXPECT_EQ(cl.overrides, std::vector<std::string>{"sink.postgres.table=t"});
   EXPECT_EQ(parse_command_line({"replay"}).error, "'replay' needs a pipeline file");
   EXPECT_EQ(parse_command_line({"run", "p.toml", "--group", "g"}).error, "--group is for 'nudge replay'");

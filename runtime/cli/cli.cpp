@@ -51,6 +51,16 @@ Tapping never slows the pipeline: events the endpoint cannot send fast
 enough are missed, and how many is said on stderr. Ctrl-C stops; so does
 --limit. See docs/operations.md.)";
 
+constexpr const char* kReplayFooter = R"(Reads the log of the pipeline file from --from to --to into its sink, in a new
+consumer group (never the pipeline's own: live workers are not disturbed), then
+prints a summary and exits 0. Rows already in the sink are not written again
+(by message id). Point it at another table or database with --set, e.g.
+  nudge replay pipelines/chat-persist.toml --set sink.postgres.table=messages_restore
+  nudge replay pipelines/chat-persist-mysql.toml --from 2026-12-01T00:00:00Z
+A progress line goes to stderr every second. Ctrl-C stops after committing
+what was written (exit 130); the same --group resumes. The log must still hold
+the range: see docs/replay.md for Kafka's retention.)";
+
 /// The grammar of `nudge`: every command, its arguments and flags, writing
 /// into `cl`; --help is generated from it. Commands take only their own flags
 /// (an option given to another command is an error naming the right one);
@@ -114,6 +124,27 @@ void make_grammar(CommandLine& cl, Grammar& g) {
   validate->add_option("PIPELINE", cl.argument, "the pipeline file (.toml)");
   set_flag(validate);
   plugin_dir(validate);
+
+  CLI::App* replay = command("replay", "rebuild or backfill the sink from the log, in a consumer group of its own");
+  replay->footer(kReplayFooter);
+  replay->add_option("PIPELINE", cl.argument, "the pipeline file (.toml): its [log.*] and [sink.*] tables");
+  replay->add_option("--from", cl.replay.from,
+                     "earliest (default), a time (2026-12-06T14:00:00Z, or 2h, 7d ago),\n"
+                     "or start offsets PARTITION:OFFSET[,...]")
+      ->option_text("WHERE");
+  own(replay, "--from");
+  replay->add_option("--to", cl.replay.to, "now (default: the log's end when the replay starts), or a time")
+      ->option_text("WHEN");
+  own(replay, "--to");
+  replay->add_option("--group", cl.replay.group,
+                     "the consumer group to read in (default: the log's group + '-replay-'\n"
+                     "+ the time); the same group again resumes an interrupted replay")
+      ->option_text("NAME");
+  own(replay, "--group");
+  replay->add_flag("--quiet", cl.replay.quiet, "no progress lines (the summary is still printed)");
+  own(replay, "--quiet");
+  set_flag(replay);
+  plugin_dir(replay);
 
   CLI::App* plugins = command("plugins", "list the plugins found, with kind, version, path");
   plugin_dir(plugins);
@@ -258,7 +289,8 @@ void check(CommandLine& cl, const Grammar& g, const std::vector<std::string>& ex
     return;
   }
   if (cl.command.empty()) cl.command = "help";
-  if ((cl.command == "run" || cl.command == "validate" || cl.command == "describe") && cl.argument.empty())
+  if ((cl.command == "run" || cl.command == "validate" || cl.command == "replay" || cl.command == "describe") &&
+      cl.argument.empty())
     cl.error = "'" + cl.command + "' needs " + (cl.command == "describe" ? "a plugin name" : "a pipeline file");
   if (cl.command == "new" && (cl.argument != "plugin" || cl.subject.empty()))
     cl.error = "usage: nudge new plugin NAME --kind source|transform|fanout|log|sink [--dir DIR]";
@@ -341,6 +373,7 @@ int run_cli(const std::vector<std::string>& args) {
   if (cl.command == "plugins") return cmd_plugins(registry);
   if (cl.command == "describe") return cmd_describe(cl, registry);
   if (cl.command == "validate") return cmd_validate(cl, registry);
+  if (cl.command == "replay") return cmd_replay(cl, registry);
   return cmd_run(cl, registry);
 }
 

@@ -9,7 +9,8 @@ namespace nudge::runtime {
 
 /// The parsed command line of `nudge`.
 struct CommandLine {
-  std::string command;                 ///< run, validate, plugins, describe, new, reload, top, tap, deploy, help, version
+  std::string command;                 ///< run, validate, replay, plugins, describe, new, reload, top, tap, deploy, help,
+                                       ///< version
   std::string argument;                ///< the pipeline file, plugin name or admin URL; `new`: what to make
                                        ///< (plugin); `deploy`: up, down, status
   std::string subject;                 ///< `new plugin NAME`: the name; `deploy up FILE`: the file
@@ -34,6 +35,13 @@ struct CommandLine {
   } tap;
   std::string help;                    ///< `help`: the text to print (of the command asked about)
   std::string error;                   ///< non-empty when the command line is wrong
+  /// `nudge replay`: the range and how to read it (cli/replay/replay_args.hpp parses them).
+  struct ReplayOptions {
+    std::string from;                  ///< --from earliest|TIME|P:OFFSET,...; empty: earliest
+    std::string to;                    ///< --to now|TIME; empty: now
+    std::string group;                 ///< --group; empty: the log picks a new one
+    bool quiet = false;                ///< --quiet: no progress lines
+  } replay;
 };
 
 CommandLine parse_command_line(const std::vector<std::string>& args);

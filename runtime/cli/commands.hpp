@@ -10,6 +10,8 @@ class PluginRegistry;
 
 int cmd_run(const CommandLine& cl, const PluginRegistry& registry);
 int cmd_validate(const CommandLine& cl, const PluginRegistry& registry);
+/// `nudge replay` (replay/).
+int cmd_replay(const CommandLine& cl, const PluginRegistry& registry);
 int cmd_plugins(const PluginRegistry& registry);
 int cmd_describe(const CommandLine& cl, const PluginRegistry& registry);
 int cmd_reload(const CommandLine& cl);

@@ -223,6 +223,18 @@ void Consumer::on_record(const rd_kafka_message_t* record) {
   const auto found = assigned_.find(record->partition);
   if (found == assigned_.end() || closing_) return;  // not ours (any more): redelivered to the owner
   Assigned& owned = found->second;
+  if (replay_) {
+    if (auto range = replay_plan_.find(record->partition);
+        range != replay_plan_.end() && record->offset >= range->second.end) {
+      // Past the replay's end: not handed over, and nothing more is fetched.
+      if (!std::exchange(range->second.past_end, true)) {
+        PartitionList list(rd_kafka_topic_partition_list_new(1));
+        rd_kafka_topic_partition_list_add(list.list, config_.topic.c_str(), record->partition);
+        rd_kafka_pause_partitions(rk_, list.list);
+      }
+      return;
+    }
+  }
   // Stopped at an undecodable record: what follows it waits for a restart
   // (or the next owner), which reads it again from the committed offset.
   if (owned.stopped_at >= 0) return;
@@ -541,8 +553,11 @@ void Consumer::store_offsets(const std::vector<Entry>& entries) {
   const auto err = rd_kafka_offsets_store(rk_, offsets.list);
   for (int i = 0; i < offsets.list->cnt; ++i) {
     const auto& p = offsets.list->elems[i];
-    if (p.err == RD_KAFKA_RESP_ERR_NO_ERROR) assigned_[p.partition].stored = p.offset;
-    else logger_.debug("cannot store offset ", p.offset, " of partition ", p.partition, ": ", rd_kafka_err2str(p.err));
+    if (p.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      assigned_[p.partition].stored = p.offset;
+      if (auto range = replay_plan_.find(p.partition); range != replay_plan_.end())
+        range->second.reached = std::max(range->second.reached, p.offset);
+    } else logger_.debug("cannot store offset ", p.offset, " of partition ", p.partition, ": ", rd_kafka_err2str(p.err));
   }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) logger_.debug("storing offsets: ", rd_kafka_err2str(err));
 }
@@ -647,6 +662,8 @@ void Consumer::forward_to_records(std::int32_t partition) {
 }
 
 void Consumer::schedule_restart(std::int32_t partition) {
+  // A replay assigns its partitions at explicit offsets: no committed offset is fetched.
+  if (replay_) return;
   if (partition < 0) restart_all_ = true;
   else restart_candidates_.insert(partition);
   if (restart_armed_ || stopping_) return;
@@ -747,6 +764,7 @@ void Consumer::tick() {
   // Every tick: it reads only cached figures, and a reader once a second
   // (the runtime's progress lines) then never gets the same, stale one twice.
   update_lag();
+  if (replay_) finish_replayed_partitions();
   const auto now = Clock::now();
   if (stopping_ && !closing_ && in_flight_ && now >= stop_deadline_) {
     logger_.warn("the sink did not answer the last batch within ",
@@ -941,6 +959,19 @@ void Consumer::stop(std::function<void()> done) {
 
 void Consumer::begin_close() {
   if (closing_) return;
+  if (replay_ && !std::exchange(replay_committed_, true) && rk_) {
+    // A hand-made assignment has no revocation to commit on: what the sink
+    // confirmed is committed now, and waited for, so a rerun with this group resumes there.
+    worker_.run([rk = rk_] { return rd_kafka_commit(rk, nullptr, 0); },
+                [this, alive = alive_](rd_kafka_resp_err_t err) {
+                  if (!*alive) return;
+                  if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+                    logger_.warn("cannot commit the replay's last offsets in group '", config_.group_id, "' (",
+                                 rd_kafka_err2str(err), "); a rerun with this group repeats those rows (adding none)");
+                  begin_close();
+                });
+    return;
+  }
   closing_ = true;
   // Never handed over: whoever reads these partitions next gets them.
   buffer_.clear();

@@ -19,6 +19,7 @@
 #include "nudge/sdk/blocking_worker.hpp"
 #include "nudge/sdk/log.hpp"
 #include "queue_watcher.hpp"
+#include "replay_plan.hpp"
 
 namespace nudge::plugins::kafka {
 
@@ -54,6 +55,13 @@ class Consumer final : public KafkaClient {
   Status start();
   /// Joins the group on the topic (once the topic exists, or once creating it failed).
   void subscribe();
+  /// Instead of subscribe(): reads `range` of every partition (nudge
+  /// replay), assigned by hand in the group this consumer was made with.
+  /// Each partition's start and end are found on the worker; nothing at or
+  /// past its end is handed over, and replay_progress() says when all are done.
+  void replay(LogReplay range);
+  /// Where a replay is; nullopt when this consumer does not replay.
+  std::optional<ReplayProgress> replay_progress() const;
   /// Waits for the batch in flight (it is committed only if confirmed),
   /// leaves the group (stored offsets are committed), destroys the handle on
   /// the worker and calls `done`.
@@ -189,6 +197,10 @@ class Consumer final : public KafkaClient {
   static std::optional<std::int64_t> next_to_confirm(const Assigned& owned, std::int64_t low, std::int64_t position);
   /// The partition_lag gauge of `partition`, made on first use.
   Gauge& partition_lag(std::int32_t partition);
+  /// A replay's plan is known (or could not be made): assign its partitions.
+  void on_replay_facts(std::vector<PartitionFacts> facts, std::string error);
+  /// A partition that passed its end with nothing of it left to write is done.
+  void finish_replayed_partitions();
   void begin_close();
   void finish_close();
   /// Stops the dead-letter producer if there is one, then calls on_stopped_.
@@ -249,6 +261,14 @@ class Consumer final : public KafkaClient {
   bool start_lookup_in_flight_ = false;
   boost::asio::steady_timer start_lookup_timer_;  // a failed read of committed offsets is retried
   bool start_lookup_retry_armed_ = false;
+
+  std::optional<LogReplay> replay_;  // set by replay()
+  ReplayProgress::State replay_state_ = ReplayProgress::State::planning;
+  std::string replay_error_;
+  std::vector<std::string> replay_notes_;
+  /// Each partition's range, and how far the sink confirmed it (`reached`).
+  std::map<std::int32_t, ReplayPartition> replay_plan_;
+  bool replay_committed_ = false;  // the final commit before leaving ran
 
   bool stopping_ = false;
   bool closing_ = false;

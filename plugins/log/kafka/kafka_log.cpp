@@ -1,5 +1,9 @@
 #include "kafka_log.hpp"
 
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
 #include <boost/asio/post.hpp>
 
 namespace nudge::plugins::kafka {
@@ -34,6 +38,46 @@ Readiness KafkaLog::readiness() const {
   if (consumer_)
     if (auto why = consumer_->held_reason()) return Readiness::no(std::move(*why));
   return Readiness::yes();
+}
+
+std::optional<ReplayProgress> KafkaLog::replay_progress() const {
+  if (!consumer_) return std::nullopt;
+  return consumer_->replay_progress();
+}
+
+Status KafkaLog::start_replay(const LogStartOptions& options, const LogReplay& range) {
+  if (started_) return Status::error(StatusCode::internal, "the Kafka log was started twice");
+  if (!options.consumer || options.produce)
+    return Status::error(StatusCode::invalid_argument, "a replay reads the log into a sink and produces nothing");
+  started_ = true;
+  worker_ = std::make_unique<BlockingWorker>(context_.executor());
+  KafkaConfig replay = config_;
+  replay.group_id = range.group;
+  if (replay.group_id.empty()) {
+    // A new group each time (to the millisecond: two replays started in one
+    // second must not share one): it has committed nothing, so it reads the whole range.
+    const auto now = std::chrono::system_clock::now();
+    const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    std::tm tm{};
+    gmtime_r(&seconds, &tm);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%S", &tm);
+    char millis[8];
+    std::snprintf(millis, sizeof millis, ".%03dZ", static_cast<int>(ms));
+    replay.group_id = config_.group_id + "-replay-" + stamp + millis;
+  }
+  if (replay.group_id == config_.group_id)
+    return Status::error(StatusCode::invalid_argument,
+                         "a replay must not read in the pipeline's own consumer group '" + config_.group_id +
+                             "': its live workers would lose their place; name another with --group");
+  replay_config_ = std::move(replay);
+  consumer_ = std::make_unique<Consumer>(*replay_config_, context_, *worker_, *options.consumer,
+                                         options.max_batch_messages);
+  if (auto s = consumer_->start(); !s.ok()) return s;
+  // The topic is read as it is: a replay creates nothing.
+  consumer_->replay(range);
+  return Status::success();
 }
 
 Status KafkaLog::start(const LogStartOptions& options) {

@@ -29,6 +29,9 @@ class KafkaLog final : public Log {
   std::optional<std::int64_t> consumer_lag() const override;
   /// The consumer's batches hold at most `max` records from the next one on.
   void set_max_batch_messages(std::size_t max) override;
+  /// A consumer in a group of its own, reading `range` (see Consumer::replay).
+  Status start_replay(const LogStartOptions& options, const LogReplay& range) override;
+  std::optional<ReplayProgress> replay_progress() const override;
   // Plugin
   void stop(std::function<void()> done) override;
   /// Not ready while librdkafka finds all brokers down, until one is up again.
@@ -40,6 +43,8 @@ class KafkaLog final : public Log {
 
  private:
   const KafkaConfig config_;
+  /// A replay's config: config_ with the replay's group.
+  std::optional<KafkaConfig> replay_config_;
   Context& context_;
   std::unique_ptr<TopicAdmin> admin_;
   std::unique_ptr<Producer> producer_;

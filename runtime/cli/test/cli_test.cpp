@@ -60,7 +60,7 @@ TEST(CommandLine, MistakesAreExplained) {
 TEST(CommandLine, AFlagGivenToTheWrongCommandNamesTheCommandsThatTakeIt) {
   EXPECT_EQ(parse_command_line({"run", "p.toml", "--markdown"}).error, "--markdown is for 'nudge describe'");
   EXPECT_EQ(parse_command_line({"plugins", "--set=a.b=1"}).error,
-            "--set is for 'nudge run', 'nudge validate' and 'nudge reload'");
+            "--set is for 'nudge run', 'nudge validate', 'nudge replay' and 'nudge reload'");
   EXPECT_EQ(parse_command_line({"validate", "p.toml", "q.toml"}).error, "unexpected argument 'q.toml'");
   // --log-level and --log-format go before or after the command.
   EXPECT_EQ(parse_command_line({"--log-level", "warn", "plugins"}).log_level, "warn");

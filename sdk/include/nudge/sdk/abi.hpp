@@ -13,7 +13,7 @@ namespace nudge {
 /// function or an inline function's behaviour must bump this number. The
 /// runtime refuses a plugin built against another number (docs/plugin-guide.md
 /// lists what counts as such a change).
-inline constexpr std::uint32_t kAbiVersion = 6;
+inline constexpr std::uint32_t kAbiVersion = 7;
 
 /// The role a plugin plays in a pipeline. The numeric values are part of the
 /// ABI: they are read from a plugin's descriptor before anything else.

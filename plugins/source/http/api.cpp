@@ -1,5 +1,6 @@
 #include "api.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstring>
@@ -73,13 +74,24 @@ bool read_draft(const rapidjson::Value& object, bool room_in_body, Draft& out, s
     error = "a message must be a JSON object";
     return false;
   }
+  // A name given twice is refused: parsers differ on which value wins (the
+  // first here, the last in most), so a gateway in front could check one
+  // text and this source publish the other.
+  static constexpr std::array<std::string_view, 4> kFields = {"text", "sender", "idempotency_key", "room"};
+  std::array<bool, kFields.size()> seen{};
   for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
     const std::string_view name(it->name.GetString(), it->name.GetStringLength());
-    const bool known = name == "text" || name == "sender" || name == "idempotency_key" || (room_in_body && name == "room");
-    if (!known) {
+    const auto field = std::find(kFields.begin(), kFields.end(), name);
+    if (field == kFields.end() || (*field == "room" && !room_in_body)) {
       error = "unknown field '" + std::string(name) + "'";
       return false;
     }
+    auto& was_seen = seen[static_cast<std::size_t>(field - kFields.begin())];
+    if (was_seen) {
+      error = "duplicate key '" + std::string(name) + "'";
+      return false;
+    }
+    was_seen = true;
   }
   bool wrong = false;
   const auto* text = string_member(object, "text", wrong);
@@ -106,6 +118,12 @@ bool read_draft(const rapidjson::Value& object, bool room_in_body, Draft& out, s
     return false;
   }
   out.text = text_of(text);
+  // The body was valid UTF-8, but an escape of half a surrogate pair
+  // ("\udc00") decodes to bytes that are not: no client could be sent them.
+  if (!is_valid_utf8(out.text)) {
+    error = "text is not valid UTF-8 once decoded (an unpaired surrogate escape such as \\udc00?)";
+    return false;
+  }
   out.sender = text_of(sender);
   if (sender && !is_valid_sender(out.sender)) {
     error = "invalid sender: 1 to 64 bytes of UTF-8 without control characters";

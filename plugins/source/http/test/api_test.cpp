@@ -61,6 +61,18 @@ TEST(HttpApi, ATextThatDecodesToInvalidUtf8IsRefused) {
   EXPECT_EQ(paired->text, "\xF0\x9F\x98\x80") << "a whole pair is one character";
 }
 
+TEST(HttpApi, ASenderFollowsTheWebsocketNameRules) {
+  // Each looks like another name, or like nothing, on a page.
+  for (const std::string& bad : std::vector<std::string>{"\u202Eadmin", "ad\u200Bmin", "\uFEFFadmin", " admin", "admin ", "\u00A0admin",
+                                "\u0301admin", "admin\U000E0041", std::string(65, 'a')}) {
+    std::string error;
+    EXPECT_FALSE(is_valid_sender(bad)) << bad;
+    EXPECT_FALSE(parse_message(R"({"text":"hi","sender":")" + bad + "\"}", "general", error)) << bad;
+    EXPECT_THAT(error, HasSubstr("invalid sender"));
+  }
+  for (const std::string good : {"billing", "Zoë", "日本", "a b", "x\u0301"}) EXPECT_TRUE(is_valid_sender(good)) << good;
+}
+
 TEST(HttpApi, AnObjectNamingAFieldTwiceIsRefused) {
   std::string error;
   EXPECT_FALSE(parse_message(R"({"text":"FIRST","text":"SECOND"})", "general", error));

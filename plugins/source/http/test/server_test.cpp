@@ -497,6 +497,20 @@ TEST_F(HttpSourceTest, ATextWithAnUnpairedSurrogateOrADuplicateKeyIs400) {
   EXPECT_TRUE(ingress_.published().empty());
 }
 
+TEST_F(HttpSourceTest, ATokenWhoseIdentityTheWebsocketWouldRefuseIs401) {
+  const std::string secret = "0123456789abcdef0123456789abcdef-jwt";
+  start({{"api_keys", std::vector<std::string>{}}, {"jwt_secret", secret}});
+  const std::int64_t exp = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  for (const std::string sub : {"\\u202Eadmin", "admin\\u200B", " admin", "\\u0301admin"}) {
+    const std::string token = sign_token(secret, R"({"sub":")" + sub + R"(","exp":)" + std::to_string(exp) + "}");
+    const Reply reply = post("/api/rooms/general/messages", R"({"text":"hi"})", {{"Authorization", "Bearer " + token}});
+    EXPECT_EQ(reply.status, 401u) << sub;
+    EXPECT_THAT(reply.body, HasSubstr("identity")) << sub;
+  }
+  EXPECT_TRUE(ingress_.published().empty());
+}
+
 TEST(HttpSourceOff, AnEmptyListenStartsNothingAndIsReady) {
   boost::asio::io_context io;
   testing::TestContext context(io, "source.http");

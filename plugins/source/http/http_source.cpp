@@ -272,8 +272,10 @@ class Session : public std::enable_shared_from_this<Session> {
                                               std::to_string(buffer_.max_size()) + " bytes");
       return true;
     }
+    // partial_message: the client hung up mid-request; nothing to answer, nor to count as framing.
     if (ec == boost::asio::error::operation_aborted || ec == bhttp::error::end_of_stream ||
-        ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset)
+        ec == bhttp::error::partial_message || ec == boost::asio::error::eof ||
+        ec == boost::asio::error::connection_reset)
       return true;
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category()) {
       refuse_framing(ApiError::bad_request, "malformed HTTP request: " + ec.message());

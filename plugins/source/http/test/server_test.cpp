@@ -443,6 +443,9 @@ TEST_F(HttpSourceTest, AtMaxConnectionsANewcomerDisplacesTheOldestConnectionThat
   EXPECT_FALSE(closed_by_server(squatters[3], std::chrono::milliseconds(100))) << "the newest stays";
   EXPECT_EQ(context_.metrics().value("connections_displaced"), 1u);
   EXPECT_EQ(context_.metrics().value("connections_refused"), 0u);
+  for (auto& squatter : squatters) squatter.close();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(context_.metrics().value("bad_framing"), 0u) << "a client hanging up mid-request is no framing fault";
 }
 
 TEST_F(HttpSourceTest, AtMaxConnectionsWhenAllAreAuthenticatedANewcomerIsRefused) {

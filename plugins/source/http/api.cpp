@@ -1,5 +1,6 @@
 #include "api.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstring>
@@ -73,13 +74,24 @@ bool read_draft(const rapidjson::Value& object, bool room_in_body, Draft& out, s
     error = "a message must be a JSON object";
     return false;
   }
+  // A name given twice is refused: parsers differ on which value wins (the
+  // first here, the last in most), so a gateway in front could check one
+  // text and this source publish the other.
+  static constexpr std::array<std::string_view, 4> kFields = {"text", "sender", "idempotency_key", "room"};
+  std::array<bool, kFields.size()> seen{};
   for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
     const std::string_view name(it->name.GetString(), it->name.GetStringLength());
-    const bool known = name == "text" || name == "sender" || name == "idempotency_key" || (room_in_body && name == "room");
-    if (!known) {
+    const auto field = std::find(kFields.begin(), kFields.end(), name);
+    if (field == kFields.end() || (*field == "room" && !room_in_body)) {
       error = "unknown field '" + std::string(name) + "'";
       return false;
     }
+    auto& was_seen = seen[static_cast<std::size_t>(field - kFields.begin())];
+    if (was_seen) {
+      error = "duplicate key '" + std::string(name) + "'";
+      return false;
+    }
+    was_seen = true;
   }
   bool wrong = false;
   const auto* text = string_member(object, "text", wrong);
@@ -106,9 +118,16 @@ bool read_draft(const rapidjson::Value& object, bool room_in_body, Draft& out, s
     return false;
   }
   out.text = text_of(text);
+  // The body was valid UTF-8, but an escape of half a surrogate pair
+  // ("\udc00") decodes to bytes that are not: no client could be sent them.
+  if (!is_valid_utf8(out.text)) {
+    error = "text is not valid UTF-8 once decoded (an unpaired surrogate escape such as \\udc00?)";
+    return false;
+  }
   out.sender = text_of(sender);
   if (sender && !is_valid_sender(out.sender)) {
-    error = "invalid sender: 1 to 64 bytes of UTF-8 without control characters";
+    error = "invalid sender: 1 to 64 bytes of UTF-8 with no space at either end and no control, bidirectional or "
+            "invisible formatting characters";
     return false;
   }
   out.idempotency_key = text_of(key);
@@ -192,14 +211,9 @@ bool is_valid_room(std::string_view room) noexcept {
 }
 
 bool is_valid_sender(std::string_view sender) noexcept {
-  if (sender.empty() || sender.size() > 64 || !is_valid_utf8(sender)) return false;
-  for (std::size_t i = 0; i < sender.size(); ++i) {
-    const auto c = static_cast<unsigned char>(sender[i]);
-    if (c < 0x20 || c == 0x7f) return false;
-    // C1 controls: U+0080..U+009F are 0xC2 0x80..0x9F in UTF-8.
-    if (c == 0xC2 && i + 1 < sender.size() && static_cast<unsigned char>(sender[i + 1]) <= 0x9F) return false;
-  }
-  return true;
+  // The websocket source's rule for a hello's name: a sender over HTTP shows
+  // in the same rooms, so it may not look like another one either.
+  return is_acceptable_display_name(sender);
 }
 
 bool is_valid_idempotency_key(std::string_view key) noexcept {

@@ -50,7 +50,7 @@ struct Draft {
 
 /// 1 to 128 characters of A-Z a-z 0-9 _ - . : (as the websocket source checks).
 bool is_valid_room(std::string_view room) noexcept;
-/// 1 to 64 bytes of UTF-8 without control characters.
+/// A name as the websocket source takes one (nudge::is_acceptable_display_name).
 bool is_valid_sender(std::string_view sender) noexcept;
 /// 1 to 128 visible ASCII characters.
 bool is_valid_idempotency_key(std::string_view key) noexcept;

@@ -57,11 +57,14 @@ ConfigSchema HttpConfig::schema() {
       });
   s.integer("max_body_bytes", 64 * 1024, "Largest request body; a larger one gets 413 too_large and its connection closed")
       .range(256, 16 * 1024 * 1024);
-  s.integer("max_header_bytes", 8 * 1024, "Largest request header (request line and fields); larger gets 413")
+  s.integer("max_header_bytes", 8 * 1024, "Largest request header (request line and fields); larger gets 413. Also bounds a chunked body's "
+                "chunk-size line (extensions included) and trailer section: one over this plus 16 KiB gets 413 and "
+                "its connection closed")
       .range(1024, 1024 * 1024);
   s.integer("max_batch_messages", 100, "Messages one POST /api/messages may carry; more gets 413 too_large")
       .range(1, 10000);
-  s.integer("max_connections", 1024, "TCP connections open at once; more are closed at accept").range(1, 1'000'000);
+  s.integer("max_connections", 1024, "TCP connections open at once; past it a new connection takes the place of the oldest one that has "
+            "not yet presented a valid key or token, and is closed at accept only when every one has").range(1, 1'000'000);
   s.integer("max_connections_per_address", 64,
             "TCP connections open at once from one address (IPv6: its /64); more are closed at accept. 0 disables "
             "the limit")

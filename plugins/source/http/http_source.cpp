@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <list>
 #include <optional>
 #include <sstream>
 #include <unordered_map>
@@ -67,7 +68,19 @@ class TokenBucket {
   Clock::time_point last_;
 };
 
+std::string_view trimmed(std::string_view text) noexcept {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
 constexpr std::array<unsigned, 11> kStatuses = {202, 400, 401, 404, 405, 409, 413, 422, 429, 500, 503};
+/// Room in a connection's read buffer beyond max_header_bytes: a chunked
+/// body's chunk-size line (with its extensions) or its trailer section must
+/// fit in what is left, so neither can make a connection hold more than
+/// max_header_bytes + this before it is refused.
+constexpr std::size_t kReadMargin = 16 * 1024;
+
 constexpr std::array<double, 12> kLatencyBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                    0.1,   0.25,   0.5,   1,    2.5,   10};
 
@@ -96,6 +109,12 @@ struct Hub {
         idempotent_replays(context.metrics().counter(
             "idempotent_replays", "Requests answered with the id of an earlier one with the same idempotency key")),
         timeouts(context.metrics().counter("timeouts", "Connections closed for a slow header, body or write")),
+        connections_displaced(context.metrics().counter(
+            "connections_displaced",
+            "Connections not yet authenticated closed at max_connections to make room for a new one")),
+        bad_framing(context.metrics().counter(
+            "bad_framing", "Requests refused and their connection closed for their HTTP framing: a chunk line or "
+                           "trailer over the read bound, a Transfer-Encoding other than chunked, no Host, malformed")),
         latency_sum_us(context.metrics().counter("request_microseconds_sum",
                                                  "Total time from a request's header to its answer, in microseconds")),
         latency_count(context.metrics().counter("request_seconds_count", "Requests answered (for the latency)")) {
@@ -152,6 +171,10 @@ struct Hub {
   std::vector<TokenBucket> buckets;
   std::optional<JwtVerifier> verifier;
   std::unordered_set<Session*> sessions;
+  /// Sessions that have not yet presented a valid key or token, oldest
+  /// first: at max_connections the oldest is closed for a newcomer, so that
+  /// idle anonymous connections cannot lock authenticated backends out.
+  std::list<Session*> unauthenticated;
 
   Gauge& connections_open;
   Counter& connections_refused;
@@ -159,11 +182,14 @@ struct Hub {
   Counter& messages_published;
   Counter& idempotent_replays;
   Counter& timeouts;
+  Counter& connections_displaced;
+  Counter& bad_framing;
   Counter& latency_sum_us;
   Counter& latency_count;
   std::unordered_map<unsigned, Counter*> by_status;
   std::vector<Counter*> latency_buckets;
   LogLimiter error_log{std::chrono::seconds(10)};
+  LogLimiter framing_log{std::chrono::seconds(10)};
 };
 
 /// One TCP connection: reads a request (header under header_timeout_ms,
@@ -173,10 +199,15 @@ struct Hub {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<Hub> hub, std::string peer)
-      : stream_(std::move(socket)), hub_(std::move(hub)), peer_(std::move(peer)) {
+      : stream_(std::move(socket)),
+        buffer_(static_cast<std::size_t>(hub->config.max_header_bytes) + kReadMargin),
+        hub_(std::move(hub)),
+        peer_(std::move(peer)) {
     hub_->sessions.insert(this);
+    unauthenticated_at_ = hub_->unauthenticated.insert(hub_->unauthenticated.end(), this);
   }
   ~Session() {
+    leave_displaceable();
     hub_->sessions.erase(this);
     --hub_->connections;
     hub_->connections_open.add(-1);
@@ -185,6 +216,13 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void start() { read_header(); }
+
+  /// Leaves the hub's list of sessions that may be displaced (once for all).
+  void leave_displaceable() {
+    if (!unauthenticated_at_) return;
+    hub_->unauthenticated.erase(*unauthenticated_at_);
+    unauthenticated_at_.reset();
+  }
 
   /// Closes the socket (a stop): pending operations end with operation_aborted.
   void close() {
@@ -228,20 +266,48 @@ class Session : public std::enable_shared_from_this<Session> {
       hub_->timeouts.add();
       return true;
     }
+    if (ec == bhttp::error::buffer_overflow) {
+      // A chunk-size line, chunk extension or trailer section that never ends.
+      refuse_framing(ApiError::too_large, "a chunk-size line, chunk extension or trailer section is over " +
+                                              std::to_string(buffer_.max_size()) + " bytes");
+      return true;
+    }
+    // partial_message: the client hung up mid-request; nothing to answer, nor to count as framing.
     if (ec == boost::asio::error::operation_aborted || ec == bhttp::error::end_of_stream ||
-        ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset)
+        ec == bhttp::error::partial_message || ec == boost::asio::error::eof ||
+        ec == boost::asio::error::connection_reset)
       return true;
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category()) {
-      answer_error(ApiError::bad_request, "malformed HTTP request: " + ec.message(), true);
+      refuse_framing(ApiError::bad_request, "malformed HTTP request: " + ec.message());
       return true;
     }
     return true;
+  }
+
+  /// A request whose framing cannot be trusted: answered, counted, logged
+  /// now and then, and its connection closed (what follows may be anything).
+  void refuse_framing(ApiError error, const std::string& message) {
+    hub_->bad_framing.add();
+    std::uint64_t suppressed = 0;
+    if (hub_->framing_log.allow(suppressed))
+      hub_->logger.warn("refused a request from ", peer_, " and closed its connection: ", message, " (", suppressed,
+                        " more since the last report)");
+    answer_error(error, message, true);
   }
 
   void on_header(beast::error_code ec) {
     if (read_failed(ec)) return;
     started_ = Clock::now();
     const auto& req = parser_->get();
+    // RFC 9112 6.1: a coding the server does not know leaves the body's end
+    // unknown, and guessing it (Content-Length) lets a second request hide
+    // in the first one's body. Only "chunked" alone is known here.
+    if (req.count(bhttp::field::transfer_encoding) > 0 &&
+        (req.count(bhttp::field::transfer_encoding) > 1 ||
+         !beast::iequals(trimmed(req[bhttp::field::transfer_encoding]), "chunked")))
+      return refuse_framing(ApiError::bad_request, "Transfer-Encoding must be chunked (no other coding is taken)");
+    if (req.version() >= 11 && req.count(bhttp::field::host) != 1)
+      return refuse_framing(ApiError::bad_request, "an HTTP/1.1 request needs one Host field");
     std::string room;
     route_ = route_of(req.target(), room);
     room_ = std::move(room);
@@ -260,6 +326,7 @@ class Session : public std::enable_shared_from_this<Session> {
       else token_problem = std::string(to_string(checked.error()));
     }
     const bool authenticated = credential_ >= 0 || !token_identity_.empty();
+    if (authenticated) leave_displaceable();
     if (route_ == Route::unknown)
       refusal_.emplace(ApiError::not_found, "POST to /api/rooms/{room}/messages or /api/messages");
     else if (req.method() != bhttp::verb::post)
@@ -512,6 +579,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t pending_ = 0;
   bool holds_slot_ = false;
   Clock::time_point started_ = Clock::now();
+  /// Where this session is in hub_->unauthenticated; empty once it authenticated.
+  std::optional<std::list<Session*>::iterator> unauthenticated_at_;
 };
 
 HttpSource::HttpSource(const Config& config, Context& context)
@@ -592,11 +661,20 @@ void HttpSource::do_accept(Listener& listener) {
     const std::string peer = peer_ec ? std::string("?") : peer_key(remote.address());
     const auto& cfg = hub_->config;
     const std::size_t from_peer = hub_->per_address.contains(peer) ? hub_->per_address[peer] : 0;
-    if (hub_->connections >= static_cast<std::size_t>(cfg.max_connections) ||
+    const bool full = hub_->connections >= static_cast<std::size_t>(cfg.max_connections);
+    if ((full && hub_->unauthenticated.empty()) ||
         (cfg.max_connections_per_address > 0 && from_peer >= static_cast<std::size_t>(cfg.max_connections_per_address))) {
       hub_->connections_refused.add();
       socket.close(peer_ec);
       return do_accept(listener);
+    }
+    if (full) {
+      // The oldest connection that has shown no key goes; its count drops
+      // when its pending operations end, a moment later.
+      Session* oldest = hub_->unauthenticated.front();
+      oldest->leave_displaceable();  // out of the list: not displaced twice
+      oldest->close();
+      hub_->connections_displaced.add();
     }
     ++hub_->connections;
     ++hub_->per_address[peer];

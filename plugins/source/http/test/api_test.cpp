@@ -44,6 +44,52 @@ TEST(HttpApi, AMessageNeedsTextAndAValidRoomAndKnowsNoOtherFields) {
   EXPECT_FALSE(parse_message(std::string(100000, '[') , "general", error));
 }
 
+TEST(HttpApi, ATextThatDecodesToInvalidUtf8IsRefused) {
+  std::string error;
+  // The body is valid UTF-8; "\udc00" alone decodes to ED B0 80, which is not.
+  EXPECT_FALSE(parse_message(R"({"text":"A\udc00B"})", "general", error));
+  EXPECT_THAT(error, HasSubstr("not valid UTF-8"));
+  EXPECT_FALSE(parse_message(R"({"text":"A\ud800"})", "general", error));
+  EXPECT_FALSE(parse_message(R"({"text":"hi","sender":"x\udc00"})", "general", error));
+  bool too_many = false;
+  auto items = parse_batch(R"({"messages":[{"room":"a","text":"\udc00"}]})", 10, error, too_many);
+  ASSERT_TRUE(items);
+  EXPECT_FALSE((*items)[0].draft);
+  EXPECT_THAT((*items)[0].error, HasSubstr("not valid UTF-8"));
+  auto paired = parse_message(R"({"text":"\ud83d\ude00"})", "general", error);
+  ASSERT_TRUE(paired) << error;
+  EXPECT_EQ(paired->text, "\xF0\x9F\x98\x80") << "a whole pair is one character";
+}
+
+TEST(HttpApi, ASenderFollowsTheWebsocketNameRules) {
+  // Each looks like another name, or like nothing, on a page.
+  for (const std::string& bad : std::vector<std::string>{"\u202Eadmin", "ad\u200Bmin", "\uFEFFadmin", " admin", "admin ", "\u00A0admin",
+                                "\u0301admin", "admin\U000E0041", std::string(65, 'a')}) {
+    std::string error;
+    EXPECT_FALSE(is_valid_sender(bad)) << bad;
+    EXPECT_FALSE(parse_message(R"({"text":"hi","sender":")" + bad + "\"}", "general", error)) << bad;
+    EXPECT_THAT(error, HasSubstr("invalid sender"));
+  }
+  for (const std::string good : {"billing", "Zoë", "日本", "a b", "x\u0301"}) EXPECT_TRUE(is_valid_sender(good)) << good;
+}
+
+TEST(HttpApi, AnObjectNamingAFieldTwiceIsRefused) {
+  std::string error;
+  EXPECT_FALSE(parse_message(R"({"text":"FIRST","text":"SECOND"})", "general", error));
+  EXPECT_THAT(error, HasSubstr("duplicate key 'text'"));
+  EXPECT_FALSE(parse_message(R"({"text":"a","sender":"x","sender":"y"})", "general", error));
+  EXPECT_THAT(error, HasSubstr("duplicate key 'sender'"));
+  bool too_many = false;
+  auto items = parse_batch(R"({"messages":[{"room":"a","room":"b","text":"x"},{"room":"a","text":"y"}]})", 10, error,
+                           too_many);
+  ASSERT_TRUE(items);
+  EXPECT_FALSE((*items)[0].draft);
+  EXPECT_THAT((*items)[0].error, HasSubstr("duplicate key 'room'"));
+  EXPECT_TRUE((*items)[1].draft);
+  EXPECT_FALSE(parse_message(R"({"text":"a","room":"b"})", "general", error)) << "room is not a field of this route";
+  EXPECT_THAT(error, HasSubstr("unknown field 'room'"));
+}
+
 TEST(HttpApi, ABatchRefusesBadItemsAloneAndTooManyItemsAsAWhole) {
   std::string error;
   bool too_many = false;

@@ -186,6 +186,22 @@ class HttpSourceTest : public ::testing::Test {
     return n == 0 || (n < 0 && errno == ECONNRESET);
   }
 
+  /// True when `socket` has something to read (an answer or its end) within `within`.
+  static bool readable_within(tcp::socket& socket, std::chrono::milliseconds within) {
+    pollfd fd{socket.native_handle(), POLLIN, 0};
+    return ::poll(&fd, 1, static_cast<int>(within.count())) > 0;
+  }
+
+  /// Writes `raw` as is on a new connection and reads the answer (status 0 if none within 5 s).
+  Reply raw_request(const std::string& raw) {
+    auto socket = connect();
+    boost::asio::write(socket, boost::asio::buffer(raw));
+    if (!readable_within(socket, std::chrono::seconds(5))) return {0, "no answer"};
+    Reply reply = receive(socket);
+    if (!closed_by_server(socket, std::chrono::seconds(2))) reply.body += " (connection left open)";
+    return reply;
+  }
+
   boost::asio::io_context io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{io_.get_executor()};
   std::thread loop_;
@@ -301,7 +317,11 @@ TEST_F(HttpSourceTest, ConnectionsAreBoundedPerAddressAndInTotal) {
 
 TEST_F(HttpSourceTest, TotalConnectionsAreBounded) {
   start({{"max_connections", std::int64_t{1}}, {"max_connections_per_address", std::int64_t{0}}});
-  auto a = connect(), b = connect();
+  auto a = connect();
+  // Authenticated, so not displaced (see AtMaxConnections... below).
+  send(a, "/api/rooms/general/messages", R"({"text":"a"})", {{"Authorization", "Bearer " + kKey}});
+  EXPECT_EQ(receive(a).status, 202u);
+  auto b = connect();
   EXPECT_TRUE(closed_by_server(b, std::chrono::milliseconds(2000)));
 }
 
@@ -373,6 +393,125 @@ TEST_F(HttpSourceTest, AValidTokenStandsInForAKeyAndNamesTheSender) {
                                                                                                 std::to_string(exp) + "}")}});
   EXPECT_EQ(forged.status, 401u);
   EXPECT_EQ(ingress_.published().size(), 1u);
+}
+
+TEST_F(HttpSourceTest, AnEndlessChunkExtensionOrTrailerIsRefusedAtTheReadBoundAndClosed) {
+  // A body timeout far off: without a bound the server would read on until it.
+  start({{"body_timeout_ms", std::int64_t{60000}}, {"max_header_bytes", std::int64_t{1024}}});
+  const std::string head = "POST /api/rooms/general/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kKey +
+                           "\r\nTransfer-Encoding: chunked\r\n\r\n";
+  auto attack = [&](const std::string& start_of_body) {
+    auto socket = connect();
+    boost::asio::write(socket, boost::asio::buffer(head + start_of_body));
+    // 1 MiB of one line, written on another thread: the server stops reading it.
+    std::thread writer([&socket] {
+      const std::string filler(64 * 1024, 'e');
+      boost::system::error_code ec;
+      for (int i = 0; i < 16 && !ec; ++i) boost::asio::write(socket, boost::asio::buffer(filler), ec);
+    });
+    const bool answered = readable_within(socket, std::chrono::seconds(5));
+    Reply reply = answered ? receive(socket) : Reply{0, "no answer"};
+    const bool closed = answered && closed_by_server(socket, std::chrono::seconds(5));
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    writer.join();
+    EXPECT_EQ(reply.status, 413u) << reply.body;
+    EXPECT_THAT(reply.body, HasSubstr("chunk"));
+    EXPECT_TRUE(closed);
+  };
+  attack("5;");                                  // a chunk extension
+  attack("5\r\nhello\r\n0\r\nX-Trailer: ");       // a trailer field
+  EXPECT_EQ(context_.metrics().value("bad_framing"), 2u);
+  EXPECT_EQ(context_.logger().count(LogLevel::warn, "chunk"), 1u) << "logged once in the limiter's period";
+  EXPECT_TRUE(ingress_.published().empty());
+  // The bound leaves room for an ordinary chunked body, extensions and all.
+  const Reply chunked = raw_request(head.substr(0, head.size() - 2) + "Connection: close\r\n\r\n" + "d;name=value\r\n{\"text\":\"ok\"}\r\n0\r\n\r\n");
+  EXPECT_EQ(chunked.status, 202u) << chunked.body;
+}
+
+TEST_F(HttpSourceTest, AtMaxConnectionsANewcomerDisplacesTheOldestConnectionThatShowedNoKey) {
+  start({{"max_connections", std::int64_t{4}}, {"max_connections_per_address", std::int64_t{0}}});
+  std::vector<tcp::socket> squatters;
+  for (int i = 0; i < 4; ++i) {
+    squatters.push_back(connect());
+    boost::asio::write(squatters.back(), boost::asio::buffer(std::string("P")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(post("/api/rooms/general/messages", R"({"text":"backend"})").status, 202u)
+      << "a backend with a key gets in while idle connections fill every slot";
+  EXPECT_TRUE(closed_by_server(squatters[0], std::chrono::milliseconds(2000))) << "the oldest went";
+  EXPECT_FALSE(closed_by_server(squatters[3], std::chrono::milliseconds(100))) << "the newest stays";
+  EXPECT_EQ(context_.metrics().value("connections_displaced"), 1u);
+  EXPECT_EQ(context_.metrics().value("connections_refused"), 0u);
+  for (auto& squatter : squatters) squatter.close();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(context_.metrics().value("bad_framing"), 0u) << "a client hanging up mid-request is no framing fault";
+}
+
+TEST_F(HttpSourceTest, AtMaxConnectionsWhenAllAreAuthenticatedANewcomerIsRefused) {
+  start({{"max_connections", std::int64_t{2}}, {"max_connections_per_address", std::int64_t{0}}});
+  auto a = connect(), b = connect();
+  for (auto* socket : {&a, &b}) {
+    send(*socket, "/api/rooms/general/messages", R"({"text":"kept"})", {{"Authorization", "Bearer " + kKey}});
+    EXPECT_EQ(receive(*socket).status, 202u);
+  }
+  auto c = connect();
+  EXPECT_TRUE(closed_by_server(c, std::chrono::milliseconds(2000)));
+  EXPECT_EQ(context_.metrics().value("connections_refused"), 1u);
+  EXPECT_EQ(context_.metrics().value("connections_displaced"), 0u);
+  send(a, "/api/rooms/general/messages", R"({"text":"still"})", {{"Authorization", "Bearer " + kKey}});
+  EXPECT_EQ(receive(a).status, 202u) << "an authenticated connection is never displaced";
+}
+
+TEST_F(HttpSourceTest, ATransferEncodingOtherThanChunkedOrNoHostIs400AndCloses) {
+  start();
+  const std::string body = R"({"text":"smuggled"})";
+  for (const std::string coding : {"xchunked", "gzip", "chunked, gzip", "gzip, chunked"}) {
+    const Reply reply =
+        raw_request("POST /api/rooms/general/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kKey +
+                    "\r\nTransfer-Encoding: " + coding + "\r\nContent-Length: " + std::to_string(body.size()) +
+                    "\r\n\r\n" + body);
+    EXPECT_EQ(reply.status, 400u) << coding << ": " << reply.body;
+    // Beast itself refuses a Content-Length beside a final chunked.
+    if (coding != "gzip, chunked") {
+      EXPECT_THAT(reply.body, HasSubstr("Transfer-Encoding")) << coding;
+    }
+  }
+  const Reply no_host = raw_request("POST /api/rooms/general/messages HTTP/1.1\r\nAuthorization: Bearer " + kKey +
+                                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  EXPECT_EQ(no_host.status, 400u) << no_host.body;
+  EXPECT_THAT(no_host.body, HasSubstr("Host"));
+  EXPECT_TRUE(ingress_.published().empty());
+  EXPECT_EQ(context_.metrics().value("bad_framing"), 5u);
+  const Reply chunked = raw_request("POST /api/rooms/general/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                    kKey + "\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n" +
+                                    "13\r\n" + body + "\r\n0\r\n\r\n");
+  EXPECT_EQ(chunked.status, 202u) << chunked.body;
+}
+
+TEST_F(HttpSourceTest, ATextWithAnUnpairedSurrogateOrADuplicateKeyIs400) {
+  start();
+  const Reply surrogate = post("/api/rooms/general/messages", R"({"text":"A\udc00B"})");
+  EXPECT_EQ(surrogate.status, 400u);
+  EXPECT_THAT(surrogate.body, HasSubstr("not valid UTF-8"));
+  const Reply twice = post("/api/rooms/general/messages", R"({"text":"FIRST","text":"SECOND"})");
+  EXPECT_EQ(twice.status, 400u);
+  EXPECT_THAT(twice.body, HasSubstr("duplicate key"));
+  EXPECT_TRUE(ingress_.published().empty());
+}
+
+TEST_F(HttpSourceTest, ATokenWhoseIdentityTheWebsocketWouldRefuseIs401) {
+  const std::string secret = "0123456789abcdef0123456789abcdef-jwt";
+  start({{"api_keys", std::vector<std::string>{}}, {"jwt_secret", secret}});
+  const std::int64_t exp = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  for (const std::string sub : {"\\u202Eadmin", "admin\\u200B", " admin", "\\u0301admin"}) {
+    const std::string token = sign_token(secret, R"({"sub":")" + sub + R"(","exp":)" + std::to_string(exp) + "}");
+    const Reply reply = post("/api/rooms/general/messages", R"({"text":"hi"})", {{"Authorization", "Bearer " + token}});
+    EXPECT_EQ(reply.status, 401u) << sub;
+    EXPECT_THAT(reply.body, HasSubstr("identity")) << sub;
+  }
+  EXPECT_TRUE(ingress_.published().empty());
 }
 
 TEST(HttpSourceOff, AnEmptyListenStartsNothingAndIsReady) {

@@ -24,4 +24,14 @@ bool is_valid_utf8(std::string_view text) noexcept;
 /// if anything was replaced (then `text` was not valid UTF-8).
 bool repair_utf8(std::string_view text, std::string& out);
 
+/// True if `name` may name a sender shown to people: 1 to 64 bytes of valid
+/// UTF-8, no space of any kind at either end nor a combining mark first, and
+/// no control (C0, DEL, C1), line or paragraph separator, bidirectional
+/// control or other default-ignorable code point (zero-width characters,
+/// BOM, fillers, variation selectors, tags). Those reorder what is displayed
+/// ("\u202Eadmin") or display as nothing, so two names that look alike would
+/// be different senders. Letters of other scripts that look alike and
+/// unnormalised forms are not detected. The one rule for every source.
+bool is_acceptable_display_name(std::string_view name) noexcept;
+
 }  // namespace nudge

@@ -5,83 +5,83 @@
 namespace nudge::plugins::websocket {
 
 AfterMessage ChatProtocol::on_message(std::string_view data, bool text) {
-  auto& c = connection_;
-  c.hub_->frames_in.add();
-  switch (c.rate_check()) {
-    case WsConnection::RateVerdict::allowed: break;
-    case WsConnection::RateVerdict::refused:
+  WsSession& s = connection_;
+  s.hub_->frames_in.add();
+  switch (s.rate_check()) {
+    case WsSession::RateVerdict::allowed: break;
+    case WsSession::RateVerdict::refused:
       // Refused unread: parsing is work the limit is there to spare.
-      c.send_text(error_frame("", "rate_limited", "too many frames; slow down"));
+      connection_.send_text(error_frame("", "rate_limited", "too many frames; slow down"));
       return AfterMessage::read;
-    case WsConnection::RateVerdict::refused_to_close:
-      c.send_text(error_frame("", "rate_limited", "too many frames; slow down"));
-      c.close_after_queue(CloseCode::policy_error, "rate limit exceeded");
+    case WsSession::RateVerdict::refused_to_close:
+      connection_.send_text(error_frame("", "rate_limited", "too many frames; slow down"));
+      connection_.close_after_queue(CloseCode::policy_error, "rate limit exceeded");
       return AfterMessage::stop;
   }
   if (!text) {
-    c.hub_->frames_refused.add();
-    c.send_text(error_frame("", "bad_request", "binary frames are not supported; send JSON text frames"));
+    s.hub_->frames_refused.add();
+    connection_.send_text(error_frame("", "bad_request", "binary frames are not supported; send JSON text frames"));
     return AfterMessage::read;
   }
   ProtocolError error;
   auto frame = parse_client_frame(data, error);
   if (!frame) {
-    c.hub_->frames_refused.add();
-    c.send_text(error_frame(error.ref, error.code, error.message));
+    s.hub_->frames_refused.add();
+    connection_.send_text(error_frame(error.ref, error.code, error.message));
     return AfterMessage::read;
   }
   return handle(std::move(*frame));
 }
 
 AfterMessage ChatProtocol::handle(ClientFrame frame) {
-  auto& c = connection_;
+  WsSession& s = connection_;
   switch (frame.type) {
     case ClientFrame::Type::hello:
       // An authenticated connection is named by its token, never by its frames.
-      if (c.identity_ && frame.name != c.identity_->name) {
-        c.hub_->frames_refused.add();
-        c.send_text(error_frame(frame.ref, "forbidden",
-                              "this connection is authenticated as '" + c.identity_->name +
+      if (s.identity_ && frame.name != s.identity_->name) {
+        s.hub_->frames_refused.add();
+        connection_.send_text(error_frame(frame.ref, "forbidden",
+                              "this connection is authenticated as '" + s.identity_->name +
                                   "'; its name comes from the token"));
         return AfterMessage::read;
       }
-      c.name_ = std::move(frame.name);
-      c.named_ = true;
+      s.name_ = std::move(frame.name);
+      s.named_ = true;
       return AfterMessage::read;
     case ClientFrame::Type::join:
-      switch (c.join_room(frame.room, frame.after)) {
+      switch (s.join_room(frame.room, frame.after)) {
         case Hub::JoinRefusal::none: break;
         case Hub::JoinRefusal::too_many_rooms_here:
-          c.send_text(error_frame(frame.ref, "too_many_rooms",
-                                "this connection is in " + std::to_string(c.rooms_.size()) +
+          connection_.send_text(error_frame(frame.ref, "too_many_rooms",
+                                "this connection is in " + std::to_string(s.rooms_.size()) +
                                     " rooms already (max_rooms_per_connection); leave one first"));
           break;
         case Hub::JoinRefusal::too_many_rooms_from_address:
-          c.send_text(error_frame(frame.ref, "too_many_rooms",
+          connection_.send_text(error_frame(frame.ref, "too_many_rooms",
                                 "the clients of this address are in as many rooms as they may (max_rooms_per_address)"));
           break;
         case Hub::JoinRefusal::too_many_rooms:
-          c.send_text(error_frame(frame.ref, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)"));
+          connection_.send_text(error_frame(frame.ref, "too_many_rooms", "the server holds as many rooms as it may (max_rooms)"));
           break;
       }
       return AfterMessage::read;
     case ClientFrame::Type::leave:
-      c.leave_room(frame.room);
+      s.leave_room(frame.room);
       return AfterMessage::read;
     case ClientFrame::Type::send: break;
   }
-  if (!c.rooms_.contains(frame.room)) {
-    c.hub_->frames_refused.add();
-    c.send_text(error_frame(frame.ref, "not_joined", not_joined_message(frame.room)));
+  if (!s.rooms_.contains(frame.room)) {
+    s.hub_->frames_refused.add();
+    connection_.send_text(error_frame(frame.ref, "not_joined", not_joined_message(frame.room)));
     return AfterMessage::read;
   }
-  if (!c.hub_->ingress || !c.hub_->intake_open) {
-    c.send_text(error_frame(frame.ref, "unavailable", "the server is shutting down; send again after reconnecting"));
+  if (!s.hub_->ingress || !s.hub_->intake_open) {
+    connection_.send_text(error_frame(frame.ref, "unavailable", "the server is shutting down; send again after reconnecting"));
     return AfterMessage::stop;
   }
   const std::string ref = frame.ref;
-  const auto submitted = c.submit(std::move(frame.room), std::move(frame.text), frame.ref,
-                                [ref](WsSession& session, const WsConnection::SendOutcome& outcome) {
+  const auto submitted = s.submit(std::move(frame.room), std::move(frame.text), frame.ref,
+                                [ref](WsSession& session, const WsSession::SendOutcome& outcome) {
                                   auto& self = static_cast<WsConnection&>(session);
                                   // Without a ref there is nothing to correlate an ack with (docs/protocol.md).
                                   if (outcome.status.ok()) {
@@ -90,7 +90,7 @@ AfterMessage ChatProtocol::handle(ClientFrame frame) {
                                     self.send_text(error_frame(ref, outcome.error_code(), outcome.status.message()));
                                   }
                                 });
-  return submitted == WsConnection::Submitted::published ? AfterMessage::pause : AfterMessage::read;
+  return submitted == WsSession::Submitted::published ? AfterMessage::pause : AfterMessage::read;
 }
 
 void ChatProtocol::deliver(Outbound& message) {
@@ -98,13 +98,13 @@ void ChatProtocol::deliver(Outbound& message) {
 }
 
 void ChatProtocol::history_done(const std::string& room, std::size_t count, const Status& status) {
-  auto& c = connection_;
+  WsSession& s = connection_;
   if (!status.ok()) {
-    c.hub_->history_failures.add();
-    c.send_text(error_frame("", "history_unavailable",
+    s.hub_->history_failures.add();
+    connection_.send_text(error_frame("", "history_unavailable",
                           "the history of room '" + room + "' could not be read: " + std::string(status.message())));
   }
-  c.send_text(joined_frame(room, count));
+  connection_.send_text(joined_frame(room, count));
 }
 
 }  // namespace nudge::plugins::websocket

@@ -187,9 +187,6 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
   void start_socket_read();
 
  private:
-  /// The chat speaks for the session this connection is (WsSession's
-  /// rooms, sends and rate limits, shared with the Socket.IO bridge).
-  friend class ChatProtocol;
   using Next = AfterMessage;
 
   // WsSession

@@ -548,6 +548,11 @@ class WsSession {
   void release_all_history();
 
  private:
+  /// The native chat speaks for the session of its connection (name,
+  /// rooms, sends, rate limits); it reaches the connection itself only
+  /// through WsConnection's public send_text, send and close_after_queue.
+  friend class ChatProtocol;
+
   void finish_catch_up(const std::string& room, const Status& status);
 
   /// Only while some room's history is being sent.

@@ -5,7 +5,7 @@
 //   ws_connection.hpp  RFC 6455 over a stream (WsConnection), and the stream itself (WsStreamSession)
 //   http_router.hpp    an HTTP connection: static files, refusals, long-polling, the upgrade (HttpRouter)
 //   sessions.hpp       the same over a stream (HttpSession), and the TLS detector
-// The chat protocol (chat_session.cpp) and the Socket.IO bridge (socketio_session.hpp) sit on a WsConnection.
+// The chat protocol (chat_protocol.hpp) and the Socket.IO bridge (socketio_session.hpp) sit on a WsConnection.
 
 #include <memory>
 

@@ -621,36 +621,34 @@ void SioSession::history_done(const std::string& room, std::size_t count, const 
 
 // ------------------------------------------- the bridge on a WebSocket
 
-// The Socket.IO side of a WsConnection carrying a session: Engine.IO packets
-// in text frames, and the upgrade from long-polling.
-WsConnection::Next WsConnection::on_socketio_message(std::string_view data, bool text) {
+AfterMessage SioBridge::on_message(std::string_view data, bool text) {
   if (!text) {
-    sio_->on_binary();
-    return Next::read;
+    session_->on_binary();
+    return AfterMessage::read;
   }
-  if (probing_) {
-    // The upgrade from long-polling (Engine.IO v4): "2probe" is answered
-    // "3probe", and "5" moves the session onto this connection.
+  if (state_ == State::probing) {
     if (data == "2probe") {
-      send_text("3probe");
-      sio_->on_probe();
-      return Next::read;
+      connection_.send_text("3probe");
+      session_->on_probe();
+      return AfterMessage::read;
     }
     if (data == "5") {
-      probing_ = false;
-      sio_->attach_websocket(shared_from_this());
-      return Next::read;
+      state_ = State::carrying;
+      session_->attach_websocket(connection_.shared_from_this());
+      return AfterMessage::read;
     }
-    hub_->protocol_errors.add();
-    close_after_queue(CloseCode::protocol_error, "expected the upgrade probe");
-    return Next::stop;
+    connection_.hub().protocol_errors.add();
+    connection_.close_after_queue(CloseCode::protocol_error, "expected the upgrade probe");
+    return AfterMessage::stop;
   }
-  sio_->on_packet(data);
-  if (closing()) return Next::stop;
-  if (!sio_->waiting_for_pipeline()) return Next::read;
+  session_->on_packet(data);
+  if (connection_.closing()) return AfterMessage::stop;
+  if (!session_->waiting_for_pipeline()) return AfterMessage::read;
   // The session waits for the pipeline: it resumes this connection's reading.
-  sio_->pause_transport(shared_from_this());
-  return Next::pause;
+  session_->pause_transport(connection_.shared_from_this());
+  return AfterMessage::pause;
 }
+
+void SioBridge::on_closed() { session_->websocket_closed(&connection_); }
 
 }  // namespace nudge::plugins::websocket

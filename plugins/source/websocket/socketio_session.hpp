@@ -13,6 +13,7 @@
 
 #include "sessions.hpp"
 #include "socketio.hpp"
+#include "ws_protocol.hpp"
 
 namespace nudge::plugins::websocket {
 
@@ -24,6 +25,8 @@ namespace nudge::plugins::websocket {
 ///   server → client  `message` "<JSON text: message, id, room, sender, ts>", `error` {code, message}
 /// Packets reach it from a long-polling POST or a WebSocket's text frames;
 /// what it sends waits for the next poll or goes out on the WebSocket.
+class WsConnection;
+
 class SioSession final : public WsSession, public std::enable_shared_from_this<SioSession> {
  public:
   /// `identity`: the token's holder when the handshake carried a valid
@@ -154,6 +157,39 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   Clock::time_point next_ping_;
   Clock::time_point pong_deadline_;
   bool awaiting_pong_ = false;
+};
+
+/// The Socket.IO bridge above a WsConnection carrying a SioSession:
+/// Engine.IO packets in text frames, handed to the session, and the upgrade
+/// from long-polling (Engine.IO v4: "2probe" answered "3probe", then "5").
+/// Made once, at the upgrade, for a Socket.IO connection; a native one has none.
+class SioBridge {
+ public:
+  /// `probe`: the connection upgrades a long-polling session, which the
+  /// client completes with the probe; else it carries `session` from the start.
+  SioBridge(WsConnection& connection, std::shared_ptr<SioSession> session, bool probe) noexcept
+      : connection_(connection), session_(std::move(session)), state_(probe ? State::probing : State::carrying) {}
+
+  /// One complete message from the client.
+  AfterMessage on_message(std::string_view data, bool text);
+  /// The connection wrote frames: the session's history waiting for room goes on.
+  void on_written() { session_->on_queue_drained(); }
+  /// The connection's socket is closed.
+  void on_closed();
+  /// Once it carries the session, the session's heartbeat and token watch
+  /// the connection, not the connection's own idle and expiry checks.
+  bool carrying() const noexcept { return state_ == State::carrying; }
+
+ private:
+  /// Where the connection is in the upgrade: it only moves forward.
+  enum class State : std::uint8_t {
+    probing,   ///< an upgrade from long-polling, not yet completed ("5" not received)
+    carrying,  ///< the session's packets travel on this connection
+  };
+
+  WsConnection& connection_;
+  std::shared_ptr<SioSession> session_;
+  State state_;
 };
 
 }  // namespace nudge::plugins::websocket

@@ -32,8 +32,7 @@ WsConnection::WsConnection(std::shared_ptr<Hub> hub, SocketSlot slot, std::strin
                            std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio, bool probe)
     : WsSession(std::move(hub), std::move(address), std::move(peer), std::move(identity)),
       slot_(std::move(slot)),
-      sio_(std::move(sio)),
-      probing_(probe) {
+      sio_(sio ? std::make_unique<SioBridge>(*this, std::move(sio), probe) : nullptr) {
   if (sio_) counted_ = Counted::nothing;  // the Socket.IO session is the client counted
 }
 
@@ -160,14 +159,14 @@ void WsConnection::apply_limits() {
 }
 
 WsConnection::Next WsConnection::on_message(std::string_view data, bool text) {
-  if (sio_) return on_socketio_message(data, text);
-  return on_chat_message(data, text);
+  if (sio_) return sio_->on_message(data, text);
+  return chat_.on_message(data, text);
 }
 
 void WsConnection::close(CloseCode code, std::string_view reason) { close_after_queue(code, reason); }
 
-void WsConnection::send_text(std::string_view json) {
-  send(std::make_shared<const std::string>(encode_frame(Opcode::text, json)));
+void WsConnection::send_text(std::string_view text) {
+  send(std::make_shared<const std::string>(encode_frame(Opcode::text, text)));
 }
 
 void WsConnection::send(std::shared_ptr<const std::string> frame) {
@@ -208,7 +207,7 @@ bool WsConnection::after_write() {
     // Written: history waiting for room in the queue may go on (this
     // session's, or the Socket.IO session's this connection carries); it
     // checks how much room there is itself.
-    if (sio_) sio_->on_queue_drained();
+    if (sio_) sio_->on_written();
     else on_queue_drained();
   }
   if (!b.queue.empty()) return true;
@@ -294,7 +293,7 @@ void WsConnection::check_deadlines(Clock::time_point now) {
   }
   if (writing_ && now - busy().last_written >= std::chrono::milliseconds(hub_->config.write_timeout_ms))
     return drop_slow("its queued frames made no progress for write_timeout_ms");
-  if (sio_ && !probing_) return;  // the Socket.IO session's heartbeat and token watch it
+  if (sio_ && sio_->carrying()) return;  // the Socket.IO session's heartbeat and token watch it
   if (token_expired()) return close_after_queue(CloseCode::policy_error, "token expired");
   if (waiting_for_pipeline_) {
     // Reading is paused for the pipeline: the silence is ours.
@@ -330,7 +329,7 @@ void WsConnection::close_socket(SocketEnd end) {
   }
   socket.close(ignored);
   slot_.release();
-  if (sio_) sio_->websocket_closed(this);
+  if (sio_) sio_->on_closed();
 }
 
 void WsConnection::fail(boost::beast::error_code ec, const char* what) {

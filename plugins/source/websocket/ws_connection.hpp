@@ -10,12 +10,16 @@
 
 #include <boost/beast/core/error.hpp>
 
+#include "chat_protocol.hpp"
 #include "frame_queue.hpp"
 #include "hub.hpp"
 #include "token_bucket.hpp"
 #include "wire.hpp"
+#include "ws_protocol.hpp"
 
 namespace nudge::plugins::websocket {
+
+class SioBridge;
 
 /// How far a WebSocket connection is on its way out (RFC 6455 section 7).
 /// It only moves forward: open, closing_after_queue, close_queued,
@@ -67,9 +71,11 @@ enum class SocketEnd {
 
 /// A client over one WebSocket connection: RFC 6455 (wire.hpp) — reading
 /// frames, ping and pong, the send queue and its bounds, the close
-/// handshake, the idle and write timeouts — whatever the stream. What the
-/// connection carries is the native chat protocol (chat_session.cpp) or a
-/// Socket.IO session (sio_, socketio_session.cpp).
+/// handshake, the idle and write timeouts — whatever the stream. Each
+/// complete message goes to the protocol above, chosen at the upgrade: the
+/// native chat (ChatProtocol, chat_protocol.hpp) or the Socket.IO bridge
+/// (SioBridge, socketio_session.hpp), which send through send_text, send
+/// and close_after_queue.
 ///
 /// Compiled once: what depends on the stream (plain TCP or TLS) is
 /// WsStreamSession's, behind a virtual call per read and per write.
@@ -98,6 +104,15 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
   ConnectionState state() const noexcept { return state_; }
   /// Goes on reading: bytes held back first, then the socket.
   void do_read();
+
+  // For the protocol above.
+  /// Queues a text message (a frame of its own, not shared).
+  void send_text(std::string_view text);
+  /// Closes with `code` once the queued frames are written (within
+  /// handshake_timeout_ms).
+  void close_after_queue(CloseCode code, std::string_view reason);
+  bool closing() const noexcept { return state_ != ConnectionState::open; }
+  Hub& hub() const noexcept { return *hub_; }
 
  protected:
   /// `identity` is the verified token's holder when authentication is on:
@@ -128,6 +143,9 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
     /// backpressure in the middle of what one read returned.
     std::string pending_input;
     std::size_t frames_in_flight = 0;
+    // Two facts, not steps of one lifecycle: a pong comes and goes with
+    // each ping whatever the close handshake's state, and the client's close
+    // frame may arrive before or after ours is sent (ConnectionState).
     /// A pong is queued (as pong_sequence): a newer ping's replaces it.
     bool pong_queued = false;
     bool close_received = false;  ///< the client's close frame arrived
@@ -169,28 +187,20 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
   void start_socket_read();
 
  private:
-  /// What a handled message lets the session do next.
-  enum class Next {
-    read,   ///< go on reading
-    pause,  ///< wait: something will call do_read() (pipeline backpressure)
-    stop,   ///< the connection is closing
-  };
+  using Next = AfterMessage;
 
   // WsSession
-  void deliver_live(Outbound& message) override;
-  void send_history(Outbound& message) override;
-  void history_done(const std::string& room, std::size_t count, const Status& status) override;
+  // Only the native chat joins rooms on a connection (a Socket.IO session
+  // joins them itself).
+  void deliver_live(Outbound& message) override { chat_.deliver(message); }
+  void send_history(Outbound& message) override { chat_.deliver(message); }
+  void history_done(const std::string& room, std::size_t count, const Status& status) override {
+    chat_.history_done(room, count, status);
+  }
   std::weak_ptr<WsSession> weak_self() override { return weak_from_this(); }
   void on_pipeline_ready() override { do_read(); }
   TokenBucket& connection_bucket() override { return busy().bucket; }
   void write_queued() override;
-
-  // The native chat protocol (chat_session.cpp).
-  Next on_chat_message(std::string_view data, bool text);
-  Next handle(ClientFrame frame);
-  // The Socket.IO bridge (socketio_session.cpp): a text or binary message
-  // of a connection carrying a Socket.IO session.
-  Next on_socketio_message(std::string_view data, bool text);
 
   /// Runs the frames in `input` through the protocol. False when reading
   /// stops here: the rest of `input` is kept in pending_input if paused.
@@ -198,8 +208,8 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
   /// A ping: answered with a pong, unless a pong not yet written takes its
   /// place; refused like a data frame past the rate limit.
   Next on_ping(std::string_view payload);
+  /// A complete message: to the protocol above.
   Next on_message(std::string_view data, bool text);
-  void send_text(std::string_view json);
   /// Queues a control frame (ping, pong): they bypass max_send_queue (each
   /// kind is queued once at most) but count in its bytes.
   void enqueue(std::shared_ptr<const std::string> frame);
@@ -209,9 +219,6 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
   /// is dropped. The socket is closed when the client answers, or `grace`
   /// later at the latest.
   void begin_close(CloseCode code, std::string_view reason, Clock::duration grace);
-  /// Closes with `code` once the queued frames are written (within
-  /// handshake_timeout_ms).
-  void close_after_queue(CloseCode code, std::string_view reason);
   /// Queues the close frame, the last frame this session writes.
   void queue_close(CloseCode code, std::string_view reason, Clock::time_point deadline);
   /// Closes the socket: the end of the session.
@@ -221,20 +228,24 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
   /// The sweep's checks (check_timeouts), before the busy part may go.
   void check_deadlines(Clock::time_point now);
 
-  bool closing() const noexcept { return state_ != ConnectionState::open; }
-
   SocketSlot slot_;
-  /// Socket.IO connections only: the session this connection carries.
-  std::shared_ptr<SioSession> sio_;
+  /// Socket.IO connections only: the bridge to the session this connection
+  /// carries, which takes its messages instead of chat_.
+  std::unique_ptr<SioBridge> sio_;
+  ChatProtocol chat_{*this};
   std::unique_ptr<Busy> busy_;
   /// Frames written by the queues of busy parts let go: the count of
   /// frames ever queued and written goes on from there.
   std::uint64_t frames_released_ = 0;
   Clock::time_point last_heard_;
   ConnectionState state_ = ConnectionState::open;
-  bool probing_ = false;   ///< an upgrade from long-polling, not yet completed
-  bool upgraded_ = false;  ///< the 101 response is written
-  bool ping_sent_ = false;
+  // The flags below are independent facts, not steps of one lifecycle (the
+  // probe of a Socket.IO upgrade is SioBridge's State; the close handshake
+  // is state_): a close may be queued before the 101 is written, a read and
+  // a write are in flight at once, and a keep-alive ping is owed whatever
+  // else goes on.
+  bool upgraded_ = false;   ///< the 101 response is written
+  bool ping_sent_ = false;  ///< a keep-alive ping is out and nothing was heard since
 
  protected:
   // Last, beside the other flags: no padding between them.

@@ -209,7 +209,11 @@ class ReplayTest(unittest.TestCase):
         proc = subprocess.Popen([nudge_test.NUDGE, "replay", PERSIST, "--set", f"sink.postgres.table={d}", "--group",
                                  group], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=dict(os.environ, **self.env))
+        started = time.monotonic()
         self.assertTrue(nudge_test.wait_until(lambda: self.count(d) >= 2000, 60), "the replay wrote nothing")
+        # The progress line with a rate comes once a second, the first (nothing done yet) without one: let two
+        # pass. At 0.5 ms a row the replay is then still far from its 20,000.
+        time.sleep(max(0.0, 2.2 - (time.monotonic() - started)))
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, out + err)

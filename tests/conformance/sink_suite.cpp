@@ -611,7 +611,8 @@ void SinkConformance::NotReadySoonAfterLosingItsServerWithoutTrafficAndReadyWhen
                              << ")";
   const auto reason = sink->readiness().reason;
   EXPECT_FALSE(reason.empty()) << "not ready says why";
-  measured("not_ready_after_ms", noticed.count(), "not ready after the server went away: " + reason);
+  measured("not_ready_after_ms", noticed.count(),
+           "not ready " + std::to_string(noticed.count()) + " ms after the server went away: " + reason);
   // Still not ready a while later: no check may pass while the server is away.
   run_for(milliseconds(1500));
   EXPECT_FALSE(sink->readiness().ready) << "ready again while the server is still away";
@@ -623,7 +624,8 @@ void SinkConformance::NotReadySoonAfterLosingItsServerWithoutTrafficAndReadyWhen
       << " ms after the server came back: " << sink->readiness().reason;
   const auto back = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
   EXPECT_LE(back, within) << "ready after " << back.count() << " ms (--readiness-within-ms " << within.count() << ")";
-  measured("ready_again_after_ms", back.count(), "ready again after the server came back");
+  measured("ready_again_after_ms", back.count(),
+           "ready again " + std::to_string(back.count()) + " ms after the server came back");
   EXPECT_TRUE(write_one("after")) << "a write once ready again";
 
   auto stopped = std::make_shared<bool>(false);

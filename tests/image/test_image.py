@@ -32,7 +32,7 @@ import nudge_test  # noqa: E402
 
 SOURCE = os.path.abspath(nudge_test.SOURCE_DIR)
 BUILD = os.environ.get("NUDGE_BUILD_DIR", os.path.join(SOURCE, "build"))
-SHIPPED_PLUGINS = {"websocket", "filter", "rate-limit", "memory", "redis", "nats", "kafka", "sqlite", "postgres", "mysql"}
+SHIPPED_PLUGINS = {"websocket", "http", "filter", "rate-limit", "memory", "redis", "nats", "kafka", "sqlite", "postgres", "mysql"}
 USER = "10001:10001"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/var/lib/nudge", "LANG": "C.UTF-8"}
 

@@ -45,7 +45,12 @@ AfterMessage ChatProtocol::handle(ClientFrame frame) {
                                   "'; its name comes from the token"));
         return AfterMessage::read;
       }
-      s.rename(std::move(frame.name));
+      if (!s.rename(std::move(frame.name))) {
+        connection_.send_text(error_frame(frame.ref, "rate_limited",
+                                          "a rename announces a leave and a join in each of your rooms, more than the "
+                                          "rate limit allows now; slow down"));
+        return AfterMessage::read;
+      }
       s.named_ = true;
       return AfterMessage::read;
     case ClientFrame::Type::join:

@@ -521,8 +521,10 @@ class WsSession {
   bool token_expired();
 
   /// Takes a name from a hello: in rooms already, presence hears the old
-  /// name leave and the new one join (a leave must name who joined).
-  void rename(std::string name);
+  /// name leave and the new one join (a leave must name who joined), which
+  /// spends a rate-limit token per room; false (the name unchanged) when the
+  /// limit refuses them.
+  bool rename(std::string name);
 
   /// How a presence request was taken.
   enum class PresenceAsk {

@@ -142,14 +142,21 @@ std::string WsSession::resend_scope() const {
   return "c:" + std::to_string(serial_);
 }
 
-void WsSession::rename(std::string name) {
-  if (name == name_) return;
+bool WsSession::rename(std::string name) {
+  if (name == name_) return true;
   const bool presence = hub_->ingress && hub_->ingress->has_presence() && !rooms_.empty();
+  // A leave and a join per room, for every member of each: what a hello
+  // costs in rooms is what that many joins cost, or renaming in a loop
+  // would multiply the rate limit by max_rooms_per_connection.
+  if (presence)
+    for (std::size_t i = 0; i < rooms_.size(); ++i)
+      if (rate_check() != RateVerdict::allowed) return false;
   if (presence)
     for (const auto& room : rooms_) hub_->ingress->presence_leave(room, name_, client_id());
   name_ = std::move(name);
   if (presence)
     for (const auto& room : rooms_) hub_->ingress->presence_join(room, name_, client_id());
+  return true;
 }
 
 WsSession::PresenceAsk WsSession::ask_presence(const std::string& room, PresenceReply reply) {

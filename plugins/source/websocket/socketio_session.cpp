@@ -531,7 +531,10 @@ void SioSession::on_event(const socketio::Packet& packet) {
       return refuse(ack, "forbidden",
                     "this connection is authenticated as '" + identity_->name + "'; its name comes from the token");
     }
-    rename(std::move(*name));
+    if (!rename(std::move(*name)))
+      return refuse(ack, "rate_limited",
+                    "a rename announces a leave and a join in each of your rooms, more than the rate limit allows now; "
+                    "slow down");
     named_ = true;
     return ack_ok(ack, "\"name\":" + json_string(name_));
   }

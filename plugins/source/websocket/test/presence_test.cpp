@@ -325,6 +325,29 @@ TEST(Presence, ARenameInARoomIsALeaveOfTheOldNameAndAJoinOfTheNew) {
   EXPECT_TRUE(h.ingress().members["r"].empty()) << "the leave names who joined";
 }
 
+TEST(Presence, RenamingInManyRoomsSpendsATokenPerRoom) {
+  SessionHarness h(with({{"rate_limit_per_second", 0.001}, {"rate_limit_burst", std::int64_t{30}},
+                         {"rate_limit_strikes", std::int64_t{1000}}}));
+  presence_on(h);
+  const auto c = native_client(h);
+  say(h, c, R"({"type":"hello","name":"a"})");
+  for (int i = 0; i < 10; ++i) say(h, c, R"({"type":"join","room":"r)" + std::to_string(i) + "\"}");
+  frames(h, c);
+  // 11 tokens spent: 19 left, enough for one rename in 10 rooms (1 + 10), not two.
+  say(h, c, R"({"type":"hello","name":"b"})");
+  say(h, c, R"({"type":"hello","name":"c"})");
+  const auto& all = frames(h, c);
+  const auto errors = of_type(all, "error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(str(*errors[0], "code"), "rate_limited");
+  EXPECT_EQ(h.hub().sessions.size(), 1u);
+  for (int i = 0; i < 10; ++i) {
+    const auto& members = h.ingress().members["r" + std::to_string(i)];
+    ASSERT_EQ(members.size(), 1u);
+    EXPECT_EQ(members[0].user, "b") << "the refused rename changed nothing";
+  }
+}
+
 TEST(Presence, EventsGoThroughTheBoundedSendQueue) {
   SessionHarness h(with({{"max_send_queue", std::int64_t{16}}}));
   presence_on(h);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 #include <boost/asio/post.hpp>
@@ -306,6 +307,24 @@ std::string SessionHarness::check_invariants(bool abort) const {
   }
   for (const auto& [room, count] : ingress_.interest)
     if (count != 0 && !hub_->rooms.contains(room)) broken << "the fanout still has interest in '" << room << "'; ";
+  if (ingress_.presence) {
+    // Presence names exactly the room's members, each once, under the name
+    // it has now: a leave missed or naming someone else would keep a member
+    // listed for as long as the instance lives.
+    std::map<std::string, std::multiset<std::pair<std::string, std::string>>> want;
+    for (const auto& [room, members] : hub_->rooms)
+      for (const WsSession* member : members) want[room].emplace(member->name(), member->client_id());
+    for (const auto& [room, members] : ingress_.members) {
+      std::multiset<std::pair<std::string, std::string>> have;
+      for (const auto& m : members) have.emplace(m.user, m.connection);
+      const auto it = want.find(room);
+      if (have != (it == want.end() ? decltype(have)() : it->second))
+        broken << "presence of room '" << room << "' lists " << have.size() << " members, the hub holds "
+               << (it == want.end() ? 0 : it->second.size()) << " (or under other names); ";
+    }
+    for (const auto& [room, members] : want)
+      if (!ingress_.members.contains(room)) broken << "room '" << room << "' has members but no presence; ";
+  }
   std::size_t waiting = 0;
   for (const auto& turn : hub_->history_waiting) {
     const auto session = turn.session.lock();

@@ -222,6 +222,11 @@ ConfigSchema WebSocketConfig::schema() {
             "Send clients presence_join and presence_leave as members of their rooms come and go (when the fanout "
             "keeps presence); presence requests are answered either way")
       .reloadable();
+  s.integer("presence_events_max_room", 1000,
+            "Rooms with more local clients than this get no presence events: each join and leave would cost a frame "
+            "for every member (joining a room of N, N frames; filling it, N squared). Presence requests still answer")
+      .range(0, 1000000)
+      .reloadable();
   s.integer("max_presence_members", 1000,
             "Members a presence reply names at most (the fanout's max_presence_per_room bounds it too); its total "
             "counts them all")
@@ -280,6 +285,7 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.max_history_reads = c.get_int("max_history_reads");
   out.history_buffer_bytes = c.get_int("history_buffer_bytes");
   out.presence_events = c.get_bool("presence_events");
+  out.presence_events_max_room = c.get_int("presence_events_max_room");
   out.max_presence_members = c.get_int("max_presence_members");
   if (const auto found = out.problems(); !found.empty()) {
     std::string text;
@@ -319,6 +325,7 @@ void WebSocketConfig::apply_live(const WebSocketConfig& next) {
   max_history_reads = next.max_history_reads;
   history_buffer_bytes = next.history_buffer_bytes;
   presence_events = next.presence_events;
+  presence_events_max_room = next.presence_events_max_room;
   max_presence_members = next.max_presence_members;
 }
 

@@ -70,6 +70,7 @@ struct WebSocketConfig {
 
   // Presence (when the fanout keeps it) and ephemeral messages.
   bool presence_events = true;
+  std::int64_t presence_events_max_room = 0;
   std::int64_t max_presence_members = 0;
 
   bool auth_enabled() const noexcept { return !auth_jwt_secret.empty() || !auth_jwt_secret_file.empty(); }

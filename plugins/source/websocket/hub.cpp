@@ -91,6 +91,7 @@ void Hub::deliver_presence(std::string_view room, const PresenceEvent& event) {
   const std::string name(room);
   const auto it = rooms.find(name);
   if (it == rooms.end()) return;
+  if (it->second.size() > static_cast<std::size_t>(config.presence_events_max_room)) return;
   std::string native = presence_event_frame(room, event);
   if (native.empty()) return;  // a name another instance sent that is not UTF-8
   // Socket.IO's argument is the native frame less its type: {room, user, client}.

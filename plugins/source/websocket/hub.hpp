@@ -216,7 +216,8 @@ struct Hub {
   /// unique on this instance (the mix is a bijection).
   std::string client_id(std::uint64_t serial) const;
   /// Sends a presence change of `room` (Source::deliver_presence) to its
-  /// local clients through their send queues, unless presence_events is off.
+  /// local clients through their send queues, unless presence_events is off
+  /// or the room has more than presence_events_max_room of them.
   void deliver_presence(std::string_view room, const PresenceEvent& event);
 
   // History of every client shares one budget: at most max_history_reads

@@ -309,6 +309,20 @@ TEST(Presence, EventsCanBeTurnedOffRequestsStillAnswer) {
   EXPECT_EQ(h.hub().presence_events_sent.value(), 0u);
 }
 
+TEST(Presence, RoomsOverPresenceEventsMaxRoomGetNoEvents) {
+  SessionHarness h(with({{"presence_events_max_room", std::int64_t{2}}}));
+  presence_on(h);
+  const auto alice = member(h, "alice", "r");
+  member(h, "bob", "r", "192.0.2.2");
+  EXPECT_EQ(of_type(frames(h, alice), "presence_join").size(), 2u) << "two members: events";
+  member(h, "carol", "r", "192.0.2.3");
+  EXPECT_TRUE(of_type(frames(h, alice), "presence_join").empty()) << "three: none, not three frames a join";
+  say(h, alice, R"({"type":"presence","room":"r"})");
+  const auto& all = frames(h, alice);
+  ASSERT_EQ(of_type(all, "presence").size(), 1u);
+  EXPECT_EQ((*of_type(all, "presence")[0])["total"].GetUint64(), 3u) << "requests still answer";
+}
+
 TEST(Presence, ARenameInARoomIsALeaveOfTheOldNameAndAJoinOfTheNew) {
   SessionHarness h;
   presence_on(h);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 #include <boost/asio/post.hpp>
@@ -56,6 +57,48 @@ void FakeIngress::answer(const HistoryQuery& query, HistoryHandler done) {
   });
 }
 
+void FakeIngress::presence_join(std::string_view room, std::string_view user, std::string_view connection) {
+  PresenceMember member{std::string(user), std::string(connection), "test"};
+  members[std::string(room)].push_back(member);
+  boost::asio::post(io_, [this, room = std::string(room), member] {
+    if (report) report(room, PresenceEvent{PresenceChange::join, member});
+  });
+}
+
+void FakeIngress::presence_leave(std::string_view room, std::string_view user, std::string_view connection) {
+  auto& list = members[std::string(room)];
+  const auto it = std::find_if(list.begin(), list.end(), [&](const PresenceMember& m) {
+    return m.connection == connection && m.user == user;
+  });
+  if (it == list.end()) return;
+  const PresenceMember member = *it;
+  list.erase(it);
+  boost::asio::post(io_, [this, room = std::string(room), member] {
+    if (report) report(room, PresenceEvent{PresenceChange::leave, member});
+  });
+}
+
+void FakeIngress::read_presence(std::string_view room, PresenceHandler done) {
+  ++presence_reads;
+  if (hold_presence) held_presence_.emplace_back(std::string(room), std::move(done));
+  else answer_presence(std::string(room), std::move(done));
+}
+
+void FakeIngress::answer_presence(const std::string& room, PresenceHandler done) {
+  PresenceList list;
+  if (const auto it = members.find(room); it != members.end()) {
+    list.members = it->second;
+    list.total = it->second.size();
+  }
+  boost::asio::post(io_, [done = std::move(done), list = std::move(list)]() mutable {
+    done(Status::success(), std::move(list));
+  });
+}
+
+void FakeIngress::answer_presence() {
+  for (auto& [room, done] : std::exchange(held_presence_, {})) answer_presence(room, std::move(done));
+}
+
 void FakeIngress::complete_all(const Status& status) {
   for (auto& done : std::exchange(pending_, {})) boost::asio::post(io_, [done = std::move(done), status] { done(status); });
 }
@@ -76,6 +119,7 @@ SessionHarness::SessionHarness(const std::map<std::string, ConfigValue>& overrid
   const auto config = WebSocketConfig::from(nudge::testing::make_config(WebSocketConfig::schema(), overrides));
   hub_ = std::make_shared<Hub>(config, context_);
   hub_->ingress = &ingress_;
+  ingress_.report = [this](std::string_view room, const PresenceEvent& event) { hub_->deliver_presence(room, event); };
   hub_->max_sockets = config.max_sockets > 0 ? static_cast<std::size_t>(config.max_sockets) : 4096;
   hub_->peers.set_limits(hub_->peer_limits(), Hub::Clock::now());
 }
@@ -215,6 +259,11 @@ void SessionHarness::deliver(const MessagePtr& message) {
   run();
 }
 
+void SessionHarness::deliver_presence(std::string_view room, const PresenceEvent& event) {
+  hub_->deliver_presence(room, event);
+  run();
+}
+
 std::string SessionHarness::check_invariants(bool abort) const {
   std::ostringstream broken;
   const auto& cfg = hub_->config;
@@ -258,6 +307,24 @@ std::string SessionHarness::check_invariants(bool abort) const {
   }
   for (const auto& [room, count] : ingress_.interest)
     if (count != 0 && !hub_->rooms.contains(room)) broken << "the fanout still has interest in '" << room << "'; ";
+  if (ingress_.presence) {
+    // Presence names exactly the room's members, each once, under the name
+    // it has now: a leave missed or naming someone else would keep a member
+    // listed for as long as the instance lives.
+    std::map<std::string, std::multiset<std::pair<std::string, std::string>>> want;
+    for (const auto& [room, members] : hub_->rooms)
+      for (const WsSession* member : members) want[room].emplace(member->name(), member->client_id());
+    for (const auto& [room, members] : ingress_.members) {
+      std::multiset<std::pair<std::string, std::string>> have;
+      for (const auto& m : members) have.emplace(m.user, m.connection);
+      const auto it = want.find(room);
+      if (have != (it == want.end() ? decltype(have)() : it->second))
+        broken << "presence of room '" << room << "' lists " << have.size() << " members, the hub holds "
+               << (it == want.end() ? 0 : it->second.size()) << " (or under other names); ";
+    }
+    for (const auto& [room, members] : want)
+      if (!ingress_.members.contains(room)) broken << "room '" << room << "' has members but no presence; ";
+  }
   std::size_t waiting = 0;
   for (const auto& turn : hub_->history_waiting) {
     const auto session = turn.session.lock();

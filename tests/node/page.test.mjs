@@ -15,7 +15,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { artifactsDir, waitFor } from './support.mjs';
 import {
-  browserSkipReason, chooseName, launchBrowser, messageByText, messageIds, recordPageErrors, say, snap, waitConnected,
+  browserSkipReason, chooseName, launchBrowser, messageByText, messageIds, recordPageErrors, say, snap,
+  waitConnected, waitMembers, waitTyping,
 } from './browser_support.mjs';
 import { FakeChat, ORIGIN } from './fake_chat.mjs';
 
@@ -68,30 +69,6 @@ async function withPage(t, { fake = new FakeChat(), name = 'alice', rooms, viewp
     throw err;
   } finally {
     await context.close();
-  }
-}
-
-/** The member list as shown: one user per line, the own one with a trailing '*'. */
-function memberNames(page) {
-  return page.getByTestId('member').evaluateAll((els) => els.map((e) => e.dataset.user + (e.classList.contains('own') ? '*' : '')));
-}
-
-/** Waits until the member list reads `expected`; fails showing what it reads. */
-async function waitMembers(page, expected, timeout = 10_000) {
-  try {
-    await page.waitForFunction((want) => JSON.stringify([...document.querySelectorAll('[data-testid="member"]')]
-      .map((e) => e.dataset.user + (e.classList.contains('own') ? '*' : ''))) === want, JSON.stringify(expected), { timeout });
-  } catch {
-    assert.deepEqual(await memberNames(page), expected, 'member list');
-  }
-}
-
-/** Waits until the typing line reads `text` ('' : nobody typing). */
-async function waitTyping(page, text, timeout = 10_000) {
-  try {
-    await page.waitForFunction((want) => document.querySelector('[data-testid="typing"]').textContent === want, text, { timeout });
-  } catch {
-    assert.equal(await page.getByTestId('typing').textContent(), text, 'typing line');
   }
 }
 

@@ -22,6 +22,7 @@ const MAX_MESSAGES_PER_ROOM = 1000;
 const GROUP_WINDOW_MS = 5 * 60 * 1000;    // consecutive messages of one sender share a header
 const TYPING_SEND_MS = 2000;              // while typing, an ephemeral "typing" send at most this often
 const TYPING_SHOW_MS = 4000;              // "… is typing" shows this long after the sender's last one
+const PRESENCE_WAIT_MS = 10000;           // a presence request unanswered this long (rate-limited) is given up
 
 const STORE_NAME = "nudge.name";          // string; "" means "stay anonymous, do not ask again"
 const STORE_ROOMS = "nudge.rooms";        // array of room names
@@ -98,7 +99,9 @@ const state = {
   // answer and reset on every new connection: unknown | available | unsupported.
   presence: "unknown",      // member lists
   ephemeral: "unknown",     // typing sends (see onPresenceError for why they wait for presence)
-  presenceRefs: new Map(),  // ref of a presence request -> room name
+  presenceAsking: null,     // { ref, room } of the one presence request unanswered, or null
+  presenceQueue: [],        // names of the rooms to ask about next
+  presenceTimer: 0,
   ephemeralRefs: new Set(), // refs of typing sends not answered yet
   typingSentAt: 0,          // Date.now() of the last typing send, and its room
   typingRoom: null,
@@ -271,7 +274,9 @@ function connect() {
     stopTicking();
     // A new connection may be to another server: ask again what it offers.
     state.presence = state.ephemeral = "unknown";
-    state.presenceRefs.clear();
+    state.presenceAsking = null;
+    state.presenceQueue = [];
+    clearTimeout(state.presenceTimer);
     state.ephemeralRefs.clear();
     // hello first: the name applies to what is sent after it.
     state.wireName = state.name || "anonymous";
@@ -526,18 +531,43 @@ function onJoined(j) {
 
 // ---------------------------------------------------------------- presence --
 
+// A connection may have one presence request unanswered (the server refuses
+// a second with `busy`): the others wait their turn, each room once.
 function requestPresence(room) {
   if (state.presence === "unsupported") return;
+  if (state.presenceAsking) {
+    if (state.presenceAsking.room !== room.name && !state.presenceQueue.includes(room.name)) {
+      state.presenceQueue.push(room.name);
+    }
+    return;
+  }
   const ref = state.refPrefix + "p" + state.nextRef++;
   if (!sendFrame({ type: "presence", room: room.name, ref })) return;
-  state.presenceRefs.set(ref, room.name);
+  state.presenceAsking = { ref, room: room.name };
+  // A rate-limited request gets an error without its ref: do not wait forever.
+  state.presenceTimer = setTimeout(askNextPresence, PRESENCE_WAIT_MS);
   if (!room.presencePending) room.presencePending = [];
 }
 
+function askNextPresence() {
+  clearTimeout(state.presenceTimer);
+  state.presenceAsking = null;
+  while (state.presenceQueue.length > 0) {
+    const room = state.rooms.get(state.presenceQueue.shift());
+    if (room) {
+      requestPresence(room);
+      return;
+    }
+  }
+}
+
 function onPresence(f) {
-  if (typeof f.ref === "string") state.presenceRefs.delete(f.ref);
+  const answered = !!state.presenceAsking && f.ref === state.presenceAsking.ref;
   const room = typeof f.room === "string" ? state.rooms.get(f.room) : null;
-  if (!room || !Array.isArray(f.members)) return;
+  if (!room || !Array.isArray(f.members)) {
+    if (answered) askNextPresence();
+    return;
+  }
   state.presence = "available";
   if (state.ephemeral === "unknown") state.ephemeral = "available";
   const members = new Map();
@@ -553,6 +583,7 @@ function onPresence(f) {
   room.presencePending = null;
   for (const ev of crossed) applyPresenceChange(room, ev);
   if (room.name === state.current) renderMembers();
+  if (answered) askNextPresence();
 }
 
 function onPresenceChange(f, join) {
@@ -579,13 +610,20 @@ function applyPresenceChange(room, ev) {
   room.total = Math.max(room.total, room.members.size);
 }
 
-function onPresenceError(ref, code) {
-  const room = state.rooms.get(state.presenceRefs.get(ref));
-  state.presenceRefs.delete(ref);
+function onPresenceError(code) {
+  const room = state.rooms.get(state.presenceAsking.room);
   if (room) room.presencePending = null;
-  if (code === "not_joined") return; // left or rejoining meanwhile: asked again after the next `joined`
+  // not_joined: left or rejoining meanwhile, asked again after the next
+  // `joined`. busy: cannot happen with one request at a time; not worth a loop.
+  if (code === "not_joined" || code === "busy") {
+    askNextPresence();
+    return;
+  }
   // The pipeline keeps no presence: no member lists on this connection.
   state.presence = "unsupported";
+  clearTimeout(state.presenceTimer);
+  state.presenceAsking = null;
+  state.presenceQueue = [];
   // A server that predates presence answers `unknown_type`. It would also
   // ignore `ephemeral` in a send and store "typing" as a chat message, so
   // typing goes unsent; any other refusal comes from a server that knows both.
@@ -740,8 +778,8 @@ function onAck(a) {
 function onError(e) {
   const code = typeof e.code === "string" ? e.code : "error";
   const detail = typeof e.message === "string" ? e.message : "";
-  if (typeof e.ref === "string" && state.presenceRefs.has(e.ref)) {
-    onPresenceError(e.ref, code);
+  if (state.presenceAsking && e.ref === state.presenceAsking.ref) {
+    onPresenceError(code);
     return;
   }
   if (typeof e.ref === "string" && state.ephemeralRefs.delete(e.ref)) {

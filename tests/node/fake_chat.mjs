@@ -145,7 +145,7 @@ export class FakeChat {
     this.connections += 1;
     if (this.refuse) { ws.close({ code: 1001, reason: 'going away' }); return; }
     const conn = {
-      ws, name: 'anonymous', rooms: new Set(), client: `c${++this.clients}`,
+      ws, name: 'anonymous', rooms: new Set(), client: `c${++this.clients}`, asking: false,
       send: (f) => { try { ws.send(JSON.stringify(f)); } catch { /* closed */ } },
     };
     this.conns.add(conn);
@@ -188,8 +188,15 @@ export class FakeChat {
       case 'presence': {
         if (this.presenceError) { conn.send({ type: 'error', ref: f.ref, code: this.presenceError, message: 'no presence here' }); break; }
         if (!conn.rooms.has(f.room)) { conn.send({ type: 'error', ref: f.ref, code: 'not_joined', message: `not a member of room ${f.room}` }); break; }
-        const all = this.members(f.room);
-        conn.send({ type: 'presence', room: f.room, ref: f.ref, members: all.slice(0, this.maxPresence), total: all.length });
+        // As the server: the answer takes a moment (a read of the fanout's
+        // presence), and one request at a time per connection.
+        if (conn.asking) { conn.send({ type: 'error', ref: f.ref, code: 'busy', message: 'a presence request is under way' }); break; }
+        conn.asking = true;
+        setTimeout(() => {
+          conn.asking = false;
+          const all = this.members(f.room);
+          conn.send({ type: 'presence', room: f.room, ref: f.ref, members: all.slice(0, this.maxPresence), total: all.length });
+        }, 20);
         break;
       }
       case 'send': {

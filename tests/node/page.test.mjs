@@ -310,6 +310,9 @@ describe('chat page', { skip: skip ?? false }, () => {
       const order = fake.frames.map(({ frame }) => `${frame.type}:${frame.room}`);
       assert.ok(order.indexOf('join:general') < order.indexOf('presence:general'), `presence asked after the join: ${order}`);
       assert.equal(typeof fake.sent('presence')[0].ref, 'string');
+      // One request at a time (the server refuses a second with `busy`): ops waited its turn.
+      await waitFor(() => fake.sent('presence').length === 2, { timeout: 5_000, what: 'the presence request for ops' });
+      assert.deepEqual(fake.sent('presence').map((f) => f.room), ['general', 'ops']);
       // A labelled region; its own line marked in words too.
       const region = page.getByRole('complementary', { name: 'In this room' });
       assert.ok(await region.isVisible());

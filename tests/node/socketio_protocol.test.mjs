@@ -47,7 +47,9 @@ async function startServer(name, set) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `nudge-sio-${name}-`));
   const nudge = await startNudge(`${PIPELINES}/chat-embedded.toml`, {
     name,
-    set: ['source.websocket.listen=127.0.0.1:0', ...set],
+    // The packet streams asserted here are the reference server's: without the
+    // presence events the memory fanout would add (socketio_presence.test.mjs covers those).
+    set: ['source.websocket.listen=127.0.0.1:0', 'source.websocket.presence_events=false', ...set],
     env: { NUDGE_DATA_DIR: dataDir },
   });
   const base = `${nudge.baseUrl}/socket.io/`;

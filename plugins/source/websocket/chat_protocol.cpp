@@ -45,7 +45,7 @@ AfterMessage ChatProtocol::handle(ClientFrame frame) {
                                   "'; its name comes from the token"));
         return AfterMessage::read;
       }
-      s.name_ = std::move(frame.name);
+      s.rename(std::move(frame.name));
       s.named_ = true;
       return AfterMessage::read;
     case ClientFrame::Type::join:
@@ -68,6 +68,7 @@ AfterMessage ChatProtocol::handle(ClientFrame frame) {
     case ClientFrame::Type::leave:
       s.leave_room(frame.room);
       return AfterMessage::read;
+    case ClientFrame::Type::presence: return ask_presence(frame);
     case ClientFrame::Type::send: break;
   }
   if (!s.rooms_.contains(frame.room)) {
@@ -89,8 +90,36 @@ AfterMessage ChatProtocol::handle(ClientFrame frame) {
                                   } else {
                                     self.send_text(error_frame(ref, outcome.error_code(), outcome.status.message()));
                                   }
-                                });
+                                },
+                                frame.ephemeral);
   return submitted == WsSession::Submitted::published ? AfterMessage::pause : AfterMessage::read;
+}
+
+AfterMessage ChatProtocol::ask_presence(const ClientFrame& frame) {
+  WsSession& s = connection_;
+  const auto refuse = [&](std::string_view code, std::string_view message) {
+    s.hub_->frames_refused.add();
+    connection_.send_text(error_frame(frame.ref, code, message));
+    return AfterMessage::read;
+  };
+  const std::string ref = frame.ref;
+  const std::string room = frame.room;
+  const auto asked = s.ask_presence(room, [ref, room](WsSession& session, const Status& status, const PresenceList& list) {
+    auto& self = static_cast<WsConnection&>(session);
+    if (!status.ok()) return self.send_text(error_frame(ref, error_code_for(status.code()), status.message()));
+    self.send_text(presence_reply_frame(room, ref, list, static_cast<std::size_t>(self.hub().config.max_presence_members)));
+  });
+  switch (asked) {
+    case WsSession::PresenceAsk::reading: return AfterMessage::read;
+    case WsSession::PresenceAsk::not_joined: return refuse("not_joined", not_joined_message(frame.room));
+    case WsSession::PresenceAsk::unsupported:
+      return refuse("unsupported", "this server keeps no presence (its pipeline's fanout does not)");
+    case WsSession::PresenceAsk::busy:
+      return refuse("busy", "a presence request of this connection is still unanswered; ask again after its reply");
+    case WsSession::PresenceAsk::unavailable:
+      return refuse("unavailable", "the server is shutting down; ask again after reconnecting");
+  }
+  return AfterMessage::read;
 }
 
 void ChatProtocol::deliver(Outbound& message) {

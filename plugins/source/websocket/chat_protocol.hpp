@@ -32,6 +32,8 @@ class ChatProtocol {
 
  private:
   AfterMessage handle(ClientFrame frame);
+  /// A `presence` request: answered later with the room's members, or at once with an error.
+  AfterMessage ask_presence(const ClientFrame& frame);
 
   WsConnection& connection_;
 };

@@ -218,6 +218,15 @@ ConfigSchema WebSocketConfig::schema() {
             "as it reads it")
       .range(64 * 1024, std::int64_t{1} << 34)
       .reloadable();
+  s.boolean("presence_events", true,
+            "Send clients presence_join and presence_leave as members of their rooms come and go (when the fanout "
+            "keeps presence); presence requests are answered either way")
+      .reloadable();
+  s.integer("max_presence_members", 1000,
+            "Members a presence reply names at most (the fanout's max_presence_per_room bounds it too); its total "
+            "counts them all")
+      .range(0, 100000)
+      .reloadable();
   return s;
 }
 
@@ -270,6 +279,8 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.catch_up_max_messages = c.get_int("catch_up_max_messages");
   out.max_history_reads = c.get_int("max_history_reads");
   out.history_buffer_bytes = c.get_int("history_buffer_bytes");
+  out.presence_events = c.get_bool("presence_events");
+  out.max_presence_members = c.get_int("max_presence_members");
   if (const auto found = out.problems(); !found.empty()) {
     std::string text;
     for (const auto& p : found) text += (text.empty() ? "" : "; ") + p;
@@ -307,6 +318,8 @@ void WebSocketConfig::apply_live(const WebSocketConfig& next) {
   catch_up_max_messages = next.catch_up_max_messages;
   max_history_reads = next.max_history_reads;
   history_buffer_bytes = next.history_buffer_bytes;
+  presence_events = next.presence_events;
+  max_presence_members = next.max_presence_members;
 }
 
 std::vector<std::string> WebSocketConfig::problems() const {

@@ -68,6 +68,10 @@ struct WebSocketConfig {
   std::int64_t max_history_reads = 0;
   std::int64_t history_buffer_bytes = 0;
 
+  // Presence (when the fanout keeps it) and ephemeral messages.
+  bool presence_events = true;
+  std::int64_t max_presence_members = 0;
+
   bool auth_enabled() const noexcept { return !auth_jwt_secret.empty() || !auth_jwt_secret_file.empty(); }
   bool tls_enabled() const noexcept { return !tls_cert_file.empty() || !tls_key_file.empty(); }
 

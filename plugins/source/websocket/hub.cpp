@@ -1,6 +1,8 @@
 #include "hub.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 
 namespace nudge::plugins::websocket {
 
@@ -52,12 +54,59 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       history_sent(ctx.metrics().counter("history_sent", "Messages sent from history on joining or catching up")),
       history_failures(ctx.metrics().counter("history_failures", "Joins whose history could not be read")),
       joins_refused(ctx.metrics().counter("joins_refused", "Joins refused for max_rooms_per_connection or max_rooms")),
+      presence_events_sent(
+          ctx.metrics().counter("presence_events_sent", "presence_join and presence_leave frames queued to clients")),
+      presence_reads(ctx.metrics().counter("presence_reads", "Presence requests of clients passed to the fanout")),
+      ephemeral_sent(ctx.metrics().counter("ephemeral_sent", "Ephemeral sends of clients handed to the pipeline")),
       history_bytes_gauge(ctx.metrics().gauge(
           "history_bytes_held",
           "Bytes of history reserved for reads in flight or queued to clients and not yet written (history_buffer_bytes)")) {
   peers.set_limits(peer_limits(), Clock::now());
   std::string error;
   if (auto parsed = TrustedProxies::parse(config.trusted_proxies, error)) proxies = std::move(*parsed);
+  std::random_device random;
+  for (auto& key : client_keys) key = (std::uint64_t{random()} << 32) ^ random();
+}
+
+namespace {
+
+/// SplitMix64's finaliser: a bijection of 64-bit values that spreads every bit.
+std::uint64_t mix(std::uint64_t z) noexcept {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::string Hub::client_id(std::uint64_t serial) const {
+  const std::uint64_t id = mix(mix(serial ^ client_keys[0]) ^ client_keys[1]);
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(id));
+  return std::string(text, 16);
+}
+
+void Hub::deliver_presence(std::string_view room, const PresenceEvent& event) {
+  if (!config.presence_events) return;
+  const std::string name(room);
+  const auto it = rooms.find(name);
+  if (it == rooms.end()) return;
+  std::string native = presence_event_frame(room, event);
+  if (native.empty()) return;  // a name another instance sent that is not UTF-8
+  // Socket.IO's argument is the native frame less its type: {room, user, client}.
+  const std::string_view event_name = event.change == PresenceChange::join ? "presence_join" : "presence_leave";
+  std::string args = "[{" + native.substr(native.find(',') + 1) + "]";
+  Notice notice(std::move(native), event_name, std::move(args));
+  // A send may drop a slow client, which leaves its rooms (and may end
+  // this one's entry): walk a copy.
+  const std::vector<WsSession*> members(it->second.begin(), it->second.end());
+  std::size_t sent = 0;
+  for (WsSession* session : members) {
+    if (!sessions.contains(session) || !session->rooms().contains(name)) continue;
+    session->deliver_notice(notice);
+    ++sent;
+  }
+  presence_events_sent.add(sent);
 }
 
 PeerTable::Limits Hub::peer_limits() const {
@@ -269,18 +318,22 @@ Hub::JoinRefusal Hub::join(WsSession* session, const std::string& room) {
     if (ingress) ingress->set_room_interest(room, true);
   }
   it->second.insert(session);
+  if (ingress && ingress->has_presence()) ingress->presence_join(room, session->name(), session->client_id());
   return JoinRefusal::none;
 }
 
 void Hub::leave(WsSession* session, const std::string& room) {
   auto it = rooms.find(room);
   if (it == rooms.end()) return;
-  it->second.erase(session);
+  const bool was_in = it->second.erase(session) > 0;
   if (it->second.empty()) {
     rooms.erase(it);
     rooms_open.set(static_cast<std::int64_t>(rooms.size()));
     if (ingress) ingress->set_room_interest(room, false);
   }
+  // Once per join, whichever of leave, close or removal comes first; last,
+  // as a fanout reporting it at once would walk the rooms.
+  if (was_in && ingress && ingress->has_presence()) ingress->presence_leave(room, session->name(), session->client_id());
 }
 
 void Hub::remove(WsSession* session) {

@@ -93,6 +93,29 @@ class Outbound {
   std::shared_ptr<const std::string> socketio_frame_;
 };
 
+/// A frame for every local client of a room that is not a message (a
+/// presence change), in each protocol's form, each made once on first use
+/// and shared by every recipient.
+class Notice {
+ public:
+  /// `native_json`: the native text frame's JSON (empty: none can be made);
+  /// `event` and `args_json`: the Socket.IO event and its arguments array.
+  Notice(std::string native_json, std::string_view event, std::string args_json)
+      : native_json_(std::move(native_json)), event_(event), args_json_(std::move(args_json)) {}
+  /// Null when nothing can be sent (a string was not valid UTF-8).
+  const std::shared_ptr<const std::string>& native_frame();
+  const std::shared_ptr<const std::string>& socketio_packet();
+  const std::shared_ptr<const std::string>& socketio_frame();
+
+ private:
+  std::string native_json_;
+  std::string_view event_;
+  std::string args_json_;
+  std::shared_ptr<const std::string> native_frame_;
+  std::shared_ptr<const std::string> socketio_packet_;
+  std::shared_ptr<const std::string> socketio_frame_;
+};
+
 /// What the hub counts a session as.
 enum class Counted {
   client,           ///< against max_connections and max_connections_per_address
@@ -185,6 +208,16 @@ struct Hub {
   ResendCache resends;
   /// Numbers anonymous connections: their refs are theirs alone.
   std::uint64_t next_connection_serial = 0;
+  /// Random per hub: a connection's presence id (client_id) is its serial
+  /// mixed with these, so it names neither this host nor how many
+  /// connections came before, and differs from every other instance's.
+  std::uint64_t client_keys[2] = {0, 0};
+  /// The id presence gives the connection numbered `serial`: 16 hex digits,
+  /// unique on this instance (the mix is a bijection).
+  std::string client_id(std::uint64_t serial) const;
+  /// Sends a presence change of `room` (Source::deliver_presence) to its
+  /// local clients through their send queues, unless presence_events is off.
+  void deliver_presence(std::string_view room, const PresenceEvent& event);
 
   // History of every client shares one budget: at most max_history_reads
   // reads in flight, and history_buffer_bytes of history reserved for
@@ -237,6 +270,9 @@ struct Hub {
   Counter& history_sent;
   Counter& history_failures;
   Counter& joins_refused;
+  Counter& presence_events_sent;
+  Counter& presence_reads;
+  Counter& ephemeral_sent;
   Gauge& history_bytes_gauge;
 
   /// Clients with frames queued in this turn of the event loop: each writes
@@ -262,6 +298,7 @@ struct Hub {
   /// Adds `session` to `room`, or says why not (max_rooms_per_connection is
   /// the session's own to check; this checks max_rooms).
   JoinRefusal join(WsSession* session, const std::string& room);
+  /// Takes `session` out of `room`; a member leaves the room's presence.
   void leave(WsSession* session, const std::string& room);
   void remove(WsSession* session);
   /// Takes the live keys of `next` (a reload) and has every open session
@@ -394,6 +431,12 @@ class WsSession {
   bool wants_history_read(const std::string& room, std::uint64_t ticket) const;
 
   const std::set<std::string>& rooms() const noexcept { return rooms_; }
+  /// Who the client is (its messages' sender, its presence's user).
+  const std::string& name() const noexcept { return name_; }
+  /// Its presence id (Hub::client_id), stable for the connection's life.
+  std::string client_id() const { return hub_->client_id(serial_); }
+  /// A presence change of one of the client's rooms, through its send queue.
+  virtual void deliver_notice(Notice& notice) = 0;
   /// The client's IP address, for logs.
   const std::string& address() const noexcept { return address_; }
   /// The key its limits are counted under (peer_key of the address).
@@ -469,11 +512,30 @@ class WsSession {
   };
   /// A chat message from the client to `room` (already joined), with its
   /// optional `ref`: a resend of a ref is answered from the resend cache.
-  Submitted submit(std::string room, std::string text, std::string ref, Reply reply);
+  /// An `ephemeral` one carries kEphemeralHeader and skips the resend cache:
+  /// nothing of it is kept, so a resend is simply another one.
+  Submitted submit(std::string room, std::string text, std::string ref, Reply reply, bool ephemeral = false);
   /// Called once the pipeline has room after a published submit.
   virtual void on_pipeline_ready() = 0;
   /// Whether the token's expiry (plus leeway) passed; counted and logged once.
   bool token_expired();
+
+  /// Takes a name from a hello: in rooms already, presence hears the old
+  /// name leave and the new one join (a leave must name who joined).
+  void rename(std::string name);
+
+  /// How a presence request was taken.
+  enum class PresenceAsk {
+    reading,      ///< answered later through the reply
+    not_joined,   ///< the client is not in the room
+    unsupported,  ///< the pipeline keeps no presence
+    busy,         ///< this client's previous request is still unanswered
+    unavailable,  ///< the source is stopping
+  };
+  using PresenceReply = std::function<void(WsSession& self, const Status& status, const PresenceList& list)>;
+  /// Reads `room`'s members for the client: one request in flight per
+  /// client, so what a client makes the server hold is one list at a time.
+  PresenceAsk ask_presence(const std::string& room, PresenceReply reply);
 
   /// Whose refs these are: the token's holder, the hello name, or (anonymous)
   /// this connection alone.
@@ -492,6 +554,8 @@ class WsSession {
   /// Waiting for the pipeline to have room (backpressure): the client's
   /// silence meanwhile is ours, not its own.
   bool waiting_for_pipeline_ = false;
+  /// A presence request of this client is unanswered (ask_presence).
+  bool presence_reading_ = false;
   std::uint64_t serial_ = 0;
   std::int64_t rate_strikes_ = 0;
 

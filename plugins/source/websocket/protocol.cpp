@@ -1,5 +1,6 @@
 #include "protocol.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <rapidjson/document.h>
@@ -141,10 +142,22 @@ std::optional<ClientFrame> parse_client_frame(std::string_view text, ProtocolErr
       return std::nullopt;
     }
     frame.text = std::move(*body);
+    if (const auto it = doc.FindMember("ephemeral"); it != doc.MemberEnd()) {
+      // "true" or 1 would be a client that meant something we cannot be sure of.
+      if (!it->value.IsBool()) {
+        error.code = "bad_request";
+        error.message = "'ephemeral' must be true or false";
+        return std::nullopt;
+      }
+      frame.ephemeral = it->value.GetBool();
+    }
+  } else if (*type == "presence") {
+    frame.type = ClientFrame::Type::presence;
+    if (!need_room()) return std::nullopt;
   } else {
     error.code = "unknown_type";
-    error.message =
-        "unknown frame type '" + std::string(utf8_prefix(*type, 64)) + "'; expected hello, join, leave or send";
+    error.message = "unknown frame type '" + std::string(utf8_prefix(*type, 64)) +
+                    "'; expected hello, join, leave, send or presence";
     return std::nullopt;
   }
   return frame;
@@ -154,12 +167,55 @@ std::string message_frame(const Message& m, bool history) {
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
   w.StartObject();
-  bool ok = put(w, "type", "message") && put(w, "id", m.id.to_string()) && put(w, "room", m.room) &&
+  bool ok = put(w, "type", is_ephemeral(m) ? "ephemeral" : "message") && put(w, "id", m.id.to_string()) && put(w, "room", m.room) &&
             put(w, "sender", m.sender) && put(w, "text", m.payload) && w.Key("ts") && w.Int64(m.timestamp_ms);
   if (history) ok = ok && w.Key("history") && w.Bool(true);
   ok = ok && w.EndObject();
   if (!ok) return {};
   return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+std::string presence_event_frame(std::string_view room, const PresenceEvent& event) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  const char* type = "presence_join";
+  switch (event.change) {
+    case PresenceChange::join: type = "presence_join"; break;
+    case PresenceChange::leave: type = "presence_leave"; break;
+  }
+  const bool ok = w.StartObject() && put(w, "type", type) && put(w, "room", room) &&
+                  put(w, "user", event.member.user) && put(w, "client", event.member.connection) && w.EndObject();
+  if (!ok) return {};
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+std::string presence_members_json(const PresenceList& list, std::size_t max_members) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartArray();
+  std::size_t listed = 0;
+  for (const auto& member : list.members) {
+    if (listed >= max_members) break;
+    // A member another instance named in bytes that are not UTF-8 would
+    // break the writer mid-array: it is left out, still in `total`.
+    if (!is_valid_utf8(member.user) || !is_valid_utf8(member.connection)) continue;
+    w.StartObject();
+    put(w, "user", member.user);
+    put(w, "client", member.connection);
+    w.EndObject();
+    ++listed;
+  }
+  w.EndArray();
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+std::string presence_reply_frame(std::string_view room, std::string_view ref, const PresenceList& list,
+                                 std::size_t max_members) {
+  std::string out = "{\"type\":\"presence\",\"room\":" + json_string(room);
+  if (!ref.empty()) out += ",\"ref\":" + json_string(ref);
+  out += ",\"members\":" + presence_members_json(list, max_members);
+  out += ",\"total\":" + std::to_string(std::max<std::size_t>(list.total, list.members.size())) + "}";
+  return out;
 }
 
 std::string joined_frame(std::string_view room, std::size_t history) {

@@ -6,18 +6,21 @@
 #include <string_view>
 
 #include "nudge/sdk/message.hpp"
+#include "nudge/sdk/presence.hpp"
 #include "nudge/sdk/status.hpp"
 
 namespace nudge::plugins::websocket {
 
 /// One client frame of the chat protocol (docs/protocol.md), parsed.
 struct ClientFrame {
-  enum class Type { hello, join, leave, send };
+  enum class Type { hello, join, leave, send, presence };
   Type type = Type::hello;
   std::string name;  ///< hello
-  std::string room;  ///< join, leave, send
+  std::string room;  ///< join, leave, send, presence
   std::string text;  ///< send
-  std::string ref;   ///< send (optional)
+  std::string ref;   ///< send, presence (optional)
+  /// send (optional): fanned out to the room, never stored (kEphemeralHeader).
+  bool ephemeral = false;
   /// join (optional): the last message the client saw in the room; it is
   /// sent what came after instead of the room's last messages.
   std::optional<MessageId> after;
@@ -50,9 +53,20 @@ inline constexpr const char* kNameRule =
     "bidirectional or invisible formatting characters";
 
 /// `{"type":"message",...}` for a delivered message; `"history":true` when
-/// sent from history on joining. Empty when the payload is not valid UTF-8
+/// sent from history on joining; `{"type":"ephemeral",...}` when the message
+/// is ephemeral (is_ephemeral). Empty when the payload is not valid UTF-8
 /// (it cannot travel in a text frame).
 std::string message_frame(const Message& message, bool history = false);
+/// `{"type":"presence_join"|"presence_leave","room":...,"user":...,"client":...}`;
+/// empty when a string is not valid UTF-8 (a member named on another instance).
+std::string presence_event_frame(std::string_view room, const PresenceEvent& event);
+/// The reply to a `presence` request: at most `max_members` of `list`'s
+/// members (those not valid UTF-8 left out) and its total.
+std::string presence_reply_frame(std::string_view room, std::string_view ref, const PresenceList& list,
+                                 std::size_t max_members);
+/// The members part of a presence reply, `[{"user":...,"client":...},...]`,
+/// shared by both protocols.
+std::string presence_members_json(const PresenceList& list, std::size_t max_members);
 /// `{"type":"joined","room":...,"history":N}`: the room's history is sent
 /// (N messages) and live messages follow.
 std::string joined_frame(std::string_view room, std::size_t history);

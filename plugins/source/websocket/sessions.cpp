@@ -54,6 +54,12 @@ const std::shared_ptr<const std::string>& Outbound::socketio_packet() {
       if (history_) ok = ok && w.Key("history") && w.Bool(true);
       if (!ok || !w.EndObject()) return socketio_packet_;
     }
+    if (is_ephemeral(m)) {
+      // A newer event, so no older client to keep reading JSON text: one object argument.
+      socketio_packet_ = std::make_shared<const std::string>(
+          socketio::event_packet("ephemeral", "[" + std::string(inner.GetString(), inner.GetSize()) + "]"));
+      return socketio_packet_;
+    }
     rapidjson::StringBuffer quoted;
     rapidjson::Writer<rapidjson::StringBuffer> q(quoted);
     q.String(inner.GetString(), static_cast<rapidjson::SizeType>(inner.GetSize()));
@@ -61,6 +67,24 @@ const std::shared_ptr<const std::string>& Outbound::socketio_packet() {
         socketio::event_packet("message", "[" + std::string(quoted.GetString(), quoted.GetSize()) + "]"));
   }
   return socketio_packet_;
+}
+
+const std::shared_ptr<const std::string>& Notice::native_frame() {
+  if (!native_frame_ && !native_json_.empty())
+    native_frame_ = std::make_shared<const std::string>(encode_frame(Opcode::text, native_json_));
+  return native_frame_;
+}
+
+const std::shared_ptr<const std::string>& Notice::socketio_packet() {
+  if (!socketio_packet_ && !native_json_.empty())
+    socketio_packet_ = std::make_shared<const std::string>(socketio::event_packet(event_, args_json_));
+  return socketio_packet_;
+}
+
+const std::shared_ptr<const std::string>& Notice::socketio_frame() {
+  if (!socketio_frame_ && socketio_packet())
+    socketio_frame_ = std::make_shared<const std::string>(encode_frame(Opcode::text, *socketio_packet_));
+  return socketio_frame_;
 }
 
 const std::shared_ptr<const std::string>& Outbound::socketio_frame() {
@@ -118,7 +142,34 @@ std::string WsSession::resend_scope() const {
   return "c:" + std::to_string(serial_);
 }
 
-WsSession::Submitted WsSession::submit(std::string room, std::string text, std::string ref, Reply reply) {
+void WsSession::rename(std::string name) {
+  if (name == name_) return;
+  const bool presence = hub_->ingress && hub_->ingress->has_presence() && !rooms_.empty();
+  if (presence)
+    for (const auto& room : rooms_) hub_->ingress->presence_leave(room, name_, client_id());
+  name_ = std::move(name);
+  if (presence)
+    for (const auto& room : rooms_) hub_->ingress->presence_join(room, name_, client_id());
+}
+
+WsSession::PresenceAsk WsSession::ask_presence(const std::string& room, PresenceReply reply) {
+  if (!rooms_.contains(room)) return PresenceAsk::not_joined;
+  if (!hub_->ingress || !hub_->intake_open) return PresenceAsk::unavailable;
+  if (!hub_->ingress->has_presence()) return PresenceAsk::unsupported;
+  if (presence_reading_) return PresenceAsk::busy;
+  presence_reading_ = true;
+  hub_->presence_reads.add();
+  hub_->ingress->read_presence(room, [weak = weak_self(), reply = std::move(reply)](Status status, PresenceList list) {
+    const auto self = weak.lock();
+    if (!self) return;
+    self->presence_reading_ = false;
+    reply(*self, status, list);
+  });
+  return PresenceAsk::reading;
+}
+
+WsSession::Submitted WsSession::submit(std::string room, std::string text, std::string ref, Reply reply,
+                                       bool ephemeral) {
   std::weak_ptr<WsSession> weak = weak_self();
   auto publish = [&](const MessageId& id, std::optional<std::string> scope) {
     auto message = std::make_shared<Message>();
@@ -128,6 +179,10 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
     message->payload = std::move(text);
     message->timestamp_ms = now_ms();
     message->origin = hub_->instance_id;
+    if (ephemeral) {
+      message->headers.emplace_back(std::string(kEphemeralHeader), "1");
+      hub_->ephemeral_sent.add();
+    }
     // The hub is held, not the session: the cache entry is settled (and other
     // connections waiting on it answered) even after this client is gone.
     hub_->ingress->publish(std::move(message), [weak, hub = hub_, scope = std::move(scope), ref, id,
@@ -145,7 +200,8 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
     });
     return Submitted::published;
   };
-  if (ref.empty() || hub_->config.resend_window_ms == 0) return publish(MessageId::generate(), std::nullopt);
+  if (ephemeral || ref.empty() || hub_->config.resend_window_ms == 0)
+    return publish(MessageId::generate(), std::nullopt);
   std::string scope = resend_scope();
   // The cache's share is the sender's, as for its rate: a flood of refs from
   // elsewhere evicts the flood's own first.

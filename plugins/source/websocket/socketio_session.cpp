@@ -531,13 +531,52 @@ void SioSession::on_event(const socketio::Packet& packet) {
       return refuse(ack, "forbidden",
                     "this connection is authenticated as '" + identity_->name + "'; its name comes from the token");
     }
-    name_ = std::move(*name);
+    rename(std::move(*name));
     named_ = true;
     return ack_ok(ack, "\"name\":" + json_string(name_));
   }
+  if (packet.event == "presence") return on_presence(first, ack);
   hub_->frames_refused.add();
   refuse(ack, "unknown_event",
-         "unknown event; expected event:message, join, leave or hello");
+         "unknown event; expected event:message, join, leave, hello or presence");
+}
+
+void SioSession::on_presence(const rapidjson::Value* first, std::optional<std::uint64_t> ack) {
+  const auto bad = [&](std::string_view message) {
+    hub_->frames_refused.add();
+    return refuse(ack, "bad_request", message);
+  };
+  // The answer travels in the ack: without one there is nowhere to put it.
+  if (!ack) return bad("presence answers in its acknowledgement: emit it with a callback");
+  std::string room = current_room_;
+  if (first && (first->IsString() || (first->IsObject() && first->HasMember("room")))) {
+    auto named = string_arg(*first, "room");
+    if (!named || !is_valid_room(*named)) return bad("presence takes a room name: 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+    room = std::move(*named);
+  } else if (first && !first->IsObject()) {
+    return bad("presence takes a room name, {room}, or nothing (the room joined last)");
+  }
+  const auto asked = ask_presence(room, [ack, room](WsSession& session, const Status& status, const PresenceList& list) {
+    auto& self = static_cast<SioSession&>(session);
+    if (!status.ok()) return self.refuse(ack, error_code_for(status.code()), status.message());
+    self.ack_ok(ack, "\"room\":" + json_string(room) + ",\"members\":" +
+                         presence_members_json(list, static_cast<std::size_t>(self.hub_->config.max_presence_members)) +
+                         ",\"total\":" + std::to_string(std::max<std::size_t>(list.total, list.members.size())));
+  });
+  switch (asked) {
+    case PresenceAsk::reading: return;
+    case PresenceAsk::not_joined:
+      hub_->frames_refused.add();
+      return refuse(ack, "not_joined", room.empty() ? "join a room first" : not_joined_message(room));
+    case PresenceAsk::unsupported:
+      hub_->frames_refused.add();
+      return refuse(ack, "unsupported", "this server keeps no presence (its pipeline's fanout does not)");
+    case PresenceAsk::busy:
+      hub_->frames_refused.add();
+      return refuse(ack, "busy", "a presence request of this session is still unanswered; ask again after its reply");
+    case PresenceAsk::unavailable:
+      return refuse(ack, "unavailable", "the server is shutting down; ask again after reconnecting");
+  }
 }
 
 void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t> ack) {
@@ -551,6 +590,7 @@ void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t
   }
   std::string room = current_room_;
   std::string ref;
+  bool ephemeral = false;
   if (first->IsObject()) {
     if (first->HasMember("room")) {
       auto named = string_arg(*first, "room");
@@ -568,6 +608,13 @@ void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t
       }
       ref = std::move(*given);
     }
+    if (const auto it = first->FindMember("ephemeral"); it != first->MemberEnd()) {
+      if (!it->value.IsBool()) {
+        hub_->frames_refused.add();
+        return refuse(ack, "bad_request", "'ephemeral' must be true or false");
+      }
+      ephemeral = it->value.GetBool();
+    }
   }
   if (room.empty() || !rooms_.contains(room)) {
     hub_->frames_refused.add();
@@ -579,7 +626,7 @@ void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t
     auto& self = static_cast<SioSession&>(session);
     if (outcome.status.ok()) self.ack_ok(ack, "\"id\":\"" + outcome.id.to_string() + "\"");
     else self.refuse(ack, outcome.error_code(), outcome.status.message());
-  });
+  }, ephemeral);
 }
 
 void SioSession::refuse(std::optional<std::uint64_t> ack, std::string_view code, std::string_view message) {
@@ -603,6 +650,13 @@ void SioSession::deliver_live(Outbound& message) {
 }
 
 void SioSession::send_history(Outbound& message) { deliver_live(message); }
+
+void SioSession::deliver_notice(Notice& notice) {
+  const auto& packet = notice.socketio_packet();
+  if (!packet) return;
+  if (polling()) send_packet(packet);
+  else send_packet(packet, notice.socketio_frame());
+}
 
 void SioSession::history_done(const std::string& room, std::size_t count, const Status& status) {
   const auto it = join_acks_.find(room);

@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include <rapidjson/fwd.h>
+
 #include "sessions.hpp"
 #include "socketio.hpp"
 #include "ws_protocol.hpp"
@@ -85,6 +87,7 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   std::size_t queued_bytes() const noexcept override;
   std::uint64_t frames_queued_ever() const noexcept override;
   std::uint64_t frames_written_ever() const noexcept override;
+  void deliver_notice(Notice& notice) override;
 
  private:
   /// What carries the session's packets.
@@ -120,6 +123,8 @@ class SioSession final : public WsSession, public std::enable_shared_from_this<S
   void on_connect(const socketio::Packet& packet);
   void on_event(const socketio::Packet& packet);
   void on_send(std::string_view args, std::optional<std::uint64_t> ack);
+  /// `presence` with a room, {room}, or nothing (the room joined last): answered in its ack.
+  void on_presence(const rapidjson::Value* first, std::optional<std::uint64_t> ack);
   /// Emits `error` {code, message}, or answers the ack {ok: false, error} when the client asked for one.
   void refuse(std::optional<std::uint64_t> ack, std::string_view code, std::string_view message);
   void ack_ok(std::optional<std::uint64_t> ack, std::string_view fields_json);

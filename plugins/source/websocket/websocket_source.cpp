@@ -262,6 +262,10 @@ void WebSocketSource::deliver(const MessagePtr& message) {
   }
 }
 
+void WebSocketSource::deliver_presence(std::string_view room, const PresenceEvent& event) {
+  hub_->deliver_presence(room, event);
+}
+
 Readiness WebSocketSource::readiness() const {
   if (!hub_->intake_open) return Readiness::no("not accepting connections (stopping)");
   if (listeners_.empty() || bound_port_ == 0) return Readiness::no("not listening yet");

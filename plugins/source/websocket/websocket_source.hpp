@@ -23,6 +23,7 @@ class WebSocketSource final : public Source {
   // Source
   Status start(Ingress& ingress) override;
   void deliver(const MessagePtr& message) override;
+  void deliver_presence(std::string_view room, const PresenceEvent& event) override;
   void stop_intake() override;
   // Plugin
   void stop(std::function<void()> done) override;

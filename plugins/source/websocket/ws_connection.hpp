@@ -90,6 +90,9 @@ class WsConnection : public WsSession, public std::enable_shared_from_this<WsCon
   void check_timeouts(Clock::time_point now) override;
   void apply_limits() override;
   void resume_reading() override { do_read(); }
+  void deliver_notice(Notice& notice) override {
+    if (const auto& frame = notice.native_frame()) send(frame);
+  }
   std::size_t queued_frames() const noexcept override { return busy_ ? busy_->queue.size() : 0; }
   std::size_t queued_bytes() const noexcept override { return busy_ ? busy_->queue.bytes() : 0; }
   std::uint64_t frames_queued_ever() const noexcept override {

@@ -63,6 +63,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case ClientFrame::Type::leave:
       check(is_valid_room(frame->room), "join and leave carry a valid room");
       break;
+    case ClientFrame::Type::presence: {
+      check(is_valid_room(frame->room), "presence carries a valid room");
+      nudge::PresenceList list;
+      list.members.push_back(nudge::PresenceMember{"fuzz", "0123456789abcdef", "i"});
+      list.total = 1;
+      check(has_string(presence_reply_frame(frame->room, frame->ref, list, 10), "room", frame->room),
+            "the presence reply is valid JSON with the room");
+      break;
+    }
     case ClientFrame::Type::send: {
       check(is_valid_room(frame->room), "send carries a valid room");
       nudge::Message m;
@@ -70,6 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       m.room = frame->room;
       m.sender = "fuzz";
       m.payload = frame->text;
+      if (frame->ephemeral) m.headers.emplace_back(std::string(nudge::kEphemeralHeader), "1");
       // The text was valid UTF-8 JSON, so it can go out to other clients as is.
       check(has_string(message_frame(m), "text", frame->text), "the delivered message is valid JSON with the text");
       break;

@@ -50,7 +50,7 @@ const char* const kRooms[] = {"r0", "r1", "r2", "r3", "r4", "r5"};
 std::string chat_text(Script& s, const std::vector<std::string>& ids) {
   const std::string room = kRooms[s.byte() % 6];
   const std::string after = ids.empty() ? std::string("00000000-0000-7000-8000-000000000000") : ids[s.byte() % ids.size()];
-  switch (s.byte() % 16) {
+  switch (s.byte() % 20) {
     case 0: return R"({"type":"join","room":")" + room + R"("})";
     case 1: return R"({"type":"join","room":")" + room + R"(","after":")" + after + R"("})";
     case 2: return R"({"type":"leave","room":")" + room + R"("})";
@@ -68,6 +68,10 @@ std::string chat_text(Script& s, const std::vector<std::string>& ids) {
     case 12: return "3";
     case 13: return "2";
     case 14: return "41";
+    case 15: return R"({"type":"presence","room":")" + room + R"(","ref":"p"})";
+    case 16: return R"({"type":"send","room":")" + room + R"(","text":"t","ephemeral":true})";
+    case 17: return "422[\"presence\",\"" + room + "\"]";
+    case 18: return "423[\"event:message\",{\"message\":\"t\",\"ephemeral\":true}]";
     default: return s.bytes(40);
   }
 }
@@ -92,6 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                     {"rate_limit_strikes", std::int64_t{10}},
                     {"resend_max_entries", std::int64_t{8}}});
   h.ingress().auto_ack = false;
+  h.ingress().presence = true;
   std::vector<std::string> ids;
   for (const char* room : {"r0", "r1"}) {
     for (int i = 0; i < 60; ++i) {
@@ -116,7 +121,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (got.size() >= at + 27) sids.push_back(got.substr(at + 7, 20));
   };
   for (int step = 0; step < 300 && !s.done(); ++step) {
-    switch (s.byte() % 16) {
+    switch (s.byte() % 20) {
       case 0: h.connect("192.0.2." + std::to_string(s.byte() % 3)); break;
       case 1:
         if (auto c = pick()) h.send(*c, SessionHarness::upgrade_request("/ws"));
@@ -179,6 +184,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 13:
         h.ingress().hold_history = s.byte() % 2;
         h.ingress().answer_history();
+        // Presence reads are held and answered with history's.
+        h.ingress().hold_presence = h.ingress().hold_history;
+        h.ingress().answer_presence();
         h.run();
         break;
       case 14:

@@ -56,6 +56,48 @@ void FakeIngress::answer(const HistoryQuery& query, HistoryHandler done) {
   });
 }
 
+void FakeIngress::presence_join(std::string_view room, std::string_view user, std::string_view connection) {
+  PresenceMember member{std::string(user), std::string(connection), "test"};
+  members[std::string(room)].push_back(member);
+  boost::asio::post(io_, [this, room = std::string(room), member] {
+    if (report) report(room, PresenceEvent{PresenceChange::join, member});
+  });
+}
+
+void FakeIngress::presence_leave(std::string_view room, std::string_view user, std::string_view connection) {
+  auto& list = members[std::string(room)];
+  const auto it = std::find_if(list.begin(), list.end(), [&](const PresenceMember& m) {
+    return m.connection == connection && m.user == user;
+  });
+  if (it == list.end()) return;
+  const PresenceMember member = *it;
+  list.erase(it);
+  boost::asio::post(io_, [this, room = std::string(room), member] {
+    if (report) report(room, PresenceEvent{PresenceChange::leave, member});
+  });
+}
+
+void FakeIngress::read_presence(std::string_view room, PresenceHandler done) {
+  ++presence_reads;
+  if (hold_presence) held_presence_.emplace_back(std::string(room), std::move(done));
+  else answer_presence(std::string(room), std::move(done));
+}
+
+void FakeIngress::answer_presence(const std::string& room, PresenceHandler done) {
+  PresenceList list;
+  if (const auto it = members.find(room); it != members.end()) {
+    list.members = it->second;
+    list.total = it->second.size();
+  }
+  boost::asio::post(io_, [done = std::move(done), list = std::move(list)]() mutable {
+    done(Status::success(), std::move(list));
+  });
+}
+
+void FakeIngress::answer_presence() {
+  for (auto& [room, done] : std::exchange(held_presence_, {})) answer_presence(room, std::move(done));
+}
+
 void FakeIngress::complete_all(const Status& status) {
   for (auto& done : std::exchange(pending_, {})) boost::asio::post(io_, [done = std::move(done), status] { done(status); });
 }
@@ -76,6 +118,7 @@ SessionHarness::SessionHarness(const std::map<std::string, ConfigValue>& overrid
   const auto config = WebSocketConfig::from(nudge::testing::make_config(WebSocketConfig::schema(), overrides));
   hub_ = std::make_shared<Hub>(config, context_);
   hub_->ingress = &ingress_;
+  ingress_.report = [this](std::string_view room, const PresenceEvent& event) { hub_->deliver_presence(room, event); };
   hub_->max_sockets = config.max_sockets > 0 ? static_cast<std::size_t>(config.max_sockets) : 4096;
   hub_->peers.set_limits(hub_->peer_limits(), Hub::Clock::now());
 }
@@ -212,6 +255,11 @@ void SessionHarness::deliver(const MessagePtr& message) {
   const std::vector<WsSession*> members(room->second.begin(), room->second.end());
   for (WsSession* session : members)
     if (hub_->sessions.contains(session)) session->deliver(out);
+  run();
+}
+
+void SessionHarness::deliver_presence(std::string_view room, const PresenceEvent& event) {
+  hub_->deliver_presence(room, event);
   run();
 }
 

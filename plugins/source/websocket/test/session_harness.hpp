@@ -35,6 +35,16 @@ class FakeIngress final : public Ingress {
   bool has_history() const override { return true; }
   void read_history(HistoryQuery query, HistoryHandler done) override;
 
+  // Presence, as a fanout that keeps it (when `presence` is true): joins
+  // and leaves are kept in `members` and reported back (posted) through
+  // `report`, which the harness points at the hub.
+  bool has_presence() const override { return presence; }
+  void presence_join(std::string_view room, std::string_view user, std::string_view connection) override;
+  void presence_leave(std::string_view room, std::string_view user, std::string_view connection) override;
+  void read_presence(std::string_view room, PresenceHandler done) override;
+  /// Answers the held presence reads.
+  void answer_presence();
+
   /// Completes every publish not yet completed with `status`.
   void complete_all(const Status& status);
   /// While false, when_ready holds its callers; true releases them.
@@ -52,6 +62,14 @@ class FakeIngress final : public Ingress {
   /// A room's stored messages, oldest first: what history reads find.
   std::map<std::string, std::vector<MessagePtr>> stored;
   std::map<std::string, int> interest;
+  bool presence = false;
+  /// Presence reads are held until answer_presence().
+  bool hold_presence = false;
+  /// A room's members in join order.
+  std::map<std::string, std::vector<PresenceMember>> members;
+  std::function<void(std::string_view room, const PresenceEvent& event)> report;
+  std::size_t presence_reads = 0;
+  std::size_t held_presence_reads() const noexcept { return held_presence_.size(); }
 
  private:
   void answer(const HistoryQuery& query, HistoryHandler done);
@@ -61,6 +79,8 @@ class FakeIngress final : public Ingress {
   std::vector<Completion> pending_;
   std::vector<std::function<void()>> ready_waiters_;
   std::vector<std::pair<HistoryQuery, HistoryHandler>> held_reads_;
+  std::vector<std::pair<std::string, PresenceHandler>> held_presence_;
+  void answer_presence(const std::string& room, PresenceHandler done);
   std::size_t history_reads_ = 0;
 };
 
@@ -105,6 +125,8 @@ class SessionHarness {
   /// What the source does with a message the fanout hands back: delivers it
   /// to the local clients of its room (WebSocketSource::deliver).
   void deliver(const MessagePtr& message);
+  /// What the source does with a presence event the fanout reports.
+  void deliver_presence(std::string_view room, const PresenceEvent& event);
 
   /// Checks what must hold after any step; aborts with the broken invariant
   /// named (the fuzzer's check), or returns its text when `abort` is false.

@@ -170,12 +170,16 @@ describe('chat in two browsers on two instances', { skip }, () => {
       await shot('members');
       await b.keyboard.press('Escape');
 
-      // Typing crosses instances as an ephemeral message, never stored.
+      // Typing crosses instances as an ephemeral message, never stored. Each
+      // types for over 2 s: their last typing send (with the previous
+      // message) may be less than 2 s old, and the page sends at most one per 2 s.
       const reply = 'Typing this one slowly';
-      await b.getByTestId('composer').pressSequentially(reply, { delay: 30 });
-      await a.getByTestId('typing').filter({ hasText: /^bob is typing…$/ }).waitFor();
-      await a.getByTestId('composer').pressSequentially('Me too');
-      await b.getByTestId('typing').filter({ hasText: /^alice is typing…$/ }).waitFor();
+      const bobTyping = a.getByTestId('typing').filter({ hasText: /^bob is typing…$/ }).waitFor();
+      await b.getByTestId('composer').pressSequentially(reply, { delay: 110 });
+      await bobTyping;
+      const aliceTyping = b.getByTestId('typing').filter({ hasText: /^alice is typing…$/ }).waitFor();
+      await a.getByTestId('composer').pressSequentially('Me too', { delay: 400 });
+      await aliceTyping;
       assert.doesNotMatch(await a.getByTestId('typing').textContent(), /alice/, 'own typing is not shown');
       await shot('typing');
 

@@ -20,6 +20,9 @@ const STABLE_AFTER_MS = 5000;             // a connection open this long resets 
 const HISTORY_WAIT_MS = 3000;             // how long "loading" shows when a server sends no `joined`
 const MAX_MESSAGES_PER_ROOM = 1000;
 const GROUP_WINDOW_MS = 5 * 60 * 1000;    // consecutive messages of one sender share a header
+const TYPING_SEND_MS = 2000;              // while typing, an ephemeral "typing" send at most this often
+const TYPING_SHOW_MS = 4000;              // "… is typing" shows this long after the sender's last one
+const PRESENCE_WAIT_MS = 10000;           // a presence request unanswered this long (rate-limited) is given up
 
 const STORE_NAME = "nudge.name";          // string; "" means "stay anonymous, do not ask again"
 const STORE_ROOMS = "nudge.rooms";        // array of room names
@@ -92,6 +95,17 @@ const state = {
   nextSeq: 1,               // position in the timelines, in order of arrival
   byRef: new Map(),         // ref -> own entry waiting for its ack or error
   byId: new Map(),          // message id -> entry
+  // What the connection's server offers, learnt from the first presence
+  // answer and reset on every new connection: unknown | available | unsupported.
+  presence: "unknown",      // member lists
+  ephemeral: "unknown",     // typing sends (see onPresenceError for why they wait for presence)
+  presenceAsking: null,     // { ref, room } of the one presence request unanswered, or null
+  presenceQueue: [],        // names of the rooms to ask about next
+  presenceTimer: 0,
+  ephemeralRefs: new Set(), // refs of typing sends not answered yet
+  typingSentAt: 0,          // Date.now() of the last typing send, and its room
+  typingRoom: null,
+  typingTimer: 0,           // hides "… is typing" when the earliest one expires
   refPrefix: "c" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6) + "-",
 };
 
@@ -99,7 +113,13 @@ const state = {
 //   { name, entries: [Entry], unread, seen: Set<id>, lastId,
 //     joined: false until a join was sent on some connection (then a rejoin
 //             carries `after`), loading: waiting for history,
-//     historyCount: messages the first join replayed, separators: Map }
+//     historyCount: messages the first join replayed, separators: Map,
+//     members: Map<client id, user> from the last presence answer kept current
+//              by presence_join/leave, null when there is none,
+//     total: connections in the room, listed or not (the server bounds the list),
+//     presencePending: events that arrived while a presence request was
+//              unanswered (null when none is), applied again to its answer,
+//     typing: Map<sender, Date.now() until which "… is typing" shows> }
 //
 // An Entry is one message in a room's timeline:
 //   { room, sender, text, ts, own, id, ref, status, code, detail, seq, order,
@@ -114,6 +134,7 @@ function newRoom(name) {
   return {
     name, entries: [], unread: 0, seen: new Set(), lastId: null,
     joined: false, loading: false, loadingTimer: 0, historyCount: 0, separators: new Map(),
+    members: null, total: 0, presencePending: null, typing: new Map(),
   };
 }
 
@@ -147,6 +168,12 @@ const dom = {
   noticeText: $("notice-text"),
   noticeClose: $("notice-close"),
   messages: $("messages"),
+  typing: $("typing"),
+  members: $("members"),
+  memberList: $("member-list"),
+  membersMore: $("members-more"),
+  membersToggle: $("members-toggle"),
+  membersCount: $("members-count"),
   empty: $("empty"),
   emptyTitle: $("empty-title"),
   emptySub: $("empty-sub"),
@@ -245,6 +272,12 @@ function connect() {
     state.everConnected = true;
     state.lastClose = null;
     stopTicking();
+    // A new connection may be to another server: ask again what it offers.
+    state.presence = state.ephemeral = "unknown";
+    state.presenceAsking = null;
+    state.presenceQueue = [];
+    clearTimeout(state.presenceTimer);
+    state.ephemeralRefs.clear();
     // hello first: the name applies to what is sent after it.
     state.wireName = state.name || "anonymous";
     if (state.name) sendFrame({ type: "hello", name: state.name });
@@ -273,6 +306,7 @@ function connect() {
     clearTimeout(state.stableTimer);
     state.lastClose = ev;
     requeueInFlight();
+    forgetLive();
     scheduleReconnect();
   });
   // "error" is always followed by "close": nothing to do on it.
@@ -284,6 +318,17 @@ function dropConnection() {
   state.ws = null;
   try { old.close(1000, "reconnect"); } catch (_) { /* already closing */ }
   requeueInFlight();
+  forgetLive();
+}
+
+// What only a live connection keeps current: typing indicators go, member
+// lists stay (dimmed) until the rejoin's presence answer replaces them.
+function forgetLive() {
+  for (const room of state.rooms.values()) {
+    room.presencePending = null;
+    room.typing.clear();
+  }
+  renderTyping();
 }
 
 function reconnectNow() {
@@ -338,6 +383,7 @@ function joinOnWire(room) {
 
 function setConn(s) {
   state.conn = s;
+  dom.app.dataset.conn = s;
   renderConn();
   renderComposer();
 }
@@ -396,6 +442,10 @@ function handleFrame(f) {
     case "ack": onAck(f); break;
     case "error": onError(f); break;
     case "joined": onJoined(f); break;
+    case "presence": onPresence(f); break;
+    case "presence_join": onPresenceChange(f, true); break;
+    case "presence_leave": onPresenceChange(f, false); break;
+    case "ephemeral": onEphemeral(f); break;
     default: break; // unknown frame types are ignored (docs/protocol.md, Compatibility)
   }
 }
@@ -409,6 +459,8 @@ function onMessage(m) {
   const ts = typeof m.ts === "number" ? m.ts : Date.now();
   const history = m.history === true;
   room.lastId = m.id;
+  // The message the typing announced: the indicator goes at once.
+  if (!history && room.typing.delete(sender) && room.name === state.current) renderTyping();
 
   // Never render an id twice: a replayed message, or our own whose ack came first.
   const known = state.byId.get(m.id);
@@ -472,10 +524,221 @@ function onJoined(j) {
     room.historyCount = typeof j.history === "number" ? j.history : room.entries.filter((e) => e.history).length;
   }
   if (room.name === state.current) renderRoom(false);
+  // Joined (again): who is here now. Every join, so a rejoin replaces the list
+  // the connection loss left stale.
+  requestPresence(room);
+}
+
+// ---------------------------------------------------------------- presence --
+
+// A connection may have one presence request unanswered (the server refuses
+// a second with `busy`): the others wait their turn, each room once.
+function requestPresence(room) {
+  if (state.presence === "unsupported") return;
+  if (state.presenceAsking) {
+    if (state.presenceAsking.room !== room.name && !state.presenceQueue.includes(room.name)) {
+      state.presenceQueue.push(room.name);
+    }
+    return;
+  }
+  const ref = state.refPrefix + "p" + state.nextRef++;
+  if (!sendFrame({ type: "presence", room: room.name, ref })) return;
+  state.presenceAsking = { ref, room: room.name };
+  // A rate-limited request gets an error without its ref: do not wait forever.
+  state.presenceTimer = setTimeout(askNextPresence, PRESENCE_WAIT_MS);
+  if (!room.presencePending) room.presencePending = [];
+}
+
+function askNextPresence() {
+  clearTimeout(state.presenceTimer);
+  state.presenceAsking = null;
+  while (state.presenceQueue.length > 0) {
+    const room = state.rooms.get(state.presenceQueue.shift());
+    if (room) {
+      requestPresence(room);
+      return;
+    }
+  }
+}
+
+function onPresence(f) {
+  const answered = !!state.presenceAsking && f.ref === state.presenceAsking.ref;
+  const room = typeof f.room === "string" ? state.rooms.get(f.room) : null;
+  if (!room || !Array.isArray(f.members)) {
+    if (answered) askNextPresence();
+    return;
+  }
+  state.presence = "available";
+  if (state.ephemeral === "unknown") state.ephemeral = "available";
+  const members = new Map();
+  for (const m of f.members) {
+    if (m && typeof m.client === "string" && typeof m.user === "string") members.set(m.client, m.user);
+  }
+  room.members = members;
+  room.total = Math.max(typeof f.total === "number" ? f.total : 0, members.size);
+  // Events that crossed the request may or may not be in its answer: applied
+  // again, a join of a listed client and a leave of an unlisted one change
+  // nothing. (When the list is bounded, the count of the rest is approximate.)
+  const crossed = room.presencePending || [];
+  room.presencePending = null;
+  for (const ev of crossed) applyPresenceChange(room, ev);
+  if (room.name === state.current) renderMembers();
+  if (answered) askNextPresence();
+}
+
+function onPresenceChange(f, join) {
+  const room = typeof f.room === "string" ? state.rooms.get(f.room) : null;
+  if (!room || typeof f.client !== "string") return;
+  const ev = { join, client: f.client, user: typeof f.user === "string" ? f.user : "anonymous" };
+  if (room.presencePending) room.presencePending.push(ev);
+  applyPresenceChange(room, ev);
+  if (room.name === state.current) renderMembers();
+}
+
+function applyPresenceChange(room, ev) {
+  if (!room.members) return; // no list yet: the answer to come has it
+  const listed = room.members.has(ev.client);
+  if (ev.join) {
+    if (listed) return;
+    room.members.set(ev.client, ev.user);
+    room.total += 1;
+  } else {
+    room.members.delete(ev.client);
+    // An unlisted one was among the "+N more".
+    if (listed || room.total > room.members.size) room.total -= 1;
+  }
+  room.total = Math.max(room.total, room.members.size);
+}
+
+function onPresenceError(code) {
+  const room = state.rooms.get(state.presenceAsking.room);
+  if (room) room.presencePending = null;
+  // not_joined: left or rejoining meanwhile, asked again after the next
+  // `joined`. busy: cannot happen with one request at a time; not worth a loop.
+  if (code === "not_joined" || code === "busy") {
+    askNextPresence();
+    return;
+  }
+  // The pipeline keeps no presence: no member lists on this connection.
+  state.presence = "unsupported";
+  clearTimeout(state.presenceTimer);
+  state.presenceAsking = null;
+  state.presenceQueue = [];
+  // A server that predates presence answers `unknown_type`. It would also
+  // ignore `ephemeral` in a send and store "typing" as a chat message, so
+  // typing goes unsent; any other refusal comes from a server that knows both.
+  if (state.ephemeral === "unknown") state.ephemeral = code === "unknown_type" ? "unsupported" : "available";
+  for (const r of state.rooms.values()) r.members = null;
+  renderMembers();
+}
+
+function renderMembers() {
+  const room = state.current ? state.rooms.get(state.current) : null;
+  const members = room ? room.members : null;
+  dom.app.dataset.presence = state.presence;
+  dom.members.hidden = !members;
+  dom.membersToggle.hidden = !members;
+  if (!members) {
+    showMembersPanel(false);
+    return;
+  }
+  // One line per user, however many connections it has; own name first.
+  const users = new Set(members.values());
+  const me = state.wireName;
+  const names = Array.from(users).sort((a, b) => (b === me) - (a === me) || a.localeCompare(b));
+  const items = names.map((user) => {
+    const li = el("li", "member");
+    li.dataset.testid = "member";
+    li.dataset.user = user;
+    const avatar = el("span", "avatar");
+    avatar.setAttribute("aria-hidden", "true");
+    paintAvatar(avatar, user);
+    li.append(avatar, el("span", "member-name", user));
+    if (user === me) {
+      li.classList.add("own");
+      li.append(el("span", "member-you", "you"));
+    }
+    return li;
+  });
+  dom.memberList.replaceChildren(...items);
+  const more = Math.max(0, room.total - members.size);
+  dom.membersMore.hidden = more === 0;
+  dom.membersMore.textContent = "+" + more + " more";
+  const count = names.length + more;
+  dom.membersCount.textContent = String(count);
+  dom.membersToggle.title = count + (count === 1 ? " person" : " people") + " in this room";
+  dom.membersToggle.setAttribute("aria-label", "Who is in this room: " + count);
+}
+
+// The list is a column on wide screens; on narrow ones a panel that the
+// header's count opens.
+function showMembersPanel(open) {
+  dom.app.classList.toggle("members-open", open);
+  dom.membersToggle.setAttribute("aria-expanded", String(open));
+}
+
+// ------------------------------------------------------------------ typing --
+
+function onEphemeral(f) {
+  const room = typeof f.room === "string" ? state.rooms.get(f.room) : null;
+  // Only typing is shown; other ephemeral kinds (read receipts) are not yet.
+  if (!room || f.text !== "typing" || typeof f.sender !== "string") return;
+  if (f.sender === state.wireName) return; // our own, fanned out to us too
+  room.typing.set(f.sender, Date.now() + TYPING_SHOW_MS);
+  if (room.name === state.current) renderTyping();
+}
+
+function typingText(names) {
+  if (names.length === 0) return "";
+  if (names.length === 1) return names[0] + " is typing…";
+  if (names.length <= 3) return names.slice(0, -1).join(", ") + " and " + names[names.length - 1] + " are typing…";
+  return names.slice(0, 2).join(", ") + " and " + (names.length - 2) + " others are typing…";
+}
+
+function renderTyping() {
+  clearTimeout(state.typingTimer);
+  const room = state.current ? state.rooms.get(state.current) : null;
+  const now = Date.now();
+  const names = [];
+  let next = Infinity;
+  if (room) {
+    for (const [sender, until] of room.typing) {
+      if (until <= now) {
+        room.typing.delete(sender);
+      } else {
+        names.push(sender);
+        next = Math.min(next, until);
+      }
+    }
+  }
+  const text = typingText(names);
+  if (dom.typing.textContent !== text) {
+    // The line takes room from the messages: keep the newest in view.
+    const stick = nearBottom();
+    dom.typing.textContent = text;
+    dom.typing.classList.toggle("active", names.length > 0);
+    if (stick) scrollToBottom();
+  }
+  if (next !== Infinity) state.typingTimer = setTimeout(renderTyping, next - now);
+}
+
+// The user is typing in the composer: tell the room, at most once every
+// TYPING_SEND_MS (receivers show it for TYPING_SHOW_MS, so it never flickers).
+function noteTyping() {
+  const room = state.current;
+  if (!room || state.ephemeral !== "available" || dom.input.value.trim() === "") return;
+  const now = Date.now();
+  if (state.typingRoom === room && now - state.typingSentAt < TYPING_SEND_MS) return;
+  const ref = state.refPrefix + "t" + state.nextRef++;
+  if (!sendFrame({ type: "send", room, text: "typing", ref, ephemeral: true })) return;
+  state.ephemeralRefs.add(ref);
+  state.typingSentAt = now;
+  state.typingRoom = room;
 }
 
 function onAck(a) {
   if (typeof a.ref !== "string" || typeof a.id !== "string") return;
+  if (state.ephemeralRefs.delete(a.ref)) return;
   const entry = state.byRef.get(a.ref);
   if (!entry) return;
   state.byRef.delete(a.ref);
@@ -515,6 +778,16 @@ function onAck(a) {
 function onError(e) {
   const code = typeof e.code === "string" ? e.code : "error";
   const detail = typeof e.message === "string" ? e.message : "";
+  if (state.presenceAsking && e.ref === state.presenceAsking.ref) {
+    onPresenceError(code);
+    return;
+  }
+  if (typeof e.ref === "string" && state.ephemeralRefs.delete(e.ref)) {
+    // A pipeline with `ephemeral = false` refuses them: typing indicators are
+    // a nicety, not worth a notice; stop sending them on this connection.
+    if (code !== "not_joined") state.ephemeral = "unsupported";
+    return;
+  }
   const entry = typeof e.ref === "string" ? state.byRef.get(e.ref) : null;
   if (entry) {
     state.byRef.delete(e.ref);
@@ -608,6 +881,10 @@ function selectRoom(name) {
   renderRooms();
   renderRoom(true);
   renderComposer();
+  renderMembers();
+  renderTyping();
+  // Shown again: correct what the events may have missed meanwhile.
+  if (changed && room && room.members) requestPresence(room);
   closeDrawer();
   if (changed && room && matchMedia("(min-width: 761px)").matches) dom.input.focus();
 }
@@ -964,6 +1241,7 @@ function saveName(ev) {
   renderMe();
   // hello again on the open connection: the name applies from now on.
   if (sendFrame({ type: "hello", name })) state.wireName = name;
+  renderMembers();
   for (const room of state.rooms.values()) {
     for (const e of room.entries) {
       const own = e.status !== null || e.sender === name;
@@ -1039,7 +1317,14 @@ function init() {
   dom.scrim.addEventListener("click", closeDrawer);
   dom.jump.addEventListener("click", scrollToBottom);
   dom.messages.addEventListener("scroll", () => { if (nearBottom()) dom.jump.hidden = true; });
-  document.addEventListener("keydown", (ev) => { if (ev.key === "Escape") closeDrawer(); });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") { closeDrawer(); showMembersPanel(false); }
+  });
+  dom.membersToggle.addEventListener("click", () => showMembersPanel(!dom.app.classList.contains("members-open")));
+  document.addEventListener("pointerdown", (ev) => {
+    if (dom.app.classList.contains("members-open") && !dom.members.contains(ev.target) &&
+        !dom.membersToggle.contains(ev.target)) showMembersPanel(false);
+  });
   document.addEventListener("visibilitychange", () => {
     const room = state.current && state.rooms.get(state.current);
     if (!document.hidden && room && room.unread) { room.unread = 0; renderRooms(); }
@@ -1055,7 +1340,7 @@ function init() {
       submitComposer();
     }
   });
-  dom.input.addEventListener("input", () => { autoGrow(); updateSendButton(); });
+  dom.input.addEventListener("input", () => { autoGrow(); updateSendButton(); noteTyping(); });
 
   // Timestamps say "Today" and "Yesterday": redraw after midnight.
   setInterval(() => { if (state.current) renderRoom(false); }, 60 * 1000);
@@ -1064,6 +1349,7 @@ function init() {
   renderRooms();
   renderRoom(true);
   renderComposer();
+  renderMembers();
   connect();
 
   // First visit: ask for a name ("" stored means "anonymous, do not ask").

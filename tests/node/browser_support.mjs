@@ -1,6 +1,7 @@
 // Browser helpers shared by the Playwright tests (page.test.mjs, browser.test.mjs).
 
 import fs from 'node:fs';
+import assert from 'node:assert/strict';
 import path from 'node:path';
 import { NODE_MAJOR } from './support.mjs';
 
@@ -83,4 +84,28 @@ export function messageByText(page, text, sender) {
 /** data-id of every message element, in document order. */
 export function messageIds(page) {
   return page.getByTestId('message').evaluateAll((els) => els.map((e) => e.dataset.id || null));
+}
+
+/** The member list as shown: one user per line, the own one with a trailing '*'. */
+export function memberNames(page) {
+  return page.getByTestId('member').evaluateAll((els) => els.map((e) => e.dataset.user + (e.classList.contains('own') ? '*' : '')));
+}
+
+/** Waits until the member list reads `expected`; fails showing what it reads. */
+export async function waitMembers(page, expected, timeout = 10_000) {
+  try {
+    await page.waitForFunction((want) => JSON.stringify([...document.querySelectorAll('[data-testid="member"]')]
+      .map((e) => e.dataset.user + (e.classList.contains('own') ? '*' : ''))) === want, JSON.stringify(expected), { timeout });
+  } catch {
+    assert.deepEqual(await memberNames(page), expected, 'member list');
+  }
+}
+
+/** Waits until the typing line reads `text` ('' : nobody typing). */
+export async function waitTyping(page, text, timeout = 10_000) {
+  try {
+    await page.waitForFunction((want) => document.querySelector('[data-testid="typing"]').textContent === want, text, { timeout });
+  } catch {
+    assert.equal(await page.getByTestId('typing').textContent(), text, 'typing line');
+  }
 }

@@ -1,9 +1,11 @@
 // A stand-in for the websocket source inside a Playwright browser context:
 // serves pipelines/web/ and answers the page's WebSocket per docs/protocol.md,
 // including history on join (`history: true` messages, then `joined`) and
-// `after`. Lets page.test.mjs check the page's behaviour without any server,
-// and control what real servers make hard to provoke: dropped connections,
-// held acks, error frames, an older server without history.
+// `after`, presence (the `presence` request, presence_join/leave) and ephemeral
+// sends (docs/protocol.md). Lets page.test.mjs check the page's behaviour
+// without any server, and control what real servers make hard to provoke:
+// dropped connections, held acks, error frames, an older server without
+// history, a pipeline without presence, members on other instances.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,10 +20,17 @@ export class FakeChat {
    * @param {object} [o]
    * @param {boolean} [o.history]  send history and `joined` (false: behave like an older server)
    * @param {number} [o.historyLimit]  messages replayed on a join without `after`
+   * @param {string|null} [o.presenceError]  answer presence requests with this error code
+   *   (`unsupported`: a fanout without presence; `unknown_type`: a server that predates it)
+   * @param {number} [o.maxPresence]  members listed in a presence answer (the fanout's max_presence_per_room)
    */
-  constructor({ history = true, historyLimit = 50 } = {}) {
+  constructor({ history = true, historyLimit = 50, presenceError = null, maxPresence = 100 } = {}) {
     this.history = history;
     this.historyLimit = historyLimit;
+    this.presenceError = presenceError;
+    this.maxPresence = maxPresence;
+    this.others = new Map();      // room -> Map(client -> user): members connected elsewhere
+    this.clients = 0;
     this.rooms = new Map();       // room -> [message frame]
     this.conns = new Set();
     this.frames = [];             // every client frame: { conn, frame }
@@ -72,6 +81,40 @@ export class FakeChat {
     return m;
   }
 
+  /** Members of `room`: { user, client }, this fake's connections first. */
+  members(room) {
+    const here = [...this.conns].filter((c) => c.rooms.has(room)).map((c) => ({ user: c.name, client: c.client }));
+    const there = [...(this.others.get(room) ?? new Map())].map(([client, user]) => ({ user, client }));
+    return [...here, ...there];
+  }
+
+  _presence(room, type, user, client) {
+    for (const c of this.conns) if (c.rooms.has(room)) c.send({ type, room, user, client });
+  }
+
+  /** A user connected to another instance joins `room`; returns its client id. */
+  addMember(room, user) {
+    const client = `x${++this.clients}`;
+    if (!this.others.has(room)) this.others.set(room, new Map());
+    this.others.get(room).set(client, user);
+    this._presence(room, 'presence_join', user, client);
+    return client;
+  }
+
+  /** That connection leaves (`quiet`: without telling anyone, as while a page is disconnected). */
+  removeMember(room, client, { quiet = false } = {}) {
+    const user = this.others.get(room)?.get(client);
+    this.others.get(room)?.delete(client);
+    if (!quiet) this._presence(room, 'presence_leave', user, client);
+  }
+
+  /** Fans out an ephemeral message from a user elsewhere (`typing` by default). */
+  ephemeral(room, sender, text = 'typing') {
+    const f = { type: 'ephemeral', id: this.newId(), room, sender, text, ts: Date.now() };
+    for (const c of this.conns) if (c.rooms.has(room)) c.send(f);
+    return f;
+  }
+
   /** Closes every open connection (default 1006-like: the route closes with 1001). */
   async dropAll(code = 1001, reason = 'going away') {
     await Promise.all([...this.conns].map((c) => c.ws.close({ code, reason })));
@@ -102,11 +145,14 @@ export class FakeChat {
     this.connections += 1;
     if (this.refuse) { ws.close({ code: 1001, reason: 'going away' }); return; }
     const conn = {
-      ws, name: 'anonymous', rooms: new Set(),
+      ws, name: 'anonymous', rooms: new Set(), client: `c${++this.clients}`, asking: false,
       send: (f) => { try { ws.send(JSON.stringify(f)); } catch { /* closed */ } },
     };
     this.conns.add(conn);
-    ws.onClose(() => this.conns.delete(conn));
+    ws.onClose(() => {
+      if (!this.conns.delete(conn)) return;
+      for (const room of conn.rooms) this._presence(room, 'presence_leave', conn.name, conn.client);
+    });
     ws.onMessage((raw) => {
       let frame;
       try { frame = JSON.parse(String(raw)); } catch { conn.send({ type: 'error', code: 'bad_json', message: 'bad json' }); return; }
@@ -120,7 +166,9 @@ export class FakeChat {
     switch (f.type) {
       case 'hello': conn.name = f.name; break;
       case 'join': {
+        const first = !conn.rooms.has(f.room);
         conn.rooms.add(f.room);
+        if (first) this._presence(f.room, 'presence_join', conn.name, conn.client);
         if (!this.history) break;
         const all = this.messages(f.room);
         let replay;
@@ -134,9 +182,32 @@ export class FakeChat {
         conn.send({ type: 'joined', room: f.room, history: replay.length });
         break;
       }
-      case 'leave': conn.rooms.delete(f.room); break;
+      case 'leave':
+        if (conn.rooms.delete(f.room)) this._presence(f.room, 'presence_leave', conn.name, conn.client);
+        break;
+      case 'presence': {
+        if (this.presenceError) { conn.send({ type: 'error', ref: f.ref, code: this.presenceError, message: 'no presence here' }); break; }
+        if (!conn.rooms.has(f.room)) { conn.send({ type: 'error', ref: f.ref, code: 'not_joined', message: `not a member of room ${f.room}` }); break; }
+        // As the server: the answer takes a moment (a read of the fanout's
+        // presence), and one request at a time per connection.
+        if (conn.asking) { conn.send({ type: 'error', ref: f.ref, code: 'busy', message: 'a presence request is under way' }); break; }
+        conn.asking = true;
+        setTimeout(() => {
+          conn.asking = false;
+          const all = this.members(f.room);
+          conn.send({ type: 'presence', room: f.room, ref: f.ref, members: all.slice(0, this.maxPresence), total: all.length });
+        }, 20);
+        break;
+      }
       case 'send': {
         if (!conn.rooms.has(f.room)) { conn.send({ type: 'error', ref: f.ref, code: 'not_joined', message: `not a member of room ${f.room}` }); break; }
+        // Not subject to failNext/holdAcks, which script chat messages.
+        // A server that predates ephemeral sends ignores the field: a "typing" would be a stored message.
+        if (f.ephemeral === true && this.presenceError !== 'unknown_type') {
+          this.ephemeral(f.room, conn.name, f.text); // to the sender too
+          conn.send({ type: 'ack', ref: f.ref, id: this.newId() });
+          break;
+        }
         const key = `${conn.name}\0${f.ref}`;
         if (this.failNext) {
           const code = this.failNext;

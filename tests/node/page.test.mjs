@@ -2,7 +2,8 @@
 // (fake_chat.mjs): history on join, rejoin with `after` and dedupe by id,
 // the send lifecycle (sending…, delivered, failed, retry with the same ref),
 // queueing while disconnected, the connection states, rooms and unread
-// counts, escaping, and an older server without history. No servers needed.
+// counts, escaping, an older server without history, the member list
+// (presence) and typing indicators (ephemeral sends). No servers needed.
 // Screenshots of each state at 1280x800, 390x844 and 360x740 go to
 // <artifacts>/page/.
 //
@@ -12,9 +13,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { artifactsDir } from './support.mjs';
+import { artifactsDir, waitFor } from './support.mjs';
 import {
-  browserSkipReason, chooseName, launchBrowser, messageByText, messageIds, recordPageErrors, say, snap, waitConnected,
+  browserSkipReason, chooseName, launchBrowser, messageByText, messageIds, recordPageErrors, say, snap,
+  waitConnected, waitMembers, waitTyping,
 } from './browser_support.mjs';
 import { FakeChat, ORIGIN } from './fake_chat.mjs';
 
@@ -38,11 +40,14 @@ after(async () => { await browser?.close(); });
 
 /**
  * A fresh context on a fake server. `name` and `rooms` preset localStorage
- * (name null: first visit, the dialog opens). Runs `fn({ page, fake, errors })`;
- * on failure a screenshot <test>-failure.png is saved. Page errors fail the test.
+ * (name null: first visit, the dialog opens). `clock`: the page runs on
+ * Playwright's fake clock (context.clock), for timers that tests skip ahead.
+ * Runs `fn({ page, fake, errors })`; on failure a screenshot
+ * <test>-failure.png is saved. Page errors fail the test.
  */
-async function withPage(t, { fake = new FakeChat(), name = 'alice', rooms, viewport = DESKTOP, slug } = {}, fn) {
+async function withPage(t, { fake = new FakeChat(), name = 'alice', rooms, viewport = DESKTOP, slug, clock = false } = {}, fn) {
   const context = await browser.newContext({ viewport });
+  if (clock) await context.clock.install();
   await context.addInitScript(({ name, rooms }) => {
     if (sessionStorage.getItem('preset')) return; // only before the first load, not on reloads
     sessionStorage.setItem('preset', '1');
@@ -187,7 +192,7 @@ describe('chat page', { skip: skip ?? false }, () => {
       fake.holdAcks = true;
       await say(page, 'in flight');
       await fake.waitForFrame((f) => f.type === 'send' && f.text === 'in flight');
-      const ref = fake.sent('send')[0].ref;
+      const ref = fake.sent('send').find((s) => !s.ephemeral).ref;
       fake.held = []; // that connection's ack is lost with it
       fake.holdAcks = false;
       fake.refuse = true;
@@ -206,7 +211,7 @@ describe('chat page', { skip: skip ?? false }, () => {
       await waitConnected(page, 20_000);
       await queued.and(page.locator('[data-status="delivered"]')).waitFor();
       await messageByText(page, 'in flight').and(page.locator('[data-status="delivered"]')).waitFor();
-      const sends = fake.sent('send');
+      const sends = fake.sent('send').filter((s) => !s.ephemeral); // not the typing indicators
       assert.deepEqual(sends.map((s) => s.text), ['in flight', 'in flight', 'written offline']);
       assert.equal(sends[1].ref, ref, 'the unanswered send is resent under its ref');
       assert.equal(await page.getByTestId('message').count(), 2);
@@ -293,6 +298,160 @@ describe('chat page', { skip: skip ?? false }, () => {
     });
   });
 
+  test('members: asked after joined, one line per user, own marked, kept current, asked again on switch and reconnect', async (t) => {
+    const fake = new FakeChat();
+    const bob1 = fake.addMember('general', 'bob');
+    const bob2 = fake.addMember('general', 'bob'); // a second tab: still one line
+    fake.addMember('general', 'carol');
+    const dmitri = fake.addMember('ops', 'dmitri');
+    await withPage(t, { fake, rooms: ['general', 'ops'] }, async ({ page, shot }) => {
+      await waitConnected(page);
+      await waitMembers(page, ['alice*', 'bob', 'carol']);
+      const order = fake.frames.map(({ frame }) => `${frame.type}:${frame.room}`);
+      assert.ok(order.indexOf('join:general') < order.indexOf('presence:general'), `presence asked after the join: ${order}`);
+      assert.equal(typeof fake.sent('presence')[0].ref, 'string');
+      // One request at a time (the server refuses a second with `busy`): ops waited its turn.
+      await waitFor(() => fake.sent('presence').length === 2, { timeout: 5_000, what: 'the presence request for ops' });
+      assert.deepEqual(fake.sent('presence').map((f) => f.room), ['general', 'ops']);
+      // A labelled region; its own line marked in words too.
+      const region = page.getByRole('complementary', { name: 'In this room' });
+      assert.ok(await region.isVisible());
+      assert.equal(await region.locator('.member.own .member-you').textContent(), 'you');
+      assert.equal(await page.getByTestId('members-more').isVisible(), false);
+      assert.equal(await page.getByTestId('members-toggle').isVisible(), false, 'a column on wide screens, no toggle');
+
+      fake.addMember('general', 'eve');
+      await waitMembers(page, ['alice*', 'bob', 'carol', 'eve']);
+      fake.removeMember('general', bob1);
+      fake.addMember('general', 'frank'); // events arrive in order: frank listed means bob1's leave was handled
+      await waitMembers(page, ['alice*', 'bob', 'carol', 'eve', 'frank']);
+      fake.removeMember('general', bob2);
+      await waitMembers(page, ['alice*', 'carol', 'eve', 'frank']);
+      await shot('members');
+
+      const opsAsked = () => fake.sent('presence').filter((f) => f.room === 'ops').length;
+      await waitFor(() => opsAsked() === 1, { timeout: 5_000, what: 'the presence request for ops after its join' });
+      await page.getByTestId('room-ops').click();
+      await waitMembers(page, ['alice*', 'dmitri']);
+      await waitFor(() => opsAsked() === 2, { timeout: 5_000, what: 'ops asked again when shown' });
+
+      // Who left while the page was away is gone after the reconnect.
+      await fake.dropAll();
+      await page.locator(LOST).waitFor();
+      fake.removeMember('ops', dmitri, { quiet: true });
+      await waitConnected(page, 15_000);
+      await waitMembers(page, ['alice*']);
+      assert.ok(opsAsked() >= 3, 'asked again after the rejoin');
+    });
+  });
+
+  test('members: "+N more" when the server lists fewer than total; leaves of unlisted ones count down', async (t) => {
+    const fake = new FakeChat({ maxPresence: 3 });
+    const others = ['bob', 'carol', 'dmitri', 'eve', 'frank'].map((u) => fake.addMember('general', u));
+    await withPage(t, { fake }, async ({ page, shot }) => {
+      await waitConnected(page);
+      await waitMembers(page, ['alice*', 'bob', 'carol']);
+      const more = page.getByTestId('members-more');
+      await more.filter({ hasText: /^\+3 more$/ }).waitFor();
+      await shot('more');
+      fake.removeMember('general', others[4]); // frank, not listed
+      await more.filter({ hasText: /^\+2 more$/ }).waitFor();
+      fake.removeMember('general', others[0]); // bob, listed
+      await waitMembers(page, ['alice*', 'carol']);
+      assert.equal(await more.textContent(), '+2 more');
+      fake.addMember('general', 'gina');
+      await waitMembers(page, ['alice*', 'carol', 'gina']);
+      assert.equal(await more.textContent(), '+2 more');
+    });
+  });
+
+  test('typing: "bob is typing…" for 4 s after the last one, several names, cleared at once by their message', async (t) => {
+    const fake = new FakeChat();
+    await withPage(t, { fake, clock: true }, async ({ page, shot }) => {
+      await waitConnected(page);
+      await page.clock.pauseAt(Date.now() + 1000);
+      const typing = page.getByTestId('typing');
+      assert.equal(await typing.getAttribute('aria-live'), 'polite');
+      fake.ephemeral('general', 'bob');
+      await waitTyping(page, 'bob is typing…');
+      await page.clock.fastForward(3000);
+      fake.ephemeral('general', 'carol');
+      await waitTyping(page, 'bob and carol are typing…');
+      await shot('two');
+      await page.clock.fastForward(1100); // bob's 4 s are over, carol's are not
+      await waitTyping(page, 'carol is typing…');
+      fake.ephemeral('general', 'dmitri');
+      fake.ephemeral('general', 'eve');
+      fake.ephemeral('general', 'frank');
+      await waitTyping(page, 'carol, dmitri and 2 others are typing…');
+      fake.publish('general', 'carol', 'here it is');
+      await waitTyping(page, 'dmitri, eve and frank are typing…');
+      // Other ephemeral kinds are neither an indicator nor a message.
+      fake.ephemeral('general', 'gina', 'read:01900000');
+      fake.publish('general', 'bob', 'sync');
+      await messageByText(page, 'sync').waitFor();
+      assert.equal(await typing.textContent(), 'dmitri, eve and frank are typing…');
+      assert.equal(await page.getByTestId('message').count(), 2);
+      await page.clock.fastForward(4000);
+      await waitTyping(page, '');
+      assert.equal(await typing.evaluate((e) => e.getBoundingClientRect().height), 0, 'no line while nobody types');
+    });
+  });
+
+  test('typing sends: ephemeral "typing" at most once per 2 s while typing on; own typing never shown', async (t) => {
+    const fake = new FakeChat();
+    await withPage(t, { fake, clock: true }, async ({ page }) => {
+      await waitConnected(page);
+      await waitMembers(page, ['alice*']); // presence answered: this server takes ephemeral sends
+      await page.clock.pauseAt(Date.now() + 1000);
+      const composer = page.getByTestId('composer');
+      await composer.focus();
+      for (let i = 0; i < 20; i++) { // 5 s of steady typing, a key every 250 ms
+        await composer.press('a');
+        await page.clock.fastForward(250);
+      }
+      await composer.press('Enter');
+      // Frames keep their order: once the message is there, every typing send is too.
+      await fake.waitForFrame((f) => f.type === 'send' && !f.ephemeral);
+      const sends = fake.sent('send');
+      const typingSends = sends.filter((f) => f.ephemeral === true);
+      assert.equal(typingSends.length, 3, 'one at 0, 2 and 4 s, not one per key');
+      for (const f of typingSends) {
+        assert.equal(f.text, 'typing');
+        assert.equal(f.room, 'general');
+        assert.equal(typeof f.ref, 'string');
+      }
+      assert.equal(new Set(typingSends.map((f) => f.ref)).size, 3, 'each under its own ref');
+      await messageByText(page, 'a'.repeat(20)).and(page.locator('[data-status="delivered"]')).waitFor();
+      // The fake fans each one out to alice too, like the server: never shown to her.
+      assert.equal(await page.getByTestId('typing').textContent(), '');
+      assert.equal(await page.getByTestId('message').count(), 1);
+      assert.equal(await page.getByTestId('notice').isVisible(), false, 'acks of typing sends are not messages');
+    });
+  });
+
+  for (const code of ['unsupported', 'unknown_type']) {
+    test(`server without presence (${code}): no member list, no notice, no console errors`, async (t) => {
+      const fake = new FakeChat({ presenceError: code });
+      await withPage(t, { fake, viewport: PHONE }, async ({ page, shot }) => {
+        await waitConnected(page);
+        await page.locator('#app[data-presence="unsupported"]').waitFor({ state: 'attached' });
+        await page.getByTestId('composer').pressSequentially('hello');
+        await page.getByTestId('composer').press('Enter');
+        await messageByText(page, 'hello').and(page.locator('[data-status="delivered"]')).waitFor();
+        assert.equal(await page.getByTestId('members').isVisible(), false);
+        assert.equal(await page.getByTestId('members-toggle').isVisible(), false);
+        assert.equal(await page.getByTestId('notice').isVisible(), false);
+        const typingSends = fake.sent('send').filter((f) => f.ephemeral === true).length;
+        // A server that predates presence would store "typing" as a message: the page sends none there.
+        assert.equal(typingSends, code === 'unknown_type' ? 0 : 1);
+        assert.ok(!fake.messages('general').some((m) => m.text === 'typing'));
+        assert.equal(fake.sent('presence').length, 1, 'asked once, not again');
+        await shot('no-members');
+      });
+    });
+  }
+
   for (const viewport of [DESKTOP, PHONE, SMALL]) {
     test(`layout at ${viewport.width}x${viewport.height}: no horizontal overflow, controls reachable`, async (t) => {
       const fake = new FakeChat();
@@ -302,6 +461,7 @@ describe('chat page', { skip: skip ?? false }, () => {
       fake.seed('general', 'alice', 'None so far, consumer lag is back to zero.', now - 26 * 3600_000 + 120_000);
       fake.seed('general', 'bob', 'Standup in 5 minutes', now - 3600_000);
       fake.seed('general', 'dmitri-with-a-long-display-name', 'A longer message, to see wrapping: '.repeat(4) + 'https://example.com/a/very/long/url/without/any/spaces/that/must/wrap/somewhere', now - 600_000);
+      for (const u of ['bob', 'carol', 'dmitri-with-a-long-display-name']) fake.addMember('general', u);
       await withPage(t, { fake, viewport, rooms: ['general', 'random', 'ops'] }, async ({ page, shot }) => {
         await waitConnected(page);
         await page.getByTestId('message').nth(4).waitFor();
@@ -314,7 +474,27 @@ describe('chat page', { skip: skip ?? false }, () => {
         for (const id of ['composer', 'send', 'status', 'room-title']) {
           assert.ok(await page.getByTestId(id).isVisible(), `${id} visible`);
         }
+        await waitMembers(page, ['alice*', 'bob', 'carol', 'dmitri-with-a-long-display-name']);
+        fake.ephemeral('general', 'bob');
+        fake.ephemeral('general', 'dmitri-with-a-long-display-name');
+        await waitTyping(page, 'bob and dmitri-with-a-long-display-name are typing…');
+        const wide = viewport.width >= 1024;
+        assert.equal(await page.getByTestId('members').isVisible(), wide, 'the list is a column on wide screens only');
+        assert.equal(await page.getByTestId('members-toggle').isVisible(), !wide, 'narrow screens have the count');
+        const overflowNow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        assert.ok(overflowNow <= 0, `page wider than the viewport by ${overflowNow}px with the members and typing`);
         await shot('chat');
+        if (!wide) {
+          assert.equal(await page.getByTestId('members-count').textContent(), '4');
+          await page.getByTestId('members-toggle').click();
+          await page.getByTestId('members').waitFor();
+          assert.equal(await page.getByTestId('members-toggle').getAttribute('aria-expanded'), 'true');
+          const box = await page.getByTestId('members').boundingBox();
+          assert.ok(box.x >= 0 && box.x + box.width <= viewport.width, `the panel fits the width: ${JSON.stringify(box)}`);
+          await shot('members');
+          await page.keyboard.press('Escape');
+          await page.getByTestId('members').waitFor({ state: 'hidden' });
+        }
         if (viewport.width < 761) {
           await page.locator('#menu-button').click();
           await page.getByTestId('join-input').waitFor();

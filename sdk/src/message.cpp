@@ -8,8 +8,14 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "binary_codec.hpp"
+
 namespace nudge {
 namespace {
+
+using detail::put_bytes;
+using detail::put_varint;
+using detail::Reader;
 
 // UUIDv7 with a 16-bit sub-millisecond counter (RFC 9562 §6.2, method 1):
 // the 12 bits of rand_a plus the top 4 bits of rand_b. The whole
@@ -63,56 +69,9 @@ int hex_value(char c) {
   return -1;
 }
 
-void put_varint(std::string& out, std::uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<char>(v));
-}
-
-void put_bytes(std::string& out, std::string_view bytes) {
-  put_varint(out, bytes.size());
-  out.append(bytes);
-}
-
 constexpr char kMagic0 = 'N';
 constexpr char kMagic1 = 'G';
 constexpr char kEnvelopeVersion = 1;
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-
-  bool raw(std::size_t n, std::string_view& out) {
-    if (in_.size() - pos_ < n) return false;
-    out = in_.substr(pos_, n);
-    pos_ += n;
-    return true;
-  }
-  bool varint(std::uint64_t& out) {
-    out = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos_ >= in_.size()) return false;
-      const auto byte = static_cast<std::uint8_t>(in_[pos_++]);
-      out |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-      if ((byte & 0x80) == 0) return true;
-    }
-    return false;
-  }
-  bool bytes(std::size_t limit, std::string& out) {
-    std::uint64_t n = 0;
-    std::string_view view;
-    if (!varint(n) || n > limit || !raw(static_cast<std::size_t>(n), view)) return false;
-    out.assign(view);
-    return true;
-  }
-  bool at_end() const { return pos_ == in_.size(); }
-
- private:
-  std::string_view in_;
-  std::size_t pos_ = 0;
-};
 
 }  // namespace
 

@@ -131,4 +131,19 @@ bool is_acceptable_display_name(std::string_view name) noexcept {
   return !is_space(first) && !is_space(last) && !is_combining(first);
 }
 
+std::string one_line(std::string_view message) {
+  std::string out;
+  bool space = false;
+  for (char c : message) {
+    if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace nudge

@@ -57,5 +57,15 @@ TEST(Utf8RepairTest, OutIsReplaced) {
   EXPECT_EQ(out, "");
 }
 
+TEST(OneLineTest, RunsOfWhiteSpaceBecomeOneSpaceAndNoneAtTheEnds) {
+  EXPECT_EQ(one_line("could not connect to server\n\tIs the server running on host \"db\"?\r\n"),
+            "could not connect to server Is the server running on host \"db\"?");
+  EXPECT_EQ(one_line("  a  \t b\n"), "a b");
+  EXPECT_EQ(one_line("one"), "one");
+  EXPECT_EQ(one_line(" \n\t "), "");
+  EXPECT_EQ(one_line(""), "");
+  EXPECT_EQ(one_line(std::string_view("a\vb\0c", 5)), std::string("a\vb\0c", 5)) << "other bytes are kept";
+}
+
 }  // namespace
 }  // namespace nudge

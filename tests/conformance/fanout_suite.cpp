@@ -11,12 +11,23 @@
 // start() is delivered like the others; a stopped instance receives nothing
 // more. A fanout that keeps presence (supports_presence) reports each join
 // and leave once to every instance, lists a room's members bounded by
-// max_presence_per_room with the total count, and drops the members of an
-// instance that died (destroyed without stop) within its presence TTL. With
+// max_presence_per_room with the total count, drops the members of an
+// instance that died (a process SIGKILLed, so nothing of it says goodbye)
+// within its presence TTL, and reports the members of an instance that stops
+// gracefully as left at once, without waiting for the TTL. With
 // --single-instance (an in-process fanout) messages do not cross instances:
 // each instance expects exactly its own.
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -81,6 +92,84 @@ struct Instance {
       : id(instance_id), context(io, "fanout." + settings().plugin->name() + "@" + instance_id, instance_id) {}
 };
 
+/// The environment variable that turns nudge-conformance into the member
+/// process below instead of a test run: "<fd>|<instance id>|<case tag>|<room>".
+constexpr const char* kMemberProcessVariable = "NUDGE_CONFORMANCE_PRESENCE_MEMBER";
+
+/// The two members the member process joins.
+std::vector<PresenceMember> member_process_members(const std::string& instance_id) {
+  return {{"user-c1", "conn-c1", instance_id}, {"user-c2", "conn-c2", instance_id}};
+}
+
+/// A third instance of the plugin in a process of its own (this executable run
+/// again with the same options), to be SIGKILLed as an instance that dies would
+/// be. A process, not an in-process instance: nothing of it (no destructor) may
+/// say goodbye. Spawned, not forked: a client library with threads of its own
+/// (libnats) cannot be used in a forked child.
+class MemberProcess {
+ public:
+  MemberProcess(const std::string& instance_id, const std::string& tag, const std::string& room) {
+    int fds[2];
+    if (::pipe(fds) != 0) {
+      error_ = std::string("pipe: ") + std::strerror(errno);
+      return;
+    }
+    ready_fd_ = fds[0];
+    ::fcntl(ready_fd_, F_SETFD, FD_CLOEXEC);
+    ::fcntl(ready_fd_, F_SETFL, O_NONBLOCK);
+    const std::string spec = std::to_string(fds[1]) + "|" + instance_id + "|" + tag + "|" + room;
+    std::vector<std::string> env_text{std::string(kMemberProcessVariable) + "=" + spec};
+    for (char** e = environ; *e; ++e)
+      if (!std::string_view(*e).starts_with(kMemberProcessVariable)) env_text.emplace_back(*e);
+    std::vector<std::string> arg_text{"/proc/self/exe"};
+    arg_text.insert(arg_text.end(), settings().arguments.begin(), settings().arguments.end());
+    std::vector<char*> argv, envp;
+    for (auto& a : arg_text) argv.push_back(a.data());
+    for (auto& e : env_text) envp.push_back(e.data());
+    argv.push_back(nullptr);
+    envp.push_back(nullptr);
+    const int rc = ::posix_spawn(&pid_, "/proc/self/exe", nullptr, nullptr, argv.data(), envp.data());
+    ::close(fds[1]);
+    if (rc != 0) {
+      pid_ = -1;
+      error_ = std::string("posix_spawn: ") + std::strerror(rc);
+    }
+  }
+  ~MemberProcess() {
+    kill();
+    if (ready_fd_ >= 0) ::close(ready_fd_);
+  }
+  MemberProcess(const MemberProcess&) = delete;
+  MemberProcess& operator=(const MemberProcess&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  const std::string& error() const { return error_; }
+  /// True once the process joined its members; false while it is starting.
+  bool ready() {
+    char byte = 0;
+    if (!ready_ && ::read(ready_fd_, &byte, 1) == 1) ready_ = true;
+    return ready_;
+  }
+  /// SIGKILL, and reap; true when it was still running (it did not die early).
+  bool kill() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    const bool running = ::waitpid(pid_, &status, WNOHANG) == 0;
+    if (running) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+    }
+    pid_ = -1;
+    return running;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int ready_fd_ = -1;
+  bool ready_ = false;
+  std::string error_;
+};
+
 class FanoutConformance : public ConformanceTest {
  public:
   void EveryMessageReachesEveryInstanceOnce();
@@ -93,6 +182,7 @@ class FanoutConformance : public ConformanceTest {
   void PresenceJoinsAndLeavesReachEveryInstanceOnce();
   void PresenceListIsBoundedAndCountsTheRest();
   void ADeadInstancesMembersLeaveWithinTheTTL();
+  void AStoppedInstancesMembersLeaveAtOnce();
 
  protected:
   void SetUp() override {
@@ -663,51 +753,116 @@ void FanoutConformance::ADeadInstancesMembersLeaveWithinTheTTL() {
   if (ttl > std::chrono::seconds(20))
     GTEST_SKIP() << "presence TTL of " << ttl.count() << " ms: too long to wait for in a test (set presence_ttl_ms)";
   const std::string& room = rooms_[2];
-  Instance c(io_, "conf-c-" + tag_);
-  c.recorder.tag = tag_;
-  std::string error;
-  c.fanout = create_instance<Fanout>(config_for_case(tag_), c.context, error);
-  ASSERT_TRUE(c.fanout) << error;
-  ASSERT_TRUE(c.fanout->start(c.recorder).ok());
-  c.fanout->set_room_interest(room, true);
-  ASSERT_TRUE(run_until([&] { return c.fanout->readiness().ready; }, std::chrono::seconds(10)));
-  const PresenceMember mc{"user-c", "conn-c", c.id}, ma{"user-a", "conn-a2", a_->id};
-  c.fanout->presence_join(room, mc);
+  const PresenceMember ma{"user-a", "conn-a2", a_->id};
   a_->fanout->presence_join(room, ma);
-  ASSERT_TRUE(run_until(
-      [&] {
-        return a_->recorder.count(room, PresenceChange::join, mc) && b_->recorder.count(room, PresenceChange::join, mc);
-      },
-      std::chrono::seconds(10)))
-      << "the join of the instance about to die did not reach the others";
-
-  // Killed: destroyed without stop(), so nothing says goodbye.
-  c.fanout.reset();
-  const auto t0 = Clock::now();
-  const bool gone = run_until(
-      [&] {
-        return a_->recorder.count(room, PresenceChange::leave, mc) && b_->recorder.count(room, PresenceChange::leave, mc);
-      },
-      ttl * 2 + std::chrono::seconds(5));
-  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
-  ASSERT_TRUE(gone) << "the dead instance's member did not leave within " << (ttl * 2).count() << " ms + 5 s";
-  measured("presence_expired_after_kill_ms", ms,
-           "a dead instance's member left every list " + std::to_string(ms) + " ms after it died (presence TTL " +
-               std::to_string(ttl.count()) + " ms)");
-  EXPECT_LE(ms, (ttl + ttl / 2).count()) << "members of a dead instance must leave within about the TTL";
-  run_for(milliseconds(300));
+  const std::string c_id = "conf-c-" + tag_;
+  const auto mc = member_process_members(c_id);
+  MemberProcess c(c_id, tag_, room);
+  ASSERT_TRUE(c.started()) << "the member process did not start: " << c.error();
+  ASSERT_TRUE(run_until([&] { return c.ready(); }, std::chrono::seconds(15)))
+      << "the member process did not join its members within 15 s (its output is above)";
+  auto heard = [&](PresenceChange change) {
+    for (Instance* r : {a_, b_})
+      for (const auto& m : mc)
+        if (r->recorder.count(room, change, m) == 0) return false;
+    return true;
+  };
+  ASSERT_TRUE(run_until([&] { return heard(PresenceChange::join); }, std::chrono::seconds(10)))
+      << "the joins of the instance about to die did not reach the others";
   for (Instance* r : {a_, b_}) {
-    EXPECT_EQ(r->recorder.count(room, PresenceChange::leave, mc), 1u) << r->id << ": the expiry is reported once";
     auto list = read_list(*r, room);
     ASSERT_TRUE(list);
-    EXPECT_FALSE(lists(*list, mc)) << r->id << " still lists the dead instance's member";
+    EXPECT_EQ(list->total, 3u) << r->id << " lists a's member and the other process's two";
+  }
+
+  ASSERT_TRUE(c.kill()) << "the member process died before it was killed";
+  const auto t0 = Clock::now();
+  const bool gone = run_until([&] { return heard(PresenceChange::leave); }, ttl * 2 + std::chrono::seconds(5));
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  ASSERT_TRUE(gone) << "the killed instance's members did not leave within " << (ttl * 2).count() << " ms + 5 s";
+  measured("presence_expired_after_kill_ms", ms,
+           "a SIGKILLed instance's members left every list " + std::to_string(ms) + " ms after it died (presence TTL " +
+               std::to_string(ttl.count()) + " ms)");
+  EXPECT_LE(ms, (ttl + ttl / 2).count()) << "members of a dead instance must leave within about the TTL";
+  run_for(milliseconds(300));  // duplicates would show up here
+  for (Instance* r : {a_, b_}) {
+    for (const auto& m : mc)
+      EXPECT_EQ(r->recorder.count(room, PresenceChange::leave, m), 1u)
+          << r->id << ": one expiry, reported once, however many instances notice it";
+    auto list = read_list(*r, room);
+    ASSERT_TRUE(list);
+    for (const auto& m : mc) EXPECT_FALSE(lists(*list, m)) << r->id << " still lists the dead instance's member";
     EXPECT_TRUE(lists(*list, ma)) << r->id << ": a live instance's member must stay (its refreshes keep it)";
+    EXPECT_EQ(list->total, 1u) << r->id;
     EXPECT_EQ(r->recorder.count(room, PresenceChange::leave, ma), 0u) << "a live member must not expire";
   }
   a_->fanout->presence_leave(room, ma);
 }
 
+void FanoutConformance::AStoppedInstancesMembersLeaveAtOnce() {
+  if (!keeps_presence()) GTEST_SKIP() << "the plugin keeps no presence (supports_presence() is false)";
+  if (settings().single_instance) GTEST_SKIP() << "--single-instance: no other instance to tell";
+  const std::string& room = rooms_[3];
+  const PresenceMember ma{"user-a", "conn-a3", a_->id};
+  a_->fanout->presence_join(room, ma);
+  ASSERT_TRUE(run_until([&] { return b_->recorder.count(room, PresenceChange::join, ma) == 1; },
+                        std::chrono::seconds(10)))
+      << "b did not hear a's member join";
+
+  auto stopped = std::make_shared<bool>(false);
+  const auto t0 = Clock::now();
+  a_->fanout->stop([stopped] { *stopped = true; });
+  ASSERT_TRUE(run_until([&] { return *stopped && b_->recorder.count(room, PresenceChange::leave, ma) == 1; },
+                        std::chrono::seconds(5)))
+      << "a stopping instance did not say within 5 s that its members left";
+  const auto ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
+  measured("presence_left_on_stop_ms", ms,
+           "a stopping instance's member left the other's list " + std::to_string(ms) + " ms after stop()");
+  if (const auto ttl = config_int("presence_ttl_ms")) {
+    EXPECT_LT(ms, *ttl / 2) << "the members of a stopping instance must be reported left at once, not expire";
+  }
+  auto list = read_list(*b_, room);
+  ASSERT_TRUE(list);
+  EXPECT_FALSE(lists(*list, ma)) << "b still lists the stopped instance's member";
+  a_->fanout.reset();  // stopped already: TearDown leaves it alone
+  run_for(milliseconds(20));
+}
+
 }  // namespace
+
+int run_fanout_member_process(const std::string& spec) {
+  // "<fd>|<instance id>|<case tag>|<room>" (MemberProcess).
+  std::vector<std::string> parts;
+  std::size_t from = 0;
+  for (std::size_t bar; (bar = spec.find('|', from)) != std::string::npos; from = bar + 1)
+    parts.push_back(spec.substr(from, bar - from));
+  parts.push_back(spec.substr(from));
+  if (parts.size() != 4) return 2;
+  const int ready_fd = std::atoi(parts[0].c_str());
+  const std::string &id = parts[1], &tag = parts[2], &room = parts[3];
+  boost::asio::io_context io;
+  Instance c(io, id);
+  c.recorder.tag = tag;
+  std::string error;
+  c.fanout = create_instance<Fanout>(config_for_case(tag), c.context, error);
+  if (!c.fanout) {
+    std::cerr << "member process: create() failed: " << error << std::endl;
+    return 3;
+  }
+  if (const Status started = c.fanout->start(c.recorder); !started.ok()) {
+    std::cerr << "member process: start() failed: " << started.message() << std::endl;
+    return 4;
+  }
+  c.fanout->set_room_interest(room, true);
+  if (!nudge::testing::run_until(io, [&] { return c.fanout->readiness().ready; }, std::chrono::seconds(10))) {
+    std::cerr << "member process: not ready within 10 s: " << c.fanout->readiness().reason << std::endl;
+    return 5;
+  }
+  for (const auto& m : member_process_members(id)) c.fanout->presence_join(room, m);
+  nudge::testing::run_for(io, milliseconds(100));
+  if (::write(ready_fd, "r", 1) != 1) return 6;
+  for (;;) io.run_for(std::chrono::seconds(1));  // until SIGKILLed
+}
 
 void register_fanout_cases() {
   const char* suite = "FanoutConformance";
@@ -729,6 +884,8 @@ void register_fanout_cases() {
                                    &FanoutConformance::PresenceListIsBoundedAndCountsTheRest, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "ADeadInstancesMembersLeaveWithinTheTTL",
                                    &FanoutConformance::ADeadInstancesMembersLeaveWithinTheTTL, __FILE__, __LINE__);
+  register_case<FanoutConformance>(suite, "AStoppedInstancesMembersLeaveAtOnce",
+                                   &FanoutConformance::AStoppedInstancesMembersLeaveAtOnce, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "DeliveryResumesAfterTheServerRestarts",
                                    &FanoutConformance::DeliveryResumesAfterTheServerRestarts, __FILE__, __LINE__);
 }

@@ -56,6 +56,9 @@ struct Settings {
   std::filesystem::path temp_file;
   /// Unique per run: names rooms, topics and tags so runs never cross.
   std::string run_id;
+  /// The command line without GoogleTest's flags, to run this executable
+  /// again as a helper process (run_fanout_member_process).
+  std::vector<std::string> arguments;
 
   bool has_outage() const { return !outage_begin.empty() && !outage_end.empty(); }
 };
@@ -178,6 +181,11 @@ void register_case(const char* suite, const char* name, void (Fixture::*body)(),
 }
 
 void register_fanout_cases();
+
+/// The body of a helper process of the fanout suite (a third instance that is
+/// SIGKILLed), run instead of the tests when main() finds its variable set;
+/// returns only on an error (its exit code), else runs until killed.
+int run_fanout_member_process(const std::string& spec);
 void register_sink_cases();
 void register_log_cases();
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <string>
@@ -147,6 +148,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!configure(*options)) return kUsageError;
+  settings().arguments = args;
+  if (const char* member = std::getenv("NUDGE_CONFORMANCE_PRESENCE_MEMBER"); member && options->kind == PluginKind::fanout)
+    return run_fanout_member_process(member);
 
   switch (options->kind) {
     case PluginKind::fanout: register_fanout_cases(); break;

@@ -622,21 +622,7 @@ void ClusterFanout::finish(const redisReply* reply, Request& request) {
     case Kind::presence: return;  // answered above
     case Kind::frame: metrics_.published.add(); return;
     case Kind::read: {
-      std::vector<MessagePtr> messages;
-      if (reply->type == REDIS_REPLY_ARRAY) {
-        // Newest first: [[stream id, ["m", envelope]], ...]
-        for (std::size_t i = reply->elements; i-- > 0;) {
-          const redisReply* entry = reply->element[i];
-          if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
-          const redisReply* fields = entry->element[1];
-          if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
-          const redisReply* payload = fields->element[1];
-          if (payload->type != REDIS_REPLY_STRING) continue;
-          std::shared_ptr<Message> message;
-          if (decode_envelope(std::string_view(payload->str, payload->len), message).ok())
-            messages.push_back(std::move(message));
-        }
-      }
+      std::vector<MessagePtr> messages = recent::messages_of(*reply);
       boost::asio::post(context_.executor(), [done = std::move(request.done), messages = std::move(messages)]() mutable {
         done(Status::success(), std::move(messages));
       });

@@ -1,5 +1,7 @@
 #include "recent_window.hpp"
 
+#include <hiredis/hiredis.h>
+
 #include "cluster_slots.hpp"
 
 namespace nudge::plugins::redis::recent {
@@ -199,5 +201,22 @@ std::string hex(const MessageId& id) {
 }
 
 std::int64_t meta_cost(std::string_view room) { return 256 + 4 * static_cast<std::int64_t>(room.size()); }
+
+std::vector<MessagePtr> messages_of(const redisReply& reply) {
+  std::vector<MessagePtr> messages;
+  if (reply.type != REDIS_REPLY_ARRAY) return messages;
+  for (std::size_t i = reply.elements; i-- > 0;) {
+    const redisReply* entry = reply.element[i];
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
+    const redisReply* fields = entry->element[1];
+    if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
+    const redisReply* payload = fields->element[1];
+    if (payload->type != REDIS_REPLY_STRING) continue;
+    std::shared_ptr<Message> message;
+    if (decode_envelope(std::string_view(payload->str, payload->len), message).ok())
+      messages.push_back(std::move(message));
+  }
+  return messages;
+}
 
 }  // namespace nudge::plugins::redis::recent

@@ -4,8 +4,11 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nudge/sdk/message.hpp"
+
+struct redisReply;
 
 namespace nudge::plugins::redis::recent {
 
@@ -37,6 +40,12 @@ std::string meta_key(std::string_view prefix);
 
 /// The id as the script compares it: 32 lower-case hex digits.
 std::string hex(const MessageId& id);
+
+/// The messages of an XREVRANGE reply on a room's stream
+/// (`[[stream id, ["m", envelope]], ...]`, newest first), oldest first.
+/// Entries of another shape and envelopes that do not decode are skipped;
+/// anything but an array gives none.
+std::vector<MessagePtr> messages_of(const redisReply& reply);
 
 /// What the script counts for a room beside what MEMORY USAGE says its
 /// stream takes: its index member and its fields in the counts.

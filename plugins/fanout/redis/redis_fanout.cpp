@@ -452,19 +452,8 @@ void RedisFanout::on_recent_reply(redisAsyncContext*, void* reply_ptr, void* req
     status = Status::error(StatusCode::unavailable, "the connection to redis was lost during the read");
   } else if (reply->type == REDIS_REPLY_ERROR) {
     status = Status::error(StatusCode::unavailable, "redis refused XREVRANGE: " + std::string(reply->str, reply->len));
-  } else if (reply->type == REDIS_REPLY_ARRAY) {
-    // Newest first: [[stream id, ["m", envelope]], ...]
-    for (std::size_t i = reply->elements; i-- > 0;) {
-      const redisReply* entry = reply->element[i];
-      if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
-      const redisReply* fields = entry->element[1];
-      if (fields->type != REDIS_REPLY_ARRAY || fields->elements < 2) continue;
-      const redisReply* payload = fields->element[1];
-      if (payload->type != REDIS_REPLY_STRING) continue;
-      std::shared_ptr<Message> message;
-      if (decode_envelope(std::string_view(payload->str, payload->len), message).ok())
-        messages.push_back(std::move(message));
-    }
+  } else {
+    messages = recent::messages_of(*reply);
   }
   // hiredis calls back from inside its read handler: answer from the loop.
   boost::asio::post(request->executor, [done = std::move(request->done), status = std::move(status),

@@ -91,21 +91,6 @@ bool is_credentials_error(unsigned code) {
   }
 }
 
-std::string one_line(std::string_view message) {
-  std::string out;
-  bool space = false;
-  for (char c : message) {
-    if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out += ' ';
-    space = false;
-    out += c;
-  }
-  return out;
-}
-
 std::string DatabaseError::describe() const {
   if (code == 0) return message;
   std::string out = message + " (error " + std::to_string(code);

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "nudge/sdk/status.hpp"
+#include "nudge/sdk/text.hpp"  // one_line, for messages from the server
 
 namespace nudge::plugins::mysql {
 
@@ -109,8 +110,5 @@ struct DatabaseError {
 
 /// Builds a DatabaseError from what libmariadb reports.
 DatabaseError make_error(unsigned code, std::string_view sqlstate, std::string_view message, ServerFlavour flavour);
-
-/// Folds a multi-line message into one line.
-std::string one_line(std::string_view message);
 
 }  // namespace nudge::plugins::mysql

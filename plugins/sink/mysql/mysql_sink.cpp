@@ -15,6 +15,7 @@
 #include "rows.hpp"
 #include "server.hpp"
 #include "sql.hpp"
+#include "nudge/sdk/startup_retry.hpp"
 
 namespace nudge::plugins::mysql {
 
@@ -415,10 +416,8 @@ std::optional<DatabaseError> MysqlSink::connect() {
 }
 
 Status MysqlSink::open() {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.wait_for_database_ms);
-  auto delay = std::chrono::milliseconds(250);
-  for (int attempt = 1;; ++attempt) {
+  StartupRetry retry(std::chrono::milliseconds(config_.wait_for_database_ms));
+  for (;;) {
     auto error = connect();
     if (!error) break;
     db_errors_.add();
@@ -429,23 +428,17 @@ Status MysqlSink::open() {
                            "cannot use " + server_name(flavour_) + " at " + display_url_ + ": " + error->describe() +
                                (credentials ? " (check the user, password and database name in 'url')" : ""));
     }
-    const auto now = Clock::now();
-    if (now >= deadline) {
-      const std::string waited = config_.wait_for_database_ms > 0
-                                     ? " within " + std::to_string(config_.wait_for_database_ms) + " ms (" +
-                                           std::to_string(attempt) + " attempts; last error: "
-                                     : " (";
+    if (retry.expired()) {
       return Status::error(StatusCode::unavailable,
-                           "cannot connect to " + server_name(flavour_) + " at " + display_url_ + waited +
+                           "cannot connect to " + server_name(flavour_) + " at " + display_url_ + retry.waited() +
                                error->describe() +
                                "). Is the server running, and is 'url' right? For local development: "
                                "scripts/services/mariadb start");
     }
-    if (attempt == 1)
+    if (retry.attempts() == 1)
       context_.logger().warn("cannot connect to ", server_name(flavour_), " at ", display_url_, " yet (",
                              error->describe(), "); retrying for up to ", config_.wait_for_database_ms, " ms");
-    std::this_thread::sleep_for(std::min<Clock::duration>(delay, deadline - now));
-    delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+    retry.wait();
   }
   if (auto s = migrate(); !s.ok()) {
     disconnect();

@@ -19,21 +19,6 @@ ErrorClass classify_sqlstate(std::string_view s) {
   return {StatusCode::internal, false};
 }
 
-std::string one_line(std::string_view message) {
-  std::string out;
-  bool space = false;
-  for (char c : message) {
-    if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
-      space = !out.empty();
-      continue;
-    }
-    if (space) out += ' ';
-    space = false;
-    out += c;
-  }
-  return out;
-}
-
 DatabaseError classify(const std::exception& e) {
   DatabaseError out;
   out.message = one_line(e.what());

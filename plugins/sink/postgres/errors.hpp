@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "nudge/sdk/status.hpp"
+#include "nudge/sdk/text.hpp"  // one_line, for libpq's multi-line messages
 
 namespace nudge::plugins::postgres {
 
@@ -35,10 +36,6 @@ struct DatabaseError {
 
 /// Classifies an exception thrown by libpqxx (or anything else).
 DatabaseError classify(const std::exception& e);
-
-/// Folds a multi-line libpq message ("could not connect...\n\tIs the server
-/// running...") into one line.
-std::string one_line(std::string_view message);
 
 /// True when a failed connection attempt will fail the same way however long
 /// one waits: bad password, unknown role or database, pg_hba.conf rejection.

@@ -16,6 +16,7 @@
 #include <pqxx/transaction>
 
 #include "sql.hpp"
+#include "nudge/sdk/startup_retry.hpp"
 
 namespace nudge::plugins::postgres {
 
@@ -138,10 +139,8 @@ std::optional<DatabaseError> PostgresSink::connect(Lane& lane) {
 }
 
 Status PostgresSink::open() {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.wait_for_database_ms);
-  auto delay = std::chrono::milliseconds(250);
-  for (int attempt = 1;; ++attempt) {
+  StartupRetry retry(std::chrono::milliseconds(config_.wait_for_database_ms));
+  for (;;) {
     auto error = connect(lanes_[0]);
     if (!error) break;
     db_errors_.add();
@@ -152,22 +151,16 @@ Status PostgresSink::open() {
                            "cannot use PostgreSQL at " + display_url_ + ": " + with_sqlstate(*error) +
                                (permanent ? " (check the user, password and database name in 'url')" : ""));
     }
-    const auto now = Clock::now();
-    if (now >= deadline) {
-      const std::string waited = config_.wait_for_database_ms > 0
-                                     ? " within " + std::to_string(config_.wait_for_database_ms) + " ms (" +
-                                           std::to_string(attempt) + " attempts; last error: "
-                                     : " (";
+    if (retry.expired()) {
       return Status::error(StatusCode::unavailable,
-                           "cannot connect to PostgreSQL at " + display_url_ + waited + error->message +
+                           "cannot connect to PostgreSQL at " + display_url_ + retry.waited() + error->message +
                                "). Is PostgreSQL running, and is 'url' right? For local development: "
                                "scripts/services/postgres start");
     }
-    if (attempt == 1)
+    if (retry.attempts() == 1)
       context_.logger().warn("cannot connect to PostgreSQL at ", display_url_, " yet (", error->message,
                              "); retrying for up to ", config_.wait_for_database_ms, " ms");
-    std::this_thread::sleep_for(std::min<Clock::duration>(delay, deadline - now));
-    delay = std::min(delay * 2, std::chrono::milliseconds(2000));
+    retry.wait();
   }
   if (auto s = migrate(); !s.ok()) {
     disconnect(lanes_[0]);

@@ -17,7 +17,7 @@
 
 #include "api.hpp"
 #include "idempotency.hpp"
-#include "jwt.hpp"
+#include "nudge/sdk/jwt.hpp"
 
 namespace nudge::plugins::http {
 

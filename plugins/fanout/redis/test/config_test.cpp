@@ -7,6 +7,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -201,6 +202,59 @@ TEST(RecentWindowTest, NoRoomsStreamIsEverTheIndexOrTheCounts) {
     EXPECT_NE(recent::stream_key(p, room), recent::index_key(p)) << room;
     EXPECT_NE(recent::stream_key(p, room), recent::meta_key(p)) << room;
   }
+}
+
+TEST(RecentWindowTest, AnXrevrangeReplyGivesItsMessagesOldestFirstAndSkipsWhatIsNotOne) {
+  // Built by hand as hiredis would: [[stream id, ["m", envelope]], ...], newest first.
+  Message older, newer;
+  older.id = MessageId::generate();
+  older.room = newer.room = "lobby";
+  older.payload = "first";
+  newer.id = MessageId::generate();
+  newer.payload = std::string("second\0", 7);
+  constexpr std::size_t kEntries = 3;
+  std::string texts[kEntries][3];  // stream id, field name, envelope
+  const std::string envelopes[kEntries] = {encode_envelope(newer), "not an envelope", encode_envelope(older)};
+  redisReply strings[kEntries][3] = {}, fields[kEntries] = {}, entries[kEntries] = {};
+  redisReply* field_elements[kEntries][2];
+  redisReply* entry_elements[kEntries][2];
+  redisReply* reply_elements[kEntries];
+  for (std::size_t i = 0; i < kEntries; ++i) {
+    texts[i][0] = "1-" + std::to_string(kEntries - i);
+    texts[i][1] = "m";
+    texts[i][2] = envelopes[i];
+    for (std::size_t k = 0; k < 3; ++k) {
+      strings[i][k].type = REDIS_REPLY_STRING;
+      strings[i][k].str = texts[i][k].data();
+      strings[i][k].len = texts[i][k].size();
+    }
+    field_elements[i][0] = &strings[i][1];
+    field_elements[i][1] = &strings[i][2];
+    fields[i] = {};
+    fields[i].type = REDIS_REPLY_ARRAY;
+    fields[i].elements = 2;
+    fields[i].element = field_elements[i];
+    entry_elements[i][0] = &strings[i][0];
+    entry_elements[i][1] = &fields[i];
+    entries[i].type = REDIS_REPLY_ARRAY;
+    entries[i].elements = 2;
+    entries[i].element = entry_elements[i];
+    reply_elements[i] = &entries[i];
+  }
+  redisReply reply{};
+  reply.type = REDIS_REPLY_ARRAY;
+  reply.elements = kEntries;
+  reply.element = reply_elements;
+  const auto messages = recent::messages_of(reply);
+  ASSERT_EQ(messages.size(), 2u) << "the entry that is not an envelope is skipped";
+  EXPECT_EQ(messages[0]->id, older.id);
+  EXPECT_EQ(messages[0]->payload, "first");
+  EXPECT_EQ(messages[1]->id, newer.id);
+  EXPECT_EQ(messages[1]->payload, newer.payload);
+
+  redisReply error{};
+  error.type = REDIS_REPLY_ERROR;
+  EXPECT_TRUE(recent::messages_of(error).empty()) << "an error reply holds no messages";
 }
 
 TEST(RecentWindowTest, TheScriptCountsWhatTheHeaderSays) {

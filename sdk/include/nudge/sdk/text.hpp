@@ -34,4 +34,10 @@ bool repair_utf8(std::string_view text, std::string& out);
 /// unnormalised forms are not detected. The one rule for every source.
 bool is_acceptable_display_name(std::string_view name) noexcept;
 
+/// `message` on one line, for a log line or a status: every run of spaces,
+/// tabs, CRs and LFs becomes one space, none at either end. For the
+/// multi-line messages of client libraries ("could not connect...\n\tIs the
+/// server running..."). Other bytes are copied as they are.
+std::string one_line(std::string_view message);
+
 }  // namespace nudge

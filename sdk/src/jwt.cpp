@@ -1,7 +1,4 @@
-// Copied from plugins/source/websocket/jwt.cpp (a plugin includes only the
-// SDK and never another plugin), less what only a browser needs (the token in
-// the query string), with this plugin's sender check for the identity.
-#include "jwt.hpp"
+#include "nudge/sdk/jwt.hpp"
 
 #include <array>
 #include <cmath>
@@ -13,9 +10,9 @@
 #include <openssl/hmac.h>
 #include <rapidjson/document.h>
 
-#include "api.hpp"
+#include "nudge/sdk/text.hpp"
 
-namespace nudge::plugins::http {
+namespace nudge {
 
 namespace {
 
@@ -108,7 +105,7 @@ std::optional<std::string> base64url_decode(std::string_view text) {
 
 JwtResult JwtVerifier::verify(std::string_view token, std::int64_t now_ms) const {
   if (token.empty()) return JwtError::missing;
-  if (token.size() > kMaxTokenBytes) return JwtError::malformed;
+  if (token.size() > kMaxJwtBytes) return JwtError::malformed;
   const auto dot1 = token.find('.');
   const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
@@ -154,8 +151,8 @@ JwtResult JwtVerifier::verify(std::string_view token, std::int64_t now_ms) const
     if (aud == claims.MemberEnd() || !audience_matches(aud->value, policy_.audience)) return JwtError::wrong_audience;
   }
   const auto name = string_member(claims, policy_.identity_claim.c_str());
-  if (!name || !is_valid_sender(*name)) return JwtError::bad_identity;
+  if (!name || !is_acceptable_display_name(*name)) return JwtError::bad_identity;
   return JwtIdentity{std::string(*name), expires_at_ms};
 }
 
-}  // namespace nudge::plugins::http
+}  // namespace nudge

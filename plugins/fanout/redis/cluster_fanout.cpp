@@ -66,6 +66,7 @@ struct ClusterFanout::Request {
   std::vector<std::string> args;                      // presence
   std::function<void(const redisReply*)> on_presence;  // presence: the reply, or null
   std::string frame;                                  // frame
+  std::size_t held = 0;  // publish, append: bytes counted in sent_bytes_ while in flight
 };
 
 ClusterFanout::ClusterFanout(const RedisConfig& config, Context& context)
@@ -79,7 +80,8 @@ ClusterFanout::ClusterFanout(const RedisConfig& config, Context& context)
       refresh_timer_(context.executor()),
       tick_timer_(context.executor()),
       hold_timer_(context.executor()),
-      window_(static_cast<std::size_t>(config.max_pending_publishes)) {
+      window_(static_cast<std::size_t>(config.max_pending_publishes)),
+      max_bytes_(static_cast<std::size_t>(config.max_pending_bytes)) {
   presence_ = std::make_unique<PresenceKeeper>(
       PresenceKeeper::Settings{config_.presence_key_prefix, true, std::chrono::milliseconds(config_.presence_ttl_ms),
                                static_cast<std::size_t>(config_.max_presence_per_room)},
@@ -419,20 +421,54 @@ void ClusterFanout::set_room_interest(std::string_view room, bool interested) {
 void ClusterFanout::publish(const MessagePtr& message) {
   if (stopping_ || !message) return;
   // While holding, everything queues behind what waits, so a room keeps its order.
-  if (!holding() && in_flight_ < window_ && send(message)) return;
-  if (pending_.size() >= window_) {
-    if (config_.recent_messages > 0 && !is_ephemeral(*pending_.front()))
-      note_gap(pending_.front()->room, pending_.front()->id);
-    pending_.pop_front();
-    metrics_.dropped.add();
-    std::uint64_t suppressed = 0;
-    if (drop_log_.allow(suppressed))
-      context_.logger().warn("dropping the oldest waiting messages: a redis cluster master is unreachable or "
-                             "behind and ",
-                             window_, " are waiting already (max_pending_publishes); ", metrics_.dropped.value(),
-                             " dropped so far", suppressed_note(suppressed));
-  }
+  // Behind messages waiting for bytes to be answered, a message waits too, so a room keeps its order.
+  if (!holding() && in_flight_ < window_ && !bytes_full_ && fits(*message) && send(message)) return;
+  if (!fits(*message)) bytes_full_ = true;
+  if (pending_.size() >= window_) drop_oldest_pending("max_pending_publishes");
   pending_.push_back(message);
+  pending_bytes_ += message->envelope().size();
+  // What is sent and unanswered cannot be taken back: the waiting make room.
+  while (!pending_.empty() && held_bytes() > max_bytes_) drop_oldest_pending("max_pending_bytes");
+  update_held();
+}
+
+void ClusterFanout::drop_oldest_pending(const char* limit) {
+  const MessagePtr& oldest = pending_.front();
+  if (config_.recent_messages > 0 && !is_ephemeral(*oldest)) note_gap(oldest->room, oldest->id);
+  pending_bytes_ -= oldest->envelope().size();
+  pending_.pop_front();
+  metrics_.dropped.add();
+  std::uint64_t suppressed = 0;
+  if (drop_log_.allow(suppressed))
+    context_.logger().warn("dropping the oldest waiting messages: a redis cluster master is unreachable or "
+                           "behind and ",
+                           pending_.size() + 1, " messages and ", held_bytes(), " bytes are held already (", limit,
+                           "); ", metrics_.dropped.value(), " dropped so far", suppressed_note(suppressed));
+}
+
+std::size_t ClusterFanout::cost(const Message& message) const {
+  const std::size_t size = message.envelope().size();
+  return config_.recent_messages > 0 && !is_ephemeral(message) ? 2 * size : size;
+}
+
+bool ClusterFanout::fits(const Message& message) const {
+  const std::size_t sent = sent_bytes_ + recent_queue_bytes_;
+  return sent == 0 || sent + cost(message) <= max_bytes_;
+}
+
+void ClusterFanout::release(Request& request) {
+  sent_bytes_ -= std::exchange(request.held, 0);
+  update_held();
+  // What waited for bytes to be answered may go; in order, so only while the first fits.
+  if (bytes_full_ && !stopping_ && !pending_.empty() && fits(*pending_.front())) {
+    bytes_full_ = false;
+    flush();
+  }
+}
+
+void ClusterFanout::update_held() {
+  metrics_.held_bytes.set(static_cast<std::int64_t>(held_bytes()));
+  metrics_.held_messages.set(static_cast<std::int64_t>(pending() + in_flight_ + recent_queue_.size()));
 }
 
 bool ClusterFanout::send(const MessagePtr& message) {
@@ -441,10 +477,14 @@ bool ClusterFanout::send(const MessagePtr& message) {
   request->kind = Kind::publish;
   request->message = message;
   request->slot = cluster::key_slot(config_.channel_for(message->room));
+  request->held = message->envelope().size();
+  const std::size_t held = request->held;
   if (!dispatch(request, nullptr, false)) return false;
   ++in_flight_;
+  sent_bytes_ += held;
   // An ephemeral message is never history: it stays out of the recent window.
   if (config_.recent_messages > 0 && !is_ephemeral(*message)) remember(message);
+  update_held();
   return true;
 }
 
@@ -453,15 +493,27 @@ void ClusterFanout::flush() {
   // Whatever's master is up goes; the rest keeps its order and waits.
   // Redirected publishes were sent before anything queued: they go first.
   std::deque<MessagePtr> waiting;
+  // Once one does not fit in max_pending_bytes the rest wait too, in order.
+  auto go = [&](const MessagePtr& m) {
+    if (bytes_full_ || in_flight_ >= window_) return false;
+    if (!fits(*m)) {
+      bytes_full_ = true;
+      return false;
+    }
+    return send(m);
+  };
   for (auto& m : redirected_)
-    if (in_flight_ >= window_ || !send(m)) waiting.push_back(std::move(m));
+    if (!go(m)) waiting.push_back(std::move(m));
   redirected_.clear();
   while (!pending_.empty()) {
     MessagePtr m = std::move(pending_.front());
     pending_.pop_front();
-    if (in_flight_ >= window_ || !send(m)) waiting.push_back(std::move(m));
+    if (!go(m)) waiting.push_back(std::move(m));
   }
   pending_ = std::move(waiting);
+  pending_bytes_ = 0;
+  for (const auto& m : pending_) pending_bytes_ += m->envelope().size();
+  update_held();
 }
 
 /// Sends the request to `target`, or to the owner of its slot. False (the
@@ -572,8 +624,10 @@ void ClusterFanout::handle_reply(const redisReply* reply, std::unique_ptr<Reques
       // the other instances' subscribers move first. Replies come in the
       // order the publishes went, ahead of anything queued since.
       --in_flight_;
+      pending_bytes_ += request->message->envelope().size();
       redirected_.push_back(std::move(request->message));
       hold();
+      release(*request);
       return;
     }
     if (++request->redirects <= kMaxRedirects) {
@@ -583,6 +637,8 @@ void ClusterFanout::handle_reply(const redisReply* reply, std::unique_ptr<Reques
         // No connection to the new owner yet: it waits with the others.
         --in_flight_;
         pending_.push_front(request->message);
+        pending_bytes_ += request->message->envelope().size();
+        release(*request);
         return;
       }
     }
@@ -591,6 +647,7 @@ void ClusterFanout::handle_reply(const redisReply* reply, std::unique_ptr<Reques
 }
 
 void ClusterFanout::finish(const redisReply* reply, Request& request) {
+  if (request.held) release(request);
   if (request.kind == Kind::presence) return request.on_presence(reply);  // errors too: the keeper says what failed
   if (!reply || reply->type == REDIS_REPLY_ERROR) {
     fail_request(request, reply ? std::string(reply->str, reply->len)
@@ -686,9 +743,11 @@ void ClusterFanout::on_script_loaded(redisAsyncContext*, void* reply_ptr, void* 
 void ClusterFanout::remember(const MessagePtr& message) {
   if (recent_queue_.size() >= window_) {
     note_gap(recent_queue_.front()->room, recent_queue_.front()->id);
+    recent_queue_bytes_ -= recent_queue_.front()->envelope().size();
     recent_queue_.pop_front();
   }
   recent_queue_.push_back(message);
+  recent_queue_bytes_ += message->envelope().size();
   schedule_append();
 }
 
@@ -728,10 +787,19 @@ void ClusterFanout::append_recent() {
     r.cut = it->second;
     it = gaps_.erase(it);
   }
-  for (auto& m : recent_queue_) call_for(m->room).messages.push_back(std::move(m));
+  for (auto& m : recent_queue_) {
+    Request& r = call_for(m->room);
+    r.held += m->envelope().size();
+    r.messages.push_back(std::move(m));
+  }
   recent_queue_.clear();
+  recent_queue_bytes_ = 0;
   for (auto& [room, request] : calls) {
-    if (dispatch(request, nullptr, false)) continue;
+    const std::size_t held = request->held;
+    if (dispatch(request, nullptr, false)) {
+      sent_bytes_ += held;
+      continue;
+    }
     // The owner is not reachable: what it would have held is a gap, cut when it is.
     for (const auto& m : request->messages) note_gap(m->room, m->id);
     if (request->cut) {
@@ -739,6 +807,7 @@ void ClusterFanout::append_recent() {
       if (!inserted && it->second < *request->cut) it->second = *request->cut;
     }
   }
+  update_held();
 }
 
 void ClusterFanout::read_recent(HistoryQuery query, HistoryHandler done) {
@@ -772,6 +841,8 @@ void ClusterFanout::stop(std::function<void()> done) {
     metrics_.dropped.add(pending_.size());
     context_.logger().warn("dropped ", pending_.size(), " messages at stop that were waiting for the redis cluster");
     pending_.clear();
+    pending_bytes_ = 0;
+    update_held();
   }
   metrics_.connected.set(0);
   auto remaining = std::make_shared<std::size_t>(nodes_.size() + 1);

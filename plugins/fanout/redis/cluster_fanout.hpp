@@ -71,6 +71,8 @@ class ClusterFanout final : public Fanout {
 
   bool connected() const noexcept;
   std::size_t pending() const noexcept { return pending_.size() + redirected_.size(); }
+  /// Bytes held for Redis (the held_bytes gauge; at most max_pending_bytes).
+  std::size_t held_bytes() const noexcept { return pending_bytes_ + sent_bytes_ + recent_queue_bytes_; }
   /// Masters known, from the last topology read.
   std::size_t masters() const noexcept;
   /// Topology reads that succeeded (for tests).
@@ -113,6 +115,14 @@ class ClusterFanout final : public Fanout {
   void hold();
   bool send(const MessagePtr& message);
   void flush();
+  /// As in RedisFanout: what a sent message costs against max_pending_bytes,
+  /// and whether it may go now (one larger than the bound goes alone).
+  std::size_t cost(const Message& message) const;
+  bool fits(const Message& message) const;
+  void drop_oldest_pending(const char* limit);
+  /// A request is answered or lost: what it held is free.
+  void release(Request& request);
+  void update_held();
   void remember(const MessagePtr& message);
   void schedule_append();
   void append_recent();
@@ -148,6 +158,12 @@ class ClusterFanout final : public Fanout {
   std::deque<MessagePtr> redirected_;  // refused with MOVED: resent first after the hold
   std::size_t in_flight_ = 0;
   std::size_t window_;
+  std::size_t max_bytes_;
+  std::size_t pending_bytes_ = 0;       // pending_ and redirected_
+  std::size_t sent_bytes_ = 0;          // SPUBLISHes and window calls handed to hiredis, not answered
+  std::size_t recent_queue_bytes_ = 0;
+  /// A send waited for bytes to be answered: replies flush.
+  bool bytes_full_ = false;
 
   bool append_scheduled_ = false;
   std::deque<MessagePtr> recent_queue_;

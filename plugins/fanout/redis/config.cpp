@@ -107,6 +107,14 @@ ConfigSchema RedisConfig::schema() {
   s.integer("max_pending_publishes", 10000,
             "Messages held while the publishing connection is down or behind; beyond this the oldest are dropped")
       .range(1, 10000000);
+  s.integer("max_pending_bytes", 64 * 1024 * 1024,
+            "Bytes of messages the fanout may hold for Redis: waiting to be sent, sent and not yet answered, and "
+            "waiting for the recent window; beyond this the oldest waiting messages are dropped")
+      .range(1024, std::int64_t{1} << 40);
+  s.integer("reply_timeout_ms", 10000,
+            "How long the publishing connection may leave a command unanswered before it is dropped and "
+            "reconnected (a Redis that hangs with the connection open); 0 waits forever")
+      .range(0, 3600000);
   s.integer("connect_timeout_ms", 2000, "How long one connection attempt (TCP connect and login) may take")
       .range(10, 600000);
   s.integer("recent_messages", 1000,
@@ -171,6 +179,8 @@ RedisConfig RedisConfig::from(const Config& c) {
   // A ceiling below the first delay would make no sense: the first delay wins.
   r.reconnect_max_ms = std::max(c.get_int("reconnect_max_ms"), r.reconnect_initial_ms);
   r.max_pending_publishes = c.get_int("max_pending_publishes");
+  r.max_pending_bytes = c.get_int("max_pending_bytes");
+  r.reply_timeout_ms = c.get_int("reply_timeout_ms");
   r.connect_timeout_ms = c.get_int("connect_timeout_ms");
   r.recent_messages = c.get_int("recent_messages");
   r.recent_max_bytes = c.get_int("recent_max_bytes");

@@ -40,6 +40,8 @@ struct RedisConfig {
   std::int64_t reconnect_initial_ms = 100;
   std::int64_t reconnect_max_ms = 5000;
   std::int64_t max_pending_publishes = 10000;
+  std::int64_t max_pending_bytes = 64 * 1024 * 1024;
+  std::int64_t reply_timeout_ms = 10000;
   std::int64_t connect_timeout_ms = 2000;
   std::int64_t recent_messages = 1000;
   /// Never above recent_max_bytes.

@@ -16,6 +16,9 @@ struct FanoutMetrics {
   Counter& reconnects;
   Counter& dropped;
   Gauge& connected;
+  /// What the fanout holds for Redis (max_pending_bytes): a Redis that hangs shows here.
+  Gauge& held_bytes;
+  Gauge& held_messages;
   Counter& recent_appended;
   Counter& recent_skipped;
   Counter& recent_missed;

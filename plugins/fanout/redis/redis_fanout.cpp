@@ -41,6 +41,11 @@ RedisFanout::RedisFanout(const Config& config, Context& context)
       context_(context),
       metrics_(context),
       window_(static_cast<std::size_t>(config_.max_pending_publishes)),
+      max_bytes_(static_cast<std::size_t>(config_.max_pending_bytes)),
+      reply_timer_(context.executor()),
+      reply_timeouts_(context.metrics().counter(
+          "reply_timeouts", "Times the publishing connection was dropped because Redis left a command unanswered "
+                            "for reply_timeout_ms")),
       recent_bytes_(context.metrics().gauge("recent_bytes", "Bytes the recent window takes in Redis, by its count")),
       recent_rooms_(context.metrics().gauge("recent_rooms", "Rooms the recent window holds in Redis")),
       append_retry_timer_(context.executor()) {
@@ -97,7 +102,12 @@ void RedisFanout::publish_frame(const std::string& room, std::string frame) {
   const std::string channel = config_.channel_for(room);
   const char* argv[3] = {"PUBLISH", channel.data(), frame.data()};
   const std::size_t lens[3] = {7, channel.size(), frame.size()};
-  if (redisAsyncCommandArgv(ac, &RedisFanout::on_publish_reply, this, 3, argv, lens) == REDIS_OK) ++in_flight_;
+  if (redisAsyncCommandArgv(ac, &RedisFanout::on_publish_reply, this, 3, argv, lens) != REDIS_OK) return;
+  note_sent();
+  ++in_flight_;
+  in_flight_sizes_.push_back(frame.size());
+  in_flight_bytes_ += frame.size();
+  update_held();
 }
 
 void RedisFanout::presence_join(std::string_view room, const PresenceMember& member) {
@@ -111,6 +121,7 @@ void RedisFanout::presence_leave(std::string_view room, const PresenceMember& me
 void RedisFanout::read_presence(std::string_view room, PresenceHandler done) { presence().read(room, std::move(done)); }
 
 RedisFanout::~RedisFanout() {
+  reply_timer_.cancel();
   // Freed while this object is whole: hiredis runs pending callbacks (with
   // no reply) as it frees, and those reach this object.
   receiver_ = nullptr;
@@ -187,20 +198,72 @@ Status RedisFanout::start(FanoutReceiver& receiver) {
 void RedisFanout::publish(const MessagePtr& message) {
   if (cluster_) return cluster_->publish(message);
   if (stopping_ || !message) return;
-  if (pending_.empty() && in_flight_ < window_ && send(message)) return;
-  if (pending_.size() >= window_) {
-    if (config_.recent_messages > 0 && !is_ephemeral(*pending_.front()))
-      note_gap(pending_.front()->room, pending_.front()->id);
-    pending_.pop_front();
-    metrics_.dropped.add();
-    std::uint64_t suppressed = 0;
-    if (drop_log_.allow(suppressed))
-      context_.logger().warn("dropping the oldest waiting messages: redis at '", config_.url.endpoint(),
-                             "' is unreachable or behind and ", window_,
-                             " are waiting already (max_pending_publishes); ", metrics_.dropped.value(),
-                             " dropped so far");
-  }
+  if (pending_.empty() && in_flight_ < window_ && fits(*message) && send(message)) return;
+  if (pending_.size() >= window_) drop_oldest_pending("max_pending_publishes");
   pending_.push_back(message);
+  pending_bytes_ += message->envelope().size();
+  // What is sent and unanswered cannot be taken back: the waiting make room.
+  while (!pending_.empty() && pending_bytes_ + sent_bytes() > max_bytes_) drop_oldest_pending("max_pending_bytes");
+  update_held();
+}
+
+void RedisFanout::drop_oldest_pending(const char* limit) {
+  const MessagePtr& oldest = pending_.front();
+  if (config_.recent_messages > 0 && !is_ephemeral(*oldest)) note_gap(oldest->room, oldest->id);
+  pending_bytes_ -= oldest->envelope().size();
+  pending_.pop_front();
+  metrics_.dropped.add();
+  std::uint64_t suppressed = 0;
+  if (drop_log_.allow(suppressed))
+    context_.logger().warn("dropping the oldest waiting messages: redis at '", config_.url.endpoint(),
+                           "' is unreachable or behind and holds ", pending_.size() + 1, " waiting messages and ",
+                           held_bytes(), " bytes already (", limit, "); ", metrics_.dropped.value(),
+                           " dropped so far", suppressed ? " (" + std::to_string(suppressed) + " more since the last report)" : "");
+}
+
+std::size_t RedisFanout::cost(const Message& message) const {
+  const std::size_t size = message.envelope().size();
+  return config_.recent_messages > 0 && !is_ephemeral(message) ? 2 * size : size;
+}
+
+bool RedisFanout::fits(const Message& message) const {
+  const std::size_t sent = sent_bytes();
+  return sent == 0 || sent + cost(message) <= max_bytes_;
+}
+
+void RedisFanout::update_held() {
+  metrics_.held_bytes.set(static_cast<std::int64_t>(held_bytes()));
+  metrics_.held_messages.set(
+      static_cast<std::int64_t>(pending_.size() + in_flight_ + recent_queue_.size() + messages_in_flight_));
+}
+
+void RedisFanout::note_sent() {
+  if (in_flight_ == 0 && calls_in_flight_ == 0) last_answer_ = std::chrono::steady_clock::now();
+  arm_reply_timer();
+}
+
+void RedisFanout::note_answered() { last_answer_ = std::chrono::steady_clock::now(); }
+
+void RedisFanout::arm_reply_timer() {
+  if (reply_timer_armed_ || config_.reply_timeout_ms == 0 || stopping_) return;
+  reply_timer_armed_ = true;
+  reply_timer_.expires_at(last_answer_ + std::chrono::milliseconds(config_.reply_timeout_ms));
+  reply_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    reply_timer_armed_ = false;
+    if (stopping_ || (in_flight_ == 0 && calls_in_flight_ == 0) || !publisher_ || !publisher_->ready()) return;
+    if (std::chrono::steady_clock::now() - last_answer_ < std::chrono::milliseconds(config_.reply_timeout_ms)) {
+      arm_reply_timer();  // answers came meanwhile: wait from the last one
+      return;
+    }
+    // TCP keepalive does not see this: the peer (or a proxy) still ACKs.
+    // Dropping answers everything in flight as lost (publish_errors, window
+    // gaps) and frees what hiredis held; the link reconnects with backoff.
+    reply_timeouts_.add();
+    publisher_->drop("no reply within " + std::to_string(config_.reply_timeout_ms) + " ms (reply_timeout_ms) to " +
+                     std::to_string(in_flight_ + calls_in_flight_) + " commands");
+    update_held();
+  });
 }
 
 bool RedisFanout::send(const MessagePtr& message) {
@@ -218,9 +281,13 @@ bool RedisFanout::send(const MessagePtr& message) {
   // hiredis appends to its output buffer and writes when the socket is ready:
   // publishes made in one turn of the loop go out together, pipelined.
   if (redisAsyncCommandArgv(ac, &RedisFanout::on_publish_reply, this, 3, argv, lens) != REDIS_OK) return false;
+  note_sent();
   ++in_flight_;
+  in_flight_sizes_.push_back(envelope.size());
+  in_flight_bytes_ += envelope.size();
   // An ephemeral message is never history: it stays out of the recent window.
   if (config_.recent_messages > 0 && !is_ephemeral(*message)) remember(message);
+  update_held();
   return true;
 }
 
@@ -228,9 +295,11 @@ void RedisFanout::remember(const MessagePtr& message) {
   if (recent_queue_.size() >= window_) {
     // Redis is slower than the bus: the oldest waiting go, and their rooms are cut.
     note_gap(recent_queue_.front()->room, recent_queue_.front()->id);
+    recent_queue_bytes_ -= recent_queue_.front()->envelope().size();
     recent_queue_.pop_front();
   }
   recent_queue_.push_back(message);
+  recent_queue_bytes_ += message->envelope().size();
   schedule_append();
 }
 
@@ -263,6 +332,7 @@ struct RedisFanout::AppendCall {
   std::vector<MessagePtr> messages;
   std::vector<std::pair<std::string, MessageId>> cuts;
   std::optional<MessageId> cut_all;
+  std::size_t bytes;  // of its messages' envelopes
 };
 
 void RedisFanout::regap(AppendCall& call) {
@@ -281,7 +351,7 @@ void RedisFanout::append_recent(bool at_stop) {
   if (!ac) return;  // the connection's on_ready sends what waits
   if (recent_queue_.empty() && gaps_.empty() && !cut_all_) return;
 
-  auto call = std::make_unique<AppendCall>(AppendCall{this, {}, {}, std::exchange(cut_all_, std::nullopt)});
+  auto call = std::make_unique<AppendCall>(AppendCall{this, {}, {}, std::exchange(cut_all_, std::nullopt), 0});
   std::deque<std::string> texts;  // what argv points into that nothing else owns (a deque never moves them)
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;
@@ -326,13 +396,18 @@ void RedisFanout::append_recent(bool at_stop) {
     text(recent::hex(m->id));
     arg(envelope);
     call->messages.push_back(m);
+    recent_queue_bytes_ -= envelope.size();
     recent_queue_.pop_front();
   }
+  call->bytes = bytes;
   if (redisAsyncCommandArgv(ac, &RedisFanout::on_append_reply, call.get(), static_cast<int>(argv.size()),
                             argv.data(), lens.data()) != REDIS_OK) {
     regap(*call);
+    update_held();
     return;
   }
+  note_sent();
+  append_in_flight_bytes_ += call->bytes;
   messages_in_flight_ += call->messages.size();
   cuts_in_flight_ += call->cuts.size();
   call.release();  // hiredis hands it back to on_append_reply, with or without a reply
@@ -365,6 +440,13 @@ void RedisFanout::handle_append_reply(const redisReply* reply, AppendCall& call)
   messages_in_flight_ -= call.messages.size();
   cuts_in_flight_ -= call.cuts.size();
   --calls_in_flight_;
+  append_in_flight_bytes_ -= call.bytes;
+  update_held();
+  if (reply) {
+    note_answered();
+    // What the window held may have kept messages waiting.
+    if (!pending_.empty() && !stopping_) flush(false);
+  }
   if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
     auto number = [&](std::size_t i) {
       const redisReply* r = reply->element[i];
@@ -463,10 +545,13 @@ void RedisFanout::on_recent_reply(redisAsyncContext*, void* reply_ptr, void* req
 }
 
 void RedisFanout::flush(bool ignore_window) {
-  while (!pending_.empty() && (ignore_window || in_flight_ < window_)) {
-    if (!send(pending_.front())) return;
+  while (!pending_.empty() && (ignore_window || (in_flight_ < window_ && fits(*pending_.front())))) {
+    const MessagePtr message = pending_.front();
+    if (!send(message)) break;
+    pending_bytes_ -= message->envelope().size();
     pending_.pop_front();
   }
+  update_held();
 }
 
 void RedisFanout::on_publish_reply(redisAsyncContext*, void* reply, void* self) {
@@ -475,6 +560,12 @@ void RedisFanout::on_publish_reply(redisAsyncContext*, void* reply, void* self) 
 
 void RedisFanout::handle_publish_reply(const redisReply* reply) {
   if (in_flight_ > 0) --in_flight_;
+  if (!in_flight_sizes_.empty()) {
+    in_flight_bytes_ -= in_flight_sizes_.front();
+    in_flight_sizes_.pop_front();
+  }
+  update_held();
+  if (reply) note_answered();
   if (reply && reply->type != REDIS_REPLY_ERROR) {
     metrics_.published.add();
     if (!pending_.empty()) flush(false);
@@ -586,7 +677,10 @@ void RedisFanout::stop(std::function<void()> done) {
     context_.logger().warn("dropped ", pending_.size(), " messages at stop that were waiting for redis at '",
                            config_.url.endpoint(), "'");
     pending_.clear();
+    pending_bytes_ = 0;
+    update_held();
   }
+  reply_timer_.cancel();
   auto remaining = std::make_shared<int>(2);
   auto one_done = [this, remaining, done = std::move(done)] {
     if (--*remaining > 0) return;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -36,6 +37,13 @@ namespace nudge::plugins::redis {
 /// and reconnect with backoff on their own; publishes are pipelined, and held
 /// (up to max_pending_publishes, oldest dropped first) while the publishing
 /// connection is down.
+///
+/// Everything held for Redis counts against max_pending_bytes: messages
+/// waiting, PUBLISHes handed to hiredis and not answered, messages waiting for
+/// the window and window calls not answered. A Redis that hangs with the
+/// connection open answers nothing, so sends stop at the bound and the oldest
+/// waiting messages are dropped, and after reply_timeout_ms without an answer
+/// the publishing connection is dropped and reconnected.
 ///
 /// The recent window: what one loop turn published is appended by one call of
 /// the window's Lua script (recent_window.hpp), which also keeps the window
@@ -74,6 +82,8 @@ class RedisFanout final : public Fanout {
   bool connected() const noexcept;
   /// Messages held for the publishing connection, not sent yet.
   std::size_t pending() const noexcept { return pending_.size(); }
+  /// Bytes held for Redis (the held_bytes gauge; at most max_pending_bytes).
+  std::size_t held_bytes() const noexcept { return pending_bytes_ + sent_bytes(); }
   /// Messages published but not yet confirmed appended to the recent window
   /// (waiting, or in the call in flight), and rooms waiting to be cut.
   std::size_t recent_backlog() const noexcept { return recent_queue_.size() + messages_in_flight_; }
@@ -110,6 +120,22 @@ class RedisFanout final : public Fanout {
 
   bool send(const MessagePtr& message);
   void flush(bool ignore_window);
+  /// What a message costs against max_pending_bytes once sent: its PUBLISH,
+  /// and its place in the recent window's queue and call.
+  std::size_t cost(const Message& message) const;
+  /// Bytes handed to hiredis and not answered, or waiting for the window.
+  std::size_t sent_bytes() const noexcept {
+    return in_flight_bytes_ + recent_queue_bytes_ + append_in_flight_bytes_;
+  }
+  /// The message may go now without the fanout holding more than max_pending_bytes
+  /// (one message larger than that goes alone).
+  bool fits(const Message& message) const;
+  void drop_oldest_pending(const char* limit);
+  void update_held();
+  /// A command goes on the publishing connection: the reply watchdog runs.
+  void note_sent();
+  void note_answered();
+  void arm_reply_timer();
   void handle_publish_reply(const redisReply* reply);
   void handle_subscription_reply(const redisReply* reply);
   void subscribe(const std::vector<std::string>& channels);
@@ -130,6 +156,20 @@ class RedisFanout final : public Fanout {
   std::deque<MessagePtr> pending_;  // waiting for the publishing connection
   std::size_t in_flight_ = 0;       // PUBLISHes sent, reply not yet read
   std::size_t window_;              // max in flight, and max pending
+  std::size_t max_bytes_;           // max_pending_bytes
+  std::size_t pending_bytes_ = 0;
+  std::size_t in_flight_bytes_ = 0;
+  /// Sizes of the PUBLISHes in flight: replies come in the order they went.
+  std::deque<std::size_t> in_flight_sizes_;
+  std::size_t recent_queue_bytes_ = 0;
+  std::size_t append_in_flight_bytes_ = 0;
+  /// The last reply on the publishing connection, or the send that started a
+  /// wait for one; reply_timeout_ms after it, with a command unanswered, the
+  /// connection is dropped.
+  std::chrono::steady_clock::time_point last_answer_{};
+  bool reply_timer_armed_ = false;
+  boost::asio::steady_timer reply_timer_;
+  Counter& reply_timeouts_;
   std::set<std::string, std::less<>> rooms_;
 
   Gauge& recent_bytes_;

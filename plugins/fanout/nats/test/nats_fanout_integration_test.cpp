@@ -32,6 +32,7 @@
 
 #include "config.hpp"
 #include "nats_fanout.hpp"
+#include "nudge/sdk/tcp_proxy.hpp"
 #include "nudge/sdk/testing.hpp"
 
 namespace nudge::plugins::nats {
@@ -498,6 +499,62 @@ TEST_F(NatsFanoutIntegrationTest, ResumesDeliveryAfterTheServerRestarts) {
     EXPECT_EQ(i->context.logger().count(LogLevel::warn, "reconnected"), 0u) << "logged at info, not as a warning";
     EXPECT_EQ(i->context.metrics().value("publish_errors"), 0u);
   }
+}
+
+
+/// The process's resident memory, in bytes.
+std::size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+TEST_F(NatsFanoutIntegrationTest, AServerThatHangsHoldsNoMoreThanTheReconnectBuffers) {
+  // The publisher reaches NATS through a proxy that stops forwarding and
+  // reading, its connection left open. What the fanout may hold: its queue
+  // for the link's thread (reconnect_buffer_bytes), libnats's write buffer
+  // until a write outlasts connect_timeout_ms (the write deadline) and fails
+  // the connection, then libnats's reconnect buffer (reconnect_buffer_bytes).
+  std::vector<NatsServer> servers;
+  std::string error;
+  parse_nats_urls(url_, servers, error);
+  if (servers.size() != 1 || servers[0].has_credentials) GTEST_SKIP() << "needs one NATS server without credentials";
+  constexpr std::int64_t kBuffer = 4 * 1024 * 1024;
+  nudge::testing::TcpProxy proxy(servers[0].host == "localhost" ? "127.0.0.1" : servers[0].host, servers[0].port);
+  Instance& a = add("a", {{"url", "nats://127.0.0.1:" + std::to_string(proxy.port())},
+                          {"reconnect_buffer_bytes", kBuffer},
+                          {"connect_timeout_ms", std::int64_t{500}}});
+  Instance& b = add("b");
+  ASSERT_TRUE(warm_up("hang"));
+  const std::string payload(64 * 1024, 'x');
+  for (int n = 0; n < 20; ++n) a.fanout->publish(make_message(a.id, "hang", -1, payload));
+  run_for(milliseconds(200));
+
+  proxy.hang();
+  const std::size_t rss_before = resident_bytes();
+  constexpr int kMessages = 1000;  // 64 MB
+  std::size_t most_waiting = 0;
+  for (int n = 0; n < kMessages; ++n) {
+    a.fanout->publish(make_message(a.id, "hang", n, payload));
+    most_waiting = std::max(most_waiting, a.fanout->waiting_bytes());
+    if (n % 20 == 19) run_for(milliseconds(2));
+  }
+  run_for(milliseconds(1500));  // the write deadline passes: libnats holds the rest in its reconnect buffer
+  const std::size_t rss_after = resident_bytes();
+  const auto dropped = a.context.metrics().value("dropped_while_disconnected");
+  std::cout << "waiting for the link at most " << most_waiting << " bytes (reconnect_buffer_bytes " << kBuffer
+            << "), RSS " << rss_before << " -> " << rss_after << " (+"
+            << (rss_after - std::min(rss_after, rss_before)) << "), dropped " << dropped << " of " << kMessages
+            << "\n";
+  EXPECT_LE(most_waiting, static_cast<std::size_t>(kBuffer) + payload.size() + 1024);
+  EXPECT_LT(rss_after, rss_before + 4 * static_cast<std::size_t>(kBuffer)) << "two buffers of kBuffer, and slack";
+  EXPECT_GT(dropped, static_cast<std::uint64_t>(kMessages / 2));
+
+  proxy.resume();
+  ASSERT_TRUE(heard(a, b, "hang", "after the hang")) << "publishing works again once NATS answers";
 }
 
 }  // namespace

@@ -120,6 +120,8 @@ TEST(RedisConfigTest, DefaultsAreValidAndDocumented) {
       {"reconnect_initial_ms", std::int64_t{100}},
       {"reconnect_max_ms", std::int64_t{5000}},
       {"max_pending_publishes", std::int64_t{10000}},
+      {"max_pending_bytes", std::int64_t{64 * 1024 * 1024}},
+      {"reply_timeout_ms", std::int64_t{10000}},
       {"connect_timeout_ms", std::int64_t{2000}},
       {"recent_messages", std::int64_t{1000}},
       {"recent_max_room_bytes", std::int64_t{1024 * 1024}},

@@ -923,5 +923,78 @@ TEST_F(RedisFanoutIntegrationTest, CallsLostWithTheConnectionLeaveTheWindowWitho
   for (std::size_t i = 0; i < window.size(); ++i) EXPECT_EQ(window[i]->id, stored[start + i]->id) << i;
 }
 
+
+/// The process's resident memory, in bytes.
+std::size_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+TEST_F(RedisFanoutIntegrationTest, ARedisThatHangsHoldsNoMoreThanMaxPendingBytesAndIsReconnected) {
+  // The publisher reaches Redis through a proxy that stops forwarding and
+  // reading, its connections left open: nothing is answered, nothing refused.
+  constexpr std::int64_t kBound = 8 * 1024 * 1024;
+  nudge::testing::TcpProxy proxy(url_.host == "localhost" ? "127.0.0.1" : url_.host, url_.port);
+  Instance& a = add("a", {{"url", "redis://" + (url_.has_password ? ":" + url_.password + "@" : std::string()) +
+                                      "127.0.0.1:" + std::to_string(proxy.port())},
+                          {"max_pending_bytes", kBound},
+                          {"reply_timeout_ms", std::int64_t{2000}},
+                          {"connect_timeout_ms", std::int64_t{500}}});
+  Instance& c = add("c");
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected() && c.fanout->connected(); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(warm_up("hang"));
+
+  const std::string payload(64 * 1024, 'x');
+  // Allocated once before measuring, so the first envelopes do not count.
+  for (int n = 0; n < 20; ++n) a.fanout->publish(make_message(a.id, "hang", -1, payload));
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  ASSERT_TRUE(run_until([&] { return a.fanout->held_bytes() == 0; }, std::chrono::seconds(5)));
+
+  proxy.hang();
+  const std::size_t rss_before = resident_bytes();
+  constexpr int kMessages = 1000;  // 64 MB: eight times the bound
+  std::int64_t most_held = 0;
+  std::size_t most_held_here = 0;
+  for (int n = 0; n < kMessages; ++n) {
+    a.fanout->publish(make_message(a.id, "hang", n, payload));
+    most_held = std::max(most_held, a.context.metrics().gauge_value("held_bytes"));
+    most_held_here = std::max(most_held_here, a.fanout->held_bytes());
+    if (n % 20 == 19) run_for(milliseconds(2));  // hiredis writes until the socket's buffers are full
+  }
+  const std::size_t rss_after = resident_bytes();
+  const auto dropped = a.context.metrics().value("dropped_while_disconnected");
+  std::cout << "held at most " << most_held_here << " bytes (bound " << kBound << "), RSS " << rss_before << " -> "
+            << rss_after << " (+" << (rss_after - std::min(rss_after, rss_before)) << "), dropped " << dropped
+            << " of " << kMessages << ", publish_errors " << a.context.metrics().value("publish_errors") << "\n";
+  EXPECT_LE(most_held_here, static_cast<std::size_t>(kBound));
+  EXPECT_LE(most_held, kBound);
+  EXPECT_GT(most_held, kBound / 2) << "the gauge shows what is held";
+  EXPECT_LT(rss_after, rss_before + 2 * static_cast<std::size_t>(kBound));
+  // Each sent durable message is held twice (its PUBLISH, its place in the window's queue).
+  EXPECT_GE(dropped, static_cast<std::uint64_t>(kMessages - kBound / (64 * 1024)));
+  EXPECT_EQ(a.context.metrics().value("publish_errors"), 0u) << "nothing was answered or lost yet";
+
+  // Nothing answers: the publishing connection is dropped after reply_timeout_ms,
+  // and what hiredis held for it is freed.
+  ASSERT_TRUE(run_until([&] { return a.context.metrics().value("reply_timeouts") >= 1; }, std::chrono::seconds(5)));
+  EXPECT_GT(a.context.metrics().value("publish_errors"), 0u) << "what was in flight is counted lost";
+  EXPECT_FALSE(a.fanout->connected());
+
+  proxy.resume();
+  ASSERT_TRUE(run_until([&] { return a.fanout->connected(); }, std::chrono::seconds(10)));
+  auto after = make_message(a.id, "hang", 5000, "after the hang");
+  a.fanout->publish(after);
+  ASSERT_TRUE(run_until([&] { return c.receiver.count_from(a.id) > 0 && seq_of(*c.receiver.messages.back()) == 5000; },
+                        std::chrono::seconds(5)))
+      << "publishing works again once Redis answers";
+  ASSERT_TRUE(window_settled(this, io_, {&a}));
+  EXPECT_TRUE(run_until([&] { return a.fanout->held_bytes() == 0; }, std::chrono::seconds(5)));
+  EXPECT_EQ(a.context.metrics().gauge_value("held_bytes"), 0);
+}
+
 }  // namespace
 }  // namespace nudge::plugins::redis

@@ -3,16 +3,19 @@
 // For plugin tests (like testing.hpp): a TCP proxy on 127.0.0.1 that
 // forwards to a server and can be taken down (listener and every connection
 // closed: the server looks stopped) and brought up again on the same port,
-// without touching the server itself, which other tests share. Runs on a
-// thread of its own. Header-only; not part of the runtime's interface.
+// without touching the server itself, which other tests share; or made to
+// hang (connections stay open, nothing is forwarded either way: the server
+// looks frozen). Runs on a thread of its own. Header-only; not part of the runtime's interface.
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <list>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -52,6 +55,21 @@ class TcpProxy {
   /// Listens again, on the same port.
   void up() {
     on_thread([this] { listen(port_); });
+  }
+  /// Stops forwarding, both ways, on every connection (new ones too) and
+  /// stops reading: what the client writes piles up in the kernel's buffers
+  /// and then in the client, as with a server that hangs.
+  void hang() {
+    on_thread([this] { hanging_ = true; });
+  }
+  /// Forwards again what was held, then everything as before.
+  void resume() {
+    on_thread([this] {
+      hanging_ = false;
+      auto parked = std::move(parked_);
+      parked_.clear();
+      for (auto& f : parked) f();
+    });
   }
 
  private:
@@ -97,6 +115,7 @@ class TcpProxy {
     for (auto& weak : pipes_)
       if (auto pipe = weak.lock()) pipe->close();
     pipes_.clear();
+    parked_.clear();
   }
 
   void accept() {
@@ -115,15 +134,28 @@ class TcpProxy {
   }
 
   void pump(const std::shared_ptr<Pipe>& pipe, tcp::socket& from, tcp::socket& to, std::array<char, 16384>& buffer) {
+    if (hanging_) {
+      parked_.push_back([this, pipe, &from, &to, &buffer] { pump(pipe, from, to, buffer); });
+      return;
+    }
     from.async_read_some(boost::asio::buffer(buffer), [this, pipe, &from, &to, &buffer](boost::system::error_code ec,
                                                                                          std::size_t n) {
       if (ec) return pipe->close();
-      boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
-                               [this, pipe, &from, &to, &buffer](boost::system::error_code ec2, std::size_t) {
-                                 if (ec2) return pipe->close();
-                                 pump(pipe, from, to, buffer);
-                               });
+      forward(pipe, from, to, buffer, n);
     });
+  }
+
+  void forward(const std::shared_ptr<Pipe>& pipe, tcp::socket& from, tcp::socket& to, std::array<char, 16384>& buffer,
+               std::size_t n) {
+    if (hanging_) {
+      parked_.push_back([this, pipe, &from, &to, &buffer, n] { forward(pipe, from, to, buffer, n); });
+      return;
+    }
+    boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
+                             [this, pipe, &from, &to, &buffer](boost::system::error_code ec2, std::size_t) {
+                               if (ec2) return pipe->close();
+                               pump(pipe, from, to, buffer);
+                             });
   }
 
   tcp::endpoint target_;
@@ -131,6 +163,9 @@ class TcpProxy {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_{io_.get_executor()};
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::list<std::weak_ptr<Pipe>> pipes_;
+  bool hanging_ = false;
+  /// What each connection would do next, held while hanging (they keep it open).
+  std::vector<std::function<void()>> parked_;
   std::uint16_t port_ = 0;
   std::thread thread_;
 };

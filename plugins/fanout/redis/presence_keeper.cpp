@@ -19,7 +19,7 @@ constexpr int kSweepLimit = 1000;
 //   join    entries...  -> per entry 1 if it was new (a refresh re-adds what a
 //                          sweep removed meanwhile: a join again), else 0
 //   leave   entries...  -> per entry 1 if it was there
-//   sweep               -> the expired entries it removed
+//   sweep               -> {count left, the expired entries it removed}
 //   read    limit       -> {count, up to limit entries, the expired entries it removed}
 // The server's clock scores entries, so instances' clocks need not agree.
 constexpr std::string_view kScript = R"lua(
@@ -41,7 +41,8 @@ elseif op == 'leave' then
   for i = 3, #ARGV do removed[#removed + 1] = redis.call('ZREM', key, ARGV[i]) end
   return removed
 elseif op == 'sweep' then
-  return sweep()
+  local gone = sweep()
+  return {redis.call('ZCARD', key), gone}
 else
   local gone = sweep()
   return {redis.call('ZCARD', key), redis.call('ZRANGE', key, 0, tonumber(ARGV[3]) - 1), gone}
@@ -51,6 +52,10 @@ end
 }  // namespace
 
 std::string_view PresenceKeeper::script() { return kScript; }
+
+bool PresenceKeeper::is_noscript(const redisReply* reply) {
+  return reply && reply->type == REDIS_REPLY_ERROR && std::string_view(reply->str, reply->len).starts_with("NOSCRIPT");
+}
 
 PresenceKeeper::PresenceKeeper(Settings settings, Context& context, Host host)
     : settings_(std::move(settings)),
@@ -103,9 +108,33 @@ void PresenceKeeper::tick_now() { tick(true); }
 void PresenceKeeper::tick(bool refresh_too) {
   if (refresh_too)
     for (const auto& [room, members] : local_) refresh(room, members);
-  for (const auto& room : interest_) sweep(room);
-  for (const auto& [room, members] : local_)
-    if (!interest_.contains(room)) sweep(room);
+  // Only rooms that may hold members: a room no one joined costs no command.
+  for (const auto& [room, members] : local_) sweep(room);
+  for (const auto& [room, generation] : watched_)
+    if (!local_.contains(room)) sweep(room);
+}
+
+void PresenceKeeper::watch(std::string_view room) {
+  if (!interest_.contains(room)) return;  // no client here to tell
+  auto it = watched_.find(room);
+  if (it == watched_.end()) it = watched_.emplace(std::string(room), 0).first;
+  it->second = ++generation_;
+}
+
+void PresenceKeeper::seen(const std::string& room, long long count, std::uint64_t generation) {
+  auto it = watched_.find(room);
+  if (count > 0) {
+    if (it == watched_.end()) watch(room);
+    return;
+  }
+  // Empty when the call ran; a join heard since (a newer generation) may
+  // have come after it, so the room stays watched until a sweep says so.
+  if (it != watched_.end() && it->second == generation) watched_.erase(it);
+}
+
+std::uint64_t PresenceKeeper::generation_of(std::string_view room) const {
+  const auto it = watched_.find(room);
+  return it == watched_.end() ? 0 : it->second;
 }
 
 void PresenceKeeper::failed(const char* what, const redisReply* reply) {
@@ -175,12 +204,15 @@ void PresenceKeeper::leave(std::string_view room, const PresenceMember& member) 
 }
 
 void PresenceKeeper::sweep(const std::string& room) {
+  const std::uint64_t generation = generation_of(room);
   host_.eval(key_for(room), {"sweep", std::to_string(settings_.ttl.count()), std::to_string(kSweepLimit)},
-             [this, room, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
+             [this, room, generation, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
                if (alive.expired()) return;
-               if (!reply || reply->type != REDIS_REPLY_ARRAY)
+               if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+                   reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_ARRAY)
                  return failed("sweep", reply && reply->type == REDIS_REPLY_ERROR ? reply : nullptr);
-               report_gone(room, reply);
+               report_gone(room, reply->element[1]);
+               seen(room, reply->element[0]->integer, generation);
              });
 }
 
@@ -200,6 +232,7 @@ void PresenceKeeper::report_gone(const std::string& room, const redisReply* gone
 
 void PresenceKeeper::read(std::string_view room, PresenceHandler done) {
   const std::string r(room);
+  const std::uint64_t generation = generation_of(room);
   auto handler = std::make_shared<PresenceHandler>(std::move(done));
   auto answer = [this, handler](Status status, PresenceList list) {
     boost::asio::post(context_.executor(), [handler, status = std::move(status), list = std::move(list)]() mutable {
@@ -209,7 +242,7 @@ void PresenceKeeper::read(std::string_view room, PresenceHandler done) {
   const bool queued = host_.eval(
       key_for(r), {"read", std::to_string(settings_.ttl.count()), std::to_string(settings_.max_per_room),
                    std::to_string(kSweepLimit)},
-      [this, r, answer, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
+      [this, r, answer, generation, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
         if (alive.expired()) return;  // freed with its connection: no one to answer
         if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
             reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_ARRAY ||
@@ -235,14 +268,19 @@ void PresenceKeeper::read(std::string_view room, PresenceHandler done) {
             decode_errors_.add();
         }
         report_gone(r, reply->element[2]);
+        seen(r, reply->element[0]->integer, generation);
         answer(Status::success(), std::move(list));
       });
   if (!queued) answer(Status::error(StatusCode::unavailable, "no connection to redis"), {});
 }
 
 void PresenceKeeper::set_interest(std::string_view room, bool interested) {
-  if (interested) interest_.emplace(room);
-  else if (auto it = interest_.find(room); it != interest_.end()) interest_.erase(it);
+  if (interested) {
+    interest_.emplace(room);
+    return;
+  }
+  if (auto it = interest_.find(room); it != interest_.end()) interest_.erase(it);
+  if (auto it = watched_.find(room); it != watched_.end()) watched_.erase(it);
 }
 
 void PresenceKeeper::on_frame(std::string_view bytes) {
@@ -252,6 +290,9 @@ void PresenceKeeper::on_frame(std::string_view bytes) {
     return;
   }
   if (!receiver_) return;
+  // Whoever joined is refreshed by its instance; if that instance dies, the
+  // rooms' watchers sweep the entry and report the leave.
+  if (f.kind == PresenceFrame::Kind::join) watch(f.room);
   receiver_->on_presence(f.room, PresenceEvent{f.kind == PresenceFrame::Kind::join ? PresenceChange::join
                                                                                     : PresenceChange::leave,
                                                std::move(f.members[0])});

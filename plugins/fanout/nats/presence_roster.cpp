@@ -74,6 +74,20 @@ void PresenceRoster::snapshot(const std::string& room) {
 void PresenceRoster::on_frame(const PresenceFrame& frame, Clock::time_point now) {
   // This instance's own announcements come back from the bus: already known.
   if (frame.instance == settings_.instance || !keeps(frame.room)) return;
+  if (frame.kind == PresenceFrame::Kind::snapshot && frame.total == 0) {
+    // No member there: the instance takes no entry, so a room where no one
+    // joined keeps nothing and costs nothing at a tick, however many
+    // instances have clients in it.
+    auto room = rooms_.find(frame.room);
+    auto entry = room == rooms_.end() ? Room::iterator{} : room->second.find(frame.instance);
+    if (room == rooms_.end() || entry == room->second.end()) {
+      if (own_.contains(frame.room)) snapshot(frame.room);  // a newcomer: answered at once
+      return;
+    }
+    forget(frame.room, entry, room->second);  // what it listed left
+    if (room->second.empty()) rooms_.erase(room);
+    return;
+  }
   Room& instances = rooms_[frame.room];
   auto [it, first_heard] = instances.try_emplace(frame.instance);
   Entry& entry = it->second;

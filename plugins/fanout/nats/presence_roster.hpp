@@ -27,7 +27,8 @@ namespace nudge::plugins::nats {
 /// room at once, so a newcomer learns a room in a round trip instead of ttl/3.
 ///
 /// Memory is bounded: only watched rooms (set_interest) and rooms with own
-/// members are kept, and at most max_per_room members of each instance in
+/// members are kept, an instance only while it has members there (an empty
+/// snapshot takes no entry: a tick walks only rooms someone joined), and at most max_per_room members of each instance in
 /// a room (snapshots carry at most that many, with the instance's count);
 /// a room's list names at most max_per_room members with the total.
 ///

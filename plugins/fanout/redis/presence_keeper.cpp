@@ -17,7 +17,8 @@ constexpr int kSweepLimit = 1000;
 
 // KEYS[1]: the room's set. ARGV[1]: op, ARGV[2]: ttl in ms, then per op:
 //   join    entries...  -> per entry 1 if it was new (a refresh re-adds what a
-//                          sweep removed meanwhile: a join again), else 0
+//                          sweep removed meanwhile: a join again), else 0;
+//                          then the count of the set
 //   leave   entries...  -> per entry 1 if it was there
 //   sweep               -> {count left, the expired entries it removed}
 //   read    limit       -> {count, up to limit entries, the expired entries it removed}
@@ -35,6 +36,7 @@ if op == 'join' then
   local added = {}
   for i = 3, #ARGV do added[#added + 1] = redis.call('ZADD', key, now + ttl, ARGV[i]) end
   redis.call('PEXPIRE', key, ttl * 2)
+  added[#added + 1] = redis.call('ZCARD', key)
   return added
 elseif op == 'leave' then
   local removed = {}
@@ -108,10 +110,10 @@ void PresenceKeeper::tick_now() { tick(true); }
 void PresenceKeeper::tick(bool refresh_too) {
   if (refresh_too)
     for (const auto& [room, members] : local_) refresh(room, members);
-  // Only rooms that may hold members: a room no one joined costs no command.
-  for (const auto& [room, members] : local_) sweep(room);
-  for (const auto& [room, generation] : watched_)
-    if (!local_.contains(room)) sweep(room);
+  // Only rooms that may hold other instances' members: a room nobody joined,
+  // or where only this instance's members are (refreshed, so never expired
+  // while it lives), costs no sweep.
+  for (const auto& [room, generation] : watched_) sweep(room);
 }
 
 void PresenceKeeper::watch(std::string_view room) {
@@ -122,13 +124,17 @@ void PresenceKeeper::watch(std::string_view room) {
 }
 
 void PresenceKeeper::seen(const std::string& room, long long count, std::uint64_t generation) {
+  const auto own = local_.find(room);
+  const std::size_t mine = own == local_.end() ? 0 : own->second.size();
   auto it = watched_.find(room);
-  if (count > 0) {
+  if (count > static_cast<long long>(mine)) {
     if (it == watched_.end()) watch(room);
     return;
   }
-  // Empty when the call ran; a join heard since (a newer generation) may
-  // have come after it, so the room stays watched until a sweep says so.
+  // No one else's when the call ran; a join heard since (a newer
+  // generation) may have come after it, so the room stays watched until a
+  // sweep says so. A count off by calls in flight costs a sweep more, or
+  // finds another's member a tick later.
   if (it != watched_.end() && it->second == generation) watched_.erase(it);
 }
 
@@ -148,36 +154,46 @@ void PresenceKeeper::failed(const char* what, const redisReply* reply) {
 }
 
 void PresenceKeeper::refresh(const std::string& room, const Members& members) {
+  const std::uint64_t generation = generation_of(room);
   auto it = members.begin();
   while (it != members.end()) {
     std::vector<std::string> args{"join", std::to_string(settings_.ttl.count())};
     auto sent = std::make_shared<std::vector<PresenceMember>>();
     for (; it != members.end() && sent->size() < kRefreshChunk; ++it) {
-      args.push_back(entry(it->second));
-      sent->push_back(it->second);
+      sent->push_back(member(it->first, it->second));
+      args.push_back(entry(sent->back()));
     }
     const bool queued = host_.eval(
         key_for(room), std::move(args),
-        [this, room, sent, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
+        [this, room, sent, generation, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
           if (alive.expired()) return;
-          if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != sent->size())
+          if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != sent->size() + 1 ||
+              reply->element[sent->size()]->type != REDIS_REPLY_INTEGER)
             return failed("refresh", reply && reply->type == REDIS_REPLY_ERROR ? reply : nullptr);
           for (std::size_t i = 0; i < sent->size(); ++i)
             if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 1)
               host_.publish(room, frame(PresenceFrame::Kind::join, room, (*sent)[i]));
+          // More entries than this instance's: others' members, to sweep for.
+          if (interest_.contains(room)) seen(room, reply->element[sent->size()]->integer, generation);
         });
     if (!queued) return failed("refresh", nullptr);
   }
 }
 
+PresenceMember PresenceKeeper::member(const std::string& connection, const std::string& user) const {
+  return PresenceMember{user, connection, instance_};
+}
+
 void PresenceKeeper::join(std::string_view room, const PresenceMember& member) {
   auto it = local_.find(room);
   if (it == local_.end()) it = local_.emplace(std::string(room), Members{}).first;
-  if (!it->second.try_emplace(member.connection, member).second) return;
+  // Every member is this instance's (the runtime names it): kept once.
+  if (instance_ != member.instance) instance_ = member.instance;
+  if (!it->second.try_emplace(member.connection, member.user).second) return;
   ++local_count_;
   members_gauge_.set(static_cast<std::int64_t>(local_count_));
   // Refreshing the one member adds it, and reports the join when it is new.
-  refresh(it->first, Members{{member.connection, member}});
+  refresh(it->first, Members{{member.connection, member.user}});
 }
 
 void PresenceKeeper::leave(std::string_view room, const PresenceMember& member) {
@@ -185,7 +201,7 @@ void PresenceKeeper::leave(std::string_view room, const PresenceMember& member) 
   if (it == local_.end()) return;
   auto found = it->second.find(member.connection);
   if (found == it->second.end()) return;
-  const PresenceMember left = std::move(found->second);
+  const PresenceMember left = this->member(found->first, found->second);
   it->second.erase(found);
   if (it->second.empty()) local_.erase(it);
   --local_count_;
@@ -292,7 +308,7 @@ void PresenceKeeper::on_frame(std::string_view bytes) {
   if (!receiver_) return;
   // Whoever joined is refreshed by its instance; if that instance dies, the
   // rooms' watchers sweep the entry and report the leave.
-  if (f.kind == PresenceFrame::Kind::join) watch(f.room);
+  if (f.kind == PresenceFrame::Kind::join && f.instance != instance_) watch(f.room);
   receiver_->on_presence(f.room, PresenceEvent{f.kind == PresenceFrame::Kind::join ? PresenceChange::join
                                                                                     : PresenceChange::leave,
                                                std::move(f.members[0])});
@@ -308,10 +324,10 @@ void PresenceKeeper::stop() {
   // connection is closing, too late to publish from. The entries are this
   // instance's own and refreshed, so they are there to remove.
   for (const auto& [room, members] : local_)
-    for (const auto& [connection, member] : members) {
-      host_.eval(key_for(room), {"leave", std::to_string(settings_.ttl.count()), entry(member)},
-                 [](const redisReply*) {});
-      host_.publish(room, frame(PresenceFrame::Kind::leave, room, member));
+    for (const auto& [connection, user] : members) {
+      const PresenceMember m = member(connection, user);
+      host_.eval(key_for(room), {"leave", std::to_string(settings_.ttl.count()), entry(m)}, [](const redisReply*) {});
+      host_.publish(room, frame(PresenceFrame::Kind::leave, room, m));
     }
   local_.clear();
   local_count_ = 0;

@@ -23,12 +23,14 @@ namespace nudge::plugins::redis {
 /// cluster). Each room is a sorted set `<presence_key_prefix><room>` (the
 /// room a hash tag in cluster mode, so the set lives on the room's shard):
 /// one entry per member, scored by the server's clock (TIME) at which it
-/// expires. This instance refreshes its own members every ttl/3; every
-/// ttl/6 each instance sweeps the rooms that may hold members: rooms with
-/// members of its own, and rooms it has clients in where it heard a join or
-/// a sweep or read found members (until a sweep finds the room empty),
-/// removing expired entries and publishing a leave for each. A room where
-/// no one joined costs nothing per tick, however many clients it has. The
+/// expires. This instance refreshes its own members every ttl/3 (one call
+/// per room, which answers the set's count too); every ttl/6 each instance
+/// sweeps the rooms that may hold other instances' members: rooms it has
+/// clients in where it heard another's join, or a call found more entries
+/// than its own (until a sweep finds none), removing expired entries and
+/// publishing a leave for each. A room where no one joined costs nothing
+/// per tick, however many clients it has; one with only this instance's
+/// members a refresh per ttl/3. The
 /// script removes atomically, so however many instances sweep a room, one
 /// of them reports each expiry, and an instance that died leaves
 /// everyone's list at most ttl + ttl/6 after its last refresh.
@@ -89,12 +91,15 @@ class PresenceKeeper {
   static bool is_noscript(const redisReply* reply);
 
  private:
-  using Members = std::map<std::string, PresenceMember, std::less<>>;  // by connection
+  /// This instance's members of a room: connection -> user (the instance is
+  /// instance_), about 100 bytes a member with short ids.
+  using Members = std::map<std::string, std::string, std::less<>>;
 
   void schedule();
   void tick(bool refresh);
   void refresh(const std::string& room, const Members& members);
   void sweep(const std::string& room);
+  PresenceMember member(const std::string& connection, const std::string& user) const;
   /// The room may hold members: swept at each tick (if it has clients here).
   void watch(std::string_view room);
   /// A sweep or read sent at `generation` found `count` members.
@@ -112,6 +117,7 @@ class PresenceKeeper {
   FanoutReceiver* receiver_ = nullptr;
   bool stopped_ = false;
   std::map<std::string, Members, std::less<>> local_;
+  std::string instance_;  // of this instance's members
   std::size_t local_count_ = 0;
   std::set<std::string, std::less<>> interest_;
   /// Interested rooms that may hold other instances' members, by the

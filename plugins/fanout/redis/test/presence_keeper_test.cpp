@@ -59,6 +59,26 @@ struct SweepReply {
   std::vector<redisReply*> top_ptrs;
 };
 
+/// A reply built by hand: integers, then a count, as a refresh answers.
+struct IntReply {
+  IntReply(std::vector<long long> flags, long long count) {
+    flags.push_back(count);
+    for (long long v : flags) {
+      redisReply r{};
+      r.type = REDIS_REPLY_INTEGER;
+      r.integer = v;
+      items.push_back(r);
+    }
+    for (auto& r : items) ptrs.push_back(&r);
+    top.type = REDIS_REPLY_ARRAY;
+    top.elements = ptrs.size();
+    top.element = ptrs.data();
+  }
+  std::vector<redisReply> items;
+  std::vector<redisReply*> ptrs;
+  redisReply top{};
+};
+
 class PresenceKeeperTest : public ::testing::Test {
  protected:
   PresenceKeeperTest()
@@ -152,16 +172,40 @@ TEST_F(PresenceKeeperTest, AJoinInARoomWithoutClientsHereIsNotSwept) {
   EXPECT_EQ(calls_.size(), 0u);
 }
 
-TEST_F(PresenceKeeperTest, OwnMembersAreRefreshedAndSweptInOneCallEachPerRoom) {
+TEST_F(PresenceKeeperTest, OwnMembersAreRefreshedInOneCallPerRoomAndSweptOnlyWithOthersThere) {
   keeper_.set_interest("r", true);
   for (int i = 0; i < 10; ++i) keeper_.join("r", {"u", "c-" + std::to_string(i), "me"});
   EXPECT_EQ(take().size(), 10u) << "one call per join";
   keeper_.tick_now();
-  const auto calls = take();
-  ASSERT_EQ(calls.size(), 2u) << "a refresh of the room's 10 members and a sweep";
+  auto calls = take();
+  ASSERT_EQ(calls.size(), 1u) << "a refresh of the room's 10 members, and no sweep: no one else is there";
   EXPECT_EQ(calls[0].args[0], "join");
   EXPECT_EQ(calls[0].args.size(), 2u + 10u);
+
+  IntReply only_mine(std::vector<long long>(10, 0), 10);
+  calls[0].done(&only_mine.top);
+  EXPECT_EQ(keeper_.watched_rooms(), 0u);
+  keeper_.tick_now();
+  calls = take();
+  ASSERT_EQ(calls.size(), 1u);
+
+  // Two entries more than its own: another instance's members, whose
+  // expiry this instance must be able to report.
+  IntReply with_others(std::vector<long long>(10, 0), 12);
+  calls[0].done(&with_others.top);
+  EXPECT_EQ(keeper_.watched_rooms(), 1u);
+  keeper_.tick_now();
+  calls = take();
+  ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[1].args[0], "sweep");
+}
+
+TEST_F(PresenceKeeperTest, ItsOwnJoinsHeardBackDoNotMakeARoomSwept) {
+  keeper_.set_interest("r", true);
+  keeper_.join("r", {"u", "c-1", "me"});
+  (void)take();
+  keeper_.on_frame(encode_presence_frame({PresenceFrame::Kind::join, "r", "me", {{"u", "c-1", "me"}}, 1}));
+  EXPECT_EQ(keeper_.watched_rooms(), 0u);
 }
 
 }  // namespace

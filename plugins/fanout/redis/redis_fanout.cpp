@@ -75,24 +75,28 @@ bool RedisFanout::eval_presence(const std::string& key, std::vector<std::string>
   if (!ac) return false;
   // By SHA once SCRIPT LOAD answered: the script's 1 KB is not sent per call.
   const bool by_sha = !presence_sha_.empty();
+  // Owns what argv points into, and is kept for a resend.
+  struct Call {
+    std::string key;
+    std::vector<std::string> args;
+    std::function<void(const redisReply*)> done;
+  };
+  auto call = std::make_shared<Call>(Call{key, std::move(args), std::move(done)});
   const std::string_view script = by_sha ? std::string_view(presence_sha_) : PresenceKeeper::script();
-  std::vector<const char*> argv{by_sha ? "EVALSHA" : "EVAL", script.data(), "1", key.data()};
-  std::vector<std::size_t> lens{by_sha ? 7u : 4u, script.size(), 1, key.size()};
-  for (const auto& a : args) {
+  std::vector<const char*> argv{by_sha ? "EVALSHA" : "EVAL", script.data(), "1", call->key.data()};
+  std::vector<std::size_t> lens{by_sha ? 7u : 4u, script.size(), 1, call->key.size()};
+  for (const auto& a : call->args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  std::function<void(const redisReply*)> on_reply = std::move(done);
-  if (by_sha)
+  auto callback = std::make_unique<std::function<void(const redisReply*)>>([this, call, by_sha](const redisReply* reply) {
+    if (!by_sha || !PresenceKeeper::is_noscript(reply) || stopping_) return call->done(reply);
     // The server lost its scripts (a restart, a failover, SCRIPT FLUSH): this
-    // call ran nothing, so it goes again by EVAL, and the script is loaded anew.
-    on_reply = [this, key, args = std::move(args), done = std::move(on_reply)](const redisReply* reply) mutable {
-      if (!PresenceKeeper::is_noscript(reply) || stopping_) return done(reply);
-      presence_sha_.clear();
-      load_presence_script();
-      if (!eval_presence(key, std::move(args), done)) done(nullptr);
-    };
-  auto callback = std::make_unique<std::function<void(const redisReply*)>>(std::move(on_reply));
+    // call ran nothing, so it goes again by EVAL while the script is loaded anew.
+    presence_sha_.clear();
+    load_presence_script();
+    if (!eval_presence(call->key, std::move(call->args), call->done)) call->done(nullptr);
+  });
   if (redisAsyncCommandArgv(ac, &on_presence_reply, callback.get(), static_cast<int>(argv.size()), argv.data(),
                             lens.data()) != REDIS_OK)
     return false;

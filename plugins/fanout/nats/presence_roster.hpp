@@ -71,6 +71,12 @@ class PresenceRoster {
     Clock::time_point heard{};
   };
   using Room = std::map<std::string, Entry, std::less<>>;  // by instance
+  /// This instance's members of a room: connection -> user (the instance is
+  /// settings_.instance), about 100 bytes a member with short ids.
+  using Own = std::map<std::string, std::string, std::less<>>;
+  PresenceMember own_member(const std::string& connection, const std::string& user) const {
+    return PresenceMember{user, connection, settings_.instance};
+  }
 
   bool keeps(std::string_view room) const;
   void snapshot(const std::string& room);
@@ -79,7 +85,7 @@ class PresenceRoster {
   Settings settings_;
   Publish publish_;
   Report report_;
-  std::map<std::string, Members, std::less<>> own_;
+  std::map<std::string, Own, std::less<>> own_;
   std::set<std::string, std::less<>> interest_;
   std::map<std::string, Room, std::less<>> rooms_;
 };

@@ -15,6 +15,7 @@ FULL = {"broadcast": {"connections": 1000}, "chat": {"connections": 1000},
         "scale": {"connections": 5000, "backlog": 300_000}}
 MIN_ROUNDS = {"broadcast": 3, "chat": 3, "persist": 5, "idle": 3, "raw": 3, "scale": 3}
 NAMES = {"nudge": "Nudge (native protocol)", "nudge-socketio": "Nudge (Socket.IO)",
+         "nudge-presence": "Nudge (native protocol, presence on)",
          "peer": "Node peer (with rooms)", "peer-broadcast": "Node peer (original, no rooms)",
          "nudge-postgres": "Nudge → PostgreSQL", "nudge-mariadb": "Nudge → MariaDB", "benthos": "Benthos",
          "raw-copy": "raw COPY"}
@@ -228,6 +229,7 @@ def targets(runs):
     else:
         rows.append(["idle: against the peer at 10,000, the peer measured after a GC", "≤ 1/5", "not measured",
                      "not measured"])
+    rows.append(presence_cost_row(at))
     persist = runs["persist"][-1] if runs["persist"] else None
     d = (persist or {}).get("headline", {}).get("drain", {})
     nu, be, co = d.get("nudge-postgres") or {}, d.get("benthos") or {}, d.get("raw-copy") or {}
@@ -276,6 +278,17 @@ def round_found_limit(r, p99):
 
 def verdict(ok):
     return "met" if ok else "**missed**"
+
+
+def presence_cost_row(at):
+    """What presence adds per idle connection at 10,000: Nudge with it on (as chat.toml ships) against Nudge with it
+    off (as measured against the peer, which keeps none)."""
+    name = "idle: what presence adds per connection at 10,000 (presence on − off)"
+    on, off = at.get("nudge-presence"), at.get("nudge")
+    if not on or not off or on["bytes"] is None or off["bytes"] is None:
+        return [name, "reported", "not measured", "not measured"]
+    return [name, "reported", f"{num(on['bytes'] - off['bytes'], 0)} B ({num(on['bytes'], 0)} vs {num(off['bytes'], 0)})",
+            "reported"]
 
 
 def idle_points(r):
@@ -549,6 +562,16 @@ def section_persist(runs):
     return out
 
 
+def presence_note(r):
+    """Which targets kept presence, from the results (runs before the setting kept it, as chat.toml ships)."""
+    used = (r.get("nudge_presence") or {}).get("by_target")
+    if not used:
+        return "Nudge ran its pipeline's own presence setting (the run predates `[pipeline] presence`). "
+    on = [NAMES.get(t, t) for t, v in sorted(used.items()) if v == "on"]
+    return ("Nudge runs with presence off, as the peer keeps none"
+            + (f"; {', '.join(on)} keeps it, to show its cost" if on else "") + ". ")
+
+
 def section_idle(runs, images, plt):
     if not runs:
         return []
@@ -557,6 +580,7 @@ def section_idle(runs, images, plt):
     out = ["## idle", "",
            "Memory per idle connection: (anonymous RSS at N − at 0) / connections open, summed over the instances. "
            "The peer runs with `--expose-gc` and collects garbage before each sample; its V8 heap is reported too. "
+           + presence_note(r) +
            f"Connections open at {r['options']['connect_rate']:g}/s for Nudge and "
            f"{r['options'].get('peer_connect_rate', r['options']['connect_rate']):g}/s for the peer. " + source(r), ""]
     rows = []

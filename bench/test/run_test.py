@@ -309,5 +309,64 @@ class BroadcastTargets(unittest.TestCase):
         self.assertIn("at most 2.4× the peer (goal 3×)", floors[0])
 
 
+class Presence(unittest.TestCase):
+    """Nudge runs with presence off against the peer (which keeps none); idle measures it on too."""
+
+    def args(self, scenario):
+        return types.SimpleNamespace(scenario=scenario, only=None, nudge_port=9100, build="/b", out="/tmp")
+
+    def commands(self, target):
+        cmds = []
+        saved = (run.spawn, run.wait_port, run.stop_process)
+        run.spawn = lambda cmd, env, log: cmds.append(cmd)
+        run.wait_port = lambda *a, **k: None
+        run.stop_process = lambda proc: None
+        try:
+            with target:
+                pass
+        finally:
+            run.spawn, run.wait_port, run.stop_process = saved
+        return cmds
+
+    def test_every_nudge_compared_with_the_peer_runs_with_presence_off(self):
+        for scenario in ("broadcast", "chat", "persist", "idle"):
+            for which in run.targets_for(self.args(scenario)):
+                if which in run.PEERS or which in run.PRESENCE_ON_TARGETS:
+                    continue
+                target = run.make_target(self.args(scenario), which, "t")
+                for cmd in self.commands(target):
+                    self.assertIn("pipeline.presence=false", cmd, f"{scenario} {which}")
+                    self.assertEqual(cmd[cmd.index("pipeline.presence=false") - 1], "--set")
+
+    def test_idle_also_measures_nudge_with_presence_on(self):
+        self.assertIn("nudge-presence", run.targets_for(self.args("idle")))
+        args = self.args("idle")
+        args.only = "nudge"
+        self.assertEqual(run.targets_for(args), ["nudge", "nudge-presence"])
+        target = run.make_target(self.args("idle"), "nudge-presence", "t")
+        self.assertEqual(target.name, "nudge-presence")
+        self.assertEqual(target.protocol, "nudge")
+        for cmd in self.commands(target):
+            self.assertIn("pipeline.presence=true", cmd)
+        self.assertEqual(run.PRESENCE_USED["nudge-presence"], "on")
+
+    def test_scenarios_without_the_peer_keep_the_pipelines_setting(self):
+        target = run.Nudge(self.args("scale"), "t", instances=1)
+        self.assertFalse(any("pipeline.presence" in a for cmd in self.commands(target) for a in cmd))
+
+    def test_the_report_gives_what_presence_adds_per_connection(self):
+        def point(n, rss):
+            return {"n": n, "open": n, "rss_per_connection": rss, "all_open": True}
+        idle = {"options": {"connect_rate": 3000, "sizes": "0,10000"},
+                "nudge_presence": {"compared_with_peer": "off", "by_target": {"nudge": "off", "nudge-presence": "on"}},
+                "rounds": [{"nudge": {"points": [point(10000, 1150.0)]},
+                            "nudge-presence": {"points": [point(10000, 1300.0)]}}]}
+        rows = {r[0]: r for r in report.targets(dict({s: [] for s in report.SCENARIOS}, idle=[idle]))}
+        row = rows["idle: what presence adds per connection at 10,000 (presence on − off)"]
+        self.assertIn("150 B", row[2])
+        self.assertIn("Nudge (native protocol, presence on) keeps it", report.presence_note(idle))
+        self.assertIn("predates", report.presence_note({}))
+
+
 if __name__ == "__main__":
     unittest.main()

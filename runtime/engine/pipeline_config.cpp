@@ -281,6 +281,10 @@ const ConfigSchema& pipeline_schema() {
               "Whether clients may send ephemeral messages (typing indicators, read receipts): fanned out to "
               "the room, acknowledged once handed to the fanout, never logged, stored or kept in history. Off, "
               "such a send is refused with code rejected");
+    s.boolean("presence", true,
+              "Whether the pipeline keeps presence (who is in a room) when its fanout can: sources report "
+              "their clients' joins and leaves to the fanout, which lists them to clients. Off, nothing is "
+              "reported or kept per connection, and a presence request is answered that the pipeline keeps none");
     s.string("log_format", "text",
              "How log lines are written to stderr: \"text\" for people, \"logfmt\" or \"json\" for log "
              "collectors (every line carries pipeline, instance, stage and plugin); --log-format overrides it")
@@ -461,6 +465,7 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
     spec.settings.max_in_flight_bytes = pipeline.get_int("max_in_flight_bytes");
     spec.settings.deliver = pipeline.get_string("deliver");
     spec.settings.ephemeral = pipeline.get_bool("ephemeral");
+    spec.settings.presence = pipeline.get_bool("presence");
     spec.settings.log_format = pipeline.get_string("log_format");
     spec.settings.progress_interval_ms = pipeline.get_int("progress_interval_ms");
     spec.settings.backlog_threshold = pipeline.get_int("backlog_threshold");

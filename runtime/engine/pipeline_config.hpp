@@ -34,6 +34,8 @@ struct PipelineSettings {
   std::string deliver = "durable";
   /// Whether ephemeral messages (kEphemeralHeader) are fanned out; false refuses them.
   bool ephemeral = true;
+  /// Whether presence is kept (when the fanout supports it); false costs nothing per connection.
+  bool presence = true;
   std::string log_format = "text";
   std::int64_t progress_interval_ms = 5000;
   std::int64_t backlog_threshold = 1000;

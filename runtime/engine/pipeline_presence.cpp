@@ -8,7 +8,9 @@
 
 namespace nudge::runtime {
 
-bool Pipeline::has_presence() const { return fanout_ && fanout_->instance->supports_presence(); }
+bool Pipeline::has_presence() const {
+  return spec_.settings.presence && fanout_ && fanout_->instance->supports_presence();
+}
 
 void Pipeline::presence_join(std::string_view room, std::string_view user, std::string_view connection) {
   if (!has_presence()) return;
@@ -24,8 +26,10 @@ void Pipeline::presence_leave(std::string_view room, std::string_view user, std:
 
 void Pipeline::read_presence(std::string_view room, PresenceHandler done) {
   if (!has_presence()) {
-    boost::asio::post(io_, [done = std::move(done)] {
-      done(Status::error(StatusCode::invalid_argument, "this pipeline keeps no presence (its fanout does not)"), {});
+    std::string why = spec_.settings.presence ? "this pipeline keeps no presence (its fanout does not)"
+                                              : "this pipeline keeps no presence ([pipeline] presence = false)";
+    boost::asio::post(io_, [done = std::move(done), why = std::move(why)] {
+      done(Status::error(StatusCode::invalid_argument, why), {});
     });
     return;
   }

@@ -9,8 +9,8 @@ bool PresenceRoster::keeps(std::string_view room) const { return interest_.conta
 
 void PresenceRoster::join(std::string_view room, const PresenceMember& member) {
   auto it = own_.find(room);
-  if (it == own_.end()) it = own_.emplace(std::string(room), Members{}).first;
-  if (!it->second.try_emplace(member.connection, member).second) return;
+  if (it == own_.end()) it = own_.emplace(std::string(room), Own{}).first;
+  if (!it->second.try_emplace(member.connection, member.user).second) return;
   publish_(it->first, encode_presence_frame({PresenceFrame::Kind::join, it->first, member.instance, {member}, 1}));
   report_(it->first, PresenceEvent{PresenceChange::join, member});
 }
@@ -20,7 +20,7 @@ void PresenceRoster::leave(std::string_view room, const PresenceMember& member) 
   if (it == own_.end()) return;
   auto found = it->second.find(member.connection);
   if (found == it->second.end()) return;
-  const PresenceMember left = std::move(found->second);
+  const PresenceMember left = own_member(found->first, found->second);
   it->second.erase(found);
   const std::string name = it->first;
   if (it->second.empty()) own_.erase(it);
@@ -31,7 +31,7 @@ void PresenceRoster::leave(std::string_view room, const PresenceMember& member) 
 void PresenceRoster::leave_all() {
   while (!own_.empty()) {
     auto& [room, members] = *own_.begin();
-    leave(std::string(room), PresenceMember(members.begin()->second));
+    leave(std::string(room), own_member(members.begin()->first, members.begin()->second));
   }
 }
 
@@ -42,7 +42,11 @@ PresenceList PresenceRoster::list(std::string_view room) const {
     for (auto it = members.begin(); it != members.end() && out.members.size() < settings_.max_per_room; ++it)
       out.members.push_back(it->second);
   };
-  if (auto it = own_.find(room); it != own_.end()) add(it->second, it->second.size());
+  if (auto it = own_.find(room); it != own_.end()) {
+    out.total += it->second.size();
+    for (auto m = it->second.begin(); m != it->second.end() && out.members.size() < settings_.max_per_room; ++m)
+      out.members.push_back(own_member(m->first, m->second));
+  }
   if (auto it = rooms_.find(room); it != rooms_.end())
     for (const auto& [instance, entry] : it->second) add(entry.members, entry.total);
   return out;
@@ -66,7 +70,7 @@ void PresenceRoster::snapshot(const std::string& room) {
   if (auto it = own_.find(room); it != own_.end()) {
     f.total = it->second.size();
     for (auto m = it->second.begin(); m != it->second.end() && f.members.size() < settings_.max_per_room; ++m)
-      f.members.push_back(m->second);
+      f.members.push_back(own_member(m->first, m->second));
   }
   publish_(room, encode_presence_frame(f));
 }
@@ -74,6 +78,20 @@ void PresenceRoster::snapshot(const std::string& room) {
 void PresenceRoster::on_frame(const PresenceFrame& frame, Clock::time_point now) {
   // This instance's own announcements come back from the bus: already known.
   if (frame.instance == settings_.instance || !keeps(frame.room)) return;
+  if (frame.kind == PresenceFrame::Kind::snapshot && frame.total == 0) {
+    // No member there: the instance takes no entry, so a room where no one
+    // joined keeps nothing and costs nothing at a tick, however many
+    // instances have clients in it.
+    auto room = rooms_.find(frame.room);
+    auto entry = room == rooms_.end() ? Room::iterator{} : room->second.find(frame.instance);
+    if (room == rooms_.end() || entry == room->second.end()) {
+      if (own_.contains(frame.room)) snapshot(frame.room);  // a newcomer: answered at once
+      return;
+    }
+    forget(frame.room, entry, room->second);  // what it listed left
+    if (room->second.empty()) rooms_.erase(room);
+    return;
+  }
   Room& instances = rooms_[frame.room];
   auto [it, first_heard] = instances.try_emplace(frame.instance);
   Entry& entry = it->second;

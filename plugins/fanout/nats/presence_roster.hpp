@@ -27,7 +27,8 @@ namespace nudge::plugins::nats {
 /// room at once, so a newcomer learns a room in a round trip instead of ttl/3.
 ///
 /// Memory is bounded: only watched rooms (set_interest) and rooms with own
-/// members are kept, and at most max_per_room members of each instance in
+/// members are kept, an instance only while it has members there (an empty
+/// snapshot takes no entry: a tick walks only rooms someone joined), and at most max_per_room members of each instance in
 /// a room (snapshots carry at most that many, with the instance's count);
 /// a room's list names at most max_per_room members with the total.
 ///
@@ -70,6 +71,12 @@ class PresenceRoster {
     Clock::time_point heard{};
   };
   using Room = std::map<std::string, Entry, std::less<>>;  // by instance
+  /// This instance's members of a room: connection -> user (the instance is
+  /// settings_.instance), about 100 bytes a member with short ids.
+  using Own = std::map<std::string, std::string, std::less<>>;
+  PresenceMember own_member(const std::string& connection, const std::string& user) const {
+    return PresenceMember{user, connection, settings_.instance};
+  }
 
   bool keeps(std::string_view room) const;
   void snapshot(const std::string& room);
@@ -78,7 +85,7 @@ class PresenceRoster {
   Settings settings_;
   Publish publish_;
   Report report_;
-  std::map<std::string, Members, std::less<>> own_;
+  std::map<std::string, Own, std::less<>> own_;
   std::set<std::string, std::less<>> interest_;
   std::map<std::string, Room, std::less<>> rooms_;
 };

@@ -44,6 +44,7 @@ struct ClusterFanout::Node {
   std::unique_ptr<RedisLink> link;
   std::unique_ptr<ShardSubscriber> sub;
   std::string script_sha;  // SCRIPT LOAD on this connection; EVAL until known
+  std::string presence_sha;  // the presence script's, likewise
   bool owns_slots = false;
 
   bool ready() const { return link && link->ready(); }
@@ -65,6 +66,7 @@ struct ClusterFanout::Request {
   std::string key;                                    // presence
   std::vector<std::string> args;                      // presence
   std::function<void(const redisReply*)> on_presence;  // presence: the reply, or null
+  bool by_sha = false;                                // presence: sent as EVALSHA
   std::string frame;                                  // frame
   std::size_t held = 0;  // publish, append: bytes counted in sent_bytes_ while in flight
 };
@@ -137,6 +139,7 @@ ClusterFanout::Node& ClusterFanout::node(const std::string& address) {
       "publishing", n.config, context_, /*select_db=*/false, client_name(context_, "pub"),
       RedisLink::Hooks{[this, np] {
                          np->script_sha.clear();
+                         load_presence_script(*np);
                          if (config_.recent_messages > 0) {
                            const std::string_view text = recent::script();
                            const char* argv[3] = {"SCRIPT", "LOAD", text.data()};
@@ -568,8 +571,9 @@ bool ClusterFanout::dispatch(std::unique_ptr<Request>& request, Node* target, bo
       break;
     }
     case Kind::presence: {
-      arg("EVAL");
-      arg(PresenceKeeper::script());
+      request->by_sha = !target->presence_sha.empty();
+      arg(request->by_sha ? "EVALSHA" : "EVAL");
+      arg(request->by_sha ? std::string_view(target->presence_sha) : PresenceKeeper::script());
       arg("1");
       arg(request->key);
       for (const auto& a : request->args) arg(a);
@@ -642,6 +646,16 @@ void ClusterFanout::handle_reply(const redisReply* reply, std::unique_ptr<Reques
         return;
       }
     }
+  }
+  if (request->kind == Kind::presence && request->by_sha && PresenceKeeper::is_noscript(reply) && !stopping_) {
+    // The node lost its scripts (a restart, a failover): the call ran
+    // nothing, so it goes again by EVAL while the script is loaded anew.
+    if (auto it = nodes_.find(request->address); it != nodes_.end()) {
+      it->second->presence_sha.clear();
+      load_presence_script(*it->second);
+    }
+    if (!dispatch(request, nullptr, false)) request->on_presence(nullptr);
+    return;
   }
   finish(reply, *request);
 }
@@ -730,6 +744,20 @@ void ClusterFanout::fail_request(Request& request, const std::string& why) {
       });
       return;
   }
+}
+
+void ClusterFanout::load_presence_script(Node& n) {
+  const std::string_view text = PresenceKeeper::script();
+  const char* argv[3] = {"SCRIPT", "LOAD", text.data()};
+  const std::size_t lens[3] = {6, 4, text.size()};
+  redisAsyncContext* ac = n.link ? n.link->context() : nullptr;
+  if (ac) redisAsyncCommandArgv(ac, &ClusterFanout::on_presence_script_loaded, &n, 3, argv, lens);
+}
+
+void ClusterFanout::on_presence_script_loaded(redisAsyncContext*, void* reply_ptr, void* node_ptr) {
+  const auto* reply = static_cast<const redisReply*>(reply_ptr);
+  if (reply && reply->type == REDIS_REPLY_STRING)
+    static_cast<Node*>(node_ptr)->presence_sha.assign(reply->str, reply->len);
 }
 
 void ClusterFanout::on_script_loaded(redisAsyncContext*, void* reply_ptr, void* node_ptr) {

@@ -94,6 +94,8 @@ class ClusterFanout final : public Fanout {
   static void on_reply(redisAsyncContext* ac, void* reply, void* request);
   static void on_shards(redisAsyncContext* ac, void* reply, void* self);
   static void on_script_loaded(redisAsyncContext* ac, void* reply, void* node);
+  static void on_presence_script_loaded(redisAsyncContext* ac, void* reply, void* node);
+  void load_presence_script(Node& node);
 
   Node& node(const std::string& address);
   Node* owner(std::uint16_t slot) const;

@@ -23,9 +23,14 @@ namespace nudge::plugins::redis {
 /// cluster). Each room is a sorted set `<presence_key_prefix><room>` (the
 /// room a hash tag in cluster mode, so the set lives on the room's shard):
 /// one entry per member, scored by the server's clock (TIME) at which it
-/// expires. This instance refreshes its own members every ttl/3; every
-/// instance sweeps the rooms it watches (rooms it has clients in) every
-/// ttl/6, removing expired entries and publishing a leave for each. The
+/// expires. This instance refreshes its own members every ttl/3 (one call
+/// per room, which answers the set's count too); every ttl/6 each instance
+/// sweeps the rooms that may hold other instances' members: rooms it has
+/// clients in where it heard another's join, or a call found more entries
+/// than its own (until a sweep finds none), removing expired entries and
+/// publishing a leave for each. A room where no one joined costs nothing
+/// per tick, however many clients it has; one with only this instance's
+/// members a refresh per ttl/3. The
 /// script removes atomically, so however many instances sweep a room, one
 /// of them reports each expiry, and an instance that died leaves
 /// everyone's list at most ttl + ttl/6 after its last refresh.
@@ -68,7 +73,8 @@ class PresenceKeeper {
   void join(std::string_view room, const PresenceMember& member);
   void leave(std::string_view room, const PresenceMember& member);
   void read(std::string_view room, PresenceHandler done);
-  /// Rooms this instance has clients in (Fanout::set_room_interest): swept.
+  /// Rooms this instance has clients in (Fanout::set_room_interest): swept
+  /// while they may hold members.
   void set_interest(std::string_view room, bool interested);
   /// A frame heard on a channel: reported to the receiver.
   void on_frame(std::string_view bytes);
@@ -78,15 +84,27 @@ class PresenceKeeper {
   std::string key_for(std::string_view room) const;
   /// This instance's members over all rooms.
   std::size_t local_members() const noexcept { return local_count_; }
+  /// Rooms swept for other instances' members (tests).
+  std::size_t watched_rooms() const noexcept { return watched_.size(); }
   static std::string_view script();
+  /// A NOSCRIPT error: an EVALSHA the server has no script for ran nothing.
+  static bool is_noscript(const redisReply* reply);
 
  private:
-  using Members = std::map<std::string, PresenceMember, std::less<>>;  // by connection
+  /// This instance's members of a room: connection -> user (the instance is
+  /// instance_), about 100 bytes a member with short ids.
+  using Members = std::map<std::string, std::string, std::less<>>;
 
   void schedule();
   void tick(bool refresh);
   void refresh(const std::string& room, const Members& members);
   void sweep(const std::string& room);
+  PresenceMember member(const std::string& connection, const std::string& user) const;
+  /// The room may hold members: swept at each tick (if it has clients here).
+  void watch(std::string_view room);
+  /// A sweep or read sent at `generation` found `count` members.
+  void seen(const std::string& room, long long count, std::uint64_t generation);
+  std::uint64_t generation_of(std::string_view room) const;
   /// Publishes a leave for each expired entry a sweep or read removed.
   void report_gone(const std::string& room, const redisReply* gone);
   void failed(const char* what, const redisReply* reply);
@@ -99,8 +117,13 @@ class PresenceKeeper {
   FanoutReceiver* receiver_ = nullptr;
   bool stopped_ = false;
   std::map<std::string, Members, std::less<>> local_;
+  std::string instance_;  // of this instance's members
   std::size_t local_count_ = 0;
   std::set<std::string, std::less<>> interest_;
+  /// Interested rooms that may hold other instances' members, by the
+  /// generation of the last sign of them.
+  std::map<std::string, std::uint64_t, std::less<>> watched_;
+  std::uint64_t generation_ = 0;
   boost::asio::steady_timer timer_;
   std::uint64_t ticks_ = 0;
   Counter& expired_;

@@ -78,19 +78,47 @@ bool RedisFanout::eval_presence(const std::string& key, std::vector<std::string>
                                 std::function<void(const redisReply*)> done) {
   redisAsyncContext* ac = publisher_ ? publisher_->context() : nullptr;
   if (!ac) return false;
-  const std::string_view script = PresenceKeeper::script();
-  std::vector<const char*> argv{"EVAL", script.data(), "1", key.data()};
-  std::vector<std::size_t> lens{4, script.size(), 1, key.size()};
-  for (const auto& a : args) {
+  // By SHA once SCRIPT LOAD answered: the script's 1 KB is not sent per call.
+  const bool by_sha = !presence_sha_.empty();
+  // Owns what argv points into, and is kept for a resend.
+  struct Call {
+    std::string key;
+    std::vector<std::string> args;
+    std::function<void(const redisReply*)> done;
+  };
+  auto call = std::make_shared<Call>(Call{key, std::move(args), std::move(done)});
+  const std::string_view script = by_sha ? std::string_view(presence_sha_) : PresenceKeeper::script();
+  std::vector<const char*> argv{by_sha ? "EVALSHA" : "EVAL", script.data(), "1", call->key.data()};
+  std::vector<std::size_t> lens{by_sha ? 7u : 4u, script.size(), 1, call->key.size()};
+  for (const auto& a : call->args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto callback = std::make_unique<std::function<void(const redisReply*)>>(std::move(done));
+  auto callback = std::make_unique<std::function<void(const redisReply*)>>([this, call, by_sha](const redisReply* reply) {
+    if (!by_sha || !PresenceKeeper::is_noscript(reply) || stopping_) return call->done(reply);
+    // The server lost its scripts (a restart, a failover, SCRIPT FLUSH): this
+    // call ran nothing, so it goes again by EVAL while the script is loaded anew.
+    presence_sha_.clear();
+    load_presence_script();
+    if (!eval_presence(call->key, std::move(call->args), call->done)) call->done(nullptr);
+  });
   if (redisAsyncCommandArgv(ac, &on_presence_reply, callback.get(), static_cast<int>(argv.size()), argv.data(),
                             lens.data()) != REDIS_OK)
     return false;
   callback.release();  // hiredis hands it back to on_presence_reply, with or without a reply
   return true;
+}
+
+void RedisFanout::load_presence_script() {
+  redisAsyncContext* ac = publisher_ ? publisher_->context() : nullptr;
+  if (!ac) return;
+  const std::string_view text = PresenceKeeper::script();
+  const char* argv[3] = {"SCRIPT", "LOAD", text.data()};
+  const std::size_t lens[3] = {6, 4, text.size()};
+  auto callback = std::make_unique<std::function<void(const redisReply*)>>([this](const redisReply* reply) {
+    if (reply && reply->type == REDIS_REPLY_STRING) presence_sha_.assign(reply->str, reply->len);
+  });
+  if (redisAsyncCommandArgv(ac, &on_presence_reply, callback.get(), 3, argv, lens) == REDIS_OK) callback.release();
 }
 
 void RedisFanout::publish_frame(const std::string& room, std::string frame) {
@@ -164,6 +192,8 @@ Status RedisFanout::start(FanoutReceiver& receiver) {
                          // A new connection (or server) may not know the script.
                          script_sha_.clear();
                          if (config_.recent_messages > 0) load_script();
+                         presence_sha_.clear();
+                         load_presence_script();
                          flush(false);
                          schedule_append();
                        },

@@ -144,6 +144,7 @@ class RedisFanout final : public Fanout {
   /// Runs the presence script on the publishing connection.
   bool eval_presence(const std::string& key, std::vector<std::string> args,
                      std::function<void(const redisReply*)> done);
+  void load_presence_script();
   void publish_frame(const std::string& room, std::string frame);
 
   RedisConfig config_;
@@ -185,6 +186,7 @@ class RedisFanout final : public Fanout {
   std::size_t messages_in_flight_ = 0;  // in calls sent, not answered
   std::size_t cuts_in_flight_ = 0;
   std::string script_sha_;  // from SCRIPT LOAD on this connection; EVAL until known
+  std::string presence_sha_;  // the presence script's, likewise
   std::int64_t append_backoff_ms_ = 0;
   boost::asio::steady_timer append_retry_timer_;
   LogLimiter append_error_log_{std::chrono::seconds(10)};

@@ -118,7 +118,7 @@ AfterMessage ChatProtocol::ask_presence(const ClientFrame& frame) {
     case WsSession::PresenceAsk::reading: return AfterMessage::read;
     case WsSession::PresenceAsk::not_joined: return refuse("not_joined", not_joined_message(frame.room));
     case WsSession::PresenceAsk::unsupported:
-      return refuse("unsupported", "this server keeps no presence (its pipeline's fanout does not)");
+      return refuse("unsupported", "this server keeps no presence (its pipeline's fanout does not, or [pipeline] presence = false)");
     case WsSession::PresenceAsk::busy:
       return refuse("busy", "a presence request of this connection is still unanswered; ask again after its reply");
     case WsSession::PresenceAsk::unavailable:

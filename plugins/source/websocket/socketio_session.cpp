@@ -573,7 +573,7 @@ void SioSession::on_presence(const rapidjson::Value* first, std::optional<std::u
       return refuse(ack, "not_joined", room.empty() ? "join a room first" : not_joined_message(room));
     case PresenceAsk::unsupported:
       hub_->frames_refused.add();
-      return refuse(ack, "unsupported", "this server keeps no presence (its pipeline's fanout does not)");
+      return refuse(ack, "unsupported", "this server keeps no presence (its pipeline's fanout does not, or [pipeline] presence = false)");
     case PresenceAsk::busy:
       hub_->frames_refused.add();
       return refuse(ack, "busy", "a presence request of this session is still unanswered; ask again after its reply");

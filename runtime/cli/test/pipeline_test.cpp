@@ -318,6 +318,15 @@ TEST_F(PipelineTest, PresenceGoesFromTheSourceToTheFanoutAndItsEventsBackToTheSo
   EXPECT_EQ(count(events, "1", "presence_list"), 1u);
 }
 
+TEST_F(PipelineTest, APipelineWithPresenceOffReportsNoJoinAndAnswersThatItKeepsNone) {
+  // The same memory fanout keeps presence, but the pipeline turned it off.
+  ASSERT_EQ(run("immediate", 5, 0, 1, "", "presence = false\n", "presence = true\n"), 0);
+  const Events events = read_report(report_);
+  EXPECT_EQ(count(events, "-", "presence_unavailable"), 1u) << "the source was told the pipeline keeps presence";
+  EXPECT_FALSE(events.by_id.contains("scripted/conn-1")) << "a join reached the fanout and came back";
+  EXPECT_EQ(count(events, "failed", "presence_list"), 1u) << "a presence read was not refused";
+}
+
 TEST_F(PipelineTest, ALogThatNeverAcksStopsLargeMessagesAtTheByteBoundAndAcksFreeRoomOneByOne) {
   // 64 KiB messages against 1 MiB: the count bound (64) is never reached.
   constexpr int kPayload = 64 * 1024;

@@ -8,7 +8,9 @@
 //     and raises SIGTERM once every completion and delivery is in; with
 //     `presence`, it also joins one member at start and waits for the join
 //     to come back ("presence_join USER/CONNECTION") and for the room's
-//     list ("presence_list TOTAL");
+//     list ("presence_list TOTAL"); when the pipeline keeps no presence it
+//     records "presence_unavailable -" and the answer to a read
+//     ("presence_list failed");
 //   scripted log: confirms each append after `confirm_delay_ms`, failing
 //     every `fail_every`-th one, and records "confirmed ID" / "refused ID"
 //     just before it completes; with `hold_ms` > 0 it confirms nothing until
@@ -83,7 +85,11 @@ class ScriptedSource final : public nudge::Source {
     if (!also_room_.empty()) ingress.set_room_interest(also_room_, true);
     if (presence_) {
       if (ingress.has_presence()) ingress.presence_join("room", "scripted", "conn-1");
-      else report_.line("presence_unavailable -");
+      else {
+        // Asked anyway, as a client would: the answer must say no.
+        report_.line("presence_unavailable -");
+        read_list("room");
+      }
     }
     if (paced_) {
       ingress.when_ready([this] { publish_paced(); });
@@ -104,6 +110,10 @@ class ScriptedSource final : public nudge::Source {
   void deliver_presence(std::string_view room, const nudge::PresenceEvent& event) override {
     report_.line(std::string(event.change == nudge::PresenceChange::join ? "presence_join " : "presence_leave ") +
                  event.member.user + "/" + event.member.connection + " " + std::string(room));
+    read_list(room);
+  }
+
+  void read_list(std::string_view room) {
     ingress_->read_presence(room, [this](nudge::Status status, nudge::PresenceList list) {
       report_.line("presence_list " + (status.ok() ? std::to_string(list.total) : std::string("failed")));
       presence_listed_ = true;

@@ -111,5 +111,34 @@ TEST(PresenceRoster, RoomsNotWatchedAreNotKept) {
   EXPECT_TRUE(b.events.empty());
 }
 
+TEST(PresenceRoster, WatchedRoomsNobodyJoinedKeepNothing) {
+  Peer a("a"), b("b");
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 1000; ++i) {
+    a.roster.set_interest("room-" + std::to_string(i), true);
+    b.roster.set_interest("room-" + std::to_string(i), true);
+  }
+  relay(a, b, 0, t0);
+  relay(b, a, 0, t0);
+  EXPECT_EQ(a.roster.rooms(), 0u) << "an instance's empty snapshot takes no entry";
+  EXPECT_EQ(b.roster.rooms(), 0u);
+  const std::size_t sent = a.sent.size();
+  a.roster.tick(true, t0 + 100ms);
+  EXPECT_EQ(a.sent.size(), sent) << "no snapshot of a room with no own member";
+
+  // A member that joins and leaves: its instance's entry goes with the
+  // empty snapshot it sends on coming back to the room.
+  std::size_t at = b.sent.size();
+  b.roster.join("room-1", {"bob", "b1", "b"});
+  at = relay(b, a, at, t0);
+  EXPECT_EQ(a.roster.rooms(), 1u);
+  b.roster.leave("room-1", {"bob", "b1", "b"});
+  b.roster.set_interest("room-1", false);
+  b.roster.set_interest("room-1", true);
+  relay(b, a, at, t0);
+  EXPECT_EQ(a.roster.rooms(), 0u);
+  EXPECT_EQ(a.count(PresenceChange::leave), 1u) << "bob left once";
+}
+
 }  // namespace
 }  // namespace nudge::plugins::nats

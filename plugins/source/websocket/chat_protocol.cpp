@@ -121,6 +121,8 @@ AfterMessage ChatProtocol::ask_presence(const ClientFrame& frame) {
       return refuse("unsupported", "this server keeps no presence (its pipeline's fanout does not, or [pipeline] presence = false)");
     case WsSession::PresenceAsk::busy:
       return refuse("busy", "a presence request of this connection is still unanswered; ask again after its reply");
+    case WsSession::PresenceAsk::server_busy:
+      return refuse("busy", "the server is reading presence for many clients at once; ask again in a moment");
     case WsSession::PresenceAsk::unavailable:
       return refuse("unavailable", "the server is shutting down; ask again after reconnecting");
   }

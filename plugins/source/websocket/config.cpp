@@ -227,6 +227,16 @@ ConfigSchema WebSocketConfig::schema() {
             "for every member (joining a room of N, N frames; filling it, N squared). Presence requests still answer")
       .range(0, 1000000)
       .reloadable();
+  s.integer("max_presence_reads", 16,
+            "Presence requests passed to the fanout and unanswered at once over all clients (each client has one at "
+            "most); more are refused busy, as each costs the fanout's store a read of the room's members")
+      .range(1, 10000)
+      .reloadable();
+  s.integer("presence_read_timeout_ms", 5000,
+            "A presence request the fanout has not answered in this long is answered unavailable, freeing the "
+            "client's request and its share of max_presence_reads; a later answer is dropped")
+      .range(100, 600000)
+      .reloadable();
   s.integer("max_presence_members", 1000,
             "Members a presence reply names at most (the fanout's max_presence_per_room bounds it too); its total "
             "counts them all")
@@ -287,6 +297,8 @@ WebSocketConfig WebSocketConfig::from(const Config& c) {
   out.presence_events = c.get_bool("presence_events");
   out.presence_events_max_room = c.get_int("presence_events_max_room");
   out.max_presence_members = c.get_int("max_presence_members");
+  out.max_presence_reads = c.get_int("max_presence_reads");
+  out.presence_read_timeout_ms = c.get_int("presence_read_timeout_ms");
   if (const auto found = out.problems(); !found.empty()) {
     std::string text;
     for (const auto& p : found) text += (text.empty() ? "" : "; ") + p;
@@ -327,6 +339,8 @@ void WebSocketConfig::apply_live(const WebSocketConfig& next) {
   presence_events = next.presence_events;
   presence_events_max_room = next.presence_events_max_room;
   max_presence_members = next.max_presence_members;
+  max_presence_reads = next.max_presence_reads;
+  presence_read_timeout_ms = next.presence_read_timeout_ms;
 }
 
 std::vector<std::string> WebSocketConfig::problems() const {

@@ -72,6 +72,8 @@ struct WebSocketConfig {
   bool presence_events = true;
   std::int64_t presence_events_max_room = 0;
   std::int64_t max_presence_members = 0;
+  std::int64_t max_presence_reads = 0;
+  std::int64_t presence_read_timeout_ms = 0;
 
   bool auth_enabled() const noexcept { return !auth_jwt_secret.empty() || !auth_jwt_secret_file.empty(); }
   bool tls_enabled() const noexcept { return !tls_cert_file.empty() || !tls_key_file.empty(); }

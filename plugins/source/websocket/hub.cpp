@@ -57,6 +57,10 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       presence_events_sent(
           ctx.metrics().counter("presence_events_sent", "presence_join and presence_leave frames queued to clients")),
       presence_reads(ctx.metrics().counter("presence_reads", "Presence requests of clients passed to the fanout")),
+      presence_reads_refused(ctx.metrics().counter(
+          "presence_reads_refused", "Presence requests refused busy because max_presence_reads were unanswered")),
+      presence_read_timeouts(ctx.metrics().counter(
+          "presence_read_timeouts", "Presence requests answered unavailable after presence_read_timeout_ms")),
       ephemeral_sent(ctx.metrics().counter("ephemeral_sent", "Ephemeral sends of clients handed to the pipeline")),
       history_bytes_gauge(ctx.metrics().gauge(
           "history_bytes_held",
@@ -355,6 +359,37 @@ void Hub::reconfigure(const WebSocketConfig& next) {
   resends.set_max_entries(static_cast<std::size_t>(config.resend_max_entries));
   for (WsSession* session : sessions) session->apply_limits();
   start_history_reads();
+}
+
+void Hub::presence_read_done(std::uint64_t number, const Status& status, const PresenceList& list) {
+  const auto it = presence_reads_pending.find(number);
+  if (it == presence_reads_pending.end()) return;  // timed out: the client has had its answer
+  auto answer = std::move(it->second.answer);
+  presence_reads_pending.erase(it);
+  answer(status, list);
+}
+
+void Hub::expire_presence_reads(Clock::time_point now) {
+  std::size_t expired = 0;
+  for (auto it = presence_reads_pending.begin(); it != presence_reads_pending.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    auto answer = std::move(it->second.answer);
+    it = presence_reads_pending.erase(it);
+    ++expired;
+    answer(Status::error(StatusCode::unavailable,
+                         "the room's presence could not be read in time (the fanout did not answer); ask again later"),
+           PresenceList{});
+  }
+  if (expired == 0) return;
+  presence_read_timeouts.add(expired);
+  std::uint64_t suppressed = 0;
+  if (presence_timeout_log_.allow(suppressed))
+    logger.warn(expired, " presence request(s) unanswered by the fanout in presence_read_timeout_ms (",
+                config.presence_read_timeout_ms, " ms) answered unavailable; is its store reachable? (", suppressed,
+                " more reports held back)");
 }
 
 void Hub::request_history_read(std::weak_ptr<WsSession> session, std::string room, std::uint64_t ticket) {

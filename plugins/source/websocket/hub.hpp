@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -225,6 +227,25 @@ struct Hub {
   // reads in flight or queued to clients and not yet written. Each client
   // holds at most WsSession::kHistoryBytesPerClient of it.
   std::size_t history_reads_in_flight = 0;
+
+  // Presence reads of every client: at most max_presence_reads unanswered
+  // (more are refused busy), each answered unavailable once its
+  // presence_read_timeout_ms pass, so a hung fanout costs a client one
+  // timeout, not its presence requests for good.
+  struct PresenceRead {
+    /// Answers the client (which holds it weakly).
+    std::function<void(const Status& status, const PresenceList& list)> answer;
+    Clock::time_point deadline;
+  };
+  /// By the number the read was given: the fanout's answer names it, so an
+  /// answer after the timeout finds nothing and is dropped.
+  std::map<std::uint64_t, PresenceRead> presence_reads_pending;
+  std::uint64_t next_presence_read = 0;
+  /// Answers read `number` from the fanout, unless it timed out already.
+  void presence_read_done(std::uint64_t number, const Status& status, const PresenceList& list);
+  /// Answers the reads past their deadline unavailable (the sweep's part).
+  void expire_presence_reads(Clock::time_point now);
+  LogLimiter presence_timeout_log_{std::chrono::seconds(10)};
   std::size_t history_bytes_held = 0;
   /// A client waiting for its turn to read a room's history; `ticket` names
   /// the join it is for, so an entry left by a join since undone is known.
@@ -273,6 +294,8 @@ struct Hub {
   Counter& joins_refused;
   Counter& presence_events_sent;
   Counter& presence_reads;
+  Counter& presence_reads_refused;
+  Counter& presence_read_timeouts;
   Counter& ephemeral_sent;
   Gauge& history_bytes_gauge;
 
@@ -533,6 +556,7 @@ class WsSession {
     not_joined,   ///< the client is not in the room
     unsupported,  ///< the pipeline keeps no presence
     busy,         ///< this client's previous request is still unanswered
+    server_busy,  ///< max_presence_reads of all clients are unanswered
     unavailable,  ///< the source is stopping
   };
   using PresenceReply = std::function<void(WsSession& self, const Status& status, const PresenceList& list)>;

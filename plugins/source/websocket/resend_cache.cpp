@@ -117,6 +117,14 @@ ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view r
   return {Outcome::publish, fresh_id};
 }
 
+bool ResendCache::remembers(std::string_view scope, std::string_view ref, Clock::time_point now) const {
+  const std::string key = make_key(scope, ref);
+  const auto found = entries_.find(std::string_view(key));
+  if (found == entries_.end()) return false;
+  const Entry& entry = *found->second;
+  return entry.state == State::in_flight || now - entry.last_used < window_;
+}
+
 void ResendCache::settle(std::string_view scope, std::string_view ref, const Status& status, Clock::time_point now) {
   const std::string key = make_key(scope, ref);
   auto found = entries_.find(std::string_view(key));

@@ -71,6 +71,10 @@ class ResendCache {
   /// the resends that waited on it.
   void settle(std::string_view scope, std::string_view ref, const Status& status, Clock::time_point now);
 
+  /// Whether (`scope`, `ref`) is remembered now: in flight, or settled less
+  /// than the window ago. Changes nothing (an ephemeral send asks, and is not
+  /// remembered itself).
+  bool remembers(std::string_view scope, std::string_view ref, Clock::time_point now) const;
   /// Hash of what a send carries, for claim()'s `content`.
   static std::uint64_t content_of(std::string_view room, std::string_view text) noexcept;
 

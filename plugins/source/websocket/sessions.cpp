@@ -164,13 +164,24 @@ WsSession::PresenceAsk WsSession::ask_presence(const std::string& room, Presence
   if (!hub_->ingress || !hub_->intake_open) return PresenceAsk::unavailable;
   if (!hub_->ingress->has_presence()) return PresenceAsk::unsupported;
   if (presence_reading_) return PresenceAsk::busy;
+  if (hub_->presence_reads_pending.size() >= static_cast<std::size_t>(hub_->config.max_presence_reads)) {
+    hub_->presence_reads_refused.add();
+    return PresenceAsk::server_busy;
+  }
   presence_reading_ = true;
   hub_->presence_reads.add();
-  hub_->ingress->read_presence(room, [weak = weak_self(), reply = std::move(reply)](Status status, PresenceList list) {
-    const auto self = weak.lock();
-    if (!self) return;
-    self->presence_reading_ = false;
-    reply(*self, status, list);
+  const std::uint64_t number = hub_->next_presence_read++;
+  hub_->presence_reads_pending.emplace(
+      number, Hub::PresenceRead{[weak = weak_self(), reply = std::move(reply)](const Status& status,
+                                                                              const PresenceList& list) {
+                                  const auto self = weak.lock();
+                                  if (!self) return;
+                                  self->presence_reading_ = false;
+                                  reply(*self, status, list);
+                                },
+                                Clock::now() + std::chrono::milliseconds(hub_->config.presence_read_timeout_ms)});
+  hub_->ingress->read_presence(room, [hub = hub_, number](Status status, PresenceList list) {
+    hub->presence_read_done(number, status, list);
   });
   return PresenceAsk::reading;
 }
@@ -207,9 +218,24 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
     });
     return Submitted::published;
   };
-  if (ephemeral || ref.empty() || hub_->config.resend_window_ms == 0)
-    return publish(MessageId::generate(), std::nullopt);
+  const auto refuse_conflict = [&] {
+    hub_->ref_conflicts.add();
+    hub_->frames_refused.add();
+    reply(*this, SendOutcome{Status::error(StatusCode::invalid_argument,
+                                           "ref '" + ref + "' was already used for a different message; use a new ref"),
+                             MessageId(), "ref_conflict"});
+    return Submitted::answered;
+  };
+  if (ref.empty() || hub_->config.resend_window_ms == 0) return publish(MessageId::generate(), std::nullopt);
   std::string scope = resend_scope();
+  // An ephemeral is not remembered (nothing stores it, so a resend would only
+  // repeat a signal), but a ref still remembered from a durable send is
+  // refused: answering with that send's id would say this one was stored, and
+  // publishing under a new id would break "same ref, first outcome".
+  if (ephemeral) {
+    if (hub_->resends.remembers(scope, ref, ResendCache::Clock::now())) return refuse_conflict();
+    return publish(MessageId::generate(), std::nullopt);
+  }
   // The cache's share is the sender's, as for its rate: a flood of refs from
   // elsewhere evicts the flood's own first.
   const std::string owner = identity_ ? "sender:" + identity_->name : peer_;
@@ -228,13 +254,7 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
     case ResendCache::Outcome::waiting:
       hub_->resends_recognised.add();  // answered when the first attempt is
       return Submitted::answered;
-    case ResendCache::Outcome::conflict:
-      hub_->ref_conflicts.add();
-      hub_->frames_refused.add();
-      reply(*this, SendOutcome{Status::error(StatusCode::invalid_argument,
-                                             "ref '" + ref + "' was already used for a different message; use a new ref"),
-                               MessageId(), "ref_conflict"});
-      return Submitted::answered;
+    case ResendCache::Outcome::conflict: return refuse_conflict();
     case ResendCache::Outcome::busy:
       hub_->frames_refused.add();
       reply(*this, SendOutcome{Status::error(StatusCode::unavailable,

@@ -577,6 +577,9 @@ void SioSession::on_presence(const rapidjson::Value* first, std::optional<std::u
     case PresenceAsk::busy:
       hub_->frames_refused.add();
       return refuse(ack, "busy", "a presence request of this session is still unanswered; ask again after its reply");
+    case PresenceAsk::server_busy:
+      hub_->frames_refused.add();
+      return refuse(ack, "busy", "the server is reading presence for many clients at once; ask again in a moment");
     case PresenceAsk::unavailable:
       return refuse(ack, "unavailable", "the server is shutting down; ask again after reconnecting");
   }

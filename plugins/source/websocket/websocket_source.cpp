@@ -231,6 +231,7 @@ void WebSocketSource::sweep_timeouts() {
     sweep_scratch_.assign(hub_->sessions.begin(), hub_->sessions.end());
     for (WsSession* session : sweep_scratch_)
       if (hub_->sessions.contains(session)) session->check_timeouts(now);
+    hub_->expire_presence_reads(now);
     if (now - peers_swept_ >= std::chrono::seconds(1)) {
       peers_swept_ = now;
       hub_->peers.forget_idle(now);

@@ -227,6 +227,60 @@ TEST(Presence, OneRequestAtATimeASecondIsRefusedBusy) {
   EXPECT_EQ(h.ingress().held_presence_reads(), 1u) << "answered: the next may go";
 }
 
+TEST(Presence, AtMostMaxPresenceReadsAreUnansweredOverAllClientsMoreAreRefusedBusy) {
+  SessionHarness h(with({{"max_presence_reads", std::int64_t{3}}}));
+  presence_on(h);
+  h.ingress().hold_presence = true;
+  std::vector<std::size_t> clients;
+  for (int i = 0; i < 8; ++i)
+    clients.push_back(member(h, "m" + std::to_string(i), "r", "192.0.2." + std::to_string(10 + i)));
+  for (const auto c : clients) frames(h, c);
+  for (const auto c : clients) say(h, c, R"({"type":"presence","room":"r","ref":"p"})");
+  EXPECT_EQ(h.ingress().held_presence_reads(), 3u) << "the fanout is asked for 3 reads, not 8";
+  EXPECT_EQ(h.hub().presence_reads_refused.value(), 5u);
+  std::size_t busy = 0;
+  for (std::size_t i = 3; i < clients.size(); ++i) {
+    const auto errors = of_type(frames(h, clients[i]), "error");
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(str(*errors[0], "ref"), "p");
+    busy += str(*errors[0], "code") == "busy";
+  }
+  EXPECT_EQ(busy, 5u);
+  h.ingress().answer_presence();
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(of_type(frames(h, clients[i]), "presence").size(), 1u);
+  // Answered: their share is free again.
+  say(h, clients[7], R"({"type":"presence","room":"r"})");
+  EXPECT_EQ(h.ingress().held_presence_reads(), 1u);
+  h.check_invariants();
+}
+
+TEST(Presence, AReadTheFanoutNeverAnswersTimesOutUnavailableAndFreesTheClient) {
+  SessionHarness h(with({{"presence_read_timeout_ms", std::int64_t{1000}}, {"max_presence_reads", std::int64_t{1}}}));
+  presence_on(h);
+  h.ingress().hold_presence = true;  // a hung fanout
+  const auto alice = member(h, "alice", "r");
+  frames(h, alice);
+  say(h, alice, R"({"type":"presence","room":"r","ref":"p-1"})");
+  h.sweep(std::chrono::steady_clock::now() + 500ms);
+  EXPECT_TRUE(of_type(frames(h, alice), "error").empty()) << "not yet due";
+  h.sweep(std::chrono::steady_clock::now() + 1500ms);
+  const auto errors = of_type(frames(h, alice), "error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(str(*errors[0], "code"), "unavailable");
+  EXPECT_EQ(str(*errors[0], "ref"), "p-1");
+  EXPECT_EQ(h.hub().presence_read_timeouts.value(), 1u);
+  // Both the client's slot and the instance's are free: the next is read.
+  say(h, alice, R"({"type":"presence","room":"r","ref":"p-2"})");
+  EXPECT_EQ(h.ingress().held_presence_reads(), 2u);
+  EXPECT_TRUE(of_type(frames(h, alice), "error").empty()) << "not busy";
+  // The fanout recovers: the late answer to p-1 is dropped, p-2 is answered.
+  h.ingress().answer_presence();
+  const auto replies = of_type(frames(h, alice), "presence");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(str(*replies[0], "ref"), "p-2");
+  h.check_invariants();
+}
+
 TEST(Presence, AClientGoneBeforeItsAnswerIsForgotten) {
   SessionHarness h;
   presence_on(h);
@@ -443,6 +497,29 @@ TEST(Ephemeral, ARefusalOfThePipelineReachesTheSenderAndARefMayBeReused) {
   EXPECT_EQ(of_type(frames(h, alice), "ack").size(), 1u);
 }
 
+TEST(Ephemeral, ARefRememberedFromADurableSendIsARefConflictNotANewMessage) {
+  SessionHarness h;
+  const auto alice = member(h, "alice", "r");
+  frames(h, alice);
+  say(h, alice, R"({"type":"send","room":"r","text":"norm1","ref":"nn"})");
+  ASSERT_EQ(h.ingress().published.size(), 1u);
+  ASSERT_EQ(of_type(frames(h, alice), "ack").size(), 1u);
+  say(h, alice, R"({"type":"send","room":"r","text":"norm1","ref":"nn","ephemeral":true})");
+  EXPECT_EQ(h.ingress().published.size(), 1u) << "nothing published again";
+  const auto errors = of_type(frames(h, alice), "error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(str(*errors[0], "code"), "ref_conflict");
+  EXPECT_EQ(str(*errors[0], "ref"), "nn");
+  // An ephemeral's own ref is not remembered: resent, it is sent again, and
+  // a durable send with it is a new message.
+  say(h, alice, R"({"type":"send","room":"r","text":"typing","ref":"e","ephemeral":true})");
+  say(h, alice, R"({"type":"send","room":"r","text":"typing","ref":"e","ephemeral":true})");
+  say(h, alice, R"({"type":"send","room":"r","text":"typing","ref":"e"})");
+  EXPECT_EQ(h.ingress().published.size(), 4u);
+  EXPECT_FALSE(is_ephemeral(*h.ingress().published[3]));
+  EXPECT_EQ(of_type(frames(h, alice), "ack").size(), 3u);
+}
+
 TEST(Ephemeral, EphemeralSendsAreRateAndSizeLimitedLikeAnySend) {
   SessionHarness h(with({{"rate_limit_per_second", 1.0}, {"rate_limit_burst", std::int64_t{5}},
                          {"rate_limit_strikes", std::int64_t{1000}}, {"max_message_bytes", std::int64_t{1024}}}));
@@ -539,6 +616,22 @@ TEST(PresenceSocketIo, HostilePresenceRequestsAreRefusedInTheirAck) {
                 .find(R"(437[{"ok":false,"error":{"code":"bad_request")"),
             0u);
   EXPECT_TRUE(h.ingress().published.empty());
+}
+
+TEST(PresenceSocketIo, AReadTheFanoutNeverAnswersTimesOutUnavailableInTheAck) {
+  SessionHarness h(with({{"presence_read_timeout_ms", std::int64_t{1000}}}));
+  presence_on(h);
+  h.ingress().hold_presence = true;  // a hung fanout
+  Polling p(h);
+  p.open(R"(40{"room":"r","name":"bob"})");
+  p.request("POST", R"(421["presence"])");
+  h.sweep(std::chrono::steady_clock::now() + 1500ms);
+  const auto got = p.request("GET");
+  EXPECT_NE(got.find(R"(431[{"ok":false,"error":{"code":"unavailable")"), std::string::npos) << got;
+  EXPECT_EQ(h.hub().presence_read_timeouts.value(), 1u);
+  const auto next = p.post_and_poll(R"(422["presence"])");
+  EXPECT_EQ(next.find("busy"), std::string::npos) << "the session's request is free again: " << next;
+  EXPECT_EQ(h.ingress().held_presence_reads(), 2u);
 }
 
 TEST(PresenceSocketIo, APipelineWithoutPresenceAnswersUnsupported) {

@@ -245,6 +245,7 @@ void SessionHarness::run() {
 void SessionHarness::sweep(std::chrono::steady_clock::time_point now) {
   for (WsSession* session : std::vector<WsSession*>(hub_->sessions.begin(), hub_->sessions.end()))
     if (hub_->sessions.contains(session)) session->check_timeouts(now);
+  hub_->expire_presence_reads(now);
   hub_->peers.forget_idle(now);
   run();
 }

@@ -7,8 +7,10 @@
 
 namespace nudge::plugins::websocket {
 
-ConfigSchema WebSocketConfig::schema() {
-  ConfigSchema s;
+namespace {
+
+// Where clients connect: the listening address, the page and the WebSocket path.
+void endpoint_keys(ConfigSchema& s) {
   s.string("listen", "localhost:8080",
            "Address and port to listen on (port 0 picks a free one); localhost listens on both 127.0.0.1 and ::1")
       .with_example("\"0.0.0.0:8080\"")
@@ -23,6 +25,10 @@ ConfigSchema WebSocketConfig::schema() {
   s.string("path", "/ws", "HTTP path of the WebSocket endpoint").with_check([](const ConfigValue& v) {
     return std::get<std::string>(v).starts_with("/") ? std::string() : std::string("must start with '/'");
   });
+}
+
+// What one connection, one address and the instance may hold: frames, sockets, queues, time, request rates.
+void connection_limit_keys(ConfigSchema& s) {
   s.integer("max_message_bytes", 64 * 1024,
             "Largest frame a client may send; larger ones close the connection with 1009")
       .range(128, 16 * 1024 * 1024)
@@ -98,6 +104,10 @@ ConfigSchema WebSocketConfig::schema() {
             "HTTP requests one address may make at once before http_request_rate_per_address applies")
       .range(1, 1'000'000)
       .reloadable();
+}
+
+// What a sender may send and how many rooms a connection, an address and the instance may hold.
+void sender_and_room_limit_keys(ConfigSchema& s) {
   s.number("sender_rate_limit_per_second", 100,
            "Frames per second one sender may send over all its connections together, so reconnecting earns "
            "nothing: an authenticated sender is its token's subject, an anonymous one its address (IPv6: its /64). "
@@ -122,6 +132,10 @@ ConfigSchema WebSocketConfig::schema() {
             "room past it gets the error too_many_rooms")
       .range(1, 10'000'000)
       .reloadable();
+}
+
+// Which origins may open a WebSocket, and which proxies name the client.
+void origin_and_proxy_keys(ConfigSchema& s) {
   s.string_list("allowed_origins", {},
                 "Origins (scheme://host:port) allowed to open a WebSocket besides the page's own origin; \"*\" "
                 "allows any. Others get HTTP 403")
@@ -138,6 +152,10 @@ ConfigSchema WebSocketConfig::schema() {
         return TrustedProxies::parse(std::get<std::vector<std::string>>(v), error) ? std::string() : error;
       })
       .reloadable();
+}
+
+// Resending by ref (docs/guarantees.md).
+void resend_keys(ConfigSchema& s) {
   s.integer("resend_window_ms", 300000,
             "How long a send's `ref` is remembered per sender, so a resend after a lost ack, an error or a "
             "reconnect to this instance makes no second message (docs/guarantees.md); 0 turns this off")
@@ -148,6 +166,10 @@ ConfigSchema WebSocketConfig::schema() {
       .range(1, 100000000)
       .reloadable();
 
+}
+
+// Token authentication.
+void auth_keys(ConfigSchema& s) {
   s.string("auth_jwt_secret", "",
            "HMAC key (raw bytes, at least 32) of the HS256 JWTs clients must present to open a WebSocket; empty "
            "turns token authentication off unless auth_jwt_secret_file is set")
@@ -175,6 +197,10 @@ ConfigSchema WebSocketConfig::schema() {
   s.boolean("auth_close_on_expiry", true,
             "Close an authenticated connection with 1008 when its token expires (exp plus auth_leeway_ms)");
 
+}
+
+// TLS.
+void tls_keys(ConfigSchema& s) {
   s.string("tls_cert_file", "",
            "PEM certificate chain; with tls_key_file, the page is served over https and the WebSocket over wss on "
            "the same port")
@@ -182,6 +208,10 @@ ConfigSchema WebSocketConfig::schema() {
   s.string("tls_key_file", "", "PEM private key (not encrypted) of tls_cert_file; both or neither")
       .with_example("\"/etc/nudge/tls/privkey.pem\"");
 
+}
+
+// The Socket.IO endpoint.
+void socketio_keys(ConfigSchema& s) {
   s.boolean("socketio", true,
             "Also serve Socket.IO v4 clients (Engine.IO v4 over WebSocket and HTTP long-polling) at socketio_path "
             "on the same listener (docs/socketio.md)");
@@ -200,6 +230,10 @@ ConfigSchema WebSocketConfig::schema() {
         return is_valid_room(std::get<std::string>(v)) ? std::string()
                                                        : std::string("must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
       });
+}
+
+// History on joining and catching up.
+void history_keys(ConfigSchema& s) {
   s.integer("history_messages", 50,
             "Past messages a client receives on joining a room, read from the sink (0 sends none)")
       .range(0, 10000)
@@ -218,6 +252,10 @@ ConfigSchema WebSocketConfig::schema() {
             "as it reads it")
       .range(64 * 1024, std::int64_t{1} << 34)
       .reloadable();
+}
+
+// Presence: events, requests and their bounds.
+void presence_keys(ConfigSchema& s) {
   s.boolean("presence_events", true,
             "Send clients presence_join and presence_leave as members of their rooms come and go (when the fanout "
             "keeps presence); presence requests are answered either way")
@@ -242,6 +280,22 @@ ConfigSchema WebSocketConfig::schema() {
             "counts them all")
       .range(0, 100000)
       .reloadable();
+}
+
+}  // namespace
+
+ConfigSchema WebSocketConfig::schema() {
+  ConfigSchema s;
+  endpoint_keys(s);
+  connection_limit_keys(s);
+  sender_and_room_limit_keys(s);
+  origin_and_proxy_keys(s);
+  resend_keys(s);
+  auth_keys(s);
+  tls_keys(s);
+  socketio_keys(s);
+  history_keys(s);
+  presence_keys(s);
   return s;
 }
 

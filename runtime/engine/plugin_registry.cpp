@@ -9,14 +9,6 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 
-// clang says whether ASan or TSan is on through __has_feature; gcc through
-// __SANITIZE_ADDRESS__ / __SANITIZE_THREAD__.
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define NUDGE_HAS_SANITIZER_FEATURE 1
-#endif
-#endif
-
 namespace nudge::runtime {
 
 namespace fs = std::filesystem;
@@ -84,15 +76,19 @@ std::shared_ptr<LoadedPlugin> PluginRegistry::load_file(const fs::path& path, st
   auto plugin = std::make_shared<LoadedPlugin>();
   plugin->path = path;
   boost::system::error_code ec;
-  auto mode = boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || defined(NUDGE_HAS_SANITIZER_FEATURE)
-  // Sanitizer builds keep a plugin mapped once unloaded (RTLD_NODELETE): the
-  // sanitizers then still see the globals of the plugin and of the libraries
-  // it pulled in (libmariadb, librdkafka, ...) as roots, and can name their
-  // frames. Unmapped, one-time allocations those globals held read as leaks
-  // "from an unknown module" at exit.
-  mode = mode | static_cast<boost::dll::load_mode::type>(RTLD_NODELETE);
-#endif
+  // A plugin stays mapped once its last handle goes (RTLD_NODELETE), until the
+  // process exits, as in most plugin hosts: the libraries a plugin pulls in
+  // may run threads that outlive every object the plugin made. The Kafka log
+  // leaves a consumer handle undestroyed on purpose (librdkafka 2.0.2 aborts
+  // on it; plugins/log/kafka/consumer.cpp), whose threads run until exit;
+  // unmapping librdkafka under them would crash the process. gcc-built
+  // plugins were kept mapped by glibc already (their GNU unique symbols make
+  // it ignore dlclose); this makes it hold for any compiler. It also lets the
+  // sanitizers see the globals of the plugin and of the libraries it pulled
+  // in (libmariadb, librdkafka, ...) as roots at exit and name their frames,
+  // instead of reporting what they held as leaks "from an unknown module".
+  const auto mode = boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local |
+                    static_cast<boost::dll::load_mode::type>(RTLD_NODELETE);
   plugin->library.load(path, mode, ec);
   if (ec) {
     // dlerror() says which symbol or dependency is missing; Boost.DLL keeps only the code.

@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <string>
+
+#include <dlfcn.h>
 
 #include "engine/plugin_registry.hpp"
 
@@ -58,6 +61,26 @@ TEST(PluginRegistry, ANonPluginLibraryIsRefusedClearly) {
   std::string error;
   EXPECT_FALSE(PluginRegistry::load_file("/does/not/exist/nudge-sink-x.so", error));
   EXPECT_THAT(error, HasSubstr("cannot load plugin library"));
+}
+
+/// Whether `file` (a path, or a soname) is mapped in this process now; loads nothing.
+bool mapped(const std::string& file) {
+  void* handle = ::dlopen(file.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (handle) ::dlclose(handle);
+  return handle != nullptr;
+}
+
+TEST(PluginRegistry, APluginStaysMappedAfterItsLastHandleGoes) {
+  // Code a plugin started may still run after its objects are gone (threads
+  // of a library it pulled in); unmapping it under them crashes the process.
+  // Built without GNU unique symbols, so glibc alone would unmap it.
+  const std::string path = std::string(NUDGE_TEST_PLUGIN_DIR) + "/nudge-sink-plain.so";
+  std::string error;
+  auto plugin = PluginRegistry::load_file(path, error);
+  ASSERT_TRUE(plugin) << error;
+  ASSERT_TRUE(mapped(path));
+  plugin.reset();
+  EXPECT_TRUE(mapped(path));
 }
 
 TEST(PluginRegistry, SearchPathIsFlagsThenEnvironmentThenInstallFolder) {

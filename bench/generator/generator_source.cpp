@@ -64,8 +64,8 @@ class GeneratorSource final : public nudge::Source {
 
   void finish() {
     const double seconds = std::chrono::duration<double>(Clock::now() - started_).count();
-    context_.logger().info("generator: ", messages_, " messages acknowledged in ", seconds, " s: ",
-                           static_cast<std::int64_t>(static_cast<double>(messages_) / seconds),
+    context_.logger().info("generator: ", messages_, " messages acknowledged in ", seconds,
+                           " s: ", static_cast<std::int64_t>(static_cast<double>(messages_) / seconds),
                            " messages/s; errors ", errors_);
     std::raise(SIGTERM);
   }

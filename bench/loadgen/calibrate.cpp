@@ -7,10 +7,10 @@
 #include <sstream>
 #include <thread>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <rapidjson/document.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include "discard_server.hpp"
 #include "load_run.hpp"
@@ -182,9 +182,10 @@ double calibrate(const Options& options, std::ostream& out) {
     const auto key = key_for(o.protocol, o.threads);
     save(o.calibration_file, key, ceiling, o);
     out << "ceiling: " << std::llround(ceiling) << " frames read/s (" << std::llround(best->rate)
-        << " msg/s into rooms of " << members << ") with p99 " << format_ns(best->result.delivery.value_at_percentile(99))
-        << "; runs above " << std::llround(100 * kCeilingShare) << "% of it ("
-        << std::llround(kCeilingShare * ceiling) << " frames read/s) are flagged\n"
+        << " msg/s into rooms of " << members << ") with p99 "
+        << format_ns(best->result.delivery.value_at_percentile(99)) << "; runs above "
+        << std::llround(100 * kCeilingShare) << "% of it (" << std::llround(kCeilingShare * ceiling)
+        << " frames read/s) are flagged\n"
         << "recorded as \"" << key << "\" in " << o.calibration_file << "\n";
   } else {
     out << "ceiling: none — even the first step failed (" << first_failure << ")\n";

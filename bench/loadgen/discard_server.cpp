@@ -6,12 +6,12 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include "clock.hpp"
 
@@ -319,8 +319,7 @@ void DiscardServer::Impl::stop() {
   for (Session* s : all) s->close();
 }
 
-DiscardServer::DiscardServer(asio::io_context& ioc, const tcp::endpoint& at)
-    : impl_(std::make_shared<Impl>(ioc, at)) {}
+DiscardServer::DiscardServer(asio::io_context& ioc, const tcp::endpoint& at) : impl_(std::make_shared<Impl>(ioc, at)) {}
 
 DiscardServer::~DiscardServer() = default;
 

@@ -12,9 +12,9 @@ namespace nudge::bench {
 /// be sent — the latency is measured from that scheduled time, not from when
 /// the frame actually left, so a stalled sender cannot hide a stall.
 struct MessageHeader {
-  std::uint32_t run = 0;     ///< random per nudge-bench run: other runs' messages are told apart
-  std::uint32_t sender = 0;  ///< the sending connection's index
-  std::uint64_t seq = 0;     ///< 0, 1, 2, ... per sender
+  std::uint32_t run = 0;          ///< random per nudge-bench run: other runs' messages are told apart
+  std::uint32_t sender = 0;       ///< the sending connection's index
+  std::uint64_t seq = 0;          ///< 0, 1, 2, ... per sender
   std::int64_t scheduled_ns = 0;  ///< CLOCK_MONOTONIC (std::chrono::steady_clock) nanoseconds
 
   bool operator==(const MessageHeader&) const = default;

@@ -42,7 +42,8 @@ using error_code = boost::system::error_code;
 // Concrete executors: no type-erased any_io_executor on the hot path.
 using Executor = asio::io_context::executor_type;
 using Socket = asio::basic_stream_socket<tcp, Executor>;
-using Timer = asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor>;
+using Timer =
+    asio::basic_waitable_timer<std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
 /// The run's plan, shared read-only by every worker thread. The timeline is
 /// written by the main thread before it posts `start_sending` to the workers
@@ -277,8 +278,8 @@ void Connection::open() {
     if (e || (self->state_ != State::opening && self->state_ != State::greeting)) return;
     self->fail("timed out opening");
   });
-  ws_.next_layer().async_connect(
-      plan_.endpoints[u], [self = shared_from_this()](error_code e) { self->on_connect(e); });
+  ws_.next_layer().async_connect(plan_.endpoints[u],
+                                 [self = shared_from_this()](error_code e) { self->on_connect(e); });
 }
 
 void Connection::on_connect(error_code ec) {
@@ -463,7 +464,7 @@ void Connection::send_due() {
       std::optional<std::uint64_t> ack_id;
       if (o.socketio_ack) ack_id = next_seq_;
       enqueue(o.protocol == Protocol::nudge ? nudge_send(plan_.room_names[room_], h, o.payload_bytes)
-                                             : socketio_send(h, o.payload_bytes, ack_id),
+                                            : socketio_send(h, o.payload_bytes, ack_id),
               scheduled, window);
     }
     ++next_seq_;
@@ -597,7 +598,7 @@ RunResult run_load(const Options& o) {
   Plan plan(o);
   const auto& url_texts =
       o.urls.empty() ? std::vector<std::string>{o.protocol == Protocol::nudge ? "ws://127.0.0.1:8080/ws"
-                                                                                : "ws://127.0.0.1:8000/socket.io/"}
+                                                                              : "ws://127.0.0.1:8000/socket.io/"}
                      : o.urls;
   {
     asio::io_context resolver_ioc;

@@ -157,8 +157,7 @@ const std::vector<ValueOption>& value_options() {
        [](Options& o, std::string_view v) { o.label = std::string(v); }},
       {"output", "--watch-pid", "PID", "report this process's CPU time and RSS over the window (repeatable)",
        [](Options& o, std::string_view v) { o.watch_pids.push_back(to_integer<int>(v, 1, 1 << 30)); }},
-      {"output", "--ceiling", "X",
-       "this generator's ceiling in deliveries/s (default: from the calibration file)",
+      {"output", "--ceiling", "X", "this generator's ceiling in deliveries/s (default: from the calibration file)",
        [](Options& o, std::string_view v) { o.ceiling = to_positive(v); }},
       {"output", "--calibration-file", "F",
        "where --calibrate writes and runs read the ceiling\n(default $XDG_CACHE_HOME/nudge-bench/calibration.json)",
@@ -200,7 +199,7 @@ std::unique_ptr<CLI::App> make_app(std::map<std::string, std::vector<std::string
   auto app = std::make_unique<CLI::App>(kDescription, "nudge-bench");
   app->set_help_flag();  // --help is a mode (Options::Mode::help), like --version
   app->footer(kFooter);
-  app->allow_extras();   // unknown options are reported with the rest
+  app->allow_extras();  // unknown options are reported with the rest
   for (const auto& v : value_options())
     app->add_option(v.name, texts[v.name], v.help)->option_text(v.value)->allow_extra_args(false)->group(v.group);
   for (const auto& f : flag_options()) app->add_flag(f.name, counts[f.name], f.help)->group(f.group);

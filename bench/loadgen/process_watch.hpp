@@ -16,7 +16,7 @@ struct ProcStat {
   int pid = 0;
   int ppid = 0;
   std::string name;
-  double user = 0, system = 0;                  ///< the process's own (utime, stime)
+  double user = 0, system = 0;                    ///< the process's own (utime, stime)
   double children_user = 0, children_system = 0;  ///< of its children it reaped (cutime, cstime)
   std::int64_t rss_bytes = 0;
 

@@ -122,8 +122,7 @@ std::string socketio_join(std::string_view room) {
   return out;
 }
 
-std::string socketio_send(const MessageHeader& header, std::size_t payload_bytes,
-                          std::optional<std::uint64_t> ack_id) {
+std::string socketio_send(const MessageHeader& header, std::size_t payload_bytes, std::optional<std::uint64_t> ack_id) {
   std::string out;
   out.reserve(payload_bytes + 64);
   out.append("42");

@@ -59,8 +59,7 @@ inline constexpr std::string_view kEngineIoPong = "3";
 std::string socketio_join(std::string_view room);
 /// `42["event:message",{"message":TEXT}]`, the original client's emit; with
 /// `ack_id` an acknowledgement is asked for (`42ID[...]`, answered `43ID[...]`).
-std::string socketio_send(const MessageHeader& header, std::size_t payload_bytes,
-                          std::optional<std::uint64_t> ack_id);
+std::string socketio_send(const MessageHeader& header, std::size_t payload_bytes, std::optional<std::uint64_t> ack_id);
 /// Classifies an Engine.IO packet; the `message` event's payload (a JSON
 /// string, or an object) is searched for the header.
 Incoming parse_socketio(std::string_view frame);

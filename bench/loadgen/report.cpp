@@ -131,16 +131,16 @@ void print_table(std::ostream& out, const RunResult& r) {
   latency_row(out, "send lag", r.send_lag, r.window_seconds);
   out << "\n";
   out << "sent " << r.sent_window << " (" << fixed(r.sends_per_second(), 1) << "/s)   expected deliveries "
-      << r.expected_window << "   across instances " << fixed(100 * r.cross_instance_share(), 1) << "%" << "   lost " << r.lost << "   duplicates " << r.duplicates << "   reordered "
-      << r.reordered << "\n";
+      << r.expected_window << "   across instances " << fixed(100 * r.cross_instance_share(), 1) << "%"
+      << "   lost " << r.lost << "   duplicates " << r.duplicates << "   reordered " << r.reordered << "\n";
   if (r.acks_expected) {
     out << "acks " << r.acks_window << "   errors " << r.errors_window << "   unanswered " << r.unanswered;
   } else {
     out << "errors " << r.errors_window;
   }
   out << "   skipped (queue full) " << r.skipped_window << "\n";
-  out << "connect failures " << r.connect_failures << "   disconnects " << r.disconnects << "   foreign "
-      << r.foreign << "   misrouted " << r.misrouted << "   malformed " << r.malformed << "\n";
+  out << "connect failures " << r.connect_failures << "   disconnects " << r.disconnects << "   foreign " << r.foreign
+      << "   misrouted " << r.misrouted << "   malformed " << r.malformed << "\n";
   if (!r.error_codes.empty()) out << "error codes: " << reasons(r.error_codes) << "\n";
   out << "frames read " << r.frames_window << " (" << fixed(r.frames_per_second(), 1) << "/s)\n";
   out << "load generator CPU " << fixed(r.loadgen_cpu_seconds, 2) << " s in the window ("
@@ -235,13 +235,23 @@ std::string to_json(const RunResult& r) {
 
   key(w, "window_seconds");
   w.Double(r.window_seconds);
-  const std::pair<const char*, std::uint64_t> counts[] = {
-      {"sent", r.sent_window},         {"skipped", r.skipped_window},     {"expected", r.expected_window},
-      {"deliveries", r.deliveries_window}, {"lost", r.lost},             {"duplicates", r.duplicates},
-      {"cross_instance", r.cross_instance_window}, {"frames_read", r.frames_window},
-      {"reordered", r.reordered},      {"too_late", r.too_late},         {"acks", r.acks_window},
-      {"errors", r.errors_window},     {"errors_total", r.errors_total}, {"unanswered", r.unanswered},
-      {"foreign", r.foreign},          {"misrouted", r.misrouted},       {"malformed", r.malformed}};
+  const std::pair<const char*, std::uint64_t> counts[] = {{"sent", r.sent_window},
+                                                          {"skipped", r.skipped_window},
+                                                          {"expected", r.expected_window},
+                                                          {"deliveries", r.deliveries_window},
+                                                          {"lost", r.lost},
+                                                          {"duplicates", r.duplicates},
+                                                          {"cross_instance", r.cross_instance_window},
+                                                          {"frames_read", r.frames_window},
+                                                          {"reordered", r.reordered},
+                                                          {"too_late", r.too_late},
+                                                          {"acks", r.acks_window},
+                                                          {"errors", r.errors_window},
+                                                          {"errors_total", r.errors_total},
+                                                          {"unanswered", r.unanswered},
+                                                          {"foreign", r.foreign},
+                                                          {"misrouted", r.misrouted},
+                                                          {"malformed", r.malformed}};
   for (const auto& [k, v] : counts) {
     key(w, k);
     w.Uint64(v);

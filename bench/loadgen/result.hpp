@@ -18,9 +18,9 @@ inline constexpr double kCeilingShare = 0.7;
 struct ProcessUsage {
   int pid = 0;  ///< as given to --watch-pid
   std::string name;
-  double cpu_seconds = 0;     ///< user + system, during the window, descendants included
-  double system_cpu_seconds = 0;  ///< of which in the kernel (system calls, and the loopback's network stack)
-  std::int64_t rss_bytes = 0;  ///< at the end of the window, descendants included
+  double cpu_seconds = 0;                ///< user + system, during the window, descendants included
+  double system_cpu_seconds = 0;         ///< of which in the kernel (system calls, and the loopback's network stack)
+  std::int64_t rss_bytes = 0;            ///< at the end of the window, descendants included
   std::uint32_t processes_at_start = 0;  ///< in the tree when the window opened
   std::uint32_t processes_at_end = 0;    ///< and when it closed (re-read: forks during the window count)
   std::string note;  ///< why the figures are not the pid's own (a thread id, a pid given twice), or empty
@@ -41,16 +41,16 @@ struct RunResult {
   std::uint64_t disconnects = 0;  ///< connections lost after opening, before the end
   std::map<std::string, std::uint64_t> disconnect_reasons;
 
-  std::uint64_t sent_window = 0;     ///< sends written to the socket
-  std::uint64_t skipped_window = 0;  ///< sends not made: the connection's queue was full
-  std::uint64_t expected_window = 0;  ///< sent × members of the sender's room that were open
+  std::uint64_t sent_window = 0;        ///< sends written to the socket
+  std::uint64_t skipped_window = 0;     ///< sends not made: the connection's queue was full
+  std::uint64_t expected_window = 0;    ///< sent × members of the sender's room that were open
   std::uint64_t deliveries_window = 0;  ///< unique deliveries
   /// Of which the sender and the receiver used different URLs (server instances).
   std::uint64_t cross_instance_window = 0;
   /// Every frame the generator read in the window (deliveries, duplicates,
   /// acks, pings, other rooms' messages): its load, against its ceiling.
   std::uint64_t frames_window = 0;
-  std::uint64_t lost = 0;               ///< expected − unique deliveries, over every (sender, receiver)
+  std::uint64_t lost = 0;  ///< expected − unique deliveries, over every (sender, receiver)
   std::uint64_t duplicates = 0;
   std::uint64_t reordered = 0;
   std::uint64_t too_late = 0;  ///< reordered by more than the tracker's window (cannot tell duplicates)

@@ -15,10 +15,13 @@ Url Url::parse(std::string_view text) {
     using Part = UrlError::Part;
     switch (why.part) {
       case Part::scheme:
-        if (why.text == "wss" || why.text == "https") throw std::invalid_argument(quoted + "TLS is not supported; use ws://");
+        if (why.text == "wss" || why.text == "https")
+          throw std::invalid_argument(quoted + "TLS is not supported; use ws://");
         throw std::invalid_argument(quoted + "expected ws://HOST:PORT/PATH");
-      case Part::empty: throw std::invalid_argument(quoted + "expected ws://HOST:PORT/PATH");
-      case Part::host_empty: throw std::invalid_argument(quoted + "no host");
+      case Part::empty:
+        throw std::invalid_argument(quoted + "expected ws://HOST:PORT/PATH");
+      case Part::host_empty:
+        throw std::invalid_argument(quoted + "no host");
       case Part::userinfo:
       case Part::host_name:
       case Part::ipv6:
@@ -27,7 +30,8 @@ Url Url::parse(std::string_view text) {
       case Part::path_not_allowed:
       case Part::path:
       case Part::query_not_allowed:
-      case Part::query: throw std::invalid_argument(quoted + why.describe());
+      case Part::query:
+        throw std::invalid_argument(quoted + why.describe());
     }
   }
   return Url{url->host, url->port, url->target};

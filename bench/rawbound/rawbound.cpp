@@ -56,7 +56,8 @@ long option(int argc, char** argv, const char* name, long fallback) {
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::strcmp(argv[i], "--help") == 0) {
-      std::puts("rawbound [--connections 1000] [--messages 1000] [--rate 100] [--frame-bytes 200] [--frames-per-write 1]");
+      std::puts(
+          "rawbound [--connections 1000] [--messages 1000] [--rate 100] [--frame-bytes 200] [--frames-per-write 1]");
       return 0;
     }
   const long connections = option(argc, argv, "--connections", 1000);
@@ -163,13 +164,15 @@ int main(int argc, char** argv) {
   const double writer_cpu = thread_cpu_seconds() - cpu_start;
   reader.join();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-  const double deliveries = static_cast<double>(connections) * static_cast<double>(messages) * static_cast<double>(per_write);
-  std::printf("{\"connections\": %ld, \"messages\": %ld, \"rate\": %ld, \"frame_bytes\": %ld, \"frames_per_write\": %ld,\n"
-              " \"deliveries\": %.0f, \"writes\": %zu, \"waits_for_room\": %zu, \"wall_seconds\": %.3f,\n"
-              " \"writer_cpu_seconds\": %.3f, \"writer_cpu_us_per_delivery\": %.3f,"
-              " \"deliveries_per_writer_cpu_second\": %.0f, \"reader_cpu_seconds\": %.3f}\n",
-              connections, messages, rate, frame_bytes, per_write, deliveries, writes, waits, wall, writer_cpu,
-              writer_cpu * 1e6 / deliveries, deliveries / writer_cpu, reader_cpu);
+  const double deliveries =
+      static_cast<double>(connections) * static_cast<double>(messages) * static_cast<double>(per_write);
+  std::printf(
+      "{\"connections\": %ld, \"messages\": %ld, \"rate\": %ld, \"frame_bytes\": %ld, \"frames_per_write\": %ld,\n"
+      " \"deliveries\": %.0f, \"writes\": %zu, \"waits_for_room\": %zu, \"wall_seconds\": %.3f,\n"
+      " \"writer_cpu_seconds\": %.3f, \"writer_cpu_us_per_delivery\": %.3f,"
+      " \"deliveries_per_writer_cpu_second\": %.0f, \"reader_cpu_seconds\": %.3f}\n",
+      connections, messages, rate, frame_bytes, per_write, deliveries, writes, waits, wall, writer_cpu,
+      writer_cpu * 1e6 / deliveries, deliveries / writer_cpu, reader_cpu);
   for (int fd : clients) ::close(fd);
   for (int fd : servers) ::close(fd);
   ::close(listener);

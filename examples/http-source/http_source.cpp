@@ -12,12 +12,12 @@
 #include <memory>
 #include <string>
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 #include <nudge/sdk.hpp>
 
@@ -45,14 +45,16 @@ struct Shared {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, std::shared_ptr<Shared> shared) : stream_(std::move(socket)), shared_(std::move(shared)) {}
+  Connection(tcp::socket socket, std::shared_ptr<Shared> shared)
+      : stream_(std::move(socket)), shared_(std::move(shared)) {}
 
   void read() {
     parser_.emplace();
     parser_->body_limit(static_cast<std::uint64_t>(shared_->max_body_bytes));
     stream_.expires_after(std::chrono::seconds(30));
     http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec == http::error::body_limit) return self->answer(http::status::payload_too_large, R"({"error":"body too large"})");
+      if (ec == http::error::body_limit)
+        return self->answer(http::status::payload_too_large, R"({"error":"body too large"})");
       if (ec) return;
       self->handle();
     });
@@ -63,7 +65,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const auto& req = parser_->get();
     if (req.target() != "/messages") return answer(http::status::not_found, R"({"error":"POST to /messages"})");
     if (req.method() != http::verb::post) return answer(http::status::method_not_allowed, R"({"error":"POST only"})");
-    if (!shared_->ingress || !shared_->open) return answer(http::status::service_unavailable, R"({"error":"shutting down"})");
+    if (!shared_->ingress || !shared_->open)
+      return answer(http::status::service_unavailable, R"({"error":"shutting down"})");
     rapidjson::Document doc;
     doc.Parse(req.body().data(), req.body().size());
     auto field = [&](const char* key) -> const rapidjson::Value* {
@@ -75,19 +78,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
     const auto* sender = field("sender");
     const auto* text = field("text");
     if (doc.HasParseError() || !room || !text)
-      return answer(http::status::bad_request, R"({"error":"expected JSON {\"room\": string, \"text\": string, \"sender\"?: string}"})");
+      return answer(http::status::bad_request,
+                    R"({"error":"expected JSON {\"room\": string, \"text\": string, \"sender\"?: string}"})");
     auto message = std::make_shared<Message>();
     message->id = MessageId::generate();
     message->room.assign(room->GetString(), room->GetStringLength());
     message->sender = sender ? std::string(sender->GetString(), sender->GetStringLength()) : "http";
     message->payload.assign(text->GetString(), text->GetStringLength());
-    message->timestamp_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch()).count();
+    message->timestamp_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     message->origin = shared_->instance_id;
     const std::string id = message->id.to_string();
     // Backpressure: the request is taken in when the pipeline has room.
     shared_->ingress->when_ready([self = shared_from_this(), message, id]() mutable {
-      if (!self->shared_->ingress) return self->answer(http::status::service_unavailable, R"({"error":"shutting down"})");
+      if (!self->shared_->ingress)
+        return self->answer(http::status::service_unavailable, R"({"error":"shutting down"})");
       self->shared_->ingress->publish(std::move(message), [self, id](Status status) {
         if (status.ok()) return self->answer(http::status::accepted, "{\"id\":\"" + id + "\"}");
         // A transform refused it: the reason is for the sender, and sending again will not help.
@@ -139,7 +145,8 @@ class HttpSource final : public Source {
                           text.find_first_not_of("0123456789", colon + 1) == std::string::npos;
           return ok ? std::string() : std::string("must be host:port, e.g. \"127.0.0.1:8090\"");
         });
-    s.integer("max_body_bytes", 64 * 1024, "Largest request body accepted; larger ones get HTTP 413").range(16, 16 << 20);
+    s.integer("max_body_bytes", 64 * 1024, "Largest request body accepted; larger ones get HTTP 413")
+        .range(16, 16 << 20);
     return s;
   }
 
@@ -151,7 +158,9 @@ class HttpSource final : public Source {
     if (!ec) acceptor_.set_option(boost::asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(boost::asio::socket_base::max_listen_connections, ec);
-    if (ec) return Status::error(StatusCode::unavailable, "cannot listen on " + host_ + ":" + std::to_string(port_) + ": " + ec.message());
+    if (ec)
+      return Status::error(StatusCode::unavailable,
+                           "cannot listen on " + host_ + ":" + std::to_string(port_) + ": " + ec.message());
     shared_->ingress = &ingress;
     context_.logger().info("taking messages at http://", host_, ":", acceptor_.local_endpoint().port(), "/messages");
     accept();

@@ -19,9 +19,9 @@
 #include <string>
 #include <unordered_set>
 
-#include <nudge/sdk.hpp>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
+#include <nudge/sdk.hpp>
 
 namespace example {
 
@@ -47,7 +47,9 @@ class JsonlFile {
     std::error_code ec;
     if (path_.has_parent_path()) std::filesystem::create_directories(path_.parent_path(), ec);
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) return Status::error(StatusCode::invalid_argument, "cannot open '" + path_.string() + "': " + std::strerror(errno));
+    if (fd_ < 0)
+      return Status::error(StatusCode::invalid_argument,
+                           "cannot open '" + path_.string() + "': " + std::strerror(errno));
     // The ids already in the file: a batch delivered again adds nothing.
     std::ifstream in(path_);
     for (std::string line; std::getline(in, line);)
@@ -89,8 +91,10 @@ class JsonlFile {
       if (n < 0) {
         const int error = errno;
         // All or nothing: what went in of this batch is cut off again.
-        if (::ftruncate(fd_, size_) != 0) {}
-        return Status::error(StatusCode::unavailable, "cannot append to '" + path_.string() + "': " + std::strerror(error));
+        if (::ftruncate(fd_, size_) != 0) {
+        }
+        return Status::error(StatusCode::unavailable,
+                             "cannot append to '" + path_.string() + "': " + std::strerror(error));
       }
       written += static_cast<std::size_t>(n);
     }
@@ -106,7 +110,9 @@ class JsonlFile {
     ::close(fd_);
     fd_ = -1;
     std::error_code ec;
-    const auto numbered = [&](std::int64_t n) { return std::filesystem::path(path_.string() + "." + std::to_string(n)); };
+    const auto numbered = [&](std::int64_t n) {
+      return std::filesystem::path(path_.string() + "." + std::to_string(n));
+    };
     std::filesystem::remove(numbered(keep_), ec);
     for (std::int64_t n = keep_ - 1; n >= 1; --n)
       if (std::filesystem::exists(numbered(n))) std::filesystem::rename(numbered(n), numbered(n + 1), ec);
@@ -115,7 +121,8 @@ class JsonlFile {
     ids_.clear();
     size_ = 0;
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd_ < 0) return Status::error(StatusCode::unavailable, "cannot reopen '" + path_.string() + "': " + std::strerror(errno));
+    if (fd_ < 0)
+      return Status::error(StatusCode::unavailable, "cannot reopen '" + path_.string() + "': " + std::strerror(errno));
     return Status::success();
   }
 
@@ -131,14 +138,16 @@ class JsonlSink final : public Sink {
  public:
   JsonlSink(const Config& config, Context& context)
       : context_(context),
-        file_(std::make_shared<JsonlFile>(config.get_string("path"), config.get_int("max_bytes"), config.get_int("keep"))),
+        file_(std::make_shared<JsonlFile>(config.get_string("path"), config.get_int("max_bytes"),
+                                          config.get_int("keep"))),
         lines_(context.metrics().counter("lines_written", "Messages appended to the file")) {}
 
   static ConfigSchema schema() {
     ConfigSchema s;
     s.required("path", ConfigType::string, "File the messages are appended to, one JSON object per line")
         .with_example("\"var/messages.jsonl\"");
-    s.integer("max_bytes", 64 * 1024 * 1024, "Size at which the file is rotated to <path>.1").range(1024, std::int64_t{1} << 40);
+    s.integer("max_bytes", 64 * 1024 * 1024, "Size at which the file is rotated to <path>.1")
+        .range(1024, std::int64_t{1} << 40);
     s.integer("keep", 5, "Rotated files kept (<path>.1 is the newest); 0 keeps none").range(0, 1000);
     return s;
   }

@@ -75,8 +75,7 @@ std::optional<AdminUrl> parse_admin_url(std::string_view text, std::string& erro
   }
   int port_number = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), port_number);
-  if (host.empty() || ec != std::errc() || end != port.data() + port.size() || port_number < 1 ||
-      port_number > 65535) {
+  if (host.empty() || ec != std::errc() || end != port.data() + port.size() || port_number < 1 || port_number > 65535) {
     error = "'" + std::string(text) + "' is not an admin URL like http://127.0.0.1:9100";
     return std::nullopt;
   }
@@ -153,8 +152,8 @@ AdminResponse admin_request(const std::string& method, const AdminUrl& url, cons
 
 AdminResponse admin_stream(const AdminUrl& url, const std::string& path, const AdminHeaders& headers,
                            const std::function<void(unsigned status)>& on_header,
-                           const std::function<void(std::string_view)>& on_data,
-                           const std::function<bool()>& cancelled, std::chrono::milliseconds timeout) {
+                           const std::function<void(std::string_view)>& on_data, const std::function<bool()>& cancelled,
+                           std::chrono::milliseconds timeout) {
   namespace asio = boost::asio;
   namespace beast = boost::beast;
   namespace http = beast::http;

@@ -54,8 +54,7 @@ AdminResponse admin_request(const std::string& method, const AdminUrl& url, cons
 /// the header is in. A non-200 answer is read whole into `body` instead.
 AdminResponse admin_stream(const AdminUrl& url, const std::string& path, const AdminHeaders& headers,
                            const std::function<void(unsigned status)>& on_header,
-                           const std::function<void(std::string_view)>& on_data,
-                           const std::function<bool()>& cancelled,
+                           const std::function<void(std::string_view)>& on_data, const std::function<bool()>& cancelled,
                            std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
 }  // namespace nudge::runtime

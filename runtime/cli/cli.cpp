@@ -80,7 +80,8 @@ void make_grammar(CommandLine& cl, Grammar& g) {
   g.app = std::make_unique<CLI::App>("nudge — a plugin-based message pipeline", "nudge");
   CLI::App& app = *g.app;
   app.set_help_flag("-h,--help", "print this help, or a command's after it");
-  app.add_flag_callback("-V,--version", [&cl] { cl.command = "version"; }, "print the version and the SDK ABI");
+  app.add_flag_callback(
+      "-V,--version", [&cl] { cl.command = "version"; }, "print the version and the SDK ABI");
   app.add_option("--log-level", cl.log_level, "trace, debug, info (default), warn, error")->option_text("LEVEL");
   app.add_option("--log-format", cl.log_format, "text, logfmt or json (default: the pipeline's log_format, \"text\")")
       ->option_text("FORMAT");
@@ -96,12 +97,11 @@ void make_grammar(CommandLine& cl, Grammar& g) {
     });
     return sub;
   };
-  auto own = [&](CLI::App* sub, const std::string& flag) {
-    g.owners[flag].push_back(sub->get_name());
-  };
+  auto own = [&](CLI::App* sub, const std::string& flag) { g.owners[flag].push_back(sub->get_name()); };
   auto set_flag = [&](CLI::App* sub) {
-    sub->add_option("--set", cl.overrides, "override a key of the pipeline file (repeatable), e.g.\n"
-                                           "--set source.websocket.listen=127.0.0.1:9000")
+    sub->add_option("--set", cl.overrides,
+                    "override a key of the pipeline file (repeatable), e.g.\n"
+                    "--set source.websocket.listen=127.0.0.1:9000")
         ->option_text("TABLE.KEY=VALUE")
         ->allow_extra_args(false);
     own(sub, "--set");
@@ -128,17 +128,19 @@ void make_grammar(CommandLine& cl, Grammar& g) {
   CLI::App* replay = command("replay", "rebuild or backfill the sink from the log, in a consumer group of its own");
   replay->footer(kReplayFooter);
   replay->add_option("PIPELINE", cl.argument, "the pipeline file (.toml): its [log.*] and [sink.*] tables");
-  replay->add_option("--from", cl.replay.from,
-                     "earliest (default), a time (2026-12-06T14:00:00Z, or 2h, 7d ago),\n"
-                     "or start offsets PARTITION:OFFSET[,...]")
+  replay
+      ->add_option("--from", cl.replay.from,
+                   "earliest (default), a time (2026-12-06T14:00:00Z, or 2h, 7d ago),\n"
+                   "or start offsets PARTITION:OFFSET[,...]")
       ->option_text("WHERE");
   own(replay, "--from");
   replay->add_option("--to", cl.replay.to, "now (default: the log's end when the replay starts), or a time")
       ->option_text("WHEN");
   own(replay, "--to");
-  replay->add_option("--group", cl.replay.group,
-                     "the consumer group to read in (default: the log's group + '-replay-'\n"
-                     "+ the time); the same group again resumes an interrupted replay")
+  replay
+      ->add_option("--group", cl.replay.group,
+                   "the consumer group to read in (default: the log's group + '-replay-'\n"
+                   "+ the time); the same group again resumes an interrupted replay")
       ->option_text("NAME");
   own(replay, "--group");
   replay->add_flag("--quiet", cl.replay.quiet, "no progress lines (the summary is still printed)");
@@ -149,7 +151,8 @@ void make_grammar(CommandLine& cl, Grammar& g) {
   CLI::App* plugins = command("plugins", "list the plugins found, with kind, version, path");
   plugin_dir(plugins);
 
-  CLI::App* describe = command("describe", "print a plugin's config keys; `pipeline` and `admin` the runtime's own tables");
+  CLI::App* describe =
+      command("describe", "print a plugin's config keys; `pipeline` and `admin` the runtime's own tables");
   describe->add_option("PLUGIN", cl.argument, "NAME, KIND.NAME, all, pipeline or admin");
   describe->add_flag("--markdown", cl.markdown, "as Markdown: the pipeline reference, docs/reference.md");
   own(describe, "--markdown");
@@ -167,9 +170,10 @@ void make_grammar(CommandLine& cl, Grammar& g) {
   reload->add_option("TARGET", cl.argument,
                      "the admin URL (default http://127.0.0.1:9100), or the pipeline file:\n"
                      "its [admin] listen and token");
-  reload->add_option("--token", cl.token,
-                     "the admin token (default: $NUDGE_ADMIN_TOKEN, else the pipeline\n"
-                     "file's [admin] token or token_file when given the file)")
+  reload
+      ->add_option("--token", cl.token,
+                   "the admin token (default: $NUDGE_ADMIN_TOKEN, else the pipeline\n"
+                   "file's [admin] token or token_file when given the file)")
       ->option_text("TOKEN");
   own(reload, "--token");
   set_flag(reload);
@@ -200,8 +204,9 @@ void make_grammar(CommandLine& cl, Grammar& g) {
   own(tap, "--admin");
   tap->add_option("--token", cl.token, "the admin token (default: $NUDGE_ADMIN_TOKEN)")->option_text("TOKEN");
   own(tap, "--token");
-  tap->add_option("--stage", cl.tap.stages, "stages to watch, comma-separated (default: all):\n"
-                                            "source, transform, log, fanout, sink")
+  tap->add_option("--stage", cl.tap.stages,
+                  "stages to watch, comma-separated (default: all):\n"
+                  "source, transform, log, fanout, sink")
       ->option_text("STAGE,...")
       ->delimiter(',')
       ->allow_extra_args(false)

@@ -34,5 +34,4 @@ int cmd_plugins(const PluginRegistry& registry) {
   return broken ? 1 : 0;
 }
 
-
 }  // namespace nudge::runtime

@@ -19,8 +19,8 @@ namespace {
 /// `nudge reload PIPELINE.toml`: a file, not an admin URL.
 bool names_pipeline_file(const std::string& argument) {
   std::error_code ec;
-  return argument.ends_with(".toml") || (argument.find("://") == std::string::npos &&
-                                         std::filesystem::is_regular_file(argument, ec));
+  return argument.ends_with(".toml") ||
+         (argument.find("://") == std::string::npos && std::filesystem::is_regular_file(argument, ec));
 }
 
 }  // namespace
@@ -37,8 +37,7 @@ int cmd_reload(const CommandLine& cl) {
       if (diags.empty())
         std::cerr << "nudge reload: " << cl.argument
                   << " has no [admin] table, so its instances serve no admin endpoint; send them SIGHUP instead\n";
-      else
-        std::cerr << diags.to_string();
+      else std::cerr << diags.to_string();
       return 2;
     }
     std::string host;

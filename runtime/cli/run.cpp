@@ -31,8 +31,8 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
   auto spec = load_pipeline(cl.argument, registry, options, diags);
   if (!spec) {
     std::cerr << diags.to_string();
-    std::cerr << "nudge: not starting: " << diags.items().size() << " error"
-              << (diags.items().size() == 1 ? "" : "s") << " in " << cl.argument << "\n";
+    std::cerr << "nudge: not starting: " << diags.items().size() << " error" << (diags.items().size() == 1 ? "" : "s")
+              << " in " << cl.argument << "\n";
     return 1;
   }
 
@@ -58,8 +58,9 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
 
   MetricsRegistry metrics;
   metrics.set_common_labels({{"pipeline", spec->settings.name}, {"instance", spec->settings.instance_id}});
-  metrics.gauge("nudge_build_info", "The running nudge's version and SDK ABI (value 1)",
-                {{"version", NUDGE_VERSION}, {"abi", std::to_string(kAbiVersion)}})
+  metrics
+      .gauge("nudge_build_info", "The running nudge's version and SDK ABI (value 1)",
+             {{"version", NUDGE_VERSION}, {"abi", std::to_string(kAbiVersion)}})
       .set(1);
   metrics.gauge("nudge_process_start_time_seconds", "When this process started, in Unix seconds")
       .set(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -85,8 +86,8 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
       const std::string text = reload_diags.to_string();
       logger.error("reload refused: ", reload_diags.items().size(), " error(s) in ", cl.argument,
                    "; the running configuration stays:\n", text);
-      return {400, "reload refused: " + std::to_string(reload_diags.items().size()) + " error(s) in " +
-                       cl.argument + "; nothing changed\n" + text};
+      return {400, "reload refused: " + std::to_string(reload_diags.items().size()) + " error(s) in " + cl.argument +
+                       "; nothing changed\n" + text};
     }
     const std::string next_format = next->settings.log_format;
     const auto outcome = pipeline.reload(std::move(*next));
@@ -113,22 +114,22 @@ int cmd_run(const CommandLine& cl, const PluginRegistry& registry) {
     access.token = std::move(admin_token);
     access.allowed_hosts = admin_settings->allowed_hosts;
     access.max_connections = admin_settings->max_connections;
-    pipeline.taps().set_limits({admin_settings->max_taps, admin_settings->tap_queue_bytes,
-                                admin_settings->tap_events_per_second});
-    admin = std::make_unique<AdminServer>(
-        io, AdminHandlers{
-                [&metrics] { return metrics.prometheus(); },
-                [&pipeline] {
-                  std::vector<std::string> lines;
-                  for (const auto& n : pipeline.not_ready()) lines.push_back(n.stage + ": " + n.reason);
-                  return lines;
-                },
-                [&reload](std::function<void(unsigned, std::string)> answer) {
-                  auto [status, body] = reload("POST /reload");
-                  answer(status, std::move(body));
-                },
-                &pipeline.taps()},
-        std::move(access), metrics);
+    pipeline.taps().set_limits(
+        {admin_settings->max_taps, admin_settings->tap_queue_bytes, admin_settings->tap_events_per_second});
+    admin = std::make_unique<AdminServer>(io,
+                                          AdminHandlers{[&metrics] { return metrics.prometheus(); },
+                                                        [&pipeline] {
+                                                          std::vector<std::string> lines;
+                                                          for (const auto& n : pipeline.not_ready())
+                                                            lines.push_back(n.stage + ": " + n.reason);
+                                                          return lines;
+                                                        },
+                                                        [&reload](std::function<void(unsigned, std::string)> answer) {
+                                                          auto [status, body] = reload("POST /reload");
+                                                          answer(status, std::move(body));
+                                                        },
+                                                        &pipeline.taps()},
+                                          std::move(access), metrics);
     // Before the stages start, so /healthz answers (and /readyz says "starting") during a slow start.
     if (auto status = admin->start(admin_settings->listen); !status.ok()) {
       std::cerr << "nudge: not starting: " << status.message() << "\n";

@@ -50,13 +50,20 @@ constexpr std::size_t kRefusals = 7;
 
 const char* to_string(Refusal r) {
   switch (r) {
-    case Refusal::browser: return "browser";
-    case Refusal::host: return "host";
-    case Refusal::unauthorized: return "unauthorized";
-    case Refusal::reload_disabled: return "reload_disabled";
-    case Refusal::max_connections: return "max_connections";
-    case Refusal::tap_disabled: return "tap_disabled";
-    case Refusal::max_taps: return "max_taps";
+    case Refusal::browser:
+      return "browser";
+    case Refusal::host:
+      return "host";
+    case Refusal::unauthorized:
+      return "unauthorized";
+    case Refusal::reload_disabled:
+      return "reload_disabled";
+    case Refusal::max_connections:
+      return "max_connections";
+    case Refusal::tap_disabled:
+      return "tap_disabled";
+    case Refusal::max_taps:
+      return "max_taps";
   }
   return "unknown";
 }
@@ -179,8 +186,9 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     // first_byte_timeout to begin: a holder of idle sockets cycles out fast.
     const auto deadline = std::chrono::steady_clock::now() + state_->access.request_timeout;
     if (buffer_.size() > 0) return read_request(deadline);  // pipelined: the next request has begun
-    stream_.expires_at(answered_ ? deadline
-                                 : std::min(deadline, std::chrono::steady_clock::now() + state_->access.first_byte_timeout));
+    stream_.expires_at(answered_
+                           ? deadline
+                           : std::min(deadline, std::chrono::steady_clock::now() + state_->access.first_byte_timeout));
     stream_.async_read_some(buffer_.prepare(kFirstRead),
                             [self = shared_from_this(), deadline](beast::error_code ec, std::size_t n) {
                               if (ec) return self->close();
@@ -280,8 +288,7 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
   bool carries_browser_headers() const {
     for (const auto& field : request_) {
       const auto name = field.name_string();
-      if (beast::iequals(name, "origin") ||
-          (name.size() > 10 && beast::iequals(name.substr(0, 10), "sec-fetch-")))
+      if (beast::iequals(name, "origin") || (name.size() > 10 && beast::iequals(name.substr(0, 10), "sec-fetch-")))
         return true;
     }
     return false;
@@ -289,10 +296,10 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 
   /// What an endpoint needing the token says when it is missing or off.
   struct Guarded {
-    const char* what;         ///< `POST /reload`, as the refusals name it
-    Refusal no_token;         ///< counted when no token is configured
-    const char* then;         ///< how to go on once a token is configured
-    const char* token_from;   ///< where the nudge command takes the token from
+    const char* what;        ///< `POST /reload`, as the refusals name it
+    Refusal no_token;        ///< counted when no token is configured
+    const char* then;        ///< how to go on once a token is configured
+    const char* token_from;  ///< where the nudge command takes the token from
   };
   static constexpr Guarded kReload{"POST /reload", Refusal::reload_disabled,
                                    "then run nudge reload with the token; meanwhile SIGHUP reloads (kill -HUP PID)",
@@ -309,7 +316,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
       answer(http::status::forbidden,
              "forbidden: " + what +
                  " is turned off because no admin token is configured. Set [admin] token (e.g. token = "
-                 "\"${NUDGE_ADMIN_TOKEN}\") or token_file in the pipeline file and restart, " + guarded.then + "\n");
+                 "\"${NUDGE_ADMIN_TOKEN}\") or token_file in the pipeline file and restart, " +
+                 guarded.then + "\n");
       return false;
     }
     const auto presented = bearer_token(request_[http::field::authorization]);
@@ -321,7 +329,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
            sent ? "unauthorized: the token does not match [admin] token (or token_file)\n"
                 : "unauthorized: " + what +
                       " needs the header 'Authorization: Bearer <token>' with the token of [admin] token or "
-                      "token_file (" + guarded.token_from + ")\n",
+                      "token_file (" +
+                      guarded.token_from + ")\n",
            "text/plain; charset=utf-8", true);
     return false;
   }
@@ -409,16 +418,18 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
     auto done = [self = shared_from_this(), data, last](beast::error_code ec, std::size_t) {
       self->writing_ = false;
       if (last) return self->close();
-      if (ec) return self->end_tap(ec == beast::error::timeout ? "the client did not read for " +
-                                                                     std::to_string(self->state_->access.request_timeout.count()) +
-                                                                     " ms"
-                                                               : std::string("the client went away"));
+      if (ec)
+        return self->end_tap(ec == beast::error::timeout
+                                 ? "the client did not read for " +
+                                       std::to_string(self->state_->access.request_timeout.count()) + " ms"
+                                 : std::string("the client went away"));
       self->flush_tap();
     };
     if (!chunked_) return boost::asio::async_write(stream_, boost::asio::buffer(*data), std::move(done));
     if (!last) return boost::asio::async_write(stream_, http::make_chunk(boost::asio::buffer(*data)), std::move(done));
     // The last chunk carries the end notice, then the stream's terminator.
-    boost::asio::async_write(stream_, beast::buffers_cat(http::make_chunk(boost::asio::buffer(*data)), http::make_chunk_last()),
+    boost::asio::async_write(stream_,
+                             beast::buffers_cat(http::make_chunk(boost::asio::buffer(*data)), http::make_chunk_last()),
                              std::move(done));
   }
 
@@ -485,8 +496,8 @@ class AdminSession : public std::enable_shared_from_this<AdminSession> {
 }  // namespace
 
 std::size_t AdminServer::State::open() const {
-  return static_cast<std::size_t>(
-      std::count_if(sessions.begin(), sessions.end(), [](const AdminSession* s) { return s->phase() != Phase::closed; }));
+  return static_cast<std::size_t>(std::count_if(sessions.begin(), sessions.end(),
+                                                [](const AdminSession* s) { return s->phase() != Phase::closed; }));
 }
 
 bool AdminServer::State::make_room() {
@@ -494,17 +505,17 @@ bool AdminServer::State::make_room() {
   AdminSession* victim = nullptr;
   auto oldest = [&](Phase phase, std::chrono::steady_clock::duration at_least) {
     for (AdminSession* s : sessions)
-      if (s->phase() == phase && now - s->since() >= at_least && (!victim || s->since() < victim->since()))
-        victim = s;
+      if (s->phase() == phase && now - s->since() >= at_least && (!victim || s->since() < victim->since())) victim = s;
   };
   oldest(Phase::waiting, std::chrono::steady_clock::duration::zero());
   if (!victim) oldest(Phase::receiving, access.first_byte_timeout);
   if (!victim) return false;
   evicted->add();
   const double seconds = std::chrono::duration<double>(now - victim->since()).count();
-  logger.warn("closed the admin connection from ", victim->peer(),
-              victim->phase() == Phase::waiting ? ", waiting for a request for " : ", whose request was still arriving after ",
-              static_cast<long long>(seconds * 1000), " ms, to make room for a new one (admin.max_connections)");
+  logger.warn(
+      "closed the admin connection from ", victim->peer(),
+      victim->phase() == Phase::waiting ? ", waiting for a request for " : ", whose request was still arriving after ",
+      static_cast<long long>(seconds * 1000), " ms, to make room for a new one (admin.max_connections)");
   victim->evict();
   return true;
 }
@@ -532,7 +543,8 @@ Status AdminServer::start(const std::string& listen) {
   if (ec)
     return Status::error(StatusCode::unavailable, "admin endpoint: cannot listen on " + listen + ": " + ec.message());
   const auto bound = acceptor_.local_endpoint();
-  const std::string shown = bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
+  const std::string shown =
+      bound.address().is_v6() ? "[" + bound.address().to_string() + "]" : bound.address().to_string();
   state_->logger.info("admin endpoint listening on http://", shown, ":", bound.port(),
                       " (/healthz /readyz /metrics, POST /reload and GET /tap ",
                       state_->access.token.empty() ? "off: no admin token)" : "with the admin token)");

@@ -42,9 +42,10 @@ std::optional<std::string> BacklogProgress::observe(Clock::time_point now, std::
   const double rate = static_cast<double>(written - backlog_->written_at_last_report) / elapsed;
   // What is left over how fast it shrinks: messages arriving meanwhile slow the drain.
   const double falling = static_cast<double>(backlog_->lag_at_last_report - lag) / elapsed;
-  const std::string eta = rate <= 0     ? "unknown (no rows written)"
-                          : falling > 0 ? seconds_text(static_cast<double>(lag) / falling)
-                                        : "unknown (the lag is not falling: messages arrive as fast as they are written)";
+  const std::string eta = rate <= 0 ? "unknown (no rows written)"
+                          : falling > 0
+                              ? seconds_text(static_cast<double>(lag) / falling)
+                              : "unknown (the lag is not falling: messages arrive as fast as they are written)";
   backlog_->last_report = now;
   backlog_->lag_at_last_report = lag;
   backlog_->written_at_last_report = written;

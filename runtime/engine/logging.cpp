@@ -56,11 +56,16 @@ namespace {
 
 const char* level_label(LogLevel level) {
   switch (level) {
-    case LogLevel::trace: return "TRACE";
-    case LogLevel::debug: return "DEBUG";
-    case LogLevel::info: return "INFO ";
-    case LogLevel::warn: return "WARN ";
-    case LogLevel::error: return "ERROR";
+    case LogLevel::trace:
+      return "TRACE";
+    case LogLevel::debug:
+      return "DEBUG";
+    case LogLevel::info:
+      return "INFO ";
+    case LogLevel::warn:
+      return "WARN ";
+    case LogLevel::error:
+      return "ERROR";
   }
   return "?";
 }

@@ -22,8 +22,9 @@ std::optional<LogFormat> parse_log_format(std::string_view text);
 /// Where every logger of the process writes: one line per event on stderr.
 ///
 ///     text:   2026-11-28T15:43:40.123Z INFO  sink.postgres: batch written after 3 attempts
-///     logfmt: ts=2026-11-28T15:43:40.123Z level=info pipeline=chat instance=a stage=sink.postgres plugin=postgres msg="..."
-///     json:   {"ts":"...","level":"info","pipeline":"chat","instance":"a","stage":"sink.postgres","plugin":"postgres","msg":"..."}
+///     logfmt: ts=2026-11-28T15:43:40.123Z level=info pipeline=chat instance=a stage=sink.postgres plugin=postgres
+///     msg="..." json:
+///     {"ts":"...","level":"info","pipeline":"chat","instance":"a","stage":"sink.postgres","plugin":"postgres","msg":"..."}
 ///
 /// Warnings and errors that repeat (the same stage and text, digits aside)
 /// are let through once per repeat window; the next one let through says how
@@ -45,8 +46,7 @@ class LogOutput {
   void write(LogLevel level, std::string_view logger, std::string_view text);
 
   /// The line `write` would produce (no newline), `repeated` lines held back before it.
-  std::string format_line(LogLevel level, std::string_view logger, std::string_view text,
-                          std::uint64_t repeated) const;
+  std::string format_line(LogLevel level, std::string_view logger, std::string_view text, std::uint64_t repeated) const;
 
  private:
   struct Repeat {

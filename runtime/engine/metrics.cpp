@@ -9,8 +9,7 @@ namespace nudge::runtime {
 
 Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {
   if (bounds_.size() > kMaxBuckets) throw std::logic_error("a histogram takes at most 24 bucket bounds");
-  if (!std::is_sorted(bounds_.begin(), bounds_.end()))
-    throw std::logic_error("histogram bucket bounds must increase");
+  if (!std::is_sorted(bounds_.begin(), bounds_.end())) throw std::logic_error("histogram bucket bounds must increase");
 }
 
 void Histogram::observe(double value) noexcept {
@@ -130,7 +129,10 @@ std::string MetricsRegistry::prometheus() const {
     const std::string exposed = counter && !name.ends_with("_total") ? name + "_total" : name;
     out += "# HELP " + exposed + " " + escape_help(family.help.empty() ? name : family.help) + "\n";
     out += "# TYPE " + exposed + " " +
-           (counter ? "counter" : family.type == Type::gauge ? "gauge" : "histogram") + "\n";
+           (counter                      ? "counter"
+            : family.type == Type::gauge ? "gauge"
+                                         : "histogram") +
+           "\n";
     for (const auto& [rendered, s] : family.series) {
       const auto labels = concat(common_labels_, s.labels);
       if (s.counter) {
@@ -143,8 +145,8 @@ std::string MetricsRegistry::prometheus() const {
         for (std::size_t i = 0; i <= h.bounds().size(); ++i) {
           cumulative += h.bucket(i);
           const std::string le = i < h.bounds().size() ? format_number(h.bounds()[i]) : "+Inf";
-          out += name + "_bucket" + render_labels(concat(labels, {{"le", le}})) + " " + std::to_string(cumulative) +
-                 "\n";
+          out +=
+              name + "_bucket" + render_labels(concat(labels, {{"le", le}})) + " " + std::to_string(cumulative) + "\n";
         }
         out += name + "_sum" + render_labels(labels) + " " + format_number(h.sum()) + "\n";
         out += name + "_count" + render_labels(labels) + " " + std::to_string(h.count()) + "\n";
@@ -208,8 +210,8 @@ StageStats::StageStats(MetricsRegistry& registry, const std::string& key_path)
       errors(registry.counter("nudge_stage_errors", "Messages or batches the stage failed", stage_labels(key_path))),
       retries(registry.counter("nudge_stage_retries", "Retried batch writes", stage_labels(key_path))),
       dropped(registry.counter("nudge_stage_dropped", "Messages a transform dropped", stage_labels(key_path))),
-      queue_depth(registry.gauge("nudge_stage_queue_depth", "Messages waiting in or for the stage",
-                                 stage_labels(key_path))),
+      queue_depth(
+          registry.gauge("nudge_stage_queue_depth", "Messages waiting in or for the stage", stage_labels(key_path))),
       ready(registry.gauge("nudge_stage_ready", "1 when the stage is ready (see /readyz), else 0",
                            stage_labels(key_path))),
       batch_messages(key_path.starts_with("sink.") || key_path.starts_with("log.")

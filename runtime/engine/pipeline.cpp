@@ -53,7 +53,8 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
               static_cast<std::size_t>(spec_.settings.max_in_flight_bytes)),
       deliver_when_durable_(spec_.settings.deliver == "durable"),
       messages_in_(metrics.counter("nudge_pipeline_messages_in", "Messages taken in (after transforms)")),
-      messages_acked_(metrics.counter("nudge_pipeline_messages_acked", "Messages acknowledged to their senders as durable")),
+      messages_acked_(
+          metrics.counter("nudge_pipeline_messages_acked", "Messages acknowledged to their senders as durable")),
       messages_failed_(metrics.counter("nudge_pipeline_messages_failed", "Messages whose sender was told they failed")),
       messages_ephemeral_(metrics.counter("nudge_pipeline_messages_ephemeral",
                                           "Ephemeral messages fanned out (never logged or stored)")),
@@ -63,7 +64,8 @@ Pipeline::Pipeline(boost::asio::io_context& io, PipelineSpec spec, MetricsRegist
       messages_dropped_(metrics.counter("nudge_pipeline_messages_dropped", "Messages a transform dropped")),
       messages_rejected_(metrics.counter("nudge_pipeline_messages_rejected", "Messages a transform rejected")),
       history_reads_(metrics.counter("nudge_pipeline_history_reads", "History reads for clients")),
-      history_from_window_(metrics.counter("nudge_pipeline_history_from_window", "History reads answered from the fanout's recent window")),
+      history_from_window_(metrics.counter("nudge_pipeline_history_from_window",
+                                           "History reads answered from the fanout's recent window")),
       history_failures_(metrics.counter("nudge_pipeline_history_failures", "History reads that failed")),
       in_flight_bytes_(metrics.gauge("nudge_pipeline_in_flight_bytes",
                                      "Bytes of the messages taken in but not yet durable, as max_in_flight_bytes "
@@ -129,9 +131,9 @@ bool Pipeline::create() {
     sources_.push_back(SourceStage{std::move(*made), &stats, std::move(ingress)});
   }
   if (sink_) {
-    sink_driver_ = std::make_unique<SinkDriver>(io_.get_executor(), *sink_->instance, spec_.sink_settings,
-                                                sink_->context->logger(), stats_for(sink_->key_path),
-                                                &ingest_to_persisted_);
+    sink_driver_ =
+        std::make_unique<SinkDriver>(io_.get_executor(), *sink_->instance, spec_.sink_settings,
+                                     sink_->context->logger(), stats_for(sink_->key_path), &ingest_to_persisted_);
   }
   if (fanout_) fanout_stats_ = &stats_for(fanout_->key_path);
   if (log_) log_stats_ = &stats_for(log_->key_path);
@@ -180,8 +182,7 @@ Status Pipeline::start() {
   for (const auto& t : spec_.transforms) shape += " -> " + t.key_path;
   for (const auto* stage : {&spec_.fanout, &spec_.log, &spec_.sink})
     if (*stage) shape += (shape.empty() ? "" : " -> ") + (*stage)->key_path;
-  logger_.info("pipeline '", spec_.settings.name, "' started as instance '", spec_.settings.instance_id, "': ",
-               shape);
+  logger_.info("pipeline '", spec_.settings.name, "' started as instance '", spec_.settings.instance_id, "': ", shape);
   if (const auto note = history_note(); !note.empty()) logger_.info(note);
   started_ = true;
   on_tick();
@@ -210,43 +211,41 @@ void Pipeline::transform(std::size_t index, MessagePtr message, Completion on_du
   transform_stats_[index]->in.add();
   // Kept only for a tap: a dropped or rejected message comes back in no verdict.
   MessagePtr tapped = taps_.active() ? message : nullptr;
-  transforms_[index].instance->process(
-      std::move(message), [this, index, intake, tapped = std::move(tapped),
-                           on_durable = std::move(on_durable)](Verdict verdict) mutable {
-        if (taps_.active() && (verdict.message || tapped)) {
-          const auto point = verdict.action == Verdict::Action::pass   ? TapPoint::transform_passed
-                             : verdict.action == Verdict::Action::drop ? TapPoint::transform_dropped
-                                                                       : TapPoint::transform_rejected;
-          taps_.record(point, transforms_[index].key_path, verdict.message ? *verdict.message : *tapped,
-                       verdict.reason);
-        }
-        // The sender hears of a drop or a reject from the loop, never inside the source's own call.
-        auto answer = [this, intake, &on_durable](Status status) {
-          boost::asio::post(io_, [this, intake, on_durable = std::move(on_durable), status = std::move(status)] {
-            answered(intake, status);
-            on_durable(status);
-          });
-        };
-        switch (verdict.action) {
-          case Verdict::Action::pass:
-            if (!verdict.message) {
-              messages_rejected_.add();
-              transform_stats_[index]->errors.add();
-              return answer(Status::error(StatusCode::internal,
-                                          transforms_[index].key_path + " passed no message"));
-            }
-            transform_stats_[index]->out.add();
-            return transform(index + 1, std::move(verdict.message), std::move(on_durable), intake);
-          case Verdict::Action::drop:
-            messages_dropped_.add();
-            transform_stats_[index]->dropped.add();
-            return answer(Status::success());
-          case Verdict::Action::reject:
-            messages_rejected_.add();
-            transform_stats_[index]->errors.add();
-            return answer(Status::error(StatusCode::rejected, verdict.reason));
-        }
+  transforms_[index].instance->process(std::move(message), [this, index, intake, tapped = std::move(tapped),
+                                                            on_durable =
+                                                                std::move(on_durable)](Verdict verdict) mutable {
+    if (taps_.active() && (verdict.message || tapped)) {
+      const auto point = verdict.action == Verdict::Action::pass   ? TapPoint::transform_passed
+                         : verdict.action == Verdict::Action::drop ? TapPoint::transform_dropped
+                                                                   : TapPoint::transform_rejected;
+      taps_.record(point, transforms_[index].key_path, verdict.message ? *verdict.message : *tapped, verdict.reason);
+    }
+    // The sender hears of a drop or a reject from the loop, never inside the source's own call.
+    auto answer = [this, intake, &on_durable](Status status) {
+      boost::asio::post(io_, [this, intake, on_durable = std::move(on_durable), status = std::move(status)] {
+        answered(intake, status);
+        on_durable(status);
       });
+    };
+    switch (verdict.action) {
+      case Verdict::Action::pass:
+        if (!verdict.message) {
+          messages_rejected_.add();
+          transform_stats_[index]->errors.add();
+          return answer(Status::error(StatusCode::internal, transforms_[index].key_path + " passed no message"));
+        }
+        transform_stats_[index]->out.add();
+        return transform(index + 1, std::move(verdict.message), std::move(on_durable), intake);
+      case Verdict::Action::drop:
+        messages_dropped_.add();
+        transform_stats_[index]->dropped.add();
+        return answer(Status::success());
+      case Verdict::Action::reject:
+        messages_rejected_.add();
+        transform_stats_[index]->errors.add();
+        return answer(Status::error(StatusCode::rejected, verdict.reason));
+    }
+  });
 }
 
 void Pipeline::admit_ephemeral(MessagePtr message, Completion on_durable, Intake intake) {
@@ -281,8 +280,9 @@ void Pipeline::admit(MessagePtr message, Completion on_durable, Intake intake) {
       if (!status.ok()) log_stats_->errors.add();
     }
     if (taps_.active()) {
-      if (log_) taps_.record(status.ok() ? TapPoint::log_appended : TapPoint::log_append_failed, log_->key_path,
-                             *message, status.ok() ? std::string_view() : std::string_view(status.message()));
+      if (log_)
+        taps_.record(status.ok() ? TapPoint::log_appended : TapPoint::log_append_failed, log_->key_path, *message,
+                     status.ok() ? std::string_view() : std::string_view(status.message()));
       else if (sink_ && status.ok()) taps_.record(TapPoint::sink_written, sink_->key_path, *message);
     }
     if (status.ok()) {
@@ -558,7 +558,8 @@ std::vector<NotReady> Pipeline::not_ready() const {
   if (sink_) ask(sink_->key_path, *sink_->instance);
   if (sink_driver_) {
     if (const auto failing = sink_driver_->failing_for(); failing > std::chrono::steady_clock::duration::zero()) {
-      const bool named = std::any_of(out.begin(), out.end(), [&](const NotReady& n) { return n.stage == sink_->key_path; });
+      const bool named =
+          std::any_of(out.begin(), out.end(), [&](const NotReady& n) { return n.stage == sink_->key_path; });
       if (!named)
         out.push_back({sink_->key_path, "batch writes failing for " +
                                             seconds_text(std::chrono::duration<double>(failing).count()) + ": " +
@@ -607,10 +608,10 @@ void Pipeline::on_tick() {
 
 void Pipeline::report_progress(std::int64_t lag) {
   const BacklogProgress::Settings settings{spec_.settings.backlog_threshold,
-                                          std::chrono::milliseconds(spec_.settings.progress_interval_ms),
-                                          log_->key_path, sink_->key_path};
-  if (auto line = backlog_.observe(std::chrono::steady_clock::now(), lag, stats_for(sink_->key_path).out.value(),
-                                   settings))
+                                           std::chrono::milliseconds(spec_.settings.progress_interval_ms),
+                                           log_->key_path, sink_->key_path};
+  if (auto line =
+          backlog_.observe(std::chrono::steady_clock::now(), lag, stats_for(sink_->key_path).out.value(), settings))
     logger_.info(*line);
 }
 
@@ -635,8 +636,8 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
     return outcome;
   }
   // Compares one table key by key; live keys become changes, others refusals.
-  auto compare = [&outcome](const std::string& table, const Config& now, const Config& then,
-                            const ConfigSchema& schema, std::vector<std::string>* changed_keys) {
+  auto compare = [&outcome](const std::string& table, const Config& now, const Config& then, const ConfigSchema& schema,
+                            std::vector<std::string>* changed_keys) {
     for (const auto& field : schema.fields()) {
       const auto a = now.values().find(field.key);
       const auto b = then.values().find(field.key);
@@ -658,8 +659,7 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
   if (spec_.admin.has_value() != next.admin.has_value())
     outcome.refusals.push_back(std::string("the [admin] table was ") + (next.admin ? "added" : "removed") +
                                "; it takes effect only after a restart");
-  else if (spec_.admin)
-    compare("admin", spec_.admin->config, next.admin->config, admin_schema(), nullptr);
+  else if (spec_.admin) compare("admin", spec_.admin->config, next.admin->config, admin_schema(), nullptr);
 
   // Per stage: the keys its plugin must take (the runtime's own sink keys are applied here).
   struct StageChange {
@@ -673,12 +673,14 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
     std::vector<std::string> changed;
     compare(now.key_path, now.config, then.config, effective_schema(*now.library), &changed);
     const ConfigSchema own = now.library->descriptor->schema();
-    const bool plugin_keys = std::any_of(changed.begin(), changed.end(), [&](const std::string& k) { return own.find(k); });
+    const bool plugin_keys =
+        std::any_of(changed.begin(), changed.end(), [&](const std::string& k) { return own.find(k); });
     if (!changed.empty()) stage_changes.push_back({&plugin, &now, &then, plugin_keys});
   };
   for (std::size_t i = 0; i < sources_.size(); ++i)
     visit(*sources_[i].stage.instance, spec_.sources[i], next.sources[i]);
-  for (std::size_t i = 0; i < transforms_.size(); ++i) visit(*transforms_[i].instance, spec_.transforms[i], next.transforms[i]);
+  for (std::size_t i = 0; i < transforms_.size(); ++i)
+    visit(*transforms_[i].instance, spec_.transforms[i], next.transforms[i]);
   if (fanout_) visit(*fanout_->instance, *spec_.fanout, *next.fanout);
   if (log_) visit(*log_->instance, *spec_.log, *next.log);
   if (sink_) visit(*sink_->instance, *spec_.sink, *next.sink);
@@ -713,7 +715,8 @@ ReloadOutcome Pipeline::reload(PipelineSpec next) {
                        static_cast<std::size_t>(spec_.settings.max_in_flight_bytes));
   if (sink_driver_) sink_driver_->set_settings(spec_.sink_settings);
   // With a log, batches are made by its consumer: it takes the new size too.
-  if (log_ && sink_) log_->instance->set_max_batch_messages(static_cast<std::size_t>(spec_.sink_settings.batch_max_messages));
+  if (log_ && sink_)
+    log_->instance->set_max_batch_messages(static_cast<std::size_t>(spec_.sink_settings.batch_max_messages));
   outcome.applied = true;
   return outcome;
 }

@@ -14,10 +14,10 @@
 #include "engine/fail_points.hpp"
 #include "engine/in_flight_window.hpp"
 #include "engine/logging.hpp"
-#include "nudge/sdk/export.hpp"
 #include "engine/pipeline_config.hpp"
 #include "engine/sink_driver.hpp"
 #include "engine/tap.hpp"
+#include "nudge/sdk/export.hpp"
 
 namespace nudge::runtime {
 

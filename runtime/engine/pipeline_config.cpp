@@ -165,7 +165,7 @@ std::optional<ConfigValue> convert(const toml::node& node, const ConfigField& fi
 /// Keys listed in `already_reported` had an error before binding (an unset
 /// variable); they are not checked again, so each problem is reported once.
 Config bind_table(const toml::table& table, const ConfigSchema& schema, const std::string& key_path,
-            const std::string& file, Diagnostics& diags, const std::set<std::string>& already_reported) {
+                  const std::string& file, Diagnostics& diags, const std::set<std::string>& already_reported) {
   std::map<std::string, ConfigValue, std::less<>> values;
   std::vector<std::string> set;
   std::vector<std::string> known;
@@ -454,7 +454,7 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
   const toml::table empty;
   const toml::table* pipeline_table = root["pipeline"].as_table();
   const Config pipeline = bind_table(pipeline_table ? *pipeline_table : empty, pipeline_schema(), "pipeline",
-                               display_name, diags, failed_interpolation);
+                                     display_name, diags, failed_interpolation);
   if (pipeline.values().size() == pipeline_schema().fields().size()) {
     spec.settings.name = pipeline.get_string("name");
     if (spec.settings.name.empty()) spec.settings.name = fs::path(display_name).stem().string();
@@ -499,15 +499,22 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
       report(diags, place_of(display_name, plugin_key.source()), key_path, error);
       continue;
     }
-    StageSpec stage{kind, plugin_name, key_path, library,
-                    bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags,
-                               failed_interpolation)};
+    StageSpec stage{
+        kind, plugin_name, key_path, library,
+        bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags, failed_interpolation)};
     switch (kind) {
-      case PluginKind::fanout: spec.fanout = std::move(stage); break;
-      case PluginKind::log: spec.log = std::move(stage); break;
-      case PluginKind::sink: spec.sink = std::move(stage); break;
+      case PluginKind::fanout:
+        spec.fanout = std::move(stage);
+        break;
+      case PluginKind::log:
+        spec.log = std::move(stage);
+        break;
+      case PluginKind::sink:
+        spec.sink = std::move(stage);
+        break;
       case PluginKind::source:
-      case PluginKind::transform: break;  // not in kKinds: read below, in file order
+      case PluginKind::transform:
+        break;  // not in kKinds: read below, in file order
     }
   }
 
@@ -541,9 +548,9 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
         report(diags, place_of(display_name, key->source()), key_path, error);
         continue;
       }
-      StageSpec stage{kind, plugin_name, key_path, library,
-                      bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags,
-                                 failed_interpolation)};
+      StageSpec stage{
+          kind, plugin_name, key_path, library,
+          bind_table(*plugin_table, effective_schema(*library), key_path, display_name, diags, failed_interpolation)};
       (kind == PluginKind::source ? spec.sources : spec.transforms).push_back(std::move(stage));
     }
   }
@@ -561,9 +568,11 @@ std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std:
   const Place file_place{display_name, 1, 1};
   if (diags.empty()) {
     if (spec.sources.empty() && !(spec.log && spec.sink))
-      report(diags, file_place, "", "a pipeline needs a [source.*] table, or a [log.*] and a [sink.*] table to persist from the log");
+      report(diags, file_place, "",
+             "a pipeline needs a [source.*] table, or a [log.*] and a [sink.*] table to persist from the log");
     if (spec.fanout && spec.sources.empty())
-      report(diags, file_place, "fanout." + spec.fanout->plugin, "a fanout delivers to a source's clients; add a [source.*] table");
+      report(diags, file_place, "fanout." + spec.fanout->plugin,
+             "a fanout delivers to a source's clients; add a [source.*] table");
     if (!spec.transforms.empty() && spec.sources.empty())
       report(diags, file_place, spec.transforms.front().key_path,
              "a transform works on what a source takes in; add a [source.*] table");
@@ -587,8 +596,7 @@ std::optional<std::string> read_pipeline_file(const fs::path& file, Diagnostics&
 
 }  // namespace
 
-std::optional<AdminSettings> load_admin_settings(const fs::path& file, const LoadOptions& options,
-                                                 Diagnostics& diags) {
+std::optional<AdminSettings> load_admin_settings(const fs::path& file, const LoadOptions& options, Diagnostics& diags) {
   const auto text = read_pipeline_file(file, diags);
   if (!text) return std::nullopt;
   const std::string display_name = file.string();
@@ -599,9 +607,8 @@ std::optional<AdminSettings> load_admin_settings(const fs::path& file, const Loa
   toml::table* admin_table = (*parsed)["admin"].as_table();
   if (!admin_table || !diags.empty()) return std::nullopt;
   // Only this table's variables: the rest may name secrets this shell lacks.
-  const std::string pipeline_dir = fs::absolute(file.parent_path().empty() ? "." : file.parent_path())
-                                       .lexically_normal()
-                                       .string();
+  const std::string pipeline_dir =
+      fs::absolute(file.parent_path().empty() ? "." : file.parent_path()).lexically_normal().string();
   const VariableLookup lookup = [&](std::string_view name) -> std::optional<std::string> {
     if (auto v = options.lookup(name)) return v;
     if (name == "PIPELINE_DIR") return pipeline_dir;

@@ -8,19 +8,19 @@
 
 #include "engine/diagnostics.hpp"
 #include "engine/interpolate.hpp"
+#include "engine/plugin_registry.hpp"
 #include "nudge/sdk/config.hpp"
 #include "nudge/sdk/status.hpp"
-#include "engine/plugin_registry.hpp"
 
 namespace nudge::runtime {
 
 /// One stage of a pipeline as the file describes it: `[sink.sqlite]`.
 struct StageSpec {
   PluginKind kind = PluginKind::source;
-  std::string plugin;      ///< the plugin's name (`sqlite`)
-  std::string key_path;    ///< `sink.sqlite`, for logs and metrics
+  std::string plugin;    ///< the plugin's name (`sqlite`)
+  std::string key_path;  ///< `sink.sqlite`, for logs and metrics
   std::shared_ptr<LoadedPlugin> library;
-  Config config;           ///< validated, defaults applied
+  Config config;  ///< validated, defaults applied
 };
 
 /// Runtime settings of the `[pipeline]` table.
@@ -123,8 +123,7 @@ std::optional<AdminSettings> load_admin_settings(const std::filesystem::path& fi
 
 /// As load_pipeline, from TOML text (`display_name` is used in diagnostics).
 std::optional<PipelineSpec> load_pipeline_text(std::string_view text, const std::string& display_name,
-                                               const std::filesystem::path& base_dir,
-                                               const PluginRegistry& registry, const LoadOptions& options,
-                                               Diagnostics& diagnostics);
+                                               const std::filesystem::path& base_dir, const PluginRegistry& registry,
+                                               const LoadOptions& options, Diagnostics& diagnostics);
 
 }  // namespace nudge::runtime

@@ -36,5 +36,4 @@ void Pipeline::read_presence(std::string_view room, PresenceHandler done) {
   fanout_->instance->read_presence(room, std::move(done));
 }
 
-
 }  // namespace nudge::runtime

@@ -113,8 +113,7 @@ std::shared_ptr<LoadedPlugin> PluginRegistry::load_file(const fs::path& path, st
   return plugin;
 }
 
-std::shared_ptr<LoadedPlugin> PluginRegistry::load(PluginKind kind, const std::string& name,
-                                                   std::string& error) const {
+std::shared_ptr<LoadedPlugin> PluginRegistry::load(PluginKind kind, const std::string& name, std::string& error) const {
   const auto available = discover();
   const PluginFile* match = nullptr;
   const PluginFile* other_kind = nullptr;
@@ -126,8 +125,8 @@ std::shared_ptr<LoadedPlugin> PluginRegistry::load(PluginKind kind, const std::s
 
   if (!match && other_kind) {
     error = "plugin '" + name + "' is a " + std::string(to_string(other_kind->kind)) + " plugin, not a " +
-            std::string(to_string(kind)) + "; move it to a [" + std::string(to_string(other_kind->kind)) + "." +
-            name + "] table";
+            std::string(to_string(kind)) + "; move it to a [" + std::string(to_string(other_kind->kind)) + "." + name +
+            "] table";
     return nullptr;
   }
   if (!match) {

@@ -60,7 +60,9 @@ std::optional<ReplayProgress> Replay::progress() const {
   return log_->instance->replay_progress();
 }
 
-void Replay::on_batch(BatchPtr batch, Completion done) { sink_driver_->write_with_retry(std::move(batch), std::move(done)); }
+void Replay::on_batch(BatchPtr batch, Completion done) {
+  sink_driver_->write_with_retry(std::move(batch), std::move(done));
+}
 
 void Replay::stop(std::function<void()> done) {
   if (!started_) return done();

@@ -15,9 +15,9 @@ namespace nudge::runtime {
 
 /// What a replay did, for its summary.
 struct ReplayTotals {
-  std::uint64_t read = 0;        ///< messages handed to the sink and confirmed
-  std::int64_t inserted = 0;     ///< rows the sink inserted
-  std::int64_t duplicates = 0;   ///< rows it skipped: their id was stored already
+  std::uint64_t read = 0;       ///< messages handed to the sink and confirmed
+  std::int64_t inserted = 0;    ///< rows the sink inserted
+  std::int64_t duplicates = 0;  ///< rows it skipped: their id was stored already
 };
 
 /// `nudge replay`: the pipeline's log and sink alone, the log reading a

@@ -5,8 +5,8 @@
 
 namespace nudge::runtime {
 
-SinkDriver::SinkDriver(boost::asio::any_io_executor executor, Sink& sink, const SinkSettings& settings,
-                       Logger& logger, StageStats& stats, Histogram* persisted)
+SinkDriver::SinkDriver(boost::asio::any_io_executor executor, Sink& sink, const SinkSettings& settings, Logger& logger,
+                       StageStats& stats, Histogram* persisted)
     : executor_(executor),
       sink_(sink),
       settings_(settings),
@@ -55,16 +55,18 @@ void SinkDriver::attempt() {
 
 void SinkDriver::on_written(Status status) {
   if (status.ok()) {
-    if (attempts_ > 1) logger_.info("batch of ", current_->batch->size(), " messages written after ", attempts_, " attempts");
+    if (attempts_ > 1)
+      logger_.info("batch of ", current_->batch->size(), " messages written after ", attempts_, " attempts");
     last_error_.clear();
     stats_.out.add(current_->batch->size());
     if (stats_.batch_messages) stats_.batch_messages->observe(static_cast<double>(current_->batch->size()));
     if (persisted_) {
-      const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+      const auto now =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
       for (const auto& m : *current_->batch)
-        if (m->timestamp_ms > 0) persisted_->observe(static_cast<double>(std::max<std::int64_t>(0, now - m->timestamp_ms)) / 1000.0);
+        if (m->timestamp_ms > 0)
+          persisted_->observe(static_cast<double>(std::max<std::int64_t>(0, now - m->timestamp_ms)) / 1000.0);
     }
     auto finished = std::move(current_);
     update_queue_depth();
@@ -87,8 +89,8 @@ void SinkDriver::on_written(Status status) {
   // until the cap, then one per cap interval, so an outage logs a few lines a minute.
   const auto shift = std::min<std::int64_t>(attempts_ - 1, 20);
   const auto delay = std::min(settings_.retry_max_ms, settings_.retry_initial_ms << shift);
-  logger_.warn("batch write of ", current_->batch->size(), " messages failed (", status.message(),
-               "); retry ", attempts_, " in ", delay, " ms");
+  logger_.warn("batch write of ", current_->batch->size(), " messages failed (", status.message(), "); retry ",
+               attempts_, " in ", delay, " ms");
   retry_timer_.expires_after(std::chrono::milliseconds(delay));
   retry_pending_ = true;
   // Cancelled by shutdown() (give up) or by retry_now() (go at once).

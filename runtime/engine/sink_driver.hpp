@@ -7,9 +7,9 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "engine/metrics.hpp"
+#include "engine/pipeline_config.hpp"
 #include "nudge/sdk/context.hpp"
 #include "nudge/sdk/sink.hpp"
-#include "engine/pipeline_config.hpp"
 
 namespace nudge::runtime {
 

@@ -14,44 +14,65 @@ namespace nudge::runtime {
 TapStage stage_of(TapPoint point) noexcept {
   switch (point) {
     case TapPoint::source_accepted:
-    case TapPoint::source_delivered: return TapStage::source;
+    case TapPoint::source_delivered:
+      return TapStage::source;
     case TapPoint::transform_passed:
     case TapPoint::transform_dropped:
-    case TapPoint::transform_rejected: return TapStage::transform;
+    case TapPoint::transform_rejected:
+      return TapStage::transform;
     case TapPoint::log_appended:
     case TapPoint::log_append_failed:
-    case TapPoint::log_consumed: return TapStage::log;
+    case TapPoint::log_consumed:
+      return TapStage::log;
     case TapPoint::fanout_published:
-    case TapPoint::fanout_received: return TapStage::fanout;
-    case TapPoint::sink_written: return TapStage::sink;
+    case TapPoint::fanout_received:
+      return TapStage::fanout;
+    case TapPoint::sink_written:
+      return TapStage::sink;
   }
   return TapStage::source;
 }
 
 const char* to_string(TapStage stage) noexcept {
   switch (stage) {
-    case TapStage::source: return "source";
-    case TapStage::transform: return "transform";
-    case TapStage::log: return "log";
-    case TapStage::fanout: return "fanout";
-    case TapStage::sink: return "sink";
+    case TapStage::source:
+      return "source";
+    case TapStage::transform:
+      return "transform";
+    case TapStage::log:
+      return "log";
+    case TapStage::fanout:
+      return "fanout";
+    case TapStage::sink:
+      return "sink";
   }
   return "unknown";
 }
 
 const char* to_string(TapPoint point) noexcept {
   switch (point) {
-    case TapPoint::source_accepted: return "accepted";
-    case TapPoint::source_delivered: return "delivered";
-    case TapPoint::transform_passed: return "passed";
-    case TapPoint::transform_dropped: return "dropped";
-    case TapPoint::transform_rejected: return "rejected";
-    case TapPoint::log_appended: return "appended";
-    case TapPoint::log_append_failed: return "append_failed";
-    case TapPoint::log_consumed: return "consumed";
-    case TapPoint::fanout_published: return "published";
-    case TapPoint::fanout_received: return "received";
-    case TapPoint::sink_written: return "written";
+    case TapPoint::source_accepted:
+      return "accepted";
+    case TapPoint::source_delivered:
+      return "delivered";
+    case TapPoint::transform_passed:
+      return "passed";
+    case TapPoint::transform_dropped:
+      return "dropped";
+    case TapPoint::transform_rejected:
+      return "rejected";
+    case TapPoint::log_appended:
+      return "appended";
+    case TapPoint::log_append_failed:
+      return "append_failed";
+    case TapPoint::log_consumed:
+      return "consumed";
+    case TapPoint::fanout_published:
+      return "published";
+    case TapPoint::fanout_received:
+      return "received";
+    case TapPoint::sink_written:
+      return "written";
   }
   return "unknown";
 }
@@ -135,11 +156,21 @@ std::size_t append_json_text(std::string& out, std::string_view text, std::size_
     } else {
       const unsigned char c = static_cast<unsigned char>(text[i]);
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
         default:
           if (c < 0x20 || c == 0x7f) {
             out += "\\u00";
@@ -177,8 +208,7 @@ std::string tap_event_json(TapPoint point, std::string_view at, const Message& m
   out += ",\"size\":";
   out += std::to_string(message.payload.size());
   out += ",\"text\":\"";
-  const std::size_t used =
-      append_json_text(out, message.payload, max_text == 0 ? std::string_view::npos : max_text);
+  const std::size_t used = append_json_text(out, message.payload, max_text == 0 ? std::string_view::npos : max_text);
   out += '"';
   if (used < message.payload.size()) out += ",\"truncated\":true";
   if (!reason.empty()) {
@@ -292,8 +322,7 @@ Tap::Tap(TapFilter filter, TapLimits limits, std::function<void()> wake)
 
 bool Tap::wants(TapStage stage, std::string_view room, const MessageId& id) const noexcept {
   if (!filter_.watches(stage)) return false;
-  if (!filter_.rooms.empty() &&
-      std::find(filter_.rooms.begin(), filter_.rooms.end(), room) == filter_.rooms.end())
+  if (!filter_.rooms.empty() && std::find(filter_.rooms.begin(), filter_.rooms.end(), room) == filter_.rooms.end())
     return false;
   return sample_all_ || id_hash(id) < sample_below_;
 }
@@ -366,9 +395,13 @@ void TapRegistry::record(TapPoint point, std::string_view at, const Message& mes
   for (const auto& tap : taps_) {
     if (!tap->wants(stage, message.room, message.id)) continue;
     switch (tap->admit(now)) {
-      case Tap::Admit::yes: break;
-      case Tap::Admit::over_rate: missed_over_rate_.add(); continue;
-      case Tap::Admit::ended: continue;
+      case Tap::Admit::yes:
+        break;
+      case Tap::Admit::over_rate:
+        missed_over_rate_.add();
+        continue;
+      case Tap::Admit::ended:
+        continue;
     }
     if (!line || line_max_text != tap->filter().max_text) {
       line_max_text = tap->filter().max_text;
@@ -387,8 +420,8 @@ std::shared_ptr<Tap> TapRegistry::attach(TapFilter filter, std::function<void()>
     return nullptr;
   }
   if (taps_.size() >= limits_.max_taps) {
-    refusal = std::to_string(taps_.size()) + " taps are attached already (admin.max_taps = " +
-              std::to_string(limits_.max_taps) + ")";
+    refusal = std::to_string(taps_.size()) +
+              " taps are attached already (admin.max_taps = " + std::to_string(limits_.max_taps) + ")";
     return nullptr;
   }
   auto tap = std::make_shared<Tap>(std::move(filter), limits_, std::move(wake));

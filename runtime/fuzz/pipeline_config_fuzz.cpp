@@ -94,7 +94,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Diagnostics diagnostics;
   const auto spec = load_pipeline_text(text, "fuzz.toml", "/pipelines", registry(), options, diagnostics);
   check(spec.has_value() == diagnostics.empty(), "a spec comes back exactly when nothing was reported");
-  for (const auto& d : diagnostics.items()) check(!d.file.empty() && !d.message.empty(), "a diagnostic says where and what");
+  for (const auto& d : diagnostics.items())
+    check(!d.file.empty() && !d.message.empty(), "a diagnostic says where and what");
   const std::string listing = diagnostics.to_string();
   check(diagnostics.empty() || !listing.empty(), "diagnostics print");
   if (spec) {

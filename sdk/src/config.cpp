@@ -9,11 +9,16 @@ namespace nudge {
 
 std::string_view to_string(ConfigType type) noexcept {
   switch (type) {
-    case ConfigType::boolean: return "boolean";
-    case ConfigType::integer: return "integer";
-    case ConfigType::number: return "number";
-    case ConfigType::string: return "string";
-    case ConfigType::string_list: return "array of strings";
+    case ConfigType::boolean:
+      return "boolean";
+    case ConfigType::integer:
+      return "integer";
+    case ConfigType::number:
+      return "number";
+    case ConfigType::string:
+      return "string";
+    case ConfigType::string_list:
+      return "array of strings";
   }
   return "unknown";
 }
@@ -155,9 +160,7 @@ double Config::get_number(std::string_view key) const {
   if (const auto* i = std::get_if<std::int64_t>(&v)) return static_cast<double>(*i);
   return typed<double>(v, key, "number");
 }
-const std::string& Config::get_string(std::string_view key) const {
-  return typed<std::string>(at(key), key, "string");
-}
+const std::string& Config::get_string(std::string_view key) const { return typed<std::string>(at(key), key, "string"); }
 const std::vector<std::string>& Config::get_strings(std::string_view key) const {
   return typed<std::vector<std::string>>(at(key), key, "array of strings");
 }

@@ -68,16 +68,26 @@ bool audience_matches(const rapidjson::Value& aud, std::string_view wanted) {
 
 std::string_view to_string(JwtError error) noexcept {
   switch (error) {
-    case JwtError::missing: return "token missing";
-    case JwtError::malformed: return "token malformed";
-    case JwtError::bad_algorithm: return "token algorithm not accepted (only HS256)";
-    case JwtError::bad_signature: return "token signature invalid";
-    case JwtError::missing_expiry: return "token has no exp";
-    case JwtError::expired: return "token expired";
-    case JwtError::not_yet_valid: return "token not valid yet";
-    case JwtError::wrong_issuer: return "token issuer not accepted";
-    case JwtError::wrong_audience: return "token audience not accepted";
-    case JwtError::bad_identity: return "token identity claim missing or not a valid name";
+    case JwtError::missing:
+      return "token missing";
+    case JwtError::malformed:
+      return "token malformed";
+    case JwtError::bad_algorithm:
+      return "token algorithm not accepted (only HS256)";
+    case JwtError::bad_signature:
+      return "token signature invalid";
+    case JwtError::missing_expiry:
+      return "token has no exp";
+    case JwtError::expired:
+      return "token expired";
+    case JwtError::not_yet_valid:
+      return "token not valid yet";
+    case JwtError::wrong_issuer:
+      return "token issuer not accepted";
+    case JwtError::wrong_audience:
+      return "token audience not accepted";
+    case JwtError::bad_identity:
+      return "token identity claim missing or not a valid name";
   }
   return "token refused";
 }
@@ -108,8 +118,7 @@ JwtResult JwtVerifier::verify(std::string_view token, std::int64_t now_ms) const
   if (token.size() > kMaxJwtBytes) return JwtError::malformed;
   const auto dot1 = token.find('.');
   const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
-  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
-    return JwtError::malformed;
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos) return JwtError::malformed;
 
   // The header first: the algorithm is fixed here, never chosen by the token.
   const auto header_json = base64url_decode(token.substr(0, dot1));

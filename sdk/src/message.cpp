@@ -26,8 +26,7 @@ std::atomic<std::uint64_t> g_last_tick{0};  // (unix_ms << 16) | counter
 
 std::uint64_t now_ms() {
   using namespace std::chrono;
-  return static_cast<std::uint64_t>(
-      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+  return static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
 std::uint64_t next_tick() {

@@ -42,8 +42,8 @@ bool is_host_name(std::string_view host) {
 
 /// RFC 3986 allows in userinfo unreserved, sub-delims, ':' and escapes.
 bool userinfo_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("-._~!$&'()*+,;=:%").find(c) !=
-                                                             std::string_view::npos;
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("-._~!$&'()*+,;=:%").find(c) != std::string_view::npos;
 }
 
 /// Escapes what RFC 3986 does not allow raw in userinfo (an '@' in a
@@ -67,8 +67,7 @@ std::string escape_userinfo(std::string_view userinfo) {
 }
 
 bool parse_port(std::string_view text, std::uint16_t& port) {
-  if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return false;
+  if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535) return false;
@@ -152,20 +151,31 @@ std::string ServerUrl::endpoint() const { return join_host_port(host, port); }
 
 std::string UrlError::describe() const {
   switch (part) {
-    case Part::empty: return "it is empty";
+    case Part::empty:
+      return "it is empty";
     case Part::scheme:
       return text.empty() ? "it does not start with a scheme (scheme://)"
                           : "the scheme " + text + ":// is not accepted";
-    case Part::userinfo: return "bad percent-encoding in the user or password";
-    case Part::host_empty: return "the host is empty";
-    case Part::host_name: return "the host has characters a host name cannot have";
-    case Part::ipv6: return "bad IPv6 address in brackets (expected [address] or [address]:port)";
-    case Part::port_empty: return "the port after ':' is empty";
-    case Part::port: return "the port must be a number in [1, 65535], got \"" + text + "\"";
-    case Part::path_not_allowed: return "a path is not supported";
-    case Part::path: return "bad percent-encoding or characters in the path";
-    case Part::query_not_allowed: return "query parameters and fragments are not supported";
-    case Part::query: return "bad percent-encoding or characters in the query";
+    case Part::userinfo:
+      return "bad percent-encoding in the user or password";
+    case Part::host_empty:
+      return "the host is empty";
+    case Part::host_name:
+      return "the host has characters a host name cannot have";
+    case Part::ipv6:
+      return "bad IPv6 address in brackets (expected [address] or [address]:port)";
+    case Part::port_empty:
+      return "the port after ':' is empty";
+    case Part::port:
+      return "the port must be a number in [1, 65535], got \"" + text + "\"";
+    case Part::path_not_allowed:
+      return "a path is not supported";
+    case Part::path:
+      return "bad percent-encoding or characters in the path";
+    case Part::query_not_allowed:
+      return "query parameters and fragments are not supported";
+    case Part::query:
+      return "bad percent-encoding or characters in the query";
   }
   return "it is not a valid URL";
 }
@@ -177,14 +187,13 @@ std::optional<ServerUrl> parse_server_url(std::string_view text, const ServerUrl
     return std::nullopt;
   }
   const auto separator = text.find("://");
-  const std::string_view written_scheme = separator == std::string_view::npos ? std::string_view()
-                                                                              : text.substr(0, separator);
+  const std::string_view written_scheme =
+      separator == std::string_view::npos ? std::string_view() : text.substr(0, separator);
   ServerUrl url;
   url.scheme = lower(written_scheme);
   const bool accepted =
       is_scheme(written_scheme) &&
-      (form.schemes.empty() ||
-       std::any_of(form.schemes.begin(), form.schemes.end(), [&](const std::string& s) {
+      (form.schemes.empty() || std::any_of(form.schemes.begin(), form.schemes.end(), [&](const std::string& s) {
          return form.scheme_ignores_case ? s == url.scheme : s == written_scheme;
        }));
   if (!accepted) {
@@ -198,8 +207,7 @@ std::optional<ServerUrl> parse_server_url(std::string_view text, const ServerUrl
   std::string normalized = url.scheme + "://";
   if (const auto at = authority.rfind('@'); at != std::string_view::npos)
     normalized += escape_userinfo(authority.substr(0, at)) + std::string(authority.substr(at));
-  else
-    normalized += authority;
+  else normalized += authority;
   if (authority_end != std::string_view::npos) normalized += rest.substr(authority_end);
 
   const auto parsed = urls::parse_uri(normalized);

@@ -2,9 +2,9 @@
 #include <memory>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <gtest/gtest.h>
 
 #include "nudge/sdk/health_probe.hpp"
 #include "nudge/sdk/testing.hpp"
@@ -75,28 +75,34 @@ TEST_F(HealthProbeTest, NoCheckWhileBusy) {
   run_for(io_, 200ms);
   EXPECT_EQ(started_, 0) << "work queued on the connection tells as much as a check";
   busy = false;
-  EXPECT_TRUE(run_until(io_, [&] { return checks_.value() >= 2; }, 1s));
+  EXPECT_TRUE(run_until(
+      io_, [&] { return checks_.value() >= 2; }, 1s));
 }
 
 TEST_F(HealthProbeTest, AFailingCheckMakesItNotReadyWithTheReasonAndWarnsOnce) {
   std::string answer = "connection refused";
   auto probe =
       running(20ms, [&](HealthProbe::Done done) { boost::asio::post(io_, [done, &answer] { done(answer); }); });
-  ASSERT_TRUE(run_until(io_, [&] { return checks_.value() >= 3; }, 1s));
+  ASSERT_TRUE(run_until(
+      io_, [&] { return checks_.value() >= 3; }, 1s));
   EXPECT_FALSE(probe->readiness().ready);
   EXPECT_EQ(probe->readiness().reason, "no connection to DB: connection refused");
   EXPECT_EQ(warnings("DB at db://host cannot be used: connection refused"), 1u) << "on the change only";
   answer.clear();
-  EXPECT_TRUE(run_until(io_, [&] { return probe->readiness().ready; }, 1s)) << "ready again once a check gets through";
+  EXPECT_TRUE(run_until(
+      io_, [&] { return probe->readiness().ready; }, 1s))
+      << "ready again once a check gets through";
 }
 
 TEST_F(HealthProbeTest, AHungCheckMakesItNotReadyAfterTwiceTheIntervalAtLeast2s) {
   auto probe = running(20ms, holding());
-  ASSERT_TRUE(run_until(io_, [&] { return started_ == 1; }, 1s));
+  ASSERT_TRUE(run_until(
+      io_, [&] { return started_ == 1; }, 1s));
   run_for(io_, 1500ms);
   EXPECT_TRUE(probe->readiness().ready) << "2 s of patience at the least: " << probe->readiness().reason;
   EXPECT_EQ(started_, 1) << "no second check while one is out";
-  ASSERT_TRUE(run_until(io_, [&] { return !probe->readiness().ready; }, 1500ms));
+  ASSERT_TRUE(run_until(
+      io_, [&] { return !probe->readiness().ready; }, 1500ms));
   EXPECT_EQ(probe->readiness().reason, "no answer from DB at db://host to a health check for 2000 ms");
   pending_("");
   EXPECT_TRUE(probe->readiness().ready) << probe->readiness().reason;
@@ -107,7 +113,8 @@ TEST_F(HealthProbeTest, AHungCheckMakesItNotReadyAfterTwiceTheIntervalAtLeast2s)
 
 TEST_F(HealthProbeTest, AReportOverridesAndLogsNothing) {
   auto probe = running(20ms, answering(""));
-  ASSERT_TRUE(run_until(io_, [&] { return checks_.value() >= 1; }, 1s));
+  ASSERT_TRUE(run_until(
+      io_, [&] { return checks_.value() >= 1; }, 1s));
   probe->report("lost the connection while writing");
   EXPECT_EQ(probe->readiness().reason, "no connection to DB: lost the connection while writing");
   EXPECT_EQ(warnings("cannot be used"), 0u) << "the failed call logs for itself";
@@ -120,7 +127,9 @@ TEST_F(HealthProbeTest, SetIntervalRearmsTheTimer) {
   run_for(io_, 100ms);
   EXPECT_EQ(started_, 0);
   probe->set_interval(20ms);
-  ASSERT_TRUE(run_until(io_, [&] { return started_ >= 3; }, 1s)) << "the new interval applies at once";
+  ASSERT_TRUE(run_until(
+      io_, [&] { return started_ >= 3; }, 1s))
+      << "the new interval applies at once";
   probe->set_interval(60s);
   const int before = started_;
   run_for(io_, 200ms);
@@ -129,7 +138,8 @@ TEST_F(HealthProbeTest, SetIntervalRearmsTheTimer) {
 
 TEST_F(HealthProbeTest, StopSilencesIt) {
   auto probe = running(20ms, holding());
-  ASSERT_TRUE(run_until(io_, [&] { return started_ == 1; }, 1s));
+  ASSERT_TRUE(run_until(
+      io_, [&] { return started_ == 1; }, 1s));
   probe->stop();
   pending_("too late");
   EXPECT_EQ(checks_.value(), 0u) << "a Done after stop() is ignored";
@@ -167,9 +177,12 @@ TEST_F(HealthProbeTest, TheIntervalKeyIsDeclaredLiveAndReconfigureAppliesIt) {
   auto probe = running(1h, answering(""));
   run_for(io_, 60ms);
   EXPECT_EQ(started_, 0);
-  const Status applied = probe->reconfigure(testing::make_config(schema, {{"health_check_interval_ms", std::int64_t{100}}}));
+  const Status applied =
+      probe->reconfigure(testing::make_config(schema, {{"health_check_interval_ms", std::int64_t{100}}}));
   ASSERT_TRUE(applied.ok()) << applied.message();
-  EXPECT_TRUE(run_until(io_, [&] { return started_ >= 2; }, 2s)) << "checks every 100 ms from now";
+  EXPECT_TRUE(run_until(
+      io_, [&] { return started_ >= 2; }, 2s))
+      << "checks every 100 ms from now";
 }
 
 }  // namespace

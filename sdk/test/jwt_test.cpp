@@ -70,8 +70,8 @@ TEST(Jwt, AcceptsAGoodTokenAndNamesItsHolder) {
 
 TEST(Jwt, VerifiesTheRfc7515HmacExample) {
   // RFC 7515 appendix A.1, verbatim: a 64-byte key, identity taken from `iss`.
-  const std::string key = *base64url_decode(
-      "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow");
+  const std::string key =
+      *base64url_decode("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow");
   const std::string token =
       "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9."
       "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
@@ -109,14 +109,14 @@ TEST(Jwt, RequiresExp) {
 
 TEST(Jwt, RefusesABadSignature) {
   const auto good = sign(hs_header(), claims(kNowS + 60));
-  EXPECT_EQ(verifier().verify(sign(hs_header(), claims(kNowS + 60), "another-secret-of-more-than-32-bytes!"), kNow)
-                .error(),
-            JwtError::bad_signature);
+  EXPECT_EQ(
+      verifier().verify(sign(hs_header(), claims(kNowS + 60), "another-secret-of-more-than-32-bytes!"), kNow).error(),
+      JwtError::bad_signature);
   // Claims changed after signing.
   const auto dot1 = good.find('.');
   const auto dot2 = good.find('.', dot1 + 1);
-  const auto forged = good.substr(0, dot1 + 1) + b64url(R"({"sub":"mallory","exp":)" + std::to_string(kNowS + 60) + "}") +
-                      good.substr(dot2);
+  const auto forged = good.substr(0, dot1 + 1) +
+                      b64url(R"({"sub":"mallory","exp":)" + std::to_string(kNowS + 60) + "}") + good.substr(dot2);
   EXPECT_EQ(verifier().verify(forged, kNow).error(), JwtError::bad_signature);
   // A truncated signature, and none at all.
   EXPECT_EQ(verifier().verify(good.substr(0, good.size() - 3), kNow).error(), JwtError::bad_signature);
@@ -134,8 +134,7 @@ TEST(Jwt, RefusesAlgNoneAndEveryOtherAlgorithm) {
         << alg;
   EXPECT_EQ(verifier().verify(sign(R"({"typ":"JWT"})", claims(kNowS + 60)), kNow).error(), JwtError::bad_algorithm);
   EXPECT_EQ(verifier().verify("e30.e30.e30", kNow).error(), JwtError::bad_algorithm);  // {} names no alg
-  EXPECT_EQ(verifier().verify(sign(R"({"alg":["HS256"]})", claims(kNowS + 60)), kNow).error(),
-            JwtError::bad_algorithm);
+  EXPECT_EQ(verifier().verify(sign(R"({"alg":["HS256"]})", claims(kNowS + 60)), kNow).error(), JwtError::bad_algorithm);
   // A critical extension we cannot honour.
   EXPECT_EQ(verifier().verify(sign(R"({"alg":"HS256","crit":["exp"]})", claims(kNowS + 60)), kNow).error(),
             JwtError::bad_algorithm);
@@ -157,8 +156,9 @@ TEST(Jwt, RefusesMalformedTokens) {
   EXPECT_EQ(v.verify(sign(hs_header(), R"({"sub":"alice","sub":"bob","exp":9999999999})"), kNow).error(),
             JwtError::malformed);
   // Oversized.
-  EXPECT_EQ(v.verify(sign(hs_header(), claims(kNowS + 60, ",\"pad\":\"" + std::string(9000, 'x') + "\"")), kNow).error(),
-            JwtError::malformed);
+  EXPECT_EQ(
+      v.verify(sign(hs_header(), claims(kNowS + 60, ",\"pad\":\"" + std::string(9000, 'x') + "\"")), kNow).error(),
+      JwtError::malformed);
 }
 
 TEST(Jwt, ChecksIssuerAndAudienceWhenConfigured) {
@@ -180,7 +180,8 @@ TEST(Jwt, TheIdentityMustBeAValidName) {
             JwtError::bad_identity);
   EXPECT_EQ(verifier().verify(sign(hs_header(), R"({"sub":"a\nb","exp":9999999999})"), kNow).error(),
             JwtError::bad_identity);
-  EXPECT_EQ(verifier().verify(sign(hs_header(), R"({"sub":")" + std::string(65, 'a') + R"(","exp":9999999999})"), kNow)
+  EXPECT_EQ(verifier()
+                .verify(sign(hs_header(), R"({"sub":")" + std::string(65, 'a') + R"(","exp":9999999999})"), kNow)
                 .error(),
             JwtError::bad_identity);
   const JwtVerifier by_email(JwtPolicy{kSecret, 0, "", "", "email"});

@@ -67,10 +67,10 @@ TEST(MessageId, TextRoundTrips) {
 
 TEST(MessageId, ParseRejectsMalformedText) {
   EXPECT_FALSE(MessageId::parse(""));
-  EXPECT_FALSE(MessageId::parse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5"));     // short
-  EXPECT_FALSE(MessageId::parse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g"));    // not hex
-  EXPECT_FALSE(MessageId::parse("0190a1b2xc3d4-7e5f-8a9b-0c1d2e3f4a5b"));    // no dash
-  EXPECT_TRUE(MessageId::parse("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"));     // upper case ok
+  EXPECT_FALSE(MessageId::parse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5"));   // short
+  EXPECT_FALSE(MessageId::parse("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g"));  // not hex
+  EXPECT_FALSE(MessageId::parse("0190a1b2xc3d4-7e5f-8a9b-0c1d2e3f4a5b"));  // no dash
+  EXPECT_TRUE(MessageId::parse("0190A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"));   // upper case ok
 }
 
 }  // namespace

@@ -32,8 +32,7 @@ TEST(PresenceFrame, EnvelopesAndGarbageAreNotFrames) {
   PresenceFrame out;
   out.room = "untouched";
   EXPECT_FALSE(decode_presence_frame("NP\x01\x09", out).ok());
-  const std::string good =
-      encode_presence_frame({PresenceFrame::Kind::leave, "r", "i", {{"u", "c", "i"}}, 0});
+  const std::string good = encode_presence_frame({PresenceFrame::Kind::leave, "r", "i", {{"u", "c", "i"}}, 0});
   for (std::size_t n = 0; n < good.size(); ++n) EXPECT_FALSE(decode_presence_frame(good.substr(0, n), out).ok()) << n;
   EXPECT_FALSE(decode_presence_frame(good + "x", out).ok());
   EXPECT_EQ(out.room, "untouched");

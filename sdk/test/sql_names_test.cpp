@@ -47,8 +47,9 @@ TEST(QualifiedNameTest, ParsesQuotesAndDisplays) {
 TEST(QualifiedNameTest, ErrorsNameThePartAndTheRule) {
   std::string error;
   EXPECT_FALSE(parse_qualified_name("Archive.m", kPostgres, "database", error));
-  EXPECT_EQ(error, "the database 'Archive' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 "
-                   "characters)");
+  EXPECT_EQ(error,
+            "the database 'Archive' must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, at most 63 "
+            "characters)");
   EXPECT_FALSE(parse_qualified_name(".messages", kPostgres, "schema", error));
   EXPECT_NE(error.find("the schema '' must be"), std::string::npos) << error;
   for (const char* bad : {"", "a.b.c", "messages.", "Messages"}) {

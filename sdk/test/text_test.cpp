@@ -26,18 +26,26 @@ TEST(Utf8RepairTest, ValidTextIsUntouched) {
 
 TEST(Utf8RepairTest, BadBytesBecomeReplacementCharacters) {
   const std::string fffd = "\xef\xbf\xbd";
-  EXPECT_EQ(repaired("a\xff" "b"), "a" + fffd + "b");               // never valid
-  EXPECT_EQ(repaired("\xc0\xaf"), fffd + fffd);                     // overlong '/'
-  EXPECT_EQ(repaired("\xe0\x80\xaf"), fffd + fffd + fffd);          // overlong, 3 bytes
-  EXPECT_EQ(repaired("\xed\xa0\x80"), fffd + fffd + fffd);          // UTF-16 surrogate
+  EXPECT_EQ(repaired("a\xff"
+                     "b"),
+            "a" + fffd + "b");                                         // never valid
+  EXPECT_EQ(repaired("\xc0\xaf"), fffd + fffd);                        // overlong '/'
+  EXPECT_EQ(repaired("\xe0\x80\xaf"), fffd + fffd + fffd);             // overlong, 3 bytes
+  EXPECT_EQ(repaired("\xed\xa0\x80"), fffd + fffd + fffd);             // UTF-16 surrogate
   EXPECT_EQ(repaired("\xf4\x90\x80\x80"), fffd + fffd + fffd + fffd);  // above U+10FFFF
-  EXPECT_EQ(repaired("\xe2\x82"), fffd);                            // truncated: one replacement
-  EXPECT_EQ(repaired("\xf0\x9f\x98" "x"), fffd + "x");
-  EXPECT_EQ(repaired("\x80"), fffd);                                // lone continuation byte
+  EXPECT_EQ(repaired("\xe2\x82"), fffd);                               // truncated: one replacement
+  EXPECT_EQ(repaired("\xf0\x9f\x98"
+                     "x"),
+            fffd + "x");
+  EXPECT_EQ(repaired("\x80"), fffd);  // lone continuation byte
   std::string out;
   EXPECT_TRUE(repair_utf8("\x80", out));
-  for (std::string_view bad : {"a\xff" "b", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82",
-                               "\xf0\x9f\x98" "x", "\x80"})
+  for (std::string_view bad : {"a\xff"
+                               "b",
+                               "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82",
+                               "\xf0\x9f\x98"
+                               "x",
+                               "\x80"})
     EXPECT_FALSE(is_valid_utf8(bad)) << bad;
 }
 

@@ -587,8 +587,7 @@ void FanoutConformance::DeliveryResumesAfterTheServerRestarts() {
         if (!seen[sender->id].contains(s)) ++lost_in_outage;
     std::cout << "[ OUTAGE   ] " << receiver->id << ": " << lost_in_outage << " of "
               << (seq_at_back - seq_at_outage) * static_cast<std::int64_t>(senders_heard_by(*receiver).size())
-              << " messages published during the outage were lost (allowed: the fanout is best-effort)"
-              << std::endl;
+              << " messages published during the outage were lost (allowed: the fanout is best-effort)" << std::endl;
   }
 }
 
@@ -648,8 +647,8 @@ void FanoutConformance::AStoppedInstanceReceivesNothingMore() {
 
   std::map<std::string, std::vector<MessagePtr>> sent;
   publish({b_}, 50, 50, sent);
-  EXPECT_TRUE(run_until([&] { return b_->recorder.messages.size() >= expected_count(*b_, sent); },
-                        std::chrono::seconds(10)))
+  EXPECT_TRUE(
+      run_until([&] { return b_->recorder.messages.size() >= expected_count(*b_, sent); }, std::chrono::seconds(10)))
       << "the instance still running stopped receiving: " << counts();
   run_for(milliseconds(300));
   EXPECT_EQ(a_->recorder.messages.size(), a_had) << "a stopped instance must not deliver";
@@ -805,8 +804,8 @@ void FanoutConformance::AStoppedInstancesMembersLeaveAtOnce() {
   const std::string& room = rooms_[3];
   const PresenceMember ma{"user-a", "conn-a3", a_->id};
   a_->fanout->presence_join(room, ma);
-  ASSERT_TRUE(run_until([&] { return b_->recorder.count(room, PresenceChange::join, ma) == 1; },
-                        std::chrono::seconds(10)))
+  ASSERT_TRUE(
+      run_until([&] { return b_->recorder.count(room, PresenceChange::join, ma) == 1; }, std::chrono::seconds(10)))
       << "b did not hear a's member join";
 
   auto stopped = std::make_shared<bool>(false);
@@ -854,7 +853,8 @@ int run_fanout_member_process(const std::string& spec) {
     return 4;
   }
   c.fanout->set_room_interest(room, true);
-  if (!nudge::testing::run_until(io, [&] { return c.fanout->readiness().ready; }, std::chrono::seconds(10))) {
+  if (!nudge::testing::run_until(
+          io, [&] { return c.fanout->readiness().ready; }, std::chrono::seconds(10))) {
     std::cerr << "member process: not ready within 10 s: " << c.fanout->readiness().reason << std::endl;
     return 5;
   }
@@ -879,7 +879,8 @@ void register_fanout_cases() {
   register_case<FanoutConformance>(suite, "AStoppedInstanceReceivesNothingMore",
                                    &FanoutConformance::AStoppedInstanceReceivesNothingMore, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "PresenceJoinsAndLeavesReachEveryInstanceOnce",
-                                   &FanoutConformance::PresenceJoinsAndLeavesReachEveryInstanceOnce, __FILE__, __LINE__);
+                                   &FanoutConformance::PresenceJoinsAndLeavesReachEveryInstanceOnce, __FILE__,
+                                   __LINE__);
   register_case<FanoutConformance>(suite, "PresenceListIsBoundedAndCountsTheRest",
                                    &FanoutConformance::PresenceListIsBoundedAndCountsTheRest, __FILE__, __LINE__);
   register_case<FanoutConformance>(suite, "ADeadInstancesMembersLeaveWithinTheTTL",

@@ -92,15 +92,16 @@ milliseconds BackgroundCommand::took() const {
 int run_command(boost::asio::io_context& io, const std::string& label, const std::string& command,
                 milliseconds timeout) {
   BackgroundCommand run(label, command);
-  if (!nudge::testing::run_until(io, [&] { return run.finished(); }, timeout)) {
-    std::cout << "[ COMMAND  ] " << label << " did not finish within " << timeout.count()
-              << " ms; waiting for it" << std::endl;
+  if (!nudge::testing::run_until(
+          io, [&] { return run.finished(); }, timeout)) {
+    std::cout << "[ COMMAND  ] " << label << " did not finish within " << timeout.count() << " ms; waiting for it"
+              << std::endl;
     run.wait();
     return -2;
   }
   run.wait();
-  std::cout << "[ COMMAND  ] " << label << " exited " << run.exit_code() << " after " << run.took().count()
-            << " ms" << std::endl;
+  std::cout << "[ COMMAND  ] " << label << " exited " << run.exit_code() << " after " << run.took().count() << " ms"
+            << std::endl;
   return run.exit_code();
 }
 

@@ -22,9 +22,9 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "engine/plugin_registry.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/testing.hpp"
-#include "engine/plugin_registry.hpp"
 
 namespace nudge::conformance {
 
@@ -176,8 +176,7 @@ void register_case(const char* suite, const char* name, void (Fixture::*body)(),
    private:
     void (Fixture::*body_)();
   };
-  ::testing::RegisterTest(suite, name, nullptr, nullptr, file, line,
-                          [body]() -> Fixture* { return new Case(body); });
+  ::testing::RegisterTest(suite, name, nullptr, nullptr, file, line, [body]() -> Fixture* { return new Case(body); });
 }
 
 void register_fanout_cases();

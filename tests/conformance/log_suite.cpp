@@ -186,8 +186,9 @@ class LogConformance : public ConformanceTest {
     EXPECT_EQ(twice, 0u) << "appends whose completion ran more than once";
     EXPECT_EQ(tally->ok, static_cast<std::size_t>(n)) << "appends not acked";
     for (const auto& [what, count] : tally->errors) ADD_FAILURE() << count << " appends failed with " << what;
-    measured("append_ms", ms, std::to_string(n) + " appends over " + std::to_string(rooms) + " rooms acked in " +
-                                  std::to_string(ms) + " ms");
+    measured(
+        "append_ms", ms,
+        std::to_string(n) + " appends over " + std::to_string(rooms) + " rooms acked in " + std::to_string(ms) + " ms");
     return sent;
   }
 

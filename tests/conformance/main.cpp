@@ -101,8 +101,8 @@ bool configure(const Options& options) {
   for (const auto& [key, base] : s.per_case) values[key] = base + "." + s.run_id + "-case";
   (void)nudge::testing::make_config(s.schema, values, &error);
   if (!error.empty()) {
-    std::cerr << "nudge-conformance: error: the config of " << to_string(options.kind) << " plugin '"
-              << options.plugin << "' is not valid: " << error << "; its keys: " << schema_keys(s.schema) << "\n";
+    std::cerr << "nudge-conformance: error: the config of " << to_string(options.kind) << " plugin '" << options.plugin
+              << "' is not valid: " << error << "; its keys: " << schema_keys(s.schema) << "\n";
     return false;
   }
 
@@ -113,7 +113,8 @@ bool configure(const Options& options) {
     }
     if (!tcp_reachable(s.server_host, s.server_port, std::chrono::seconds(3)))
       s.unreachable = "nothing accepts connections at " + s.server_host + ":" + std::to_string(s.server_port) +
-                      " (--require-server " + options.require_server + "); start the plugin's server (for the "
+                      " (--require-server " + options.require_server +
+                      "); start the plugin's server (for the "
                       "bundled plugins: scripts/services/<name> start) and run again";
   }
 
@@ -131,8 +132,7 @@ void remove_temp_files() {
   const auto& file = settings().temp_file;
   if (file.empty()) return;
   std::error_code ec;
-  for (const char* suffix : {"", "-wal", "-shm", "-journal"})
-    std::filesystem::remove(file.string() + suffix, ec);
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) std::filesystem::remove(file.string() + suffix, ec);
 }
 
 }  // namespace
@@ -149,15 +149,24 @@ int main(int argc, char** argv) {
   }
   if (!configure(*options)) return kUsageError;
   settings().arguments = args;
-  if (const char* member = std::getenv("NUDGE_CONFORMANCE_PRESENCE_MEMBER"); member && options->kind == PluginKind::fanout)
+  if (const char* member = std::getenv("NUDGE_CONFORMANCE_PRESENCE_MEMBER");
+      member && options->kind == PluginKind::fanout)
     return run_fanout_member_process(member);
 
   switch (options->kind) {
-    case PluginKind::fanout: register_fanout_cases(); break;
-    case PluginKind::sink: register_sink_cases(); break;
-    case PluginKind::log: register_log_cases(); break;
-    case PluginKind::source: return usage_error("there is no conformance suite for sources yet");
-    case PluginKind::transform: return usage_error("there is no conformance suite for transforms yet");
+    case PluginKind::fanout:
+      register_fanout_cases();
+      break;
+    case PluginKind::sink:
+      register_sink_cases();
+      break;
+    case PluginKind::log:
+      register_log_cases();
+      break;
+    case PluginKind::source:
+      return usage_error("there is no conformance suite for sources yet");
+    case PluginKind::transform:
+      return usage_error("there is no conformance suite for transforms yet");
   }
   const int result = RUN_ALL_TESTS();
   // Instances are gone (each case destroys its own); the library may go too.

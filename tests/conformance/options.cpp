@@ -122,7 +122,8 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
     return std::nullopt;
   }
   for (const auto& extra : app->remaining()) {
-    error = extra.starts_with("--gtest") ? "unknown GoogleTest flag '" + extra + "'" : "unknown argument '" + extra + "'";
+    error =
+        extra.starts_with("--gtest") ? "unknown GoogleTest flag '" + extra + "'" : "unknown argument '" + extra + "'";
     return std::nullopt;
   }
   if (app->count("--kind")) {

@@ -49,8 +49,7 @@ class SinkConformance : public ConformanceTest {
     ConformanceTest::SetUp();
     if (IsSkipped()) return;
     tag_ = case_tag();
-    context_ = std::make_unique<nudge::testing::TestContext>(io_, "sink." + settings().plugin->name(),
-                                                             "conf-" + tag_);
+    context_ = std::make_unique<nudge::testing::TestContext>(io_, "sink." + settings().plugin->name(), "conf-" + tag_);
     std::string error;
     sink_ = create_instance<Sink>(config_for_case(tag_), *context_, error);
     ASSERT_TRUE(sink_) << "create() failed: " << error;
@@ -126,8 +125,7 @@ class SinkConformance : public ConformanceTest {
     }
     auto& [status, messages] = **result;
     if (status_out) *status_out = status;
-    else
-      EXPECT_TRUE(status.ok()) << "read_history() of room '" << room_name << "' failed: " << status.message();
+    else EXPECT_TRUE(status.ok()) << "read_history() of room '" << room_name << "' failed: " << status.message();
     return std::move(messages);
   }
 
@@ -223,7 +221,9 @@ void SinkConformance::TextAndBinaryAreStoredByteForByte() {
   // Rooms and senders: valid UTF-8 without NUL (sources guarantee that);
   // quotes, backslashes, SQL and LIKE metacharacters must be plain data.
   const std::vector<std::string> room_names = {
-      room("emoji \xf0\x9f\x98\x80\xf0\x9f\x8e\x89 \xc3\xbcn\xc3\xaf" "c\xc3\xb6" "d\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87"),
+      room("emoji \xf0\x9f\x98\x80\xf0\x9f\x8e\x89 \xc3\xbcn\xc3\xaf"
+           "c\xc3\xb6"
+           "d\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87"),
       room("quote ' double \" backslash \\ end\\"),
       room("'); DROP TABLE messages; --"),
       room("100%"),
@@ -244,7 +244,7 @@ void SinkConformance::TextAndBinaryAreStoredByteForByte() {
       "",
   };
   std::vector<std::string> payloads;
-  payloads.push_back(pattern(256));                      // every byte value, ascending
+  payloads.push_back(pattern(256));  // every byte value, ascending
   std::string descending = pattern(256);
   std::reverse(descending.begin(), descending.end());
   payloads.push_back(descending);
@@ -354,7 +354,8 @@ void SinkConformance::HistoryKeepsEveryFieldAndGoesByIdNotByArrival() {
   std::vector<MessagePtr> all, a, b;
   for (int n = 0; n < 40; ++n) {
     const bool in_a = n % 4 != 3;
-    auto m = std::const_pointer_cast<Message>(make(in_a ? room_a : room_b, "sender-" + std::to_string(n % 7) + " \xf0\x9f\x98\x80",
+    auto m = std::const_pointer_cast<Message>(make(in_a ? room_a : room_b,
+                                                   "sender-" + std::to_string(n % 7) + " \xf0\x9f\x98\x80",
                                                    every_byte + std::to_string(n)));
     std::rotate(m->payload.begin(), m->payload.begin() + n, m->payload.end());
     m->timestamp_ms = 1764300000000 + n * 1001 - (n == 5 ? 3000000000000 : 0);  // one before 1970
@@ -405,10 +406,10 @@ void SinkConformance::HistoryKeepsEveryFieldAndGoesByIdNotByArrival() {
   EXPECT_EQ(read(query(room_a, std::numeric_limits<std::size_t>::max(), std::nullopt)).size(), 30u)
       << "a limit beyond int64 is as good as none";
 
-  for (const HistoryQuery& q : {query(room("none"), 10, std::nullopt), query(room_a, 0, std::nullopt),
-                                query(room_a, 0, a[0]->id), query(room_a, 10, a[29]->id), query(room_b, 10, b[9]->id),
-                                query(room("b"), 10, std::nullopt), query(room_b + " ", 10, std::nullopt),
-                                query("", 10, std::nullopt)}) {
+  for (const HistoryQuery& q :
+       {query(room("none"), 10, std::nullopt), query(room_a, 0, std::nullopt), query(room_a, 0, a[0]->id),
+        query(room_a, 10, a[29]->id), query(room_b, 10, b[9]->id), query(room("b"), 10, std::nullopt),
+        query(room_b + " ", 10, std::nullopt), query("", 10, std::nullopt)}) {
     Status status;
     const auto none = read(q, &status);
     EXPECT_TRUE(status.ok()) << "room '" << q.room << "' limit " << q.limit << ": " << status.message();
@@ -419,8 +420,13 @@ void SinkConformance::HistoryKeepsEveryFieldAndGoesByIdNotByArrival() {
 void SinkConformance::HistoryMatchesRoomsExactly() {
   // Case, trailing spaces and LIKE wildcards are part of a room's name.
   // (A PAD SPACE collation would take "lobby" and "lobby  " for one room.)
-  const std::vector<std::string> rooms = {room("Lobby"), room("lobby"), room("lobby "), room("lobby  "),
-                                          room("%"),     room("_"),     room("'); DROP TABLE x; --")};
+  const std::vector<std::string> rooms = {room("Lobby"),
+                                          room("lobby"),
+                                          room("lobby "),
+                                          room("lobby  "),
+                                          room("%"),
+                                          room("_"),
+                                          room("'); DROP TABLE x; --")};
   std::vector<MessagePtr> sent;
   for (const auto& r : rooms) sent.push_back(make(r, "s", "in " + r));
   const Status s = write(sent);
@@ -571,7 +577,6 @@ void SinkConformance::ABatchWrittenDuringAnOutageLandsAfterIt() {
     EXPECT_EQ(rows[m->id], 1) << "message " << m->id.to_string() << " stored " << rows[m->id] << " times";
 }
 
-
 // The server "goes away" without traffic: a proxy between the sink and its
 // server closes its listener and every connection (the server itself, shared
 // with other tests, keeps running). Readiness is what a load balancer and the
@@ -637,8 +642,8 @@ void SinkConformance::NotReadySoonAfterLosingItsServerWithoutTrafficAndReadyWhen
 
 void register_sink_cases() {
   const char* suite = "SinkConformance";
-  register_case<SinkConformance>(suite, "AReplayedBatchAddsNoRow", &SinkConformance::AReplayedBatchAddsNoRow,
-                                 __FILE__, __LINE__);
+  register_case<SinkConformance>(suite, "AReplayedBatchAddsNoRow", &SinkConformance::AReplayedBatchAddsNoRow, __FILE__,
+                                 __LINE__);
   register_case<SinkConformance>(suite, "TextAndBinaryAreStoredByteForByte",
                                  &SinkConformance::TextAndBinaryAreStoredByteForByte, __FILE__, __LINE__);
   register_case<SinkConformance>(suite, "HistoryReadsOneRoomOldestFirst",

@@ -41,8 +41,7 @@ TEST(FuzzReplay, EveryCorpusFileRunsCleanly) {
     // Said before the call: if the input crashes the process, the log names it.
     std::cerr << "replaying " << file.lexically_relative(NUDGE_FUZZ_CORPUS).string() << " (" << bytes.size()
               << " bytes)\n";
-    EXPECT_EQ(LLVMFuzzerTestOneInput(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), 0)
-        << file;
+    EXPECT_EQ(LLVMFuzzerTestOneInput(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), 0) << file;
   }
 }
 

@@ -36,7 +36,8 @@ TEST(Header, HoldsNothingJsonEscapes) {
 
 TEST(Header, IsFoundInsideANudgeMessageFrame) {
   const std::string frame = R"({"type":"message","id":"0193a9f2-6b1c-7d3e-9a41-2f0c8e5d7b10","room":"r","sender":"b1",)"
-                            R"("text":")" + encode_header(kHeader, 100) + R"(","ts":1764300003612})";
+                            R"("text":")" +
+                            encode_header(kHeader, 100) + R"(","ts":1764300003612})";
   EXPECT_EQ(find_header(frame), kHeader);
 }
 
@@ -56,12 +57,12 @@ TEST(Header, RejectsWhatIsNotAHeader) {
   EXPECT_FALSE(find_header(""));
   EXPECT_FALSE(find_header("hello world"));
   EXPECT_FALSE(find_header("nb1."));
-  EXPECT_FALSE(find_header("nb1.deadbeef.1.2."));          // no time
-  EXPECT_FALSE(find_header("nb1.deadbeef.1.2.3"));         // unterminated
-  EXPECT_FALSE(find_header("nb1.deadbee.1.2.3."));         // run not 8 digits
-  EXPECT_FALSE(find_header("nb1.zzzzzzzz.1.2.3."));        // run not hex
-  EXPECT_FALSE(find_header("nb1.deadbeef.-1.2.3."));       // negative sender
-  EXPECT_FALSE(find_header("nb1.deadbeef.1..3."));         // empty field
+  EXPECT_FALSE(find_header("nb1.deadbeef.1.2."));              // no time
+  EXPECT_FALSE(find_header("nb1.deadbeef.1.2.3"));             // unterminated
+  EXPECT_FALSE(find_header("nb1.deadbee.1.2.3."));             // run not 8 digits
+  EXPECT_FALSE(find_header("nb1.zzzzzzzz.1.2.3."));            // run not hex
+  EXPECT_FALSE(find_header("nb1.deadbeef.-1.2.3."));           // negative sender
+  EXPECT_FALSE(find_header("nb1.deadbeef.1..3."));             // empty field
   EXPECT_FALSE(find_header("nb1.deadbeef.99999999999.2.3."));  // sender over 32 bits
 }
 

@@ -24,9 +24,26 @@ TEST(Options, Defaults) {
 }
 
 TEST(Options, ParsesValuesInBothSpellings) {
-  const Options o = parse({"--url", "ws://127.0.0.1:8081/ws", "--url=ws://127.0.0.1:8082/ws", "--connections=200",
-                           "--rooms", "10", "--senders", "20", "--rate", "100", "--duration", "10s", "--warmup=500ms",
-                           "--protocol", "socketio", "--socketio-ack", "--watch-pid", "1", "--watch-pid", "2"});
+  const Options o = parse({"--url",
+                           "ws://127.0.0.1:8081/ws",
+                           "--url=ws://127.0.0.1:8082/ws",
+                           "--connections=200",
+                           "--rooms",
+                           "10",
+                           "--senders",
+                           "20",
+                           "--rate",
+                           "100",
+                           "--duration",
+                           "10s",
+                           "--warmup=500ms",
+                           "--protocol",
+                           "socketio",
+                           "--socketio-ack",
+                           "--watch-pid",
+                           "1",
+                           "--watch-pid",
+                           "2"});
   EXPECT_EQ(o.urls.size(), 2u);
   EXPECT_EQ(o.connections, 200u);
   EXPECT_EQ(o.rooms, 10u);

@@ -19,7 +19,8 @@ TEST(Layout, EveryRoomWithEnoughMembersSpansEveryInstance) {
   for (const Shape s : {Shape{5000, 500, 2}, Shape{1000, 99, 2}, Shape{1000, 100, 2}, Shape{40, 4, 2},
                         Shape{600, 50, 3}, Shape{10, 1, 2}}) {
     std::vector<std::set<std::size_t>> seen(s.rooms);
-    for (std::uint32_t i = 0; i < s.connections; ++i) seen[room_of(i, s.rooms)].insert(instance_of(i, s.rooms, s.instances));
+    for (std::uint32_t i = 0; i < s.connections; ++i)
+      seen[room_of(i, s.rooms)].insert(instance_of(i, s.rooms, s.instances));
     for (std::uint32_t r = 0; r < s.rooms; ++r) {
       EXPECT_EQ(seen[r].size(), s.instances) << s.connections << " connections, " << s.rooms << " rooms, room " << r;
     }

@@ -9,8 +9,8 @@
 #include <chrono>
 #include <csignal>
 #include <ctime>
-#include <utility>
 #include <thread>
+#include <utility>
 
 #include "process_watch.hpp"
 
@@ -74,8 +74,8 @@ ProcStat stat(int pid, int ppid, double user, double system, double cuser = 0, d
 TEST(ProcStatLine, NameWithSpacesAndParenthesesAndChildrenTimes) {
   // Fields after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
   // utime stime cutime cstime priority nice threads itrealvalue starttime vsize rss
-  const auto s = parse_proc_stat("42 (a) b (c) S 7 42 42 0 -1 0 0 0 0 0 150 50 30 20 20 0 4 0 1 1000 25 rest",
-                                 100, 4096);
+  const auto s =
+      parse_proc_stat("42 (a) b (c) S 7 42 42 0 -1 0 0 0 0 0 150 50 30 20 20 0 4 0 1 1000 25 rest", 100, 4096);
   ASSERT_TRUE(s);
   EXPECT_EQ(s->pid, 42);
   EXPECT_EQ(s->ppid, 7);
@@ -147,9 +147,14 @@ TEST(ProcessWatch, TheTreeIsReadAgainAtTheEnd) {
   // Pids no process has (the constructor asks /proc which process each is).
   // 1 is the root; 2 lives throughout; 3 ends in the window (reaped by 1); 4 is born in it.
   ProcessWatch w({K + 1});
-  w.start({{K + 1, stat(K + 1, 0, 1, 1)}, {K + 2, stat(K + 2, K + 1, 5, 0)}, {K + 3, stat(K + 3, K + 1, 10, 0)}, {K + 9, stat(K + 9, 0, 100, 0)}});
+  w.start({{K + 1, stat(K + 1, 0, 1, 1)},
+           {K + 2, stat(K + 2, K + 1, 5, 0)},
+           {K + 3, stat(K + 3, K + 1, 10, 0)},
+           {K + 9, stat(K + 9, 0, 100, 0)}});
   // 3 spent 2 s more, then ended: 1's reaped-children times hold its 12 s.
-  const auto u = w.stop({{K + 1, stat(K + 1, 0, 1.5, 1, 12, 0)}, {K + 2, stat(K + 2, K + 1, 6, 0)}, {K + 4, stat(K + 4, K + 2, 0.25, 0.25)},
+  const auto u = w.stop({{K + 1, stat(K + 1, 0, 1.5, 1, 12, 0)},
+                         {K + 2, stat(K + 2, K + 1, 6, 0)},
+                         {K + 4, stat(K + 4, K + 2, 0.25, 0.25)},
                          {K + 9, stat(K + 9, 0, 200, 0)}});
   ASSERT_EQ(u.size(), 1u);
   // 1: 0.5, 2: 1, 3: 2, 4: 0.5; pid 9 is not in the tree.
@@ -162,7 +167,8 @@ TEST(ProcessWatch, TheTreeIsReadAgainAtTheEnd) {
 TEST(ProcessWatch, AWatchedDescendantIsReportedUnderItsOwnPidOnly) {
   ProcessWatch w({K + 1, K + 2});
   w.start({{K + 1, stat(K + 1, 0, 0, 0)}, {K + 2, stat(K + 2, K + 1, 0, 0)}, {K + 3, stat(K + 3, K + 2, 0, 0)}});
-  const auto u = w.stop({{K + 1, stat(K + 1, 0, 1, 0)}, {K + 2, stat(K + 2, K + 1, 2, 0)}, {K + 3, stat(K + 3, K + 2, 4, 0)}});
+  const auto u =
+      w.stop({{K + 1, stat(K + 1, 0, 1, 0)}, {K + 2, stat(K + 2, K + 1, 2, 0)}, {K + 3, stat(K + 3, K + 2, 4, 0)}});
   ASSERT_EQ(u.size(), 2u);
   EXPECT_DOUBLE_EQ(u[0].cpu_seconds, 1);
   EXPECT_DOUBLE_EQ(u[1].cpu_seconds, 6);

@@ -36,7 +36,8 @@ TEST(NudgeProtocol, ClassifiesServerFrames) {
   EXPECT_EQ(m.kind, Incoming::Kind::delivery);
   EXPECT_FALSE(m.header);
   // A room's history on joining (an earlier run's messages) is no delivery.
-  m = parse_nudge(R"({"type":"message","id":"x","room":"r","sender":"s","text":")" + text + R"(","ts":1,"history":true})");
+  m = parse_nudge(R"({"type":"message","id":"x","room":"r","sender":"s","text":")" + text +
+                  R"(","ts":1,"history":true})");
   EXPECT_EQ(m.kind, Incoming::Kind::other);
   EXPECT_EQ(parse_socketio(R"(42["message","{\"message\":\"old\",\"ts\":1,\"history\":true}"])").kind,
             Incoming::Kind::other);

@@ -22,8 +22,8 @@ constexpr std::size_t kRoomOverhead = 64 + 16 + 64 + 512 + 64;
 MemoryFanout::MemoryFanout(const Config& config, Context& context)
     : context_(context),
       published_(context.metrics().counter("published", "Messages published")),
-      evicted_(context.metrics().counter(
-          "recent_evicted", "Messages evicted from the recent window to keep it under recent_max_bytes")),
+      evicted_(context.metrics().counter("recent_evicted",
+                                         "Messages evicted from the recent window to keep it under recent_max_bytes")),
       bytes_gauge_(context.metrics().gauge("recent_bytes", "Bytes the recent window holds, by its own count")),
       rooms_gauge_(context.metrics().gauge("recent_rooms", "Rooms the recent window holds")),
       window_size_(static_cast<std::size_t>(config.get_int("recent_messages"))),
@@ -131,7 +131,8 @@ void MemoryFanout::report(std::string_view room, PresenceChange change, const Pr
 
 void MemoryFanout::presence_join(std::string_view room, const PresenceMember& member) {
   auto it = presence_.find(std::string(room));
-  if (it == presence_.end()) it = presence_.emplace(std::string(room), std::map<std::string, PresenceMember, std::less<>>{}).first;
+  if (it == presence_.end())
+    it = presence_.emplace(std::string(room), std::map<std::string, PresenceMember, std::less<>>{}).first;
   if (it->second.try_emplace(member.connection, member).second) report(room, PresenceChange::join, member);
 }
 

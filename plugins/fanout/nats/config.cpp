@@ -36,14 +36,20 @@ bool parse_one(std::string_view text, NatsServer& out, std::string& error) {
       case Part::path_not_allowed:
       case Part::path:
       case Part::query_not_allowed:
-      case Part::query: error = "paths, query parameters and fragments are not supported"; return false;
-      case Part::port: error = "the port must be a number in [1, 65535]"; return false;
+      case Part::query:
+        error = "paths, query parameters and fragments are not supported";
+        return false;
+      case Part::port:
+        error = "the port must be a number in [1, 65535]";
+        return false;
       case Part::empty:
       case Part::userinfo:
       case Part::host_empty:
       case Part::host_name:
       case Part::ipv6:
-      case Part::port_empty: error = why.describe(); return false;
+      case Part::port_empty:
+        error = why.describe();
+        return false;
     }
   }
   if (url->has_userinfo && url->user.empty() && !url->has_password) {
@@ -66,18 +72,18 @@ bool parse_nats_urls(std::string_view text, std::vector<NatsServer>& out, std::s
   std::size_t begin = 0;
   while (true) {
     const std::size_t comma = text.find(',', begin);
-    const std::string_view entry = trim(text.substr(begin, comma == std::string_view::npos ? text.npos : comma - begin));
+    const std::string_view entry =
+        trim(text.substr(begin, comma == std::string_view::npos ? text.npos : comma - begin));
     if (entry.empty()) {
-      error = std::string(kForm) + (text.find(',') == std::string_view::npos ? " (it is empty)"
-                                                                              : " (an entry of the list is empty)");
+      error = std::string(kForm) +
+              (text.find(',') == std::string_view::npos ? " (it is empty)" : " (an entry of the list is empty)");
       return false;
     }
     NatsServer server;
     std::string why;
     if (!parse_one(entry, server, why)) {
-      error = std::string(kForm) + " (" + why + (servers.empty() && comma == std::string_view::npos
-                                                     ? ")"
-                                                     : ", in \"" + std::string(entry) + "\")");
+      error = std::string(kForm) + " (" + why +
+              (servers.empty() && comma == std::string_view::npos ? ")" : ", in \"" + std::string(entry) + "\")");
       return false;
     }
     servers.push_back(std::move(server));

@@ -33,17 +33,19 @@ NatsFanout::NatsFanout(const Config& config, Context& context)
           "Received messages dropped because max_pending_messages were waiting (for the event loop, or in libnats)")),
       connected_(context.metrics().gauge("connected", "1 while connected to a NATS server, else 0")),
       reminder_(context.executor()),
-      roster_(PresenceRoster::Settings{std::string(context.instance_id()), std::chrono::milliseconds(config_.presence_ttl_ms),
-                                       static_cast<std::size_t>(config_.max_presence_per_room)},
-              [this](const std::string& room, std::string frame) {
-                if (link_ && !link_->publish_frame(room, std::move(frame))) dropped_.add();
-              },
-              [this](const std::string& room, const PresenceEvent& event) {
-                // Posted: a join or leave is never reported inside the call that made it.
-                boost::asio::post(context_.executor(), [this, alive = std::weak_ptr<int>(alive_), room, event] {
-                  if (!alive.expired() && receiver_) receiver_->on_presence(room, event);
-                });
-              }),
+      roster_(
+          PresenceRoster::Settings{std::string(context.instance_id()),
+                                   std::chrono::milliseconds(config_.presence_ttl_ms),
+                                   static_cast<std::size_t>(config_.max_presence_per_room)},
+          [this](const std::string& room, std::string frame) {
+            if (link_ && !link_->publish_frame(room, std::move(frame))) dropped_.add();
+          },
+          [this](const std::string& room, const PresenceEvent& event) {
+            // Posted: a join or leave is never reported inside the call that made it.
+            boost::asio::post(context_.executor(), [this, alive = std::weak_ptr<int>(alive_), room, event] {
+              if (!alive.expired() && receiver_) receiver_->on_presence(room, event);
+            });
+          }),
       presence_timer_(context.executor()) {}
 
 NatsFanout::~NatsFanout() {
@@ -87,8 +89,8 @@ Status NatsFanout::start(FanoutReceiver& receiver) {
 
 void NatsFanout::schedule_presence() {
   // Sweeps every ttl/6; announces own members every other tick (ttl/3).
-  presence_timer_.expires_after(std::max(std::chrono::milliseconds(config_.presence_ttl_ms / 6),
-                                         std::chrono::milliseconds(20)));
+  presence_timer_.expires_after(
+      std::max(std::chrono::milliseconds(config_.presence_ttl_ms / 6), std::chrono::milliseconds(20)));
   presence_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
     if (ec || alive.expired() || stopping_) return;
     roster_.tick(++presence_ticks_ % 2 == 0, std::chrono::steady_clock::now());
@@ -254,11 +256,11 @@ void NatsFanout::note_reconnect(const std::string& url) {
   if (failover) failovers_.add();
   std::uint64_t suppressed = 0;
   if (reconnect_log_.allow(suppressed))
-    context_.logger().info("reconnected to nats at '", server_url_, "' after ", ms_since(down_since_), " ms",
-                           failover ? " (failed over from '" + lost + "'; " + std::to_string(failovers_.value()) +
-                                          " failovers so far)"
-                                    : std::string(),
-                           suppressed_note(suppressed));
+    context_.logger().info(
+        "reconnected to nats at '", server_url_, "' after ", ms_since(down_since_), " ms",
+        failover ? " (failed over from '" + lost + "'; " + std::to_string(failovers_.value()) + " failovers so far)"
+                 : std::string(),
+        suppressed_note(suppressed));
   set_connected(true);
 }
 

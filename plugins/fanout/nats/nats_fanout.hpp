@@ -12,9 +12,9 @@
 
 #include "config.hpp"
 #include "nats_link.hpp"
-#include "presence_roster.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
+#include "presence_roster.hpp"
 
 namespace nudge::plugins::nats {
 
@@ -89,8 +89,8 @@ class NatsFanout final : public Fanout, private NatsLink::Listener {
   bool connected_state_ = false;
   bool ever_connected_ = false;
   bool outage_logged_ = false;  // the current outage was logged once already
-  std::string server_url_;  // the server last connected to, for log lines
-  std::string down_reason_;  // why the last connect failed or the connection was lost
+  std::string server_url_;      // the server last connected to, for log lines
+  std::string down_reason_;     // why the last connect failed or the connection was lost
   std::chrono::steady_clock::time_point down_since_{};
   boost::asio::steady_timer reminder_;
 

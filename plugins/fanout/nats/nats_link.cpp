@@ -91,7 +91,7 @@ struct NatsLink::Shared : std::enable_shared_from_this<NatsLink::Shared> {
   Context& context;  // logger and counters are thread-safe
   const Counters counters;
   const boost::asio::any_io_executor executor;
-  NatsLink* const link;               // dereferenced only on the executor, after checking `alive`
+  NatsLink* const link;  // dereferenced only on the executor, after checking `alive`
   const std::weak_ptr<int> alive;
   const std::size_t max_queued_bytes;
   const std::size_t max_inbox;
@@ -108,8 +108,8 @@ struct NatsLink::Shared : std::enable_shared_from_this<NatsLink::Shared> {
   std::vector<Inbound> inbox;
   bool inbox_posted = false;
   bool overflowing = false;
-  bool closed_pending = false;  // a connection exists whose closed callback has not run
-  int open_subscriptions = 0;   // subscriptions whose completion callback has not run
+  bool closed_pending = false;    // a connection exists whose closed callback has not run
+  int open_subscriptions = 0;     // subscriptions whose completion callback has not run
   bool reopen_requested = false;  // libnats gave up on the connection: make a new one at reopen_at
   std::chrono::steady_clock::time_point reopen_at{};
 
@@ -117,7 +117,7 @@ struct NatsLink::Shared : std::enable_shared_from_this<NatsLink::Shared> {
   natsOptions* options = nullptr;
   natsConnection* nc = nullptr;
   std::map<std::string, natsSubscription*, std::less<>> subscriptions;
-  std::map<natsSubscription*, std::int64_t> drops_counted;  // libnats's own drops, already in the counter
+  std::map<natsSubscription*, std::int64_t> drops_counted;          // libnats's own drops, already in the counter
   std::optional<std::chrono::steady_clock::time_point> recount_at;  // while libnats keeps dropping
   std::set<std::string, std::less<>> wanted;
   LogLimiter publish_error_log{kLogInterval};
@@ -179,7 +179,8 @@ void NatsLink::Shared::on_message(natsConnection*, natsSubscription*, natsMsg* m
     const std::string_view bytes(inbound.bytes ? data : "", inbound.bytes);
     if (is_presence_frame(bytes) && decode_presence_frame(bytes, frame).ok()) {
       inbound.presence = std::move(frame);
-    } else if (Status s = decode_envelope(std::string_view(inbound.bytes ? data : "", inbound.bytes), message); s.ok()) {
+    } else if (Status s = decode_envelope(std::string_view(inbound.bytes ? data : "", inbound.bytes), message);
+               s.ok()) {
       inbound.message = std::move(message);
     } else {
       inbound.error = s.message();
@@ -278,9 +279,9 @@ void NatsLink::Shared::on_error(natsConnection*, natsSubscription* sub, natsStat
   if (err == NATS_SLOW_CONSUMER) {
     self->counters.slow_consumer_events.add();
     self->push_job_locked(Job{Job::Kind::count_drops, nullptr, {}, {}});
-    self->post_event_locked(LinkEvent::slow_consumer,
-                            "libnats dropped received messages" + where + ": more than " +
-                                std::to_string(self->max_inbox) + " were waiting (max_pending_messages)");
+    self->post_event_locked(LinkEvent::slow_consumer, "libnats dropped received messages" + where + ": more than " +
+                                                          std::to_string(self->max_inbox) +
+                                                          " were waiting (max_pending_messages)");
   } else {
     self->post_event_locked(LinkEvent::async_error, std::string(natsStatus_GetText(err)) + where);
   }
@@ -305,10 +306,8 @@ void NatsLink::Shared::run() {
         return recount_at;
       };
       while (!(!jobs.empty() || stopping || due(next()))) {
-        if (const auto at = next())
-          wake.wait_until(lock, *at);
-        else
-          wake.wait(lock);
+        if (const auto at = next()) wake.wait_until(lock, *at);
+        else wake.wait(lock);
       }
       batch.swap(jobs);
       queued_bytes = 0;
@@ -324,10 +323,8 @@ void NatsLink::Shared::run() {
     const bool up = nc && natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
     std::uint64_t dropped_at_stop = stop && !up ? std::exchange(held_while_down, 0) : 0;
     for (const Job& job : batch) {
-      if (stop && job.kind == Job::Kind::publish && !up)
-        ++dropped_at_stop;
-      else
-        execute(job);
+      if (stop && job.kind == Job::Kind::publish && !up) ++dropped_at_stop;
+      else execute(job);
     }
     if (dropped_at_stop > 0) {
       counters.dropped.add(dropped_at_stop);
@@ -365,7 +362,8 @@ void NatsLink::Shared::connect() {
     case NATS_NOT_YET_CONNECTED:
       post_event_locked(LinkEvent::connect_failed,
                         "no server answered (connection refused or unreachable, or no handshake within "
-                        "connect_timeout_ms = " + std::to_string(config.connect_timeout_ms) + " ms)");
+                        "connect_timeout_ms = " +
+                            std::to_string(config.connect_timeout_ms) + " ms)");
       break;
     default:
       post_event_locked(LinkEvent::connect_failed, why);
@@ -390,8 +388,7 @@ void NatsLink::Shared::discard_connection() {
     std::uint64_t suppressed = 0;
     if (drop_log.allow(suppressed))
       context.logger().warn("dropped ", held_while_down, " messages held for nats at '", config.endpoints(),
-                            "' when libnats gave up on the connection; ", counters.dropped.value(),
-                            " dropped so far");
+                            "' when libnats gave up on the connection; ", counters.dropped.value(), " dropped so far");
     held_while_down = 0;
   }
 }
@@ -430,8 +427,8 @@ void NatsLink::Shared::publish(const Message& message) {
   if (!nc) {  // between two connections: nowhere to hold it
     counters.dropped.add();
     if (drop_log.allow(suppressed))
-      context.logger().warn("dropping messages: there is no connection to nats at '", config.endpoints(),
-                            "' yet; ", counters.dropped.value(), " dropped so far");
+      context.logger().warn("dropping messages: there is no connection to nats at '", config.endpoints(), "' yet; ",
+                            counters.dropped.value(), " dropped so far");
     return;
   }
   publish_bytes(config.subject_per_room ? config.subject_for(message.room) : config.subject, message.envelope());
@@ -458,16 +455,15 @@ void NatsLink::Shared::publish_bytes(const std::string& subject_name, const std:
       if (drop_log.allow(suppressed))
         context.logger().warn("dropping messages: nats at '", config.endpoints(),
                               "' is unreachable and the reconnect buffer of ", config.reconnect_buffer_bytes,
-                              " bytes is full (reconnect_buffer_bytes); ", counters.dropped.value(),
-                              " dropped so far");
+                              " bytes is full (reconnect_buffer_bytes); ", counters.dropped.value(), " dropped so far");
       return;
     default:
       counters.publish_errors.add();
       if (publish_error_log.allow(suppressed))
-        context.logger().warn("nats refused a ", envelope.size(), "-byte publish on subject '", *subject,
-                              "': ", error_text(s),
-                              suppressed ? " (" + std::to_string(suppressed) + " more publish errors since the last report)"
-                                         : std::string());
+        context.logger().warn(
+            "nats refused a ", envelope.size(), "-byte publish on subject '", *subject, "': ", error_text(s),
+            suppressed ? " (" + std::to_string(suppressed) + " more publish errors since the last report)"
+                       : std::string());
       return;
   }
 }
@@ -589,7 +585,8 @@ NatsLink::~NatsLink() {
 }
 
 Status NatsLink::start() {
-  if (thread_.joinable() || shared_->options) return Status::error(StatusCode::internal, "the nats link was started twice");
+  if (thread_.joinable() || shared_->options)
+    return Status::error(StatusCode::internal, "the nats link was started twice");
   pin_libnats();
   const NatsConfig& c = shared_->config;
   std::vector<const char*> urls;

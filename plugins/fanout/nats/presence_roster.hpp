@@ -28,9 +28,9 @@ namespace nudge::plugins::nats {
 ///
 /// Memory is bounded: only watched rooms (set_interest) and rooms with own
 /// members are kept, an instance only while it has members there (an empty
-/// snapshot takes no entry: a tick walks only rooms someone joined), and at most max_per_room members of each instance in
-/// a room (snapshots carry at most that many, with the instance's count);
-/// a room's list names at most max_per_room members with the total.
+/// snapshot takes no entry: a tick walks only rooms someone joined), and at most max_per_room members of each instance
+/// in a room (snapshots carry at most that many, with the instance's count); a room's list names at most max_per_room
+/// members with the total.
 ///
 /// Pure logic, no I/O: the fanout publishes what `publish` is handed, feeds
 /// in the frames it hears, and calls tick() on its timer. On the executor.
@@ -65,8 +65,8 @@ class PresenceRoster {
 
  private:
   using Members = std::map<std::string, PresenceMember, std::less<>>;  // by connection
-  struct Entry {  // what one instance announced in one room
-    Members members;  // at most max_per_room
+  struct Entry {                                                       // what one instance announced in one room
+    Members members;                                                   // at most max_per_room
     std::uint64_t total = 0;
     Clock::time_point heard{};
   };

@@ -43,7 +43,7 @@ struct ClusterFanout::Node {
   RedisConfig config;
   std::unique_ptr<RedisLink> link;
   std::unique_ptr<ShardSubscriber> sub;
-  std::string script_sha;  // SCRIPT LOAD on this connection; EVAL until known
+  std::string script_sha;    // SCRIPT LOAD on this connection; EVAL until known
   std::string presence_sha;  // the presence script's, likewise
   bool owns_slots = false;
 
@@ -63,12 +63,12 @@ struct ClusterFanout::Request {
   std::optional<MessageId> cut;
   HistoryQuery query;  // read
   HistoryHandler done;
-  std::string key;                                    // presence
-  std::vector<std::string> args;                      // presence
+  std::string key;                                     // presence
+  std::vector<std::string> args;                       // presence
   std::function<void(const redisReply*)> on_presence;  // presence: the reply, or null
-  bool by_sha = false;                                // presence: sent as EVALSHA
-  std::string frame;                                  // frame
-  std::size_t held = 0;  // publish, append: bytes counted in sent_bytes_ while in flight
+  bool by_sha = false;                                 // presence: sent as EVALSHA
+  std::string frame;                                   // frame
+  std::size_t held = 0;                                // publish, append: bytes counted in sent_bytes_ while in flight
 };
 
 ClusterFanout::ClusterFanout(const RedisConfig& config, Context& context)
@@ -76,8 +76,8 @@ ClusterFanout::ClusterFanout(const RedisConfig& config, Context& context)
       context_(context),
       metrics_(context),
       redirects_(context.metrics().counter("cluster_redirects", "MOVED and ASK replies followed (cluster mode)")),
-      topology_changes_(context.metrics().counter(
-          "cluster_topology_reads", "Slot maps read from the cluster (CLUSTER SHARDS) (cluster mode)")),
+      topology_changes_(context.metrics().counter("cluster_topology_reads",
+                                                  "Slot maps read from the cluster (CLUSTER SHARDS) (cluster mode)")),
       slots_(cluster::kSlots, nullptr),
       refresh_timer_(context.executor()),
       tick_timer_(context.executor()),
@@ -188,8 +188,8 @@ bool ClusterFanout::healthy() const {
 
 Readiness ClusterFanout::readiness() const {
   if (nodes_.empty()) return Readiness::no("not connected to the Redis cluster (not started)");
-  if (topology_reads_ == 0) return Readiness::no("the Redis cluster's topology was not read yet from '" +
-                                                 config_.url.endpoint() + "'");
+  if (topology_reads_ == 0)
+    return Readiness::no("the Redis cluster's topology was not read yet from '" + config_.url.endpoint() + "'");
   for (std::size_t s = 0; s < slots_.size(); ++s)
     if (!slots_[s]) return Readiness::no("no master known for slot " + std::to_string(s));
   for (const auto& [address, n] : nodes_) {
@@ -205,7 +205,8 @@ Readiness ClusterFanout::readiness() const {
 
 Status ClusterFanout::start(FanoutReceiver& receiver) {
   if (!config_.url_error.empty())
-    return Status::error(StatusCode::invalid_argument, "url: " + config_.url_error + ", got \"" + config_.url_text + "\"");
+    return Status::error(StatusCode::invalid_argument,
+                         "url: " + config_.url_error + ", got \"" + config_.url_text + "\"");
   if (const std::string why = config_.check(); !why.empty()) return Status::error(StatusCode::invalid_argument, why);
   if (!nodes_.empty()) return Status::error(StatusCode::internal, "the redis fanout was started twice");
   receiver_ = &receiver;
@@ -356,30 +357,31 @@ void ClusterFanout::place_subscriptions() {
       std::string host = np->config.url.host;
       target->sub = std::make_unique<ShardSubscriber>(
           host, np->config.url.port, np->config, context_, client_name(context_, "sub"),
-          ShardSubscriber::Hooks{
-              [this](std::string_view channel_name, std::string_view payload) {
-                if (is_presence_frame(payload)) {
-                  if (receiver_) presence_->on_frame(payload);
-                  return;
-                }
-                std::shared_ptr<Message> message;
-                if (Status s = decode_envelope(payload, message); !s.ok()) {
-                  metrics_.decode_errors.add();
-                  std::uint64_t suppressed = 0;
-                  if (decode_error_log_.allow(suppressed))
-                    context_.logger().warn("ignored a ", payload.size(), "-byte payload on channel '", channel_name,
-                                           "' that is not a Nudge envelope: ", s.message(), suppressed_note(suppressed));
-                  return;
-                }
-                metrics_.received.add();
-                if (receiver_) receiver_->on_fanout_message(std::move(message));
-              },
-              [this] { update_connected(); },
-              [this] {
-                update_connected();
-                refresh_soon();
-              },
-              [this](std::string_view) { refresh_soon(); }},
+          ShardSubscriber::Hooks{[this](std::string_view channel_name, std::string_view payload) {
+                                   if (is_presence_frame(payload)) {
+                                     if (receiver_) presence_->on_frame(payload);
+                                     return;
+                                   }
+                                   std::shared_ptr<Message> message;
+                                   if (Status s = decode_envelope(payload, message); !s.ok()) {
+                                     metrics_.decode_errors.add();
+                                     std::uint64_t suppressed = 0;
+                                     if (decode_error_log_.allow(suppressed))
+                                       context_.logger().warn("ignored a ", payload.size(),
+                                                              "-byte payload on channel '", channel_name,
+                                                              "' that is not a Nudge envelope: ", s.message(),
+                                                              suppressed_note(suppressed));
+                                     return;
+                                   }
+                                   metrics_.received.add();
+                                   if (receiver_) receiver_->on_fanout_message(std::move(message));
+                                 },
+                                 [this] { update_connected(); },
+                                 [this] {
+                                   update_connected();
+                                   refresh_soon();
+                                 },
+                                 [this](std::string_view) { refresh_soon(); }},
           metrics_.reconnects);
       target->sub->start();
     }
@@ -443,10 +445,11 @@ void ClusterFanout::drop_oldest_pending(const char* limit) {
   metrics_.dropped.add();
   std::uint64_t suppressed = 0;
   if (drop_log_.allow(suppressed))
-    context_.logger().warn("dropping the oldest waiting messages: a redis cluster master is unreachable or "
-                           "behind and ",
-                           pending_.size() + 1, " messages and ", held_bytes(), " bytes are held already (", limit,
-                           "); ", metrics_.dropped.value(), " dropped so far", suppressed_note(suppressed));
+    context_.logger().warn(
+        "dropping the oldest waiting messages: a redis cluster master is unreachable or "
+        "behind and ",
+        pending_.size() + 1, " messages and ", held_bytes(), " bytes are held already (", limit, "); ",
+        metrics_.dropped.value(), " dropped so far", suppressed_note(suppressed));
 }
 
 std::size_t ClusterFanout::cost(const Message& message) const {
@@ -690,13 +693,17 @@ void ClusterFanout::finish(const redisReply* reply, Request& request) {
         metrics_.recent_rooms_evicted.add(number(2));
       }
       return;
-    case Kind::presence: return;  // answered above
-    case Kind::frame: metrics_.published.add(); return;
+    case Kind::presence:
+      return;  // answered above
+    case Kind::frame:
+      metrics_.published.add();
+      return;
     case Kind::read: {
       std::vector<MessagePtr> messages = recent::messages_of(*reply);
-      boost::asio::post(context_.executor(), [done = std::move(request.done), messages = std::move(messages)]() mutable {
-        done(Status::success(), std::move(messages));
-      });
+      boost::asio::post(context_.executor(),
+                        [done = std::move(request.done), messages = std::move(messages)]() mutable {
+                          done(Status::success(), std::move(messages));
+                        });
       return;
     }
   }
@@ -729,7 +736,9 @@ void ClusterFanout::fail_request(Request& request, const std::string& why) {
         if (auto it = nodes_.find(request.address); it != nodes_.end()) it->second->script_sha.clear();
       return;
     }
-    case Kind::presence: request.on_presence(nullptr); return;
+    case Kind::presence:
+      request.on_presence(nullptr);
+      return;
     case Kind::frame: {
       metrics_.publish_errors.add();
       std::uint64_t suppressed = 0;
@@ -763,7 +772,8 @@ void ClusterFanout::on_presence_script_loaded(redisAsyncContext*, void* reply_pt
 void ClusterFanout::on_script_loaded(redisAsyncContext*, void* reply_ptr, void* node_ptr) {
   const auto* reply = static_cast<const redisReply*>(reply_ptr);
   // No reply: the connection (and maybe the node) is going away.
-  if (reply && reply->type == REDIS_REPLY_STRING) static_cast<Node*>(node_ptr)->script_sha.assign(reply->str, reply->len);
+  if (reply && reply->type == REDIS_REPLY_STRING)
+    static_cast<Node*>(node_ptr)->script_sha.assign(reply->str, reply->len);
 }
 
 // The recent window.

@@ -58,9 +58,7 @@ class ClusterFanout final : public Fanout {
   void read_recent(HistoryQuery query, HistoryHandler done) override;
   bool supports_presence() const override { return true; }
   void presence_join(std::string_view room, const PresenceMember& member) override { presence_->join(room, member); }
-  void presence_leave(std::string_view room, const PresenceMember& member) override {
-    presence_->leave(room, member);
-  }
+  void presence_leave(std::string_view room, const PresenceMember& member) override { presence_->leave(room, member); }
   void read_presence(std::string_view room, PresenceHandler done) override { presence_->read(room, std::move(done)); }
   PresenceKeeper& presence() noexcept { return *presence_; }
   // Plugin
@@ -141,10 +139,10 @@ class ClusterFanout final : public Fanout {
   Counter& topology_changes_;
 
   std::map<std::string, std::unique_ptr<Node>> nodes_;  // by host:port
-  std::vector<std::unique_ptr<Node>> retired_;           // serve nothing any more; freed from the loop
-  std::set<std::string> seeds_;                          // never forgotten: where a topology read can start
-  std::vector<Node*> slots_;                             // owner of each slot, by the last topology read
-  std::map<std::string, Node*> placed_;                  // channel -> node subscribed to it there
+  std::vector<std::unique_ptr<Node>> retired_;          // serve nothing any more; freed from the loop
+  std::set<std::string> seeds_;                         // never forgotten: where a topology read can start
+  std::vector<Node*> slots_;                            // owner of each slot, by the last topology read
+  std::map<std::string, Node*> placed_;                 // channel -> node subscribed to it there
   std::set<std::string, std::less<>> rooms_;
   std::uint64_t topology_reads_ = 0;
   bool refresh_in_flight_ = false;
@@ -161,8 +159,8 @@ class ClusterFanout final : public Fanout {
   std::size_t in_flight_ = 0;
   std::size_t window_;
   std::size_t max_bytes_;
-  std::size_t pending_bytes_ = 0;       // pending_ and redirected_
-  std::size_t sent_bytes_ = 0;          // SPUBLISHes and window calls handed to hiredis, not answered
+  std::size_t pending_bytes_ = 0;  // pending_ and redirected_
+  std::size_t sent_bytes_ = 0;     // SPUBLISHes and window calls handed to hiredis, not answered
   std::size_t recent_queue_bytes_ = 0;
   /// A send waited for bytes to be answered: replies flush.
   bool bytes_full_ = false;

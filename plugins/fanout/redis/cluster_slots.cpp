@@ -12,8 +12,7 @@ constexpr std::array<std::uint16_t, 256> make_table() {
   std::array<std::uint16_t, 256> table{};
   for (unsigned i = 0; i < 256; ++i) {
     std::uint16_t crc = static_cast<std::uint16_t>(i << 8);
-    for (int bit = 0; bit < 8; ++bit)
-      crc = static_cast<std::uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+    for (int bit = 0; bit < 8; ++bit) crc = static_cast<std::uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
     table[i] = crc;
   }
   return table;
@@ -77,8 +76,8 @@ bool parse_shards(const redisReply* reply, std::vector<Shard>& out, std::string&
     for (std::size_t i = 0; i + 1 < slots->elements; i += 2) {
       const redisReply* a = slots->element[i];
       const redisReply* b = slots->element[i + 1];
-      if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_INTEGER || a->integer < 0 ||
-          b->integer >= kSlots || a->integer > b->integer) {
+      if (a->type != REDIS_REPLY_INTEGER || b->type != REDIS_REPLY_INTEGER || a->integer < 0 || b->integer >= kSlots ||
+          a->integer > b->integer) {
         error = "a slot range of CLUSTER SHARDS is not two slots";
         return false;
       }

@@ -27,7 +27,7 @@ std::string tagged(std::string_view prefix, std::string_view room, std::string_v
 
 /// One master and the slots it serves, from CLUSTER SHARDS.
 struct Shard {
-  std::string address;  // host:port of the master, as clients reach it
+  std::string address;                                          // host:port of the master, as clients reach it
   std::vector<std::pair<std::uint16_t, std::uint16_t>> ranges;  // inclusive
 };
 

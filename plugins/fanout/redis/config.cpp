@@ -39,7 +39,9 @@ bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
         error = why.text == "rediss" ? "TLS (rediss://) is not supported by this plugin; use redis://"
                                      : std::string(kForm) + " (it does not start with redis://)";
         return false;
-      case Part::empty: error = std::string(kForm) + " (it does not start with redis://)"; return false;
+      case Part::empty:
+        error = std::string(kForm) + " (it does not start with redis://)";
+        return false;
       case Part::path:
         error = std::string(kForm) + " (the database after '/' must be a non-negative number)";
         return false;
@@ -51,7 +53,9 @@ bool parse_redis_url(std::string_view text, RedisUrl& out, std::string& error) {
       case Part::port_empty:
       case Part::path_not_allowed:
       case Part::query_not_allowed:
-      case Part::query: error = std::string(kForm) + " (" + why.describe() + ")"; return false;
+      case Part::query:
+        error = std::string(kForm) + " (" + why.describe() + ")";
+        return false;
     }
   }
   RedisUrl parsed;

@@ -163,19 +163,19 @@ void PresenceKeeper::refresh(const std::string& room, const Members& members) {
       sent->push_back(member(it->first, it->second));
       args.push_back(entry(sent->back()));
     }
-    const bool queued = host_.eval(
-        key_for(room), std::move(args),
-        [this, room, sent, generation, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
-          if (alive.expired()) return;
-          if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != sent->size() + 1 ||
-              reply->element[sent->size()]->type != REDIS_REPLY_INTEGER)
-            return failed("refresh", reply && reply->type == REDIS_REPLY_ERROR ? reply : nullptr);
-          for (std::size_t i = 0; i < sent->size(); ++i)
-            if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 1)
-              host_.publish(room, frame(PresenceFrame::Kind::join, room, (*sent)[i]));
-          // More entries than this instance's: others' members, to sweep for.
-          if (interest_.contains(room)) seen(room, reply->element[sent->size()]->integer, generation);
-        });
+    const bool queued =
+        host_.eval(key_for(room), std::move(args),
+                   [this, room, sent, generation, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
+                     if (alive.expired()) return;
+                     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != sent->size() + 1 ||
+                         reply->element[sent->size()]->type != REDIS_REPLY_INTEGER)
+                       return failed("refresh", reply && reply->type == REDIS_REPLY_ERROR ? reply : nullptr);
+                     for (std::size_t i = 0; i < sent->size(); ++i)
+                       if (reply->element[i]->type == REDIS_REPLY_INTEGER && reply->element[i]->integer == 1)
+                         host_.publish(room, frame(PresenceFrame::Kind::join, room, (*sent)[i]));
+                     // More entries than this instance's: others' members, to sweep for.
+                     if (interest_.contains(room)) seen(room, reply->element[sent->size()]->integer, generation);
+                   });
     if (!queued) return failed("refresh", nullptr);
   }
 }
@@ -207,14 +207,15 @@ void PresenceKeeper::leave(std::string_view room, const PresenceMember& member) 
   --local_count_;
   members_gauge_.set(static_cast<std::int64_t>(local_count_));
   const std::string r(room);
-  const bool queued = host_.eval(key_for(r), {"leave", std::to_string(settings_.ttl.count()), entry(left)},
-                                 [this, r, left, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
-                                   if (alive.expired()) return;
-                                   if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 1)
-                                     return failed("leave", reply && reply->type == REDIS_REPLY_ERROR ? reply : nullptr);
-                                   if (reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1)
-                                     host_.publish(r, frame(PresenceFrame::Kind::leave, r, left));
-                                 });
+  const bool queued =
+      host_.eval(key_for(r), {"leave", std::to_string(settings_.ttl.count()), entry(left)},
+                 [this, r, left, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
+                   if (alive.expired()) return;
+                   if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 1)
+                     return failed("leave", reply && reply->type == REDIS_REPLY_ERROR ? reply : nullptr);
+                   if (reply->element[0]->type == REDIS_REPLY_INTEGER && reply->element[0]->integer == 1)
+                     host_.publish(r, frame(PresenceFrame::Kind::leave, r, left));
+                 });
   // Unsent, its entry expires within the TTL and a sweeper reports the leave.
   if (!queued) failed("leave", nullptr);
 }
@@ -255,38 +256,37 @@ void PresenceKeeper::read(std::string_view room, PresenceHandler done) {
       (*handler)(std::move(status), std::move(list));
     });
   };
-  const bool queued = host_.eval(
-      key_for(r), {"read", std::to_string(settings_.ttl.count()), std::to_string(settings_.max_per_room),
-                   std::to_string(kSweepLimit)},
-      [this, r, answer, generation, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
-        if (alive.expired()) return;  // freed with its connection: no one to answer
-        if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-            reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_ARRAY ||
-            reply->element[2]->type != REDIS_REPLY_ARRAY) {
-          errors_.add();
-          return answer(Status::error(StatusCode::unavailable,
-                                      "reading presence from redis failed: " +
-                                          (reply && reply->type == REDIS_REPLY_ERROR
-                                               ? std::string(reply->str, reply->len)
-                                               : std::string("no answer"))),
-                        {});
-        }
-        PresenceList list;
-        list.total = static_cast<std::size_t>(std::max<long long>(reply->element[0]->integer, 0));
-        const redisReply* entries = reply->element[1];
-        for (std::size_t i = 0; i < entries->elements; ++i) {
-          PresenceFrame f;
-          const redisReply* e = entries->element[i];
-          if (e->type == REDIS_REPLY_STRING && decode_presence_frame(std::string_view(e->str, e->len), f).ok() &&
-              f.members.size() == 1)
-            list.members.push_back(std::move(f.members[0]));
-          else
-            decode_errors_.add();
-        }
-        report_gone(r, reply->element[2]);
-        seen(r, reply->element[0]->integer, generation);
-        answer(Status::success(), std::move(list));
-      });
+  const bool queued =
+      host_.eval(key_for(r),
+                 {"read", std::to_string(settings_.ttl.count()), std::to_string(settings_.max_per_room),
+                  std::to_string(kSweepLimit)},
+                 [this, r, answer, generation, alive = std::weak_ptr<int>(alive_)](const redisReply* reply) {
+                   if (alive.expired()) return;  // freed with its connection: no one to answer
+                   if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+                       reply->element[0]->type != REDIS_REPLY_INTEGER || reply->element[1]->type != REDIS_REPLY_ARRAY ||
+                       reply->element[2]->type != REDIS_REPLY_ARRAY) {
+                     errors_.add();
+                     return answer(Status::error(StatusCode::unavailable, "reading presence from redis failed: " +
+                                                                              (reply && reply->type == REDIS_REPLY_ERROR
+                                                                                   ? std::string(reply->str, reply->len)
+                                                                                   : std::string("no answer"))),
+                                   {});
+                   }
+                   PresenceList list;
+                   list.total = static_cast<std::size_t>(std::max<long long>(reply->element[0]->integer, 0));
+                   const redisReply* entries = reply->element[1];
+                   for (std::size_t i = 0; i < entries->elements; ++i) {
+                     PresenceFrame f;
+                     const redisReply* e = entries->element[i];
+                     if (e->type == REDIS_REPLY_STRING &&
+                         decode_presence_frame(std::string_view(e->str, e->len), f).ok() && f.members.size() == 1)
+                       list.members.push_back(std::move(f.members[0]));
+                     else decode_errors_.add();
+                   }
+                   report_gone(r, reply->element[2]);
+                   seen(r, reply->element[0]->integer, generation);
+                   answer(Status::success(), std::move(list));
+                 });
   if (!queued) answer(Status::error(StatusCode::unavailable, "no connection to redis"), {});
 }
 
@@ -309,9 +309,9 @@ void PresenceKeeper::on_frame(std::string_view bytes) {
   // Whoever joined is refreshed by its instance; if that instance dies, the
   // rooms' watchers sweep the entry and report the leave.
   if (f.kind == PresenceFrame::Kind::join && f.instance != instance_) watch(f.room);
-  receiver_->on_presence(f.room, PresenceEvent{f.kind == PresenceFrame::Kind::join ? PresenceChange::join
-                                                                                    : PresenceChange::leave,
-                                               std::move(f.members[0])});
+  receiver_->on_presence(
+      f.room, PresenceEvent{f.kind == PresenceFrame::Kind::join ? PresenceChange::join : PresenceChange::leave,
+                            std::move(f.members[0])});
 }
 
 void PresenceKeeper::stop() {

@@ -184,7 +184,8 @@ std::string stream_key(std::string_view prefix, std::string_view room) {
 }
 
 std::array<std::string, 3> cluster_keys(std::string_view prefix, std::string_view room) {
-  return {cluster::tagged(prefix, room), cluster::tagged(prefix, room, "~rooms"), cluster::tagged(prefix, room, "~meta")};
+  return {cluster::tagged(prefix, room), cluster::tagged(prefix, room, "~rooms"),
+          cluster::tagged(prefix, room, "~meta")};
 }
 
 std::string index_key(std::string_view prefix) { return std::string(prefix) + "~rooms"; }

@@ -44,8 +44,9 @@ RedisFanout::RedisFanout(const Config& config, Context& context)
       max_bytes_(static_cast<std::size_t>(config_.max_pending_bytes)),
       reply_timer_(context.executor()),
       reply_timeouts_(context.metrics().counter(
-          "reply_timeouts", "Times the publishing connection was dropped because Redis left a command unanswered "
-                            "for reply_timeout_ms")),
+          "reply_timeouts",
+          "Times the publishing connection was dropped because Redis left a command unanswered "
+          "for reply_timeout_ms")),
       recent_bytes_(context.metrics().gauge("recent_bytes", "Bytes the recent window takes in Redis, by its count")),
       recent_rooms_(context.metrics().gauge("recent_rooms", "Rooms the recent window holds in Redis")),
       append_retry_timer_(context.executor()) {
@@ -57,11 +58,11 @@ RedisFanout::RedisFanout(const Config& config, Context& context)
       PresenceKeeper::Settings{config_.presence_key_prefix, false, std::chrono::milliseconds(config_.presence_ttl_ms),
                                static_cast<std::size_t>(config_.max_presence_per_room)},
       context,
-      PresenceKeeper::Host{[this](const std::string& key, std::vector<std::string> args,
-                                  std::function<void(const redisReply*)> done) {
-                             return eval_presence(key, std::move(args), std::move(done));
-                           },
-                           [this](const std::string& room, std::string frame) { publish_frame(room, std::move(frame)); }});
+      PresenceKeeper::Host{
+          [this](const std::string& key, std::vector<std::string> args, std::function<void(const redisReply*)> done) {
+            return eval_presence(key, std::move(args), std::move(done));
+          },
+          [this](const std::string& room, std::string frame) { publish_frame(room, std::move(frame)); }});
 }
 
 PresenceKeeper& RedisFanout::presence() noexcept { return cluster_ ? cluster_->presence() : *presence_; }
@@ -94,14 +95,15 @@ bool RedisFanout::eval_presence(const std::string& key, std::vector<std::string>
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  auto callback = std::make_unique<std::function<void(const redisReply*)>>([this, call, by_sha](const redisReply* reply) {
-    if (!by_sha || !PresenceKeeper::is_noscript(reply) || stopping_) return call->done(reply);
-    // The server lost its scripts (a restart, a failover, SCRIPT FLUSH): this
-    // call ran nothing, so it goes again by EVAL while the script is loaded anew.
-    presence_sha_.clear();
-    load_presence_script();
-    if (!eval_presence(call->key, std::move(call->args), call->done)) call->done(nullptr);
-  });
+  auto callback =
+      std::make_unique<std::function<void(const redisReply*)>>([this, call, by_sha](const redisReply* reply) {
+        if (!by_sha || !PresenceKeeper::is_noscript(reply) || stopping_) return call->done(reply);
+        // The server lost its scripts (a restart, a failover, SCRIPT FLUSH): this
+        // call ran nothing, so it goes again by EVAL while the script is loaded anew.
+        presence_sha_.clear();
+        load_presence_script();
+        if (!eval_presence(call->key, std::move(call->args), call->done)) call->done(nullptr);
+      });
   if (redisAsyncCommandArgv(ac, &on_presence_reply, callback.get(), static_cast<int>(argv.size()), argv.data(),
                             lens.data()) != REDIS_OK)
     return false;
@@ -182,43 +184,44 @@ void RedisFanout::update_connected() { metrics_.connected.set(connected() ? 1 : 
 Status RedisFanout::start(FanoutReceiver& receiver) {
   if (cluster_) return cluster_->start(receiver);
   if (!config_.url_error.empty())
-    return Status::error(StatusCode::invalid_argument, "url: " + config_.url_error + ", got \"" + config_.url_text + "\"");
+    return Status::error(StatusCode::invalid_argument,
+                         "url: " + config_.url_error + ", got \"" + config_.url_text + "\"");
   if (publisher_) return Status::error(StatusCode::internal, "the redis fanout was started twice");
   receiver_ = &receiver;
-  publisher_ = std::make_unique<RedisLink>(
-      "publishing", config_, context_, /*select_db=*/true, client_name(context_, "pub"),
-      RedisLink::Hooks{[this] {
-                         update_connected();
-                         // A new connection (or server) may not know the script.
-                         script_sha_.clear();
-                         if (config_.recent_messages > 0) load_script();
-                         presence_sha_.clear();
-                         load_presence_script();
-                         flush(false);
-                         schedule_append();
-                       },
-                       [this] { update_connected(); }},
-      metrics_.reconnects);
-  subscriber_ = std::make_unique<RedisLink>(
-      "subscribing", config_, context_, /*select_db=*/false, client_name(context_, "sub"),
-      RedisLink::Hooks{[this] {
-                         update_connected();
-                         if (!config_.channel_per_room) {
-                           subscribe({config_.channel});
-                           return;
-                         }
-                         std::vector<std::string> channels;
-                         channels.reserve(rooms_.size());
-                         for (const auto& room : rooms_) channels.push_back(config_.channel_for(room));
-                         subscribe(channels);
-                       },
-                       [this] { update_connected(); }},
-      metrics_.reconnects);
+  publisher_ =
+      std::make_unique<RedisLink>("publishing", config_, context_, /*select_db=*/true, client_name(context_, "pub"),
+                                  RedisLink::Hooks{[this] {
+                                                     update_connected();
+                                                     // A new connection (or server) may not know the script.
+                                                     script_sha_.clear();
+                                                     if (config_.recent_messages > 0) load_script();
+                                                     presence_sha_.clear();
+                                                     load_presence_script();
+                                                     flush(false);
+                                                     schedule_append();
+                                                   },
+                                                   [this] { update_connected(); }},
+                                  metrics_.reconnects);
+  subscriber_ =
+      std::make_unique<RedisLink>("subscribing", config_, context_, /*select_db=*/false, client_name(context_, "sub"),
+                                  RedisLink::Hooks{[this] {
+                                                     update_connected();
+                                                     if (!config_.channel_per_room) {
+                                                       subscribe({config_.channel});
+                                                       return;
+                                                     }
+                                                     std::vector<std::string> channels;
+                                                     channels.reserve(rooms_.size());
+                                                     for (const auto& room : rooms_)
+                                                       channels.push_back(config_.channel_for(room));
+                                                     subscribe(channels);
+                                                   },
+                                                   [this] { update_connected(); }},
+                                  metrics_.reconnects);
   if (config_.channel_per_room)
     context_.logger().info("using per-room channels '", config_.channel_prefix, "<room>' on redis at '",
                            config_.url.endpoint(), "'");
-  else
-    context_.logger().info("using channel '", config_.channel, "' on redis at '", config_.url.endpoint(), "'");
+  else context_.logger().info("using channel '", config_.channel, "' on redis at '", config_.url.endpoint(), "'");
   publisher_->start();
   subscriber_->start();
   presence_->start(receiver);
@@ -247,8 +250,8 @@ void RedisFanout::drop_oldest_pending(const char* limit) {
   if (drop_log_.allow(suppressed))
     context_.logger().warn("dropping the oldest waiting messages: redis at '", config_.url.endpoint(),
                            "' is unreachable or behind and holds ", pending_.size() + 1, " waiting messages and ",
-                           held_bytes(), " bytes already (", limit, "); ", metrics_.dropped.value(),
-                           " dropped so far", suppressed ? " (" + std::to_string(suppressed) + " more since the last report)" : "");
+                           held_bytes(), " bytes already (", limit, "); ", metrics_.dropped.value(), " dropped so far",
+                           suppressed ? " (" + std::to_string(suppressed) + " more since the last report)" : "");
 }
 
 std::size_t RedisFanout::cost(const Message& message) const {
@@ -430,8 +433,8 @@ void RedisFanout::append_recent(bool at_stop) {
     recent_queue_.pop_front();
   }
   call->bytes = bytes;
-  if (redisAsyncCommandArgv(ac, &RedisFanout::on_append_reply, call.get(), static_cast<int>(argv.size()),
-                            argv.data(), lens.data()) != REDIS_OK) {
+  if (redisAsyncCommandArgv(ac, &RedisFanout::on_append_reply, call.get(), static_cast<int>(argv.size()), argv.data(),
+                            lens.data()) != REDIS_OK) {
     regap(*call);
     update_held();
     return;
@@ -546,7 +549,8 @@ void RedisFanout::read_recent(HistoryQuery query, HistoryHandler done) {
     return;
   }
   const std::string key = recent::stream_key(config_.recent_key_prefix, query.room);
-  const std::string count = std::to_string(std::min<std::size_t>(query.limit, static_cast<std::size_t>(config_.recent_messages)));
+  const std::string count =
+      std::to_string(std::min<std::size_t>(query.limit, static_cast<std::size_t>(config_.recent_messages)));
   const char* argv[6] = {"XREVRANGE", key.data(), "+", "-", "COUNT", count.data()};
   const std::size_t lens[6] = {9, key.size(), 1, 1, 5, count.size()};
   auto* request = new RecentRequest{std::move(done), context_.executor()};
@@ -568,10 +572,9 @@ void RedisFanout::on_recent_reply(redisAsyncContext*, void* reply_ptr, void* req
     messages = recent::messages_of(*reply);
   }
   // hiredis calls back from inside its read handler: answer from the loop.
-  boost::asio::post(request->executor, [done = std::move(request->done), status = std::move(status),
-                                        messages = std::move(messages)]() mutable {
-    done(std::move(status), std::move(messages));
-  });
+  boost::asio::post(request->executor,
+                    [done = std::move(request->done), status = std::move(status),
+                     messages = std::move(messages)]() mutable { done(std::move(status), std::move(messages)); });
 }
 
 void RedisFanout::flush(bool ignore_window) {
@@ -605,12 +608,14 @@ void RedisFanout::handle_publish_reply(const redisReply* reply) {
   std::uint64_t suppressed = 0;
   if (!publish_error_log_.allow(suppressed)) return;
   if (reply)
-    context_.logger().warn("redis refused a PUBLISH: ", std::string(reply->str, reply->len),
-                           suppressed ? " (" + std::to_string(suppressed) + " more publish errors since the last report)" : "");
+    context_.logger().warn(
+        "redis refused a PUBLISH: ", std::string(reply->str, reply->len),
+        suppressed ? " (" + std::to_string(suppressed) + " more publish errors since the last report)" : "");
   else
-    context_.logger().warn("a PUBLISH was in flight when the connection to redis was lost; it may not have reached "
-                           "other instances",
-                           suppressed ? " (" + std::to_string(suppressed) + " more publish errors since the last report)" : "");
+    context_.logger().warn(
+        "a PUBLISH was in flight when the connection to redis was lost; it may not have reached "
+        "other instances",
+        suppressed ? " (" + std::to_string(suppressed) + " more publish errors since the last report)" : "");
 }
 
 void RedisFanout::subscribe(const std::vector<std::string>& channels) {
@@ -624,8 +629,8 @@ void RedisFanout::subscribe(const std::vector<std::string>& channels) {
       argv.push_back(channels[i].data());
       lens.push_back(channels[i].size());
     }
-    if (redisAsyncCommandArgv(ac, &RedisFanout::on_subscription_reply, this, static_cast<int>(argv.size()),
-                              argv.data(), lens.data()) != REDIS_OK) {
+    if (redisAsyncCommandArgv(ac, &RedisFanout::on_subscription_reply, this, static_cast<int>(argv.size()), argv.data(),
+                              lens.data()) != REDIS_OK) {
       subscriber_->drop("cannot queue a SUBSCRIBE command");
       return;
     }
@@ -702,7 +707,8 @@ void RedisFanout::stop(std::function<void()> done) {
     append_recent(/*at_stop=*/true);
   }
   if (!pending_.empty()) {
-    if (config_.recent_messages > 0) metrics_.recent_missed.add(pending_.size());  // and no connection to cut their rooms
+    if (config_.recent_messages > 0)
+      metrics_.recent_missed.add(pending_.size());  // and no connection to cut their rooms
     metrics_.dropped.add(pending_.size());
     context_.logger().warn("dropped ", pending_.size(), " messages at stop that were waiting for redis at '",
                            config_.url.endpoint(), "'");

@@ -14,11 +14,11 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "cluster_fanout.hpp"
 #include "config.hpp"
 #include "fanout_metrics.hpp"
 #include "nudge/sdk.hpp"
 #include "nudge/sdk/log_limiter.hpp"
-#include "cluster_fanout.hpp"
 #include "presence_keeper.hpp"
 #include "redis_link.hpp"
 
@@ -124,9 +124,7 @@ class RedisFanout final : public Fanout {
   /// and its place in the recent window's queue and call.
   std::size_t cost(const Message& message) const;
   /// Bytes handed to hiredis and not answered, or waiting for the window.
-  std::size_t sent_bytes() const noexcept {
-    return in_flight_bytes_ + recent_queue_bytes_ + append_in_flight_bytes_;
-  }
+  std::size_t sent_bytes() const noexcept { return in_flight_bytes_ + recent_queue_bytes_ + append_in_flight_bytes_; }
   /// The message may go now without the fanout holding more than max_pending_bytes
   /// (one message larger than that goes alone).
   bool fits(const Message& message) const;
@@ -185,7 +183,7 @@ class RedisFanout final : public Fanout {
   std::optional<MessageId> cut_all_;
   std::size_t messages_in_flight_ = 0;  // in calls sent, not answered
   std::size_t cuts_in_flight_ = 0;
-  std::string script_sha_;  // from SCRIPT LOAD on this connection; EVAL until known
+  std::string script_sha_;    // from SCRIPT LOAD on this connection; EVAL until known
   std::string presence_sha_;  // the presence script's, likewise
   std::int64_t append_backoff_ms_ = 0;
   boost::asio::steady_timer append_retry_timer_;

@@ -141,10 +141,8 @@ void RedisLink::handle_connected() {
   redisEnableKeepAlive(&ac_->c);
   std::vector<std::pair<std::uintptr_t, std::vector<std::string>>> login;
   if (config_.url.has_password) {
-    if (config_.url.username.empty())
-      login.push_back({kAuth, {"AUTH", config_.url.password}});
-    else
-      login.push_back({kAuth, {"AUTH", config_.url.username, config_.url.password}});
+    if (config_.url.username.empty()) login.push_back({kAuth, {"AUTH", config_.url.password}});
+    else login.push_back({kAuth, {"AUTH", config_.url.username, config_.url.password}});
   }
   if (select_db_ && config_.url.db != 0) login.push_back({kSelect, {"SELECT", std::to_string(config_.url.db)}});
   if (!client_name_.empty()) login.push_back({kName, {"CLIENT", "SETNAME", client_name_}});
@@ -190,11 +188,11 @@ void RedisLink::became_ready() {
   const std::string endpoint = config_.url.endpoint();
   if (ever_ready_) {
     reconnects_.add();
-    context_.logger().info("reconnected the ", role_, " connection to redis at '", endpoint, "' after ",
-                           attempts_ + 1, " attempts / ", ms_since(down_since_), " ms");
+    context_.logger().info("reconnected the ", role_, " connection to redis at '", endpoint, "' after ", attempts_ + 1,
+                           " attempts / ", ms_since(down_since_), " ms");
   } else if (attempts_ > 0) {
-    context_.logger().info("connected the ", role_, " connection to redis at '", endpoint, "' after ",
-                           attempts_ + 1, " attempts / ", ms_since(down_since_), " ms");
+    context_.logger().info("connected the ", role_, " connection to redis at '", endpoint, "' after ", attempts_ + 1,
+                           " attempts / ", ms_since(down_since_), " ms");
   } else {
     context_.logger().info("connected the ", role_, " connection to redis at '", endpoint, "'");
   }
@@ -205,10 +203,8 @@ void RedisLink::became_ready() {
 }
 
 void RedisLink::handle_freed(const std::string& why) {
-  if (stopped_)
-    finish_stop();
-  else
-    failed(why);
+  if (stopped_) finish_stop();
+  else failed(why);
 }
 
 void RedisLink::drop(const std::string& why) {
@@ -249,11 +245,11 @@ void RedisLink::failed(const std::string& why) {
                              "; retrying in the background");
     } else if (Clock::now() - last_reminder_ >= kReminderInterval) {
       last_reminder_ = Clock::now();
-      context_.logger().warn("the ", role_, " connection to redis at '", endpoint, "' is still down after ",
-                             attempts_, " attempts / ", ms_since(down_since_), " ms: ", why);
+      context_.logger().warn("the ", role_, " connection to redis at '", endpoint, "' is still down after ", attempts_,
+                             " attempts / ", ms_since(down_since_), " ms: ", why);
     } else {
-      context_.logger().debug("connect attempt ", attempts_, " of the ", role_, " connection to redis at '",
-                              endpoint, "' failed: ", why);
+      context_.logger().debug("connect attempt ", attempts_, " of the ", role_, " connection to redis at '", endpoint,
+                              "' failed: ", why);
     }
   }
   schedule_retry();

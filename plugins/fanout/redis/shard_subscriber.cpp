@@ -26,9 +26,8 @@ std::string_view str(const redisReply* r) {
 
 bool is(const redisReply* r, std::string_view word) {
   const std::string_view s = str(r);
-  return s.size() == word.size() && std::equal(s.begin(), s.end(), word.begin(), [](char a, char b) {
-           return (a | 0x20) == b;
-         });
+  return s.size() == word.size() &&
+         std::equal(s.begin(), s.end(), word.begin(), [](char a, char b) { return (a | 0x20) == b; });
 }
 
 }  // namespace
@@ -116,10 +115,8 @@ void ShardSubscriber::on_connected() {
   reader_.reset(redisReaderCreate());
   state_ = State::ready;
   if (config_.url.has_password) {
-    if (config_.url.username.empty())
-      send({"AUTH", config_.url.password});
-    else
-      send({"AUTH", config_.url.username, config_.url.password});
+    if (config_.url.username.empty()) send({"AUTH", config_.url.password});
+    else send({"AUTH", config_.url.username, config_.url.password});
   }
   if (!client_name_.empty()) send({"CLIENT", "SETNAME", client_name_});
   // One SSUBSCRIBE per channel, pipelined: the channels of one command must

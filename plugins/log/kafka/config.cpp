@@ -23,8 +23,8 @@ bool is_broker_list(std::string_view text) {
 bool is_topic_name(std::string_view name) {
   if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
   for (char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;
   }
   return true;
@@ -156,19 +156,20 @@ DurabilityAssessment assess_durability(const KafkaConfig& config, const std::str
     problems.push_back("min.insync.replicas " + isr + " is more than its replication factor " + rf +
                        ", so every append is refused (NOT_ENOUGH_REPLICAS): " + alter + rf);
   if (found.replication_factor < config.replication_factor)
-    problems.push_back("it has replication factor " + rf + " where replication_factor = " +
-                       std::to_string(config.replication_factor) +
+    problems.push_back("it has replication factor " + rf +
+                       " where replication_factor = " + std::to_string(config.replication_factor) +
                        " is configured (an existing topic is left as it is): add replicas with "
                        "kafka-reassign-partitions.sh, or recreate the topic");
   if (config.min_insync_replicas > 0 && found.min_insync_replicas < config.min_insync_replicas &&
       found.min_insync_replicas <= found.replication_factor)
-    problems.push_back("min.insync.replicas is " + isr + " where min_insync_replicas = " +
-                       std::to_string(config.min_insync_replicas) + " is configured: " + alter +
-                       std::to_string(config.min_insync_replicas));
+    problems.push_back("min.insync.replicas is " + isr +
+                       " where min_insync_replicas = " + std::to_string(config.min_insync_replicas) +
+                       " is configured: " + alter + std::to_string(config.min_insync_replicas));
   else if (found.replication_factor >= 2 && found.min_insync_replicas < 2)
     problems.push_back("with replication factor " + rf + " and min.insync.replicas " + isr +
                        ", acks=all is met by the leader alone once its followers fall behind, and a leader lost "
-                       "then loses acked messages: " + alter + "2 (min_insync_replicas = 2)");
+                       "then loses acked messages: " +
+                       alter + "2 (min_insync_replicas = 2)");
   DurabilityAssessment a;
   if (!problems.empty()) {
     a.verdict = DurabilityVerdict::broken;
@@ -176,7 +177,8 @@ DurabilityAssessment assess_durability(const KafkaConfig& config, const std::str
     for (std::size_t i = 0; i < problems.size(); ++i) a.text += (i ? "; " : "") + problems[i];
   } else if (found.replication_factor == 1) {
     a.verdict = DurabilityVerdict::single_copy;
-    a.text = "topic '" + topic + "' keeps one copy of each message (replication factor 1): an ack means one broker "
+    a.text = "topic '" + topic +
+             "' keeps one copy of each message (replication factor 1): an ack means one broker "
              "has it, and losing that broker's disk loses acked messages; on a cluster use replication_factor = 3 "
              "and min_insync_replicas = 2";
   }

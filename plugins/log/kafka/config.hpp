@@ -45,7 +45,7 @@ struct KafkaConfig {
 
 /// What an existing topic keeps of each message, as the brokers describe it.
 struct TopicDurability {
-  std::int64_t replication_factor = 0;  ///< the fewest replicas of any partition
+  std::int64_t replication_factor = 0;   ///< the fewest replicas of any partition
   std::int64_t min_insync_replicas = 0;  ///< the topic's effective min.insync.replicas
 };
 

@@ -83,8 +83,8 @@ Consumer::Consumer(const KafkaConfig& config, Context& context, BlockingWorker& 
           "start_lookup_errors",
           "Reads of committed offsets (where a new assignment's lag counts from) that failed; retried")),
       assigned_partitions_(context.metrics().gauge("assigned_partitions", "Partitions this member owns")),
-      consumer_lag_(context.metrics().gauge("consumer_lag",
-                                            "Records in owned partitions not yet confirmed by the sink")) {}
+      consumer_lag_(
+          context.metrics().gauge("consumer_lag", "Records in owned partitions not yet confirmed by the sink")) {}
 
 Consumer::~Consumer() {
   *alive_ = false;
@@ -115,8 +115,9 @@ void Consumer::destroy_handle(rd_kafka_t* rk, int flags, bool may_lack_assignor_
     static std::vector<rd_kafka_t*> kept;
     const std::lock_guard lock(mutex);
     kept.push_back(rk);
-    logger.info("not destroying the Kafka consumer: it never received an assignment, and this librdkafka "
-                "aborts when such a handle is destroyed (librdkafka issue 4312); the process exit releases it");
+    logger.info(
+        "not destroying the Kafka consumer: it never received an assignment, and this librdkafka "
+        "aborts when such a handle is destroyed (librdkafka issue 4312); the process exit releases it");
     return;
   }
   rd_kafka_destroy_flags(rk, flags);
@@ -126,22 +127,20 @@ Status Consumer::start() {
   std::string error;
   rd_kafka_conf_t* conf = base_conf(error);
   if (!conf) return Status::error(StatusCode::invalid_argument, error);
-  const bool ok = set(conf, "group.id", config_.group_id, error) &&
-                  // Offsets are stored only for confirmed batches; librdkafka
-                  // commits what is stored every second, on revoke and on close.
-                  set(conf, "enable.auto.commit", "true", error) &&
-                  set(conf, "enable.auto.offset.store", "false", error) &&
-                  set(conf, "auto.commit.interval.ms", "1000", error) &&
-                  set(conf, "auto.offset.reset", "earliest", error) &&
-                  set(conf, "partition.assignment.strategy", "cooperative-sticky", error) &&
-                  set(conf, "session.timeout.ms", std::to_string(config_.session_timeout_ms), error) &&
-                  set(conf, "heartbeat.interval.ms",
-                      std::to_string(std::min<std::int64_t>(3000, config_.session_timeout_ms / 3)), error) &&
-                  set(conf, "enable.partition.eof", "false", error) &&
-                  set(conf, "allow.auto.create.topics", "false", error) &&
-                  // What librdkafka prefetches (records not taken yet) is
-                  // bounded by this, across partitions.
-                  set(conf, "queued.max.messages.kbytes", "32768", error);
+  const bool ok =
+      set(conf, "group.id", config_.group_id, error) &&
+      // Offsets are stored only for confirmed batches; librdkafka
+      // commits what is stored every second, on revoke and on close.
+      set(conf, "enable.auto.commit", "true", error) && set(conf, "enable.auto.offset.store", "false", error) &&
+      set(conf, "auto.commit.interval.ms", "1000", error) && set(conf, "auto.offset.reset", "earliest", error) &&
+      set(conf, "partition.assignment.strategy", "cooperative-sticky", error) &&
+      set(conf, "session.timeout.ms", std::to_string(config_.session_timeout_ms), error) &&
+      set(conf, "heartbeat.interval.ms", std::to_string(std::min<std::int64_t>(3000, config_.session_timeout_ms / 3)),
+          error) &&
+      set(conf, "enable.partition.eof", "false", error) && set(conf, "allow.auto.create.topics", "false", error) &&
+      // What librdkafka prefetches (records not taken yet) is
+      // bounded by this, across partitions.
+      set(conf, "queued.max.messages.kbytes", "32768", error);
   if (!ok) {
     rd_kafka_conf_destroy(conf);
     return Status::error(StatusCode::invalid_argument, error);
@@ -278,8 +277,7 @@ void Consumer::on_record(const rd_kafka_message_t* record) {
   buffer_.push_back(std::move(entry));
 }
 
-void Consumer::stop_partition(std::int32_t partition, Assigned& owned, std::int64_t offset,
-                              const std::string& error) {
+void Consumer::stop_partition(std::int32_t partition, Assigned& owned, std::int64_t offset, const std::string& error) {
   owned.stopped_at = offset;
   owned.stop_error = error;
   partition_stops_.add();
@@ -292,12 +290,12 @@ void Consumer::stop_partition(std::int32_t partition, Assigned& owned, std::int6
   paused_.insert(partition);
   std::uint64_t suppressed = 0;
   if (limiter_.allow("stop", suppressed))
-    logger_.error("partition ", partition, " of topic '", config_.topic, "' stopped at offset ", offset,
-                  ": the record there cannot be decoded (", error,
-                  "); on_undecodable = \"stop\" commits nothing at or past it. Run a build that reads it, or set "
-                  "on_undecodable = \"dead-letter\", and restart",
-                  suppressed ? " (" + std::to_string(suppressed) + " more partitions stopped since the last such line)"
-                             : "");
+    logger_.error(
+        "partition ", partition, " of topic '", config_.topic, "' stopped at offset ", offset,
+        ": the record there cannot be decoded (", error,
+        "); on_undecodable = \"stop\" commits nothing at or past it. Run a build that reads it, or set "
+        "on_undecodable = \"dead-letter\", and restart",
+        suppressed ? " (" + std::to_string(suppressed) + " more partitions stopped since the last such line)" : "");
 }
 
 std::optional<std::string> Consumer::held_reason() const {
@@ -404,8 +402,7 @@ void Consumer::on_batch_done(std::uint64_t id, Status status) {
   if (!in_flight_ || in_flight_->id != id) {
     if (id > next_batch_id_ || (in_flight_ && id > in_flight_->id))
       logger_.error("a batch was confirmed that is not in flight (a LogConsumer bug)");
-    else
-      logger_.debug("ignoring a late or repeated answer for batch ", id);
+    else logger_.debug("ignoring a late or repeated answer for batch ", id);
     return;
   }
   if (status.ok()) {
@@ -538,8 +535,8 @@ void Consumer::store_offsets(const std::vector<Entry>& entries) {
   std::map<std::int32_t, std::int64_t> limit;
   for (const auto& e : entries) {
     if (!owns(e)) continue;  // revoked meanwhile
-    const bool hold = e.kind == Kind::stop ||
-                      (e.kind == Kind::dead_letter && e.dead_letter->state != DeadLetter::State::produced);
+    const bool hold =
+        e.kind == Kind::stop || (e.kind == Kind::dead_letter && e.dead_letter->state != DeadLetter::State::produced);
     auto& n = next[e.partition];
     n = std::max(n, hold ? e.offset : e.offset + 1);
     if (hold && !limit.contains(e.partition)) limit[e.partition] = e.offset;
@@ -557,7 +554,8 @@ void Consumer::store_offsets(const std::vector<Entry>& entries) {
       assigned_[p.partition].stored = p.offset;
       if (auto range = replay_plan_.find(p.partition); range != replay_plan_.end())
         range->second.reached = std::max(range->second.reached, p.offset);
-    } else logger_.debug("cannot store offset ", p.offset, " of partition ", p.partition, ": ", rd_kafka_err2str(p.err));
+    } else
+      logger_.debug("cannot store offset ", p.offset, " of partition ", p.partition, ": ", rd_kafka_err2str(p.err));
   }
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) logger_.debug("storing offsets: ", rd_kafka_err2str(err));
 }
@@ -634,10 +632,10 @@ void Consumer::on_rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_li
     if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
       logger_.warn("rebalance error (", rd_kafka_err2str(err), "); giving up partitions ", describe(partitions));
     else
-      logger_.info(lost ? "lost" : "revoked", " partitions ", describe(partitions), " of topic '", config_.topic,
-                   "'", before != buffer_.size() ? " (" + std::to_string(before - buffer_.size()) +
-                                                        " records not yet handed over are left to the next owner)"
-                                                  : "");
+      logger_.info(lost ? "lost" : "revoked", " partitions ", describe(partitions), " of topic '", config_.topic, "'",
+                   before != buffer_.size() ? " (" + std::to_string(before - buffer_.size()) +
+                                                  " records not yet handed over are left to the next owner)"
+                                            : "");
     if (cooperative) error = rd_kafka_incremental_unassign(rk_, unassign.list);
     else assign_err = rd_kafka_assign(rk_, nullptr);
   }
@@ -696,8 +694,8 @@ void Consumer::restart_idle_partitions() {
   if (idle.list->cnt > 0) {
     if (rd_kafka_error_t* error = rd_kafka_incremental_unassign(rk_, idle.list)) {
       // Most likely a rebalance is moving them right now, which starts them anew anyway.
-      logger_.debug("cannot unassign partitions ", describe(idle.list), " to restart them: ",
-                    rd_kafka_error_string(error));
+      logger_.debug("cannot unassign partitions ", describe(idle.list),
+                    " to restart them: ", rd_kafka_error_string(error));
       rd_kafka_error_destroy(error);
     } else {
       for (int i = 0; i < idle.list->cnt; ++i) detached_.insert(idle.list->elems[i].partition);
@@ -730,8 +728,7 @@ void Consumer::restart_idle_partitions() {
   look_up_starts();
 }
 
-void Consumer::commit_cb(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets,
-                         void* opaque) {
+void Consumer::commit_cb(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* offsets, void* opaque) {
   static_cast<Consumer*>(opaque)->on_commit(err, offsets);
 }
 
@@ -950,8 +947,9 @@ void Consumer::stop(std::function<void()> done) {
     dead_letter_timer_.cancel();
     finish_in_flight();
     if (in_flight_)
-      logger_.info("waiting for the sink (and the dead-letter topic) to answer the batch in flight before leaving "
-                   "the group");
+      logger_.info(
+          "waiting for the sink (and the dead-letter topic) to answer the batch in flight before leaving "
+          "the group");
     return;
   }
   begin_close();

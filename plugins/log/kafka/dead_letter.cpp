@@ -123,8 +123,7 @@ void DeadLetterProducer::produce(const UndecodableRecord& record, Completion don
   const std::size_t value_size = record.value ? record.value->size() : 0;
   const rd_kafka_resp_err_t err = rd_kafka_producev(
       rk_, RD_KAFKA_V_TOPIC(config_.dead_letter_topic.c_str()), RD_KAFKA_V_KEY(key, key_size),
-      RD_KAFKA_V_VALUE(value, value_size),
-      RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+      RD_KAFKA_V_VALUE(value, value_size), RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
       RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(id))), RD_KAFKA_V_END);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     rd_kafka_headers_destroy(headers);  // librdkafka owns them only once it took the record
@@ -145,9 +144,8 @@ void DeadLetterProducer::on_delivery(const rd_kafka_message_t* report) {
   if (report->err == RD_KAFKA_RESP_ERR_NO_ERROR && rd_kafka_message_status(report) == RD_KAFKA_MSG_STATUS_PERSISTED)
     return done(Status::success());
   const rd_kafka_resp_err_t err = report->err != RD_KAFKA_RESP_ERR_NO_ERROR ? report->err : RD_KAFKA_RESP_ERR__FAIL;
-  done(Status::error(delivery_status_code(err),
-                     std::string("Kafka did not store the record in '") + config_.dead_letter_topic +
-                         "': " + rd_kafka_err2str(err)));
+  done(Status::error(delivery_status_code(err), std::string("Kafka did not store the record in '") +
+                                                    config_.dead_letter_topic + "': " + rd_kafka_err2str(err)));
 }
 
 void DeadLetterProducer::serve() {

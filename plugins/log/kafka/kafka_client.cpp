@@ -79,8 +79,7 @@ void KafkaClient::log_cb(const rd_kafka_t* rk, int level, const char* facility, 
 }
 
 void KafkaClient::error_cb(rd_kafka_t* rk, int err, const char* reason, void* opaque) {
-  if (auto* self = static_cast<KafkaClient*>(opaque))
-    self->on_error(rk, static_cast<rd_kafka_resp_err_t>(err), reason);
+  if (auto* self = static_cast<KafkaClient*>(opaque)) self->on_error(rk, static_cast<rd_kafka_resp_err_t>(err), reason);
 }
 
 int KafkaClient::stats_cb(rd_kafka_t*, char* json, size_t json_len, void* opaque) {
@@ -149,8 +148,7 @@ void KafkaClient::on_error(rd_kafka_t* rk, rd_kafka_resp_err_t err, const char* 
   if (suppressed)
     logger_.warn("Kafka ", role_, ": ", reason, " (", rd_kafka_err2name(err), "; ", suppressed,
                  " more since the last such line)");
-  else
-    logger_.warn("Kafka ", role_, ": ", reason, " (", rd_kafka_err2name(err), ")");
+  else logger_.warn("Kafka ", role_, ": ", reason, " (", rd_kafka_err2name(err), ")");
 }
 
 StatusCode delivery_status_code(rd_kafka_resp_err_t err) noexcept {

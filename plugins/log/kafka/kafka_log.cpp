@@ -30,8 +30,8 @@ std::optional<std::int64_t> KafkaLog::consumer_lag() const {
 
 Readiness KafkaLog::readiness() const {
   if (!started_) return Readiness::no("not started");
-  for (const KafkaClient* client : {static_cast<const KafkaClient*>(producer_.get()),
-                                    static_cast<const KafkaClient*>(consumer_.get())}) {
+  for (const KafkaClient* client :
+       {static_cast<const KafkaClient*>(producer_.get()), static_cast<const KafkaClient*>(consumer_.get())}) {
     if (client && client->brokers_down())
       return Readiness::no("all Kafka brokers are down (" + config_.brokers + "): " + client->brokers_down_reason());
   }
@@ -72,8 +72,8 @@ Status KafkaLog::start_replay(const LogStartOptions& options, const LogReplay& r
                          "a replay must not read in the pipeline's own consumer group '" + config_.group_id +
                              "': its live workers would lose their place; name another with --group");
   replay_config_ = std::move(replay);
-  consumer_ = std::make_unique<Consumer>(*replay_config_, context_, *worker_, *options.consumer,
-                                         options.max_batch_messages);
+  consumer_ =
+      std::make_unique<Consumer>(*replay_config_, context_, *worker_, *options.consumer, options.max_batch_messages);
   if (auto s = consumer_->start(); !s.ok()) return s;
   // The topic is read as it is: a replay creates nothing.
   consumer_->replay(range);
@@ -89,8 +89,7 @@ Status KafkaLog::start(const LogStartOptions& options) {
     if (auto s = producer_->start(); !s.ok()) return s;
   }
   if (options.consumer) {
-    consumer_ = std::make_unique<Consumer>(config_, context_, *worker_, *options.consumer,
-                                           options.max_batch_messages);
+    consumer_ = std::make_unique<Consumer>(config_, context_, *worker_, *options.consumer, options.max_batch_messages);
     if (auto s = consumer_->start(); !s.ok()) return s;
   }
   if (config_.create_topic) {

@@ -53,20 +53,19 @@ Status Producer::create_handle() {
   std::string error;
   rd_kafka_conf_t* conf = base_conf(error);
   if (!conf) return Status::error(StatusCode::invalid_argument, error);
-  const bool ok =
-      set(conf, "enable.idempotence", "true", error) && set(conf, "acks", "all", error) &&
-      set(conf, "linger.ms", std::to_string(config_.linger_ms), error) &&
-      set(conf, "batch.size", std::to_string(config_.batch_size), error) &&
-      set(conf, "compression.codec", config_.compression, error) &&
-      set(conf, "message.timeout.ms", std::to_string(config_.delivery_timeout_ms), error) &&
-      // The runtime's in-flight window is the real backpressure; this only
-      // has to be larger than any window.
-      set(conf, "queue.buffering.max.messages", "1000000", error) &&
-      // Like the Java client: a room's messages always land in one partition.
-      set(conf, "partitioner", "murmur2_random", error) &&
-      // The log creates the topic with its partition count; a metadata
-      // request must not create it first with the broker's default.
-      set(conf, "allow.auto.create.topics", "false", error);
+  const bool ok = set(conf, "enable.idempotence", "true", error) && set(conf, "acks", "all", error) &&
+                  set(conf, "linger.ms", std::to_string(config_.linger_ms), error) &&
+                  set(conf, "batch.size", std::to_string(config_.batch_size), error) &&
+                  set(conf, "compression.codec", config_.compression, error) &&
+                  set(conf, "message.timeout.ms", std::to_string(config_.delivery_timeout_ms), error) &&
+                  // The runtime's in-flight window is the real backpressure; this only
+                  // has to be larger than any window.
+                  set(conf, "queue.buffering.max.messages", "1000000", error) &&
+                  // Like the Java client: a room's messages always land in one partition.
+                  set(conf, "partitioner", "murmur2_random", error) &&
+                  // The log creates the topic with its partition count; a metadata
+                  // request must not create it first with the broker's default.
+                  set(conf, "allow.auto.create.topics", "false", error);
   if (!ok) {
     rd_kafka_conf_destroy(conf);
     return Status::error(StatusCode::invalid_argument, error);
@@ -81,8 +80,8 @@ Status Producer::create_handle() {
   h->topic = rd_kafka_topic_new(rk, config_.topic.c_str(), nullptr);
   if (!h->topic) {
     close_now(*h);
-    return Status::error(StatusCode::internal, std::string("cannot make the topic handle: ") +
-                                                   rd_kafka_err2str(rd_kafka_last_error()));
+    return Status::error(StatusCode::internal,
+                         std::string("cannot make the topic handle: ") + rd_kafka_err2str(rd_kafka_last_error()));
   }
   h->queue = rd_kafka_queue_get_main(rk);
   Handle* raw = h.get();
@@ -109,8 +108,7 @@ void Producer::append(const MessagePtr& message, Completion done) {
     const rd_kafka_resp_err_t err = rd_kafka_last_error();
     Completion failed = std::move(p->done);
     delete p;
-    const StatusCode code =
-        err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? StatusCode::unavailable : delivery_status_code(err);
+    const StatusCode code = err == RD_KAFKA_RESP_ERR__QUEUE_FULL ? StatusCode::unavailable : delivery_status_code(err);
     return post_failure(std::move(failed), code,
                         std::string("the Kafka producer refused the message: ") + rd_kafka_err2str(err));
   }
@@ -120,9 +118,8 @@ void Producer::append(const MessagePtr& message, Completion done) {
 
 void Producer::post_failure(Completion done, StatusCode code, std::string why) {
   produce_errors_.add();
-  boost::asio::post(executor_, [done = std::move(done), code, why = std::move(why)] {
-    done(Status::error(code, why));
-  });
+  boost::asio::post(executor_,
+                    [done = std::move(done), code, why = std::move(why)] { done(Status::error(code, why)); });
 }
 
 void Producer::link(Pending* p) {
@@ -150,15 +147,13 @@ void Producer::on_delivery(const rd_kafka_message_t* report) {
   --in_flight_;
   std::unique_ptr<Pending> owned(p);
   // Ok only for a message the brokers have (acks=all: every in-sync replica).
-  if (report->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-      rd_kafka_message_status(report) == RD_KAFKA_MSG_STATUS_PERSISTED) {
+  if (report->err == RD_KAFKA_RESP_ERR_NO_ERROR && rd_kafka_message_status(report) == RD_KAFKA_MSG_STATUS_PERSISTED) {
     produced_.add();
     owned->done(Status::success());
     return;
   }
   produce_errors_.add();
-  const rd_kafka_resp_err_t err =
-      report->err != RD_KAFKA_RESP_ERR_NO_ERROR ? report->err : RD_KAFKA_RESP_ERR__FAIL;
+  const rd_kafka_resp_err_t err = report->err != RD_KAFKA_RESP_ERR_NO_ERROR ? report->err : RD_KAFKA_RESP_ERR__FAIL;
   owned->done(Status::error(delivery_status_code(err),
                             std::string("Kafka did not store the message: ") + rd_kafka_err2str(err)));
 }

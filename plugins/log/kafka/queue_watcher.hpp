@@ -3,9 +3,9 @@
 #include <functional>
 #include <memory>
 
+#include <librdkafka/rdkafka.h>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <librdkafka/rdkafka.h>
 
 #include "nudge/sdk/status.hpp"
 

@@ -32,8 +32,8 @@ std::string utc_text(std::int64_t ms) {
   std::tm tm{};
   gmtime_r(&seconds, &tm);
   char text[96];  // room for any int the format could take, as -Wformat-truncation counts
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
   return text;
 }
 
@@ -132,7 +132,8 @@ std::vector<PartitionFacts> query_partition_facts(rd_kafka_t* rk, const std::str
   }
   std::sort(facts.begin(), facts.end(), [](const auto& a, const auto& b) { return a.partition < b.partition; });
   for (auto& f : facts) {
-    if (const auto e = rd_kafka_query_watermark_offsets(rk, topic.c_str(), f.partition, &f.low, &f.high, kQueryTimeoutMs);
+    if (const auto e =
+            rd_kafka_query_watermark_offsets(rk, topic.c_str(), f.partition, &f.low, &f.high, kQueryTimeoutMs);
         e != RD_KAFKA_RESP_ERR_NO_ERROR) {
       error = "cannot read the offsets of partition " + std::to_string(f.partition) + " of topic '" + topic +
               "': " + rd_kafka_err2str(e);
@@ -151,7 +152,8 @@ std::vector<PartitionFacts> query_partition_facts(rd_kafka_t* rk, const std::str
       const auto* found = rd_kafka_topic_partition_list_find(list.get(), topic.c_str(), f.partition);
       if (!found || found->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         error = "cannot find the offset of " + utc_text(ms) + " in partition " + std::to_string(f.partition) +
-                " of topic '" + topic + "': " + rd_kafka_err2str(found ? found->err : RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION);
+                " of topic '" + topic +
+                "': " + rd_kafka_err2str(found ? found->err : RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION);
         return false;
       }
       f.*into = found->offset;

@@ -51,8 +51,8 @@ ReplayPlan plan_replay(const LogReplay& range, const std::vector<PartitionFacts>
 /// Asks the brokers, through the consumer handle `rk` (blocking, up to a few
 /// seconds per request: on a worker thread), what plan_replay needs. Empty
 /// with `error` set when they cannot be asked.
-std::vector<PartitionFacts> query_partition_facts(rd_kafka_t* rk, const std::string& topic,
-                                                  const LogReplay& range, std::string& error);
+std::vector<PartitionFacts> query_partition_facts(rd_kafka_t* rk, const std::string& topic, const LogReplay& range,
+                                                  std::string& error);
 
 /// "2026-12-06T14:03:07.250Z", for the sentences of a plan.
 std::string utc_text(std::int64_t ms_since_epoch);

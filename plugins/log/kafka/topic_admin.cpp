@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <map>
 #include <string_view>
 #include <thread>
-#include <variant>
-#include <map>
 #include <utility>
+#include <variant>
 
 #include <boost/asio/post.hpp>
 
@@ -49,8 +49,8 @@ TopicAdmin::TopicAdmin(const KafkaConfig& config, Context& context, BlockingWork
       retry_timer_(context.executor()),
       replication_factor_(context.metrics().gauge(
           "topic_replication_factor", "Replicas of the topic's partitions (the fewest), as checked at start")),
-      min_insync_replicas_(context.metrics().gauge(
-          "topic_min_insync_replicas", "The topic's min.insync.replicas, as checked at start")) {}
+      min_insync_replicas_(context.metrics().gauge("topic_min_insync_replicas",
+                                                   "The topic's min.insync.replicas, as checked at start")) {}
 
 TopicAdmin::~TopicAdmin() {
   *alive_ = false;
@@ -167,8 +167,8 @@ void TopicAdmin::on_result(rd_kafka_event_t* event) {
   std::erase_if(pending_, [&](const TopicSpec& spec) {
     const auto found = answers.find(spec.name);
     // No answer for it: asked again with the others.
-    const auto [err, why] = found != answers.end() ? found->second
-                                                   : std::pair{RD_KAFKA_RESP_ERR__FAIL, std::string("no answer")};
+    const auto [err, why] =
+        found != answers.end() ? found->second : std::pair{RD_KAFKA_RESP_ERR__FAIL, std::string("no answer")};
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       logger_.info("created topic '", spec.name, "' with ", spec.partitions, " partition",
                    spec.partitions == 1 ? "" : "s", " (replication factor ", config_.replication_factor, ")");
@@ -309,41 +309,39 @@ void TopicAdmin::check_durability() {
   // and the shared worker serves the producer's and consumer's calls.
   checking_ = true;
   check_worker_ = std::make_unique<BlockingWorker>(executor_);
-  check_worker_->run([rk = rk_, name = config_.topic, cancel = cancel_check_] {
-                       return describe_durability(rk, name, *cancel);
-                     },
-                     [this, alive = alive_](std::variant<TopicDurability, std::string> result) {
-                       if (!*alive) return;
-                       checking_ = false;
-                       check_worker_.reset();  // idle: its job has returned
-                       if (*cancel_check_) {
-                         // Stopped before it could tell: nothing to say.
-                       } else if (const auto* problem = std::get_if<std::string>(&result)) {
-                         logger_.warn("cannot check what topic '", config_.topic, "' keeps of each message (",
-                                      *problem, "); acks=all holds only as far as its replication factor and ",
-                                      "min.insync.replicas");
-                       } else {
-                         const auto& found = std::get<TopicDurability>(result);
-                         replication_factor_.set(found.replication_factor);
-                         min_insync_replicas_.set(found.min_insync_replicas);
-                         const DurabilityAssessment a = assess_durability(config_, config_.topic, found);
-                         switch (a.verdict) {
-                           case DurabilityVerdict::holds:
-                             logger_.info("topic '", config_.topic, "': replication factor ", found.replication_factor,
-                                          ", min.insync.replicas ", found.min_insync_replicas);
-                             break;
-                           case DurabilityVerdict::single_copy:
-                             logger_.info(a.text);
-                             break;
-                           case DurabilityVerdict::broken:
-                             logger_.warn(a.text);
-                             break;
-                         }
-                       }
-                       // A stop() meanwhile left the handle for this moment.
-                       done_ = true;
-                       finished();
-                     });
+  check_worker_->run(
+      [rk = rk_, name = config_.topic, cancel = cancel_check_] { return describe_durability(rk, name, *cancel); },
+      [this, alive = alive_](std::variant<TopicDurability, std::string> result) {
+        if (!*alive) return;
+        checking_ = false;
+        check_worker_.reset();  // idle: its job has returned
+        if (*cancel_check_) {
+          // Stopped before it could tell: nothing to say.
+        } else if (const auto* problem = std::get_if<std::string>(&result)) {
+          logger_.warn("cannot check what topic '", config_.topic, "' keeps of each message (", *problem,
+                       "); acks=all holds only as far as its replication factor and ", "min.insync.replicas");
+        } else {
+          const auto& found = std::get<TopicDurability>(result);
+          replication_factor_.set(found.replication_factor);
+          min_insync_replicas_.set(found.min_insync_replicas);
+          const DurabilityAssessment a = assess_durability(config_, config_.topic, found);
+          switch (a.verdict) {
+            case DurabilityVerdict::holds:
+              logger_.info("topic '", config_.topic, "': replication factor ", found.replication_factor,
+                           ", min.insync.replicas ", found.min_insync_replicas);
+              break;
+            case DurabilityVerdict::single_copy:
+              logger_.info(a.text);
+              break;
+            case DurabilityVerdict::broken:
+              logger_.warn(a.text);
+              break;
+          }
+        }
+        // A stop() meanwhile left the handle for this moment.
+        done_ = true;
+        finished();
+      });
 }
 
 void TopicAdmin::finished() {
@@ -371,7 +369,8 @@ void TopicAdmin::stop(std::function<void()> done) {
   *cancel_check_ = true;
   settled_ = nullptr;
   if (rk_) return finished();
-  if (!releasing_) boost::asio::post(executor_, [this, alive = alive_] {
+  if (!releasing_)
+    boost::asio::post(executor_, [this, alive = alive_] {
       if (!*alive) return;
       if (auto done = std::exchange(on_stopped_, nullptr)) done();
     });

@@ -64,8 +64,8 @@ class TopicAdmin final : public KafkaClient {
   std::function<void(bool)> settled_;
   int attempts_ = 0;
   bool done_ = false;
-  Gauge& replication_factor_;   ///< as the brokers describe the topic; 0 until checked
-  Gauge& min_insync_replicas_;  ///< the topic's effective min.insync.replicas; 0 until checked
+  Gauge& replication_factor_;                     ///< as the brokers describe the topic; 0 until checked
+  Gauge& min_insync_replicas_;                    ///< the topic's effective min.insync.replicas; 0 until checked
   std::unique_ptr<BlockingWorker> check_worker_;  ///< only while the check runs
   bool checking_ = false;
   /// Set by stop(): the check gives up at its next slice (100 ms) so the stop need not wait.

@@ -17,20 +17,36 @@ std::optional<MysqlUrl> parse_url(std::string_view text, std::string& error) {
   if (!url) {
     using Part = UrlError::Part;
     switch (why.part) {
-      case Part::empty: error = "must not be empty"; break;
-      case Part::scheme: error = std::string("must start with mysql:// or mariadb://") + form; break;
+      case Part::empty:
+        error = "must not be empty";
+        break;
+      case Part::scheme:
+        error = std::string("must start with mysql:// or mariadb://") + form;
+        break;
       case Part::query_not_allowed:
       case Part::query:
         error = "must not have query parameters or a fragment: the sink sets its connection options from its own keys";
         break;
       case Part::path_not_allowed:
-      case Part::path: error = "has a malformed %-escape in the database name"; break;
-      case Part::userinfo: error = "has a malformed %-escape in the user or password"; break;
-      case Part::host_empty: error = std::string("must name a host") + form; break;
-      case Part::host_name: error = "has an invalid host name '" + why.text + "'"; break;
-      case Part::ipv6: error = "has a malformed IPv6 address (expected [addr]:port)"; break;
+      case Part::path:
+        error = "has a malformed %-escape in the database name";
+        break;
+      case Part::userinfo:
+        error = "has a malformed %-escape in the user or password";
+        break;
+      case Part::host_empty:
+        error = std::string("must name a host") + form;
+        break;
+      case Part::host_name:
+        error = "has an invalid host name '" + why.text + "'";
+        break;
+      case Part::ipv6:
+        error = "has a malformed IPv6 address (expected [addr]:port)";
+        break;
       case Part::port_empty:
-      case Part::port: error = "has an invalid port '" + why.text + "' (expected 1 to 65535)"; break;
+      case Part::port:
+        error = "has an invalid port '" + why.text + "' (expected 1 to 65535)";
+        break;
     }
     return std::nullopt;
   }
@@ -50,9 +66,7 @@ std::optional<MysqlUrl> parse_url(std::string_view text, std::string& error) {
                   std::move(url->path)};
 }
 
-std::string MysqlUrl::redacted() const {
-  return "mysql://" + user + "@" + join_host_port(host, port) + "/" + database;
-}
+std::string MysqlUrl::redacted() const { return "mysql://" + user + "@" + join_host_port(host, port) + "/" + database; }
 
 std::optional<TableName> parse_table_name(std::string_view text, std::string& error) {
   // Lower case only: on Linux MySQL's table names are case-sensitive, and one
@@ -110,8 +124,12 @@ MysqlConfig MysqlConfig::from(const Config& c) {
   if (!url) throw std::invalid_argument("url: " + error);  // validated by the schema already
   auto table = parse_table_name(c.get_string("table"), error);
   if (!table) throw std::invalid_argument("table: " + error);
-  return {std::move(*url), std::move(*table), c.get_int("connect_timeout_ms"), c.get_int("statement_timeout_ms"),
-          c.get_int("wait_for_database_ms"), c.get_int(HealthProbe::kIntervalKey)};
+  return {std::move(*url),
+          std::move(*table),
+          c.get_int("connect_timeout_ms"),
+          c.get_int("statement_timeout_ms"),
+          c.get_int("wait_for_database_ms"),
+          c.get_int(HealthProbe::kIntervalKey)};
 }
 
 unsigned MysqlConfig::connect_timeout_s() const {

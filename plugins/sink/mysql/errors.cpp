@@ -4,9 +4,12 @@ namespace nudge::plugins::mysql {
 
 std::string_view to_string(ServerFlavour flavour) noexcept {
   switch (flavour) {
-    case ServerFlavour::unknown: return "unknown";
-    case ServerFlavour::mysql: return "MySQL";
-    case ServerFlavour::mariadb: return "MariaDB";
+    case ServerFlavour::unknown:
+      return "unknown";
+    case ServerFlavour::mysql:
+      return "MySQL";
+    case ServerFlavour::mariadb:
+      return "MariaDB";
   }
   return "unknown";
 }

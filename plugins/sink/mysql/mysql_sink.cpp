@@ -12,10 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include "nudge/sdk/startup_retry.hpp"
 #include "rows.hpp"
 #include "server.hpp"
 #include "sql.hpp"
-#include "nudge/sdk/startup_retry.hpp"
 
 namespace nudge::plugins::mysql {
 
@@ -39,9 +39,12 @@ void init_library_once() {
 
 std::string server_name(ServerFlavour flavour) {
   switch (flavour) {
-    case ServerFlavour::mysql: return "MySQL";
-    case ServerFlavour::mariadb: return "MariaDB";
-    case ServerFlavour::unknown: return "MySQL/MariaDB";
+    case ServerFlavour::mysql:
+      return "MySQL";
+    case ServerFlavour::mariadb:
+      return "MariaDB";
+    case ServerFlavour::unknown:
+      return "MySQL/MariaDB";
   }
   return "MySQL/MariaDB";
 }
@@ -298,14 +301,15 @@ MysqlSink::MysqlSink(const Config& config, Context& context)
       db_errors_(context.metrics().counter("db_errors",
                                            "Failed database calls (inserts, history reads, connection attempts)")),
       reconnects_(context.metrics().counter("reconnects", "Connections reopened after one was lost")),
-      texts_repaired_(context.metrics().counter(
-          "texts_repaired", "Room, sender or origin values stored with U+FFFD for bytes that were not UTF-8, "
-                            "or cut to the column's length")),
+      texts_repaired_(
+          context.metrics().counter("texts_repaired",
+                                    "Room, sender or origin values stored with U+FFFD for bytes that were not UTF-8, "
+                                    "or cut to the column's length")),
       timestamps_clamped_(context.metrics().counter(
           "timestamps_clamped", "Timestamps outside DATETIME's range (years 1000 to 9999), stored at its bound")),
       history_reads_(context.metrics().counter("history_reads", "History reads answered")),
-      history_rows_skipped_(context.metrics().counter(
-          "history_rows_skipped", "Rows a history read left out because their id is not a UUID")),
+      history_rows_skipped_(context.metrics().counter("history_rows_skipped",
+                                                      "Rows a history read left out because their id is not a UUID")),
       connected_(context.metrics().gauge("connected", "1 while a database connection is open")),
       health_checks_(context.metrics().counter("health_checks", "Health checks (SELECT 1) run while idle")),
       probe_(context, server_name(ServerFlavour::unknown), display_url_,
@@ -477,8 +481,9 @@ Status MysqlSink::migrate() {
     if (auto e = session_->select(unique_id_index_sql(table), values)) return failed(*e);
     if (values.empty())
       return Status::error(StatusCode::internal,
-                           where + " exists but has no PRIMARY KEY or UNIQUE index on 'id' alone, which the sink "
-                                   "needs to skip messages already stored; set 'table' to another name");
+                           where +
+                               " exists but has no PRIMARY KEY or UNIQUE index on 'id' alone, which the sink "
+                               "needs to skip messages already stored; set 'table' to another name");
     if (auto s = add_history_index(); !s.ok()) return s;
   }
   // Preparing the insert checks the columns as the sink writes them; the
@@ -509,8 +514,7 @@ Status MysqlSink::add_history_index() {
     context_.logger().warn("table '", table.display(), "' at ", display_url_,
                            " has an index named 'room_id_idx' on other columns, so the sink could not add its "
                            "(room, id) index: history reads will be slow. Add an index on (room, id)");
-  else
-    context_.logger().info("added the index 'room_id_idx' (room, id) to table '", table.display(), "'");
+  else context_.logger().info("added the index 'room_id_idx' (room, id) to table '", table.display(), "'");
   return Status::success();
 }
 
@@ -566,7 +570,8 @@ MysqlSink::WriteResult MysqlSink::write_now(const Batch& batch) {
   WriteResult result;
   if (batch.empty()) return result;
   if (result.status = ensure_session(); !result.status.ok()) return result;
-  const std::string doing = "inserting " + std::to_string(batch.size()) + " rows into '" + config_.table.display() + "'";
+  const std::string doing =
+      "inserting " + std::to_string(batch.size()) + " rows into '" + config_.table.display() + "'";
 
   EncodedBatch encoded = encode_batch(batch);
   std::vector<std::size_t> sizes(encoded.rows.size());
@@ -576,12 +581,14 @@ MysqlSink::WriteResult MysqlSink::write_now(const Batch& batch) {
     const Row& row = encoded.rows[*plan.too_large];
     // Sent anyway, the server would hang up (error 1153). Reconnecting picks
     // up a max_allowed_packet raised in the meantime.
-    result.status = fail({{StatusCode::internal, true}, 0, "",
-                          "message " + row.id + " takes " + std::to_string(sizes[*plan.too_large]) +
-                              " bytes as a statement parameter, more than the server's max_allowed_packet of " +
-                              std::to_string(session_->max_packet) +
-                              " bytes allows; raise max_allowed_packet on the server"},
-                         doing);
+    result.status =
+        fail({{StatusCode::internal, true},
+              0,
+              "",
+              "message " + row.id + " takes " + std::to_string(sizes[*plan.too_large]) +
+                  " bytes as a statement parameter, more than the server's max_allowed_packet of " +
+                  std::to_string(session_->max_packet) + " bytes allows; raise max_allowed_packet on the server"},
+             doing);
     return result;
   }
 
@@ -629,7 +636,8 @@ void MysqlSink::read_history(HistoryQuery query, HistoryHandler done) {
                    if (result.skipped) {
                      history_rows_skipped_.add(result.skipped);
                      context_.logger().warn("a history read of table '", config_.table.display(), "' left out ",
-                                            result.skipped, " rows whose id is not a UUID (rows this sink did not "
+                                            result.skipped,
+                                            " rows whose id is not a UUID (rows this sink did not "
                                             "write)");
                    }
                  }
@@ -651,8 +659,7 @@ MysqlSink::ReadResult MysqlSink::read_now(const HistoryQuery& query) {
   std::optional<DatabaseError> error;
   if (MYSQL_STMT* stmt = session_->history_statement(config_.table, query.after.has_value(), prepare_error))
     error = session_->read(stmt, room, query.after ? &after : nullptr, limit, result.messages, result.skipped);
-  else
-    error = prepare_error;
+  else error = prepare_error;
   if (error) {
     result.messages.clear();
     result.status = fail(*error, "reading history from '" + config_.table.display() + "'", true);
@@ -682,8 +689,9 @@ Status MysqlSink::fail(const DatabaseError& error, const std::string& doing, boo
   }
   // The runtime logs every failed attempt; say more only when waiting will not help.
   if (error.what.code != StatusCode::unavailable)
-    context_.logger().error(text, ". This does not clear up by itself: the runtime keeps retrying the batch, "
-                                  "and the log keeps the backlog, until the table, the server or the data is fixed");
+    context_.logger().error(text,
+                            ". This does not clear up by itself: the runtime keeps retrying the batch, "
+                            "and the log keeps the backlog, until the table, the server or the data is fixed");
   return Status::error(error.what.code, text);
 }
 

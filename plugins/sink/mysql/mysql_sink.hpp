@@ -79,9 +79,9 @@ class MysqlSink final : public Sink {
 
   MysqlConfig config_;
   Context& context_;
-  const std::string display_url_;  ///< the url without its password
-  std::unique_ptr<Session> session_;  ///< touched on the worker thread only
-  bool thread_initialised_ = false;   ///< worker thread only: mysql_thread_init was called
+  const std::string display_url_;                   ///< the url without its password
+  std::unique_ptr<Session> session_;                ///< touched on the worker thread only
+  bool thread_initialised_ = false;                 ///< worker thread only: mysql_thread_init was called
   ServerFlavour flavour_ = ServerFlavour::unknown;  ///< worker thread only: of the last connection
   std::unique_ptr<BlockingWorker> worker_;
   Counter& rows_inserted_;

@@ -53,8 +53,8 @@ CivilTime utc_civil_time(std::int64_t unix_ms, bool& clamped) {
 std::int64_t unix_ms(const CivilTime& t) {
   using namespace std::chrono;
   const sys_days day{year{t.year} / month{t.month} / std::chrono::day{t.day}};
-  return (duration_cast<milliseconds>(day.time_since_epoch()) + hours{t.hour} + minutes{t.minute} +
-          seconds{t.second} + milliseconds{t.millisecond})
+  return (duration_cast<milliseconds>(day.time_since_epoch()) + hours{t.hour} + minutes{t.minute} + seconds{t.second} +
+          milliseconds{t.millisecond})
       .count();
 }
 

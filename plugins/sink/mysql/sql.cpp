@@ -25,8 +25,9 @@ const std::vector<Column>& columns() {
 std::string create_table_sql(const TableName& table) {
   std::string sql = "CREATE TABLE IF NOT EXISTS " + table.quoted() + " (";
   for (const auto& c : columns()) sql += std::string(c.name) + " " + c.definition + ", ";
-  sql += "PRIMARY KEY (id), INDEX room_id_idx (room, id)"
-         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+  sql +=
+      "PRIMARY KEY (id), INDEX room_id_idx (room, id)"
+      ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
   return sql;
 }
 

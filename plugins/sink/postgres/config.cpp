@@ -31,7 +31,7 @@ bool is_uri(std::string_view url) {
 std::optional<std::map<std::string, std::string>> parse_conninfo(const std::string& url, std::string& error) {
   char* message = nullptr;
   std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> options(PQconninfoParse(url.c_str(), &message),
-                                                                      &PQconninfoFree);
+                                                                       &PQconninfoFree);
   if (!options) {
     error = message ? message : "out of memory";
     PQfreemem(message);
@@ -173,10 +173,14 @@ PostgresConfig PostgresConfig::from(const Config& c) {
   std::string error;
   auto table = parse_table_name(c.get_string("table"), error);
   if (!table) throw std::invalid_argument("table: " + error);  // validated by the schema already
-  return {c.get_string("url"),         *table,
-          c.get_int("connect_timeout_ms"), c.get_int("statement_timeout_ms"),
-          c.get_int("wait_for_database_ms"), c.get_string("application_name"),
-          c.get_int("writers"),         c.get_int(HealthProbe::kIntervalKey)};
+  return {c.get_string("url"),
+          *table,
+          c.get_int("connect_timeout_ms"),
+          c.get_int("statement_timeout_ms"),
+          c.get_int("wait_for_database_ms"),
+          c.get_string("application_name"),
+          c.get_int("writers"),
+          c.get_int(HealthProbe::kIntervalKey)};
 }
 
 std::string PostgresConfig::conninfo() const {
@@ -190,8 +194,8 @@ std::string PostgresConfig::conninfo() const {
            "&client_encoding=UTF8";
     return out;
   }
-  return url + " connect_timeout=" + std::to_string(seconds) + " application_name=" +
-         conninfo_quote(application_name) + " client_encoding=UTF8";
+  return url + " connect_timeout=" + std::to_string(seconds) + " application_name=" + conninfo_quote(application_name) +
+         " client_encoding=UTF8";
 }
 
 }  // namespace nudge::plugins::postgres

@@ -8,14 +8,14 @@ ErrorClass classify_sqlstate(std::string_view s) {
   constexpr auto retry = StatusCode::unavailable;
   if (s.size() != 5) return {StatusCode::internal, false};
   const auto cls = s.substr(0, 2);
-  if (cls == "08") return {retry, true};                     // connection exception
-  if (s == "57014") return {retry, false};                   // query_canceled (statement_timeout)
-  if (cls == "57") return {retry, true};                     // admin/crash shutdown, cannot_connect_now
-  if (cls == "53") return {retry, false};                    // too many connections, disk full, out of memory
-  if (cls == "40") return {retry, false};                    // serialization failure, deadlock
-  if (cls == "58") return {retry, false};                    // system / I/O error
-  if (s == "55P03") return {retry, false};                   // lock_not_available (lock_timeout)
-  if (s == "25006") return {retry, true};                    // read_only_sql_transaction: find the primary again
+  if (cls == "08") return {retry, true};    // connection exception
+  if (s == "57014") return {retry, false};  // query_canceled (statement_timeout)
+  if (cls == "57") return {retry, true};    // admin/crash shutdown, cannot_connect_now
+  if (cls == "53") return {retry, false};   // too many connections, disk full, out of memory
+  if (cls == "40") return {retry, false};   // serialization failure, deadlock
+  if (cls == "58") return {retry, false};   // system / I/O error
+  if (s == "55P03") return {retry, false};  // lock_not_available (lock_timeout)
+  if (s == "25006") return {retry, true};   // read_only_sql_transaction: find the primary again
   return {StatusCode::internal, false};
 }
 

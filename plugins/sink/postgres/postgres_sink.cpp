@@ -15,8 +15,8 @@
 #include <pqxx/result>
 #include <pqxx/transaction>
 
-#include "sql.hpp"
 #include "nudge/sdk/startup_retry.hpp"
+#include "sql.hpp"
 
 namespace nudge::plugins::postgres {
 
@@ -125,7 +125,8 @@ std::optional<DatabaseError> PostgresSink::connect(Lane& lane) {
     const auto encoding = tx.exec1("SHOW server_encoding")[0].as<std::string>();
     tx.commit();
     if (encoding != "UTF8" && encoding != "SQL_ASCII")
-      return DatabaseError{{StatusCode::internal, false}, "",
+      return DatabaseError{{StatusCode::internal, false},
+                           "",
                            "the database uses the encoding '" + encoding +
                                "', which cannot hold all of Unicode; create it with ENCODING 'UTF8'"};
     // set_variable rather than a plain SET, so libpqxx restores it should it reopen the session itself.
@@ -203,7 +204,8 @@ Status PostgresSink::migrate() {
         return Status::error(StatusCode::internal, "table '" + table.display() + "' at " + display_url_ +
                                                        " exists but has no column " + missing +
                                                        ": it was not made by this sink; set 'table' to another name");
-      const std::string index = table.schema.empty() ? table.index_quoted() : "\"" + table.schema + "\"." + table.index_quoted();
+      const std::string index =
+          table.schema.empty() ? table.index_quoted() : "\"" + table.schema + "\"." + table.index_quoted();
       // The (room, id) index history reads use; tables made before it keep
       // their (room, created_at) index too (see README).
       if (tx.exec_params1("SELECT to_regclass($1) IS NULL", index)[0].as<bool>()) {
@@ -309,8 +311,8 @@ PostgresSink::WriteResult PostgresSink::write_now(Lane& lane, Batch::const_itera
       tx.commit();
       result.inserted += static_cast<std::size_t>(r.affected_rows());
     } catch (const std::exception& ex) {
-      result.status = fail(lane, classify(ex), "inserting " + std::to_string(end - begin) + " rows into '" +
-                                                   config_.table.display() + "'");
+      result.status = fail(lane, classify(ex),
+                           "inserting " + std::to_string(end - begin) + " rows into '" + config_.table.display() + "'");
       return result;
     }
     first = last;
@@ -329,18 +331,19 @@ void PostgresSink::read_history(HistoryQuery query, HistoryHandler done) {
   }
   ++lane0_jobs_;
   lanes_[0].worker->run([this, query = std::move(query)] { return read_now(query); },
-               [this, done = std::move(done)](ReadResult result) {
-                 --lane0_jobs_;
-                 if (result.status.ok()) {
-                   history_reads_.add();
-                   if (result.skipped) {
-                     history_rows_skipped_.add(result.skipped);
-                     context_.logger().warn("a history read of table '", config_.table.display(), "' left out ",
-                                            result.skipped, " rows whose id could not be read back");
-                   }
-                 }
-                 done(std::move(result.status), std::move(result.messages));
-               });
+                        [this, done = std::move(done)](ReadResult result) {
+                          --lane0_jobs_;
+                          if (result.status.ok()) {
+                            history_reads_.add();
+                            if (result.skipped) {
+                              history_rows_skipped_.add(result.skipped);
+                              context_.logger().warn("a history read of table '", config_.table.display(),
+                                                     "' left out ", result.skipped,
+                                                     " rows whose id could not be read back");
+                            }
+                          }
+                          done(std::move(result.status), std::move(result.messages));
+                        });
 }
 
 PostgresSink::ReadResult PostgresSink::read_now(const HistoryQuery& query) {
@@ -394,8 +397,8 @@ Status PostgresSink::fail(Lane& lane, const DatabaseError& error, const std::str
   if (error.what.reconnect || !lane.session->conn.is_open()) {
     // libpqxx's own words for a dead socket can be cryptic ("Could not obtain
     // client encoding"), so say plainly what happened first.
-    const std::string text = "lost the connection to PostgreSQL at " + display_url_ + " while " + doing + " (" +
-                             with_sqlstate(error) + ")";
+    const std::string text =
+        "lost the connection to PostgreSQL at " + display_url_ + " while " + doing + " (" + with_sqlstate(error) + ")";
     disconnect(lane);
     context_.logger().warn(text, "; reconnecting on the next attempt");
     return Status::error(StatusCode::unavailable, text);
@@ -408,8 +411,9 @@ Status PostgresSink::fail(Lane& lane, const DatabaseError& error, const std::str
   }
   // The runtime logs every failed attempt; say more only when waiting will not help.
   if (error.what.code != StatusCode::unavailable)
-    context_.logger().error(text, ". This does not clear up by itself: the runtime keeps retrying the batch, "
-                                  "and the log keeps the backlog, until the table or the data is fixed");
+    context_.logger().error(text,
+                            ". This does not clear up by itself: the runtime keeps retrying the batch, "
+                            "and the log keeps the backlog, until the table or the data is fixed");
   return Status::error(error.what.code, text);
 }
 

@@ -43,7 +43,8 @@ std::string history_sql(const TableName& table, bool after) {
   // ORDER BY m.id, qualified: a bare `id` would name the output column
   // id::text and sort text instead of walking the (room, id) index.
   return "SELECT m.id::text, m.room, m.sender, m.payload, (extract(epoch FROM m.created_at) * 1000)::bigint,"
-         " m.origin, m.log_partition, m.log_offset FROM " + table.quoted() + " AS m" +
+         " m.origin, m.log_partition, m.log_offset FROM " +
+         table.quoted() + " AS m" +
          (after ? " WHERE m.room = $1 AND m.id > $3::uuid ORDER BY m.id ASC LIMIT $2"
                 : " WHERE m.room = $1 ORDER BY m.id DESC LIMIT $2");
 }
@@ -146,8 +147,8 @@ EncodedBatch encode_batch(Batch::const_iterator first, Batch::const_iterator las
   for (auto it = first; it != last; ++it) payload_bytes += (*it)->payload.size();
   e.ids.reserve(count * 37 + 2);
   e.payloads.reserve(payload_bytes * 2 + count * 3 + 2);
-  std::string* all[] = {&e.ids, &e.rooms, &e.senders, &e.payloads, &e.timestamps, &e.origins, &e.partitions,
-                        &e.offsets};
+  std::string* all[] = {&e.ids,        &e.rooms,   &e.senders,    &e.payloads,
+                        &e.timestamps, &e.origins, &e.partitions, &e.offsets};
   for (auto* s : all) *s += '{';
   for (auto it = first; it != last; ++it) {
     const auto& m = *it;

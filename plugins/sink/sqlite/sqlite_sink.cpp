@@ -40,8 +40,8 @@ SqliteSink::SqliteSink(const Config& config, Context& context)
       rows_inserted_(context.metrics().counter("rows_inserted", "Rows inserted")),
       rows_duplicate_(context.metrics().counter("rows_duplicate", "Rows skipped because their id was stored already")),
       history_reads_(context.metrics().counter("history_reads", "History reads answered")),
-      history_rows_skipped_(context.metrics().counter(
-          "history_rows_skipped", "Rows a history read left out because their id is not a UUID")) {}
+      history_rows_skipped_(context.metrics().counter("history_rows_skipped",
+                                                      "Rows a history read left out because their id is not a UUID")) {}
 
 SqliteSink::~SqliteSink() {
   worker_.reset();
@@ -68,7 +68,8 @@ Status SqliteSink::start() {
   sqlite3_busy_timeout(db_, static_cast<int>(config_.busy_timeout_ms));
   const std::string setup = "PRAGMA journal_mode=WAL; PRAGMA synchronous=" + config_.synchronous +
                             ";"
-                            "CREATE TABLE IF NOT EXISTS " + config_.table +
+                            "CREATE TABLE IF NOT EXISTS " +
+                            config_.table +
                             " ("
                             "  id TEXT PRIMARY KEY,"
                             "  room TEXT NOT NULL,"
@@ -81,9 +82,10 @@ Status SqliteSink::start() {
                             ") WITHOUT ROWID;"
                             // History reads: a room's messages by id (see README). Tables made
                             // by earlier versions keep their (room, created_at) index as well.
-                            "CREATE INDEX IF NOT EXISTS " + config_.table + "_room_id ON " + config_.table +
-                            " (room, id);";
-  if (auto s = exec(setup.c_str()); !s.ok()) return Status::error(s.code(), "cannot create table in '" + config_.path + "': " + s.message());
+                            "CREATE INDEX IF NOT EXISTS " +
+                            config_.table + "_room_id ON " + config_.table + " (room, id);";
+  if (auto s = exec(setup.c_str()); !s.ok())
+    return Status::error(s.code(), "cannot create table in '" + config_.path + "': " + s.message());
   worker_ = std::make_unique<BlockingWorker>(context_.executor());
   context_.logger().info("writing to '", config_.path, "' table '", config_.table, "'");
   return Status::success();

@@ -126,8 +126,9 @@ bool read_draft(const rapidjson::Value& object, bool room_in_body, Draft& out, s
   }
   out.sender = text_of(sender);
   if (sender && !is_valid_sender(out.sender)) {
-    error = "invalid sender: 1 to 64 bytes of UTF-8 with no space at either end and no control, bidirectional or "
-            "invisible formatting characters";
+    error =
+        "invalid sender: 1 to 64 bytes of UTF-8 with no space at either end and no control, bidirectional or "
+        "invisible formatting characters";
     return false;
   }
   out.idempotency_key = text_of(key);
@@ -152,30 +153,48 @@ bool parse_json(std::string_view body, rapidjson::Document& doc, std::string& er
 
 std::string_view to_string(ApiError error) noexcept {
   switch (error) {
-    case ApiError::bad_request: return "bad_request";
-    case ApiError::unauthorized: return "unauthorized";
-    case ApiError::not_found: return "not_found";
-    case ApiError::not_allowed: return "method_not_allowed";
-    case ApiError::conflict: return "conflict";
-    case ApiError::too_large: return "too_large";
-    case ApiError::rejected: return "rejected";
-    case ApiError::rate_limited: return "rate_limited";
-    case ApiError::unavailable: return "unavailable";
+    case ApiError::bad_request:
+      return "bad_request";
+    case ApiError::unauthorized:
+      return "unauthorized";
+    case ApiError::not_found:
+      return "not_found";
+    case ApiError::not_allowed:
+      return "method_not_allowed";
+    case ApiError::conflict:
+      return "conflict";
+    case ApiError::too_large:
+      return "too_large";
+    case ApiError::rejected:
+      return "rejected";
+    case ApiError::rate_limited:
+      return "rate_limited";
+    case ApiError::unavailable:
+      return "unavailable";
   }
   return "unavailable";
 }
 
 unsigned http_status(ApiError error) noexcept {
   switch (error) {
-    case ApiError::bad_request: return 400;
-    case ApiError::unauthorized: return 401;
-    case ApiError::not_found: return 404;
-    case ApiError::not_allowed: return 405;
-    case ApiError::conflict: return 409;
-    case ApiError::too_large: return 413;
-    case ApiError::rejected: return 422;
-    case ApiError::rate_limited: return 429;
-    case ApiError::unavailable: return 503;
+    case ApiError::bad_request:
+      return 400;
+    case ApiError::unauthorized:
+      return 401;
+    case ApiError::not_found:
+      return 404;
+    case ApiError::not_allowed:
+      return 405;
+    case ApiError::conflict:
+      return 409;
+    case ApiError::too_large:
+      return 413;
+    case ApiError::rejected:
+      return 422;
+    case ApiError::rate_limited:
+      return 429;
+    case ApiError::unavailable:
+      return 503;
   }
   return 503;
 }
@@ -241,7 +260,8 @@ std::optional<std::vector<BatchItem>> parse_batch(std::string_view body, std::si
   too_many = false;
   rapidjson::Document doc;
   if (!parse_json(body, doc, error)) return std::nullopt;
-  const bool shaped = doc.IsObject() && doc.MemberCount() == 1 && doc.HasMember("messages") && doc["messages"].IsArray();
+  const bool shaped =
+      doc.IsObject() && doc.MemberCount() == 1 && doc.HasMember("messages") && doc["messages"].IsArray();
   if (!shaped) {
     error = R"(expected {"messages": [{"room": ..., "text": ...}, ...]})";
     return std::nullopt;
@@ -281,7 +301,8 @@ std::string_view presented_key(std::string_view authorization, std::string_view 
   if (authorization.size() > bearer.size()) {
     bool is_bearer = true;
     for (std::size_t i = 0; i < bearer.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(authorization[i])) != std::tolower(static_cast<unsigned char>(bearer[i])))
+      if (std::tolower(static_cast<unsigned char>(authorization[i])) !=
+          std::tolower(static_cast<unsigned char>(bearer[i])))
         is_bearer = false;
     if (is_bearer) return authorization.substr(bearer.size());
   }

@@ -38,7 +38,8 @@ ConfigSchema HttpConfig::schema() {
         const auto size = std::get<std::string>(v).size();
         return size == 0 || size >= kMinJwtSecretBytes
                    ? std::string()
-                   : std::string("must be empty (no tokens) or at least 32 bytes; make one with `openssl rand -base64 32`");
+                   : std::string(
+                         "must be empty (no tokens) or at least 32 bytes; make one with `openssl rand -base64 32`");
       });
   s.integer("jwt_leeway_ms", 5000, "Clock skew tolerated when checking a token's exp and nbf").range(0, 300000);
   s.string("jwt_issuer", "", "When set, a token's iss claim must equal it");
@@ -55,16 +56,20 @@ ConfigSchema HttpConfig::schema() {
         const auto& text = std::get<std::string>(v);
         return !text.empty() && text.size() <= 64 ? std::string() : std::string("must be 1 to 64 bytes");
       });
-  s.integer("max_body_bytes", 64 * 1024, "Largest request body; a larger one gets 413 too_large and its connection closed")
+  s.integer("max_body_bytes", 64 * 1024,
+            "Largest request body; a larger one gets 413 too_large and its connection closed")
       .range(256, 16 * 1024 * 1024);
-  s.integer("max_header_bytes", 8 * 1024, "Largest request header (request line and fields); larger gets 413. Also bounds a chunked body's "
-                "chunk-size line (extensions included) and trailer section: one over this plus 16 KiB gets 413 and "
-                "its connection closed")
+  s.integer("max_header_bytes", 8 * 1024,
+            "Largest request header (request line and fields); larger gets 413. Also bounds a chunked body's "
+            "chunk-size line (extensions included) and trailer section: one over this plus 16 KiB gets 413 and "
+            "its connection closed")
       .range(1024, 1024 * 1024);
   s.integer("max_batch_messages", 100, "Messages one POST /api/messages may carry; more gets 413 too_large")
       .range(1, 10000);
-  s.integer("max_connections", 1024, "TCP connections open at once; past it a new connection takes the place of the oldest one that has "
-            "not yet presented a valid key or token, and is closed at accept only when every one has").range(1, 1'000'000);
+  s.integer("max_connections", 1024,
+            "TCP connections open at once; past it a new connection takes the place of the oldest one that has "
+            "not yet presented a valid key or token, and is closed at accept only when every one has")
+      .range(1, 1'000'000);
   s.integer("max_connections_per_address", 64,
             "TCP connections open at once from one address (IPv6: its /64); more are closed at accept. 0 disables "
             "the limit")

@@ -81,8 +81,7 @@ constexpr std::array<unsigned, 11> kStatuses = {202, 400, 401, 404, 405, 409, 41
 /// max_header_bytes + this before it is refused.
 constexpr std::size_t kReadMargin = 16 * 1024;
 
-constexpr std::array<double, 12> kLatencyBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                   0.1,   0.25,   0.5,   1,    2.5,   10};
+constexpr std::array<double, 12> kLatencyBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 }  // namespace
 
@@ -113,8 +112,9 @@ struct Hub {
             "connections_displaced",
             "Connections not yet authenticated closed at max_connections to make room for a new one")),
         bad_framing(context.metrics().counter(
-            "bad_framing", "Requests refused and their connection closed for their HTTP framing: a chunk line or "
-                           "trailer over the read bound, a Transfer-Encoding other than chunked, no Host, malformed")),
+            "bad_framing",
+            "Requests refused and their connection closed for their HTTP framing: a chunk line or "
+            "trailer over the read bound, a Transfer-Encoding other than chunked, no Host, malformed")),
         latency_sum_us(context.metrics().counter("request_microseconds_sum",
                                                  "Total time from a request's header to its answer, in microseconds")),
         latency_count(context.metrics().counter("request_seconds_count", "Requests answered (for the latency)")) {
@@ -245,9 +245,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(hub_->config.max_header_bytes));
     parser_->body_limit(static_cast<std::uint64_t>(hub_->config.max_body_bytes));
     stream_.expires_after(std::chrono::milliseconds(hub_->config.header_timeout_ms));
-    bhttp::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_header(ec);
-    });
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   /// A read that failed: a bound (413), a malformed request (400), or the
@@ -329,10 +328,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (authenticated) leave_displaceable();
     if (route_ == Route::unknown)
       refusal_.emplace(ApiError::not_found, "POST to /api/rooms/{room}/messages or /api/messages");
-    else if (req.method() != bhttp::verb::post)
-      refusal_.emplace(ApiError::not_allowed, "POST only");
-    else if (!hub_->open || !hub_->ingress)
-      refusal_.emplace(ApiError::unavailable, "this instance is stopping");
+    else if (req.method() != bhttp::verb::post) refusal_.emplace(ApiError::not_allowed, "POST only");
+    else if (!hub_->open || !hub_->ingress) refusal_.emplace(ApiError::unavailable, "this instance is stopping");
     else if (!authenticated && !(key.empty() && hub_->config.allow_anonymous))
       refusal_.emplace(ApiError::unauthorized,
                        key.empty() ? "send an API key (Authorization: Bearer <key>, or X-API-Key) or a token"
@@ -355,9 +352,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
-    bhttp::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_body(ec);
-    });
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
   }
 
   void on_body(beast::error_code ec) {
@@ -372,7 +368,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!draft) return answer_error(ApiError::bad_request, error, false);
       if (!header_key_.empty() && draft->idempotency_key.empty()) {
         if (!is_valid_idempotency_key(header_key_))
-          return answer_error(ApiError::bad_request, "invalid Idempotency-Key: 1 to 128 visible ASCII characters", false);
+          return answer_error(ApiError::bad_request, "invalid Idempotency-Key: 1 to 128 visible ASCII characters",
+                              false);
         draft->idempotency_key = header_key_;
       }
       items_.push_back(Item{std::move(draft), {}, ApiError::unavailable, {}});
@@ -387,7 +384,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     std::size_t publishable = 0;
     for (const auto& item : items_) publishable += item.draft ? 1 : 0;
-    const std::size_t bucket = credential_ >= 0          ? static_cast<std::size_t>(credential_)
+    const std::size_t bucket = credential_ >= 0           ? static_cast<std::size_t>(credential_)
                                : !token_identity_.empty() ? hub_->token_bucket()
                                                           : hub_->anonymous_bucket();
     if (publishable > 0 && !hub_->buckets[bucket].take(static_cast<double>(publishable), Clock::now()))
@@ -414,7 +411,7 @@ class Session : public std::enable_shared_from_this<Session> {
     pending_ = 0;
     for (auto& item : items_)
       if (item.draft) ++pending_;
-    const std::string scope_base = credential_ >= 0          ? hub_->fingerprints[static_cast<std::size_t>(credential_)]
+    const std::string scope_base = credential_ >= 0 ? hub_->fingerprints[static_cast<std::size_t>(credential_)]
                                    : !token_identity_.empty() ? "jwt:" + token_identity_
                                                               : "-";
     for (std::size_t i = 0; i < items_.size(); ++i) {
@@ -428,28 +425,30 @@ class Session : public std::enable_shared_from_this<Session> {
       // One key per caller and sender: two backends may pick the same key without meeting.
       const std::string scope = scope_base + "\n" + draft.sender;
       bool out_of_window = false;
-      const auto derived = derived_id(scope, draft.idempotency_key, now_ms(), hub_->config.idempotency_window_ms,
-                                      out_of_window);
+      const auto derived =
+          derived_id(scope, draft.idempotency_key, now_ms(), hub_->config.idempotency_window_ms, out_of_window);
       if (out_of_window) {
         settle_item(i, std::nullopt, ApiError::bad_request,
                     "the idempotency_key is a UUIDv7 whose time is outside the idempotency window");
         continue;
       }
       const std::string cache_key = scope + "\n" + draft.idempotency_key;
-      auto claim = hub_->idempotency.claim(
-          cache_key, IdempotencyCache::content_of(draft.room, draft.text),
-          derived ? *derived : MessageId::generate(), Clock::now(),
-          [self = shared_from_this(), i](const Status& status, const MessageId& id) {
-            self->hub_->idempotent_replays.add();
-            self->settle_from_status(i, status, id);
-          });
+      auto claim = hub_->idempotency.claim(cache_key, IdempotencyCache::content_of(draft.room, draft.text),
+                                           derived ? *derived : MessageId::generate(), Clock::now(),
+                                           [self = shared_from_this(), i](const Status& status, const MessageId& id) {
+                                             self->hub_->idempotent_replays.add();
+                                             self->settle_from_status(i, status, id);
+                                           });
       switch (claim.outcome) {
-        case IdempotencyCache::Outcome::publish: publish(i, claim.id, cache_key); break;
+        case IdempotencyCache::Outcome::publish:
+          publish(i, claim.id, cache_key);
+          break;
         case IdempotencyCache::Outcome::already_acked:
           hub_->idempotent_replays.add();
           settle_item(i, claim.id, ApiError::unavailable, {});
           break;
-        case IdempotencyCache::Outcome::waiting: break;
+        case IdempotencyCache::Outcome::waiting:
+          break;
         case IdempotencyCache::Outcome::conflict:
           settle_item(i, std::nullopt, ApiError::conflict,
                       "this idempotency_key was used for another message (room or text) within the window");
@@ -473,16 +472,17 @@ class Session : public std::enable_shared_from_this<Session> {
     hub_->messages_published.add();
     // The hub is held, not only the session: the cache entry is settled (and
     // resends waiting on it answered) even after this client is gone.
-    hub_->ingress->publish(std::move(message), [self = shared_from_this(), i, id, key = std::move(cache_key)](
-                                                   Status status) {
-      if (!key.empty()) self->hub_->idempotency.settle(key, status, Clock::now());
-      self->settle_from_status(i, status, id);
-    });
+    hub_->ingress->publish(std::move(message),
+                           [self = shared_from_this(), i, id, key = std::move(cache_key)](Status status) {
+                             if (!key.empty()) self->hub_->idempotency.settle(key, status, Clock::now());
+                             self->settle_from_status(i, status, id);
+                           });
   }
 
   void settle_from_status(std::size_t i, const Status& status, const MessageId& id) {
     if (status.ok()) return settle_item(i, id, ApiError::unavailable, {});
-    if (status.code() == StatusCode::rejected) return settle_item(i, std::nullopt, ApiError::rejected, status.message());
+    if (status.code() == StatusCode::rejected)
+      return settle_item(i, std::nullopt, ApiError::rejected, status.message());
     settle_item(i, std::nullopt, ApiError::unavailable,
                 "not stored (" + status.message() + "); send again, with the same idempotency key");
   }
@@ -603,11 +603,13 @@ Status HttpSource::start(Ingress& ingress) {
   hub_->open = true;
   for (auto& listener : listeners_) do_accept(*listener);
   const bool v6 = cfg.host.find(':') != std::string::npos;
-  context_.logger().info("taking messages at http://", v6 ? "[" + cfg.host + "]" : cfg.host, ":", bound_port_,
-                         "/api/rooms/{room}/messages and /api/messages (",
-                         cfg.api_keys.empty() && cfg.jwt_secret.empty() ? std::string("anonymous: no API key")
-                         : std::to_string(cfg.api_keys.size()) + " API key(s)" + (cfg.jwt_secret.empty() ? "" : ", JWTs"),
-                         cfg.allow_anonymous && !cfg.api_keys.empty() ? ", or anonymous" : "", ")");
+  context_.logger().info(
+      "taking messages at http://", v6 ? "[" + cfg.host + "]" : cfg.host, ":", bound_port_,
+      "/api/rooms/{room}/messages and /api/messages (",
+      cfg.api_keys.empty() && cfg.jwt_secret.empty()
+          ? std::string("anonymous: no API key")
+          : std::to_string(cfg.api_keys.size()) + " API key(s)" + (cfg.jwt_secret.empty() ? "" : ", JWTs"),
+      cfg.allow_anonymous && !cfg.api_keys.empty() ? ", or anonymous" : "", ")");
   return Status::success();
 }
 
@@ -619,7 +621,9 @@ Status HttpSource::listen() {
   for (const auto& host : hosts) {
     boost::system::error_code ec;
     const auto address = boost::asio::ip::make_address(host, ec);
-    if (ec) return Status::error(StatusCode::invalid_argument, "listen: '" + cfg.host + "' is not an IP address or localhost");
+    if (ec)
+      return Status::error(StatusCode::invalid_argument,
+                           "listen: '" + cfg.host + "' is not an IP address or localhost");
     const std::string where = (address.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
     auto listener = std::make_unique<Listener>(context_.executor());
     auto& acceptor = listener->acceptor;
@@ -663,7 +667,8 @@ void HttpSource::do_accept(Listener& listener) {
     const std::size_t from_peer = hub_->per_address.contains(peer) ? hub_->per_address[peer] : 0;
     const bool full = hub_->connections >= static_cast<std::size_t>(cfg.max_connections);
     if ((full && hub_->unauthenticated.empty()) ||
-        (cfg.max_connections_per_address > 0 && from_peer >= static_cast<std::size_t>(cfg.max_connections_per_address))) {
+        (cfg.max_connections_per_address > 0 &&
+         from_peer >= static_cast<std::size_t>(cfg.max_connections_per_address))) {
       hub_->connections_refused.add();
       socket.close(peer_ec);
       return do_accept(listener);

@@ -3,8 +3,8 @@
 #include <memory>
 #include <vector>
 
-#include "nudge/sdk.hpp"
 #include "config.hpp"
+#include "nudge/sdk.hpp"
 
 namespace nudge::plugins::http {
 

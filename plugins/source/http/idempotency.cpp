@@ -54,7 +54,8 @@ IdempotencyCache::Claim IdempotencyCache::claim(const std::string& key, std::uin
       if (entry.content != content) return {Outcome::conflict, entry.id};
       touch(entry, now);
       switch (entry.state) {
-        case State::acked: return {Outcome::already_acked, entry.id};
+        case State::acked:
+          return {Outcome::already_acked, entry.id};
         case State::failed:
           entry.state = State::in_flight;
           return {Outcome::publish, entry.id};

@@ -17,8 +17,9 @@ void endpoint_keys(ConfigSchema& s) {
       .with_check([](const ConfigValue& v) {
         std::string host;
         std::uint16_t port = 0;
-        return parse_host_port(std::get<std::string>(v), host, port) ? std::string()
-                                                                     : std::string("must be host:port, e.g. \"127.0.0.1:8080\"");
+        return parse_host_port(std::get<std::string>(v), host, port)
+                   ? std::string()
+                   : std::string("must be host:port, e.g. \"127.0.0.1:8080\"");
       });
   s.string("static_dir", "", "Folder of static files served over HTTP (the chat page); empty serves none")
       .with_example("\"${PIPELINE_DIR}/web\"");
@@ -70,8 +71,9 @@ void connection_limit_keys(ConfigSchema& s) {
   s.integer("rate_limit_burst", 100, "Frames one connection may send at once before the rate limit applies")
       .range(1, 1'000'000)
       .reloadable();
-  s.integer("rate_limit_strikes", 20,
-            "Frames refused for the rate limit over a connection's life; the one reaching this count closes it with 1008")
+  s.integer(
+       "rate_limit_strikes", 20,
+       "Frames refused for the rate limit over a connection's life; the one reaching this count closes it with 1008")
       .range(1, 1'000'000)
       .reloadable();
   s.integer("max_connections_per_address", 100,
@@ -141,11 +143,13 @@ void origin_and_proxy_keys(ConfigSchema& s) {
                 "allows any. Others get HTTP 403")
       .with_example("[\"https://chat.example.com\"]")
       .reloadable();
-  s.string_list("trusted_proxies", {},
-                "Reverse proxies (addresses or networks, e.g. \"127.0.0.1\", \"10.0.0.0/8\") whose "
-                "X-Forwarded-For names the client (its right-most address that is not a trusted proxy; several lines are one "
-                "list, the last line last): per-address limits then count that address, not the proxy's. "
-                "Requests through one without X-Forwarded-For count under the proxy's own address. Empty: every peer is a client")
+  s.string_list(
+       "trusted_proxies", {},
+       "Reverse proxies (addresses or networks, e.g. \"127.0.0.1\", \"10.0.0.0/8\") whose "
+       "X-Forwarded-For names the client (its right-most address that is not a trusted proxy; several lines are one "
+       "list, the last line last): per-address limits then count that address, not the proxy's. "
+       "Requests through one without X-Forwarded-For count under the proxy's own address. Empty: every peer is a "
+       "client")
       .with_example("[\"127.0.0.1\", \"::1\"]")
       .with_check([](const ConfigValue& v) {
         std::string error;
@@ -165,7 +169,6 @@ void resend_keys(ConfigSchema& s) {
             "refused (unavailable) while this many are still in flight")
       .range(1, 100000000)
       .reloadable();
-
 }
 
 // Token authentication.
@@ -178,14 +181,16 @@ void auth_keys(ConfigSchema& s) {
         const auto size = std::get<std::string>(v).size();
         return size == 0 || size >= kMinSecretBytes
                    ? std::string()
-                   : std::string("must be empty (no authentication) or at least 32 bytes (RFC 7518 section 3.2); "
-                                 "make one with `openssl rand -base64 32`");
+                   : std::string(
+                         "must be empty (no authentication) or at least 32 bytes (RFC 7518 section 3.2); "
+                         "make one with `openssl rand -base64 32`");
       });
   s.string("auth_jwt_secret_file", "",
            "File holding the HS256 key instead of auth_jwt_secret (read at start; one trailing newline is ignored)")
       .with_example("\"/etc/nudge/jwt.key\"");
   s.integer("auth_leeway_ms", 5000, "Clock skew tolerated when checking a token's exp and nbf").range(0, 300000);
-  s.string("auth_issuer", "", "When set, a token's iss claim must equal it").with_example("\"https://auth.example.com\"");
+  s.string("auth_issuer", "", "When set, a token's iss claim must equal it")
+      .with_example("\"https://auth.example.com\"");
   s.string("auth_audience", "", "When set, a token's aud claim (a string or an array) must contain it")
       .with_example("\"nudge-chat\"");
   s.string("auth_identity_claim", "sub",
@@ -196,7 +201,6 @@ void auth_keys(ConfigSchema& s) {
       });
   s.boolean("auth_close_on_expiry", true,
             "Close an authenticated connection with 1008 when its token expires (exp plus auth_leeway_ms)");
-
 }
 
 // TLS.
@@ -207,7 +211,6 @@ void tls_keys(ConfigSchema& s) {
       .with_example("\"/etc/nudge/tls/fullchain.pem\"");
   s.string("tls_key_file", "", "PEM private key (not encrypted) of tls_cert_file; both or neither")
       .with_example("\"/etc/nudge/tls/privkey.pem\"");
-
 }
 
 // The Socket.IO endpoint.
@@ -227,8 +230,9 @@ void socketio_keys(ConfigSchema& s) {
       .range(100, 600000);
   s.string("socketio_default_room", "general", "Room a Socket.IO client is in until it joins another")
       .with_check([](const ConfigValue& v) {
-        return is_valid_room(std::get<std::string>(v)) ? std::string()
-                                                       : std::string("must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+        return is_valid_room(std::get<std::string>(v))
+                   ? std::string()
+                   : std::string("must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
       });
 }
 

@@ -42,8 +42,8 @@ std::string_view query_parameter(std::string_view target, std::string_view name)
 
 }  // namespace
 
-HttpRouter::HttpRouter(std::shared_ptr<Hub> hub, SocketSlot slot, std::optional<boost::asio::ip::address> socket_address,
-                       beast::flat_buffer buffer)
+HttpRouter::HttpRouter(std::shared_ptr<Hub> hub, SocketSlot slot,
+                       std::optional<boost::asio::ip::address> socket_address, beast::flat_buffer buffer)
     : hub_(std::move(hub)),
       slot_(std::move(slot)),
       address_(socket_address ? socket_address->to_string() : std::string()),
@@ -77,8 +77,7 @@ void HttpRouter::identify_client() {
   forwarded_ = false;
   const auto& req = parser_->get();
   std::vector<std::string_view> lines;
-  for (auto [line, end] = req.equal_range("X-Forwarded-For"); line != end; ++line)
-    lines.push_back(view(line->value()));
+  for (auto [line, end] = req.equal_range("X-Forwarded-For"); line != end; ++line) lines.push_back(view(line->value()));
   if (lines.empty()) return;
   if (const auto client = hub_->proxies.client_of(lines)) {
     address_ = client->to_string();
@@ -113,8 +112,8 @@ void HttpRouter::on_read(beast::error_code ec) {
   const auto& req = parser_->get();
   const std::string_view target = view(req.target());
   const std::string_view path = target.substr(0, target.find('?'));
-  const bool socketio = hub_->config.socketio && (path == hub_->config.socketio_path ||
-                                                  std::string(path) + "/" == hub_->config.socketio_path);
+  const bool socketio = hub_->config.socketio &&
+                        (path == hub_->config.socketio_path || std::string(path) + "/" == hub_->config.socketio_path);
   if (ec == http::error::body_limit && socketio) {
     // A long-polling POST over maxPayload: the session ends (Engine.IO v4).
     hub_->socketio_refused.add();
@@ -123,7 +122,8 @@ void HttpRouter::on_read(beast::error_code ec) {
       it->second->close(CloseCode::too_big, "payload too large");
     return respond_socketio_error(http::status::payload_too_large, 3, "Payload too large");
   }
-  if (ec == http::error::header_limit) return respond_text(http::status::request_header_fields_too_large, "request header too large\n");
+  if (ec == http::error::header_limit)
+    return respond_text(http::status::request_header_fields_too_large, "request header too large\n");
   if (ec == http::error::body_limit) return respond_text(http::status::payload_too_large, "request body too large\n");
   if (ec) return respond_text(http::status::bad_request, "bad request: " + ec.message() + "\n");
   identify_client();
@@ -141,8 +141,7 @@ void HttpRouter::on_read(beast::error_code ec) {
   }
   if (req.method() != http::verb::get && req.method() != http::verb::head)
     return respond_text(http::status::method_not_allowed, "only GET and HEAD are served\n");
-  if (path == hub_->config.path)
-    return respond_text(http::status::upgrade_required, "this is a WebSocket endpoint\n");
+  if (path == hub_->config.path) return respond_text(http::status::upgrade_required, "this is a WebSocket endpoint\n");
   serve_file(target);
 }
 
@@ -194,8 +193,7 @@ bool HttpRouter::admit(std::optional<JwtIdentity>& identity) {
   // The token is checked before the limits: a client without one learns nothing about the load.
   if (hub_->verifier) {
     const auto& req = parser_->get();
-    const std::string token =
-        token_from_request(view(req[http::field::authorization]), view(req.target()));
+    const std::string token = token_from_request(view(req[http::field::authorization]), view(req.target()));
     // A Socket.IO client may bring its token in CONNECT's auth data instead.
     const bool later = token.empty() && sio_request_;
     if (!later) {
@@ -203,11 +201,10 @@ bool HttpRouter::admit(std::optional<JwtIdentity>& identity) {
       if (!result) {
         hub_->note_auth_refused(result.error(), address_);
         // RFC 6750 section 3: no error code when the request carried no token.
-        const std::string challenge =
-            result.error() == JwtError::missing
-                ? std::string("Bearer realm=\"nudge\"")
-                : "Bearer realm=\"nudge\", error=\"invalid_token\", error_description=\"" +
-                      std::string(to_string(result.error())) + "\"";
+        const std::string challenge = result.error() == JwtError::missing
+                                          ? std::string("Bearer realm=\"nudge\"")
+                                          : "Bearer realm=\"nudge\", error=\"invalid_token\", error_description=\"" +
+                                                std::string(to_string(result.error())) + "\"";
         respond_text(http::status::unauthorized, "unauthorized: " + std::string(to_string(result.error())) + "\n",
                      challenge);
         return false;
@@ -224,8 +221,7 @@ void HttpRouter::upgrade() {
   accept_websocket(std::move(identity), nullptr, false);
 }
 
-void HttpRouter::accept_websocket(std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio,
-                                           bool probe) {
+void HttpRouter::accept_websocket(std::optional<JwtIdentity> identity, std::shared_ptr<SioSession> sio, bool probe) {
   const auto& req = parser_->get();
   if (req[http::field::sec_websocket_version] != "13") {
     if (probe) sio->probe_ended();
@@ -295,7 +291,8 @@ void HttpRouter::serve_socketio() {
   std::shared_ptr<SioSession> session;
   if (!sid.empty()) {
     const auto it = hub_->sio_sessions.find(sid);
-    if (it == hub_->sio_sessions.end()) return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
+    if (it == hub_->sio_sessions.end())
+      return respond_socketio_error(http::status::bad_request, 1, "Session ID unknown");
     session = it->second;
   }
   if (beast::websocket::is_upgrade(req)) {
@@ -340,9 +337,8 @@ void HttpRouter::poll_socketio(std::shared_ptr<SioSession> session) {
   // A long poll: answered when the session has something to send (a ping
   // at the latest), so it must not time out meanwhile.
   expires_after(std::nullopt);
-  const bool parked = session->poll([self = shared_from_this()](std::string body) {
-    self->answer_socketio(std::move(body));
-  });
+  const bool parked =
+      session->poll([self = shared_from_this()](std::string body) { self->answer_socketio(std::move(body)); });
   if (!parked) {
     // Two polls at once break the protocol: the session ends.
     hub_->socketio_refused.add();
@@ -357,9 +353,8 @@ void HttpRouter::post_socketio(std::shared_ptr<SioSession> session) {
   // Answered once every packet is taken: while the pipeline is full that
   // waits, and the client sends nothing more meanwhile (backpressure).
   expires_after(std::nullopt);
-  const bool taken = session->on_post(std::move(parser_->get().body()), [self = shared_from_this()] {
-    self->answer_socketio("ok", "text/html");
-  });
+  const bool taken = session->on_post(std::move(parser_->get().body()),
+                                      [self = shared_from_this()] { self->answer_socketio("ok", "text/html"); });
   if (!taken) {
     // Two POSTs at once break the protocol as two polls do.
     hub_->socketio_refused.add();

@@ -16,7 +16,8 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       connections_accepted(ctx.metrics().counter("connections_accepted", "WebSocket connections accepted")),
       connections_refused(ctx.metrics().counter("connections_refused", "Upgrades refused (limits, origin)")),
       requests_rate_limited(ctx.metrics().counter(
-          "requests_rate_limited", "HTTP requests answered 429: their address made more than http_request_rate_per_address")),
+          "requests_rate_limited",
+          "HTTP requests answered 429: their address made more than http_request_rate_per_address")),
       sockets_refused(ctx.metrics().counter(
           "sockets_refused",
           "TCP connections closed at accept: too many open from the address or in all, or opened too fast")),
@@ -28,8 +29,8 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       frames_refused(ctx.metrics().counter("frames_refused", "Client frames answered with an error")),
       frames_rate_limited(ctx.metrics().counter("frames_rate_limited", "Client frames refused for the rate limit")),
       messages_delivered(ctx.metrics().counter("messages_delivered", "Message frames queued to clients")),
-      slow_clients_dropped(ctx.metrics().counter(
-          "slow_clients_dropped", "Clients dropped for a full send queue or one that made no progress")),
+      slow_clients_dropped(ctx.metrics().counter("slow_clients_dropped",
+                                                 "Clients dropped for a full send queue or one that made no progress")),
       auth_refused(ctx.metrics().counter("auth_refused", "Upgrades refused for a missing or invalid token")),
       auth_expired(ctx.metrics().counter("auth_expired", "Connections closed because their token expired")),
       tls_handshakes_failed(ctx.metrics().counter("tls_handshakes_failed", "TLS handshakes that failed or timed out")),
@@ -41,13 +42,15 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       protocol_errors(ctx.metrics().counter(
           "protocol_errors", "Connections closed for breaking the WebSocket protocol (1002, 1007, 1009)")),
       idle_closed(ctx.metrics().counter("idle_closed", "Connections cut after idle_timeout_ms without a byte")),
-      connections_reset(ctx.metrics().counter(
-          "connections_reset", "Connections the server gave up on (silent, or not taking its close) that it reset "
-                               "rather than closed, as the kernel still held bytes they had not read")),
+      connections_reset(
+          ctx.metrics().counter("connections_reset",
+                                "Connections the server gave up on (silent, or not taking its close) that it reset "
+                                "rather than closed, as the kernel still held bytes they had not read")),
       socketio_sessions(ctx.metrics().counter("socketio_sessions", "Socket.IO sessions opened")),
-      socketio_upgrades(ctx.metrics().counter("socketio_upgrades", "Socket.IO sessions upgraded from polling to WebSocket")),
-      socketio_refused(ctx.metrics().counter("socketio_refused",
-                                             "Socket.IO requests refused (unknown sid, bad transport, payload too large)")),
+      socketio_upgrades(
+          ctx.metrics().counter("socketio_upgrades", "Socket.IO sessions upgraded from polling to WebSocket")),
+      socketio_refused(ctx.metrics().counter(
+          "socketio_refused", "Socket.IO requests refused (unknown sid, bad transport, payload too large)")),
       unauthenticated_displaced(ctx.metrics().counter(
           "unauthenticated_displaced",
           "Socket.IO sessions yet to authenticate ended to make room for a newer one (the pool was full)")),
@@ -62,9 +65,9 @@ Hub::Hub(const WebSocketConfig& cfg, Context& ctx)
       presence_read_timeouts(ctx.metrics().counter(
           "presence_read_timeouts", "Presence requests answered unavailable after presence_read_timeout_ms")),
       ephemeral_sent(ctx.metrics().counter("ephemeral_sent", "Ephemeral sends of clients handed to the pipeline")),
-      history_bytes_gauge(ctx.metrics().gauge(
-          "history_bytes_held",
-          "Bytes of history reserved for reads in flight or queued to clients and not yet written (history_buffer_bytes)")) {
+      history_bytes_gauge(ctx.metrics().gauge("history_bytes_held",
+                                              "Bytes of history reserved for reads in flight or queued to clients and "
+                                              "not yet written (history_buffer_bytes)")) {
   peers.set_limits(peer_limits(), Clock::now());
   std::string error;
   if (auto parsed = TrustedProxies::parse(config.trusted_proxies, error)) proxies = std::move(*parsed);
@@ -150,10 +153,17 @@ bool Hub::open_socket(const std::string& peer, const std::string& address) {
     why = "max_sockets are open";
   } else if (!peer.empty()) {
     switch (peers.open_socket(peer, Clock::now())) {
-      case PeerTable::Refusal::none: break;
-      case PeerTable::Refusal::too_many_sockets: why = "max_sockets_per_address are open from it"; break;
-      case PeerTable::Refusal::connecting_too_fast: why = "it opens connections faster than connection_rate_per_address"; break;
-      case PeerTable::Refusal::table_full: why = "too many addresses are being tracked"; break;
+      case PeerTable::Refusal::none:
+        break;
+      case PeerTable::Refusal::too_many_sockets:
+        why = "max_sockets_per_address are open from it";
+        break;
+      case PeerTable::Refusal::connecting_too_fast:
+        why = "it opens connections faster than connection_rate_per_address";
+        break;
+      case PeerTable::Refusal::table_full:
+        why = "too many addresses are being tracked";
+        break;
     }
   }
   peers_tracked.set(static_cast<std::int64_t>(peers.size()));
@@ -338,7 +348,8 @@ void Hub::leave(WsSession* session, const std::string& room) {
   }
   // Once per join, whichever of leave, close or removal comes first; last,
   // as a fanout reporting it at once would walk the rooms.
-  if (was_in && ingress && ingress->has_presence()) ingress->presence_leave(room, session->name(), session->client_id());
+  if (was_in && ingress && ingress->has_presence())
+    ingress->presence_leave(room, session->name(), session->client_id());
 }
 
 void Hub::remove(WsSession* session) {
@@ -451,8 +462,7 @@ void Hub::note_auth_refused(JwtError error, const std::string& address) {
   if (auth_log_.allow(held_back))
     logger.warn("refused a WebSocket from '", address, "': ", to_string(error), " (", held_back,
                 " more refused for their token since the last report)");
-  else
-    logger.debug("refused a WebSocket from '", address, "': ", to_string(error));
+  else logger.debug("refused a WebSocket from '", address, "': ", to_string(error));
 }
 
 void Hub::note_refused_origin(const std::string& origin, const std::string& address) {
@@ -462,8 +472,7 @@ void Hub::note_refused_origin(const std::string& origin, const std::string& addr
                 "'): it is not this page's origin nor in allowed_origins; to let a front end served from there "
                 "connect, add \"",
                 origin, "\" to allowed_origins (", held_back, " more refused since the last report)");
-  else
-    logger.debug("refused a request from origin '", origin, "' (client '", address, "')");
+  else logger.debug("refused a request from origin '", origin, "' (client '", address, "')");
 }
 
 void Hub::note_tls_failure(const std::string& address, std::string_view what, bool plaintext) {
@@ -471,10 +480,9 @@ void Hub::note_tls_failure(const std::string& address, std::string_view what, bo
   if (plaintext) tls_plaintext_refused.add();
   std::uint64_t held_back = 0;
   if (plaintext && tls_log_.allow(held_back))
-    logger.warn("a client at '", address, "' spoke plaintext to the TLS port (use https:// and wss://); ",
-                held_back, " more refused since the last report");
-  else
-    logger.debug("TLS handshake with '", address, "' failed: ", what);
+    logger.warn("a client at '", address, "' spoke plaintext to the TLS port (use https:// and wss://); ", held_back,
+                " more refused since the last report");
+  else logger.debug("TLS handshake with '", address, "' failed: ", what);
 }
 
 }  // namespace nudge::plugins::websocket

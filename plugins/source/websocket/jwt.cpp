@@ -12,7 +12,8 @@ std::string token_from_request(std::string_view authorization, std::string_view 
   };
   authorization = trim(authorization);
   constexpr std::string_view kBearer = "bearer";
-  if (authorization.size() > kBearer.size() && (authorization[kBearer.size()] == ' ' || authorization[kBearer.size()] == '\t')) {
+  if (authorization.size() > kBearer.size() &&
+      (authorization[kBearer.size()] == ' ' || authorization[kBearer.size()] == '\t')) {
     bool is_bearer = true;
     for (std::size_t i = 0; i < kBearer.size(); ++i)
       if ((authorization[i] | 0x20) != kBearer[i]) is_bearer = false;

@@ -23,8 +23,7 @@ PeerTable::Entry* PeerTable::find_or_add(const std::string& peer, Clock::time_po
 
 bool PeerTable::idle(const Entry& entry, Clock::time_point now) const noexcept {
   return entry.sockets == 0 && entry.clients == 0 && entry.history_bytes == 0 && entry.rooms == 0 &&
-         entry.connects.full(now) &&
-         entry.messages.full(now) && entry.requests.full(now);
+         entry.connects.full(now) && entry.messages.full(now) && entry.requests.full(now);
 }
 
 PeerTable::Refusal PeerTable::open_socket(const std::string& peer, Clock::time_point now) {

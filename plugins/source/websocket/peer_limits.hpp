@@ -36,9 +36,9 @@ class PeerTable {
     std::size_t clients_per_peer = 0;  ///< WebSocket and Socket.IO clients at once; 0: no limit
     double connects_per_second = 0;    ///< new connections; 0: no limit
     double connect_burst = 1;
-    double messages_per_second = 0;    ///< messages of all the peer's connections; 0: no limit
+    double messages_per_second = 0;  ///< messages of all the peer's connections; 0: no limit
     double message_burst = 1;
-    double requests_per_second = 0;    ///< HTTP requests of all the peer's connections; 0: no limit
+    double requests_per_second = 0;  ///< HTTP requests of all the peer's connections; 0: no limit
     double request_burst = 1;
     std::size_t max_peers = 65536;
   };

@@ -47,7 +47,8 @@ bool is_valid_room(std::string_view room) {
 }
 
 std::string not_joined_message(std::string_view room) {
-  if (!is_valid_room(room)) return "join the room before sending to it (a room name is 1 to 128 characters of A-Z a-z 0-9 _ - . :)";
+  if (!is_valid_room(room))
+    return "join the room before sending to it (a room name is 1 to 128 characters of A-Z a-z 0-9 _ - . :)";
   return "join room '" + std::string(room) + "' before sending to it";
 }
 
@@ -167,8 +168,9 @@ std::string message_frame(const Message& m, bool history) {
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
   w.StartObject();
-  bool ok = put(w, "type", is_ephemeral(m) ? "ephemeral" : "message") && put(w, "id", m.id.to_string()) && put(w, "room", m.room) &&
-            put(w, "sender", m.sender) && put(w, "text", m.payload) && w.Key("ts") && w.Int64(m.timestamp_ms);
+  bool ok = put(w, "type", is_ephemeral(m) ? "ephemeral" : "message") && put(w, "id", m.id.to_string()) &&
+            put(w, "room", m.room) && put(w, "sender", m.sender) && put(w, "text", m.payload) && w.Key("ts") &&
+            w.Int64(m.timestamp_ms);
   if (history) ok = ok && w.Key("history") && w.Bool(true);
   ok = ok && w.EndObject();
   if (!ok) return {};
@@ -180,8 +182,12 @@ std::string presence_event_frame(std::string_view room, const PresenceEvent& eve
   JsonWriter w(buffer);
   const char* type = "presence_join";
   switch (event.change) {
-    case PresenceChange::join: type = "presence_join"; break;
-    case PresenceChange::leave: type = "presence_leave"; break;
+    case PresenceChange::join:
+      type = "presence_join";
+      break;
+    case PresenceChange::leave:
+      type = "presence_leave";
+      break;
   }
   const bool ok = w.StartObject() && put(w, "type", type) && put(w, "room", room) &&
                   put(w, "user", event.member.user) && put(w, "client", event.member.connection) && w.EndObject();
@@ -232,13 +238,18 @@ std::string joined_frame(std::string_view room, std::size_t history) {
 
 std::string_view error_code_for(StatusCode code) noexcept {
   switch (code) {
-    case StatusCode::ok: return "ok";
-    case StatusCode::invalid_argument: return "bad_request";
-    case StatusCode::rejected: return "rejected";
+    case StatusCode::ok:
+      return "ok";
+    case StatusCode::invalid_argument:
+      return "bad_request";
+    case StatusCode::rejected:
+      return "rejected";
     case StatusCode::unavailable:
     case StatusCode::timeout:
-    case StatusCode::cancelled: return "unavailable";
-    case StatusCode::internal: return "internal";
+    case StatusCode::cancelled:
+      return "unavailable";
+    case StatusCode::internal:
+      return "internal";
   }
   return "internal";
 }

@@ -93,7 +93,8 @@ ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view r
     touch(found->second, now);
     if (entry.content != content) return {Outcome::conflict, entry.id};
     switch (entry.state) {
-      case State::acked: return {Outcome::already_acked, entry.id};
+      case State::acked:
+        return {Outcome::already_acked, entry.id};
       case State::in_flight:
         if (entry.waiters.size() >= kMaxWaiters) return {Outcome::busy, entry.id};
         entry.waiters.push_back(std::move(waiter));
@@ -106,7 +107,8 @@ ResendCache::Claim ResendCache::claim(std::string_view scope, std::string_view r
   evict(now, 1);
   // Every entry left is in flight (evict made room otherwise): nothing may go.
   if (entries_.size() >= max_entries_) return {Outcome::busy, fresh_id};
-  order_.push_back(Entry{key, fresh_id, content, State::in_flight, now, {}, std::string(owner.empty() ? scope : owner), {}});
+  order_.push_back(
+      Entry{key, fresh_id, content, State::in_flight, now, {}, std::string(owner.empty() ? scope : owner), {}});
   auto it = std::prev(order_.end());
   entries_.emplace(std::string_view(it->key), it);
   auto& mine = owners_[it->owner];

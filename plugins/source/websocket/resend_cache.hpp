@@ -40,11 +40,11 @@ class ResendCache {
   using Waiter = std::function<void(const Status&, const MessageId&)>;
 
   enum class Outcome {
-    publish,         ///< publish a message with `id` (new, or a retry of a failed attempt)
-    already_acked,   ///< durable already: ack with `id`, publish nothing
-    waiting,         ///< the first attempt is in flight: the waiter will be told
-    conflict,        ///< same ref, different room or text: refuse
-    busy,            ///< refuse for now: too many resends wait on this ref, or max_entries are in flight
+    publish,        ///< publish a message with `id` (new, or a retry of a failed attempt)
+    already_acked,  ///< durable already: ack with `id`, publish nothing
+    waiting,        ///< the first attempt is in flight: the waiter will be told
+    conflict,       ///< same ref, different room or text: refuse
+    busy,           ///< refuse for now: too many resends wait on this ref, or max_entries are in flight
   };
   struct Claim {
     Outcome outcome;
@@ -114,7 +114,7 @@ class ResendCache {
 
   Clock::duration window_;
   std::size_t max_entries_;
-  Order order_;  ///< least recently used first
+  Order order_;                                                    ///< least recently used first
   std::unordered_map<std::string_view, Order::iterator> entries_;  ///< views into Entry::key
   std::unordered_map<std::string, Owner> owners_;
   /// Owners by how many entries they hold, most first.

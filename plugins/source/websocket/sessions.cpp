@@ -172,17 +172,16 @@ WsSession::PresenceAsk WsSession::ask_presence(const std::string& room, Presence
   hub_->presence_reads.add();
   const std::uint64_t number = hub_->next_presence_read++;
   hub_->presence_reads_pending.emplace(
-      number, Hub::PresenceRead{[weak = weak_self(), reply = std::move(reply)](const Status& status,
-                                                                              const PresenceList& list) {
-                                  const auto self = weak.lock();
-                                  if (!self) return;
-                                  self->presence_reading_ = false;
-                                  reply(*self, status, list);
-                                },
-                                Clock::now() + std::chrono::milliseconds(hub_->config.presence_read_timeout_ms)});
-  hub_->ingress->read_presence(room, [hub = hub_, number](Status status, PresenceList list) {
-    hub->presence_read_done(number, status, list);
-  });
+      number,
+      Hub::PresenceRead{[weak = weak_self(), reply = std::move(reply)](const Status& status, const PresenceList& list) {
+                          const auto self = weak.lock();
+                          if (!self) return;
+                          self->presence_reading_ = false;
+                          reply(*self, status, list);
+                        },
+                        Clock::now() + std::chrono::milliseconds(hub_->config.presence_read_timeout_ms)});
+  hub_->ingress->read_presence(
+      room, [hub = hub_, number](Status status, PresenceList list) { hub->presence_read_done(number, status, list); });
   return PresenceAsk::reading;
 }
 
@@ -203,11 +202,11 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
     }
     // The hub is held, not the session: the cache entry is settled (and other
     // connections waiting on it answered) even after this client is gone.
-    hub_->ingress->publish(std::move(message), [weak, hub = hub_, scope = std::move(scope), ref, id,
-                                                reply](Status status) {
-      if (scope) hub->resends.settle(*scope, ref, status, ResendCache::Clock::now());
-      if (auto self = weak.lock()) reply(*self, SendOutcome{status, id, {}});
-    });
+    hub_->ingress->publish(std::move(message),
+                           [weak, hub = hub_, scope = std::move(scope), ref, id, reply](Status status) {
+                             if (scope) hub->resends.settle(*scope, ref, status, ResendCache::Clock::now());
+                             if (auto self = weak.lock()) reply(*self, SendOutcome{status, id, {}});
+                           });
     // Backpressure: the next message is read only when the pipeline has
     // room. The waiter owns the session: no read is pending to keep it alive.
     waiting_for_pipeline_ = true;
@@ -246,7 +245,8 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
       },
       owner);
   switch (claim.outcome) {
-    case ResendCache::Outcome::publish: return publish(claim.id, std::move(scope));
+    case ResendCache::Outcome::publish:
+      return publish(claim.id, std::move(scope));
     case ResendCache::Outcome::already_acked:
       hub_->resends_recognised.add();
       reply(*this, SendOutcome{Status::success(), claim.id, {}});
@@ -254,13 +254,14 @@ WsSession::Submitted WsSession::submit(std::string room, std::string text, std::
     case ResendCache::Outcome::waiting:
       hub_->resends_recognised.add();  // answered when the first attempt is
       return Submitted::answered;
-    case ResendCache::Outcome::conflict: return refuse_conflict();
+    case ResendCache::Outcome::conflict:
+      return refuse_conflict();
     case ResendCache::Outcome::busy:
       hub_->frames_refused.add();
-      reply(*this, SendOutcome{Status::error(StatusCode::unavailable,
-                                             "too many sends are in flight to remember ref '" + ref +
-                                                 "'; send it again in a moment"),
-                               MessageId(), {}});
+      reply(*this, SendOutcome{Status::error(StatusCode::unavailable, "too many sends are in flight to remember ref '" +
+                                                                          ref + "'; send it again in a moment"),
+                               MessageId(),
+                               {}});
       return Submitted::answered;
   }
   return Submitted::answered;
@@ -380,13 +381,13 @@ WsSession::Turn WsSession::start_history_read(const std::string& room, std::uint
   HistoryQuery query;
   query.room = room;
   query.after = state.cursor;
-  const std::size_t left =
-      static_cast<std::size_t>(cfg.catch_up_max_messages) - std::min(state.sent, static_cast<std::size_t>(cfg.catch_up_max_messages));
+  const std::size_t left = static_cast<std::size_t>(cfg.catch_up_max_messages) -
+                           std::min(state.sent, static_cast<std::size_t>(cfg.catch_up_max_messages));
   // A page fills at most half the client's queue in frames as well.
   const std::size_t frames = static_cast<std::size_t>(cfg.max_send_queue) / 2;
   const std::size_t frame_room = std::max<std::size_t>(1, frames > queued_frames() ? frames - queued_frames() : 0);
-  query.limit = std::min(state.paged ? std::min(kCatchUpPage, left) : static_cast<std::size_t>(cfg.history_messages),
-                         frame_room);
+  query.limit =
+      std::min(state.paged ? std::min(kCatchUpPage, left) : static_cast<std::size_t>(cfg.history_messages), frame_room);
   // The reservation is what the answer may be queued of (the rest is
   // read again, or left out): this client's allowance and the hub's budget.
   const std::size_t largest = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);

@@ -204,8 +204,7 @@ void WsStreamSession<Stream>::on_write(beast::error_code ec, std::size_t) {
 // -------------------------------------------------------------- HttpSession
 
 template <class Stream>
-HttpSession<Stream>::HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, SocketSlot slot,
-                                 beast::flat_buffer buffer)
+HttpSession<Stream>::HttpSession(std::shared_ptr<Hub> hub, Stream&& stream, SocketSlot slot, beast::flat_buffer buffer)
     : HttpRouter(std::move(hub), std::move(slot), remote_ip(stream), std::move(buffer)), stream_(std::move(stream)) {}
 
 template <class Stream>

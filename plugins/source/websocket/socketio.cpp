@@ -32,8 +32,8 @@ namespace {
 /// Larger ids are not exact in the client's JavaScript numbers.
 constexpr std::uint64_t kMaxAckId = (std::uint64_t{1} << 53) - 1;
 /// Event names Socket.IO keeps for itself: a client may not emit them.
-constexpr std::array<std::string_view, 6> kReservedEvents = {"connect",     "connect_error",  "disconnect",
-                                                             "disconnecting", "newListener", "removeListener"};
+constexpr std::array<std::string_view, 6> kReservedEvents = {"connect",       "connect_error", "disconnect",
+                                                             "disconnecting", "newListener",   "removeListener"};
 
 bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 

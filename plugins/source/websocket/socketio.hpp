@@ -21,7 +21,15 @@
 namespace nudge::plugins::websocket::socketio {
 
 /// Engine.IO v4 packet types.
-enum class EngineType : char { open = '0', close = '1', ping = '2', pong = '3', message = '4', upgrade = '5', noop = '6' };
+enum class EngineType : char {
+  open = '0',
+  close = '1',
+  ping = '2',
+  pong = '3',
+  message = '4',
+  upgrade = '5',
+  noop = '6'
+};
 
 /// Socket.IO v5 packet types.
 enum class PacketType : char {

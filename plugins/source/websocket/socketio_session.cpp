@@ -3,8 +3,8 @@
 #include <array>
 #include <stdexcept>
 
-#include <boost/asio/post.hpp>
 #include <rapidjson/document.h>
+#include <boost/asio/post.hpp>
 
 #include "json_writer.hpp"
 #include "nudge/sdk/text.hpp"
@@ -274,9 +274,12 @@ void SioSession::on_packet(std::string_view text) {
       if (verdict == RateVerdict::allowed)
         send_packet("3" + std::string(packet->data.size() <= kMaxEchoedPingData ? packet->data : std::string_view()));
       return;
-    case socketio::EngineType::message: return on_socketio(packet->data, verdict);
-    case socketio::EngineType::close: return;  // ended above
-    case socketio::EngineType::noop: return;
+    case socketio::EngineType::message:
+      return on_socketio(packet->data, verdict);
+    case socketio::EngineType::close:
+      return;  // ended above
+    case socketio::EngineType::noop:
+      return;
     case socketio::EngineType::open:
     case socketio::EngineType::upgrade:
       hub_->protocol_errors.add();
@@ -388,15 +391,19 @@ void SioSession::on_socketio(std::string_view text, RateVerdict verdict) {
     return send_packet(socketio::connect_error_packet(packet->nsp, "Invalid namespace"));
   }
   switch (packet->type) {
-    case socketio::PacketType::connect: return on_connect(*packet);
-    case socketio::PacketType::disconnect: return end("client namespace disconnect");
+    case socketio::PacketType::connect:
+      return on_connect(*packet);
+    case socketio::PacketType::disconnect:
+      return end("client namespace disconnect");
     case socketio::PacketType::event:
       if (!connected_) return;
       return on_event(*packet);
-    case socketio::PacketType::ack: return;  // this server asks for no acks
+    case socketio::PacketType::ack:
+      return;  // this server asks for no acks
     case socketio::PacketType::connect_error:
     case socketio::PacketType::binary_event:
-    case socketio::PacketType::binary_ack: return;
+    case socketio::PacketType::binary_ack:
+      return;
   }
 }
 
@@ -457,7 +464,8 @@ void SioSession::on_connect(const socketio::Packet& packet) {
   send_packet(socketio::connect_packet(sid_));
   current_room_ = room;
   switch (join_room(room, after)) {
-    case Hub::JoinRefusal::none: break;
+    case Hub::JoinRefusal::none:
+      break;
     case Hub::JoinRefusal::too_many_rooms_here:
     case Hub::JoinRefusal::too_many_rooms_from_address:
     case Hub::JoinRefusal::too_many_rooms:
@@ -540,8 +548,7 @@ void SioSession::on_event(const socketio::Packet& packet) {
   }
   if (packet.event == "presence") return on_presence(first, ack);
   hub_->frames_refused.add();
-  refuse(ack, "unknown_event",
-         "unknown event; expected event:message, join, leave, hello or presence");
+  refuse(ack, "unknown_event", "unknown event; expected event:message, join, leave, hello or presence");
 }
 
 void SioSession::on_presence(const rapidjson::Value* first, std::optional<std::uint64_t> ack) {
@@ -554,12 +561,14 @@ void SioSession::on_presence(const rapidjson::Value* first, std::optional<std::u
   std::string room = current_room_;
   if (first && (first->IsString() || (first->IsObject() && first->HasMember("room")))) {
     auto named = string_arg(*first, "room");
-    if (!named || !is_valid_room(*named)) return bad("presence takes a room name: 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+    if (!named || !is_valid_room(*named))
+      return bad("presence takes a room name: 1 to 128 characters of A-Z a-z 0-9 _ - . :");
     room = std::move(*named);
   } else if (first && !first->IsObject()) {
     return bad("presence takes a room name, {room}, or nothing (the room joined last)");
   }
-  const auto asked = ask_presence(room, [ack, room](WsSession& session, const Status& status, const PresenceList& list) {
+  const auto asked = ask_presence(room, [ack, room](WsSession& session, const Status& status,
+                                                    const PresenceList& list) {
     auto& self = static_cast<SioSession&>(session);
     if (!status.ok()) return self.refuse(ack, error_code_for(status.code()), status.message());
     self.ack_ok(ack, "\"room\":" + json_string(room) + ",\"members\":" +
@@ -567,13 +576,15 @@ void SioSession::on_presence(const rapidjson::Value* first, std::optional<std::u
                          ",\"total\":" + std::to_string(std::max<std::size_t>(list.total, list.members.size())));
   });
   switch (asked) {
-    case PresenceAsk::reading: return;
+    case PresenceAsk::reading:
+      return;
     case PresenceAsk::not_joined:
       hub_->frames_refused.add();
       return refuse(ack, "not_joined", room.empty() ? "join a room first" : not_joined_message(room));
     case PresenceAsk::unsupported:
       hub_->frames_refused.add();
-      return refuse(ack, "unsupported", "this server keeps no presence (its pipeline's fanout does not, or [pipeline] presence = false)");
+      return refuse(ack, "unsupported",
+                    "this server keeps no presence (its pipeline's fanout does not, or [pipeline] presence = false)");
     case PresenceAsk::busy:
       hub_->frames_refused.add();
       return refuse(ack, "busy", "a presence request of this session is still unanswered; ask again after its reply");
@@ -628,11 +639,14 @@ void SioSession::on_send(std::string_view args_json, std::optional<std::uint64_t
   }
   if (!hub_->ingress || !hub_->intake_open)
     return refuse(ack, "unavailable", "the server is shutting down; send again after reconnecting");
-  submit(std::move(room), std::move(*text), std::move(ref), [ack](WsSession& session, const SendOutcome& outcome) {
-    auto& self = static_cast<SioSession&>(session);
-    if (outcome.status.ok()) self.ack_ok(ack, "\"id\":\"" + outcome.id.to_string() + "\"");
-    else self.refuse(ack, outcome.error_code(), outcome.status.message());
-  }, ephemeral);
+  submit(
+      std::move(room), std::move(*text), std::move(ref),
+      [ack](WsSession& session, const SendOutcome& outcome) {
+        auto& self = static_cast<SioSession&>(session);
+        if (outcome.status.ok()) self.ack_ok(ack, "\"id\":\"" + outcome.id.to_string() + "\"");
+        else self.refuse(ack, outcome.error_code(), outcome.status.message());
+      },
+      ephemeral);
 }
 
 void SioSession::refuse(std::optional<std::uint64_t> ack, std::string_view code, std::string_view message) {
@@ -673,8 +687,7 @@ void SioSession::history_done(const std::string& room, std::size_t count, const 
   }
   if (!status.ok()) {
     hub_->history_failures.add();
-    return refuse(ack, "history_unavailable",
-                  "the room's history could not be read: " + std::string(status.message()));
+    return refuse(ack, "history_unavailable", "the room's history could not be read: " + std::string(status.message()));
   }
   ack_ok(ack, "\"room\":" + json_string(room) + ",\"history\":" + std::to_string(count));
 }

@@ -27,8 +27,7 @@ std::unique_ptr<ssl::context> make_tls_context(const std::string& cert_file, con
                                                std::string& error) {
   if (!readable("tls_cert_file", cert_file, error) || !readable("tls_key_file", key_file, error)) return nullptr;
   auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
-  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression |
-                   ssl::context::single_dh_use);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_compression | ssl::context::single_dh_use);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
   // OpenSSL would otherwise prompt on the terminal for an encrypted key's passphrase.
   ctx->set_password_callback([](std::size_t, ssl::context::password_purpose) { return std::string(); });
@@ -44,8 +43,8 @@ std::unique_ptr<ssl::context> make_tls_context(const std::string& cert_file, con
       error = "tls_key_file '" + key_file + "' is not the key of the certificate in tls_cert_file '" + cert_file + "'";
       return nullptr;
     }
-    error = "tls_key_file '" + key_file + "' holds no usable PEM private key (encrypted keys are not supported): " +
-            ec.message();
+    error = "tls_key_file '" + key_file +
+            "' holds no usable PEM private key (encrypted keys are not supported): " + ec.message();
     return nullptr;
   }
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {

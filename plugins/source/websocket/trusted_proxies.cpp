@@ -14,8 +14,7 @@ std::string_view trim(std::string_view text) {
 
 /// IPv4-mapped IPv6 addresses ("::ffff:10.0.0.1") are their IPv4 address.
 ip::address unmapped(const ip::address& address) {
-  if (address.is_v6() && address.to_v6().is_v4_mapped())
-    return ip::make_address_v4(ip::v4_mapped, address.to_v6());
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) return ip::make_address_v4(ip::v4_mapped, address.to_v6());
   return address;
 }
 
@@ -80,7 +79,8 @@ std::optional<ip::address> TrustedProxies::client_of(std::string_view forwarded_
     if (ec) {
       // Some proxies append the port: "203.0.113.9:5123", "[2001:db8::5]:5123".
       std::string_view host = entry;
-      if (host.starts_with('[')) host = host.substr(1, host.find(']') == std::string_view::npos ? 0 : host.find(']') - 1);
+      if (host.starts_with('['))
+        host = host.substr(1, host.find(']') == std::string_view::npos ? 0 : host.find(']') - 1);
       else if (host.find(':') == host.rfind(':')) host = host.substr(0, host.find(':'));
       address = ip::make_address(std::string(host), ec);
     }

@@ -130,7 +130,9 @@ Status WebSocketSource::listen() {
   for (const auto& host : hosts) {
     boost::system::error_code ec;
     const auto address = boost::asio::ip::make_address(host, ec);
-    if (ec) return Status::error(StatusCode::invalid_argument, "listen: '" + cfg.host + "' is not an IP address or localhost");
+    if (ec)
+      return Status::error(StatusCode::invalid_argument,
+                           "listen: '" + cfg.host + "' is not an IP address or localhost");
     const std::string where = (address.is_v6() ? "[" + host + "]" : host) + ":" + std::to_string(port);
     auto listener = std::make_unique<Listener>(context_.executor());
     auto* acceptor = &listener->acceptor;
@@ -145,7 +147,8 @@ Status WebSocketSource::listen() {
     if (address.is_v6()) acceptor->set_option(boost::asio::ip::v6_only(true), ec);
     if (acceptor->bind(tcp::endpoint(address, port), ec); ec) {
       if (&host != &hosts.front() && ec.value() == EADDRNOTAVAIL) {
-        context_.logger().warn("cannot listen on ", where, " (", ec.message(), "): localhost is served on 127.0.0.1 alone");
+        context_.logger().warn("cannot listen on ", where, " (", ec.message(),
+                               "): localhost is served on 127.0.0.1 alone");
         break;
       }
       const std::string hint = ec == boost::asio::error::address_in_use
@@ -174,8 +177,8 @@ void WebSocketSource::do_accept(Listener& listener) {
         context_.logger().warn("accept failed: ", ec.message(), " (", held_back, " more since the last report; ",
                                hub_->sockets_open, " connections open)");
       // Out of descriptors: the accept loop must neither end nor spin.
-      if (ec == boost::asio::error::no_descriptors || ec.value() == ENFILE || ec == boost::asio::error::no_buffer_space ||
-          ec == boost::asio::error::no_memory)
+      if (ec == boost::asio::error::no_descriptors || ec.value() == ENFILE ||
+          ec == boost::asio::error::no_buffer_space || ec == boost::asio::error::no_memory)
         return shed_and_pause(listener);
     } else {
       serve(std::move(socket));
@@ -295,10 +298,10 @@ Status WebSocketSource::reconfigure(const Config& config) {
   }
   hub_->reconfigure(next);
   config_ = config;
-  context_.logger().info("applied new limits to ", hub_->sessions.size(),
-                         " open connections: max_message_bytes ", next.max_message_bytes, ", rate_limit_per_second ",
-                         next.rate_limit_per_second, ", rate_limit_burst ", next.rate_limit_burst,
-                         ", max_connections ", next.max_connections, ", idle_timeout_ms ", next.idle_timeout_ms);
+  context_.logger().info("applied new limits to ", hub_->sessions.size(), " open connections: max_message_bytes ",
+                         next.max_message_bytes, ", rate_limit_per_second ", next.rate_limit_per_second,
+                         ", rate_limit_burst ", next.rate_limit_burst, ", max_connections ", next.max_connections,
+                         ", idle_timeout_ms ", next.idle_timeout_ms);
   return Status::success();
 }
 

@@ -14,9 +14,7 @@ constexpr std::string_view kHandshakeGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B1
 
 bool is_control(Opcode opcode) noexcept { return static_cast<std::uint8_t>(opcode) >= 8; }
 
-bool known_opcode(std::uint8_t opcode) noexcept {
-  return opcode <= 2 || (opcode >= 8 && opcode <= 10);
-}
+bool known_opcode(std::uint8_t opcode) noexcept { return opcode <= 2 || (opcode >= 8 && opcode <= 10); }
 
 /// Codes a peer may send in a close frame (RFC 6455 section 7.4).
 bool valid_close_code(std::uint16_t code) noexcept {

@@ -92,7 +92,8 @@ bool WsConnection::consume(std::span<std::uint8_t> input) {
     const auto event = b.reader.next(input);
     Next next = Next::read;
     switch (event) {
-      case FrameReader::Event::need_more: return true;
+      case FrameReader::Event::need_more:
+        return true;
       case FrameReader::Event::message:
         if (closing()) break;  // after a close frame, data is ignored (RFC 6455 section 5.5.1)
         next = on_message(b.reader.message(), b.reader.is_text());
@@ -101,7 +102,8 @@ bool WsConnection::consume(std::span<std::uint8_t> input) {
         if (closing()) break;
         next = on_ping(b.reader.payload());
         break;
-      case FrameReader::Event::pong: break;
+      case FrameReader::Event::pong:
+        break;
       case FrameReader::Event::close:
         b.close_received = true;
         if (state_ == ConnectionState::close_sent) {
@@ -133,8 +135,10 @@ bool WsConnection::consume(std::span<std::uint8_t> input) {
 WsConnection::Next WsConnection::on_ping(std::string_view payload) {
   // A ping costs a pong: pings are frames like any other for the rate limit.
   switch (rate_check()) {
-    case RateVerdict::allowed: break;
-    case RateVerdict::refused: return Next::read;  // not answered
+    case RateVerdict::allowed:
+      break;
+    case RateVerdict::refused:
+      return Next::read;  // not answered
     case RateVerdict::refused_to_close:
       close_after_queue(CloseCode::policy_error, "rate limit exceeded");
       return Next::stop;
@@ -212,7 +216,8 @@ bool WsConnection::after_write() {
   }
   if (!b.queue.empty()) return true;
   switch (state_) {
-    case ConnectionState::open: return false;
+    case ConnectionState::open:
+      return false;
     case ConnectionState::closing_after_queue:
       // The queue ran dry behind close_after_queue: the close frame is next.
       queue_close(b.pending_close_code, b.pending_close_reason, b.close_deadline);
@@ -222,7 +227,8 @@ bool WsConnection::after_write() {
       if (b.close_received) close_socket();
       return false;
     case ConnectionState::close_sent:
-    case ConnectionState::closed: return false;
+    case ConnectionState::closed:
+      return false;
   }
   return false;
 }

@@ -37,10 +37,12 @@ enum class ConnectionState : std::uint8_t {
 constexpr bool may_queue_close(ConnectionState state) noexcept {
   switch (state) {
     case ConnectionState::open:
-    case ConnectionState::closing_after_queue: return true;
+    case ConnectionState::closing_after_queue:
+      return true;
     case ConnectionState::close_queued:
     case ConnectionState::close_sent:
-    case ConnectionState::closed: return false;
+    case ConnectionState::closed:
+      return false;
   }
   return false;
 }
@@ -50,11 +52,13 @@ constexpr bool may_queue_close(ConnectionState state) noexcept {
 /// closed is the caller's (close_sent with close_received).
 constexpr ConnectionState after_queue_drained(ConnectionState state) noexcept {
   switch (state) {
-    case ConnectionState::close_queued: return ConnectionState::close_sent;  // nothing is queued behind a close frame
+    case ConnectionState::close_queued:
+      return ConnectionState::close_sent;  // nothing is queued behind a close frame
     case ConnectionState::open:
     case ConnectionState::closing_after_queue:
     case ConnectionState::close_sent:
-    case ConnectionState::closed: return state;
+    case ConnectionState::closed:
+      return state;
   }
   return state;
 }

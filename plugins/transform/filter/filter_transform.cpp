@@ -88,7 +88,9 @@ ConfigSchema FilterTransform::schema() {
   s.string("blocked_senders_action", "drop",
            "What happens to a blocked sender's message: \"drop\" (acknowledged, never delivered or stored) or "
            "\"reject\" (the sender is told)")
-      .with_check([](const ConfigValue& v) { return action_check(v, {"drop", "reject"}); })
+      .with_check([](const ConfigValue& v) {
+        return action_check(v, {"drop", "reject"});
+      })
       .reloadable();
   s.string_list("rooms", {}, "Rooms messages may be sent to; empty allows every room")
       .with_example("[\"general\", \"support\"]")
@@ -102,7 +104,9 @@ ConfigSchema FilterTransform::schema() {
   s.string("blocked_words_action", "reject",
            "What happens to a message with a blocked word: \"reject\" (the sender is told which word), \"drop\", "
            "or \"mask\" (the word becomes asterisks and the message goes on)")
-      .with_check([](const ConfigValue& v) { return action_check(v, {"reject", "drop", "mask"}); })
+      .with_check([](const ConfigValue& v) {
+        return action_check(v, {"reject", "drop", "mask"});
+      })
       .reloadable();
   return s;
 }

@@ -15,8 +15,9 @@ RateLimitTransform::RateLimitTransform(const Config& config, Context& context)
       passed_(context.metrics().counter("passed", "Messages within their sender's limit")),
       limited_(context.metrics().counter("limited", "Messages over their sender's limit, refused or dropped")),
       evicted_(context.metrics().counter(
-          "evicted", "Senders forgotten before their bucket refilled, to keep within max_senders (each then "
-                     "starts again with a full bucket)")),
+          "evicted",
+          "Senders forgotten before their bucket refilled, to keep within max_senders (each then "
+          "starts again with a full bucket)")),
       senders_(context.metrics().gauge("senders", "Senders whose bucket is tracked (at most max_senders)")) {
   reason_ = make_reason();
 }
@@ -42,7 +43,8 @@ Status RateLimitTransform::reconfigure(const Config& config, Clock::time_point n
     return Status::error(StatusCode::invalid_argument, std::string("the new rate limit cannot apply: ") + e.what());
   }
   if (!(rate > 0) || burst < 1 || max_senders < 1)
-    return Status::error(StatusCode::invalid_argument, "the new rate limit cannot apply: rate and burst must be positive");
+    return Status::error(StatusCode::invalid_argument,
+                         "the new rate limit cannot apply: rate and burst must be positive");
   // Tokens earned so far are earned at the old rate; from now on the new
   // rate refills, and no bucket holds more than the new burst.
   for (auto& [sender, bucket] : buckets_) {
@@ -69,15 +71,13 @@ ConfigSchema RateLimitTransform::schema() {
         return std::get<double>(v) > 0 ? std::string() : std::string("must be more than 0");
       })
       .reloadable();
-  s.integer("burst", 5, "Messages a sender may send at once (the bucket's size)").range(1, 1000000)
-      .reloadable();
+  s.integer("burst", 5, "Messages a sender may send at once (the bucket's size)").range(1, 1000000).reloadable();
   s.integer("max_senders", 100000,
             "Senders tracked at most; past it, senders whose bucket refilled are forgotten (as good as new), then "
             "those nearest to full")
       .range(1, 100000000)
       .reloadable();
-  s.string("action", "reject",
-           "What happens over the limit: \"reject\" (the sender is told to slow down) or \"drop\"")
+  s.string("action", "reject", "What happens over the limit: \"reject\" (the sender is told to slow down) or \"drop\"")
       .with_check([](const ConfigValue& v) {
         const auto& a = std::get<std::string>(v);
         return a == "reject" || a == "drop" ? std::string() : std::string("must be \"reject\" or \"drop\"");

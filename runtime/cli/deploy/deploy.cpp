@@ -4,9 +4,9 @@
 // STATE/supervisor.pid for its whole life, which is how the other commands
 // know it runs, and writes STATE/state.toml on every change.
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pwd.h>
-#include <grp.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
@@ -27,10 +27,10 @@
 #include <sstream>
 #include <thread>
 
+#include <toml++/toml.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <toml++/toml.h>
 
 #include "cli/deploy/deploy.hpp"
 
@@ -154,8 +154,8 @@ bool port_in_use(const HostPort& at) {
   asio::io_context io;
   boost::system::error_code ec;
   tcp::resolver resolver(io);
-  const auto found = resolver.resolve(at.host, std::to_string(at.port),
-                                      tcp::resolver::numeric_service | tcp::resolver::passive, ec);
+  const auto found =
+      resolver.resolve(at.host, std::to_string(at.port), tcp::resolver::numeric_service | tcp::resolver::passive, ec);
   if (ec || found.empty()) return false;
   const tcp::endpoint endpoint = *found.begin();
   tcp::acceptor acceptor(io);
@@ -316,9 +316,15 @@ std::vector<std::string> instance_environment(const Deployment& d, const DeployI
 /// X-Forwarded-For names each client for the per-address limits.
 std::vector<std::string> instance_command(const std::string& exe, const std::string& command,
                                           const DeployInstance& inst) {
-  return {exe, command, inst.pipeline.string(), "--set", "source.websocket.listen=" + inst.listen.to_string(),
-          "--set", "admin.listen=" + inst.admin.to_string(),
-          "--set", R"(source.websocket.trusted_proxies=["127.0.0.1","::1"])"};
+  return {exe,
+          command,
+          inst.pipeline.string(),
+          "--set",
+          "source.websocket.listen=" + inst.listen.to_string(),
+          "--set",
+          "admin.listen=" + inst.admin.to_string(),
+          "--set",
+          R"(source.websocket.trusted_proxies=["127.0.0.1","::1"])"};
 }
 
 std::string self_exe() {
@@ -498,7 +504,8 @@ class Supervisor {
     }
     stopping_ = true;
     dirty_ = true;
-    logger_.info("received ", sig == SIGINT ? "SIGINT" : "SIGTERM", "; stopping the instances (they drain), then nginx");
+    logger_.info("received ", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                 "; stopping the instances (they drain), then nginx");
     for (auto& c : children_) {
       if (c.is_nginx) continue;
       if (c.pid > 0) {
@@ -834,13 +841,13 @@ int cmd_up(const Deployment& d) {
     std::cerr << "nudge: deployment '" << d.name << "' not ready after " << d.ready_timeout_s << " s:\n";
     for (std::size_t i = 0; i < d.instances.size(); ++i) {
       if (ready[i]) continue;
-      std::cerr << "  " << d.instances[i].name << ": /readyz at http://" << d.instances[i].admin.to_string()
-                << ": " << why[i] << "\n  last lines of " << log_file(d, d.instances[i].name).string() << ":\n"
+      std::cerr << "  " << d.instances[i].name << ": /readyz at http://" << d.instances[i].admin.to_string() << ": "
+                << why[i] << "\n  last lines of " << log_file(d, d.instances[i].name).string() << ":\n"
                 << tail_file(log_file(d, d.instances[i].name), 15);
     }
     if (!nginx_up)
-      std::cerr << "  nginx: nothing accepts on " << d.listen.to_string() << " (" << nginx_error << ")\n  last lines of "
-                << (d.state_dir / "nginx" / "error.log").string() << ":\n"
+      std::cerr << "  nginx: nothing accepts on " << d.listen.to_string() << " (" << nginx_error
+                << ")\n  last lines of " << (d.state_dir / "nginx" / "error.log").string() << ":\n"
                 << tail_file(d.state_dir / "nginx" / "error.log", 15);
     std::cerr << "nudge: the supervisor keeps restarting what exits; `nudge deploy status " << d.file
               << "` shows it, `nudge deploy down " << d.file << "` stops it\n";
@@ -952,7 +959,9 @@ int cmd_status(const Deployment& d) {
     const bool accepting = supervisor && reachable(d.listen, 1s, error);
     if (!accepting) all_good = false;
     rows.push_back(row_for("nginx", d.listen.to_string(), "-",
-                           !supervisor ? "-" : accepting ? "accepting" : "not accepting (" + error + ")"));
+                           !supervisor ? "-"
+                           : accepting ? "accepting"
+                                       : "not accepting (" + error + ")"));
   }
   std::size_t width[8] = {};
   for (const auto& r : rows)

@@ -39,20 +39,20 @@ std::vector<HostPort> server_addresses(std::string_view value);
 /// One `[[instance]]`: a `nudge run` of a pipeline with its own ports.
 struct DeployInstance {
   std::string name;
-  std::filesystem::path pipeline;  ///< absolute
-  HostPort listen;                 ///< --set source.websocket.listen=...
-  HostPort admin;                  ///< --set admin.listen=...
+  std::filesystem::path pipeline;                        ///< absolute
+  HostPort listen;                                       ///< --set source.websocket.listen=...
+  HostPort admin;                                        ///< --set admin.listen=...
   std::vector<std::pair<std::string, std::string>> env;  ///< extra environment, file order
-  int line = 0;                    ///< of its [[instance]] header
+  int line = 0;                                          ///< of its [[instance]] header
 };
 
 /// A deployment file, validated.
 struct Deployment {
-  std::string file;                ///< as given, for messages
-  std::filesystem::path path;      ///< absolute
+  std::string file;            ///< as given, for messages
+  std::filesystem::path path;  ///< absolute
   std::string name;
-  HostPort listen;                 ///< nginx's public port
-  std::filesystem::path state_dir; ///< absolute: pid and state files, logs, nginx.conf
+  HostPort listen;                  ///< nginx's public port
+  std::filesystem::path state_dir;  ///< absolute: pid and state files, logs, nginx.conf
   std::filesystem::path nginx = "/usr/sbin/nginx";
   int ready_timeout_s = 60;
   /// `[shared]`: environment for every instance (server URLs), file order.

@@ -48,9 +48,9 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
 
 std::vector<HostPort> server_addresses(std::string_view value) {
   static const std::map<std::string, std::uint16_t, std::less<>> kDefaultPorts = {
-      {"redis", 6379}, {"rediss", 6379},     {"postgresql", 5432}, {"postgres", 5432}, {"mysql", 3306},
-      {"mariadb", 3306}, {"nats", 4222},     {"tls", 4222},        {"kafka", 9092},    {"http", 80},
-      {"https", 443},  {"ws", 80},           {"wss", 443},         {"amqp", 5672},     {"mongodb", 27017}};
+      {"redis", 6379},   {"rediss", 6379}, {"postgresql", 5432}, {"postgres", 5432}, {"mysql", 3306},
+      {"mariadb", 3306}, {"nats", 4222},   {"tls", 4222},        {"kafka", 9092},    {"http", 80},
+      {"https", 443},    {"ws", 80},       {"wss", 443},         {"amqp", 5672},     {"mongodb", 27017}};
   std::vector<HostPort> out;
   std::string_view hosts = value;
   std::optional<std::uint16_t> default_port;
@@ -214,8 +214,8 @@ std::optional<Deployment> load_deployment_text(std::string_view text, const std:
                       const std::string& key_path, const std::string& what) {
     if (!hp) return;
     const auto& where = table.get(key)->source().begin;
-    auto [it, fresh] = ports.emplace(hp->port, PortUse{what, static_cast<int>(where.line),
-                                                       static_cast<int>(where.column)});
+    auto [it, fresh] =
+        ports.emplace(hp->port, PortUse{what, static_cast<int>(where.line), static_cast<int>(where.column)});
     if (!fresh)
       report.at(table.get(key)->source(), key_path + "." + key,
                 "port " + std::to_string(hp->port) + " is already used by " + it->second.what + " (" + display_name +
@@ -226,14 +226,13 @@ std::optional<Deployment> load_deployment_text(std::string_view text, const std:
   const toml::node* deployment_node = root.get("deployment");
   const toml::table* deployment = deployment_node ? deployment_node->as_table() : nullptr;
   if (!deployment_node) {
-    diags.add({display_name, 1, 1, "deployment",
-               "missing table [deployment] (name, listen, state_dir)"});
+    diags.add({display_name, 1, 1, "deployment", "missing table [deployment] (name, listen, state_dir)"});
   } else if (!deployment) {
     report.at(*deployment_node, "deployment", "expected a table [deployment], got " + type_name(*deployment_node));
   } else {
     check_keys(*deployment, {"name", "listen", "state_dir", "nginx", "ready_timeout_s"}, "deployment", report);
-    if (auto name = string_key(*deployment, "name", "deployment", "the deployment's name, used in messages", true,
-                               report)) {
+    if (auto name =
+            string_key(*deployment, "name", "deployment", "the deployment's name, used in messages", true, report)) {
       if (valid_name(*name)) d.name = *name;
       else
         report.at(*deployment->get("name"), "deployment.name",
@@ -270,7 +269,8 @@ std::optional<Deployment> load_deployment_text(std::string_view text, const std:
   if (!instances) {
     diags.add({display_name, 1, 1, "instance", "a deployment needs at least one [[instance]]"});
   } else if (!list) {
-    report.at(*instances, "instance", "expected [[instance]] tables (an array of tables), got " + type_name(*instances));
+    report.at(*instances, "instance",
+              "expected [[instance]] tables (an array of tables), got " + type_name(*instances));
   } else {
     std::map<std::string, int> names;
     for (std::size_t i = 0; i < list->size(); ++i) {
@@ -287,8 +287,8 @@ std::optional<Deployment> load_deployment_text(std::string_view text, const std:
       if (const auto* n = table->get("name"); n && n->is_string() && valid_name(n->as_string()->get()))
         key_path = "instance." + n->as_string()->get();
       check_keys(*table, {"name", "pipeline", "listen", "admin", "env"}, key_path, report);
-      if (auto name = string_key(*table, "name", key_path, "the instance's name, for its log and state", true,
-                                 report)) {
+      if (auto name =
+              string_key(*table, "name", key_path, "the instance's name, for its log and state", true, report)) {
         if (!valid_name(*name)) {
           report.at(*table->get("name"), key_path + ".name",
                     "expected letters, digits, '-', '_' or '.' (at most 64), got \"" + *name + "\"");
@@ -307,8 +307,9 @@ std::optional<Deployment> load_deployment_text(std::string_view text, const std:
         std::error_code ec;
         if (!fs::is_regular_file(inst.pipeline, ec))
           report.at(*table->get("pipeline"), key_path + ".pipeline",
-                    "no such pipeline file: " + inst.pipeline.string() + " (relative paths start at the deployment "
-                    "file's folder)");
+                    "no such pipeline file: " + inst.pipeline.string() +
+                        " (relative paths start at the deployment "
+                        "file's folder)");
       }
       if (auto listen = address_key(*table, "listen", key_path, "the instance's websocket listener", report)) {
         inst.listen = *listen;
@@ -346,7 +347,8 @@ std::optional<Deployment> load_deployment(const fs::path& file, Diagnostics& dia
 std::string nginx_config(const Deployment& d, bool as_root) {
   const fs::path root = d.state_dir / "nginx";
   std::string upstream = "nudge_" + d.name;
-  std::replace_if(upstream.begin(), upstream.end(), [](char c) { return c == '-' || c == '.'; }, '_');
+  std::replace_if(
+      upstream.begin(), upstream.end(), [](char c) { return c == '-' || c == '.'; }, '_');
   // An instance that refused a connection is skipped for 2 s, not nginx's
   // default 10 s: the supervisor restarts it in about a second.
   constexpr const char* kPeer = " max_fails=1 fail_timeout=2s;  # ";

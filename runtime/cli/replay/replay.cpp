@@ -40,8 +40,8 @@ std::string rate_text(std::uint64_t rows, double seconds) {
 
 int cmd_replay(const CommandLine& cl, const PluginRegistry& registry) {
   std::string error;
-  auto range = parse_replay_range(cl.replay.from, cl.replay.to, cl.replay.group, std::chrono::system_clock::now(),
-                                  error);
+  auto range =
+      parse_replay_range(cl.replay.from, cl.replay.to, cl.replay.group, std::chrono::system_clock::now(), error);
   if (!range) {
     std::cerr << "nudge: " << error << "\n";
     return 2;

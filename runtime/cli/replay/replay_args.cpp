@@ -27,8 +27,8 @@ std::optional<std::int64_t> parse_iso(std::string_view text) {
   std::size_t at = 0;
   std::tm tm{};
   int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, ms = 0;
-  if (!digits(text, at, 4, year) || !expect(text, at, '-') || !digits(text, at, 2, month) ||
-      !expect(text, at, '-') || !digits(text, at, 2, day))
+  if (!digits(text, at, 4, year) || !expect(text, at, '-') || !digits(text, at, 2, month) || !expect(text, at, '-') ||
+      !digits(text, at, 2, day))
     return std::nullopt;
   if (at < text.size()) {
     if (text[at] != 'T' && text[at] != 't' && text[at] != ' ') return std::nullopt;
@@ -88,12 +88,23 @@ std::optional<std::int64_t> parse_ago(std::string_view text, std::chrono::system
   if (ec != std::errc() || end != text.data() + text.size() - 1 || count < 0) return std::nullopt;
   std::int64_t unit_ms = 0;
   switch (text.back()) {
-    case 's': unit_ms = 1000; break;
-    case 'm': unit_ms = 60'000; break;
-    case 'h': unit_ms = 3'600'000; break;
-    case 'd': unit_ms = 86'400'000; break;
-    case 'w': unit_ms = 7 * 86'400'000LL; break;
-    default: return std::nullopt;
+    case 's':
+      unit_ms = 1000;
+      break;
+    case 'm':
+      unit_ms = 60'000;
+      break;
+    case 'h':
+      unit_ms = 3'600'000;
+      break;
+    case 'd':
+      unit_ms = 86'400'000;
+      break;
+    case 'w':
+      unit_ms = 7 * 86'400'000LL;
+      break;
+    default:
+      return std::nullopt;
   }
   if (count > (std::int64_t{1} << 40) / unit_ms) return std::nullopt;
   const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
@@ -132,8 +143,9 @@ std::optional<std::int64_t> parse_replay_time(std::string_view text, std::chrono
                                               std::string& error) {
   if (auto ms = parse_iso(text)) return ms;
   if (auto ms = parse_ago(text, now)) return ms;
-  error = "'" + std::string(text) +
-          "' is not a time: use ISO 8601 (2026-12-06T14:05:00Z; no zone means UTC) or a duration ago (90s, 15m, 2h, 7d)";
+  error =
+      "'" + std::string(text) +
+      "' is not a time: use ISO 8601 (2026-12-06T14:05:00Z; no zone means UTC) or a duration ago (90s, 15m, 2h, 7d)";
   return std::nullopt;
 }
 

@@ -8,8 +8,8 @@ namespace nudge::runtime {
 
 /// `nudge new plugin NAME --kind KIND [--dir DIR]`: what to write.
 struct ScaffoldRequest {
-  std::string name;  ///< the plugin's name: lower case letters, digits and _
-  std::string kind;  ///< source, transform, fanout, log or sink
+  std::string name;           ///< the plugin's name: lower case letters, digits and _
+  std::string kind;           ///< source, transform, fanout, log or sink
   std::filesystem::path dir;  ///< the folder to create (must not exist or be empty)
 };
 

@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <iostream>
 
-#include <boost/url/url.hpp>
 #include <rapidjson/document.h>
+#include <boost/url/url.hpp>
 
 #include "cli/admin_client.hpp"
 #include "cli/commands.hpp"
@@ -42,8 +42,8 @@ std::string text_line(std::string_view json) {
   std::string out(time.size() >= 23 ? time.substr(11, 12) : time);
   std::string where = std::string(member(event, "stage")) + "." + std::string(member(event, "point"));
   where.resize(std::max<std::size_t>(where.size(), 19), ' ');
-  out += " " + where + " #" + std::string(member(event, "room")) + " " + std::string(member(event, "sender")) +
-         ": " + std::string(member(event, "text"));
+  out += " " + where + " #" + std::string(member(event, "room")) + " " + std::string(member(event, "sender")) + ": " +
+         std::string(member(event, "text"));
   if (event.HasMember("truncated")) out += "…";
   if (const auto reason = member(event, "reason"); !reason.empty()) out += " (" + std::string(reason) + ")";
   return out;
@@ -115,7 +115,8 @@ int cmd_tap(const CommandLine& cl) {
   if (cl.tap.limit) target.params().append({"limit", std::to_string(cl.tap.limit)});
   if (cl.tap.max_text >= 0) target.params().append({"max_text", std::to_string(cl.tap.max_text)});
 
-  struct sigaction action {}, old_int {}, old_term {};
+  struct sigaction action {
+  }, old_int{}, old_term{};
   action.sa_handler = tap::on_stop_signal;
   sigemptyset(&action.sa_mask);
   sigaction(SIGINT, &action, &old_int);

@@ -15,8 +15,8 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 TEST(CommandLine, ParsesCommandsFlagsAndOverrides) {
-  auto cl = parse_command_line({"run", "p.toml", "--set", "a.b=1", "--set=c.d=2", "--plugin-dir", "/x",
-                                "--log-level", "debug"});
+  auto cl = parse_command_line(
+      {"run", "p.toml", "--set", "a.b=1", "--set=c.d=2", "--plugin-dir", "/x", "--log-level", "debug"});
   EXPECT_EQ(cl.error, "");
   EXPECT_EQ(cl.command, "run");
   EXPECT_EQ(cl.argument, "p.toml");
@@ -32,7 +32,8 @@ TEST(CommandLine, ReloadTakesATokenAndNoOtherCommandDoes) {
   EXPECT_EQ(cl.error, "");
   EXPECT_EQ(cl.token, "0123456789abcdef");
   EXPECT_EQ(parse_command_line({"reload", "--token=abc"}).token, "abc");
-  EXPECT_EQ(parse_command_line({"run", "p.toml", "--token", "x"}).error, "--token is for 'nudge reload' and 'nudge tap'");
+  EXPECT_EQ(parse_command_line({"run", "p.toml", "--token", "x"}).error,
+            "--token is for 'nudge reload' and 'nudge tap'");
 }
 
 TEST(Cli, ReloadGivenAPipelineWithoutAnAdminTableOrWithAFreePortSaysWhatToDoInstead) {
@@ -127,7 +128,8 @@ TEST(Cli, ValidateListsEveryErrorAndExitsNonZero) {
   const std::string err = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(code, 1);
   EXPECT_THAT(err, HasSubstr(file + ":2:10: source.websocket.listen: expected string, got an integer"));
-  EXPECT_THAT(err, HasSubstr(file + ":3:1: source.websocket: unknown key 'max_conections' (did you mean 'max_connections'?)"));
+  EXPECT_THAT(
+      err, HasSubstr(file + ":3:1: source.websocket: unknown key 'max_conections' (did you mean 'max_connections'?)"));
   EXPECT_THAT(err, HasSubstr("2 errors in " + file));
 }
 

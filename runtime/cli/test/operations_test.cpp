@@ -42,17 +42,22 @@ TEST(MetricsExposition, CountersGaugesAndHistogramsInThePrometheusTextFormat) {
   h.observe(30);
   const std::string text = registry.prometheus();
 
-  EXPECT_TRUE(contains(text, "# HELP nudge_stage_messages_in_total Messages in\n# TYPE nudge_stage_messages_in_total counter\n"));
+  EXPECT_TRUE(contains(
+      text, "# HELP nudge_stage_messages_in_total Messages in\n# TYPE nudge_stage_messages_in_total counter\n"));
   EXPECT_EQ(text.find("# TYPE nudge_stage_messages_in_total"), text.rfind("# TYPE nudge_stage_messages_in_total"))
       << "one HELP/TYPE per family";
-  EXPECT_TRUE(contains(text, "nudge_stage_messages_in_total{pipeline=\"chat\",instance=\"a\",stage=\"sink.postgres\"} 42\n"));
-  EXPECT_TRUE(contains(text, "nudge_stage_messages_in_total{pipeline=\"chat\",instance=\"a\",stage=\"log.kafka\"} 7\n"));
+  EXPECT_TRUE(
+      contains(text, "nudge_stage_messages_in_total{pipeline=\"chat\",instance=\"a\",stage=\"sink.postgres\"} 42\n"));
+  EXPECT_TRUE(
+      contains(text, "nudge_stage_messages_in_total{pipeline=\"chat\",instance=\"a\",stage=\"log.kafka\"} 7\n"));
   EXPECT_TRUE(contains(text, "# TYPE nudge_log_kafka_partition_lag gauge\n"));
   EXPECT_TRUE(contains(text, "topic=\"a\\\"b\\\\c\\nd\"} -5\n")) << text;
   EXPECT_TRUE(contains(text, "# TYPE nudge_ingest_to_ack_seconds histogram\n"));
   EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.01\"} 1\n"));
-  EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.10000000000000001\"} 3\n") ||
-              contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.1\"} 3\n"))
+  EXPECT_TRUE(
+      contains(text,
+               "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.10000000000000001\"} 3\n") ||
+      contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"0.1\"} 3\n"))
       << text;
   EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"1\"} 3\n"));
   EXPECT_TRUE(contains(text, "nudge_ingest_to_ack_seconds_bucket{pipeline=\"chat\",instance=\"a\",le=\"+Inf\"} 4\n"));
@@ -101,14 +106,16 @@ class LogOutputTest : public ::testing::Test {
 TEST_F(LogOutputTest, LogfmtAndJsonLinesCarryPipelineInstanceStageAndPlugin) {
   output_.set_format(LogFormat::logfmt);
   const auto logfmt = output_.format_line(LogLevel::warn, "sink.postgres", "write failed: \"x\" = y", 0);
-  EXPECT_TRUE(contains(logfmt, " level=warn pipeline=chat instance=inst-1 stage=sink.postgres plugin=postgres "
-                               "msg=\"write failed: \\\"x\\\" = y\""))
+  EXPECT_TRUE(contains(logfmt,
+                       " level=warn pipeline=chat instance=inst-1 stage=sink.postgres plugin=postgres "
+                       "msg=\"write failed: \\\"x\\\" = y\""))
       << logfmt;
   EXPECT_TRUE(logfmt.starts_with("ts=20"));
   output_.set_format(LogFormat::json);
   const auto json = output_.format_line(LogLevel::info, "runtime", "line\nbreak", 3);
-  EXPECT_TRUE(contains(json, "\"level\":\"info\",\"pipeline\":\"chat\",\"instance\":\"inst-1\",\"stage\":\"runtime\","
-                             "\"msg\":\"line\\nbreak\",\"repeated\":3}"))
+  EXPECT_TRUE(contains(json,
+                       "\"level\":\"info\",\"pipeline\":\"chat\",\"instance\":\"inst-1\",\"stage\":\"runtime\","
+                       "\"msg\":\"line\\nbreak\",\"repeated\":3}"))
       << json;
   EXPECT_FALSE(contains(json, "\"plugin\"")) << "the runtime's own lines name no plugin";
 }
@@ -157,20 +164,22 @@ TEST_F(ReloadTest, LiveKeysApplyAndRestartOnlyKeysRefuseTheWholeReloadNamingEach
   auto refused = p.reload(*load(pipeline("max_in_flight = 200\ndeliver = \"immediate\"", "batch_max_messages = 10")));
   EXPECT_FALSE(refused.applied);
   ASSERT_EQ(refused.refusals.size(), 1u);
-  EXPECT_TRUE(contains(refused.refusals[0], "pipeline.deliver changed (\"durable\" -> \"immediate\")")) << refused.refusals[0];
+  EXPECT_TRUE(contains(refused.refusals[0], "pipeline.deliver changed (\"durable\" -> \"immediate\")"))
+      << refused.refusals[0];
   EXPECT_TRUE(contains(refused.refusals[0], "restart"));
   EXPECT_EQ(p.spec().settings.max_in_flight, 100);
 
-  auto listener = p.reload(*load("[pipeline]\nname = \"t\"\nmax_in_flight = 100\n[source.websocket]\nlisten = "
-                                 "\"127.0.0.1:1\"\n[fanout.memory]\n[sink.testsink]\npath = \"y\"\nbatch_max_messages = 10\n"));
+  auto listener =
+      p.reload(*load("[pipeline]\nname = \"t\"\nmax_in_flight = 100\n[source.websocket]\nlisten = "
+                     "\"127.0.0.1:1\"\n[fanout.memory]\n[sink.testsink]\npath = \"y\"\nbatch_max_messages = 10\n"));
   EXPECT_FALSE(listener.applied);
   ASSERT_EQ(listener.refusals.size(), 2u);
   EXPECT_TRUE(contains(listener.refusals[0], "source.websocket.listen changed")) << listener.refusals[0];
   EXPECT_TRUE(contains(listener.refusals[1], "sink.testsink.path changed")) << listener.refusals[1];
 
   // Applied: the runtime's own keys and a plugin's live key.
-  auto applied = p.reload(*load(pipeline("max_in_flight = 300\nmax_in_flight_bytes = 1048576",
-                                         "batch_max_messages = 50\nverbose = true")));
+  auto applied = p.reload(
+      *load(pipeline("max_in_flight = 300\nmax_in_flight_bytes = 1048576", "batch_max_messages = 50\nverbose = true")));
   EXPECT_TRUE(applied.applied) << (applied.refusals.empty() ? "" : applied.refusals[0]);
   EXPECT_EQ(applied.changes.size(), 4u);
   EXPECT_EQ(p.spec().settings.max_in_flight, 300);
@@ -186,8 +195,9 @@ TEST_F(ReloadTest, LiveKeysApplyAndRestartOnlyKeysRefuseTheWholeReloadNamingEach
   EXPECT_EQ(p.spec().sink->config.get_string("mode"), "fast");
 
   // Another stage list is a restart.
-  auto stages = p.reload(*load("[pipeline]\nname = \"t\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n"
-                               "[sink.testsink]\npath = \"x\"\n"));
+  auto stages =
+      p.reload(*load("[pipeline]\nname = \"t\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n"
+                     "[sink.testsink]\npath = \"x\"\n"));
   EXPECT_FALSE(stages.applied);
   ASSERT_EQ(stages.refusals.size(), 1u);
   EXPECT_TRUE(contains(stages.refusals[0], "the stages changed")) << stages.refusals[0];
@@ -213,8 +223,9 @@ TEST_F(ReloadTest, ANewSinkBatchSizeReachesTheLogThatMakesTheBatches) {
 }
 
 TEST_F(ReloadTest, ReadinessNamesTheStageThatIsNotReady) {
-  auto spec = load("[pipeline]\nname = \"t\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n"
-                   "[sink.testsink]\npath = \"unready\"\n");
+  auto spec = load(
+      "[pipeline]\nname = \"t\"\n[source.websocket]\nlisten = \"127.0.0.1:0\"\n"
+      "[sink.testsink]\npath = \"unready\"\n");
   ASSERT_TRUE(spec) << diags_.to_string();
   Pipeline p(io_, std::move(*spec), metrics_);
   ASSERT_TRUE(p.create());
@@ -227,7 +238,8 @@ TEST_F(ReloadTest, ReadinessNamesTheStageThatIsNotReady) {
   ASSERT_EQ(after.size(), 1u);
   EXPECT_EQ(after[0].stage, "sink.testsink");
   EXPECT_EQ(after[0].reason, "told to be unready");
-  EXPECT_TRUE(contains(metrics_.prometheus(), "nudge_stage_ready{stage=\"sink.testsink\",kind=\"sink\",plugin=\"testsink\"} 0"))
+  EXPECT_TRUE(
+      contains(metrics_.prometheus(), "nudge_stage_ready{stage=\"sink.testsink\",kind=\"sink\",plugin=\"testsink\"} 0"))
       << metrics_.prometheus();
   bool stopped = false;
   p.stop([&](bool) { stopped = true; });
@@ -401,7 +413,8 @@ TEST_F(AdminServerTest, WithoutATokenReloadIsTurnedOffAndTheAnswerSaysHowToTurnI
 }
 
 /// Whether the server closed `socket` (non-blocking) within `limit`; what it sent meanwhile goes to `received`.
-bool closed_within(boost::asio::ip::tcp::socket& socket, std::chrono::milliseconds limit, std::string* received = nullptr) {
+bool closed_within(boost::asio::ip::tcp::socket& socket, std::chrono::milliseconds limit,
+                   std::string* received = nullptr) {
   const auto until = std::chrono::steady_clock::now() + limit;
   for (;;) {
     char bytes[512];

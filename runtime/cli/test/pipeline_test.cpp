@@ -59,8 +59,9 @@ class PipelineTest : public ::testing::Test {
     std::remove(report_.c_str());
     const std::string file = stem + ".toml";
     std::ofstream(file) << "[pipeline]\nname = \"scripted\"\ndeliver = \"" << deliver << "\"\n"
-                        << "max_in_flight = 64\n" << pipeline_keys
-                        << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages << "\n"
+                        << "max_in_flight = 64\n"
+                        << pipeline_keys << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages
+                        << "\n"
                         << source_keys
                         << (transform.empty() ? "" : "[transform.scripted]\nreport = \"" + report_ + "\"\n" + transform)
                         << "[fanout.memory]\n"
@@ -86,7 +87,8 @@ class PipelineTest : public ::testing::Test {
     report_ = stem + ".report";
     std::remove(report_.c_str());
     const std::string file = stem + ".toml";
-    std::ofstream(file) << "[pipeline]\nname = \"paced\"\n" << pipeline_keys << "\n"
+    std::ofstream(file) << "[pipeline]\nname = \"paced\"\n"
+                        << pipeline_keys << "\n"
                         << "[source.scripted]\nreport = \"" << report_ << "\"\nmessages = " << messages
                         << "\npayload_bytes = " << payload_bytes << "\npaced = true\n"
                         << "[log.scripted]\nreport = \"" << report_ << "\"\nhold_ms = " << hold_ms
@@ -241,8 +243,8 @@ TEST_F(PipelineTest, TheFanoutWantsARoomFromTheFirstSourceThatWantsItUntilTheLas
   std::ifstream in(report_f);
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
-  EXPECT_EQ(lines, (std::vector<std::string>{"interest room 1", "interest other 1", "interest room 0",
-                                             "interest other 0"}))
+  EXPECT_EQ(lines,
+            (std::vector<std::string>{"interest room 1", "interest other 1", "interest room 0", "interest other 0"}))
       << "each room once on, once off, the off only when the last source let it go";
 }
 
@@ -334,7 +336,8 @@ TEST_F(PipelineTest, ALogThatNeverAcksStopsLargeMessagesAtTheByteBoundAndAcksFre
   const std::size_t each = scripted_message_bytes(kPayload);
   const int fit = static_cast<int>((kBound + each - 1) / each);  // published while the bytes are under the bound
   ASSERT_EQ(fit, 16);
-  const auto paced = run_paced("max_in_flight = 64\nmax_in_flight_bytes = " + std::to_string(kBound), 60, kPayload, 400);
+  const auto paced =
+      run_paced("max_in_flight = 64\nmax_in_flight_bytes = " + std::to_string(kBound), 60, kPayload, 400);
   EXPECT_EQ(paced.published_before_first_confirm, fit)
       << "for 400 ms nothing is acked: the source must stop once " << fit << " x " << each << " bytes are in flight";
   EXPECT_EQ(paced.peak_in_flight, fit) << "each ack frees room for one message, no more";

@@ -3,8 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <unistd.h>
+#include <fstream>
 
 #include "cli/cli.hpp"
 #include "cli/replay/replay_args.hpp"
@@ -91,8 +91,8 @@ TEST(ReplayRange, MistakesAreExplained) {
 }
 
 TEST(ReplayCommandLine, TakesItsFlagsAndNoOtherCommandDoes) {
-  auto cl = parse_command_line({"replay", "p.toml", "--from", "2h", "--to", "now", "--group", "g", "--quiet", "--set",
-                                "sink.postgres.table=t"});
+  auto cl = parse_command_line(
+      {"replay", "p.toml", "--from", "2h", "--to", "now", "--group", "g", "--quiet", "--set", "sink.postgres.table=t"});
   EXPECT_EQ(cl.error, "");
   EXPECT_EQ(cl.command, "replay");
   EXPECT_EQ(cl.argument, "p.toml");
@@ -134,9 +134,8 @@ TEST_F(ReplayCommand, APipelineWithoutALogOrASinkIsRefusedSayingWhichIsMissing) 
 TEST_F(ReplayCommand, ALogThatCannotReplaySaysSo) {
   std::string err;
   const std::string report = ::testing::TempDir() + "/replay-report-" + std::to_string(::getpid());
-  EXPECT_EQ(replay("[log.scripted]\nreport = \"" + report + "\"\n[sink.testsink]\npath = \"" + report + ".sink\"\n",
-                   err),
-            1);
+  EXPECT_EQ(
+      replay("[log.scripted]\nreport = \"" + report + "\"\n[sink.testsink]\npath = \"" + report + ".sink\"\n", err), 1);
   EXPECT_THAT(err, HasSubstr("log.scripted: this log cannot replay"));
 }
 

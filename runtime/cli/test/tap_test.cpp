@@ -191,8 +191,9 @@ TEST_F(TapEndpointTest, ATapperThatNeverReadsMissesEventsAndRecordingNeverWaitsF
   reader.open(boost::asio::ip::tcp::v4());
   reader.set_option(boost::asio::socket_base::receive_buffer_size(4096));
   reader.connect({boost::asio::ip::make_address("127.0.0.1"), server_->port()});
-  boost::asio::write(reader, boost::asio::buffer("GET /tap?max_text=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
-                                                 std::string(kToken) + "\r\n\r\n"));
+  boost::asio::write(reader,
+                     boost::asio::buffer("GET /tap?max_text=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " +
+                                         std::string(kToken) + "\r\n\r\n"));
   ASSERT_TRUE(wait_attached(1));
   // Never read: 2,000 events of 1 KiB are ~2 MB, far past the socket buffers and the queue.
   const std::string text(1024, 'x');
@@ -237,9 +238,8 @@ TEST(TapPrinter, TheTextFormatIsOneShortLineForPeople) {
 }
 
 TEST(CommandLine, TapTakesItsFiltersAndChecksThem) {
-  auto cl = parse_command_line({"tap", "http://127.0.0.1:9101", "--stage", "source,sink", "--room", "r1",
-                                "--sample", "0.5", "--limit", "10", "--max-text", "0", "--format", "text", "--token",
-                                "t"});
+  auto cl = parse_command_line({"tap", "http://127.0.0.1:9101", "--stage", "source,sink", "--room", "r1", "--sample",
+                                "0.5", "--limit", "10", "--max-text", "0", "--format", "text", "--token", "t"});
   EXPECT_EQ(cl.error, "");
   EXPECT_EQ(cl.command, "tap");
   EXPECT_EQ(cl.argument, "http://127.0.0.1:9101");

@@ -41,9 +41,9 @@ TEST(PrometheusText, ReadsSamplesLabelsAndSkipsComments) {
 }
 
 TEST(PrometheusText, UnescapesLabelValues) {
-  const auto text = parse_prometheus_text(
-      R"(m{path="C:\\dir\\file",quote="say \"hi\"",lines="a\nb",brace="}{,=",odd="\x"} 1)"
-      "\n");
+  const auto text =
+      parse_prometheus_text(R"(m{path="C:\\dir\\file",quote="say \"hi\"",lines="a\nb",brace="}{,=",odd="\x"} 1)"
+                            "\n");
   ASSERT_TRUE(text.errors.empty()) << text.errors.front();
   ASSERT_EQ(text.samples.size(), 1u);
   const auto& s = text.samples[0];
@@ -152,8 +152,7 @@ TEST(TopFormat, HumanNumbers) {
 /// `n` times their base values and `acks` observations in the latency histogram.
 std::string exposition(double n, double acks) {
   auto stage = [](const char* stage, const char* kind) {
-    return std::string("pipeline=\"chat\",instance=\"i-1\",stage=\"") + stage + "\",kind=\"" + kind +
-           "\",plugin=\"x\"";
+    return std::string("pipeline=\"chat\",instance=\"i-1\",stage=\"") + stage + "\",kind=\"" + kind + "\",plugin=\"x\"";
   };
   std::string out;
   auto line = [&](const std::string& name, const std::string& labels, double value) {
@@ -180,8 +179,11 @@ std::string exposition(double n, double acks) {
   line("nudge_log_consumer_lag", "pipeline=\"chat\",instance=\"i-1\",stage=\"log.kafka\"", 14);
   for (int p = 0; p < 3; ++p)
     line("nudge_log_kafka_partition_lag",
-         "pipeline=\"chat\",instance=\"i-1\",stage=\"log.kafka\",topic=\"t\",partition=\"" + std::to_string(2 - p) + "\"",
-         p == 0 ? 12 : p == 1 ? 2 : 0);
+         "pipeline=\"chat\",instance=\"i-1\",stage=\"log.kafka\",topic=\"t\",partition=\"" + std::to_string(2 - p) +
+             "\"",
+         p == 0   ? 12
+         : p == 1 ? 2
+                  : 0);
   line("nudge_process_start_time_seconds", "pipeline=\"chat\",instance=\"i-1\"", 1'000'000);
   // All of `acks` between 2.5 and 5 ms.
   const std::pair<const char*, double> buckets[] = {{"0.001", 0}, {"0.0025", 0}, {"0.005", acks}, {"+Inf", acks}};
@@ -189,8 +191,8 @@ std::string exposition(double n, double acks) {
     line("nudge_ingest_to_ack_seconds_bucket", std::string("pipeline=\"chat\",instance=\"i-1\",le=\"") + le + "\"",
          count);
   for (const auto& [le, count] : buckets)
-    line("nudge_ingest_to_persisted_seconds_bucket", std::string("pipeline=\"chat\",instance=\"i-1\",le=\"") + le + "\"",
-         0 * count);
+    line("nudge_ingest_to_persisted_seconds_bucket",
+         std::string("pipeline=\"chat\",instance=\"i-1\",le=\"") + le + "\"", 0 * count);
   return out;
 }
 
@@ -264,11 +266,13 @@ TEST(TopRender, FrameShowsEveryStageWithItsRates) {
   for (const char* header : {"IN/s", "OUT/s", "ERR/s", "RETRY/s", "QUEUE"})
     EXPECT_NE(frame.find(header), std::string::npos) << header;
   // Each stage row: name, in/s, out/s, err/s, retry/s, queue, in, out.
-  EXPECT_NE(frame.find("\nsource.websocket     1.00k     900       0        0       0    3.00k    2.70k\n"), std::string::npos);
+  EXPECT_NE(frame.find("\nsource.websocket     1.00k     900       0        0       0    3.00k    2.70k\n"),
+            std::string::npos);
   EXPECT_NE(frame.find("\ntransform.filter     1.00k     900       0        0       0"), std::string::npos);
   EXPECT_NE(frame.find("\nfanout.redis         1.00k     900       0        0       0"), std::string::npos);
   EXPECT_NE(frame.find("\nlog.kafka            1.00k     900       0        0       0"), std::string::npos);
-  EXPECT_NE(frame.find("\nsink.postgres        1.00k     900       2        3      17    3.00k    2.70k\n"), std::string::npos);
+  EXPECT_NE(frame.find("\nsink.postgres        1.00k     900       2        3      17    3.00k    2.70k\n"),
+            std::string::npos);
   EXPECT_LT(frame.find("\nsource.websocket"), frame.find("\ntransform.filter"));
   EXPECT_LT(frame.find("\nlog.kafka"), frame.find("\nsink.postgres"));
   EXPECT_NE(frame.find("connections 21   rooms 3   consumer lag 14 (p0=0 p1=2 p2=12)"), std::string::npos);
@@ -282,7 +286,8 @@ TEST(TopRender, FirstFrameShowsTotalsAndDashes) {
   top::FrameInfo info;
   info.url = "http://127.0.0.1:9100";
   const auto frame = top::render(&view, info);
-  EXPECT_NE(frame.find("\nsource.websocket         -       -       -        -       0    1.00k      900\n"), std::string::npos)
+  EXPECT_NE(frame.find("\nsource.websocket         -       -       -        -       0    1.00k      900\n"),
+            std::string::npos)
       << frame;
   EXPECT_NE(frame.find("(rates from the next frame on)"), std::string::npos) << frame;
 }

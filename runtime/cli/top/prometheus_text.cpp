@@ -12,7 +12,8 @@ const std::string* PromSample::label(std::string_view key) const {
 }
 
 std::optional<double> parse_prometheus_value(std::string_view text) {
-  if (text == "+Inf" || text == "Inf" || text == "+inf" || text == "inf") return std::numeric_limits<double>::infinity();
+  if (text == "+Inf" || text == "Inf" || text == "+inf" || text == "inf")
+    return std::numeric_limits<double>::infinity();
   if (text == "-Inf" || text == "-inf") return -std::numeric_limits<double>::infinity();
   if (text == "NaN" || text == "nan") return std::numeric_limits<double>::quiet_NaN();
   if (text.starts_with('+')) text.remove_prefix(1);

@@ -177,8 +177,7 @@ View build_view(const Snapshot& now, const Snapshot* previous) {
       }
     if (before.instance != view.instance) previous = nullptr;
   }
-  const double seconds =
-      previous ? std::chrono::duration<double>(now.taken - previous->taken).count() : 0.0;
+  const double seconds = previous ? std::chrono::duration<double>(now.taken - previous->taken).count() : 0.0;
   if (previous && !(seconds > 0)) previous = nullptr;
   view.has_rates = previous != nullptr;
 
@@ -333,8 +332,8 @@ std::string render(const View* view, const FrameInfo& info) {
     if (!view->has_rates) lines.push_back("(rates from the next frame on)");
     lines.emplace_back();
 
-    std::string counts = "connections " + (view->connections ? human_number(*view->connections) : "-") +
-                         "   rooms " + (view->rooms ? human_number(*view->rooms) : "-") + "   consumer lag " +
+    std::string counts = "connections " + (view->connections ? human_number(*view->connections) : "-") + "   rooms " +
+                         (view->rooms ? human_number(*view->rooms) : "-") + "   consumer lag " +
                          (view->consumer_lag ? human_number(*view->consumer_lag) : "-");
     if (!view->partition_lags.empty()) {
       // As many partitions as fit the line, then how many more there are.
@@ -447,8 +446,7 @@ std::optional<Snapshot> snapshot_of(const FetchResult& fetched, std::string& err
   }
   Snapshot snapshot;
   snapshot.taken = std::chrono::steady_clock::now();
-  snapshot.wall_seconds =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  snapshot.wall_seconds = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   auto text = parse_prometheus_text(fetched.body);
   if (text.samples.empty() && !text.errors.empty()) {
     error = "the answer is not Prometheus text (" + text.errors.front() + ")";

@@ -80,11 +80,11 @@ std::string human_seconds(double seconds);
 std::string human_duration(double seconds);
 
 struct FrameInfo {
-  std::string url;                         // the admin endpoint, as shown
+  std::string url;  // the admin endpoint, as shown
   std::chrono::milliseconds interval{1000};
-  std::string error;                       // the last fetch's failure, or empty
-  std::size_t width = 120;                 // terminal columns; long lines are cut
-  bool interactive = false;                // on a terminal: say which keys quit
+  std::string error;         // the last fetch's failure, or empty
+  std::size_t width = 120;   // terminal columns; long lines are cut
+  bool interactive = false;  // on a terminal: say which keys quit
 };
 
 /// One frame of text, lines ending in '\n' (no terminal control sequences).
@@ -100,8 +100,7 @@ struct FetchResult {
   std::string body;
   std::string error;
 };
-FetchResult fetch(const AdminUrl& url, std::chrono::milliseconds timeout,
-                  const std::function<bool()>& cancelled = {});
+FetchResult fetch(const AdminUrl& url, std::chrono::milliseconds timeout, const std::function<bool()>& cancelled = {});
 
 }  // namespace top
 

@@ -99,12 +99,14 @@ TEST_F(PipelineConfigTest, SdkAbiMismatchIsRefusedNamingBothNumbers) {
 
 TEST_F(PipelineConfigTest, MissingRequiredKeyNamesTheTableAndKey) {
   EXPECT_FALSE(load("[source.websocket]\n\n[sink.testsink]\nbatch_size = 3\n"));
-  EXPECT_THAT(only_error(), HasSubstr("test.toml:3:1: sink.testsink.path: missing required key (string: where to write)"));
+  EXPECT_THAT(only_error(),
+              HasSubstr("test.toml:3:1: sink.testsink.path: missing required key (string: where to write)"));
 }
 
 TEST_F(PipelineConfigTest, UnknownKeySuggestsTheClosestOne) {
   EXPECT_FALSE(load("[source.websocket]\n[sink.testsink]\npath = \"x\"\nbatch_sise = 3\n"));
-  EXPECT_THAT(only_error(), HasSubstr("test.toml:4:1: sink.testsink: unknown key 'batch_sise' (did you mean 'batch_size'?)"));
+  EXPECT_THAT(only_error(),
+              HasSubstr("test.toml:4:1: sink.testsink: unknown key 'batch_sise' (did you mean 'batch_size'?)"));
 }
 
 TEST_F(PipelineConfigTest, WrongTypeSaysWhatWasExpected) {
@@ -181,8 +183,8 @@ batch_size = "many"
 }
 
 TEST_F(PipelineConfigTest, OverridesFromTheCommandLineKeepTheirType) {
-  overrides_ = {"source.websocket.listen=127.0.0.1:7000", "sink.testsink.batch_size=42",
-                "sink.testsink.verbose=true", "pipeline.name=override"};
+  overrides_ = {"source.websocket.listen=127.0.0.1:7000", "sink.testsink.batch_size=42", "sink.testsink.verbose=true",
+                "pipeline.name=override"};
   auto spec = load(kValid);
   ASSERT_TRUE(spec) << diags_.to_string();
   EXPECT_EQ(spec->sources.at(0).config.get_string("listen"), "127.0.0.1:7000");
@@ -213,8 +215,9 @@ TEST_F(PipelineConfigTest, OnePluginPerKind) {
 }
 
 TEST_F(PipelineConfigTest, SeveralSourcesLoadInFileOrderButNoPluginTwice) {
-  auto spec = load("[source.websocket]\nlisten = \"127.0.0.1:0\"\n[source.scripted]\nreport = \"r\"\n"
-                   "[sink.testsink]\npath = \"x\"\n");
+  auto spec = load(
+      "[source.websocket]\nlisten = \"127.0.0.1:0\"\n[source.scripted]\nreport = \"r\"\n"
+      "[sink.testsink]\npath = \"x\"\n");
   ASSERT_TRUE(spec) << diags_.to_string();
   ASSERT_EQ(spec->sources.size(), 2u);
   EXPECT_EQ(spec->sources[0].key_path, "source.websocket");
@@ -240,8 +243,10 @@ TEST_F(PipelineConfigTest, TheAdminTableTakesOneTokenOfSixteenVisibleCharactersA
   EXPECT_TRUE(spec->admin->allowed_hosts.empty());
 
   env_["NUDGE_ADMIN_TOKEN"] = "0123456789abcdef";
-  spec = load("[admin]\ntoken = \"${NUDGE_ADMIN_TOKEN}\"\nallowed_hosts = [\"nudge-1.internal\"]\n"
-              "max_connections = 4\n" + stages);
+  spec = load(
+      "[admin]\ntoken = \"${NUDGE_ADMIN_TOKEN}\"\nallowed_hosts = [\"nudge-1.internal\"]\n"
+      "max_connections = 4\n" +
+      stages);
   ASSERT_TRUE(spec && spec->admin) << diags_.to_string();
   EXPECT_EQ(spec->admin->token, "0123456789abcdef");
   EXPECT_EQ(spec->admin->allowed_hosts, std::vector<std::string>{"nudge-1.internal"});

@@ -7,8 +7,8 @@
 
 namespace plain {
 const nudge::PluginDescriptor* descriptor() {
-  static const nudge::PluginDescriptor d{nudge::kAbiVersion, nudge::PluginKind::sink, "plain", "0.0.1",
-                                         "loads and makes nothing", nullptr, nullptr};
+  static const nudge::PluginDescriptor d{
+      nudge::kAbiVersion, nudge::PluginKind::sink, "plain", "0.0.1", "loads and makes nothing", nullptr, nullptr};
   return &d;
 }
 }  // namespace plain

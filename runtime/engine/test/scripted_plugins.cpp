@@ -267,7 +267,8 @@ class ScriptedLog final : public nudge::Log {
 
   nudge::Status start(const nudge::LogStartOptions& options) override {
     if (hold_ms_ > 0) {
-      hold_timer_ = std::make_shared<boost::asio::steady_timer>(context_.executor(), std::chrono::milliseconds(hold_ms_));
+      hold_timer_ =
+          std::make_shared<boost::asio::steady_timer>(context_.executor(), std::chrono::milliseconds(hold_ms_));
       hold_timer_->async_wait([this](boost::system::error_code ec) {
         if (ec) return;
         holding_ = false;
@@ -300,8 +301,7 @@ class ScriptedLog final : public nudge::Log {
       return;
     }
     const bool refuse = fail_every_ > 0 && ++appended_ % fail_every_ == 0;
-    auto timer = std::make_shared<boost::asio::steady_timer>(context_.executor(),
-                                                             std::chrono::milliseconds(delay_ms_));
+    auto timer = std::make_shared<boost::asio::steady_timer>(context_.executor(), std::chrono::milliseconds(delay_ms_));
     timer->async_wait([this, timer, refuse, id = message->id.to_string(), done = std::move(done)](auto) {
       report_.line((refuse ? "refused " : "confirmed ") + id);
       done(refuse ? nudge::Status::error(nudge::StatusCode::unavailable, "scripted refusal")

@@ -78,7 +78,8 @@ TEST_F(SinkDriverTest, GathersSingleMessagesIntoBatchesBySizeThenLinger) {
   FlakySink sink(io_, 0);
   SinkDriver driver(io_.get_executor(), sink, settings_, logger_, metrics_);
   std::vector<int> acked;
-  for (int n = 0; n < 7; ++n) driver.enqueue(message(n), [&acked, n](Status s) {
+  for (int n = 0; n < 7; ++n)
+    driver.enqueue(message(n), [&acked, n](Status s) {
       if (s.ok()) acked.push_back(n);
     });
   io_.run();

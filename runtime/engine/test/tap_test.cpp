@@ -50,7 +50,8 @@ class TapRegistryTest : public ::testing::Test {
 
   std::shared_ptr<Tap> attach(TapFilter filter) {
     std::string refusal;
-    auto tap = taps_.attach(std::move(filter), [this] { ++wakes_; }, refusal);
+    auto tap = taps_.attach(
+        std::move(filter), [this] { ++wakes_; }, refusal);
     EXPECT_TRUE(tap) << refusal;
     return tap;
   }
@@ -244,9 +245,11 @@ TEST(TapEventJson, TextIsCutAtACharacterBoundaryAndInvalidUtf8AndControlsAreEsca
   Message m;
   m.room = "r\x01";
   m.sender = "bad\xff";
-  m.payload = "ab\xc3\xa9" "cd";  // "abécd": é is two bytes
-  const auto line = tap_event_json(TapPoint::source_accepted, "source.websocket", m, {}, 3,
-                                   std::chrono::system_clock::time_point{});
+  m.payload =
+      "ab\xc3\xa9"
+      "cd";  // "abécd": é is two bytes
+  const auto line =
+      tap_event_json(TapPoint::source_accepted, "source.websocket", m, {}, 3, std::chrono::system_clock::time_point{});
   ASSERT_TRUE(line.ends_with("}\n"));
   rapidjson::Document d;
   d.Parse(line.data(), line.size() - 1);
@@ -260,7 +263,8 @@ TEST(TapEventJson, TextIsCutAtACharacterBoundaryAndInvalidUtf8AndControlsAreEsca
   EXPECT_THAT(line, HasSubstr("\"room\":\"r\\u0001\""));
 
   const auto whole = tap_event_json(TapPoint::source_accepted, "s", m, {}, 0, {});
-  EXPECT_THAT(whole, HasSubstr("\"text\":\"ab\xc3\xa9" "cd\""));
+  EXPECT_THAT(whole, HasSubstr("\"text\":\"ab\xc3\xa9"
+                               "cd\""));
   EXPECT_THAT(whole, ::testing::Not(HasSubstr("truncated")));
 }
 

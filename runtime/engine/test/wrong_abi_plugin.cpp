@@ -6,8 +6,13 @@
 
 namespace wrong_abi {
 const nudge::PluginDescriptor* descriptor() {
-  static const nudge::PluginDescriptor d{nudge::kAbiVersion + 41, nudge::PluginKind::sink, "wrongabi", "0.0.1",
-                                         "built against another SDK", nullptr, nullptr};
+  static const nudge::PluginDescriptor d{nudge::kAbiVersion + 41,
+                                         nudge::PluginKind::sink,
+                                         "wrongabi",
+                                         "0.0.1",
+                                         "built against another SDK",
+                                         nullptr,
+                                         nullptr};
   return &d;
 }
 }  // namespace wrong_abi

@@ -59,7 +59,8 @@ std::vector<MessagePtr> read_recent(boost::asio::io_context& io, MemoryFanout& f
     answer = std::move(m);
   });
   EXPECT_FALSE(answer) << "answered inline";
-  EXPECT_TRUE(testing::run_until(io, [&] { return answer.has_value(); }, std::chrono::seconds(5)));
+  EXPECT_TRUE(testing::run_until(
+      io, [&] { return answer.has_value(); }, std::chrono::seconds(5)));
   return answer.value_or(std::vector<MessagePtr>{});
 }
 
@@ -70,7 +71,8 @@ TEST(MemoryFanout, HandsBackWhatItPublishesInOrder) {
   Received received;
   ASSERT_TRUE(fanout.start(received).ok());
   for (int i = 0; i < 5; ++i) fanout.publish(message("r", std::to_string(i)));
-  ASSERT_TRUE(testing::run_until(io, [&] { return received.messages.size() == 5; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return received.messages.size() == 5; }, std::chrono::seconds(5)));
   EXPECT_EQ(texts(received.messages), (std::vector<std::string>{"0", "1", "2", "3", "4"}));
 }
 
@@ -103,7 +105,8 @@ TEST(MemoryFanout, AnEphemeralMessageIsDeliveredButNeverKeptForHistory) {
   typing->headers.emplace_back(kEphemeralHeader, "1");
   ASSERT_TRUE(is_ephemeral(*typing));
   fanout.publish(typing);
-  ASSERT_TRUE(testing::run_until(io, [&] { return received.messages.size() == 2; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return received.messages.size() == 2; }, std::chrono::seconds(5)));
   EXPECT_EQ(texts(received.messages), (std::vector<std::string>{"kept", "typing"}));
   EXPECT_EQ(texts(read_recent(io, fanout, "a", 10)), (std::vector<std::string>{"kept"}));
 }
@@ -190,7 +193,8 @@ TEST(MemoryFanout, EvictsTheLeastRecentlyPublishedRoomFirst) {
 TEST(MemoryFanout, AMessageLargerThanTheCapIsNotKept) {
   boost::asio::io_context io;
   testing::TestContext context(io);
-  MemoryFanout fanout(testing::make_config(MemoryFanout::schema(), {{"recent_max_bytes", std::int64_t{4096}}}), context);
+  MemoryFanout fanout(testing::make_config(MemoryFanout::schema(), {{"recent_max_bytes", std::int64_t{4096}}}),
+                      context);
   Received received;
   ASSERT_TRUE(fanout.start(received).ok());
   fanout.publish(sized("small", 10));
@@ -198,7 +202,8 @@ TEST(MemoryFanout, AMessageLargerThanTheCapIsNotKept) {
   EXPECT_EQ(fanout.recent_bytes(), 0u);
   EXPECT_EQ(fanout.recent_rooms(), 0u);
   EXPECT_TRUE(read_recent(io, fanout, "huge", 10).empty());
-  ASSERT_TRUE(testing::run_until(io, [&] { return received.messages.size() == 2; }, std::chrono::seconds(5)))
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return received.messages.size() == 2; }, std::chrono::seconds(5)))
       << "the bus still delivers it";
 }
 
@@ -237,7 +242,8 @@ TEST(MemoryFanout, PresenceReportsEachJoinAndLeaveOnceAndListsBoundedWithTheCoun
   fanout.presence_leave("r", {"u9", "c9", "me"});  // never joined: no event
   fanout.presence_leave("r", {"u1", "c1", "me"});
   EXPECT_TRUE(received.presence.empty()) << "events are posted, never reported inline";
-  ASSERT_TRUE(testing::run_until(io, [&] { return received.presence.size() == 6; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return received.presence.size() == 6; }, std::chrono::seconds(5)));
   testing::run_for(io, std::chrono::milliseconds(20));
   ASSERT_EQ(received.presence.size(), 6u);
   EXPECT_EQ(received.presence.back().second.change, PresenceChange::leave);
@@ -249,7 +255,8 @@ TEST(MemoryFanout, PresenceReportsEachJoinAndLeaveOnceAndListsBoundedWithTheCoun
     list = std::move(l);
   });
   ASSERT_FALSE(list) << "answered inline";
-  ASSERT_TRUE(testing::run_until(io, [&] { return list.has_value(); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return list.has_value(); }, std::chrono::seconds(5)));
   EXPECT_EQ(list->total, 4u);
   EXPECT_EQ(list->members.size(), 2u) << "at most max_presence_per_room named";
 

@@ -150,8 +150,8 @@ TEST(NatsSubjectTest, MapsRoomsToSingleTokens) {
   EXPECT_EQ(room_token(""), "%");
 
   // Rooms that differ only in '.', ':' and the escape itself stay apart.
-  const std::vector<std::string> rooms{"a.b", "a:b", "a_b", "a-b", "ab", "a%2Eb", "a%3Ab", "a.b.c", "a", "a.",
-                                       ".a", ":", ".", "", "%", "%25"};
+  const std::vector<std::string> rooms{"a.b", "a:b", "a_b", "a-b", "ab", "a%2Eb", "a%3Ab", "a.b.c",
+                                       "a",   "a.",  ".a",  ":",   ".",  "",      "%",     "%25"};
   std::set<std::string> tokens;
   for (const auto& room : rooms) {
     const std::string token = room_token(room);
@@ -296,10 +296,8 @@ TEST(NatsConfigTest, ReadmeExampleParses) {
     // The runtime interpolates before validation; `${VAR:-default}` takes its default here.
     if (auto s = node.value<std::string>())
       values.emplace(std::string(key.str()), std::regex_replace(*s, std::regex(R"(\$\{[A-Za-z_]+:-([^}]*)\})"), "$1"));
-    else if (auto b = node.value_exact<bool>())
-      values.emplace(std::string(key.str()), *b);
-    else if (auto i = node.value<std::int64_t>())
-      values.emplace(std::string(key.str()), *i);
+    else if (auto b = node.value_exact<bool>()) values.emplace(std::string(key.str()), *b);
+    else if (auto i = node.value<std::int64_t>()) values.emplace(std::string(key.str()), *i);
   }
   EXPECT_EQ(values.size(), fanout->size());
   std::string error;
@@ -324,7 +322,8 @@ void stop_promptly(boost::asio::io_context& io, NatsFanout& fanout) {
   bool stopped = false;
   const auto t0 = std::chrono::steady_clock::now();
   fanout.stop([&] { stopped = true; });
-  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(5)));
+  EXPECT_TRUE(nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::seconds(5)));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000)) << "stop must be prompt";
 }
 
@@ -347,7 +346,8 @@ TEST(NatsFanoutStartTest, FailsOnlyForABadConfig) {
     EXPECT_EQ(status.message().rfind(expect + ":", 0), 0u) << status.message();
     bool stopped = false;
     fanout.stop([&] { stopped = true; });
-    EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::milliseconds(100)));
+    EXPECT_TRUE(nudge::testing::run_until(
+        io, [&] { return stopped; }, std::chrono::milliseconds(100)));
   }
 }
 
@@ -433,7 +433,8 @@ TEST(NatsFanoutStartTest, NotReadyWhileNatsIsDown) {
   EXPECT_EQ(readiness.reason.rfind("no connection to NATS at '", 0), 0u) << readiness.reason;
   bool stopped = false;
   fanout.stop([&] { stopped = true; });
-  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(5)));
+  EXPECT_TRUE(nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::seconds(5)));
 }
 
 TEST(NatsFanoutStartTest, NeverBlocksTheLoopWhileTheClientWaitsForASilentServer) {
@@ -481,8 +482,8 @@ TEST(NatsFanoutStartTest, StopsWhileTryingToConnectAndWhenNeverStarted) {
   }
   {
     // Destroyed without stop(): the destructor closes the connection itself.
-    NatsFanout abandoned(make_config(NatsConfig::schema(), {{"url", "nats://127.0.0.1:" + std::to_string(closed_port())}}),
-                         context);
+    NatsFanout abandoned(
+        make_config(NatsConfig::schema(), {{"url", "nats://127.0.0.1:" + std::to_string(closed_port())}}), context);
     CountingReceiver receiver;
     ASSERT_TRUE(abandoned.start(receiver).ok());
     abandoned.set_room_interest("ignored", true);

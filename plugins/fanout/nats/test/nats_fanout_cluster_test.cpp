@@ -41,9 +41,9 @@ namespace nudge::plugins::nats {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using nudge::testing::make_config;
 using nudge::testing::TestContext;
+using std::chrono::milliseconds;
 
 std::string env_or(const char* name, std::string fallback) {
   const char* value = std::getenv(name);
@@ -153,8 +153,8 @@ struct PairReport {
   std::int64_t received_in_gap = 0;  // of those, received
   std::int64_t recovery_ms = -1;     // kill → first message after which nothing is lost
   std::int64_t lost_in_last_second = 0;
-  std::int64_t lost_before_kill = 0;    // in flight through the killed node
-  std::int64_t earliest_lost_ms = 0;    // how long before the kill the earliest of those was sent
+  std::int64_t lost_before_kill = 0;  // in flight through the killed node
+  std::int64_t earliest_lost_ms = 0;  // how long before the kill the earliest of those was sent
 };
 
 PairReport analyse(const std::string& name, const Instance& sender, const Recorder& receiver,
@@ -183,8 +183,7 @@ PairReport analyse(const std::string& name, const Instance& sender, const Record
   std::optional<Clock::time_point> recovered_at;
   if (last_bad + 1 < r.sent && by_seq[static_cast<std::size_t>(last_bad + 1)])
     recovered_at = by_seq[static_cast<std::size_t>(last_bad + 1)]->at;
-  if (recovered_at)
-    r.recovery_ms = std::chrono::duration_cast<milliseconds>(*recovered_at - killed_at).count();
+  if (recovered_at) r.recovery_ms = std::chrono::duration_cast<milliseconds>(*recovered_at - killed_at).count();
   const Clock::time_point end = sender.sent_at.empty() ? killed_at : sender.sent_at.back();
   for (std::int64_t seq = 0; seq < r.sent; ++seq) {
     const auto s = static_cast<std::size_t>(seq);
@@ -384,8 +383,9 @@ TEST_F(NatsFanoutClusterTest, DeliveryComesBackWithin5sWhenTheNodeOfAnInstanceIs
   std::cout << "[ MEASURED ] node " << a_node << " (a's) SIGKILLed; a reconnected to node " << a_new_node << " after "
             << std::chrono::duration_cast<milliseconds>(*back_at - *killed_at).count() << " ms; b stayed on node "
             << b_node << "; load " << 1000 / kPeriod.count() << " messages/s per instance" << std::endl;
-  for (const PairReport& r : {analyse("a -> b", a, b.receiver, *killed_at), analyse("b -> a", b, a.receiver, *killed_at),
-                              analyse("a -> a", a, a.receiver, *killed_at), analyse("b -> b", b, b.receiver, *killed_at)}) {
+  for (const PairReport& r :
+       {analyse("a -> b", a, b.receiver, *killed_at), analyse("b -> a", b, a.receiver, *killed_at),
+        analyse("a -> a", a, a.receiver, *killed_at), analyse("b -> b", b, b.receiver, *killed_at)}) {
     SCOPED_TRACE(r.name);
     std::cout << "[ MEASURED ] " << r.name << ": sent " << r.sent << ", received " << r.received << ", lost " << r.lost
               << "; delivery back " << r.recovery_ms << " ms after the kill; during that gap sent " << r.sent_in_gap
@@ -431,10 +431,11 @@ TEST_F(NatsFanoutClusterTest, KillingANodeNoInstanceUsesLosesNothing) {
   stop = true;
   run_until([&] { return !load_running_; }, std::chrono::seconds(2));
   run_until([] { return false; }, milliseconds(300));
-  for (const PairReport& r : {analyse("a -> b", a, b.receiver, killed_at), analyse("b -> a", b, a.receiver, killed_at)}) {
+  for (const PairReport& r :
+       {analyse("a -> b", a, b.receiver, killed_at), analyse("b -> a", b, a.receiver, killed_at)}) {
     SCOPED_TRACE(r.name);
-    std::cout << "[ MEASURED ] node 3 (unused) killed; " << r.name << ": sent " << r.sent << ", received "
-              << r.received << ", lost " << r.lost << std::endl;
+    std::cout << "[ MEASURED ] node 3 (unused) killed; " << r.name << ": sent " << r.sent << ", received " << r.received
+              << ", lost " << r.lost << std::endl;
     EXPECT_GT(r.sent, 500);
     EXPECT_EQ(r.lost, 0);
     EXPECT_EQ(r.duplicates_or_reordered, 0);

@@ -39,9 +39,9 @@ namespace nudge::plugins::nats {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using nudge::testing::make_config;
 using nudge::testing::TestContext;
+using std::chrono::milliseconds;
 
 std::string nats_url() {
   const char* env = std::getenv("NATS_URL");
@@ -122,10 +122,8 @@ MessagePtr make_message(const std::string& origin, const std::string& room, std:
   m->timestamp_ms =
       std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   m->origin = origin;
-  if (probe)
-    m->headers = {{"probe", probe}};
-  else
-    m->headers = {{"seq", std::to_string(seq)}};
+  if (probe) m->headers = {{"probe", probe}};
+  else m->headers = {{"seq", std::to_string(seq)}};
   return m;
 }
 
@@ -228,8 +226,8 @@ class NatsFanoutIntegrationTest : public ::testing::Test {
 /// turn of the loop, skipping turns while more than 1 MiB waits for a
 /// link's thread (a producer as fast as the loop would otherwise overrun
 /// reconnect_buffer_bytes, and messages would be dropped by design).
-void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from, std::int64_t count,
-                       std::int64_t chunk, const std::function<MessagePtr(Instance&, std::int64_t)>& make) {
+void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from, std::int64_t count, std::int64_t chunk,
+                       const std::function<MessagePtr(Instance&, std::int64_t)>& make) {
   auto next = std::make_shared<std::int64_t>(0);
   auto step = std::make_shared<std::function<void()>>();
   *step = [&io, from, count, chunk, make, next, step] {
@@ -238,10 +236,8 @@ void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from,
     const std::int64_t end = backlog ? *next : std::min(count, *next + chunk);
     for (; *next < end; ++*next)
       for (Instance* i : from) i->fanout->publish(make(*i, *next));
-    if (*next < count)
-      boost::asio::post(io, *step);
-    else
-      *step = nullptr;  // breaks the self-reference
+    if (*next < count) boost::asio::post(io, *step);
+    else *step = nullptr;  // breaks the self-reference
   };
   boost::asio::post(io, *step);
 }
@@ -263,8 +259,9 @@ TEST_F(NatsFanoutIntegrationTest, MeasuresThroughputAndLatency) {
     publish_in_chunks(io_, {&a, &b}, per_publisher, 500,
                       [&](Instance& i, std::int64_t seq) { return make_message(i.id, "lobby", seq, payload); });
     const auto expected = static_cast<std::size_t>(2 * per_publisher);
-    ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= expected && b.receiver.messages.size() >= expected; },
-                          std::chrono::seconds(60)))
+    ASSERT_TRUE(
+        run_until([&] { return a.receiver.messages.size() >= expected && b.receiver.messages.size() >= expected; },
+                  std::chrono::seconds(60)))
         << "a received " << a.receiver.messages.size() << ", b " << b.receiver.messages.size() << " of " << expected;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     const double per_s = static_cast<double>(expected) / seconds;
@@ -299,8 +296,8 @@ TEST_F(NatsFanoutIntegrationTest, MeasuresThroughputAndLatency) {
   }
   std::sort(latencies_us.begin(), latencies_us.end());
   std::cout << "[ MEASURED ] latency publish->receive (other instance), 300 sequential messages: p50 "
-            << static_cast<int>(latencies_us[150]) << " us, p99 " << static_cast<int>(latencies_us[297])
-            << " us, max " << static_cast<int>(latencies_us.back()) << " us" << std::endl;
+            << static_cast<int>(latencies_us[150]) << " us, p99 " << static_cast<int>(latencies_us[297]) << " us, max "
+            << static_cast<int>(latencies_us.back()) << " us" << std::endl;
 }
 
 TEST_F(NatsFanoutIntegrationTest, SubjectPerRoomDeliversOnlyRoomsOfInterest) {
@@ -329,11 +326,14 @@ TEST_F(NatsFanoutIntegrationTest, SubjectPerRoomDeliversOnlyRoomsOfInterest) {
     for (const auto& m : r.messages) ++counts[m->room];
     return counts;
   };
-  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= 6 * kEach && b.receiver.messages.size() >= 6 * kEach; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      run_until([&] { return a.receiver.messages.size() >= 6 * kEach && b.receiver.messages.size() >= 6 * kEach; },
+                std::chrono::seconds(10)));
   run_for(milliseconds(300));
-  EXPECT_EQ(rooms_of(a.receiver), (std::map<std::string, int>{{"r1", 2 * kEach}, {"team.a", 2 * kEach}, {"shared", 2 * kEach}}));
-  EXPECT_EQ(rooms_of(b.receiver), (std::map<std::string, int>{{"team:a", 2 * kEach}, {"team", 2 * kEach}, {"shared", 2 * kEach}}));
+  EXPECT_EQ(rooms_of(a.receiver),
+            (std::map<std::string, int>{{"r1", 2 * kEach}, {"team.a", 2 * kEach}, {"shared", 2 * kEach}}));
+  EXPECT_EQ(rooms_of(b.receiver),
+            (std::map<std::string, int>{{"team:a", 2 * kEach}, {"team", 2 * kEach}, {"shared", 2 * kEach}}));
 
   // b leaves "team:a", a joins "r2".
   b.fanout->set_room_interest("team:a", false);
@@ -384,7 +384,8 @@ TEST_F(NatsFanoutIntegrationTest, DropsAndCountsWhenTheLoopFallsBehind) {
   EXPECT_GE(a.context.metrics().value("slow_consumer_events"), 1u);
   EXPECT_EQ(a.context.logger().count(LogLevel::warn, "slow consumer"), 1u) << "rate-limited";
   // In order, without gaps, up to the drop.
-  for (std::size_t n = 0; n < a.receiver.messages.size(); ++n) EXPECT_EQ(seq_of(*a.receiver.messages[n]), static_cast<std::int64_t>(n));
+  for (std::size_t n = 0; n < a.receiver.messages.size(); ++n)
+    EXPECT_EQ(seq_of(*a.receiver.messages[n]), static_cast<std::int64_t>(n));
   // And it goes on once the loop has caught up.
   a.fanout->publish(make_message(a.id, "lobby", 0, "after the burst"));
   ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() == 11; }, std::chrono::seconds(5)));
@@ -455,10 +456,12 @@ TEST_F(NatsFanoutIntegrationTest, ResumesDeliveryAfterTheServerRestarts) {
   std::vector<NatsServer> servers;
   std::string error;
   parse_nats_urls(url_, servers, error);
-  if (servers.size() != 1 || servers[0].port != 4222 || (servers[0].host != "127.0.0.1" && servers[0].host != "localhost"))
+  if (servers.size() != 1 || servers[0].port != 4222 ||
+      (servers[0].host != "127.0.0.1" && servers[0].host != "localhost"))
     GTEST_SKIP() << "NATS_URL is not the server that scripts/services/nats manages";
   if (std::system((script.string() + " status >/dev/null 2>&1").c_str()) != 0)
-    GTEST_SKIP() << "the NATS server at 127.0.0.1:4222 was not started by scripts/services/nats, so it is not restarted";
+    GTEST_SKIP()
+        << "the NATS server at 127.0.0.1:4222 was not started by scripts/services/nats, so it is not restarted";
 
   Instance& a = add("a");
   Instance& b = add("b");
@@ -475,15 +478,19 @@ TEST_F(NatsFanoutIntegrationTest, ResumesDeliveryAfterTheServerRestarts) {
   ASSERT_EQ(std::system((script.string() + " start >/dev/null").c_str()), 0);
   const std::int64_t seq_at_start = ticker.seq;
   const auto t0 = Clock::now();
-  ASSERT_TRUE(run_until([&] { return delivered_after({&a, &b}, seq_at_start); }, std::chrono::seconds(5)))
+  ASSERT_TRUE(run_until(
+      [&] {
+        return delivered_after({&a, &b}, seq_at_start);
+      },
+      std::chrono::seconds(5)))
       << "delivery did not resume within 5 s of the server being back";
   const auto resumed_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
   run_for(milliseconds(300));
   std::size_t during_outage = 0;
   for (const auto& m : a.receiver.messages)
     if (seq_of(*m) > seq_at_stop && seq_of(*m) <= seq_at_start) ++during_outage;
-  std::cout << "[ MEASURED ] delivery resumed " << resumed_ms << " ms after the server was back; "
-            << during_outage << " of " << 2 * (seq_at_start - seq_at_stop)
+  std::cout << "[ MEASURED ] delivery resumed " << resumed_ms << " ms after the server was back; " << during_outage
+            << " of " << 2 * (seq_at_start - seq_at_stop)
             << " messages published during the outage reached instance a (held by libnats, sent on reconnect); "
                "slowest publish() call "
             << std::chrono::duration_cast<std::chrono::microseconds>(ticker.slowest_publish).count() << " us"
@@ -500,7 +507,6 @@ TEST_F(NatsFanoutIntegrationTest, ResumesDeliveryAfterTheServerRestarts) {
     EXPECT_EQ(i->context.metrics().value("publish_errors"), 0u);
   }
 }
-
 
 /// The process's resident memory, in bytes.
 std::size_t resident_bytes() {
@@ -546,9 +552,8 @@ TEST_F(NatsFanoutIntegrationTest, AServerThatHangsHoldsNoMoreThanTheReconnectBuf
   const std::size_t rss_after = resident_bytes();
   const auto dropped = a.context.metrics().value("dropped_while_disconnected");
   std::cout << "waiting for the link at most " << most_waiting << " bytes (reconnect_buffer_bytes " << kBuffer
-            << "), RSS " << rss_before << " -> " << rss_after << " (+"
-            << (rss_after - std::min(rss_after, rss_before)) << "), dropped " << dropped << " of " << kMessages
-            << "\n";
+            << "), RSS " << rss_before << " -> " << rss_after << " (+" << (rss_after - std::min(rss_after, rss_before))
+            << "), dropped " << dropped << " of " << kMessages << "\n";
   EXPECT_LE(most_waiting, static_cast<std::size_t>(kBuffer) + payload.size() + 1024);
   EXPECT_LT(rss_after, rss_before + 4 * static_cast<std::size_t>(kBuffer)) << "two buffers of kBuffer, and slack";
   EXPECT_GT(dropped, static_cast<std::uint64_t>(kMessages / 2));

@@ -15,13 +15,14 @@ struct Peer {
   PresenceRoster roster;
 
   explicit Peer(std::string instance, std::size_t bound = 1000)
-      : roster({std::move(instance), 1500ms, bound},
-               [this](const std::string& room, std::string bytes) {
-                 PresenceFrame f;
-                 EXPECT_TRUE(decode_presence_frame(bytes, f).ok());
-                 sent.emplace_back(room, std::move(f));
-               },
-               [this](const std::string& room, const PresenceEvent& e) { events.emplace_back(room, e); }) {}
+      : roster(
+            {std::move(instance), 1500ms, bound},
+            [this](const std::string& room, std::string bytes) {
+              PresenceFrame f;
+              EXPECT_TRUE(decode_presence_frame(bytes, f).ok());
+              sent.emplace_back(room, std::move(f));
+            },
+            [this](const std::string& room, const PresenceEvent& e) { events.emplace_back(room, e); }) {}
 
   std::size_t count(PresenceChange change) const {
     return static_cast<std::size_t>(

@@ -52,7 +52,8 @@ TEST(ClusterSlotsTest, HashTagsFollowTheSpec) {
 }
 
 TEST(ClusterSlotsTest, ARoomsChannelAndWindowKeysShareItsSlot) {
-  RedisConfig config = RedisConfig::from(make_config(RedisConfig::schema(), {{"cluster", true}, {"channel_per_room", true}}));
+  RedisConfig config =
+      RedisConfig::from(make_config(RedisConfig::schema(), {{"cluster", true}, {"channel_per_room", true}}));
   for (const std::string room : {"lobby", "a}b", "x{y", "~tilde", "room-42"}) {
     const auto slot = cluster::key_slot(config.channel_for(room));
     EXPECT_EQ(cluster::key_slot(cluster::tagged(config.recent_key_prefix, room)), slot) << room;
@@ -64,7 +65,8 @@ TEST(ClusterSlotsTest, ARoomsChannelAndWindowKeysShareItsSlot) {
 
 TEST(ClusterSlotsTest, PrefixesWithABraceAreRefusedInClusterMode) {
   RedisConfig config = RedisConfig::from(
-      make_config(RedisConfig::schema(), {{"cluster", true}, {"channel_per_room", true}, {"channel_prefix", std::string("a{b}:")}}));
+      make_config(RedisConfig::schema(),
+                  {{"cluster", true}, {"channel_per_room", true}, {"channel_prefix", std::string("a{b}:")}}));
   EXPECT_NE(config.check().find("channel_prefix"), std::string::npos);
   config.cluster = false;
   EXPECT_EQ(config.check(), "");
@@ -78,7 +80,8 @@ TEST(ClusterSlotsTest, ParsesClusterShardsTakingTheLiveMaster) {
   const std::string resp =
       "*3\r\n"
       // a shard with two ranges, its old master failed and its replica promoted
-      "*4\r\n" + bulk("slots") + "*4\r\n:0\r\n:100\r\n:200\r\n:5460\r\n" + bulk("nodes") + "*2\r\n" +
+      "*4\r\n" +
+      bulk("slots") + "*4\r\n:0\r\n:100\r\n:200\r\n:5460\r\n" + bulk("nodes") + "*2\r\n" +
       node("127.0.0.1", 7001, "master", "failed") + node("127.0.0.1", 7004, "master", "online") +
       // a plain shard
       "*4\r\n" + bulk("slots") + "*2\r\n:5461\r\n:16383\r\n" + bulk("nodes") + "*1\r\n" +

@@ -14,9 +14,9 @@
 #include <boost/asio/write.hpp>
 
 #include "config.hpp"
+#include "nudge/sdk/testing.hpp"
 #include "recent_window.hpp"
 #include "redis_fanout.hpp"
-#include "nudge/sdk/testing.hpp"
 
 namespace nudge::plugins::redis {
 namespace {
@@ -100,8 +100,8 @@ TEST(RedisUrlTest, RejectsMalformedUrlsWithAReason) {
 
 TEST(RedisConfigTest, APresencePrefixWithABraceIsRefusedInClusterModeAndTheTtlHasAFloor) {
   std::string error;
-  RedisConfig c = RedisConfig::from(make_config(
-      RedisConfig::schema(), {{"cluster", true}, {"presence_key_prefix", std::string("p{x}:")}}, &error));
+  RedisConfig c = RedisConfig::from(
+      make_config(RedisConfig::schema(), {{"cluster", true}, {"presence_key_prefix", std::string("p{x}:")}}, &error));
   ASSERT_EQ(error, "");
   EXPECT_NE(c.check().find("presence_key_prefix"), std::string::npos) << c.check();
   c.cluster = false;
@@ -303,7 +303,8 @@ TEST(RedisFanoutStartTest, FailsOnlyForABadUrl) {
   EXPECT_NE(status.message().find("url"), std::string::npos) << status.message();
   bool stopped = false;
   fanout.stop([&] { stopped = true; });
-  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::milliseconds(100)));
+  EXPECT_TRUE(nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::milliseconds(100)));
 }
 
 TEST(RedisFanoutStartTest, StartsWhenRedisIsDownThenBuffersAndDropsOldest) {
@@ -337,7 +338,8 @@ TEST(RedisFanoutStartTest, StartsWhenRedisIsDownThenBuffersAndDropsOldest) {
   bool stopped = false;
   const auto t0 = std::chrono::steady_clock::now();
   fanout.stop([&] { stopped = true; });
-  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(3)));
+  EXPECT_TRUE(nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::seconds(3)));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(200)) << "stop must be prompt";
   EXPECT_EQ(context.metrics().value("dropped_while_disconnected"), 8u) << "the 5 still waiting are dropped at stop";
 }
@@ -367,13 +369,14 @@ class FakeServer {
   }
   void serve(const std::shared_ptr<boost::asio::ip::tcp::socket>& s) {
     auto buffer = std::make_shared<std::array<char, 512>>();
-    s->async_read_some(boost::asio::buffer(*buffer), [this, s, buffer](const boost::system::error_code& ec, std::size_t) {
-      if (ec) return;
-      static const std::string reply = "-WRONGPASS invalid username-password pair\r\n";
-      boost::system::error_code wec;
-      boost::asio::write(*s, boost::asio::buffer(reply), wec);
-      serve(s);
-    });
+    s->async_read_some(boost::asio::buffer(*buffer),
+                       [this, s, buffer](const boost::system::error_code& ec, std::size_t) {
+                         if (ec) return;
+                         static const std::string reply = "-WRONGPASS invalid username-password pair\r\n";
+                         boost::system::error_code wec;
+                         boost::asio::write(*s, boost::asio::buffer(reply), wec);
+                         serve(s);
+                       });
   }
 
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -385,7 +388,8 @@ void stop_promptly(boost::asio::io_context& io, RedisFanout& fanout) {
   bool stopped = false;
   const auto t0 = std::chrono::steady_clock::now();
   fanout.stop([&] { stopped = true; });
-  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(3)));
+  EXPECT_TRUE(nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::seconds(3)));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "stop must be prompt";
 }
 
@@ -393,10 +397,10 @@ TEST(RedisFanoutStartTest, NotReadyWhileRedisIsDown) {
   boost::asio::io_context io;
   TestContext context(io, "fanout.redis@a", "a");
   const std::string url = "redis://127.0.0.1:" + std::to_string(closed_port());
-  RedisFanout fanout(make_config(RedisConfig::schema(), {{"url", url},
-                                                         {"reconnect_initial_ms", std::int64_t{10}},
-                                                         {"reconnect_max_ms", std::int64_t{40}}}),
-                     context);
+  RedisFanout fanout(
+      make_config(RedisConfig::schema(),
+                  {{"url", url}, {"reconnect_initial_ms", std::int64_t{10}}, {"reconnect_max_ms", std::int64_t{40}}}),
+      context);
   EXPECT_FALSE(fanout.readiness().ready) << "not ready before start()";
   CountingReceiver receiver;
   ASSERT_TRUE(fanout.start(receiver).ok());
@@ -407,7 +411,8 @@ TEST(RedisFanoutStartTest, NotReadyWhileRedisIsDown) {
   EXPECT_NE(readiness.reason.find("refused"), std::string::npos) << readiness.reason;
   bool stopped = false;
   fanout.stop([&] { stopped = true; });
-  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(3)));
+  EXPECT_TRUE(nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::seconds(3)));
 }
 
 TEST(RedisFanoutStartTest, GivesUpOnAServerThatDoesNotAnswerAndRetries) {
@@ -416,12 +421,12 @@ TEST(RedisFanoutStartTest, GivesUpOnAServerThatDoesNotAnswerAndRetries) {
   TestContext context(io, "fanout.redis@a", "a");
   // A name, so the connection goes through the asynchronous resolver; a
   // password, so the connection waits for AUTH's answer that never comes.
-  RedisFanout fanout(make_config(RedisConfig::schema(),
-                                 {{"url", "redis://:pw@localhost:" + std::to_string(server.port())},
-                                  {"connect_timeout_ms", std::int64_t{100}},
-                                  {"reconnect_initial_ms", std::int64_t{10}},
-                                  {"reconnect_max_ms", std::int64_t{20}}}),
-                     context);
+  RedisFanout fanout(
+      make_config(RedisConfig::schema(), {{"url", "redis://:pw@localhost:" + std::to_string(server.port())},
+                                          {"connect_timeout_ms", std::int64_t{100}},
+                                          {"reconnect_initial_ms", std::int64_t{10}},
+                                          {"reconnect_max_ms", std::int64_t{20}}}),
+      context);
   CountingReceiver receiver;
   ASSERT_TRUE(fanout.start(receiver).ok());
   nudge::testing::run_for(io, std::chrono::milliseconds(600));
@@ -435,11 +440,11 @@ TEST(RedisFanoutStartTest, RetriesWhenTheLoginIsRefused) {
   boost::asio::io_context io;
   FakeServer server(io, FakeServer::Mode::refuse);
   TestContext context(io, "fanout.redis@a", "a");
-  RedisFanout fanout(make_config(RedisConfig::schema(),
-                                 {{"url", "redis://:wrong@127.0.0.1:" + std::to_string(server.port())},
-                                  {"reconnect_initial_ms", std::int64_t{10}},
-                                  {"reconnect_max_ms", std::int64_t{20}}}),
-                     context);
+  RedisFanout fanout(
+      make_config(RedisConfig::schema(), {{"url", "redis://:wrong@127.0.0.1:" + std::to_string(server.port())},
+                                          {"reconnect_initial_ms", std::int64_t{10}},
+                                          {"reconnect_max_ms", std::int64_t{20}}}),
+      context);
   CountingReceiver receiver;
   ASSERT_TRUE(fanout.start(receiver).ok());
   nudge::testing::run_for(io, std::chrono::milliseconds(300));

@@ -11,8 +11,8 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "presence_keeper.hpp"
 #include "nudge/sdk/testing.hpp"
+#include "presence_keeper.hpp"
 
 namespace nudge::plugins::redis {
 namespace {

@@ -28,16 +28,16 @@
 
 #include "cluster_slots.hpp"
 #include "config.hpp"
-#include "redis_fanout.hpp"
 #include "nudge/sdk/testing.hpp"
+#include "redis_fanout.hpp"
 
 namespace nudge::plugins::redis {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using nudge::testing::make_config;
 using nudge::testing::TestContext;
+using std::chrono::milliseconds;
 
 std::string cluster_url() {
   const char* env = std::getenv("REDIS_CLUSTER_URL");
@@ -108,8 +108,8 @@ struct Recorder final : FanoutReceiver {
   void on_fanout_message(MessagePtr m) override {
     const auto now = Clock::now();
     if (last_arrival != Clock::time_point{})
-      longest_gap_ms = std::max<std::int64_t>(
-          longest_gap_ms, std::chrono::duration_cast<milliseconds>(now - last_arrival).count());
+      longest_gap_ms =
+          std::max<std::int64_t>(longest_gap_ms, std::chrono::duration_cast<milliseconds>(now - last_arrival).count());
     last_arrival = now;
     for (const auto& [k, v] : m->headers) {
       if (k == "probe") {
@@ -168,16 +168,15 @@ class RedisClusterFanoutTest : public ::testing::Test {
   }
 
   Config config() {
-    return make_config(RedisConfig::schema(),
-                       {{"url", url_},
-                        {"cluster", true},
-                        {"channel_per_room", true},
-                        {"channel_prefix", "nudge:ctest:" + unique_ + ":room:"},
-                        {"recent_key_prefix", "nudge:ctest:" + unique_ + ":recent:"},
-                        {"recent_ttl_s", std::int64_t{300}},
-                        {"reconnect_initial_ms", std::int64_t{50}},
-                        {"reconnect_max_ms", std::int64_t{250}},
-                        {"connect_timeout_ms", std::int64_t{500}}});
+    return make_config(RedisConfig::schema(), {{"url", url_},
+                                               {"cluster", true},
+                                               {"channel_per_room", true},
+                                               {"channel_prefix", "nudge:ctest:" + unique_ + ":room:"},
+                                               {"recent_key_prefix", "nudge:ctest:" + unique_ + ":recent:"},
+                                               {"recent_ttl_s", std::int64_t{300}},
+                                               {"reconnect_initial_ms", std::int64_t{50}},
+                                               {"reconnect_max_ms", std::int64_t{250}},
+                                               {"connect_timeout_ms", std::int64_t{500}}});
   }
 
   Instance& add(const std::string& id) {
@@ -207,19 +206,25 @@ class RedisClusterFanoutTest : public ::testing::Test {
   void join_all(const std::vector<std::string>& rs) {
     for (auto& i : instances_)
       for (const auto& r : rs) i->fanout->set_room_interest(r, true);
-    ASSERT_TRUE(run_until([&] {
-      for (auto& i : instances_)
-        if (!i->fanout->connected()) return false;
-      return true;
-    }, milliseconds(5000))) << "not connected to the cluster";
+    ASSERT_TRUE(run_until(
+        [&] {
+          for (auto& i : instances_)
+            if (!i->fanout->connected()) return false;
+          return true;
+        },
+        milliseconds(5000)))
+        << "not connected to the cluster";
     // Probes until every instance hears every room: its SSUBSCRIBEs went through.
-    ASSERT_TRUE(run_until([&] {
-      for (const auto& r : rs) instances_[0]->fanout->publish(message(r, 0, true));
-      io_.run_for(milliseconds(50));
-      for (auto& i : instances_)
-        if (i->receiver.probed.size() < rs.size()) return false;
-      return true;
-    }, milliseconds(5000))) << "subscriptions did not reach every shard";
+    ASSERT_TRUE(run_until(
+        [&] {
+          for (const auto& r : rs) instances_[0]->fanout->publish(message(r, 0, true));
+          io_.run_for(milliseconds(50));
+          for (auto& i : instances_)
+            if (i->receiver.probed.size() < rs.size()) return false;
+          return true;
+        },
+        milliseconds(5000)))
+        << "subscriptions did not reach every shard";
   }
 
   std::string url_;
@@ -288,8 +293,7 @@ TEST_F(RedisClusterFanoutTest, RoomsSpreadOverEveryShardAndReachOtherInstances) 
   for (const auto& [owner, owned] : per_shard) {
     Node n(owner);
     // kPerRoom and the probes that went before them.
-    EXPECT_GE(std::stoll(n.text({"XLEN", "nudge:ctest:" + unique_ + ":recent:{" + owned[0] + "}"})), kPerRoom)
-        << owner;
+    EXPECT_GE(std::stoll(n.text({"XLEN", "nudge:ctest:" + unique_ + ":recent:{" + owned[0] + "}"})), kPerRoom) << owner;
     std::vector<MessagePtr> got;
     bool answered = false;
     b.fanout->read_recent(HistoryQuery{owned[0], 10, std::nullopt}, [&](Status s, std::vector<MessagePtr> ms) {
@@ -467,9 +471,10 @@ TEST_F(RedisClusterFanoutTest, ASlotMigratedUnderTrafficKeepsDelivering) {
   std::size_t lost = 0, lost_after = 0;
   for (std::int64_t i = 1; i < seq; ++i)
     if (!got.count(i)) (i >= settled ? ++lost_after : ++lost);
-  const auto back_ms = b.receiver.first_after.count(room)
-                           ? std::chrono::duration_cast<milliseconds>(b.receiver.first_after[room] - handover_at).count()
-                           : -1;
+  const auto back_ms =
+      b.receiver.first_after.count(room)
+          ? std::chrono::duration_cast<milliseconds>(b.receiver.first_after[room] - handover_at).count()
+          : -1;
   std::cout << "migration: slot " << slot << " " << src << " -> " << dst << " (" << moved_keys
             << " keys by MIGRATE) under " << seq - 1 << " messages; first message after the handover delivered after "
             << back_ms << " ms; lost " << lost << " around the handover, " << lost_after

@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <csignal>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -33,18 +33,18 @@
 
 #include "config.hpp"
 #include "engine/history_merge.hpp"  // the runtime's own decision, built into this test
-#include "recent_window.hpp"
-#include "redis_fanout.hpp"
 #include "nudge/sdk/tcp_proxy.hpp"
 #include "nudge/sdk/testing.hpp"
+#include "recent_window.hpp"
+#include "redis_fanout.hpp"
 
 namespace nudge::plugins::redis {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using nudge::testing::make_config;
 using nudge::testing::TestContext;
+using std::chrono::milliseconds;
 
 std::string redis_url() {
   const char* env = std::getenv("REDIS_URL");
@@ -63,8 +63,8 @@ struct SyncRedis {
       return;
     }
     if (url.has_password) {
-      const std::string reply = url.username.empty() ? command({"AUTH", url.password})
-                                                     : command({"AUTH", url.username, url.password});
+      const std::string reply =
+          url.username.empty() ? command({"AUTH", url.password}) : command({"AUTH", url.username, url.password});
       if (!error.empty()) return;
       (void)reply;
     }
@@ -82,19 +82,17 @@ struct SyncRedis {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    auto* reply =
+        static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
     if (!reply) {
       error = c->errstr;
       return {};
     }
     std::string text;
-    if (reply->type == REDIS_REPLY_ERROR)
-      error = std::string(reply->str, reply->len);
+    if (reply->type == REDIS_REPLY_ERROR) error = std::string(reply->str, reply->len);
     else if (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS)
       text.assign(reply->str, reply->len);
-    else if (reply->type == REDIS_REPLY_INTEGER)
-      text = std::to_string(reply->integer);
+    else if (reply->type == REDIS_REPLY_INTEGER) text = std::to_string(reply->integer);
     freeReplyObject(reply);
     return text;
   }
@@ -107,8 +105,8 @@ struct SyncRedis {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    auto* reply =
+        static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()));
     std::vector<std::string> out;
     if (!reply) {
       error = c->errstr;
@@ -172,8 +170,8 @@ struct Recorder final : FanoutReceiver {
     messages.push_back(std::move(message));
   }
   std::size_t count_from(const std::string& origin) const {
-    return static_cast<std::size_t>(std::count_if(messages.begin(), messages.end(),
-                                                  [&](const MessagePtr& m) { return m->origin == origin; }));
+    return static_cast<std::size_t>(
+        std::count_if(messages.begin(), messages.end(), [&](const MessagePtr& m) { return m->origin == origin; }));
   }
 };
 
@@ -184,7 +182,9 @@ struct Instance {
   std::string id;
 
   Instance(boost::asio::io_context& io, std::string instance_id, const Config& config)
-      : context(io, "fanout.redis@" + instance_id, instance_id), fanout(std::make_unique<RedisFanout>(config, context)), id(std::move(instance_id)) {}
+      : context(io, "fanout.redis@" + instance_id, instance_id),
+        fanout(std::make_unique<RedisFanout>(config, context)),
+        id(std::move(instance_id)) {}
 };
 
 std::int64_t seq_of(const Message& m) {
@@ -200,12 +200,11 @@ MessagePtr make_message(const std::string& origin, const std::string& room, std:
   m->room = room;
   m->sender = "user-of-" + origin;
   m->payload = std::move(payload);
-  m->timestamp_ms = std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  m->timestamp_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   m->origin = origin;
-  if (probe)
-    m->headers = {{"probe", probe}};
-  else
-    m->headers = {{"seq", std::to_string(seq)}};
+  if (probe) m->headers = {{"probe", probe}};
+  else m->headers = {{"seq", std::to_string(seq)}};
   return m;
 }
 
@@ -275,8 +274,7 @@ class RedisFanoutIntegrationTest : public ::testing::Test {
     };
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     while (!all_heard() && Clock::now() < deadline) {
-      for (const auto& sender : instances_)
-        sender->fanout->publish(make_message(sender->id, room, 0, "", tag.c_str()));
+      for (const auto& sender : instances_) sender->fanout->publish(make_message(sender->id, room, 0, "", tag.c_str()));
       run_until(all_heard, milliseconds(50));
     }
     return all_heard();
@@ -303,8 +301,8 @@ class RedisFanoutIntegrationTest : public ::testing::Test {
 /// Publishes `count` messages from each instance, `chunk` at a time per turn
 /// of the loop, waiting while the fanout holds messages back (no drops, from
 /// the bus's queue or from the window's).
-void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from, std::int64_t count,
-                       std::int64_t chunk, const std::function<MessagePtr(Instance&, std::int64_t)>& make) {
+void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from, std::int64_t count, std::int64_t chunk,
+                       const std::function<MessagePtr(Instance&, std::int64_t)>& make) {
   auto next = std::make_shared<std::int64_t>(0);
   auto step = std::make_shared<std::function<void()>>();
   *step = [&io, from, count, chunk, make, next, step] {
@@ -315,10 +313,8 @@ void publish_in_chunks(boost::asio::io_context& io, std::vector<Instance*> from,
       for (; *next < end; ++*next)
         for (Instance* i : from) i->fanout->publish(make(*i, *next));
     }
-    if (*next < count)
-      boost::asio::post(io, *step);
-    else
-      *step = nullptr;  // breaks the self-reference
+    if (*next < count) boost::asio::post(io, *step);
+    else *step = nullptr;  // breaks the self-reference
   };
   boost::asio::post(io, *step);
 }
@@ -338,13 +334,12 @@ TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
     constexpr std::size_t kPayload = 128;
     const std::string payload(kPayload, 'x');
     const auto t0 = Clock::now();
-    publish_in_chunks(io_, {&a, &b}, kPerPublisher, 500, [&](Instance& i, std::int64_t seq) {
-      return make_message(i.id, room, seq, payload);
-    });
+    publish_in_chunks(io_, {&a, &b}, kPerPublisher, 500,
+                      [&](Instance& i, std::int64_t seq) { return make_message(i.id, room, seq, payload); });
     const std::size_t expected = 2 * kPerPublisher;
-    ASSERT_TRUE(run_until(
-        [&] { return a.receiver.messages.size() >= expected && b.receiver.messages.size() >= expected; },
-        std::chrono::seconds(60)))
+    ASSERT_TRUE(
+        run_until([&] { return a.receiver.messages.size() >= expected && b.receiver.messages.size() >= expected; },
+                  std::chrono::seconds(60)))
         << "a received " << a.receiver.messages.size() << ", b " << b.receiver.messages.size() << " of " << expected;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     const double published_per_s = static_cast<double>(expected) / seconds;
@@ -354,13 +349,13 @@ TEST_F(RedisFanoutIntegrationTest, MeasuresThroughput) {
     const double window_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     std::ostringstream line;
     line.precision(0);
-    line << std::fixed << "throughput (recent_messages = " << window << "): " << expected << " messages of "
-         << kPayload << " bytes from 2 publishers in " << seconds * 1000 << " ms = " << published_per_s
+    line << std::fixed << "throughput (recent_messages = " << window << "): " << expected << " messages of " << kPayload
+         << " bytes from 2 publishers in " << seconds * 1000 << " ms = " << published_per_s
          << " messages/s through the fanout (" << 2 * published_per_s
          << " deliveries/s to 2 subscribers, one thread for both instances)";
     if (window)
-      line << "; the window held them all after " << window_seconds * 1000 << " ms = "
-           << static_cast<double>(expected) / window_seconds << " messages/s";
+      line << "; the window held them all after " << window_seconds * 1000
+           << " ms = " << static_cast<double>(expected) / window_seconds << " messages/s";
     std::cout << "[ MEASURED ] " << line.str() << std::endl;
     RecordProperty(window ? "messages_per_second_with_window" : "messages_per_second",
                    static_cast<int>(published_per_s));
@@ -407,14 +402,16 @@ TEST_F(RedisFanoutIntegrationTest, ChannelPerRoomDeliversOnlyRoomsOfInterest) {
   constexpr int kEach = 20;
   for (int n = 0; n < kEach; ++n)
     for (Instance* from : {&a, &b})
-      for (const char* room : {"r1", "r2", "r3", "shared"}) from->fanout->publish(make_message(from->id, room, n, room));
+      for (const char* room : {"r1", "r2", "r3", "shared"})
+        from->fanout->publish(make_message(from->id, room, n, room));
   auto rooms_of = [](const Recorder& r) {
     std::map<std::string, int> counts;
     for (const auto& m : r.messages) ++counts[m->room];
     return counts;
   };
-  ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() >= 4 * kEach && b.receiver.messages.size() >= 4 * kEach; },
-                        std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      run_until([&] { return a.receiver.messages.size() >= 4 * kEach && b.receiver.messages.size() >= 4 * kEach; },
+                std::chrono::seconds(10)));
   run_for(milliseconds(300));
   EXPECT_EQ(rooms_of(a.receiver), (std::map<std::string, int>{{"r1", 2 * kEach}, {"shared", 2 * kEach}}));
   EXPECT_EQ(rooms_of(b.receiver), (std::map<std::string, int>{{"r2", 2 * kEach}, {"shared", 2 * kEach}}));
@@ -453,7 +450,8 @@ std::vector<MessagePtr> read_recent(RedisFanoutIntegrationTest* test, boost::asi
     answer = std::move(m);
   });
   EXPECT_FALSE(answer) << "answered inline";
-  EXPECT_TRUE(nudge::testing::run_until(io, [&] { return answer.has_value(); }, std::chrono::seconds(5)));
+  EXPECT_TRUE(nudge::testing::run_until(
+      io, [&] { return answer.has_value(); }, std::chrono::seconds(5)));
   (void)test;
   return answer.value_or(std::vector<MessagePtr>{});
 }
@@ -495,8 +493,8 @@ TEST_F(RedisFanoutIntegrationTest, CountsAndSkipsPayloadsThatAreNotEnvelopes) {
   ASSERT_TRUE(warm_up("lobby"));
   SyncRedis client(url_);
   ASSERT_TRUE(client.ok()) << client.error;
-  for (const std::string& junk : {std::string("hello"), std::string(), std::string("NG\x01garbage", 10),
-                                 std::string(1000, '\xff')})
+  for (const std::string& junk :
+       {std::string("hello"), std::string(), std::string("NG\x01garbage", 10), std::string(1000, '\xff')})
     client.command({"PUBLISH", "nudge:test:" + unique_, junk});
   a.fanout->publish(make_message(a.id, "lobby", 0, "after junk"));
   ASSERT_TRUE(run_until([&] { return a.receiver.messages.size() == 1; }, std::chrono::seconds(5)));
@@ -511,7 +509,9 @@ struct Ticker {
   std::vector<Instance*> from;
   std::int64_t seq = 0;
   bool running = true;
-  Ticker(boost::asio::io_context& io, std::vector<Instance*> instances) : timer(io), from(std::move(instances)) { tick(); }
+  Ticker(boost::asio::io_context& io, std::vector<Instance*> instances) : timer(io), from(std::move(instances)) {
+    tick();
+  }
   void tick() {
     for (Instance* i : from) i->fanout->publish(make_message(i->id, "lobby", seq, "tick"));
     ++seq;
@@ -588,7 +588,11 @@ TEST_F(RedisFanoutIntegrationTest, ResumesDeliveryAfterItsConnectionsAreKilled) 
   ASSERT_EQ(killed, 4) << "two connections per instance, named in CLIENT LIST:\n" << list;
   const std::int64_t seq_at_kill = ticker.seq;
   const auto t0 = Clock::now();
-  ASSERT_TRUE(run_until([&] { return delivered_after({&a, &b}, seq_at_kill); }, std::chrono::seconds(5)))
+  ASSERT_TRUE(run_until(
+      [&] {
+        return delivered_after({&a, &b}, seq_at_kill);
+      },
+      std::chrono::seconds(5)))
       << "delivery did not resume within 5 s";
   const auto resumed_ms = std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count();
   std::cout << "[ MEASURED ] delivery resumed " << resumed_ms << " ms after CLIENT KILL" << std::endl;
@@ -630,7 +634,6 @@ TEST_F(RedisFanoutIntegrationTest, ReadyOnceBothConnectionsAreUpAndAgainAfterThe
   EXPECT_EQ(reason.rfind("no connection to Redis at ", 0), 0u) << reason;
 }
 
-
 // ---- The recent window's bounds ----------------------------------------------
 
 /// Runs the loop until every instance's window has everything it was given.
@@ -662,8 +665,8 @@ TEST_F(RedisFanoutIntegrationTest, RecentWindowStaysWithinItsBytesInRedis) {
     total += m->payload.size();
     return m;
   });
-  ASSERT_TRUE(run_until([&] { return a.context.metrics().value("published") >= kRooms * kPerRoom; },
-                        std::chrono::seconds(20)));
+  ASSERT_TRUE(
+      run_until([&] { return a.context.metrics().value("published") >= kRooms * kPerRoom; }, std::chrono::seconds(20)));
   ASSERT_TRUE(window_settled(this, io_, {&a}));
 
   const std::string prefix = "nudge:test:" + unique_ + ":recent:";
@@ -687,9 +690,7 @@ TEST_F(RedisFanoutIntegrationTest, RecentWindowStaysWithinItsBytesInRedis) {
   EXPECT_EQ(std::find(rooms.begin(), rooms.end(), "room-0"), rooms.end());
   for (const auto& room : rooms) {
     const std::string key = recent::stream_key(prefix, room);
-    EXPECT_LE(std::stoll(redis.command({"MEMORY", "USAGE", key, "SAMPLES", "0"})),
-              kMaxRoomBytes)
-        << room;
+    EXPECT_LE(std::stoll(redis.command({"MEMORY", "USAGE", key, "SAMPLES", "0"})), kMaxRoomBytes) << room;
   }
   // The newest room answers with its newest messages, in order; an evicted one with nothing.
   const auto newest = read_recent(this, io_, *a.fanout, "room-59", 100);
@@ -823,8 +824,7 @@ TEST_F(RedisFanoutIntegrationTest, AWindowThatMissedMessagesWhileRedisWasAwayDoe
   EXPECT_EQ(payloads(answer),
             (std::vector<std::string>{"m5", "m6", "m7", "m8", "m9", "m10", "m11", "m12", "m13", "m14"}));
   // One that saw m12 after it: the window answers, and misses nothing.
-  EXPECT_EQ(payloads(catch_up(window, stored, stored[12]->id, &from_window)),
-            (std::vector<std::string>{"m13", "m14"}));
+  EXPECT_EQ(payloads(catch_up(window, stored, stored[12]->id, &from_window)), (std::vector<std::string>{"m13", "m14"}));
   EXPECT_TRUE(from_window);
 }
 
@@ -847,8 +847,7 @@ TEST_F(RedisFanoutIntegrationTest, ARefusedCallCutsTheWindowsOfItsRooms) {
   say(1);
   ASSERT_TRUE(run_until([&] { return a.context.metrics().value("recent_errors") >= 2; }, std::chrono::seconds(5)))
       << "refused, then retried with backoff";
-  EXPECT_EQ(a.context.logger().count(LogLevel::warn, "redis refused the recent window's script"), 1u)
-      << "rate-limited";
+  EXPECT_EQ(a.context.logger().count(LogLevel::warn, "redis refused the recent window's script"), 1u) << "rate-limited";
   redis.command({"DEL", recent::meta_key(prefix)});
   say(2);
   ASSERT_TRUE(window_settled(this, io_, {&a}));
@@ -884,7 +883,6 @@ TEST_F(RedisFanoutIntegrationTest, AMessageOlderThanACutIsNotAppendedAfterIt) {
   EXPECT_FALSE(from_window);
 }
 
-
 TEST_F(RedisFanoutIntegrationTest, CallsLostWithTheConnectionLeaveTheWindowWithoutHoles) {
   // Whatever of the window's calls in flight Redis ran before the connection
   // went, the window afterwards is a run of what was published with nothing
@@ -916,13 +914,13 @@ TEST_F(RedisFanoutIntegrationTest, CallsLostWithTheConnectionLeaveTheWindowWitho
 
   const auto window = read_recent(this, io_, *a.fanout, "lost", 1000);
   ASSERT_FALSE(window.empty());
-  const auto first = std::find_if(stored.begin(), stored.end(), [&](const MessagePtr& m) { return m->id == window[0]->id; });
+  const auto first =
+      std::find_if(stored.begin(), stored.end(), [&](const MessagePtr& m) { return m->id == window[0]->id; });
   ASSERT_NE(first, stored.end());
   const auto start = static_cast<std::size_t>(first - stored.begin());
   ASSERT_EQ(window.size(), stored.size() - start) << "the window is the run from its first message to the last";
   for (std::size_t i = 0; i < window.size(); ++i) EXPECT_EQ(window[i]->id, stored[start + i]->id) << i;
 }
-
 
 /// The process's resident memory, in bytes.
 std::size_t resident_bytes() {
@@ -968,8 +966,8 @@ TEST_F(RedisFanoutIntegrationTest, ARedisThatHangsHoldsNoMoreThanMaxPendingBytes
   const std::size_t rss_after = resident_bytes();
   const auto dropped = a.context.metrics().value("dropped_while_disconnected");
   std::cout << "held at most " << most_held_here << " bytes (bound " << kBound << "), RSS " << rss_before << " -> "
-            << rss_after << " (+" << (rss_after - std::min(rss_after, rss_before)) << "), dropped " << dropped
-            << " of " << kMessages << ", publish_errors " << a.context.metrics().value("publish_errors") << "\n";
+            << rss_after << " (+" << (rss_after - std::min(rss_after, rss_before)) << "), dropped " << dropped << " of "
+            << kMessages << ", publish_errors " << a.context.metrics().value("publish_errors") << "\n";
   EXPECT_LE(most_held_here, static_cast<std::size_t>(kBound));
   EXPECT_LE(most_held, kBound);
   EXPECT_GT(most_held, kBound / 2) << "the gauge shows what is held";

@@ -20,15 +20,15 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "config.hpp"
-#include "redis_fanout.hpp"
 #include "nudge/sdk/testing.hpp"
+#include "redis_fanout.hpp"
 
 namespace nudge::plugins::redis {
 namespace {
 
-using std::chrono::milliseconds;
 using nudge::testing::make_config;
 using nudge::testing::TestContext;
+using std::chrono::milliseconds;
 
 struct Events final : FanoutReceiver {
   std::vector<std::pair<std::string, PresenceEvent>> presence;
@@ -119,7 +119,8 @@ TEST_F(PrivateRedisPresenceTest, RoomsNobodyJoinedCostNoCommandAndCallsGoBySha) 
     a.set_room_interest("room-" + std::to_string(i), true);
     b.set_room_interest("room-" + std::to_string(i), true);
   }
-  ASSERT_TRUE(nudge::testing::run_until(io, [&] { return a.connected() && b.connected(); }, std::chrono::seconds(10)));
+  ASSERT_TRUE(nudge::testing::run_until(
+      io, [&] { return a.connected() && b.connected(); }, std::chrono::seconds(10)));
   nudge::testing::run_for(io, milliseconds(200));
   command("CONFIG RESETSTAT");
   nudge::testing::run_for(io, milliseconds(600));  // six ticks (ttl/6 = 100 ms)
@@ -129,8 +130,8 @@ TEST_F(PrivateRedisPresenceTest, RoomsNobodyJoinedCostNoCommandAndCallsGoBySha) 
   EXPECT_EQ(idle, 0) << "rooms nobody joined with presence must cost no command per tick";
 
   a.presence_join("room-1", {"alice", "a-1", "inst-a"});
-  ASSERT_TRUE(nudge::testing::run_until(io, [&] { return eb.count(PresenceChange::join, "a-1") == 1; },
-                                        std::chrono::seconds(5)));
+  ASSERT_TRUE(nudge::testing::run_until(
+      io, [&] { return eb.count(PresenceChange::join, "a-1") == 1; }, std::chrono::seconds(5)));
   nudge::testing::run_for(io, milliseconds(600));
   const long long busy = calls("evalsha");
   std::cout << "[ MEASURED ] one member in one room, 600 ms: " << busy << " EVALSHA, " << calls("eval") << " EVAL"
@@ -143,17 +144,19 @@ TEST_F(PrivateRedisPresenceTest, RoomsNobodyJoinedCostNoCommandAndCallsGoBySha) 
   command("SCRIPT FLUSH");
   command("CONFIG RESETSTAT");
   a.presence_join("room-1", {"anna", "a-2", "inst-a"});
-  ASSERT_TRUE(nudge::testing::run_until(io, [&] { return eb.count(PresenceChange::join, "a-2") == 1; },
-                                        std::chrono::seconds(5)))
+  ASSERT_TRUE(nudge::testing::run_until(
+      io, [&] { return eb.count(PresenceChange::join, "a-2") == 1; }, std::chrono::seconds(5)))
       << "a join sent by EVALSHA after SCRIPT FLUSH is sent again by EVAL";
   EXPECT_GE(calls("eval"), 1);
 
   bool stopped = false;
   b.stop([&] { stopped = true; });
-  nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(5));
+  nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::seconds(5));
   stopped = false;
   a.stop([&] { stopped = true; });
-  nudge::testing::run_until(io, [&] { return stopped; }, std::chrono::seconds(5));
+  nudge::testing::run_until(
+      io, [&] { return stopped; }, std::chrono::seconds(5));
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <stdexcept>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include <toml++/toml.h>
 
@@ -41,8 +41,8 @@ TEST(KafkaConfigTest, DefaultsAreTheDocumentedOnes) {
 
 TEST(KafkaConfigTest, TheDeadLetterTopicFollowsTheTopicUnlessNamed) {
   EXPECT_EQ(KafkaConfig::from(make_config({{"topic", std::string("chat")}})).dead_letter_topic, "chat.dead-letter");
-  const auto named = KafkaConfig::from(
-      make_config({{"topic", std::string("chat")}, {"dead_letter_topic", std::string("chat-dlq")}}));
+  const auto named =
+      KafkaConfig::from(make_config({{"topic", std::string("chat")}, {"dead_letter_topic", std::string("chat-dlq")}}));
   EXPECT_EQ(named.dead_letter_topic, "chat-dlq");
   EXPECT_EQ(KafkaConfig::from(make_config({{"on_undecodable", std::string("stop")}})).on_undecodable,
             OnUndecodable::stop);
@@ -75,10 +75,10 @@ TEST(KafkaConfigTest, EveryKeyHasADefaultAndADescription) {
     EXPECT_FALSE(field.required()) << field.key;
     EXPECT_FALSE(field.description.empty()) << field.key;
   }
-  EXPECT_EQ(keys, (std::set<std::string>{"brokers", "topic", "partitions", "replication_factor", "min_insync_replicas", "group_id",
-                                         "client_id", "linger_ms", "batch_size", "compression",
-                                         "delivery_timeout_ms", "batch_wait_ms", "create_topic",
-                                         "session_timeout_ms", "on_undecodable", "dead_letter_topic"}));
+  EXPECT_EQ(keys, (std::set<std::string>{"brokers", "topic", "partitions", "replication_factor", "min_insync_replicas",
+                                         "group_id", "client_id", "linger_ms", "batch_size", "compression",
+                                         "delivery_timeout_ms", "batch_wait_ms", "create_topic", "session_timeout_ms",
+                                         "on_undecodable", "dead_letter_topic"}));
 }
 
 TEST(KafkaConfigTest, AcceptsValidValues) {
@@ -193,8 +193,7 @@ TEST(KafkaConfigTest, TheReadmeExampleIsValid) {
       // The runtime expands ${NAME:-default}; take the default here.
       static const std::regex variable(R"(\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\})");
       values[name] = std::regex_replace(*s, variable, "$1");
-    }
-    else if (node.is_boolean()) values[name] = *node.value<bool>();
+    } else if (node.is_boolean()) values[name] = *node.value<bool>();
     else if (auto i = node.value<std::int64_t>()) values[name] = *i;
   }
   EXPECT_EQ(values.size(), schema.fields().size()) << "the example should show every key";
@@ -218,9 +217,8 @@ TEST(KafkaConfigTest, MinInsyncReplicasIsTheBrokersDefaultUnlessSetAndAtMostTheR
 }
 
 KafkaConfig durability_config(std::int64_t rf, std::int64_t isr) {
-  return KafkaConfig::from(make_config({{"brokers", std::string("b1:9092,b2:9092")},
-                                        {"replication_factor", rf},
-                                        {"min_insync_replicas", isr}}));
+  return KafkaConfig::from(make_config(
+      {{"brokers", std::string("b1:9092,b2:9092")}, {"replication_factor", rf}, {"min_insync_replicas", isr}}));
 }
 
 TEST(KafkaDurabilityTest, ThreeReplicasTwoInSyncHold) {
@@ -249,8 +247,8 @@ TEST(KafkaDurabilityTest, FewerReplicasThanConfiguredIsBroken) {
 
 TEST(KafkaDurabilityTest, ReplicasWithOneInSyncLetTheLeaderAckAlone) {
   // The brief's example: replication factor 3, min.insync.replicas 1 (the brokers' default).
-  const auto a = assess_durability(KafkaConfig::from(make_config({{"replication_factor", std::int64_t{3}}})), "chat",
-                                   {3, 1});
+  const auto a =
+      assess_durability(KafkaConfig::from(make_config({{"replication_factor", std::int64_t{3}}})), "chat", {3, 1});
   EXPECT_EQ(a.verdict, DurabilityVerdict::broken);
   EXPECT_NE(a.text.find("replication factor 3 and min.insync.replicas 1"), std::string::npos) << a.text;
   EXPECT_NE(a.text.find("--entity-name chat --add-config min.insync.replicas=2"), std::string::npos) << a.text;

@@ -25,9 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kPartitions = 6;
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 /// Appends messages and keeps, for each, every answer its completion got.
 class Appender {
@@ -65,18 +63,27 @@ class Appender {
   /// Runs the loop until every append was answered; false on timeout. Then
   /// runs a little longer so that a (wrong) second answer shows up.
   bool wait_all(std::chrono::milliseconds timeout) {
-    const bool all = run_until(io_, [&] { return answered() == entries.size(); }, timeout);
+    const bool all = run_until(
+        io_, [&] { return answered() == entries.size(); }, timeout);
     run_for(io_, 50ms);
     return all;
   }
 
-  std::size_t answered() const { return count([](const Entry& e) { return e.calls > 0; }); }
-  std::size_t ok() const { return count([](const Entry& e) { return e.status && e.status->ok(); }); }
-  std::size_t failed() const { return count([](const Entry& e) { return e.status && !e.status->ok(); }); }
+  std::size_t answered() const {
+    return count([](const Entry& e) { return e.calls > 0; });
+  }
+  std::size_t ok() const {
+    return count([](const Entry& e) { return e.status && e.status->ok(); });
+  }
+  std::size_t failed() const {
+    return count([](const Entry& e) { return e.status && !e.status->ok(); });
+  }
   std::size_t failed_with(StatusCode code) const {
     return count([code](const Entry& e) { return e.status && !e.status->ok() && e.status->code() == code; });
   }
-  std::size_t answered_twice() const { return count([](const Entry& e) { return e.calls > 1; }); }
+  std::size_t answered_twice() const {
+    return count([](const Entry& e) { return e.calls > 1; });
+  }
   std::vector<MessagePtr> acked() const {
     std::vector<MessagePtr> out;
     for (const auto& e : entries)
@@ -255,7 +262,7 @@ TEST_F(KafkaFaultTest, RetriableProduceErrorsAckEveryAppendOnceAndStoreEveryMess
 // request (never ok), leave the others alone, and the log goes on.
 TEST_F(KafkaFaultTest, NonRetriableProduceErrorsFailOnlyTheAffectedAppendsAndTheLogGoesOn) {
   start_cluster(3);
-  const int victim = rooms_led_by(1, 1).front();  // its partition is led by broker 1
+  const int victim = rooms_led_by(1, 1).front();             // its partition is led by broker 1
   const std::vector<int> others = rooms_led_by(1, 4, true);  // brokers 2 and 3
   std::vector<int> all_rooms = others;
   all_rooms.push_back(victim);
@@ -322,9 +329,10 @@ TEST_F(KafkaFaultTest, NonRetriableProduceErrorsFailOnlyTheAffectedAppendsAndThe
       ASSERT_LT(seconds_since(start), 5.0) << "the log did not recover: " << appender.failures();
       run_for(io_, 100ms);
     }
-    std::printf("non-retriable %s: %zu appends failed (answered in %.3f s), %zu of 60 on other brokers acked; "
-                "appends acked again %.2f s later (%zu refused meanwhile)\n",
-                rd_kafka_err2name(c.error), hit.size() - hit_ok, failed_s, rest_ok, seconds_since(start), refused);
+    std::printf(
+        "non-retriable %s: %zu appends failed (answered in %.3f s), %zu of 60 on other brokers acked; "
+        "appends acked again %.2f s later (%zu refused meanwhile)\n",
+        rd_kafka_err2name(c.error), hit.size() - hit_ok, failed_s, rest_ok, seconds_since(start), refused);
   }
   // Every other append was acked, and the log goes on, for every room.
   EXPECT_EQ(appender.failed(), failed.size()) << appender.failures();
@@ -388,7 +396,8 @@ TEST_F(KafkaFaultTest, NotReadyWhileEveryBrokerIsDown) {
 
   ASSERT_EQ(rd_kafka_mock_broker_set_down(mock(), 1), RD_KAFKA_RESP_ERR_NO_ERROR);
   auto t0 = Clock::now();
-  ASSERT_TRUE(run_until(io_, [&] { return !log.log.readiness().ready; }, 15s));
+  ASSERT_TRUE(run_until(
+      io_, [&] { return !log.log.readiness().ready; }, 15s));
   std::printf("not ready %.2f s after the broker went down: %s\n", seconds_since(t0),
               log.log.readiness().reason.c_str());
   EXPECT_NE(log.log.readiness().reason.find("all Kafka brokers are down"), std::string::npos)
@@ -397,7 +406,9 @@ TEST_F(KafkaFaultTest, NotReadyWhileEveryBrokerIsDown) {
 
   ASSERT_EQ(rd_kafka_mock_broker_set_up(mock(), 1), RD_KAFKA_RESP_ERR_NO_ERROR);
   t0 = Clock::now();
-  ASSERT_TRUE(run_until(io_, [&] { return log.log.readiness().ready; }, 15s)) << log.log.readiness().reason;
+  ASSERT_TRUE(run_until(
+      io_, [&] { return log.log.readiness().ready; }, 15s))
+      << log.log.readiness().reason;
   std::printf("ready %.2f s after the broker came back\n", seconds_since(t0));
   ASSERT_TRUE(stop_log(io_, log.log));
 }
@@ -480,10 +491,11 @@ TEST_F(KafkaFaultTest, BrokerDownPastTheDeliveryTimeoutFailsAppendsWithTimeoutTh
   // messages only when it tries to reconnect (at most a second apart).
   EXPECT_LT(slowest_failure, 3500ms) << "timeouts answered long after delivery_timeout_ms";
   EXPECT_EQ(log.context.metrics().value("produce_errors"), appender.failed());
-  std::printf("broker down 2.5 s (delivery timeout 1 s): %zu appends while down; %zu acked, %zu timed out in all "
-              "(the slowest answered %.2f s after its append); 20 in a row acked %.2f s after it came back\n",
-              during, appender.ok(), appender.failed(), std::chrono::duration<double>(slowest_failure).count(),
-              seconds_since(up));
+  std::printf(
+      "broker down 2.5 s (delivery timeout 1 s): %zu appends while down; %zu acked, %zu timed out in all "
+      "(the slowest answered %.2f s after its append); 20 in a row acked %.2f s after it came back\n",
+      during, appender.ok(), appender.failed(), std::chrono::duration<double>(slowest_failure).count(),
+      seconds_since(up));
   ASSERT_TRUE(stop_log(io_, log.log));
   // Timed-out messages never left the client: none of them is stored.
   std::vector<MessagePtr> timed_out;
@@ -518,7 +530,8 @@ TEST_F(KafkaFaultTest, CommitErrorsLoseNothingAndARestartRepeatsOnlyTheUncommitt
     appender.append_many(600, rooms);
     ASSERT_TRUE(appender.wait_all(10s));
     ASSERT_EQ(appender.ok(), 600u);
-    ASSERT_TRUE(run_until(io_, [&] { return first.deliveries.size() >= 600; }, 15s));
+    ASSERT_TRUE(run_until(
+        io_, [&] { return first.deliveries.size() >= 600; }, 15s));
     const auto phase1 = Clock::now();
     ASSERT_TRUE(run_until(
         io_,
@@ -529,10 +542,10 @@ TEST_F(KafkaFaultTest, CommitErrorsLoseNothingAndARestartRepeatsOnlyTheUncommitt
         15s))
         << "confirmed batches were not committed once commits worked again";
     EXPECT_GE(log.context.metrics().value("commit_errors"), 1u);
-    std::printf("commit errors: 600 confirmed records committed %.2f s after the last batch; %llu commit "
-                "errors seen\n",
-                seconds_since(phase1),
-                static_cast<unsigned long long>(log.context.metrics().value("commit_errors")));
+    std::printf(
+        "commit errors: 600 confirmed records committed %.2f s after the last batch; %llu commit "
+        "errors seen\n",
+        seconds_since(phase1), static_cast<unsigned long long>(log.context.metrics().value("commit_errors")));
     committed_before = 600;
 
     // Phase 2: every commit fails from now on, also when the member leaves.
@@ -546,7 +559,8 @@ TEST_F(KafkaFaultTest, CommitErrorsLoseNothingAndARestartRepeatsOnlyTheUncommitt
     appender.append_many(600, rooms);
     ASSERT_TRUE(appender.wait_all(10s));
     ASSERT_EQ(appender.ok(), 1200u);
-    ASSERT_TRUE(run_until(io_, [&] { return first.deliveries.size() >= 1200; }, 15s));
+    ASSERT_TRUE(run_until(
+        io_, [&] { return first.deliveries.size() >= 1200; }, 15s));
     run_for(io_, 1100ms);  // an auto commit (failing)
     EXPECT_EQ(first.batches, log.context.metrics().value("batches"));
     sent = appender.acked();
@@ -572,8 +586,9 @@ TEST_F(KafkaFaultTest, CommitErrorsLoseNothingAndARestartRepeatsOnlyTheUncommitt
   {
     LogUnderTest log(io_, overrides());
     ASSERT_TRUE(log.log.start(LogStartOptions{false, &second, 100}).ok());
-    EXPECT_TRUE(run_until(io_, [&] { return second.deliveries.size() >= uncommitted_ids.size(); }, 15s));
-    run_for(io_, 300ms);  // nothing more comes
+    EXPECT_TRUE(run_until(
+        io_, [&] { return second.deliveries.size() >= uncommitted_ids.size(); }, 15s));
+    run_for(io_, 300ms);                  // nothing more comes
     ASSERT_TRUE(stop_log(io_, log.log));  // leaving the group commits
   }
   const double restart_s = seconds_since(restart);
@@ -593,9 +608,10 @@ TEST_F(KafkaFaultTest, CommitErrorsLoseNothingAndARestartRepeatsOnlyTheUncommitt
   EXPECT_EQ(seen_twice, uncommitted_ids) << "the uncommitted confirmed batches must come again";
   EXPECT_FALSE(uncommitted_ids.empty());
   EXPECT_EQ(committed_total(cluster_->bootstraps(), topic_, group_, kPartitions), 1200);
-  std::printf("commit errors: %zu confirmed but uncommitted at the restart, %zu delivered twice; the restarted "
-              "member got %zu in %.2f s\n",
-              uncommitted_ids.size(), seen_twice.size(), second.deliveries.size(), restart_s);
+  std::printf(
+      "commit errors: %zu confirmed but uncommitted at the restart, %zu delivered twice; the restarted "
+      "member got %zu in %.2f s\n",
+      uncommitted_ids.size(), seen_twice.size(), second.deliveries.size(), restart_s);
 }
 
 // 5. Coordinator and fetch errors while consuming: consumption resumes and
@@ -621,7 +637,8 @@ TEST_F(KafkaFaultTest, CoordinatorAndFetchErrorsWhileConsumingDeliverEverything)
   ASSERT_TRUE(appender.wait_all(10s));
   ASSERT_EQ(appender.ok(), 1000u);
   const auto start = Clock::now();
-  ASSERT_TRUE(run_until(io_, [&] { return sink.deliveries.size() >= 1000; }, 20s))
+  ASSERT_TRUE(run_until(
+      io_, [&] { return sink.deliveries.size() >= 1000; }, 20s))
       << "consumption stalled: " << sink.deliveries.size() << " of 1000 delivered";
   std::printf("coordinator and offset fetch errors at join: first 1000 delivered %.2f s after they were acked\n",
               seconds_since(start));
@@ -641,7 +658,8 @@ TEST_F(KafkaFaultTest, CoordinatorAndFetchErrorsWhileConsumingDeliverEverything)
   appender.append_many(1000, rooms);
   ASSERT_TRUE(appender.wait_all(10s));
   ASSERT_EQ(appender.ok(), 2000u);
-  EXPECT_TRUE(run_until(io_, [&] { return sink.deliveries.size() >= 2000; }, 20s));
+  EXPECT_TRUE(run_until(
+      io_, [&] { return sink.deliveries.size() >= 2000; }, 20s));
   const double resumed_s = seconds_since(faults);
   run_for(io_, 300ms);
   // Everything, and (no rebalance took partitions away) each once, in room order.
@@ -659,9 +677,10 @@ TEST_F(KafkaFaultTest, CoordinatorAndFetchErrorsWhileConsumingDeliverEverything)
       },
       15s));
   for (int broker = 1; broker <= 3; ++broker) EXPECT_EQ(errors_left(broker, api::kFetch), 0u);
-  std::printf("fetch and coordinator errors mid-stream: the next 1000 delivered %.2f s after the faults; "
-              "rebalances %llu\n",
-              resumed_s, static_cast<unsigned long long>(log.context.metrics().value("rebalances")));
+  std::printf(
+      "fetch and coordinator errors mid-stream: the next 1000 delivered %.2f s after the faults; "
+      "rebalances %llu\n",
+      resumed_s, static_cast<unsigned long long>(log.context.metrics().value("rebalances")));
   ASSERT_TRUE(stop_log(io_, log.log));
 }
 
@@ -720,16 +739,17 @@ TEST_F(KafkaFaultTest, AnUndecodableRecordIsCommittedPastOnlyOnceTheDeadLetterTo
       10s))
       << "not committed to the end once the dead-letter topic had them";
   expect_exactly_once_in_order(mixed.good, sink.deliveries);
-  std::printf("dead-letter acknowledged 2.5 s late: the partition stayed committed at offset %lld (the undecodable "
-              "record) for %.2f s while the sink had the records after it; %zu samples\n",
-              static_cast<long long>(highest), held_s, samples);
+  std::printf(
+      "dead-letter acknowledged 2.5 s late: the partition stayed committed at offset %lld (the undecodable "
+      "record) for %.2f s while the sink had the records after it; %zu samples\n",
+      static_cast<long long>(highest), held_s, samples);
   ASSERT_TRUE(stop_log(io_, log.log));
   expect_dead_lettered(env(), garbage);
 }
 
-// 8. The dead-letter topic refuses the record (no permission, say): the batch and everything behind it wait, nothing past the record
-// is committed, the log says why it is not ready; it is retried with
-// backoff until it is taken, and nothing is lost or written twice.
+// 8. The dead-letter topic refuses the record (no permission, say): the batch and everything behind it wait, nothing
+// past the record is committed, the log says why it is not ready; it is retried with backoff until it is taken, and
+// nothing is lost or written twice.
 TEST_F(KafkaFaultTest, AFailingDeadLetterTopicHoldsThePartitionAndRetriesUntilItTakesTheRecord) {
   start_cluster(1);
   const auto mixed = put_undecodable_among_good({undecodable_records("room-0")[0]});
@@ -742,7 +762,8 @@ TEST_F(KafkaFaultTest, AFailingDeadLetterTopicHoldsThePartitionAndRetriesUntilIt
   LogUnderTest log(io_, overrides());
   ASSERT_TRUE(log.log.start(LogStartOptions{false, &sink, 10}).ok());
   auto& metrics = log.context.metrics();
-  ASSERT_TRUE(run_until(io_, [&] { return metrics.value("dead_letter_errors") >= 1; }, 15s));
+  ASSERT_TRUE(run_until(
+      io_, [&] { return metrics.value("dead_letter_errors") >= 1; }, 15s));
   const auto failing = Clock::now();
   const auto handed_over = sink.deliveries.size();
   std::int64_t highest = -1;
@@ -767,13 +788,13 @@ TEST_F(KafkaFaultTest, AFailingDeadLetterTopicHoldsThePartitionAndRetriesUntilIt
   EXPECT_GE(metrics.value("dead_letter_errors"), 1u);
   EXPECT_EQ(errors_left(1, api::kProduce), 0u);
   EXPECT_EQ(not_ready, samples) << "ready while the dead-letter topic refused the record";
-  for (const std::string& part :
-       std::vector<std::string>{"dead-letter topic '" + topic_ + ".dead-letter'",
-                                "partition " + std::to_string(partition) + " offset " + std::to_string(at),
-                                "nothing past it is committed"})
+  for (const std::string& part : std::vector<std::string>{
+           "dead-letter topic '" + topic_ + ".dead-letter'",
+           "partition " + std::to_string(partition) + " offset " + std::to_string(at), "nothing past it is committed"})
     EXPECT_NE(reason.find(part), std::string::npos) << "'" << part << "' not in: " << reason;
   EXPECT_GE(log.context.logger().count(LogLevel::warn, "cannot write the undecodable record"), 1u);
-  EXPECT_TRUE(run_until(io_, [&] { return sink.deliveries.size() >= mixed.good.size(); }, 15s));
+  EXPECT_TRUE(run_until(
+      io_, [&] { return sink.deliveries.size() >= mixed.good.size(); }, 15s));
   EXPECT_TRUE(log.log.readiness().ready) << log.log.readiness().reason;
   EXPECT_TRUE(run_until(
       io_,
@@ -783,9 +804,10 @@ TEST_F(KafkaFaultTest, AFailingDeadLetterTopicHoldsThePartitionAndRetriesUntilIt
       },
       10s));
   expect_exactly_once_in_order(mixed.good, sink.deliveries);
-  std::printf("dead-letter topic refusing: %llu failed produces, held %.2f s (not ready: %s); then taken, "
-              "everything committed\n",
-              static_cast<unsigned long long>(metrics.value("dead_letter_errors")), failing_s, reason.c_str());
+  std::printf(
+      "dead-letter topic refusing: %llu failed produces, held %.2f s (not ready: %s); then taken, "
+      "everything committed\n",
+      static_cast<unsigned long long>(metrics.value("dead_letter_errors")), failing_s, reason.c_str());
   ASSERT_TRUE(stop_log(io_, log.log));
   expect_dead_lettered(env(), garbage);  // once: the refused attempts stored nothing
 }

@@ -102,7 +102,8 @@ TEST_F(KafkaIntegrationTest, CreatesTheTopicWithTheConfiguredPartitions) {
   {
     LogUnderTest log(io, config);
     ASSERT_TRUE(log.log.start(LogStartOptions{true, nullptr, 500}).ok());
-    EXPECT_TRUE(run_until(io, [&] { return log.context.logger().count(LogLevel::info, "created topic") > 0; }, 20s));
+    EXPECT_TRUE(run_until(
+        io, [&] { return log.context.logger().count(LogLevel::info, "created topic") > 0; }, 20s));
     ASSERT_TRUE(stop_log(io, log.log));
   }
   {
@@ -126,8 +127,10 @@ TEST_F(KafkaIntegrationTest, PartitionLagGaugesPerPartitionAndTheSummedConsumerL
   EXPECT_TRUE(log.log.readiness().ready) << log.log.readiness().reason;
   // Consumed and confirmed: offsets are stored.
   ASSERT_EQ(produce_messages(io, log.log, 60, 6, 30s).ok, 60u);
-  ASSERT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= 60; }, 60s));
-  ASSERT_TRUE(run_until(io, [&] { return log.log.consumer_lag() == std::optional<std::int64_t>(0); }, 20s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return sink.deliveries.size() >= 60; }, 60s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return log.log.consumer_lag() == std::optional<std::int64_t>(0); }, 20s));
   EXPECT_TRUE(log.log.readiness().ready) << log.log.readiness().reason;
 
   // The sink holds the next batch unanswered: what comes now is lag.
@@ -143,10 +146,9 @@ TEST_F(KafkaIntegrationTest, PartitionLagGaugesPerPartitionAndTheSummedConsumerL
     for (int p = 0; p < env_.partitions; ++p) sum += lag_of(p);
     return sum;
   };
-  ASSERT_TRUE(run_until(io, [&] { return summed() == 60 && log.log.consumer_lag() == std::optional<std::int64_t>(60); },
-                        20s))
-      << "partition lags sum to " << summed() << ", consumer_lag "
-      << log.log.consumer_lag().value_or(-1);
+  ASSERT_TRUE(run_until(
+      io, [&] { return summed() == 60 && log.log.consumer_lag() == std::optional<std::int64_t>(60); }, 20s))
+      << "partition lags sum to " << summed() << ", consumer_lag " << log.log.consumer_lag().value_or(-1);
   int partitions_behind = 0;
   for (int p = 0; p < env_.partitions; ++p) {
     std::printf("partition %d: lag %lld\n", p, static_cast<long long>(lag_of(p)));
@@ -159,8 +161,8 @@ TEST_F(KafkaIntegrationTest, PartitionLagGaugesPerPartitionAndTheSummedConsumerL
   sink.policy = nullptr;
   for (auto& done : held)
     if (done) done(Status::success());
-  ASSERT_TRUE(run_until(io, [&] { return summed() == 0 && log.log.consumer_lag() == std::optional<std::int64_t>(0); },
-                        30s))
+  ASSERT_TRUE(run_until(
+      io, [&] { return summed() == 0 && log.log.consumer_lag() == std::optional<std::int64_t>(0); }, 30s))
       << "partition lags sum to " << summed();
   ASSERT_TRUE(stop_log(io, log.log));
 }

@@ -130,8 +130,7 @@ inline std::vector<MessagePtr> read_topic(const std::string& brokers, const std:
     }
   }
   auto* list = rd_kafka_topic_partition_list_new(partitions);
-  for (const auto& [p, high] : end)
-    rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = begin[p];
+  for (const auto& [p, high] : end) rd_kafka_topic_partition_list_add(list, topic.c_str(), p)->offset = begin[p];
   rd_kafka_assign(rk, list);
   rd_kafka_topic_partition_list_destroy(list);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -55,7 +55,8 @@ TEST_F(MockClusterTest, TransientProduceErrorsStillAckEveryMessageExactlyOnce) {
   RecordingSink sink;
   LogUnderTest consumer(io, overrides());
   ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 500}).ok());
-  EXPECT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= static_cast<std::size_t>(n); }, 60s));
+  EXPECT_TRUE(run_until(
+      io, [&] { return sink.deliveries.size() >= static_cast<std::size_t>(n); }, 60s));
   run_for(io, 300ms);
   expect_exactly_once_in_order(produced.sent, sink.deliveries);
   ASSERT_TRUE(stop_log(io, consumer.log));
@@ -109,7 +110,8 @@ TEST_F(MockClusterTest, StopAnswersEveryAppendBeforeItCompletes) {
     stopped = true;
     answered_at_stop = answered;
   });
-  ASSERT_TRUE(run_until(io, [&] { return stopped; }, 30s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return stopped; }, 30s));
   EXPECT_EQ(answered_at_stop, static_cast<std::size_t>(n));
   EXPECT_EQ(ok, static_cast<std::size_t>(n)) << "a healthy cluster stores everything during the drain";
   run_for(io, 100ms);
@@ -131,7 +133,8 @@ TEST_F(MockClusterTest, StopPurgesWhatCannotBeDeliveredAndAnswersWithErrors) {
     });
   bool stopped = false;
   log.log.producer()->stop([&] { stopped = true; }, 500ms);
-  ASSERT_TRUE(run_until(io, [&] { return stopped; }, 15s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return stopped; }, 15s));
   EXPECT_EQ(answered, 100u);
   EXPECT_EQ(ok, 0u);
   ASSERT_TRUE(stop_log(io, log.log));
@@ -145,7 +148,8 @@ TEST_F(MockClusterTest, AFatalProducerErrorFailsAppendsThenRecreatesTheProducer)
   rd_kafka_t* first = log.log.producer()->handle_for_test();
   ASSERT_EQ(rd_kafka_test_fatal_error(first, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by the test"),
             RD_KAFKA_RESP_ERR_NO_ERROR);
-  ASSERT_TRUE(run_until(io, [&] { return log.context.metrics().value("fatal_errors") == 1; }, 5s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return log.context.metrics().value("fatal_errors") == 1; }, 5s));
   const auto during = produce_messages(io, log.log, 10, 2, 5s);
   EXPECT_EQ(during.ok, 0u);
   EXPECT_EQ(during.codes.count(StatusCode::unavailable) ? during.codes.at(StatusCode::unavailable) : 0u, 10u);
@@ -179,10 +183,12 @@ TEST_F(MockClusterTest, ANewMaxBatchSizeAppliesFromTheNextBatch) {
   };
   ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 200}).ok());
   // While the first batch is held, records pile up: more than the new size allows in one batch.
-  ASSERT_TRUE(run_until(io, [&] { return held && consumer.log.consumer()->buffered() >= 40; }, 60s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return held && consumer.log.consumer()->buffered() >= 40; }, 60s));
   consumer.log.set_max_batch_messages(20);
   std::exchange(held, nullptr)(Status::success());
-  ASSERT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= 1000u; }, 60s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return sink.deliveries.size() >= 1000u; }, 60s));
   ASSERT_GE(sizes.size(), 2u);
   for (std::size_t i = 1; i < sizes.size(); ++i) EXPECT_LE(sizes[i], 20u) << "batch " << i;
   ASSERT_TRUE(stop_log(io, consumer.log));
@@ -215,7 +221,8 @@ TEST_F(MockClusterTest, ABatchTheSinkFailsWritesItsUndecodableRecordToTheDeadLet
   LogUnderTest consumer(io, overrides());
   ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 100}).ok());
   auto& metrics = consumer.context.metrics();
-  EXPECT_TRUE(run_until(io, [&] { return failed >= 2 && metrics.value("dead_lettered") >= 1; }, 30s));
+  EXPECT_TRUE(run_until(
+      io, [&] { return failed >= 2 && metrics.value("dead_lettered") >= 1; }, 30s));
   run_for(io, 500ms);
   EXPECT_EQ(metrics.value("batch_failures"), 1u);
   EXPECT_EQ(metrics.value("dead_lettered"), 1u) << "produced again with the batch handed over again";

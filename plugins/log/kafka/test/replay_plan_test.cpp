@@ -118,9 +118,7 @@ TEST(ReplayPlan, StartOffsetsPerPartitionOthersFromTheEarliest) {
               HasSubstr("partition 0: offset 2 was asked for, but the log starts at offset 5"));
 }
 
-TEST(ReplayPlan, TimesAreWrittenInUtc) {
-  EXPECT_EQ(utc_text(1796558400250), "2026-12-06T12:00:00.250Z");
-}
+TEST(ReplayPlan, TimesAreWrittenInUtc) { EXPECT_EQ(utc_text(1796558400250), "2026-12-06T12:00:00.250Z"); }
 
 }  // namespace
 }  // namespace nudge::plugins::kafka

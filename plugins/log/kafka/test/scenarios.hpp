@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/steady_timer.hpp>
 #include <librdkafka/rdkafka.h>
+#include <boost/asio/steady_timer.hpp>
 
 #include "dead_letter.hpp"
 #include "kafka_log.hpp"
@@ -96,7 +96,7 @@ struct LogUnderTest {
 };
 
 inline std::map<std::string, ConfigValue> base_overrides(const std::string& brokers, const std::string& topic,
-                                                          const std::string& group) {
+                                                         const std::string& group) {
   return {{"brokers", brokers}, {"topic", topic}, {"group_id", group}, {"partitions", std::int64_t{6}}};
 }
 
@@ -104,7 +104,8 @@ inline std::map<std::string, ConfigValue> base_overrides(const std::string& brok
 inline bool stop_log(boost::asio::io_context& io, KafkaLog& log, std::chrono::milliseconds timeout = 30s) {
   bool stopped = false;
   log.stop([&] { stopped = true; });
-  return run_until(io, [&] { return stopped; }, timeout);
+  return run_until(
+      io, [&] { return stopped; }, timeout);
 }
 
 struct ProduceOutcome {
@@ -141,7 +142,8 @@ inline ProduceOutcome produce_messages(boost::asio::io_context& io, KafkaLog& lo
       }
     });
   }
-  run_until(io, [&] { return answered == static_cast<std::size_t>(n); }, timeout);
+  run_until(
+      io, [&] { return answered == static_cast<std::size_t>(n); }, timeout);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   run_for(io, 50ms);  // let any (wrong) second completion show up
   return out;
@@ -348,9 +350,9 @@ inline std::vector<RawRecord> read_records(const std::string& brokers, const std
         const void* value = nullptr;
         std::size_t size = 0;
         for (std::size_t i = 0; rd_kafka_header_get_all(headers, i, &name, &value, &size) == 0; ++i)
-          r.headers.emplace_back(name, value ? std::optional<std::string>(std::string(static_cast<const char*>(value),
-                                                                                      size))
-                                             : std::nullopt);
+          r.headers.emplace_back(
+              name,
+              value ? std::optional<std::string>(std::string(static_cast<const char*>(value), size)) : std::nullopt);
       }
       r.partition = m->partition;
       r.offset = m->offset;
@@ -484,7 +486,8 @@ inline void scenario_failed_batch_is_redelivered(const Env& env, int n) {
   };
   LogUnderTest consumer(io, overrides);
   ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 100}).ok());
-  EXPECT_TRUE(run_until(io, [&] { return accepted.size() >= static_cast<std::size_t>(n); }, 60s));
+  EXPECT_TRUE(run_until(
+      io, [&] { return accepted.size() >= static_cast<std::size_t>(n); }, 60s));
   run_for(io, 300ms);
   ASSERT_FALSE(failed_ids.empty());
   expect_exactly_once_in_order(produced.sent, accepted);
@@ -526,7 +529,8 @@ inline void scenario_restart_mid_stream(const Env& env, int n) {
   {
     LogUnderTest consumer(io, overrides);
     ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &first, 100}).ok());
-    ASSERT_TRUE(run_until(io, [&] { return static_cast<bool>(held); }, 60s));
+    ASSERT_TRUE(run_until(
+        io, [&] { return static_cast<bool>(held); }, 60s));
     const auto batches_at_hold = first.batches;
     run_for(io, 1s);  // the log keeps serving (and pauses) while the batch is held
     EXPECT_EQ(first.batches, batches_at_hold) << "a batch was handed over while one was held";
@@ -539,7 +543,8 @@ inline void scenario_restart_mid_stream(const Env& env, int n) {
     run_for(io, 200ms);
     EXPECT_FALSE(stopped) << "stop() must wait for the batch in flight";
     std::exchange(held, nullptr)(Status::error(StatusCode::cancelled, "test: shutting down"));
-    EXPECT_TRUE(run_until(io, [&] { return stopped; }, 30s));
+    EXPECT_TRUE(run_until(
+        io, [&] { return stopped; }, 30s));
   }
   RecordingSink second;
   {
@@ -579,7 +584,8 @@ inline std::size_t append_messages(boost::asio::io_context& io, KafkaLog& log, c
       ++*answered;
       if (s.ok()) ++*acked;
     });
-  run_until(io, [&] { return *answered == messages.size(); }, timeout);
+  run_until(
+      io, [&] { return *answered == messages.size(); }, timeout);
   return *acked;
 }
 
@@ -650,9 +656,9 @@ inline void expect_dead_lettered(const Env& env, const std::vector<RawRecord>& g
     EXPECT_EQ(provenance[dead_letter_header::kGroup], env.group);
     EXPECT_EQ(provenance[dead_letter_header::kTimestampType], "create");
     const auto ts = std::stoll(provenance[dead_letter_header::kTimestamp]);
-    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+    const auto now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count();
     EXPECT_GT(ts, now - 600000) << "the record's own timestamp, within the last 10 minutes";
     EXPECT_LE(ts, now);
     EXPECT_FALSE(provenance[dead_letter_header::kError].empty());
@@ -753,9 +759,9 @@ inline void scenario_undecodable_record_stops_its_partition(const Env& env) {
     expect_exactly_once_in_order(expected, sink.deliveries);
     const auto readiness = consumer.log.readiness();
     EXPECT_FALSE(readiness.ready);
-    for (const std::string& part : std::vector<std::string>{"partition " + std::to_string(stopped),
-                                                            "offset " + std::to_string(at), "'" + env.topic + "'",
-                                                            "on_undecodable", "restart"})
+    for (const std::string& part :
+         std::vector<std::string>{"partition " + std::to_string(stopped), "offset " + std::to_string(at),
+                                  "'" + env.topic + "'", "on_undecodable", "restart"})
       EXPECT_NE(readiness.reason.find(part), std::string::npos) << "'" << part << "' not in: " << readiness.reason;
     auto& metrics = consumer.context.metrics();
     EXPECT_EQ(metrics.value("partition_stops"), 1u);
@@ -779,7 +785,9 @@ inline void scenario_undecodable_record_stops_its_partition(const Env& env) {
     ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &again, 10}).ok());
     EXPECT_TRUE(run_until(
         io,
-        [&] { return again.deliveries.size() >= after.size() && consumer.context.metrics().value("dead_lettered") == 1; },
+        [&] {
+          return again.deliveries.size() >= after.size() && consumer.context.metrics().value("dead_lettered") == 1;
+        },
         60s));
     run_for(io, 300ms);
     expect_exactly_once_in_order(after, again.deliveries);
@@ -808,9 +816,8 @@ inline void scenario_rebalance(const Env& env, int n) {
   // (A hears of the rebalance with its next heartbeat, within 3 s).
   auto slow = [&io](const BatchPtr&, Completion& done) {
     auto timer = std::make_shared<boost::asio::steady_timer>(io, 15ms);
-    timer->async_wait([timer, done = std::exchange(done, nullptr)](boost::system::error_code) {
-      done(Status::success());
-    });
+    timer->async_wait(
+        [timer, done = std::exchange(done, nullptr)](boost::system::error_code) { done(Status::success()); });
   };
   RecordingSink a_sink;
   RecordingSink b_sink;
@@ -819,7 +826,8 @@ inline void scenario_rebalance(const Env& env, int n) {
   constexpr std::size_t batch = 100;
   auto a = std::make_unique<LogUnderTest>(io, overrides);
   ASSERT_TRUE(a->log.start(LogStartOptions{false, &a_sink, batch}).ok());
-  ASSERT_TRUE(run_until(io, [&] { return a_sink.deliveries.size() >= static_cast<std::size_t>(n) / 10; }, 60s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return a_sink.deliveries.size() >= static_cast<std::size_t>(n) / 10; }, 60s));
   auto b = std::make_unique<LogUnderTest>(io, overrides);
   ASSERT_TRUE(b->log.start(LogStartOptions{false, &b_sink, batch}).ok());
   auto seen = [&] {
@@ -828,7 +836,8 @@ inline void scenario_rebalance(const Env& env, int n) {
     for (const auto& m : b_sink.deliveries) all.insert(m->id);
     return all;
   };
-  EXPECT_TRUE(run_until(io, [&] { return seen().size() >= static_cast<std::size_t>(n); }, 120s));
+  EXPECT_TRUE(run_until(
+      io, [&] { return seen().size() >= static_cast<std::size_t>(n); }, 120s));
   run_for(io, 300ms);
   const auto a_parts = a->context.metrics().gauge_value("assigned_partitions");
   const auto b_parts = b->context.metrics().gauge_value("assigned_partitions");
@@ -904,7 +913,8 @@ inline void scenario_lag_after_restart(const Env& env, int n, int backlog) {
     RecordingSink sink;
     LogUnderTest consumer(io, overrides);
     ASSERT_TRUE(consumer.log.start(LogStartOptions{false, &sink, 500}).ok());
-    ASSERT_TRUE(run_until(io, [&] { return sink.deliveries.size() >= static_cast<std::size_t>(n); }, 60s));
+    ASSERT_TRUE(run_until(
+        io, [&] { return sink.deliveries.size() >= static_cast<std::size_t>(n); }, 60s));
     ASSERT_TRUE(stop_log(io, consumer.log));  // commits what is stored
   }
   ASSERT_EQ(committed_total(env.brokers, env.topic, env.group, env.partitions), n);
@@ -934,13 +944,15 @@ inline void scenario_lag_after_restart(const Env& env, int n, int backlog) {
           return false;
         },
         2500ms);
-    std::printf("caught-up restart: lag measured on every partition %.2f s after the start; consumer_lag %lld; "
-                "largest figure read over %zu samples: consumer_lag %lld, gauge %lld, a partition %lld "
-                "(the topic holds %d)\n",
-                took, static_cast<long long>(consumer.log.consumer_lag().value_or(-1)), lag.count,
-                static_cast<long long>(lag.max_lag), static_cast<long long>(lag.max_gauge),
-                static_cast<long long>(lag.max_partition), n);
-    EXPECT_TRUE(zero) << "the lag did not read 0 on every partition within 20 s: " << consumer.log.consumer_lag().value_or(-1);
+    std::printf(
+        "caught-up restart: lag measured on every partition %.2f s after the start; consumer_lag %lld; "
+        "largest figure read over %zu samples: consumer_lag %lld, gauge %lld, a partition %lld "
+        "(the topic holds %d)\n",
+        took, static_cast<long long>(consumer.log.consumer_lag().value_or(-1)), lag.count,
+        static_cast<long long>(lag.max_lag), static_cast<long long>(lag.max_gauge),
+        static_cast<long long>(lag.max_partition), n);
+    EXPECT_TRUE(zero) << "the lag did not read 0 on every partition within 20 s: "
+                      << consumer.log.consumer_lag().value_or(-1);
     EXPECT_LT(took, 10.0);
     EXPECT_EQ(lag.max_lag, 0) << "consumer_lag() read a backlog that does not exist";
     EXPECT_EQ(lag.max_gauge, 0) << "the consumer_lag gauge read a backlog that does not exist";
@@ -985,9 +997,8 @@ inline void scenario_lag_after_restart(const Env& env, int n, int backlog) {
     // Written slowly, so the lag is read on its way down.
     sink.policy = [&io](const BatchPtr&, Completion& done) {
       auto timer = std::make_shared<boost::asio::steady_timer>(io, 150ms);
-      timer->async_wait([timer, done = std::exchange(done, nullptr)](boost::system::error_code) {
-        done(Status::success());
-      });
+      timer->async_wait(
+          [timer, done = std::exchange(done, nullptr)](boost::system::error_code) { done(Status::success()); });
     };
     // Partitions not yet measured are left out of the figure, so it may rise
     // while the start is read; from the full reading on, it only falls.

@@ -11,8 +11,8 @@
 namespace nudge::plugins::mysql {
 namespace {
 
-using nudge::testing::make_config;
 using nudge::testing::config_errors;
+using nudge::testing::make_config;
 
 constexpr const char* kUrl = "mysql://nudge:nudge@127.0.0.1:3306/nudge";
 

@@ -20,19 +20,32 @@ struct Case {
 
 TEST(ClassifyTest, RetryableErrors) {
   for (auto flavour : {ServerFlavour::mariadb, ServerFlavour::mysql, ServerFlavour::unknown}) {
-    for (auto c : {Case{2006, true, "CR_SERVER_GONE_ERROR"}, Case{2013, true, "CR_SERVER_LOST"},
-                   Case{2003, true, "CR_CONN_HOST_ERROR"}, Case{2002, true, "CR_CONNECTION_ERROR"},
-                   Case{2005, true, "CR_UNKNOWN_HOST"}, Case{2055, true, "CR_SERVER_LOST_EXTENDED"},
-                   Case{5013, true, "CR_ERR_NET_READ"}, Case{1053, true, "ER_SERVER_SHUTDOWN"},
-                   Case{1927, true, "ER_CONNECTION_KILLED"}, Case{1158, true, "ER_NET_READ_ERROR"},
-                   Case{1161, true, "ER_NET_WRITE_INTERRUPTED"}, Case{1184, true, "ER_NEW_ABORTING_CONNECTION"},
-                   Case{1290, true, "--read-only"}, Case{1792, true, "read-only transaction"},
-                   Case{1836, true, "ER_READ_ONLY_MODE"}, Case{1047, true, "Galera node not ready"},
-                   Case{1205, false, "lock wait timeout"}, Case{1213, false, "deadlock"},
-                   Case{1317, false, "KILL QUERY"}, Case{1969, false, "max_statement_time (MariaDB)"},
-                   Case{3024, false, "max_execution_time (MySQL)"}, Case{1040, false, "too many connections"},
-                   Case{1203, false, "max_user_connections"}, Case{1021, false, "disk full"},
-                   Case{1114, false, "table full"}, Case{1041, false, "out of resources"}}) {
+    for (auto c : {Case{2006, true, "CR_SERVER_GONE_ERROR"},
+                   Case{2013, true, "CR_SERVER_LOST"},
+                   Case{2003, true, "CR_CONN_HOST_ERROR"},
+                   Case{2002, true, "CR_CONNECTION_ERROR"},
+                   Case{2005, true, "CR_UNKNOWN_HOST"},
+                   Case{2055, true, "CR_SERVER_LOST_EXTENDED"},
+                   Case{5013, true, "CR_ERR_NET_READ"},
+                   Case{1053, true, "ER_SERVER_SHUTDOWN"},
+                   Case{1927, true, "ER_CONNECTION_KILLED"},
+                   Case{1158, true, "ER_NET_READ_ERROR"},
+                   Case{1161, true, "ER_NET_WRITE_INTERRUPTED"},
+                   Case{1184, true, "ER_NEW_ABORTING_CONNECTION"},
+                   Case{1290, true, "--read-only"},
+                   Case{1792, true, "read-only transaction"},
+                   Case{1836, true, "ER_READ_ONLY_MODE"},
+                   Case{1047, true, "Galera node not ready"},
+                   Case{1205, false, "lock wait timeout"},
+                   Case{1213, false, "deadlock"},
+                   Case{1317, false, "KILL QUERY"},
+                   Case{1969, false, "max_statement_time (MariaDB)"},
+                   Case{3024, false, "max_execution_time (MySQL)"},
+                   Case{1040, false, "too many connections"},
+                   Case{1203, false, "max_user_connections"},
+                   Case{1021, false, "disk full"},
+                   Case{1114, false, "table full"},
+                   Case{1041, false, "out of resources"}}) {
       const auto got = classify_error(c.code, flavour);
       EXPECT_EQ(got.code, StatusCode::unavailable) << c.code << " " << c.what;
       EXPECT_EQ(got.reconnect, c.reconnect) << c.code << " " << c.what;
@@ -46,9 +59,9 @@ TEST(ClassifyTest, PermanentErrors) {
                  Case{1292, false, "incorrect datetime"}, Case{1146, false, "no such table"},
                  Case{1054, false, "unknown column"}, Case{1142, false, "command denied"},
                  Case{1062, false, "duplicate entry (another unique key)"}, Case{1064, false, "syntax"},
-                 Case{1045, false, "access denied"}, Case{1049, false, "unknown database"},
-                 Case{0, false, "none"}, Case{1153, true, "packet too large: the server hangs up"},
-                 Case{2014, true, "commands out of sync"}, Case{2027, true, "malformed packet"}}) {
+                 Case{1045, false, "access denied"}, Case{1049, false, "unknown database"}, Case{0, false, "none"},
+                 Case{1153, true, "packet too large: the server hangs up"}, Case{2014, true, "commands out of sync"},
+                 Case{2027, true, "malformed packet"}}) {
     const auto got = classify_error(c.code, ServerFlavour::mariadb);
     EXPECT_EQ(got.code, StatusCode::internal) << c.code << " " << c.what;
     EXPECT_EQ(got.reconnect, c.reconnect) << c.code << " " << c.what;
@@ -63,13 +76,14 @@ TEST(ClassifyTest, ErrorNumbersThatDependOnTheFlavour) {
 }
 
 TEST(ClassifyTest, CredentialsErrors) {
-  for (unsigned code : {1044u, 1045u, 1049u, 1130u, 1251u, 1698u, 2059u}) EXPECT_TRUE(is_credentials_error(code)) << code;
+  for (unsigned code : {1044u, 1045u, 1049u, 1130u, 1251u, 1698u, 2059u})
+    EXPECT_TRUE(is_credentials_error(code)) << code;
   for (unsigned code : {2002u, 2003u, 2013u, 1040u, 1053u, 1205u}) EXPECT_FALSE(is_credentials_error(code)) << code;
 }
 
 TEST(ClassifyTest, DescribeAndOneLine) {
-  const auto e = make_error(1205, "HY000", "Lock wait timeout exceeded;\n\ttry restarting transaction",
-                            ServerFlavour::mariadb);
+  const auto e =
+      make_error(1205, "HY000", "Lock wait timeout exceeded;\n\ttry restarting transaction", ServerFlavour::mariadb);
   EXPECT_EQ(e.describe(), "Lock wait timeout exceeded; try restarting transaction (error 1205, SQLSTATE HY000)");
   EXPECT_EQ(e.what.code, StatusCode::unavailable);
   EXPECT_EQ(make_error(2013, "HY000", "Lost connection", ServerFlavour::unknown).describe(),

@@ -4,9 +4,9 @@
 #include <mysql.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <algorithm>
 #include <iostream>
 #include <limits>
 #include <set>
@@ -16,8 +16,8 @@
 #include <boost/asio/io_context.hpp>
 
 #include "mysql_sink.hpp"
-#include "sql.hpp"
 #include "nudge/sdk/testing.hpp"
+#include "sql.hpp"
 
 namespace nudge::plugins::mysql {
 namespace {
@@ -52,8 +52,8 @@ class Admin {
     mysql_options(conn_, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
     mysql_options(conn_, MYSQL_OPT_PROTOCOL, &tcp);
     mysql_options(conn_, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (!mysql_real_connect(conn_, url->host.c_str(), url->user.c_str(), url->password.c_str(),
-                            url->database.c_str(), url->port, nullptr, 0)) {
+    if (!mysql_real_connect(conn_, url->host.c_str(), url->user.c_str(), url->password.c_str(), url->database.c_str(),
+                            url->port, nullptr, 0)) {
       error = mysql_error(conn_);
       close();
       return error;
@@ -174,18 +174,18 @@ TEST_F(MysqlSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
   std::map<std::string, std::string> types;
   for (const auto& row : admin_.query(
            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COALESCE(COLLATION_NAME, '') FROM information_schema.COLUMNS "
-           "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" + table_ + "'"))
+           "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" +
+           table_ + "'"))
     types[*row[0]] = *row[1] + (*row[2] == "NO" ? " not null" : "") + (row[3]->empty() ? "" : " " + *row[3]);
-  const std::map<std::string, std::string> expected = {
-      {"id", "char(36) not null ascii_bin"},
-      {"room", "varchar(128) not null utf8mb4_bin"},
-      {"sender", "varchar(255) not null utf8mb4_bin"},
-      {"payload", "longblob not null"},
-      {"created_at", "datetime(3) not null"},
-      {"origin", "varchar(255) not null utf8mb4_bin"},
-      {"log_partition", "int(11)"},
-      {"log_offset", "bigint(20)"},
-      {"stored_at", "datetime(3) not null"}};
+  const std::map<std::string, std::string> expected = {{"id", "char(36) not null ascii_bin"},
+                                                       {"room", "varchar(128) not null utf8mb4_bin"},
+                                                       {"sender", "varchar(255) not null utf8mb4_bin"},
+                                                       {"payload", "longblob not null"},
+                                                       {"created_at", "datetime(3) not null"},
+                                                       {"origin", "varchar(255) not null utf8mb4_bin"},
+                                                       {"log_partition", "int(11)"},
+                                                       {"log_offset", "bigint(20)"},
+                                                       {"stored_at", "datetime(3) not null"}};
   // MySQL 8 no longer shows integer display widths.
   auto got = types;
   if (got["log_partition"] == "int") got["log_partition"] = "int(11)";
@@ -195,11 +195,13 @@ TEST_F(MysqlSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
   std::map<std::string, std::string> indexes;
   for (const auto& row : admin_.query("SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX), "
                                       "MIN(NON_UNIQUE) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = "
-                                      "DATABASE() AND TABLE_NAME = '" + table_ + "' GROUP BY INDEX_NAME"))
+                                      "DATABASE() AND TABLE_NAME = '" +
+                                      table_ + "' GROUP BY INDEX_NAME"))
     indexes[*row[0]] = *row[1] + (*row[2] == "0" ? " unique" : "");
   EXPECT_EQ(indexes, (std::map<std::string, std::string>{{"PRIMARY", "id unique"}, {"room_id_idx", "room,id"}}));
   EXPECT_EQ(admin_.scalar("SELECT CONCAT(ENGINE, ' ', TABLE_COLLATION) FROM information_schema.TABLES WHERE "
-                          "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" + table_ + "'"),
+                          "TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" +
+                          table_ + "'"),
             "InnoDB utf8mb4_bin");
   EXPECT_EQ(context_.metrics().gauge_value("connected"), 1);
   EXPECT_EQ(context_.logger().count(LogLevel::info, "created table '" + table_ + "'"), 1u);
@@ -288,8 +290,7 @@ TEST_F(MysqlSinkIntegrationTest, TheLongestRoomsAndSendersAndTheEarliestDatesAre
   const std::vector<Row> rows = {
       {"bytes", std::string("nul\0inside", 10), every_byte, 1600000000000},
       {std::string(128, 'r'), std::string(255, 's'), std::string(100000, '\\'), 1700000000001},
-      {emoji_room, "\xf0\x9f\x98\x80", every_byte + every_byte,
-       -30610224000000}};  // 1000-01-01T00:00:00.000Z
+      {emoji_room, "\xf0\x9f\x98\x80", every_byte + every_byte, -30610224000000}};  // 1000-01-01T00:00:00.000Z
   auto batch = std::make_shared<Batch>();
   std::map<std::string, const Row*> by_id;
   for (const auto& r : rows) {
@@ -297,9 +298,11 @@ TEST_F(MysqlSinkIntegrationTest, TheLongestRoomsAndSendersAndTheEarliestDatesAre
     by_id[batch->back()->id.to_string()] = &r;
   }
   ASSERT_TRUE(write(batch).ok());
-  const auto result = admin_.query("SELECT id, room, sender, payload, "
-                                   "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', created_at) DIV 1000, origin, "
-                                   "log_partition, log_offset FROM `" + table_ + "`");
+  const auto result = admin_.query(
+      "SELECT id, room, sender, payload, "
+      "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', created_at) DIV 1000, origin, "
+      "log_partition, log_offset FROM `" +
+      table_ + "`");
   ASSERT_EQ(result.size(), rows.size());
   for (const auto& row : result) {
     const Row& want = *by_id.at(*row[0]);
@@ -314,7 +317,8 @@ TEST_F(MysqlSinkIntegrationTest, TheLongestRoomsAndSendersAndTheEarliestDatesAre
   EXPECT_EQ(counter("texts_repaired"), 0u);
   EXPECT_EQ(counter("timestamps_clamped"), 0u);
   EXPECT_EQ(admin_.scalar("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND "
-                          "TABLE_NAME = '" + table_ + "'"),
+                          "TABLE_NAME = '" +
+                          table_ + "'"),
             "1");
 }
 
@@ -343,12 +347,12 @@ TEST_F(MysqlSinkIntegrationTest, StoresLogPositions) {
   ASSERT_TRUE(write(batch).ok());
   std::map<std::string, std::string> got;
   for (const auto& row : admin_.query("SELECT payload, CONCAT(COALESCE(log_partition, 'null'), '/', "
-                                      "COALESCE(log_offset, 'null')) FROM `" + table_ + "`"))
+                                      "COALESCE(log_offset, 'null')) FROM `" +
+                                      table_ + "`"))
     got[*row[0]] = *row[1];
-  EXPECT_EQ(got, (std::map<std::string, std::string>{{"a", "3/9000000000"},
-                                                     {"b", "0/0"},
-                                                     {"c", "2147483647/9223372036854775807"},
-                                                     {"d", "null/null"}}));
+  EXPECT_EQ(got,
+            (std::map<std::string, std::string>{
+                {"a", "3/9000000000"}, {"b", "0/0"}, {"c", "2147483647/9223372036854775807"}, {"d", "null/null"}}));
 }
 
 TEST_F(MysqlSinkIntegrationTest, RefusesATableItDidNotMake) {
@@ -361,7 +365,8 @@ TEST_F(MysqlSinkIntegrationTest, RefusesATableItDidNotMake) {
 
 TEST_F(MysqlSinkIntegrationTest, RefusesATableWithoutAUniqueId) {
   // Without a unique index on id, ON DUPLICATE KEY UPDATE would store every replay again.
-  admin_.query("CREATE TABLE `" + table_ + "` (id CHAR(36) NOT NULL, room VARCHAR(128) NOT NULL, "
+  admin_.query("CREATE TABLE `" + table_ +
+               "` (id CHAR(36) NOT NULL, room VARCHAR(128) NOT NULL, "
                "sender VARCHAR(255) NOT NULL, payload LONGBLOB NOT NULL, created_at DATETIME(3) NOT NULL, "
                "origin VARCHAR(255) NOT NULL, log_partition INT, log_offset BIGINT, "
                "stored_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), INDEX (id), UNIQUE (id, room))");
@@ -413,8 +418,9 @@ TEST_F(MysqlSinkIntegrationTest, AKilledSessionIsReopened) {
   admin_.query("CREATE DATABASE IF NOT EXISTS `" + extra_database_ + "`");
   table_.clear();  // t is dropped with the database
   sink_ = std::make_unique<MysqlSink>(
-      nudge::testing::make_config(MysqlConfig::schema(),
-                                  {{"url", url_.substr(0, url_.rfind('/') + 1) + extra_database_}, {"table", std::string("t")}}),
+      nudge::testing::make_config(
+          MysqlConfig::schema(),
+          {{"url", url_.substr(0, url_.rfind('/') + 1) + extra_database_}, {"table", std::string("t")}}),
       context_);
   ASSERT_TRUE(sink_->start().ok());
   ASSERT_TRUE(write(make_batch(5)).ok());
@@ -475,20 +481,23 @@ TEST_F(MysqlSinkIntegrationTest, HistoryQueriesUseTheRoomIdIndex) {
 }
 
 TEST_F(MysqlSinkIntegrationTest, ATableOfAnEarlierVersionGetsTheHistoryIndexAndKeepsItsOwn) {
-  admin_.query("CREATE TABLE `" + table_ + "` (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "
+  admin_.query("CREATE TABLE `" + table_ +
+               "` (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, "
                "room VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, "
                "sender VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, payload LONGBLOB NOT NULL, "
                "created_at DATETIME(3) NOT NULL, origin VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT "
                "NULL, log_partition INT NULL, log_offset BIGINT NULL, stored_at DATETIME(3) NOT NULL DEFAULT "
                "CURRENT_TIMESTAMP(3), PRIMARY KEY (id), INDEX room_created_idx (room, created_at)) ENGINE=InnoDB");
-  admin_.query("INSERT INTO `" + table_ + "` (id, room, sender, payload, created_at, origin, log_partition, "
+  admin_.query("INSERT INTO `" + table_ +
+               "` (id, room, sender, payload, created_at, origin, log_partition, "
                "log_offset) VALUES ('0190a000-0000-7000-8000-000000000001', 'old', 's', x'00ff', "
                "'2023-11-14 22:13:20.123', 'o', 2, 77), ('not-a-uuid', 'old', 's', '', NOW(3), 'o', NULL, NULL)");
   auto& sink = start_sink();
   std::map<std::string, std::string> indexes;
-  for (const auto& row : admin_.query("SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM "
-                                      "information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" +
-                                      table_ + "' GROUP BY INDEX_NAME"))
+  for (const auto& row :
+       admin_.query("SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM "
+                    "information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '" +
+                    table_ + "' GROUP BY INDEX_NAME"))
     indexes[*row[0]] = *row[1];
   EXPECT_EQ(indexes, (std::map<std::string, std::string>{
                          {"PRIMARY", "id"}, {"room_created_idx", "room,created_at"}, {"room_id_idx", "room,id"}}));

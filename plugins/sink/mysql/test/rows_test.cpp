@@ -26,11 +26,13 @@ TEST(RepairTextTest, ValidTextIsKept) {
 
 TEST(RepairTextTest, InvalidBytesBecomeReplacementCharacters) {
   const std::string r = "\xef\xbf\xbd";
-  EXPECT_EQ(repaired("a\xff" "b"), "a" + r + "b");
-  EXPECT_EQ(repaired("\xc0\xaf"), r + r);             // overlong '/'
-  EXPECT_EQ(repaired("\xed\xa0\x80"), r + r + r);     // a UTF-16 surrogate
+  EXPECT_EQ(repaired("a\xff"
+                     "b"),
+            "a" + r + "b");
+  EXPECT_EQ(repaired("\xc0\xaf"), r + r);                  // overlong '/'
+  EXPECT_EQ(repaired("\xed\xa0\x80"), r + r + r);          // a UTF-16 surrogate
   EXPECT_EQ(repaired("\xf4\x90\x80\x80"), r + r + r + r);  // above U+10FFFF
-  EXPECT_EQ(repaired("\xe6\x97"), r);                 // truncated: one replacement
+  EXPECT_EQ(repaired("\xe6\x97"), r);                      // truncated: one replacement
   EXPECT_EQ(repaired("\xf0\x9f\x98"), r);
   std::string out;
   EXPECT_TRUE(repair_text("\x80", 10, out));
@@ -67,9 +69,9 @@ TEST(CivilTimeTest, UnixMsIsTheInverseOfUtcCivilTime) {
   EXPECT_EQ(unix_ms(CivilTime{1970, 1, 1, 0, 0, 0, 0}), 0);
   EXPECT_EQ(unix_ms(CivilTime{2023, 11, 14, 22, 13, 20, 123}), 1700000000123);
   EXPECT_EQ(unix_ms(CivilTime{1969, 12, 31, 23, 59, 59, 999}), -1);
-  for (std::int64_t ms : {kMinDatetimeMs, kMinDatetimeMs + 1, std::int64_t{-1000}, std::int64_t{-1}, std::int64_t{0},
-                          std::int64_t{951782400000}, std::int64_t{1764300012345}, kMaxDatetimeMs - 1,
-                          kMaxDatetimeMs}) {
+  for (std::int64_t ms :
+       {kMinDatetimeMs, kMinDatetimeMs + 1, std::int64_t{-1000}, std::int64_t{-1}, std::int64_t{0},
+        std::int64_t{951782400000}, std::int64_t{1764300012345}, kMaxDatetimeMs - 1, kMaxDatetimeMs}) {
     bool clamped = false;
     EXPECT_EQ(unix_ms(utc_civil_time(ms, clamped)), ms);
   }
@@ -191,8 +193,7 @@ TEST(ChunkPlanTest, StatementsStayBelowMaxAllowedPacket) {
     EXPECT_LE(bytes, 1000u);
   }
   // A row exactly at the budget fits alone.
-  EXPECT_EQ(counts(plan_chunks({1000, 1000}, 1000 + kStatementOverheadBytes, 500)),
-            (std::vector<std::size_t>{1, 1}));
+  EXPECT_EQ(counts(plan_chunks({1000, 1000}, 1000 + kStatementOverheadBytes, 500)), (std::vector<std::size_t>{1, 1}));
 }
 
 TEST(ChunkPlanTest, ARowOverTheLimitIsReported) {
@@ -219,12 +220,11 @@ TEST(SqlTest, CreateTable) {
   const auto sql = create_table_sql(TableName{"", "messages"});
   EXPECT_EQ(sql.rfind("CREATE TABLE IF NOT EXISTS `messages` (id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin", 0),
             0u);
-  for (const char* part : {"room VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL",
-                           "sender VARCHAR(255)", "payload LONGBLOB NOT NULL", "created_at DATETIME(3) NOT NULL",
-                           "origin VARCHAR(255)", "log_partition INT NULL", "log_offset BIGINT NULL",
-                           "stored_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)", "PRIMARY KEY (id)",
-                           "INDEX room_id_idx (room, id)",
-                           ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"})
+  for (const char* part :
+       {"room VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL", "sender VARCHAR(255)",
+        "payload LONGBLOB NOT NULL", "created_at DATETIME(3) NOT NULL", "origin VARCHAR(255)", "log_partition INT NULL",
+        "log_offset BIGINT NULL", "stored_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)", "PRIMARY KEY (id)",
+        "INDEX room_id_idx (room, id)", ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"})
     EXPECT_NE(sql.find(part), std::string::npos) << part;
   EXPECT_EQ(columns().size(), 9u);
   EXPECT_EQ(kRoomChars, 128u);

@@ -11,8 +11,8 @@
 namespace nudge::plugins::postgres {
 namespace {
 
-using nudge::testing::make_config;
 using nudge::testing::config_errors;
+using nudge::testing::make_config;
 
 constexpr const char* kUrl = "postgresql://nudge:nudge@127.0.0.1:5432/nudge";
 
@@ -47,8 +47,8 @@ TEST(PostgresConfigTest, UrlIsRequired) {
 
 TEST(PostgresConfigTest, AcceptsUrisAndKeyValueStrings) {
   for (const char* url : {kUrl, "postgres://u@db.example.com/chat", "postgresql:///nudge?host=/var/run/postgresql",
-                          "postgresql://a,b:5433/x?target_session_attrs=read-write", "host=127.0.0.1 dbname=nudge user=nudge",
-                          "dbname = 'my db' sslmode=require"})
+                          "postgresql://a,b:5433/x?target_session_attrs=read-write",
+                          "host=127.0.0.1 dbname=nudge user=nudge", "dbname = 'my db' sslmode=require"})
     EXPECT_EQ(check_url(url), "") << url;
 }
 
@@ -107,9 +107,11 @@ TEST(PostgresConfigTest, ConninfoCarriesTheSinkParameters) {
   c.url = kUrl;
   c.connect_timeout_ms = 2500;
   c.application_name = "nudge eu/1";
-  EXPECT_EQ(c.conninfo(), std::string(kUrl) + "?connect_timeout=3&application_name=nudge%20eu%2F1&client_encoding=UTF8");
+  EXPECT_EQ(c.conninfo(),
+            std::string(kUrl) + "?connect_timeout=3&application_name=nudge%20eu%2F1&client_encoding=UTF8");
   c.url = "postgresql://h/db?sslmode=disable";
-  EXPECT_EQ(c.conninfo(), "postgresql://h/db?sslmode=disable&connect_timeout=3&application_name=nudge%20eu%2F1&client_encoding=UTF8");
+  EXPECT_EQ(c.conninfo(),
+            "postgresql://h/db?sslmode=disable&connect_timeout=3&application_name=nudge%20eu%2F1&client_encoding=UTF8");
   c.url = "host=h dbname=db";
   c.connect_timeout_ms = 1000;  // libpq's minimum is 2 s
   c.application_name = "it's";

@@ -6,8 +6,8 @@
 #include <boost/asio/io_context.hpp>
 
 #include "errors.hpp"
-#include "postgres_sink.hpp"
 #include "nudge/sdk/testing.hpp"
+#include "postgres_sink.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
@@ -18,16 +18,16 @@ TEST(SqlstateTest, RetryableClasses) {
     bool reconnect;
   };
   for (auto c : {Case{"08000", true}, Case{"08006", true}, Case{"08001", true}, Case{"08P01", true},
-                 Case{"57P01", true},   // admin_shutdown
-                 Case{"57P02", true},   // crash_shutdown
-                 Case{"57P03", true},   // cannot_connect_now
-                 Case{"57014", false},  // query_canceled: statement_timeout
-                 Case{"53300", false},  // too_many_connections
-                 Case{"53100", false},  // disk_full
-                 Case{"40001", false},  // serialization_failure
-                 Case{"40P01", false},  // deadlock_detected
-                 Case{"55P03", false},  // lock_not_available
-                 Case{"58030", false},  // io_error
+                 Case{"57P01", true},     // admin_shutdown
+                 Case{"57P02", true},     // crash_shutdown
+                 Case{"57P03", true},     // cannot_connect_now
+                 Case{"57014", false},    // query_canceled: statement_timeout
+                 Case{"53300", false},    // too_many_connections
+                 Case{"53100", false},    // disk_full
+                 Case{"40001", false},    // serialization_failure
+                 Case{"40P01", false},    // deadlock_detected
+                 Case{"55P03", false},    // lock_not_available
+                 Case{"58030", false},    // io_error
                  Case{"25006", true}}) {  // read_only_sql_transaction: reconnect to find the primary
     const auto got = classify_sqlstate(c.sqlstate);
     EXPECT_EQ(got.code, StatusCode::unavailable) << c.sqlstate;
@@ -37,14 +37,14 @@ TEST(SqlstateTest, RetryableClasses) {
 }
 
 TEST(SqlstateTest, PermanentClasses) {
-  for (const char* s : {"22001",   // string_data_right_truncation
-                        "22021",   // character_not_in_repertoire
-                        "22P02",   // invalid_text_representation
-                        "23502",   // not_null_violation
-                        "42P01",   // undefined_table
-                        "42703",   // undefined_column
-                        "42501",   // insufficient_privilege
-                        "42P10",   // ON CONFLICT without a unique index
+  for (const char* s : {"22001",  // string_data_right_truncation
+                        "22021",  // character_not_in_repertoire
+                        "22P02",  // invalid_text_representation
+                        "23502",  // not_null_violation
+                        "42P01",  // undefined_table
+                        "42703",  // undefined_column
+                        "42501",  // insufficient_privilege
+                        "42P10",  // ON CONFLICT without a unique index
                         "25001", "XX000", "", "5", "570140"}) {
     const auto got = classify_sqlstate(s);
     EXPECT_EQ(got.code, StatusCode::internal) << s;
@@ -53,7 +53,8 @@ TEST(SqlstateTest, PermanentClasses) {
 }
 
 TEST(ClassifyTest, LibpqxxExceptions) {
-  const auto broken = classify(pqxx::broken_connection("server closed the connection unexpectedly\n\tThis probably..."));
+  const auto broken =
+      classify(pqxx::broken_connection("server closed the connection unexpectedly\n\tThis probably..."));
   EXPECT_EQ(broken.what.code, StatusCode::unavailable);
   EXPECT_TRUE(broken.what.reconnect);
   EXPECT_EQ(broken.message, "server closed the connection unexpectedly This probably...");
@@ -64,7 +65,8 @@ TEST(ClassifyTest, LibpqxxExceptions) {
   const auto deadlock = classify(pqxx::deadlock_detected("deadlock detected"));
   EXPECT_EQ(deadlock.what.code, StatusCode::unavailable);
 
-  const auto timeout = classify(pqxx::sql_error("ERROR: canceling statement due to statement timeout\n", "INSERT", "57014"));
+  const auto timeout =
+      classify(pqxx::sql_error("ERROR: canceling statement due to statement timeout\n", "INSERT", "57014"));
   EXPECT_EQ(timeout.what.code, StatusCode::unavailable);
   EXPECT_EQ(timeout.sqlstate, "57014");
   EXPECT_EQ(timeout.message, "ERROR: canceling statement due to statement timeout");
@@ -88,9 +90,9 @@ TEST(ClassifyTest, PermanentConnectErrors) {
 
 // No server needed: nothing listens on port 1.
 Config unreachable_config(std::int64_t wait_ms) {
-  return nudge::testing::make_config(PostgresConfig::schema(),
-                                     {{"url", std::string("postgresql://nudge:s3cret@127.0.0.1:1/nudge")},
-                                      {"wait_for_database_ms", wait_ms}});
+  return nudge::testing::make_config(
+      PostgresConfig::schema(),
+      {{"url", std::string("postgresql://nudge:s3cret@127.0.0.1:1/nudge")}, {"wait_for_database_ms", wait_ms}});
 }
 
 TEST(StartTest, FailsFastWithAClearMessageWhenUnreachable) {

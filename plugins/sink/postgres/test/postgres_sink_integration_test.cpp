@@ -3,9 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <algorithm>
 #include <iostream>
 #include <limits>
 #include <set>
@@ -19,9 +19,9 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "nudge/sdk/testing.hpp"
 #include "postgres_sink.hpp"
 #include "sql.hpp"
-#include "nudge/sdk/testing.hpp"
 
 namespace nudge::plugins::postgres {
 namespace {
@@ -123,18 +123,18 @@ TEST_F(PostgresSinkIntegrationTest, StartCreatesTheTableAndItsIndex) {
   start_sink();
   std::map<std::string, std::string> types;
   for (const auto& row : exec("SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-                              "WHERE table_name = '" + table_ + "'"))
+                              "WHERE table_name = '" +
+                              table_ + "'"))
     types[row[0].as<std::string>()] = row[1].as<std::string>() + (row[2].as<std::string>() == "NO" ? " not null" : "");
-  const std::map<std::string, std::string> expected = {
-      {"id", "uuid not null"},
-      {"room", "text not null"},
-      {"sender", "text not null"},
-      {"payload", "bytea not null"},
-      {"created_at", "timestamp with time zone not null"},
-      {"origin", "text not null"},
-      {"log_partition", "integer"},
-      {"log_offset", "bigint"},
-      {"stored_at", "timestamp with time zone not null"}};
+  const std::map<std::string, std::string> expected = {{"id", "uuid not null"},
+                                                       {"room", "text not null"},
+                                                       {"sender", "text not null"},
+                                                       {"payload", "bytea not null"},
+                                                       {"created_at", "timestamp with time zone not null"},
+                                                       {"origin", "text not null"},
+                                                       {"log_partition", "integer"},
+                                                       {"log_offset", "bigint"},
+                                                       {"stored_at", "timestamp with time zone not null"}};
   EXPECT_EQ(types, expected);
   const auto index = exec("SELECT indexdef FROM pg_indexes WHERE tablename = '" + table_ + "' AND indexname = '" +
                           table_ + "_room_id_idx'");
@@ -189,13 +189,15 @@ TEST_F(PostgresSinkIntegrationTest, StoresLogPositions) {
   ASSERT_TRUE(write(batch).ok());
   std::map<std::string, std::string> got;
   for (const auto& row : exec("SELECT payload, coalesce(log_partition::text, 'null') || '/' || "
-                              "coalesce(log_offset::text, 'null') FROM \"" + table_ + "\""))
+                              "coalesce(log_offset::text, 'null') FROM \"" +
+                              table_ + "\""))
     got[pqxx::binarystring(row[0]).str()] = row[1].as<std::string>();
   EXPECT_EQ(got, (std::map<std::string, std::string>{{"a", "3/9000000000"}, {"b", "0/0"}, {"c", "null/null"}}));
 }
 
 TEST_F(PostgresSinkIntegrationTest, MigratesATableFromAnOlderVersion) {
-  exec("CREATE TABLE \"" + table_ + "\" (id uuid PRIMARY KEY, room text NOT NULL, sender text NOT NULL, "
+  exec("CREATE TABLE \"" + table_ +
+       "\" (id uuid PRIMARY KEY, room text NOT NULL, sender text NOT NULL, "
        "payload bytea NOT NULL, created_at timestamptz NOT NULL, origin text NOT NULL)");
   exec("INSERT INTO \"" + table_ + "\" VALUES (gen_random_uuid(), 'old', 's', '\\x00', now(), 'o')");
   start_sink();
@@ -209,11 +211,13 @@ TEST_F(PostgresSinkIntegrationTest, MigratesATableFromAnOlderVersion) {
 }
 
 TEST_F(PostgresSinkIntegrationTest, ATableOfTheLastVersionGetsTheHistoryIndexAndKeepsItsOwn) {
-  exec("CREATE TABLE \"" + table_ + "\" (id uuid PRIMARY KEY, room text NOT NULL, sender text NOT NULL, "
+  exec("CREATE TABLE \"" + table_ +
+       "\" (id uuid PRIMARY KEY, room text NOT NULL, sender text NOT NULL, "
        "payload bytea NOT NULL, created_at timestamptz NOT NULL, origin text NOT NULL, log_partition integer, "
        "log_offset bigint, stored_at timestamptz NOT NULL DEFAULT now())");
   exec("CREATE INDEX \"" + table_ + "_room_created_idx\" ON \"" + table_ + "\" (room, created_at)");
-  exec("INSERT INTO \"" + table_ + "\" VALUES ('0190a000-0000-7000-8000-000000000001', 'old', 's', '\\x00ff', "
+  exec("INSERT INTO \"" + table_ +
+       "\" VALUES ('0190a000-0000-7000-8000-000000000001', 'old', 's', '\\x00ff', "
        "timestamptz 'epoch' + 1700000000123 * interval '1 millisecond', 'o', 2, 77)");
   start_sink();
   std::set<std::string> indexes;
@@ -277,9 +281,8 @@ TEST_F(PostgresSinkIntegrationTest, ALargeBatchIsWrittenInSlicesOverEveryConnect
   EXPECT_EQ(count(), 3000);
   EXPECT_EQ(counter("rows_inserted"), 3000u);
   // Three slices of 1000, each on a connection of its own.
-  EXPECT_EQ(exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nudge-" + table_ + "'")[0][0]
-                .as<int>(),
-            3);
+  EXPECT_EQ(
+      exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nudge-" + table_ + "'")[0][0].as<int>(), 3);
   ASSERT_TRUE(write(batch).ok());
   EXPECT_EQ(count(), 3000);
   EXPECT_EQ(counter("rows_duplicate"), 3000u);
@@ -334,8 +337,10 @@ TEST_F(PostgresSinkIntegrationTest, StatementTimeoutIsRetryable) {
 TEST_F(PostgresSinkIntegrationTest, ATerminatedSessionIsReopened) {
   start_sink({{"application_name", std::string("nudge-" + table_)}});
   ASSERT_TRUE(write(make_batch(5)).ok());
-  const auto killed = exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nudge-" +
-                           table_ + "'")[0][0].as<int>();
+  const auto killed =
+      exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nudge-" + table_ +
+           "'")[0][0]
+          .as<int>();
   ASSERT_EQ(killed, 1);
   // libpqxx may reopen the session itself; either this write fails with a
   // retryable status and the next one reconnects, or it succeeds at once.
@@ -393,8 +398,8 @@ TEST_F(PostgresSinkIntegrationTest, HistoryQueriesUseTheRoomIdIndex) {
 }
 
 TEST_F(PostgresSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReopened) {
-  auto& sink = start_sink({{"statement_timeout_ms", std::int64_t{300}},
-                           {"application_name", std::string("nudge-" + table_)}});
+  auto& sink =
+      start_sink({{"statement_timeout_ms", std::int64_t{300}}, {"application_name", std::string("nudge-" + table_)}});
   ASSERT_TRUE(write(make_batch(5)).ok());
   // Before start: an error, on the executor.
   TestContext other_context(io_, "sink.postgres");
@@ -418,7 +423,8 @@ TEST_F(PostgresSinkIntegrationTest, FailedReadsAreClassifiedAndALostSessionIsReo
   // The session is killed: the read fails retryably and the next one
   // reconnects (or libpqxx reopens it at once), like a write.
   ASSERT_EQ(exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'nudge-" +
-                 table_ + "'")[0][0].as<int>(),
+                 table_ + "'")[0][0]
+                .as<int>(),
             1);
   auto r = nudge::testing::read_and_wait(io_, sink, {"lobby", 10, std::nullopt});
   if (!r.status.ok()) {

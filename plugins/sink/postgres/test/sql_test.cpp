@@ -67,9 +67,28 @@ TEST(ArrayLiteralTest, QuotesAndEscapes) {
 }
 
 TEST(ArrayLiteralTest, RoundTripsTrickyStrings) {
-  const std::vector<std::string> items = {
-      "",  "NULL", "null", " padded ", "'); DROP TABLE x; --", "\"", "\\", "\\\"", "a,b", "{", "}", "{}", "{\"a\"}",
-      "\\x00", "tab\there", "line\nbreak", "caf\xc3\xa9 \xf0\x9f\x98\x80", ",", "\"\"", "\\\\", "$1", "E'\\n'"};
+  const std::vector<std::string> items = {"",
+                                          "NULL",
+                                          "null",
+                                          " padded ",
+                                          "'); DROP TABLE x; --",
+                                          "\"",
+                                          "\\",
+                                          "\\\"",
+                                          "a,b",
+                                          "{",
+                                          "}",
+                                          "{}",
+                                          "{\"a\"}",
+                                          "\\x00",
+                                          "tab\there",
+                                          "line\nbreak",
+                                          "caf\xc3\xa9 \xf0\x9f\x98\x80",
+                                          ",",
+                                          "\"\"",
+                                          "\\\\",
+                                          "$1",
+                                          "E'\\n'"};
   const auto parsed = parse_array(text_array_literal(items));
   ASSERT_TRUE(parsed);
   ASSERT_EQ(parsed->size(), items.size());
@@ -203,7 +222,7 @@ TEST(SqlTextTest, NamesAreQuotedAndParametersBound) {
   for (const auto& c : columns()) {
     if (!c.added_later) continue;
     EXPECT_TRUE(std::string(c.definition).find("NOT NULL") == std::string::npos ||
-                  std::string(c.definition).find("DEFAULT") != std::string::npos)
+                std::string(c.definition).find("DEFAULT") != std::string::npos)
         << c.name << ": a column added to an existing table must be nullable or have a default";
   }
 }

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <optional>
 
-#include <boost/asio/io_context.hpp>
 #include <sqlite3.h>
+#include <boost/asio/io_context.hpp>
 
 #include "config.hpp"
 #include "nudge/sdk/testing.hpp"
@@ -14,9 +14,7 @@
 namespace nudge::plugins::sqlite {
 namespace {
 
-Config config_for(const std::string& path) {
-  return testing::make_config(SqliteConfig::schema(), {{"path", path}});
-}
+Config config_for(const std::string& path) { return testing::make_config(SqliteConfig::schema(), {{"path", path}}); }
 
 MessagePtr message(std::string payload, int n) {
   auto m = std::make_shared<Message>();
@@ -85,7 +83,8 @@ TEST_F(SqliteSinkTest, ABatchLandsAndAReplayedBatchAddsNoRow) {
       replayed = true;
     });
   });
-  ASSERT_TRUE(testing::run_until(io_, [&] { return replayed; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(testing::run_until(
+      io_, [&] { return replayed; }, std::chrono::seconds(10)));
   EXPECT_TRUE(first.ok()) << first.message();
   EXPECT_TRUE(replay.ok()) << replay.message();
   EXPECT_EQ(rows().size(), 100u);
@@ -114,7 +113,8 @@ HistoryResult read_and_wait(boost::asio::io_context& io, SqliteSink& sink, Histo
   sink.read_history(std::move(query), [result](Status s, std::vector<MessagePtr> m) {
     *result = HistoryResult{std::move(s), std::move(m)};
   });
-  if (!testing::run_until(io, [&] { return result->has_value(); }, std::chrono::seconds(10)))
+  if (!testing::run_until(
+          io, [&] { return result->has_value(); }, std::chrono::seconds(10)))
     return {Status::error(StatusCode::timeout, "no answer within 10 s"), {}};
   return **result;
 }
@@ -122,7 +122,8 @@ HistoryResult read_and_wait(boost::asio::io_context& io, SqliteSink& sink, Histo
 Status write_and_wait(boost::asio::io_context& io, SqliteSink& sink, BatchPtr batch) {
   std::optional<Status> result;
   sink.write(std::move(batch), [&](Status s) { result = std::move(s); });
-  if (!testing::run_until(io, [&] { return result.has_value(); }, std::chrono::seconds(10)))
+  if (!testing::run_until(
+          io, [&] { return result.has_value(); }, std::chrono::seconds(10)))
     return Status::error(StatusCode::timeout, "no answer within 10 s");
   return *result;
 }

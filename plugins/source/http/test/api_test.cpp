@@ -41,7 +41,7 @@ TEST(HttpApi, AMessageNeedsTextAndAValidRoomAndKnowsNoOtherFields) {
   EXPECT_FALSE(parse_message(R"({"text":"hi","sender":"a\u0007b"})", "general", error));
   EXPECT_FALSE(parse_message(R"({"text":"hi","idempotency_key":"has space"})", "general", error));
   // Deep nesting is an error, not a stack overflow.
-  EXPECT_FALSE(parse_message(std::string(100000, '[') , "general", error));
+  EXPECT_FALSE(parse_message(std::string(100000, '['), "general", error));
 }
 
 TEST(HttpApi, ATextThatDecodesToInvalidUtf8IsRefused) {
@@ -63,14 +63,16 @@ TEST(HttpApi, ATextThatDecodesToInvalidUtf8IsRefused) {
 
 TEST(HttpApi, ASenderFollowsTheWebsocketNameRules) {
   // Each looks like another name, or like nothing, on a page.
-  for (const std::string& bad : std::vector<std::string>{"\u202Eadmin", "ad\u200Bmin", "\uFEFFadmin", " admin", "admin ", "\u00A0admin",
+  for (const std::string& bad :
+       std::vector<std::string>{"\u202Eadmin", "ad\u200Bmin", "\uFEFFadmin", " admin", "admin ", "\u00A0admin",
                                 "\u0301admin", "admin\U000E0041", std::string(65, 'a')}) {
     std::string error;
     EXPECT_FALSE(is_valid_sender(bad)) << bad;
     EXPECT_FALSE(parse_message(R"({"text":"hi","sender":")" + bad + "\"}", "general", error)) << bad;
     EXPECT_THAT(error, HasSubstr("invalid sender"));
   }
-  for (const std::string good : {"billing", "Zoë", "日本", "a b", "x\u0301"}) EXPECT_TRUE(is_valid_sender(good)) << good;
+  for (const std::string good : {"billing", "Zoë", "日本", "a b", "x\u0301"})
+    EXPECT_TRUE(is_valid_sender(good)) << good;
 }
 
 TEST(HttpApi, AnObjectNamingAFieldTwiceIsRefused) {
@@ -80,8 +82,8 @@ TEST(HttpApi, AnObjectNamingAFieldTwiceIsRefused) {
   EXPECT_FALSE(parse_message(R"({"text":"a","sender":"x","sender":"y"})", "general", error));
   EXPECT_THAT(error, HasSubstr("duplicate key 'sender'"));
   bool too_many = false;
-  auto items = parse_batch(R"({"messages":[{"room":"a","room":"b","text":"x"},{"room":"a","text":"y"}]})", 10, error,
-                           too_many);
+  auto items =
+      parse_batch(R"({"messages":[{"room":"a","room":"b","text":"x"},{"room":"a","text":"y"}]})", 10, error, too_many);
   ASSERT_TRUE(items);
   EXPECT_FALSE((*items)[0].draft);
   EXPECT_THAT((*items)[0].error, HasSubstr("duplicate key 'room'"));

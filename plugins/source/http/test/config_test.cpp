@@ -33,25 +33,25 @@ TEST(HttpConfig, WithoutAKeyOrAnonymousAccessItRefusesToStartAndSaysWhy) {
     EXPECT_NE(std::string(e.what()).find("no authentication"), std::string::npos) << e.what();
   }
   // An unset variable leaves an empty entry: still no key.
-  EXPECT_THROW(HttpConfig::from(testing::make_config(HttpConfig::schema(),
-                                                     {{"api_keys", std::vector<std::string>{""}}})),
-               std::invalid_argument);
-  EXPECT_NO_THROW(HttpConfig::from(testing::make_config(
-      HttpConfig::schema(), {{"jwt_secret", std::string("0123456789abcdef0123456789abcdef")}})))
+  EXPECT_THROW(
+      HttpConfig::from(testing::make_config(HttpConfig::schema(), {{"api_keys", std::vector<std::string>{""}}})),
+      std::invalid_argument);
+  EXPECT_NO_THROW(HttpConfig::from(
+      testing::make_config(HttpConfig::schema(), {{"jwt_secret", std::string("0123456789abcdef0123456789abcdef")}})))
       << "tokens alone are authentication";
   EXPECT_NE(HttpConfig::schema().find("jwt_secret")->validate(std::string("too short")), "");
   const auto anonymous = HttpConfig::from(testing::make_config(HttpConfig::schema(), {{"allow_anonymous", true}}));
   EXPECT_TRUE(anonymous.allow_anonymous);
-  const auto keyed = HttpConfig::from(testing::make_config(
-      HttpConfig::schema(), {{"api_keys", std::vector<std::string>{"", kKey}}}));
+  const auto keyed =
+      HttpConfig::from(testing::make_config(HttpConfig::schema(), {{"api_keys", std::vector<std::string>{"", kKey}}}));
   EXPECT_EQ(keyed.api_keys, std::vector<std::string>{kKey});
 }
 
 TEST(HttpConfig, AnEmptyListenTurnsTheSourceOffWithoutNeedingAKey) {
   const auto off = HttpConfig::from(testing::make_config(HttpConfig::schema(), {{"listen", std::string()}}));
   EXPECT_FALSE(off.enabled);
-  const auto on = HttpConfig::from(testing::make_config(
-      HttpConfig::schema(), {{"listen", std::string("127.0.0.1:0")}, {"allow_anonymous", true}}));
+  const auto on = HttpConfig::from(
+      testing::make_config(HttpConfig::schema(), {{"listen", std::string("127.0.0.1:0")}, {"allow_anonymous", true}}));
   EXPECT_TRUE(on.enabled);
   EXPECT_EQ(on.host, "127.0.0.1");
 }

@@ -32,8 +32,7 @@ TEST(IdempotencyCache, AResendGetsTheFirstIdAndPublishesOnlyWhenTheFirstFailed) 
   claim = cache.claim("k", c, second, t0, {});
   EXPECT_EQ(claim.outcome, Outcome::already_acked);
   EXPECT_EQ(claim.id, first);
-  EXPECT_EQ(cache.claim("k", IdempotencyCache::content_of("room", "other"), second, t0, {}).outcome,
-            Outcome::conflict);
+  EXPECT_EQ(cache.claim("k", IdempotencyCache::content_of("room", "other"), second, t0, {}).outcome, Outcome::conflict);
   // After the window the key is new again.
   EXPECT_EQ(cache.claim("k", c, second, t0 + std::chrono::seconds(61), {}).id, second);
 }

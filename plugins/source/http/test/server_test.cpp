@@ -100,8 +100,8 @@ std::string sign_token(std::string_view secret, const std::string& claims) {
   const std::string input = b64url(R"({"alg":"HS256","typ":"JWT"})") + "." + b64url(claims);
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(input.data()),
-       input.size(), mac, &size);
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &size);
   return input + "." + b64url(std::string_view(reinterpret_cast<const char*>(mac), size));
 }
 
@@ -260,14 +260,19 @@ TEST_F(HttpSourceTest, BadRequestsGetTheirCodes) {
 TEST_F(HttpSourceTest, ABatchAnswersEachItemAndIsBoundedInSize) {
   start({{"max_batch_messages", std::int64_t{3}}});
   const Reply reply =
-      post("/api/messages", R"({"messages":[{"room":"a","text":"one"},{"room":"b c","text":"two"},{"room":"c","text":"three"}]})");
+      post("/api/messages",
+           R"({"messages":[{"room":"a","text":"one"},{"room":"b c","text":"two"},{"room":"c","text":"three"}]})");
   EXPECT_EQ(reply.status, 202u);
   const auto published = ingress_.published();
   ASSERT_EQ(published.size(), 2u);
-  EXPECT_EQ(reply.body, R"({"results":[{"id":")" + published[0]->id.to_string() +
-                            R"("},{"error":{"code":"bad_request","message":"invalid room name: use 1 to 128 characters of A-Z a-z 0-9 _ - . :"}},{"id":")" +
-                            published[1]->id.to_string() + "\"}]}");
-  const Reply too_many = post("/api/messages", R"({"messages":[{"room":"a","text":"1"},{"room":"a","text":"2"},{"room":"a","text":"3"},{"room":"a","text":"4"}]})");
+  EXPECT_EQ(
+      reply.body,
+      R"({"results":[{"id":")" + published[0]->id.to_string() +
+          R"("},{"error":{"code":"bad_request","message":"invalid room name: use 1 to 128 characters of A-Z a-z 0-9 _ - . :"}},{"id":")" +
+          published[1]->id.to_string() + "\"}]}");
+  const Reply too_many = post(
+      "/api/messages",
+      R"({"messages":[{"room":"a","text":"1"},{"room":"a","text":"2"},{"room":"a","text":"3"},{"room":"a","text":"4"}]})");
   EXPECT_EQ(too_many.status, 413u);
   EXPECT_EQ(ingress_.published().size(), 2u);
 }
@@ -381,8 +386,9 @@ TEST_F(HttpSourceTest, AfterStopIntakeRequestsAre503AndNewConnectionsRefused) {
 TEST_F(HttpSourceTest, AValidTokenStandsInForAKeyAndNamesTheSender) {
   const std::string secret = "0123456789abcdef0123456789abcdef-jwt";
   start({{"api_keys", std::vector<std::string>{}}, {"jwt_secret", secret}});
-  const std::int64_t exp = std::chrono::duration_cast<std::chrono::seconds>(
-                               std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  const std::int64_t exp =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      600;
   const std::string token = sign_token(secret, R"({"sub":"billing","exp":)" + std::to_string(exp) + "}");
   EXPECT_EQ(post("/api/rooms/general/messages", R"({"text":"paid"})", {{"Authorization", "Bearer " + token}}).status,
             202u);
@@ -392,9 +398,10 @@ TEST_F(HttpSourceTest, AValidTokenStandsInForAKeyAndNamesTheSender) {
                              {{"Authorization", "Bearer " + sign_token(secret, R"({"sub":"billing","exp":1})")}});
   EXPECT_EQ(expired.status, 401u);
   EXPECT_THAT(expired.body, HasSubstr("expired"));
-  const Reply forged = post("/api/rooms/general/messages", R"({"text":"forged"})",
-                            {{"Authorization", "Bearer " + sign_token(std::string(40, 'x'), R"({"sub":"billing","exp":)" +
-                                                                                                std::to_string(exp) + "}")}});
+  const Reply forged =
+      post("/api/rooms/general/messages", R"({"text":"forged"})",
+           {{"Authorization",
+             "Bearer " + sign_token(std::string(40, 'x'), R"({"sub":"billing","exp":)" + std::to_string(exp) + "}")}});
   EXPECT_EQ(forged.status, 401u);
   EXPECT_EQ(ingress_.published().size(), 1u);
 }
@@ -423,13 +430,14 @@ TEST_F(HttpSourceTest, AnEndlessChunkExtensionOrTrailerIsRefusedAtTheReadBoundAn
     EXPECT_THAT(reply.body, HasSubstr("chunk"));
     EXPECT_TRUE(closed);
   };
-  attack("5;");                                  // a chunk extension
-  attack("5\r\nhello\r\n0\r\nX-Trailer: ");       // a trailer field
+  attack("5;");                              // a chunk extension
+  attack("5\r\nhello\r\n0\r\nX-Trailer: ");  // a trailer field
   EXPECT_EQ(context_.metrics().value("bad_framing"), 2u);
   EXPECT_EQ(context_.logger().count(LogLevel::warn, "chunk"), 1u) << "logged once in the limiter's period";
   EXPECT_TRUE(ingress_.published().empty());
   // The bound leaves room for an ordinary chunked body, extensions and all.
-  const Reply chunked = raw_request(head.substr(0, head.size() - 2) + "Connection: close\r\n\r\n" + "d;name=value\r\n{\"text\":\"ok\"}\r\n0\r\n\r\n");
+  const Reply chunked = raw_request(head.substr(0, head.size() - 2) + "Connection: close\r\n\r\n" +
+                                    "d;name=value\r\n{\"text\":\"ok\"}\r\n0\r\n\r\n");
   EXPECT_EQ(chunked.status, 202u) << chunked.body;
 }
 
@@ -471,10 +479,9 @@ TEST_F(HttpSourceTest, ATransferEncodingOtherThanChunkedOrNoHostIs400AndCloses) 
   start();
   const std::string body = R"({"text":"smuggled"})";
   for (const std::string coding : {"xchunked", "gzip", "chunked, gzip", "gzip, chunked"}) {
-    const Reply reply =
-        raw_request("POST /api/rooms/general/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kKey +
-                    "\r\nTransfer-Encoding: " + coding + "\r\nContent-Length: " + std::to_string(body.size()) +
-                    "\r\n\r\n" + body);
+    const Reply reply = raw_request("POST /api/rooms/general/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                    kKey + "\r\nTransfer-Encoding: " + coding +
+                                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
     EXPECT_EQ(reply.status, 400u) << coding << ": " << reply.body;
     // Beast itself refuses a Content-Length beside a final chunked.
     if (coding != "gzip, chunked") {
@@ -487,9 +494,9 @@ TEST_F(HttpSourceTest, ATransferEncodingOtherThanChunkedOrNoHostIs400AndCloses) 
   EXPECT_THAT(no_host.body, HasSubstr("Host"));
   EXPECT_TRUE(ingress_.published().empty());
   EXPECT_EQ(context_.metrics().value("bad_framing"), 5u);
-  const Reply chunked = raw_request("POST /api/rooms/general/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                                    kKey + "\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n" +
-                                    "13\r\n" + body + "\r\n0\r\n\r\n");
+  const Reply chunked =
+      raw_request("POST /api/rooms/general/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kKey +
+                  "\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n" + "13\r\n" + body + "\r\n0\r\n\r\n");
   EXPECT_EQ(chunked.status, 202u) << chunked.body;
 }
 
@@ -507,8 +514,9 @@ TEST_F(HttpSourceTest, ATextWithAnUnpairedSurrogateOrADuplicateKeyIs400) {
 TEST_F(HttpSourceTest, ATokenWhoseIdentityTheWebsocketWouldRefuseIs401) {
   const std::string secret = "0123456789abcdef0123456789abcdef-jwt";
   start({{"api_keys", std::vector<std::string>{}}, {"jwt_secret", secret}});
-  const std::int64_t exp = std::chrono::duration_cast<std::chrono::seconds>(
-                               std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  const std::int64_t exp =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      600;
   for (const std::string sub : {"\\u202Eadmin", "admin\\u200B", " admin", "\\u0301admin"}) {
     const std::string token = sign_token(secret, R"({"sub":")" + sub + R"(","exp":)" + std::to_string(exp) + "}");
     const Reply reply = post("/api/rooms/general/messages", R"({"text":"hi"})", {{"Authorization", "Bearer " + token}});

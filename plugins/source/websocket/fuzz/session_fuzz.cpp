@@ -49,30 +49,51 @@ const char* const kRooms[] = {"r0", "r1", "r2", "r3", "r4", "r5"};
 /// A chat frame or Socket.IO packet a client might send, picked by the script.
 std::string chat_text(Script& s, const std::vector<std::string>& ids) {
   const std::string room = kRooms[s.byte() % 6];
-  const std::string after = ids.empty() ? std::string("00000000-0000-7000-8000-000000000000") : ids[s.byte() % ids.size()];
+  const std::string after =
+      ids.empty() ? std::string("00000000-0000-7000-8000-000000000000") : ids[s.byte() % ids.size()];
   switch (s.byte() % 20) {
-    case 0: return R"({"type":"join","room":")" + room + R"("})";
-    case 1: return R"({"type":"join","room":")" + room + R"(","after":")" + after + R"("})";
-    case 2: return R"({"type":"leave","room":")" + room + R"("})";
-    case 3: return R"({"type":"send","room":")" + room + R"(","text":")" + s.bytes(8) + R"(","ref":"r)" +
-                   std::to_string(s.byte() % 4) + R"("})";
-    case 4: return R"({"type":"hello","name":")" + s.bytes(6) + R"("})";
-    case 5: return "40{\"room\":\"" + room + "\",\"after\":\"" + after + "\"}";
-    case 6: return "40";
-    case 7: return "42[\"join\",{\"room\":\"" + room + "\",\"after\":\"" + after + "\"}]";
-    case 8: return "421[\"event:message\",{\"message\":\"" + s.bytes(8) + "\",\"room\":\"" + room + "\",\"ref\":\"q" +
-                   std::to_string(s.byte() % 4) + "\"}]";
-    case 9: return "42[\"leave\",\"" + room + "\"]";
-    case 10: return "2probe";
-    case 11: return "5";
-    case 12: return "3";
-    case 13: return "2";
-    case 14: return "41";
-    case 15: return R"({"type":"presence","room":")" + room + R"(","ref":"p"})";
-    case 16: return R"({"type":"send","room":")" + room + R"(","text":"t","ephemeral":true})";
-    case 17: return "422[\"presence\",\"" + room + "\"]";
-    case 18: return "423[\"event:message\",{\"message\":\"t\",\"ephemeral\":true}]";
-    default: return s.bytes(40);
+    case 0:
+      return R"({"type":"join","room":")" + room + R"("})";
+    case 1:
+      return R"({"type":"join","room":")" + room + R"(","after":")" + after + R"("})";
+    case 2:
+      return R"({"type":"leave","room":")" + room + R"("})";
+    case 3:
+      return R"({"type":"send","room":")" + room + R"(","text":")" + s.bytes(8) + R"(","ref":"r)" +
+             std::to_string(s.byte() % 4) + R"("})";
+    case 4:
+      return R"({"type":"hello","name":")" + s.bytes(6) + R"("})";
+    case 5:
+      return "40{\"room\":\"" + room + "\",\"after\":\"" + after + "\"}";
+    case 6:
+      return "40";
+    case 7:
+      return "42[\"join\",{\"room\":\"" + room + "\",\"after\":\"" + after + "\"}]";
+    case 8:
+      return "421[\"event:message\",{\"message\":\"" + s.bytes(8) + "\",\"room\":\"" + room + "\",\"ref\":\"q" +
+             std::to_string(s.byte() % 4) + "\"}]";
+    case 9:
+      return "42[\"leave\",\"" + room + "\"]";
+    case 10:
+      return "2probe";
+    case 11:
+      return "5";
+    case 12:
+      return "3";
+    case 13:
+      return "2";
+    case 14:
+      return "41";
+    case 15:
+      return R"({"type":"presence","room":")" + room + R"(","ref":"p"})";
+    case 16:
+      return R"({"type":"send","room":")" + room + R"(","text":"t","ephemeral":true})";
+    case 17:
+      return "422[\"presence\",\"" + room + "\"]";
+    case 18:
+      return "423[\"event:message\",{\"message\":\"t\",\"ephemeral\":true}]";
+    default:
+      return s.bytes(40);
   }
 }
 
@@ -122,13 +143,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
   for (int step = 0; step < 300 && !s.done(); ++step) {
     switch (s.byte() % 20) {
-      case 0: h.connect("192.0.2." + std::to_string(s.byte() % 3)); break;
+      case 0:
+        h.connect("192.0.2." + std::to_string(s.byte() % 3));
+        break;
       case 1:
         if (auto c = pick()) h.send(*c, SessionHarness::upgrade_request("/ws"));
         break;
       case 2:
-        if (auto c = pick())
-          h.send(*c, "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\n\r\n");
+        if (auto c = pick()) h.send(*c, "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\n\r\n");
         break;
       case 3:
         if (auto c = pick()) {
@@ -139,7 +161,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       case 4:
         if (auto c = pick()) {
-          static constexpr Opcode kOps[] = {Opcode::text, Opcode::text, Opcode::text, Opcode::binary,
+          static constexpr Opcode kOps[] = {Opcode::text, Opcode::text, Opcode::text,  Opcode::binary,
                                             Opcode::ping, Opcode::pong, Opcode::close, Opcode::continuation};
           const auto flags = s.byte();
           h.send(*c, SessionHarness::client_frame(kOps[flags % 8], chat_text(s, ids), (flags & 0x80) == 0));

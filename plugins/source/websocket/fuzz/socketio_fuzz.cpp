@@ -65,7 +65,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case socketio::PacketType::connect:
       check(packet->data.empty() || whole.IsObject(), "connect data is an object or nothing");
       break;
-    default: break;
+    default:
+      break;
   }
   return 0;
 }

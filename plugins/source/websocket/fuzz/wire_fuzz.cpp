@@ -49,8 +49,12 @@ std::vector<std::string> read(std::vector<std::uint8_t> bytes, std::size_t piece
           events.push_back((reader.is_text() ? "text:" : "binary:") + std::string(message));
           break;
         }
-        case FrameReader::Event::ping: events.push_back("ping:" + std::string(reader.payload())); break;
-        case FrameReader::Event::pong: events.push_back("pong:" + std::string(reader.payload())); break;
+        case FrameReader::Event::ping:
+          events.push_back("ping:" + std::string(reader.payload()));
+          break;
+        case FrameReader::Event::pong:
+          events.push_back("pong:" + std::string(reader.payload()));
+          break;
         case FrameReader::Event::close:
           events.push_back("close:" + std::to_string(reader.close_code()) + ":" + std::string(reader.payload()));
           break;
@@ -60,7 +64,8 @@ std::vector<std::string> read(std::vector<std::uint8_t> bytes, std::size_t piece
           check(reader.next(more) == FrameReader::Event::failure, "reading on after a failure");
           return events;
         }
-        case FrameReader::Event::need_more: break;
+        case FrameReader::Event::need_more:
+          break;
       }
     }
   }

@@ -150,8 +150,10 @@ TEST(Footprint, AConnectionLetGoOfItsBusyPartGoesOnAsIfItHadKeptIt) {
 TEST(Footprint, AConnectionOffItsRateLimitBurstKeepsItsBucketThroughTheSweep) {
   // A bucket is let go only when full (what a new one is): letting go of a
   // spent one would hand the client a fresh burst every 250 ms.
-  SessionHarness h({{"rate_limit_per_second", 0.01}, {"rate_limit_burst", std::int64_t{3}},
-                    {"rate_limit_strikes", std::int64_t{100}}, {"sender_rate_limit_per_second", 0.0}});
+  SessionHarness h({{"rate_limit_per_second", 0.01},
+                    {"rate_limit_burst", std::int64_t{3}},
+                    {"rate_limit_strikes", std::int64_t{100}},
+                    {"sender_rate_limit_per_second", 0.0}});
   const auto c = h.connect();
   ASSERT_TRUE(c);
   std::string joins;

@@ -295,7 +295,8 @@ TEST(Presence, AClientGoneBeforeItsAnswerIsForgotten) {
 }
 
 TEST(Presence, RequestsSpendTheRateLimitLikeAnyFrame) {
-  SessionHarness h(with({{"rate_limit_per_second", 1.0}, {"rate_limit_burst", std::int64_t{5}},
+  SessionHarness h(with({{"rate_limit_per_second", 1.0},
+                         {"rate_limit_burst", std::int64_t{5}},
                          {"rate_limit_strikes", std::int64_t{1000}}}));
   presence_on(h);
   const auto alice = member(h, "alice", "r");
@@ -394,7 +395,8 @@ TEST(Presence, ARenameInARoomIsALeaveOfTheOldNameAndAJoinOfTheNew) {
 }
 
 TEST(Presence, RenamingInManyRoomsSpendsATokenPerRoom) {
-  SessionHarness h(with({{"rate_limit_per_second", 0.001}, {"rate_limit_burst", std::int64_t{30}},
+  SessionHarness h(with({{"rate_limit_per_second", 0.001},
+                         {"rate_limit_burst", std::int64_t{30}},
                          {"rate_limit_strikes", std::int64_t{1000}}}));
   presence_on(h);
   const auto c = native_client(h);
@@ -521,8 +523,10 @@ TEST(Ephemeral, ARefRememberedFromADurableSendIsARefConflictNotANewMessage) {
 }
 
 TEST(Ephemeral, EphemeralSendsAreRateAndSizeLimitedLikeAnySend) {
-  SessionHarness h(with({{"rate_limit_per_second", 1.0}, {"rate_limit_burst", std::int64_t{5}},
-                         {"rate_limit_strikes", std::int64_t{1000}}, {"max_message_bytes", std::int64_t{1024}}}));
+  SessionHarness h(with({{"rate_limit_per_second", 1.0},
+                         {"rate_limit_burst", std::int64_t{5}},
+                         {"rate_limit_strikes", std::int64_t{1000}},
+                         {"max_message_bytes", std::int64_t{1024}}}));
   const auto alice = member(h, "alice", "r");
   frames(h, alice);
   for (int i = 0; i < 30; ++i) say(h, alice, R"({"type":"send","room":"r","text":"typing","ephemeral":true})");

@@ -36,7 +36,8 @@ TEST(Protocol, JoinTakesTheLastSeenIdToCatchUpFrom) {
   auto join = parse_ok(R"({"type":"join","room":"general","after":")" + id.to_string() + R"("})");
   ASSERT_TRUE(join.after);
   EXPECT_EQ(*join.after, id);
-  for (const char* bad : {R"({"type":"join","room":"r","after":"yesterday"})", R"({"type":"join","room":"r","after":42})"}) {
+  for (const char* bad :
+       {R"({"type":"join","room":"r","after":"yesterday"})", R"({"type":"join","room":"r","after":42})"}) {
     const auto error = parse_error(bad);
     EXPECT_EQ(error.code, "bad_request");
     EXPECT_NE(error.message.find("'after'"), std::string::npos) << error.message;
@@ -93,27 +94,36 @@ TEST(Protocol, NamesCarryNoControlBidiOrInvisibleCharacters) {
     EXPECT_TRUE(is_valid_name(good)) << good;
   const char* bad[] = {
       "",
-      "\xE2\x80\xAE" "admin",  // U+202E right-to-left override: displays "nimda"
-      "ad\xE2\x80\x8Bmin",     // U+200B zero-width space
-      "ad\xE2\x80\x8Dmin",     // U+200D zero-width joiner
-      "admin\xEF\xBB\xBF",     // U+FEFF
-      "ad\xC2\xADmin",          // U+00AD soft hyphen
-      "\xE2\x81\xA6x",         // U+2066 left-to-right isolate
-      "\xD8\x9Cx",              // U+061C Arabic letter mark
-      "admin\xEF\xB8\x8F",     // U+FE0F variation selector
-      "x\xF3\xA0\x80\x81",    // U+E0001 language tag
-      "\xE3\x85\xA4",          // U+3164 Hangul filler: a name that shows as nothing
-      "a\xC2\x85" "b",          // U+0085 next line (C1 control)
-      "a\xE2\x80\xA8" "b",     // U+2028 line separator
-      "a\nb", "tab\there", "\x7f",
-      " admin", "admin ",        // looks like "admin"
-      "admin\xC2\xA0",           // U+00A0 no-break space at the end
-      "\xE3\x80\x80" "admin",     // U+3000 ideographic space first
-      "admin\xE2\x80\xAF",       // U+202F narrow no-break space
-      "\xC2\xA0",                // nothing but a no-break space
-      "\xE2\xA0\x80",            // U+2800 braille blank
-      "\xCC\x81" "admin",         // a combining acute accent first
-      "\xC0\xAF", "\xFF",        // not UTF-8
+      "\xE2\x80\xAE"
+      "admin",              // U+202E right-to-left override: displays "nimda"
+      "ad\xE2\x80\x8Bmin",  // U+200B zero-width space
+      "ad\xE2\x80\x8Dmin",  // U+200D zero-width joiner
+      "admin\xEF\xBB\xBF",  // U+FEFF
+      "ad\xC2\xADmin",      // U+00AD soft hyphen
+      "\xE2\x81\xA6x",      // U+2066 left-to-right isolate
+      "\xD8\x9Cx",          // U+061C Arabic letter mark
+      "admin\xEF\xB8\x8F",  // U+FE0F variation selector
+      "x\xF3\xA0\x80\x81",  // U+E0001 language tag
+      "\xE3\x85\xA4",       // U+3164 Hangul filler: a name that shows as nothing
+      "a\xC2\x85"
+      "b",  // U+0085 next line (C1 control)
+      "a\xE2\x80\xA8"
+      "b",  // U+2028 line separator
+      "a\nb",
+      "tab\there",
+      "\x7f",
+      " admin",
+      "admin ",         // looks like "admin"
+      "admin\xC2\xA0",  // U+00A0 no-break space at the end
+      "\xE3\x80\x80"
+      "admin",              // U+3000 ideographic space first
+      "admin\xE2\x80\xAF",  // U+202F narrow no-break space
+      "\xC2\xA0",           // nothing but a no-break space
+      "\xE2\xA0\x80",       // U+2800 braille blank
+      "\xCC\x81"
+      "admin",  // a combining acute accent first
+      "\xC0\xAF",
+      "\xFF",  // not UTF-8
   };
   for (const char* name : bad) EXPECT_FALSE(is_valid_name(name)) << name;
   EXPECT_FALSE(is_valid_name(std::string(65, 'a')));

@@ -46,9 +46,8 @@ class AckingIngress final : public Ingress {
   void set_room_interest(std::string_view, bool) override {}
   bool has_history() const override { return false; }
   void read_history(HistoryQuery, HistoryHandler done) override {
-    boost::asio::post(io_, [done = std::move(done)] {
-      done(Status::error(StatusCode::unavailable, "no history here"), {});
-    });
+    boost::asio::post(
+        io_, [done = std::move(done)] { done(Status::error(StatusCode::unavailable, "no history here"), {}); });
   }
   std::vector<MessagePtr> published;
 
@@ -117,7 +116,8 @@ class WebSocketReloadTest : public ::testing::Test {
     if (source_) {
       bool stopped = false;
       source_->stop([&] { stopped = true; });
-      EXPECT_TRUE(testing::run_until(io_, [&] { return stopped; }, 5s));
+      EXPECT_TRUE(testing::run_until(
+          io_, [&] { return stopped; }, 5s));
       source_.reset();
     }
   }
@@ -165,10 +165,10 @@ class WebSocketReloadTest : public ::testing::Test {
 
 TEST_F(WebSocketReloadTest, DeclaresTheLimitsLiveAndListenTlsAndPathsNot) {
   const auto schema = descriptor_->schema();
-  for (const auto* key : {"max_message_bytes", "max_connections", "handshake_timeout_ms", "idle_timeout_ms",
-                          "max_send_queue", "rate_limit_per_second", "rate_limit_burst", "rate_limit_strikes",
-                          "max_connections_per_address", "allowed_origins", "history_messages",
-                          "catch_up_max_messages"})
+  for (const auto* key :
+       {"max_message_bytes", "max_connections", "handshake_timeout_ms", "idle_timeout_ms", "max_send_queue",
+        "rate_limit_per_second", "rate_limit_burst", "rate_limit_strikes", "max_connections_per_address",
+        "allowed_origins", "history_messages", "catch_up_max_messages"})
     EXPECT_TRUE(schema.find(key)->live) << key;
   for (const auto* key : {"listen", "path", "socketio_path", "static_dir", "tls_cert_file", "tls_key_file",
                           "auth_jwt_secret", "resend_window_ms", "ping_interval_ms"})
@@ -262,10 +262,11 @@ TEST_F(WebSocketReloadTest, AConnectionOpenBeforeAReloadGetsTheNewLimitsAndStays
   EXPECT_TRUE(later) << "the connection stays open and refills at the new rate";
 
   // A lower limit applies too: b's 1000-byte frame is now too big.
-  ASSERT_TRUE(source_->reconfigure(config({{"max_message_bytes", std::int64_t{512}},
-                                           {"rate_limit_per_second", 0.5},
-                                           {"rate_limit_burst", std::int64_t{3}},
-                                           {"rate_limit_strikes", std::int64_t{100}}}))
+  ASSERT_TRUE(source_
+                  ->reconfigure(config({{"max_message_bytes", std::int64_t{512}},
+                                        {"rate_limit_per_second", 0.5},
+                                        {"rate_limit_burst", std::int64_t{3}},
+                                        {"rate_limit_strikes", std::int64_t{100}}}))
                   .ok());
   const auto closed = on_client([&] {
     b.send(send_frame("general", big, "b1"));
@@ -280,8 +281,8 @@ TEST_F(WebSocketReloadTest, AConnectionOpenBeforeAReloadGetsTheNewLimitsAndStays
 TEST_F(WebSocketReloadTest, ARestartOnlyKeyIsRefusedAndNothingChanges) {
   const auto port = start(config({{"max_message_bytes", std::int64_t{256}}}));
   ASSERT_NE(port, 0);
-  const Status refused = source_->reconfigure(
-      config({{"max_message_bytes", std::int64_t{4096}}, {"path", std::string("/chat")}}));
+  const Status refused =
+      source_->reconfigure(config({{"max_message_bytes", std::int64_t{4096}}, {"path", std::string("/chat")}}));
   EXPECT_FALSE(refused.ok());
   EXPECT_NE(refused.message().find("path"), std::string::npos) << refused.message();
 

@@ -71,12 +71,12 @@ TEST(ResendCache, SameRefForDifferentContentIsAConflict) {
   ResendCache cache(5min, 100);
   cache.claim("alice", "c-1", kHi, MessageId::generate(), t0, ignore());
   cache.settle("alice", "c-1", Status::success(), t0);
-  EXPECT_EQ(cache.claim("alice", "c-1", ResendCache::content_of("general", "bye"), MessageId::generate(), t0,
-                        ignore()).outcome,
+  EXPECT_EQ(cache.claim("alice", "c-1", ResendCache::content_of("general", "bye"), MessageId::generate(), t0, ignore())
+                .outcome,
             Outcome::conflict);
-  EXPECT_EQ(cache.claim("alice", "c-1", ResendCache::content_of("random", "hi"), MessageId::generate(), t0,
-                        ignore()).outcome,
-            Outcome::conflict);
+  EXPECT_EQ(
+      cache.claim("alice", "c-1", ResendCache::content_of("random", "hi"), MessageId::generate(), t0, ignore()).outcome,
+      Outcome::conflict);
 }
 
 TEST(ResendCache, RefsAreScopedBySender) {
@@ -85,8 +85,16 @@ TEST(ResendCache, RefsAreScopedBySender) {
   cache.settle("alice", "c-1", Status::success(), t0);
   EXPECT_EQ(cache.claim("bob", "c-1", kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::publish);
   // Keys are length-prefixed: ("a", "b\x1f" "c") and ("a\x1f" "b", "c") stay apart.
-  cache.claim("a", "b\x1f" "c", kHi, MessageId::generate(), t0, ignore());
-  EXPECT_EQ(cache.claim("a\x1f" "b", "c", kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::publish);
+  cache.claim("a",
+              "b\x1f"
+              "c",
+              kHi, MessageId::generate(), t0, ignore());
+  EXPECT_EQ(cache
+                .claim("a\x1f"
+                       "b",
+                       "c", kHi, MessageId::generate(), t0, ignore())
+                .outcome,
+            Outcome::publish);
 }
 
 TEST(ResendCache, EntriesExpireAfterTheWindow) {
@@ -111,10 +119,8 @@ TEST(ResendCache, SizeIsCappedOldestSettledFirstAndInFlightEntriesStay) {
     cache.settle("alice", ref, Status::success(), t0 + std::chrono::seconds(i));
   }
   EXPECT_LE(cache.size(), 3u);
-  EXPECT_EQ(cache.claim("alice", "pending", kHi, MessageId::generate(), t0 + 20s, ignore()).outcome,
-            Outcome::waiting);
-  EXPECT_EQ(cache.claim("alice", "r9", kHi, MessageId::generate(), t0 + 20s, ignore()).outcome,
-            Outcome::already_acked);
+  EXPECT_EQ(cache.claim("alice", "pending", kHi, MessageId::generate(), t0 + 20s, ignore()).outcome, Outcome::waiting);
+  EXPECT_EQ(cache.claim("alice", "r9", kHi, MessageId::generate(), t0 + 20s, ignore()).outcome, Outcome::already_acked);
   EXPECT_EQ(cache.claim("alice", "r0", kHi, MessageId::generate(), t0 + 20s, ignore()).outcome, Outcome::publish);
 }
 
@@ -135,9 +141,10 @@ TEST(ResendCache, ResendsWaitingOnOneRefAreBounded) {
   cache.claim("alice", "c-1", kHi, MessageId::generate(), t0, ignore());
   int told = 0;
   for (std::size_t i = 0; i < ResendCache::kMaxWaiters; ++i)
-    EXPECT_EQ(cache.claim("alice", "c-1", kHi, MessageId::generate(), t0,
-                          [&](const Status&, const MessageId&) { ++told; }).outcome,
-              Outcome::waiting);
+    EXPECT_EQ(
+        cache.claim("alice", "c-1", kHi, MessageId::generate(), t0, [&](const Status&, const MessageId&) { ++told; })
+            .outcome,
+        Outcome::waiting);
   // A client resending while the pipeline stalls holds no more than this.
   EXPECT_EQ(cache.claim("alice", "c-1", kHi, MessageId::generate(), t0, ignore()).outcome, Outcome::busy);
   cache.settle("alice", "c-1", Status::success(), t0);

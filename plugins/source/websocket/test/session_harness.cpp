@@ -52,9 +52,8 @@ void FakeIngress::answer(const HistoryQuery& query, HistoryHandler done) {
       found.assign(all.end() - static_cast<std::ptrdiff_t>(take), all.end());
     }
   }
-  boost::asio::post(io_, [done = std::move(done), found = std::move(found)]() mutable {
-    done(Status::success(), std::move(found));
-  });
+  boost::asio::post(
+      io_, [done = std::move(done), found = std::move(found)]() mutable { done(Status::success(), std::move(found)); });
 }
 
 void FakeIngress::presence_join(std::string_view room, std::string_view user, std::string_view connection) {
@@ -67,9 +66,8 @@ void FakeIngress::presence_join(std::string_view room, std::string_view user, st
 
 void FakeIngress::presence_leave(std::string_view room, std::string_view user, std::string_view connection) {
   auto& list = members[std::string(room)];
-  const auto it = std::find_if(list.begin(), list.end(), [&](const PresenceMember& m) {
-    return m.connection == connection && m.user == user;
-  });
+  const auto it = std::find_if(list.begin(), list.end(),
+                               [&](const PresenceMember& m) { return m.connection == connection && m.user == user; });
   if (it == list.end()) return;
   const PresenceMember member = *it;
   list.erase(it);
@@ -90,9 +88,8 @@ void FakeIngress::answer_presence(const std::string& room, PresenceHandler done)
     list.members = it->second;
     list.total = it->second.size();
   }
-  boost::asio::post(io_, [done = std::move(done), list = std::move(list)]() mutable {
-    done(Status::success(), std::move(list));
-  });
+  boost::asio::post(
+      io_, [done = std::move(done), list = std::move(list)]() mutable { done(Status::success(), std::move(list)); });
 }
 
 void FakeIngress::answer_presence() {
@@ -100,7 +97,8 @@ void FakeIngress::answer_presence() {
 }
 
 void FakeIngress::complete_all(const Status& status) {
-  for (auto& done : std::exchange(pending_, {})) boost::asio::post(io_, [done = std::move(done), status] { done(status); });
+  for (auto& done : std::exchange(pending_, {}))
+    boost::asio::post(io_, [done = std::move(done), status] { done(status); });
 }
 
 void FakeIngress::set_ready(bool ready) {
@@ -332,8 +330,7 @@ std::string SessionHarness::check_invariants(bool abort) const {
     waiting += session && session->wants_history_read(turn.room, turn.ticket) ? 1 : 0;
   }
   if (hub_->history_waiting.size() > std::max(Hub::kHistoryWaitingCompactAt, 2 * waiting) + 1)
-    broken << "the history line holds " << hub_->history_waiting.size() << " entries for " << waiting
-           << " waiting; ";
+    broken << "the history line holds " << hub_->history_waiting.size() << " entries for " << waiting << " waiting; ";
   if (hub_->history_reads_in_flight > static_cast<std::size_t>(cfg.max_history_reads))
     broken << "history reads in flight over max_history_reads; ";
   const std::size_t one_message = static_cast<std::size_t>(cfg.max_message_bytes) + sizeof(Message);

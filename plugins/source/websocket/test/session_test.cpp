@@ -126,7 +126,8 @@ TEST(Sessions, APingFloodFromAClientThatNeverReadsHoldsOnePong) {
 }
 
 TEST(Sessions, PingsSpendRateLimitTokensAndEndTheConnectionLikeDataFrames) {
-  SessionHarness h({{"rate_limit_per_second", 1.0}, {"rate_limit_burst", std::int64_t{10}},
+  SessionHarness h({{"rate_limit_per_second", 1.0},
+                    {"rate_limit_burst", std::int64_t{10}},
                     {"rate_limit_strikes", std::int64_t{5}}});
   const auto c = native_client(h);
   std::string pings;
@@ -145,8 +146,10 @@ TEST(Sessions, AClientThatKeepsSendingOnceClosedIsCutOffNotReadUntilTheDeadline)
   // Found from outside: connections closed for flooding kept flooding, and
   // the server read and threw away their bytes until the close deadline
   // (handshake_timeout_ms, 10 s), a core's worth.
-  SessionHarness h({{"rate_limit_per_second", 1.0}, {"rate_limit_burst", std::int64_t{5}},
-                    {"rate_limit_strikes", std::int64_t{2}}, {"max_message_bytes", std::int64_t{1024}}});
+  SessionHarness h({{"rate_limit_per_second", 1.0},
+                    {"rate_limit_burst", std::int64_t{5}},
+                    {"rate_limit_strikes", std::int64_t{2}},
+                    {"max_message_bytes", std::int64_t{1024}}});
   const auto c = native_client(h);
   const std::string frame = SessionHarness::client_frame(Opcode::text, R"({"type":"leave","room":"x"})");
   std::string flood;
@@ -193,7 +196,8 @@ TEST(Sessions, CatchingUpOverPollingWithoutPollingHoldsAPageAndCrashesNothing) {
   h.ingress().stored["r"] = all;
   Polling p{h};
   const auto sid = p.open();
-  const auto answer = p.request("POST", "&sid=" + sid, "40{\"room\":\"r\",\"after\":\"" + all[0]->id.to_string() + "\"}");
+  const auto answer =
+      p.request("POST", "&sid=" + sid, "40{\"room\":\"r\",\"after\":\"" + all[0]->id.to_string() + "\"}");
   EXPECT_NE(answer.find("200 OK"), std::string::npos) << answer;
   h.check_invariants();
   const auto& cfg = h.hub().config;
@@ -251,8 +255,10 @@ TEST(Sessions, ASessionTakesOneWebSocketUpgradeAndOnlyFromPolling) {
 // ------------------------------------------------------------------ item 5
 
 TEST(Sessions, OneConnectionJoinsAtMostMaxRoomsPerConnection) {
-  SessionHarness h({{"max_rooms_per_connection", std::int64_t{100}}, {"rate_limit_per_second", 0.0},
-                    {"sender_rate_limit_per_second", 0.0}, {"max_send_queue", std::int64_t{100000}}});
+  SessionHarness h({{"max_rooms_per_connection", std::int64_t{100}},
+                    {"rate_limit_per_second", 0.0},
+                    {"sender_rate_limit_per_second", 0.0},
+                    {"max_send_queue", std::int64_t{100000}}});
   const auto c = native_client(h);
   std::string joins;
   for (int i = 0; i < 3000; ++i)
@@ -268,15 +274,16 @@ TEST(Sessions, OneConnectionJoinsAtMostMaxRoomsPerConnection) {
 TEST(Sessions, TheClientsOfOneAddressHoldAtMostMaxRoomsPerAddress) {
   // Found from outside: 1,000 connections x 100 rooms filled max_rooms, and
   // then nobody could join a room that had no member yet.
-  SessionHarness h({{"max_rooms_per_address", std::int64_t{150}}, {"rate_limit_per_second", 0.0},
+  SessionHarness h({{"max_rooms_per_address", std::int64_t{150}},
+                    {"rate_limit_per_second", 0.0},
                     {"sender_rate_limit_per_second", 0.0}});
   std::size_t refused = 0;
   for (int c = 0; c < 5; ++c) {
     const auto client = native_client(h, "", "198.51.100.66");
     std::string joins;
     for (int r = 0; r < 100; ++r)
-      joins += SessionHarness::client_frame(Opcode::text, R"({"type":"join","room":"a)" + std::to_string(c) + "-" +
-                                                              std::to_string(r) + R"("})");
+      joins += SessionHarness::client_frame(
+          Opcode::text, R"({"type":"join","room":"a)" + std::to_string(c) + "-" + std::to_string(r) + R"("})");
     h.send(client, joins);
     h.drain(client);
     refused += count_containing(texts(h.client(client)), "max_rooms_per_address");
@@ -383,7 +390,8 @@ TEST(Sessions, ClientsCatchingUpWithoutReadingHoldTheHistoryBudgetNotTheRoom) {
 }
 
 TEST(Sessions, JoiningAndLeavingInALoopWhileTheSinkIsSlowDoesNotGrowTheLineOfReads) {
-  SessionHarness h({{"rate_limit_per_second", 0.0}, {"sender_rate_limit_per_second", 0.0},
+  SessionHarness h({{"rate_limit_per_second", 0.0},
+                    {"sender_rate_limit_per_second", 0.0},
                     {"max_send_queue", std::int64_t{100000}}});
   h.ingress().stored["r"] = stored_messages("r", 10, 10);
   h.ingress().hold_history = true;  // the sink answers nothing meanwhile
@@ -401,7 +409,8 @@ TEST(Sessions, JoiningAndLeavingInALoopWhileTheSinkIsSlowDoesNotGrowTheLineOfRea
 // ----------------------------------------------------------------- item 10
 
 TEST(Sessions, TheSenderRateSurvivesReconnects) {
-  SessionHarness h({{"sender_rate_limit_per_second", 1.0}, {"sender_rate_limit_burst", std::int64_t{20}},
+  SessionHarness h({{"sender_rate_limit_per_second", 1.0},
+                    {"sender_rate_limit_burst", std::int64_t{20}},
                     {"rate_limit_strikes", std::int64_t{1000}}});
   std::size_t acks = 0;
   for (int connection = 0; connection < 30; ++connection) {
@@ -409,7 +418,7 @@ TEST(Sessions, TheSenderRateSurvivesReconnects) {
     std::string burst;
     for (int i = 0; i < 10; ++i)
       burst += SessionHarness::client_frame(Opcode::text, R"({"type":"send","room":"r","text":"x","ref":")" +
-                                                             std::to_string(connection * 10 + i) + R"("})");
+                                                              std::to_string(connection * 10 + i) + R"("})");
     h.send(c, burst);
     h.drain(c);
     const auto frames = texts(h.client(c));
@@ -456,7 +465,8 @@ TEST(Sessions, EverySocketIoPacketKindSpendsTheRateLimit) {
   // Found from outside: namespace CONNECTs, noops, pongs and bad packets
   // skipped the rate limit, 5,000 in 1.5 s on one connection, most of them
   // answered. Every kind now spends the tokens a /ws frame does.
-  SessionHarness h({{"rate_limit_per_second", 1.0}, {"rate_limit_burst", std::int64_t{10}},
+  SessionHarness h({{"rate_limit_per_second", 1.0},
+                    {"rate_limit_burst", std::int64_t{10}},
                     {"rate_limit_strikes", std::int64_t{5}}});
   Polling p{h};
   const auto sid = p.open();
@@ -499,8 +509,8 @@ TEST(Sessions, ANotJoinedErrorNamesOnlyAValidRoom) {
   h.send(*c, SessionHarness::upgrade_request("/ws"));
   h.read(*c);
   h.take_frames(*c);
-  h.send(*c, SessionHarness::client_frame(Opcode::text, R"({"type":"send","room":")" + std::string(60000, 'r') +
-                                                            R"(","text":"hi"})"));
+  h.send(*c, SessionHarness::client_frame(
+                 Opcode::text, R"({"type":"send","room":")" + std::string(60000, 'r') + R"(","text":"hi"})"));
   h.send(*c, SessionHarness::client_frame(Opcode::text, R"({"type":"send","room":"lobby","text":"hi"})"));
   h.read(*c);
   const auto frames = h.take_frames(*c);
@@ -523,8 +533,8 @@ std::string b64url(std::string_view bytes) {
 }
 
 std::string token(std::string_view secret, std::int64_t exp_s) {
-  const std::string input = b64url(R"({"alg":"HS256","typ":"JWT"})") + "." +
-                            b64url(R"({"sub":"alice","exp":)" + std::to_string(exp_s) + "}");
+  const std::string input =
+      b64url(R"({"alg":"HS256","typ":"JWT"})") + "." + b64url(R"({"sub":"alice","exp":)" + std::to_string(exp_s) + "}");
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
@@ -536,8 +546,8 @@ TEST(Sessions, ASocketIoSessionEndsWhenItsTokenExpires) {
   const std::string secret = "0123456789abcdef0123456789abcdef-session-test";
   SessionHarness h({{"auth_jwt_secret", secret}, {"auth_leeway_ms", std::int64_t{0}}});
   h.hub().verifier = std::make_unique<JwtVerifier>(JwtPolicy{secret, 0, "", "", "sub"});
-  const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count() + 1;
+  const auto exp =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() + 1;
   Polling p{h};
   const auto sid = p.open();
   p.request("POST", "&sid=" + sid, "40{\"token\":\"" + token(secret, exp) + "\"}");
@@ -555,8 +565,10 @@ TEST(Sessions, SocketIoSessionsWithoutATokenTakeNoAuthenticatedClientsPlace) {
   // Found from outside: with tokens on, 10,000 Socket.IO sessions that never
   // sent CONNECT filled max_connections and every client with a token got 503.
   const std::string secret = "0123456789abcdef0123456789abcdef-session-test";
-  SessionHarness h({{"auth_jwt_secret", secret}, {"max_connections", std::int64_t{10}},
-                    {"max_connections_per_address", std::int64_t{0}}, {"connection_rate_per_address", 0.0},
+  SessionHarness h({{"auth_jwt_secret", secret},
+                    {"max_connections", std::int64_t{10}},
+                    {"max_connections_per_address", std::int64_t{0}},
+                    {"connection_rate_per_address", 0.0},
                     {"handshake_timeout_ms", std::int64_t{500}}});
   h.hub().verifier = std::make_unique<JwtVerifier>(JwtPolicy{secret, 0, "", "", "sub"});
   std::vector<std::size_t> squatters;
@@ -571,8 +583,9 @@ TEST(Sessions, SocketIoSessionsWithoutATokenTakeNoAuthenticatedClientsPlace) {
   EXPECT_EQ(h.hub().unauthenticated_displaced.value(), 5u) << "the five oldest made way for the five newest";
   EXPECT_EQ(h.hub().connections, 0u) << "none of them takes an authenticated client's place";
   // A client with a token still gets in, over either protocol.
-  const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  const auto exp =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      600;
   const auto native = h.connect("192.0.2.77");
   h.send(*native, SessionHarness::upgrade_request("/ws", "Authorization: Bearer " + token(secret, exp) + "\r\n"));
   h.read(*native);
@@ -597,11 +610,14 @@ TEST(Sessions, AClientWithItsTokenInConnectGetsInWhileSquattersRefillThePool) {
   // io(url, {auth: {token}}) does, got 503. The one waiting longest now
   // makes way, so the squatters must outrun a client's round trip.
   const std::string secret = "0123456789abcdef0123456789abcdef-session-test";
-  SessionHarness h({{"auth_jwt_secret", secret}, {"max_connections", std::int64_t{20}},
-                    {"max_connections_per_address", std::int64_t{0}}, {"connection_rate_per_address", 0.0}});
+  SessionHarness h({{"auth_jwt_secret", secret},
+                    {"max_connections", std::int64_t{20}},
+                    {"max_connections_per_address", std::int64_t{0}},
+                    {"connection_rate_per_address", 0.0}});
   h.hub().verifier = std::make_unique<JwtVerifier>(JwtPolicy{secret, 0, "", "", "sub"});
-  const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  const auto exp =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      600;
   int admitted = 0;
   for (int round = 0; round < 5; ++round) {
     for (int i = 0; i < 40; ++i) {
@@ -627,11 +643,14 @@ TEST(Sessions, SquattersHoldingManySessionsDisplaceTheirOwnNotAClientWhoseConnec
   // send CONNECT with its token got in 12 times in 95. The address holding
   // the most now gives way first.
   const std::string secret = "0123456789abcdef0123456789abcdef-session-test";
-  SessionHarness h({{"auth_jwt_secret", secret}, {"max_connections", std::int64_t{20}},
-                    {"max_connections_per_address", std::int64_t{0}}, {"connection_rate_per_address", 0.0}});
+  SessionHarness h({{"auth_jwt_secret", secret},
+                    {"max_connections", std::int64_t{20}},
+                    {"max_connections_per_address", std::int64_t{0}},
+                    {"connection_rate_per_address", 0.0}});
   h.hub().verifier = std::make_unique<JwtVerifier>(JwtPolicy{secret, 0, "", "", "sub"});
-  const auto exp = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch()).count() + 600;
+  const auto exp =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count() +
+      600;
   std::vector<std::pair<Polling, std::string>> clients;
   for (int i = 0; i < 5; ++i) clients.emplace_back(Polling{h, "192.0.2." + std::to_string(10 + i)}, "");
   for (auto& [client, sid] : clients) sid = client.open();
@@ -654,7 +673,8 @@ TEST(Sessions, SquattersHoldingManySessionsDisplaceTheirOwnNotAClientWhoseConnec
 TEST(Sessions, SocketIoHandshakesOnOneKeepAliveConnectionSpendTheConnectionRate) {
   // Found from outside: 100 handshakes pipelined on one connection opened
   // 100 sessions for one token of the address's connection rate.
-  SessionHarness h({{"connection_rate_per_address", 1.0}, {"connection_burst_per_address", std::int64_t{10}},
+  SessionHarness h({{"connection_rate_per_address", 1.0},
+                    {"connection_burst_per_address", std::int64_t{10}},
                     {"max_connections_per_address", std::int64_t{0}}});
   const auto c = h.connect();
   ASSERT_TRUE(c);
@@ -673,8 +693,10 @@ TEST(Sessions, SocketIoHandshakesOnOneKeepAliveConnectionSpendTheConnectionRate)
 TEST(Sessions, HttpRequestsOfOneAddressAreCountedOverItsKeepAliveConnections) {
   // Found from outside: one keep-alive connection carried 19k page requests
   // or 70k OPTIONS a second, about 0.6 of a core, with nothing to slow it.
-  SessionHarness h({{"http_request_rate_per_address", 1.0}, {"http_request_burst_per_address", std::int64_t{10}},
-                    {"connection_rate_per_address", 0.0}, {"max_connections_per_address", std::int64_t{0}}});
+  SessionHarness h({{"http_request_rate_per_address", 1.0},
+                    {"http_request_burst_per_address", std::int64_t{10}},
+                    {"connection_rate_per_address", 0.0},
+                    {"max_connections_per_address", std::int64_t{0}}});
   std::size_t answered = 0;
   std::size_t refused = 0;
   for (int connection = 0; connection < 3; ++connection) {
@@ -752,7 +774,8 @@ TEST(Sessions, SocketIoSendsOverAWebSocketWaitForThePipeline) {
   h.ingress().set_ready(false);
   std::string frames;
   for (int i = 0; i < 5; ++i)
-    frames += SessionHarness::client_frame(Opcode::text, R"(42["event:message",{"message":"m)" + std::to_string(i) + R"("}])");
+    frames += SessionHarness::client_frame(Opcode::text,
+                                           R"(42["event:message",{"message":"m)" + std::to_string(i) + R"("}])");
   h.send(*c, frames);
   EXPECT_EQ(h.ingress().published.size(), 1u);
   EXPECT_EQ(h.ingress().waiting_for_ready(), 1u);

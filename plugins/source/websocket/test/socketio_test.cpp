@@ -74,17 +74,27 @@ TEST(SocketIoPacket, RefusesWhatTheProtocolDoesNotAllowWithAReason) {
     const char* packet;
     const char* reason;
   };
-  for (const Case& c : {Case{"", "empty"}, Case{"7", "unknown packet type"}, Case{"x[]", "unknown packet type"},
+  for (const Case& c : {Case{"", "empty"},
+                        Case{"7", "unknown packet type"},
+                        Case{"x[]", "unknown packet type"},
                         Case{"51-[\"a\",{\"_placeholder\":true,\"num\":0}]", "binary"},
-                        Case{"2", "first element is the event's name"}, Case{"2[]", "first element"},
-                        Case{"2[1,2]", "first element"}, Case{"2{\"a\":1}", "first element"},
-                        Case{"2[\"a\"", "malformed JSON"}, Case{"2[\"a\"]trailing", "malformed JSON"},
-                        Case{"2[\"connect\"]", "reserved"}, Case{"2[\"disconnect\",1]", "reserved"},
-                        Case{"0[]", "connect data must be a JSON object"}, Case{"01{}", "no acknowledgement id"},
-                        Case{"1{}", "carries no data"}, Case{"3[]", "needs its acknowledgement id"},
-                        Case{"31{}", "ack data must be a JSON array"}, Case{"4{\"message\":\"x\"}", "servers only"},
+                        Case{"2", "first element is the event's name"},
+                        Case{"2[]", "first element"},
+                        Case{"2[1,2]", "first element"},
+                        Case{"2{\"a\":1}", "first element"},
+                        Case{"2[\"a\"", "malformed JSON"},
+                        Case{"2[\"a\"]trailing", "malformed JSON"},
+                        Case{"2[\"connect\"]", "reserved"},
+                        Case{"2[\"disconnect\",1]", "reserved"},
+                        Case{"0[]", "connect data must be a JSON object"},
+                        Case{"01{}", "no acknowledgement id"},
+                        Case{"1{}", "carries no data"},
+                        Case{"3[]", "needs its acknowledgement id"},
+                        Case{"31{}", "ack data must be a JSON array"},
+                        Case{"4{\"message\":\"x\"}", "servers only"},
                         Case{"29007199254740992[\"a\"]", "out of range"},
-                        Case{"2[\"a\",\"\\ud800\"]", "surrogate"}, Case{"2[\"a\",\"\xc3\x28\"]", "malformed JSON"}}) {
+                        Case{"2[\"a\",\"\\ud800\"]", "surrogate"},
+                        Case{"2[\"a\",\"\xc3\x28\"]", "malformed JSON"}}) {
     std::string message;
     EXPECT_FALSE(parse(c.packet, &message)) << c.packet;
     EXPECT_NE(message.find(c.reason), std::string::npos) << c.packet << " → " << message;
@@ -101,12 +111,14 @@ TEST(SocketIoEncode, WritesWhatTheClientsRead) {
   EXPECT_EQ(open_packet("abc", true, 25000, 20000, 1000000),
             "0{\"sid\":\"abc\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,\"pingTimeout\":20000,"
             "\"maxPayload\":1000000}");
-  EXPECT_EQ(open_packet("abc", false, 1, 2, 3), "0{\"sid\":\"abc\",\"upgrades\":[],\"pingInterval\":1,\"pingTimeout\":2,"
-                                               "\"maxPayload\":3}");
+  EXPECT_EQ(open_packet("abc", false, 1, 2, 3),
+            "0{\"sid\":\"abc\",\"upgrades\":[],\"pingInterval\":1,\"pingTimeout\":2,"
+            "\"maxPayload\":3}");
   EXPECT_EQ(connect_packet("s1"), "40{\"sid\":\"s1\"}");
   EXPECT_EQ(connect_error_packet("/", "not authorized"), "44{\"message\":\"not authorized\"}");
   EXPECT_EQ(connect_error_packet("/admin", "no such namespace"), "44/admin,{\"message\":\"no such namespace\"}");
-  EXPECT_EQ(event_packet("message", "[\"{\\\"message\\\":\\\"hi\\\"}\"]"), "42[\"message\",\"{\\\"message\\\":\\\"hi\\\"}\"]");
+  EXPECT_EQ(event_packet("message", "[\"{\\\"message\\\":\\\"hi\\\"}\"]"),
+            "42[\"message\",\"{\\\"message\\\":\\\"hi\\\"}\"]");
   EXPECT_EQ(event_packet("tick", "[]"), "42[\"tick\"]");
   EXPECT_EQ(event_packet("quote\"d", "[1]"), "42[\"quote\\\"d\",1]");
   EXPECT_EQ(ack_packet(7, "[{\"id\":\"x\"}]"), "437[{\"id\":\"x\"}]");

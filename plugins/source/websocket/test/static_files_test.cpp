@@ -16,7 +16,7 @@ class StaticFilesTest : public ::testing::Test {
  protected:
   void SetUp() override {
     base_ = fs::temp_directory_path() / ("nudge-static-" + std::to_string(::getpid()) + "-" +
-                                          ::testing::UnitTest::GetInstance()->current_test_info()->name());
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(base_);
     root_ = base_ / "web";
     fs::create_directories(root_ / "css");
@@ -24,9 +24,9 @@ class StaticFilesTest : public ::testing::Test {
     write(root_ / "css" / "site.css", "css");
     write(root_ / ".env", "hidden");
     write(base_ / "secret.toml", "password");
-    fs::create_symlink(base_ / "secret.toml", root_ / "leak.toml");          // out of the folder
-    fs::create_symlink("/etc", root_ / "etc");                                // a folder out of it
-    fs::create_symlink(root_ / "css" / "site.css", root_ / "style.css");      // inside: fine
+    fs::create_symlink(base_ / "secret.toml", root_ / "leak.toml");       // out of the folder
+    fs::create_symlink("/etc", root_ / "etc");                            // a folder out of it
+    fs::create_symlink(root_ / "css" / "site.css", root_ / "style.css");  // inside: fine
     root_ = fs::canonical(root_);
   }
   void TearDown() override { fs::remove_all(base_); }
@@ -55,15 +55,15 @@ TEST_F(StaticFilesTest, ADoubledSlashNeverReachesTheFileSystemRoot) {
 }
 
 TEST_F(StaticFilesTest, DotSegmentsAreRefused) {
-  for (const char* target : {"/../secret.toml", "/css/../../secret.toml", "/css/../index.html", "/./index.html",
-                             "/..", "/.", "/css/..", "/..%2fsecret.toml"})
+  for (const char* target : {"/../secret.toml", "/css/../../secret.toml", "/css/../index.html", "/./index.html", "/..",
+                             "/.", "/css/..", "/..%2fsecret.toml"})
     EXPECT_FALSE(resolve(target)) << target;
 }
 
 TEST_F(StaticFilesTest, EncodedEscapedAndControlBytesAreRefused) {
-  for (const char* target : {"/%2e%2e/secret.toml", "/%2E%2E%2Fsecret.toml", "/%2fetc%2fpasswd", "/index%2ehtml",
-                             "/..\\secret.toml", "/css\\..\\..\\secret.toml", "/\\etc\\passwd", "/c:/windows",
-                             "/index.html\x01", "/\x7f"})
+  for (const char* target :
+       {"/%2e%2e/secret.toml", "/%2E%2E%2Fsecret.toml", "/%2fetc%2fpasswd", "/index%2ehtml", "/..\\secret.toml",
+        "/css\\..\\..\\secret.toml", "/\\etc\\passwd", "/c:/windows", "/index.html\x01", "/\x7f"})
     EXPECT_FALSE(resolve(target)) << target;
   EXPECT_FALSE(resolve(std::string_view("/index.html\0.png", 16))) << "a NUL byte";
 }

@@ -11,8 +11,8 @@ namespace {
 using Event = FrameReader::Event;
 
 /// A client frame: masked with a fixed key, as a browser would send it.
-std::vector<std::uint8_t> client_frame(std::uint8_t first_byte, std::string_view payload,
-                                       bool masked = true, int length_form = 0) {
+std::vector<std::uint8_t> client_frame(std::uint8_t first_byte, std::string_view payload, bool masked = true,
+                                       int length_form = 0) {
   std::vector<std::uint8_t> out{first_byte};
   const std::uint8_t mask_bit = masked ? 0x80 : 0;
   const std::size_t size = payload.size();
@@ -130,8 +130,8 @@ TEST(FrameReader, ReadsMessagesWhateverTheChunking) {
 }
 
 TEST(FrameReader, AssemblesFragmentsAndAnswersControlFramesBetweenThem) {
-  const auto bytes = concat({client_frame(0x01, "frag"), client_frame(0x89, "are you there"),
-                             client_frame(0x00, "men"), client_frame(0x80, "ted"), client_frame(0x8A, "")});
+  const auto bytes = concat({client_frame(0x01, "frag"), client_frame(0x89, "are you there"), client_frame(0x00, "men"),
+                             client_frame(0x80, "ted"), client_frame(0x8A, "")});
   for (std::size_t piece : {1u, 5u, 4096u}) {
     const Seen seen = read_all(bytes, piece);
     ASSERT_EQ(seen.messages.size(), 1u);
@@ -169,8 +169,8 @@ TEST(FrameReader, RefusesWhatRfc6455Forbids) {
       {"non-minimal 64-bit length", client_frame(0x81, "hi", true, 64), CloseCode::protocol_error},
       {"invalid UTF-8", text("\xc3\x28"), CloseCode::bad_payload},
       {"truncated UTF-8", text("abc\xe2\x82"), CloseCode::bad_payload},
-      {"UTF-8 split over fragments, then bad",
-       concat({client_frame(0x01, "ok \xe2"), client_frame(0x80, "\x28\xa1")}), CloseCode::bad_payload},
+      {"UTF-8 split over fragments, then bad", concat({client_frame(0x01, "ok \xe2"), client_frame(0x80, "\x28\xa1")}),
+       CloseCode::bad_payload},
   };
   for (const auto& c : cases) {
     for (std::size_t piece : {1u, 4096u}) {
@@ -208,7 +208,7 @@ TEST(Utf8Validator, AcceptsUtf8AndRefusesTheRest) {
   EXPECT_FALSE(valid("\xed\xa0\x80"));      // surrogate
   EXPECT_FALSE(valid("\xf4\x90\x80\x80"));  // past U+10FFFF
   EXPECT_FALSE(valid("\xff"));
-  EXPECT_FALSE(valid("\xe2\x82"));          // truncated
+  EXPECT_FALSE(valid("\xe2\x82"));  // truncated
   // Split anywhere, the same answers.
   const std::string text = "a\xe2\x82\xac b \xf0\x9f\x98\x80";
   for (std::size_t cut = 0; cut <= text.size(); ++cut) {

@@ -75,10 +75,10 @@ TEST(FilterTransform, MaskingChangesACopyAndKeepsTheId) {
 }
 
 TEST(FilterTransform, ChecksActionsInTheSchema) {
-  const auto errors = testing::config_errors(FilterTransform::schema(),
-                                             {{"blocked_words_action", std::string("shout")},
-                                              {"blocked_senders_action", std::string("mask")},
-                                              {"max_length", std::int64_t{-1}}});
+  const auto errors =
+      testing::config_errors(FilterTransform::schema(), {{"blocked_words_action", std::string("shout")},
+                                                         {"blocked_senders_action", std::string("mask")},
+                                                         {"max_length", std::int64_t{-1}}});
   EXPECT_EQ(errors.size(), 3u);
 }
 
@@ -87,14 +87,14 @@ TEST(FilterTransform, ReconfigureAppliesTheNewRulesToTheNextMessage) {
   EXPECT_EQ(h.decide(message("alice", "general", "buy spam")).action, Verdict::Action::reject);
   EXPECT_EQ(h.decide(message("alice", "general", "a scam")).action, Verdict::Action::pass);
 
-  for (const auto& key : {"blocked_senders", "blocked_senders_action", "rooms", "max_length", "blocked_words",
-                          "blocked_words_action"})
+  for (const auto& key :
+       {"blocked_senders", "blocked_senders_action", "rooms", "max_length", "blocked_words", "blocked_words_action"})
     EXPECT_TRUE(FilterTransform::schema().find(key)->live) << key << " is declared live";
 
   const auto next = testing::make_config(FilterTransform::schema(), {{"blocked_words", Strings{"Scam"}},
-                                                                      {"blocked_words_action", std::string("mask")},
-                                                                      {"blocked_senders", Strings{"mallory"}},
-                                                                      {"max_length", std::int64_t{20}}});
+                                                                     {"blocked_words_action", std::string("mask")},
+                                                                     {"blocked_senders", Strings{"mallory"}},
+                                                                     {"max_length", std::int64_t{20}}});
   ASSERT_TRUE(h.filter.reconfigure(next).ok());
   EXPECT_EQ(h.decide(message("alice", "general", "buy spam")).action, Verdict::Action::pass)
       << "the old word list no longer applies";

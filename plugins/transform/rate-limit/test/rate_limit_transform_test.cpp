@@ -98,9 +98,9 @@ TEST(RateLimitTransform, ALowerMaxSendersOnReloadShrinksTheMapAtOnce) {
   for (int i = 0; i < 100; ++i) h.limit.decide(from("s" + std::to_string(i)), t0);
   ASSERT_EQ(h.limit.decide(from("s7"), t0).action, Verdict::Action::pass);  // its second: empty
   ASSERT_EQ(h.limit.senders_tracked(), 100u);
-  const auto fewer = testing::make_config(RateLimitTransform::schema(),
-                                          {{"messages_per_second", 1.0}, {"burst", std::int64_t{2}},
-                                           {"max_senders", std::int64_t{10}}});
+  const auto fewer = testing::make_config(
+      RateLimitTransform::schema(),
+      {{"messages_per_second", 1.0}, {"burst", std::int64_t{2}}, {"max_senders", std::int64_t{10}}});
   ASSERT_TRUE(h.limit.reconfigure(fewer, t0).ok());
   EXPECT_EQ(h.limit.senders_tracked(), 10u);
   EXPECT_EQ(h.limit.decide(from("s7"), t0).action, Verdict::Action::reject) << "the emptiest bucket is kept";
@@ -126,8 +126,8 @@ TEST(RateLimitTransform, ReconfigureAppliesTheNewRateAndCapsTokensToTheNewBurst)
   for (int i = 0; i < 10; ++i) ASSERT_EQ(h.limit.decide(from("bob"), t0).action, Verdict::Action::pass);
   ASSERT_EQ(h.limit.decide(from("bob"), t0).action, Verdict::Action::reject);
 
-  const auto next = testing::make_config(RateLimitTransform::schema(),
-                                         {{"messages_per_second", 4.0}, {"burst", std::int64_t{3}}});
+  const auto next =
+      testing::make_config(RateLimitTransform::schema(), {{"messages_per_second", 4.0}, {"burst", std::int64_t{3}}});
   ASSERT_TRUE(h.limit.reconfigure(next, t0).ok());
   EXPECT_EQ(h.limit.senders_tracked(), 2u) << "buckets are kept";
 

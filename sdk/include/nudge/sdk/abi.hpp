@@ -18,21 +18,26 @@ inline constexpr std::uint32_t kAbiVersion = 7;
 /// The role a plugin plays in a pipeline. The numeric values are part of the
 /// ABI: they are read from a plugin's descriptor before anything else.
 enum class PluginKind : std::uint32_t {
-  source = 1,  ///< takes messages in from clients and delivers to its clients
-  fanout = 2,  ///< the real-time bus between runtime instances
-  log = 3,     ///< the durable, replayable buffer in front of the sink
-  sink = 4,    ///< the final store, written in batches
+  source = 1,     ///< takes messages in from clients and delivers to its clients
+  fanout = 2,     ///< the real-time bus between runtime instances
+  log = 3,        ///< the durable, replayable buffer in front of the sink
+  sink = 4,       ///< the final store, written in batches
   transform = 5,  ///< between the source and the fanout/log: changes, drops or rejects messages
 };
 
 /// The lower-case name of a kind, as used for pipeline tables (`[sink.sqlite]`).
 constexpr std::string_view to_string(PluginKind kind) noexcept {
   switch (kind) {
-    case PluginKind::source: return "source";
-    case PluginKind::fanout: return "fanout";
-    case PluginKind::log: return "log";
-    case PluginKind::sink: return "sink";
-    case PluginKind::transform: return "transform";
+    case PluginKind::source:
+      return "source";
+    case PluginKind::fanout:
+      return "fanout";
+    case PluginKind::log:
+      return "log";
+    case PluginKind::sink:
+      return "sink";
+    case PluginKind::transform:
+      return "transform";
   }
   return "unknown";
 }

@@ -43,9 +43,8 @@ class BlockingWorker {
     boost::asio::post(io_, [work = std::move(work), done = std::move(done),
                             guard = boost::asio::make_work_guard(completion_executor_)]() mutable {
       auto result = work();
-      boost::asio::post(guard.get_executor(), [done = std::move(done), result = std::move(result)]() mutable {
-        done(std::move(result));
-      });
+      boost::asio::post(guard.get_executor(),
+                        [done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
       guard.reset();
     });
   }

@@ -45,14 +45,30 @@ struct ConfigField {
   bool required() const noexcept { return !default_value.has_value(); }
 
   /// Inclusive bounds for integers and numbers, and for the length of lists.
-  ConfigField& range(std::int64_t lo, std::int64_t hi) { min = lo; max = hi; return *this; }
+  ConfigField& range(std::int64_t lo, std::int64_t hi) {
+    min = lo;
+    max = hi;
+    return *this;
+  }
   /// The only values a string may take.
-  ConfigField& one_of(std::vector<std::string> values) { allowed = std::move(values); return *this; }
-  ConfigField& with_check(std::function<std::string(const ConfigValue&)> fn) { check = std::move(fn); return *this; }
-  ConfigField& with_example(std::string text) { example = std::move(text); return *this; }
+  ConfigField& one_of(std::vector<std::string> values) {
+    allowed = std::move(values);
+    return *this;
+  }
+  ConfigField& with_check(std::function<std::string(const ConfigValue&)> fn) {
+    check = std::move(fn);
+    return *this;
+  }
+  ConfigField& with_example(std::string text) {
+    example = std::move(text);
+    return *this;
+  }
   /// Declares the key changeable live: `nudge reload` passes a new value to
   /// Plugin::reconfigure instead of refusing it as needing a restart.
-  ConfigField& reloadable() { live = true; return *this; }
+  ConfigField& reloadable() {
+    live = true;
+    return *this;
+  }
 
   /// Checks a value already of this field's type against range, allowed
   /// values and the extra check. Returns what was expected, or "" when valid.
@@ -71,8 +87,7 @@ class ConfigSchema {
   ConfigField& integer(std::string key, std::int64_t default_value, std::string description);
   ConfigField& number(std::string key, double default_value, std::string description);
   ConfigField& string(std::string key, std::string default_value, std::string description);
-  ConfigField& string_list(std::string key, std::vector<std::string> default_value,
-                           std::string description);
+  ConfigField& string_list(std::string key, std::vector<std::string> default_value, std::string description);
   /// A key without a default, which every pipeline must set.
   ConfigField& required(std::string key, ConfigType type, std::string description);
   /// Adds a fully described field. Declaring a key twice throws std::logic_error.

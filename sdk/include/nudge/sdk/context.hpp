@@ -17,11 +17,16 @@ enum class LogLevel { trace, debug, info, warn, error };
 /// The lower-case name of a level ("warn"), as --log-level and structured logs spell it.
 constexpr const char* to_string(LogLevel level) noexcept {
   switch (level) {
-    case LogLevel::trace: return "trace";
-    case LogLevel::debug: return "debug";
-    case LogLevel::info: return "info";
-    case LogLevel::warn: return "warn";
-    case LogLevel::error: return "error";
+    case LogLevel::trace:
+      return "trace";
+    case LogLevel::debug:
+      return "debug";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::warn:
+      return "warn";
+    case LogLevel::error:
+      return "error";
   }
   return "?";
 }
@@ -38,11 +43,26 @@ class Logger {
   virtual void write(LogLevel level, std::string_view text) = 0;
 
   /// Convenience: concatenates `parts` with operator<< and writes them at the level.
-  template <class... Parts> void trace(const Parts&... parts) { log(LogLevel::trace, parts...); }
-  template <class... Parts> void debug(const Parts&... parts) { log(LogLevel::debug, parts...); }
-  template <class... Parts> void info(const Parts&... parts) { log(LogLevel::info, parts...); }
-  template <class... Parts> void warn(const Parts&... parts) { log(LogLevel::warn, parts...); }
-  template <class... Parts> void error(const Parts&... parts) { log(LogLevel::error, parts...); }
+  template <class... Parts>
+  void trace(const Parts&... parts) {
+    log(LogLevel::trace, parts...);
+  }
+  template <class... Parts>
+  void debug(const Parts&... parts) {
+    log(LogLevel::debug, parts...);
+  }
+  template <class... Parts>
+  void info(const Parts&... parts) {
+    log(LogLevel::info, parts...);
+  }
+  template <class... Parts>
+  void warn(const Parts&... parts) {
+    log(LogLevel::warn, parts...);
+  }
+  template <class... Parts>
+  void error(const Parts&... parts) {
+    log(LogLevel::error, parts...);
+  }
 
  private:
   template <class... Parts>

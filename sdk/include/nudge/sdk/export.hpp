@@ -40,8 +40,8 @@ namespace detail {
 
 template <class T>
 constexpr PluginKind plugin_kind_of() {
-  constexpr int kinds = std::is_base_of_v<Source, T> + std::is_base_of_v<Fanout, T> +
-                        std::is_base_of_v<Log, T> + std::is_base_of_v<Sink, T> + std::is_base_of_v<Transform, T>;
+  constexpr int kinds = std::is_base_of_v<Source, T> + std::is_base_of_v<Fanout, T> + std::is_base_of_v<Log, T> +
+                        std::is_base_of_v<Sink, T> + std::is_base_of_v<Transform, T>;
   static_assert(kinds == 1, "a plugin class derives from exactly one of Source, Fanout, Log, Sink, Transform");
   if constexpr (std::is_base_of_v<Source, T>) return PluginKind::source;
   else if constexpr (std::is_base_of_v<Fanout, T>) return PluginKind::fanout;
@@ -74,13 +74,13 @@ Plugin* create_plugin(const Config& config, Context& context, std::string* error
 /// `Class` derives from exactly one of Source, Fanout, Log, Sink or Transform (its kind),
 /// has a constructor `Class(const nudge::Config&, nudge::Context&)` that does
 /// no I/O, and a `static nudge::ConfigSchema schema()`.
-#define NUDGE_PLUGIN(Class, NAME, VERSION, DESCRIPTION)                                    \
-  namespace nudge_plugin_export {                                                          \
-  const ::nudge::PluginDescriptor* descriptor() {                                          \
-    static const ::nudge::PluginDescriptor d{                                              \
-        ::nudge::kAbiVersion, ::nudge::detail::plugin_kind_of<Class>(), NAME, VERSION,     \
-        DESCRIPTION, &Class::schema, &::nudge::detail::create_plugin<Class>};              \
-    return &d;                                                                             \
-  }                                                                                        \
-  }                                                                                        \
+#define NUDGE_PLUGIN(Class, NAME, VERSION, DESCRIPTION)                                             \
+  namespace nudge_plugin_export {                                                                   \
+  const ::nudge::PluginDescriptor* descriptor() {                                                   \
+    static const ::nudge::PluginDescriptor d{                                                       \
+        ::nudge::kAbiVersion, ::nudge::detail::plugin_kind_of<Class>(), NAME, VERSION, DESCRIPTION, \
+        &Class::schema,       &::nudge::detail::create_plugin<Class>};                              \
+    return &d;                                                                                      \
+  }                                                                                                 \
+  }                                                                                                 \
   BOOST_DLL_ALIAS(nudge_plugin_export::descriptor, nudge_plugin_descriptor)

@@ -166,8 +166,7 @@ class HealthProbe {
       if (alive.expired() || id != check_id_ || !checking_) return;
       checking_ = false;
       checks_.add();
-      if (!problem.empty() && reason_.empty())
-        logger_.warn(subject_, " at ", address_, " cannot be used: ", problem);
+      if (!problem.empty() && reason_.empty()) logger_.warn(subject_, " at ", address_, " cannot be used: ", problem);
       report(std::move(problem));
     });
   }

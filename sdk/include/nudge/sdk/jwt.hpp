@@ -25,16 +25,16 @@ struct JwtIdentity {
 
 /// Why a token was refused. Each has a short text (to_string) for a 401 body and logs.
 enum class JwtError {
-  missing,           ///< no token in the request
-  malformed,         ///< not three base64url parts of JSON objects, or longer than kMaxJwtBytes
-  bad_algorithm,     ///< `alg` is not HS256 (`none`, RS256, ...) or `crit` is present
-  bad_signature,     ///< the HMAC does not match
-  missing_expiry,    ///< no numeric `exp`
-  expired,           ///< `exp` plus the leeway has passed
-  not_yet_valid,     ///< `nbf` minus the leeway is still ahead
-  wrong_issuer,      ///< `iss` is not the configured issuer
-  wrong_audience,    ///< `aud` does not name the configured audience
-  bad_identity,      ///< the identity claim is missing or not an acceptable display name
+  missing,         ///< no token in the request
+  malformed,       ///< not three base64url parts of JSON objects, or longer than kMaxJwtBytes
+  bad_algorithm,   ///< `alg` is not HS256 (`none`, RS256, ...) or `crit` is present
+  bad_signature,   ///< the HMAC does not match
+  missing_expiry,  ///< no numeric `exp`
+  expired,         ///< `exp` plus the leeway has passed
+  not_yet_valid,   ///< `nbf` minus the leeway is still ahead
+  wrong_issuer,    ///< `iss` is not the configured issuer
+  wrong_audience,  ///< `aud` does not name the configured audience
+  bad_identity,    ///< the identity claim is missing or not an acceptable display name
 };
 
 /// "token expired", ...: a constant string that never mentions the token's content,

@@ -61,9 +61,9 @@ struct ReplayProgress {
     failed,    ///< cannot replay the range asked for; `error` says why
   };
   State state = State::planning;
-  std::string group;        ///< the consumer group it reads in
-  std::int64_t done = 0;    ///< records between the starts and what the sink confirmed
-  std::int64_t total = 0;   ///< records between the starts and the ends
+  std::string group;       ///< the consumer group it reads in
+  std::int64_t done = 0;   ///< records between the starts and what the sink confirmed
+  std::int64_t total = 0;  ///< records between the starts and the ends
   std::size_t partitions = 0;
   std::size_t partitions_done = 0;
   std::string error;               ///< failed: why, with the earliest position the log still holds

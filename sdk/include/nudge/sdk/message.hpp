@@ -109,7 +109,6 @@ struct EnvelopeLimits {
 /// Decodes an envelope. On malformed input returns a StatusCode::invalid_argument
 /// Status saying what is wrong and leaves `out` untouched; never throws on bad
 /// bytes.
-Status decode_envelope(std::string_view bytes, std::shared_ptr<Message>& out,
-                       const EnvelopeLimits& limits = {});
+Status decode_envelope(std::string_view bytes, std::shared_ptr<Message>& out, const EnvelopeLimits& limits = {});
 
 }  // namespace nudge

@@ -21,13 +21,20 @@ enum class StatusCode {
 
 constexpr std::string_view to_string(StatusCode code) noexcept {
   switch (code) {
-    case StatusCode::ok: return "ok";
-    case StatusCode::invalid_argument: return "invalid_argument";
-    case StatusCode::unavailable: return "unavailable";
-    case StatusCode::timeout: return "timeout";
-    case StatusCode::rejected: return "rejected";
-    case StatusCode::cancelled: return "cancelled";
-    case StatusCode::internal: return "internal";
+    case StatusCode::ok:
+      return "ok";
+    case StatusCode::invalid_argument:
+      return "invalid_argument";
+    case StatusCode::unavailable:
+      return "unavailable";
+    case StatusCode::timeout:
+      return "timeout";
+    case StatusCode::rejected:
+      return "rejected";
+    case StatusCode::cancelled:
+      return "cancelled";
+    case StatusCode::internal:
+      return "internal";
   }
   return "unknown";
 }
@@ -42,18 +49,14 @@ class Status {
   /// A success.
   static Status success() { return Status(); }
   /// A failure with `code` (not StatusCode::ok) and a sentence for logs and clients.
-  static Status error(StatusCode code, std::string message) {
-    return Status(code, std::move(message));
-  }
+  static Status error(StatusCode code, std::string message) { return Status(code, std::move(message)); }
 
   bool ok() const noexcept { return code_ == StatusCode::ok; }
   StatusCode code() const noexcept { return code_; }
   /// Empty when ok.
   const std::string& message() const noexcept { return message_; }
   /// True for failures that may succeed when tried again later.
-  bool retryable() const noexcept {
-    return code_ == StatusCode::unavailable || code_ == StatusCode::timeout;
-  }
+  bool retryable() const noexcept { return code_ == StatusCode::unavailable || code_ == StatusCode::timeout; }
 
  private:
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}

@@ -17,10 +17,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/write.hpp>
 
 namespace nudge::testing {
@@ -138,11 +138,11 @@ class TcpProxy {
       parked_.push_back([this, pipe, &from, &to, &buffer] { pump(pipe, from, to, buffer); });
       return;
     }
-    from.async_read_some(boost::asio::buffer(buffer), [this, pipe, &from, &to, &buffer](boost::system::error_code ec,
-                                                                                         std::size_t n) {
-      if (ec) return pipe->close();
-      forward(pipe, from, to, buffer, n);
-    });
+    from.async_read_some(boost::asio::buffer(buffer),
+                         [this, pipe, &from, &to, &buffer](boost::system::error_code ec, std::size_t n) {
+                           if (ec) return pipe->close();
+                           forward(pipe, from, to, buffer, n);
+                         });
   }
 
   void forward(const std::shared_ptr<Pipe>& pipe, tcp::socket& from, tcp::socket& to, std::array<char, 16384>& buffer,

@@ -185,7 +185,8 @@ bool run_until(boost::asio::io_context& io, Predicate done, std::chrono::millise
 
 /// Runs `io` for `duration`.
 inline void run_for(boost::asio::io_context& io, std::chrono::milliseconds duration) {
-  run_until(io, [] { return false; }, duration);
+  run_until(
+      io, [] { return false; }, duration);
 }
 
 /// Every error in `values` against `schema`, all at once as the runtime lists
@@ -221,7 +222,8 @@ Status write_and_wait(boost::asio::io_context& io, SinkT& sink, BatchPtr batch,
   // Shared: the callback may still come after a timeout.
   auto result = std::make_shared<std::optional<Status>>();
   sink.write(std::move(batch), [result](Status s) { *result = std::move(s); });
-  if (!run_until(io, [&] { return result->has_value(); }, timeout))
+  if (!run_until(
+          io, [&] { return result->has_value(); }, timeout))
     return Status::error(StatusCode::timeout, "write did not complete within the test's limit");
   return **result;
 }
@@ -242,7 +244,8 @@ HistoryResult read_and_wait(boost::asio::io_context& io, SinkT& sink, HistoryQue
   sink.read_history(std::move(query), [result](Status s, std::vector<MessagePtr> m) {
     *result = HistoryResult{std::move(s), std::move(m)};
   });
-  if (!run_until(io, [&] { return result->has_value(); }, timeout))
+  if (!run_until(
+          io, [&] { return result->has_value(); }, timeout))
     return {Status::error(StatusCode::timeout, "history read did not complete within the test's limit"), {}};
   return **result;
 }
@@ -253,7 +256,8 @@ template <class SinkT>
 bool stop_and_wait(boost::asio::io_context& io, SinkT& sink, std::chrono::milliseconds timeout = kWaitLimit) {
   auto stopped = std::make_shared<bool>(false);
   sink.stop([stopped] { *stopped = true; });
-  return run_until(io, [&] { return *stopped; }, timeout);
+  return run_until(
+      io, [&] { return *stopped; }, timeout);
 }
 
 }  // namespace nudge::testing

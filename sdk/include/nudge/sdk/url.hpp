@@ -34,7 +34,7 @@ struct ServerUrlForm {
 
 /// A parsed server URL. Text parts are percent-decoded.
 struct ServerUrl {
-  std::string scheme;  ///< lower-case
+  std::string scheme;         ///< lower-case
   bool has_userinfo = false;  ///< an '@' was there (`nats://token@host`, `redis://:pw@host`)
   std::string user;
   bool has_password = false;  ///< a ':' in the user part, even with nothing after it
@@ -58,18 +58,18 @@ struct ServerUrl {
 /// Why a URL was refused: the part that is wrong, and the offending text.
 struct UrlError {
   enum class Part {
-    empty,             ///< the text is empty
-    scheme,            ///< not `<scheme>://` with an accepted scheme; `text` is the scheme found, lower-case
-    userinfo,          ///< a malformed %-escape in the user or password
-    host_empty,        ///< no host
-    host_name,         ///< characters a host name cannot have; `text` is the host
-    ipv6,              ///< `[` without `]`, an invalid address in brackets, or text after `]` other than `:port`
-    port_empty,        ///< a ':' with no port after it
-    port,              ///< not a number in [1, 65535]; `text` is the port
-    path_not_allowed,  ///< a path where ServerUrlForm::allow_path is false
-    path,              ///< a malformed %-escape or a character a path cannot have
+    empty,              ///< the text is empty
+    scheme,             ///< not `<scheme>://` with an accepted scheme; `text` is the scheme found, lower-case
+    userinfo,           ///< a malformed %-escape in the user or password
+    host_empty,         ///< no host
+    host_name,          ///< characters a host name cannot have; `text` is the host
+    ipv6,               ///< `[` without `]`, an invalid address in brackets, or text after `]` other than `:port`
+    port_empty,         ///< a ':' with no port after it
+    port,               ///< not a number in [1, 65535]; `text` is the port
+    path_not_allowed,   ///< a path where ServerUrlForm::allow_path is false
+    path,               ///< a malformed %-escape or a character a path cannot have
     query_not_allowed,  ///< a query or fragment where the form does not allow one
-    query,             ///< a malformed %-escape or a character a query cannot have
+    query,              ///< a malformed %-escape or a character a query cannot have
   };
   Part part = Part::empty;
   std::string text;

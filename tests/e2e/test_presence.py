@@ -11,7 +11,6 @@ A second class runs the embedded pipeline (memory fanout, no servers): the
 answers of a pipeline with `[pipeline] ephemeral = false`.
 Skips what needs servers when they are down."""
 import asyncio
-import json
 import os
 import re
 import socket
@@ -21,7 +20,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 import nudge_test  # noqa: E402
-from nudge_test import ChatClient, NudgeProcess, psql, websockets  # noqa: E402
+from nudge_test import ChatClient, NudgeProcess, psql  # noqa: E402
 
 PIPELINE = os.path.join(nudge_test.PIPELINES, os.environ.get("NUDGE_PRESENCE_PIPELINE", "chat.toml"))
 EMBEDDED = os.path.join(nudge_test.PIPELINES, "chat-embedded.toml")
@@ -35,28 +34,7 @@ CLIENT_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 class Client(ChatClient):
-    """A chat client that keeps every frame, presence and ephemeral ones included."""
-
-    def __init__(self, url, name):
-        super().__init__(url, name)
-        self.frames = []
-
-    async def _read(self):
-        try:
-            async for raw in self.ws:
-                frame = json.loads(raw)
-                self.frames.append(frame)
-                kind = frame.get("type")
-                if kind == "message":
-                    (self.history if frame.get("history") else self.messages).append(frame)
-                elif kind == "ack":
-                    self.acks[frame["ref"]] = frame["id"]
-                elif kind == "error":
-                    self.errors.append(frame)
-                for w in list(self._waiters):
-                    w()
-        except websockets.ConnectionClosed:
-            pass
+    """A chat client that can pick out received frames by type and fields."""
 
     def of(self, kind, **fields):
         return [f for f in self.frames if f.get("type") == kind and all(f.get(k) == v for k, v in fields.items())]

@@ -127,6 +127,7 @@ class ChatClient:
         self.history = []    # message frames sent from a room's history on joining
         self.acks = {}       # ref -> id
         self.errors = []     # error frames
+        self.frames = []     # every frame, in arrival order (presence and ephemeral ones included)
         self._reader = None
         self._waiters = []
 
@@ -140,6 +141,7 @@ class ChatClient:
         try:
             async for raw in self.ws:
                 frame = json.loads(raw)
+                self.frames.append(frame)
                 kind = frame.get("type")
                 if kind == "message":
                     (self.history if frame.get("history") else self.messages).append(frame)
